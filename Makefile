@@ -1,0 +1,53 @@
+# The two commands: `make run` (set up and start the daemon) and `make test` (set up and pass the tests).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+# Debian packages the integration tests drive as real peers (net-snmp, Mosquitto, Prometheus, Alertmanager).
+APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager
+PYTEST_ARGS ?=
+
+.PHONY: run test lint fmt bench system-deps venv clean
+
+run: $(STAMP)
+	$(VENV)/bin/correlator run
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)
+	$(PY) bench/ingest.py
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Installs the Debian packages the tests need when they are missing and we run as root;
+# otherwise prints the command to run (the tests that need a missing tool skip and say why).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+	      || { echo "apt-get install failed:$$missing"; exit 1; }; \
+	  else \
+	    echo "missing Debian packages:$$missing -- run: sudo apt-get install -y$$missing"; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,40 @@
+"""HTTP webhook collector: `POST /api/v1/events` (the generic format) on the daemon's HTTP server.
+
+Settings (`collectors.webhook`): `token`, the bearer token clients must send (null: none needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from collectors.webhook.generic import GenericEventsHandler
+from correlator.collector import CollectorContext
+from correlator.errors import ConfigError
+
+_KEYS = {"token"}
+
+
+class WebhookCollector:
+    name = "webhook"
+
+    async def start(self) -> None:
+        """Nothing to start: the routes ride the daemon's HTTP server."""
+
+    async def stop(self) -> None:
+        """Nothing to stop: the HTTP server stops with the daemon."""
+
+    def healthy(self) -> bool:
+        return True
+
+
+def create(settings: Mapping[str, Any], ctx: CollectorContext) -> WebhookCollector:
+    for key in settings:
+        if key not in _KEYS:
+            raise ConfigError(f"'collectors.webhook.{key}': unknown key; known: {', '.join(sorted(_KEYS))}")
+    token = settings.get("token")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ConfigError("'collectors.webhook.token': expected a non-empty string or null")
+    handler = GenericEventsHandler(ctx.emit, token)
+    ctx.http.router.add_post("/api/v1/events", handler.handle)
+    return WebhookCollector()

@@ -1,0 +1,159 @@
+"""The generic JSON event format: one object, an array, or NDJSON, chosen by Content-Type.
+
+A batch is not all-or-nothing: valid items are accepted (durably) even when others are invalid;
+the 400 answer lists each invalid item's index and field and the ids that were accepted, so a
+client resends only what failed. A full queue refuses the whole request with 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from correlator import metrics
+from correlator.collector import Emit
+from correlator.errors import FieldError, QueueFull, ShuttingDown
+from correlator.event import Event, event_from_dict
+from correlator.logs import RateLimitedLog
+
+log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
+
+SOURCE = "webhook:generic"
+_JSON = {"application/json", "text/json"}
+_NDJSON = {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+
+
+def json_error(status: int, error: str, retry_after: int | None = None, **extra: Any) -> web.Response:
+    resp = web.Response(
+        status=status, body=orjson.dumps({"error": error, **extra}), content_type="application/json"
+    )
+    if retry_after is not None:
+        resp.headers["Retry-After"] = str(retry_after)
+    return resp
+
+
+def reject(source: str, reason: str, status: int, error: str, **extra: Any) -> web.Response:
+    metrics.EVENTS_REJECTED.labels(source, reason).inc()
+    _ratelog.warning(reason, "%s: rejected request (%s): %s", source, reason, error)
+    return json_error(status, error, **extra)
+
+
+def check_bearer(request: web.Request, token: str | None) -> bool:
+    if token is None:
+        return True
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+async def read_body(request: web.Request, source: str) -> bytes | web.Response:
+    """The request body, or the 413 answer when it is above the limit."""
+    limit = request.app._client_max_size
+    if request.content_length is not None and request.content_length > limit:
+        return reject(source, "too_large", 413, f"body larger than the limit of {limit} bytes")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return reject(source, "too_large", 413, f"body larger than the limit of {limit} bytes")
+
+
+async def accept(emit: Emit, events: list[Event], source: str) -> web.Response | None:
+    """Emit durably; None on success, or the 503 answer when the daemon pushes back."""
+    try:
+        await emit(events, source)
+    except QueueFull as e:
+        return json_error(
+            503,
+            "ingestion queue full, retry later",
+            retry_after=max(1, math.ceil(e.retry_after)),
+        )
+    except ShuttingDown:
+        return json_error(503, "shutting down, retry later", retry_after=5)
+    return None
+
+
+class GenericEventsHandler:
+    def __init__(self, emit: Emit, token: str | None) -> None:
+        self._emit = emit
+        self._token = token
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if not check_bearer(request, self._token):
+            metrics.EVENTS_REJECTED.labels(SOURCE, "unauthorized").inc()
+            resp = json_error(401, "missing or wrong bearer token")
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="correlator"'
+            return resp
+        ctype = request.content_type
+        if ctype not in _JSON and ctype not in _NDJSON:
+            return reject(
+                SOURCE,
+                "unsupported_media_type",
+                415,
+                f"Content-Type must be application/json or application/x-ndjson, got {ctype!r}",
+            )
+        body = await read_body(request, SOURCE)
+        if isinstance(body, web.Response):
+            return body
+        received = time.time()
+        items: list[Any]
+        parse_errors: list[dict[str, Any]] = []
+        if ctype in _JSON:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError as e:
+                return reject(SOURCE, "malformed_json", 400, f"malformed JSON: {e}")
+            items = doc if isinstance(doc, list) else [doc]
+        else:
+            items = []
+            for n, line in enumerate(body.splitlines()):
+                if not line.strip():
+                    items.append(_BLANK)
+                    continue
+                try:
+                    items.append(orjson.loads(line))
+                except orjson.JSONDecodeError as e:
+                    items.append(_BLANK)
+                    parse_errors.append({"index": n, "field": "", "message": f"malformed JSON: {e}"})
+        events: list[Event] = []
+        errors = parse_errors
+        for i, item in enumerate(items):
+            if item is _BLANK:
+                continue
+            try:
+                events.append(event_from_dict(item, SOURCE, received))
+            except FieldError as e:
+                errors.append({"index": i, "field": e.field, "message": e.message})
+        if not events and not errors:
+            return reject(SOURCE, "empty", 400, "no events in the request body")
+        if events:
+            pushed_back = await accept(self._emit, events, SOURCE)
+            if pushed_back is not None:
+                return pushed_back
+        ids = [e.id for e in events]
+        if errors:
+            errors.sort(key=lambda x: x["index"])
+            metrics.EVENTS_REJECTED.labels(SOURCE, "invalid").inc(len(errors))
+            first = errors[0]
+            _ratelog.warning(
+                "invalid",
+                "%s: %d invalid events, first at index %d: %s: %s",
+                SOURCE,
+                len(errors),
+                first["index"],
+                first["field"],
+                first["message"],
+            )
+            return json_error(400, f"{len(errors)} invalid event(s)", errors=errors, accepted=ids)
+        return web.Response(
+            status=202, body=orjson.dumps({"accepted": len(ids), "ids": ids}), content_type="application/json"
+        )
+
+
+_BLANK = object()

@@ -1,0 +1,5 @@
+import sys
+
+from correlator.cli import main
+
+sys.exit(main())

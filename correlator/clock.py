@@ -1,0 +1,73 @@
+"""Time for correlation: one clock object with timers, driven by wall time live and by event time in replay.
+
+Windows and timeouts never read `time.time()` directly; they ask the clock, so replay and tests are
+exact and need no sleeps.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(order=True, slots=True)
+class Timer:
+    when: float
+    seq: int
+    callback: Callable[[float], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Clock:
+    """A monotonic clock whose time only moves when `advance_to` is called.
+
+    Due timers run in time order, and `now()` reads the timer's own deadline while its callback
+    runs, so a timeout fires at exactly the time it was due whatever the driver's granularity.
+    """
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._timers: list[Timer] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    def call_at(self, when: float, callback: Callable[[float], None]) -> Timer:
+        timer = Timer(when, next(self._seq), callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def pending(self) -> int:
+        return sum(1 for t in self._timers if not t.cancelled)
+
+    def next_deadline(self) -> float | None:
+        while self._timers and self._timers[0].cancelled:
+            heapq.heappop(self._timers)
+        return self._timers[0].when if self._timers else None
+
+    def advance_to(self, t: float) -> int:
+        """Move time forward to `t` (never backward), firing due timers; returns how many fired."""
+        fired = 0
+        timers = self._timers
+        while timers and timers[0].when <= t:
+            timer = heapq.heappop(timers)
+            if timer.cancelled:
+                continue
+            self._now = max(self._now, timer.when)
+            timer.callback(self._now)
+            fired += 1
+        if t > self._now:
+            self._now = t
+        return fired
+
+
+def wall_clock() -> Clock:
+    """A clock starting at the current wall time; the daemon's ticker advances it every second."""
+    return Clock(time.time())

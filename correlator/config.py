@@ -1,0 +1,230 @@
+"""The daemon's configuration: built-in defaults < `correlator.yaml` < command-line flags.
+
+Every key is declared once here as a dataclass field with its default; docs/configuration.md lists
+them. Unknown keys and bad values stop start-up with the file, line, key and what was expected.
+Collector sections (`collectors.<name>`) are kept raw here and validated by the collector itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from correlator import yamlfile
+from correlator.errors import ConfigError, did_you_mean
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """'500ms', '30s', '5m', '2h', '7d', '1w' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '30s' or '5m', got {value!r}")
+    if isinstance(value, int | float) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"expected a duration like '30s', '5m' or '7d', got {value!r}")
+
+
+def parse_hostport(value: object) -> tuple[str, int]:
+    """'127.0.0.1:8080', '[::1]:8080' or ':8080' -> (host, port)."""
+    if isinstance(value, str):
+        host, sep, port = value.rpartition(":")
+        if sep and port.isdigit() and 0 < int(port) < 65536:
+            host = host.strip("[]") or "127.0.0.1"
+            return host, int(port)
+    raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8080, got {value!r}")
+
+
+def _duration(default: float, doc: str) -> Any:
+    return field(default=default, metadata={"kind": "duration", "doc": doc})
+
+
+def _doc(default: Any, doc: str) -> Any:
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    listen: tuple[str, int] = field(
+        default=("127.0.0.1", 8080), metadata={"kind": "hostport", "doc": "address of the HTTP API"}
+    )
+    max_body_bytes: int = _doc(1 << 20, "largest accepted request body; larger ones get 413")
+    events_token: str | None = _doc(
+        None, "bearer token required by POST /api/v1/events; null accepts any client"
+    )
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    data_dir: Path = _doc(Path("var"), "directory of the SQLite journal and event store")
+    retention: float = _duration(7 * 86400.0, "how long stored events are kept")
+    fsync: bool = _doc(
+        True, "fsync the journal on every group commit (survives power loss, not just a crash)"
+    )
+    retention_interval: float = _duration(3600.0, "how often the retention job runs")
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    max_events: int = _doc(200_000, "events acknowledged but not yet processed before ingest answers 503")
+    retry_after: float = _duration(1.0, "Retry-After sent with 503 when the queue is full")
+    batch_events: int = _doc(5000, "most events the pipeline takes from the queue at once")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = _doc("info", "log level")
+    format: Literal["text", "json"] = _doc("text", "'json' writes one JSON object per line")
+
+
+@dataclass(frozen=True)
+class Config:
+    http: HttpConfig = field(default_factory=HttpConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    rules_dir: Path = _doc(Path("rules"), "directory of the rule files (searched recursively)")
+    shutdown_grace: float = _duration(10.0, "time allowed to drain the queue on SIGTERM")
+    collectors: dict[str, Any] = field(
+        default_factory=lambda: {"webhook": {}},
+        metadata={"kind": "raw", "doc": "collector sections, each validated by its collector"},
+    )
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Build the Config: defaults, then the file (if any), then dotted-key overrides from flags."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yamlfile.load(path)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such configuration file") from None
+        except yamlfile.YamlError as e:
+            raise ConfigError(str(e)) from None
+        if loaded is None:
+            loaded = yamlfile.YamlMap()
+            loaded.position = yamlfile.Position(str(path), 1, 1)
+            loaded.key_positions, loaded.value_positions = {}, {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}:1:1: the configuration must be a mapping of keys")
+        raw = loaded
+    cfg: Config = _build(Config, raw, "")
+    for dotted, value in (overrides or {}).items():
+        cfg = _override(cfg, dotted.split("."), value, dotted)
+    return cfg
+
+
+def _build(cls: type[Any], raw: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = _where(raw, key)
+        if key not in fields:
+            hint = did_you_mean(key, fields)
+            extra = f" (did you mean '{prefix}{hint}'?)" if hint else ""
+            raise ConfigError(f"{where}unknown key '{prefix}{key}'{extra}")
+        f = fields[key]
+        kwargs[key] = _convert(f, hints[key], value, f"{prefix}{key}", where)
+    return cls(**kwargs)
+
+
+def _convert(f: dataclasses.Field[Any], hint: Any, value: Any, name: str, where: str) -> Any:
+    kind = f.metadata.get("kind")
+    try:
+        if kind == "duration":
+            return parse_duration(value)
+        if kind == "hostport":
+            return parse_hostport(value)
+        if kind == "raw":
+            if not isinstance(value, dict):
+                raise ValueError(f"expected a mapping, got {type(value).__name__}")
+            return value
+        return _typed(hint, value, name)
+    except ValueError as e:
+        raise ConfigError(f"{where}'{name}': {e}") from None
+
+
+def _typed(hint: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping, got {type(value).__name__}")
+        return _build(typing.cast(type[Any], hint), value, name + ".")
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _typed(args[0], value, name)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"expected a whole number >= 0, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        return value
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"expected a path, got {value!r}")
+        return Path(value)
+    raise ValueError(f"unsupported setting type {hint!r}")  # a bug in this module, not in the file
+
+
+def _override(obj: Any, parts: list[str], value: Any, dotted: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    head = parts[0]
+    if head not in names:
+        raise ConfigError(f"unknown setting '{dotted}'")
+    if len(parts) == 1:
+        f = names[head]
+        new = _convert(f, typing.get_type_hints(type(obj))[head], value, dotted, "")
+    else:
+        new = _override(getattr(obj, head), parts[1:], value, dotted)
+    return dataclasses.replace(obj, **{head: new})
+
+
+def _where(raw: dict[str, Any], key: str) -> str:
+    if isinstance(raw, yamlfile.YamlMap):
+        return f"{raw.where(key)}: "
+    return ""
+
+
+def describe(cls: type[Any] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, description) for every setting: the source of docs/configuration.md."""
+    rows: list[tuple[str, str, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            rows.extend(describe(typing.cast(type[Any], hint), f"{prefix}{f.name}."))
+            continue
+        factory: Any = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()
+        rows.append((prefix + f.name, repr(default), f.metadata.get("doc", "")))
+    return rows

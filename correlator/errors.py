@@ -1,0 +1,43 @@
+"""The daemon's exception hierarchy; every error says what was expected and where.
+
+Shared by every layer, so a caller can catch `CorrelatorError` at a boundary and report it cleanly.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class CorrelatorError(Exception):
+    """Base of every error the daemon raises on purpose."""
+
+
+class ConfigError(CorrelatorError):
+    """The configuration file or a command-line flag is invalid; stops start-up."""
+
+
+class FieldError(CorrelatorError):
+    """One field of an incoming event is invalid; `field` names it ("" for the whole item)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+class QueueFull(CorrelatorError):
+    """The ingestion queue has no room: the caller must push back (HTTP 503, no MQTT ack, ...)."""
+
+    def __init__(self, depth: int, capacity: int, retry_after: float) -> None:
+        super().__init__(f"ingestion queue full ({depth}/{capacity} events)")
+        self.retry_after = retry_after
+
+
+class ShuttingDown(CorrelatorError):
+    """The daemon is stopping and accepts no more events."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return match[0] if match else None

@@ -1,0 +1,293 @@
+"""The one normalised event type that every collector produces, and its validation.
+
+Collectors build `Event`s (through `event_from_dict` or directly); the queue carries them as orjson,
+the pipeline transforms them and the store keeps them. docs/events.md documents the schema.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from correlator.errors import FieldError
+
+
+class Severity(enum.StrEnum):
+    """One ordered scale for every source; `rank` orders it (clear lowest, critical highest)."""
+
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+    WARNING = "warning"
+    INFO = "info"
+    CLEAR = "clear"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @classmethod
+    def parse(cls, value: object) -> Severity:
+        if isinstance(value, str):
+            sev = _BY_NAME.get(value.lower())
+            if sev is not None:
+                return sev
+        raise FieldError("severity", f"must be one of {', '.join(_NAMES)}, got {value!r}")
+
+
+_RANK = {
+    Severity.CLEAR: 0,
+    Severity.INFO: 1,
+    Severity.WARNING: 2,
+    Severity.MINOR: 3,
+    Severity.MAJOR: 4,
+    Severity.CRITICAL: 5,
+}
+_BY_NAME = {s.value: s for s in Severity}
+_NAMES = [s.value for s in Severity]
+
+MAX_ID_LEN = 128
+MAX_NAME_LEN = 256
+MAX_MESSAGE_LEN = 16384
+
+
+@dataclass(slots=True)
+class Event:
+    """A normalised event. Times are UTC epoch seconds (floats) so the hot path never builds datetimes.
+
+    `fingerprint` is the de-duplication key: by default a hash of (host, resource, type), so repeats
+    of the same condition and its clear share it while the severity may change.
+    `count` and `last_seen` are maintained by de-duplication (one stored event per repeat burst).
+    """
+
+    id: str
+    time: float
+    received: float
+    source: str
+    host: str
+    type: str
+    severity: Severity = Severity.INFO
+    resource: str = ""
+    message: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+    count: int = 1
+    last_seen: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            self.fingerprint = fingerprint(self.host, self.resource, self.type)
+        if not self.last_seen:
+            self.last_seen = self.time
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form used by the queue and the store (epoch-second floats)."""
+        return {
+            "id": self.id,
+            "time": self.time,
+            "received": self.received,
+            "source": self.source,
+            "host": self.host,
+            "type": self.type,
+            "severity": self.severity.value,
+            "resource": self.resource,
+            "message": self.message,
+            "attributes": self.attributes,
+            "fingerprint": self.fingerprint,
+            "count": self.count,
+            "last_seen": self.last_seen,
+        }
+
+    def to_api(self) -> dict[str, Any]:
+        """The public JSON form: like the wire form but with ISO 8601 UTC times."""
+        d = self.to_dict()
+        d["time"] = iso(self.time)
+        d["received"] = iso(self.received)
+        d["last_seen"] = iso(self.last_seen)
+        return d
+
+    @classmethod
+    def from_wire(cls, d: Mapping[str, Any]) -> Event:
+        """Rebuild an event that this daemon serialised itself (trusted, no validation)."""
+        return cls(
+            d["id"],
+            d["time"],
+            d["received"],
+            d["source"],
+            d["host"],
+            d["type"],
+            _BY_NAME[d["severity"]],
+            d["resource"],
+            d["message"],
+            d["attributes"],
+            d["fingerprint"],
+            d["count"],
+            d["last_seen"],
+        )
+
+
+def fingerprint(host: str, resource: str, type_: str) -> str:
+    """Stable de-duplication key: 20 hex digits of BLAKE2b over host, resource and type."""
+    key = f"{host}\x1f{resource}\x1f{type_}".encode()
+    return hashlib.blake2b(key, digest_size=10).hexdigest()
+
+
+def new_id() -> str:
+    return os.urandom(16).hex()
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: object, name: str = "time") -> float:
+    """Accept epoch seconds (int/float) or an ISO 8601 string; a naive string is taken as UTC."""
+    if isinstance(value, bool):
+        raise FieldError(name, f"must be an ISO 8601 string or epoch seconds, got {value!r}")
+    if isinstance(value, int | float):
+        if not 0 <= value < 32503680000:  # year 3000: catches milliseconds sent as seconds
+            raise FieldError(name, f"epoch seconds out of range: {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise FieldError(
+                name, f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z, got {value!r}"
+            ) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    raise FieldError(name, f"must be an ISO 8601 string or epoch seconds, got {type(value).__name__}")
+
+
+EVENT_FIELDS = (
+    "id",
+    "time",
+    "host",
+    "type",
+    "severity",
+    "resource",
+    "message",
+    "attributes",
+    "fingerprint",
+)
+
+
+RECORDED_FIELDS = ("source", "received", "count", "last_seen")
+
+
+def event_from_dict(d: object, source: str, received: float, recorded: bool = False) -> Event:
+    """Validate one untrusted JSON object (the generic format) into an Event.
+
+    Raises FieldError naming the first offending field. Unknown fields are rejected rather than
+    silently dropped, because a misspelt `severty` would otherwise lose the severity unnoticed.
+    With `recorded`, the fields of a stored event (source, received, count, last_seen) are taken
+    too, so events exported from the store can be replayed.
+    """
+    if not isinstance(d, dict):
+        raise FieldError("", f"an event must be a JSON object, got {_json_type(d)}")
+    known = _KNOWN_RECORDED if recorded else _KNOWN
+    for key in d:
+        if key not in known:
+            raise FieldError(key, f"unknown field{_suggest(key)}; known fields: {', '.join(sorted(known))}")
+    if recorded:
+        return _recorded(d, source, received)
+    host = _name(d, "host", required=True)
+    type_ = _name(d, "type", required=True)
+    resource = _name(d, "resource", required=False)
+    sev = d.get("severity")
+    severity = Severity.INFO if sev is None else Severity.parse(sev)
+    t = d.get("time")
+    time_ = received if t is None else parse_time(t)
+    ident = d.get("id")
+    if ident is None:
+        ident = new_id()
+    elif not isinstance(ident, str) or not 0 < len(ident) <= MAX_ID_LEN:
+        raise FieldError("id", f"must be a non-empty string of at most {MAX_ID_LEN} characters")
+    message = d.get("message", "")
+    if not isinstance(message, str):
+        raise FieldError("message", f"must be a string, got {_json_type(message)}")
+    if len(message) > MAX_MESSAGE_LEN:
+        raise FieldError("message", f"longer than {MAX_MESSAGE_LEN} characters")
+    attributes = d.get("attributes")
+    if attributes is None:
+        attributes = {}
+    elif not isinstance(attributes, dict):
+        raise FieldError("attributes", f"must be a JSON object, got {_json_type(attributes)}")
+    fp = d.get("fingerprint", "")
+    if not isinstance(fp, str) or len(fp) > MAX_NAME_LEN:
+        raise FieldError("fingerprint", f"must be a string of at most {MAX_NAME_LEN} characters")
+    return Event(ident, time_, received, source, host, type_, severity, resource, message, attributes, fp)
+
+
+def _recorded(d: dict[str, Any], source: str, received: float) -> Event:
+    plain = {k: v for k, v in d.items() if k not in RECORDED_FIELDS}
+    src = d.get("source", source)
+    if not isinstance(src, str) or not src:
+        raise FieldError("source", "must be a non-empty string")
+    ev = event_from_dict(plain, src, received)
+    if "received" in d:
+        ev.received = parse_time(d["received"], "received")
+    count = d.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise FieldError("count", "must be a whole number >= 1")
+    ev.count = count
+    if "last_seen" in d:
+        ev.last_seen = parse_time(d["last_seen"], "last_seen")
+    return ev
+
+
+def dumps_events(events: list[Event]) -> bytes:
+    return orjson.dumps([e.to_dict() for e in events])
+
+
+def loads_events(payload: bytes) -> list[Event]:
+    return [Event.from_wire(d) for d in orjson.loads(payload)]
+
+
+_KNOWN = frozenset(EVENT_FIELDS)
+_KNOWN_RECORDED = _KNOWN | frozenset(RECORDED_FIELDS)
+
+
+def _name(d: dict[str, Any], key: str, required: bool) -> str:
+    v = d.get(key)
+    if v is None or v == "":
+        if required:
+            raise FieldError(key, "is required and must be a non-empty string")
+        return ""
+    if not isinstance(v, str):
+        raise FieldError(key, f"must be a string, got {_json_type(v)}")
+    if len(v) > MAX_NAME_LEN:
+        raise FieldError(key, f"longer than {MAX_NAME_LEN} characters")
+    return v
+
+
+def _json_type(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int | float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "object"
+    return type(v).__name__
+
+
+def _suggest(key: str) -> str:
+    from correlator.errors import did_you_mean
+
+    hint = did_you_mean(key, EVENT_FIELDS + RECORDED_FIELDS)
+    return f" (did you mean {hint!r}?)" if hint else ""

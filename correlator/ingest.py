@@ -1,0 +1,27 @@
+"""The collectors' way in: serialise a batch once (orjson) and put it on the durable queue."""
+
+from __future__ import annotations
+
+from correlator import metrics
+from correlator.errors import QueueFull, ShuttingDown
+from correlator.event import Event, dumps_events
+from correlator.queue import IngestQueue
+
+
+class Ingest:
+    def __init__(self, queue: IngestQueue) -> None:
+        self._queue = queue
+
+    async def emit(self, events: list[Event], source: str) -> None:
+        """Durable on return. Raises QueueFull or ShuttingDown, counted as rejections."""
+        if not events:
+            return
+        try:
+            await self._queue.put(dumps_events(events), len(events))
+        except QueueFull:
+            metrics.EVENTS_REJECTED.labels(source, "queue_full").inc(len(events))
+            raise
+        except ShuttingDown:
+            metrics.EVENTS_REJECTED.labels(source, "shutting_down").inc(len(events))
+            raise
+        metrics.EVENTS_RECEIVED.labels(source).inc(len(events))

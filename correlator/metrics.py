@@ -1,0 +1,43 @@
+"""The daemon's own health metrics, declared once (Prometheus naming: base units, `_total`, bounded labels).
+
+Feature modules declare their own metrics beside their code; these are the ones the core updates.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_RECEIVED = Counter(
+    "correlator_events_received_total", "Events accepted durably from a source", ["source"]
+)
+EVENTS_REJECTED = Counter(
+    "correlator_events_rejected_total",
+    "Events or requests refused at ingest, by source and reason",
+    ["source", "reason"],
+)
+EVENTS_PROCESSED = Counter("correlator_events_processed_total", "Events that went through the pipeline")
+EVENTS_STORED = Counter("correlator_events_stored_total", "Events written to the event store")
+QUEUE_DEPTH = Gauge("correlator_queue_depth_events", "Events acknowledged but not yet processed")
+QUEUE_CAPACITY = Gauge("correlator_queue_capacity_events", "Queue depth at which ingest answers 503")
+JOURNAL_COMMIT_SECONDS = Histogram(
+    "correlator_journal_commit_seconds",
+    "Time of one durable group commit of the ingest journal",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+STORE_WRITE_SECONDS = Histogram(
+    "correlator_store_write_seconds",
+    "Time of one batched write to the event store",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+PIPELINE_LATENCY_SECONDS = Histogram(
+    "correlator_pipeline_latency_seconds",
+    "Time from an event's receipt to its storage",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
+STAGE_ERRORS = Counter(
+    "correlator_stage_errors_total",
+    "Batches a pipeline stage failed on (events passed on unchanged)",
+    ["stage"],
+)
+COLLECTOR_UP = Gauge("correlator_collector_up", "1 while a collector is running and healthy", ["collector"])
+RETENTION_DELETED = Counter("correlator_retention_deleted_events_total", "Events removed by retention")

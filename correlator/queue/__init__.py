@@ -1,0 +1,43 @@
+"""The bounded ingestion queue between collectors and the pipeline.
+
+`put` returns only once the payload is durable, so a collector may acknowledge its sender then
+(HTTP 2xx, MQTT PUBACK, SNMP inform response). The pipeline `get`s batches and `ack`s them after the
+event store has them; what was never acked is delivered again after a restart. Payloads are opaque
+orjson bytes so that a networked bus (NATS JetStream) can implement the same interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    seq: int  # position in the queue; acking it acks everything before it too
+    payload: bytes  # orjson list of wire-form events
+    count: int  # number of events in the payload
+
+
+class IngestQueue(Protocol):
+    async def put(self, payload: bytes, count: int) -> int:
+        """Store durably and return the item's seq; raises QueueFull or ShuttingDown."""
+        ...
+
+    async def get(self, max_events: int) -> list[QueueItem]:
+        """Wait for at least one item; return consecutive items holding up to `max_events` events."""
+        ...
+
+    async def ack(self, seq: int) -> None:
+        """Forget every item up to and including `seq`."""
+        ...
+
+    def depth(self) -> int:
+        """Events accepted (or being made durable) and not yet acked."""
+        ...
+
+    def close_for_input(self) -> None:
+        """Refuse further `put`s (shutdown); `get` and `ack` keep working for draining."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,49 @@
+"""The event store: where processed events are kept and queried.
+
+Writes are idempotent by event id, so an item delivered twice by the queue (crash between store and
+ack) is stored once. SQLite is the embedded default; other back ends implement `EventStore`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from correlator.event import Event
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    host: str | None = None
+    type: str | None = None
+    severities: tuple[str, ...] = ()
+    source: str | None = None
+    fingerprint: str | None = None
+    since: float | None = None  # event time, inclusive
+    until: float | None = None  # event time, exclusive
+    limit: int = 100
+    cursor: int | None = None  # continue below this store position (newest first)
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    events: list[Event]
+    next_cursor: int | None
+
+
+class EventStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def write(self, events: list[Event]) -> int:
+        """Store events (ignoring ids already stored); returns how many were new."""
+        ...
+
+    async def query(self, q: EventQuery) -> EventPage: ...
+
+    async def count(self) -> int: ...
+
+    async def delete_older_than(self, t: float) -> int: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,165 @@
+"""SQLite event store (WAL, aiosqlite, one batched transaction per pipeline batch).
+
+The whole event is kept as one orjson blob; the columns beside it exist only to be filtered on.
+Schema versions are applied in order on open (PRAGMA user_version).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from correlator import metrics
+from correlator.event import Event
+from correlator.store import EventPage, EventQuery
+
+MIGRATIONS: list[str] = [
+    # 1: events
+    """
+    CREATE TABLE events (
+        pos INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        time REAL NOT NULL,
+        host TEXT NOT NULL,
+        type TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        source TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE INDEX events_host ON events(host, pos);
+    CREATE INDEX events_type ON events(type, pos);
+    CREATE INDEX events_time ON events(time);
+    CREATE INDEX events_fingerprint ON events(fingerprint, pos);
+    """,
+]
+
+
+class SqliteEventStore:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("event store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self._path, isolation_level=None)
+        # The journal is the durable copy of anything not yet stored, so NORMAL is enough here.
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await migrate(self._db, MIGRATIONS)
+
+    async def write(self, events: list[Event]) -> int:
+        if not events:
+            return 0
+        db = self.db
+        rows = [
+            (
+                e.id,
+                e.time,
+                e.host,
+                e.type,
+                e.severity.value,
+                e.source,
+                e.fingerprint,
+                orjson.dumps(e.to_dict()),
+            )
+            for e in events
+        ]
+        t0 = time.perf_counter()
+        before = db.total_changes
+        await db.execute("BEGIN")
+        try:
+            await db.executemany(
+                "INSERT OR IGNORE INTO events(id, time, host, type, severity, source, fingerprint, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        metrics.STORE_WRITE_SECONDS.observe(time.perf_counter() - t0)
+        new = db.total_changes - before
+        metrics.EVENTS_STORED.inc(new)
+        return new
+
+    async def query(self, q: EventQuery) -> EventPage:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("host", q.host),
+            ("type", q.type),
+            ("source", q.source),
+            ("fingerprint", q.fingerprint),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if q.severities:
+            where.append(f"severity IN ({','.join('?' * len(q.severities))})")
+            args.extend(q.severities)
+        if q.since is not None:
+            where.append("time >= ?")
+            args.append(q.since)
+        if q.until is not None:
+            where.append("time < ?")
+            args.append(q.until)
+        if q.cursor is not None:
+            where.append("pos < ?")
+            args.append(q.cursor)
+        sql = "SELECT pos, body FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY pos DESC LIMIT ?"
+        args.append(q.limit + 1)
+        rows = list(await self.db.execute_fetchall(sql, args))
+        more = len(rows) > q.limit
+        rows = rows[: q.limit]
+        events = [Event.from_wire(orjson.loads(body)) for _, body in rows]
+        return EventPage(events, rows[-1][0] if more and rows else None)
+
+    async def count(self) -> int:
+        rows = list(await self.db.execute_fetchall("SELECT COUNT(*) FROM events"))
+        return int(rows[0][0])
+
+    async def delete_older_than(self, t: float) -> int:
+        cur = await self.db.execute("DELETE FROM events WHERE time < ?", (t,))
+        n = cur.rowcount
+        metrics.RETENTION_DELETED.inc(max(n, 0))
+        return n
+
+    async def ping(self) -> bool:
+        try:
+            await self.db.execute_fetchall("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+
+async def migrate(db: aiosqlite.Connection, migrations: list[str]) -> int:
+    """Apply the migrations newer than the database's user_version, each in its own transaction."""
+    rows = list(await db.execute_fetchall("PRAGMA user_version"))
+    version = int(rows[0][0])
+    if version > len(migrations):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this correlator knows ({len(migrations)});"
+            " upgrade the correlator or restore a matching backup"
+        )
+    for n, script in enumerate(migrations[version:], start=version + 1):
+        await db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {n};\nCOMMIT;")
+    return len(migrations) - version

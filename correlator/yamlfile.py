@@ -1,0 +1,103 @@
+"""YAML loading that remembers where every mapping and key came from, for `file:line:col` errors.
+
+Used by the configuration loader and the rule compiler; both report errors against the operator's
+own file, so they need positions that plain `yaml.safe_load` throws away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    file: str
+    line: int  # 1-based
+    column: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class YamlMap(dict[str, Any]):
+    """A dict that knows its own position and the position of each key and value."""
+
+    position: Position
+    key_positions: dict[str, Position]
+    value_positions: dict[str, Position]
+
+    def where(self, key: str | None = None) -> Position:
+        if key is not None and key in self.key_positions:
+            return self.key_positions[key]
+        return self.position
+
+    def where_value(self, key: str) -> Position:
+        return self.value_positions.get(key) or self.where(key)
+
+
+class YamlList(list[Any]):
+    position: Position
+    item_positions: list[Position]
+
+
+class YamlError(Exception):
+    def __init__(self, position: Position, message: str) -> None:
+        super().__init__(f"{position}: {message}")
+        self.position = position
+        self.message = message
+
+
+def _pos(file: str, node: yaml.Node) -> Position:
+    return Position(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _make_loader(file: str) -> type[yaml.SafeLoader]:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> YamlMap:
+        m = YamlMap()
+        m.position = _pos(file, node)
+        m.key_positions = {}
+        m.value_positions = {}
+        loader.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                key = str(key)
+            if key in m:
+                raise YamlError(_pos(file, key_node), f"duplicate key {key!r}")
+            m[key] = loader.construct_object(value_node, deep=True)
+            m.key_positions[key] = _pos(file, key_node)
+            m.value_positions[key] = _pos(file, value_node)
+        return m
+
+    def construct_seq(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> YamlList:
+        seq = YamlList(loader.construct_object(child, deep=True) for child in node.value)
+        seq.position = _pos(file, node)
+        seq.item_positions = [_pos(file, child) for child in node.value]
+        return seq
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_map)
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_seq)
+    return Loader
+
+
+def loads(text: str, file: str = "<string>") -> Any:
+    """Parse YAML text; syntax errors become YamlError with the file, line and column."""
+    try:
+        return yaml.load(text, Loader=_make_loader(file))  # noqa: S506 - a SafeLoader subclass
+    except YamlError:
+        raise
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        pos = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file, 1, 1)
+        raise YamlError(pos, f"YAML syntax error: {e.problem or e.context}") from None
+
+
+def load(path: Path) -> Any:
+    return loads(path.read_text(encoding="utf-8"), str(path))

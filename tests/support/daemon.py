@@ -1,0 +1,165 @@
+"""Start the real `correlator run` as a subprocess on a free port, and talk to it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def need_tool(name: str, package: str) -> str:
+    """Path of a system tool, or skip the test saying which Debian package provides it."""
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    if path is None:
+        pytest.skip(f"{name} not installed: run `make test` as root or `apt-get install -y {package}`")
+    return path
+
+
+@dataclass
+class DaemonProcess:
+    workdir: Path
+    config: dict[str, Any]
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.workdir / "daemon.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        cfg_path = self.workdir / "correlator.yaml"
+        cfg_path.write_text(yaml.safe_dump(self.config))
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "correlator", "run", "--config", str(cfg_path)],
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.get("/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon did not answer /healthz in {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def get(self, path: str) -> tuple[int, Any]:
+        status, _, body = self.request("GET", path)
+        try:
+            return status, orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return status, body.decode(errors="replace")
+
+    def post_json(self, path: str, doc: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        h = {"Content-Type": "application/json", **(headers or {})}
+        status, _, body = self.request("POST", path, orjson.dumps(doc), h)
+        return status, orjson.loads(body) if body else None
+
+    def wait_for(self, predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
+        """Poll until predicate() is truthy (the daemon works asynchronously; this is not a sleep)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}\n--- daemon log ---\n{self.log()}")
+
+    def events(self, query: str = "") -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            sep = "&" if query else ""
+            path = f"/api/v1/events?limit=1000{sep}{query}" + (f"&cursor={cursor}" if cursor else "")
+            status, doc = self.get(path)
+            assert status == 200, doc
+            out.extend(doc["events"])
+            if not doc["next_cursor"]:
+                return out
+            cursor = doc["next_cursor"]
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """Value of one sample from /metrics (0 when absent)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        _, _, body = self.request("GET", "/metrics")
+        for fam in text_string_to_metric_families(body.decode()):
+            for s in fam.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items()):
+                    return float(s.value)
+        return 0.0
+
+
+def base_config(workdir: Path, port: int, **extra: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "http": {"listen": f"127.0.0.1:{port}"},
+        "storage": {"data_dir": str(workdir / "var"), "fsync": True},
+        "rules_dir": str(REPO / "rules"),
+        "shutdown_grace": "10s",
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return cfg
