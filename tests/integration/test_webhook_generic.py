@@ -94,7 +94,7 @@ def test_bearer_token(make_daemon):
 
 def test_unsupported_content_type(make_daemon):
     d = make_daemon()
-    status, _, raw = d.request("POST", "/api/v1/events", b"host=x", {"Content-Type": "text/plain"})
+    status, _, _ = d.request("POST", "/api/v1/events", b"host=x", {"Content-Type": "text/plain"})
     assert status == 415
 
 
