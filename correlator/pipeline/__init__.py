@@ -16,6 +16,7 @@ from correlator import metrics
 from correlator.clock import Clock
 from correlator.config import Config
 from correlator.event import Event
+from correlator.responses import Response
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ class StageContext:
     clock: Clock
     live: bool  # False in replay: time comes only from the events
     seq: int = 0  # queue position of the batch (0 in replay)
-    notes: dict[str, object] = field(default_factory=dict)
+    responses: list[Response] = field(default_factory=list)  # asked for by correlation, done by later stages
 
 
 class Stage(Protocol):
