@@ -64,6 +64,10 @@ class HttpConfig:
     events_token: str | None = _doc(
         None, "bearer token required by POST /api/v1/events; null accepts any client"
     )
+    tokens: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"kind": "raw", "doc": "API tokens {name: {role, sha256}}; empty: API open (docs/api.md)"},
+    )
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,9 @@ class Config:
     collectors: dict[str, Any] = field(
         default_factory=lambda: {"webhook": {}},
         metadata={"kind": "raw", "doc": "collector sections, each validated by its collector"},
+    )
+    incidents: dict[str, Any] = field(
+        default_factory=dict, metadata={"kind": "raw", "doc": "incident management (docs/incidents.md)"}
     )
 
 

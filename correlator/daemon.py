@@ -19,10 +19,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from correlator import metrics
 from correlator.api.app import make_app
+from correlator.api.auth import parse_tokens
 from correlator.api.common import AppState
 from correlator.clock import Clock, wall_clock
 from correlator.collector import Collector, CollectorContext, create_collectors
 from correlator.config import Config
+from correlator.incidents import IncidentService, parse_settings
+from correlator.incidents import scheduler as incident_scheduler
+from correlator.incidents.store import create_store
 from correlator.ingest import Ingest
 from correlator.pipeline import build_pipeline
 from correlator.queue.journal import JournalQueue
@@ -42,6 +46,7 @@ class Daemon:
     app: web.Application
     collectors: list[Collector]
     scheduler: AsyncIOScheduler
+    incidents: IncidentService
 
 
 async def build(config: Config) -> Daemon:
@@ -53,13 +58,19 @@ async def build(config: Config) -> Daemon:
         data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
     )
     await queue.open()
-    runner = PipelineRunner(queue, build_pipeline(config), store, clock, config.queue.batch_events)
-    state = AppState(store=store, queue=queue)
+    settings = parse_settings(config.incidents)
+    auth = parse_tokens(config.http.tokens)
+    incidents = IncidentService(create_store(settings.dsn, data), settings, clock)
+    await incidents.open()
+    runner = PipelineRunner(queue, build_pipeline(config, incidents), store, clock, config.queue.batch_events)
+    state = AppState(store=store, queue=queue, incidents=incidents, auth=auth)
     app = make_app(state, config.http.max_body_bytes)
     ctx = CollectorContext(Ingest(queue).emit, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
     scheduler = AsyncIOScheduler(timezone="UTC")
-    return Daemon(config, clock, queue, store, runner, app, state.collectors, scheduler)
+    if not auth.enabled:
+        log.warning("no API tokens in http.tokens: the API is open to anyone who can reach it (docs/api.md)")
+    return Daemon(config, clock, queue, store, runner, app, state.collectors, scheduler, incidents)
 
 
 async def run(config: Config) -> int:
@@ -90,6 +101,7 @@ async def run(config: Config) -> int:
         next_run_time=None,
     )
     daemon.scheduler.start()
+    incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
     await enforce_retention()
 
     runner = web.AppRunner(daemon.app, access_log=None, shutdown_timeout=config.shutdown_grace / 2)
@@ -118,6 +130,7 @@ async def run(config: Config) -> int:
             await task
     daemon.scheduler.shutdown(wait=False)
     await runner.cleanup()
+    await daemon.incidents.close()
     await daemon.queue.close()
     await daemon.store.close()
     if left:
