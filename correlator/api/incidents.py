@@ -306,7 +306,7 @@ def _action(
         parameters=(ID,),
         request_body={
             "type": "object",
-            "required": list(required),
+            **({"required": list(required)} if required else {}),
             "properties": {k: _schema_of(v) for k, v in fields.items()},
             "additionalProperties": False,
         },

@@ -118,7 +118,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         doc["parameters"] = list(op.parameters)
     if op.request_body is not None:
         doc["requestBody"] = {
-            "required": True,
+            "required": bool(op.request_body.get("required")) or "oneOf" in op.request_body,
             "content": {t: {"schema": op.request_body} for t in op.request_types},
         }
     responses: dict[str, Any] = {}

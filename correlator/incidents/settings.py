@@ -63,7 +63,7 @@ _KEYS = {
     "escalation",
     "notify",
 }
-_TARGET_KEYS = {"url", "on", "template", "content_type", "headers", "timeout", "retries", "retry_delay"}
+_TARGET_KEYS = {"url", "send_on", "template", "content_type", "headers", "timeout", "retries", "retry_delay"}
 _STEP_KEYS = {"after", "level", "until", "notify"}
 
 
@@ -126,9 +126,10 @@ def _targets(raw: Any) -> dict[str, NotifyTarget]:
         url = spec.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             _fail(spec, "url", f"{where}.url", "expected an http:// or https:// URL")
-        on = spec.get("on", ["open", "update", "resolve", "major"])
+        # Not 'on': YAML 1.1 reads a bare `on:` key as the boolean true.
+        on = spec.get("send_on", ["open", "update", "resolve", "major"])
         if not isinstance(on, list) or any(k not in NOTIFY_KINDS for k in on):
-            _fail(spec, "on", f"{where}.on", f"expected a list of {', '.join(NOTIFY_KINDS)}")
+            _fail(spec, "send_on", f"{where}.send_on", f"expected a list of {', '.join(NOTIFY_KINDS)}")
         template = spec.get("template")
         if template is not None and not isinstance(template, str):
             _fail(spec, "template", f"{where}.template", "expected a string using $id, $title, ...")
