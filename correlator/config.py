@@ -78,6 +78,10 @@ class StorageConfig:
         True, "fsync the journal on every group commit (survives power loss, not just a crash)"
     )
     retention_interval: float = _duration(3600.0, "how often the retention job runs")
+    dsn: str | None = _doc(
+        None,
+        "postgresql://... keeps events (and incidents) in PostgreSQL instead of SQLite (docs/incidents.md)",
+    )
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from correlator.ingest import Ingest
 from correlator.pipeline import build_pipeline
 from correlator.queue.journal import JournalQueue
 from correlator.runner import PipelineRunner
+from correlator.store import EventStore
+from correlator.store.postgres import PgEventStore
 from correlator.store.sqlite import SqliteEventStore
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class Daemon:
     config: Config
     clock: Clock
     queue: JournalQueue
-    store: SqliteEventStore
+    store: EventStore
     runner: PipelineRunner
     app: web.Application
     collectors: list[Collector]
@@ -52,7 +54,9 @@ class Daemon:
 async def build(config: Config) -> Daemon:
     data = config.storage.data_dir
     clock = wall_clock()
-    store = SqliteEventStore(data / "events.db")
+    store: EventStore = (
+        PgEventStore(config.storage.dsn) if config.storage.dsn else SqliteEventStore(data / "events.db")
+    )
     await store.open()
     queue = JournalQueue(
         data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
@@ -60,7 +64,7 @@ async def build(config: Config) -> Daemon:
     await queue.open()
     settings = parse_settings(config.incidents)
     auth = parse_tokens(config.http.tokens)
-    incidents = IncidentService(create_store(settings.dsn, data), settings, clock)
+    incidents = IncidentService(create_store(settings.dsn or config.storage.dsn, data), settings, clock)
     await incidents.open()
     runner = PipelineRunner(queue, build_pipeline(config, incidents), store, clock, config.queue.batch_events)
     state = AppState(store=store, queue=queue, incidents=incidents, auth=auth)

@@ -1,7 +1,6 @@
 """PostgreSQL incident store (asyncpg pool), selected by `incidents.dsn`; same contract as SQLite.
 
-Migrations are versioned in `correlator_schema(component, version)` and applied on open under an
-advisory lock, so two daemons starting together against one database do not race.
+Migrations are versioned per component (store/postgres.py `migrate_pg`) and applied on open.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import orjson
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
 from correlator.incidents.store import IncidentPage, IncidentQuery
+from correlator.store.postgres import migrate_pg
 
 MIGRATIONS: list[str] = [
     # 1: incidents and their timeline (events, comments, audited changes)
@@ -46,34 +46,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX incident_log_incident ON incident_log(incident_id, seq);
     """,
 ]
-
-_LOCK_ID = 0x636F7272  # advisory lock serialising migrations ('corr')
-
-
-async def migrate_pg(conn: Any, component: str, migrations: list[str]) -> int:
-    """Apply `migrations` newer than the recorded version of `component`; returns how many ran."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS correlator_schema"
-            " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
-        version = await conn.fetchval("SELECT version FROM correlator_schema WHERE component = $1", component)
-        version = int(version or 0)
-        if version > len(migrations):
-            raise RuntimeError(
-                f"{component} schema version {version} is newer than this correlator knows"
-                f" ({len(migrations)}); upgrade the correlator or restore a matching backup"
-            )
-        for script in migrations[version:]:
-            await conn.execute(script)
-        await conn.execute(
-            "INSERT INTO correlator_schema(component, version) VALUES ($1, $2)"
-            " ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
-            component,
-            len(migrations),
-        )
-    return len(migrations) - version
 
 
 def _row(inc: Incident) -> tuple[Any, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -10,6 +11,9 @@ import orjson
 import pytest
 
 from correlator.api.auth import hash_token
+from tests.support.postgres import pg_dsn, reset_pg
+
+__all__ = ["pg_dsn"]
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +96,15 @@ def test_escalation_deadline_survives_a_restart(make_daemon):
     timeline = get(d, "/api/v1/incidents/1")[1]["timeline"]
     assert [e["action"] for e in timeline] == ["open", "escalate"]
     assert d.metric("correlator_incident_escalations_total", {"level": "1"}) == 1
+
+
+def test_daemon_on_postgresql(make_daemon, pg_dsn):
+    asyncio.run(reset_pg(pg_dsn))
+    d = make_daemon(storage={"dsn": pg_dsn})
+    assert d.post_json("/api/v1/events", {"host": "pg-host", "type": "t", "id": "pg-1"})[0] == 202
+    d.wait_for(lambda: d.events("host=pg-host"), what="event stored in PostgreSQL")
+    assert d.post_json("/api/v1/incidents", {"title": "on postgres"})[0] == 201
+    assert d.stop() == 0
+    d.start()
+    assert get(d, "/api/v1/incidents/INC-000001")[1]["incident"]["title"] == "on postgres"
+    assert get(d, "/readyz")[1]["checks"] == {"store": True, "incidents": True, "collector:webhook": True}
