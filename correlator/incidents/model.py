@@ -115,8 +115,8 @@ class Incident:
         return self.status in ACTIVE
 
     def to_doc(self) -> dict[str, Any]:
-        """The stored form (epoch floats)."""
-        d = dataclasses.asdict(self)
+        """The stored form (epoch floats). Every field is a scalar, so no deep copy is needed."""
+        d = {name: getattr(self, name) for name in _FIELD_NAMES}
         d["status"] = self.status.value
         return d
 
@@ -136,6 +136,7 @@ class Incident:
         return d
 
 
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Incident))
 _TIME_FIELDS = (
     "opened_at",
     "first_occurrence",

@@ -80,12 +80,11 @@ class PgIncidentStore:
 
     async def save(self, changes: Changes) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            for inc in changes.dirty.values():
-                await conn.execute(
+            if changes.dirty:
+                await conn.executemany(
                     "UPDATE incidents SET key=$1, status=$2, priority=$3, host=$4, service=$5, major=$6,"
                     " opened_at=$7, updated_at=$8, body=$9 WHERE id=$10",
-                    *_row(inc),
-                    inc.id,
+                    [(*_row(inc), inc.id) for inc in changes.dirty.values()],
                 )
             for inc in changes.new:
                 inc.id = await conn.fetchval(
@@ -100,11 +99,12 @@ class PgIncidentStore:
                     e.incident_id = e.incident.id
                     e.incident = None
                 rows.append((e.incident_id, e.at, e.actor, e.action, orjson.dumps(e.detail).decode()))
-            await conn.executemany(
-                "INSERT INTO incident_log(incident_id, at, actor, action, detail)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                rows,
-            )
+            if rows:
+                await conn.executemany(
+                    "INSERT INTO incident_log(incident_id, at, actor, action, detail)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    rows,
+                )
 
     async def load_unclosed(self) -> list[Incident]:
         rows = await self.pool.fetch("SELECT body FROM incidents WHERE status <> 'closed' ORDER BY id")

@@ -93,10 +93,10 @@ class IncidentService:
             return "updated"
         if inc is not None and inc.status is Status.RESOLVED:
             assert inc.resolved_at is not None
-            if req.action == "update":  # a trailing event after the clear: keep it, do not reopen
-                lc.link_event(s, changes, inc, req.event, actor)
-                return "updated"
             if now - inc.resolved_at <= s.reopen_window:
+                if req.action == "update":  # a trailing event after the clear: keep it, do not reopen
+                    lc.link_event(s, changes, inc, req.event, actor)
+                    return "updated"
                 lc.transition(s, changes, inc, Status.NEW, now, actor, "reopen", reason="the key fired again")
                 self._update(changes, inc, req, actor)
                 return "reopened"
@@ -189,7 +189,7 @@ class IncidentService:
             if inc is None:
                 raise NotFound(f"no incident {incident_id}")
             changes = lc.Changes()
-            now = max(self.clock.now(), inc.updated_at)
+            now = self.clock.now()
             s = self.settings
             note = args.get("note") or ""
             if action == "comment":

@@ -86,12 +86,11 @@ class SqliteIncidentStore:
         await db.execute("BEGIN IMMEDIATE")
         try:
             # Updates first: a resolved incident frees its key before a new one takes it.
-            for inc in changes.dirty.values():
-                await db.execute(
-                    "UPDATE incidents SET key=?, status=?, priority=?, host=?, service=?, major=?,"
-                    " opened_at=?, updated_at=?, body=? WHERE id=?",
-                    (*_row(inc), inc.id),
-                )
+            await db.executemany(
+                "UPDATE incidents SET key=?, status=?, priority=?, host=?, service=?, major=?,"
+                " opened_at=?, updated_at=?, body=? WHERE id=?",
+                [(*_row(inc), inc.id) for inc in changes.dirty.values()],
+            )
             for inc in changes.new:
                 cur = await db.execute(
                     "INSERT INTO incidents(key, status, priority, host, service, major, opened_at,"

@@ -203,3 +203,26 @@ async def test_manual_state_machine_and_audit(make_service, clock):
         ("bob", "comment", None),
     ]
     assert all(e.at >= T0 for e in timeline)
+
+
+async def test_update_requests_never_reopen(make_service, clock):
+    svc = await make_service({"reopen_window": "1h"})
+    # An update with no incident for its key opens one: losing an incident is worse than opening one.
+    await feed(svc, clock, T0, request("update", T0))
+    assert svc.active_for("core-sw1/Gi0/1").id == 1
+    await feed(svc, clock, T0 + MIN, request("resolve", T0 + MIN))
+    # A trailing update inside the window is kept on the resolved incident, which stays resolved.
+    await feed(svc, clock, T0 + 2 * MIN, request("update", T0 + 2 * MIN))
+    inc = (await svc.get(1))[0]
+    assert (inc.status, inc.event_count) == (Status.RESOLVED, 3)
+    # After the window, an update starts a new incident.
+    await feed(svc, clock, T0 + 2 * HOUR, request("update", T0 + 2 * HOUR))
+    assert svc.active_for("core-sw1/Gi0/1").id == 2
+
+
+async def test_timeline_keeps_at_most_timeline_limit_events_but_counts_all(make_service, clock):
+    svc = await make_service({"timeline_limit": 3})
+    await feed(svc, clock, T0, *[request("update", T0 + i, rule="storm") for i in range(10)])
+    inc, timeline = await svc.get(1)
+    assert (inc.event_count, inc.linked_events, inc.last_occurrence) == (10, 3, T0 + 9)
+    assert [e.action for e in timeline].count("event") == 3
