@@ -58,7 +58,8 @@ async def main(args: argparse.Namespace) -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     backend = "postgresql" if args.dsn else "sqlite"
     print(f"backend={backend} keys={args.keys} requests={args.requests} batch={args.batch}")
-    print(f"{args.requests / elapsed:,.0f} requests/s; batch latency p50={q[49] * 1000:.1f}ms p99={q[98] * 1000:.1f}ms")
+    p50, p99 = q[49] * 1000, q[98] * 1000
+    print(f"{args.requests / elapsed:,.0f} requests/s; batch latency p50={p50:.1f}ms p99={p99:.1f}ms")
     print(f"max RSS {rss:.0f} MiB")
 
 
