@@ -61,9 +61,6 @@ class HttpConfig:
         default=("127.0.0.1", 8080), metadata={"kind": "hostport", "doc": "address of the HTTP API"}
     )
     max_body_bytes: int = _doc(1 << 20, "largest accepted request body; larger ones get 413")
-    events_token: str | None = _doc(
-        None, "bearer token required by POST /api/v1/events; null accepts any client"
-    )
 
 
 @dataclass(frozen=True)
