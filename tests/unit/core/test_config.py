@@ -58,7 +58,7 @@ def test_errors_name_the_key_and_position(tmp_path, text, words):
 
 
 def test_unknown_flag_override():
-    with pytest.raises(ConfigError, match="unknown setting 'http.nope'"):
+    with pytest.raises(ConfigError, match=r"unknown setting 'http\.nope'"):
         load_config(None, {"http.nope": 1})
 
 
