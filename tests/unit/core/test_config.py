@@ -39,7 +39,7 @@ def test_empty_file_is_defaults(tmp_path):
     ("text", "words"),
     [
         ("http:\n  lisen: 1.2.3.4:5\n", ":2:3: unknown key 'http.lisen' (did you mean 'http.listen'?)"),
-        ("storage:\n  retention: forever\n", ":2:3: 'storage.retention': expected a duration"),
+        ("storage:\n  retention: forever\n", ":2:14: 'storage.retention': expected a duration"),
         ("http:\n  listen: nowhere\n", "'http.listen': expected HOST:PORT"),
         ("queue:\n  max_events: -1\n", "'queue.max_events': expected a whole number"),
         ("storage:\n  fsync: maybe\n", "'storage.fsync': expected true or false"),
