@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from correlator.api.auth import ACTOR, ANONYMOUS
 from correlator.api.common import STATE, dumps_response
+from correlator.api.incident_schemas import INCIDENT, TIMELINE_ENTRY, bad, field_schema, read_fields
 from correlator.api.openapi import ERROR, operation, param
 from correlator.errors import FieldError
 from correlator.event import parse_time
@@ -25,73 +25,6 @@ MAX_LIMIT = 500
 TAGS = ("incidents",)
 
 
-def _schema_of(kind: str) -> dict[str, Any]:
-    schemas: dict[str, dict[str, Any]] = {
-        "str": {"type": "string", "maxLength": 256},
-        "text": {"type": "string", "maxLength": 16384},
-        "ref": {"type": "string", "nullable": True, "maxLength": 256},
-        "level": {"type": "integer", "minimum": 1, "maximum": 3},
-        "bool": {"type": "boolean"},
-    }
-    return schemas[kind]
-
-
-_TIME = {"type": "string", "format": "date-time", "nullable": True}
-INCIDENT: dict[str, Any] = {
-    "type": "object",
-    "description": "An incident (docs/incidents.md); times are ISO 8601 UTC",
-    "properties": {
-        "id": {"type": "string", "example": "INC-000123"},
-        "title": {"type": "string"},
-        "description": {"type": "string"},
-        "host": {"type": "string"},
-        "service": {"type": "string"},
-        "category": {"type": "string"},
-        "status": {"type": "string", "enum": [s.value for s in Status]},
-        "impact": {"type": "integer", "minimum": 1, "maximum": 3},
-        "urgency": {"type": "integer", "minimum": 1, "maximum": 3},
-        "priority": {"type": "string", "enum": list(PRIORITIES)},
-        "severity": {"type": "string"},
-        "assignment_group": {"type": "string"},
-        "assignee": {"type": "string"},
-        "key": {"type": "string", "nullable": True},
-        "rule": {"type": "string"},
-        "event_count": {"type": "integer"},
-        "linked_events": {"type": "integer"},
-        "major": {"type": "boolean"},
-        "escalation_level": {"type": "integer"},
-        "reopen_count": {"type": "integer"},
-        "resolution_code": {"type": "string"},
-        "resolution_notes": {"type": "string"},
-        "problem_id": {"type": "string", "nullable": True},
-        "change_id": {"type": "string", "nullable": True},
-        **{
-            name: _TIME
-            for name in (
-                "opened_at",
-                "first_occurrence",
-                "last_occurrence",
-                "updated_at",
-                "acknowledged_at",
-                "resolved_at",
-                "closed_at",
-                "reopened_at",
-                "next_escalation_at",
-                "close_at",
-            )
-        },
-    },
-}
-TIMELINE_ENTRY = {
-    "type": "object",
-    "properties": {
-        "seq": {"type": "integer"},
-        "at": {"type": "string", "format": "date-time"},
-        "actor": {"type": "string", "description": "token name, rule:<name>, system or anonymous"},
-        "action": {"type": "string", "example": "ack"},
-        "detail": {"type": "object"},
-    },
-}
 ONE = {"type": "object", "properties": {"incident": INCIDENT}}
 ID = param("id", "path", "INC-000123 or 123")
 
@@ -242,7 +175,7 @@ async def get_incident(request: web.Request) -> web.Response:
     request_body={
         "type": "object",
         "required": ["title"],
-        "properties": {k: _schema_of(v) for k, v in CREATE_FIELDS.items()},
+        "properties": {k: field_schema(v) for k, v in CREATE_FIELDS.items()},
         "additionalProperties": False,
     },
     responses={
@@ -253,7 +186,7 @@ async def get_incident(request: web.Request) -> web.Response:
 )
 async def create_incident(request: web.Request) -> web.Response:
     try:
-        fields = await _body(request, CREATE_FIELDS, required=("title",))
+        fields = await read_fields(request, CREATE_FIELDS, required=("title",))
         inc = await _service(request).create(_actor(request), fields)
     except FieldError as e:
         return _invalid(e)
@@ -272,13 +205,13 @@ async def create_incident(request: web.Request) -> web.Response:
     request_body={
         "type": "object",
         "additionalProperties": False,
-        "properties": {k: _schema_of(v) for k, v in EDIT_FIELDS.items()},
+        "properties": {k: field_schema(v) for k, v in EDIT_FIELDS.items()},
     },
     responses={200: ("edited", ONE), 400: ("invalid body", ERROR), 404: ("no such incident", ERROR)},
 )
 async def edit_incident(request: web.Request) -> web.Response:
     try:
-        fields = await _body(request, EDIT_FIELDS)
+        fields = await read_fields(request, EDIT_FIELDS)
     except FieldError as e:
         return _invalid(e)
     return await _act(request, "update", fields)
@@ -289,11 +222,11 @@ def _action(
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         try:
-            args = await _body(request, fields, required, optional_body=not required)
+            args = await read_fields(request, fields, required, optional_body=not required)
             if name == "status" and args["status"] not in _WORK_STATUSES:
-                raise _bad("status", f"must be one of {', '.join(_WORK_STATUSES)} (use resolve/close/reopen)")
+                raise bad("status", f"must be one of {', '.join(_WORK_STATUSES)} (use resolve/close/reopen)")
             if name == "assign" and not args:
-                raise _bad("", "give 'group', 'assignee' or both")
+                raise bad("", "give 'group', 'assignee' or both")
         except FieldError as e:
             return _invalid(e)
         return await _act(request, name, args)
@@ -307,7 +240,7 @@ def _action(
         request_body={
             "type": "object",
             **({"required": list(required)} if required else {}),
-            "properties": {k: _schema_of(v) for k, v in fields.items()},
+            "properties": {k: field_schema(v) for k, v in fields.items()},
             "additionalProperties": False,
         },
         responses={
@@ -362,50 +295,6 @@ def _id(request: web.Request) -> int:
 def _actor(request: web.Request) -> str:
     actor: str = request.get(ACTOR, ANONYMOUS)
     return actor
-
-
-async def _body(
-    request: web.Request, fields: dict[str, str], required: tuple[str, ...] = (), optional_body: bool = False
-) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip() and optional_body:
-        return {}
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise _bad("", f"malformed JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise _bad("", "the body must be a JSON object")
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        kind = fields.get(key)
-        if kind is None:
-            raise _bad(key, f"unknown field; known: {', '.join(fields)}")
-        out[key] = _check(key, kind, value)
-    for key in required:
-        if key not in out or out[key] in ("", None):
-            raise _bad(key, "is required")
-    return out
-
-
-def _check(key: str, kind: str, value: Any) -> Any:
-    if kind in ("str", "text"):
-        limit = 256 if kind == "str" else 16384
-        if not isinstance(value, str) or len(value) > limit:
-            raise _bad(key, f"must be a string of at most {limit} characters")
-    elif kind == "ref":
-        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 256):
-            raise _bad(key, "must be a non-empty string of at most 256 characters, or null")
-    elif kind == "level":
-        if isinstance(value, bool) or value not in (1, 2, 3):
-            raise _bad(key, "must be 1 (high), 2 or 3 (low)")
-    elif kind == "bool" and not isinstance(value, bool):
-        raise _bad(key, "must be true or false")
-    return value
-
-
-def _bad(field: str, message: str) -> FieldError:
-    return FieldError(field, message)
 
 
 def _invalid(e: FieldError) -> web.Response:
