@@ -97,7 +97,7 @@ def open_incident(
 ) -> Incident:
     inc = Incident(title=title, opened_at=now, impact=impact, urgency=urgency, **fields)
     inc.priority = settings.priority(impact, urgency)
-    inc.major = major or _is_major(settings, inc.priority)
+    inc.major = major or is_major(settings, inc.priority)
     inc.updated_at = now
     changes.new.append(inc)
     changes.log(
@@ -160,7 +160,7 @@ def raise_priority(
     inc.priority = new_priority
     changes.log(inc, now, actor, "priority", **{"from": old, "to": new_priority})
     changes.notify("update", inc)
-    if not inc.major and _is_major(settings, new_priority):
+    if not inc.major and is_major(settings, new_priority):
         inc.major = True
         changes.log(inc, now, actor, "major", reason=f"priority {new_priority}")
         changes.notify("major", inc)
@@ -257,7 +257,7 @@ def _base(inc: Incident) -> float:
     return inc.reopened_at or inc.opened_at
 
 
-def _is_major(settings: IncidentSettings, priority: str) -> bool:
+def is_major(settings: IncidentSettings, priority: str) -> bool:
     return settings.major_priority is not None and priority <= settings.major_priority
 
 

@@ -8,6 +8,7 @@ waits on a read; each change batch is saved in one transaction, then notified. D
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,9 +21,11 @@ from correlator.incidents.model import PRIORITIES, IllegalTransition, Incident, 
 from correlator.incidents.notify import Notifier
 from correlator.incidents.settings import IncidentSettings
 from correlator.incidents.store import IncidentPage, IncidentQuery, IncidentStore
+from correlator.logs import RateLimitedLog
 from correlator.responses import IncidentRequest
 
 log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
 
 OPEN = Gauge("correlator_incidents_open", "Incidents not yet resolved, by priority", ["priority"])
 REQUESTS = Counter(
@@ -77,6 +80,12 @@ class IncidentService:
             await self._commit(changes)
 
     def _apply_one(self, changes: lc.Changes, req: IncidentRequest, now: float) -> str:
+        if req.impact not in (None, 1, 2, 3) or req.urgency not in (None, 1, 2, 3):
+            _ratelog.warning(
+                f"levels:{req.rule}", "rule %s asked for impact %r urgency %r (expected 1..3): using the "
+                "event severity instead", req.rule, req.impact, req.urgency,
+            )  # fmt: skip
+            req = dataclasses.replace(req, impact=None, urgency=None)
         s = self.settings
         actor = f"rule:{req.rule}"
         inc = self._by_key.get(req.key)
@@ -238,6 +247,9 @@ class IncidentService:
             setattr(inc, k, v)
         if "impact" in args or "urgency" in args:
             inc.priority = self.settings.priority(inc.impact, inc.urgency)
+            if "major" not in args and lc.is_major(self.settings, inc.priority) and not inc.major:
+                inc.major = True
+                changes.notify("major", inc)
             lc.schedule(inc, self.settings)
         changes.log(inc, now, actor, "update", **{"from": before, "to": args})
         changes.notify("update", inc)

@@ -226,3 +226,10 @@ async def test_timeline_keeps_at_most_timeline_limit_events_but_counts_all(make_
     inc, timeline = await svc.get(1)
     assert (inc.event_count, inc.linked_events, inc.last_occurrence) == (10, 3, T0 + 9)
     assert [e.action for e in timeline].count("event") == 3
+
+
+async def test_out_of_range_levels_from_a_rule_fall_back_to_severity(make_service, clock):
+    svc = await make_service()
+    await feed(svc, clock, T0, request("open", T0, impact=0, urgency=7, severity=Severity.MINOR))
+    inc = svc.active_for("core-sw1/Gi0/1")
+    assert (inc.impact, inc.urgency, inc.priority) == (2, 2, "P3")
