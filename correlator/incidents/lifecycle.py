@@ -63,7 +63,7 @@ class Changes:
     new: list[Incident] = field(default_factory=list)
     dirty: dict[int, Incident] = field(default_factory=dict)  # keyed by id() of the object
     entries: list[LogEntry] = field(default_factory=list)
-    notices: list[tuple[str, Incident, tuple[str, ...] | None]] = field(default_factory=list)
+    notices: list[tuple[str, Incident, tuple[str, ...]]] = field(default_factory=list)
 
     def log(self, inc: Incident, at: float, actor: str, action: str, **detail: Any) -> None:
         self.entries.append(LogEntry(at, actor, action, detail, incident=inc))
@@ -74,10 +74,13 @@ class Changes:
         if inc.id:
             self.dirty[id(inc)] = inc
 
-    def notify(self, kind: str, inc: Incident, targets: tuple[str, ...] | None = None) -> None:
-        """Ask for a notification; `targets` None means every target subscribed to `kind`."""
-        if not any(k == kind and i is inc and t == targets for k, i, t in self.notices):
-            self.notices.append((kind, inc, targets))
+    def notify(self, kind: str, inc: Incident, extra_targets: tuple[str, ...] = ()) -> None:
+        """Ask for one notification per target subscribed to `kind`, plus `extra_targets`."""
+        for n, (k, i, extra) in enumerate(self.notices):
+            if k == kind and i is inc:
+                self.notices[n] = (k, i, extra + tuple(t for t in extra_targets if t not in extra))
+                return
+        self.notices.append((kind, inc, extra_targets))
 
     def __bool__(self) -> bool:
         return bool(self.new or self.dirty or self.entries)
@@ -220,9 +223,7 @@ def escalate_due(
         inc.escalation_level = step.level
         ESCALATIONS.labels(str(step.level)).inc()
         changes.log(inc, now, "system", "escalate", level=step.level, after=step.after, until=step.until)
-        changes.notify("escalate", inc)
-        if step.notify:
-            changes.notify("escalate", inc, step.notify)
+        changes.notify("escalate", inc, step.notify)
         taken.append(step)
     schedule(inc, settings)
     return taken

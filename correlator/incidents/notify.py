@@ -73,6 +73,10 @@ class Notifier:
         self._workers: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
+    @property
+    def enabled(self) -> bool:
+        return bool(self._targets)
+
     async def start(self) -> None:
         if not self._targets:
             return
@@ -82,9 +86,10 @@ class Notifier:
             self._queues[name] = q
             self._workers.append(asyncio.create_task(self._worker(target, q), name=f"notify:{name}"))
 
-    def submit(self, kind: str, doc: dict[str, Any], targets: tuple[str, ...] | None = None) -> None:
+    def submit(self, kind: str, doc: dict[str, Any], extra_targets: tuple[str, ...] = ()) -> None:
+        """Queue one notice for each target subscribed to `kind` and each of `extra_targets`."""
         for name, target in self._targets.items():
-            wanted = name in targets if targets is not None else kind in target.on
+            wanted = kind in target.on or name in extra_targets
             q = self._queues.get(name)
             if not wanted or q is None:
                 continue

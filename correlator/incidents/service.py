@@ -281,8 +281,9 @@ class IncidentService:
                 self._by_id.pop(inc.id, None)
                 if inc.key is not None and self._by_key.get(inc.key) is inc:
                     del self._by_key[inc.key]
-        for kind, inc, targets in changes.notices:
-            self.notifier.submit(kind, inc.to_api(), targets)
+        if self.notifier.enabled:
+            for kind, inc, targets in changes.notices:
+                self.notifier.submit(kind, inc.to_api(), targets)
         self._refresh()
 
     async def _load(self) -> None:
