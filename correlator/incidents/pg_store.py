@@ -75,8 +75,12 @@ class PgIncidentStore:
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
-        async with self._pool.acquire() as conn:
-            await migrate_pg(conn, "incidents", MIGRATIONS)
+        try:
+            async with self._pool.acquire() as conn:
+                await migrate_pg(conn, "incidents", MIGRATIONS)
+        except BaseException:
+            await self.close()
+            raise
 
     async def save(self, changes: Changes) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

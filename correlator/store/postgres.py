@@ -90,8 +90,12 @@ class PgEventStore:
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
-        async with self._pool.acquire() as conn:
-            await migrate_pg(conn, "events", MIGRATIONS)
+        try:
+            async with self._pool.acquire() as conn:
+                await migrate_pg(conn, "events", MIGRATIONS)
+        except BaseException:
+            await self.close()
+            raise
 
     async def write(self, events: list[Event]) -> int:
         if not events:

@@ -70,3 +70,24 @@ async def test_retention_and_ping(store):
     assert await store.delete_older_than(T0 + 4) == 4
     assert await store.count() == 6
     assert await store.ping()
+
+
+async def test_reopening_keeps_data_and_applies_no_migration_twice(store):
+    await store.write([ev(1)])
+    await store.close()
+    await store.open()
+    assert await store.count() == 1
+
+
+async def test_postgres_refuses_a_newer_schema(pg_dsn):
+    import asyncpg
+
+    await reset_pg(pg_dsn)
+    s = PgEventStore(pg_dsn)
+    await s.open()
+    await s.close()
+    conn = await asyncpg.connect(pg_dsn)
+    await conn.execute("UPDATE correlator_schema SET version = 99 WHERE component = 'events'")
+    await conn.close()
+    with pytest.raises(RuntimeError, match="events schema version 99 is newer than this correlator knows"):
+        await PgEventStore(pg_dsn).open()
