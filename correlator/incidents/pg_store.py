@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import orjson
 
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
 from correlator.incidents.store import IncidentPage, IncidentQuery
-from correlator.store.postgres import migrate_pg
+from correlator.store.postgres import connect_pool, migrate_pg
 
 MIGRATIONS: list[str] = [
     # 1: incidents and their timeline (events, comments, audited changes)
@@ -74,7 +73,7 @@ class PgIncidentStore:
         return self._pool
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
+        self._pool = await connect_pool(self._dsn, "incidents.dsn or storage.dsn")
         try:
             async with self._pool.acquire() as conn:
                 await migrate_pg(conn, "incidents", MIGRATIONS)

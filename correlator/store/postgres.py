@@ -9,12 +9,14 @@ against one database do not race.
 from __future__ import annotations
 
 import time
+import urllib.parse
 from typing import Any
 
 import asyncpg
 import orjson
 
 from correlator import metrics
+from correlator.errors import ConfigError
 from correlator.event import Event
 from correlator.store import EventPage, EventQuery
 
@@ -77,6 +79,23 @@ ON CONFLICT (id) DO NOTHING
 """
 
 
+def safe_dsn(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    parts = urllib.parse.urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+async def connect_pool(dsn: str, setting: str) -> Any:
+    """An asyncpg pool, or a ConfigError naming the setting when the server cannot be used."""
+    try:
+        return await asyncpg.create_pool(dsn, min_size=1, max_size=4, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        raise ConfigError(f"'{setting}': cannot use PostgreSQL at {safe_dsn(dsn)}: {e}") from None
+
+
 class PgEventStore:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
@@ -89,7 +108,7 @@ class PgEventStore:
         return self._pool
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
+        self._pool = await connect_pool(self._dsn, "storage.dsn")
         try:
             async with self._pool.acquire() as conn:
                 await migrate_pg(conn, "events", MIGRATIONS)

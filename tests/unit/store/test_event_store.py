@@ -91,3 +91,15 @@ async def test_postgres_refuses_a_newer_schema(pg_dsn):
     await conn.close()
     with pytest.raises(RuntimeError, match="events schema version 99 is newer than this correlator knows"):
         await PgEventStore(pg_dsn).open()
+
+
+async def test_unreachable_postgres_is_a_clear_configuration_error():
+    from correlator.errors import ConfigError
+    from tests.support.daemon import free_port
+
+    dsn = f"postgresql://u:hunter2@127.0.0.1:{free_port()}/db"
+    with pytest.raises(
+        ConfigError, match=r"'storage.dsn': cannot use PostgreSQL at postgresql://u:\*\*\*@127"
+    ) as e:
+        await PgEventStore(dsn).open()
+    assert "hunter2" not in str(e.value)
