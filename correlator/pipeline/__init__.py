@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from correlator import metrics
 from correlator.clock import Clock
 from correlator.config import Config
 from correlator.event import Event
 from correlator.responses import Response
+
+if TYPE_CHECKING:
+    from correlator.incidents.service import IncidentService
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +67,13 @@ class AdvanceClock:
         return events
 
 
-def build_pipeline(config: Config) -> Pipeline:
-    """collector -> queue -> [stages below] -> store."""
+def build_pipeline(config: Config, incidents: IncidentService | None = None) -> Pipeline:
+    """collector -> queue -> [stages below] -> store. Without `incidents` (replay), no incident stage."""
+    from correlator.incidents.stage import IncidentStage
+
     return Pipeline(
         [
             AdvanceClock(),
+            *([IncidentStage(incidents)] if incidents is not None else []),
         ]
     )
