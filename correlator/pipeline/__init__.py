@@ -44,8 +44,8 @@ class Pipeline:
 
     async def run(self, events: list[Event], ctx: StageContext) -> list[Event]:
         for stage in self.stages:
-            if not events:
-                break
+            # No early exit on an empty batch: a stage may have dropped every event yet left
+            # responses (incident requests) in ctx for the stages after it.
             try:
                 events = await stage(events, ctx)
             except Exception:
@@ -60,7 +60,7 @@ class AdvanceClock:
     name = "clock"
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
-        if not ctx.live:
+        if not ctx.live and events:
             latest = max(e.time for e in events)
             if latest > ctx.clock.now():
                 ctx.clock.advance_to(latest)
