@@ -22,6 +22,8 @@ from correlator import metrics
 from correlator.api.app import make_app
 from correlator.api.auth import parse_tokens
 from correlator.api.common import AppState
+from correlator.changes import settings as change_settings
+from correlator.changes.service import ChangeService
 from correlator.clock import Clock, wall_clock
 from correlator.collector import Collector, CollectorContext, create_collectors
 from correlator.config import Config
@@ -31,7 +33,10 @@ from correlator.incidents import scheduler as incident_scheduler
 from correlator.incidents.store import create_store
 from correlator.ingest import Ingest
 from correlator.pipeline import build_pipeline
+from correlator.problems import settings as problem_settings
+from correlator.problems.service import ProblemService
 from correlator.queue.journal import JournalQueue
+from correlator.records.store import create_record_store
 from correlator.runner import PipelineRunner
 from correlator.store import EventStore
 from correlator.store.postgres import PgEventStore
@@ -51,6 +56,8 @@ class Daemon:
     collectors: list[Collector]
     scheduler: AsyncIOScheduler
     incidents: IncidentService
+    changes: ChangeService
+    problems: ProblemService
 
 
 async def build(config: Config) -> Daemon:
@@ -66,10 +73,17 @@ async def build(config: Config) -> Daemon:
     settings = parse_settings(config.incidents)
     auth = parse_tokens(config.http.tokens)
     incidents = IncidentService(create_store(settings.dsn or config.storage.dsn, data), settings, clock)
-    runner = PipelineRunner(queue, build_pipeline(config, incidents), store, clock, config.queue.batch_events)
-    state = AppState(store=store, queue=queue, incidents=incidents, auth=auth)
-    app = make_app(state, config.http.max_body_bytes)
+    csettings = change_settings.parse_settings(config.changes)
+    records = create_record_store(csettings.dsn or config.storage.dsn, data)
     ingest = Ingest(queue)
+    changes = ChangeService(records, csettings, clock, ingest.emit, incidents)
+    problems = ProblemService(records, problem_settings.parse_settings(config.problems), clock, incidents)
+    pipeline = build_pipeline(config, incidents, changes, problems)
+    runner = PipelineRunner(queue, pipeline, store, clock, config.queue.batch_events)
+    state = AppState(
+        store=store, queue=queue, incidents=incidents, changes=changes, problems=problems, auth=auth
+    )
+    app = make_app(state, config.http.max_body_bytes)
     ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
     await store.open()
@@ -77,6 +91,11 @@ async def build(config: Config) -> Daemon:
         await queue.open()
         try:
             await incidents.open()
+            try:
+                await _open_records(changes, problems)
+            except BaseException:
+                await incidents.close()
+                raise
         except BaseException:
             await queue.close()
             raise
@@ -86,7 +105,19 @@ async def build(config: Config) -> Daemon:
     if not auth.enabled:
         log.warning("no API tokens in http.tokens: the API is open to anyone who can reach it (docs/api.md)")
     scheduler = AsyncIOScheduler(timezone="UTC")
-    return Daemon(config, clock, queue, store, runner, app, state.collectors, scheduler, incidents)
+    return Daemon(
+        config, clock, queue, store, runner, app, state.collectors, scheduler, incidents, changes, problems
+    )
+
+
+async def _open_records(changes: ChangeService, problems: ProblemService) -> None:
+    await changes.store.open()
+    try:
+        await changes.open()
+        await problems.open()
+    except BaseException:
+        await changes.store.close()
+        raise
 
 
 async def run(config: Config) -> int:
@@ -106,6 +137,7 @@ async def run(config: Config) -> int:
             metrics.COLLECTOR_UP.labels(c.name).set(1)
         _schedule_retention(daemon)
         incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
+        _schedule_calendar(daemon)
         await http.setup()
         host, port = config.http.listen
         site = web.TCPSite(http, host, port, backlog=1024)
@@ -137,6 +169,7 @@ async def run(config: Config) -> int:
             await _stop_collectors(daemon.collectors)
         await http.cleanup()
         await daemon.incidents.close()
+        await daemon.changes.store.close()
         await daemon.queue.close()
         await daemon.store.close()
     if left:
@@ -162,6 +195,20 @@ def _schedule_retention(daemon: Daemon) -> None:
         next_run_time=datetime.now(UTC),
     )
     daemon.scheduler.start()
+
+
+def _schedule_calendar(daemon: Daemon) -> None:
+    """Calendar windows open and close on time even when no event arrives."""
+
+    async def run_due() -> None:
+        try:
+            await daemon.changes.run_due(daemon.clock.now())
+        except Exception:
+            log.exception("change calendar: running due occurrences failed")
+
+    daemon.scheduler.add_job(
+        run_due, "interval", seconds=10, id="changes:due", next_run_time=datetime.now(UTC)
+    )
 
 
 async def _stop_collectors(collectors: list[Collector]) -> None:

@@ -19,7 +19,10 @@ from correlator.event import Event
 from correlator.responses import Response
 
 if TYPE_CHECKING:
+    from correlator.changes.service import ChangeService
+    from correlator.incidents.model import Incident
     from correlator.incidents.service import IncidentService
+    from correlator.problems.service import ProblemService
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,8 @@ class StageContext:
     live: bool  # False in replay: time comes only from the events
     seq: int = 0  # queue position of the batch (0 in replay)
     responses: list[Response] = field(default_factory=list)  # asked for by correlation, done by later stages
+    set_aside: list[Event] = field(default_factory=list)  # skip the remaining stages, still stored
+    opened: list[Incident] = field(default_factory=list)  # incidents opened or reopened by this batch
 
 
 class Stage(Protocol):
@@ -51,7 +56,7 @@ class Pipeline:
             except Exception:
                 metrics.STAGE_ERRORS.labels(stage.name).inc()
                 log.exception("pipeline stage %s failed on a batch of %d events", stage.name, len(events))
-        return events
+        return events + ctx.set_aside if ctx.set_aside else events
 
 
 class AdvanceClock:
@@ -67,13 +72,23 @@ class AdvanceClock:
         return events
 
 
-def build_pipeline(config: Config, incidents: IncidentService | None = None) -> Pipeline:
-    """collector -> queue -> [stages below] -> store. Without `incidents` (replay), no incident stage."""
+def build_pipeline(
+    config: Config,
+    incidents: IncidentService | None = None,
+    changes: ChangeService | None = None,
+    problems: ProblemService | None = None,
+) -> Pipeline:
+    """collector -> queue -> [stages below] -> store. Without the services (replay), no ITSM stages."""
+    from correlator.changes.stage import ChangeLinkStage, MaintenanceStage
     from correlator.incidents.stage import IncidentStage
+    from correlator.problems.stage import ProblemStage
 
     return Pipeline(
         [
             AdvanceClock(),
+            *([MaintenanceStage(changes)] if changes is not None else []),  # before correlation
             *([IncidentStage(incidents)] if incidents is not None else []),
+            *([ChangeLinkStage(changes)] if changes is not None else []),  # uses ctx.opened
+            *([ProblemStage(problems)] if problems is not None else []),
         ]
     )
