@@ -16,6 +16,8 @@ COMMANDS = [
     "correlator.commands.run",
     "correlator.commands.replay",
     "correlator.commands.incidents",
+    "correlator.commands.changes",
+    "correlator.commands.problems",
 ]
 
 

@@ -86,14 +86,14 @@ def parse_calendar(doc: Any, file: str) -> Calendar:
             _fail(doc.where(key), f"unknown key {key!r}; expected 'windows' or 'dependencies'")
     deps: dict[str, list[str]] = {}
     raw_deps = doc.get("dependencies") or {}
-    if not isinstance(raw_deps, YamlMap):
+    if not isinstance(raw_deps, Mapping):
         _fail(
             doc.where_value("dependencies"), "'dependencies' must map a CI to the list of CIs depending on it"
         )
     for ci, children in raw_deps.items():
         deps[ci] = _names(raw_deps, ci, children)
     windows = []
-    raw_windows = doc.get("windows") or []
+    raw_windows = doc.get("windows") or YamlList()
     if not isinstance(raw_windows, YamlList):
         _fail(doc.where_value("windows"), "'windows' must be a list of windows")
     names: set[str] = set()

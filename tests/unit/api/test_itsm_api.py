@@ -61,12 +61,21 @@ async def itsm(tmp_path):
 
 
 async def post(api, path: str, role: str, body=None):
-    resp = await api.post(path, json=body, headers=bearer(role)) if body is not None else await api.post(path, headers=bearer(role))
+    resp = (
+        await api.post(path, json=body, headers=bearer(role))
+        if body is not None
+        else await api.post(path, headers=bearer(role))
+    )
     return resp.status, await resp.json()
 
 
 async def test_change_lifecycle_through_the_api_with_roles_and_audit(itsm):
-    status, doc = await post(itsm, "/api/v1/changes", "admin", {"title": "IOS upgrade", "cis": ["core-sw1"], **WINDOW, "risk": "high", "implementer": "alice"})
+    status, doc = await post(
+        itsm,
+        "/api/v1/changes",
+        "admin",
+        {"title": "IOS upgrade", "cis": ["core-sw1"], **WINDOW, "risk": "high", "implementer": "alice"},
+    )
     assert status == 201 and doc["change"]["id"] == "CHG-000001" and doc["change"]["state"] == "requested"
     assert doc["change"]["start"] == "2027-01-15T09:00:00Z"
     assert (await post(itsm, "/api/v1/changes", "operator", {"title": "x", "cis": ["a"], **WINDOW}))[0] == 403
@@ -121,18 +130,49 @@ async def test_a_full_queue_answers_503_and_the_change_keeps_its_state(itsm):
 
 async def test_problems_and_known_errors_through_the_api(itsm):
     inc = await itsm.incidents.create("admin-token", {"title": "db slow", "host": "db1"})
-    status, doc = await post(itsm, "/api/v1/problems", "admin", {"title": "storage latency", "incidents": [inc.human_id]})
-    assert status == 201 and doc["problem"]["id"] == "PRB-000001" and doc["problem"]["incidents"] == ["INC-000001"]
+    status, doc = await post(
+        itsm, "/api/v1/problems", "admin", {"title": "storage latency", "incidents": [inc.human_id]}
+    )
+    assert (
+        status == 201
+        and doc["problem"]["id"] == "PRB-000001"
+        and doc["problem"]["incidents"] == ["INC-000001"]
+    )
     assert (await post(itsm, "/api/v1/problems", "operator", {"title": "x"}))[0] == 403
-    status, doc = await post(itsm, "/api/v1/known-errors", "admin", {"title": "SAN fw", "match": {"host": {"regex": "["}}, "workaround": "w"})
+    status, doc = await post(
+        itsm,
+        "/api/v1/known-errors",
+        "admin",
+        {"title": "SAN fw", "match": {"host": {"regex": "["}}, "workaround": "w"},
+    )
     assert status == 400 and doc["field"] == "match" and "invalid regex" in doc["error"]
-    status, doc = await post(itsm, "/api/v1/known-errors", "admin", {"title": "SAN fw", "match": {"host": {"glob": "db*"}}, "workaround": "fail over", "problem_id": "PRB-000001"})
-    assert status == 201 and doc["known_error"]["id"] == "KE-000001" and doc["known_error"]["problem_id"] == "PRB-000001"
+    status, doc = await post(
+        itsm,
+        "/api/v1/known-errors",
+        "admin",
+        {
+            "title": "SAN fw",
+            "match": {"host": {"glob": "db*"}},
+            "workaround": "fail over",
+            "problem_id": "PRB-000001",
+        },
+    )
+    assert (
+        status == 201
+        and doc["known_error"]["id"] == "KE-000001"
+        and doc["known_error"]["problem_id"] == "PRB-000001"
+    )
     doc = await (await itsm.get("/api/v1/problems/PRB-000001", headers=bearer("viewer"))).json()
     assert doc["problem"]["state"] == "known_error" and doc["problem"]["known_error_id"] == "KE-000001"
     assert [e["action"] for e in doc["log"]] == ["open", "known_error"]
-    status, doc = await post(itsm, "/api/v1/problems/1/resolve", "admin", {"root_cause": "fw bug", "resolve_incidents": True})
-    assert status == 200 and doc["resolved_incidents"] == ["INC-000001"] and doc["problem"]["state"] == "resolved"
+    status, doc = await post(
+        itsm, "/api/v1/problems/1/resolve", "admin", {"root_cause": "fw bug", "resolve_incidents": True}
+    )
+    assert (
+        status == 200
+        and doc["resolved_incidents"] == ["INC-000001"]
+        and doc["problem"]["state"] == "resolved"
+    )
     assert (await post(itsm, "/api/v1/problems/1/resolve", "admin", {}))[0] == 409
     doc = await (await itsm.get("/api/v1/known-errors?state=retired", headers=bearer("viewer"))).json()
     assert [k["id"] for k in doc["known_errors"]] == ["KE-000001"]
@@ -140,4 +180,6 @@ async def test_problems_and_known_errors_through_the_api(itsm):
     doc = await (await itsm.get("/api/v1/problems/trend?since=7d", headers=bearer("viewer"))).json()
     assert doc["signatures"] == []
     assert (await itsm.get("/api/v1/problems/trend?since=soon", headers=bearer("viewer"))).status == 400
-    assert (await post(itsm, "/api/v1/problems/PRB-000001/link", "viewer", {"incident": "INC-000001"}))[0] == 403
+    assert (await post(itsm, "/api/v1/problems/PRB-000001/link", "viewer", {"incident": "INC-000001"}))[
+        0
+    ] == 403

@@ -20,10 +20,10 @@ from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
 from correlator.config import Config
 from correlator.event import Event, Severity
+from correlator.incidents.pg_store import PgIncidentStore
 from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
-from correlator.incidents.pg_store import PgIncidentStore
 from correlator.pipeline import Pipeline, StageContext, build_pipeline
 from correlator.problems.service import ProblemService
 from correlator.problems.settings import ProblemSettings

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
+from correlator.event import Severity
 from correlator.incidents.model import Status
 from correlator.problems.conditions import ConditionError
 from correlator.problems.model import IllegalTransition, KnownErrorState, ProblemState
-from correlator.event import Severity
 from tests.unit.itsm.conftest import HOUR, MIN, T0, event
 
 
