@@ -30,18 +30,37 @@ class PipelineRunner:
         self._clock = clock
         self._batch_events = batch_events
         self.processed = 0
+        self._lock = asyncio.Lock()  # batches and timer flushes take turns: one store transaction at a time
 
     async def run(self) -> None:
         while True:
             items = await self._queue.get(self._batch_events)
             await self._process(items)
 
+    async def tick(self, now: float) -> None:
+        """Advance the clock to `now` and store what level-2 timers made (no event needs to arrive)."""
+        async with self._lock:
+            self._clock.advance_to(now)
+            out = await self._pipeline.flush(StageContext(self._clock, live=True))
+            if out:
+                await self._write(out)
+
     async def _process(self, items: list[QueueItem]) -> None:
         events: list[Event] = []
         for item in items:
             events.extend(loads_events(item.payload))
         ctx = StageContext(self._clock, live=True, seq=items[-1].seq)
-        out = await self._pipeline.run(events, ctx)
+        async with self._lock:
+            out = await self._pipeline.run(events, ctx)
+            await self._write(out)
+        await self._queue.ack(items[-1].seq)
+        now = time.time()
+        for ev in events:
+            metrics.PIPELINE_LATENCY_SECONDS.observe(now - ev.received)
+        metrics.EVENTS_PROCESSED.inc(len(events))
+        self.processed += len(events)
+
+    async def _write(self, out: list[Event]) -> None:
         delay = 0.1
         while True:
             try:
@@ -52,9 +71,3 @@ class PipelineRunner:
                 log.error("event store write failed, retrying in %.1fs: %s", delay, e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        await self._queue.ack(items[-1].seq)
-        now = time.time()
-        for ev in events:
-            metrics.PIPELINE_LATENCY_SECONDS.observe(now - ev.received)
-        metrics.EVENTS_PROCESSED.inc(len(events))
-        self.processed += len(events)

@@ -50,6 +50,24 @@ class Pipeline:
                 log.exception("pipeline stage %s failed on a batch of %d events", stage.name, len(events))
         return events
 
+    async def flush(self, ctx: StageContext) -> list[Event]:
+        """Run what stages produced on their own (level-2 timers) through the stages after them."""
+        carry: list[Event] = []
+        for stage in self.stages:
+            if carry:
+                try:
+                    carry = await stage(carry, ctx)
+                except Exception:
+                    metrics.STAGE_ERRORS.labels(stage.name).inc()
+                    log.exception("pipeline stage %s failed on %d timer events", stage.name, len(carry))
+            take = getattr(stage, "take_pending", None)
+            if take is not None:
+                carry.extend(take(ctx))
+        return carry
+
+    def find(self, name: str) -> Stage | None:
+        return next((s for s in self.stages if s.name == name), None)
+
 
 class AdvanceClock:
     """In replay, event time is the only time: move the virtual clock to the batch's latest event."""
@@ -65,9 +83,16 @@ class AdvanceClock:
 
 
 def build_pipeline(config: Config) -> Pipeline:
-    """collector -> queue -> [stages below] -> store."""
+    """collector -> queue -> [stages below] -> store.
+
+    Stages with `take_pending` (correlate) also produce events on their own when the live ticker
+    fires timers; `Pipeline.flush` sends those through the stages after them.
+    """
+    from correlator.correlation import correlate_stage  # the stages import this module
+
     return Pipeline(
         [
+            correlate_stage(config),  # level 2; advances the clock per event and may emit timer events
             AdvanceClock(),
         ]
     )

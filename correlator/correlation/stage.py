@@ -1,0 +1,188 @@
+"""The correlate stage: runs every event through the level-2 rules in order, on the event-time clock.
+
+Sits after the first-level (filter) stage. Per event it advances the clock to the event's time, so
+timers (pair timeouts, missed heartbeats, group flushes) fire exactly between the events they fall
+between; what timers produce goes on after level 2, and `take_pending` hands it to the pipeline when
+the live ticker fires timers with no event arriving (see Pipeline.flush).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import Counter
+
+from correlator.clock import Clock
+from correlator.correlation.core import KEYS, Engine, Sink
+from correlator.event import Event
+from correlator.logs import RateLimitedLog
+from correlator.pipeline import StageContext
+
+log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)
+
+LATE = Counter(
+    "correlator_correlation_late_events_total",
+    "Events older than the allowed lateness, correlated at the current clock time instead",
+)
+DEPTH_LIMIT = Counter(
+    "correlator_correlation_depth_limit_total",
+    "Correlated events not fed to level 2 again because the emit depth limit was reached",
+)
+RULE_ERRORS = Counter(
+    "correlator_correlation_rule_errors_total", "Events a level-2 rule failed on (skipped)", ["rule"]
+)
+TIMER_EVENTS = Counter(
+    "correlator_correlation_timer_events_total", "Events made by level-2 timers (timeouts, missed, groups)"
+)
+
+MAX_CACHED_TYPES = 10_000
+
+
+class Correlate:
+    name = "correlate"
+
+    def __init__(
+        self,
+        engines: list[Engine],
+        lateness: float = 5.0,
+        max_depth: int = 3,
+        sweep_every: float = 60.0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        names = [e.name for e in engines]
+        if len(set(names)) != len(names):
+            raise ValueError("level-2 rule names must be unique")
+        self.engines = engines
+        self.lateness = lateness
+        self.max_depth = max_depth
+        self.sweep_every = sweep_every
+        self._wall = wall
+        self.sink = Sink()
+        self.clock: Clock | None = None
+        self._by_type: dict[str, tuple[Engine, ...]] = {}
+        for e in engines:
+            KEYS.labels(e.name).set_function(e.keys)
+
+    # -- the stage --------------------------------------------------------------------------------
+    async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
+        clock = ctx.clock
+        self.bind(clock)
+        sink = self.sink
+        out: list[Event] = []
+        self._take_timer_events(out)
+        wall_now = self._wall() if ctx.live else 0.0
+        lateness = self.lateness
+        for ev in events:
+            t = ev.time
+            now = clock.now()
+            if t > now:
+                if ctx.live and t > wall_now:
+                    t = max(now, wall_now)  # a sender clock running ahead must not drag everyone's time
+                if t > now:
+                    clock.advance_to(t)
+                    if sink.timer_events:
+                        self._take_timer_events(out)
+            elif t < now - lateness:
+                LATE.inc()
+                t = now
+            self._correlate(ev, t, 0, out)
+        ctx.responses.extend(sink.responses)
+        sink.responses.clear()
+        return out
+
+    def take_pending(self, ctx: StageContext) -> list[Event]:
+        """Events and responses that timers made since the last batch (the live ticker's path)."""
+        self.bind(ctx.clock)
+        out: list[Event] = []
+        self._take_timer_events(out)
+        ctx.responses.extend(self.sink.responses)
+        self.sink.responses.clear()
+        return out
+
+    def bind(self, clock: Clock) -> None:
+        """Attach the engines to the clock of this run (replay makes one per file)."""
+        if clock is self.clock:
+            return
+        self.clock = clock
+        for e in self.engines:
+            e.attach(clock, self.sink)
+        clock.call_at(clock.now() + self.sweep_every, self._sweep)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _correlate(self, ev: Event, t: float, depth: int, out: list[Event]) -> None:
+        out.append(ev)
+        sink = self.sink
+        for e in self._rules_for(ev.type):
+            try:
+                if not e.match(ev):
+                    continue
+                e.on_event(ev, t)
+            except Exception:
+                RULE_ERRORS.labels(e.name).inc()
+                _limited.warning(f"rule-error:{e.name}", "level-2 rule %s failed on event %s", e.name, ev.id)
+                log.debug("rule %s failed", e.name, exc_info=True)
+                continue
+            if sink.suppressed is not None:
+                break
+        sink.suppressed = None
+        if sink.emitted:
+            emitted = sink.emitted
+            sink.emitted = []
+            for new in emitted:
+                if depth >= self.max_depth:
+                    DEPTH_LIMIT.inc()
+                    _limited.warning(
+                        "depth", "correlated event %s reached the emit depth limit %d", new.type, self.max_depth
+                    )
+                    out.append(new)
+                else:
+                    self._correlate(new, t, depth + 1, out)
+
+    def _rules_for(self, type_: str) -> tuple[Engine, ...]:
+        rules = self._by_type.get(type_)
+        if rules is None:
+            rules = tuple(e for e in self.engines if e.types is None or type_ in e.types)
+            if len(self._by_type) < MAX_CACHED_TYPES:
+                self._by_type[type_] = rules
+        return rules
+
+    def _take_timer_events(self, out: list[Event]) -> None:
+        sink = self.sink
+        if sink.timer_events:
+            TIMER_EVENTS.inc(len(sink.timer_events))
+            out.extend(sink.timer_events)
+            sink.timer_events.clear()
+
+    def _sweep(self, now: float) -> None:
+        for e in self.engines:
+            try:
+                e.expire(now)
+            except Exception:
+                log.exception("level-2 rule %s failed to expire its state", e.name)
+        if self.clock is not None:
+            self.clock.call_at(now + self.sweep_every, self._sweep)
+
+    # -- restart ----------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, tuple[str, Any]]:
+        return {e.name: (e.kind, e.snapshot()) for e in self.engines}
+
+    def restore(self, saved: dict[str, tuple[str, Any]]) -> int:
+        """Load state saved by `snapshot` for rules that still exist with the same kind."""
+        n = 0
+        for e in self.engines:
+            item = saved.get(e.name)
+            if item is None or item[0] != e.kind or item[1] is None:
+                continue
+            try:
+                e.restore(item[1])
+                n += 1
+            except Exception:
+                log.exception("could not restore the state of level-2 rule %s; its state may be partial", e.name)
+        if self.clock is not None:
+            for e in self.engines:
+                e.rearm()
+        return n
