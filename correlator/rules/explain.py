@@ -89,10 +89,14 @@ def explain(ruleset: RuleSet, event: Event) -> Explanation:
     ev = copy.deepcopy(event)
     event_in = event.to_dict()
     candidates = ruleset.index.candidates(ev)
+    checked = len(candidates)
     steps: list[Step] = []
     removed = False
     updates: list[Event] = []
-    for rule in candidates:
+    i = 0
+    while i < len(candidates):
+        rule = candidates[i]
+        i += 1
         where = str(rule.info.position)
         step = Step(rule.info.name, where, False)
         steps.append(step)
@@ -120,9 +124,13 @@ def explain(ruleset: RuleSet, event: Event) -> Explanation:
         if rule.stop and step.error is None:
             step.stopped = True
             break
+        if rule.reindex:
+            candidates = tuple(r for r in ruleset.index.candidates(ev) if r.info.order > rule.info.order)
+            checked += len(candidates)
+            i = 0
     level2 = [r.info.name for r in ruleset.rules if r.info.kind != "filter"]
     return Explanation(
-        event_in, None if removed else ev.to_dict(), len(candidates), len(ruleset.filters), steps, level2
+        event_in, None if removed else ev.to_dict(), checked, len(ruleset.filters), steps, level2
     )
 
 

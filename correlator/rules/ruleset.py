@@ -111,7 +111,11 @@ class RuleSet:
         A rule that raises (a bug, or a value no template foresaw) is counted and skipped: the event
         goes on to the next rule, never lost.
         """
-        for rule in self.index.candidates(ev):
+        candidates = self.index.candidates(ev)
+        i = 0
+        while i < len(candidates):
+            rule = candidates[i]
+            i += 1
             try:
                 if not rule.match(ev):
                     continue
@@ -126,4 +130,9 @@ class RuleSet:
                 continue
             if rule.stop:
                 return None
+            if rule.reindex:
+                # The type or host changed: later rules are those filed under the new values.
+                order = rule.info.order
+                candidates = tuple(r for r in self.index.candidates(ev) if r.info.order > order)
+                i = 0
         return None

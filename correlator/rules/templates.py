@@ -106,20 +106,23 @@ def _compile_parts(parts: list[Part], where: Position | None) -> Template:
 def compile_value(text: str, where: Position | None = None) -> Callable[[Event], Any]:
     """Like compile_template, but a template that is exactly one placeholder ("{attributes.cpu}")
     yields the field's own value (a number stays a number; missing gives the default or None)."""
-    parts = parse_template(text, where)
+    return _value_parts(parse_template(text, where), where)
+
+
+def _value_parts(parts: list[Part], where: Position | None) -> Callable[[Event], Any]:
     if len(parts) == 1 and isinstance(parts[0], tuple):
         path, default_parts = parts[0]
         get = compile_field(path, where)
         if default_parts is None:
             return get
-        default = _compile_parts(default_parts, where)
+        default = _value_parts(default_parts, where)
 
         def value_or_default(ev: Event) -> Any:
             v = get(ev)
             return default(ev) if v is None or v == "" else v
 
         return value_or_default
-    return compile_template(text, where)
+    return _compile_parts(parts, where)
 
 
 def _part(part: Part, where: Position | None) -> Template:
