@@ -5,7 +5,7 @@ from __future__ import annotations
 from correlator.event import fingerprint
 from correlator.inventory import Asset, Inventory
 from correlator.rules.stats import STATS
-from tests.unit.rules.helpers import ev, run, ruleset
+from tests.unit.rules.helpers import ev, ruleset, run
 
 INV = Inventory(
     [Asset("sw1", site="par1", service="core", owner="netops", criticality="high", extra={"rack": "R1"})]

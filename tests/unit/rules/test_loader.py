@@ -8,8 +8,8 @@ import pytest
 
 from correlator.rules.errors import RuleErrors
 from correlator.rules.loader import load_rules, rule_files
-from correlator.rules.registry import RuleKind, kinds, register_kind
 from correlator.rules.model import Duration, Key, Obj
+from correlator.rules.registry import RuleKind, kinds, register_kind
 from tests.unit.rules.helpers import ruleset
 
 
@@ -24,20 +24,38 @@ def errors_of(text: str) -> list[str]:
     [
         ("rules:\n  - name: a\n    drop: [unclosed\n", "r.yaml:4:1: YAML syntax error"),
         ("rules:\n  - name: a\n    dorp: true\n", "r.yaml:3:5: unknown key 'dorp' (did you mean 'drop'?)"),
-        ("rules:\n  - name: a\n    drop: yes please\n", "r.yaml:3:11: drop: expected true or false, got str 'yes please'"),
-        ("rules:\n  - name: a\n    dedup: {window: 5 minutes}\n", "r.yaml:3:21: dedup: window: expected a duration like '30s'"),
+        (
+            "rules:\n  - name: a\n    drop: yes please\n",
+            "r.yaml:3:11: drop: expected true or false, got str 'yes please'",
+        ),
+        (
+            "rules:\n  - name: a\n    dedup: {window: 5 minutes}\n",
+            "r.yaml:3:21: dedup: window: expected a duration like '30s'",
+        ),
         ("rules:\n  - name: a\n    dedup: soon\n", "r.yaml:3:12: dedup: expected a duration like"),
-        ("rules:\n  - name: a\n    rate_limit: {max: 0, per: 1m}\n", "expected a whole number >= 1, got int 0"),
+        (
+            "rules:\n  - name: a\n    rate_limit: {max: 0, per: 1m}\n",
+            "expected a whole number >= 1, got int 0",
+        ),
         ("rules:\n  - name: a\n    rate_limit: {max: 5}\n", "missing required key 'per'"),
-        ("rules:\n  - name: a\n    match: {host: {regex: '[a-'}}\n", "r.yaml:3:27: match: host: invalid regex '[a-'"),
-        ("rules:\n  - name: a\n    set: {message: '{hots}'}\n", "r.yaml:3:20: set: unknown field 'hots' (did you mean 'host'?)"),
+        (
+            "rules:\n  - name: a\n    match: {host: {regex: '[a-'}}\n",
+            "r.yaml:3:27: match: host: invalid regex '[a-'",
+        ),
+        (
+            "rules:\n  - name: a\n    set: {message: '{hots}'}\n",
+            "r.yaml:3:20: set: unknown field 'hots' (did you mean 'host'?)",
+        ),
         ("rules:\n  - name: a\n    set: {id: x}\n", "field 'id' cannot be changed by a rule"),
         ("rules:\n  - name: a\n    rename: '{type'\n", "never closed"),
         ("rules:\n  - name: a\n    classify: {severity: huge}\n", "r.yaml:3:26: severity must be one of"),
         ("rules:\n  - name: a\n    match: {}\n", "rule 'a' has no action"),
         ("rules:\n  - drop: true\n", "r.yaml:2:5: missing required key 'name'"),
         ("rules:\n  - name: a\n    kind: tresholdd\n", "unknown rule kind 'tresholdd'"),
-        ("rules:\n  - name: a\n    drop: true\n  - name: a\n    drop: true\n", "r.yaml:4:5: duplicate rule name 'a' (first defined at r.yaml:2:5)"),
+        (
+            "rules:\n  - name: a\n    drop: true\n  - name: a\n    drop: true\n",
+            "r.yaml:4:5: duplicate rule name 'a' (first defined at r.yaml:2:5)",
+        ),
         ("rule:\n  - name: a\n", "r.yaml:1:1: unknown top-level key 'rule' (did you mean 'rules'?)"),
         ("rules: {name: a}\n", "'rules' must be a list"),
         ("- name: a\n", "a rule file must be a mapping"),
@@ -96,7 +114,9 @@ def test_directory_loading_order_and_skips(tmp_path):
 def test_duplicate_names_across_files(tmp_path):
     (tmp_path / "a.yaml").write_text("rules: [{name: same, drop: true}]")
     (tmp_path / "b.yaml").write_text("rules:\n  - name: same\n    drop: true\n")
-    with pytest.raises(RuleErrors, match=r"b.yaml:2:5: duplicate rule name 'same' \(first defined at .*a.yaml:1:10\)"):
+    with pytest.raises(
+        RuleErrors, match=r"b.yaml:2:5: duplicate rule name 'same' \(first defined at .*a.yaml:1:10\)"
+    ):
         load_rules(tmp_path)
 
 
