@@ -19,7 +19,7 @@ from correlator.logs import RateLimitedLog
 from correlator.rules.filter import INDEXED_FIELDS, FilterRule
 from correlator.rules.registry import RuleInfo
 
-_CACHE_LIMIT = 50_000
+_CACHE_LIMIT = 200_000
 _ratelog = RateLimitedLog(logging.getLogger(__name__))
 
 
@@ -40,9 +40,21 @@ class FilterIndex:
             fname, values = r.index
             for v in values:
                 self._by[fname].setdefault(v, []).append(r)
-        # Only fields some rule is pinned on take part in the cache key, which keeps it small.
-        self._fields = tuple(f for f in INDEXED_FIELDS if self._by[f])
-        self._key = _key_getter(self._fields)
+        # The cache key holds a field's value only when some rule is filed under that value, so its
+        # size is bounded by the rules (pinned types x pinned hosts ...), never by the traffic.
+        by_type, by_source, by_host = self._by["type"], self._by["source"], self._by["host"]
+        if not by_source and not by_host:
+            self._key: Callable[[Event], Any] = lambda ev: ev.type if ev.type in by_type else None
+        else:
+
+            def key(ev: Event) -> Any:
+                return (
+                    ev.type if ev.type in by_type else None,
+                    ev.source if ev.source in by_source else None,
+                    ev.host if ev.host in by_host else None,
+                )
+
+            self._key = key
         self._cache: dict[Any, tuple[FilterRule, ...]] = {}
         self.size = len(rules)
 
@@ -58,20 +70,10 @@ class FilterIndex:
 
     def _merge(self, ev: Event) -> tuple[FilterRule, ...]:
         merged = list(self._unpinned)
-        for f in self._fields:
+        for f in INDEXED_FIELDS:
             merged.extend(self._by[f].get(getattr(ev, f), ()))
         merged.sort(key=lambda r: r.info.order)
         return tuple(merged)
-
-
-def _key_getter(fields: tuple[str, ...]) -> Callable[[Event], Any]:
-    if not fields:
-        return lambda ev: None
-    if fields == ("type",):
-        return lambda ev: ev.type
-    if fields == ("type", "source"):
-        return lambda ev: (ev.type, ev.source)
-    return lambda ev: tuple(getattr(ev, f) for f in fields)
 
 
 @dataclass
