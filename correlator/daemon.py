@@ -18,14 +18,18 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from correlator import metrics
+from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.common import AppState
 from correlator.clock import Clock, wall_clock
 from correlator.collector import Collector, CollectorContext, create_collectors
 from correlator.config import Config
+from correlator.errors import ConfigError
 from correlator.ingest import Ingest
 from correlator.pipeline import build_pipeline
 from correlator.queue.journal import JournalQueue
+from correlator.rules.errors import RuleErrors
+from correlator.rules.reload import RulesHolder
 from correlator.runner import PipelineRunner
 from correlator.store.sqlite import SqliteEventStore
 
@@ -42,10 +46,16 @@ class Daemon:
     app: web.Application
     collectors: list[Collector]
     scheduler: AsyncIOScheduler
+    rules: RulesHolder
 
 
 async def build(config: Config) -> Daemon:
     data = config.storage.data_dir
+    rules = RulesHolder(config.rules_dir, config.inventory_file)
+    try:
+        rules.load_initial()  # like promtool-checked Prometheus: a broken set stops start-up
+    except RuleErrors as e:
+        raise ConfigError(f"{len(e.errors)} error(s) in the rules:\n{e}") from None
     clock = wall_clock()
     store = SqliteEventStore(data / "events.db")
     await store.open()
@@ -53,13 +63,14 @@ async def build(config: Config) -> Daemon:
         data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
     )
     await queue.open()
-    runner = PipelineRunner(queue, build_pipeline(config), store, clock, config.queue.batch_events)
+    runner = PipelineRunner(queue, build_pipeline(config, rules), store, clock, config.queue.batch_events)
     state = AppState(store=store, queue=queue)
     app = make_app(state, config.http.max_body_bytes)
+    rules_api.add_routes(app, rules)
     ctx = CollectorContext(Ingest(queue).emit, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
     scheduler = AsyncIOScheduler(timezone="UTC")
-    return Daemon(config, clock, queue, store, runner, app, state.collectors, scheduler)
+    return Daemon(config, clock, queue, store, runner, app, state.collectors, scheduler, rules)
 
 
 async def run(config: Config) -> int:
@@ -69,8 +80,18 @@ async def run(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(daemon.rules.reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+
     consumer = asyncio.create_task(daemon.runner.run(), name="pipeline")
     ticker = asyncio.create_task(_tick(daemon.clock), name="clock")
+    watcher = asyncio.create_task(daemon.rules.watch(), name="rules-watch")
     for c in daemon.collectors:
         await c.start()
         metrics.COLLECTOR_UP.labels(c.name).set(1)
@@ -113,7 +134,8 @@ async def run(config: Config) -> int:
     left = daemon.queue.depth()
     consumer.cancel()
     ticker.cancel()
-    for task in (consumer, ticker):
+    watcher.cancel()
+    for task in (consumer, ticker, watcher):
         with contextlib.suppress(asyncio.CancelledError):
             await task
     daemon.scheduler.shutdown(wait=False)

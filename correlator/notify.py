@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import Counter, Histogram
 
-from correlator.config import parse_duration
+from correlator.config import Config, parse_duration
 from correlator.errors import ConfigError, did_you_mean
 from correlator.event import Event
 from correlator.logs import RateLimitedLog
@@ -201,3 +201,7 @@ class Notify:
 
     async def aclose(self) -> None:
         await self.sender.aclose()
+
+
+def notify_stage(config: Config) -> Notify:
+    return Notify(WebhookSender(parse_targets(config.correlation.notify)))

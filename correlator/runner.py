@@ -41,9 +41,10 @@ class PipelineRunner:
         """Advance the clock to `now` and store what level-2 timers made (no event needs to arrive)."""
         async with self._lock:
             self._clock.advance_to(now)
-            out = await self._pipeline.flush(StageContext(self._clock, live=True))
-            if out:
-                await self._write(out)
+            ctx = StageContext(self._clock, live=True)
+            out = await self._pipeline.flush(ctx)
+            if out or ctx.updates:
+                await self._write(out, ctx.updates)
 
     async def _process(self, items: list[QueueItem]) -> None:
         events: list[Event] = []
@@ -52,7 +53,7 @@ class PipelineRunner:
         ctx = StageContext(self._clock, live=True, seq=items[-1].seq)
         async with self._lock:
             out = await self._pipeline.run(events, ctx)
-            await self._write(out)
+            await self._write(out, ctx.updates)
         await self._queue.ack(items[-1].seq)
         now = time.time()
         for ev in events:
@@ -60,11 +61,13 @@ class PipelineRunner:
         metrics.EVENTS_PROCESSED.inc(len(events))
         self.processed += len(events)
 
-    async def _write(self, out: list[Event]) -> None:
+    async def _write(self, out: list[Event], updates: list[Event]) -> None:
         delay = 0.1
         while True:
             try:
                 await self._store.write(out)
+                if updates:
+                    await self._store.fold(updates)
                 break
             except Exception as e:
                 # Never ack what is not stored: retry until the store takes it (disk full, locked, ...).

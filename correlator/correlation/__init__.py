@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from correlator.config import Config
 from correlator.correlation.stage import Correlate
+from correlator.rules.reload import RulesHolder
 
 
-def correlate_stage(config: Config) -> Correlate:
-    """The level-2 stage with the rules of `config.rules_dir` (none yet: wired in by the rule kinds)."""
-    return Correlate([])
+def correlate_stage(config: Config, rules: RulesHolder) -> Correlate:
+    """The level-2 stage; it follows the live rule set, taking the rules of the level-2 kinds."""
+    c = config.correlation
+    return Correlate([], lateness=c.lateness, max_depth=c.max_depth, rules=rules)

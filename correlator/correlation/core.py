@@ -198,6 +198,7 @@ class Engine:
         self._timer: Timer | None = None
         self._timer_at = 0.0
         self.types: frozenset[str] | None = None  # event types the rule can match (None: any); for the index
+        self.signature = ""  # the rule's text: a reload keeps the running engine when it is unchanged
 
     # -- wiring ---------------------------------------------------------------------------------
     def attach(self, clock: Clock, sink: Sink) -> None:
@@ -208,6 +209,13 @@ class Engine:
             self._timer.cancel()
             self._timer = None
         self.rearm()
+
+    def detach(self) -> None:
+        """The rule was removed or changed by a reload: cancel its timers, produce nothing more."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.clock = None
 
     def rearm(self) -> None:
         """Subclasses with deadlines arm their earliest one here."""
@@ -224,7 +232,8 @@ class Engine:
 
     def _on_timer(self, now: float) -> None:
         self._timer = None
-        self.on_timer(now)
+        if self.clock is not None:
+            self.on_timer(now)
 
     def on_timer(self, now: float) -> None:
         pass

@@ -113,7 +113,7 @@ class Flapping(Engine):
 
     def _check(self, k: Key, now: float) -> None:
         f = self.table.get(k)
-        if f is None or not f.flapping:
+        if f is None or not f.flapping or self.clock is None:
             return
         f.timer = None
         _prune(f.changes, now - self.within)

@@ -76,7 +76,8 @@ class Group(Engine):
                 self.open.touch(k)
                 joined = True
             else:
-                g = _Group(derived_id(self.name, k, ev.id), t, t + self.group_wait, ev.host, ev.resource, "")
+                resource = "/".join(str(p) for p in k)  # one fingerprint per group key
+                g = _Group(derived_id(self.name, k, ev.id), t, t + self.group_wait, ev.host, resource, "")
                 g.severity = ev.severity.value
                 self.pending.put(k, g)
                 self._arm(g.deadline)

@@ -20,6 +20,7 @@ from correlator.correlation.core import KEYS, Engine, Sink
 from correlator.event import Event
 from correlator.logs import RateLimitedLog
 from correlator.pipeline import StageContext
+from correlator.rules.reload import RulesHolder
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
@@ -52,6 +53,7 @@ class Correlate:
         max_depth: int = 3,
         sweep_every: float = 60.0,
         wall: Callable[[], float] = time.time,
+        rules: RulesHolder | None = None,
     ) -> None:
         names = [e.name for e in engines]
         if len(set(names)) != len(names):
@@ -66,10 +68,13 @@ class Correlate:
         self._by_type: dict[str, tuple[Engine, ...]] = {}
         for e in engines:
             KEYS.labels(e.name).set_function(e.keys)
+        self._rules = rules
+        self._ruleset: object = None
 
     # -- the stage --------------------------------------------------------------------------------
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
         clock = ctx.clock
+        self.sync()
         self.bind(clock)
         sink = self.sink
         out: list[Event] = []
@@ -96,12 +101,44 @@ class Correlate:
 
     def take_pending(self, ctx: StageContext) -> list[Event]:
         """Events and responses that timers made since the last batch (the live ticker's path)."""
+        self.sync()
         self.bind(ctx.clock)
         out: list[Event] = []
         self._take_timer_events(out)
         ctx.responses.extend(self.sink.responses)
         self.sink.responses.clear()
         return out
+
+    def sync(self) -> None:
+        """Pick up a reloaded rule set (read once per batch, like the filter stage)."""
+        if self._rules is None:
+            return
+        current = self._rules.current
+        if current is self._ruleset:
+            return
+        self._ruleset = current
+        self.set_engines([r.compiled for r in current.rules if isinstance(r.compiled, Engine)])
+
+    def set_engines(self, engines: list[Engine]) -> None:
+        """Swap in a new set of rules; an unchanged rule (same name, kind and text) keeps its state."""
+        old = {e.name: e for e in self.engines}
+        result: list[Engine] = []
+        for e in engines:
+            prev = old.pop(e.name, None)
+            if prev is not None and prev.kind == e.kind and e.signature and prev.signature == e.signature:
+                result.append(prev)
+                continue
+            if prev is not None:
+                prev.detach()
+            if self.clock is not None:
+                e.attach(self.clock, self.sink)
+            KEYS.labels(e.name).set_function(e.keys)
+            result.append(e)
+        for gone in old.values():
+            gone.detach()
+            KEYS.remove(gone.name)
+        self.engines = result
+        self._by_type = {}
 
     def bind(self, clock: Clock) -> None:
         """Attach the engines to the clock of this run (replay makes one per file)."""
@@ -168,10 +205,12 @@ class Correlate:
 
     # -- restart ----------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, tuple[str, Any]]:
+        self.sync()
         return {e.name: (e.kind, e.snapshot()) for e in self.engines}
 
     def restore(self, saved: dict[str, tuple[str, Any]]) -> int:
         """Load state saved by `snapshot` for rules that still exist with the same kind."""
+        self.sync()
         n = 0
         for e in self.engines:
             item = saved.get(e.name)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from correlator import metrics
 from correlator.clock import Clock
 from correlator.config import Config
 from correlator.event import Event
 from correlator.responses import Response
+
+if TYPE_CHECKING:
+    from correlator.rules.reload import RulesHolder
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,9 @@ class StageContext:
     live: bool  # False in replay: time comes only from the events
     seq: int = 0  # queue position of the batch (0 in replay)
     responses: list[Response] = field(default_factory=list)  # asked for by correlation, done by later stages
+    # Events stored by an earlier batch whose count/last_seen grew (de-duplication); the runner
+    # rewrites them with EventStore.fold().
+    updates: list[Event] = field(default_factory=list)
 
 
 class Stage(Protocol):
@@ -82,17 +88,27 @@ class AdvanceClock:
         return events
 
 
-def build_pipeline(config: Config) -> Pipeline:
+def build_pipeline(config: Config, rules: RulesHolder | None = None) -> Pipeline:
     """collector -> queue -> [stages below] -> store.
 
-    Stages with `take_pending` (correlate) also produce events on their own when the live ticker
-    fires timers; `Pipeline.flush` sends those through the stages after them.
+    `rules` is the live rule set (reloadable); without one, the rules in config.rules_dir are loaded
+    once here (raising RuleErrors if they are broken). Stages with `take_pending` (correlate) also
+    produce events on their own when the live ticker fires timers; `Pipeline.flush` sends those
+    through the stages after them.
     """
-    from correlator.correlation import correlate_stage  # the stages import this module
+    from correlator.correlation import correlate_stage
+    from correlator.notify import notify_stage
+    from correlator.rules.reload import RulesHolder
+    from correlator.rules.stage import FilterStage
 
+    if rules is None:
+        rules = RulesHolder(config.rules_dir, config.inventory_file)
+        rules.load_initial()
     return Pipeline(
         [
-            correlate_stage(config),  # level 2; advances the clock per event and may emit timer events
-            AdvanceClock(),
+            FilterStage(rules),  # level 1: drop, enrich, classify, rename, rate-limit, de-duplicate
+            correlate_stage(config, rules),  # level 2: advances the clock per event; timers emit from here
+            notify_stage(config),  # outbound webhooks asked for by level 2
+            AdvanceClock(),  # replay: catch up with the batch when no level-2 rule did
         ]
     )

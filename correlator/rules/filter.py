@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from correlator.errors import FieldError
 from correlator.event import Event, Severity, fingerprint
 from correlator.inventory import STANDARD_FIELDS, Inventory
 from correlator.rules.errors import RuleError
 from correlator.rules.fields import compile_setter, split_path
-from correlator.rules.matchers import Matcher, equality_values
+from correlator.rules.matchers import Matcher, compile_matcher, equality_values
 from correlator.rules.model import (
     Bool,
     Duration,
@@ -115,6 +116,7 @@ class FilterRule:
     index: tuple[str, frozenset[str]] | None  # (field, values) the event must have, for the rule index
     counters: RuleCounters
     stateful: dict[str, Any] = field(default_factory=dict)  # "dedup"/"rate_limit" -> state holder
+    reindex: bool = False  # changes a field the index files rules under (type, host)
 
     def apply(self, ev: Event, updates: list[Event]) -> str | None:
         """Run the actions on a matched event; returns the removal reason or None."""
@@ -194,7 +196,10 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
         if values is not None:
             index = (fname, values)
             break
-    return FilterRule(info, v["match"], tuple(steps), v["stop"], index, STATS.counters(info.name), stateful)
+    match = v["match"] if v["match"] is not None else compile_matcher(None)  # no match: every event
+    reindex = v["rename"] is not None or bool(v["set"] and {"type", "host"} & set(v["set"]))
+    counters = STATS.counters(info.name)
+    return FilterRule(info, match, tuple(steps), v["stop"], index, counters, stateful, reindex)
 
 
 def _drop(ev: Event, updates: list[Event]) -> str | None:
@@ -205,8 +210,8 @@ def _check_severity(text: Any, where: Position | None) -> None:
     if isinstance(text, str) and not any(isinstance(p, tuple) for p in parse_template(text, where)):
         try:
             Severity.parse(text)
-        except ValueError as e:
-            raise RuleError(where, f"severity: {e}") from None
+        except FieldError as e:
+            raise RuleError(where, f"severity {e.message}") from None
 
 
 def _assign(setter: Callable[[Event, Any], None], render: Callable[[Event], Any]) -> Mutator:

@@ -256,13 +256,11 @@ class Obj(Spec):
             try:
                 out[k] = self.keys[k].spec.parse(v, _vpos(value, k, where))
             except RuleErrors as e:
-                errors.extend(e.errors)
+                errors.extend(RuleError(x.position, f"{k}: {x.message}") for x in e.errors)
             except RuleError as e:
-                errors.append(
-                    RuleError(e.position, e.message if e.message.startswith(k) else f"{k}: {e.message}")
-                )
+                errors.append(RuleError(e.position, f"{k}: {e.message}"))
         for k, key in self.keys.items():
-            if k in out:
+            if k in out or k in value:
                 continue
             if key.required:
                 errors.append(RuleError(getattr(value, "position", where), f"missing required key {k!r}"))

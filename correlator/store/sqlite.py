@@ -36,6 +36,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_time ON events(time);
     CREATE INDEX events_fingerprint ON events(fingerprint, pos);
     """,
+    # 2: de-duplication counters, so fold() can grow a stored event's repeat count idempotently
+    """
+    ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE events ADD COLUMN last_seen REAL;
+    UPDATE events SET last_seen = time;
+    """,
 ]
 
 
@@ -71,6 +77,8 @@ class SqliteEventStore:
                 e.severity.value,
                 e.source,
                 e.fingerprint,
+                e.count,
+                e.last_seen,
                 orjson.dumps(e.to_dict()),
             )
             for e in events
@@ -80,8 +88,9 @@ class SqliteEventStore:
         await db.execute("BEGIN")
         try:
             await db.executemany(
-                "INSERT OR IGNORE INTO events(id, time, host, type, severity, source, fingerprint, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO events"
+                "(id, time, host, type, severity, source, fingerprint, count, last_seen, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             await db.execute("COMMIT")
@@ -92,6 +101,31 @@ class SqliteEventStore:
         new = db.total_changes - before
         metrics.EVENTS_STORED.inc(new)
         return new
+
+    async def fold(self, events: list[Event]) -> int:
+        """Rewrite stored events whose repeat count grew (de-duplication folded later duplicates in).
+
+        Only a larger count replaces the stored one, so applying the same fold twice (a batch
+        delivered again after a crash) changes nothing. Returns how many stored events changed.
+        """
+        latest: dict[str, Event] = {}
+        for e in events:
+            latest[e.id] = e  # the same kept event may be folded into many times in one batch
+        if not latest:
+            return 0
+        db = self.db
+        before = db.total_changes
+        await db.execute("BEGIN")
+        try:
+            await db.executemany(
+                "UPDATE events SET count = ?, last_seen = ?, body = ? WHERE id = ? AND count < ?",
+                [(e.count, e.last_seen, orjson.dumps(e.to_dict()), e.id, e.count) for e in latest.values()],
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return db.total_changes - before
 
     async def query(self, q: EventQuery) -> EventPage:
         where: list[str] = []
