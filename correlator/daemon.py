@@ -24,6 +24,7 @@ from correlator.api.common import AppState
 from correlator.clock import Clock, wall_clock
 from correlator.collector import Collector, CollectorContext, create_collectors
 from correlator.config import Config
+from correlator.correlation import lifecycle as correlation
 from correlator.errors import ConfigError
 from correlator.ingest import Ingest
 from correlator.pipeline import build_pipeline
@@ -63,7 +64,9 @@ async def build(config: Config) -> Daemon:
         data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
     )
     await queue.open()
-    runner = PipelineRunner(queue, build_pipeline(config, rules), store, clock, config.queue.batch_events)
+    pipeline = build_pipeline(config, rules)
+    correlation.restore_state(pipeline, data)  # before the first event: no window, pair or deadline forgotten
+    runner = PipelineRunner(queue, pipeline, store, clock, config.queue.batch_events)
     state = AppState(store=store, queue=queue)
     app = make_app(state, config.http.max_body_bytes)
     rules_api.add_routes(app, rules)
@@ -90,7 +93,7 @@ async def run(config: Config) -> int:
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
     consumer = asyncio.create_task(daemon.runner.run(), name="pipeline")
-    ticker = asyncio.create_task(_tick(daemon.clock), name="clock")
+    ticker = asyncio.create_task(_tick(daemon.runner), name="clock")
     watcher = asyncio.create_task(daemon.rules.watch(), name="rules-watch")
     for c in daemon.collectors:
         await c.start()
@@ -109,6 +112,13 @@ async def run(config: Config) -> int:
         seconds=config.storage.retention_interval,
         id="retention",
         next_run_time=None,
+    )
+    daemon.scheduler.add_job(
+        correlation.save_state,
+        "interval",
+        args=(daemon.runner.pipeline, config.storage.data_dir, daemon.runner.lock),
+        seconds=config.correlation.snapshot_interval,
+        id="correlation-snapshot",
     )
     daemon.scheduler.start()
     await enforce_retention()
@@ -139,6 +149,8 @@ async def run(config: Config) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     daemon.scheduler.shutdown(wait=False)
+    await correlation.save_state(daemon.runner.pipeline, config.storage.data_dir, daemon.runner.lock)
+    await correlation.close_stages(daemon.runner.pipeline)
     await runner.cleanup()
     await daemon.queue.close()
     await daemon.store.close()
@@ -148,8 +160,12 @@ async def run(config: Config) -> int:
     return 0
 
 
-async def _tick(clock: Clock) -> None:
-    """Live mode: advance the correlation clock to wall time so timeouts fire without new events."""
+async def _tick(runner: PipelineRunner) -> None:
+    """Live mode: advance the correlation clock to wall time so timeouts fire without new events;
+    what level-2 timers emit goes through the rest of the pipeline to the store."""
     while True:
-        clock.advance_to(time.time())
+        try:
+            await runner.tick(time.time())
+        except Exception:
+            log.exception("clock tick failed")
         await asyncio.sleep(1.0)

@@ -32,7 +32,9 @@ NOTIFICATIONS = Counter(
     "Outbound notifications by target and outcome (sent, failed, dropped, replay)",
     ["target", "outcome"],
 )
-ATTEMPTS = Counter("correlator_notification_attempts_total", "HTTP attempts to deliver notifications", ["target"])
+ATTEMPTS = Counter(
+    "correlator_notification_attempts_total", "HTTP attempts to deliver notifications", ["target"]
+)
 SEND_SECONDS = Histogram(
     "correlator_notification_seconds",
     "Time from enqueue to final outcome of a notification",
@@ -55,7 +57,7 @@ _TARGET_KEYS = ("url", "timeout", "retries", "backoff", "max_backoff", "headers"
 
 
 def parse_targets(raw: dict[str, Any]) -> dict[str, Target]:
-    """`correlation.notify` in correlator.yaml: {name: {url, timeout, retries, backoff, max_backoff, headers}}."""
+    """`correlation.notify` in correlator.yaml: {name: {url, timeout, retries, backoff, ...}}."""
     targets: dict[str, Target] = {}
     for name, spec in raw.items():
         where = f"correlation.notify.{name}"
@@ -64,7 +66,9 @@ def parse_targets(raw: dict[str, Any]) -> dict[str, Target]:
         for k in spec:
             if k not in _TARGET_KEYS:
                 hint = did_you_mean(k, _TARGET_KEYS)
-                raise ConfigError(f"{where}: unknown key {k!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+                raise ConfigError(
+                    f"{where}: unknown key {k!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+                )
         url = spec.get("url")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigError(f"{where}.url: expected an http:// or https:// URL, got {url!r}")
@@ -158,19 +162,27 @@ class WebhookSender:
             ATTEMPTS.labels(target.name).inc()
             retry_after: str | None = None
             try:
-                async with self._session.post(target.url, data=req.body, headers=headers, timeout=timeout) as r:
+                async with self._session.post(
+                    target.url, data=req.body, headers=headers, timeout=timeout
+                ) as r:
                     if 200 <= r.status < 300:
                         return "sent"
                     problem = f"HTTP {r.status}"
                     if 400 <= r.status < 500 and r.status not in (408, 429):
-                        _limited.warning(f"notify:{target.name}", "notify %s: %s, not retried", target.name, problem)
+                        _limited.warning(
+                            f"notify:{target.name}", "notify %s: %s, not retried", target.name, problem
+                        )
                         return "failed"
                     retry_after = r.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError) as e:
                 problem = f"{type(e).__name__}: {e}"
             if attempt == target.retries:
                 _limited.warning(
-                    f"notify:{target.name}", "notify %s: gave up after %d attempts (%s)", target.name, attempt + 1, problem
+                    f"notify:{target.name}",
+                    "notify %s: gave up after %d attempts (%s)",
+                    target.name,
+                    attempt + 1,
+                    problem,
                 )
                 return "failed"
             await asyncio.sleep(retry_delay(target, attempt, retry_after))
@@ -192,7 +204,9 @@ class Notify:
         ctx.responses[:] = [r for r in ctx.responses if not isinstance(r, NotifyRequest)]
         if not ctx.live:  # replay and rule tests never call out
             for r in mine:
-                NOTIFICATIONS.labels(r.target if r.target in self.sender.targets else "unknown", "replay").inc()
+                NOTIFICATIONS.labels(
+                    r.target if r.target in self.sender.targets else "unknown", "replay"
+                ).inc()
             return events
         await self.sender.start()
         for r in mine:

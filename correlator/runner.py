@@ -32,6 +32,15 @@ class PipelineRunner:
         self.processed = 0
         self._lock = asyncio.Lock()  # batches and timer flushes take turns: one store transaction at a time
 
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._pipeline
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held while a batch or a timer flush runs; hold it to see level-2 state between batches."""
+        return self._lock
+
     async def run(self) -> None:
         while True:
             items = await self._queue.get(self._batch_events)
@@ -54,7 +63,7 @@ class PipelineRunner:
         async with self._lock:
             out = await self._pipeline.run(events, ctx)
             await self._write(out, ctx.updates)
-        await self._queue.ack(items[-1].seq)
+            await self._queue.ack(items[-1].seq)
         now = time.time()
         for ev in events:
             metrics.PIPELINE_LATENCY_SECONDS.observe(now - ev.received)

@@ -130,4 +130,3 @@ def literal(text: str) -> Template:
         return text
 
     return render
-

@@ -192,7 +192,9 @@ class Engine:
         self.hooks: Hooks = hooks or {}
         for h in self.hooks:
             if h not in self.hook_names:
-                raise ValueError(f"rule {name}: kind {self.kind} has no hook {h!r} ({', '.join(self.hook_names)})")
+                raise ValueError(
+                    f"rule {name}: kind {self.kind} has no hook {h!r} ({', '.join(self.hook_names)})"
+                )
         self.sink = Sink()
         self.clock: Clock | None = None
         self._timer: Timer | None = None

@@ -15,7 +15,17 @@ from typing import Any
 
 from correlator.clock import Timer
 from correlator.correlation.actions import suppress
-from correlator.correlation.core import Engine, Fire, Hooks, Key, KeyFn, KeyTable, Match, generated_event, key_of
+from correlator.correlation.core import (
+    Engine,
+    Fire,
+    Hooks,
+    Key,
+    KeyFn,
+    KeyTable,
+    Match,
+    generated_event,
+    key_of,
+)
 from correlator.event import Event, Severity
 
 
@@ -90,7 +100,9 @@ class Flapping(Engine):
             if n >= self.high:
                 f.flapping = True
                 f.since = t
-                start = self._event(k, f, "start", t, self.severity, f"flapping: {n} state changes within {self.within:g}s")
+                start = self._event(
+                    k, f, "start", t, self.severity, f"flapping: {n} state changes within {self.within:g}s"
+                )
                 self.generate("start", start, k, False, changes=n)
                 self._suppress(ev, _fire(self.name, k), self.sink)
                 self._schedule(k, f)

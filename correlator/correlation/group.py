@@ -25,7 +25,18 @@ from correlator.event import Event, Severity
 
 
 class _Group:
-    __slots__ = ("count", "deadline", "first", "host", "hosts", "id", "last", "members", "resource", "severity")
+    __slots__ = (
+        "count",
+        "deadline",
+        "first",
+        "host",
+        "hosts",
+        "id",
+        "last",
+        "members",
+        "resource",
+        "severity",
+    )
 
     def __init__(self, gid: str, t: float, deadline: float, host: str, resource: str, severity: str) -> None:
         self.id = gid
@@ -156,7 +167,19 @@ class Group(Engine):
 
 
 def _dump(k: Key, g: _Group) -> list[Any]:
-    return [list(k), g.id, g.first, g.deadline, g.last, g.host, g.resource, g.severity, g.members, g.hosts, g.count]
+    return [
+        list(k),
+        g.id,
+        g.first,
+        g.deadline,
+        g.last,
+        g.host,
+        g.resource,
+        g.severity,
+        g.members,
+        g.hosts,
+        g.count,
+    ]
 
 
 def _load(row: list[Any]) -> tuple[Key, _Group]:

@@ -33,7 +33,9 @@ from correlator.rules.model import Bool, Duration, Either, Int, Key, ListOf, Mat
 from correlator.rules.registry import BuildContext, RuleInfo, RuleKind, register_kind
 from correlator.yamlfile import YamlMap
 
-MAX_KEYS = Key(Int(minimum=1, doc="most keys with state; the least recently seen is evicted beyond"), default=100_000)
+MAX_KEYS = Key(
+    Int(minimum=1, doc="most keys with state; the least recently seen is evicted beyond"), default=100_000
+)
 _SEV = Str(doc="severity of the rule-made event", choices=SEVERITIES)
 
 
@@ -45,16 +47,28 @@ def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None) -> E
 
 def _threshold(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
     e = Threshold(
-        info.name, v["match"], key_fn(v["group_by"], raw.where("group_by")), v["count"], v["within"],
-        hooks_of(v, Threshold.hook_names), v["max_keys"],
+        info.name,
+        v["match"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["count"],
+        v["within"],
+        hooks_of(v, Threshold.hook_names),
+        v["max_keys"],
     )
     return _finish(e, raw, raw.get("match"))
 
 
 def _pair(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
     e = Pair(
-        info.name, v["match"], v["close"], key_fn(v["group_by"], raw.where("group_by")), v["within"],
-        hooks_of(v, Pair.hook_names), v["max_keys"], v["timeout_type"], v["recover_within"],
+        info.name,
+        v["match"],
+        v["close"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["within"],
+        hooks_of(v, Pair.hook_names),
+        v["max_keys"],
+        v["timeout_type"],
+        v["recover_within"],
     )
     return _finish(e, raw, raw.get("match"), raw.get("close"))
 
@@ -66,8 +80,15 @@ def _absence(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext)
             raise RuleError(raw.where("expect_inventory"), "expect_inventory needs group_by: [host]")
         expect += [(a.host,) for a in ctx.inventory]
     e = Absence(
-        info.name, v["match"], key_fn(v["group_by"], raw.where("group_by")), v["every"],
-        hooks_of(v, Absence.hook_names), v["max_keys"], expect, v["missed_type"], Severity(v["severity"]),
+        info.name,
+        v["match"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["every"],
+        hooks_of(v, Absence.hook_names),
+        v["max_keys"],
+        expect,
+        v["missed_type"],
+        Severity(v["severity"]),
         v["forget_after"],
     )
     return _finish(e, raw, raw.get("match"), extra=sorted(expect, key=repr))
@@ -76,19 +97,36 @@ def _absence(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext)
 def _flapping(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
     low = v["low"]
     if low is not None and low >= v["high"]:
-        raise RuleError(raw.where("low"), f"low ({low}) must be below high ({v['high']}): that is the hysteresis")
+        raise RuleError(
+            raw.where("low"), f"low ({low}) must be below high ({v['high']}): that is the hysteresis"
+        )
     e = Flapping(
-        info.name, v["match"], key_fn(v["group_by"], raw.where("group_by")), v["within"], v["high"], low,
-        state_getter(v["state"], raw.where("state")), hooks_of(v, Flapping.hook_names), v["max_keys"],
-        v["flapping_type"], Severity(v["severity"]),
+        info.name,
+        v["match"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["within"],
+        v["high"],
+        low,
+        state_getter(v["state"], raw.where("state")),
+        hooks_of(v, Flapping.hook_names),
+        v["max_keys"],
+        v["flapping_type"],
+        Severity(v["severity"]),
     )
     return _finish(e, raw, raw.get("match"))
 
 
 def _group(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
     e = Group(
-        info.name, v["match"], key_fn(v["group_by"], raw.where("group_by")), v["group_wait"],
-        hooks_of(v, Group.hook_names), v["max_keys"], v["close_after"], v["max_members"], v["group_type"],
+        info.name,
+        v["match"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["group_wait"],
+        hooks_of(v, Group.hook_names),
+        v["max_keys"],
+        v["close_after"],
+        v["max_members"],
+        v["group_type"],
     )
     return _finish(e, raw, raw.get("match"))
 
@@ -101,8 +139,15 @@ def _topology(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext
         raise RuleError(raw.where_value("topology"), f"topology: {err}") from None
     ci = state_getter(v["ci"], raw.where("ci"))
     e = TopologyRule(
-        info.name, v["down"], v["up"], topo, lambda ev: str(ci(ev)), hooks_of(v, TopologyRule.hook_names),
-        v["max_keys"], v["title"], v["incidents"],
+        info.name,
+        v["down"],
+        v["up"],
+        topo,
+        lambda ev: str(ci(ev)),
+        hooks_of(v, TopologyRule.hook_names),
+        v["max_keys"],
+        v["title"],
+        v["incidents"],
     )
     return _finish(e, raw, raw.get("down"), raw.get("up"), extra=repr(topo))
 
@@ -111,8 +156,12 @@ def _sequence(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext
     if len(v["steps"]) < 2:
         raise RuleError(raw.where("steps"), "a sequence needs at least two steps")
     e = SequenceRule(
-        info.name, v["steps"], key_fn(v["group_by"], raw.where("group_by")), v["within"],
-        hooks_of(v, SequenceRule.hook_names), v["max_keys"],
+        info.name,
+        v["steps"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["within"],
+        hooks_of(v, SequenceRule.hook_names),
+        v["max_keys"],
     )
     return _finish(e, raw, *(raw.get("steps") or []))
 
@@ -143,7 +192,9 @@ KINDS = [
             "group_by": group_by_spec(),
             "within": Key(Duration(doc="time B has to arrive"), required=True),
             "timeout_type": Key(Str(doc="type of the timeout event (default '<rule>.timeout')")),
-            "recover_within": Key(Duration(doc="how long a late B still recovers a timeout"), default=86400.0),
+            "recover_within": Key(
+                Duration(doc="how long a late B still recovers a timeout"), default=86400.0
+            ),
         },
         Pair.hook_names,
         _pair,
@@ -161,7 +212,9 @@ KINDS = [
                     doc="keys expected from the start: a host, or a list of the group_by values",
                 )
             ),
-            "expect_inventory": Key(Bool(doc="expect every inventory host (needs group_by: [host])"), default=False),
+            "expect_inventory": Key(
+                Bool(doc="expect every inventory host (needs group_by: [host])"), default=False
+            ),
             "missed_type": Key(Str(doc="type of the missed event"), default="heartbeat.missed"),
             "severity": Key(_SEV, default="major"),
             "forget_after": Key(Duration(doc="stop watching an unlisted silent key after"), default=604800.0),
@@ -191,7 +244,9 @@ KINDS = [
         {
             "match": Key(Match(), required=True),
             "group_by": group_by_spec(),
-            "group_wait": Key(Duration(doc="wait after the first member before the group event"), required=True),
+            "group_wait": Key(
+                Duration(doc="wait after the first member before the group event"), required=True
+            ),
             "close_after": Key(Duration(doc="an idle group closes after"), default=3600.0),
             "max_members": Key(Int(minimum=1, doc="member ids listed at most"), default=100),
             "group_type": Key(Str(doc="type of the group event (default '<rule>.group')")),
@@ -217,7 +272,9 @@ KINDS = [
     _kind(
         "sequence",
         {
-            "steps": Key(ListOf(Match(), min_items=2, doc="matchers, in the order they must arrive"), required=True),
+            "steps": Key(
+                ListOf(Match(), min_items=2, doc="matchers, in the order they must arrive"), required=True
+            ),
             "group_by": group_by_spec(),
             "within": Key(Duration(doc="from the first step to the last"), required=True),
         },

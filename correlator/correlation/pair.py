@@ -117,7 +117,7 @@ class Pair(Engine):
 
     def restore(self, data: Any) -> None:
         for k, a in data["pending"]:
-            self.pending.put(key_of(k), tuple(a))  # type: ignore[arg-type]
+            self.pending.put(key_of(k), tuple(a))
         for k, t in data["timed_out"]:
             self.timed_out.put(key_of(k), t)
         self.rearm()

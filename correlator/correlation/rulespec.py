@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from correlator.correlation import actions
-from correlator.correlation.core import Action, Key as StateKey, KeyFn
+from correlator.correlation.core import Action, KeyFn
+from correlator.correlation.core import Key as StateKey
 from correlator.event import Event, Severity
 from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.fields import compile_field
@@ -32,7 +33,9 @@ _EMIT = Obj(
 )
 _INCIDENT = Obj(
     {
-        "action": Key(Str(doc="what to ask of the incident", choices=("open", "update", "resolve")), required=True),
+        "action": Key(
+            Str(doc="what to ask of the incident", choices=("open", "update", "resolve")), required=True
+        ),
         "title": Key(Template(doc="incident title template")),
         "description": Key(Template(doc="incident description template")),
         "key": Key(Template(doc="correlation key template (default '<rule>:<group_by values>')")),
@@ -62,10 +65,20 @@ class Annotations(Spec):
         return {k: tmpl.parse(v, _vpos(value, k, where)) for k, v in value.items()}
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string"}, "description": self.doc}
+        return {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"type": "string"},
+            "description": self.doc,
+        }
 
 
-_ACTIONS: dict[str, Spec] = {"emit": _EMIT, "incident": _INCIDENT, "notify": _NOTIFY, "annotate": Annotations()}
+_ACTIONS: dict[str, Spec] = {
+    "emit": _EMIT,
+    "incident": _INCIDENT,
+    "notify": _NOTIFY,
+    "annotate": Annotations(),
+}
 ACTION_NAMES = (*_ACTIONS, "suppress")
 
 
@@ -94,11 +107,21 @@ class Responses(Spec):
 
     def schema(self) -> dict[str, Any]:
         one_of = [
-            {"type": "object", "properties": {name: spec.schema()}, "required": [name], "additionalProperties": False}
+            {
+                "type": "object",
+                "properties": {name: spec.schema()},
+                "required": [name],
+                "additionalProperties": False,
+            }
             for name, spec in _ACTIONS.items()
         ]
         one_of.append(
-            {"type": "object", "properties": {"suppress": {"const": True}}, "required": ["suppress"], "additionalProperties": False}
+            {
+                "type": "object",
+                "properties": {"suppress": {"const": True}},
+                "required": ["suppress"],
+                "additionalProperties": False,
+            }
         )
         return {"type": "array", "minItems": 1, "items": {"oneOf": one_of}, "description": self.doc}
 
@@ -106,7 +129,7 @@ class Responses(Spec):
 def _action(item: Any, where: Position | None) -> Action:
     if not isinstance(item, dict) or len(item) != 1:
         raise RuleError(where, f"each response is a mapping with one key: {', '.join(ACTION_NAMES)}")
-    (name, arg), = item.items()
+    ((name, arg),) = item.items()
     kpos, vpos = _kpos(item, name, where), _vpos(item, name, where)
     if name == "suppress":
         if arg is not True:
@@ -114,14 +137,22 @@ def _action(item: Any, where: Position | None) -> Action:
         return actions.suppress()
     spec = _ACTIONS.get(name)
     if spec is None:
-        raise RuleError(kpos, f"unknown response {name!r}{suggest(name, ACTION_NAMES)}; known: {', '.join(ACTION_NAMES)}")
+        raise RuleError(
+            kpos, f"unknown response {name!r}{suggest(name, ACTION_NAMES)}; known: {', '.join(ACTION_NAMES)}"
+        )
     v = spec.parse(arg, vpos)
     if name == "emit":
         sev = Severity(v["severity"]) if v["severity"] else None
         return actions.emit(v["type"], sev, v["message"], v["host"])
     if name == "incident":
         return actions.incident(
-            v["action"], v["title"], v["key"], v["description"], v["impact"], v["urgency"], v["assignment_group"]
+            v["action"],
+            v["title"],
+            v["key"],
+            v["description"],
+            v["impact"],
+            v["urgency"],
+            v["assignment_group"],
         )
     if name == "notify":
         return actions.notify(v["target"], v["body"])

@@ -78,9 +78,17 @@ def read_rows(path: Path) -> dict[str, tuple[str, Any]]:
 
 async def save(stage: Correlate, path: Path) -> int:
     """Snapshot now; returns the bytes written. Never raises (a failed save is logged, retried later)."""
-    t0 = time.perf_counter()
     try:
         rows = encode(stage)
+    except Exception:
+        log.exception("could not serialise the correlation state")
+        return 0
+    return await write(rows, path)
+
+
+async def write(rows: list[tuple[str, str, bytes]], path: Path) -> int:
+    t0 = time.perf_counter()
+    try:
         await asyncio.to_thread(write_rows, path, rows, time.time())
     except Exception:
         log.exception("could not save the correlation state to %s", path)

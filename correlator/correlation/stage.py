@@ -173,7 +173,10 @@ class Correlate:
                 if depth >= self.max_depth:
                     DEPTH_LIMIT.inc()
                     _limited.warning(
-                        "depth", "correlated event %s reached the emit depth limit %d", new.type, self.max_depth
+                        "depth",
+                        "correlated event %s reached the emit depth limit %d",
+                        new.type,
+                        self.max_depth,
                     )
                     out.append(new)
                 else:
@@ -220,7 +223,9 @@ class Correlate:
                 e.restore(item[1])
                 n += 1
             except Exception:
-                log.exception("could not restore the state of level-2 rule %s; its state may be partial", e.name)
+                log.exception(
+                    "could not restore the state of level-2 rule %s; its state may be partial", e.name
+                )
         if self.clock is not None:
             for e in self.engines:
                 e.rearm()

@@ -16,9 +16,9 @@ from typing import Any
 
 from correlator.correlation.actions import Template
 from correlator.correlation.core import Engine, Hooks, KeyTable, Match
+from correlator.correlation.topology_file import Topology
 from correlator.event import Event
 from correlator.responses import IncidentRequest
-from correlator.correlation.topology_file import Topology
 
 
 class _Down:

@@ -92,18 +92,18 @@ def parse_topology(doc: Any, file: str) -> Topology:
                 where = spec.where(k) if isinstance(spec, yamlfile.YamlMap) else cis.where(name)
                 extra = f" (did you mean {hint!r}?)" if hint else ""
                 raise TopologyError(f"{where}: unknown key {k!r}{extra}; expected {', '.join(_CI_KEYS)}")
-        ups = [*_names(spec, "parents", cis, name), *_names(spec, "depends_on", cis, name)]
-        upstream[name] = tuple(dict.fromkeys(ups))
+        listed = [*_names(spec, "parents", cis, name), *_names(spec, "depends_on", cis, name)]
+        upstream[name] = tuple(dict.fromkeys(listed))
         services[name] = tuple(_names(spec, "services", cis, name))
-    for name, ups in upstream.items():
-        for u in ups:
+    for name, parents in upstream.items():
+        for u in parents:
             if u not in upstream:
                 hint = did_you_mean(u, upstream)
                 extra = f" (did you mean {hint!r}?)" if hint else ""
                 raise TopologyError(f"{cis.where(name)}: CI {name!r} refers to unknown CI {u!r}{extra}")
     downstream: dict[str, list[str]] = {}
-    for name, ups in upstream.items():
-        for u in ups:
+    for name, parents in upstream.items():
+        for u in parents:
             downstream.setdefault(u, []).append(name)
     topo = Topology(upstream, services, {k: tuple(v) for k, v in downstream.items()})
     for name in upstream:

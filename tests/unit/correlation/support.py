@@ -14,7 +14,9 @@ from correlator.rules.fields import compile_field
 from correlator.rules.matchers import Matcher, compile_matcher
 
 
-def E(t: float, type_: str, host: str = "r1", severity: str = "major", resource: str = "", **attrs: Any) -> Event:
+def E(
+    t: float, type_: str, host: str = "r1", severity: str = "major", resource: str = "", **attrs: Any
+) -> Event:
     return Event(
         f"{type_}@{host}/{resource}@{t:g}", t, t, "test", host, type_, Severity(severity), resource, "", attrs
     )

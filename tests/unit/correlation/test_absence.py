@@ -31,7 +31,12 @@ async def test_silence_emits_missed_at_the_deadline_and_a_clear_when_it_returns(
     await run.feed(E(0, "heartbeat"), E(50, "heartbeat"))
     assert await run.advance(109) == []
     [missed] = await run.advance(200)
-    assert (missed.type, missed.host, missed.time, missed.severity) == ("heartbeat.missed", "r1", 110, Severity.MAJOR)
+    assert (missed.type, missed.host, missed.time, missed.severity) == (
+        "heartbeat.missed",
+        "r1",
+        110,
+        Severity.MAJOR,
+    )
     assert missed.attributes["correlation"]["last_seen"] == 50
     assert await run.advance(1000) == []  # missed once, not every period
     out = await run.feed(E(1200, "heartbeat"))

@@ -54,7 +54,10 @@ async def test_timer_fires_between_events_in_replay() -> None:
     out = await run.feed(E(0, "linkDown"), E(45, "syslog"), E(50, "linkUp"))
     # the timeout (t=30) comes out between the events at 0 and 45; the late linkUp resolves
     assert types(out) == ["linkDown", "link-flap.timeout", "syslog", "linkUp"]
-    assert [(r.action, r.key) for r in run.take_responses()] == [("open", "link-flap:r1/"), ("resolve", "link-flap:r1/")]
+    assert [(r.action, r.key) for r in run.take_responses()] == [
+        ("open", "link-flap:r1/"),
+        ("resolve", "link-flap:r1/"),
+    ]
 
 
 async def test_repeated_link_down_while_pending_is_ignored() -> None:
@@ -73,7 +76,9 @@ async def test_link_up_without_link_down_does_nothing() -> None:
 
 async def test_interfaces_pair_separately() -> None:
     run = Run(link_pair())
-    out = await run.feed(E(0, "linkDown", resource="a"), E(5, "linkDown", resource="b"), E(10, "linkUp", resource="a"))
+    out = await run.feed(
+        E(0, "linkDown", resource="a"), E(5, "linkDown", resource="b"), E(10, "linkUp", resource="a")
+    )
     out += await run.advance(60)
     assert [e.resource for e in generated(out)] == ["b"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from correlator.correlation import snapshot
+from correlator.correlation import actions, snapshot
 from correlator.correlation.absence import Absence
 from correlator.correlation.core import Engine
 from correlator.correlation.flapping import Flapping
@@ -12,19 +12,26 @@ from correlator.correlation.group import Group
 from correlator.correlation.pair import Pair
 from correlator.correlation.sequence import SequenceRule
 from correlator.correlation.threshold import Threshold
-from correlator.correlation import actions
 
 from .support import E, Run, by, generated, m, types
 
 
 def rules() -> list[Engine]:
     return [
-        Threshold("th", m(type="auth"), by("host"), count=3, within=60, hooks={"fire": [actions.emit("storm")]}),
+        Threshold(
+            "th", m(type="auth"), by("host"), count=3, within=60, hooks={"fire": [actions.emit("storm")]}
+        ),
         Pair("pair", m(type="linkDown"), m(type="linkUp"), by("host"), within=30),
         Absence("hb", m(type="heartbeat"), by("host"), every=60),
         Group("grp", m(type="nodeDown"), by("attributes.site"), group_wait=30),
         Flapping("flap", m(type="link"), by("host"), within=600, high=3, low=1),
-        SequenceRule("seq", [m(type="a"), m(type="b")], by("host"), within=100, hooks={"complete": [actions.emit("ab")]}),
+        SequenceRule(
+            "seq",
+            [m(type="a"), m(type="b")],
+            by("host"),
+            within=100,
+            hooks={"complete": [actions.emit("ab")]},
+        ),
     ]
 
 

@@ -15,7 +15,9 @@ from .support import E, Run, by, m, types
 
 
 def storm(name: str, on: str, emits: str, count: int = 1) -> Threshold:
-    return Threshold(name, m(type=on), by("host"), count=count, within=60, hooks={"fire": [actions.emit(emits)]})
+    return Threshold(
+        name, m(type=on), by("host"), count=count, within=60, hooks={"fire": [actions.emit(emits)]}
+    )
 
 
 async def test_emitted_events_re_enter_level_2_up_to_the_depth_limit() -> None:
@@ -27,7 +29,9 @@ async def test_emitted_events_re_enter_level_2_up_to_the_depth_limit() -> None:
 
 
 async def test_suppress_stops_later_rules_and_marks_the_event() -> None:
-    quiet = Threshold("quiet", m(type="x"), by("host"), count=1, within=60, hooks={"fire": [actions.suppress()]})
+    quiet = Threshold(
+        "quiet", m(type="x"), by("host"), count=1, within=60, hooks={"fire": [actions.suppress()]}
+    )
     later = storm("later", "x", "never")
     run = Run(quiet, later)
     out = await run.feed(E(0, "x"))

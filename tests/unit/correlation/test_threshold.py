@@ -1,4 +1,4 @@
-"""threshold: N matching events per key within a sliding window fire once, then stay quiet (SEC SingleWithThreshold)."""
+"""threshold: N events per key within a sliding window fire once, then stay quiet (SEC-like)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ def auth_failures(count: int = 3, within: float = 60.0) -> Threshold:
 
 async def test_three_failures_within_a_minute_fire_once() -> None:
     run = Run(auth_failures())
-    out = await run.feed(E(0, "authenticationFailure"), E(20, "authenticationFailure"), E(40, "authenticationFailure"))
+    out = await run.feed(
+        E(0, "authenticationFailure"), E(20, "authenticationFailure"), E(40, "authenticationFailure")
+    )
     assert types(out) == ["authenticationFailure"] * 3 + ["auth.storm"]
     storm = out[-1]
     assert storm.attributes["correlation"]["count"] == 3
@@ -54,14 +56,20 @@ async def test_quiet_until_window_from_first_event_ends_then_counts_again() -> N
 
 async def test_keys_count_separately() -> None:
     run = Run(auth_failures(count=2))
-    out = await run.feed(E(0, "authenticationFailure", "a"), E(1, "authenticationFailure", "b"), E(2, "authenticationFailure", "a"))
+    out = await run.feed(
+        E(0, "authenticationFailure", "a"),
+        E(1, "authenticationFailure", "b"),
+        E(2, "authenticationFailure", "a"),
+    )
     storms = [e for e in out if e.type == "auth.storm"]
     assert [s.host for s in storms] == ["a"]
 
 
 async def test_out_of_order_event_within_lateness_counts_at_its_own_time() -> None:
     run = Run(auth_failures(), lateness=10)
-    out = await run.feed(E(100, "authenticationFailure"), E(95, "authenticationFailure"), E(150, "authenticationFailure"))
+    out = await run.feed(
+        E(100, "authenticationFailure"), E(95, "authenticationFailure"), E(150, "authenticationFailure")
+    )
     # 95 is late by 5 s (allowed): the window [95, 150] holds 3 events
     assert types(out)[-1] == "auth.storm"
 

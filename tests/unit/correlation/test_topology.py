@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from correlator.correlation.topology import TopologyRule
 from correlator.correlation.topology_file import TopologyError, parse_topology
 from correlator.yamlfile import loads
 
 from .support import E, Run, m
-
-import pytest
 
 TOPOLOGY = """
 cis:
@@ -35,12 +35,18 @@ async def test_event_behind_a_down_ci_is_a_symptom_of_it() -> None:
     assert out[0].attributes["topology"] == "root"
     assert out[0].attributes["impacted_services"] == ["billing", "wifi"]
     assert [e.attributes.get("root_cause") for e in out[1:]] == ["dist", "dist"]
-    assert incidents(run) == [("open", "root-cause:dist"), ("update", "root-cause:dist"), ("update", "root-cause:dist")]
+    assert incidents(run) == [
+        ("open", "root-cause:dist"),
+        ("update", "root-cause:dist"),
+        ("update", "root-cause:dist"),
+    ]
 
 
 async def test_when_the_root_clears_symptoms_are_re_evaluated() -> None:
     run = Run(root_cause())
-    await run.feed(E(0, "nodeDown", "core"), E(1, "nodeDown", "dist"), E(2, "nodeDown", "acc1"), E(3, "nodeDown", "srv"))
+    await run.feed(
+        E(0, "nodeDown", "core"), E(1, "nodeDown", "dist"), E(2, "nodeDown", "acc1"), E(3, "nodeDown", "srv")
+    )
     run.take_responses()
     await run.feed(E(10, "nodeUp", "core"))
     # dist becomes the root; acc1 and srv now hang off it
@@ -76,7 +82,10 @@ async def test_unknown_ci_is_its_own_root() -> None:
 
 
 def test_topology_errors_name_the_place() -> None:
-    with pytest.raises(TopologyError, match=r"topology.yaml:3:3: CI 'a' refers to unknown CI 'corr' \(did you mean 'core'\?\)"):
+    with pytest.raises(
+        TopologyError,
+        match=r"topology.yaml:3:3: CI 'a' refers to unknown CI 'corr' \(did you mean 'core'\?\)",
+    ):
         parse_topology(loads("cis:\n  core: {}\n  a: {parents: [corr]}\n", "topology.yaml"), "topology.yaml")
     with pytest.raises(TopologyError, match="upstream of itself"):
         parse_topology(loads("cis:\n  a: {parents: [b]}\n  b: {parents: [a]}\n", "t.yaml"), "t.yaml")

@@ -68,10 +68,14 @@ async def test_delivers_after_server_errors_with_retries(receiver: tuple[Receive
     assert counted("noc", "sent") == before + 1
 
 
-async def test_gives_up_after_the_retries_and_never_retries_a_client_error(receiver: tuple[Receiver, str]) -> None:
+async def test_gives_up_after_the_retries_and_never_retries_a_client_error(
+    receiver: tuple[Receiver, str],
+) -> None:
     rec, url = receiver
     rec.answers = [500] * 10
-    sender = WebhookSender({"bad": Target("bad", url, retries=2, backoff=0.01), "wrong": Target("wrong", url, backoff=0.01)})
+    sender = WebhookSender(
+        {"bad": Target("bad", url, retries=2, backoff=0.01), "wrong": Target("wrong", url, backoff=0.01)}
+    )
     await sender.start()
     before = counted("bad", "failed")
     sender.submit(request("bad"))
@@ -102,7 +106,9 @@ def test_backoff_doubles_and_is_capped_and_retry_after_wins() -> None:
     assert retry_delay(t, 0, "3600") == 10
 
 
-async def test_stage_takes_only_notify_requests_and_never_sends_in_replay(receiver: tuple[Receiver, str]) -> None:
+async def test_stage_takes_only_notify_requests_and_never_sends_in_replay(
+    receiver: tuple[Receiver, str],
+) -> None:
     rec, url = receiver
     stage = Notify(WebhookSender({"noc": Target("noc", url)}))
     incident = IncidentRequest("open", "k", request().event, "rule")

@@ -1,0 +1,51 @@
+"""Level 2 in the daemon's life: restore state at start, snapshot periodically and at shutdown.
+
+Called from correlator/daemon.py so the daemon stays a short list of wiring steps; the state file is
+`<data_dir>/correlation.db` (see snapshot.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from correlator.correlation import snapshot
+from correlator.correlation.stage import Correlate
+from correlator.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "correlation.db"
+
+
+def _stage(pipeline: Pipeline) -> Correlate | None:
+    stage = pipeline.find("correlate")
+    return stage if isinstance(stage, Correlate) else None
+
+
+def restore_state(pipeline: Pipeline, data_dir: Path) -> None:
+    stage = _stage(pipeline)
+    if stage is not None:
+        snapshot.restore(stage, data_dir / STATE_FILE)
+
+
+async def save_state(pipeline: Pipeline, data_dir: Path, lock: asyncio.Lock) -> None:
+    """Snapshot between batches (under the runner's lock), so the state matches what was stored."""
+    stage = _stage(pipeline)
+    if stage is None:
+        return
+    async with lock:
+        rows = snapshot.encode(stage)
+    await snapshot.write(rows, data_dir / STATE_FILE)
+
+
+async def close_stages(pipeline: Pipeline) -> None:
+    """Let stages with background work (the notify sender) finish and release their resources."""
+    for stage in pipeline.stages:
+        aclose = getattr(stage, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:
+                log.exception("stage %s failed to close", stage.name)

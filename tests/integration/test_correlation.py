@@ -1,0 +1,57 @@
+"""The real daemon with level-2 rules: timer events reach the store with no further event, and a
+restart (SIGTERM, then start) keeps a pending pair, whose timeout then fires."""
+
+from __future__ import annotations
+
+import pytest
+
+from correlator.correlation.snapshot import read_rows
+from correlator.event import parse_time
+
+pytestmark = pytest.mark.integration
+
+RULES = """
+rules:
+  - name: link-down
+    kind: pair
+    match: {type: linkDown}
+    close: {type: linkUp}
+    group_by: [host]
+    within: %s
+    timeout_type: link.down
+"""
+
+
+def stored(d, type_):
+    return [e for e in d.events() if e["type"] == type_]
+
+
+def test_live_timeout_is_stored_without_another_event(make_daemon, tmp_path):
+    rules = tmp_path / "myrules"
+    rules.mkdir()
+    (rules / "pair.yaml").write_text(RULES % "2s")
+    d = make_daemon(rules_dir=str(rules))
+    status, _ = d.post_json("/api/v1/events", {"host": "r1", "type": "linkDown"})
+    assert status == 202
+    d.wait_for(lambda: d.metric("correlator_correlation_keys", {"rule": "link-down"}) == 1, what="pending pair")
+    [timeout] = d.wait_for(lambda: stored(d, "link.down"), what="the timeout event in the store")
+    assert timeout["host"] == "r1" and timeout["source"] == "correlator"
+    assert timeout["attributes"]["correlation"]["rule"] == "link-down"
+
+
+def test_restart_keeps_the_pending_pair(make_daemon, tmp_path):
+    rules = tmp_path / "myrules"
+    rules.mkdir()
+    (rules / "pair.yaml").write_text(RULES % "6s")
+    d = make_daemon(rules_dir=str(rules))
+    d.post_json("/api/v1/events", {"host": "r2", "type": "linkDown"})
+    [down] = d.wait_for(lambda: stored(d, "linkDown"), what="linkDown stored")
+    assert d.stop() == 0
+    saved = read_rows(tmp_path / "var" / "correlation.db")
+    assert [k for k, _ in saved["link-down"][1]["pending"]] == [["r2"]]
+    d.start()
+    [timeout] = d.wait_for(lambda: stored(d, "link.down"), timeout=30, what="the timeout after restart")
+    # the restored deadline: exactly 6 s after the linkDown, whenever the new process saw it pass
+    assert timeout["host"] == "r2"
+    assert timeout["attributes"]["correlation"]["opened_by"] == down["id"]
+    assert parse_time(timeout["time"]) - parse_time(down["time"]) == pytest.approx(6.0)
