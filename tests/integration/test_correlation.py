@@ -33,7 +33,8 @@ def test_live_timeout_is_stored_without_another_event(make_daemon, tmp_path):
     d = make_daemon(rules_dir=str(rules))
     status, _ = d.post_json("/api/v1/events", {"host": "r1", "type": "linkDown"})
     assert status == 202
-    d.wait_for(lambda: d.metric("correlator_correlation_keys", {"rule": "link-down"}) == 1, what="pending pair")
+    keys = {"rule": "link-down"}
+    d.wait_for(lambda: d.metric("correlator_correlation_keys", keys) == 1, what="pending pair")
     [timeout] = d.wait_for(lambda: stored(d, "link.down"), what="the timeout event in the store")
     assert timeout["host"] == "r1" and timeout["source"] == "correlator"
     assert timeout["attributes"]["correlation"]["rule"] == "link-down"

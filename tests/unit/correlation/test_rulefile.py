@@ -158,21 +158,20 @@ def test_errors_say_what_and_where(tmp_path: Path, text: str, message: str) -> N
 
 
 def test_kind_specific_checks(tmp_path: Path) -> None:
-    flap = "rules:\n  - name: f\n    kind: flapping\n    match: {type: a}\n    within: 1m\n    high: 4\n    low: 4\n"
+    head = "rules:\n  - name: r\n    match: {type: a}\n"
+    flap = head + "    kind: flapping\n    within: 1m\n    high: 4\n    low: 4\n"
     assert "low (4) must be below high (4)" in errors_of(flap, tmp_path)[0]
-    topo = "rules:\n  - name: t\n    kind: topology\n    topology: nope.yaml\n    down: {type: a}\n    up: {type: b}\n"
+    topo = "rules:\n  - name: t\n    kind: topology\n    topology: nope.yaml\n    down: {}\n    up: {}\n"
     assert "r.yaml:4:15: topology:" in errors_of(topo, tmp_path)[0]
-    inv = "rules:\n  - name: h\n    kind: absence\n    match: {type: a}\n    group_by: [site]\n    every: 1m\n    expect_inventory: true\n"
+    inv = head + "    kind: absence\n    group_by: [site]\n    every: 1m\n    expect_inventory: true\n"
     assert "expect_inventory needs group_by: [host]" in errors_of(inv, tmp_path)[0]
 
 
 def test_the_json_schema_accepts_every_kind_and_rejects_mistakes() -> None:
     schema = rules_schema()
     jsonschema.validate(yamlfile.loads(ALL_KINDS, "r.yaml"), schema)
-    bad = yamlfile.loads(
-        "rules:\n  - name: p\n    kind: pair\n    match: {type: a}\n    close: {type: b}\n    within: 1m\n    on_open: [{shout: {}}]\n",
-        "r.yaml",
-    )
+    text = "rules:\n  - {name: p, kind: pair, match: {}, close: {}, within: 1m, on_open: [{shout: {}}]}\n"
+    bad = yamlfile.loads(text, "r.yaml")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
 
