@@ -74,15 +74,16 @@ async def feed(stage: Correlate, clock: Clock, events: list[Event]) -> None:
     await stage(events, StageContext(clock, live=False))
 
 
-def events_for(start: int, count: int, rules: int, hosts: int, t0: float, step: float, seq: int) -> list[Event]:
+def events_for(
+    start: int, count: int, rules: int, hosts: int, t0: float, step: float, seq: int
+) -> list[Event]:
     """Fresh strings per event, as from orjson: state must pay for its own copies."""
     out = []
     for j in range(start, start + count):
         rule = j % rules
         host = f"host-{(j // rules) % hosts:07d}"
-        out.append(
-            Event(f"{seq}-{j:012d}", t0 + j * step, t0 + j * step, "bench", host, event_type(rule, seq), Severity.MAJOR)
-        )
+        t = t0 + j * step
+        out.append(Event(f"{seq}-{j:012d}", t, t, "bench", host, event_type(rule, seq), Severity.MAJOR))
     return out
 
 
