@@ -18,6 +18,7 @@ from correlator.clock import Clock, Timer
 from correlator.event import Event, Severity
 from correlator.logs import RateLimitedLog
 from correlator.responses import Response
+from correlator.rules.stats import RuleCounters
 
 log = logging.getLogger("correlator.correlation")
 _limited = RateLimitedLog(log)
@@ -201,6 +202,7 @@ class Engine:
         self._timer_at = 0.0
         self.types: frozenset[str] | None = None  # event types the rule can match (None: any); for the index
         self.signature = ""  # the rule's text: a reload keeps the running engine when it is unchanged
+        self.counters = RuleCounters()  # hits and errors; shared with GET /api/v1/rules when from a file
 
     # -- wiring ---------------------------------------------------------------------------------
     def attach(self, clock: Clock, sink: Sink) -> None:

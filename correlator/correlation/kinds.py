@@ -31,6 +31,7 @@ from correlator.event import Severity
 from correlator.rules.errors import RuleError
 from correlator.rules.model import Bool, Duration, Either, Int, Key, ListOf, Match, Obj, Str, Template
 from correlator.rules.registry import BuildContext, RuleInfo, RuleKind, register_kind
+from correlator.rules.stats import STATS
 from correlator.yamlfile import YamlMap
 
 MAX_KEYS = Key(
@@ -42,6 +43,7 @@ _SEV = Str(doc="severity of the rule-made event", choices=SEVERITIES)
 def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None) -> Engine:
     engine.types = types_of(*matches)
     engine.signature = repr((dict(raw), extra))
+    engine.counters = STATS.counters(engine.name)  # correlator_rule_matches_total and GET /api/v1/rules
     return engine
 
 

@@ -33,9 +33,6 @@ DEPTH_LIMIT = Counter(
     "correlator_correlation_depth_limit_total",
     "Correlated events not fed to level 2 again because the emit depth limit was reached",
 )
-RULE_ERRORS = Counter(
-    "correlator_correlation_rule_errors_total", "Events a level-2 rule failed on (skipped)", ["rule"]
-)
 TIMER_EVENTS = Counter(
     "correlator_correlation_timer_events_total", "Events made by level-2 timers (timeouts, missed, groups)"
 )
@@ -157,9 +154,10 @@ class Correlate:
             try:
                 if not e.match(ev):
                     continue
+                e.counters.matches += 1
                 e.on_event(ev, t)
             except Exception:
-                RULE_ERRORS.labels(e.name).inc()
+                e.counters.errors += 1  # correlator_rule_errors_total{rule}
                 _limited.warning(f"rule-error:{e.name}", "level-2 rule %s failed on event %s", e.name, ev.id)
                 log.debug("rule %s failed", e.name, exc_info=True)
                 continue
