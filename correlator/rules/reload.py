@@ -106,6 +106,7 @@ class RulesHolder:
             )
             RELOAD_SUCCESS.set(0)
             RELOADS.labels("failure").inc()
+            STATS.retain(r.info.name for r in self.current.rules)  # forget counters of the rejected set
             self.last = ReloadResult(False, trigger, now, len(self.current.rules), outcome.errors)
             return self.last
         self.swap(outcome)
