@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import orjson
 
 from correlator.config import load_config
 from correlator.pipeline import build_pipeline
-from correlator.replay import progress_stream, replay
+from correlator.replay import ReplaySummary, progress_stream, replay
 from correlator.rules.errors import RuleErrors
 
 
@@ -26,6 +27,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--output", "-o", type=Path, help="write the resulting events here as NDJSON")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=main)
+
+
+def _run(coro: Coroutine[Any, Any, ReplaySummary]) -> ReplaySummary:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    result: ReplaySummary = uvloop.run(coro)
+    return result
 
 
 def main(args: argparse.Namespace) -> int:
@@ -43,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     out = args.output.open("wb") if args.output else None
     try:
-        summary = asyncio.run(replay(args.file, pipeline, out, progress_stream()))
+        summary = _run(replay(args.file, pipeline, out, progress_stream()))
     finally:
         if out is not None:
             out.close()
