@@ -46,6 +46,9 @@ def main(args: argparse.Namespace) -> int:
     if args.rules:
         overrides["rules_dir"] = str(args.rules)
     config = load_config(args.config, overrides)
+    if args.rules and not args.rules.is_dir():
+        print(f"correlator replay: --rules {args.rules}: no such directory", file=sys.stderr)
+        return 2
     try:
         pipeline = build_pipeline(config)  # loads config.rules_dir, which --rules overrides
     except RuleErrors as e:

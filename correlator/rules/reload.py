@@ -88,6 +88,10 @@ class RulesHolder:
         RULES_LOADED.set(len(new.rules))
 
     def _compile(self) -> RuleSet | RuleErrors:
+        if not self.rules_dir.exists():
+            # `make run` in a fresh checkout has rules/; elsewhere no directory simply means no rules.
+            log.warning("rules directory %s does not exist: running with no rules", self.rules_dir)
+            return RuleSet(rules_dir=self.rules_dir)
         try:
             return load_rules(self.rules_dir, self.inventory_file)
         except RuleErrors as e:
@@ -119,6 +123,12 @@ class RulesHolder:
 
     async def watch(self, debounce_ms: int = 200) -> None:
         """Reload whenever a rule or inventory file changes; falls back to polling without inotify."""
+        if not self.rules_dir.is_dir():
+            log.warning(
+                "rules: %s is not a directory; not watching it (SIGHUP and the API still reload)",
+                self.rules_dir,
+            )
+            return
         paths = [self.rules_dir]
         if self.inventory_file is not None:
             paths.append(self.inventory_file)

@@ -85,3 +85,9 @@ def test_initial_load_failure_raises(tmp_path):
     (tmp_path / "x.yaml").write_text("rules: [{name: a}]")
     with pytest.raises(RuleErrors, match="has no action"):
         RulesHolder(tmp_path).load_initial()
+
+
+def test_a_missing_directory_means_no_rules_for_the_daemon(tmp_path):
+    holder = RulesHolder(tmp_path / "absent")
+    holder.load_initial()
+    assert holder.current.rules == [] and holder.last.ok
