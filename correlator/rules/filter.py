@@ -280,14 +280,18 @@ class Deduper:
         self.window = window
         self.state: dict[tuple[str, str], Event] = {}
         self.latest = 0.0
+        self.next_sweep = 0.0
         self.signature: tuple[Any, ...] = ()
 
     def __call__(self, ev: Event, updates: list[Event]) -> str | None:
         t = ev.time
         if t > self.latest:
             self.latest = t
-            if len(self.state) >= MAX_KEYS:
+            # Expired entries go once per window of event time (or when full), so memory follows
+            # the keys active in the last window, not all keys ever seen.
+            if t >= self.next_sweep or len(self.state) >= MAX_KEYS:
                 self._sweep()
+                self.next_sweep = t + self.window
         k = (self.key(ev), ev.severity.value)
         first = self.state.get(k)
         if first is not None and abs(t - first.time) < self.window and first is not ev:
@@ -314,15 +318,17 @@ class RateLimiter:
         self.per = per
         self.state: dict[str, list[float]] = {}  # key -> [window start, events seen]
         self.latest = 0.0
+        self.next_sweep = 0.0
         self.signature: tuple[Any, ...] = ()
 
     def __call__(self, ev: Event, updates: list[Event]) -> str | None:
         t = ev.time
         if t > self.latest:
             self.latest = t
-            if len(self.state) >= MAX_KEYS:
+            if t >= self.next_sweep or len(self.state) >= MAX_KEYS:
                 horizon = t - self.per
                 self.state = {k: s for k, s in self.state.items() if s[0] > horizon}
+                self.next_sweep = t + self.per
         k = self.key(ev)
         s = self.state.get(k)
         if s is None or not s[0] <= t < s[0] + self.per:
