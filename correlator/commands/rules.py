@@ -106,6 +106,10 @@ def test(args: argparse.Namespace) -> int:
                 print("        " + orjson.dumps(ev).decode())
             if not case.actual:
                 print("        (none)")
+            if case.responses:
+                print("      responses requested:")
+                for r in case.responses:
+                    print("        " + orjson.dumps(r, default=str).decode())
     print(f"{passed} passed, {failed} failed ({len(files)} files)")
     return 1 if failed or not files else 0
 
