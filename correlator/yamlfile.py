@@ -102,6 +102,11 @@ def loads(text: str, file: str = "<string>") -> Any:
         mark = e.problem_mark or e.context_mark
         pos = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file, 1, 1)
         raise YamlError(pos, f"YAML syntax error: {e.problem or e.context}") from None
+    except yaml.reader.ReaderError as e:  # a control character: no mark, only an offset
+        before = text[: e.position]
+        pos = Position(file, before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
+        char = e.character if isinstance(e.character, str) else chr(e.character)
+        raise YamlError(pos, f"YAML syntax error: character {char!r} is not allowed") from None
 
 
 def load(path: Path) -> Any:

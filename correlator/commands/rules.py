@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -105,6 +106,10 @@ def test(args: argparse.Namespace) -> int:
                 print("        " + orjson.dumps(ev).decode())
             if not case.actual:
                 print("        (none)")
+            if case.responses:
+                print("      responses requested:")
+                for r in case.responses:
+                    print("        " + orjson.dumps(r, default=str).decode())
     print(f"{passed} passed, {failed} failed ({len(files)} files)")
     return 1 if failed or not files else 0
 
@@ -114,7 +119,7 @@ def explain_cmd(args: argparse.Namespace) -> int:
     raw = sys.stdin.buffer.read() if str(args.event) == "-" else args.event.read_bytes()
     try:
         doc = orjson.loads(raw)
-        now = parse_time(doc["time"]) if isinstance(doc, dict) and "time" in doc else 0.0
+        now = parse_time(doc["time"]) if isinstance(doc, dict) and "time" in doc else time.time()
         ev = event_from_dict(doc, "explain", now, recorded=True)
     except (orjson.JSONDecodeError, FieldError) as e:
         print(f"correlator rules explain: {args.event}: {e}", file=sys.stderr)

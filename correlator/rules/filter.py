@@ -6,6 +6,8 @@ Compiled once into a FilterRule holding one predicate and a tuple of step closur
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +42,7 @@ Step = Callable[[Event, list[Event]], str | None]
 Mutator = Callable[[Event], None]
 
 INDEXED_FIELDS = ("type", "source", "host")
+PATTERN_FIELDS = ("type", "source")  # fields with few distinct values, where glob pins are indexed too
 MAX_KEYS = 100_000  # per stateful rule (dedup / rate_limit): bounds memory whatever the key cardinality
 ACTION_ORDER = ("drop", "inventory", "set", "classify", "rename", "rate_limit", "dedup", "stop")
 
@@ -117,6 +120,7 @@ class FilterRule:
     counters: RuleCounters
     stateful: dict[str, Any] = field(default_factory=dict)  # "dedup"/"rate_limit" -> state holder
     reindex: bool = False  # changes a field the index files rules under (type, host)
+    pattern: tuple[str, Callable[[str], Any]] | None = None  # (field, glob test) when pinned by a glob
 
     def apply(self, ev: Event, updates: list[Event]) -> str | None:
         """Run the actions on a matched event; returns the removal reason or None."""
@@ -191,15 +195,30 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
             info.position, f"rule {info.name!r} has no action; add one of {', '.join(ACTION_ORDER)}"
         )
     index = None
+    pattern = None
     for fname in INDEXED_FIELDS:
         values = equality_values(raw.get("match"), fname)
         if values is not None:
             index = (fname, values)
             break
+    else:
+        pattern = _glob_pin(raw.get("match"))
     match = v["match"] if v["match"] is not None else compile_matcher(None)  # no match: every event
     reindex = v["rename"] is not None or bool(v["set"] and {"type", "host"} & set(v["set"]))
     counters = STATS.counters(info.name)
-    return FilterRule(info, match, tuple(steps), v["stop"], index, counters, stateful, reindex)
+    return FilterRule(info, match, tuple(steps), v["stop"], index, counters, stateful, reindex, pattern)
+
+
+def _glob_pin(spec: Any) -> tuple[str, Callable[[str], Any]] | None:
+    """`type: {glob: ...}` or `source: {glob: ...}` at the top level of match: the index tests the
+    pattern once per distinct type or source (both few) instead of once per event."""
+    if not isinstance(spec, dict):
+        return None
+    for fname in PATTERN_FIELDS:
+        cond = spec.get(fname)
+        if isinstance(cond, dict) and isinstance(cond.get("glob"), str):
+            return fname, re.compile(fnmatch.translate(cond["glob"])).match
+    return None
 
 
 def _drop(ev: Event, updates: list[Event]) -> str | None:
@@ -280,14 +299,18 @@ class Deduper:
         self.window = window
         self.state: dict[tuple[str, str], Event] = {}
         self.latest = 0.0
+        self.next_sweep = 0.0
         self.signature: tuple[Any, ...] = ()
 
     def __call__(self, ev: Event, updates: list[Event]) -> str | None:
         t = ev.time
         if t > self.latest:
             self.latest = t
-            if len(self.state) >= MAX_KEYS:
+            # Expired entries go once per window of event time (or when full), so memory follows
+            # the keys active in the last window, not all keys ever seen.
+            if t >= self.next_sweep or len(self.state) >= MAX_KEYS:
                 self._sweep()
+                self.next_sweep = t + self.window
         k = (self.key(ev), ev.severity.value)
         first = self.state.get(k)
         if first is not None and abs(t - first.time) < self.window and first is not ev:
@@ -314,15 +337,17 @@ class RateLimiter:
         self.per = per
         self.state: dict[str, list[float]] = {}  # key -> [window start, events seen]
         self.latest = 0.0
+        self.next_sweep = 0.0
         self.signature: tuple[Any, ...] = ()
 
     def __call__(self, ev: Event, updates: list[Event]) -> str | None:
         t = ev.time
         if t > self.latest:
             self.latest = t
-            if len(self.state) >= MAX_KEYS:
+            if t >= self.next_sweep or len(self.state) >= MAX_KEYS:
                 horizon = t - self.per
                 self.state = {k: s for k, s in self.state.items() if s[0] > horizon}
+                self.next_sweep = t + self.per
         k = self.key(ev)
         s = self.state.get(k)
         if s is None or not s[0] <= t < s[0] + self.per:

@@ -88,6 +88,10 @@ class RulesHolder:
         RULES_LOADED.set(len(new.rules))
 
     def _compile(self) -> RuleSet | RuleErrors:
+        if not self.rules_dir.exists():
+            # `make run` in a fresh checkout has rules/; elsewhere no directory simply means no rules.
+            log.warning("rules directory %s does not exist: running with no rules", self.rules_dir)
+            return RuleSet(rules_dir=self.rules_dir)
         try:
             return load_rules(self.rules_dir, self.inventory_file)
         except RuleErrors as e:
@@ -106,6 +110,7 @@ class RulesHolder:
             )
             RELOAD_SUCCESS.set(0)
             RELOADS.labels("failure").inc()
+            STATS.retain(r.info.name for r in self.current.rules)  # forget counters of the rejected set
             self.last = ReloadResult(False, trigger, now, len(self.current.rules), outcome.errors)
             return self.last
         self.swap(outcome)
@@ -118,6 +123,12 @@ class RulesHolder:
 
     async def watch(self, debounce_ms: int = 200) -> None:
         """Reload whenever a rule or inventory file changes; falls back to polling without inotify."""
+        if not self.rules_dir.is_dir():
+            log.warning(
+                "rules: %s is not a directory; not watching it (SIGHUP and the API still reload)",
+                self.rules_dir,
+            )
+            return
         paths = [self.rules_dir]
         if self.inventory_file is not None:
             paths.append(self.inventory_file)

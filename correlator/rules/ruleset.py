@@ -33,24 +33,32 @@ class FilterIndex:
     def __init__(self, rules: list[FilterRule]) -> None:
         self._unpinned: list[FilterRule] = []
         self._by: dict[str, dict[str, list[FilterRule]]] = {f: {} for f in INDEXED_FIELDS}
+        self._patterns: dict[str, list[FilterRule]] = {"type": [], "source": []}
         for r in rules:
-            if r.index is None:
+            if r.index is not None:
+                fname, values = r.index
+                for v in values:
+                    self._by[fname].setdefault(v, []).append(r)
+            elif r.pattern is not None:
+                self._patterns[r.pattern[0]].append(r)
+            else:
                 self._unpinned.append(r)
-                continue
-            fname, values = r.index
-            for v in values:
-                self._by[fname].setdefault(v, []).append(r)
-        # The cache key holds a field's value only when some rule is filed under that value, so its
-        # size is bounded by the rules (pinned types x pinned hosts ...), never by the traffic.
+        # The cache key holds a field's value only when some rule is filed under that value (or, for
+        # type and source, some rule has a glob on it), so its size is bounded by the rules and the
+        # few distinct types and sources, never by the traffic.
         by_type, by_source, by_host = self._by["type"], self._by["source"], self._by["host"]
-        if not by_source and not by_host:
-            self._key: Callable[[Event], Any] = lambda ev: ev.type if ev.type in by_type else None
+        any_type, any_source = bool(self._patterns["type"]), bool(self._patterns["source"])
+        if not by_source and not by_host and not any_source:
+            if any_type:
+                self._key: Callable[[Event], Any] = lambda ev: ev.type
+            else:
+                self._key = lambda ev: ev.type if ev.type in by_type else None
         else:
 
             def key(ev: Event) -> Any:
                 return (
-                    ev.type if ev.type in by_type else None,
-                    ev.source if ev.source in by_source else None,
+                    ev.type if any_type or ev.type in by_type else None,
+                    ev.source if any_source or ev.source in by_source else None,
                     ev.host if ev.host in by_host else None,
                 )
 
@@ -72,6 +80,9 @@ class FilterIndex:
         merged = list(self._unpinned)
         for f in INDEXED_FIELDS:
             merged.extend(self._by[f].get(getattr(ev, f), ()))
+        for f, patterned in self._patterns.items():
+            value = getattr(ev, f)
+            merged.extend(r for r in patterned if r.pattern is not None and r.pattern[1](value))
         merged.sort(key=lambda r: r.info.order)
         return tuple(merged)
 

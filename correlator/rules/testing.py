@@ -24,7 +24,7 @@ from correlator.yamlfile import Position, YamlMap
 
 DEFAULT_START = "2026-01-01T00:00:00Z"
 FILE_KEYS = ("rules", "inventory", "start", "tests")
-CASE_KEYS = ("name", "input", "expect", "end")
+CASE_KEYS = ("name", "input", "expect", "expect_responses", "end")
 INPUT_KEYS = ("at", "event")
 _TIME_FIELDS = ("time", "received", "last_seen")
 
@@ -36,6 +36,7 @@ class CaseResult:
     ok: bool
     problems: list[str] = field(default_factory=list)
     actual: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -89,34 +90,64 @@ async def _run_case(case: Any, start: float, holder: RulesHolder) -> CaseResult:
         expected = c.get("expect", [])
         if not isinstance(expected, list):
             raise RuleError(c.where_value("expect"), "'expect' must be a list of (partial) events")
+        expected_responses = c.get("expect_responses")
+        if expected_responses is not None and not isinstance(expected_responses, list):
+            raise RuleError(c.where_value("expect_responses"), "'expect_responses' must be a list")
         end = start + parse_duration(c["end"]) if "end" in c else None
     except (RuleError, FieldError, ValueError) as e:
         return CaseResult(str(where), where, False, [str(e)])
     pipeline = build_pipeline(Config(rules_dir=holder.rules_dir), holder)
     clock = Clock(inputs[0].time if inputs else start)
     out: list[Event] = []
+    responses: list[dict[str, Any]] = []
+    # Level-2 stages may emit events from timers; a pipeline that can flush them is asked after
+    # every step of the clock, as the live ticker does.
+    flush = getattr(pipeline, "flush", None)
+
+    async def advance(t: float) -> None:
+        clock.advance_to(t)
+        if flush is not None:
+            ctx = StageContext(clock, live=False)
+            out.extend(await flush(ctx))
+            responses.extend(_response(r) for r in ctx.responses)
+
     for ev in sorted(inputs, key=lambda e: e.time):
-        clock.advance_to(ev.time)
-        out.extend(await pipeline.run([ev], StageContext(clock, live=False)))
+        await advance(ev.time)
+        ctx = StageContext(clock, live=False)
+        out.extend(await pipeline.run([ev], ctx))
+        responses.extend(_response(r) for r in ctx.responses)
     if end is not None:
-        clock.advance_to(end)
-        out.extend(await pipeline.flush(StageContext(clock, live=False)))  # level-2 timer events
+        await advance(end)
     actual = [e.to_dict() for e in out]
     problems = compare(expected, actual)
-    return CaseResult(name, where, not problems, problems, actual)
+    if expected_responses is not None:
+        problems += compare(expected_responses, responses, what="response")
+    return CaseResult(name, where, not problems, problems, actual, responses)
 
 
-def compare(expected: list[Any], actual: list[dict[str, Any]]) -> list[str]:
-    """Readable differences between expected partial events and actual events, in order."""
+def _response(r: Any) -> dict[str, Any]:
+    """A response request as a plain mapping; its event is named by id and type."""
+    d = {k: getattr(r, k) for k in getattr(r, "__dataclass_fields__", {})}
+    d["kind"] = type(r).__name__
+    if isinstance(d.get("event"), Event):
+        ev = d["event"]
+        d["event"] = {"id": ev.id, "type": ev.type, "host": ev.host}
+    if isinstance(d.get("body"), bytes):
+        d["body"] = d["body"].decode(errors="replace")
+    return d
+
+
+def compare(expected: list[Any], actual: list[dict[str, Any]], what: str = "event") -> list[str]:
+    """Readable differences between expected partial events (or responses) and actual ones, in order."""
     problems: list[str] = []
     for i, exp in enumerate(expected):
         if i >= len(actual):
             problems.append(
-                f"event #{i + 1}: expected {_short(exp)}, but only {len(actual)} event(s) came out"
+                f"{what} #{i + 1}: expected {_short(exp)}, but only {len(actual)} {what}(s) came out"
             )
             continue
         if not isinstance(exp, dict):
-            problems.append(f"event #{i + 1}: the expectation must be a mapping of fields")
+            problems.append(f"{what} #{i + 1}: the expectation must be a mapping of fields")
             continue
         for key, want in exp.items():
             got = actual[i].get(key)
@@ -124,9 +155,10 @@ def compare(expected: list[Any], actual: list[dict[str, Any]]) -> list[str]:
                 got = iso(got)
                 want = iso(parse_time(want, key))
             diffs = _diff(key, want, got)
-            problems.extend(f"event #{i + 1} ({actual[i]['type']}): {d}" for d in diffs)
+            label = actual[i].get("type") or actual[i].get("kind")
+            problems.extend(f"{what} #{i + 1} ({label}): {d}" for d in diffs)
     for j in range(len(expected), len(actual)):
-        problems.append(f"event #{j + 1}: unexpected {_short(actual[j])}")
+        problems.append(f"{what} #{j + 1}: unexpected {_short(actual[j])}")
     return problems
 
 
@@ -201,5 +233,5 @@ def _check_keys(doc: Any, known: tuple[str, ...], where: Position | None, what: 
 def _short(d: Any) -> str:
     if not isinstance(d, dict):
         return repr(d)
-    keys = ("type", "host", "resource", "severity", "count")
+    keys = ("type", "host", "resource", "severity", "count", "kind", "action", "key", "rule")
     return "{" + ", ".join(f"{k}: {d[k]!r}" for k in keys if k in d) + "}"

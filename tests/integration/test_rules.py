@@ -146,3 +146,31 @@ def test_the_shipped_rules_run_in_the_daemon(make_daemon):
         what="lab event dropped",
     )
     assert [e["id"] for e in d.events()] == ["l1"]
+
+
+BAD_FILES = [
+    ("rules:\n  - name: a\n    drop: [oops\n", 4, "YAML syntax error"),
+    ("rules:\n  - name: a\n    match: {host: {regex: '(unclosed'}}\n    drop: true\n", 3, "invalid regex"),
+    ("rules:\n  - name: a\n    dedup: {window: soon}\n", 3, "expected a duration"),
+    ("rules:\n  - name: classify-x\n    drop: true\n", 2, "duplicate rule name 'classify-x'"),
+    ("rules:\n  - name: a\n    set: {message: '{attributes.x} on {hots}'}\n", 3, "unknown field 'hots'"),
+    ("rules:\n  - name: a\n    rate_limit: {max: many, per: 1m}\n", 3, "expected a whole number"),
+]
+
+
+def test_every_kind_of_bad_file_is_reported_and_the_daemon_keeps_serving(make_daemon, tmp_path):
+    rules = tmp_path / "myrules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text(GOOD % "major")
+    d = make_daemon(rules_dir=str(rules))
+    for n, (text, line, message) in enumerate(BAD_FILES):
+        (rules / "z.yaml").write_text(text)
+        status, result = d.post_json("/api/v1/rules/reload", {})
+        assert status == 422, (text, result)
+        errs = result["errors"]
+        assert any(
+            e["file"].endswith("z.yaml") and e["line"] == line and message in e["message"] for e in errs
+        ), errs
+        send(d, f"b{n}")
+        assert d.wait_for(lambda n=n: severity_of(d, f"b{n}"), what="event stored") == "major"
+    assert d.proc.poll() is None

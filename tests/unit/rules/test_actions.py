@@ -249,3 +249,19 @@ def test_state_survives_a_reload_when_the_settings_are_unchanged():
     changed.adopt_state(new)
     kept, _ = run(changed, ev("sw1", "down", time=20.0))
     assert len(kept) == 1
+
+
+def test_dedup_and_rate_limit_state_expires_with_event_time():
+    rs = ruleset(
+        """
+        rules:
+          - {name: d, match: {type: a}, dedup: 1m}
+          - {name: rl, match: {type: b}, rate_limit: {max: 1, per: 1m}}
+        """
+    )
+    run(rs, *[ev(f"h{i}", "a", time=float(i)) for i in range(50)])
+    run(rs, *[ev(f"h{i}", "b", time=float(i)) for i in range(50)])
+    run(rs, ev("late", "a", time=500.0), ev("late", "b", time=500.0))
+    dedup, limiter = rs.filters[0].stateful["dedup"], rs.filters[1].stateful["rate_limit"]
+    assert len(dedup.state) == 1
+    assert list(limiter.state) == ["late"]

@@ -94,3 +94,43 @@ def test_schema(capsys):
     assert main(["rules", "schema"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert "rule_filter" in doc["$defs"]
+
+
+def test_expected_responses(tmp_path, capsys):
+    (tmp_path / "r.yaml").write_text("rules: [{name: a, match: {type: down}, classify: {severity: major}}]\n")
+    (tmp_path / "x_test.yaml").write_text(
+        "rules: .\n"
+        "tests:\n"
+        "  - name: no incident from level 1\n"
+        "    input: [{event: {host: a, type: down}}]\n"
+        "    expect: [{severity: major}]\n"
+        "    expect_responses: []\n"
+        "  - name: wants an incident\n"
+        "    input: [{event: {host: a, type: down}}]\n"
+        "    expect: [{severity: major}]\n"
+        "    expect_responses: [{kind: IncidentRequest, action: open}]\n"
+    )
+    assert main(["rules", "test", str(tmp_path / "x_test.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "response #1: expected {kind: 'IncidentRequest', action: 'open'}, but only 0 response(s) came out"
+        in out
+    )
+    assert "1 passed, 1 failed" in out
+
+
+def test_responses_are_compared_as_plain_mappings():
+    from correlator.responses import IncidentRequest
+    from correlator.rules.testing import _response, compare
+    from tests.unit.rules.helpers import ev
+
+    r = _response(IncidentRequest("open", "sw1/Gi0/1", ev("sw1", id="e9"), "pair-link", title="down"))
+    assert r["kind"] == "IncidentRequest" and r["event"] == {
+        "id": "e9",
+        "type": "IF-MIB::linkDown",
+        "host": "sw1",
+    }
+    assert compare([{"action": "open", "event": {"id": "e9"}}], [r], what="response") == []
+    assert compare([{"action": "resolve"}], [r], what="response") == [
+        "response #1 (IncidentRequest): action: expected 'resolve', got 'open'"
+    ]

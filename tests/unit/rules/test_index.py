@@ -61,3 +61,20 @@ def test_the_candidate_cache_is_bounded(monkeypatch):
     for i in range(50):
         rs.index.candidates(ev(f"h{i}", f"t{i}"))
     assert len(rs.index._cache) <= 10
+
+
+def test_glob_pins_on_type_and_source_are_indexed():
+    rs = ruleset(
+        """
+        rules:
+          - {name: webhooks, match: {source: {glob: "webhook:*"}}, set: {attributes.w: true}}
+          - {name: telemetry, match: {type: {glob: "telemetry.*"}}, set: {attributes.t: true}}
+          - {name: everything, set: {attributes.e: true}}
+        """
+    )
+    assert names(rs, ev("h", "telemetry.temp", source="mqtt:x")) == ["telemetry", "everything"]
+    assert names(rs, ev("h", "x", source="webhook:am")) == ["webhooks", "everything"]
+    assert names(rs, ev("h", "x", source="snmp")) == ["everything"]
+    e = ev("h", "telemetry.temp", source="webhook:am")
+    rs.process(e, [])
+    assert e.attributes == {"w": True, "t": True, "e": True}

@@ -120,7 +120,7 @@ def test_duplicate_names_across_files(tmp_path):
         load_rules(tmp_path)
 
 
-def test_missing_directory(tmp_path):
+def test_missing_directory_is_an_error_for_load_rules(tmp_path):
     with pytest.raises(RuleErrors, match="does not exist"):
         load_rules(tmp_path / "nope")
 

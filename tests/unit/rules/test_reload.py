@@ -85,3 +85,30 @@ def test_initial_load_failure_raises(tmp_path):
     (tmp_path / "x.yaml").write_text("rules: [{name: a}]")
     with pytest.raises(RuleErrors, match="has no action"):
         RulesHolder(tmp_path).load_initial()
+
+
+def test_a_missing_directory_means_no_rules_for_the_daemon(tmp_path):
+    holder = RulesHolder(tmp_path / "absent")
+    holder.load_initial()
+    assert holder.current.rules == [] and holder.last.ok
+
+
+async def test_watch_falls_back_to_polling(tmp_path, monkeypatch):
+    from correlator.rules import reload as mod
+
+    write_set(tmp_path, 1, n=1)
+    holder = RulesHolder(tmp_path)
+    holder.load_initial()
+    calls = []
+
+    async def fake_awatch(*paths, force_polling, **kw):
+        calls.append(force_polling)
+        if not force_polling:
+            raise OSError("inotify watch limit reached")
+        write_set(tmp_path, 2, n=3)
+        yield {("modified", str(tmp_path / "set.yaml"))}
+
+    monkeypatch.setattr(mod, "awatch", fake_awatch)
+    await holder.watch()
+    assert calls == [False, True]
+    assert holder.last.trigger == "file change" and len(holder.current.rules) == 3
