@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from correlator.api.common import dumps_response
+from correlator.api.openapi import operation
 from correlator.rules.reload import RulesHolder
 from correlator.rules.ruleset import LoadedRule
 from correlator.rules.stats import STATS
@@ -20,10 +21,22 @@ def add_routes(app: web.Application, holder: RulesHolder) -> None:
     app.router.add_post("/api/v1/rules/reload", reload_rules)
 
 
+@operation(
+    summary="Loaded rules with their hit counts, the last reload and its errors",
+    role="viewer",
+    tags=("rules",),
+    responses={200: ("the rule set", None)},
+)
 async def list_rules(request: web.Request) -> web.Response:
     return dumps_response(200, describe(request.app[RULES]))
 
 
+@operation(
+    summary="Reload the rule files now; on any error the previous set keeps serving",
+    role="admin",
+    tags=("rules",),
+    responses={200: ("reloaded", None), 422: ("the errors, file:line:column; the old set serves", None)},
+)
 async def reload_rules(request: web.Request) -> web.Response:
     holder = request.app[RULES]
     result = await holder.reload("api")

@@ -10,9 +10,13 @@ import asyncio
 import logging
 from pathlib import Path
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from correlator.config import Config
 from correlator.correlation import snapshot
 from correlator.correlation.stage import Correlate
 from correlator.pipeline import Pipeline
+from correlator.runner import PipelineRunner
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,16 @@ async def save_state(pipeline: Pipeline, data_dir: Path, lock: asyncio.Lock) -> 
     async with lock:
         rows = snapshot.encode(stage)
     await snapshot.write(rows, data_dir / STATE_FILE)
+
+
+def schedule_snapshots(scheduler: AsyncIOScheduler, runner: PipelineRunner, config: Config) -> None:
+    scheduler.add_job(
+        save_state,
+        "interval",
+        args=(runner.pipeline, config.storage.data_dir, runner.lock),
+        seconds=config.correlation.snapshot_interval,
+        id="correlation-snapshot",
+    )
 
 
 async def close_stages(pipeline: Pipeline) -> None:

@@ -19,6 +19,7 @@ from correlator.event import Event
 from correlator.responses import Response
 
 if TYPE_CHECKING:
+    from correlator.incidents.service import IncidentService
     from correlator.rules.reload import RulesHolder
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ class Pipeline:
 
     async def run(self, events: list[Event], ctx: StageContext) -> list[Event]:
         for stage in self.stages:
-            if not events:
-                break
+            # No early exit on an empty batch: a stage may have dropped every event yet left
+            # responses (incident requests) in ctx for the stages after it.
             try:
                 events = await stage(events, ctx)
             except Exception:
@@ -60,7 +61,7 @@ class Pipeline:
         """Run what stages produced on their own (level-2 timers) through the stages after them."""
         carry: list[Event] = []
         for stage in self.stages:
-            if carry:
+            if carry or ctx.responses:
                 try:
                     carry = await stage(carry, ctx)
                 except Exception:
@@ -81,22 +82,25 @@ class AdvanceClock:
     name = "clock"
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
-        if not ctx.live:
+        if not ctx.live and events:
             latest = max(e.time for e in events)
             if latest > ctx.clock.now():
                 ctx.clock.advance_to(latest)
         return events
 
 
-def build_pipeline(config: Config, rules: RulesHolder | None = None) -> Pipeline:
+def build_pipeline(
+    config: Config, rules: RulesHolder | None = None, incidents: IncidentService | None = None
+) -> Pipeline:
     """collector -> queue -> [stages below] -> store.
 
     `rules` is the live rule set (reloadable); without one, the rules in config.rules_dir are loaded
-    once here (raising RuleErrors if they are broken). Stages with `take_pending` (correlate) also
-    produce events on their own when the live ticker fires timers; `Pipeline.flush` sends those
-    through the stages after them.
+    once here (raising RuleErrors if they are broken). Without `incidents` (replay), no incident
+    stage. Stages with `take_pending` (correlate) also produce events on their own when the live
+    ticker fires timers; `Pipeline.flush` sends those through the stages after them.
     """
     from correlator.correlation import correlate_stage
+    from correlator.incidents.stage import IncidentStage
     from correlator.notify import notify_stage
     from correlator.rules.reload import RulesHolder
     from correlator.rules.stage import FilterStage
@@ -108,6 +112,7 @@ def build_pipeline(config: Config, rules: RulesHolder | None = None) -> Pipeline
         [
             FilterStage(rules),  # level 1: drop, enrich, classify, rename, rate-limit, de-duplicate
             correlate_stage(config, rules),  # level 2: advances the clock per event; timers emit from here
+            *([IncidentStage(incidents)] if incidents is not None else []),
             notify_stage(config),  # outbound webhooks asked for by level 2
             AdvanceClock(),  # replay: catch up with the batch when no level-2 rule did
         ]
