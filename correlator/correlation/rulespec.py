@@ -145,6 +145,9 @@ def _action(item: Any, where: Position | None) -> Action:
         sev = Severity(v["severity"]) if v["severity"] else None
         return actions.emit(v["type"], sev, v["message"], v["host"])
     if name == "incident":
+        for level in ("impact", "urgency"):
+            if v[level] not in (None, 1, 2, 3):
+                raise RuleError(_vpos(arg, level, vpos), f"{level}: expected 1 (high), 2 or 3 (low)")
         return actions.incident(
             v["action"],
             v["title"],

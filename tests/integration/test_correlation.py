@@ -19,6 +19,8 @@ rules:
     group_by: [host]
     within: %s
     timeout_type: link.down
+    on_timeout: [{incident: {action: open, title: "{host} link down", impact: 2, urgency: 2}}]
+    on_recover: [{incident: {action: resolve}}]
 """
 
 
@@ -38,6 +40,17 @@ def test_live_timeout_is_stored_without_another_event(make_daemon, tmp_path):
     [timeout] = d.wait_for(lambda: stored(d, "link.down"), what="the timeout event in the store")
     assert timeout["host"] == "r1" and timeout["source"] == "correlator"
     assert timeout["attributes"]["correlation"]["rule"] == "link-down"
+    # the timeout's response reached the incident stage: one incident for the key, resolved by linkUp
+    [inc] = d.wait_for(lambda: incidents(d, "link-down:r1"), what="the incident of the timeout")
+    assert inc["title"] == "r1 link down" and inc["status"] == "new"
+    d.post_json("/api/v1/events", {"host": "r1", "type": "linkUp"})
+    d.wait_for(lambda: [i for i in incidents(d, "link-down:r1") if i["status"] == "resolved"], what="resolve")
+
+
+def incidents(d, key):
+    status, doc = d.get(f"/api/v1/incidents?key={key}")
+    assert status == 200, doc
+    return doc["incidents"]
 
 
 def test_restart_keeps_the_pending_pair(make_daemon, tmp_path):

@@ -139,6 +139,7 @@ async def test_compiled_rules_behave(tmp_path: Path) -> None:
         ),
         ("on_timeout: [{incident: {action: opne}}]", "expected one of open, update, resolve, got 'opne'"),
         ("on_timeout: [{emit: {type: x, severity: bad}}]", "expected one of critical, major"),
+        ("on_timeout: [{incident: {action: open, impact: 5}}]", "impact: expected 1 (high), 2 or 3 (low)"),
         ("on_timeout: [{emit: {type: x, message: '{host'}}]", "is never closed"),
     ],
 )
