@@ -130,8 +130,8 @@ class Absence(Engine):
 
     def snapshot(self) -> Any:
         return {
-            "waiting": [[list(k), list(v)] for k, v in self.waiting.items()],
-            "missing": [[list(k), list(v)] for k, v in self.missing.items()],
+            "waiting": self.waiting.dump(),
+            "missing": self.missing.dump(),
         }
 
     def restore(self, data: Any) -> None:

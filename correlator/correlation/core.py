@@ -171,6 +171,10 @@ class KeyTable(Generic[S]):
     def items(self) -> Iterator[tuple[Key, S]]:
         return iter(list(self._d.items()))
 
+    def dump(self) -> list[tuple[Key, S]]:
+        """(key, state) pairs, oldest first; orjson writes tuples as arrays, so no copying per key."""
+        return list(self._d.items())
+
     def clear(self) -> None:
         self._d.clear()
 

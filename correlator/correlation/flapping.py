@@ -170,8 +170,8 @@ class Flapping(Engine):
 
     def snapshot(self) -> Any:
         return [
-            [list(k), f.state, f.changes, f.flapping, f.since, f.last, f.host, f.resource]
-            for k, f in self.table.items()
+            (k, f.state, f.changes, f.flapping, f.since, f.last, f.host, f.resource)
+            for k, f in self.table.dump()
         ]
 
     def restore(self, data: Any) -> None:

@@ -8,12 +8,12 @@ Every member carries `attributes.group` = the id of the group event, so the UI c
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from correlator.correlation.core import (
     Engine,
     Hooks,
-    Key,
     KeyFn,
     KeyTable,
     Match,
@@ -24,31 +24,18 @@ from correlator.correlation.core import (
 from correlator.event import Event, Severity
 
 
+@dataclass(slots=True)  # slots: small per key; dataclass: orjson writes snapshots of it natively
 class _Group:
-    __slots__ = (
-        "count",
-        "deadline",
-        "first",
-        "host",
-        "hosts",
-        "id",
-        "last",
-        "members",
-        "resource",
-        "severity",
-    )
-
-    def __init__(self, gid: str, t: float, deadline: float, host: str, resource: str, severity: str) -> None:
-        self.id = gid
-        self.first = t
-        self.deadline = deadline
-        self.last = t
-        self.host = host
-        self.resource = resource
-        self.severity = severity  # highest member severity
-        self.members: list[str] = []
-        self.hosts: list[str] = []
-        self.count = 0
+    id: str
+    first: float
+    deadline: float
+    host: str
+    resource: str
+    severity: str  # highest member severity
+    last: float
+    count: int = 0
+    members: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
 
 
 class Group(Engine):
@@ -88,8 +75,8 @@ class Group(Engine):
                 joined = True
             else:
                 resource = "/".join(str(p) for p in k)  # one fingerprint per group key
-                g = _Group(derived_id(self.name, k, ev.id), t, t + self.group_wait, ev.host, resource, "")
-                g.severity = ev.severity.value
+                gid = derived_id(self.name, k, ev.id)
+                g = _Group(gid, t, t + self.group_wait, ev.host, resource, ev.severity.value, t)
                 self.pending.put(k, g)
                 self._arm(g.deadline)
         if t > g.last:
@@ -152,41 +139,11 @@ class Group(Engine):
         return n
 
     def snapshot(self) -> Any:
-        return {
-            "pending": [_dump(k, g) for k, g in self.pending.items()],
-            "open": [_dump(k, g) for k, g in self.open.items()],
-        }
+        return {"pending": self.pending.dump(), "open": self.open.dump()}
 
     def restore(self, data: Any) -> None:
-        for name in ("pending", "open"):
-            table = self.pending if name == "pending" else self.open
-            for row in data[name]:
-                k, g = _load(row)
-                table.put(k, g)
+        for k, g in data["pending"]:
+            self.pending.put(key_of(k), _Group(**g))
+        for k, g in data["open"]:
+            self.open.put(key_of(k), _Group(**g))
         self.rearm()
-
-
-def _dump(k: Key, g: _Group) -> list[Any]:
-    return [
-        list(k),
-        g.id,
-        g.first,
-        g.deadline,
-        g.last,
-        g.host,
-        g.resource,
-        g.severity,
-        g.members,
-        g.hosts,
-        g.count,
-    ]
-
-
-def _load(row: list[Any]) -> tuple[Key, _Group]:
-    k, gid, first, deadline, last, host, resource, severity, members, hosts, count = row
-    g = _Group(gid, first, deadline, host, resource, severity)
-    g.last = last
-    g.members = list(members)
-    g.hosts = list(hosts)
-    g.count = count
-    return key_of(k), g

@@ -35,12 +35,18 @@ def restore_state(pipeline: Pipeline, data_dir: Path) -> None:
 
 
 async def save_state(pipeline: Pipeline, data_dir: Path, lock: asyncio.Lock) -> None:
-    """Snapshot between batches (under the runner's lock), so the state matches what was stored."""
+    """Snapshot each rule between batches (under the runner's lock), so it matches what was stored."""
     stage = _stage(pipeline)
     if stage is None:
         return
-    async with lock:
-        rows = snapshot.encode(stage)
+    stage.sync()
+    rows = []
+    for engine in list(stage.engines):
+        # One rule at a time, between batches, yielding in between: with a million keys the whole
+        # takes seconds of CPU, and ingest must stay responsive meanwhile.
+        async with lock:
+            rows.append(snapshot.encode_rule(engine))
+        await asyncio.sleep(0)
     await snapshot.write(rows, data_dir / STATE_FILE)
 
 

@@ -111,8 +111,8 @@ class Pair(Engine):
 
     def snapshot(self) -> Any:
         return {
-            "pending": [[list(k), list(a)] for k, a in self.pending.items()],
-            "timed_out": [[list(k), t] for k, t in self.timed_out.items()],
+            "pending": self.pending.dump(),
+            "timed_out": self.timed_out.dump(),
         }
 
     def restore(self, data: Any) -> None:

@@ -8,6 +8,7 @@ first clock tick. The state is serialised on the event loop (a consistent cut), 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sqlite3
 import time
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 from prometheus_client import Gauge, Histogram
 
+from correlator.correlation.core import Engine
 from correlator.correlation.stage import Correlate
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,23 @@ CREATE TABLE IF NOT EXISTS correlation_state (
 
 
 def encode(stage: Correlate) -> list[tuple[str, str, bytes]]:
-    return [(name, kind, orjson.dumps(data)) for name, (kind, data) in stage.snapshot().items()]
+    stage.sync()
+    return [encode_rule(e) for e in stage.engines]
+
+
+def encode_rule(engine: Engine) -> tuple[str, str, bytes]:
+    """Serialise one rule's state (on the event loop: a consistent cut without copying the state).
+
+    The garbage collector is paused meanwhile: with millions of state objects alive, the temporary
+    lists would otherwise trigger full collections that cost more than the serialisation itself.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return engine.name, engine.kind, orjson.dumps(engine.snapshot())
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def write_rows(path: Path, rows: list[tuple[str, str, bytes]], saved: float) -> None:

@@ -90,6 +90,7 @@ class Correlate:
                         self._take_timer_events(out)
             elif t < now - lateness:
                 LATE.inc()
+                ev.attributes["late_seconds"] = round(now - t, 3)  # visible on the stored event
                 t = now
             self._correlate(ev, t, 0, out)
         ctx.responses.extend(sink.responses)

@@ -9,19 +9,18 @@ first of those N events. The next matching event after that starts a new count.
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
 from typing import Any
 
 from correlator.correlation.core import Engine, Hooks, KeyFn, KeyTable, Match, key_of
 from correlator.event import Event
 
 
+@dataclass(slots=True)  # slots: small per key; dataclass: orjson writes snapshots of it natively
 class _Window:
-    __slots__ = ("last", "quiet_until", "times")
-
-    def __init__(self, times: list[float], quiet_until: float, last: float) -> None:
-        self.times = times
-        self.quiet_until = quiet_until
-        self.last = last
+    times: list[float]
+    quiet_until: float
+    last: float
 
 
 class Threshold(Engine):
@@ -87,8 +86,8 @@ class Threshold(Engine):
         return n
 
     def snapshot(self) -> Any:
-        return [[list(k), w.times, w.quiet_until, w.last] for k, w in self.table.items()]
+        return self.table.dump()
 
     def restore(self, data: Any) -> None:
-        for k, times, quiet, last in data:
-            self.table.put(key_of(k), _Window(list(times), quiet, last))
+        for k, w in data:
+            self.table.put(key_of(k), _Window(**w))

@@ -150,7 +150,7 @@ class TopologyRule(Engine):
         return len(self.down)
 
     def snapshot(self) -> Any:
-        return [[k[0], d.root, d.event.to_dict()] for k, d in self.down.items()]
+        return [(k[0], d.root, d.event.to_dict()) for k, d in self.down.dump()]
 
     def restore(self, data: Any) -> None:
         for c, root, ev in data:

@@ -43,8 +43,10 @@ async def test_event_later_than_the_lateness_is_counted_and_correlated_now() -> 
     rule = Pair("p", m(type="down"), m(type="up"), by("host"), within=30)
     before = LATE._value.get()
     run = Run(rule, lateness=5)
-    await run.feed(E(100, "tick"), E(50, "down"))
+    out = await run.feed(E(100, "tick"), E(50, "down"))
     assert LATE._value.get() == before + 1
+    assert out[1].attributes["late_seconds"] == 50
+    assert out[1].time == 50  # the stored event keeps its own time
     # correlated at 100 (the clock), so its timeout is at 130
     out = await run.advance(200)
     assert [e.time for e in out] == [130]
