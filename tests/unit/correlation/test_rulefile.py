@@ -200,3 +200,16 @@ async def test_reload_keeps_state_of_unchanged_rules_and_resets_changed_ones(tmp
     out = await run.advance(100)
     assert out == []  # changed rule starts empty, and the old engine's timer is dead
     assert [e.name for e in run.stage.engines] == ["p"]
+
+
+def test_explain_names_the_level_2_rules_that_take_the_event(tmp_path: Path) -> None:
+    from correlator.rules.explain import explain
+    from correlator.rules.ruleset import RuleSet
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (tmp_path / "topology.yaml").write_text("cis:\n  core: {}\n")
+    ctx = BuildContext(rules_dir, Inventory())
+    rs = RuleSet(compile_texts({"r.yaml": textwrap.dedent(ALL_KINDS)}, ctx), ["r.yaml"], ctx.inventory)
+    assert explain(rs, E(0, "linkUp")).level2_rules == ["pr"]
+    assert explain(rs, E(0, "a", host="sw1")).level2_rules == ["gr", "sq"]
