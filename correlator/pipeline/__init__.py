@@ -19,6 +19,7 @@ from correlator.event import Event
 from correlator.responses import Response
 
 if TYPE_CHECKING:
+    from correlator.incidents.service import IncidentService
     from correlator.rules.reload import RulesHolder
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,8 @@ class Pipeline:
 
     async def run(self, events: list[Event], ctx: StageContext) -> list[Event]:
         for stage in self.stages:
-            if not events:
-                break
+            # No early exit on an empty batch: a stage may have dropped every event yet left
+            # responses (incident requests) in ctx for the stages after it.
             try:
                 events = await stage(events, ctx)
             except Exception:
@@ -63,19 +64,22 @@ class AdvanceClock:
     name = "clock"
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
-        if not ctx.live:
+        if not ctx.live and events:
             latest = max(e.time for e in events)
             if latest > ctx.clock.now():
                 ctx.clock.advance_to(latest)
         return events
 
 
-def build_pipeline(config: Config, rules: RulesHolder | None = None) -> Pipeline:
+def build_pipeline(
+    config: Config, rules: RulesHolder | None = None, incidents: IncidentService | None = None
+) -> Pipeline:
     """collector -> queue -> [stages below] -> store.
 
     `rules` is the live rule set (reloadable); without one, the rules in config.rules_dir are loaded
-    once here (raising RuleErrors if they are broken).
+    once here (raising RuleErrors if they are broken). Without `incidents` (replay), no incident stage.
     """
+    from correlator.incidents.stage import IncidentStage
     from correlator.rules.reload import RulesHolder
     from correlator.rules.stage import FilterStage
 
@@ -86,5 +90,6 @@ def build_pipeline(config: Config, rules: RulesHolder | None = None) -> Pipeline
         [
             AdvanceClock(),
             FilterStage(rules),  # level 1: drop, enrich, classify, rename, rate-limit, de-duplicate
+            *([IncidentStage(incidents)] if incidents is not None else []),
         ]
     )
