@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -97,10 +99,8 @@ def test_fuzz_random_bytes_only_ever_raise_unusual(data):
     except ber.Unusual:
         return
     for raw, _ in m.varbinds:
-        try:
+        with contextlib.suppress(ber.Unusual):
             ber.oid_str(raw)
-        except ber.Unusual:
-            pass
 
 
 @settings(max_examples=1500, deadline=None)
