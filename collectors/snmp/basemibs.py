@@ -77,7 +77,8 @@ AutonomousType ::= OBJECT IDENTIFIER
 InstancePointer ::= OBJECT IDENTIFIER
 VariablePointer ::= OBJECT IDENTIFIER
 RowPointer ::= OBJECT IDENTIFIER
-RowStatus ::= INTEGER { active(1), notInService(2), notReady(3), createAndGo(4), createAndWait(5), destroy(6) }
+RowStatus ::= INTEGER { active(1), notInService(2), notReady(3), createAndGo(4),
+                        createAndWait(5), destroy(6) }
 TimeStamp ::= TimeTicks
 TimeInterval ::= INTEGER (0..2147483647)
 DateAndTime ::= OCTET STRING (SIZE (8 | 11))

@@ -240,7 +240,7 @@ def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
 def encode_notification(
     version: int, community: bytes, pdu_type: int, request_id: int, varbinds: list[tuple[str, Any]]
 ) -> bytes:
-    """Encode a v2c Trap/Inform (for the benchmark's sender and tests): values int, str, bytes or OID tuple."""
+    """Encode a v2c Trap/Inform (benchmark sender, tests): values int, str, bytes or a tagged tuple."""
     vbl = b""
     for oid, value in varbinds:
         if isinstance(value, tuple):  # ("oid", "1.3.6...") or ("ticks", n)

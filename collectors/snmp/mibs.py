@@ -67,8 +67,7 @@ def compile_dir(source: Path, cache: Path) -> CompileResult:
         err = getattr(status, "error", None)
         line = getattr(err, "lineno", None)
         where = f"{files[name]}:{line}" if isinstance(line, int) else f"{files[name]}"
-        msg = getattr(err, "msg", None) or (
-            "not compiled: a module it imports is missing or failed" if status == "unprocessed" else str(status)
-        )
+        missing_dep = "not compiled: a module it imports is missing or failed"
+        msg = getattr(err, "msg", None) or (missing_dep if status == "unprocessed" else str(status))
         errors.append(f"{where}: {msg}")
     return CompileResult(sorted(compiled), errors)

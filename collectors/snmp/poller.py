@@ -179,6 +179,7 @@ class Poller:
             MAX_REPETITIONS if columns else 0,
             ObjectType(ObjectIdentity(_SYS_UPTIME_COLUMN)),
             *(ObjectType(ObjectIdentity(p)) for p in columns.values()),
+            lookupMib=False,  # MIB name lookups cost more than the whole decode: we know our OIDs
         )
         if err:
             return Sample(None)
@@ -221,6 +222,7 @@ class Poller:
                 0,
                 MAX_REPETITIONS,
                 *(ObjectType(ObjectIdentity(pos[n])) for n in active),
+                lookupMib=False,
             )
             if err or status:
                 break  # keep what we have; the next poll tries again
