@@ -22,6 +22,17 @@ _EXCEPTIONS = (0x80, 0x81, 0x82)  # noSuchObject, noSuchInstance, endOfMibView
 _UNSIGNED = (_COUNTER, _GAUGE, _TICKS, _COUNTER64)
 
 
+class _NoValue:
+    """noSuchObject / noSuchInstance / endOfMibView: a walk has left its column."""
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+
+NO_VALUE = _NoValue()
+GET_BULK = 0xA5
+
+
 class Unusual(ValueError):
     """Not a v1/v2c notification this decoder handles (or not valid BER): let pysnmp judge it."""
 
@@ -82,6 +93,37 @@ def encode_response(msg: TrapMessage, raw: bytes) -> bytes:
     pdu = _encode_int(msg.request_id) + _encode_int(0) + _encode_int(0) + vbl
     body = _encode_int(msg.version) + _wrap(_OCTETS, msg.community) + _wrap(RESPONSE, pdu)
     return _wrap(0x30, body)
+
+
+def decode_response(data: bytes) -> tuple[int, int, list[tuple[bytes, Any]]]:
+    """(request-id, error-status, varbinds) of a v2c Response-PDU; raises Unusual for anything else."""
+    tag, start, end = _tlv(data, 0, len(data))
+    if tag != 0x30 or end != len(data):
+        raise Unusual("not one SEQUENCE")
+    version, pos = _expect_int(data, start, end)
+    if version != 1:
+        raise Unusual(f"version {version}")
+    tag, _, pos = _tlv(data, pos, end)
+    if tag != _OCTETS:
+        raise Unusual("community is not an OCTET STRING")
+    tag, s, e = _tlv(data, pos, end)
+    if tag != RESPONSE or e != end:
+        raise Unusual(f"PDU type {tag:#x}")
+    rid, s = _expect_int(data, s, e)
+    status, s = _expect_int(data, s, e)
+    _index, s = _expect_int(data, s, e)
+    return rid, status, _varbinds(data, s, e)
+
+
+def encode_get_bulk(
+    community: bytes, request_id: int, non_repeaters: int, max_repetitions: int, oids: list[str]
+) -> bytes:
+    """A v2c GetBulkRequest for the poller's fast path (NULL values)."""
+    vbl = b"".join(_wrap(0x30, _wrap(_OID, oid_bytes(o)) + b"\x05\x00") for o in oids)
+    pdu = (
+        _encode_int(request_id) + _encode_int(non_repeaters) + _encode_int(max_repetitions) + _wrap(0x30, vbl)
+    )
+    return _wrap(0x30, _encode_int(1) + _wrap(_OCTETS, community) + _wrap(GET_BULK, pdu))
 
 
 def oid_str(raw: bytes) -> str:
@@ -200,7 +242,7 @@ def _value(tag: int, data: bytes, s: int, e: int) -> Any:
     if tag == _NULL or tag in _EXCEPTIONS:
         if e != s:
             raise Unusual("NULL with content")
-        return None
+        return None if tag == _NULL else NO_VALUE
     raise Unusual(f"value tag {tag:#x}")
 
 

@@ -154,7 +154,7 @@ class SlowPath:
         varbinds = v2c.apiPDU.get_varbinds(v2pdu)
         confirmed = pdu.tagSet in rfc3411.CONFIRMED_CLASS_PDUS
         version = {0: "v1", 1: "v2c"}.get(int(mp_model), "v3")
-        note = Notification(version, str(sec_name), [_plain(n, v) for n, v in varbinds], confirmed)
+        note = Notification(version, str(sec_name), [plain(n, v) for n, v in varbinds], confirmed)
         respond: Callable[[], None] | None = None
         if confirmed:
             rsp = v2c.apiPDU.get_response(v2pdu)
@@ -176,7 +176,7 @@ class SlowPath:
             self._deliver(note, respond)
 
 
-def _plain(name: Any, value: Any) -> tuple[bytes, Any]:
+def plain(name: Any, value: Any) -> tuple[bytes, Any]:
     """pysnmp objects -> the fast path's representation (raw OID bytes, Python value)."""
     raw = oid_bytes(str(name))
     tag = value.tagSet

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from collectors.snmp.ber import TrapMessage, oid_bytes
+from collectors.snmp.ber import NO_VALUE, TrapMessage, oid_bytes
 from collectors.snmp.oids import Resolver
 from correlator.event import Event, new_id
 
@@ -80,7 +80,7 @@ class Mapper:
             return text(value)
         if isinstance(value, tuple):  # ("oid", raw)
             return self.resolver.lookup(value[1])[0]
-        return value
+        return None if value is NO_VALUE else value
 
     def _event(
         self, trap_oid: bytes, agent: str, sender: str, version: str, attrs: dict[str, Any], now: float

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -28,8 +29,12 @@ from pysnmp.hlapi.v3arch.asyncio import (
 )
 from pysnmp.proto import rfc1905
 
+from collectors.snmp.ber import NO_VALUE, oid_str
 from collectors.snmp.capacity import Interface, Sample, TargetState
+from collectors.snmp.client import BulkClient, Varbinds
 from collectors.snmp.engine import AUTH, PRIV
+from collectors.snmp.engine import plain as engine_plain
+from collectors.snmp.mapping import text
 from collectors.snmp.settings import SnmpSettings, Target
 from correlator.collector import Emit
 from correlator.errors import QueueFull, ShuttingDown
@@ -88,9 +93,12 @@ class Poller:
         self._scheduler: AsyncIOScheduler | None = None
         self._sem: asyncio.Semaphore | None = None
         self._transports: dict[str, UdpTransportTarget] = {}
+        self._client: BulkClient | None = None
+        self._addresses: dict[str, tuple[str, int]] = {}
 
     async def start(self) -> None:
-        self._engine = SnmpEngine()  # inside the running loop, as pysnmp requires
+        if any(t.version == "v3" for t in self._settings.targets):
+            self._engine = SnmpEngine()  # inside the running loop, as pysnmp requires
         self._sem = asyncio.Semaphore(self._settings.poll_concurrency)
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         now = time.time()
@@ -115,11 +123,12 @@ class Poller:
             self._scheduler.shutdown(wait=False)
         if self._engine is not None:
             self._engine.close_dispatcher()
+        if self._client is not None:
+            self._client.close()
 
     async def poll_all(self) -> None:
         """Poll every target once now (the benchmark and tests use this)."""
-        if self._engine is None:
-            self._engine = SnmpEngine()
+        if self._sem is None:
             self._sem = asyncio.Semaphore(self._settings.poll_concurrency)
         await asyncio.gather(*(self.poll(t) for t in self._settings.targets))
 
@@ -164,35 +173,20 @@ class Poller:
         self._labels[target.name] = seen
 
     async def _sample(self, target: Target) -> Sample:
-        transport = await self._transport(target)
-        auth = _auth(target)
         columns: dict[str, str] = {}
         for kind in target.poll:
             columns.update(COLUMNS.get(kind, {}))
-        assert self._engine is not None
-        err, status, _, vbs = await bulk_cmd(
-            self._engine,
-            auth,
-            transport,
-            ContextData(),
-            1,
-            MAX_REPETITIONS if columns else 0,
-            ObjectType(ObjectIdentity(_SYS_UPTIME_COLUMN)),
-            *(ObjectType(ObjectIdentity(p)) for p in columns.values()),
-            lookupMib=False,  # MIB name lookups cost more than the whole decode: we know our OIDs
-        )
-        if err:
+        reps = MAX_REPETITIONS if columns else 0
+        answer = await self._bulk(target, 1, reps, [_SYS_UPTIME_COLUMN, *columns.values()])
+        if answer is None:
             return Sample(None)
-        if status:
-            raise RuntimeError(f"agent error {status}")
-        first = [(str(n), v) for n, v in vbs]
-        if not first or not first[0][0] == SYS_UPTIME:
+        if not answer or answer[0][0] != SYS_UPTIME or not isinstance(answer[0][1], int):
             raise RuntimeError("no sysUpTime in the answer")
-        rows = await self._columns(target, transport, auth, columns, first[1:])
-        return _build_sample(int(first[0][1]), rows)
+        rows = await self._columns(target, columns, answer[1:])
+        return _build_sample(answer[0][1], rows)
 
     async def _columns(
-        self, target: Target, transport: Any, auth: Any, columns: dict[str, str], vbs: list[tuple[str, Any]]
+        self, target: Target, columns: dict[str, str], vbs: Varbinds
     ) -> dict[str, dict[str, Any]]:
         """Walk the columns side by side, continuing with GETBULK only while some are unfinished."""
         rows: dict[str, dict[str, Any]] = {name: {} for name in columns}
@@ -205,7 +199,7 @@ class Poller:
                 if name in finished:
                     continue
                 prefix = columns[name] + "."
-                if oid.startswith(prefix) and value.tagSet not in _END:
+                if oid.startswith(prefix) and value is not NO_VALUE:
                     rows[name][oid[len(prefix) :]] = value
                     pos[name] = oid
                 else:
@@ -213,34 +207,71 @@ class Poller:
             active = [n for n in active if n not in finished and len(rows[n]) < MAX_ROWS]
             if not active:
                 break
-            assert self._engine is not None
-            err, status, _, more = await bulk_cmd(
-                self._engine,
-                auth,
-                transport,
-                ContextData(),
-                0,
-                MAX_REPETITIONS,
-                *(ObjectType(ObjectIdentity(pos[n])) for n in active),
-                lookupMib=False,
-            )
-            if err or status:
+            more = await self._bulk(target, 0, MAX_REPETITIONS, [pos[n] for n in active])
+            if not more:
                 break  # keep what we have; the next poll tries again
-            vbs = [(str(n), v) for n, v in more]
+            vbs = more
         return rows
 
-    async def _transport(self, target: Target) -> UdpTransportTarget:
-        t = self._transports.get(target.name)
-        if t is None:
-            s = self._settings
-            t = await UdpTransportTarget.create(
+    async def _bulk(self, target: Target, non_rep: int, reps: int, oids: list[str]) -> Varbinds | None:
+        """One GETBULK -> [(dotted OID, plain value)]; None if the target did not answer."""
+        s = self._settings
+        if target.version == "v2c":
+            if self._client is None:
+                self._client = BulkClient()
+                await self._client.open()
+            addr = await self._address(target)
+            got = await self._client.bulk(
+                addr, target.community, non_rep, reps, oids, s.poll_timeout, s.poll_retries
+            )
+            if got is None:
+                return None
+            if got[0]:
+                raise RuntimeError(f"agent error-status {got[0]}")
+            return got[1]
+        if self._engine is None:
+            self._engine = SnmpEngine()
+        transport = self._transports.get(target.name)
+        if transport is None:
+            transport = await UdpTransportTarget.create(
                 (target.host, target.port), timeout=s.poll_timeout, retries=s.poll_retries
             )
-            self._transports[target.name] = t
-        return t
+            self._transports[target.name] = transport
+        err, status, _, vbs = await bulk_cmd(
+            self._engine,
+            _auth(target),
+            transport,
+            ContextData(),
+            non_rep,
+            reps,
+            *(ObjectType(ObjectIdentity(o)) for o in oids),
+            lookupMib=False,  # MIB name lookups cost more than the whole decode: we know our OIDs
+        )
+        if err:
+            return None
+        if status:
+            raise RuntimeError(f"agent error-status {status}")
+        return [(str(n), _plain(v)) for n, v in vbs]
+
+    async def _address(self, target: Target) -> tuple[str, int]:
+        addr = self._addresses.get(target.name)
+        if addr is None:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                target.host, target.port, family=socket.AF_INET, type=socket.SOCK_DGRAM
+            )
+            addr = (str(infos[0][4][0]), target.port)
+            self._addresses[target.name] = addr
+        return addr
 
 
 _END = {rfc1905.noSuchObject.tagSet, rfc1905.noSuchInstance.tagSet, rfc1905.endOfMibView.tagSet}
+
+
+def _plain(value: Any) -> Any:
+    """pysnmp value -> what the fast path yields (int, bytes, ("oid", raw), NO_VALUE)."""
+    if value.tagSet in _END:
+        return NO_VALUE
+    return engine_plain("0.0", value)[1]
 
 
 def _auth(t: Target) -> CommunityData | UsmUserData:
@@ -260,25 +291,25 @@ def _build_sample(uptime: int, rows: dict[str, dict[str, Any]]) -> Sample:
 
     def num(col: str, idx: str) -> int | None:
         v = rows.get(col, {}).get(idx)
-        return int(v) if v is not None else None
+        return v if isinstance(v, int) else None
 
     for idx, descr in rows.get("descr", {}).items():
         if not idx.isdigit():
             continue
         s.interfaces[int(idx)] = Interface(
-            descr=descr.prettyPrint(),
+            descr=text(descr) if isinstance(descr, bytes) else str(descr),
             admin=num("admin", idx),
             oper=num("oper", idx),
             hc_in=num("hc_in", idx),
             hc_out=num("hc_out", idx),
             high_speed=num("high_speed", idx),
         )
-    s.cpu_loads = [int(v) for v in rows.get("cpu", {}).values()]
+    s.cpu_loads = [v for v in rows.get("cpu", {}).values() if isinstance(v, int)]
     for idx, descr in rows.get("st_descr", {}).items():
         size, used = num("st_size", idx), num("st_used", idx)
         kind = rows.get("st_type", {}).get(idx)
-        if kind is not None and str(kind) not in STORAGE_TYPES:
+        if isinstance(kind, tuple) and oid_str(kind[1]) not in STORAGE_TYPES:
             continue
         if size is not None and used is not None:
-            s.storage[descr.prettyPrint()] = (used, size)
+            s.storage[text(descr) if isinstance(descr, bytes) else str(descr)] = (used, size)
     return s

@@ -116,3 +116,39 @@ def test_fuzz_mutated_real_messages(data):
         return
     if m.pdu_type == ber.INFORM:
         assert ber.encode_response(m, bytes(raw))  # must not raise either
+
+
+def test_get_bulk_request_is_what_pysnmp_decodes():
+    from pyasn1.codec.ber import decoder
+
+    raw = ber.encode_get_bulk(b"public", 99, 1, 16, ["1.3.6.1.2.1.1.3", "1.3.6.1.2.1.2.2.1.2"])
+    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    msg, rest = decoder.decode(raw, asn1Spec=p.Message())
+    pdu = p.apiMessage.get_pdu(msg)
+    assert not rest and pdu.tagSet == p.GetBulkRequestPDU.tagSet
+    assert (int(p.apiBulkPDU.get_non_repeaters(pdu)), int(p.apiBulkPDU.get_max_repetitions(pdu))) == (1, 16)
+    assert [str(n) for n, _ in p.apiPDU.get_varbinds(pdu)] == ["1.3.6.1.2.1.1.3", "1.3.6.1.2.1.2.2.1.2"]
+
+
+def test_response_decoding_with_end_of_mib_view():
+    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    pdu = p.ResponsePDU()
+    p.apiPDU.set_defaults(pdu)
+    p.apiPDU.set_request_id(pdu, 5)
+    p.apiPDU.set_varbinds(
+        pdu, [((1, 3, 6, 1, 2, 1, 1, 3, 0), p.TimeTicks(77)), ((1, 3, 6, 1, 9), p.EndOfMibView())]
+    )
+    msg = p.Message()
+    p.apiMessage.set_defaults(msg)
+    p.apiMessage.set_community(msg, "public")
+    p.apiMessage.set_pdu(msg, pdu)
+    rid, status, vbs = ber.decode_response(encoder.encode(msg))
+    assert (rid, status) == (5, 0)
+    assert [v for _, v in vbs] == [77, ber.NO_VALUE]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_response_decoder(data):
+    with contextlib.suppress(ber.Unusual):
+        ber.decode_response(data)
