@@ -12,13 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pyasn1.codec.ber import decoder
 from pysnmp.carrier.asyncio.dgram import udp
 from pysnmp.entity import config, engine
 from pysnmp.proto import error as proto_error
 from pysnmp.proto import rfc3411
 from pysnmp.proto.api import v1, v2c
+from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
 from pysnmp.proto.proxy import rfc2576
 from pysnmp.proto.rfc1902 import OctetString
+from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
 
 from collectors.snmp.ber import oid_bytes
 from collectors.snmp.settings import User
@@ -107,7 +110,7 @@ class SlowPath:
     def feed(self, data: bytes, addr: tuple[str, int], deliver: Deliver) -> str | None:
         """Process one datagram now; None if it was delivered (or needs no event), else the drop reason."""
         before = [int(c.syntax) for c in self._counters]
-        self._deliver, delivered = deliver, [False]
+        delivered = [False]
 
         def mark(n: Notification, respond: Callable[[], None] | None) -> None:
             delivered[0] = True
@@ -207,10 +210,6 @@ def _user_args(u: User) -> dict[str, Any]:
 
 def _is_discovery(data: bytes) -> bool:
     """An SNMPv3 engine-id discovery probe has an empty user name; cheap check without decoding twice."""
-    from pyasn1.codec.ber import decoder
-    from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
-    from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
-
     try:
         msg, _ = decoder.decode(data, asn1Spec=SNMPv3Message())
         params, _ = decoder.decode(bytes(msg["msgSecurityParameters"]), asn1Spec=UsmSecurityParameters())
