@@ -57,10 +57,17 @@ def sender(port: int, rate: int, count: int, start_at: float) -> None:
         time.sleep(0.0005)
 
 
-def bench_traps(rates: list[int], seconds: float) -> None:
+def bench_traps(rates: list[int], seconds: float, poll_port: int | None = None, targets: int = 0) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-snmp-"))
     http, udp = free_port(), free_udp_port()
-    cfg = base_config(work, http, collectors={"snmp": {"listen": f"127.0.0.1:{udp}"}})
+    snmp: dict = {"listen": f"127.0.0.1:{udp}"}
+    if poll_port:
+        # The daemon polls `targets` targets every 5 s while the traps arrive: does polling slow ingest?
+        snmp["targets"] = [
+            {"name": f"t{i}", "address": f"127.0.0.1:{poll_port}", "interval": "5s"} for i in range(targets)
+        ]
+        print(f"while polling {targets} targets every 5 s (full poll):")
+    cfg = base_config(work, http, collectors={"snmp": snmp})
     cfg["logging"] = {"level": "warning"}
     d = DaemonProcess(work, cfg, http)
     d.start()
@@ -88,6 +95,9 @@ def bench_traps(rates: list[int], seconds: float) -> None:
             print(f"{rate:>10} {count:>8} {got:>9} {count - got:>6} {got / elapsed:>11.0f}")
         drops = d.metric("correlator_snmp_dropped_total")
         print(f"correlator_snmp_dropped_total: {drops:.0f}")
+        if poll_port:
+            polls = d.metric("correlator_snmp_polls_total", {"result": "ok"})
+            print(f"polls completed meanwhile: {polls:.0f}")
     finally:
         d.stop()
 
@@ -126,9 +136,14 @@ def main() -> None:
     ap.add_argument("--targets", type=int, default=500)
     ap.add_argument("--skip-traps", action="store_true")
     ap.add_argument("--skip-poll", action="store_true")
+    ap.add_argument("--poll-while-trapping", action="store_true", help="also run the trap test while polling")
     a = ap.parse_args()
+    rates = [int(r) for r in a.rates.split(",")]
     if not a.skip_traps:
-        bench_traps([int(r) for r in a.rates.split(",")], a.seconds)
+        bench_traps(rates, a.seconds)
+    if a.poll_while_trapping:
+        with tempfile.TemporaryDirectory() as tmp, snmpd(Path(tmp)) as (port, _):
+            bench_traps(rates, a.seconds, port, a.targets)
     if not a.skip_poll:
         asyncio.run(bench_poll(a.targets))
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from correlator.event import Event, Severity, new_id
 
+POLL_SOURCE = "snmp:poll"  # traps and informs are source "snmp"
 COUNTER64 = 1 << 64
 HYSTERESIS = 0.05  # a high-utilisation alarm clears only this far below its threshold
 
@@ -146,7 +147,7 @@ class _EventMaker:
         kind: str | None = None,
         ratio: float | None = None,
     ) -> Event:
-        attrs: dict[str, object] = {"collector": "snmp.poll"}
+        attrs: dict[str, object] = {}
         if kind is not None:
             attrs["kind"] = kind
             attrs["ratio"] = round(ratio or 0.0, 4)
@@ -154,7 +155,7 @@ class _EventMaker:
             new_id(),
             self.now,
             self.now,
-            "snmp",
+            POLL_SOURCE,
             self.ci,
             type_,
             severity,

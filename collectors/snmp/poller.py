@@ -30,7 +30,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.proto import rfc1905
 
 from collectors.snmp.ber import NO_VALUE, oid_str
-from collectors.snmp.capacity import Interface, Sample, TargetState
+from collectors.snmp.capacity import POLL_SOURCE, Interface, Sample, TargetState
 from collectors.snmp.client import BulkClient, Varbinds
 from collectors.snmp.engine import AUTH, PRIV
 from collectors.snmp.engine import plain as engine_plain
@@ -156,7 +156,7 @@ class Poller:
                 e.host = host
         if events:
             try:
-                await self._emit(events, "snmp")
+                await self._emit(events, POLL_SOURCE)
             except (QueueFull, ShuttingDown) as e:
                 # Keep the old state: the same change is detected again at the next poll.
                 _ratelog.warning("poll:emit", "snmp: poll events of %s not accepted: %s", target.name, e)
