@@ -187,3 +187,17 @@ def test_bad_input_is_counted_and_the_daemon_keeps_serving(make_daemon, tmp_path
     assert dropped("auth_failed") == 1
     assert dropped("unknown_user") == 1
     assert dropped("too_large") == 1
+
+
+def test_taken_port_does_not_stop_the_daemon(make_daemon, tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        d = make_daemon(collectors={"webhook": {}, "snmp": {"listen": f"127.0.0.1:{port}"}})
+        status, _ = d.get("/healthz")
+        assert status == 200
+        d.wait_for(lambda: "cannot listen on udp" in d.log(), what="the bind error in the log")
+        status, doc = d.get("/readyz")
+        assert status == 503 and doc["checks"]["collector:snmp"] is False
+    # the port is free again: the collector binds it on its next retry (every 5 s)
+    d.wait_for(lambda: d.get("/readyz")[0] == 200, timeout=15, what="snmp listening after the retry")
