@@ -6,7 +6,16 @@ import socket
 
 import pytest
 
-from tests.support.snmp import SENDER_ENGINE_ID, V3_SETTINGS, V3_USER, free_udp_port, run_tool
+from tests.support.snmp import (
+    ACME_MIB,
+    SENDER_ENGINE_ID,
+    V3_SETTINGS,
+    V3_SHA2_SETTINGS,
+    V3_SHA2_USER,
+    V3_USER,
+    free_udp_port,
+    run_tool,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +28,7 @@ def start(make_daemon, **snmp):
     settings = {
         "listen": f"127.0.0.1:{port}",
         "communities": ["public", "noc-ro"],
-        "users": [V3_SETTINGS],
+        "users": [V3_SETTINGS, V3_SHA2_SETTINGS],
         "hosts": {"10.1.2.3": "edge-rtr1"},
         **snmp,
     }
@@ -201,3 +210,30 @@ def test_taken_port_does_not_stop_the_daemon(make_daemon, tmp_path):
         assert status == 503 and doc["checks"]["collector:snmp"] is False
     # the port is free again: the collector binds it on its next retry (every 5 s)
     d.wait_for(lambda: d.get("/readyz")[0] == 200, timeout=15, what="snmp listening after the retry")
+
+
+def test_sha2_aes256_user_and_a_compiled_vendor_mib(make_daemon, tmp_path):
+    from correlator.cli import main
+
+    mibs = tmp_path / "mibs"
+    mibs.mkdir()
+    (mibs / "ACME-MIB.txt").write_text(ACME_MIB)
+    # the daemon's default cache: <data_dir>/mibs, filled before it starts
+    assert main(["mibs", "compile", str(mibs), "--cache", str(tmp_path / "var" / "mibs")]) == 0
+    d, addr = start(make_daemon)
+    acme = [
+        "1.3.6.1.4.1.99999.0.17",
+        "1.3.6.1.4.1.99999.1.1.0",
+        "i",
+        "1200",
+        "1.3.6.1.4.1.99999.1.2.0",
+        "s",
+        "fan2",
+    ]
+    sent(run_tool("snmptrap", ["-v", "3", "-e", SENDER_ENGINE_ID, *V3_SHA2_USER, addr, "", *acme], tmp_path))
+    sent(run_tool("snmpinform", ["-v", "3", *V3_SHA2_USER, "-t", "3", "-r", "1", addr, "", *acme], tmp_path))
+    events = n_events(d, 2)
+    assert {e["type"] for e in events} == {"ACME-MIB::acmeFanFailed"}
+    assert all(
+        e["attributes"]["acmeFanSpeed"] == 1200 and e["attributes"]["acmeFanName"] == "fan2" for e in events
+    )

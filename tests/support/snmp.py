@@ -22,6 +22,28 @@ V3_SETTINGS = {
     "engine_ids": ["8000000001020304"],
 }
 SENDER_ENGINE_ID = "8000000001020304"
+V3_SHA2_USER = [
+    "-u",
+    "ops",
+    "-l",
+    "authPriv",
+    "-a",
+    "SHA-512",
+    "-A",
+    "authpass456",
+    "-x",
+    "AES-256",
+    "-X",
+    "privpass456",
+]
+V3_SHA2_SETTINGS = {
+    "name": "ops",
+    "auth_protocol": "SHA-512",
+    "auth_key": "authpass456",
+    "priv_protocol": "AES-256",
+    "priv_key": "privpass456",
+    "engine_ids": [SENDER_ENGINE_ID],
+}
 
 
 def snmp_env(tmp: Path) -> dict[str, str]:
@@ -78,3 +100,44 @@ def snmpd(tmp: Path, port: int | None = None) -> Iterator[tuple[int, subprocess.
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# A vendor MIB fixture: a notification (99999.0.17) with two objects; line 18 is the SYNTAX of acmeFanSpeed.
+ACME_MIB = """\
+ACME-MIB DEFINITIONS ::= BEGIN
+IMPORTS
+    MODULE-IDENTITY, OBJECT-TYPE, NOTIFICATION-TYPE, Integer32, enterprises
+        FROM SNMPv2-SMI
+    DisplayString FROM SNMPv2-TC;
+
+acme MODULE-IDENTITY
+    LAST-UPDATED "202611300000Z"
+    ORGANIZATION "Acme"
+    CONTACT-INFO "noc@acme.example"
+    DESCRIPTION "Fixture MIB for the SNMP collector's tests"
+    ::= { enterprises 99999 }
+
+acmeObjects OBJECT IDENTIFIER ::= { acme 1 }
+acmeTraps OBJECT IDENTIFIER ::= { acme 0 }
+
+acmeFanSpeed OBJECT-TYPE
+    SYNTAX Integer32
+    MAX-ACCESS accessible-for-notify
+    STATUS current
+    DESCRIPTION "Fan speed in rpm"
+    ::= { acmeObjects 1 }
+
+acmeFanName OBJECT-TYPE
+    SYNTAX DisplayString
+    MAX-ACCESS accessible-for-notify
+    STATUS current
+    DESCRIPTION "Fan name"
+    ::= { acmeObjects 2 }
+
+acmeFanFailed NOTIFICATION-TYPE
+    OBJECTS { acmeFanSpeed, acmeFanName }
+    STATUS current
+    DESCRIPTION "A fan failed"
+    ::= { acmeTraps 17 }
+END
+"""

@@ -5,45 +5,7 @@ from __future__ import annotations
 from collectors.snmp.ber import oid_bytes
 from collectors.snmp.oids import Resolver
 from correlator.cli import main
-
-ACME_MIB = """\
-ACME-MIB DEFINITIONS ::= BEGIN
-IMPORTS
-    MODULE-IDENTITY, OBJECT-TYPE, NOTIFICATION-TYPE, Integer32, enterprises
-        FROM SNMPv2-SMI
-    DisplayString FROM SNMPv2-TC;
-
-acme MODULE-IDENTITY
-    LAST-UPDATED "202611300000Z"
-    ORGANIZATION "Acme"
-    CONTACT-INFO "noc@acme.example"
-    DESCRIPTION "Fixture MIB for the SNMP collector's tests"
-    ::= { enterprises 99999 }
-
-acmeObjects OBJECT IDENTIFIER ::= { acme 1 }
-acmeTraps OBJECT IDENTIFIER ::= { acme 0 }
-
-acmeFanSpeed OBJECT-TYPE
-    SYNTAX Integer32
-    MAX-ACCESS accessible-for-notify
-    STATUS current
-    DESCRIPTION "Fan speed in rpm"
-    ::= { acmeObjects 1 }
-
-acmeFanName OBJECT-TYPE
-    SYNTAX DisplayString
-    MAX-ACCESS accessible-for-notify
-    STATUS current
-    DESCRIPTION "Fan name"
-    ::= { acmeObjects 2 }
-
-acmeFanFailed NOTIFICATION-TYPE
-    OBJECTS { acmeFanSpeed, acmeFanName }
-    STATUS current
-    DESCRIPTION "A fan failed"
-    ::= { acmeTraps 17 }
-END
-"""
+from tests.support.snmp import ACME_MIB
 
 
 def test_compile_fixture_mib_and_resolve_its_names(tmp_path, capsys):
