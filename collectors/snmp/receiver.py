@@ -108,7 +108,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
-        if self._events:
+        while self._events:
             await self._flush()  # what was decoded before the socket closed
         if self._slow is not None:
             self._slow.close()
