@@ -20,15 +20,21 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from correlator import metrics
 from correlator.api.app import make_app
+from correlator.api.auth import parse_tokens
 from correlator.api.common import AppState
 from correlator.clock import Clock, wall_clock
 from correlator.collector import Collector, CollectorContext, create_collectors
 from correlator.config import Config
 from correlator.errors import ConfigError
+from correlator.incidents import IncidentService, parse_settings
+from correlator.incidents import scheduler as incident_scheduler
+from correlator.incidents.store import create_store
 from correlator.ingest import Ingest
 from correlator.pipeline import build_pipeline
 from correlator.queue.journal import JournalQueue
 from correlator.runner import PipelineRunner
+from correlator.store import EventStore
+from correlator.store.postgres import PgEventStore
 from correlator.store.sqlite import SqliteEventStore
 
 log = logging.getLogger(__name__)
@@ -39,23 +45,29 @@ class Daemon:
     config: Config
     clock: Clock
     queue: JournalQueue
-    store: SqliteEventStore
+    store: EventStore
     runner: PipelineRunner
     app: web.Application
     collectors: list[Collector]
     scheduler: AsyncIOScheduler
+    incidents: IncidentService
 
 
 async def build(config: Config) -> Daemon:
     """Validate everything first (collector settings included), then open the files."""
     data = config.storage.data_dir
     clock = wall_clock()
-    store = SqliteEventStore(data / "events.db")
+    store: EventStore = (
+        PgEventStore(config.storage.dsn) if config.storage.dsn else SqliteEventStore(data / "events.db")
+    )
     queue = JournalQueue(
         data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
     )
-    runner = PipelineRunner(queue, build_pipeline(config), store, clock, config.queue.batch_events)
-    state = AppState(store=store, queue=queue)
+    settings = parse_settings(config.incidents)
+    auth = parse_tokens(config.http.tokens)
+    incidents = IncidentService(create_store(settings.dsn or config.storage.dsn, data), settings, clock)
+    runner = PipelineRunner(queue, build_pipeline(config, incidents), store, clock, config.queue.batch_events)
+    state = AppState(store=store, queue=queue, incidents=incidents, auth=auth)
     app = make_app(state, config.http.max_body_bytes)
     ingest = Ingest(queue)
     ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
@@ -63,11 +75,18 @@ async def build(config: Config) -> Daemon:
     await store.open()
     try:
         await queue.open()
+        try:
+            await incidents.open()
+        except BaseException:
+            await queue.close()
+            raise
     except BaseException:
         await store.close()
         raise
+    if not auth.enabled:
+        log.warning("no API tokens in http.tokens: the API is open to anyone who can reach it (docs/api.md)")
     scheduler = AsyncIOScheduler(timezone="UTC")
-    return Daemon(config, clock, queue, store, runner, app, state.collectors, scheduler)
+    return Daemon(config, clock, queue, store, runner, app, state.collectors, scheduler, incidents)
 
 
 async def run(config: Config) -> int:
@@ -86,6 +105,7 @@ async def run(config: Config) -> int:
             await c.start()
             metrics.COLLECTOR_UP.labels(c.name).set(1)
         _schedule_retention(daemon)
+        incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
         await http.setup()
         host, port = config.http.listen
         site = web.TCPSite(http, host, port, backlog=1024)
@@ -116,6 +136,7 @@ async def run(config: Config) -> int:
         if not stopped:
             await _stop_collectors(daemon.collectors)
         await http.cleanup()
+        await daemon.incidents.close()
         await daemon.queue.close()
         await daemon.store.close()
     if left:

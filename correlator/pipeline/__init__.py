@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from correlator import metrics
 from correlator.clock import Clock
 from correlator.config import Config
 from correlator.event import Event
 from correlator.responses import Response
+
+if TYPE_CHECKING:
+    from correlator.incidents.service import IncidentService
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +44,8 @@ class Pipeline:
 
     async def run(self, events: list[Event], ctx: StageContext) -> list[Event]:
         for stage in self.stages:
-            if not events:
-                break
+            # No early exit on an empty batch: a stage may have dropped every event yet left
+            # responses (incident requests) in ctx for the stages after it.
             try:
                 events = await stage(events, ctx)
             except Exception:
@@ -57,17 +60,20 @@ class AdvanceClock:
     name = "clock"
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
-        if not ctx.live:
+        if not ctx.live and events:
             latest = max(e.time for e in events)
             if latest > ctx.clock.now():
                 ctx.clock.advance_to(latest)
         return events
 
 
-def build_pipeline(config: Config) -> Pipeline:
-    """collector -> queue -> [stages below] -> store."""
+def build_pipeline(config: Config, incidents: IncidentService | None = None) -> Pipeline:
+    """collector -> queue -> [stages below] -> store. Without `incidents` (replay), no incident stage."""
+    from correlator.incidents.stage import IncidentStage
+
     return Pipeline(
         [
             AdvanceClock(),
+            *([IncidentStage(incidents)] if incidents is not None else []),
         ]
     )
