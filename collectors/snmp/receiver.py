@@ -19,6 +19,7 @@ from prometheus_client import Counter
 
 from collectors.snmp import ber
 from collectors.snmp.engine import Notification, SlowPath
+from collectors.snmp.kernel import kernel_drops, socket_inode
 from collectors.snmp.mapping import SOURCE, Mapper
 from collectors.snmp.settings import SnmpSettings
 from correlator.collector import Emit
@@ -38,6 +39,7 @@ RECEIVED = Counter(
     ["version", "path"],
 )
 BIND_RETRY = 5.0
+KERNEL_DROPS_INTERVAL = 5.0
 INFORMS_ANSWERED = Counter(
     "correlator_snmp_informs_answered_total", "Informs answered after their event was durably accepted"
 )
@@ -56,6 +58,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._binder: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self.address: tuple[str, int] | None = None
 
     async def start(self) -> None:
@@ -85,6 +88,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
         self._transport = transport
         self._slow.attach(transport)
         self.address = sock.getsockname()[:2]
+        self._watcher = asyncio.create_task(self._watch_kernel_drops(socket_inode(sock)), name="snmp-drops")
         got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         log.info("snmp: listening for traps on udp %s:%d (receive buffer %d bytes)", *self.address, got)
 
@@ -104,6 +108,8 @@ class TrapReceiver(asyncio.DatagramProtocol):
             self._binder.cancel()
         if self._transport is not None:
             self._transport.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -182,6 +188,23 @@ class TrapReceiver(asyncio.DatagramProtocol):
         _ratelog.warning(
             f"snmp:{reason}", "snmp: dropped a datagram from %s (%s): %s", sender, reason, detail
         )
+
+    async def _watch_kernel_drops(self, inode: int) -> None:
+        last = kernel_drops(inode)
+        if last is None:
+            return  # not Linux, or no /proc: nothing to watch
+        while True:
+            await asyncio.sleep(KERNEL_DROPS_INTERVAL)
+            now = kernel_drops(inode)
+            if now is not None and now > last:
+                DROPPED.labels("receive_buffer").inc(now - last)
+                _ratelog.warning(
+                    "snmp:receive_buffer",
+                    "snmp: the kernel dropped %d datagrams: receive buffer full (raise recv_buffer_bytes "
+                    "and net.core.rmem_max)",
+                    now - last,
+                )
+                last = now
 
     # -- durable hand-off --
 
