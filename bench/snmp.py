@@ -93,8 +93,10 @@ def bench_traps(rates: list[int], seconds: float, poll_port: int | None = None, 
             elapsed = max(last_change - max(t0, start_at), 1e-9)
             got = int(last - before)
             print(f"{rate:>10} {count:>8} {got:>9} {count - got:>6} {got / elapsed:>11.0f}")
-        drops = d.metric("correlator_snmp_dropped_total")
-        print(f"correlator_snmp_dropped_total: {drops:.0f}")
+        time.sleep(6)  # the kernel drop counter is read every 5 s
+        for reason in ("receive_buffer", "overload", "queue_full", "malformed"):
+            n = d.metric("correlator_snmp_dropped_total", {"reason": reason})
+            print(f"correlator_snmp_dropped_total{{reason={reason!r}}}: {n:.0f}")
         if poll_port:
             polls = d.metric("correlator_snmp_polls_total", {"result": "ok"})
             print(f"polls completed meanwhile: {polls:.0f}")
