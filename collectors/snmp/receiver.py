@@ -125,6 +125,13 @@ class TrapReceiver(asyncio.DatagramProtocol):
     # -- receive (synchronous, on the loop: no awaits between datagram and batch) --
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        try:
+            self._receive(data, addr)
+        except Exception:  # a bug must cost one datagram, counted, not the listener
+            DROPPED.labels("internal_error").inc()
+            log.exception("snmp: failed to process a datagram from %s", addr[0])
+
+    def _receive(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         sender = str(addr[0])
         if len(data) > self._settings.max_datagram_bytes:
             self._drop("too_large", sender, f"{len(data)} bytes")
