@@ -87,7 +87,8 @@ class Poller:
     def __init__(self, settings: SnmpSettings, emit: Emit, hosts: dict[str, str]) -> None:
         self._settings = settings
         self._emit = emit
-        self._states = {t.name: TargetState(t.name) for t in settings.targets}
+        # Events name the target's `hosts` entry if it has one, else the target; gauges use the target name.
+        self._states = {t.name: TargetState(hosts.get(t.host, t.name)) for t in settings.targets}
         self._labels: dict[str, set[tuple[str, str]]] = {t.name: set() for t in settings.targets}
         self._engine: SnmpEngine | None = None
         self._scheduler: AsyncIOScheduler | None = None
@@ -149,11 +150,8 @@ class Poller:
     async def _apply(self, target: Target, sample: Sample) -> None:
         old = self._states[target.name]
         new, events, ratios = old.update(sample, time.time(), self._settings.thresholds)
-        host = self._settings.hosts.get(target.host, target.name)
         for e in events:
             e.attributes["target"] = f"{target.host}:{target.port}"
-            if host != e.host:
-                e.host = host
         if events:
             try:
                 await self._emit(events, POLL_SOURCE)
@@ -163,9 +161,7 @@ class Poller:
                 return
         self._states[target.name] = new
         TARGET_UP.labels(target.name).set(1 if sample.uptime is not None else 0)
-        if sample.uptime is None:
-            return
-        seen = set(ratios)
+        seen = set(ratios)  # empty when unreachable: no stale utilisation for a silent target
         for (resource, kind), ratio in ratios.items():
             CAPACITY.labels(target.name, resource, kind).set(ratio)
         for resource, kind in self._labels[target.name] - seen:
