@@ -15,6 +15,7 @@ from correlator.errors import ConfigError
 COMMANDS = [
     "correlator.commands.run",
     "correlator.commands.replay",
+    "correlator.commands.rules",
     "correlator.commands.mibs",
     "correlator.commands.incidents",
 ]

@@ -101,6 +101,9 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     rules_dir: Path = _doc(Path("rules"), "directory of the rule files (searched recursively)")
+    inventory_file: Path | None = _doc(
+        None, "host inventory, YAML or CSV (site, service, owner, criticality); see docs/inventory.md"
+    )
     shutdown_grace: float = _duration(10.0, "time allowed to drain the queue on SIGTERM")
     collectors: dict[str, Any] = field(
         default_factory=lambda: {"webhook": {}, "snmp": {}},

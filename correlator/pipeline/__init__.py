@@ -20,6 +20,7 @@ from correlator.responses import Response
 
 if TYPE_CHECKING:
     from correlator.incidents.service import IncidentService
+    from correlator.rules.reload import RulesHolder
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ class StageContext:
     live: bool  # False in replay: time comes only from the events
     seq: int = 0  # queue position of the batch (0 in replay)
     responses: list[Response] = field(default_factory=list)  # asked for by correlation, done by later stages
+    # Events stored by an earlier batch whose count/last_seen grew (de-duplication); the runner
+    # rewrites them with EventStore.fold().
+    updates: list[Event] = field(default_factory=list)
 
 
 class Stage(Protocol):
@@ -67,13 +71,25 @@ class AdvanceClock:
         return events
 
 
-def build_pipeline(config: Config, incidents: IncidentService | None = None) -> Pipeline:
-    """collector -> queue -> [stages below] -> store. Without `incidents` (replay), no incident stage."""
-    from correlator.incidents.stage import IncidentStage
+def build_pipeline(
+    config: Config, rules: RulesHolder | None = None, incidents: IncidentService | None = None
+) -> Pipeline:
+    """collector -> queue -> [stages below] -> store.
 
+    `rules` is the live rule set (reloadable); without one, the rules in config.rules_dir are loaded
+    once here (raising RuleErrors if they are broken). Without `incidents` (replay), no incident stage.
+    """
+    from correlator.incidents.stage import IncidentStage
+    from correlator.rules.reload import RulesHolder
+    from correlator.rules.stage import FilterStage
+
+    if rules is None:
+        rules = RulesHolder(config.rules_dir, config.inventory_file)
+        rules.load_initial()
     return Pipeline(
         [
             AdvanceClock(),
+            FilterStage(rules),  # level 1: drop, enrich, classify, rename, rate-limit, de-duplicate
             *([IncidentStage(incidents)] if incidents is not None else []),
         ]
     )
