@@ -16,6 +16,7 @@ COMMANDS = [
     "correlator.commands.run",
     "correlator.commands.replay",
     "correlator.commands.rules",
+    "correlator.commands.mibs",
     "correlator.commands.incidents",
 ]
 

@@ -118,7 +118,7 @@ class Config:
     )
     shutdown_grace: float = _duration(10.0, "time allowed to drain the queue on SIGTERM")
     collectors: dict[str, Any] = field(
-        default_factory=lambda: {"webhook": {}},
+        default_factory=lambda: {"webhook": {}, "snmp": {}},
         metadata={"kind": "raw", "doc": "collector sections, each validated by its collector"},
     )
     incidents: dict[str, Any] = field(

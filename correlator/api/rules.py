@@ -14,6 +14,52 @@ from correlator.rules.stats import STATS
 
 RULES = web.AppKey("rules", RulesHolder)
 
+_ERROR_ITEM = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "string"},
+        "line": {"type": "integer"},
+        "column": {"type": "integer"},
+        "message": {"type": "string"},
+        "text": {"type": "string", "description": "file:line:column: message"},
+    },
+}
+_RELOAD_PROPERTIES: dict[str, Any] = {
+    "ok": {"type": "boolean"},
+    "trigger": {"type": "string", "description": "start, file change, SIGHUP or api"},
+    "at": {"type": "number"},
+    "rules": {"type": "integer", "description": "rules active after the attempt"},
+    "errors": {"type": "array", "items": _ERROR_ITEM},
+}
+_RELOAD = {"type": "object", "properties": _RELOAD_PROPERTIES}
+_RULE = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "kind": {"type": "string"},
+        "description": {"type": "string"},
+        "file": {"type": "string"},
+        "line": {"type": "integer"},
+        "column": {"type": "integer"},
+        "matches": {"type": "integer"},
+        "dropped": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "errors": {"type": "integer"},
+    },
+}
+_LISTING = {
+    "type": "object",
+    "properties": {
+        "rules_dir": {"type": "string"},
+        "reload_success": {"type": "boolean", "nullable": True},
+        "last_reload": {**_RELOAD, "nullable": True},
+        "errors": {"type": "array", "items": _ERROR_ITEM},
+        "loaded_at": {"type": "number"},
+        "files": {"type": "array", "items": {"type": "string"}},
+        "inventory_hosts": {"type": "integer"},
+        "rules": {"type": "array", "items": _RULE},
+    },
+}
+
 
 def add_routes(app: web.Application, holder: RulesHolder) -> None:
     app[RULES] = holder
@@ -22,20 +68,26 @@ def add_routes(app: web.Application, holder: RulesHolder) -> None:
 
 
 @operation(
-    summary="Loaded rules with their hit counts, the last reload and its errors",
+    summary="Loaded rules with hit counts, and the last reload with its errors",
     role="viewer",
     tags=("rules",),
-    responses={200: ("the rule set", None)},
+    responses={200: ("the active rule set", _LISTING)},
 )
 async def list_rules(request: web.Request) -> web.Response:
     return dumps_response(200, describe(request.app[RULES]))
 
 
 @operation(
-    summary="Reload the rule files now; on any error the previous set keeps serving",
-    role="admin",
+    summary="Reload the rule files: validate the whole set, then swap it in; on errors keep the old set",
+    role="operator",
     tags=("rules",),
-    responses={200: ("reloaded", None), 422: ("the errors, file:line:column; the old set serves", None)},
+    responses={
+        200: (
+            "reloaded",
+            {"type": "object", "properties": {**_RELOAD_PROPERTIES, "active_rules": {"type": "integer"}}},
+        ),
+        422: ("the new set has errors; the previous set keeps serving", _RELOAD),
+    },
 )
 async def reload_rules(request: web.Request) -> web.Response:
     holder = request.app[RULES]

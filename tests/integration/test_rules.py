@@ -174,3 +174,18 @@ def test_every_kind_of_bad_file_is_reported_and_the_daemon_keeps_serving(make_da
         send(d, f"b{n}")
         assert d.wait_for(lambda n=n: severity_of(d, f"b{n}"), what="event stored") == "major"
     assert d.proc.poll() is None
+
+
+def test_reload_needs_the_operator_role_when_tokens_are_configured(make_daemon):
+    from correlator.api.auth import hash_token
+
+    tokens = {
+        "ops": {"role": "operator", "sha256": hash_token("o-secret")},
+        "ro": {"role": "viewer", "sha256": hash_token("v-secret")},
+    }
+    d = make_daemon(http={"tokens": tokens})
+    assert d.post_json("/api/v1/rules/reload", {})[0] == 401
+    assert d.post_json("/api/v1/rules/reload", {}, {"Authorization": "Bearer v-secret"})[0] == 403
+    assert d.post_json("/api/v1/rules/reload", {}, {"Authorization": "Bearer o-secret"})[0] == 200
+    status, _, _ = d.request("GET", "/api/v1/rules", headers={"Authorization": "Bearer v-secret"})
+    assert status == 200

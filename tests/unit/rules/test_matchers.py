@@ -16,6 +16,9 @@ SW = ev(
         "ifIndex": 3,
         "ifDescr": "Gi0/1",
         "addr": "10.1.2.3",
+        "v6": "fd00::12",
+        "v6zone": "fe80::1%eth0",
+        "short": "10.1",
         "labels": {"team": "net"},
         "load": "0.75",
     },
@@ -61,6 +64,10 @@ SW = ev(
         ("attributes.addr: {cidr: [192.168.0.0/16, 10.1.2.0/24]}", True),
         ("attributes.addr: {cidr: 172.16.0.0/12}", False),
         ("attributes.ifDescr: {cidr: 10.0.0.0/8}", False),  # not an address: no match, no error
+        ("attributes.v6: {cidr: 'fd00::/8'}", True),
+        ("attributes.v6: {cidr: 10.0.0.0/8}", False),
+        ("attributes.v6zone: {cidr: 'fe80::/10'}", True),  # a zone index is ignored
+        ("attributes.short: {cidr: 10.0.0.0/8}", False),  # '10.1' is not a dotted quad
         ("attributes.labels.team: net", True),
         ("any: [{host: x}, {resource: Gi0/1}]", True),
         ("any: [{host: x}, {resource: y}]", False),

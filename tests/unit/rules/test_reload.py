@@ -112,3 +112,23 @@ async def test_watch_falls_back_to_polling(tmp_path, monkeypatch):
     await holder.watch()
     assert calls == [False, True]
     assert holder.last.trigger == "file change" and len(holder.current.rules) == 3
+
+
+async def test_the_inventory_reloads_with_the_rules(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text("rules: [{name: inv, inventory: true}]\n")
+    inv = tmp_path / "inventory.csv"
+    inv.write_text("host,site\nsw1,par1\n")
+    holder = RulesHolder(rules, inv)
+    holder.load_initial()
+    assert holder.current.inventory.get("sw1").site == "par1"
+    inv.write_text("host,site\nsw1,lyo1\n")
+    assert (await holder.reload("test")).ok
+    e = ev("sw1")
+    holder.current.process(e, [])
+    assert e.attributes["site"] == "lyo1"
+    inv.write_text("host,criticality\nsw1,extreme\n")
+    result = await holder.reload("test")
+    assert not result.ok and "criticality must be one of" in str(result.errors[0])
+    assert holder.current.inventory.get("sw1").site == "lyo1"  # the previous pair keeps serving
