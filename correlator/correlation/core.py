@@ -175,9 +175,6 @@ class KeyTable(Generic[S]):
         """(key, state) pairs, oldest first; orjson writes tuples as arrays, so no copying per key."""
         return list(self._d.items())
 
-    def clear(self) -> None:
-        self._d.clear()
-
 
 class Engine:
     """Base of the level-2 engines: rule identity, compiled match/key, hooks and a clock binding.
@@ -245,9 +242,6 @@ class Engine:
 
     def on_timer(self, now: float) -> None:
         pass
-
-    def now(self) -> float:
-        return self.clock.now() if self.clock is not None else 0.0
 
     # -- behaviour ------------------------------------------------------------------------------
     def on_event(self, ev: Event, t: float) -> None:

@@ -288,5 +288,3 @@ KINDS = [
 
 for _k in KINDS:
     register_kind(_k)
-
-NAMES = tuple(k.name for k in KINDS)
