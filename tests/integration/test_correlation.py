@@ -69,3 +69,43 @@ def test_restart_keeps_the_pending_pair(make_daemon, tmp_path):
     assert timeout["host"] == "r2"
     assert timeout["attributes"]["correlation"]["opened_by"] == down["id"]
     assert parse_time(timeout["time"]) - parse_time(down["time"]) == pytest.approx(6.0)
+
+
+def test_notify_response_posts_to_the_configured_webhook(make_daemon, tmp_path):
+    import http.server
+    import json
+    import threading
+
+    from tests.support.daemon import free_port
+
+    got: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(500 if len(got) == 1 else 200)  # the first attempt fails: retried
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    port = free_port()
+    server = http.server.HTTPServer(("127.0.0.1", port), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rules = tmp_path / "myrules"
+        rules.mkdir()
+        (rules / "pair.yaml").write_text((RULES % "1s") + "    on_close: [{notify: {target: noc}}]\n")
+        d = make_daemon(
+            rules_dir=str(rules),
+            correlation={"notify": {"noc": {"url": f"http://127.0.0.1:{port}/hook", "backoff": "50ms"}}},
+        )
+        batch = [{"host": "r3", "type": "linkDown"}, {"host": "r3", "type": "linkUp"}]
+        status, _ = d.post_json("/api/v1/events", batch)
+        assert status == 202
+        d.wait_for(lambda: len(got) >= 2, what="the notification, delivered on the second attempt")
+        assert got[-1]["rule"] == "link-down" and got[-1]["hook"] == "close"
+        assert got[-1]["event"]["type"] == "linkUp"
+        assert d.metric("correlator_notifications_total", {"target": "noc", "outcome": "sent"}) == 1
+    finally:
+        server.shutdown()
