@@ -77,7 +77,6 @@ async def build(config: Config) -> Daemon:
     auth = parse_tokens(config.http.tokens)
     incidents = IncidentService(create_store(settings.dsn or config.storage.dsn, data), settings, clock)
     pipeline = build_pipeline(config, rules, incidents)
-    correlation.restore_state(pipeline, data)  # before the first event: no window, pair or deadline forgotten
     runner = PipelineRunner(queue, pipeline, store, clock, config.queue.batch_events)
     state = AppState(store=store, queue=queue, incidents=incidents, auth=auth)
     app = make_app(state, config.http.max_body_bytes)
@@ -93,6 +92,8 @@ async def build(config: Config) -> Daemon:
         except BaseException:
             await queue.close()
             raise
+        # Before the first event: no open window, pending pair or heartbeat deadline is forgotten.
+        await correlation.recover(pipeline, data, store, clock)
     except BaseException:
         await store.close()
         raise
@@ -128,7 +129,7 @@ async def run(config: Config) -> int:
             metrics.COLLECTOR_UP.labels(c.name).set(1)
         _schedule_retention(daemon)
         incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
-        correlation.schedule_snapshots(daemon.scheduler, daemon.runner, config)
+        correlation.schedule_snapshots(daemon.scheduler, daemon.runner, config, daemon.store)
         await http.setup()
         host, port = config.http.listen
         site = web.TCPSite(http, host, port, backlog=1024)
@@ -156,7 +157,9 @@ async def run(config: Config) -> int:
                 await task
         if daemon.scheduler.running:
             daemon.scheduler.shutdown(wait=False)
-        await correlation.save_state(daemon.runner.pipeline, config.storage.data_dir, daemon.runner.lock)
+        await correlation.save_state(
+            daemon.runner.pipeline, config.storage.data_dir, daemon.runner.lock, daemon.store
+        )
         await correlation.close_stages(daemon.runner.pipeline)
         if not stopped:
             await _stop_collectors(daemon.collectors)

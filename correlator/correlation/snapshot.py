@@ -30,22 +30,29 @@ SNAPSHOT_SECONDS = Histogram(
 )
 SNAPSHOT_BYTES = Gauge("correlator_correlation_snapshot_bytes", "Size of the last level-2 state snapshot")
 
+# store_pos: the event store's position when the rule's state was taken, so that after a crash the
+# events stored since can be fed to it again (see lifecycle.recover); clock: the correlation time then.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS correlation_state (
+CREATE TABLE IF NOT EXISTS correlation_rules (
     rule TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     saved REAL NOT NULL,
+    store_pos INTEGER NOT NULL,
+    clock REAL NOT NULL,
     body BLOB NOT NULL
 )
 """
 
+Row = tuple[str, str, bytes, int, float]  # rule, kind, state, store position, correlation clock
 
-def encode(stage: Correlate) -> list[tuple[str, str, bytes]]:
+
+def encode(stage: Correlate, store_pos: int = 0) -> list[Row]:
     stage.sync()
-    return [encode_rule(e) for e in stage.engines]
+    now = stage.clock.now() if stage.clock is not None else 0.0
+    return [encode_rule(e, store_pos, now) for e in stage.engines]
 
 
-def encode_rule(engine: Engine) -> tuple[str, str, bytes]:
+def encode_rule(engine: Engine, store_pos: int = 0, clock: float = 0.0) -> Row:
     """Serialise one rule's state (on the event loop: a consistent cut without copying the state).
 
     The garbage collector is paused meanwhile: with millions of state objects alive, the temporary
@@ -54,44 +61,48 @@ def encode_rule(engine: Engine) -> tuple[str, str, bytes]:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return engine.name, engine.kind, orjson.dumps(engine.snapshot())
+        return engine.name, engine.kind, orjson.dumps(engine.snapshot()), store_pos, clock
     finally:
         if enabled:
             gc.enable()
 
 
-def write_rows(path: Path, rows: list[tuple[str, str, bytes]], saved: float) -> None:
+def write_rows(path: Path, rows: list[Row], saved: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path)
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(_SCHEMA)
         with db:  # one transaction: the file always holds one complete snapshot
-            db.execute("DELETE FROM correlation_state")
+            db.execute("DELETE FROM correlation_rules")
             db.executemany(
-                "INSERT INTO correlation_state (rule, kind, saved, body) VALUES (?, ?, ?, ?)",
-                [(r, k, saved, b) for r, k, b in rows],
+                "INSERT INTO correlation_rules (rule, kind, saved, store_pos, clock, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(r, k, saved, pos, clock, b) for r, k, b, pos, clock in rows],
             )
     finally:
         db.close()
 
 
-def read_rows(path: Path) -> dict[str, tuple[str, Any]]:
+def read_rows(path: Path) -> tuple[dict[str, tuple[str, Any]], dict[str, tuple[int, float]]]:
+    """The saved state by rule, and where each was taken: (store position, correlation clock)."""
     if not path.exists():
-        return {}
+        return {}, {}
     db = sqlite3.connect(path)
     try:
         db.execute(_SCHEMA)
-        rows = db.execute("SELECT rule, kind, body FROM correlation_state").fetchall()
+        rows = db.execute("SELECT rule, kind, body, store_pos, clock FROM correlation_rules").fetchall()
     finally:
         db.close()
     out: dict[str, tuple[str, Any]] = {}
-    for rule, kind, body in rows:
+    marks: dict[str, tuple[int, float]] = {}
+    for rule, kind, body, pos, clock in rows:
         try:
             out[rule] = (kind, orjson.loads(body))
+            marks[rule] = (pos, clock)
         except orjson.JSONDecodeError:
             log.error("correlation state of rule %s in %s is unreadable; it starts empty", rule, path)
-    return out
+    return out, marks
 
 
 async def save(stage: Correlate, path: Path) -> int:
@@ -104,27 +115,27 @@ async def save(stage: Correlate, path: Path) -> int:
     return await write(rows, path)
 
 
-async def write(rows: list[tuple[str, str, bytes]], path: Path) -> int:
+async def write(rows: list[Row], path: Path) -> int:
     t0 = time.perf_counter()
     try:
         await asyncio.to_thread(write_rows, path, rows, time.time())
     except Exception:
         log.exception("could not save the correlation state to %s", path)
         return 0
-    size = sum(len(b) for _, _, b in rows)
+    size = sum(len(r[2]) for r in rows)
     SNAPSHOT_BYTES.set(size)
     SNAPSHOT_SECONDS.observe(time.perf_counter() - t0)
     return size
 
 
-def restore(stage: Correlate, path: Path) -> int:
-    """Load the saved state into the stage's rules; returns how many rules got state back."""
+def restore(stage: Correlate, path: Path) -> dict[str, tuple[int, float]]:
+    """Load the saved state into the stage's rules; returns where each restored rule's state was taken."""
     try:
-        saved = read_rows(path)
+        saved, marks = read_rows(path)
     except sqlite3.Error as e:
         log.error("could not read the correlation state %s: %s; starting empty", path, e)
-        return 0
-    n = stage.restore(saved)
+        return {}
+    restored = stage.restore(saved)
     if saved:
-        log.info("restored level-2 state of %d rules from %s", n, path)
-    return n
+        log.info("restored level-2 state of %d rules from %s", len(restored), path)
+    return {name: marks[name] for name in restored}

@@ -38,6 +38,7 @@ TIMER_EVENTS = Counter(
 )
 
 MAX_CACHED_TYPES = 10_000
+_NEVER = 1 << 62  # store position of rules with no snapshot: never re-fed
 
 
 class Correlate:
@@ -67,6 +68,8 @@ class Correlate:
             KEYS.labels(e.name).set_function(e.keys)
         self._rules = rules
         self._ruleset: object = None
+        self._skip: dict[str, int] | None = None  # only while re-feeding stored events (refeed)
+        self._pos = 0
 
     # -- the stage --------------------------------------------------------------------------------
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
@@ -151,7 +154,10 @@ class Correlate:
     def _correlate(self, ev: Event, t: float, depth: int, out: list[Event]) -> None:
         out.append(ev)
         sink = self.sink
+        skip = self._skip
         for e in self._rules_for(ev.type):
+            if skip is not None and skip.get(e.name, _NEVER) >= self._pos:
+                continue  # this rule's snapshot already includes the event
             try:
                 if not e.match(ev):
                     continue
@@ -206,21 +212,50 @@ class Correlate:
             self.clock.call_at(now + self.sweep_every, self._sweep)
 
     # -- restart ----------------------------------------------------------------------------------
+    def refeed(self, rows: list[tuple[int, Event]], taken_at: dict[str, int], clock: Clock) -> None:
+        """After a crash: feed events stored since each rule's snapshot (`taken_at`: store position per
+        rule) to that rule again, on `clock`, discarding what they produce (it was stored already).
+
+        Rule-made events are skipped: emitted ones are made again from their causes, timer ones by
+        the clock. Rules without a snapshot (new since) are not fed: they start empty, as on reload.
+        """
+        self.bind(clock)
+        self._skip = taken_at
+        discard: list[Event] = []
+        try:
+            for pos, ev in rows:
+                if ev.source == "correlator":
+                    continue
+                self._pos = pos
+                t = ev.time
+                now = clock.now()
+                if t > now:
+                    clock.advance_to(t)
+                elif t < now - self.lateness:
+                    t = now
+                self._correlate(ev, t, 0, discard)
+        finally:
+            self._skip = None
+            sink = self.sink
+            sink.timer_events.clear()
+            sink.emitted.clear()
+            sink.responses.clear()
+
     def snapshot(self) -> dict[str, tuple[str, Any]]:
         self.sync()
         return {e.name: (e.kind, e.snapshot()) for e in self.engines}
 
-    def restore(self, saved: dict[str, tuple[str, Any]]) -> int:
-        """Load state saved by `snapshot` for rules that still exist with the same kind."""
+    def restore(self, saved: dict[str, tuple[str, Any]]) -> list[str]:
+        """Load state saved by `snapshot` for rules that still exist with the same kind; returns them."""
         self.sync()
-        n = 0
+        done: list[str] = []
         for e in self.engines:
             item = saved.get(e.name)
             if item is None or item[0] != e.kind or item[1] is None:
                 continue
             try:
                 e.restore(item[1])
-                n += 1
+                done.append(e.name)
             except Exception:
                 log.exception(
                     "could not restore the state of level-2 rule %s; its state may be partial", e.name
@@ -228,4 +263,4 @@ class Correlate:
         if self.clock is not None:
             for e in self.engines:
                 e.rearm()
-        return n
+        return done

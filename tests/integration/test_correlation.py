@@ -61,7 +61,7 @@ def test_restart_keeps_the_pending_pair(make_daemon, tmp_path):
     d.post_json("/api/v1/events", {"host": "r2", "type": "linkDown"})
     [down] = d.wait_for(lambda: stored(d, "linkDown"), what="linkDown stored")
     assert d.stop() == 0
-    saved = read_rows(tmp_path / "var" / "correlation.db")
+    saved, _ = read_rows(tmp_path / "var" / "correlation.db")
     assert [k for k, _ in saved["link-down"][1]["pending"]] == [["r2"]]
     d.start()
     [timeout] = d.wait_for(lambda: stored(d, "link.down"), timeout=30, what="the timeout after restart")
@@ -109,3 +109,18 @@ def test_notify_response_posts_to_the_configured_webhook(make_daemon, tmp_path):
         assert d.metric("correlator_notifications_total", {"target": "noc", "outcome": "sent"}) == 1
     finally:
         server.shutdown()
+
+
+def test_crash_loses_no_pending_pair(make_daemon, tmp_path):
+    """SIGKILL: no shutdown snapshot; the start-up feeds the stored linkDown to the rule again."""
+    rules = tmp_path / "myrules"
+    rules.mkdir()
+    (rules / "pair.yaml").write_text(RULES % "6s")
+    d = make_daemon(rules_dir=str(rules), correlation={"snapshot_interval": "1h"})
+    d.post_json("/api/v1/events", {"host": "r4", "type": "linkDown"})
+    [down] = d.wait_for(lambda: stored(d, "linkDown"), what="linkDown stored")
+    d.kill()
+    d.start()
+    [timeout] = d.wait_for(lambda: stored(d, "link.down"), timeout=30, what="the timeout after the crash")
+    assert timeout["attributes"]["correlation"]["opened_by"] == down["id"]
+    assert parse_time(timeout["time"]) - parse_time(down["time"]) == pytest.approx(6.0)

@@ -52,7 +52,7 @@ async def test_state_survives_a_restart(tmp_path: Path) -> None:
     assert await snapshot.save(first.stage, path) > 0
 
     second = Run(*rules(), start=10)
-    assert snapshot.restore(second.stage, path) == 6
+    assert len(snapshot.restore(second.stage, path)) == 6
     out = await second.feed(E(10, "auth"), E(11, "b"))
     assert types(out) == ["auth", "storm", "b", "ab"]
     later = await second.advance(100)
@@ -76,7 +76,7 @@ async def test_saving_twice_keeps_only_the_latest_and_removed_rules_are_ignored(
 
 def test_missing_or_broken_file_starts_empty(tmp_path: Path) -> None:
     run = Run(*rules())
-    assert snapshot.restore(run.stage, tmp_path / "none.db") == 0
+    assert snapshot.restore(run.stage, tmp_path / "none.db") == {}
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"not a database at all" * 100)
-    assert snapshot.restore(run.stage, bad) == 0
+    assert snapshot.restore(run.stage, bad) == {}
