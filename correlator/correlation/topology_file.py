@@ -29,9 +29,14 @@ class Topology:
     upstream: dict[str, tuple[str, ...]] = field(default_factory=dict)
     services: dict[str, tuple[str, ...]] = field(default_factory=dict)
     downstream: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _ancestors: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
-    def ancestors(self, ci: str) -> list[str]:
-        """Every CI upstream of `ci`, nearest first (breadth first), each once."""
+    def ancestors(self, ci: str) -> tuple[str, ...]:
+        """Every CI upstream of `ci`, nearest first (breadth first), each once (computed at load)."""
+        found = self._ancestors.get(ci)
+        return found if found is not None else self._walk(ci)
+
+    def _walk(self, ci: str) -> tuple[str, ...]:
         seen: set[str] = set()
         out: list[str] = []
         frontier = list(self.upstream.get(ci, ()))
@@ -43,7 +48,7 @@ class Topology:
                     out.append(c)
                     nxt.extend(self.upstream.get(c, ()))
             frontier = nxt
-        return out
+        return tuple(out)
 
     def impacted_services(self, ci: str) -> list[str]:
         """Services on `ci` and on everything downstream of it, sorted."""
@@ -107,8 +112,10 @@ def parse_topology(doc: Any, file: str) -> Topology:
             downstream.setdefault(u, []).append(name)
     topo = Topology(upstream, services, {k: tuple(v) for k, v in downstream.items()})
     for name in upstream:
-        if name in topo.ancestors(name):
+        ancestors = topo._walk(name)
+        if name in ancestors:
             raise TopologyError(f"{cis.where(name)}: CI {name!r} is upstream of itself (a cycle)")
+        topo._ancestors[name] = ancestors
     return topo
 
 
