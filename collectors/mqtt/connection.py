@@ -1,0 +1,202 @@
+"""One broker connection: persistent session, reconnect with capped backoff, ack after durable.
+
+Messages are taken in batches (whatever arrived while the previous batch was being made durable),
+decoded, emitted, and only then acknowledged: PUBACK (QoS 1) / PUBCOMP (QoS 2) leave after
+`ctx.emit` returned, so the broker keeps every message the daemon has not made durable. A full queue
+is waited out (no ack, nothing dropped); the broker's in-flight window then throttles it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from typing import Any, cast
+
+import aiomqtt
+from prometheus_client import Counter, Gauge
+
+from collectors.mqtt.decode import Decoder, Malformed
+from collectors.mqtt.settings import BrokerSettings
+from correlator import metrics
+from correlator.collector import Emit
+from correlator.errors import QueueFull, ShuttingDown
+from correlator.event import Event
+from correlator.logs import RateLimitedLog
+
+log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
+
+MQTT_CONNECTED = Gauge("correlator_mqtt_connected", "1 while connected to the MQTT broker", ["broker"])
+MQTT_MESSAGES = Counter("correlator_mqtt_messages_total", "MQTT messages received", ["broker"])
+MQTT_CONNECTS = Counter(
+    "correlator_mqtt_connects_total", "MQTT connection attempts, by outcome", ["broker", "outcome"]
+)
+MQTT_PUSHBACK = Counter(
+    "correlator_mqtt_pushback_total", "Batches held unacknowledged because the queue was full", ["broker"]
+)
+
+
+class BrokerConnection:
+    def __init__(self, settings: BrokerSettings, decoders: list[Decoder], emit: Emit) -> None:
+        self.settings = settings
+        self.decoders = decoders
+        self._emit = emit
+        self.connected = False
+        self._source = f"mqtt:{settings.name}"
+        self._gauge = MQTT_CONNECTED.labels(settings.name)
+        self._gauge.set(0)
+        self._messages = MQTT_MESSAGES.labels(settings.name)
+        self._rejected: dict[tuple[str, str], Any] = {}
+
+    async def run(self) -> None:
+        """Connect, consume, and reconnect forever (until cancelled or the daemon shuts down)."""
+        s = self.settings
+        delay = s.reconnect_min
+        while True:
+            try:
+                await self._session()
+                return
+            except ShuttingDown:
+                return
+            except aiomqtt.MqttError as e:
+                if self.connected:
+                    delay = s.reconnect_min  # it did work: start the backoff again
+                    log.warning("mqtt %s: connection lost: %s", s.name, e)
+                    MQTT_CONNECTS.labels(s.name, "lost").inc()
+                else:
+                    _ratelog.warning(
+                        f"connect:{s.name}", "mqtt %s: cannot connect to %s:%d: %s", s.name, s.host, s.port, e
+                    )
+                    MQTT_CONNECTS.labels(s.name, "failed").inc()
+            finally:
+                self.connected = False
+                self._gauge.set(0)
+            # Full jitter keeps many daemons from hammering a broker that just came back in step.
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, s.reconnect_max)
+
+    async def _session(self) -> None:
+        s = self.settings
+        inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password,
+            identifier=s.client_id,
+            clean_session=s.clean_session,
+            keepalive=max(1, int(s.keepalive)),
+            tls_context=_tls_context(s),
+            tls_insecure=True if s.tls is not None and s.tls.insecure else None,
+            queue_type=cast(
+                Any, lambda maxsize=0: inbox
+            ),  # our own handle on the inbox, to drain it in batches
+            timeout=10,
+        )
+        paho = _manual_ack(client)
+        async with client:
+            self.connected = True
+            self._gauge.set(1)
+            MQTT_CONNECTS.labels(s.name, "connected").inc()
+            log.info("mqtt %s: connected to %s:%d as %s", s.name, s.host, s.port, s.client_id)
+            filters: dict[str, int] = {}
+            for d in self.decoders:
+                filters[d.sub.topic.filter] = max(filters.get(d.sub.topic.filter, 0), d.sub.qos)
+            await client.subscribe(list(filters.items()))
+            messages = client.messages
+            while True:
+                batch = [await anext(messages)]
+                while len(batch) < s.max_batch:
+                    try:
+                        batch.append(inbox.get_nowait())
+                    except asyncio.QueueEmpty:
+                        break
+                self._messages.inc(len(batch))
+                groups = self._decode(batch)
+                if groups:
+                    await self._emit_durably(groups)
+                for m in batch:
+                    if m.qos:
+                        paho.ack(m.mid, m.qos)
+
+    def _decode(self, batch: list[aiomqtt.Message]) -> dict[str, list[Event]]:
+        groups: dict[str, list[Event]] = {}
+        received = time.time()
+        for m in batch:
+            topic = m.topic.value
+            for d in self.decoders:
+                levels = d.sub.topic.match(topic)
+                if levels is None:
+                    continue
+                if m.retain and d.tracker is None:
+                    break  # replayed at every (re)subscription: not a new occurrence
+                try:
+                    ev = d.decode(topic, levels, m.payload, received)
+                except Malformed as e:
+                    self._reject(d.source, e.reason)
+                    _ratelog.warning(
+                        f"{d.source}:{e.reason}", "%s: dropped message on %r: %s", d.source, topic[:200], e
+                    )
+                    break
+                if ev is not None:
+                    groups.setdefault(d.source, []).append(ev)
+                break
+            else:
+                self._reject(self._source, "no_subscription")
+        return groups
+
+    async def _emit_durably(self, groups: dict[str, list[Event]]) -> None:
+        """Emit every group; on push-back wait and retry the groups not yet durable (never drop)."""
+        pending = dict(groups)
+        wait = 0.05
+        while pending:
+            names = list(pending)
+            results = await asyncio.gather(
+                *(self._emit(pending[n], n) for n in names), return_exceptions=True
+            )
+            retry_after = 0.0
+            for name, result in zip(names, results, strict=True):
+                if result is None:
+                    del pending[name]
+                elif isinstance(result, ShuttingDown):
+                    raise result
+                elif isinstance(result, QueueFull):
+                    retry_after = max(retry_after, result.retry_after)
+                elif isinstance(result, Exception):
+                    log.error("mqtt %s: emit failed, retrying: %s", self.settings.name, result)
+                    retry_after = max(retry_after, wait)
+                else:
+                    raise result  # CancelledError and friends
+            if pending:
+                MQTT_PUSHBACK.labels(self.settings.name).inc()
+                await asyncio.sleep(min(retry_after, 5.0))
+                wait = min(wait * 2, 5.0)
+
+    def _reject(self, source: str, reason: str) -> None:
+        child = self._rejected.get((source, reason))
+        if child is None:
+            child = self._rejected[(source, reason)] = metrics.EVENTS_REJECTED.labels(source, reason)
+        child.inc()
+
+
+def _manual_ack(client: aiomqtt.Client) -> Any:
+    """Switch the underlying paho client to manual acks; aiomqtt 2.5 has no public switch for it."""
+    paho = getattr(client, "_client", None)
+    if paho is None or not hasattr(paho, "manual_ack_set") or not hasattr(paho, "ack"):
+        raise RuntimeError("this aiomqtt/paho-mqtt version offers no manual acks; need paho-mqtt >= 2")
+    paho.manual_ack_set(True)
+    return paho
+
+
+def _tls_context(s: BrokerSettings) -> ssl.SSLContext | None:
+    if s.tls is None:
+        return None
+    ctx = ssl.create_default_context(cafile=str(s.tls.ca_file) if s.tls.ca_file else None)
+    if s.tls.cert_file is not None and s.tls.key_file is not None:
+        ctx.load_cert_chain(str(s.tls.cert_file), str(s.tls.key_file))
+    if s.tls.insecure:
+        ctx.check_hostname = False
+    return ctx
