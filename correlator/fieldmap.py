@@ -21,18 +21,31 @@ from correlator.event import (
     parse_time,
 )
 
-NAME_FIELDS = ("host", "type", "resource")
+_SEVERITIES = {s.value: s for s in Severity}
 MAPPABLE = ("id", "time", "host", "type", "severity", "resource", "message", "fingerprint", "attributes")
+_MAPPABLE = frozenset(MAPPABLE)
 DEFAULTABLE = ("host", "type", "severity", "resource", "message")
 
 
 @dataclass(frozen=True)
 class FieldMap:
+    _simple: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+    _deep: tuple[tuple[str, jsonpath.Path], ...] = field(init=False, repr=False, compare=False)
+    _used: frozenset[str | int] = field(init=False, repr=False, compare=False)
     fields: dict[str, jsonpath.Path] = field(default_factory=dict)
     attributes: dict[str, jsonpath.Path] = field(default_factory=dict)
     severity_map: dict[str, Severity] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=dict)
     rest_to_attributes: bool = False  # top-level keys not mapped become attributes
+
+    def __post_init__(self) -> None:
+        # Hot path: one-key paths are a dict.get; only deeper paths walk jsonpath.
+        simple = tuple((n, p[0]) for n, p in self.fields.items() if len(p) == 1 and isinstance(p[0], str))
+        deep = tuple((n, p) for n, p in self.fields.items() if not (len(p) == 1 and isinstance(p[0], str)))
+        used = frozenset(p[0] for p in self.fields.values() if p)
+        object.__setattr__(self, "_simple", simple)
+        object.__setattr__(self, "_deep", deep)
+        object.__setattr__(self, "_used", used)
 
     def build(self, doc: Any, source: str, received: float, levels: Mapping[str, str] | None = None) -> Event:
         """One Event from `doc`; topic `levels` win over payload fields, which win over defaults.
@@ -40,14 +53,22 @@ class FieldMap:
         Raises FieldError naming the event field and the path it was read from.
         """
         values: dict[str, Any] = dict(self.defaults)
-        for name, path in self.fields.items():
+        is_dict = type(doc) is dict
+        if is_dict:
+            for name, key in self._simple:
+                v = doc.get(key)
+                if v is not None and v != "":
+                    values[name] = v
+        for name, path in self._deep:
             v = jsonpath.get(doc, path)
             if v is not jsonpath.MISSING and v is not None and v != "":
                 values[name] = v
         attrs: dict[str, Any] = {}
-        if self.rest_to_attributes and isinstance(doc, dict):
-            used = {p[0] for p in self.fields.values() if p}
-            attrs.update((k, v) for k, v in doc.items() if k not in used)
+        if self.rest_to_attributes and is_dict:
+            used = self._used
+            for k, v in doc.items():
+                if k not in used:
+                    attrs[k] = v
         raw_attrs = values.pop("attributes", None)
         if raw_attrs is not None:
             if not isinstance(raw_attrs, dict):
@@ -59,7 +80,7 @@ class FieldMap:
                 attrs[name] = v
         if levels:
             for name, v in levels.items():
-                if name in MAPPABLE:
+                if name in _MAPPABLE:
                     values[name] = v
                 else:
                     attrs[name] = v
@@ -82,8 +103,8 @@ class FieldMap:
         return Event(ident, time_, received, source, host, type_, severity, resource, message, attrs, fp)
 
     def severity(self, value: object) -> Severity:
-        key = str(value).lower() if not isinstance(value, str) else value.lower()
-        sev = self.severity_map.get(key)
+        key = value.lower() if isinstance(value, str) else str(value).lower()
+        sev = self.severity_map.get(key) or _SEVERITIES.get(key)
         if sev is not None:
             return sev
         try:

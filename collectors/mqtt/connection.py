@@ -16,8 +16,10 @@ import time
 from typing import Any, cast
 
 import aiomqtt
+from paho.mqtt.client import MQTTMessage
 from prometheus_client import Counter, Gauge
 
+from collectors.mqtt import fastread
 from collectors.mqtt.decode import Decoder, Malformed
 from collectors.mqtt.settings import BrokerSettings
 from correlator import metrics
@@ -39,6 +41,10 @@ MQTT_PUSHBACK = Counter(
 )
 
 
+_ROUTE_CACHE = 10_000
+_UNSEEN = object()
+
+
 class BrokerConnection:
     def __init__(self, settings: BrokerSettings, decoders: list[Decoder], emit: Emit) -> None:
         self.settings = settings
@@ -50,6 +56,7 @@ class BrokerConnection:
         self._gauge.set(0)
         self._messages = MQTT_MESSAGES.labels(settings.name)
         self._rejected: dict[tuple[str, str], Any] = {}
+        self._routes: dict[str, tuple[Decoder, dict[str, str]] | None] = {}
 
     async def run(self) -> None:
         """Connect, consume, and reconnect forever (until cancelled or the daemon shuts down)."""
@@ -80,7 +87,9 @@ class BrokerConnection:
 
     async def _session(self) -> None:
         s = self.settings
-        inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+        # paho's own messages go straight into our inbox: aiomqtt's Message/Topic wrappers cost
+        # more per message than the decoding, and we need the batch, not an async iterator.
+        inbox: asyncio.Queue[MQTTMessage] = asyncio.Queue()
         client = aiomqtt.Client(
             s.host,
             s.port,
@@ -91,12 +100,13 @@ class BrokerConnection:
             keepalive=max(1, int(s.keepalive)),
             tls_context=_tls_context(s),
             tls_insecure=True if s.tls is not None and s.tls.insecure else None,
-            queue_type=cast(
-                Any, lambda maxsize=0: inbox
-            ),  # our own handle on the inbox, to drain it in batches
+            queue_type=cast(Any, lambda maxsize=0: inbox),
             timeout=10,
         )
         paho = _manual_ack(client)
+        paho.on_message = lambda _client, _userdata, message: inbox.put_nowait(message)
+        if s.tls is None:
+            fastread.install(paho)
         async with client:
             self.connected = True
             self._gauge.set(1)
@@ -106,9 +116,9 @@ class BrokerConnection:
             for d in self.decoders:
                 filters[d.sub.topic.filter] = max(filters.get(d.sub.topic.filter, 0), d.sub.qos)
             await client.subscribe(list(filters.items()))
-            messages = client.messages
+            messages = client.messages  # its __anext__ raises MqttError when the connection drops
             while True:
-                batch = [await anext(messages)]
+                batch: list[MQTTMessage] = [cast(MQTTMessage, await anext(messages))]
                 while len(batch) < s.max_batch:
                     try:
                         batch.append(inbox.get_nowait())
@@ -122,30 +132,51 @@ class BrokerConnection:
                     if m.qos:
                         paho.ack(m.mid, m.qos)
 
-    def _decode(self, batch: list[aiomqtt.Message]) -> dict[str, list[Event]]:
+    def _route(self, topic: str) -> tuple[Decoder, dict[str, str]] | None:
+        """The first subscription matching `topic`, with its levels (cached: devices repeat topics)."""
+        hit = self._routes.get(topic, _UNSEEN)
+        if hit is not _UNSEEN:
+            return hit  # type: ignore[return-value]
+        route = None
+        for d in self.decoders:
+            levels = d.sub.topic.match(topic)
+            if levels is not None:
+                route = (d, levels)
+                break
+        if len(self._routes) >= _ROUTE_CACHE:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
+
+    def _decode(self, batch: list[MQTTMessage]) -> dict[str, list[Event]]:
         groups: dict[str, list[Event]] = {}
         received = time.time()
         for m in batch:
-            topic = m.topic.value
-            for d in self.decoders:
-                levels = d.sub.topic.match(topic)
-                if levels is None:
-                    continue
-                if m.retain and d.tracker is None:
-                    break  # replayed at every (re)subscription: not a new occurrence
-                try:
-                    ev = d.decode(topic, levels, m.payload, received)
-                except Malformed as e:
-                    self._reject(d.source, e.reason)
-                    _ratelog.warning(
-                        f"{d.source}:{e.reason}", "%s: dropped message on %r: %s", d.source, topic[:200], e
-                    )
-                    break
-                if ev is not None:
-                    groups.setdefault(d.source, []).append(ev)
-                break
-            else:
+            try:
+                topic = m.topic
+            except UnicodeDecodeError:
+                self._reject(self._source, "not_utf8")
+                continue
+            route = self._route(topic)
+            if route is None:
                 self._reject(self._source, "no_subscription")
+                continue
+            d, levels = route
+            if m.retain and d.tracker is None:
+                continue  # replayed at every (re)subscription: not a new occurrence
+            try:
+                ev = d.decode(topic, levels, bytes(m.payload), received)
+            except Malformed as e:
+                self._reject(d.source, e.reason)
+                _ratelog.warning(
+                    f"{d.source}:{e.reason}", "%s: dropped message on %r: %s", d.source, topic[:200], e
+                )
+                continue
+            if ev is not None:
+                group = groups.get(d.source)
+                if group is None:
+                    group = groups[d.source] = []
+                group.append(ev)
         return groups
 
     async def _emit_durably(self, groups: dict[str, list[Event]]) -> None:
