@@ -203,3 +203,34 @@ def test_kill_9_loses_nothing_that_was_acknowledged(make_daemon, broker):
     d.wait_for(lambda: len(d.events()) >= n, timeout=30, what="every message after restart")
     seqs = [e["attributes"]["seq"] for e in d.events()]
     assert set(seqs) == set(range(n))
+
+
+def test_tls_with_username_and_password(make_daemon, tmp_path: Path):
+    own = Mosquitto.create(tmp_path / "tls-broker", tls=True, user=("noc", "pa55"))
+    own.start()
+    try:
+        (tmp_path / "mqtt.pass").write_text("pa55\n")
+        subs = [{"name": "ev", "topic": "t7/{host}/events", "defaults": {"type": "t"}}]
+        cfg = mqtt_config(own, "t7", subs)
+        cfg["mqtt"]["brokers"][0].update(
+            {
+                "tls": {"ca_file": str(own.ca_file)},
+                "username": "noc",
+                "password_file": str(tmp_path / "mqtt.pass"),
+            }
+        )
+        d = make_daemon(collectors=cfg)
+        d.wait_for(lambda: connected(d), what="connected over TLS")
+        own.publish([("t7/secure/events", orjson.dumps({"message": "over tls"}))])
+        assert wait_events(d, 1)[0]["host"] == "secure"
+        d.stop()
+
+        cfg["mqtt"]["brokers"][0]["password"] = "wrong"
+        del cfg["mqtt"]["brokers"][0]["password_file"]
+        d2 = make_daemon(collectors=cfg)
+        failed = {"broker": "lab", "outcome": "failed"}
+        d2.wait_for(lambda: d2.metric("correlator_mqtt_connects_total", failed) >= 1, what="refused")
+        assert not connected(d2)
+        assert "pa55" not in d2.log() and "wrong" not in d2.log()
+    finally:
+        own.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import signal
 import socket
 import subprocess
@@ -22,14 +23,32 @@ class Mosquitto:
     binary: str
     proc: subprocess.Popen[bytes] | None = None
 
+    ca_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+
     @classmethod
-    def create(cls, workdir: Path) -> Mosquitto:
+    def create(cls, workdir: Path, tls: bool = False, user: tuple[str, str] | None = None) -> Mosquitto:
+        """A broker config; `tls` makes a CA and a server certificate for 127.0.0.1, `user` requires it."""
         binary = need_tool("mosquitto", "mosquitto")
         workdir.mkdir(parents=True, exist_ok=True)
         b = cls(workdir, free_port(), binary)
+        extra = ""
+        if tls:
+            b.ca_file = make_certificates(workdir)
+            extra += f"cafile {b.ca_file}\ncertfile {workdir}/server.crt\nkeyfile {workdir}/server.key\n"
+        if user is not None:
+            passwd = workdir / "passwd"
+            subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), *user], check=True)
+            b.username, b.password = user
+            extra += f"password_file {passwd}\n"
         (workdir / "mosquitto.conf").write_text(
             f"listener {b.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            # Run as ourselves: as root Mosquitto would switch to user 'mosquitto', which
+            # cannot read or write the test's temp directory (log, persistence, passwords).
+            f"user {getpass.getuser()}\n"
+            f"allow_anonymous {'false' if user else 'true'}\n"
+            f"{extra}"
             "persistence true\n"
             f"persistence_location {workdir}/\n"
             "autosave_interval 1\n"
@@ -78,6 +97,10 @@ class Mosquitto:
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
         c.max_inflight_messages_set(1000)
         c.max_queued_messages_set(0)
+        if self.ca_file is not None:
+            c.tls_set(ca_certs=str(self.ca_file))
+        if self.username is not None:
+            c.username_pw_set(self.username, self.password)
         c.connect("127.0.0.1", self.port)
         c.loop_start()
         try:
@@ -87,3 +110,34 @@ class Mosquitto:
         finally:
             c.disconnect()
             c.loop_stop()
+
+
+def make_certificates(workdir: Path) -> Path:
+    """A throw-away CA and a server certificate for IP 127.0.0.1 (openssl); returns the CA file."""
+    ssl = need_tool("openssl", "openssl")
+
+    def run(*args: str) -> None:
+        subprocess.run([ssl, *args], cwd=workdir, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (workdir / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
+    return workdir / "ca.crt"
