@@ -27,6 +27,7 @@ Emit = Callable[[list[Event], str], Awaitable[None]]
 @dataclass(frozen=True)
 class CollectorContext:
     emit: Emit
+    retry_after: Callable[[], float | None]  # seconds to wait while the queue is full, else None
     http: web.Application  # routes may be added during create(), before the server starts
     clock: Clock
     config: Config

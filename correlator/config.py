@@ -61,9 +61,6 @@ class HttpConfig:
         default=("127.0.0.1", 8080), metadata={"kind": "hostport", "doc": "address of the HTTP API"}
     )
     max_body_bytes: int = _doc(1 << 20, "largest accepted request body; larger ones get 413")
-    events_token: str | None = _doc(
-        None, "bearer token required by POST /api/v1/events; null accepts any client"
-    )
 
 
 @dataclass(frozen=True)
@@ -137,7 +134,7 @@ def _build(cls: type[Any], raw: dict[str, Any], prefix: str) -> Any:
             extra = f" (did you mean '{prefix}{hint}'?)" if hint else ""
             raise ConfigError(f"{where}unknown key '{prefix}{key}'{extra}")
         f = fields[key]
-        kwargs[key] = _convert(f, hints[key], value, f"{prefix}{key}", where)
+        kwargs[key] = _convert(f, hints[key], value, f"{prefix}{key}", _where(raw, key, value=True))
     return cls(**kwargs)
 
 
@@ -209,9 +206,9 @@ def _override(obj: Any, parts: list[str], value: Any, dotted: str) -> Any:
     return dataclasses.replace(obj, **{head: new})
 
 
-def _where(raw: dict[str, Any], key: str) -> str:
+def _where(raw: dict[str, Any], key: str, value: bool = False) -> str:
     if isinstance(raw, yamlfile.YamlMap):
-        return f"{raw.where(key)}: "
+        return f"{raw.where_value(key) if value else raw.where(key)}: "
     return ""
 
 

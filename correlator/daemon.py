@@ -13,6 +13,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -23,6 +24,7 @@ from correlator.api.common import AppState
 from correlator.clock import Clock, wall_clock
 from correlator.collector import Collector, CollectorContext, create_collectors
 from correlator.config import Config
+from correlator.errors import ConfigError
 from correlator.ingest import Ingest
 from correlator.pipeline import build_pipeline
 from correlator.queue.journal import JournalQueue
@@ -45,19 +47,25 @@ class Daemon:
 
 
 async def build(config: Config) -> Daemon:
+    """Validate everything first (collector settings included), then open the files."""
     data = config.storage.data_dir
     clock = wall_clock()
     store = SqliteEventStore(data / "events.db")
-    await store.open()
     queue = JournalQueue(
         data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
     )
-    await queue.open()
     runner = PipelineRunner(queue, build_pipeline(config), store, clock, config.queue.batch_events)
     state = AppState(store=store, queue=queue)
     app = make_app(state, config.http.max_body_bytes)
-    ctx = CollectorContext(Ingest(queue).emit, app, clock, config, data)
+    ingest = Ingest(queue)
+    ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
+    await store.open()
+    try:
+        await queue.open()
+    except BaseException:
+        await store.close()
+        raise
     scheduler = AsyncIOScheduler(timezone="UTC")
     return Daemon(config, clock, queue, store, runner, app, state.collectors, scheduler)
 
@@ -68,62 +76,80 @@ async def run(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    http = web.AppRunner(daemon.app, access_log=None, shutdown_timeout=config.shutdown_grace / 2)
+    tasks: list[asyncio.Task[None]] = []
+    stopped = False
+    try:
+        tasks.append(asyncio.create_task(daemon.runner.run(), name="pipeline"))
+        tasks.append(asyncio.create_task(_tick(daemon.clock), name="clock"))
+        for c in daemon.collectors:
+            await c.start()
+            metrics.COLLECTOR_UP.labels(c.name).set(1)
+        _schedule_retention(daemon)
+        await http.setup()
+        host, port = config.http.listen
+        site = web.TCPSite(http, host, port, backlog=1024)
+        try:
+            await site.start()
+        except OSError as e:
+            raise ConfigError(f"'http.listen': cannot listen on {host}:{port}: {e.strerror}") from None
+        log.info("correlator listening on http://%s:%d (data in %s)", host, port, config.storage.data_dir)
+        await stop.wait()
+        log.info("shutting down: draining up to %.1fs", config.shutdown_grace)
+        daemon.queue.close_for_input()
+        await site.stop()
+        await _stop_collectors(daemon.collectors)
+        stopped = True
+        deadline = loop.time() + config.shutdown_grace
+        while daemon.queue.depth() > 0 and loop.time() < deadline and not tasks[0].done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    finally:
+        # Also on a failed start: aiosqlite's threads would otherwise keep the process alive.
+        left = daemon.queue.depth()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if daemon.scheduler.running:
+            daemon.scheduler.shutdown(wait=False)
+        if not stopped:
+            await _stop_collectors(daemon.collectors)
+        await http.cleanup()
+        await daemon.queue.close()
+        await daemon.store.close()
+    if left:
+        log.warning("shutdown: %d events left in the journal; they are processed at the next start", left)
+    log.info("stopped")
+    return 0
 
-    consumer = asyncio.create_task(daemon.runner.run(), name="pipeline")
-    ticker = asyncio.create_task(_tick(daemon.clock), name="clock")
-    for c in daemon.collectors:
-        await c.start()
-        metrics.COLLECTOR_UP.labels(c.name).set(1)
 
-    retention = config.storage.retention
+def _schedule_retention(daemon: Daemon) -> None:
+    retention = daemon.config.storage.retention
 
     async def enforce_retention() -> None:
         n = await daemon.store.delete_older_than(time.time() - retention)
         if n:
             log.info("retention: deleted %d events older than %.0fs", n, retention)
 
+    # Runs once right away (next_run_time), then every retention_interval.
     daemon.scheduler.add_job(
         enforce_retention,
         "interval",
-        seconds=config.storage.retention_interval,
+        seconds=daemon.config.storage.retention_interval,
         id="retention",
-        next_run_time=None,
+        next_run_time=datetime.now(UTC),
     )
     daemon.scheduler.start()
-    await enforce_retention()
 
-    runner = web.AppRunner(daemon.app, access_log=None, shutdown_timeout=config.shutdown_grace / 2)
-    await runner.setup()
-    host, port = config.http.listen
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
-    log.info("correlator listening on http://%s:%d (data in %s)", host, port, config.storage.data_dir)
 
-    await stop.wait()
-    log.info("shutting down: draining up to %.1fs", config.shutdown_grace)
-    deadline = loop.time() + config.shutdown_grace
-    daemon.queue.close_for_input()
-    await site.stop()
-    for c in daemon.collectors:
-        with contextlib.suppress(Exception):
+async def _stop_collectors(collectors: list[Collector]) -> None:
+    for c in collectors:
+        try:
             await c.stop()
+        except Exception:
+            log.exception("collector %s failed to stop cleanly", c.name)
         metrics.COLLECTOR_UP.labels(c.name).set(0)
-    while daemon.queue.depth() > 0 and loop.time() < deadline and not consumer.done():  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    left = daemon.queue.depth()
-    consumer.cancel()
-    ticker.cancel()
-    for task in (consumer, ticker):
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    daemon.scheduler.shutdown(wait=False)
-    await runner.cleanup()
-    await daemon.queue.close()
-    await daemon.store.close()
-    if left:
-        log.warning("shutdown: %d events left in the journal; they are processed at the next start", left)
-    log.info("stopped")
-    return 0
 
 
 async def _tick(clock: Clock) -> None:

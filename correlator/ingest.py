@@ -12,12 +12,16 @@ class Ingest:
     def __init__(self, queue: IngestQueue) -> None:
         self._queue = queue
 
+    def retry_after(self) -> float | None:
+        """Seconds to wait when the queue is full, else None: check before parsing a large body."""
+        return self._queue.retry_after()
+
     async def emit(self, events: list[Event], source: str) -> None:
         """Durable on return. Raises QueueFull or ShuttingDown, counted as rejections."""
         if not events:
             return
         try:
-            await self._queue.put(dumps_events(events), len(events))
+            await self._queue.put(dumps_events(events), len(events), events)
         except QueueFull:
             metrics.EVENTS_REJECTED.labels(source, "queue_full").inc(len(events))
             raise

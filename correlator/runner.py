@@ -12,7 +12,7 @@ import time
 
 from correlator import metrics
 from correlator.clock import Clock
-from correlator.event import Event, loads_events
+from correlator.event import Event
 from correlator.pipeline import Pipeline, StageContext
 from correlator.queue import IngestQueue, QueueItem
 from correlator.store import EventStore
@@ -39,7 +39,7 @@ class PipelineRunner:
     async def _process(self, items: list[QueueItem]) -> None:
         events: list[Event] = []
         for item in items:
-            events.extend(loads_events(item.payload))
+            events.extend(item.decode())
         ctx = StageContext(self._clock, live=True, seq=items[-1].seq)
         out = await self._pipeline.run(events, ctx)
         delay = 0.1

@@ -38,7 +38,7 @@ def create(settings: Mapping[str, Any], ctx: CollectorContext) -> WebhookCollect
     token = settings.get("token")
     if token is not None and (not isinstance(token, str) or not token):
         raise ConfigError("'collectors.webhook.token': expected a non-empty string or null")
-    handler = GenericEventsHandler(ctx.emit, token)
+    handler = GenericEventsHandler(ctx.emit, ctx.retry_after, token)
     ctx.http.router.add_post("/api/v1/events", handler.handle)
     sources = parse_sources(settings.get("sources"), "collectors.webhook.sources")
     ctx.http.router.add_post("/api/v1/webhooks/{source}", SourcesHandler(ctx.emit, sources).handle)

@@ -11,6 +11,7 @@ import hmac
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -64,6 +65,15 @@ async def read_body(request: web.Request, source: str) -> bytes | web.Response:
         return reject(source, "too_large", 413, f"body larger than the limit of {limit} bytes")
 
 
+def refuse_if_full(retry_after: float | None, source: str) -> web.Response | None:
+    """503 before reading a body the queue has no room for: parsing it would only burn the CPU
+    that the pipeline needs to drain the queue."""
+    if retry_after is None:
+        return None
+    metrics.EVENTS_REJECTED.labels(source, "queue_full").inc()
+    return json_error(503, "ingestion queue full, retry later", retry_after=max(1, math.ceil(retry_after)))
+
+
 async def accept(emit: Emit, events: list[Event], source: str) -> web.Response | None:
     """Emit durably; None on success, or the 503 answer when the daemon pushes back."""
     try:
@@ -80,8 +90,9 @@ async def accept(emit: Emit, events: list[Event], source: str) -> web.Response |
 
 
 class GenericEventsHandler:
-    def __init__(self, emit: Emit, token: str | None) -> None:
+    def __init__(self, emit: Emit, retry_after: Callable[[], float | None], token: str | None) -> None:
         self._emit = emit
+        self._retry_after = retry_after
         self._token = token
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -98,6 +109,9 @@ class GenericEventsHandler:
                 415,
                 f"Content-Type must be application/json or application/x-ndjson, got {ctype!r}",
             )
+        full = refuse_if_full(self._retry_after(), SOURCE)
+        if full is not None:
+            return full
         body = await read_body(request, SOURCE)
         if isinstance(body, web.Response):
             return body

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import orjson
 
 from correlator.config import load_config
 from correlator.pipeline import build_pipeline
-from correlator.replay import progress_stream, replay
+from correlator.replay import ReplaySummary, progress_stream, replay
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +28,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=main)
 
 
+def _run(coro: Coroutine[Any, Any, ReplaySummary]) -> ReplaySummary:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    result: ReplaySummary = uvloop.run(coro)
+    return result
+
+
 def main(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"correlator replay: {args.file}: no such file", file=sys.stderr)
@@ -38,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(config)
     out = args.output.open("wb") if args.output else None
     try:
-        summary = asyncio.run(replay(args.file, pipeline, out, progress_stream()))
+        summary = _run(replay(args.file, pipeline, out, progress_stream()))
     finally:
         if out is not None:
             out.close()

@@ -11,17 +11,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from correlator.event import Event, loads_events
+
 
 @dataclass(frozen=True, slots=True)
 class QueueItem:
     seq: int  # position in the queue; acking it acks everything before it too
     payload: bytes  # orjson list of wire-form events
     count: int  # number of events in the payload
+    events: list[Event] | None = None  # the same events still in memory (in-process queue only)
+
+    def decode(self) -> list[Event]:
+        return self.events if self.events is not None else loads_events(self.payload)
 
 
 class IngestQueue(Protocol):
-    async def put(self, payload: bytes, count: int) -> int:
-        """Store durably and return the item's seq; raises QueueFull or ShuttingDown."""
+    async def put(self, payload: bytes, count: int, events: list[Event] | None = None) -> int:
+        """Store durably and return the item's seq; raises QueueFull or ShuttingDown.
+
+        An in-process queue may hand `events` to the consumer as they are, sparing a parse; a
+        networked one sends only `payload`.
+        """
         ...
 
     async def get(self, max_events: int) -> list[QueueItem]:
@@ -34,6 +44,10 @@ class IngestQueue(Protocol):
 
     def depth(self) -> int:
         """Events accepted (or being made durable) and not yet acked."""
+        ...
+
+    def retry_after(self) -> float | None:
+        """When full: the seconds a sender should wait (lets collectors refuse before parsing)."""
         ...
 
     def close_for_input(self) -> None:

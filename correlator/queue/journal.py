@@ -18,6 +18,7 @@ import aiosqlite
 
 from correlator import metrics
 from correlator.errors import QueueFull, ShuttingDown
+from correlator.event import Event
 from correlator.queue import QueueItem
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class JournalQueue:
         self._retry_after = retry_after
         self._fsync = fsync
         self._db: aiosqlite.Connection | None = None
-        self._pending: list[tuple[bytes, int, asyncio.Future[int]]] = []
+        self._pending: list[tuple[bytes, int, list[Event] | None, asyncio.Future[int]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._items: collections.deque[QueueItem] = collections.deque()
@@ -78,7 +79,7 @@ class JournalQueue:
         self._writer = asyncio.create_task(self._write_loop(), name="journal-writer")
         return recovered
 
-    async def put(self, payload: bytes, count: int) -> int:
+    async def put(self, payload: bytes, count: int, events: list[Event] | None = None) -> int:
         if not self._accepting:
             raise ShuttingDown("the daemon is shutting down")
         if self._depth + count > self._max_events and self._depth > 0:
@@ -86,7 +87,7 @@ class JournalQueue:
         self._depth += count
         metrics.QUEUE_DEPTH.set(self._depth)
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((payload, count, fut))
+        self._pending.append((payload, count, events, fut))
         self._wake.set()
         try:
             return await asyncio.shield(fut)
@@ -106,7 +107,7 @@ class JournalQueue:
             if not batch and ack_upto == self._deleted_upto:
                 continue
             rows = []
-            for payload, count, _ in batch:
+            for payload, count, _, _ in batch:
                 rows.append((self._next_seq, count, payload))
                 self._next_seq += 1
             t0 = time.perf_counter()
@@ -124,7 +125,7 @@ class JournalQueue:
                 log.error("journal: group commit failed: %s", e)
                 with contextlib.suppress(Exception):  # the original error is what matters
                     await self._db.execute("ROLLBACK")
-                for _, count, fut in batch:
+                for _, count, _, fut in batch:
                     self._depth -= count
                     if not fut.done():
                         fut.set_exception(e)
@@ -134,8 +135,8 @@ class JournalQueue:
             if not rows:
                 continue
             metrics.JOURNAL_COMMIT_SECONDS.observe(time.perf_counter() - t0)
-            for (seq, count, payload), (_, _, fut) in zip(rows, batch, strict=True):
-                self._items.append(QueueItem(seq, payload, count))
+            for (seq, count, payload), (_, _, events, fut) in zip(rows, batch, strict=True):
+                self._items.append(QueueItem(seq, payload, count, events))
                 if not fut.done():
                     fut.set_result(seq)
             self._available.set()
@@ -165,6 +166,9 @@ class JournalQueue:
 
     def depth(self) -> int:
         return self._depth
+
+    def retry_after(self) -> float | None:
+        return self._retry_after if self._depth >= self._max_events else None
 
     def close_for_input(self) -> None:
         self._accepting = False

@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# Build stage: wheels of correlator and its dependencies (compilers stay out of the runtime image).
+FROM python:3.11-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY correlator ./correlator
+COPY collectors ./collectors
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+# Runtime stage: non-root, state in a volume, health checked through the daemon's own endpoint.
+FROM python:3.11-slim-bookworm
+RUN groupadd --system correlator \
+    && useradd --system --gid correlator --home-dir /var/lib/correlator --create-home correlator
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY rules /etc/correlator/rules
+COPY deploy/correlator.yaml /etc/correlator/correlator.yaml
+USER correlator
+WORKDIR /var/lib/correlator
+VOLUME ["/var/lib/correlator"]
+EXPOSE 8080 1162/udp
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["correlator"]
+CMD ["run", "--config", "/etc/correlator/correlator.yaml"]

@@ -1,0 +1,62 @@
+"""The command line: configuration errors stop start-up with the key named; JSON logs; version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def run(*args, cwd=None, timeout=30):
+    return subprocess.run(
+        [sys.executable, "-m", "correlator", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
+def test_bad_config_value_stops_startup_naming_key_and_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("http:\n  listen: 127.0.0.1:1\nstorage:\n  retention: soon\n")
+    r = run("run", "--config", str(cfg))
+    assert r.returncode == 2
+    assert f"{cfg}:4:14: 'storage.retention': expected a duration" in r.stderr
+
+
+def test_unknown_collector_stops_startup(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"http: {{listen: '127.0.0.1:1'}}\nstorage: {{data_dir: '{tmp_path}'}}\ncollectors:\n  pigeon: {{}}\n"
+    )
+    r = run("run", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "'collectors.pigeon': no such collector" in r.stderr
+
+
+def test_bad_flag_value(tmp_path):
+    r = run("run", "--http", "nowhere", cwd=tmp_path)
+    assert r.returncode == 2 and "'http.listen': expected HOST:PORT" in r.stderr
+
+
+def test_json_logs(make_daemon):
+    d = make_daemon(logging={"format": "json"})
+    d.stop()
+    lines = [orjson.loads(line) for line in d.log().splitlines() if line.startswith("{")]
+    assert any(doc["msg"].startswith("correlator listening") for doc in lines)
+    assert all({"ts", "level", "logger", "msg"} <= doc.keys() for doc in lines)
+
+
+def test_version():
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("correlator ")
+
+
+def test_port_in_use_is_a_clear_error(make_daemon, tmp_path):
+    d = make_daemon()
+    other = tmp_path / "other"
+    other.mkdir()
+    r = run("run", "--http", f"127.0.0.1:{d.port}", "--data", str(other / "var"), cwd=other)
+    assert r.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{d.port}" in r.stderr
