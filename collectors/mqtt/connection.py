@@ -9,6 +9,7 @@ is waited out (no ack, nothing dropped); the broker's in-flight window then thro
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import ssl
@@ -42,6 +43,7 @@ MQTT_PUSHBACK = Counter(
 
 
 _ROUTE_CACHE = 10_000
+_PIPELINE = 4  # batches being made durable at once per connection
 _UNSEEN = object()
 
 
@@ -117,20 +119,42 @@ class BrokerConnection:
                 filters[d.sub.topic.filter] = max(filters.get(d.sub.topic.filter, 0), d.sub.qos)
             await client.subscribe(list(filters.items()))
             messages = client.messages  # its __anext__ raises MqttError when the connection drops
-            while True:
-                batch: list[MQTTMessage] = [cast(MQTTMessage, await anext(messages))]
-                while len(batch) < s.max_batch:
-                    try:
-                        batch.append(inbox.get_nowait())
-                    except asyncio.QueueEmpty:
-                        break
-                self._messages.inc(len(batch))
-                groups = self._decode(batch)
-                if groups:
-                    await self._emit_durably(groups)
-                for m in batch:
-                    if m.qos:
-                        paho.ack(m.mid, m.qos)
+            # Batches are committed concurrently (the journal's group commit joins them) but
+            # acknowledged strictly in arrival order, as MQTT requires.
+            commits: collections.deque[asyncio.Task[None]] = collections.deque()
+            try:
+                while True:
+                    batch: list[MQTTMessage] = [cast(MQTTMessage, await anext(messages))]
+                    while len(batch) < s.max_batch:
+                        try:
+                            batch.append(inbox.get_nowait())
+                        except asyncio.QueueEmpty:
+                            break
+                    self._messages.inc(len(batch))
+                    groups = self._decode(batch)
+                    previous = commits[-1] if commits else None
+                    commits.append(asyncio.create_task(self._commit(groups, batch, paho, previous)))
+                    while commits and (len(commits) > _PIPELINE or commits[0].done()):
+                        await commits.popleft()
+            finally:
+                for task in commits:
+                    task.cancel()
+
+    async def _commit(
+        self,
+        groups: dict[str, list[Event]],
+        batch: list[MQTTMessage],
+        paho: Any,
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """Make a batch durable, wait for the batch before it, then acknowledge it."""
+        if groups:
+            await self._emit_durably(groups)
+        if previous is not None:
+            await previous  # raises if it failed: then this batch is not acknowledged either
+        for m in batch:
+            if m.qos:
+                paho.ack(m.mid, m.qos)
 
     def _route(self, topic: str) -> tuple[Decoder, dict[str, str]] | None:
         """The first subscription matching `topic`, with its levels (cached: devices repeat topics)."""

@@ -55,7 +55,7 @@ class Mosquitto:
             # The defaults (1000 queued, 20 in flight) drop messages for a slow or absent
             # persistent subscriber and throttle ack-after-durable to 20 messages per commit.
             "max_queued_messages 1000000\n"
-            "max_inflight_messages 2000\n"
+            "max_inflight_messages 10000\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             f"log_dest file {workdir}/mosquitto.log\n"
         )
