@@ -80,6 +80,10 @@ class BrokerConnection:
                         f"connect:{s.name}", "mqtt %s: cannot connect to %s:%d: %s", s.name, s.host, s.port, e
                     )
                     MQTT_CONNECTS.labels(s.name, "failed").inc()
+            except Exception:
+                # A bug or an unexpected library error must not end collection for good.
+                log.exception("mqtt %s: unexpected error; reconnecting", s.name)
+                MQTT_CONNECTS.labels(s.name, "lost" if self.connected else "failed").inc()
             finally:
                 self.connected = False
                 self._gauge.set(0)
