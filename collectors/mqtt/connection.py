@@ -110,7 +110,7 @@ class BrokerConnection:
             timeout=10,
         )
         paho = _manual_ack(client)
-        paho.on_message = lambda _client, _userdata, message: inbox.put_nowait(message)
+        paho.on_message = lambda _client, _userdata, message: self._receive(inbox, message)
         if s.tls is None:
             fastread.install(paho)
         async with client:
@@ -159,6 +159,15 @@ class BrokerConnection:
         for m in batch:
             if m.qos:
                 paho.ack(m.mid, m.qos)
+
+    def _receive(self, inbox: asyncio.Queue[MQTTMessage], message: MQTTMessage) -> None:
+        """paho's on_message. QoS 1/2 are bounded by the broker's in-flight window; QoS 0 has no
+        flow control, so beyond `max_buffered_qos0` waiting messages they are dropped and counted
+        rather than growing memory until the daemon dies."""
+        if message.qos == 0 and inbox.qsize() >= self.settings.max_buffered_qos0:
+            self._reject(self._source, "overload")
+            return
+        inbox.put_nowait(message)
 
     def _route(self, topic: str) -> tuple[Decoder, dict[str, str]] | None:
         """The first subscription matching `topic`, with its levels (cached: devices repeat topics)."""

@@ -44,6 +44,7 @@ class BrokerSettings:
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
     max_batch: int = 5000
+    max_buffered_qos0: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ _BROKER = {
     "reconnect_min",
     "reconnect_max",
     "max_batch",
+    "max_buffered_qos0",
 }
 _TLS = {"ca_file", "cert_file", "key_file", "insecure"}
 _SUB = {
@@ -152,9 +154,7 @@ def _broker(raw: object, where: str, index: int) -> BrokerSettings:
     port = raw.get("port", 8883 if raw.get("tls") else 1883)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigError(f"'{where}.port': expected a port number 1-65535, got {port!r}")
-    max_batch = raw.get("max_batch", 5000)
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise ConfigError(f"'{where}.max_batch': expected a whole number >= 1, got {max_batch!r}")
+    max_batch = _count(raw, "max_batch", where, 5000)
     b = BrokerSettings(
         name=name,
         host=_str(raw, "host", where, "127.0.0.1"),
@@ -168,6 +168,7 @@ def _broker(raw: object, where: str, index: int) -> BrokerSettings:
         reconnect_min=_duration(raw, "reconnect_min", where, 0.5),
         reconnect_max=_duration(raw, "reconnect_max", where, 30.0),
         max_batch=max_batch,
+        max_buffered_qos0=_count(raw, "max_buffered_qos0", where, 100_000),
     )
     if b.reconnect_min <= 0 or b.reconnect_max < b.reconnect_min:
         raise ConfigError(f"'{where}.reconnect_max': must be >= reconnect_min, and reconnect_min > 0")
@@ -290,6 +291,13 @@ def _bool(raw: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
     v = raw.get(key, default)
     if not isinstance(v, bool):
         raise ConfigError(f"'{where}.{key}': expected true or false, got {v!r}")
+    return v
+
+
+def _count(raw: Mapping[str, Any], key: str, where: str, default: int) -> int:
+    v = raw.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ConfigError(f"'{where}.{key}': expected a whole number >= 1, got {v!r}")
     return v
 
 

@@ -169,3 +169,23 @@ async def test_full_queue_is_waited_out_never_dropped():
     ev = Event("i", 1.0, 1.0, "mqtt:s", "h", "t")
     await asyncio.wait_for(conn._emit_durably({"mqtt:s": [ev, ev]}), 5)
     assert calls == [2, 2, 2]
+
+
+def test_qos0_beyond_the_buffer_is_dropped_and_counted_but_qos1_never():
+    from paho.mqtt.client import MQTTMessage
+
+    from correlator import metrics
+
+    s = parse_settings(
+        {"brokers": [{"name": "ovl", "max_buffered_qos0": 2}], "subscriptions": [{"topic": "a/{host}"}]}
+    )
+    conn = BrokerConnection(s.brokers[0], [], lambda events, source: None)  # type: ignore[arg-type]
+    inbox: asyncio.Queue = asyncio.Queue()
+    counter = metrics.EVENTS_REJECTED.labels("mqtt:ovl", "overload")
+    before = counter._value.get()
+    for qos in (0, 0, 0, 1, 1):
+        m = MQTTMessage(topic=b"a/h")
+        m.qos = qos
+        conn._receive(inbox, m)
+    assert [m.qos for m in inbox._queue] == [0, 0, 1, 1]
+    assert counter._value.get() - before == 1
