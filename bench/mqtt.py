@@ -37,7 +37,8 @@ def run(mode: str, n: int, workdir: Path) -> None:
     broker.start()
     port = free_port()
     sub = {"name": "ev", "topic": "bench/{site}/{host}/events", "qos": qos, "defaults": {"type": "x"}}
-    mqtt = {"brokers": [{"name": "bench", "port": broker.port, "client_id": "bench"}], "subscriptions": [sub]}
+    broker_cfg = {"name": "bench", "port": broker.port, "client_id": "bench", "max_buffered_qos0": 1_000_000}
+    mqtt = {"brokers": [broker_cfg], "subscriptions": [sub]}
     cfg = base_config(workdir, port, collectors={"mqtt": mqtt}, logging={"level": "warning"})
     d = DaemonProcess(workdir, cfg, port)
     lines = b"".join(
