@@ -41,5 +41,7 @@ def create(settings: Mapping[str, Any], ctx: CollectorContext) -> WebhookCollect
     handler = GenericEventsHandler(ctx.emit, ctx.retry_after, token)
     ctx.http.router.add_post("/api/v1/events", handler.handle)
     sources = parse_sources(settings.get("sources"), "collectors.webhook.sources")
-    ctx.http.router.add_post("/api/v1/webhooks/{source}", SourcesHandler(ctx.emit, sources).handle)
+    ctx.http.router.add_post(
+        "/api/v1/webhooks/{source}", SourcesHandler(ctx.emit, ctx.retry_after, sources).handle
+    )
     return WebhookCollector()

@@ -12,7 +12,7 @@ import hmac
 import logging
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +21,9 @@ from aiohttp import web
 
 from collectors.webhook import alertmanager, grafana, mapped, nagios, zabbix
 from collectors.webhook.formats import Converter, Factory
-from collectors.webhook.generic import accept, check_bearer, json_error, read_body, reject
+from collectors.webhook.generic import accept, check_bearer, json_error, read_body, refuse_if_full, reject
 from correlator import metrics
+from correlator.api.openapi import ERROR, operation, param
 from correlator.collector import Emit
 from correlator.errors import ConfigError, FieldError
 from correlator.event import Event
@@ -93,10 +94,32 @@ def _secret(settings: Mapping[str, Any], k: str, where: str) -> str | None:
 
 
 class SourcesHandler:
-    def __init__(self, emit: Emit, sources: dict[str, Source]) -> None:
+    def __init__(
+        self, emit: Emit, retry_after: Callable[[], float | None], sources: dict[str, Source]
+    ) -> None:
         self._emit = emit
+        self._retry_after = retry_after
         self._sources = sources
 
+    @operation(
+        summary="Ingest a monitoring system's notification (Alertmanager, Grafana, Zabbix, Nagios, mapped)",
+        role="webhook",
+        tags=("ingest",),
+        description="The source name and its format come from collectors.webhook.sources; each source "
+        "checks its own bearer token and/or HMAC-SHA256 body signature (docs/collectors/webhooks.md).",
+        parameters=(param("source", "path", "a source name configured in collectors.webhook.sources"),),
+        request_body={"type": "object"},
+        request_types=("application/json", "application/x-www-form-urlencoded"),
+        responses={
+            202: ("accepted durably", {"type": "object"}),
+            400: ("malformed body or invalid items (each listed by index and field)", ERROR),
+            401: ("missing or wrong token or signature", ERROR),
+            404: ("no source of that name", ERROR),
+            413: ("body over http.max_body_bytes", ERROR),
+            415: ("unsupported Content-Type", ERROR),
+            503: ("queue full or shutting down; see Retry-After", ERROR),
+        },
+    )
     async def handle(self, request: web.Request) -> web.Response:
         src = self._sources.get(request.match_info["source"])
         if src is None:
@@ -112,6 +135,9 @@ class SourcesHandler:
             return reject(
                 src.label, "unsupported_media_type", 415, f"Content-Type must be {want}, got {ctype!r}"
             )
+        full = refuse_if_full(self._retry_after(), src.label)
+        if full is not None:
+            return full
         body = await read_body(request, src.label)
         if isinstance(body, web.Response):
             return body
