@@ -1,9 +1,10 @@
 """One broker connection: persistent session, reconnect with capped backoff, ack after durable.
 
 Messages are taken in batches (whatever arrived while the previous batch was being made durable),
-decoded, emitted, and only then acknowledged: PUBACK (QoS 1) / PUBCOMP (QoS 2) leave after
-`ctx.emit` returned, so the broker keeps every message the daemon has not made durable. A full queue
-is waited out (no ack, nothing dropped); the broker's in-flight window then throttles it.
+decoded, emitted, and only then acknowledged: PUBACK leaves after `ctx.emit` returned, so the
+broker keeps every message the daemon has not made durable (QoS 2 is subscribed as QoS 1 for that
+reason, see `_session`). A full queue is waited out (no ack, nothing dropped); the broker's
+in-flight window then throttles it.
 """
 
 from __future__ import annotations
@@ -120,7 +121,11 @@ class BrokerConnection:
             log.info("mqtt %s: connected to %s:%d as %s", s.name, s.host, s.port, s.client_id)
             filters: dict[str, int] = {}
             for d in self.decoders:
-                filters[d.sub.topic.filter] = max(filters.get(d.sub.topic.filter, 0), d.sub.qos)
+                # QoS 2 is subscribed as QoS 1: paho answers a QoS 2 PUBLISH with PUBREC on
+                # receipt, which hands the message over before it is durable; at QoS 1 the
+                # PUBACK waits for the journal. (Delivery QoS is min(publish, subscription).)
+                qos = min(d.sub.qos, 1)
+                filters[d.sub.topic.filter] = max(filters.get(d.sub.topic.filter, 0), qos)
             await client.subscribe(list(filters.items()))
             messages = client.messages  # its __anext__ raises MqttError when the connection drops
             # Batches are committed concurrently (the journal's group commit joins them) but

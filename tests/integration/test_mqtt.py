@@ -234,3 +234,20 @@ def test_tls_with_username_and_password(make_daemon, tmp_path: Path):
         assert "pa55" not in d2.log() and "wrong" not in d2.log()
     finally:
         own.stop()
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_acknowledged_messages_are_not_delivered_again_after_a_restart(make_daemon, broker, qos):
+    subs = [{"name": "ev", "topic": f"t8q{qos}/{{host}}/events", "qos": qos, "defaults": {"type": "t"}}]
+    d = make_daemon(collectors=mqtt_config(broker, f"t8-{qos}", subs))
+    d.wait_for(lambda: connected(d), what="connected")
+    broker.publish(
+        [(f"t8q{qos}/h/events", orjson.dumps({"attributes": {"seq": i}})) for i in range(5)], qos=qos
+    )
+    wait_events(d, 5)
+    assert d.stop() == 0
+    d.start()
+    d.wait_for(lambda: connected(d), what="reconnected")
+    broker.publish([(f"t8q{qos}/h/events", orjson.dumps({"attributes": {"seq": 5}}))], qos=qos)
+    events = wait_events(d, 6)  # the sixth only: PUBACK/PUBCOMP of the first five reached the broker
+    assert sorted(e["attributes"]["seq"] for e in events) == list(range(6))
