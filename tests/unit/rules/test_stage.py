@@ -16,7 +16,7 @@ async def test_folds_across_batches_reach_ctx_updates(tmp_path):
     holder = RulesHolder(tmp_path)
     holder.load_initial()
     pipeline = build_pipeline(Config(rules_dir=tmp_path), holder)
-    assert [s.name for s in pipeline.stages][-1] == "filter"
+    assert "filter" in [s.name for s in pipeline.stages]
     clock = Clock(0.0)
     first = ev("sw1", "down", time=10.0)
     ctx1 = StageContext(clock, live=False)
