@@ -15,6 +15,8 @@ from correlator.errors import ConfigError
 COMMANDS = [
     "correlator.commands.run",
     "correlator.commands.replay",
+    "correlator.commands.rules",
+    "correlator.commands.mibs",
     "correlator.commands.incidents",
     "correlator.commands.changes",
     "correlator.commands.problems",

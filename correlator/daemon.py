@@ -19,6 +19,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from correlator import metrics
+from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.auth import parse_tokens
 from correlator.api.common import AppState
@@ -27,6 +28,7 @@ from correlator.changes.service import ChangeService
 from correlator.clock import Clock, wall_clock
 from correlator.collector import Collector, CollectorContext, create_collectors
 from correlator.config import Config
+from correlator.correlation import lifecycle as correlation
 from correlator.errors import ConfigError
 from correlator.incidents import IncidentService, parse_settings
 from correlator.incidents import scheduler as incident_scheduler
@@ -37,6 +39,8 @@ from correlator.problems import settings as problem_settings
 from correlator.problems.service import ProblemService
 from correlator.queue.journal import JournalQueue
 from correlator.records.store import create_record_store
+from correlator.rules.errors import RuleErrors
+from correlator.rules.reload import RulesHolder
 from correlator.runner import PipelineRunner
 from correlator.store import EventStore
 from correlator.store.postgres import PgEventStore
@@ -55,6 +59,7 @@ class Daemon:
     app: web.Application
     collectors: list[Collector]
     scheduler: AsyncIOScheduler
+    rules: RulesHolder
     incidents: IncidentService
     changes: ChangeService
     problems: ProblemService
@@ -63,6 +68,11 @@ class Daemon:
 async def build(config: Config) -> Daemon:
     """Validate everything first (collector settings included), then open the files."""
     data = config.storage.data_dir
+    rules = RulesHolder(config.rules_dir, config.inventory_file)
+    try:
+        rules.load_initial()  # like promtool-checked Prometheus: a broken set stops start-up
+    except RuleErrors as e:
+        raise ConfigError(f"{len(e.errors)} error(s) in the rules:\n{e}") from None
     clock = wall_clock()
     store: EventStore = (
         PgEventStore(config.storage.dsn) if config.storage.dsn else SqliteEventStore(data / "events.db")
@@ -78,12 +88,13 @@ async def build(config: Config) -> Daemon:
     ingest = Ingest(queue)
     changes = ChangeService(records, csettings, clock, ingest.emit, incidents)
     problems = ProblemService(records, problem_settings.parse_settings(config.problems), clock, incidents)
-    pipeline = build_pipeline(config, incidents, changes, problems)
+    pipeline = build_pipeline(config, rules, incidents, changes, problems)
     runner = PipelineRunner(queue, pipeline, store, clock, config.queue.batch_events)
     state = AppState(
         store=store, queue=queue, incidents=incidents, changes=changes, problems=problems, auth=auth
     )
     app = make_app(state, config.http.max_body_bytes)
+    rules_api.add_routes(app, rules)
     ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
     await store.open()
@@ -99,6 +110,8 @@ async def build(config: Config) -> Daemon:
         except BaseException:
             await queue.close()
             raise
+        # Before the first event: no open window, pending pair or heartbeat deadline is forgotten.
+        await correlation.recover(pipeline, data, store, clock)
     except BaseException:
         await store.close()
         raise
@@ -106,7 +119,18 @@ async def build(config: Config) -> Daemon:
         log.warning("no API tokens in http.tokens: the API is open to anyone who can reach it (docs/api.md)")
     scheduler = AsyncIOScheduler(timezone="UTC")
     return Daemon(
-        config, clock, queue, store, runner, app, state.collectors, scheduler, incidents, changes, problems
+        config,
+        clock,
+        queue,
+        store,
+        runner,
+        app,
+        state.collectors,
+        scheduler,
+        rules,
+        incidents,
+        changes,
+        problems,
     )
 
 
@@ -126,18 +150,28 @@ async def run(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_sighup() -> None:  # reload the rules; a failed reload keeps the previous set
+        task = asyncio.create_task(daemon.rules.reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     http = web.AppRunner(daemon.app, access_log=None, shutdown_timeout=config.shutdown_grace / 2)
     tasks: list[asyncio.Task[None]] = []
     stopped = False
     try:
         tasks.append(asyncio.create_task(daemon.runner.run(), name="pipeline"))
-        tasks.append(asyncio.create_task(_tick(daemon.clock), name="clock"))
+        tasks.append(asyncio.create_task(_tick(daemon.runner), name="clock"))
+        tasks.append(asyncio.create_task(daemon.rules.watch(), name="rules-watch"))
         for c in daemon.collectors:
             await c.start()
             metrics.COLLECTOR_UP.labels(c.name).set(1)
         _schedule_retention(daemon)
         incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
         _schedule_calendar(daemon)
+        correlation.schedule_snapshots(daemon.scheduler, daemon.runner, config, daemon.store)
         await http.setup()
         host, port = config.http.listen
         site = web.TCPSite(http, host, port, backlog=1024)
@@ -165,6 +199,10 @@ async def run(config: Config) -> int:
                 await task
         if daemon.scheduler.running:
             daemon.scheduler.shutdown(wait=False)
+        await correlation.save_state(
+            daemon.runner.pipeline, config.storage.data_dir, daemon.runner.lock, daemon.store
+        )
+        await correlation.close_stages(daemon.runner.pipeline)
         if not stopped:
             await _stop_collectors(daemon.collectors)
         await http.cleanup()
@@ -220,8 +258,12 @@ async def _stop_collectors(collectors: list[Collector]) -> None:
         metrics.COLLECTOR_UP.labels(c.name).set(0)
 
 
-async def _tick(clock: Clock) -> None:
-    """Live mode: advance the correlation clock to wall time so timeouts fire without new events."""
+async def _tick(runner: PipelineRunner) -> None:
+    """Live mode: advance the correlation clock to wall time so timeouts fire without new events;
+    what level-2 timers emit goes through the rest of the pipeline to the store."""
     while True:
-        clock.advance_to(time.time())
+        try:
+            await runner.tick(time.time())
+        except Exception:
+            log.exception("clock tick failed")
         await asyncio.sleep(1.0)

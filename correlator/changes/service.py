@@ -148,7 +148,7 @@ class ChangeService:
         window (plus the suspect window) holds the incident's opening."""
         if not inc.host and not inc.service:
             return None
-        cis = {inc.host} | set(self.settings.calendar.dependencies.upstream_of(inc.host))
+        cis = {inc.host} | set(self.settings.dependencies.upstream_of(inc.host))
         best: Change | None = None
         for c in self._live.values():
             begun = c.started_at if c.started_at is not None else (c.start if c.state in COVERING else None)
@@ -257,7 +257,7 @@ class ChangeService:
         for cid in [cid for cid, c in self._live.items() if not self._keep(c, now)]:
             del self._live[cid]
         self._calendar_keys = {c.calendar for c in self._live.values() if c.calendar is not None}
-        self.scope = Scope(self._live.values(), self.settings.calendar.dependencies)
+        self.scope = Scope(self._live.values(), self.settings.dependencies)
         counts = dict.fromkeys((State.REQUESTED, State.APPROVED, State.IN_PROGRESS), 0)
         for c in self._live.values():
             if c.state in counts:

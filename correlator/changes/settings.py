@@ -9,6 +9,7 @@ from typing import Any
 
 from correlator.changes.calendar import Calendar, load_calendar
 from correlator.changes.model import POLICIES
+from correlator.changes.topology import DependencyMap, load_dependencies
 from correlator.config import parse_duration
 from correlator.errors import ConfigError, FieldError, did_you_mean
 from correlator.event import Severity
@@ -34,7 +35,9 @@ class ChangeSettings:
     downgrade_to: Severity = Severity.WARNING
     suspect_window: float = 7200.0  # incidents this long after a change ends are still suspected
     calendar_horizon: float = 86400.0  # calendar occurrences become change records this long before
+    topology_file: Path | None = None  # the correlation topology file (parents/depends_on)
     calendar: Calendar = field(default_factory=Calendar)
+    dependencies: DependencyMap = field(default_factory=DependencyMap)  # calendar's + topology's
 
 
 def parse_settings(raw: Mapping[str, Any], base_dir: Path | None = None) -> ChangeSettings:
@@ -64,14 +67,13 @@ def parse_settings(raw: Mapping[str, Any], base_dir: Path | None = None) -> Chan
                 if value is not None and not (isinstance(value, str) and value.startswith("postgres")):
                     raise ValueError(f"expected postgresql://..., got {value!r}")
                 kwargs[key] = value
-            elif key == "calendar":
+            elif key in ("calendar", "topology"):
                 if not isinstance(value, str) or not value:
-                    raise ValueError(f"expected the path of the calendar file, got {value!r}")
+                    raise ValueError(f"expected the path of the {key} file, got {value!r}")
                 path = Path(value)
-                kwargs["calendar_file"] = path if path.is_absolute() or base_dir is None else base_dir / path
+                kwargs[f"{key}_file"] = path if path.is_absolute() or base_dir is None else base_dir / path
         except (ValueError, FieldError) as e:
             raise ConfigError(f"{where(key)}'changes.{key}': {e}") from None
-    settings = ChangeSettings(**kwargs)
-    if settings.calendar_file is not None:
-        settings = ChangeSettings(**{**kwargs, "calendar": load_calendar(settings.calendar_file)})
-    return settings
+    calendar = load_calendar(kwargs["calendar_file"]) if "calendar_file" in kwargs else Calendar()
+    deps = load_dependencies(calendar.dependencies, kwargs.get("topology_file"))
+    return ChangeSettings(**kwargs, calendar=calendar, dependencies=deps)

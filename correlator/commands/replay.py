@@ -14,6 +14,7 @@ import orjson
 from correlator.config import load_config
 from correlator.pipeline import build_pipeline
 from correlator.replay import ReplaySummary, progress_stream, replay
+from correlator.rules.errors import RuleErrors
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,7 +46,14 @@ def main(args: argparse.Namespace) -> int:
     if args.rules:
         overrides["rules_dir"] = str(args.rules)
     config = load_config(args.config, overrides)
-    pipeline = build_pipeline(config)
+    if args.rules and not args.rules.is_dir():
+        print(f"correlator replay: --rules {args.rules}: no such directory", file=sys.stderr)
+        return 2
+    try:
+        pipeline = build_pipeline(config)  # loads config.rules_dir, which --rules overrides
+    except RuleErrors as e:
+        print(f"correlator replay: {len(e.errors)} error(s) in the rules:\n{e}", file=sys.stderr)
+        return 2
     out = args.output.open("wb") if args.output else None
     try:
         summary = _run(replay(args.file, pipeline, out, progress_stream()))

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from correlator.incidents.model import Incident
     from correlator.incidents.service import IncidentService
     from correlator.problems.service import ProblemService
+    from correlator.rules.reload import RulesHolder
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ class StageContext:
     live: bool  # False in replay: time comes only from the events
     seq: int = 0  # queue position of the batch (0 in replay)
     responses: list[Response] = field(default_factory=list)  # asked for by correlation, done by later stages
+    # Events stored by an earlier batch whose count/last_seen grew (de-duplication); the runner
+    # rewrites them with EventStore.fold().
+    updates: list[Event] = field(default_factory=list)
     set_aside: list[Event] = field(default_factory=list)  # skip the remaining stages, still stored
     opened: list[Incident] = field(default_factory=list)  # incidents opened or reopened by this batch
 
@@ -58,6 +62,24 @@ class Pipeline:
                 log.exception("pipeline stage %s failed on a batch of %d events", stage.name, len(events))
         return events + ctx.set_aside if ctx.set_aside else events
 
+    async def flush(self, ctx: StageContext) -> list[Event]:
+        """Run what stages produced on their own (level-2 timers) through the stages after them."""
+        carry: list[Event] = []
+        for stage in self.stages:
+            if carry or ctx.responses:
+                try:
+                    carry = await stage(carry, ctx)
+                except Exception:
+                    metrics.STAGE_ERRORS.labels(stage.name).inc()
+                    log.exception("pipeline stage %s failed on %d timer events", stage.name, len(carry))
+            take = getattr(stage, "take_pending", None)
+            if take is not None:
+                carry.extend(take(ctx))
+        return carry
+
+    def find(self, name: str) -> Stage | None:
+        return next((s for s in self.stages if s.name == name), None)
+
 
 class AdvanceClock:
     """In replay, event time is the only time: move the virtual clock to the batch's latest event."""
@@ -74,21 +96,38 @@ class AdvanceClock:
 
 def build_pipeline(
     config: Config,
+    rules: RulesHolder | None = None,
     incidents: IncidentService | None = None,
     changes: ChangeService | None = None,
     problems: ProblemService | None = None,
 ) -> Pipeline:
-    """collector -> queue -> [stages below] -> store. Without the services (replay), no ITSM stages."""
-    from correlator.changes.stage import ChangeLinkStage, MaintenanceStage
-    from correlator.incidents.stage import IncidentStage
-    from correlator.problems.stage import ProblemStage
+    """collector -> queue -> [stages below] -> store.
 
+    `rules` is the live rule set (reloadable); without one, the rules in config.rules_dir are loaded
+    once here (raising RuleErrors if they are broken). Without `incidents`, `changes`, `problems`
+    (replay), no ITSM stages. Stages with `take_pending` (correlate) also produce events on their own when the live
+    ticker fires timers; `Pipeline.flush` sends those through the stages after them.
+    """
+    from correlator.changes.stage import ChangeLinkStage, MaintenanceStage
+    from correlator.correlation import correlate_stage
+    from correlator.incidents.stage import IncidentStage
+    from correlator.notify import notify_stage
+    from correlator.problems.stage import ProblemStage
+    from correlator.rules.reload import RulesHolder
+    from correlator.rules.stage import FilterStage
+
+    if rules is None:
+        rules = RulesHolder(config.rules_dir, config.inventory_file)
+        rules.load_initial()
     return Pipeline(
         [
-            AdvanceClock(),
-            *([MaintenanceStage(changes)] if changes is not None else []),  # before correlation
+            FilterStage(rules),  # level 1: drop, enrich, classify, rename, rate-limit, de-duplicate
+            *([MaintenanceStage(changes)] if changes is not None else []),  # change windows: tag, set aside
+            correlate_stage(config, rules),  # level 2: advances the clock per event; timers emit from here
             *([IncidentStage(incidents)] if incidents is not None else []),
-            *([ChangeLinkStage(changes)] if changes is not None else []),  # uses ctx.opened
-            *([ProblemStage(problems)] if problems is not None else []),
+            *([ChangeLinkStage(changes)] if changes is not None else []),  # incidents after a change
+            *([ProblemStage(problems)] if problems is not None else []),  # recurrence, known errors
+            notify_stage(config),  # outbound webhooks asked for by level 2
+            AdvanceClock(),  # replay: catch up with the batch when no level-2 rule did
         ]
     )

@@ -39,6 +39,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_time ON events(time);
     CREATE INDEX events_fingerprint ON events(fingerprint, pos);
     """,
+    # 2: de-duplication counters, so fold() can grow a stored event's repeat count idempotently
+    """
+    ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE events ADD COLUMN last_seen DOUBLE PRECISION;
+    UPDATE events SET last_seen = time;
+    """,
 ]
 
 _LOCK_ID = 0x636F7272  # advisory lock serialising migrations ('corr')
@@ -71,11 +77,18 @@ async def migrate_pg(conn: Any, component: str, migrations: list[str]) -> int:
 
 
 _INSERT = """
-INSERT INTO events(id, time, host, type, severity, source, fingerprint, body)
+INSERT INTO events(id, time, host, type, severity, source, fingerprint, body, count, last_seen)
 SELECT * FROM unnest(
-    $1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]
+    $1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+    $9::int[], $10::float8[]
 )
 ON CONFLICT (id) DO NOTHING
+"""
+
+_FOLD = """
+UPDATE events AS e SET count = u.count, last_seen = u.last_seen, body = u.body
+FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS u(id, count, last_seen, body)
+WHERE e.id = u.id AND e.count < u.count
 """
 
 
@@ -119,18 +132,36 @@ class PgEventStore:
     async def write(self, events: list[Event]) -> int:
         if not events:
             return 0
-        columns: list[list[Any]] = [[] for _ in range(8)]
+        columns: list[list[Any]] = [[] for _ in range(10)]
         for e in events:
             row = (e.id, e.time, e.host, e.type, e.severity.value, e.source, e.fingerprint)
             for col, value in zip(columns, row, strict=False):
                 col.append(value)
             columns[7].append(orjson.dumps(e.to_dict()).decode())
+            columns[8].append(e.count)
+            columns[9].append(e.last_seen)
         t0 = time.perf_counter()
         status = await self.pool.execute(_INSERT, *columns)
         metrics.STORE_WRITE_SECONDS.observe(time.perf_counter() - t0)
         new = int(status.rsplit(" ", 1)[-1])  # 'INSERT 0 <rows>'
         metrics.EVENTS_STORED.inc(new)
         return new
+
+    async def fold(self, events: list[Event]) -> int:
+        """Rewrite stored events whose repeat count grew (de-duplication); a smaller count changes
+        nothing, so a fold delivered twice is harmless. One statement for the whole batch."""
+        latest = {e.id: e for e in events}
+        if not latest:
+            return 0
+        rows = list(latest.values())
+        status = await self.pool.execute(
+            _FOLD,
+            [e.id for e in rows],
+            [e.count for e in rows],
+            [e.last_seen for e in rows],
+            [orjson.dumps(e.to_dict()).decode() for e in rows],
+        )
+        return int(status.rsplit(" ", 1)[-1])  # 'UPDATE <rows>'
 
     async def query(self, q: EventQuery) -> EventPage:
         where: list[str] = []
@@ -165,6 +196,14 @@ class PgEventStore:
         rows = rows[: q.limit]
         events = [Event.from_wire(orjson.loads(r["body"])) for r in rows]
         return EventPage(events, rows[-1]["pos"] if more and rows else None)
+
+    async def position(self) -> int:
+        return int(await self.pool.fetchval("SELECT COALESCE(MAX(pos), 0) FROM events"))
+
+    async def after(self, pos: int, limit: int) -> list[tuple[int, Event]]:
+        sql = "SELECT pos, body FROM events WHERE pos > $1 ORDER BY pos LIMIT $2"
+        rows = await self.pool.fetch(sql, pos, limit)
+        return [(r["pos"], Event.from_wire(orjson.loads(r["body"]))) for r in rows]
 
     async def count(self) -> int:
         return int(await self.pool.fetchval("SELECT COUNT(*) FROM events"))

@@ -35,13 +35,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_type ON events(type, pos);
     CREATE INDEX events_time ON events(time);
     """,
+    # 2: de-duplication counters, so fold() can grow a stored event's repeat count idempotently
+    """
+    ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE events ADD COLUMN last_seen REAL;
+    UPDATE events SET last_seen = time;
+    """,
 ]
 
 
 _INSERT_BATCH = """
-INSERT OR IGNORE INTO events(id, time, host, type, severity, source, fingerprint, body)
+INSERT OR IGNORE INTO events(id, time, host, type, severity, source, fingerprint, count, last_seen, body)
 SELECT value->>'id', value->>'time', value->>'host', value->>'type', value->>'severity',
-       value->>'source', value->>'fingerprint', value
+       value->>'source', value->>'fingerprint', value->>'count', value->>'last_seen', value
 FROM json_each(?)
 """
 
@@ -86,6 +92,31 @@ class SqliteEventStore:
         metrics.EVENTS_STORED.inc(new)
         return new
 
+    async def fold(self, events: list[Event]) -> int:
+        """Rewrite stored events whose repeat count grew (de-duplication folded later duplicates in).
+
+        Only a larger count replaces the stored one, so applying the same fold twice (a batch
+        delivered again after a crash) changes nothing. Returns how many stored events changed.
+        """
+        latest: dict[str, Event] = {}
+        for e in events:
+            latest[e.id] = e  # the same kept event may be folded into many times in one batch
+        if not latest:
+            return 0
+        db = self.db
+        before = db.total_changes
+        await db.execute("BEGIN")
+        try:
+            await db.executemany(
+                "UPDATE events SET count = ?, last_seen = ?, body = ? WHERE id = ? AND count < ?",
+                [(e.count, e.last_seen, orjson.dumps(e), e.id, e.count) for e in latest.values()],
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return db.total_changes - before
+
     async def query(self, q: EventQuery) -> EventPage:
         where: list[str] = []
         args: list[Any] = []
@@ -120,6 +151,15 @@ class SqliteEventStore:
         rows = rows[: q.limit]
         events = [Event.from_wire(orjson.loads(body)) for _, body in rows]
         return EventPage(events, rows[-1][0] if more and rows else None)
+
+    async def position(self) -> int:
+        rows = list(await self.db.execute_fetchall("SELECT COALESCE(MAX(pos), 0) FROM events"))
+        return int(rows[0][0])
+
+    async def after(self, pos: int, limit: int) -> list[tuple[int, Event]]:
+        sql = "SELECT pos, body FROM events WHERE pos > ? ORDER BY pos LIMIT ?"
+        rows = await self.db.execute_fetchall(sql, (pos, limit))
+        return [(p, Event.from_wire(orjson.loads(body))) for p, body in rows]
 
     async def count(self) -> int:
         rows = list(await self.db.execute_fetchall("SELECT COUNT(*) FROM events"))

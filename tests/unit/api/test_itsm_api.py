@@ -145,7 +145,7 @@ async def test_problems_and_known_errors_through_the_api(itsm):
         "admin",
         {"title": "SAN fw", "match": {"host": {"regex": "["}}, "workaround": "w"},
     )
-    assert status == 400 and doc["field"] == "match" and "invalid regex" in doc["error"]
+    assert status == 400 and doc["field"] == "match" and doc["error"].startswith("host: invalid regex")
     status, doc = await post(
         itsm,
         "/api/v1/known-errors",
@@ -183,3 +183,27 @@ async def test_problems_and_known_errors_through_the_api(itsm):
     assert (await post(itsm, "/api/v1/problems/PRB-000001/link", "viewer", {"incident": "INC-000001"}))[
         0
     ] == 403
+
+
+async def test_answers_match_the_documented_schemas(itsm):
+    from openapi_schema_validator import OAS30Validator
+
+    from correlator.api.changes import CHANGE
+    from correlator.api.problems import KNOWN_ERROR, PROBLEM
+
+    await post(itsm, "/api/v1/changes", "admin", {"title": "t", "cis": ["a"], "policy": "tag", **WINDOW})
+    await post(itsm, "/api/v1/problems", "admin", {"title": "p"})
+    await post(
+        itsm,
+        "/api/v1/known-errors",
+        "admin",
+        {"title": "k", "match": {"host": "a"}, "workaround": "w", "problem_id": "PRB-000001"},
+    )
+    for path, key, schema in (
+        ("/api/v1/changes/1", "change", CHANGE),
+        ("/api/v1/problems/1", "problem", PROBLEM),
+        ("/api/v1/known-errors/1", "known_error", KNOWN_ERROR),
+    ):
+        doc = await (await itsm.get(path, headers=bearer("viewer"))).json()
+        OAS30Validator(schema).validate(doc[key])
+        assert set(doc[key]) == set(schema["properties"]), path

@@ -101,9 +101,11 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[]
 
 
 @pytest.fixture
-async def make_world(backend):
+async def make_world(backend, tmp_path):
     """make_world(calendar_yaml=None, changes={}, problems={}) -> an opened World; closed after the test."""
     opened: list[World] = []
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
 
     async def factory(calendar: str | None = None, clock: Clock | None = None, **kw: Any) -> World:
         clock = clock or Clock(T0)
@@ -112,7 +114,8 @@ async def make_world(backend):
         await incidents.open()
         await records.open()
         cal = parse_calendar(loads(calendar, "calendar.yaml"), "calendar.yaml") if calendar else None
-        csettings = ChangeSettings(**kw.get("changes", {}), **({"calendar": cal} if cal else {}))
+        extra = {"calendar": cal, "dependencies": cal.dependencies} if cal else {}
+        csettings = ChangeSettings(**kw.get("changes", {}), **extra)
         world_emitted: list[Event] = []
 
         async def emit(events: list[Event], source: str) -> None:
@@ -122,7 +125,8 @@ async def make_world(backend):
         await changes.open()
         problems = ProblemService(records, ProblemSettings(**kw.get("problems", {})), clock, incidents)
         await problems.open()
-        pipeline = build_pipeline(Config(), incidents, changes, problems)
+        config = Config(rules_dir=rules_dir)  # no rules: the stand-in below is the only correlation
+        pipeline = build_pipeline(config, None, incidents, changes, problems)
         correlation = StandInCorrelation()
         names = [s.name for s in pipeline.stages]
         pipeline.stages.insert(names.index("maintenance") + 1, correlation)
