@@ -18,6 +18,7 @@ from correlator.yamlfile import YamlMap
 _KEYS = (
     "dsn",
     "calendar",
+    "topology",
     "policy",
     "dependents_policy",
     "downgrade_to",

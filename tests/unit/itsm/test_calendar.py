@@ -99,3 +99,18 @@ def test_settings_validate_policies_and_durations(tmp_path):
     ):
         with pytest.raises(ConfigError, match=error):
             parse_settings(raw)
+
+
+def test_the_correlation_topology_file_joins_the_dependency_map(tmp_path):
+    topo = tmp_path / "topology.yaml"
+    topo.write_text("cis:\n  core-1: {}\n  dist-1: {parents: [core-1]}\n  srv-1: {depends_on: [dist-1]}\n")
+    cal = tmp_path / "calendar.yaml"
+    cal.write_text("dependencies:\n  srv-1: [app-9]\n")
+    s = parse_settings({"topology": str(topo), "calendar": str(cal)})
+    assert s.dependencies.dependents_of("core-1") == {"dist-1", "srv-1", "app-9"}
+    assert s.dependencies.upstream_of("app-9") == {"srv-1", "dist-1", "core-1"}
+    topo.write_text("cis:\n  a: {parents: [b]}\n")
+    with pytest.raises(
+        ConfigError, match=r"'changes.topology': .*topology.yaml:2:3: CI 'a' refers to unknown CI 'b'"
+    ):
+        parse_settings({"topology": str(topo)})
