@@ -14,6 +14,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from correlator.api import changes as changes_api
 from correlator.api import events as events_api
 from correlator.api import incidents as incidents_api
+from correlator.api import known_errors as known_errors_api
 from correlator.api import problems as problems_api
 from correlator.api.auth import TokenAuth, auth_middleware
 from correlator.api.common import STATE, AppState, dumps_response
@@ -40,6 +41,7 @@ def make_app(state: AppState, max_body_bytes: int) -> web.Application:
         changes_api.add_routes(app)
     if state.problems is not None:
         problems_api.add_routes(app)
+        known_errors_api.add_routes(app)
     return app
 
 

@@ -1,7 +1,7 @@
-"""/api/v1/problems and /api/v1/known-errors: records, the recurrence trend, the problem lifecycle.
+"""/api/v1/problems: records, the recurrence trend, the problem lifecycle (known errors: known_errors.py).
 
 Reading needs the viewer role, linking an incident the operator role; opening and resolving
-problems and writing known errors need admin. Known-error conditions are checked when posted (400).
+problems need admin. The helpers at the bottom are shared with known_errors.py.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from correlator.api.record_fields import (
 from correlator.errors import FieldError
 from correlator.event import iso
 from correlator.incidents.model import parse_human_id as parse_incident_id
-from correlator.problems.conditions import ConditionError
-from correlator.problems.model import IllegalTransition, KnownErrorState, ProblemState, parse_id
+from correlator.problems.model import IllegalTransition, ProblemState, parse_id
 from correlator.problems.service import NotFound, ProblemService
 
 TAGS = ("problems",)
@@ -51,29 +50,13 @@ PROBLEM: dict[str, Any] = {
         **{k: _TIME for k in ("opened_at", "resolved_at", "updated_at")},
     },
 }
-KNOWN_ERROR: dict[str, Any] = {
-    "type": "object",
-    "description": "A known error: match conditions (rules' matcher language) and a workaround",
-    "properties": {
-        "id": {"type": "string", "example": "KE-000002"},
-        "title": {"type": "string"},
-        "match": {"type": "object"},
-        "workaround": {"type": "string"},
-        "problem_id": {"type": "string", "nullable": True},
-        "state": {"type": "string", "enum": [s.value for s in KnownErrorState]},
-        "matched": {"type": "integer"},
-        **{k: _TIME for k in ("created_at", "updated_at")},
-    },
-}
 ONE_P = {"type": "object", "properties": {"problem": PROBLEM}}
-ONE_KE = {"type": "object", "properties": {"known_error": KNOWN_ERROR}}
 PAGE_PARAMS = (
     param("state", "query", "comma-separated states"),
     param("limit", "query", "page size, 1..500 (default 50)", {"type": "integer"}),
     param("cursor", "query", "next_cursor of the previous page"),
 )
 P_ID = param("id", "path", "PRB-000003 or 3")
-KE_ID = param("id", "path", "KE-000002 or 2")
 NOT_FOUND = ("no such record", ERROR)
 CONFLICT = ("not allowed in the record's state", ERROR)
 
@@ -86,20 +69,16 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/v1/problems/{id}", get_problem)
     r.add_post("/api/v1/problems/{id}/link", link_incident)
     r.add_post("/api/v1/problems/{id}/resolve", resolve_problem)
-    r.add_get("/api/v1/known-errors", list_known_errors)
-    r.add_post("/api/v1/known-errors", create_known_error)
-    r.add_get("/api/v1/known-errors/{id}", get_known_error)
-    r.add_post("/api/v1/known-errors/{id}/retire", retire_known_error)
 
 
-def _service(request: web.Request) -> ProblemService:
+def service(request: web.Request) -> ProblemService:
     svc = request.app[STATE].problems
     if svc is None:
         raise web.HTTPServiceUnavailable(reason="problem management is not running")
     return svc
 
 
-def _page_schema(name: str, item: dict[str, Any]) -> dict[str, Any]:
+def page_schema(name: str, item: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
@@ -114,7 +93,7 @@ def _page_schema(name: str, item: dict[str, Any]) -> dict[str, Any]:
     role="viewer",
     tags=TAGS,
     parameters=PAGE_PARAMS,
-    responses={200: ("a page of problems", _page_schema("problems", PROBLEM)), 400: ("invalid query", ERROR)},
+    responses={200: ("a page of problems", page_schema("problems", PROBLEM)), 400: ("invalid query", ERROR)},
 )
 async def list_problems(request: web.Request) -> web.Response:
     params = dict(request.query)
@@ -124,7 +103,7 @@ async def list_problems(request: web.Request) -> web.Response:
         cursor = query_int(params, "cursor", 0, 1, 1 << 62) if "cursor" in params else None
     except FieldError as e:
         return invalid(e)
-    items = await _service(request).query_problems(states, limit, cursor)
+    items = await service(request).query_problems(states, limit, cursor)
     return dumps_response(200, page(items, limit, "problems"))
 
 
@@ -166,7 +145,7 @@ async def list_problems(request: web.Request) -> web.Response:
     },
 )
 async def trend(request: web.Request) -> web.Response:
-    svc = _service(request)
+    svc = service(request)
     params = dict(request.query)
     try:
         for key in params:
@@ -198,7 +177,7 @@ async def create_problem(request: web.Request) -> web.Response:
         ids = [_incident_id(i) for i in fields.get("incidents", [])]
     except FieldError as e:
         return invalid(e)
-    p = await _service(request).create_problem(
+    p = await service(request).create_problem(
         actor(request), fields["title"], fields.get("description", ""), ids
     )
     resp = dumps_response(201, {"problem": p.to_api()})
@@ -224,10 +203,10 @@ async def create_problem(request: web.Request) -> web.Response:
 )
 async def get_problem(request: web.Request) -> web.Response:
     try:
-        p, log = await _service(request).get_problem(_id(request, "PRB"))
+        p, log = await service(request).get_problem(id_(request, "PRB"))
     except NotFound as e:
         return dumps_response(404, {"error": str(e)})
-    return dumps_response(200, {"problem": p.to_api(), "log": [_entry(e) for e in log]})
+    return dumps_response(200, {"problem": p.to_api(), "log": [entry(e) for e in log]})
 
 
 @operation(
@@ -244,8 +223,8 @@ async def link_incident(request: web.Request) -> web.Response:
         incident_id = _incident_id(fields["incident"])
     except FieldError as e:
         return invalid(e)
-    return await _run(
-        _service(request).link_incident(_id(request, "PRB"), incident_id, actor(request)), "problem"
+    return await run(
+        service(request).link_incident(id_(request, "PRB"), incident_id, actor(request)), "problem"
     )
 
 
@@ -280,8 +259,8 @@ async def resolve_problem(request: web.Request) -> web.Response:
     except FieldError as e:
         return invalid(e)
     try:
-        p, resolved = await _service(request).resolve(
-            _id(request, "PRB"),
+        p, resolved = await service(request).resolve(
+            id_(request, "PRB"),
             actor(request),
             fields.get("root_cause", ""),
             fields.get("resolve_incidents", False),
@@ -293,100 +272,7 @@ async def resolve_problem(request: web.Request) -> web.Response:
     return dumps_response(200, {"problem": p.to_api(), "resolved_incidents": resolved})
 
 
-@operation(
-    summary="List known errors, newest first",
-    role="viewer",
-    tags=TAGS,
-    parameters=PAGE_PARAMS,
-    responses={
-        200: ("a page of known errors", _page_schema("known_errors", KNOWN_ERROR)),
-        400: ("invalid query", ERROR),
-    },
-)
-async def list_known_errors(request: web.Request) -> web.Response:
-    params = dict(request.query)
-    try:
-        states = query_states(params, tuple(s.value for s in KnownErrorState))
-        limit = query_int(params, "limit", 50)
-        cursor = query_int(params, "cursor", 0, 1, 1 << 62) if "cursor" in params else None
-    except FieldError as e:
-        return invalid(e)
-    items = await _service(request).query_known_errors(states, limit, cursor)
-    return dumps_response(200, page(items, limit, "known_errors"))
-
-
-CREATE_KE = {"title": "str", "match": "object", "workaround": "text", "problem_id": "ref"}
-
-
-@operation(
-    summary="Record a known error (moves its problem, if given, to known_error)",
-    role="admin",
-    tags=TAGS,
-    request_body=body_schema(CREATE_KE, ("title", "match", "workaround")),
-    responses={
-        201: ("created", ONE_KE),
-        400: ("invalid body or match conditions", ERROR),
-        404: ("no such problem", ERROR),
-        409: ("the problem is resolved", ERROR),
-    },
-)
-async def create_known_error(request: web.Request) -> web.Response:
-    try:
-        fields = await read_body(request, CREATE_KE, ("title", "match", "workaround"))
-        problem = fields.get("problem_id")
-        problem_id = _parse("PRB", problem, "problem_id") if problem else None
-        ke = await _service(request).create_known_error(
-            actor(request), fields["title"], fields["match"], fields["workaround"], problem_id
-        )
-    except FieldError as e:
-        return invalid(e)
-    except ConditionError as e:
-        return dumps_response(400, {"error": str(e), "field": "match"})
-    except NotFound as e:
-        return dumps_response(404, {"error": str(e)})
-    except IllegalTransition as e:
-        return dumps_response(409, {"error": str(e)})
-    resp = dumps_response(201, {"known_error": ke.to_api()})
-    resp.headers["Location"] = f"/api/v1/known-errors/{ke.human_id}"
-    return resp
-
-
-@operation(
-    summary="One known error with its audit log",
-    role="viewer",
-    tags=TAGS,
-    parameters=(KE_ID,),
-    responses={
-        200: (
-            "the known error",
-            {
-                "type": "object",
-                "properties": {"known_error": KNOWN_ERROR, "log": {"type": "array", "items": LOG_ENTRY}},
-            },
-        ),
-        404: NOT_FOUND,
-    },
-)
-async def get_known_error(request: web.Request) -> web.Response:
-    try:
-        ke, log = await _service(request).get_known_error(_id(request, "KE"))
-    except NotFound as e:
-        return dumps_response(404, {"error": str(e)})
-    return dumps_response(200, {"known_error": ke.to_api(), "log": [_entry(e) for e in log]})
-
-
-@operation(
-    summary="Retire a known error: new incidents are no longer matched against it",
-    role="admin",
-    tags=TAGS,
-    parameters=(KE_ID,),
-    responses={200: ("retired", ONE_KE), 404: NOT_FOUND, 409: CONFLICT},
-)
-async def retire_known_error(request: web.Request) -> web.Response:
-    return await _run(_service(request).retire_known_error(_id(request, "KE"), actor(request)), "known_error")
-
-
-async def _run(call: Any, name: str) -> web.Response:
+async def run(call: Any, name: str) -> web.Response:
     try:
         record = await call
     except NotFound as e:
@@ -396,11 +282,11 @@ async def _run(call: Any, name: str) -> web.Response:
     return dumps_response(200, {name: record.to_api()})
 
 
-def _entry(e: Any) -> dict[str, Any]:
+def entry(e: Any) -> dict[str, Any]:
     return {"seq": e.seq, "at": iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail}
 
 
-def _parse(prefix: str, text: str, field: str) -> int:
+def parse(prefix: str, text: str, field: str) -> int:
     n = parse_id(prefix, text)
     if n is None:
         raise FieldError(field, f"expected {prefix}-000012 or 12, got {text!r}")
@@ -414,7 +300,7 @@ def _incident_id(text: str) -> int:
     return n
 
 
-def _id(request: web.Request, prefix: str) -> int:
+def id_(request: web.Request, prefix: str) -> int:
     n = parse_id(prefix, request.match_info["id"])
     if n is None:
         raise web.HTTPNotFound(

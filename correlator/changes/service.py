@@ -154,7 +154,10 @@ class ChangeService:
             begun = c.started_at if c.started_at is not None else (c.start if c.state in COVERING else None)
             if begun is None or c.state is State.CANCELLED or inc.opened_at < begun:
                 continue
-            ended = c.finished_at if c.finished_at is not None else max(c.end, inc.opened_at)
+            if c.finished_at is not None:
+                ended = c.finished_at
+            else:  # an unfinished change in progress is still going on; an approved one ended with its window
+                ended = max(c.end, inc.opened_at) if c.state is State.IN_PROGRESS else c.end
             if inc.opened_at > ended + self.settings.suspect_window:
                 continue
             if cis.isdisjoint(c.cis) and inc.service not in c.services:

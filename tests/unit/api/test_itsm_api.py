@@ -189,7 +189,8 @@ async def test_answers_match_the_documented_schemas(itsm):
     from openapi_schema_validator import OAS30Validator
 
     from correlator.api.changes import CHANGE
-    from correlator.api.problems import KNOWN_ERROR, PROBLEM
+    from correlator.api.known_errors import KNOWN_ERROR
+    from correlator.api.problems import PROBLEM
 
     await post(itsm, "/api/v1/changes", "admin", {"title": "t", "cis": ["a"], "policy": "tag", **WINDOW})
     await post(itsm, "/api/v1/problems", "admin", {"title": "p"})
