@@ -98,6 +98,13 @@ class Config:
         default_factory=lambda: {"webhook": {}},
         metadata={"kind": "raw", "doc": "collector sections, each validated by its collector"},
     )
+    availability: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"kind": "raw", "doc": "services file, SLA windows, maintenance (correlator/availability)"},
+    )
+    capacity: dict[str, Any] = field(
+        default_factory=dict, metadata={"kind": "raw", "doc": "capacity trend settings (correlator/capacity)"}
+    )
 
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:

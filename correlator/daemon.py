@@ -54,7 +54,8 @@ async def build(config: Config) -> Daemon:
     queue = JournalQueue(
         data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
     )
-    runner = PipelineRunner(queue, build_pipeline(config), store, clock, config.queue.batch_events)
+    pipeline = build_pipeline(config)
+    runner = PipelineRunner(queue, pipeline, store, clock, config.queue.batch_events)
     state = AppState(store=store, queue=queue)
     app = make_app(state, config.http.max_body_bytes)
     ingest = Ingest(queue)
@@ -63,6 +64,11 @@ async def build(config: Config) -> Daemon:
     await store.open()
     try:
         await queue.open()
+        try:
+            await pipeline.open(clock)
+        except BaseException:
+            await queue.close()
+            raise
     except BaseException:
         await store.close()
         raise
@@ -116,6 +122,7 @@ async def run(config: Config) -> int:
         if not stopped:
             await _stop_collectors(daemon.collectors)
         await http.cleanup()
+        await daemon.runner.pipeline.close()
         await daemon.queue.close()
         await daemon.store.close()
     if left:

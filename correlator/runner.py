@@ -25,7 +25,7 @@ class PipelineRunner:
         self, queue: IngestQueue, pipeline: Pipeline, store: EventStore, clock: Clock, batch_events: int
     ) -> None:
         self._queue = queue
-        self._pipeline = pipeline
+        self.pipeline = self._pipeline = pipeline
         self._store = store
         self._clock = clock
         self._batch_events = batch_events

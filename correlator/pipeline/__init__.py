@@ -50,6 +50,29 @@ class Pipeline:
                 log.exception("pipeline stage %s failed on a batch of %d events", stage.name, len(events))
         return events
 
+    async def open(self, clock: Clock) -> None:
+        """Live mode only: stages with persistent state (an `open` method) load it; replay never opens."""
+        opened: list[Stage] = []
+        try:
+            for stage in self.stages:
+                opener = getattr(stage, "open", None)
+                if opener is not None:
+                    await opener(clock)
+                    opened.append(stage)
+        except BaseException:
+            await _close(opened)
+            raise
+
+    async def close(self) -> None:
+        await _close(self.stages)
+
+
+async def _close(stages: list[Stage]) -> None:
+    for stage in stages:
+        closer = getattr(stage, "close", None)
+        if closer is not None:
+            await closer()
+
 
 class AdvanceClock:
     """In replay, event time is the only time: move the virtual clock to the batch's latest event."""
@@ -66,8 +89,14 @@ class AdvanceClock:
 
 def build_pipeline(config: Config) -> Pipeline:
     """collector -> queue -> [stages below] -> store."""
+    from correlator import capacity
+    from correlator.availability import AvailabilityStage
+
+    availability = AvailabilityStage.from_config(config)  # None without a services file
     return Pipeline(
         [
             AdvanceClock(),
+            capacity.CapacityStage(capacity.configure(capacity.parse_settings(config.capacity))),
+            *([availability] if availability else []),
         ]
     )
