@@ -93,7 +93,9 @@ class AvailabilityState:
         if element not in self.tracked:
             return False
         cfg = self.settings
-        at = min(ev.time, now)
+        # Never after the daemon received it, nor after the clock: a device clock running ahead
+        # must not put an outage in the future.
+        at = min(ev.time, max(ev.received, now))
         conds = self.conditions.get(element)
         if ev.type in cfg.down_types:
             if ev.severity in cfg.down_severities:

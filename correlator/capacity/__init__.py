@@ -10,8 +10,9 @@ API (for collectors)::
 `record` sets `correlator_capacity_utilization_ratio{ci,resource,kind}` to `ratio` (0..1, above 1 when
 oversubscribed) and keeps a bounded, thinned history of the series (at most `max_points` points over
 `trend_window`). A least-squares line through that history gives
-`correlator_capacity_days_to_full{ci,resource,kind}`: days from the newest sample until the line reaches
-1.0; the sample is absent while the trend is flat or falling or fewer than `min_points` points exist.
+`correlator_capacity_time_to_full_seconds{ci,resource,kind}`: seconds from the newest sample until the
+line reaches 1.0 (the issue's `correlator_capacity_days_to_full`, renamed to the base unit because
+`promtool check metrics` refuses "days"; Grafana shows it in days/weeks); the sample is absent while the trend is flat or falling or fewer than `min_points` points exist.
 `at` is event time (epoch seconds), never wall time, so replay and tests are exact; a sample older than
 the series' newest is refused. At most `max_series` series exist; beyond that, and for bad values
 (negative, NaN, not a number) or labels longer than 128 characters, `record` returns False and counts
@@ -29,7 +30,7 @@ from correlator.capacity.tracker import (
     CapacityTracker,
     parse_settings,
 )
-from correlator.capacity.trend import days_to_full
+from correlator.capacity.trend import seconds_to_full
 
 __all__ = [
     "EXPORTER",
@@ -38,10 +39,10 @@ __all__ = [
     "CapacityStage",
     "CapacityTracker",
     "configure",
-    "days_to_full",
     "parse_settings",
     "reading",
     "record",
+    "seconds_to_full",
 ]
 
 

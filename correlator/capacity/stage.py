@@ -56,10 +56,11 @@ class CapacityStage:
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
         record = self.tracker.record
+        now = ctx.clock.now()
         for ev in events:
             if "utilization_ratio" not in ev.attributes and "used" not in ev.attributes:
                 continue
             r = reading(ev)
             if r is not None:
-                record(r[0], r[1], r[2], r[3], min(ev.time, ctx.clock.now()) if ctx.live else ev.time)
+                record(r[0], r[1], r[2], r[3], min(ev.time, max(ev.received, now)))
         return events

@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from correlator import yamlfile
-from correlator.capacity.trend import days_to_full
+from correlator.capacity.trend import seconds_to_full
 from correlator.config import parse_duration
 from correlator.errors import ConfigError
 
@@ -50,7 +50,7 @@ class Series:
     ratio: float
     at: float
     points: deque[tuple[float, float]] = field(default_factory=deque)
-    days_to_full: float = math.nan
+    seconds_to_full: float = math.nan
 
 
 class CapacityTracker:
@@ -88,7 +88,7 @@ class CapacityTracker:
             pts.append((at, float(ratio)))
         while pts and (pts[0][0] < at - cfg.trend_window or len(pts) > cfg.max_points):
             pts.popleft()
-        s.days_to_full = days_to_full(pts, cfg.min_points)
+        s.seconds_to_full = seconds_to_full(pts, cfg.min_points)
         return True
 
     def expire(self, now: float) -> int:
@@ -128,7 +128,7 @@ def parse_settings(raw: Mapping[str, Any]) -> CapacitySettings:
 
 
 class CapacityExporter(Collector):
-    """Renders the tracker at scrape time, so days_to_full is simply absent where there is no forecast."""
+    """Renders the tracker at scrape time, so time_to_full is simply absent where there is no forecast."""
 
     def __init__(self, tracker: CapacityTracker) -> None:
         self.tracker = tracker
@@ -142,15 +142,15 @@ class CapacityExporter(Collector):
             labels=["ci", "resource", "kind"],
         )
         full = GaugeMetricFamily(
-            "correlator_capacity_days_to_full",
-            "Days until the utilisation trend reaches 1.0 (absent when flat, falling or too few samples)",
+            "correlator_capacity_time_to_full_seconds",
+            "Seconds until the utilisation trend reaches 1.0 (absent when flat, falling or too few samples)",
             labels=["ci", "resource", "kind"],
         )
         count = GaugeMetricFamily("correlator_capacity_series", "Capacity series currently tracked")
         for key, s in list(t.series.items()):
             util.add_metric(key, s.ratio)
-            if not math.isnan(s.days_to_full):
-                full.add_metric(key, s.days_to_full)
+            if not math.isnan(s.seconds_to_full):
+                full.add_metric(key, s.seconds_to_full)
         count.add_metric([], len(t.series))
         yield util
         yield full

@@ -8,11 +8,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-DAY = 86400.0
 
-
-def days_to_full(points: Sequence[tuple[float, float]], min_points: int = 3) -> float:
-    """Days from the newest point until the fitted line reaches ratio 1.0.
+def seconds_to_full(points: Sequence[tuple[float, float]], min_points: int = 3) -> float:
+    """Seconds from the newest point until the fitted line reaches ratio 1.0.
 
     NaN when there are too few points, the samples span no time, or the trend is flat or falling
     (such a resource never fills). 0.0 when the fitted line is already at or above 1.0.
@@ -34,4 +32,4 @@ def days_to_full(points: Sequence[tuple[float, float]], min_points: int = 3) -> 
     intercept = mean_y - slope * mean_t
     t_full = (1.0 - intercept) / slope
     t_last = points[-1][0] - t0
-    return max(0.0, (t_full - t_last) / DAY)
+    return max(0.0, t_full - t_last)

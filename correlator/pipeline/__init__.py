@@ -91,11 +91,13 @@ def build_pipeline(config: Config) -> Pipeline:
     """collector -> queue -> [stages below] -> store."""
     from correlator import capacity
     from correlator.availability import AvailabilityStage
+    from correlator.noisiest import NoisiestStage
 
     availability = AvailabilityStage.from_config(config)  # None without a services file
     return Pipeline(
         [
             AdvanceClock(),
+            NoisiestStage(),
             capacity.CapacityStage(capacity.configure(capacity.parse_settings(config.capacity))),
             *([availability] if availability else []),
         ]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from correlator.capacity import CapacitySettings, CapacityTracker, days_to_full, parse_settings, reading
+from correlator.capacity import CapacitySettings, CapacityTracker, parse_settings, reading, seconds_to_full
 from correlator.capacity.tracker import SAMPLES_REJECTED, CapacityExporter
 from correlator.errors import ConfigError
 from correlator.event import Event
@@ -15,25 +15,25 @@ from correlator.yamlfile import loads
 DAY = 86400.0
 
 
-def test_rising_one_percent_a_day_from_half_is_full_in_fifty_days():
+def test_rising_one_point_a_day_from_half_is_full_in_fifty_days():
     pts = [(i * DAY, 0.40 + 0.01 * i) for i in range(11)]  # reaches 0.50 on day 10
-    assert days_to_full(pts) == pytest.approx(50.0)
+    assert seconds_to_full(pts) == pytest.approx(50 * DAY)
 
 
 def test_flat_or_falling_or_too_few_points_give_no_forecast():
-    assert math.isnan(days_to_full([(0, 0.5), (DAY, 0.5), (2 * DAY, 0.5)]))
-    assert math.isnan(days_to_full([(0, 0.9), (DAY, 0.8), (2 * DAY, 0.7)]))
-    assert math.isnan(days_to_full([(0, 0.1), (DAY, 0.2)]))
+    assert math.isnan(seconds_to_full([(0, 0.5), (DAY, 0.5), (2 * DAY, 0.5)]))
+    assert math.isnan(seconds_to_full([(0, 0.9), (DAY, 0.8), (2 * DAY, 0.7)]))
+    assert math.isnan(seconds_to_full([(0, 0.1), (DAY, 0.2)]))
 
 
 def test_already_full_is_zero_days():
-    assert days_to_full([(0, 0.9), (DAY, 1.0), (2 * DAY, 1.1)]) == 0.0
+    assert seconds_to_full([(0, 0.9), (DAY, 1.0), (2 * DAY, 1.1)]) == 0.0
 
 
 def test_epoch_times_keep_precision():
     t0 = 1_790_000_000.0
     pts = [(t0 + i * 3600, 0.5 + 0.001 * i) for i in range(48)]  # 0.024 a day
-    assert days_to_full(pts) == pytest.approx((1 - 0.547) / 0.024, rel=1e-6)
+    assert seconds_to_full(pts) == pytest.approx((1 - 0.547) / 0.024 * DAY, rel=1e-6)
 
 
 def test_record_thins_and_bounds_the_history():
@@ -43,7 +43,7 @@ def test_record_thins_and_bounds_the_history():
     s = t.series[("r1", "disk0", "disk")]
     assert len(s.points) <= 11
     assert s.ratio == pytest.approx(0.1999)
-    assert s.days_to_full == pytest.approx((1 - 0.1999) / (1e-4 * 86400), rel=0.05)
+    assert s.seconds_to_full == pytest.approx((1 - 0.1999) / 1e-4, rel=0.05)
 
 
 def test_bad_values_labels_order_and_series_limit_are_refused_and_counted():
@@ -68,7 +68,7 @@ def test_bad_values_labels_order_and_series_limit_are_refused_and_counted():
     }
 
 
-def test_exporter_omits_days_to_full_without_a_trend_and_expires_old_series():
+def test_exporter_omits_seconds_to_full_without_a_trend_and_expires_old_series():
     t = CapacityTracker(CapacitySettings(trend_window=10 * DAY, max_points=100))
     for i in range(5):
         t.record("r1", "ge-0/0/1", "bandwidth_in", 0.5 + 0.05 * i, i * DAY)
@@ -78,9 +78,9 @@ def test_exporter_omits_days_to_full_without_a_trend_and_expires_old_series():
         "ge-0/0/1",
         "disk0",
     }
-    (sample,) = fams["correlator_capacity_days_to_full"].samples
+    (sample,) = fams["correlator_capacity_time_to_full_seconds"].samples
     assert sample.labels == {"ci": "r1", "resource": "ge-0/0/1", "kind": "bandwidth_in"}
-    assert sample.value == pytest.approx((1 - 0.7) / 0.05)
+    assert sample.value == pytest.approx((1 - 0.7) / 0.05 * DAY)
     t.record("r2", "disk0", "disk", 0.3, 20 * DAY)  # r1's series are now older than the window
     fams = {f.name: f for f in CapacityExporter(t).collect()}
     assert [s.labels["ci"] for s in fams["correlator_capacity_utilization_ratio"].samples] == ["r2"]
