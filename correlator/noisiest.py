@@ -36,23 +36,34 @@ class NoisiestStage:
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
         self.clock = ctx.clock
+        now = ctx.clock.now()
+        current, counts = -1, Counter[str]()
         for ev in events:
-            self.count(ev.host, ev.time)
+            b = int(min(ev.time, max(ev.received, now)) // BUCKET_SECONDS)
+            if b != current:
+                current, counts = b, self._bucket(b)
+            host = ev.host
+            n = counts.get(host)
+            if n is not None:
+                counts[host] = n + 1
+            elif len(counts) < MAX_HOSTS_PER_BUCKET:
+                counts[host] = 1
         return events
 
     def count(self, host: str, at: float) -> None:
-        b = int(at // BUCKET_SECONDS)
+        counts = self._bucket(int(at // BUCKET_SECONDS))
+        if host in counts or len(counts) < MAX_HOSTS_PER_BUCKET:
+            counts[host] += 1
+
+    def _bucket(self, b: int) -> Counter[str]:
         buckets = self.buckets
         if not buckets or b > buckets[-1][0]:
             buckets.append((b, Counter()))
             while buckets and buckets[0][0] <= b - BUCKETS:
                 buckets.popleft()
-            counts = buckets[-1][1]
-        else:
-            # Late events land in their own minute when it is still kept, else in the newest.
-            counts = next((c for k, c in reversed(buckets) if k <= b), buckets[0][1])
-        if host in counts or len(counts) < MAX_HOSTS_PER_BUCKET:
-            counts[host] += 1
+            return buckets[-1][1]
+        # Late events land in their own minute when it is still kept, else in the oldest kept.
+        return next((c for k, c in reversed(buckets) if k <= b), buckets[0][1])
 
     def top(self, now: float, n: int = TOP) -> list[tuple[str, int]]:
         oldest = int(now // BUCKET_SECONDS) - BUCKETS + 1

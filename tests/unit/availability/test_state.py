@@ -157,3 +157,18 @@ async def test_replay_never_writes(tmp_path: Path):
     await stage([ev(T0, "fw1", "host.down", Severity.CRITICAL)], StageContext(clock, live=False))
     assert stage.state.down["web-shop"] is True
     assert not (tmp_path / "availability.db").exists()
+
+
+def test_an_outage_wholly_inside_maintenance_is_no_outage():
+    from correlator.availability.history import ServiceHistory
+
+    h = ServiceHistory(since=0.0, maintenance=[(100.0, 200.0)])
+    h.start(120.0)
+    assert h.totals(150.0) == (0, 0.0)
+    h.end(180.0)
+    assert h.totals(1000.0) == (0, 0.0)
+    assert h.window(1000.0, 1000.0).ratio == 1.0
+    h.start(190.0)  # starts inside, ends after: the part after maintenance counts
+    h.end(260.0)
+    assert h.totals(1000.0) == (1, 60.0)
+    assert h.window(1000.0, 1000.0).ratio == pytest.approx(1 - 60 / 900)
