@@ -15,6 +15,9 @@ from correlator.errors import ConfigError
 COMMANDS = [
     "correlator.commands.run",
     "correlator.commands.replay",
+    "correlator.commands.rules",
+    "correlator.commands.mibs",
+    "correlator.commands.incidents",
 ]
 
 

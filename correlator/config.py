@@ -61,6 +61,10 @@ class HttpConfig:
         default=("127.0.0.1", 8080), metadata={"kind": "hostport", "doc": "address of the HTTP API"}
     )
     max_body_bytes: int = _doc(1 << 20, "largest accepted request body; larger ones get 413")
+    tokens: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"kind": "raw", "doc": "API tokens {name: {role, sha256}}; empty: API open (docs/api.md)"},
+    )
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,10 @@ class StorageConfig:
         True, "fsync the journal on every group commit (survives power loss, not just a crash)"
     )
     retention_interval: float = _duration(3600.0, "how often the retention job runs")
+    dsn: str | None = _doc(
+        None,
+        "postgresql://... keeps events (and incidents) in PostgreSQL instead of SQLite (docs/incidents.md)",
+    )
 
 
 @dataclass(frozen=True)
@@ -93,10 +101,16 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     rules_dir: Path = _doc(Path("rules"), "directory of the rule files (searched recursively)")
+    inventory_file: Path | None = _doc(
+        None, "host inventory, YAML or CSV (site, service, owner, criticality); see docs/inventory.md"
+    )
     shutdown_grace: float = _duration(10.0, "time allowed to drain the queue on SIGTERM")
     collectors: dict[str, Any] = field(
-        default_factory=lambda: {"webhook": {}},
+        default_factory=lambda: {"webhook": {}, "snmp": {}},
         metadata={"kind": "raw", "doc": "collector sections, each validated by its collector"},
+    )
+    incidents: dict[str, Any] = field(
+        default_factory=dict, metadata={"kind": "raw", "doc": "incident management (docs/incidents.md)"}
     )
     availability: dict[str, Any] = field(
         default_factory=dict,

@@ -19,16 +19,25 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from correlator import metrics
+from correlator.api import rules as rules_api
 from correlator.api.app import make_app
+from correlator.api.auth import parse_tokens
 from correlator.api.common import AppState
 from correlator.clock import Clock, wall_clock
 from correlator.collector import Collector, CollectorContext, create_collectors
 from correlator.config import Config
 from correlator.errors import ConfigError
+from correlator.incidents import IncidentService, parse_settings
+from correlator.incidents import scheduler as incident_scheduler
+from correlator.incidents.store import create_store
 from correlator.ingest import Ingest
 from correlator.pipeline import build_pipeline
 from correlator.queue.journal import JournalQueue
+from correlator.rules.errors import RuleErrors
+from correlator.rules.reload import RulesHolder
 from correlator.runner import PipelineRunner
+from correlator.store import EventStore
+from correlator.store.postgres import PgEventStore
 from correlator.store.sqlite import SqliteEventStore
 
 log = logging.getLogger(__name__)
@@ -39,25 +48,38 @@ class Daemon:
     config: Config
     clock: Clock
     queue: JournalQueue
-    store: SqliteEventStore
+    store: EventStore
     runner: PipelineRunner
     app: web.Application
     collectors: list[Collector]
     scheduler: AsyncIOScheduler
+    rules: RulesHolder
+    incidents: IncidentService
 
 
 async def build(config: Config) -> Daemon:
     """Validate everything first (collector settings included), then open the files."""
     data = config.storage.data_dir
+    rules = RulesHolder(config.rules_dir, config.inventory_file)
+    try:
+        rules.load_initial()  # like promtool-checked Prometheus: a broken set stops start-up
+    except RuleErrors as e:
+        raise ConfigError(f"{len(e.errors)} error(s) in the rules:\n{e}") from None
     clock = wall_clock()
-    store = SqliteEventStore(data / "events.db")
+    store: EventStore = (
+        PgEventStore(config.storage.dsn) if config.storage.dsn else SqliteEventStore(data / "events.db")
+    )
     queue = JournalQueue(
         data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
     )
-    pipeline = build_pipeline(config)
+    settings = parse_settings(config.incidents)
+    auth = parse_tokens(config.http.tokens)
+    incidents = IncidentService(create_store(settings.dsn or config.storage.dsn, data), settings, clock)
+    pipeline = build_pipeline(config, rules, incidents)
     runner = PipelineRunner(queue, pipeline, store, clock, config.queue.batch_events)
-    state = AppState(store=store, queue=queue)
+    state = AppState(store=store, queue=queue, incidents=incidents, auth=auth)
     app = make_app(state, config.http.max_body_bytes)
+    rules_api.add_routes(app, rules)
     ingest = Ingest(queue)
     ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
@@ -65,15 +87,22 @@ async def build(config: Config) -> Daemon:
     try:
         await queue.open()
         try:
-            await pipeline.open(clock)
+            await incidents.open()
+            try:
+                await pipeline.open(clock)
+            except BaseException:
+                await incidents.close()
+                raise
         except BaseException:
             await queue.close()
             raise
     except BaseException:
         await store.close()
         raise
+    if not auth.enabled:
+        log.warning("no API tokens in http.tokens: the API is open to anyone who can reach it (docs/api.md)")
     scheduler = AsyncIOScheduler(timezone="UTC")
-    return Daemon(config, clock, queue, store, runner, app, state.collectors, scheduler)
+    return Daemon(config, clock, queue, store, runner, app, state.collectors, scheduler, rules, incidents)
 
 
 async def run(config: Config) -> int:
@@ -82,16 +111,26 @@ async def run(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_sighup() -> None:  # reload the rules; a failed reload keeps the previous set
+        task = asyncio.create_task(daemon.rules.reload("SIGHUP"))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     http = web.AppRunner(daemon.app, access_log=None, shutdown_timeout=config.shutdown_grace / 2)
     tasks: list[asyncio.Task[None]] = []
     stopped = False
     try:
         tasks.append(asyncio.create_task(daemon.runner.run(), name="pipeline"))
         tasks.append(asyncio.create_task(_tick(daemon.clock), name="clock"))
+        tasks.append(asyncio.create_task(daemon.rules.watch(), name="rules-watch"))
         for c in daemon.collectors:
             await c.start()
             metrics.COLLECTOR_UP.labels(c.name).set(1)
         _schedule_retention(daemon)
+        incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
         await http.setup()
         host, port = config.http.listen
         site = web.TCPSite(http, host, port, backlog=1024)
@@ -123,6 +162,7 @@ async def run(config: Config) -> int:
             await _stop_collectors(daemon.collectors)
         await http.cleanup()
         await daemon.runner.pipeline.close()
+        await daemon.incidents.close()
         await daemon.queue.close()
         await daemon.store.close()
     if left:

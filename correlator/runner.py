@@ -46,6 +46,8 @@ class PipelineRunner:
         while True:
             try:
                 await self._store.write(out)
+                if ctx.updates:
+                    await self._store.fold(ctx.updates)
                 break
             except Exception as e:
                 # Never ack what is not stored: retry until the store takes it (disk full, locked, ...).

@@ -55,8 +55,13 @@ def _pos(file: str, node: yaml.Node) -> Position:
     return Position(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+# libyaml's parser is ~10x faster than the pure-Python one (a 10,000-rule set parses in about a second
+# instead of 15) and reports the same marks; fall back when PyYAML was built without it.
+_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _make_loader(file: str) -> type[yaml.SafeLoader]:
-    class Loader(yaml.SafeLoader):
+    class Loader(_BASE):  # type: ignore[valid-type,misc]
         pass
 
     def construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> YamlMap:
@@ -97,6 +102,11 @@ def loads(text: str, file: str = "<string>") -> Any:
         mark = e.problem_mark or e.context_mark
         pos = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file, 1, 1)
         raise YamlError(pos, f"YAML syntax error: {e.problem or e.context}") from None
+    except yaml.reader.ReaderError as e:  # a control character: no mark, only an offset
+        before = text[: e.position]
+        pos = Position(file, before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1)
+        char = e.character if isinstance(e.character, str) else chr(e.character)
+        raise YamlError(pos, f"YAML syntax error: character {char!r} is not allowed") from None
 
 
 def load(path: Path) -> Any:

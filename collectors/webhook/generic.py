@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from correlator import metrics
+from correlator.api.openapi import ERROR, operation
 from correlator.collector import Emit
 from correlator.errors import FieldError, QueueFull, ShuttingDown
 from correlator.event import Event, event_from_dict
@@ -95,6 +96,27 @@ class GenericEventsHandler:
         self._retry_after = retry_after
         self._token = token
 
+    @operation(
+        summary="Ingest events in the generic format: one object, an array, or NDJSON",
+        role="webhook",
+        tags=("ingest",),
+        description="Valid items are accepted durably even when others are invalid (docs/events.md).",
+        request_body={
+            "oneOf": [
+                {"$ref": "#/components/schemas/Event"},
+                {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+            ]
+        },
+        request_types=("application/json", "application/x-ndjson"),
+        responses={
+            202: ("accepted durably", {"type": "object"}),
+            400: ("malformed body or invalid items (each listed by index and field)", ERROR),
+            401: ("missing or wrong ingest token", ERROR),
+            413: ("body over http.max_body_bytes", ERROR),
+            415: ("unsupported Content-Type", ERROR),
+            503: ("queue full or shutting down; see Retry-After", ERROR),
+        },
+    )
     async def handle(self, request: web.Request) -> web.Response:
         if not check_bearer(request, self._token):
             metrics.EVENTS_REJECTED.labels(SOURCE, "unauthorized").inc()

@@ -12,7 +12,10 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from correlator.api import events as events_api
+from correlator.api import incidents as incidents_api
+from correlator.api.auth import TokenAuth, auth_middleware
 from correlator.api.common import STATE, AppState, dumps_response
+from correlator.api.openapi import openapi_json, operation
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +24,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_app(state: AppState, max_body_bytes: int) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors])
+    auth = auth_middleware(state.auth or TokenAuth())
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors, auth])
     app[STATE] = state
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", make_aiohttp_handler())
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/api/v1/events", events_api.list_events)
+    if state.incidents is not None:
+        incidents_api.add_routes(app)
     return app
 
 
@@ -45,14 +52,44 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return resp
 
 
+_HEALTH = {"type": "object", "properties": {"status": {"type": "string"}}}
+_READY = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "not ready"]},
+        "checks": {"type": "object", "additionalProperties": {"type": "boolean"}},
+    },
+}
+
+
+@operation(summary="Liveness: the process answers", tags=("meta",), responses={200: ("alive", _HEALTH)})
 async def healthz(request: web.Request) -> web.Response:
     return dumps_response(200, {"status": "ok"})
 
 
+@operation(
+    summary="Readiness: stores and collectors healthy",
+    tags=("meta",),
+    responses={200: ("ready", _READY), 503: ("not ready; checks says what failed", _READY)},
+)
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     checks = {"store": await state.store.ping()}
+    if state.incidents is not None:
+        checks["incidents"] = await state.incidents.store.ping()
     for c in state.collectors:
         checks[f"collector:{c.name}"] = c.healthy()
     ok = all(checks.values())
     return dumps_response(200 if ok else 503, {"status": "ready" if ok else "not ready", "checks": checks})
+
+
+_prometheus = make_aiohttp_handler()
+
+
+@operation(
+    summary="Prometheus metrics (text exposition format)",
+    tags=("meta",),
+    responses={200: ("metrics in the Prometheus text format", None)},
+)
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
+    return await _prometheus(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
@@ -11,12 +12,18 @@ from correlator.collector import Collector
 from correlator.queue import IngestQueue
 from correlator.store import EventStore
 
+if TYPE_CHECKING:
+    from correlator.api.auth import TokenAuth
+    from correlator.incidents.service import IncidentService
+
 
 @dataclass
 class AppState:
     store: EventStore
     queue: IngestQueue
     collectors: list[Collector] = field(default_factory=list)
+    incidents: IncidentService | None = None
+    auth: TokenAuth | None = None  # None or no tokens: the API is open (docs/api.md)
 
 
 STATE = web.AppKey("state", AppState)

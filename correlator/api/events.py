@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from correlator.api.common import STATE, dumps_response
+from correlator.api.openapi import ERROR, operation, param
 from correlator.errors import FieldError
 from correlator.event import Severity, parse_time
 from correlator.store import EventQuery
@@ -39,6 +40,35 @@ def parse_query(params: dict[str, str]) -> EventQuery:
     )
 
 
+@operation(
+    summary="Stored events, newest first, filtered, with cursor paging",
+    role="viewer",
+    tags=("events",),
+    parameters=(
+        param("host", "query", "exact host"),
+        param("type", "query", "exact event type"),
+        param("severity", "query", "comma-separated severities"),
+        param("source", "query", "collector source, e.g. webhook:generic"),
+        param("fingerprint", "query", "de-duplication key"),
+        param("since", "query", "event time at or after: ISO 8601 or epoch seconds"),
+        param("until", "query", "event time before: ISO 8601 or epoch seconds"),
+        param("limit", "query", f"page size, 1..{MAX_LIMIT} (default 100)", {"type": "integer"}),
+        param("cursor", "query", "next_cursor of the previous page"),
+    ),
+    responses={
+        200: (
+            "a page of events",
+            {
+                "type": "object",
+                "properties": {
+                    "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                    "next_cursor": {"type": "string", "nullable": True},
+                },
+            },
+        ),
+        400: ("invalid query parameter", ERROR),
+    },
+)
 async def list_events(request: web.Request) -> web.Response:
     try:
         q = parse_query(dict(request.query))

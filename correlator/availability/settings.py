@@ -19,6 +19,7 @@ DEFAULT_DOWN_TYPES = (
     "heartbeat.missed",
     "snmp.unreachable",
     "IF-MIB::linkDown",
+    "snmp.interface.down",
     "host.down",
     "ci.down",
     "service.down",

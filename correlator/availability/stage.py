@@ -76,6 +76,8 @@ class AvailabilityStage:
             self.db = None
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
+        if not events:
+            return events
         now = ctx.clock.now()
         if not self._restored:
             self.state.restore([], [], [], min(e.time for e in events))

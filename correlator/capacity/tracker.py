@@ -91,6 +91,10 @@ class CapacityTracker:
         s.seconds_to_full = seconds_to_full(pts, cfg.min_points)
         return True
 
+    def forget(self, ci: str, resource: str, kind: str) -> bool:
+        """Drop one series now (an interface gone, a target unreachable); False if it was not tracked."""
+        return self.series.pop((ci, resource, kind), None) is not None
+
     def expire(self, now: float) -> int:
         """Forget series not updated within the trend window (a removed disk, a retired CI)."""
         cutoff = now - self.settings.trend_window

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import orjson
 
 from correlator.config import load_config
 from correlator.pipeline import build_pipeline
-from correlator.replay import progress_stream, replay
+from correlator.replay import ReplaySummary, progress_stream, replay
+from correlator.rules.errors import RuleErrors
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +29,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=main)
 
 
+def _run(coro: Coroutine[Any, Any, ReplaySummary]) -> ReplaySummary:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    result: ReplaySummary = uvloop.run(coro)
+    return result
+
+
 def main(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"correlator replay: {args.file}: no such file", file=sys.stderr)
@@ -35,10 +46,17 @@ def main(args: argparse.Namespace) -> int:
     if args.rules:
         overrides["rules_dir"] = str(args.rules)
     config = load_config(args.config, overrides)
-    pipeline = build_pipeline(config)
+    if args.rules and not args.rules.is_dir():
+        print(f"correlator replay: --rules {args.rules}: no such directory", file=sys.stderr)
+        return 2
+    try:
+        pipeline = build_pipeline(config)  # loads config.rules_dir, which --rules overrides
+    except RuleErrors as e:
+        print(f"correlator replay: {len(e.errors)} error(s) in the rules:\n{e}", file=sys.stderr)
+        return 2
     out = args.output.open("wb") if args.output else None
     try:
-        summary = asyncio.run(replay(args.file, pipeline, out, progress_stream()))
+        summary = _run(replay(args.file, pipeline, out, progress_stream()))
     finally:
         if out is not None:
             out.close()

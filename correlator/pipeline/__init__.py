@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from correlator import metrics
 from correlator.clock import Clock
 from correlator.config import Config
 from correlator.event import Event
 from correlator.responses import Response
+
+if TYPE_CHECKING:
+    from correlator.incidents.service import IncidentService
+    from correlator.rules.reload import RulesHolder
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,9 @@ class StageContext:
     live: bool  # False in replay: time comes only from the events
     seq: int = 0  # queue position of the batch (0 in replay)
     responses: list[Response] = field(default_factory=list)  # asked for by correlation, done by later stages
+    # Events stored by an earlier batch whose count/last_seen grew (de-duplication); the runner
+    # rewrites them with EventStore.fold().
+    updates: list[Event] = field(default_factory=list)
 
 
 class Stage(Protocol):
@@ -41,8 +48,8 @@ class Pipeline:
 
     async def run(self, events: list[Event], ctx: StageContext) -> list[Event]:
         for stage in self.stages:
-            if not events:
-                break
+            # No early exit on an empty batch: a stage may have dropped every event yet left
+            # responses (incident requests) in ctx for the stages after it.
             try:
                 events = await stage(events, ctx)
             except Exception:
@@ -80,25 +87,39 @@ class AdvanceClock:
     name = "clock"
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
-        if not ctx.live:
+        if not ctx.live and events:
             latest = max(e.time for e in events)
             if latest > ctx.clock.now():
                 ctx.clock.advance_to(latest)
         return events
 
 
-def build_pipeline(config: Config) -> Pipeline:
-    """collector -> queue -> [stages below] -> store."""
+def build_pipeline(
+    config: Config, rules: RulesHolder | None = None, incidents: IncidentService | None = None
+) -> Pipeline:
+    """collector -> queue -> [stages below] -> store.
+
+    `rules` is the live rule set (reloadable); without one, the rules in config.rules_dir are loaded
+    once here (raising RuleErrors if they are broken). Without `incidents` (replay), no incident stage.
+    """
     from correlator import capacity
     from correlator.availability import AvailabilityStage
+    from correlator.incidents.stage import IncidentStage
     from correlator.noisiest import NoisiestStage
+    from correlator.rules.reload import RulesHolder
+    from correlator.rules.stage import FilterStage
 
+    if rules is None:
+        rules = RulesHolder(config.rules_dir, config.inventory_file)
+        rules.load_initial()
     availability = AvailabilityStage.from_config(config)  # None without a services file
     return Pipeline(
         [
             AdvanceClock(),
-            NoisiestStage(),
+            NoisiestStage(),  # counts raw input, before the rules drop noise
+            FilterStage(rules),  # level 1: drop, enrich, classify, rename, rate-limit, de-duplicate
             capacity.CapacityStage(capacity.configure(capacity.parse_settings(config.capacity))),
-            *([availability] if availability else []),
+            *([availability] if availability else []),  # after the rules: their severities and resources
+            *([IncidentStage(incidents)] if incidents is not None else []),
         ]
     )

@@ -35,13 +35,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_type ON events(type, pos);
     CREATE INDEX events_time ON events(time);
     """,
+    # 2: de-duplication counters, so fold() can grow a stored event's repeat count idempotently
+    """
+    ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE events ADD COLUMN last_seen REAL;
+    UPDATE events SET last_seen = time;
+    """,
 ]
 
 
 _INSERT_BATCH = """
-INSERT OR IGNORE INTO events(id, time, host, type, severity, source, fingerprint, body)
+INSERT OR IGNORE INTO events(id, time, host, type, severity, source, fingerprint, count, last_seen, body)
 SELECT value->>'id', value->>'time', value->>'host', value->>'type', value->>'severity',
-       value->>'source', value->>'fingerprint', value
+       value->>'source', value->>'fingerprint', value->>'count', value->>'last_seen', value
 FROM json_each(?)
 """
 
@@ -85,6 +91,31 @@ class SqliteEventStore:
         new = db.total_changes - before
         metrics.EVENTS_STORED.inc(new)
         return new
+
+    async def fold(self, events: list[Event]) -> int:
+        """Rewrite stored events whose repeat count grew (de-duplication folded later duplicates in).
+
+        Only a larger count replaces the stored one, so applying the same fold twice (a batch
+        delivered again after a crash) changes nothing. Returns how many stored events changed.
+        """
+        latest: dict[str, Event] = {}
+        for e in events:
+            latest[e.id] = e  # the same kept event may be folded into many times in one batch
+        if not latest:
+            return 0
+        db = self.db
+        before = db.total_changes
+        await db.execute("BEGIN")
+        try:
+            await db.executemany(
+                "UPDATE events SET count = ?, last_seen = ?, body = ? WHERE id = ? AND count < ?",
+                [(e.count, e.last_seen, orjson.dumps(e), e.id, e.count) for e in latest.values()],
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return db.total_changes - before
 
     async def query(self, q: EventQuery) -> EventPage:
         where: list[str] = []

@@ -110,3 +110,20 @@ async def test_full_queue_answers_503_with_retry_after(tmp_path):
         assert queue.depth() == 5  # the refused event was not half-accepted
     await queue.close()
     await store.close()
+
+
+def test_retention_job_removes_old_events(make_daemon):
+    import time
+
+    d = make_daemon(storage={"retention": "1d"})
+    now = time.time()
+    batch = [
+        {"id": "old", "host": "h", "type": "T", "time": now - 2 * 86400},
+        {"id": "new", "host": "h", "type": "T", "time": now - 3600},
+    ]
+    assert d.post_json("/api/v1/events", batch)[0] == 202
+    d.wait_for(lambda: len(d.events()) == 2, what="both stored")
+    d.stop()
+    d.start()  # the retention job runs once at start, then every retention_interval
+    d.wait_for(lambda: [e["id"] for e in d.events()] == ["new"], what="old event removed by retention")
+    assert d.metric("correlator_retention_deleted_events_total") == 1

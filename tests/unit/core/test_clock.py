@@ -43,3 +43,29 @@ def test_timer_scheduled_by_a_timer_fires_in_the_same_advance():
     clock.call_at(1.0, first)
     clock.advance_to(5.0)
     assert fired == [1.0, 2.0]
+
+
+async def test_pipeline_runs_every_stage_even_when_a_stage_drops_all_events():
+    from correlator.pipeline import Pipeline, StageContext
+
+    seen: list[str] = []
+
+    class DropAll:
+        name = "drop"
+
+        async def __call__(self, events, ctx):
+            ctx.responses.append("asked")  # e.g. an incident request for a dropped event
+            return []
+
+    class Consumer:
+        name = "consumer"
+
+        async def __call__(self, events, ctx):
+            seen.extend(ctx.responses)
+            return events
+
+    ctx = StageContext(Clock(0.0), live=False)
+    from correlator.event import Event
+
+    assert await Pipeline([DropAll(), Consumer()]).run([Event("i", 1.0, 1.0, "s", "h", "T")], ctx) == []
+    assert seen == ["asked"]

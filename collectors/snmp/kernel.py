@@ -1,0 +1,32 @@
+"""Datagrams the kernel dropped for a full receive buffer, before the listener could read them.
+
+Linux counts them per socket in /proc/net/udp{,6} (last column, keyed by the socket's inode); the
+receiver polls that every few seconds into correlator_snmp_dropped_total{reason="receive_buffer"}.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+_TABLES = (Path("/proc/net/udp"), Path("/proc/net/udp6"))
+
+
+def socket_inode(sock: socket.socket) -> int:
+    return os.fstat(sock.fileno()).st_ino
+
+
+def kernel_drops(inode: int) -> int | None:
+    """The socket's drop counter, or None where the kernel does not expose it."""
+    wanted = str(inode)
+    for table in _TABLES:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) >= 13 and fields[9] == wanted:
+                return int(fields[-1])
+    return None

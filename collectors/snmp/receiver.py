@@ -1,0 +1,244 @@
+"""The trap/inform listener: one UDP socket, fast-path decode, batched durable emit, then inform replies.
+
+Datagrams -> ber.decode (v1/v2c) or the pysnmp slow path (v3, unusual) -> Mapper -> a batch that one
+flusher task hands to ctx.emit. Inform Responses of a batch are sent only after emit returned, so an
+answered inform is on disk; a failed emit sends no answer and the sender retransmits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import Counter
+
+from collectors.snmp import ber
+from collectors.snmp.engine import Notification, SlowPath
+from collectors.snmp.kernel import kernel_drops, socket_inode
+from collectors.snmp.mapping import SOURCE, Mapper
+from collectors.snmp.settings import SnmpSettings
+from correlator.collector import Emit
+from correlator.errors import QueueFull, ShuttingDown
+from correlator.event import Event
+from correlator.logs import RateLimitedLog
+
+log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
+
+DROPPED = Counter(
+    "correlator_snmp_dropped_total", "SNMP datagrams or notifications dropped, by reason", ["reason"]
+)
+RECEIVED = Counter(
+    "correlator_snmp_notifications_total",
+    "SNMP notifications decoded, by version and decoder path",
+    ["version", "path"],
+)
+BIND_RETRY = 5.0
+KERNEL_DROPS_INTERVAL = 5.0
+INFORMS_ANSWERED = Counter(
+    "correlator_snmp_informs_answered_total", "Informs answered after their event was durably accepted"
+)
+
+
+class TrapReceiver(asyncio.DatagramProtocol):
+    def __init__(self, settings: SnmpSettings, mapper: Mapper, emit: Emit) -> None:
+        self._settings = settings
+        self._mapper = mapper
+        self._emit = emit
+        self._communities = {c.encode() for c in settings.communities}
+        self._slow: SlowPath | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._events: list[Event] = []
+        self._replies: list[tuple[int, Callable[[], None]]] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._binder: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.address: tuple[str, int] | None = None
+
+    async def start(self) -> None:
+        s = self._settings
+        self._slow = SlowPath(list(s.communities), list(s.users), s.engine_id)
+        self._flusher = asyncio.create_task(self._flush_forever(), name="snmp-flush")
+        try:
+            await self._bind()
+        except OSError as e:
+            # A taken port must not stop the daemon: report it and keep trying in the background.
+            log.error("snmp: cannot listen on udp %s:%d: %s; retrying every %.0fs", *s.listen, e, BIND_RETRY)
+            self._binder = asyncio.create_task(self._bind_later(), name="snmp-bind")
+
+    async def _bind(self) -> None:
+        s = self._settings
+        assert self._slow is not None
+        sock = socket.socket(socket.AF_INET6 if ":" in s.listen[0] else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            # A burst of traps waits in the kernel while a commit runs; the kernel caps this at rmem_max.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, s.recv_buffer_bytes)
+            sock.bind(s.listen)
+        except OSError:
+            sock.close()
+            raise
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
+        self._transport = transport
+        self._slow.attach(transport)
+        self.address = sock.getsockname()[:2]
+        self._watcher = asyncio.create_task(self._watch_kernel_drops(socket_inode(sock)), name="snmp-drops")
+        got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        log.info("snmp: listening for traps on udp %s:%d (receive buffer %d bytes)", *self.address, got)
+
+    async def _bind_later(self) -> None:
+        while True:
+            await asyncio.sleep(BIND_RETRY)
+            try:
+                await self._bind()
+                return
+            except OSError as e:
+                _ratelog.warning(
+                    "bind", "snmp: still cannot listen on udp %s:%d: %s", *self._settings.listen, e
+                )
+
+    async def stop(self) -> None:
+        if self._binder is not None:
+            self._binder.cancel()
+        if self._transport is not None:
+            self._transport.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        while self._events:
+            await self._flush()  # what was decoded before the socket closed
+        if self._slow is not None:
+            self._slow.close()
+
+    def healthy(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    # -- receive (synchronous, on the loop: no awaits between datagram and batch) --
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        try:
+            self._receive(data, addr)
+        except Exception:  # a bug must cost one datagram, counted, not the listener
+            DROPPED.labels("internal_error").inc()
+            log.exception("snmp: failed to process a datagram from %s", addr[0])
+
+    def _receive(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        sender = str(addr[0])
+        if len(data) > self._settings.max_datagram_bytes:
+            self._drop("too_large", sender, f"{len(data)} bytes")
+            return
+        if len(self._events) >= self._settings.max_pending_events:
+            self._drop("overload", sender, "pending batch full")
+            return
+        try:
+            msg = ber.decode(data)
+        except ber.Unusual:
+            self._slow_path(data, (sender, int(addr[1])))
+            return
+        if msg.community not in self._communities:
+            self._drop("bad_community", sender, f"community not accepted (v{msg.version + 1})")
+            return
+        try:
+            event = self._mapper.from_fast(msg, sender, time.time())
+        except ber.Unusual as e:  # e.g. a malformed OID inside an otherwise well-formed message
+            self._drop("malformed", sender, str(e))
+            return
+        RECEIVED.labels("v1" if msg.version == 0 else "v2c", "fast").inc()
+        self._events.append(event)
+        if msg.pdu_type == ber.INFORM:
+            reply = ber.encode_response(msg, data)
+            dest = addr
+            self._replies.append((len(self._events) - 1, lambda: self._send(reply, dest)))
+        self._wake.set()
+
+    def error_received(self, exc: Exception) -> None:
+        _ratelog.warning("socket", "snmp: socket error: %s", exc)
+
+    def _slow_path(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._slow is None:
+            return
+        if not data or data[0] != 0x30:
+            self._drop("malformed", addr[0], "not a BER SEQUENCE")
+            return
+
+        def deliver(note: Notification, respond: Callable[[], None] | None) -> None:
+            try:
+                event = self._mapper.from_varbinds(note.varbinds, addr[0], note.version, time.time())
+            except ber.Unusual as e:
+                self._drop("malformed", addr[0], str(e))
+                return
+            RECEIVED.labels(note.version, "pysnmp").inc()
+            self._events.append(event)
+            if respond is not None:
+                self._replies.append((len(self._events) - 1, respond))
+            self._wake.set()
+
+        reason = self._slow.feed(data, addr, deliver)
+        if reason is not None:
+            self._drop(reason, addr[0], "rejected by the SNMP engine")
+
+    def _send(self, data: bytes, addr: Any) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(data, addr)
+
+    def _drop(self, reason: str, sender: str, detail: str) -> None:
+        DROPPED.labels(reason).inc()
+        _ratelog.warning(
+            f"snmp:{reason}", "snmp: dropped a datagram from %s (%s): %s", sender, reason, detail
+        )
+
+    async def _watch_kernel_drops(self, inode: int) -> None:
+        last = kernel_drops(inode)
+        if last is None:
+            return  # not Linux, or no /proc: nothing to watch
+        while True:
+            await asyncio.sleep(KERNEL_DROPS_INTERVAL)
+            now = kernel_drops(inode)
+            if now is not None and now > last:
+                DROPPED.labels("receive_buffer").inc(now - last)
+                _ratelog.warning(
+                    "snmp:receive_buffer",
+                    "snmp: the kernel dropped %d datagrams: receive buffer full (raise recv_buffer_bytes "
+                    "and net.core.rmem_max)",
+                    now - last,
+                )
+                last = now
+
+    # -- durable hand-off --
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._events:
+                await self._flush()
+
+    async def _flush(self) -> None:
+        n = self._settings.max_batch_events
+        events, self._events = self._events[:n], self._events[n:]
+        # Replies are kept with the position of their event, so a split batch answers only its own.
+        replies = [r for pos, r in self._replies if pos < n]
+        self._replies = [(pos - n, r) for pos, r in self._replies if pos >= n]
+        try:
+            await self._emit(events, SOURCE)
+        except (QueueFull, ShuttingDown) as e:
+            # Traps cannot be asked again: count them. Informs are not answered, so senders retransmit.
+            DROPPED.labels("queue_full" if isinstance(e, QueueFull) else "shutting_down").inc(len(events))
+            _ratelog.warning("snmp:emit", "snmp: %d notifications not accepted: %s", len(events), e)
+            return
+        except Exception:
+            DROPPED.labels("emit_failed").inc(len(events))
+            log.exception("snmp: emitting %d events failed", len(events))
+            return
+        for reply in replies:
+            reply()
+        INFORMS_ANSWERED.inc(len(replies))

@@ -1,0 +1,128 @@
+"""GET /api/v1/rules (loaded rules with hit counts, last reload and its errors) and POST .../reload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from correlator.api.common import dumps_response
+from correlator.api.openapi import operation
+from correlator.rules.reload import RulesHolder
+from correlator.rules.ruleset import LoadedRule
+from correlator.rules.stats import STATS
+
+RULES = web.AppKey("rules", RulesHolder)
+
+_ERROR_ITEM = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "string"},
+        "line": {"type": "integer"},
+        "column": {"type": "integer"},
+        "message": {"type": "string"},
+        "text": {"type": "string", "description": "file:line:column: message"},
+    },
+}
+_RELOAD_PROPERTIES: dict[str, Any] = {
+    "ok": {"type": "boolean"},
+    "trigger": {"type": "string", "description": "start, file change, SIGHUP or api"},
+    "at": {"type": "number"},
+    "rules": {"type": "integer", "description": "rules active after the attempt"},
+    "errors": {"type": "array", "items": _ERROR_ITEM},
+}
+_RELOAD = {"type": "object", "properties": _RELOAD_PROPERTIES}
+_RULE = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "kind": {"type": "string"},
+        "description": {"type": "string"},
+        "file": {"type": "string"},
+        "line": {"type": "integer"},
+        "column": {"type": "integer"},
+        "matches": {"type": "integer"},
+        "dropped": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "errors": {"type": "integer"},
+    },
+}
+_LISTING = {
+    "type": "object",
+    "properties": {
+        "rules_dir": {"type": "string"},
+        "reload_success": {"type": "boolean", "nullable": True},
+        "last_reload": {**_RELOAD, "nullable": True},
+        "errors": {"type": "array", "items": _ERROR_ITEM},
+        "loaded_at": {"type": "number"},
+        "files": {"type": "array", "items": {"type": "string"}},
+        "inventory_hosts": {"type": "integer"},
+        "rules": {"type": "array", "items": _RULE},
+    },
+}
+
+
+def add_routes(app: web.Application, holder: RulesHolder) -> None:
+    app[RULES] = holder
+    app.router.add_get("/api/v1/rules", list_rules)
+    app.router.add_post("/api/v1/rules/reload", reload_rules)
+
+
+@operation(
+    summary="Loaded rules with hit counts, and the last reload with its errors",
+    role="viewer",
+    tags=("rules",),
+    responses={200: ("the active rule set", _LISTING)},
+)
+async def list_rules(request: web.Request) -> web.Response:
+    return dumps_response(200, describe(request.app[RULES]))
+
+
+@operation(
+    summary="Reload the rule files: validate the whole set, then swap it in; on errors keep the old set",
+    role="operator",
+    tags=("rules",),
+    responses={
+        200: (
+            "reloaded",
+            {"type": "object", "properties": {**_RELOAD_PROPERTIES, "active_rules": {"type": "integer"}}},
+        ),
+        422: ("the new set has errors; the previous set keeps serving", _RELOAD),
+    },
+)
+async def reload_rules(request: web.Request) -> web.Response:
+    holder = request.app[RULES]
+    result = await holder.reload("api")
+    return dumps_response(
+        200 if result.ok else 422, {**result.as_dict(), "active_rules": len(holder.current.rules)}
+    )
+
+
+def describe(holder: RulesHolder) -> dict[str, Any]:
+    rs = holder.current
+    last = holder.last
+    return {
+        "rules_dir": str(holder.rules_dir),
+        "reload_success": last.ok if last is not None else None,
+        "last_reload": last.as_dict() if last is not None else None,
+        "errors": [e.as_dict() for e in holder.errors],
+        "loaded_at": rs.loaded_at,
+        "files": rs.files,
+        "inventory_hosts": len(rs.inventory),
+        "rules": [_rule(r) for r in rs.rules],
+    }
+
+
+def _rule(r: LoadedRule) -> dict[str, Any]:
+    c = STATS.counters(r.info.name)
+    p = r.info.position
+    return {
+        "name": r.info.name,
+        "kind": r.info.kind,
+        "description": r.info.description,
+        "file": p.file,
+        "line": p.line,
+        "column": p.column,
+        "matches": c.matches,
+        "dropped": dict(c.dropped),
+        "errors": c.errors,
+    }

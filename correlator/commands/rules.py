@@ -1,0 +1,144 @@
+"""`correlator rules check|test|explain|schema`: the operator's tools for rule files (like promtool)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+from correlator.config import load_config
+from correlator.errors import FieldError
+from correlator.event import event_from_dict, parse_time
+from correlator.rules.errors import RuleErrors
+from correlator.rules.explain import explain
+from correlator.rules.loader import load_rules
+from correlator.rules.schema import rules_schema
+from correlator.rules.testing import run_test_file
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("rules", help="check, test and explain rule files; print their JSON Schema")
+    rsub = p.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+
+    c = rsub.add_parser("check", help="validate every rule file; errors as file:line:column: message")
+    c.add_argument("dir", type=Path, nargs="?", help="rule directory (default: rules_dir from the config)")
+    _common(c)
+    c.set_defaults(func=check)
+
+    t = rsub.add_parser("test", help="run rule unit tests (YAML files of input and expected events)")
+    t.add_argument(
+        "files", type=Path, nargs="+", metavar="FILE", help="test files (directories: every *_test.yaml)"
+    )
+    t.add_argument("-v", "--verbose", action="store_true", help="print every test case, passing or not")
+    t.set_defaults(func=test)
+
+    e = rsub.add_parser("explain", help="show which rules an event matches, in order, and what each changes")
+    e.add_argument(
+        "event", type=Path, metavar="EVENT.json", help="one event in the generic JSON format ('-': stdin)"
+    )
+    e.add_argument("--rules", type=Path, metavar="DIR", help="rule directory (default: rules_dir)")
+    e.add_argument("--all", action="store_true", help="also list the candidate rules that did not match")
+    e.add_argument("--json", action="store_true", help="print the trace as JSON")
+    _common(e)
+    e.set_defaults(func=explain_cmd)
+
+    s = rsub.add_parser("schema", help="print the JSON Schema of rule files")
+    s.set_defaults(func=schema)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="configuration file (for rules_dir and inventory_file)")
+    p.add_argument("--inventory", type=Path, help="inventory file (default: inventory_file)")
+
+
+def _dirs(args: argparse.Namespace, rules_dir: Path | None) -> tuple[Path, Path | None]:
+    config = load_config(args.config if args.config else _local_config())
+    return rules_dir or config.rules_dir, args.inventory or config.inventory_file
+
+
+def _local_config() -> Path | None:
+    local = Path("correlator.yaml")
+    return local if local.exists() else None
+
+
+def check(args: argparse.Namespace) -> int:
+    rules_dir, inventory = _dirs(args, args.dir)
+    try:
+        rs = load_rules(rules_dir, inventory)
+    except RuleErrors as e:
+        for err in e.errors:
+            print(err, file=sys.stderr)
+        print(f"{len(e.errors)} error(s) in {rules_dir}", file=sys.stderr)
+        return 1
+    kinds: dict[str, int] = {}
+    for r in rs.rules:
+        kinds[r.info.kind] = kinds.get(r.info.kind, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no rules"
+    print(f"{rules_dir}: OK: {len(rs.rules)} rules ({summary}) in {len(rs.files)} files")
+    return 0
+
+
+def test(args: argparse.Namespace) -> int:
+    files: list[Path] = []
+    for f in args.files:
+        files.extend(sorted(f.rglob("*_test.y*ml")) if f.is_dir() else [f])
+    failed = passed = 0
+    for f in files:
+        result = run_test_file(f)
+        for err in result.errors:
+            print(f"ERROR {err}")
+            failed += 1
+        for case in result.cases:
+            if case.ok:
+                passed += 1
+                if args.verbose:
+                    print(f"ok    {case.where}: {case.name}")
+                continue
+            failed += 1
+            print(f"FAIL  {case.where}: {case.name}")
+            for p in case.problems:
+                print(f"        {p}")
+            print("      actual output events:")
+            for ev in case.actual:
+                print("        " + orjson.dumps(ev).decode())
+            if not case.actual:
+                print("        (none)")
+            if case.responses:
+                print("      responses requested:")
+                for r in case.responses:
+                    print("        " + orjson.dumps(r, default=str).decode())
+    print(f"{passed} passed, {failed} failed ({len(files)} files)")
+    return 1 if failed or not files else 0
+
+
+def explain_cmd(args: argparse.Namespace) -> int:
+    rules_dir, inventory = _dirs(args, args.rules)
+    raw = sys.stdin.buffer.read() if str(args.event) == "-" else args.event.read_bytes()
+    try:
+        doc = orjson.loads(raw)
+        now = parse_time(doc["time"]) if isinstance(doc, dict) and "time" in doc else time.time()
+        ev = event_from_dict(doc, "explain", now, recorded=True)
+    except (orjson.JSONDecodeError, FieldError) as e:
+        print(f"correlator rules explain: {args.event}: {e}", file=sys.stderr)
+        return 2
+    try:
+        rs = load_rules(rules_dir, inventory)
+    except RuleErrors as e:
+        print(f"correlator rules explain: {len(e.errors)} error(s) in the rules:\n{e}", file=sys.stderr)
+        return 2
+    result = explain(rs, ev)
+    if args.json:
+        sys.stdout.write(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(result.text(args.all))
+        if result.event_out is not None:
+            print("final event: " + orjson.dumps(result.event_out).decode())
+    return 0
+
+
+def schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(orjson.dumps(rules_schema(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0

@@ -1,0 +1,273 @@
+"""What happens to an incident: open, link an event, change status, escalate, reopen, close.
+
+Pure functions over the in-memory `Incident`; each records its audit/timeline entries and the
+notifications it asks for in a `Changes` batch that the service then saves in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+from correlator.event import Event, Severity
+from correlator.incidents.model import TRANSITIONS, IllegalTransition, Incident, LogEntry, Status
+from correlator.incidents.settings import EscalationStep, IncidentSettings
+
+OPENED = Counter("correlator_incidents_opened_total", "Incidents opened, by priority", ["priority"])
+REOPENED = Counter(
+    "correlator_incidents_reopened_total", "Resolved incidents reopened by a new event or by hand"
+)
+ESCALATIONS = Counter("correlator_incident_escalations_total", "Escalation steps taken, by level", ["level"])
+_DURATION_BUCKETS = (
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    900.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    43200.0,
+    86400.0,
+)
+TIME_TO_ACK = Histogram(
+    "correlator_incident_time_to_acknowledge_seconds",
+    "Time from opening to acknowledgement (MTTA = sum / count)",
+    buckets=_DURATION_BUCKETS,
+)
+TIME_TO_RESOLVE = Histogram(
+    "correlator_incident_time_to_resolve_seconds",
+    "Time from opening to resolution (MTTR = sum / count)",
+    buckets=_DURATION_BUCKETS,
+)
+
+# (impact, urgency) implied by an event's severity when the rule does not say.
+SEVERITY_IMPACT_URGENCY: dict[Severity, tuple[int, int]] = {
+    Severity.CRITICAL: (1, 1),
+    Severity.MAJOR: (1, 2),
+    Severity.MINOR: (2, 2),
+    Severity.WARNING: (2, 3),
+    Severity.INFO: (3, 3),
+    Severity.CLEAR: (3, 3),
+}
+
+
+@dataclass
+class Changes:
+    """Everything one batch changed: saved together, then notified."""
+
+    new: list[Incident] = field(default_factory=list)
+    dirty: dict[int, Incident] = field(default_factory=dict)  # keyed by id() of the object
+    entries: list[LogEntry] = field(default_factory=list)
+    notices: list[tuple[str, Incident, tuple[str, ...]]] = field(default_factory=list)
+
+    def log(self, inc: Incident, at: float, actor: str, action: str, **detail: Any) -> None:
+        self.entries.append(LogEntry(at, actor, action, detail, incident=inc))
+        self.touch(inc, at)
+
+    def touch(self, inc: Incident, at: float) -> None:
+        inc.updated_at = max(inc.updated_at, at)
+        if inc.id:
+            self.dirty[id(inc)] = inc
+
+    def notify(self, kind: str, inc: Incident, extra_targets: tuple[str, ...] = ()) -> None:
+        """Ask for one notification per target subscribed to `kind`, plus `extra_targets`."""
+        for n, (k, i, extra) in enumerate(self.notices):
+            if k == kind and i is inc:
+                self.notices[n] = (k, i, extra + tuple(t for t in extra_targets if t not in extra))
+                return
+        self.notices.append((kind, inc, extra_targets))
+
+    def __bool__(self) -> bool:
+        return bool(self.new or self.dirty or self.entries)
+
+
+def open_incident(
+    settings: IncidentSettings,
+    changes: Changes,
+    now: float,
+    actor: str,
+    *,
+    title: str,
+    impact: int,
+    urgency: int,
+    major: bool = False,
+    **fields: Any,
+) -> Incident:
+    inc = Incident(title=title, opened_at=now, impact=impact, urgency=urgency, **fields)
+    inc.priority = settings.priority(impact, urgency)
+    inc.major = major or is_major(settings, inc.priority)
+    inc.updated_at = now
+    changes.new.append(inc)
+    changes.log(
+        inc, now, actor, "open", priority=inc.priority, impact=impact, urgency=urgency, major=inc.major
+    )
+    OPENED.labels(inc.priority).inc()
+    changes.notify("open", inc)
+    if inc.major:
+        changes.notify("major", inc)
+    schedule(inc, settings)
+    return inc
+
+
+def link_event(
+    settings: IncidentSettings,
+    changes: Changes,
+    inc: Incident,
+    ev: Event,
+    actor: str,
+    impact: int | None = None,
+    urgency: int | None = None,
+) -> None:
+    """Count the event, keep it in the timeline (up to the limit) and raise the priority it implies."""
+    inc.event_count += 1
+    if inc.first_occurrence is None or ev.time < inc.first_occurrence:
+        inc.first_occurrence = ev.time
+    if inc.last_occurrence is None or ev.time > inc.last_occurrence:
+        inc.last_occurrence = ev.time
+    if ev.severity.rank > Severity(inc.severity).rank:
+        inc.severity = ev.severity.value
+    if inc.linked_events < settings.timeline_limit:
+        inc.linked_events += 1
+        changes.log(inc, ev.time, actor, "event", **_event_summary(ev))
+    else:
+        changes.touch(inc, ev.time)
+    if ev.severity is not Severity.CLEAR:
+        sev_i, sev_u = SEVERITY_IMPACT_URGENCY[ev.severity]
+        raise_priority(settings, changes, inc, ev.time, actor, impact or sev_i, urgency or sev_u)
+
+
+def raise_priority(
+    settings: IncidentSettings,
+    changes: Changes,
+    inc: Incident,
+    now: float,
+    actor: str,
+    impact: int,
+    urgency: int,
+) -> None:
+    """Priority only goes up automatically; lowering it is a person's decision."""
+    new_impact, new_urgency = min(inc.impact, impact), min(inc.urgency, urgency)
+    new_priority = settings.priority(new_impact, new_urgency)
+    if (new_impact, new_urgency) == (inc.impact, inc.urgency):
+        return
+    old = inc.priority
+    inc.impact, inc.urgency = new_impact, new_urgency
+    changes.touch(inc, now)
+    if new_priority >= old:  # 'P1' < 'P2': a string compare orders priorities
+        return
+    inc.priority = new_priority
+    changes.log(inc, now, actor, "priority", **{"from": old, "to": new_priority})
+    changes.notify("update", inc)
+    if not inc.major and is_major(settings, new_priority):
+        inc.major = True
+        changes.log(inc, now, actor, "major", reason=f"priority {new_priority}")
+        changes.notify("major", inc)
+    schedule(inc, settings)
+
+
+def transition(
+    settings: IncidentSettings,
+    changes: Changes,
+    inc: Incident,
+    to: Status,
+    now: float,
+    actor: str,
+    action: str,
+    **detail: Any,
+) -> None:
+    """Move along the state machine, or raise IllegalTransition (nothing changed)."""
+    if to not in TRANSITIONS[inc.status]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[inc.status])) or "none (final)"
+        raise IllegalTransition(inc, action, f"allowed next statuses: {allowed}")
+    old = inc.status
+    inc.status = to
+    starts_work = to is Status.ACKNOWLEDGED or (
+        old is Status.NEW and to in (Status.IN_PROGRESS, Status.ON_HOLD)
+    )
+    if starts_work and inc.acknowledged_at is None:
+        inc.acknowledged_at = now
+        TIME_TO_ACK.observe(max(0.0, now - (inc.reopened_at or inc.opened_at)))
+    if to is Status.RESOLVED:
+        inc.resolved_at = now
+        TIME_TO_RESOLVE.observe(max(0.0, now - (inc.reopened_at or inc.opened_at)))
+    elif to is Status.CLOSED:
+        inc.closed_at = now
+    elif to is Status.NEW:  # reopen: a new round of acknowledgement and escalation
+        inc.reopened_at = now
+        inc.reopen_count += 1
+        inc.acknowledged_at = inc.resolved_at = None
+        inc.resolution_code = inc.resolution_notes = ""
+        inc.escalation_level = 0
+        REOPENED.inc()
+    changes.log(inc, now, actor, action, **{"from": old.value, "to": to.value}, **detail)
+    kind = {Status.RESOLVED: "resolve", Status.CLOSED: "close"}.get(to, "update")
+    changes.notify(kind, inc)
+    schedule(inc, settings)
+
+
+def escalate_due(
+    settings: IncidentSettings, changes: Changes, inc: Incident, now: float
+) -> list[EscalationStep]:
+    """Take every escalation step that is due at `now`; returns them (for their notify targets)."""
+    taken: list[EscalationStep] = []
+    for step in settings.escalation.get(inc.priority, ()):
+        if step.level <= inc.escalation_level or not _still_applies(step, inc):
+            continue
+        if _base(inc) + step.after > now:
+            break
+        inc.escalation_level = step.level
+        ESCALATIONS.labels(str(step.level)).inc()
+        changes.log(inc, now, "system", "escalate", level=step.level, after=step.after, until=step.until)
+        changes.notify("escalate", inc, step.notify)
+        taken.append(step)
+    schedule(inc, settings)
+    return taken
+
+
+def schedule(inc: Incident, settings: IncidentSettings) -> None:
+    """Recompute the incident's deadlines (next escalation, auto-close) from its state and the policy."""
+    inc.next_escalation_at = None
+    if inc.status is not Status.CLOSED:
+        for step in settings.escalation.get(inc.priority, ()):
+            if step.level > inc.escalation_level and _still_applies(step, inc):
+                inc.next_escalation_at = _base(inc) + step.after
+                break
+    if inc.status is Status.RESOLVED and inc.resolved_at is not None:
+        inc.close_at = inc.resolved_at + settings.close_after
+    else:
+        inc.close_at = None
+
+
+def deadline(inc: Incident) -> float | None:
+    times = [t for t in (inc.next_escalation_at, inc.close_at) if t is not None]
+    return min(times) if times else None
+
+
+def _still_applies(step: EscalationStep, inc: Incident) -> bool:
+    if step.until == "acknowledged":
+        return inc.status is Status.NEW
+    return inc.active
+
+
+def _base(inc: Incident) -> float:
+    return inc.reopened_at or inc.opened_at
+
+
+def is_major(settings: IncidentSettings, priority: str) -> bool:
+    return settings.major_priority is not None and priority <= settings.major_priority
+
+
+def _event_summary(ev: Event) -> dict[str, Any]:
+    return {
+        "event_id": ev.id,
+        "host": ev.host,
+        "type": ev.type,
+        "severity": ev.severity.value,
+        "resource": ev.resource,
+        "message": ev.message[:500],
+    }

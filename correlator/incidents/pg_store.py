@@ -1,0 +1,170 @@
+"""PostgreSQL incident store (asyncpg pool), selected by `incidents.dsn`; same contract as SQLite.
+
+Migrations are versioned per component (store/postgres.py `migrate_pg`) and applied on open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from correlator.incidents.lifecycle import Changes
+from correlator.incidents.model import Incident, LogEntry
+from correlator.incidents.store import IncidentPage, IncidentQuery
+from correlator.store.postgres import connect_pool, migrate_pg
+
+MIGRATIONS: list[str] = [
+    # 1: incidents and their timeline (events, comments, audited changes)
+    """
+    CREATE TABLE incidents (
+        id BIGSERIAL PRIMARY KEY,
+        key TEXT,
+        status TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        host TEXT NOT NULL,
+        service TEXT NOT NULL,
+        major BOOLEAN NOT NULL,
+        opened_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX incidents_active_key ON incidents(key)
+        WHERE status IN ('new', 'acknowledged', 'in_progress', 'on_hold');
+    CREATE INDEX incidents_status ON incidents(status, id);
+    CREATE INDEX incidents_host ON incidents(host, id);
+    CREATE INDEX incidents_opened ON incidents(opened_at);
+    CREATE TABLE incident_log (
+        seq BIGSERIAL PRIMARY KEY,
+        incident_id BIGINT NOT NULL REFERENCES incidents(id),
+        at DOUBLE PRECISION NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX incident_log_incident ON incident_log(incident_id, seq);
+    """,
+]
+
+
+def _row(inc: Incident) -> tuple[Any, ...]:
+    return (
+        inc.key,
+        inc.status.value,
+        inc.priority,
+        inc.host,
+        inc.service,
+        inc.major,
+        inc.opened_at,
+        inc.updated_at,
+        orjson.dumps(inc.to_doc()).decode(),
+    )
+
+
+class PgIncidentStore:
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pool: Any = None
+
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("incident store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        self._pool = await connect_pool(self._dsn, "incidents.dsn or storage.dsn")
+        try:
+            async with self._pool.acquire() as conn:
+                await migrate_pg(conn, "incidents", MIGRATIONS)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def save(self, changes: Changes) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if changes.dirty:
+                await conn.executemany(
+                    "UPDATE incidents SET key=$1, status=$2, priority=$3, host=$4, service=$5, major=$6,"
+                    " opened_at=$7, updated_at=$8, body=$9 WHERE id=$10",
+                    [(*_row(inc), inc.id) for inc in changes.dirty.values()],
+                )
+            for inc in changes.new:
+                inc.id = await conn.fetchval(
+                    "INSERT INTO incidents(key, status, priority, host, service, major, opened_at,"
+                    " updated_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                    *_row(inc),
+                )
+                await conn.execute("UPDATE incidents SET body=$1 WHERE id=$2", _row(inc)[-1], inc.id)
+            rows = []
+            for e in changes.entries:
+                if e.incident is not None:
+                    e.incident_id = e.incident.id
+                    e.incident = None
+                rows.append((e.incident_id, e.at, e.actor, e.action, orjson.dumps(e.detail).decode()))
+            if rows:
+                await conn.executemany(
+                    "INSERT INTO incident_log(incident_id, at, actor, action, detail)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    rows,
+                )
+
+    async def load_unclosed(self) -> list[Incident]:
+        rows = await self.pool.fetch("SELECT body FROM incidents WHERE status <> 'closed' ORDER BY id")
+        return [Incident.from_doc(orjson.loads(r[0])) for r in rows]
+
+    async def get(self, incident_id: int) -> Incident | None:
+        body = await self.pool.fetchval("SELECT body FROM incidents WHERE id = $1", incident_id)
+        return Incident.from_doc(orjson.loads(body)) if body is not None else None
+
+    async def timeline(self, incident_id: int) -> list[LogEntry]:
+        rows = await self.pool.fetch(
+            "SELECT seq, at, actor, action, detail FROM incident_log WHERE incident_id = $1 ORDER BY seq",
+            incident_id,
+        )
+        return [
+            LogEntry(r["at"], r["actor"], r["action"], orjson.loads(r["detail"]), None, incident_id, r["seq"])
+            for r in rows
+        ]
+
+    async def query(self, q: IncidentQuery) -> IncidentPage:
+        where: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        for column, values in (("status", q.statuses), ("priority", q.priorities)):
+            if values:
+                where.append(f"{column} = ANY({arg(list(values))}::text[])")
+        for column, value in (("host", q.host), ("service", q.service), ("key", q.key)):
+            if value is not None:
+                where.append(f"{column} = {arg(value)}")
+        if q.major is not None:
+            where.append(f"major = {arg(q.major)}")
+        if q.since is not None:
+            where.append(f"opened_at >= {arg(q.since)}")
+        if q.cursor is not None:
+            where.append(f"id < {arg(q.cursor)}")
+        sql = "SELECT id, body FROM incidents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY id DESC LIMIT {arg(q.limit + 1)}"
+        rows = list(await self.pool.fetch(sql, *args))
+        more = len(rows) > q.limit
+        rows = rows[: q.limit]
+        incidents = [Incident.from_doc(orjson.loads(r["body"])) for r in rows]
+        return IncidentPage(incidents, rows[-1]["id"] if more and rows else None)
+
+    async def ping(self) -> bool:
+        try:
+            await self.pool.fetchval("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -1,0 +1,320 @@
+"""Incident management's one entry point: applies correlation's requests and people's actions.
+
+Keeps every unclosed incident in memory (indexed by id and correlation key) so the pipeline never
+waits on a read; each change batch is saved in one transaction, then notified. Deadlines
+(escalation, auto-close) live on the incidents and are run by `run_due(now)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from correlator.clock import Clock
+from correlator.incidents import lifecycle as lc
+from correlator.incidents.model import PRIORITIES, IllegalTransition, Incident, LogEntry, Status
+from correlator.incidents.notify import Notifier
+from correlator.incidents.settings import IncidentSettings
+from correlator.incidents.store import IncidentPage, IncidentQuery, IncidentStore
+from correlator.logs import RateLimitedLog
+from correlator.responses import IncidentRequest
+
+log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
+
+OPEN = Gauge("correlator_incidents_open", "Incidents not yet resolved, by priority", ["priority"])
+REQUESTS = Counter(
+    "correlator_incident_requests_total",
+    "Incident requests from correlation by outcome (opened, updated, reopened, resolved, ignored)",
+    ["outcome"],
+)
+
+
+class NotFound(Exception):
+    pass
+
+
+class IncidentService:
+    def __init__(
+        self, store: IncidentStore, settings: IncidentSettings, clock: Clock, notifier: Notifier | None = None
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.notifier = notifier or Notifier(settings.notify)
+        self.on_deadline: Callable[[float | None], None] | None = None  # the scheduler's hook
+        self._by_id: dict[int, Incident] = {}
+        self._by_key: dict[str, Incident] = {}
+        self._lock = asyncio.Lock()
+        self._next_due: float | None = None
+
+    async def open(self) -> None:
+        await self.store.open()
+        await self._load()
+        await self.notifier.start()
+
+    async def close(self) -> None:
+        await self.notifier.stop()
+        await self.store.close()
+
+    @property
+    def next_due(self) -> float | None:
+        return self._next_due
+
+    def active_for(self, key: str) -> Incident | None:
+        return self._by_key.get(key)
+
+    # --- correlation ---------------------------------------------------------------------------
+
+    async def apply(self, requests: Iterable[IncidentRequest]) -> None:
+        async with self._lock:
+            changes = lc.Changes()
+            now = self.clock.now()
+            for req in requests:
+                REQUESTS.labels(self._apply_one(changes, req, now)).inc()
+            await self._commit(changes)
+
+    def _apply_one(self, changes: lc.Changes, req: IncidentRequest, now: float) -> str:
+        if req.impact not in (None, 1, 2, 3) or req.urgency not in (None, 1, 2, 3):
+            _ratelog.warning(
+                f"levels:{req.rule}", "rule %s asked for impact %r urgency %r (expected 1..3): using the "
+                "event severity instead", req.rule, req.impact, req.urgency,
+            )  # fmt: skip
+            req = dataclasses.replace(req, impact=None, urgency=None)
+        s = self.settings
+        actor = f"rule:{req.rule}"
+        inc = self._by_key.get(req.key)
+        if req.action == "resolve":
+            if inc is None or not inc.active:
+                return "ignored"
+            lc.link_event(s, changes, inc, req.event, actor)
+            inc.resolution_code = "auto_cleared"
+            inc.resolution_notes = req.description or f"cleared by {req.event.type} on {req.event.host}"
+            lc.transition(s, changes, inc, Status.RESOLVED, now, actor, "resolve", code=inc.resolution_code)
+            return "resolved"
+        if inc is not None and inc.active:
+            self._update(changes, inc, req, actor)
+            return "updated"
+        if inc is not None and inc.status is Status.RESOLVED:
+            assert inc.resolved_at is not None
+            if now - inc.resolved_at <= s.reopen_window:
+                if req.action == "update":  # a trailing event after the clear: keep it, do not reopen
+                    lc.link_event(s, changes, inc, req.event, actor)
+                    return "updated"
+                lc.transition(s, changes, inc, Status.NEW, now, actor, "reopen", reason="the key fired again")
+                self._update(changes, inc, req, actor)
+                return "reopened"
+        ev = req.event
+        impact, urgency = lc.SEVERITY_IMPACT_URGENCY[ev.severity]
+        inc = lc.open_incident(
+            s,
+            changes,
+            now,
+            actor,
+            title=req.title or f"{ev.type} on {ev.host}",
+            impact=req.impact or impact,
+            urgency=req.urgency or urgency,
+            major=req.major,
+            description=req.description or ev.message,
+            host=ev.host,
+            service=_attr(ev.attributes, "service"),
+            category=_attr(ev.attributes, "category"),
+            assignment_group=req.assignment_group or "",
+            key=req.key,
+            rule=req.rule,
+        )
+        lc.link_event(s, changes, inc, ev, actor, req.impact, req.urgency)
+        self._by_key[req.key] = inc
+        return "opened"
+
+    def _update(self, changes: lc.Changes, inc: Incident, req: IncidentRequest, actor: str) -> None:
+        lc.link_event(self.settings, changes, inc, req.event, actor, req.impact, req.urgency)
+        if req.major and not inc.major:
+            inc.major = True
+            changes.log(inc, req.event.time, actor, "major", reason=f"rule {req.rule}")
+            changes.notify("major", inc)
+        if req.assignment_group and not inc.assignment_group:
+            inc.assignment_group = req.assignment_group
+            changes.log(inc, req.event.time, actor, "assign", group=req.assignment_group)
+
+    # --- deadlines -----------------------------------------------------------------------------
+
+    async def run_due(self, now: float | None = None) -> int:
+        """Escalate and auto-close what is due at `now` (default: the clock); returns how many acted."""
+        now = self.clock.now() if now is None else now
+        if self._next_due is None or now < self._next_due:
+            return 0
+        async with self._lock:
+            changes = lc.Changes()
+            acted = 0
+            for inc in list(self._by_id.values()):
+                due = lc.deadline(inc)
+                if due is None or due > now:
+                    continue
+                acted += 1
+                if inc.close_at is not None and inc.close_at <= now:
+                    reason = f"resolved for {self.settings.close_after:.0f}s"
+                    lc.transition(
+                        self.settings,
+                        changes,
+                        inc,
+                        Status.CLOSED,
+                        inc.close_at,
+                        "system",
+                        "close",
+                        reason=reason,
+                    )
+                else:
+                    lc.escalate_due(self.settings, changes, inc, now)
+            await self._commit(changes)
+            return acted
+
+    # --- people (API) --------------------------------------------------------------------------
+
+    async def create(self, actor: str, fields: dict[str, Any]) -> Incident:
+        async with self._lock:
+            changes = lc.Changes()
+            key = fields.get("key")
+            if key is not None and key in self._by_key and self._by_key[key].active:
+                raise IllegalTransition(self._by_key[key], f"open another incident with key {key!r}")
+            impact, urgency = fields.pop("impact", 3), fields.pop("urgency", 3)
+            inc = lc.open_incident(
+                self.settings, changes, self.clock.now(), actor, impact=impact, urgency=urgency, **fields
+            )
+            if key is not None:
+                self._by_key[key] = inc
+            await self._commit(changes)
+            return inc
+
+    async def act(self, incident_id: int, action: str, actor: str, args: dict[str, Any]) -> Incident:
+        """ack, status, assign, comment, resolve, close, reopen: the state machine decides (409)."""
+        async with self._lock:
+            inc = self._by_id.get(incident_id) or await self.store.get(incident_id)
+            if inc is None:
+                raise NotFound(f"no incident {incident_id}")
+            changes = lc.Changes()
+            now = self.clock.now()
+            s = self.settings
+            note = args.get("note") or ""
+            if action == "comment":
+                changes.log(inc, now, actor, "comment", text=args["text"])
+            elif action == "assign":
+                if inc.status is Status.CLOSED:
+                    raise IllegalTransition(inc, "assign")
+                old = {"group": inc.assignment_group, "assignee": inc.assignee}
+                inc.assignment_group = args.get("group", inc.assignment_group)
+                inc.assignee = args.get("assignee", inc.assignee)
+                new = {"group": inc.assignment_group, "assignee": inc.assignee}
+                changes.log(inc, now, actor, "assign", **{"from": old, "to": new})
+                changes.notify("update", inc)
+            elif action == "update":
+                self._edit(changes, inc, now, actor, args)
+            else:
+                to, extra = self._target(inc, action, args)
+                lc.transition(
+                    s, changes, inc, to, now, actor, action, **extra, **({"note": note} if note else {})
+                )
+            await self._commit(changes)
+            return inc
+
+    def _target(self, inc: Incident, action: str, args: dict[str, Any]) -> tuple[Status, dict[str, Any]]:
+        if action == "ack":
+            return Status.ACKNOWLEDGED, {}
+        if action == "status":
+            return Status(args["status"]), {}
+        if action == "resolve":
+            if not inc.active:
+                raise IllegalTransition(inc, "resolve")
+            inc.resolution_code = args.get("code") or "resolved"
+            inc.resolution_notes = args.get("notes") or ""
+            return Status.RESOLVED, {"code": inc.resolution_code}
+        if action == "close":
+            return Status.CLOSED, {}
+        if action == "reopen":
+            return Status.NEW, {"reason": args.get("reason") or ""}
+        raise ValueError(f"unknown action {action!r}")
+
+    def _edit(self, changes: lc.Changes, inc: Incident, now: float, actor: str, args: dict[str, Any]) -> None:
+        if inc.status is Status.CLOSED:
+            raise IllegalTransition(inc, "edit")
+        before = {k: getattr(inc, k) for k in args}
+        for k, v in args.items():
+            setattr(inc, k, v)
+        if "impact" in args or "urgency" in args:
+            inc.priority = self.settings.priority(inc.impact, inc.urgency)
+            if "major" not in args and lc.is_major(self.settings, inc.priority) and not inc.major:
+                inc.major = True
+                changes.notify("major", inc)
+            lc.schedule(inc, self.settings)
+        changes.log(inc, now, actor, "update", **{"from": before, "to": args})
+        changes.notify("update", inc)
+
+    async def get(self, incident_id: int) -> tuple[Incident, list[LogEntry]]:
+        inc = self._by_id.get(incident_id) or await self.store.get(incident_id)
+        if inc is None:
+            raise NotFound(f"no incident {incident_id}")
+        return inc, await self.store.timeline(incident_id)
+
+    async def query(self, q: IncidentQuery) -> IncidentPage:
+        return await self.store.query(q)
+
+    # --- persistence and bookkeeping -----------------------------------------------------------
+
+    async def _commit(self, changes: lc.Changes) -> None:
+        if not changes:
+            return
+        try:
+            await self.store.save(changes)
+        except Exception:
+            log.exception("saving incident changes failed; reloading incidents from the store")
+            await self._load()
+            raise
+        for inc in changes.new:
+            self._by_id[inc.id] = inc
+        for inc in [*changes.new, *changes.dirty.values()]:
+            if inc.status is Status.CLOSED:
+                self._by_id.pop(inc.id, None)
+                if inc.key is not None and self._by_key.get(inc.key) is inc:
+                    del self._by_key[inc.key]
+        if self.notifier.enabled:
+            for kind, inc, targets in changes.notices:
+                self.notifier.submit(kind, inc.to_api(), targets)
+        self._refresh()
+
+    async def _load(self) -> None:
+        self._by_id.clear()
+        self._by_key.clear()
+        for inc in await self.store.load_unclosed():
+            lc.schedule(inc, self.settings)  # the policy may have changed since the last run
+            self._by_id[inc.id] = inc
+            if inc.key is not None:
+                current = self._by_key.get(inc.key)
+                if current is None or inc.id > current.id:
+                    self._by_key[inc.key] = inc
+        self._refresh()
+
+    def _refresh(self) -> None:
+        counts = dict.fromkeys(PRIORITIES, 0)
+        due: float | None = None
+        for inc in self._by_id.values():
+            if inc.active:
+                counts[inc.priority] += 1
+            d = lc.deadline(inc)
+            if d is not None and (due is None or d < due):
+                due = d
+        for prio, n in counts.items():
+            OPEN.labels(prio).set(n)
+        if due != self._next_due:
+            self._next_due = due
+            if self.on_deadline is not None:
+                self.on_deadline(due)
+
+
+def _attr(attributes: dict[str, Any], name: str) -> str:
+    v = attributes.get(name)
+    return v if isinstance(v, str) else ""

@@ -1,0 +1,179 @@
+"""SQLite incident store (its own file beside the event store, WAL, versioned migrations on open).
+
+Incidents change far less often than events arrive, so each save is one small transaction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from correlator.incidents.lifecycle import Changes
+from correlator.incidents.model import Incident, LogEntry
+from correlator.incidents.store import IncidentPage, IncidentQuery
+from correlator.store.sqlite import migrate
+
+MIGRATIONS: list[str] = [
+    # 1: incidents and their timeline (events, comments, audited changes)
+    """
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT,
+        status TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        host TEXT NOT NULL,
+        service TEXT NOT NULL,
+        major INTEGER NOT NULL,
+        opened_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX incidents_active_key ON incidents(key)
+        WHERE status IN ('new', 'acknowledged', 'in_progress', 'on_hold');
+    CREATE INDEX incidents_status ON incidents(status, id);
+    CREATE INDEX incidents_host ON incidents(host, id);
+    CREATE INDEX incidents_opened ON incidents(opened_at);
+    CREATE TABLE incident_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX incident_log_incident ON incident_log(incident_id, seq);
+    """,
+]
+
+
+def _row(inc: Incident) -> tuple[Any, ...]:
+    return (
+        inc.key,
+        inc.status.value,
+        inc.priority,
+        inc.host,
+        inc.service,
+        int(inc.major),
+        inc.opened_at,
+        inc.updated_at,
+        orjson.dumps(inc.to_doc()).decode(),
+    )
+
+
+class SqliteIncidentStore:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("incident store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self._path, isolation_level=None)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await migrate(self._db, MIGRATIONS)
+
+    async def save(self, changes: Changes) -> None:
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            # Updates first: a resolved incident frees its key before a new one takes it.
+            await db.executemany(
+                "UPDATE incidents SET key=?, status=?, priority=?, host=?, service=?, major=?,"
+                " opened_at=?, updated_at=?, body=? WHERE id=?",
+                [(*_row(inc), inc.id) for inc in changes.dirty.values()],
+            )
+            for inc in changes.new:
+                cur = await db.execute(
+                    "INSERT INTO incidents(key, status, priority, host, service, major, opened_at,"
+                    " updated_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _row(inc),
+                )
+                assert cur.lastrowid is not None
+                inc.id = cur.lastrowid
+                await db.execute("UPDATE incidents SET body=? WHERE id=?", (_row(inc)[-1], inc.id))
+            rows = []
+            for e in changes.entries:
+                if e.incident is not None:
+                    e.incident_id = e.incident.id
+                    e.incident = None
+                rows.append((e.incident_id, e.at, e.actor, e.action, orjson.dumps(e.detail).decode()))
+            await db.executemany(
+                "INSERT INTO incident_log(incident_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    async def load_unclosed(self) -> list[Incident]:
+        rows = await self.db.execute_fetchall(
+            "SELECT body FROM incidents WHERE status <> 'closed' ORDER BY id"
+        )
+        return [Incident.from_doc(orjson.loads(r[0])) for r in rows]
+
+    async def get(self, incident_id: int) -> Incident | None:
+        rows = list(await self.db.execute_fetchall("SELECT body FROM incidents WHERE id = ?", (incident_id,)))
+        return Incident.from_doc(orjson.loads(rows[0][0])) if rows else None
+
+    async def timeline(self, incident_id: int) -> list[LogEntry]:
+        rows = await self.db.execute_fetchall(
+            "SELECT seq, at, actor, action, detail FROM incident_log WHERE incident_id = ? ORDER BY seq",
+            (incident_id,),
+        )
+        return [
+            LogEntry(at, actor, action, orjson.loads(d), None, incident_id, seq)
+            for seq, at, actor, action, d in rows
+        ]
+
+    async def query(self, q: IncidentQuery) -> IncidentPage:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, values in (("status", q.statuses), ("priority", q.priorities)):
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                args.extend(values)
+        for column, value in (("host", q.host), ("service", q.service), ("key", q.key)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if q.major is not None:
+            where.append("major = ?")
+            args.append(int(q.major))
+        if q.since is not None:
+            where.append("opened_at >= ?")
+            args.append(q.since)
+        if q.cursor is not None:
+            where.append("id < ?")
+            args.append(q.cursor)
+        sql = "SELECT id, body FROM incidents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(q.limit + 1)
+        rows = list(await self.db.execute_fetchall(sql, args))
+        more = len(rows) > q.limit
+        rows = rows[: q.limit]
+        incidents = [Incident.from_doc(orjson.loads(body)) for _, body in rows]
+        return IncidentPage(incidents, rows[-1][0] if more and rows else None)
+
+    async def ping(self) -> bool:
+        try:
+            await self.db.execute_fetchall("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None

@@ -1,0 +1,369 @@
+"""The level-1 rule kind `filter`: match, then drop, inventory, set, classify, rename, rate_limit, dedup.
+
+Compiled once into a FilterRule holding one predicate and a tuple of step closures; the filter stage
+(correlator/rules/stage.py) runs the candidate rules from the index on each event in order.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from correlator.errors import FieldError
+from correlator.event import Event, Severity, fingerprint
+from correlator.inventory import STANDARD_FIELDS, Inventory
+from correlator.rules.errors import RuleError
+from correlator.rules.fields import compile_setter, split_path
+from correlator.rules.matchers import Matcher, compile_matcher, equality_values
+from correlator.rules.model import (
+    Bool,
+    Duration,
+    Either,
+    Int,
+    Key,
+    ListOf,
+    MapOf,
+    Match,
+    Obj,
+    Spec,
+    Str,
+    Template,
+)
+from correlator.rules.registry import BuildContext, RuleInfo, RuleKind, register_kind
+from correlator.rules.stats import STATS, RuleCounters
+from correlator.rules.templates import compile_template, parse_template
+from correlator.yamlfile import Position, YamlMap
+
+Step = Callable[[Event, list[Event]], str | None]
+"""step(event, updates) -> None to go on, or the reason the event was removed."""
+Mutator = Callable[[Event], None]
+
+INDEXED_FIELDS = ("type", "source", "host")
+PATTERN_FIELDS = ("type", "source")  # fields with few distinct values, where glob pins are indexed too
+MAX_KEYS = 100_000  # per stateful rule (dedup / rate_limit): bounds memory whatever the key cardinality
+ACTION_ORDER = ("drop", "inventory", "set", "classify", "rename", "rate_limit", "dedup", "stop")
+
+
+@dataclass(frozen=True)
+class Scalar(Spec):
+    doc: str = ""
+
+    def parse(self, value: Any, where: Position | None) -> Any:
+        return lambda ev: value
+
+    def schema(self) -> dict[str, Any]:
+        return self._doc({"type": ["number", "boolean"]})
+
+
+_INVENTORY = Obj(
+    {
+        "key": Key(Template(doc="template giving the inventory host to look up (default '{host}')")),
+        "fields": Key(ListOf(Str(doc="an inventory column"), doc="columns to copy (default: all)")),
+        "overwrite": Key(Bool(doc="replace attributes the event already has"), default=False),
+    },
+    doc="copy the host's inventory fields (site, service, owner, criticality, ...) into attributes",
+)
+_DEDUP = Obj(
+    {
+        "window": Key(
+            Duration(doc="repeats within this time of the first occurrence fold into it"), required=True
+        ),
+        "key": Key(Str(doc="template of the de-duplication key (default '{fingerprint}')")),
+    }
+)
+MODEL = Obj(
+    {
+        "match": Key(Match()),
+        "drop": Key(Bool(doc="remove matching events (counted per rule)"), default=False),
+        "inventory": Key(Either((((bool,), Bool()), ((dict,), _INVENTORY))), default=False),
+        "set": Key(
+            MapOf(
+                Either((((str,), Template(value=True)), ((int, float, bool), Scalar()))),
+                key=lambda k, where: split_path(k, where, writable=True),
+                doc="field -> template or value, applied in the order written",
+            )
+        ),
+        "classify": Key(
+            Obj(
+                {
+                    "severity": Key(Str(doc="severity name or template")),
+                    "category": Key(Template(doc="sets attributes.category")),
+                }
+            )
+        ),
+        "rename": Key(Template(doc="new event type (template)")),
+        "rate_limit": Key(
+            Obj(
+                {
+                    "key": Key(Str(doc="template of the key counted separately (default '{host}')")),
+                    "max": Key(Int(minimum=1, doc="events passed per key per window"), required=True),
+                    "per": Key(Duration(doc="the window"), required=True),
+                }
+            )
+        ),
+        "dedup": Key(Either((((str, int, float), Duration()), ((dict,), _DEDUP)))),
+        "stop": Key(Bool(doc="no later rule sees the event"), default=False),
+    }
+)
+
+
+@dataclass(eq=False, slots=True)
+class FilterRule:
+    info: RuleInfo
+    match: Matcher
+    steps: tuple[Step, ...]
+    stop: bool
+    index: tuple[str, frozenset[str]] | None  # (field, values) the event must have, for the rule index
+    counters: RuleCounters
+    stateful: dict[str, Any] = field(default_factory=dict)  # "dedup"/"rate_limit" -> state holder
+    reindex: bool = False  # changes a field the index files rules under (type, host)
+    pattern: tuple[str, Callable[[str], Any]] | None = None  # (field, glob test) when pinned by a glob
+
+    def apply(self, ev: Event, updates: list[Event]) -> str | None:
+        """Run the actions on a matched event; returns the removal reason or None."""
+        for step in self.steps:
+            reason = step(ev, updates)
+            if reason is not None:
+                self.counters.dropped[reason] += 1
+                return reason
+        return None
+
+    def adopt(self, old: FilterRule) -> None:
+        """Carry de-duplication and rate-limit state over a reload when their settings are unchanged."""
+        for name, holder in self.stateful.items():
+            prev = old.stateful.get(name)
+            if prev is not None and prev.signature == holder.signature:
+                holder.state = prev.state
+                holder.latest = prev.latest
+
+
+def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> FilterRule:
+    steps: list[Step] = []
+    if v["drop"]:
+        steps.append(_drop)
+    mutators: list[Mutator] = []
+    identity = False  # does the rule change host, resource or type (so a default fingerprint follows)?
+    if v["inventory"]:
+        opts = v["inventory"] if isinstance(v["inventory"], dict) else {}
+        mutators.append(_inventory(ctx.inventory, opts, raw.where_value("inventory")))
+    if v["set"]:
+        setmap = raw["set"]
+        for path, render in v["set"].items():
+            where = setmap.where_value(path) if isinstance(setmap, YamlMap) else raw.where("set")
+            if path == "severity":
+                _check_severity(setmap[path], where)
+            mutators.append(_assign(compile_setter(path, where), render))
+            identity = identity or path in ("host", "resource", "type")
+        if "fingerprint" in v["set"]:
+            identity = False
+    if v["classify"]:
+        cls = v["classify"]
+        craw = raw["classify"]
+        if cls["severity"] is not None:
+            where = craw.where_value("severity")
+            _check_severity(cls["severity"], where)
+            mutators.append(
+                _assign(compile_setter("severity", where), compile_template(cls["severity"], where))
+            )
+        if cls["category"] is not None:
+            mutators.append(_assign(compile_setter("attributes.category"), cls["category"]))
+    if v["rename"] is not None:
+        mutators.append(_assign(compile_setter("type"), v["rename"]))
+        identity = identity or not (v["set"] and "fingerprint" in v["set"])
+    if mutators:
+        steps.append(_modify(mutators, identity))
+    stateful: dict[str, Any] = {}
+    if v["rate_limit"]:
+        rl = v["rate_limit"]
+        key_text = rl["key"] or "{host}"
+        limiter = RateLimiter(compile_template(key_text, raw.where_value("rate_limit")), rl["max"], rl["per"])
+        limiter.signature = (key_text, rl["max"], rl["per"])
+        stateful["rate_limit"] = limiter
+        steps.append(limiter)
+    if v["dedup"] is not None:
+        d = v["dedup"] if isinstance(v["dedup"], dict) else {"window": v["dedup"], "key": None}
+        key_text = d["key"] or "{fingerprint}"
+        deduper = Deduper(compile_template(key_text, raw.where_value("dedup")), d["window"])
+        deduper.signature = (key_text, d["window"])
+        stateful["dedup"] = deduper
+        steps.append(deduper)
+    if not steps and not v["stop"]:
+        raise RuleError(
+            info.position, f"rule {info.name!r} has no action; add one of {', '.join(ACTION_ORDER)}"
+        )
+    index = None
+    pattern = None
+    for fname in INDEXED_FIELDS:
+        values = equality_values(raw.get("match"), fname)
+        if values is not None:
+            index = (fname, values)
+            break
+    else:
+        pattern = _glob_pin(raw.get("match"))
+    match = v["match"] if v["match"] is not None else compile_matcher(None)  # no match: every event
+    reindex = v["rename"] is not None or bool(v["set"] and {"type", "host"} & set(v["set"]))
+    counters = STATS.counters(info.name)
+    return FilterRule(info, match, tuple(steps), v["stop"], index, counters, stateful, reindex, pattern)
+
+
+def _glob_pin(spec: Any) -> tuple[str, Callable[[str], Any]] | None:
+    """`type: {glob: ...}` or `source: {glob: ...}` at the top level of match: the index tests the
+    pattern once per distinct type or source (both few) instead of once per event."""
+    if not isinstance(spec, dict):
+        return None
+    for fname in PATTERN_FIELDS:
+        cond = spec.get(fname)
+        if isinstance(cond, dict) and isinstance(cond.get("glob"), str):
+            return fname, re.compile(fnmatch.translate(cond["glob"])).match
+    return None
+
+
+def _drop(ev: Event, updates: list[Event]) -> str | None:
+    return "drop"
+
+
+def _check_severity(text: Any, where: Position | None) -> None:
+    if isinstance(text, str) and not any(isinstance(p, tuple) for p in parse_template(text, where)):
+        try:
+            Severity.parse(text)
+        except FieldError as e:
+            raise RuleError(where, f"severity {e.message}") from None
+
+
+def _assign(setter: Callable[[Event, Any], None], render: Callable[[Event], Any]) -> Mutator:
+    return lambda ev: setter(ev, render(ev))
+
+
+def _modify(mutators: list[Mutator], identity: bool) -> Step:
+    muts = tuple(mutators)
+    if not identity:
+
+        def modify(ev: Event, updates: list[Event]) -> str | None:
+            for m in muts:
+                m(ev)
+            return None
+
+        return modify
+
+    def modify_identity(ev: Event, updates: list[Event]) -> str | None:
+        default = ev.fingerprint == fingerprint(ev.host, ev.resource, ev.type)
+        for m in muts:
+            m(ev)
+        if default:
+            ev.fingerprint = fingerprint(ev.host, ev.resource, ev.type)
+        return None
+
+    return modify_identity
+
+
+def _inventory(inv: Inventory, opts: dict[str, Any], where: Position | None) -> Mutator:
+    key = opts.get("key") or (lambda ev: ev.host)
+    wanted = tuple(opts.get("fields") or ())
+    overwrite = bool(opts.get("overwrite"))
+    known = set(STANDARD_FIELDS)
+    for asset in inv:
+        known.update(asset.extra)
+    for f in wanted:
+        if f not in known:
+            raise RuleError(
+                where, f"inventory: unknown column {f!r}; the inventory has {', '.join(sorted(known))}"
+            )
+
+    def enrich(ev: Event) -> None:
+        asset = inv.get(key(ev))
+        if asset is None:
+            return
+        values = asset.fields()
+        attrs = ev.attributes
+        for name, value in values.items():
+            if wanted and name not in wanted:
+                continue
+            if overwrite or name not in attrs:
+                attrs[name] = value
+
+    return enrich
+
+
+class Deduper:
+    """Folds repeats of a key (and severity) within `window` of the first occurrence into that event.
+
+    The kept event's count and last_seen grow; it is appended to `updates` so the store rewrites it.
+    A severity change never folds: a clear after a major is news, not a repeat.
+    """
+
+    def __init__(self, key: Callable[[Event], str], window: float) -> None:
+        self.key = key
+        self.window = window
+        self.state: dict[tuple[str, str], Event] = {}
+        self.latest = 0.0
+        self.next_sweep = 0.0
+        self.signature: tuple[Any, ...] = ()
+
+    def __call__(self, ev: Event, updates: list[Event]) -> str | None:
+        t = ev.time
+        if t > self.latest:
+            self.latest = t
+            # Expired entries go once per window of event time (or when full), so memory follows
+            # the keys active in the last window, not all keys ever seen.
+            if t >= self.next_sweep or len(self.state) >= MAX_KEYS:
+                self._sweep()
+                self.next_sweep = t + self.window
+        k = (self.key(ev), ev.severity.value)
+        first = self.state.get(k)
+        if first is not None and abs(t - first.time) < self.window and first is not ev:
+            first.count += ev.count
+            if ev.last_seen > first.last_seen:
+                first.last_seen = ev.last_seen
+            updates.append(first)
+            return "duplicate"
+        if len(self.state) < MAX_KEYS:
+            self.state[k] = ev
+        return None
+
+    def _sweep(self) -> None:
+        horizon = self.latest - self.window
+        self.state = {k: e for k, e in self.state.items() if e.time > horizon}
+
+
+class RateLimiter:
+    """At most `max` events per key in fixed windows of `per` seconds (event time); the rest are dropped."""
+
+    def __init__(self, key: Callable[[Event], str], limit: int, per: float) -> None:
+        self.key = key
+        self.limit = limit
+        self.per = per
+        self.state: dict[str, list[float]] = {}  # key -> [window start, events seen]
+        self.latest = 0.0
+        self.next_sweep = 0.0
+        self.signature: tuple[Any, ...] = ()
+
+    def __call__(self, ev: Event, updates: list[Event]) -> str | None:
+        t = ev.time
+        if t > self.latest:
+            self.latest = t
+            if t >= self.next_sweep or len(self.state) >= MAX_KEYS:
+                horizon = t - self.per
+                self.state = {k: s for k, s in self.state.items() if s[0] > horizon}
+                self.next_sweep = t + self.per
+        k = self.key(ev)
+        s = self.state.get(k)
+        if s is None or not s[0] <= t < s[0] + self.per:
+            if s is not None or len(self.state) < MAX_KEYS:
+                self.state[k] = [t, 1]
+            return None
+        s[1] += 1
+        return "rate_limit" if s[1] > self.limit else None
+
+
+register_kind(
+    RuleKind(
+        "filter",
+        MODEL,
+        build,
+        level=1,
+        doc="level-1 rule: when `match` holds, run the actions in the order " + ", ".join(ACTION_ORDER),
+    )
+)

@@ -1,0 +1,146 @@
+"""Reads the rule directory: every `*.yaml`/`*.yml` below it (not `*_test.yaml`), compiled as one set.
+
+All files are parsed and every error collected before anything is returned, so a reload either gets
+a complete new RuleSet or a list of `file:line:column: message` errors and keeps the old set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from correlator import yamlfile
+from correlator.inventory import InventoryError, load_inventory
+from correlator.rules.errors import RuleError, RuleErrors, suggest
+from correlator.rules.registry import DEFAULT_KIND, BuildContext, RuleInfo, kinds
+from correlator.rules.ruleset import LoadedRule, RuleSet
+from correlator.yamlfile import Position, YamlList, YamlMap
+
+TEST_SUFFIXES = ("_test.yaml", "_test.yml")
+FILE_KEYS = ("rules",)
+
+
+def rule_files(rules_dir: Path) -> list[Path]:
+    """Rule files in load order: sorted by path; hidden directories and rule tests are skipped."""
+    found = []
+    for p in rules_dir.rglob("*"):
+        rel = p.relative_to(rules_dir)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if p.suffix in (".yaml", ".yml") and p.is_file() and not p.name.endswith(TEST_SUFFIXES):
+            found.append(p)
+    return sorted(found)
+
+
+def load_rules(rules_dir: Path, inventory_file: Path | None = None) -> RuleSet:
+    """Compile the whole directory; raises RuleErrors listing every problem found."""
+    if not rules_dir.is_dir():
+        raise RuleErrors([RuleError(Position(str(rules_dir), 1, 1), "the rules directory does not exist")])
+    try:
+        inventory = load_inventory(inventory_file)
+    except InventoryError as e:
+        raise RuleErrors([RuleError(e.position, f"inventory: {e.message}")]) from None
+    files = rule_files(rules_dir)
+    texts = {}
+    errors: list[RuleError] = []
+    for path in files:
+        try:
+            texts[str(path)] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            errors.append(RuleError(Position(str(path), 1, 1), f"cannot read: {e}"))
+    ctx = BuildContext(rules_dir, inventory)
+    try:
+        rules = compile_texts(texts, ctx)
+    except RuleErrors as e:
+        errors.extend(e.errors)
+        rules = []
+    if errors:
+        raise RuleErrors(errors)
+    return RuleSet(rules, [str(p) for p in files], inventory, rules_dir)
+
+
+def compile_texts(texts: dict[str, str], ctx: BuildContext) -> list[LoadedRule]:
+    """Compile rule files given as {file name: text}, in that order; raises RuleErrors."""
+    registry = kinds()
+    errors: list[RuleError] = []
+    rules: list[LoadedRule] = []
+    seen: dict[str, Position] = {}
+    order = 0
+    for file, text in texts.items():
+        try:
+            doc = yamlfile.loads(text, file)
+        except yamlfile.YamlError as e:
+            errors.append(RuleError(e.position, e.message))
+            continue
+        for item, where in _rule_items(doc, file, errors):
+            try:
+                loaded = _compile_rule(item, where, order, registry, ctx, seen)
+            except RuleErrors as e:
+                errors.extend(e.errors)
+                continue
+            except RuleError as e:
+                errors.append(e)
+                continue
+            order += 1
+            if loaded is not None:
+                rules.append(loaded)
+    if errors:
+        raise RuleErrors(errors)
+    return rules
+
+
+def _rule_items(doc: Any, file: str, errors: list[RuleError]) -> list[tuple[Any, Position]]:
+    top = Position(file, 1, 1)
+    if doc is None:
+        return []
+    if not isinstance(doc, YamlMap):
+        errors.append(RuleError(top, "a rule file must be a mapping with a 'rules:' list"))
+        return []
+    for key in doc:
+        if key not in FILE_KEYS:
+            errors.append(
+                RuleError(doc.where(key), f"unknown top-level key {key!r}{suggest(key, FILE_KEYS)}")
+            )
+    rules = doc.get("rules")
+    if rules is None:
+        return []
+    if not isinstance(rules, YamlList):
+        errors.append(
+            RuleError(doc.where_value("rules"), "'rules' must be a list of rules (items start with '-')")
+        )
+        return []
+    return list(zip(rules, rules.item_positions, strict=True))
+
+
+def _compile_rule(
+    item: Any,
+    where: Position,
+    order: int,
+    registry: dict[str, Any],
+    ctx: BuildContext,
+    seen: dict[str, Position],
+) -> LoadedRule | None:
+    if not isinstance(item, YamlMap):
+        raise RuleError(where, "each rule must be a mapping with at least 'name' and 'match'")
+    name = item.get("name")
+    kind_name = item.get("kind", DEFAULT_KIND)
+    if isinstance(name, str) and name:
+        if name in seen:
+            raise RuleError(
+                item.where("name"), f"duplicate rule name {name!r} (first defined at {seen[name]})"
+            )
+        seen[name] = item.where("name")
+    if not isinstance(kind_name, str) or kind_name not in registry:
+        hint = suggest(str(kind_name), registry)
+        raise RuleError(
+            item.where_value("kind"),
+            f"unknown rule kind {kind_name!r}{hint}; kinds: {', '.join(sorted(registry))}",
+        )
+    kind = registry[kind_name]
+    values = kind.full_model().parse(item, where)
+    info = RuleInfo(values["name"], kind_name, where, order, values["description"])
+    own = {k: v for k, v in values.items() if k in kind.model.keys}
+    compiled = kind.build(info, own, item, ctx)
+    if not values["enabled"]:
+        return None
+    return LoadedRule(info, compiled)

@@ -1,0 +1,202 @@
+"""Matchers: the `match:` part of every rule, compiled once into `predicate(event) -> bool` closures.
+
+This is the public API shared by every rule kind (level 1 here, level 2 in correlator/correlation):
+`compile_matcher`, `compile_field`, `compile_template` and `RuleError`. docs/rules.md documents it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from correlator.event import Event
+from correlator.rules.errors import RuleError, RuleErrors, suggest
+from correlator.rules.fields import compile_field
+from correlator.rules.operators import OPS, kind_of, op_equals, op_in
+from correlator.rules.templates import compile_template
+from correlator.yamlfile import Position, YamlList, YamlMap
+
+Matcher = Callable[[Event], bool]
+
+OPERATORS = (
+    "equals",
+    "not_equals",
+    "regex",
+    "in",
+    "glob",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "exists",
+    "missing",
+    "cidr",
+)
+COMBINATORS = ("all", "any", "not")
+
+
+def compile_matcher(spec: Any, where: Position | None = None) -> Matcher:
+    """Compile a `match:` mapping. Keys are field paths (all must hold) or all/any/not.
+
+    `where` is used for errors when `spec` carries no position of its own (plain dicts from code).
+    Raises RuleError, or RuleErrors when several entries are wrong.
+    """
+    if spec is None:
+        return _always
+    if not isinstance(spec, Mapping):
+        raise RuleError(
+            _pos(spec, where), f"'match' must be a mapping of field: condition, got {kind_of(spec)}"
+        )
+    parts: list[Matcher] = []
+    errors: list[RuleError] = []
+    for key, value in spec.items():
+        kwhere = _key_pos(spec, key, where)
+        try:
+            if key in COMBINATORS:
+                parts.append(_combinator(key, value, _val_pos(spec, key, where)))
+            else:
+                parts.append(_field_condition(key, value, kwhere, _val_pos(spec, key, where)))
+        except RuleErrors as e:
+            errors.extend(e.errors)
+        except RuleError as e:
+            errors.append(e)
+    if errors:
+        raise errors[0] if len(errors) == 1 else RuleErrors(errors)
+    return _all_of(parts)
+
+
+def equality_values(spec: Any, path: str) -> frozenset[str] | None:
+    """The text values `path` must equal for `spec` to match, if the top level pins it; else None.
+
+    The rule index uses this (type, source, host) so an event only meets rules that can match it.
+    """
+    if not isinstance(spec, Mapping) or path not in spec:
+        return None
+    value = spec[path]
+    if isinstance(value, str):
+        return frozenset((value,))
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return frozenset(value)
+    if isinstance(value, Mapping):
+        if isinstance(value.get("equals"), str):
+            return frozenset((value["equals"],))
+        vals = value.get("in")
+        if isinstance(vals, list) and vals and all(isinstance(v, str) for v in vals):
+            return frozenset(vals)
+    return None
+
+
+def _always(ev: Event) -> bool:
+    return True
+
+
+def _all_of(parts: list[Matcher]) -> Matcher:
+    if not parts:
+        return _always
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+        return lambda ev: a(ev) and b(ev)
+    if len(parts) == 3:
+        a, b, c = parts
+        return lambda ev: a(ev) and b(ev) and c(ev)
+    seq = tuple(parts)
+
+    def all_of(ev: Event) -> bool:
+        for m in seq:  # noqa: SIM110 - a plain loop is faster than all() over a generator
+            if not m(ev):
+                return False
+        return True
+
+    return all_of
+
+
+def _any_of(parts: list[Matcher]) -> Matcher:
+    seq = tuple(parts)
+
+    def any_of(ev: Event) -> bool:
+        for m in seq:  # noqa: SIM110 - a plain loop is faster than any() over a generator
+            if m(ev):
+                return True
+        return False
+
+    return any_of
+
+
+def _combinator(key: str, value: Any, where: Position | None) -> Matcher:
+    if key == "not":
+        inner = compile_matcher(value, where)
+        return lambda ev: not inner(ev)
+    if not isinstance(value, list) or not value:
+        raise RuleError(where, f"'{key}' must be a non-empty list of conditions, got {kind_of(value)}")
+    parts: list[Matcher] = []
+    errors: list[RuleError] = []
+    positions = value.item_positions if isinstance(value, YamlList) else [where] * len(value)
+    for item, ipos in zip(value, positions, strict=True):
+        try:
+            parts.append(compile_matcher(item, ipos))
+        except RuleErrors as e:
+            errors.extend(e.errors)
+        except RuleError as e:
+            errors.append(e)
+    if errors:
+        raise errors[0] if len(errors) == 1 else RuleErrors(errors)
+    return _all_of(parts) if key == "all" else _any_of(parts)
+
+
+def _field_condition(path: str, value: Any, kwhere: Position | None, vwhere: Position | None) -> Matcher:
+    if path in OPERATORS:
+        raise RuleError(
+            kwhere, f"{path!r} is an operator: write it under a field, as in 'host: {{{path}: ...}}'"
+        )
+    try:
+        get = compile_field(path, kwhere)
+    except RuleError as e:
+        if path not in COMBINATORS and "." not in path:
+            hint = suggest(path, (*COMBINATORS,))
+            if hint:
+                raise RuleError(kwhere, e.message.split(";")[0] + hint) from None
+        raise
+    if value is None:
+        raise RuleError(vwhere, f"{path}: no condition given; write {{exists: true}} or {{missing: true}}")
+    if isinstance(value, list):
+        return op_in(path, get, value, vwhere)
+    if not isinstance(value, Mapping):
+        return op_equals(path, get, value, vwhere)
+    if not value:
+        raise RuleError(vwhere, f"{path}: empty condition; operators: {', '.join(OPERATORS)}")
+    parts: list[Matcher] = []
+    for op, arg in value.items():
+        owhere = _key_pos(value, op, vwhere)
+        awhere = _val_pos(value, op, vwhere)
+        if op not in OPS:
+            raise RuleError(
+                owhere, f"unknown operator {op!r}{suggest(op, OPERATORS)}; operators: {', '.join(OPERATORS)}"
+            )
+        parts.append(OPS[op](path, get, arg, awhere))
+    return _all_of(parts)
+
+
+def _pos(node: Any, default: Position | None) -> Position | None:
+    return getattr(node, "position", None) or default
+
+
+def _key_pos(spec: Any, key: str, default: Position | None) -> Position | None:
+    return spec.where(key) if isinstance(spec, YamlMap) else default
+
+
+def _val_pos(spec: Any, key: str, default: Position | None) -> Position | None:
+    return spec.where_value(key) if isinstance(spec, YamlMap) else default
+
+
+__all__ = [
+    "OPERATORS",
+    "Matcher",
+    "RuleError",
+    "RuleErrors",
+    "compile_field",
+    "compile_matcher",
+    "compile_template",
+    "equality_values",
+]

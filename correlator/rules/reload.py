@@ -1,0 +1,149 @@
+"""The live rule set and its reloads (file change, SIGHUP, POST /api/v1/rules/reload).
+
+A reload compiles the whole directory off the event loop, then swaps one reference: stages read
+`holder.current` once per batch, so no event sees a half-loaded set. On error the old set stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import Counter, Gauge
+from watchfiles import Change, awatch
+
+from correlator.rules.errors import RuleError, RuleErrors
+from correlator.rules.loader import load_rules
+from correlator.rules.ruleset import RuleSet
+from correlator.rules.stats import STATS
+
+log = logging.getLogger(__name__)
+
+RELOAD_SUCCESS = Gauge(
+    "correlator_rules_reload_success",
+    "1 if the last rules reload succeeded; 0 if it failed and the old set serves",
+)
+RELOADS = Counter("correlator_rules_reloads_total", "Rule reload attempts by result", ["result"])
+RULES_LOADED = Gauge("correlator_rules_loaded", "Rules in the active rule set")
+LAST_SUCCESS = Gauge(
+    "correlator_rules_last_reload_success_timestamp_seconds", "Time of the last successful rules load"
+)
+WATCHED_SUFFIXES = (".yaml", ".yml", ".csv")
+
+
+@dataclass
+class ReloadResult:
+    ok: bool
+    trigger: str
+    at: float
+    rules: int
+    errors: list[RuleError] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "trigger": self.trigger,
+            "at": self.at,
+            "rules": self.rules,
+            "errors": [e.as_dict() for e in self.errors],
+        }
+
+
+class RulesHolder:
+    """Owns the active RuleSet; everything that needs rules reads `holder.current`."""
+
+    def __init__(self, rules_dir: Path, inventory_file: Path | None = None) -> None:
+        self.rules_dir = rules_dir
+        self.inventory_file = inventory_file
+        self.current = RuleSet()
+        self.last: ReloadResult | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def errors(self) -> list[RuleError]:
+        return self.last.errors if self.last is not None else []
+
+    def load_initial(self) -> None:
+        """First load, at start-up: raises RuleErrors so a broken set stops the daemon before serving."""
+        result = self.reload_now("start")
+        if not result.ok:
+            raise RuleErrors(result.errors)
+
+    def reload_now(self, trigger: str) -> ReloadResult:
+        """Compile and swap in the calling thread (commands, tests); see `reload` for the daemon."""
+        return self._finish(trigger, self._compile())
+
+    async def reload(self, trigger: str) -> ReloadResult:
+        async with self._lock:
+            outcome = await asyncio.to_thread(self._compile)
+            return self._finish(trigger, outcome)
+
+    def swap(self, new: RuleSet) -> None:
+        new.adopt_state(self.current)
+        self.current = new
+        STATS.retain(r.info.name for r in new.rules)
+        RULES_LOADED.set(len(new.rules))
+
+    def _compile(self) -> RuleSet | RuleErrors:
+        if not self.rules_dir.exists():
+            # `make run` in a fresh checkout has rules/; elsewhere no directory simply means no rules.
+            log.warning("rules directory %s does not exist: running with no rules", self.rules_dir)
+            return RuleSet(rules_dir=self.rules_dir)
+        try:
+            return load_rules(self.rules_dir, self.inventory_file)
+        except RuleErrors as e:
+            return e
+
+    def _finish(self, trigger: str, outcome: RuleSet | RuleErrors) -> ReloadResult:
+        now = time.time()
+        if isinstance(outcome, RuleErrors):
+            for err in outcome.errors:
+                log.error("rules %s: %s", trigger, err)
+            log.error(
+                "rules %s: %d error(s); keeping the previous set of %d rules",
+                trigger,
+                len(outcome.errors),
+                len(self.current.rules),
+            )
+            RELOAD_SUCCESS.set(0)
+            RELOADS.labels("failure").inc()
+            STATS.retain(r.info.name for r in self.current.rules)  # forget counters of the rejected set
+            self.last = ReloadResult(False, trigger, now, len(self.current.rules), outcome.errors)
+            return self.last
+        self.swap(outcome)
+        RELOAD_SUCCESS.set(1)
+        RELOADS.labels("success").inc()
+        LAST_SUCCESS.set(now)
+        log.info("rules %s: loaded %d rules from %d files", trigger, len(outcome.rules), len(outcome.files))
+        self.last = ReloadResult(True, trigger, now, len(outcome.rules))
+        return self.last
+
+    async def watch(self, debounce_ms: int = 200) -> None:
+        """Reload whenever a rule or inventory file changes; falls back to polling without inotify."""
+        if not self.rules_dir.is_dir():
+            log.warning(
+                "rules: %s is not a directory; not watching it (SIGHUP and the API still reload)",
+                self.rules_dir,
+            )
+            return
+        paths = [self.rules_dir]
+        if self.inventory_file is not None:
+            paths.append(self.inventory_file)
+        for force_polling in (False, True):
+            try:
+                async for _ in awatch(
+                    *paths, watch_filter=_relevant, debounce=debounce_ms, force_polling=force_polling
+                ):
+                    await self.reload("file change")
+                return
+            except (OSError, RuntimeError) as e:
+                if force_polling:
+                    raise
+                log.warning("rules: file notifications unavailable (%s); polling for changes instead", e)
+
+
+def _relevant(change: Change, path: str) -> bool:
+    return path.endswith(WATCHED_SUFFIXES) and "/." not in path

@@ -1,0 +1,149 @@
+"""Safe string templates such as "{host}:{attributes.ifDescr}": parsed once, rendered by joining parts.
+
+No eval, no format-spec mini-language: a placeholder is a field path with an optional default after
+`|` (`{attributes.site|unknown}`); `{{` and `}}` are literal braces. Used by `set`, `rename`, keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from correlator.event import Event
+from correlator.rules.errors import RuleError
+from correlator.rules.fields import compile_field
+from correlator.yamlfile import Position
+
+Template = Callable[[Event], str]
+
+
+Part = str | tuple[str, "list[Part] | None"]
+
+
+def parse_template(text: str, where: Position | None = None) -> list[Part]:
+    """Split a template into literal strings and (field path, default parts) placeholders.
+
+    A default may itself hold placeholders: "{attributes.ifDescr|{attributes.ifIndex|?}}".
+    """
+    if not isinstance(text, str):
+        raise RuleError(where, f"a template must be a string, got {text!r}")
+    parts: list[Part] = []
+    literal: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "{" and text.startswith("{{", i):
+            literal.append("{")
+            i += 2
+        elif c == "}" and text.startswith("}}", i):
+            literal.append("}")
+            i += 2
+        elif c == "{":
+            end = _closing(text, i)
+            if end < 0:
+                raise RuleError(where, f"template {text!r}: '{{' at offset {i} is never closed (use '{{{{')")
+            path, bar, default = text[i + 1 : end].partition("|")
+            if not path.strip():
+                raise RuleError(where, f"template {text!r}: empty placeholder '{{}}'; name a field")
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            parts.append((path.strip(), parse_template(default, where) if bar else None))
+            i = end + 1
+        elif c == "}":
+            raise RuleError(where, f"template {text!r}: unmatched '}}' at offset {i} (use '}}}}')")
+        else:
+            literal.append(c)
+            i += 1
+    if literal:
+        parts.append("".join(literal))
+    return parts
+
+
+def _closing(text: str, start: int) -> int:
+    depth = 0
+    for j in range(start, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
+
+
+def template_fields(text: str, where: Position | None = None) -> list[str]:
+    return _fields(parse_template(text, where))
+
+
+def _fields(parts: list[Part]) -> list[str]:
+    out: list[str] = []
+    for p in parts:
+        if isinstance(p, tuple):
+            out.append(p[0])
+            out.extend(_fields(p[1] or []))
+    return out
+
+
+def compile_template(text: str, where: Position | None = None) -> Template:
+    """Compile to `render(event) -> str`. Missing fields render as their default, or '' without one.
+
+    Raises RuleError (with `where`) for syntax errors and unknown field names.
+    """
+    return _compile_parts(parse_template(text, where), where)
+
+
+def _compile_parts(parts: list[Part], where: Position | None) -> Template:
+    render_parts = [_part(p, where) for p in parts]
+    if not render_parts:
+        return lambda ev: ""
+    if len(render_parts) == 1:
+        only = render_parts[0]
+        return only
+    return lambda ev: "".join([r(ev) for r in render_parts])
+
+
+def compile_value(text: str, where: Position | None = None) -> Callable[[Event], Any]:
+    """Like compile_template, but a template that is exactly one placeholder ("{attributes.cpu}")
+    yields the field's own value (a number stays a number; missing gives the default or None)."""
+    return _value_parts(parse_template(text, where), where)
+
+
+def _value_parts(parts: list[Part], where: Position | None) -> Callable[[Event], Any]:
+    if len(parts) == 1 and isinstance(parts[0], tuple):
+        path, default_parts = parts[0]
+        get = compile_field(path, where)
+        if default_parts is None:
+            return get
+        default = _value_parts(default_parts, where)
+
+        def value_or_default(ev: Event) -> Any:
+            v = get(ev)
+            return default(ev) if v is None or v == "" else v
+
+        return value_or_default
+    return _compile_parts(parts, where)
+
+
+def _part(part: Part, where: Position | None) -> Template:
+    if isinstance(part, str):
+        return lambda ev: part
+    path, default_parts = part
+    get = compile_field(path, where)
+    fallback = _compile_parts(default_parts, where) if default_parts else (lambda ev: "")
+
+    def render(ev: Event) -> str:
+        v = get(ev)
+        if v is None or v == "":
+            return fallback(ev)
+        return v if isinstance(v, str) else _text(v)
+
+    return render
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)

@@ -1,0 +1,219 @@
+"""PostgreSQL event store (asyncpg), selected by `storage.dsn`; same contract as the SQLite store.
+
+One multi-row INSERT ... ON CONFLICT DO NOTHING per pipeline batch (arrays through unnest), so a
+batch is one round trip and re-delivered ids are ignored. Schema versions are kept per component in
+`correlator_schema` and applied on open under an advisory lock, so two daemons starting together
+against one database do not race.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from typing import Any
+
+import asyncpg
+import orjson
+
+from correlator import metrics
+from correlator.errors import ConfigError
+from correlator.event import Event
+from correlator.store import EventPage, EventQuery
+
+MIGRATIONS: list[str] = [
+    # 1: events
+    """
+    CREATE TABLE events (
+        pos BIGSERIAL PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        time DOUBLE PRECISION NOT NULL,
+        host TEXT NOT NULL,
+        type TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        source TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX events_host ON events(host, pos);
+    CREATE INDEX events_type ON events(type, pos);
+    CREATE INDEX events_time ON events(time);
+    CREATE INDEX events_fingerprint ON events(fingerprint, pos);
+    """,
+    # 2: de-duplication counters, so fold() can grow a stored event's repeat count idempotently
+    """
+    ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE events ADD COLUMN last_seen DOUBLE PRECISION;
+    UPDATE events SET last_seen = time;
+    """,
+]
+
+_LOCK_ID = 0x636F7272  # advisory lock serialising migrations ('corr')
+
+
+async def migrate_pg(conn: Any, component: str, migrations: list[str]) -> int:
+    """Apply `migrations` newer than the recorded version of `component`; returns how many ran."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS correlator_schema"
+            " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        version = await conn.fetchval("SELECT version FROM correlator_schema WHERE component = $1", component)
+        version = int(version or 0)
+        if version > len(migrations):
+            raise RuntimeError(
+                f"{component} schema version {version} is newer than this correlator knows"
+                f" ({len(migrations)}); upgrade the correlator or restore a matching backup"
+            )
+        for script in migrations[version:]:
+            await conn.execute(script)
+        await conn.execute(
+            "INSERT INTO correlator_schema(component, version) VALUES ($1, $2)"
+            " ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
+            component,
+            len(migrations),
+        )
+    return len(migrations) - version
+
+
+_INSERT = """
+INSERT INTO events(id, time, host, type, severity, source, fingerprint, body, count, last_seen)
+SELECT * FROM unnest(
+    $1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+    $9::int[], $10::float8[]
+)
+ON CONFLICT (id) DO NOTHING
+"""
+
+_FOLD = """
+UPDATE events AS e SET count = u.count, last_seen = u.last_seen, body = u.body
+FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS u(id, count, last_seen, body)
+WHERE e.id = u.id AND e.count < u.count
+"""
+
+
+def safe_dsn(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    parts = urllib.parse.urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+async def connect_pool(dsn: str, setting: str) -> Any:
+    """An asyncpg pool, or a ConfigError naming the setting when the server cannot be used."""
+    try:
+        return await asyncpg.create_pool(dsn, min_size=1, max_size=4, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        raise ConfigError(f"'{setting}': cannot use PostgreSQL at {safe_dsn(dsn)}: {e}") from None
+
+
+class PgEventStore:
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pool: Any = None
+
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("event store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        self._pool = await connect_pool(self._dsn, "storage.dsn")
+        try:
+            async with self._pool.acquire() as conn:
+                await migrate_pg(conn, "events", MIGRATIONS)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def write(self, events: list[Event]) -> int:
+        if not events:
+            return 0
+        columns: list[list[Any]] = [[] for _ in range(10)]
+        for e in events:
+            row = (e.id, e.time, e.host, e.type, e.severity.value, e.source, e.fingerprint)
+            for col, value in zip(columns, row, strict=False):
+                col.append(value)
+            columns[7].append(orjson.dumps(e.to_dict()).decode())
+            columns[8].append(e.count)
+            columns[9].append(e.last_seen)
+        t0 = time.perf_counter()
+        status = await self.pool.execute(_INSERT, *columns)
+        metrics.STORE_WRITE_SECONDS.observe(time.perf_counter() - t0)
+        new = int(status.rsplit(" ", 1)[-1])  # 'INSERT 0 <rows>'
+        metrics.EVENTS_STORED.inc(new)
+        return new
+
+    async def fold(self, events: list[Event]) -> int:
+        """Rewrite stored events whose repeat count grew (de-duplication); a smaller count changes
+        nothing, so a fold delivered twice is harmless. One statement for the whole batch."""
+        latest = {e.id: e for e in events}
+        if not latest:
+            return 0
+        rows = list(latest.values())
+        status = await self.pool.execute(
+            _FOLD,
+            [e.id for e in rows],
+            [e.count for e in rows],
+            [e.last_seen for e in rows],
+            [orjson.dumps(e.to_dict()).decode() for e in rows],
+        )
+        return int(status.rsplit(" ", 1)[-1])  # 'UPDATE <rows>'
+
+    async def query(self, q: EventQuery) -> EventPage:
+        where: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        for column, value in (
+            ("host", q.host),
+            ("type", q.type),
+            ("source", q.source),
+            ("fingerprint", q.fingerprint),
+        ):
+            if value is not None:
+                where.append(f"{column} = {arg(value)}")
+        if q.severities:
+            where.append(f"severity = ANY({arg(list(q.severities))}::text[])")
+        if q.since is not None:
+            where.append(f"time >= {arg(q.since)}")
+        if q.until is not None:
+            where.append(f"time < {arg(q.until)}")
+        if q.cursor is not None:
+            where.append(f"pos < {arg(q.cursor)}")
+        sql = "SELECT pos, body FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY pos DESC LIMIT {arg(q.limit + 1)}"
+        rows = list(await self.pool.fetch(sql, *args))
+        more = len(rows) > q.limit
+        rows = rows[: q.limit]
+        events = [Event.from_wire(orjson.loads(r["body"])) for r in rows]
+        return EventPage(events, rows[-1]["pos"] if more and rows else None)
+
+    async def count(self) -> int:
+        return int(await self.pool.fetchval("SELECT COUNT(*) FROM events"))
+
+    async def delete_older_than(self, t: float) -> int:
+        status = await self.pool.execute("DELETE FROM events WHERE time < $1", t)
+        n = int(status.rsplit(" ", 1)[-1])
+        metrics.RETENTION_DELETED.inc(n)
+        return n
+
+    async def ping(self) -> bool:
+        try:
+            await self.pool.fetchval("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -1,0 +1,64 @@
+"""An in-process API (aiohttp test client) with incidents on SQLite and three tokens, one per role."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from correlator.api.app import make_app
+from correlator.api.auth import TokenAuth, hash_token, parse_tokens
+from correlator.api.common import AppState
+from correlator.clock import Clock
+from correlator.incidents.service import IncidentService
+from correlator.incidents.settings import parse_settings
+from correlator.incidents.sqlite_store import SqliteIncidentStore
+from correlator.store.sqlite import SqliteEventStore
+
+T0 = 1_800_000_000.0
+TOKENS = {"viewer": "v-secret", "operator": "o-secret", "admin": "a-secret"}
+
+
+def bearer(role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+def token_config() -> dict[str, dict[str, str]]:
+    return {f"{role}-token": {"role": role, "sha256": hash_token(t)} for role, t in TOKENS.items()}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0)
+
+
+async def _client(tmp_path: Path, clock: Clock, auth: TokenAuth):
+    events = SqliteEventStore(tmp_path / "events.db")
+    await events.open()
+    svc = IncidentService(SqliteIncidentStore(tmp_path / "incidents.db"), parse_settings({}), clock)
+    await svc.open()
+    app = make_app(AppState(store=events, queue=None, incidents=svc, auth=auth), 1 << 20)  # type: ignore[arg-type]
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    return client, svc, events
+
+
+@pytest.fixture
+async def api(tmp_path, clock):
+    client, svc, events = await _client(tmp_path, clock, parse_tokens(token_config()))
+    client.svc = svc
+    yield client
+    await client.close()
+    await svc.close()
+    await events.close()
+
+
+@pytest.fixture
+async def open_api(tmp_path, clock):
+    """The same API with no token configured: open (local make run)."""
+    client, svc, events = await _client(tmp_path, clock, TokenAuth())
+    yield client
+    await client.close()
+    await svc.close()
+    await events.close()

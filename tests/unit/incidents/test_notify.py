@@ -1,0 +1,122 @@
+"""Outbound notifications against a real local aiohttp server: templates, subscriptions, retries."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from aiohttp import web
+from prometheus_client import REGISTRY
+
+from correlator.event import Severity
+from correlator.incidents.notify import Notifier, render
+from correlator.incidents.settings import parse_settings
+from tests.unit.incidents.conftest import T0, request
+
+
+@pytest.fixture
+async def receiver():
+    """A webhook receiver on 127.0.0.1: records bodies; answers 500 to the first `fail` requests."""
+    got: list[tuple[str, bytes, dict[str, str]]] = []
+    state = {"fail": 0}
+
+    async def hook(req: web.Request) -> web.Response:
+        if state["fail"] > 0:
+            state["fail"] -= 1
+            return web.Response(status=500)
+        got.append((req.path, await req.read(), dict(req.headers)))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/{name}", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", got, state
+    await runner.cleanup()
+
+
+def settings(base: str, **extra):
+    return parse_settings(
+        {
+            "notify": {
+                "chat": {
+                    "url": f"{base}/chat",
+                    "send_on": ["open", "resolve"],
+                    "template": '{"text": "$id [$priority] $title on $host: $kind"}',
+                    "headers": {"X-Team": "noc"},
+                    "retry_delay": "10ms",
+                },
+                "pager": {"url": f"{base}/pager", "send_on": ["major"], "retry_delay": "10ms"},
+                "oncall": {"url": f"{base}/oncall", "send_on": [], "retry_delay": "10ms"},
+            },
+            **extra,
+        }
+    )
+
+
+async def test_open_resolve_and_major_notifications(make_service, clock, receiver):
+    base, got, _ = receiver
+    svc = await make_service(settings(base, escalation={"P1": [{"after": "5m", "notify": ["oncall"]}]}))
+    await svc.apply([request("open", T0, title='Fibre "cut"', severity=Severity.CRITICAL)])
+    clock.advance_to(T0 + 300)
+    await svc.run_due()
+    await svc.apply([request("resolve", T0 + 400)])
+    await svc.notifier.drain(5)
+    by_path = {}
+    for path, body, headers in got:
+        by_path.setdefault(path, []).append((body, headers))
+    chat = [orjson.loads(b) for b, _ in by_path["/chat"]]
+    assert chat == [
+        {"text": 'INC-000001 [P1] Fibre "cut" on core-sw1: open'},
+        {"text": 'INC-000001 [P1] Fibre "cut" on core-sw1: resolve'},
+    ]
+    assert by_path["/chat"][0][1]["X-Team"] == "noc"
+    pager = orjson.loads(by_path["/pager"][0][0])
+    assert pager["kind"] == "major" and pager["incident"]["id"] == "INC-000001" and pager["incident"]["major"]
+    oncall = orjson.loads(by_path["/oncall"][0][0])
+    assert oncall["kind"] == "escalate" and oncall["incident"]["escalation_level"] == 1
+
+
+async def test_retries_then_gives_up_and_counts(receiver):
+    base, got, state = receiver
+    targets = settings(base).notify
+    n = Notifier(targets)
+    await n.start()
+    try:
+        state["fail"] = 2  # two 500s, then accepted: within the 3 retries
+        n.submit("open", {"id": "INC-000009", "title": "x"})
+        await n.drain(5)
+        assert len(got) == 1
+        sent = REGISTRY.get_sample_value(
+            "correlator_incident_notifications_total", {"target": "chat", "outcome": "sent"}
+        )
+        assert sent and sent >= 1
+        state["fail"] = 10
+        before = REGISTRY.get_sample_value(
+            "correlator_incident_notifications_total", {"target": "chat", "outcome": "failed"}
+        )
+        n.submit("open", {"id": "INC-000010", "title": "y"})
+        await n.drain(5)
+        after = REGISTRY.get_sample_value(
+            "correlator_incident_notifications_total", {"target": "chat", "outcome": "failed"}
+        )
+        assert (after or 0) == (before or 0) + 1
+        assert state["fail"] == 6  # 1 try + 3 retries
+    finally:
+        await n.stop()
+
+
+def test_template_values_are_json_escaped_only_for_json_bodies():
+    s = parse_settings(
+        {
+            "notify": {
+                "j": {"url": "http://127.0.0.1:1/", "template": '{"t": "$title", "x": "$unknown"}'},
+                "t": {"url": "http://127.0.0.1:1/", "template": "$title\n", "content_type": "text/plain"},
+            }
+        }
+    )
+    doc = {"title": 'a "b"\nc'}
+    assert orjson.loads(render(s.notify["j"], "open", doc)) == {"t": 'a "b"\nc', "x": "$unknown"}
+    assert render(s.notify["t"], "open", doc) == b'a "b"\nc\n'

@@ -1,0 +1,136 @@
+"""`correlator rules check|test|explain|schema`: output and exit codes an operator or CI relies on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from correlator.cli import main
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_check_ok(capsys):
+    assert main(["rules", "check", str(REPO / "rules")]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_check_lists_every_error_and_fails(tmp_path, capsys):
+    (tmp_path / "a.yaml").write_text("rules:\n  - name: a\n    dorp: true\n  - name: b\n    dedup: later\n")
+    (tmp_path / "b.yaml").write_text("rules: [\n")
+    assert main(["rules", "check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{tmp_path}/a.yaml:3:5: unknown key 'dorp' (did you mean 'drop'?)")
+    assert err[1].startswith(f"{tmp_path}/a.yaml:5:12: dedup: expected a duration")
+    assert err[2].startswith(f"{tmp_path}/b.yaml:2:1: YAML syntax error")
+    assert err[3] == f"3 error(s) in {tmp_path}"
+
+
+def test_test_passes_and_fails_with_a_readable_diff(tmp_path, capsys):
+    (tmp_path / "r.yaml").write_text(
+        "rules: [{name: major, match: {type: down}, classify: {severity: major}}]\n"
+    )
+    (tmp_path / "ok_test.yaml").write_text(
+        "tests:\n  - name: fine\n    input: [{event: {host: a, type: down}}]\n"
+        "    expect: [{severity: major}]\n"
+    )
+    assert main(["rules", "test", str(tmp_path / "ok_test.yaml")]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out
+    (tmp_path / "bad_test.yaml").write_text(
+        "rules: .\n"
+        "tests:\n"
+        "  - name: wrong\n"
+        "    input: [{event: {host: a, type: down}}, {at: 1m, event: {host: b, type: up}}]\n"
+        "    expect: [{severity: critical, attributes: {x: 1}}]\n"
+    )
+    assert main(["rules", "test", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  " in out and "bad_test.yaml:3:5: wrong" in out
+    assert "event #1 (down): severity: expected 'critical', got 'major'" in out
+    assert "event #1 (down): attributes.x: expected 1, but it is absent" in out
+    assert "event #2: unexpected {type: 'up', host: 'b'" in out
+    assert "1 passed, 1 failed (2 files)" in out
+
+
+def test_test_reports_broken_test_files(tmp_path, capsys):
+    (tmp_path / "x_test.yaml").write_text("tests:\n  - name: t\n    inputs: []\n")
+    assert main(["rules", "test", str(tmp_path / "x_test.yaml")]) == 1
+    assert "unknown key 'inputs' in test case (did you mean 'input'?)" in capsys.readouterr().out
+
+
+def test_explain(tmp_path, capsys):
+    event = tmp_path / "ev.json"
+    event.write_text(
+        json.dumps(
+            {
+                "host": "core-sw1",
+                "type": "IF-MIB::linkDown",
+                "attributes": {"ifIndex": 3, "ifDescr": "Gi0/3"},
+            }
+        )
+    )
+    assert main(["rules", "explain", str(event), "--rules", str(REPO / "rules")]) == 0
+    out = capsys.readouterr().out
+    assert "inventory-enrichment" in out
+    assert "snmp-link-down (" in out and "20-snmp.yaml" in out
+    assert "severity: 'info' -> 'major'" in out
+    assert "resource: '' -> 'Gi0/3'" in out
+    assert "result: kept" in out
+    assert main(["rules", "explain", str(event), "--rules", str(REPO / "rules"), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["event_out"]["severity"] == "major"
+    assert [s["rule"] for s in doc["steps"] if s["matched"]] == ["inventory-enrichment", "snmp-link-down"]
+
+
+def test_explain_a_dropped_event(tmp_path, capsys):
+    event = tmp_path / "ev.json"
+    event.write_text(json.dumps({"host": "lab-sw1", "type": "x"}))
+    assert main(["rules", "explain", str(event), "--rules", str(REPO / "rules")]) == 0
+    out = capsys.readouterr().out
+    assert "drop-lab-hosts" in out and "event removed (drop)" in out and "result: removed at level 1" in out
+
+
+def test_schema(capsys):
+    assert main(["rules", "schema"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert "rule_filter" in doc["$defs"]
+
+
+def test_expected_responses(tmp_path, capsys):
+    (tmp_path / "r.yaml").write_text("rules: [{name: a, match: {type: down}, classify: {severity: major}}]\n")
+    (tmp_path / "x_test.yaml").write_text(
+        "rules: .\n"
+        "tests:\n"
+        "  - name: no incident from level 1\n"
+        "    input: [{event: {host: a, type: down}}]\n"
+        "    expect: [{severity: major}]\n"
+        "    expect_responses: []\n"
+        "  - name: wants an incident\n"
+        "    input: [{event: {host: a, type: down}}]\n"
+        "    expect: [{severity: major}]\n"
+        "    expect_responses: [{kind: IncidentRequest, action: open}]\n"
+    )
+    assert main(["rules", "test", str(tmp_path / "x_test.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "response #1: expected {kind: 'IncidentRequest', action: 'open'}, but only 0 response(s) came out"
+        in out
+    )
+    assert "1 passed, 1 failed" in out
+
+
+def test_responses_are_compared_as_plain_mappings():
+    from correlator.responses import IncidentRequest
+    from correlator.rules.testing import _response, compare
+    from tests.unit.rules.helpers import ev
+
+    r = _response(IncidentRequest("open", "sw1/Gi0/1", ev("sw1", id="e9"), "pair-link", title="down"))
+    assert r["kind"] == "IncidentRequest" and r["event"] == {
+        "id": "e9",
+        "type": "IF-MIB::linkDown",
+        "host": "sw1",
+    }
+    assert compare([{"action": "open", "event": {"id": "e9"}}], [r], what="response") == []
+    assert compare([{"action": "resolve"}], [r], what="response") == [
+        "response #1 (IncidentRequest): action: expected 'resolve', got 'open'"
+    ]

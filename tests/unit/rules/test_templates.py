@@ -1,0 +1,77 @@
+"""Templates and field paths: rendering, defaults, escapes, nested attributes, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from correlator.rules.errors import RuleError
+from correlator.rules.fields import compile_field, compile_setter
+from correlator.rules.templates import compile_template, compile_value, template_fields
+from tests.unit.rules.helpers import ev
+
+E = ev(
+    "sw1",
+    "IF-MIB::linkDown",
+    severity="major",
+    attributes={"ifDescr": "Gi0/1", "ifIndex": 3, "x": {"y": 1.0}},
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "out"),
+    [
+        ("{host}:{attributes.ifDescr}", "sw1:Gi0/1"),
+        ("plain", "plain"),
+        ("", ""),
+        ("{severity}", "major"),
+        ("{{literal}} {host}", "{literal} sw1"),
+        ("{attributes.missing}", ""),
+        ("{attributes.missing|n/a}", "n/a"),
+        ("{attributes.missing|{attributes.ifIndex}}", "3"),
+        ("{resource|{attributes.nope|{host}}}", "sw1"),
+        ("{attributes.x.y}", "1"),
+        ("{ host }", "sw1"),
+    ],
+)
+def test_render(text, out):
+    assert compile_template(text)(E) == out
+
+
+def test_a_lone_placeholder_keeps_the_value_type():
+    assert compile_value("{attributes.ifIndex}")(E) == 3
+    assert compile_value("{attributes.nope}")(E) is None
+    assert compile_value("{attributes.nope|{attributes.ifIndex}}")(E) == 3
+    assert compile_value("n{attributes.ifIndex}")(E) == "n3"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{hots}", "unknown field 'hots' (did you mean 'host'?)"),
+        ("{host", "never closed"),
+        ("host}", "unmatched '}'"),
+        ("{}", "empty placeholder"),
+        ("{attributes}", "name the attribute"),
+    ],
+)
+def test_template_errors(text, message):
+    with pytest.raises(RuleError) as info:
+        compile_template(text)
+    assert message in str(info.value)
+
+
+def test_template_fields():
+    assert template_fields("{host}-{attributes.a|{resource}}") == ["host", "attributes.a", "resource"]
+
+
+def test_field_getters_and_setters():
+    e = ev(attributes={})
+    assert compile_field("attributes.a.b")(e) is None
+    compile_setter("attributes.a.b")(e, 5)
+    assert e.attributes == {"a": {"b": 5}}
+    compile_setter("severity")(e, "critical")
+    assert e.severity.value == "critical"
+    compile_setter("host")(e, 42)
+    assert e.host == "42"
+    with pytest.raises(RuleError, match="cannot be changed"):
+        compile_setter("id")

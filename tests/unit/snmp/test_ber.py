@@ -1,0 +1,154 @@
+"""The fast-path BER decoder: agrees with pysnmp on real messages, declines the unusual, never crashes."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyasn1.codec.ber import encoder
+from pysnmp.proto import api
+
+from collectors.snmp import ber
+
+LINK_DOWN = "1.3.6.1.6.3.1.1.5.3"
+
+
+def pysnmp_v2c(pdu_cls_name: str = "SNMPv2TrapPDU") -> bytes:
+    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    pdu = getattr(p, pdu_cls_name)()
+    p.apiPDU.set_defaults(pdu)
+    p.apiPDU.set_request_id(pdu, 4242)
+    p.apiPDU.set_varbinds(
+        pdu,
+        [
+            ((1, 3, 6, 1, 2, 1, 1, 3, 0), p.TimeTicks(12345)),
+            ((1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0), p.ObjectIdentifier(LINK_DOWN)),
+            ((1, 3, 6, 1, 2, 1, 2, 2, 1, 1, 7), p.Integer(7)),
+            ((1, 3, 6, 1, 2, 1, 2, 2, 1, 2, 7), p.OctetString(b"Gi0/7")),
+            ((1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 6, 7), p.Counter64(2**64 - 1)),
+            ((1, 3, 6, 1, 6, 3, 18, 1, 3, 0), p.IpAddress("10.0.0.9")),
+        ],
+    )
+    msg = p.Message()
+    p.apiMessage.set_defaults(msg)
+    p.apiMessage.set_community(msg, "public")
+    p.apiMessage.set_pdu(msg, pdu)
+    return encoder.encode(msg)
+
+
+def test_decodes_a_pysnmp_encoded_v2c_trap():
+    m = ber.decode(pysnmp_v2c())
+    assert (m.version, m.community, m.pdu_type, m.request_id) == (1, b"public", ber.TRAP_V2, 4242)
+    values = [v for _, v in m.varbinds]
+    assert values == [12345, ("oid", ber.oid_bytes(LINK_DOWN)), 7, b"Gi0/7", 2**64 - 1, "10.0.0.9"]
+    assert ber.oid_str(m.varbinds[2][0]) == "1.3.6.1.2.1.2.2.1.1.7"
+
+
+def test_inform_response_echoes_request_id_and_varbinds():
+    raw = pysnmp_v2c("InformRequestPDU")
+    m = ber.decode(raw)
+    assert m.pdu_type == ber.INFORM
+    rsp = ber.encode_response(m, raw)
+    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    from pyasn1.codec.ber import decoder
+
+    decoded, rest = decoder.decode(rsp, asn1Spec=p.Message())
+    assert not rest
+    pdu = p.apiMessage.get_pdu(decoded)
+    assert pdu.tagSet == p.ResponsePDU.tagSet
+    assert int(p.apiPDU.get_request_id(pdu)) == 4242
+    assert len(p.apiPDU.get_varbinds(pdu)) == 6
+
+
+def test_encode_notification_round_trips():
+    raw = ber.encode_notification(
+        1, b"c", ber.TRAP_V2, 7, [("1.3.6.1.6.3.1.1.4.1.0", ("oid", LINK_DOWN)), ("1.3.6.1.2.1.2.2.1.1.1", 1)]
+    )
+    m = ber.decode(raw)
+    assert m.varbinds[1] == (ber.oid_bytes("1.3.6.1.2.1.2.2.1.1.1"), 1)
+
+
+@pytest.mark.parametrize("oid", ["1.3.6.1", "2.999.3", "1.3.6.1.4.1.2636.3.1.2.1.268435455", "0.0"])
+def test_oid_round_trip(oid):
+    assert ber.oid_str(ber.oid_bytes(oid)) == oid
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x30",
+        b"\x30\x80\x02\x01\x01\x00\x00",  # indefinite length
+        b"\x30\x03\x02\x01\x03",  # version 3: for pysnmp
+        pysnmp_v2c()[:-1],  # truncated
+        pysnmp_v2c() + b"\x00",  # trailing byte
+    ],
+)
+def test_unusual_input_is_declined(data):
+    with pytest.raises(ber.Unusual):
+        ber.decode(data)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_random_bytes_only_ever_raise_unusual(data):
+    try:
+        m = ber.decode(data)
+    except ber.Unusual:
+        return
+    for raw, _ in m.varbinds:
+        with contextlib.suppress(ber.Unusual):
+            ber.oid_str(raw)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.data())
+def test_fuzz_mutated_real_messages(data):
+    raw = bytearray(pysnmp_v2c(data.draw(st.sampled_from(["SNMPv2TrapPDU", "InformRequestPDU"]))))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    try:
+        m = ber.decode(bytes(raw))
+    except ber.Unusual:
+        return
+    if m.pdu_type == ber.INFORM:
+        assert ber.encode_response(m, bytes(raw))  # must not raise either
+
+
+def test_get_bulk_request_is_what_pysnmp_decodes():
+    from pyasn1.codec.ber import decoder
+
+    raw = ber.encode_get_bulk(b"public", 99, 1, 16, ["1.3.6.1.2.1.1.3", "1.3.6.1.2.1.2.2.1.2"])
+    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    msg, rest = decoder.decode(raw, asn1Spec=p.Message())
+    pdu = p.apiMessage.get_pdu(msg)
+    assert not rest and pdu.tagSet == p.GetBulkRequestPDU.tagSet
+    assert (int(p.apiBulkPDU.get_non_repeaters(pdu)), int(p.apiBulkPDU.get_max_repetitions(pdu))) == (1, 16)
+    assert [str(n) for n, _ in p.apiPDU.get_varbinds(pdu)] == ["1.3.6.1.2.1.1.3", "1.3.6.1.2.1.2.2.1.2"]
+
+
+def test_response_decoding_with_end_of_mib_view():
+    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    pdu = p.ResponsePDU()
+    p.apiPDU.set_defaults(pdu)
+    p.apiPDU.set_request_id(pdu, 5)
+    p.apiPDU.set_varbinds(
+        pdu, [((1, 3, 6, 1, 2, 1, 1, 3, 0), p.TimeTicks(77)), ((1, 3, 6, 1, 9), p.EndOfMibView())]
+    )
+    msg = p.Message()
+    p.apiMessage.set_defaults(msg)
+    p.apiMessage.set_community(msg, "public")
+    p.apiMessage.set_pdu(msg, pdu)
+    rid, status, vbs = ber.decode_response(encoder.encode(msg))
+    assert (rid, status) == (5, 0)
+    assert [v for _, v in vbs] == [77, ber.NO_VALUE]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_response_decoder(data):
+    with contextlib.suppress(ber.Unusual):
+        ber.decode_response(data)

@@ -1,0 +1,150 @@
+"""The listener in-process on a real UDP socket: informs answered only after a durable emit; any datagram
+is either an event or a counted drop, never an exception; settings errors name the key; v1 mapping."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collectors.snmp import ber
+from collectors.snmp.mapping import Mapper, v1_trap_oid
+from collectors.snmp.oids import Resolver
+from collectors.snmp.receiver import DROPPED, TrapReceiver
+from collectors.snmp.settings import parse
+from correlator.errors import ConfigError, QueueFull
+from tests.support.snmp import free_udp_port
+
+COLD_START = [("1.3.6.1.2.1.1.3.0", ("ticks", 5)), ("1.3.6.1.6.3.1.1.4.1.0", ("oid", "1.3.6.1.6.3.1.1.5.1"))]
+
+
+class GatedEmit:
+    """An emit that returns only when the test opens the gate (or raises what it is told to)."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.events: list = []
+        self.calls = 0
+        self.error: Exception | None = None
+
+    async def __call__(self, events, source):
+        self.calls += 1
+        await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        self.events.extend(events)
+
+
+async def started(emit, **extra):
+    r = TrapReceiver(parse({"listen": f"127.0.0.1:{free_udp_port()}", **extra}), Mapper(Resolver(), {}), emit)
+    await r.start()
+    return r
+
+
+async def client(port):
+    loop = asyncio.get_running_loop()
+    answers: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class P(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            answers.put_nowait(data)
+
+    transport, _ = await loop.create_datagram_endpoint(P, remote_addr=("127.0.0.1", port))
+    return transport, answers
+
+
+async def test_inform_is_answered_only_after_emit_returns():
+    emit = GatedEmit()
+    r = await started(emit)
+    transport, answers = await client(r.address[1])
+    transport.sendto(ber.encode_notification(1, b"public", ber.INFORM, 77, COLD_START))
+    while emit.calls == 0:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.05)  # give a premature answer every chance to arrive
+    assert answers.empty()
+    emit.gate.set()
+    answer = await asyncio.wait_for(answers.get(), 5)
+    m = answer[answer.index(b"\xa2") :]  # Response-PDU
+    assert m and emit.events[0].type == "SNMPv2-MIB::coldStart"
+    transport.close()
+    await r.stop()
+
+
+async def test_inform_not_answered_when_the_queue_is_full():
+    emit = GatedEmit()
+    emit.error = QueueFull(10, 10, 1.0)
+    emit.gate.set()
+    r = await started(emit)
+    before = DROPPED.labels("queue_full")._value.get()
+    transport, answers = await client(r.address[1])
+    transport.sendto(ber.encode_notification(1, b"public", ber.INFORM, 78, COLD_START))
+    while DROPPED.labels("queue_full")._value.get() == before:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert answers.empty()  # the sender retransmits
+    transport.close()
+    await r.stop()
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.binary(max_size=600))
+def test_fuzz_datagrams_are_events_or_counted_drops(data):
+    async def go():
+        emit = GatedEmit()
+        emit.gate.set()
+        r = TrapReceiver(parse({}), Mapper(Resolver(), {}), emit)
+        r._slow = _slow_path()
+        total = sum(s.value for m in DROPPED.collect() for s in m.samples if s.name.endswith("_total"))
+        r.datagram_received(data, ("127.0.0.1", 9))
+        after = sum(s.value for m in DROPPED.collect() for s in m.samples if s.name.endswith("_total"))
+        assert len(r._events) + (after - total) >= 1 or data[:1] == b"\x30"
+
+    asyncio.run(go())
+
+
+_ENGINE = None
+
+
+def _slow_path():
+    from collectors.snmp.engine import SlowPath
+
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = SlowPath(["public"], [], None)
+    return _ENGINE
+
+
+def test_v1_mapping_follows_rfc_3584():
+    ent = ber.oid_bytes("1.3.6.1.4.1.9")
+    assert ber.oid_str(v1_trap_oid(ent, 2, 0)) == "1.3.6.1.6.3.1.1.5.3"  # linkDown
+    assert ber.oid_str(v1_trap_oid(ent, 6, 300)) == "1.3.6.1.4.1.9.0.300"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"listen": "nowhere"}, "'collectors.snmp.listen': expected HOST:PORT"),
+        ({"communties": []}, "'collectors.snmp.communties': unknown key"),
+        ({"users": [{"name": "u", "auth_protocol": "MD5"}]}, "'collectors.snmp.users[0].auth_protocol'"),
+        ({"users": [{"name": "u", "auth_protocol": "SHA", "auth_key": "short"}]}, "at least 8 characters"),
+        (
+            {"targets": [{"name": "a", "address": "h", "version": "v1"}]},
+            "'collectors.snmp.targets[0].version'",
+        ),
+        ({"targets": [{"name": "a", "address": "h", "poll": ["cpu"]}]}, "'collectors.snmp.targets[0].poll'"),
+        ({"thresholds": {"cpu": 2}}, "'collectors.snmp.thresholds.cpu': expected a ratio"),
+    ],
+)
+def test_settings_errors_name_the_key(raw, message):
+    with pytest.raises(ConfigError) as e:
+        parse(raw)
+    assert message in str(e.value)
+
+
+def test_defaults():
+    s = parse({})
+    assert s.listen == ("127.0.0.1", 1162) and s.communities == ("public",) and s.targets == ()
+    t = parse({"targets": [{"name": "a", "address": "10.0.0.1", "poll": ["interfaces"]}]}).targets[0]
+    assert (t.port, t.version, t.interval, t.poll) == (161, "v2c", 60.0, ("reachability", "interfaces"))
