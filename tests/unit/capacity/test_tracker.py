@@ -111,3 +111,11 @@ def test_settings_errors_say_where():
         parse_settings(loads("trend_window: 3d\nmax_points: lots\n", "c.yaml"))
     with pytest.raises(ConfigError, match=r"c.yaml:1:1: unknown key 'capacity.window'"):
         parse_settings(loads("window: 3d\n", "c.yaml"))
+
+
+def test_forget_drops_a_series_at_once():
+    t = CapacityTracker()
+    t.record("sw7", "Gi0/1", "interface_in", 0.2, 1.0)
+    assert t.forget("sw7", "Gi0/1", "interface_in")
+    assert not t.forget("sw7", "Gi0/1", "interface_in")
+    assert t.series == {}
