@@ -32,6 +32,7 @@ class Maintenance:
     start: float
     end: float
     services: frozenset[str] | None  # None: every service
+    where: str = ""  # "file:line:col: " of the entry, for errors found later (an unknown service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,7 @@ def _maintenance(value: Any, where: str) -> Maintenance:
         not isinstance(services, list) or not all(isinstance(s, str) for s in services)
     ):
         raise ConfigError(f"{where}'services' of a maintenance window must be a list of service names")
-    return Maintenance(start, end, None if services is None else frozenset(services))
+    return Maintenance(start, end, None if services is None else frozenset(services), where)
 
 
 def _time(value: Any, where: str) -> float:

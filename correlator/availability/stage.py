@@ -20,6 +20,7 @@ from correlator.availability.model import ServiceModel, load_services
 from correlator.availability.settings import AvailabilitySettings, parse_settings
 from correlator.availability.state import AvailabilityState, breached
 from correlator.clock import Clock
+from correlator.errors import ConfigError
 from correlator.event import Event
 
 if TYPE_CHECKING:  # the pipeline package imports this stage
@@ -45,7 +46,15 @@ class AvailabilityStage:
         settings = parse_settings(config.availability)
         if settings.services_file is None:
             return None
-        return cls(settings, load_services(settings.services_file), config.storage.data_dir)
+        model = load_services(settings.services_file)
+        for m in settings.maintenance:
+            unknown = sorted((m.services or frozenset()) - set(model.services))
+            if unknown:
+                raise ConfigError(
+                    f"{m.where}'availability.maintenance': unknown service '{unknown[0]}'"
+                    f" (not in {settings.services_file})"
+                )
+        return cls(settings, model, config.storage.data_dir)
 
     async def open(self, clock: Clock) -> None:
         """Live mode: load the persisted history (replay never opens, so it never writes)."""

@@ -32,6 +32,12 @@ pytestmark = pytest.mark.integration
             "missing.yaml: no such services file",
         ),
         (
+            "availability:\n  services_file: services.yaml\n  maintenance:\n"
+            "    - {start: '2026-12-01T22:00:00Z', end: '2026-12-02T02:00:00Z', services: [web-shp]}\n",
+            "services:\n  web-shop:\n    all_of: [fw1]\n",
+            "correlator.yaml:4:7: 'availability.maintenance': unknown service 'web-shp' (not in services.yaml)",
+        ),
+        (
             "capacity:\n  trend_window: 0s\n",
             "",
             "correlator.yaml:2:3: 'capacity.trend_window': must be longer than 0s",
