@@ -8,6 +8,7 @@ checks the daemon's /metrics text.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.parse
@@ -65,7 +66,19 @@ def rule_exprs() -> list[tuple[str, str, str]]:
 
 
 def promql(expr: str) -> str:
-    return expr.replace("$__rate_interval", RATE_INTERVAL)
+    """Grafana's variables as Grafana would expand them: the rate interval, and "All" (.*) for the rest."""
+    return re.sub(r"\$\w+", ".*", expr.replace("$__rate_interval", RATE_INTERVAL))
+
+
+def variable_queries() -> list[tuple[str, str, str]]:
+    """(dashboard, variable, PromQL equivalent of its label_values(metric, label))."""
+    out = []
+    for path in DASHBOARDS:
+        for var in json.loads(path.read_text())["templating"]["list"]:
+            m = re.fullmatch(r"label_values\((\w+), (\w+)\)", var["definition"])
+            assert m, f"{path.name}: variable {var['name']}: expected label_values(metric, label)"
+            out.append((path.name, var["name"], f"count by ({m.group(2)}) ({m.group(1)})"))
+    return out
 
 
 class Prometheus:
@@ -249,6 +262,13 @@ def test_expression_executes_and_returns_data(
     if file == RULES.name and not title.startswith("correlator:"):
         return  # an alert expression is empty while nothing is wrong, which is the point
     assert doc["data"]["result"], f"{file}: panel '{title}': no data for {expr}"
+
+
+@pytest.mark.parametrize(("file", "name", "expr"), variable_queries())
+def test_variables_have_values(stack: tuple[DaemonProcess, Prometheus], file: str, name: str, expr: str):
+    _, prom = stack
+    doc = prom.query(expr)
+    assert doc["status"] == "success" and doc["data"]["result"], f"{file}: ${name} would offer nothing"
 
 
 def test_promtool_check_metrics(stack: tuple[DaemonProcess, Prometheus]):

@@ -77,6 +77,9 @@ def test_dashboards_are_valid_and_use_the_provisioned_datasource():
         assert dash["uid"] not in dash_uids and dash["title"] not in titles
         dash_uids.add(dash["uid"])
         titles.add(dash["title"])
+        variables = {v["name"] for v in dash["templating"]["list"]}
+        for v in dash["templating"]["list"]:
+            assert v["datasource"]["uid"] in uids
         ids = [p["id"] for p in dash["panels"]]
         assert len(ids) == len(set(ids)), f"{path.name}: duplicate panel ids"
         cells: set[tuple[int, int]] = set()
@@ -97,6 +100,10 @@ def test_dashboards_are_valid_and_use_the_provisioned_datasource():
             assert p["targets"], f"{path.name}: '{p['title']}' has no query"
             for t in p["targets"]:
                 assert t["datasource"]["uid"] in uids and t["expr"].strip()
+                used = set(re.findall(r"\$(\w+)", t["expr"])) - {"__rate_interval"}
+                assert used <= variables, (
+                    f"{path.name}: '{p['title']}' uses undefined ${sorted(used - variables)}"
+                )
             assert p["fieldConfig"]["defaults"]["unit"], f"{path.name}: '{p['title']}' has no unit"
 
 
