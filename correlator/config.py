@@ -95,11 +95,23 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class CorrelationConfig:
+    lateness: float = _duration(5.0, "events older than the correlation clock by more are counted as late")
+    max_depth: int = _doc(3, "how many times an emitted correlated event may re-enter level 2")
+    snapshot_interval: float = _duration(60.0, "how often level-2 state is saved (also saved on shutdown)")
+    notify: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"kind": "raw", "doc": "webhook targets of `notify`: {name: {url, timeout, retries, ...}}"},
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
     rules_dir: Path = _doc(Path("rules"), "directory of the rule files (searched recursively)")
     inventory_file: Path | None = _doc(
         None, "host inventory, YAML or CSV (site, service, owner, criticality); see docs/inventory.md"

@@ -57,6 +57,24 @@ class Pipeline:
                 log.exception("pipeline stage %s failed on a batch of %d events", stage.name, len(events))
         return events
 
+    async def flush(self, ctx: StageContext) -> list[Event]:
+        """Run what stages produced on their own (level-2 timers) through the stages after them."""
+        carry: list[Event] = []
+        for stage in self.stages:
+            if carry or ctx.responses:
+                try:
+                    carry = await stage(carry, ctx)
+                except Exception:
+                    metrics.STAGE_ERRORS.labels(stage.name).inc()
+                    log.exception("pipeline stage %s failed on %d timer events", stage.name, len(carry))
+            take = getattr(stage, "take_pending", None)
+            if take is not None:
+                carry.extend(take(ctx))
+        return carry
+
+    def find(self, name: str) -> Stage | None:
+        return next((s for s in self.stages if s.name == name), None)
+
     async def open(self, clock: Clock) -> None:
         """Live mode only: stages with persistent state (an `open` method) load it; replay never opens."""
         opened: list[Stage] = []
@@ -100,12 +118,16 @@ def build_pipeline(
     """collector -> queue -> [stages below] -> store.
 
     `rules` is the live rule set (reloadable); without one, the rules in config.rules_dir are loaded
-    once here (raising RuleErrors if they are broken). Without `incidents` (replay), no incident stage.
+    once here (raising RuleErrors if they are broken). Without `incidents` (replay), no incident
+    stage. Stages with `take_pending` (correlate) also produce events on their own when the live
+    ticker fires timers; `Pipeline.flush` sends those through the stages after them.
     """
     from correlator import capacity
     from correlator.availability import AvailabilityStage
+    from correlator.correlation import correlate_stage
     from correlator.incidents.stage import IncidentStage
     from correlator.noisiest import NoisiestStage
+    from correlator.notify import notify_stage
     from correlator.rules.reload import RulesHolder
     from correlator.rules.stage import FilterStage
 
@@ -115,11 +137,15 @@ def build_pipeline(
     availability = AvailabilityStage.from_config(config)  # None without a services file
     return Pipeline(
         [
-            AdvanceClock(),
             NoisiestStage(),  # counts raw input, before the rules drop noise
             FilterStage(rules),  # level 1: drop, enrich, classify, rename, rate-limit, de-duplicate
+            correlate_stage(config, rules),  # level 2: advances the clock per event; timers emit from here
             capacity.CapacityStage(capacity.configure(capacity.parse_settings(config.capacity))),
-            *([availability] if availability else []),  # after the rules: their severities and resources
+            *(
+                [availability] if availability else []
+            ),  # after the rules and level 2: their events and severities
             *([IncidentStage(incidents)] if incidents is not None else []),
+            notify_stage(config),  # outbound webhooks asked for by level 2
+            AdvanceClock(),  # replay: catch up with the batch when no level-2 rule did
         ]
     )

@@ -81,7 +81,9 @@ class Explanation:
         if self.event_out is None:
             lines.append("result: removed at level 1")
         else:
-            lines.append("result: kept; level-2 rules then see it" if self.level2_rules else "result: kept")
+            lines.append("result: kept")
+            if self.level2_rules:
+                lines.append(f"level-2 rules that match it next: {', '.join(self.level2_rules)}")
         return "\n".join(lines)
 
 
@@ -128,10 +130,23 @@ def explain(ruleset: RuleSet, event: Event) -> Explanation:
             candidates = tuple(r for r in ruleset.index.candidates(ev) if r.info.order > rule.info.order)
             checked += len(candidates)
             i = 0
-    level2 = [r.info.name for r in ruleset.rules if r.info.kind != "filter"]
+    level2 = [
+        r.info.name
+        for r in ruleset.rules
+        if r.info.kind != "filter" and not removed and _level2_match(r.compiled, ev)
+    ]
     return Explanation(
         event_in, None if removed else ev.to_dict(), checked, len(ruleset.filters), steps, level2
     )
+
+
+def _level2_match(rule: Any, ev: Event) -> bool:
+    """Whether a level-2 rule's matcher takes the event (its own state decides what happens then)."""
+    match = getattr(rule, "match", None)
+    try:
+        return bool(match(ev)) if match is not None else False
+    except Exception:
+        return False
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -20,7 +20,7 @@ DEFAULT_KIND = "filter"
 
 # Modules imported before rules are loaded, each calling register_kind() at import.
 # Level-2 correlation adds its module here.
-KIND_MODULES = ["correlator.rules.filter"]
+KIND_MODULES = ["correlator.rules.filter", "correlator.correlation.kinds"]
 
 COMMON_KEYS: dict[str, Key] = {
     "name": Key(Str(doc="unique name across the whole rule set"), required=True),

@@ -197,6 +197,14 @@ class PgEventStore:
         events = [Event.from_wire(orjson.loads(r["body"])) for r in rows]
         return EventPage(events, rows[-1]["pos"] if more and rows else None)
 
+    async def position(self) -> int:
+        return int(await self.pool.fetchval("SELECT COALESCE(MAX(pos), 0) FROM events"))
+
+    async def after(self, pos: int, limit: int) -> list[tuple[int, Event]]:
+        sql = "SELECT pos, body FROM events WHERE pos > $1 ORDER BY pos LIMIT $2"
+        rows = await self.pool.fetch(sql, pos, limit)
+        return [(r["pos"], Event.from_wire(orjson.loads(r["body"]))) for r in rows]
+
     async def count(self) -> int:
         return int(await self.pool.fetchval("SELECT COUNT(*) FROM events"))
 

@@ -152,6 +152,15 @@ class SqliteEventStore:
         events = [Event.from_wire(orjson.loads(body)) for _, body in rows]
         return EventPage(events, rows[-1][0] if more and rows else None)
 
+    async def position(self) -> int:
+        rows = list(await self.db.execute_fetchall("SELECT COALESCE(MAX(pos), 0) FROM events"))
+        return int(rows[0][0])
+
+    async def after(self, pos: int, limit: int) -> list[tuple[int, Event]]:
+        sql = "SELECT pos, body FROM events WHERE pos > ? ORDER BY pos LIMIT ?"
+        rows = await self.db.execute_fetchall(sql, (pos, limit))
+        return [(p, Event.from_wire(orjson.loads(body))) for p, body in rows]
+
     async def count(self) -> int:
         rows = list(await self.db.execute_fetchall("SELECT COUNT(*) FROM events"))
         return int(rows[0][0])

@@ -32,6 +32,9 @@ RULES = REPO / "deploy" / "prometheus" / "correlator.rules.yml"
 EMPTY_WHEN_HEALTHY = {
     "correlator_stage_errors_total": "counted per stage on the first failed batch only",
     "correlator_snmp_dropped_total": "the SNMP collector is not enabled here (tests/integration/test_snmp_*)",
+    "correlator_correlation_bound_hits_total": "counted only when a level-2 rule reaches a state bound",
+    "correlator_notifications_total": "no notify webhook target is configured here",
+    "correlator_incident_notifications_total": "no incident webhook target is configured here",
 }
 RATE_INTERVAL = "30s"  # what Grafana's $__rate_interval becomes here (scrapes are 1 s apart)
 

@@ -103,3 +103,24 @@ async def test_unreachable_postgres_is_a_clear_configuration_error():
     ) as e:
         await PgEventStore(dsn).open()
     assert "hunter2" not in str(e.value)
+
+
+async def test_fold_grows_the_repeat_count_idempotently(store):
+    first = ev(0)
+    await store.write([first])
+    first.count, first.last_seen = 3, T0 + 60
+    assert await store.fold([first, first]) == 1
+    assert await store.fold([ev(0, count=2)]) == 0  # an older fold delivered again changes nothing
+    [stored] = (await store.query(EventQuery())).events
+    assert (stored.count, stored.last_seen) == (3, T0 + 60)
+    assert await store.fold([]) == 0
+
+
+async def test_position_and_events_after_a_position_oldest_first(store):
+    assert await store.position() == 0
+    await store.write([ev(0), ev(1), ev(2)])
+    top = await store.position()
+    rows = await store.after(0, 10)
+    assert [e.id for _, e in rows] == ["e0", "e1", "e2"] and rows[-1][0] == top
+    assert [e.id for _, e in await store.after(rows[0][0], 1)] == ["e1"]
+    assert await store.after(top, 10) == []

@@ -1,0 +1,132 @@
+"""Response selection for level-2 rules: emit, incident, suppress, notify, annotate.
+
+Each builder returns an `Action` closure that a rule hook runs on its subject event; what it asks for
+goes into the `Sink` (events) or becomes an IncidentRequest/NotifyRequest for the later stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import orjson
+from prometheus_client import Counter
+
+from correlator.correlation.core import Action, Fire, Sink, derived_id
+from correlator.event import Event, Severity
+from correlator.responses import IncidentRequest, NotifyRequest
+
+SUPPRESSED = Counter(
+    "correlator_correlation_suppressed_total", "Events suppressed by a level-2 rule", ["rule"]
+)
+
+Template = Callable[[Event], str]
+
+
+def emit(
+    type_: str,
+    severity: Severity | None = None,
+    message: Template | None = None,
+    host: Template | None = None,
+) -> Action:
+    """A correlated event made from the subject; from an event hook it re-enters level 2."""
+
+    def act(subject: Event, fire: Fire, sink: Sink) -> None:
+        ev = Event(
+            derived_id(fire.rule, fire.hook, "emit", type_, subject.id),
+            subject.time,
+            subject.received,
+            "correlator",
+            host(subject) if host else subject.host,
+            type_,
+            severity if severity is not None else subject.severity,
+            subject.resource,
+            message(subject) if message else subject.message,
+            {"correlation": fire.info(), "cause": subject.id},
+        )
+        sink.add_event(ev, fire.from_timer)
+
+    return act
+
+
+def incident(
+    action: Literal["open", "update", "resolve"],
+    title: Template | None = None,
+    key: Template | None = None,
+    description: Template | None = None,
+    impact: int | None = None,
+    urgency: int | None = None,
+    assignment_group: str | None = None,
+    major: bool = False,
+) -> Action:
+    """Ask the incident stage to open/update/resolve the incident of a correlation key.
+
+    The default key is `<rule>:<key values joined by '/'>`, so open (on A) and resolve (on B) of one
+    rule meet on the same incident.
+    """
+
+    def act(subject: Event, fire: Fire, sink: Sink) -> None:
+        k = key(subject) if key else f"{fire.rule}:{fire.key_text()}"
+        sink.responses.append(
+            IncidentRequest(
+                action,
+                k,
+                subject,
+                fire.rule,
+                title(subject) if title else "",
+                description(subject) if description else "",
+                impact,
+                urgency,
+                assignment_group,
+                major,
+            )
+        )
+
+    return act
+
+
+def suppress() -> Action:
+    """Mark the subject suppressed: later level-2 rules skip it and it carries `suppressed_by`.
+
+    The event is still stored (the operator can see what was suppressed and why); only correlation
+    and responses stop.
+    """
+
+    def act(subject: Event, fire: Fire, sink: Sink) -> None:
+        subject.attributes["suppressed_by"] = fire.rule
+        sink.suppressed = fire.rule
+        SUPPRESSED.labels(fire.rule).inc()
+
+    return act
+
+
+def notify(target: str, body: Template | None = None) -> Action:
+    """Ask the notify stage to POST to a configured target; the default body is the event as JSON."""
+
+    def act(subject: Event, fire: Fire, sink: Sink) -> None:
+        if body is not None:
+            payload = body(subject).encode()
+        else:
+            payload = orjson.dumps({"rule": fire.rule, "hook": fire.hook, "event": subject.to_api()})
+        sink.responses.append(NotifyRequest(target, subject, fire.rule, payload))
+
+    return act
+
+
+def annotate(values: dict[str, Template]) -> Action:
+    """Set attributes on the subject from templates."""
+    items = tuple(values.items())
+
+    def act(subject: Event, fire: Fire, sink: Sink) -> None:
+        attrs = subject.attributes
+        for name, tmpl in items:
+            attrs[name] = tmpl(subject)
+
+    return act
+
+
+def literal(text: str) -> Template:
+    def render(ev: Event) -> str:
+        return text
+
+    return render

@@ -1,0 +1,280 @@
+"""What every level-2 engine shares: the output sink, hook firing, bounded per-key state, metrics.
+
+Engines (threshold.py, pair.py, ...) sit inside the correlate stage (stage.py); they receive events
+that matched their rule and the clock's timer callbacks, and write what they produce into a `Sink`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from prometheus_client import Counter, Gauge
+
+from correlator.clock import Clock, Timer
+from correlator.event import Event, Severity
+from correlator.logs import RateLimitedLog
+from correlator.responses import Response
+from correlator.rules.stats import RuleCounters
+
+log = logging.getLogger("correlator.correlation")
+_limited = RateLimitedLog(log)
+
+KEYS = Gauge("correlator_correlation_keys", "Keys with live state in a level-2 rule", ["rule"])
+BOUND_HITS = Counter(
+    "correlator_correlation_bound_hits_total",
+    "Times a level-2 rule hit a state bound (the oldest key was evicted)",
+    ["rule", "bound"],
+)
+FIRES = Counter("correlator_correlation_fires_total", "Hooks fired by level-2 rules", ["rule", "hook"])
+
+Key = tuple[Any, ...]
+Match = Callable[[Event], bool]
+KeyFn = Callable[[Event], Key]
+
+
+class Fire:
+    """Why an action runs: which rule, which hook (e.g. 'timeout'), for which key, with what details."""
+
+    __slots__ = ("extra", "from_timer", "hook", "key", "rule")
+
+    def __init__(self, rule: str, hook: str, key: Key, from_timer: bool, extra: dict[str, Any]) -> None:
+        self.rule = rule
+        self.hook = hook
+        self.key = key
+        self.from_timer = from_timer
+        self.extra = extra
+
+    def key_text(self) -> str:
+        return "/".join(str(k) for k in self.key)
+
+    def info(self) -> dict[str, Any]:
+        return {"rule": self.rule, "hook": self.hook, "key": list(self.key), **self.extra}
+
+
+class Sink:
+    """Collects what engines produce while the stage processes one batch or the clock fires timers.
+
+    `emitted` events came from processing an event and re-enter level 2; `timer_events` came from a
+    timer and go straight on to the stages after level 2 (they have no trigger to be ordered after).
+    """
+
+    __slots__ = ("emitted", "responses", "suppressed", "timer_events")
+
+    def __init__(self) -> None:
+        self.emitted: list[Event] = []
+        self.timer_events: list[Event] = []
+        self.responses: list[Response] = []
+        self.suppressed: str | None = None  # rule that suppressed the event being processed
+
+    def add_event(self, ev: Event, from_timer: bool) -> None:
+        (self.timer_events if from_timer else self.emitted).append(ev)
+
+
+Action = Callable[[Event, Fire, Sink], None]
+Hooks = dict[str, list[Action]]
+
+
+def derived_id(*parts: object) -> str:
+    """Deterministic id for a generated event, so replay gives identical output and the store dedups."""
+    text = "\x1f".join(str(p) for p in parts)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def generated_event(
+    rule: str,
+    hook: str,
+    type_: str,
+    t: float,
+    host: str,
+    resource: str,
+    severity: Severity,
+    message: str,
+    info: dict[str, Any],
+    id_parts: tuple[object, ...],
+) -> Event:
+    """An event made by a level-2 rule (timeout, heartbeat.missed, group, flapping...)."""
+    return Event(
+        derived_id(rule, hook, *id_parts),
+        t,
+        t,
+        "correlator",
+        host,
+        type_,
+        severity,
+        resource,
+        message,
+        {"correlation": {"rule": rule, "hook": hook, **info}},
+    )
+
+
+S = TypeVar("S")
+
+
+class KeyTable(Generic[S]):
+    """Per-key state in least-recently-touched order, bounded by `max_keys` (evicting the oldest).
+
+    Order doubles as deadline order for rules whose deadline is "last touch + constant", so one clock
+    timer per rule suffices instead of one per key.
+    """
+
+    __slots__ = ("_d", "max_keys", "rule")
+
+    def __init__(self, rule: str, max_keys: int) -> None:
+        self.rule = rule
+        self.max_keys = max_keys
+        self._d: OrderedDict[Key, S] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._d
+
+    def get(self, key: Key) -> S | None:
+        return self._d.get(key)
+
+    def touch(self, key: Key) -> None:
+        self._d.move_to_end(key)
+
+    def put(self, key: Key, state: S) -> tuple[Key, S] | None:
+        """Insert at the newest end; returns the evicted (key, state) when the bound was hit."""
+        d = self._d
+        d[key] = state
+        if len(d) > self.max_keys:
+            old = d.popitem(last=False)
+            BOUND_HITS.labels(self.rule, "max_keys").inc()
+            _limited.warning(
+                f"bound:{self.rule}",
+                "rule %s: more than %d keys; evicted the least recently seen key %r",
+                self.rule,
+                self.max_keys,
+                old[0],
+            )
+            return old
+        return None
+
+    def pop(self, key: Key) -> S | None:
+        return self._d.pop(key, None)
+
+    def oldest(self) -> tuple[Key, S] | None:
+        for item in self._d.items():
+            return item
+        return None
+
+    def pop_oldest(self) -> tuple[Key, S]:
+        return self._d.popitem(last=False)
+
+    def items(self) -> Iterator[tuple[Key, S]]:
+        return iter(list(self._d.items()))
+
+    def dump(self) -> list[tuple[Key, S]]:
+        """(key, state) pairs, oldest first; orjson writes tuples as arrays, so no copying per key."""
+        return list(self._d.items())
+
+
+class Engine:
+    """Base of the level-2 engines: rule identity, compiled match/key, hooks and a clock binding.
+
+    Subclasses implement `on_event(ev, t)` (t is the event's correlation time, already clamped for
+    late events), `snapshot()`/`restore()` for restarts, and may use `_arm(deadline)` for their one
+    rule timer.
+    """
+
+    kind = "engine"
+    hook_names: tuple[str, ...] = ()
+
+    def __init__(self, name: str, match: Match, key: KeyFn, hooks: Hooks | None = None) -> None:
+        self.name = name
+        self.match = match
+        self.key = key
+        self.hooks: Hooks = hooks or {}
+        for h in self.hooks:
+            if h not in self.hook_names:
+                raise ValueError(
+                    f"rule {name}: kind {self.kind} has no hook {h!r} ({', '.join(self.hook_names)})"
+                )
+        self.sink = Sink()
+        self.clock: Clock | None = None
+        self._timer: Timer | None = None
+        self._timer_at = 0.0
+        self.types: frozenset[str] | None = None  # event types the rule can match (None: any); for the index
+        self.signature = ""  # the rule's text: a reload keeps the running engine when it is unchanged
+        self.counters = RuleCounters()  # hits and errors; shared with GET /api/v1/rules when from a file
+
+    # -- wiring ---------------------------------------------------------------------------------
+    def attach(self, clock: Clock, sink: Sink) -> None:
+        """Bind to the clock the stage runs on (replay makes a new one per run) and re-arm timers."""
+        self.clock = clock
+        self.sink = sink
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.rearm()
+
+    def detach(self) -> None:
+        """The rule was removed or changed by a reload: cancel its timers, produce nothing more."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.clock = None
+
+    def rearm(self) -> None:
+        """Subclasses with deadlines arm their earliest one here."""
+
+    def _arm(self, when: float | None) -> None:
+        if when is None or self.clock is None:
+            return
+        if self._timer is not None and not self._timer.cancelled:
+            if self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.clock.call_at(when, self._on_timer)
+
+    def _on_timer(self, now: float) -> None:
+        self._timer = None
+        if self.clock is not None:
+            self.on_timer(now)
+
+    def on_timer(self, now: float) -> None:
+        pass
+
+    # -- behaviour ------------------------------------------------------------------------------
+    def on_event(self, ev: Event, t: float) -> None:
+        raise NotImplementedError
+
+    def keys(self) -> int:
+        return 0
+
+    def expire(self, now: float) -> int:
+        """Forget idle keys (TTL); returns how many were dropped."""
+        return 0
+
+    def snapshot(self) -> Any:
+        return None
+
+    def restore(self, data: Any) -> None:
+        pass
+
+    def fire(self, hook: str, subject: Event, key: Key, from_timer: bool, **extra: Any) -> None:
+        FIRES.labels(self.name, hook).inc()
+        actions = self.hooks.get(hook)
+        if not actions:
+            return
+        f = Fire(self.name, hook, key, from_timer, extra)
+        for act in actions:
+            act(subject, f, self.sink)
+
+    def generate(self, hook: str, ev: Event, key: Key, from_timer: bool, **extra: Any) -> None:
+        """Put a rule-made event into the output, then run the hook's actions on it."""
+        self.sink.add_event(ev, from_timer)
+        self.fire(hook, ev, key, from_timer, **extra)
+
+
+def key_of(value: Any) -> Key:
+    """Keys come back from JSON snapshots as lists: make them tuples again."""
+    return tuple(value)

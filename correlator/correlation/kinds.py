@@ -1,0 +1,290 @@
+"""The level-2 rule kinds in the rule files: threshold, pair, absence, flapping, group, topology, sequence.
+
+Each kind is declared with the rule-file model (so `rules check` and `rules schema` know it) and
+built into an engine; the correlate stage takes them from the live rule set (`of_kind`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from correlator.correlation.absence import Absence
+from correlator.correlation.core import Engine
+from correlator.correlation.flapping import Flapping
+from correlator.correlation.group import Group
+from correlator.correlation.pair import Pair
+from correlator.correlation.rulespec import (
+    SEVERITIES,
+    as_keys,
+    group_by_spec,
+    hooks_keys,
+    hooks_of,
+    key_fn,
+    state_getter,
+    types_of,
+)
+from correlator.correlation.sequence import SequenceRule
+from correlator.correlation.threshold import Threshold
+from correlator.correlation.topology import TopologyRule
+from correlator.correlation.topology_file import TopologyError, load_topology
+from correlator.event import Severity
+from correlator.rules.errors import RuleError
+from correlator.rules.model import Bool, Duration, Either, Int, Key, ListOf, Match, Obj, Str, Template
+from correlator.rules.registry import BuildContext, RuleInfo, RuleKind, register_kind
+from correlator.rules.stats import STATS
+from correlator.yamlfile import YamlMap
+
+MAX_KEYS = Key(
+    Int(minimum=1, doc="most keys with state; the least recently seen is evicted beyond"), default=100_000
+)
+_SEV = Str(doc="severity of the rule-made event", choices=SEVERITIES)
+
+
+def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None) -> Engine:
+    engine.types = types_of(*matches)
+    engine.signature = repr((dict(raw), extra))
+    engine.counters = STATS.counters(engine.name)  # correlator_rule_matches_total and GET /api/v1/rules
+    return engine
+
+
+def _threshold(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
+    e = Threshold(
+        info.name,
+        v["match"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["count"],
+        v["within"],
+        hooks_of(v, Threshold.hook_names),
+        v["max_keys"],
+    )
+    return _finish(e, raw, raw.get("match"))
+
+
+def _pair(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
+    e = Pair(
+        info.name,
+        v["match"],
+        v["close"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["within"],
+        hooks_of(v, Pair.hook_names),
+        v["max_keys"],
+        v["timeout_type"],
+        v["recover_within"],
+    )
+    return _finish(e, raw, raw.get("match"), raw.get("close"))
+
+
+def _absence(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
+    expect = as_keys(v["expect"] or [])
+    if v["expect_inventory"]:
+        if v["group_by"] != ["host"]:
+            raise RuleError(raw.where("expect_inventory"), "expect_inventory needs group_by: [host]")
+        expect += [(a.host,) for a in ctx.inventory]
+    e = Absence(
+        info.name,
+        v["match"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["every"],
+        hooks_of(v, Absence.hook_names),
+        v["max_keys"],
+        expect,
+        v["missed_type"],
+        Severity(v["severity"]),
+        v["forget_after"],
+    )
+    return _finish(e, raw, raw.get("match"), extra=sorted(expect, key=repr))
+
+
+def _flapping(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
+    low = v["low"]
+    if low is not None and low >= v["high"]:
+        raise RuleError(
+            raw.where("low"), f"low ({low}) must be below high ({v['high']}): that is the hysteresis"
+        )
+    e = Flapping(
+        info.name,
+        v["match"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["within"],
+        v["high"],
+        low,
+        state_getter(v["state"], raw.where("state")),
+        hooks_of(v, Flapping.hook_names),
+        v["max_keys"],
+        v["flapping_type"],
+        Severity(v["severity"]),
+    )
+    return _finish(e, raw, raw.get("match"))
+
+
+def _group(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
+    e = Group(
+        info.name,
+        v["match"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["group_wait"],
+        hooks_of(v, Group.hook_names),
+        v["max_keys"],
+        v["close_after"],
+        v["max_members"],
+        v["group_type"],
+    )
+    return _finish(e, raw, raw.get("match"))
+
+
+def _topology(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
+    path = ctx.rules_dir / v["topology"]
+    try:
+        topo = load_topology(path)
+    except TopologyError as err:
+        raise RuleError(raw.where_value("topology"), f"topology: {err}") from None
+    ci = state_getter(v["ci"], raw.where("ci"))
+    e = TopologyRule(
+        info.name,
+        v["down"],
+        v["up"],
+        topo,
+        lambda ev: str(ci(ev)),
+        hooks_of(v, TopologyRule.hook_names),
+        v["max_keys"],
+        v["title"],
+        v["incidents"],
+    )
+    return _finish(e, raw, raw.get("down"), raw.get("up"), extra=repr(topo))
+
+
+def _sequence(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
+    if len(v["steps"]) < 2:
+        raise RuleError(raw.where("steps"), "a sequence needs at least two steps")
+    e = SequenceRule(
+        info.name,
+        v["steps"],
+        key_fn(v["group_by"], raw.where("group_by")),
+        v["within"],
+        hooks_of(v, SequenceRule.hook_names),
+        v["max_keys"],
+    )
+    return _finish(e, raw, *(raw.get("steps") or []))
+
+
+def _kind(name: str, keys: dict[str, Key], hooks: tuple[str, ...], build: Any, doc: str) -> RuleKind:
+    all_keys = {**keys, "max_keys": MAX_KEYS, **hooks_keys(hooks)}
+    return RuleKind(name, Obj(all_keys), build, level=2, doc=doc + " See docs/correlation.md.")
+
+
+KINDS = [
+    _kind(
+        "threshold",
+        {
+            "match": Key(Match(), required=True),
+            "group_by": group_by_spec(),
+            "count": Key(Int(minimum=1, doc="events needed within the window"), required=True),
+            "within": Key(Duration(doc="sliding window"), required=True),
+        },
+        Threshold.hook_names,
+        _threshold,
+        "level-2: N matching events per key within a sliding window fire once (SEC SingleWithThreshold).",
+    ),
+    _kind(
+        "pair",
+        {
+            "match": Key(Match(doc="the opening event (A)"), required=True),
+            "close": Key(Match(doc="the closing event (B)"), required=True),
+            "group_by": group_by_spec(),
+            "within": Key(Duration(doc="time B has to arrive"), required=True),
+            "timeout_type": Key(Str(doc="type of the timeout event (default '<rule>.timeout')")),
+            "recover_within": Key(
+                Duration(doc="how long a late B still recovers a timeout"), default=86400.0
+            ),
+        },
+        Pair.hook_names,
+        _pair,
+        "level-2: A opens, B with the same key closes within T; responses on open, close, timeout, recover.",
+    ),
+    _kind(
+        "absence",
+        {
+            "match": Key(Match(doc="the heartbeat events"), required=True),
+            "group_by": group_by_spec(),
+            "every": Key(Duration(doc="longest allowed silence per key"), required=True),
+            "expect": Key(
+                ListOf(
+                    Either(((str, Str()), (list, ListOf(Str())))),
+                    doc="keys expected from the start: a host, or a list of the group_by values",
+                )
+            ),
+            "expect_inventory": Key(
+                Bool(doc="expect every inventory host (needs group_by: [host])"), default=False
+            ),
+            "missed_type": Key(Str(doc="type of the missed event"), default="heartbeat.missed"),
+            "severity": Key(_SEV, default="major"),
+            "forget_after": Key(Duration(doc="stop watching an unlisted silent key after"), default=604800.0),
+        },
+        Absence.hook_names,
+        _absence,
+        "level-2: expect a matching event per key at least every T; heartbeat.missed, then a clear.",
+    ),
+    _kind(
+        "flapping",
+        {
+            "match": Key(Match(), required=True),
+            "group_by": group_by_spec(),
+            "state": Key(Str(doc="field whose changes count (default severity)")),
+            "within": Key(Duration(doc="window the changes are counted in"), required=True),
+            "high": Key(Int(minimum=2, doc="changes within the window that start flapping"), required=True),
+            "low": Key(Int(minimum=0, doc="changes at or below which flapping stops (default high/2)")),
+            "flapping_type": Key(Str(doc="type of the flapping event"), default="flapping"),
+            "severity": Key(_SEV, default="warning"),
+        },
+        Flapping.hook_names,
+        _flapping,
+        "level-2: too many state changes per key enter flapping (suppressed), with hysteresis to leave.",
+    ),
+    _kind(
+        "group",
+        {
+            "match": Key(Match(), required=True),
+            "group_by": group_by_spec(),
+            "group_wait": Key(
+                Duration(doc="wait after the first member before the group event"), required=True
+            ),
+            "close_after": Key(Duration(doc="an idle group closes after"), default=3600.0),
+            "max_members": Key(Int(minimum=1, doc="member ids listed at most"), default=100),
+            "group_type": Key(Str(doc="type of the group event (default '<rule>.group')")),
+        },
+        Group.hook_names,
+        _group,
+        "level-2: matching events per key within group_wait merge into one event; later ones join.",
+    ),
+    _kind(
+        "topology",
+        {
+            "down": Key(Match(doc="an event saying a CI is down"), required=True),
+            "up": Key(Match(doc="an event saying a CI is up again"), required=True),
+            "topology": Key(Str(doc="topology file, relative to the rules directory"), required=True),
+            "ci": Key(Str(doc="field naming the CI (default host)")),
+            "title": Key(Template(doc="incident title template (default '<ci> down')")),
+            "incidents": Key(Bool(doc="ask for incidents (open/update/resolve)"), default=True),
+        },
+        TopologyRule.hook_names,
+        _topology,
+        "level-2: events behind a down upstream CI become symptoms of its incident.",
+    ),
+    _kind(
+        "sequence",
+        {
+            "steps": Key(
+                ListOf(Match(), min_items=2, doc="matchers, in the order they must arrive"), required=True
+            ),
+            "group_by": group_by_spec(),
+            "within": Key(Duration(doc="from the first step to the last"), required=True),
+        },
+        SequenceRule.hook_names,
+        _sequence,
+        "level-2: A then B then C for the same key within T, in order.",
+    ),
+]
+
+for _k in KINDS:
+    register_kind(_k)

@@ -1,0 +1,123 @@
+"""pair: event A opens, event B with the same key closes within T (SEC's PairWithWindow).
+
+Hooks: `open` on the first A of a key, `close` on B within T (a blip: linkDown then linkUp within
+30 s), `timeout` when T passes without B (a rule-made `<rule>.timeout` event is emitted; typical
+action: open an incident), `recover` when B arrives after the timeout (typical: resolve it).
+Repeated A while the pair is pending is ignored, as in SEC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from correlator.correlation.core import Engine, Hooks, Key, KeyFn, KeyTable, Match, generated_event, key_of
+from correlator.event import Event, Severity
+
+# pending A: (id, time, host, resource, type, severity, deadline) - a tuple keeps a key under 1 KiB
+_Open = tuple[str, float, str, str, str, str, float]
+
+
+class Pair(Engine):
+    kind = "pair"
+    hook_names = ("open", "close", "timeout", "recover")
+
+    def __init__(
+        self,
+        name: str,
+        match: Match,
+        close: Match,
+        key: KeyFn,
+        within: float,
+        hooks: Hooks | None = None,
+        max_keys: int = 100_000,
+        timeout_type: str | None = None,
+        recover_within: float = 86400.0,
+    ) -> None:
+        super().__init__(name, lambda e: match(e) or close(e), key, hooks)
+        if within <= 0:
+            raise ValueError(f"rule {name}: pair needs within > 0")
+        self.match_open = match
+        self.match_close = close
+        self.within = within
+        self.timeout_type = timeout_type or f"{name}.timeout"
+        self.recover_within = recover_within
+        self.pending: KeyTable[_Open] = KeyTable(name, max_keys)
+        self.timed_out: KeyTable[float] = KeyTable(name, max_keys)  # key -> timeout time
+
+    def on_event(self, ev: Event, t: float) -> None:
+        k = self.key(ev)
+        if self.match_close(ev):
+            self._close(ev, t, k)
+            return
+        if k in self.pending:
+            return
+        self.timed_out.pop(k)
+        deadline = t + self.within
+        self.pending.put(k, (ev.id, t, ev.host, ev.resource, ev.type, ev.severity.value, deadline))
+        self._arm(deadline)
+        self.fire("open", ev, k, False)
+
+    def _close(self, ev: Event, t: float, k: Key) -> None:
+        a = self.pending.get(k)
+        if a is not None:
+            if t <= a[6]:
+                self.pending.pop(k)
+                self.fire("close", ev, k, False, opened_by=a[0], elapsed=t - a[1])
+                return
+            # B is past the deadline but the timer has not run yet (live clock granularity).
+            self.pending.pop(k)
+            self._timeout(k, a, False)
+        if self.timed_out.pop(k) is not None:
+            self.fire("recover", ev, k, False)
+
+    def on_timer(self, now: float) -> None:
+        pending = self.pending
+        while (item := pending.oldest()) is not None and item[1][6] <= now:
+            pending.pop_oldest()
+            self._timeout(item[0], item[1], True)
+        self.rearm()
+
+    def _timeout(self, k: Key, a: _Open, from_timer: bool) -> None:
+        a_id, a_time, host, resource, a_type, sev, deadline = a
+        self.timed_out.put(k, deadline)
+        ev = generated_event(
+            self.name,
+            "timeout",
+            self.timeout_type,
+            deadline,
+            host,
+            resource,
+            Severity(sev),
+            f"{a_type} not closed within {self.within:g}s",
+            {"key": list(k), "opened_by": a_id, "opened_at": a_time},
+            (k, a_id),
+        )
+        self.generate("timeout", ev, k, from_timer, opened_by=a_id)
+
+    def rearm(self) -> None:
+        item = self.pending.oldest()
+        if item is not None:
+            self._arm(item[1][6])
+
+    def keys(self) -> int:
+        return len(self.pending) + len(self.timed_out)
+
+    def expire(self, now: float) -> int:
+        n = 0
+        while (item := self.timed_out.oldest()) is not None and item[1] + self.recover_within <= now:
+            self.timed_out.pop_oldest()
+            n += 1
+        return n
+
+    def snapshot(self) -> Any:
+        return {
+            "pending": self.pending.dump(),
+            "timed_out": self.timed_out.dump(),
+        }
+
+    def restore(self, data: Any) -> None:
+        for k, a in data["pending"]:
+            self.pending.put(key_of(k), tuple(a))
+        for k, t in data["timed_out"]:
+            self.timed_out.put(key_of(k), t)
+        self.rearm()

@@ -1,0 +1,207 @@
+"""The YAML pieces every level-2 rule kind shares: `group_by` keys and `on_<hook>` response lists.
+
+Used by kinds.py to describe each kind with the rule-file model (correlator/rules/model.py), so the
+same spec both parses the operator's file (with file:line:col errors) and yields the JSON Schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from correlator.correlation import actions
+from correlator.correlation.core import Action, KeyFn
+from correlator.correlation.core import Key as StateKey
+from correlator.event import Event, Severity
+from correlator.rules.errors import RuleError, RuleErrors, suggest
+from correlator.rules.fields import compile_field
+from correlator.rules.matchers import equality_values
+from correlator.rules.model import Int, Key, ListOf, Obj, Spec, Str, Template, _kpos, _vpos
+from correlator.yamlfile import Position, YamlList
+
+SEVERITIES = tuple(s.value for s in Severity)
+
+_EMIT = Obj(
+    {
+        "type": Key(Str(doc="type of the correlated event"), required=True),
+        "severity": Key(Str(doc="its severity (default: the subject's)", choices=SEVERITIES)),
+        "message": Key(Template(doc="its message template (default: the subject's message)")),
+        "host": Key(Template(doc="its host template (default: the subject's host)")),
+    },
+    doc="make a correlated event from the subject; from an event hook it re-enters level 2",
+)
+_INCIDENT = Obj(
+    {
+        "action": Key(
+            Str(doc="what to ask of the incident", choices=("open", "update", "resolve")), required=True
+        ),
+        "title": Key(Template(doc="incident title template")),
+        "description": Key(Template(doc="incident description template")),
+        "key": Key(Template(doc="correlation key template (default '<rule>:<group_by values>')")),
+        "impact": Key(Int(minimum=1, doc="1 (high) .. 3 (low)")),
+        "urgency": Key(Int(minimum=1, doc="1 (high) .. 3 (low)")),
+        "assignment_group": Key(Str(doc="team the incident is assigned to")),
+    },
+    doc="open, update or resolve the incident of a correlation key",
+)
+_NOTIFY = Obj(
+    {
+        "target": Key(Str(doc="a target of correlation.notify in correlator.yaml"), required=True),
+        "body": Key(Template(doc="request body template (default: the event and rule as JSON)")),
+    },
+    doc="POST to an outbound webhook, with retries",
+)
+
+
+@dataclass(frozen=True)
+class Annotations(Spec):
+    doc: str = "attributes to set on the subject, as templates"
+
+    def parse(self, value: Any, where: Position | None) -> Any:
+        if not isinstance(value, dict) or not value:
+            raise RuleError(where, "annotate: expected a mapping of attribute names to templates")
+        tmpl = Template()
+        return {k: tmpl.parse(v, _vpos(value, k, where)) for k, v in value.items()}
+
+    def schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"type": "string"},
+            "description": self.doc,
+        }
+
+
+_ACTIONS: dict[str, Spec] = {
+    "emit": _EMIT,
+    "incident": _INCIDENT,
+    "notify": _NOTIFY,
+    "annotate": Annotations(),
+}
+ACTION_NAMES = (*_ACTIONS, "suppress")
+
+
+@dataclass(frozen=True)
+class Responses(Spec):
+    """A list of responses, each a one-key mapping: emit, incident, notify, annotate or `suppress: true`."""
+
+    doc: str = ""
+
+    def parse(self, value: Any, where: Position | None) -> Any:
+        if not isinstance(value, list) or not value:
+            raise RuleError(where, f"expected a list of responses ({', '.join(ACTION_NAMES)})")
+        positions = value.item_positions if isinstance(value, YamlList) else [where] * len(value)
+        out: list[Action] = []
+        errors: list[RuleError] = []
+        for item, pos in zip(value, positions, strict=True):
+            try:
+                out.append(_action(item, pos))
+            except RuleErrors as e:
+                errors.extend(e.errors)
+            except RuleError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0] if len(errors) == 1 else RuleErrors(errors)
+        return out
+
+    def schema(self) -> dict[str, Any]:
+        one_of = [
+            {
+                "type": "object",
+                "properties": {name: spec.schema()},
+                "required": [name],
+                "additionalProperties": False,
+            }
+            for name, spec in _ACTIONS.items()
+        ]
+        one_of.append(
+            {
+                "type": "object",
+                "properties": {"suppress": {"const": True}},
+                "required": ["suppress"],
+                "additionalProperties": False,
+            }
+        )
+        return {"type": "array", "minItems": 1, "items": {"oneOf": one_of}, "description": self.doc}
+
+
+def _action(item: Any, where: Position | None) -> Action:
+    if not isinstance(item, dict) or len(item) != 1:
+        raise RuleError(where, f"each response is a mapping with one key: {', '.join(ACTION_NAMES)}")
+    ((name, arg),) = item.items()
+    kpos, vpos = _kpos(item, name, where), _vpos(item, name, where)
+    if name == "suppress":
+        if arg is not True:
+            raise RuleError(vpos, "suppress: expected true")
+        return actions.suppress()
+    spec = _ACTIONS.get(name)
+    if spec is None:
+        raise RuleError(
+            kpos, f"unknown response {name!r}{suggest(name, ACTION_NAMES)}; known: {', '.join(ACTION_NAMES)}"
+        )
+    v = spec.parse(arg, vpos)
+    if name == "emit":
+        sev = Severity(v["severity"]) if v["severity"] else None
+        return actions.emit(v["type"], sev, v["message"], v["host"])
+    if name == "incident":
+        for level in ("impact", "urgency"):
+            if v[level] not in (None, 1, 2, 3):
+                raise RuleError(_vpos(arg, level, vpos), f"{level}: expected 1 (high), 2 or 3 (low)")
+        return actions.incident(
+            v["action"],
+            v["title"],
+            v["key"],
+            v["description"],
+            v["impact"],
+            v["urgency"],
+            v["assignment_group"],
+        )
+    if name == "notify":
+        return actions.notify(v["target"], v["body"])
+    return actions.annotate(v)
+
+
+def group_by_spec(default: str = "host") -> Key:
+    return Key(
+        ListOf(Str(doc="a field path such as host or attributes.site")),
+        default=[default],
+    )
+
+
+def hooks_keys(names: tuple[str, ...]) -> dict[str, Key]:
+    return {f"on_{h}": Key(Responses(doc=f"responses when {h} happens")) for h in names}
+
+
+def hooks_of(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, list[Action]]:
+    return {h: values[f"on_{h}"] for h in names if values.get(f"on_{h}")}
+
+
+def key_fn(paths: list[str], where: Position | None) -> KeyFn:
+    getters = [compile_field(p, where) for p in paths]
+    if len(getters) == 1:
+        g = getters[0]
+        return lambda ev: (g(ev),)
+    if len(getters) == 2:
+        g1, g2 = getters
+        return lambda ev: (g1(ev), g2(ev))
+    return lambda ev: tuple(g(ev) for g in getters)
+
+
+def types_of(*match_specs: Any) -> frozenset[str] | None:
+    """Event types a rule can see, when every one of its matchers pins `type` (else None: any type)."""
+    out: set[str] = set()
+    for spec in match_specs:
+        pinned = equality_values(spec, "type")
+        if pinned is None:
+            return None
+        out |= pinned
+    return frozenset(out)
+
+
+def state_getter(path: str | None, where: Position | None) -> Callable[[Event], Any]:
+    return compile_field(path or "severity", where)
+
+
+def as_keys(rows: list[Any]) -> list[StateKey]:
+    return [tuple(r) if isinstance(r, list) else (r,) for r in rows]

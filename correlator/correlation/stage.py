@@ -1,0 +1,266 @@
+"""The correlate stage: runs every event through the level-2 rules in order, on the event-time clock.
+
+Sits after the first-level (filter) stage. Per event it advances the clock to the event's time, so
+timers (pair timeouts, missed heartbeats, group flushes) fire exactly between the events they fall
+between; what timers produce goes on after level 2, and `take_pending` hands it to the pipeline when
+the live ticker fires timers with no event arriving (see Pipeline.flush).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import Counter
+
+from correlator.clock import Clock
+from correlator.correlation.core import KEYS, Engine, Sink
+from correlator.event import Event
+from correlator.logs import RateLimitedLog
+from correlator.pipeline import StageContext
+from correlator.rules.reload import RulesHolder
+
+log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)
+
+LATE = Counter(
+    "correlator_correlation_late_events_total",
+    "Events older than the allowed lateness, correlated at the current clock time instead",
+)
+DEPTH_LIMIT = Counter(
+    "correlator_correlation_depth_limit_total",
+    "Correlated events not fed to level 2 again because the emit depth limit was reached",
+)
+TIMER_EVENTS = Counter(
+    "correlator_correlation_timer_events_total", "Events made by level-2 timers (timeouts, missed, groups)"
+)
+
+MAX_CACHED_TYPES = 10_000
+_NEVER = 1 << 62  # store position of rules with no snapshot: never re-fed
+
+
+class Correlate:
+    name = "correlate"
+
+    def __init__(
+        self,
+        engines: list[Engine],
+        lateness: float = 5.0,
+        max_depth: int = 3,
+        sweep_every: float = 60.0,
+        wall: Callable[[], float] = time.time,
+        rules: RulesHolder | None = None,
+    ) -> None:
+        names = [e.name for e in engines]
+        if len(set(names)) != len(names):
+            raise ValueError("level-2 rule names must be unique")
+        self.engines = engines
+        self.lateness = lateness
+        self.max_depth = max_depth
+        self.sweep_every = sweep_every
+        self._wall = wall
+        self.sink = Sink()
+        self.clock: Clock | None = None
+        self._by_type: dict[str, tuple[Engine, ...]] = {}
+        for e in engines:
+            KEYS.labels(e.name).set_function(e.keys)
+        self._rules = rules
+        self._ruleset: object = None
+        self._skip: dict[str, int] | None = None  # only while re-feeding stored events (refeed)
+        self._pos = 0
+
+    # -- the stage --------------------------------------------------------------------------------
+    async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
+        clock = ctx.clock
+        self.sync()
+        self.bind(clock)
+        sink = self.sink
+        out: list[Event] = []
+        self._take_timer_events(out)
+        wall_now = self._wall() if ctx.live else 0.0
+        lateness = self.lateness
+        for ev in events:
+            t = ev.time
+            now = clock.now()
+            if t > now:
+                if ctx.live and t > wall_now:
+                    t = max(now, wall_now)  # a sender clock running ahead must not drag everyone's time
+                if t > now:
+                    clock.advance_to(t)
+                    if sink.timer_events:
+                        self._take_timer_events(out)
+            elif t < now - lateness:
+                LATE.inc()
+                ev.attributes["late_seconds"] = round(now - t, 3)  # visible on the stored event
+                t = now
+            self._correlate(ev, t, 0, out)
+        ctx.responses.extend(sink.responses)
+        sink.responses.clear()
+        return out
+
+    def take_pending(self, ctx: StageContext) -> list[Event]:
+        """Events and responses that timers made since the last batch (the live ticker's path)."""
+        self.sync()
+        self.bind(ctx.clock)
+        out: list[Event] = []
+        self._take_timer_events(out)
+        ctx.responses.extend(self.sink.responses)
+        self.sink.responses.clear()
+        return out
+
+    def sync(self) -> None:
+        """Pick up a reloaded rule set (read once per batch, like the filter stage)."""
+        if self._rules is None:
+            return
+        current = self._rules.current
+        if current is self._ruleset:
+            return
+        self._ruleset = current
+        self.set_engines([r.compiled for r in current.rules if isinstance(r.compiled, Engine)])
+
+    def set_engines(self, engines: list[Engine]) -> None:
+        """Swap in a new set of rules; an unchanged rule (same name, kind and text) keeps its state."""
+        old = {e.name: e for e in self.engines}
+        result: list[Engine] = []
+        for e in engines:
+            prev = old.pop(e.name, None)
+            if prev is not None and prev.kind == e.kind and e.signature and prev.signature == e.signature:
+                result.append(prev)
+                continue
+            if prev is not None:
+                prev.detach()
+            if self.clock is not None:
+                e.attach(self.clock, self.sink)
+            KEYS.labels(e.name).set_function(e.keys)
+            result.append(e)
+        for gone in old.values():
+            gone.detach()
+            KEYS.remove(gone.name)
+        self.engines = result
+        self._by_type = {}
+
+    def bind(self, clock: Clock) -> None:
+        """Attach the engines to the clock of this run (replay makes one per file)."""
+        if clock is self.clock:
+            return
+        self.clock = clock
+        for e in self.engines:
+            e.attach(clock, self.sink)
+        clock.call_at(clock.now() + self.sweep_every, self._sweep)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _correlate(self, ev: Event, t: float, depth: int, out: list[Event]) -> None:
+        out.append(ev)
+        sink = self.sink
+        skip = self._skip
+        for e in self._rules_for(ev.type):
+            if skip is not None and skip.get(e.name, _NEVER) >= self._pos:
+                continue  # this rule's snapshot already includes the event
+            try:
+                if not e.match(ev):
+                    continue
+                e.counters.matches += 1
+                e.on_event(ev, t)
+            except Exception:
+                e.counters.errors += 1  # correlator_rule_errors_total{rule}
+                _limited.warning(f"rule-error:{e.name}", "level-2 rule %s failed on event %s", e.name, ev.id)
+                log.debug("rule %s failed", e.name, exc_info=True)
+                continue
+            if sink.suppressed is not None:
+                break
+        sink.suppressed = None
+        if sink.emitted:
+            emitted = sink.emitted
+            sink.emitted = []
+            for new in emitted:
+                if depth >= self.max_depth:
+                    DEPTH_LIMIT.inc()
+                    _limited.warning(
+                        "depth",
+                        "correlated event %s reached the emit depth limit %d",
+                        new.type,
+                        self.max_depth,
+                    )
+                    out.append(new)
+                else:
+                    self._correlate(new, t, depth + 1, out)
+
+    def _rules_for(self, type_: str) -> tuple[Engine, ...]:
+        rules = self._by_type.get(type_)
+        if rules is None:
+            rules = tuple(e for e in self.engines if e.types is None or type_ in e.types)
+            if len(self._by_type) < MAX_CACHED_TYPES:
+                self._by_type[type_] = rules
+        return rules
+
+    def _take_timer_events(self, out: list[Event]) -> None:
+        sink = self.sink
+        if sink.timer_events:
+            TIMER_EVENTS.inc(len(sink.timer_events))
+            out.extend(sink.timer_events)
+            sink.timer_events.clear()
+
+    def _sweep(self, now: float) -> None:
+        for e in self.engines:
+            try:
+                e.expire(now)
+            except Exception:
+                log.exception("level-2 rule %s failed to expire its state", e.name)
+        if self.clock is not None:
+            self.clock.call_at(now + self.sweep_every, self._sweep)
+
+    # -- restart ----------------------------------------------------------------------------------
+    def refeed(self, rows: list[tuple[int, Event]], taken_at: dict[str, int], clock: Clock) -> None:
+        """After a crash: feed events stored since each rule's snapshot (`taken_at`: store position per
+        rule) to that rule again, on `clock`, discarding what they produce (it was stored already).
+
+        Rule-made events are skipped: emitted ones are made again from their causes, timer ones by
+        the clock. Rules without a snapshot (new since) are not fed: they start empty, as on reload.
+        """
+        self.bind(clock)
+        self._skip = taken_at
+        discard: list[Event] = []
+        try:
+            for pos, ev in rows:
+                if ev.source == "correlator":
+                    continue
+                self._pos = pos
+                t = ev.time
+                now = clock.now()
+                if t > now:
+                    clock.advance_to(t)
+                elif t < now - self.lateness:
+                    t = now
+                self._correlate(ev, t, 0, discard)
+        finally:
+            self._skip = None
+            sink = self.sink
+            sink.timer_events.clear()
+            sink.emitted.clear()
+            sink.responses.clear()
+
+    def snapshot(self) -> dict[str, tuple[str, Any]]:
+        self.sync()
+        return {e.name: (e.kind, e.snapshot()) for e in self.engines}
+
+    def restore(self, saved: dict[str, tuple[str, Any]]) -> list[str]:
+        """Load state saved by `snapshot` for rules that still exist with the same kind; returns them."""
+        self.sync()
+        done: list[str] = []
+        for e in self.engines:
+            item = saved.get(e.name)
+            if item is None or item[0] != e.kind or item[1] is None:
+                continue
+            try:
+                e.restore(item[1])
+                done.append(e.name)
+            except Exception:
+                log.exception(
+                    "could not restore the state of level-2 rule %s; its state may be partial", e.name
+                )
+        if self.clock is not None:
+            for e in self.engines:
+                e.rearm()
+        return done

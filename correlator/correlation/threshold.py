@@ -1,0 +1,93 @@
+"""threshold: N matching events per key within a sliding window fire once, then stay quiet.
+
+Semantics of SEC's SingleWithThreshold, on event time: the window starts at the oldest counted event
+and slides forward (oldest events drop out) until N events fit within `within` seconds; then the
+`fire` hook runs once, on the N-th event, and the key stays quiet until `within` seconds after the
+first of those N events. The next matching event after that starts a new count.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+from correlator.correlation.core import Engine, Hooks, KeyFn, KeyTable, Match, key_of
+from correlator.event import Event
+
+
+@dataclass(slots=True)  # slots: small per key; dataclass: orjson writes snapshots of it natively
+class _Window:
+    times: list[float]
+    quiet_until: float
+    last: float
+
+
+class Threshold(Engine):
+    kind = "threshold"
+    hook_names = ("fire",)
+
+    def __init__(
+        self,
+        name: str,
+        match: Match,
+        key: KeyFn,
+        count: int,
+        within: float,
+        hooks: Hooks | None = None,
+        max_keys: int = 100_000,
+    ) -> None:
+        super().__init__(name, match, key, hooks)
+        if count < 1 or within <= 0:
+            raise ValueError(f"rule {name}: threshold needs count >= 1 and within > 0")
+        self.count = count
+        self.within = within
+        self.table: KeyTable[_Window] = KeyTable(name, max_keys)
+
+    def on_event(self, ev: Event, t: float) -> None:
+        k = self.key(ev)
+        table = self.table
+        w = table.get(k)
+        if w is None:
+            w = _Window([], 0.0, t)
+            table.put(k, w)
+        else:
+            table.touch(k)
+            if w.quiet_until:
+                if t < w.quiet_until:
+                    w.last = t
+                    return
+                w.quiet_until = 0.0
+        if t > w.last:
+            w.last = t
+        times = w.times
+        if not times or t >= times[-1]:
+            times.append(t)
+        else:  # out of order within the allowed lateness: count it at its own time
+            bisect.insort(times, t)
+        oldest_allowed = times[-1] - self.within
+        while times[0] < oldest_allowed:
+            del times[0]
+        if len(times) >= self.count:
+            first = times[0]
+            w.quiet_until = first + self.within
+            times.clear()
+            self.fire("fire", ev, k, False, count=self.count, first=first)
+
+    def keys(self) -> int:
+        return len(self.table)
+
+    def expire(self, now: float) -> int:
+        n = 0
+        table = self.table
+        while (item := table.oldest()) is not None and item[1].last + self.within <= now:
+            table.pop_oldest()
+            n += 1
+        return n
+
+    def snapshot(self) -> Any:
+        return self.table.dump()
+
+    def restore(self, data: Any) -> None:
+        for k, w in data:
+            self.table.put(key_of(k), _Window(**w))

@@ -1,0 +1,96 @@
+"""The correlate stage: rule order, suppression, emit depth limit, lateness, errors, live timer flush."""
+
+from __future__ import annotations
+
+from correlator.clock import Clock
+from correlator.correlation import actions
+from correlator.correlation.core import Engine
+from correlator.correlation.pair import Pair
+from correlator.correlation.stage import LATE, Correlate
+from correlator.correlation.threshold import Threshold
+from correlator.event import Event
+from correlator.pipeline import Pipeline, StageContext
+
+from .support import E, Run, by, m, types
+
+
+def storm(name: str, on: str, emits: str, count: int = 1) -> Threshold:
+    return Threshold(
+        name, m(type=on), by("host"), count=count, within=60, hooks={"fire": [actions.emit(emits)]}
+    )
+
+
+async def test_emitted_events_re_enter_level_2_up_to_the_depth_limit() -> None:
+    # a -> b -> c -> d ... each rule emits the next type: a loop guard is needed
+    rules = [storm(f"r{i}", f"t{i}", f"t{i + 1}") for i in range(10)]
+    run = Run(*rules, max_depth=3)
+    out = await run.feed(E(0, "t0"))
+    assert types(out) == ["t0", "t1", "t2", "t3", "t4"]
+
+
+async def test_suppress_stops_later_rules_and_marks_the_event() -> None:
+    quiet = Threshold(
+        "quiet", m(type="x"), by("host"), count=1, within=60, hooks={"fire": [actions.suppress()]}
+    )
+    later = storm("later", "x", "never")
+    run = Run(quiet, later)
+    out = await run.feed(E(0, "x"))
+    assert types(out) == ["x"]
+    assert out[0].attributes["suppressed_by"] == "quiet"
+
+
+async def test_event_later_than_the_lateness_is_counted_and_correlated_now() -> None:
+    rule = Pair("p", m(type="down"), m(type="up"), by("host"), within=30)
+    before = LATE._value.get()
+    run = Run(rule, lateness=5)
+    out = await run.feed(E(100, "tick"), E(50, "down"))
+    assert LATE._value.get() == before + 1
+    assert out[1].attributes["late_seconds"] == 50
+    assert out[1].time == 50  # the stored event keeps its own time
+    # correlated at 100 (the clock), so its timeout is at 130
+    out = await run.advance(200)
+    assert [e.time for e in out] == [130]
+
+
+async def test_a_failing_rule_is_counted_and_the_others_still_run() -> None:
+    class Broken(Engine):
+        kind = "broken"
+
+        def on_event(self, ev: Event, t: float) -> None:
+            raise RuntimeError("bug")
+
+    broken = Broken("broken", m(type="x"), by("host"))
+    run = Run(broken, storm("ok", "x", "y"))
+    out = await run.feed(E(0, "x"))
+    assert types(out) == ["x", "y"]
+    assert (broken.counters.matches, broken.counters.errors) == (1, 1)
+
+
+async def test_live_timer_output_goes_through_the_stages_after_level_2() -> None:
+    seen: list[str] = []
+
+    class After:
+        name = "after"
+
+        async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
+            seen.extend(e.type for e in events)
+            return events
+
+    stage = Correlate([Pair("p", m(type="down"), m(type="up"), by("host"), within=30)], wall=lambda: 10.0)
+    pipeline = Pipeline([stage, After()])
+    clock = Clock(0.0)
+    await pipeline.run([E(0, "down")], StageContext(clock, live=True))
+    clock.advance_to(31)  # the daemon's ticker
+    ctx = StageContext(clock, live=True)
+    out = await pipeline.flush(ctx)
+    assert types(out) == ["p.timeout"]
+    assert seen == ["down", "p.timeout"]
+
+
+async def test_live_event_from_a_clock_in_the_future_is_correlated_at_wall_time() -> None:
+    rule = Pair("p", m(type="down"), m(type="up"), by("host"), within=30)
+    stage = Correlate([rule], wall=lambda: 1000.0)
+    clock = Clock(990.0)
+    await Pipeline([stage]).run([E(5000, "down")], StageContext(clock, live=True))
+    assert clock.now() == 1000.0
+    assert rule.pending.oldest()[1][6] == 1030.0

@@ -1,0 +1,83 @@
+"""threshold: N events per key within a sliding window fire once, then stay quiet (SEC-like)."""
+
+from __future__ import annotations
+
+from correlator.correlation import actions
+from correlator.correlation.threshold import Threshold
+
+from .support import E, Run, by, m, types
+
+
+def auth_failures(count: int = 3, within: float = 60.0) -> Threshold:
+    return Threshold(
+        "auth-storm",
+        m(type="authenticationFailure"),
+        by("host"),
+        count=count,
+        within=within,
+        hooks={"fire": [actions.emit("auth.storm")]},
+    )
+
+
+async def test_three_failures_within_a_minute_fire_once() -> None:
+    run = Run(auth_failures())
+    out = await run.feed(
+        E(0, "authenticationFailure"), E(20, "authenticationFailure"), E(40, "authenticationFailure")
+    )
+    assert types(out) == ["authenticationFailure"] * 3 + ["auth.storm"]
+    storm = out[-1]
+    assert storm.attributes["correlation"]["count"] == 3
+    assert storm.attributes["correlation"]["first"] == 0
+    assert storm.attributes["cause"] == out[2].id
+
+
+async def test_spread_out_events_never_fire_the_window_slides() -> None:
+    run = Run(auth_failures())
+    out = await run.feed(*(E(t, "authenticationFailure") for t in (0, 40, 80, 120, 160)))
+    assert "auth.storm" not in types(out)
+
+
+async def test_sliding_window_fires_once_the_oldest_event_has_dropped_out() -> None:
+    run = Run(auth_failures())
+    out = await run.feed(*(E(t, "authenticationFailure") for t in (0, 50, 70, 100)))
+    # window [50, 100] holds 3 events: 0 dropped out when 70 arrived (70 - 0 > 60)
+    assert types(out).count("auth.storm") == 1
+    assert out[-1].attributes["correlation"]["first"] == 50
+
+
+async def test_quiet_until_window_from_first_event_ends_then_counts_again() -> None:
+    run = Run(auth_failures())
+    times = [0, 1, 2, 3, 4, 30, 59, 61, 62, 63]
+    out = await run.feed(*(E(t, "authenticationFailure") for t in times))
+    storms = [e for e in out if e.type == "auth.storm"]
+    # fires on t=2 (0,1,2), quiet until 60, a new count starts at 61 and fires on 63
+    assert [s.time for s in storms] == [2, 63]
+
+
+async def test_keys_count_separately() -> None:
+    run = Run(auth_failures(count=2))
+    out = await run.feed(
+        E(0, "authenticationFailure", "a"),
+        E(1, "authenticationFailure", "b"),
+        E(2, "authenticationFailure", "a"),
+    )
+    storms = [e for e in out if e.type == "auth.storm"]
+    assert [s.host for s in storms] == ["a"]
+
+
+async def test_out_of_order_event_within_lateness_counts_at_its_own_time() -> None:
+    run = Run(auth_failures(), lateness=10)
+    out = await run.feed(
+        E(100, "authenticationFailure"), E(95, "authenticationFailure"), E(150, "authenticationFailure")
+    )
+    # 95 is late by 5 s (allowed): the window [95, 150] holds 3 events
+    assert types(out)[-1] == "auth.storm"
+
+
+async def test_ttl_expiry_forgets_idle_keys() -> None:
+    rule = auth_failures()
+    run = Run(rule, sweep_every=60)
+    await run.feed(E(0, "authenticationFailure", "a"), E(1, "authenticationFailure", "b"))
+    assert rule.keys() == 2
+    await run.advance(200)
+    assert rule.keys() == 0
