@@ -1,6 +1,8 @@
-"""HTTP webhook collector: `POST /api/v1/events` (the generic format) on the daemon's HTTP server.
+"""HTTP webhook collector: `POST /api/v1/events` (the generic format) and `POST /api/v1/webhooks/{source}`
+(Alertmanager, Grafana, Zabbix, Nagios/Icinga, mapped) on the daemon's HTTP server.
 
-Settings (`collectors.webhook`): `token`, the bearer token clients must send (null: none needed).
+Settings (`collectors.webhook`): `token`, the bearer token of the generic endpoint (null: none
+needed); `sources`, the named webhook sources (docs/collectors/webhooks.md).
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from collectors.webhook.generic import GenericEventsHandler
+from collectors.webhook.sources import SourcesHandler, parse_sources
 from correlator.collector import CollectorContext
 from correlator.errors import ConfigError
 
-_KEYS = {"token"}
+_KEYS = {"token", "sources"}
 
 
 class WebhookCollector:
@@ -37,4 +40,8 @@ def create(settings: Mapping[str, Any], ctx: CollectorContext) -> WebhookCollect
         raise ConfigError("'collectors.webhook.token': expected a non-empty string or null")
     handler = GenericEventsHandler(ctx.emit, ctx.retry_after, token)
     ctx.http.router.add_post("/api/v1/events", handler.handle)
+    sources = parse_sources(settings.get("sources"), "collectors.webhook.sources")
+    ctx.http.router.add_post(
+        "/api/v1/webhooks/{source}", SourcesHandler(ctx.emit, ctx.retry_after, sources).handle
+    )
     return WebhookCollector()

@@ -186,7 +186,9 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
     if v["dedup"] is not None:
         d = v["dedup"] if isinstance(v["dedup"], dict) else {"window": v["dedup"], "key": None}
         key_text = d["key"] or "{fingerprint}"
-        deduper = Deduper(compile_template(key_text, raw.where_value("dedup")), d["window"])
+        deduper = Deduper(
+            compile_template(key_text, raw.where_value("dedup")), d["window"], transitions=d["key"] is None
+        )
         deduper.signature = (key_text, d["window"])
         stateful["dedup"] = deduper
         steps.append(deduper)
@@ -287,16 +289,43 @@ def _inventory(inv: Inventory, opts: dict[str, Any], where: Position | None) -> 
     return enrich
 
 
+class Conditions:
+    """The latest condition (fingerprint, severity) kept per (host, resource), across all rules.
+
+    De-duplication asks it whether anything else happened on the same host and resource since the
+    first occurrence: linkDown, linkUp, linkDown is three transitions, not a repeat, and level 2
+    (flapping, pairs, thresholds) must see all three.
+    """
+
+    def __init__(self) -> None:
+        self.latest: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def observe(self, ev: Event) -> None:
+        key = (ev.host, ev.resource)
+        if len(self.latest) >= MAX_KEYS and key not in self.latest:
+            self.latest.clear()  # a bound, not an LRU: at worst one repeat per key is not folded
+        self.latest[key] = (ev.fingerprint, ev.severity.value)
+
+    def unchanged(self, ev: Event) -> bool:
+        last = self.latest.get((ev.host, ev.resource))
+        return last is None or last == (ev.fingerprint, ev.severity.value)
+
+
 class Deduper:
     """Folds repeats of a key (and severity) within `window` of the first occurrence into that event.
 
     The kept event's count and last_seen grow; it is appended to `updates` so the store rewrites it.
-    A severity change never folds: a clear after a major is news, not a repeat.
+    A severity change never folds (a clear after a major is news, not a repeat), and neither does a
+    repeat after another condition on the same host and resource (see `Conditions`).
     """
 
-    def __init__(self, key: Callable[[Event], str], window: float) -> None:
+    def __init__(self, key: Callable[[Event], str], window: float, transitions: bool = True) -> None:
         self.key = key
         self.window = window
+        # With an explicit key the operator has said what counts as the same; only the default
+        # (fingerprint) key ends a burst when another condition occurs on the host and resource.
+        self.transitions = transitions
+        self.conditions = Conditions()  # replaced by the rule set's shared one
         self.state: dict[tuple[str, str], Event] = {}
         self.latest = 0.0
         self.next_sweep = 0.0
@@ -313,7 +342,12 @@ class Deduper:
                 self.next_sweep = t + self.window
         k = (self.key(ev), ev.severity.value)
         first = self.state.get(k)
-        if first is not None and abs(t - first.time) < self.window and first is not ev:
+        if (
+            first is not None
+            and abs(t - first.time) < self.window
+            and first is not ev
+            and (not self.transitions or self.conditions.unchanged(ev))
+        ):
             first.count += ev.count
             if ev.last_seen > first.last_seen:
                 first.last_seen = ev.last_seen

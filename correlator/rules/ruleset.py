@@ -16,7 +16,7 @@ from typing import Any
 from correlator.event import Event
 from correlator.inventory import Inventory
 from correlator.logs import RateLimitedLog
-from correlator.rules.filter import INDEXED_FIELDS, FilterRule
+from correlator.rules.filter import INDEXED_FIELDS, Conditions, Deduper, FilterRule
 from correlator.rules.registry import RuleInfo
 
 _CACHE_LIMIT = 200_000
@@ -103,6 +103,14 @@ class RuleSet:
         ]
         self.index = FilterIndex(self.filters)
         self._by_name = {r.info.name: r for r in self.rules}
+        self._share_conditions(Conditions())
+
+    def _share_conditions(self, conditions: Conditions) -> None:
+        self.conditions = conditions
+        for r in self.filters:
+            dedup = r.stateful.get("dedup")
+            if isinstance(dedup, Deduper):
+                dedup.conditions = conditions
 
     def of_kind(self, kind: str) -> list[Any]:
         """The compiled rules of one kind, in set order (how level-2 stages find theirs)."""
@@ -113,13 +121,21 @@ class RuleSet:
 
     def adopt_state(self, old: RuleSet) -> None:
         """Keep de-duplication and rate-limit windows of rules that survive a reload unchanged."""
+        self._share_conditions(old.conditions)
         for r in self.filters:
             prev = old.get(r.info.name)
             if prev is not None and isinstance(prev.compiled, FilterRule):
                 r.adopt(prev.compiled)
 
     def process(self, ev: Event, updates: list[Event]) -> str | None:
-        """Run the level-1 rules on one event; returns why it was removed, or None to keep it.
+        """Run the level-1 rules on one event; returns why it was removed, or None to keep it."""
+        reason = self._process(ev, updates)
+        if reason is None or reason == "duplicate":
+            self.conditions.observe(ev)
+        return reason
+
+    def _process(self, ev: Event, updates: list[Event]) -> str | None:
+        """The rules themselves (see `process`).
 
         A rule that raises (a bug, or a value no template foresaw) is counted and skipped: the event
         goes on to the next rule, never lost.

@@ -134,6 +134,21 @@ def test_compose_stack():
                 assert (DEPLOY / src).exists(), f"{name} mounts missing {src}"
 
 
+def test_compose_config_is_valid_with_its_collectors():
+    from collectors.mqtt.settings import parse_settings as parse_mqtt
+    from collectors.snmp.settings import parse as parse_snmp
+
+    cfg = load_config(DEPLOY / "correlator.compose.yaml")
+    assert parse_mqtt(cfg.collectors["mqtt"]).brokers[0].host == "mosquitto"
+    parse_snmp(cfg.collectors["snmp"])
+    parse_settings(cfg.availability)
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    assert (
+        "./correlator.compose.yaml:/etc/correlator/correlator.yaml:ro"
+        in compose["services"]["correlator"]["volumes"]
+    )
+
+
 def test_image_config_and_services_file_are_valid():
     cfg = load_config(DEPLOY / "correlator.yaml")
     settings = parse_settings(cfg.availability)

@@ -148,6 +148,20 @@ def test_dedup_never_folds_a_severity_change():
     assert kept == [a, b]
 
 
+def test_dedup_burst_ends_when_another_condition_occurs_on_the_resource():
+    # linkDown, linkUp, linkDown within the window is three transitions (flapping), not a repeat.
+    rs = ruleset("rules: [{name: d, dedup: 10m}]")
+    down1 = ev("sw1", "linkDown", severity="major", time=0.0, resource="Gi0/1")
+    down2 = ev("sw1", "linkDown", severity="major", time=5.0, resource="Gi0/1")
+    up = ev("sw1", "linkUp", severity="clear", time=10.0, resource="Gi0/1")
+    down3 = ev("sw1", "linkDown", severity="major", time=20.0, resource="Gi0/1")
+    other_port = ev("sw1", "linkUp", severity="clear", time=25.0, resource="Gi0/2")
+    down4 = ev("sw1", "linkDown", severity="major", time=30.0, resource="Gi0/1")
+    kept, _ = run(rs, down1, down2, up, down3, other_port, down4)
+    assert kept == [down1, up, down3, other_port]
+    assert (down1.count, down3.count) == (2, 2)  # another port's event does not end Gi0/1's burst
+
+
 def test_dedup_key_template():
     rs = ruleset("rules: [{name: d, dedup: {window: 1h, key: '{host}'}}]")
     kept, _ = run(rs, ev("sw1", "a", time=0.0), ev("sw1", "b", time=1.0), ev("sw2", "a", time=2.0))

@@ -1,0 +1,177 @@
+"""Prometheus Alertmanager webhook (payload version 4): each alert one event, `resolved` a clear.
+
+The fingerprint is Alertmanager's own (a hash of the alert's label set), so repeats and the
+resolution of one alert share it; the event id also covers status and start/end time, so a
+notification Alertmanager re-sends after a failed delivery is stored once. Grafana reuses this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from collectors.webhook.formats import (
+    Converter,
+    Result,
+    check_keys,
+    each,
+    severity_map_option,
+    stable_id,
+    text,
+)
+from correlator.errors import ConfigError, FieldError
+from correlator.event import Event, Severity, parse_time
+
+SEVERITIES: dict[str, Severity] = {
+    "critical": Severity.CRITICAL,
+    "page": Severity.CRITICAL,
+    "emergency": Severity.CRITICAL,
+    "major": Severity.MAJOR,
+    "error": Severity.MAJOR,
+    "high": Severity.MAJOR,
+    "minor": Severity.MINOR,
+    "average": Severity.MINOR,
+    "warning": Severity.WARNING,
+    "warn": Severity.WARNING,
+    "info": Severity.INFO,
+    "informational": Severity.INFO,
+    "low": Severity.INFO,
+    "none": Severity.INFO,
+}
+
+_PORT = re.compile(r":\d+$")
+_OPTIONS = {"format", "token", "hmac_secret", "hmac_header"}
+OPTION_KEYS = {"host_labels", "resource_labels", "severity_label", "severity_map", "default_severity"}
+
+
+@dataclass(frozen=True)
+class AlertOptions:
+    host_labels: tuple[str, ...] = ("host", "hostname", "instance", "node", "nodename", "job")
+    resource_labels: tuple[str, ...] = ("resource", "device", "interface", "ifName", "mountpoint", "service")
+    severity_label: str = "severity"
+    severity_map: Mapping[str, Severity] | None = None
+    default_severity: Severity = Severity.WARNING
+    kind: str = "alertmanager"  # event type prefix of the fingerprint and the default host
+
+
+def parse_options(raw: Mapping[str, Any], where: str, kind: str) -> AlertOptions:
+    check_keys(raw, OPTION_KEYS | _OPTIONS, where)
+    defaults = AlertOptions(kind=kind)
+    host_labels = _labels(raw, "host_labels", where, defaults.host_labels)
+    resource_labels = _labels(raw, "resource_labels", where, defaults.resource_labels)
+    sev_label = raw.get("severity_label", "severity")
+    if not isinstance(sev_label, str) or not sev_label:
+        raise ConfigError(f"'{where}.severity_label': expected a label name, got {sev_label!r}")
+    try:
+        default_sev = Severity.parse(raw.get("default_severity", "warning"))
+    except FieldError as e:
+        raise ConfigError(f"'{where}.default_severity': {e.message}") from None
+    table = severity_map_option(raw.get("severity_map"), where, SEVERITIES)
+    return AlertOptions(host_labels, resource_labels, sev_label, table, default_sev, kind)
+
+
+def make(raw: Mapping[str, Any], where: str) -> Converter:
+    opts = parse_options(raw, where, "alertmanager")
+    return lambda doc, source, received: convert(doc, source, received, opts)
+
+
+def convert(
+    doc: Any, source: str, received: float, opts: AlertOptions, extra: tuple[str, ...] = ()
+) -> Result:
+    if not isinstance(doc, dict):
+        raise FieldError("", f"expected a JSON object ({opts.kind} webhook), got {type(doc).__name__}")
+    alerts = doc.get("alerts")
+    if not isinstance(alerts, list):
+        raise FieldError("alerts", "expected an array of alerts")
+    group = {k: doc[k] for k in ("receiver", "externalURL", "groupKey") if isinstance(doc.get(k), str)}
+    return each(alerts, lambda a: alert_event(a, source, received, opts, group, extra))
+
+
+def alert_event(
+    a: Any,
+    source: str,
+    received: float,
+    opts: AlertOptions,
+    group: Mapping[str, str],
+    extra: tuple[str, ...] = (),
+) -> Event:
+    if not isinstance(a, dict):
+        raise FieldError("", "an alert must be a JSON object")
+    labels = a.get("labels")
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise FieldError("labels", "must be an object of string label values")
+    alertname = text(labels, "alertname", required=True, field="labels.alertname")
+    annotations = a.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise FieldError("annotations", "must be an object")
+    status = a.get("status")
+    if status not in ("firing", "resolved"):
+        raise FieldError("status", f"must be 'firing' or 'resolved', got {status!r}")
+    host = _first(labels, opts.host_labels)
+    if host and _first_key(labels, opts.host_labels) == "instance":
+        host = _PORT.sub("", host)
+    resource = _first(labels, opts.resource_labels)
+    if status == "resolved":
+        severity = Severity.CLEAR
+        when_key = "endsAt"
+    else:
+        raw_sev = labels.get(opts.severity_label)
+        table = opts.severity_map or SEVERITIES
+        severity = table.get(raw_sev.lower(), opts.default_severity) if raw_sev else opts.default_severity
+        when_key = "startsAt"
+    when = a.get(when_key)
+    time_ = parse_time(when, when_key) if when else received
+    fp = a.get("fingerprint")
+    if not isinstance(fp, str) or not fp:
+        fp = hashlib.blake2b(orjson.dumps(labels, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
+    fingerprint = f"{opts.kind}:{fp}"
+    message = (
+        text(annotations, "summary")
+        or text(annotations, "description")
+        or text(annotations, "message")
+        or alertname
+    )
+    attrs: dict[str, Any] = {"status": status, "labels": labels, "annotations": annotations, **group}
+    for key in ("generatorURL", *extra):
+        if a.get(key) not in (None, "", {}):
+            attrs[key] = a[key]
+    ident = stable_id(fingerprint, status, str(a.get("startsAt", "")), str(a.get("endsAt", "")))
+    return Event(
+        ident,
+        time_,
+        received,
+        source,
+        host or opts.kind,
+        alertname,
+        severity,
+        resource,
+        message[:16384],
+        attrs,
+        fingerprint,
+    )
+
+
+def _first_key(labels: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
+    for k in keys:
+        if labels.get(k):
+            return k
+    return None
+
+
+def _first(labels: Mapping[str, str], keys: tuple[str, ...]) -> str:
+    k = _first_key(labels, keys)
+    return labels[k][:256] if k else ""
+
+
+def _labels(raw: Mapping[str, Any], key: str, where: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    v = raw.get(key)
+    if v is None:
+        return default
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+        raise ConfigError(f"'{where}.{key}': expected a list of label names")
+    return tuple(v)

@@ -1,0 +1,72 @@
+"""What every webhook format module provides, and the helpers they share.
+
+A format turns one parsed request body into per-item results: `(index, Event)` for a good item,
+`(index, FieldError)` for a bad one, so a batch is accepted item by item like the generic format.
+A FieldError raised from `convert` itself rejects the whole body (it is not the expected shape).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from correlator.errors import ConfigError, FieldError
+from correlator.event import Event, Severity
+
+Result = list[tuple[int, Event | FieldError]]
+Converter = Callable[[Any, str, float], Result]
+"""convert(document, event_source, received) -> per-item results."""
+
+Factory = Callable[[Mapping[str, Any], str], Converter]
+"""make(format_options, config_key_for_errors) -> converter; raises ConfigError."""
+
+
+def stable_id(*parts: str) -> str:
+    """An event id derived from what identifies a notification, so a re-sent one is stored once."""
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def each(items: list[Any], one: Callable[[Any], Event]) -> Result:
+    out: Result = []
+    for i, item in enumerate(items):
+        try:
+            out.append((i, one(item)))
+        except FieldError as e:
+            out.append((i, e))
+    return out
+
+
+def text(d: Mapping[str, Any], key: str, required: bool = False, field: str | None = None) -> str:
+    """A string field (numbers accepted and turned into text); FieldError names `field` or `key`."""
+    v = d.get(key)
+    if v is None or v == "":
+        if required:
+            raise FieldError(field or key, "is required and must be a non-empty string")
+        return ""
+    if isinstance(v, bool) or not isinstance(v, str | int | float):
+        raise FieldError(field or key, f"must be a string, got {type(v).__name__}")
+    return str(v)
+
+
+def severity_map_option(raw: object, where: str, base: Mapping[str, Severity]) -> dict[str, Severity]:
+    """The built-in table `base`, extended or overridden by the source's `severity_map`."""
+    table = dict(base)
+    if raw is None:
+        return table
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"'{where}.severity_map': expected a mapping of source value to severity")
+    for k, v in raw.items():
+        try:
+            table[str(k).lower()] = Severity.parse(v)
+        except FieldError as e:
+            raise ConfigError(f"'{where}.severity_map.{k}': {e.message}") from None
+    return table
+
+
+def check_keys(raw: Mapping[str, Any], known: set[str], where: str) -> None:
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"'{where}.{key}': unknown key for this format; known: {', '.join(sorted(known))}"
+            )

@@ -1,0 +1,149 @@
+"""A real Prometheus Alertmanager with the daemon as its webhook receiver: alerts posted to its API
+arrive as events, and ending them arrives as clears with the same fingerprint."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+
+from tests.support.daemon import free_port, need_tool
+
+pytestmark = pytest.mark.integration
+
+
+class Alertmanager:
+    def __init__(self, workdir: Path, receiver_url: str, token: str) -> None:
+        self.binary = need_tool("prometheus-alertmanager", "prometheus-alertmanager")
+        self.workdir = workdir
+        self.port = free_port()
+        config = {
+            "route": {
+                "receiver": "correlator",
+                "group_by": ["alertname", "instance"],
+                "group_wait": "100ms",
+                "group_interval": "1s",
+                "repeat_interval": "1h",
+            },
+            "receivers": [
+                {
+                    "name": "correlator",
+                    "webhook_configs": [
+                        {
+                            "url": receiver_url,
+                            "send_resolved": True,
+                            "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
+                        }
+                    ],
+                }
+            ],
+        }
+        (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        log = (self.workdir / "alertmanager.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                f"--config.file={self.workdir / 'alertmanager.yml'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                f"--storage.path={self.workdir / 'data'}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"alertmanager exited: {(self.workdir / 'alertmanager.log').read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("alertmanager did not become ready")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def post_alerts(self, alerts: list[dict]) -> None:
+        req = urllib.request.Request(
+            self.url + "/api/v2/alerts",
+            data=orjson.dumps(alerts),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200
+
+
+@pytest.fixture
+def alertmanager_for(tmp_path: Path) -> Iterator[object]:
+    started: list[Alertmanager] = []
+
+    def factory(receiver_url: str, token: str) -> Alertmanager:
+        am = Alertmanager(tmp_path, receiver_url, token)
+        am.start()
+        started.append(am)
+        return am
+
+    yield factory
+    for am in started:
+        am.stop()
+
+
+def iso(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def test_alerts_arrive_as_events_and_resolve_as_clears(make_daemon, alertmanager_for):
+    d = make_daemon(collectors={"webhook": {"sources": {"am": {"format": "alertmanager", "token": "t0k"}}}})
+    am = alertmanager_for(d.url + "/api/v1/webhooks/am", "t0k")
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    alerts = [
+        {
+            "labels": {
+                "alertname": "LinkDown",
+                "instance": f"sw-{i}:9116",
+                "ifName": "Gi0/1",
+                "severity": "major",
+            },
+            "annotations": {"summary": f"Gi0/1 down on sw-{i}"},
+            "startsAt": iso(start),
+        }
+        for i in range(2)
+    ]
+    am.post_alerts(alerts)
+    firing = d.wait_for(lambda: (e := d.events()) and len(e) >= 2 and e, timeout=30, what="firing events")
+    assert sorted(e["host"] for e in firing) == ["sw-0", "sw-1"]
+    assert {(e["type"], e["resource"], e["severity"]) for e in firing} == {("LinkDown", "Gi0/1", "major")}
+    assert firing[0]["attributes"]["receiver"] == "correlator"
+
+    am.post_alerts([{**a, "endsAt": iso(datetime.now(UTC))} for a in alerts])
+
+    def clears() -> list[dict]:
+        return [e for e in d.events() if e["severity"] == "clear"]
+
+    cleared = d.wait_for(lambda: len(clears()) >= 2 and clears(), timeout=30, what="clear events")
+    assert {e["fingerprint"] for e in cleared} == {e["fingerprint"] for e in firing}
+    assert d.metric("correlator_events_rejected_total", {"source": "webhook:am"}) == 0
