@@ -1,7 +1,8 @@
 """Every PromQL expression of the Grafana dashboards and Prometheus rules, run by a real Prometheus.
 
 Debian's `prometheus` (127.0.0.1, free port, temp storage, 1 s scrapes) scrapes a real daemon that
-was fed events over HTTP, so the availability and capacity figures exist; `promtool check metrics`
+was fed events over HTTP and telemetry through a real Mosquitto, so the availability and capacity
+figures exist; `promtool check metrics`
 checks the daemon's /metrics text.
 """
 
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from tests.support.daemon import REPO, DaemonProcess, base_config, free_port, need_tool
+from tests.support.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +34,8 @@ RULES = REPO / "deploy" / "prometheus" / "correlator.rules.yml"
 EMPTY_WHEN_HEALTHY = {
     "correlator_stage_errors_total": "counted per stage on the first failed batch only",
     "correlator_snmp_dropped_total": "the SNMP collector is not enabled here (tests/integration/test_snmp_*)",
+    "correlator_snmp_notifications_total": "the SNMP collector is not enabled here (tests/integration/test_snmp_*)",
+    "correlator_mqtt_pushback_total": "counted only while the ingest queue is full",
     "correlator_correlation_bound_hits_total": "counted only when a level-2 rule reaches a state bound",
     "correlator_notifications_total": "no notify webhook target is configured here",
     "correlator_incident_notifications_total": "no incident webhook target is configured here",
@@ -70,7 +74,7 @@ def rule_exprs() -> list[tuple[str, str, str]]:
 
 def promql(expr: str) -> str:
     """Grafana's variables as Grafana would expand them: the rate interval, and "All" (.*) for the rest."""
-    return re.sub(r"\$\w+", ".*", expr.replace("$__rate_interval", RATE_INTERVAL))
+    return re.sub(r"\$[A-Za-z_]\w*", ".*", expr.replace("$__rate_interval", RATE_INTERVAL))
 
 
 def variable_queries() -> list[tuple[str, str, str]]:
@@ -214,10 +218,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProc
     need_tool("prometheus", "prometheus")
     work = tmp_path_factory.mktemp("stack")
     (work / "services.yaml").write_text(SERVICES)
+    broker = Mosquitto.create(work / "mosquitto")
+    broker.start()
     port = free_port()
+    mqtt = {
+        "brokers": [
+            {"name": "lab", "host": "127.0.0.1", "port": broker.port, "client_id": "correlator-dash"}
+        ],
+        "subscriptions": [
+            {
+                "name": "pdu-load",
+                "topic": "pdu/{host}/{resource}",
+                "format": "text",
+                "qos": 1,
+                "telemetry": {"warning": 24, "critical": 30, "capacity": 32},
+            }
+        ],
+    }
     cfg = base_config(
         work,
         port,
+        collectors={"webhook": {}, "mqtt": mqtt},
         rules_dir=str(
             REPO / "rules"
         ),  # the shipped rules: their metrics have data, and availability sees their output
@@ -225,10 +246,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProc
         capacity={"trend_window": "1d"},
     )
     daemon = DaemonProcess(work, cfg, port)
-    daemon.start()
+    try:
+        daemon.start()
+    except BaseException:
+        broker.stop()
+        raise
     prom = Prometheus(work, port)
     try:
         feed(daemon)
+        daemon.wait_for(
+            lambda: daemon.metric("correlator_mqtt_connected", {"broker": "lab"}) == 1, what="mqtt up"
+        )
+        broker.publish([("pdu/pdu-a/outlet-1", "12"), ("pdu/pdu-a/outlet-1", "26")])  # 26 A: a warning
+        daemon.wait_for(
+            lambda: daemon.metric("correlator_capacity_utilization_ratio", {"ci": "pdu-a"}) == 26 / 32,
+            what="telemetry in capacity",
+        )
         daemon.wait_for(
             lambda: daemon.metric("correlator_events_processed_total") >= 17, what="events processed"
         )
@@ -239,6 +272,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProc
     finally:
         prom.stop()
         daemon.stop()
+        broker.stop()
 
 
 def test_the_fed_events_give_the_expected_figures(stack: tuple[DaemonProcess, Prometheus]):

@@ -100,7 +100,7 @@ def test_dashboards_are_valid_and_use_the_provisioned_datasource():
             assert p["targets"], f"{path.name}: '{p['title']}' has no query"
             for t in p["targets"]:
                 assert t["datasource"]["uid"] in uids and t["expr"].strip()
-                used = set(re.findall(r"\$(\w+)", t["expr"])) - {"__rate_interval"}
+                used = set(re.findall(r"\$([A-Za-z_]\w*)", t["expr"])) - {"__rate_interval"}
                 assert used <= variables, (
                     f"{path.name}: '{p['title']}' uses undefined ${sorted(used - variables)}"
                 )
