@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -163,14 +164,25 @@ def test_systemd_unit_is_hardened_and_waits_for_the_drain():
     assert keys["DynamicUser"] == "yes" and keys["ProtectSystem"] == "strict"
     assert keys["NoNewPrivileges"] == "yes" and keys["StateDirectory"] == "correlator"
     assert keys["ExecStart"].split()[0].startswith("/")
-    analyze = subprocess.run(["which", "systemd-analyze"], capture_output=True)
-    if analyze.returncode == 0:  # not in every container; the checks above hold regardless
+    analyze = shutil.which("systemd-analyze")
+    if analyze:  # not in every container; the checks above hold regardless
         res = subprocess.run(
-            ["systemd-analyze", "verify", str(DEPLOY / "systemd" / "correlator.service")],
+            [analyze, "verify", str(DEPLOY / "systemd" / "correlator.service")],
             capture_output=True,
             text=True,
         )
-        assert "correlator.service" not in res.stderr or "Failed" not in res.stderr, res.stderr
+        # The one complaint expected here: the venv of ExecStart is not installed on this machine.
+        problems = [
+            line for line in res.stderr.splitlines() if line.strip() and "is not executable" not in line
+        ]
+        assert not problems, res.stderr
+        res = subprocess.run(
+            [analyze, "security", "--offline=yes", str(DEPLOY / "systemd" / "correlator.service")],
+            capture_output=True,
+            text=True,
+        )
+        score = re.search(r"Overall exposure level for correlator.service: ([\d.]+)", res.stdout + res.stderr)
+        assert score and float(score.group(1)) <= 2.0, res.stdout[-2000:]
 
 
 def test_kubernetes_manifest(tmp_path: Path):
