@@ -216,7 +216,7 @@ def drive_wrk(d: Daemon, seconds: float, conc: int) -> dict[str, float] | None:
             check=True,
         ).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRK "))
-    requests, bad, p50_us, p99_us = (int(v) for v in line.split()[1:])
+    _requests, bad, p50_us, p99_us = (int(v) for v in line.split()[1:])
     accepted = d.metrics().get("correlator_events_received_total", 0) - before.get(
         "correlator_events_received_total", 0
     )
