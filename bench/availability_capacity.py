@@ -25,7 +25,7 @@ from correlator.clock import Clock
 from correlator.event import Event, Severity
 from correlator.noisiest import EXPORTER as NOISIEST
 from correlator.noisiest import NoisiestStage
-from correlator.pipeline import StageContext
+from correlator.pipeline import Stage, StageContext
 from correlator.yamlfile import loads
 
 BATCH = 1000
@@ -86,7 +86,7 @@ async def main(args: argparse.Namespace) -> None:
         )
         clock = Clock(t0)
         await avail.open(clock)
-        stages = [
+        stages: list[tuple[str, Stage]] = [
             ("noisiest", NoisiestStage()),
             ("capacity", CapacityStage(tracker)),
             ("availability", avail),
