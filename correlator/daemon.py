@@ -89,11 +89,17 @@ async def build(config: Config) -> Daemon:
         await queue.open()
         try:
             await incidents.open()
+            try:
+                await pipeline.open(clock)
+                # Before the first event: no open window, pending pair or heartbeat deadline is forgotten.
+                await correlation.recover(pipeline, data, store, clock)
+            except BaseException:
+                await pipeline.close()
+                await incidents.close()
+                raise
         except BaseException:
             await queue.close()
             raise
-        # Before the first event: no open window, pending pair or heartbeat deadline is forgotten.
-        await correlation.recover(pipeline, data, store, clock)
     except BaseException:
         await store.close()
         raise
@@ -164,6 +170,7 @@ async def run(config: Config) -> int:
         if not stopped:
             await _stop_collectors(daemon.collectors)
         await http.cleanup()
+        await daemon.runner.pipeline.close()
         await daemon.incidents.close()
         await daemon.queue.close()
         await daemon.store.close()
