@@ -9,12 +9,14 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Runtime stage: non-root, state in a volume, health checked through the daemon's own endpoint.
 FROM python:3.11-slim-bookworm
-RUN groupadd --system correlator \
-    && useradd --system --gid correlator --home-dir /var/lib/correlator --create-home correlator
+# Fixed ids, so Kubernetes' runAsUser/fsGroup (deploy/kubernetes) match the image.
+RUN groupadd --system --gid 10001 correlator \
+    && useradd --system --uid 10001 --gid correlator --home-dir /var/lib/correlator --create-home correlator
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY rules /etc/correlator/rules
 COPY deploy/correlator.yaml /etc/correlator/correlator.yaml
+COPY deploy/services.yaml /etc/correlator/services.yaml
 USER correlator
 WORKDIR /var/lib/correlator
 VOLUME ["/var/lib/correlator"]

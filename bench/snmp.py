@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -60,7 +61,7 @@ def sender(port: int, rate: int, count: int, start_at: float) -> None:
 def bench_traps(rates: list[int], seconds: float, poll_port: int | None = None, targets: int = 0) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-snmp-"))
     http, udp = free_port(), free_udp_port()
-    snmp: dict = {"listen": f"127.0.0.1:{udp}"}
+    snmp: dict[str, Any] = {"listen": f"127.0.0.1:{udp}"}
     if poll_port:
         # The daemon polls `targets` targets every 5 s while the traps arrive: does polling slow ingest?
         snmp["targets"] = [
@@ -110,7 +111,7 @@ async def bench_poll(n_targets: int) -> None:
 
     events = 0
 
-    async def emit(evs: list, _source: str) -> None:
+    async def emit(evs: list[Any], _source: str) -> None:
         nonlocal events
         events += len(evs)
 

@@ -130,6 +130,13 @@ class Config:
     problems: dict[str, Any] = field(
         default_factory=dict, metadata={"kind": "raw", "doc": "problem management (docs/problems.md)"}
     )
+    availability: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"kind": "raw", "doc": "services file, SLA windows, maintenance (correlator/availability)"},
+    )
+    capacity: dict[str, Any] = field(
+        default_factory=dict, metadata={"kind": "raw", "doc": "capacity trend settings (correlator/capacity)"}
+    )
 
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:

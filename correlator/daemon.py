@@ -104,14 +104,20 @@ async def build(config: Config) -> Daemon:
             await incidents.open()
             try:
                 await _open_records(changes, problems)
+                try:
+                    await pipeline.open(clock)
+                    # Before the first event: no open window, pending pair or heartbeat deadline is forgotten.
+                    await correlation.recover(pipeline, data, store, clock)
+                except BaseException:
+                    await pipeline.close()
+                    await changes.store.close()
+                    raise
             except BaseException:
                 await incidents.close()
                 raise
         except BaseException:
             await queue.close()
             raise
-        # Before the first event: no open window, pending pair or heartbeat deadline is forgotten.
-        await correlation.recover(pipeline, data, store, clock)
     except BaseException:
         await store.close()
         raise
@@ -206,6 +212,7 @@ async def run(config: Config) -> int:
         if not stopped:
             await _stop_collectors(daemon.collectors)
         await http.cleanup()
+        await daemon.runner.pipeline.close()
         await daemon.incidents.close()
         await daemon.changes.store.close()
         await daemon.queue.close()

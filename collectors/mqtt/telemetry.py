@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge
 
 from collectors.mqtt.settings import Telemetry, Thresholds
+from correlator import capacity
 from correlator.event import Event, Severity
 
 TELEMETRY_SAMPLES = Counter(
@@ -75,11 +76,13 @@ class TelemetryTracker:
                 raise OverflowError(f"more than {self.settings.max_series} telemetry series")
             state = level(value, th, 0)
             self._series[key] = _Series(value, state)
+            self._capacity(event, value)
             self._counts[state].inc()
             if state == 0:
                 return None  # a healthy first sample is not news
             return self._crossing(event, value, state, th)
         series.value = value
+        self._capacity(event, value)
         state = level(value, th, series.state)
         if state == series.state:
             return None
@@ -87,6 +90,14 @@ class TelemetryTracker:
         self._counts[state].inc()
         series.state = state
         return self._crossing(event, value, state, th)
+
+    def _capacity(self, event: Event, value: float) -> None:
+        """With `capacity` set, each series feeds correlator.capacity (utilisation and time to full),
+        kind = the subscription name; a negative value is refused and counted there."""
+        if self.settings.capacity is not None:
+            capacity.record(
+                event.host, event.resource, self.subscription, value / self.settings.capacity, event.time
+            )
 
     def _crossing(self, event: Event, value: float, state: int, th: Thresholds | None) -> Event:
         event.severity = _SEVERITY[state]

@@ -36,6 +36,7 @@ from collectors.snmp.engine import AUTH, PRIV
 from collectors.snmp.engine import plain as engine_plain
 from collectors.snmp.mapping import text
 from collectors.snmp.settings import SnmpSettings, Target
+from correlator import capacity
 from correlator.collector import Emit
 from correlator.errors import QueueFull, ShuttingDown
 from correlator.logs import RateLimitedLog
@@ -43,11 +44,9 @@ from correlator.logs import RateLimitedLog
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
 
-CAPACITY = Gauge(
-    "correlator_capacity_utilization_ratio",
-    "Utilisation of a configuration item's resource (0-1), by ci (a configured target), resource and kind",
-    ["ci", "resource", "kind"],
-)
+# correlator_capacity_utilization_ratio{ci,resource,kind} is declared once, in correlator/capacity,
+# which also forecasts time to full; the poller reports through capacity.record/forget.
+CAPACITY = capacity.EXPORTER
 TARGET_UP = Gauge("correlator_snmp_target_up", "1 if the target answered its last poll", ["ci"])
 POLLS = Counter("correlator_snmp_polls_total", "Polls of SNMP targets by result", ["result"])
 POLL_SECONDS = Histogram(
@@ -149,7 +148,8 @@ class Poller:
 
     async def _apply(self, target: Target, sample: Sample) -> None:
         old = self._states[target.name]
-        new, events, ratios = old.update(sample, time.time(), self._settings.thresholds)
+        now = time.time()
+        new, events, ratios = old.update(sample, now, self._settings.thresholds)
         for e in events:
             e.attributes["target"] = f"{target.host}:{target.port}"
         if events:
@@ -163,9 +163,9 @@ class Poller:
         TARGET_UP.labels(target.name).set(1 if sample.uptime is not None else 0)
         seen = set(ratios)  # empty when unreachable: no stale utilisation for a silent target
         for (resource, kind), ratio in ratios.items():
-            CAPACITY.labels(target.name, resource, kind).set(ratio)
+            capacity.record(target.name, resource, kind, ratio, now)
         for resource, kind in self._labels[target.name] - seen:
-            CAPACITY.remove(target.name, resource, kind)  # interface gone or counters reset
+            capacity.forget(target.name, resource, kind)  # interface gone or counters reset
         self._labels[target.name] = seen
 
     async def _sample(self, target: Target) -> Sample:

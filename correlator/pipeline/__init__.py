@@ -80,6 +80,29 @@ class Pipeline:
     def find(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)
 
+    async def open(self, clock: Clock) -> None:
+        """Live mode only: stages with persistent state (an `open` method) load it; replay never opens."""
+        opened: list[Stage] = []
+        try:
+            for stage in self.stages:
+                opener = getattr(stage, "open", None)
+                if opener is not None:
+                    await opener(clock)
+                    opened.append(stage)
+        except BaseException:
+            await _close(opened)
+            raise
+
+    async def close(self) -> None:
+        await _close(self.stages)
+
+
+async def _close(stages: list[Stage]) -> None:
+    for stage in stages:
+        closer = getattr(stage, "close", None)
+        if closer is not None:
+            await closer()
+
 
 class AdvanceClock:
     """In replay, event time is the only time: move the virtual clock to the batch's latest event."""
@@ -108,9 +131,12 @@ def build_pipeline(
     (replay), no ITSM stages. Stages with `take_pending` (correlate) also produce events on their own when the live
     ticker fires timers; `Pipeline.flush` sends those through the stages after them.
     """
+    from correlator import capacity
+    from correlator.availability import AvailabilityStage
     from correlator.changes.stage import ChangeLinkStage, MaintenanceStage
     from correlator.correlation import correlate_stage
     from correlator.incidents.stage import IncidentStage
+    from correlator.noisiest import NoisiestStage
     from correlator.notify import notify_stage
     from correlator.problems.stage import ProblemStage
     from correlator.rules.reload import RulesHolder
@@ -119,11 +145,17 @@ def build_pipeline(
     if rules is None:
         rules = RulesHolder(config.rules_dir, config.inventory_file)
         rules.load_initial()
+    availability = AvailabilityStage.from_config(config)  # None without a services file
     return Pipeline(
         [
+            NoisiestStage(),  # counts raw input, before the rules drop noise
             FilterStage(rules),  # level 1: drop, enrich, classify, rename, rate-limit, de-duplicate
             *([MaintenanceStage(changes)] if changes is not None else []),  # change windows: tag, set aside
             correlate_stage(config, rules),  # level 2: advances the clock per event; timers emit from here
+            capacity.CapacityStage(capacity.configure(capacity.parse_settings(config.capacity))),
+            *(
+                [availability] if availability else []
+            ),  # after the rules and level 2: their events and severities
             *([IncidentStage(incidents)] if incidents is not None else []),
             *([ChangeLinkStage(changes)] if changes is not None else []),  # incidents after a change
             *([ProblemStage(problems)] if problems is not None else []),  # recurrence, known errors

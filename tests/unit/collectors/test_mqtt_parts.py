@@ -141,6 +141,19 @@ def test_telemetry_series_are_bounded():
     assert e.value.reason == "too_many_series"
 
 
+def test_telemetry_with_capacity_feeds_the_capacity_forecast():
+    from correlator import capacity
+
+    sub = {"name": "pdu-load", "topic": "p/{host}", "format": "text", "telemetry": {"capacity": 32}}
+    d = Decoder(settings(sub).subscriptions[0])
+    for i, amps in enumerate((8, 12, 16)):
+        d.decode("p/pdu-mqtt-test", {"host": "pdu-mqtt-test"}, str(amps).encode(), 1000.0 + i * 3600)
+    series = capacity.TRACKER.series[("pdu-mqtt-test", "", "pdu-load")]
+    assert series.ratio == 0.5
+    assert series.seconds_to_full == pytest.approx(4 * 3600)  # +1/8 of capacity an hour from half
+    capacity.forget("pdu-mqtt-test", "", "pdu-load")
+
+
 def test_threshold_levels_with_hysteresis():
     above = Thresholds(warning=70, critical=90, below=False, hysteresis=5)
     assert [level(v, above, 0) for v in (10, 70, 90)] == [0, 1, 2]

@@ -1,0 +1,93 @@
+"""Persistence of availability state: `availability.db` (SQLite, WAL) beside the event store.
+
+Holds the active down conditions, when each service began to be tracked, and every outage; the
+stage writes a batch's changes in one transaction before the batch is acknowledged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiosqlite
+
+from correlator.availability.state import Op
+from correlator.store.sqlite import migrate
+
+MIGRATIONS: list[str] = [
+    # 1: conditions, services, outages
+    """
+    CREATE TABLE conditions (
+        ci TEXT NOT NULL, resource TEXT NOT NULL, type TEXT NOT NULL, since REAL NOT NULL,
+        PRIMARY KEY (ci, resource, type)
+    );
+    CREATE TABLE services (name TEXT PRIMARY KEY, since REAL NOT NULL);
+    CREATE TABLE outages (
+        id INTEGER PRIMARY KEY, service TEXT NOT NULL, start REAL NOT NULL, "end" REAL
+    );
+    CREATE INDEX outages_service ON outages(service, start);
+    """,
+]
+
+_SQL = {
+    "cond_add": "INSERT OR REPLACE INTO conditions(ci, resource, type, since) VALUES (?, ?, ?, ?)",
+    "cond_del": "DELETE FROM conditions WHERE ci = ? AND resource = ? AND type = ?",
+    "cond_clear": "DELETE FROM conditions WHERE ci = ? AND resource = ?",
+    "service": "INSERT OR IGNORE INTO services(name, since) VALUES (?, ?)",
+    "outage_start": "INSERT INTO outages(service, start) VALUES (?, ?)",
+    "outage_end": 'UPDATE outages SET "end" = ?2 WHERE service = ?1 AND "end" IS NULL',
+}
+
+
+class AvailabilityDB:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("availability database is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=FULL")  # an outage is rare and must survive power loss
+        await migrate(self._db, MIGRATIONS)
+
+    async def load(
+        self,
+    ) -> tuple[
+        list[tuple[str, str, str, float]], list[tuple[str, float]], list[tuple[str, float, float | None]]
+    ]:
+        db = self.db
+        conds = [
+            tuple(r) for r in await db.execute_fetchall("SELECT ci, resource, type, since FROM conditions")
+        ]
+        services = [tuple(r) for r in await db.execute_fetchall("SELECT name, since FROM services")]
+        outages = [
+            tuple(r)
+            for r in await db.execute_fetchall(
+                'SELECT service, start, "end" FROM outages ORDER BY service, start, id'
+            )
+        ]
+        return conds, services, outages
+
+    async def apply(self, ops: list[Op]) -> None:
+        if not ops:
+            return
+        db = self.db
+        await db.execute("BEGIN")
+        try:
+            for kind, args in ops:
+                await db.execute(_SQL[kind], args)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from correlator.noisiest import NoisiestStage
+
+
+def test_top_counts_the_last_hour_only():
+    s = NoisiestStage()
+    for i in range(10):
+        s.count("old", 0.0 + i)
+    for i in range(5):
+        s.count("r1", 3000.0 + i)
+        s.count("r2", 3000.0 + i) if i < 3 else None
+    assert s.top(3100.0) == [("old", 10), ("r1", 5), ("r2", 3)]
+    assert s.top(3700.0) == [("r1", 5), ("r2", 3)], "the first minute has left the hour"
+    assert s.top(3700.0, n=1) == [("r1", 5)]
+
+
+async def test_stage_and_exporter_count_by_event_time_clamped_to_receipt():
+    from correlator.clock import Clock
+    from correlator.event import Event
+    from correlator.noisiest import NoisiestExporter
+    from correlator.pipeline import StageContext
+
+    s = NoisiestStage()
+    clock = Clock(1000.0)
+    events = [Event(str(i), 990.0, 995.0, "t", f"h{i % 3}", "x") for i in range(9)]
+    events.append(Event("late", 1e9, 999.0, "t", "future", "x"))  # a device clock far ahead
+    assert await s(events, StageContext(clock, live=True)) == events
+    assert await s([], StageContext(clock, live=True)) == []
+    exp = NoisiestExporter()
+    exp.source = s
+    (fam,) = exp.collect()
+    assert sorted((x.labels["ci"], x.value) for x in fam.samples) == [
+        ("future", 1),
+        ("h0", 3),
+        ("h1", 3),
+        ("h2", 3),
+    ]
