@@ -30,10 +30,13 @@ class MaintenanceStage:
 
     def __init__(self, service: ChangeService) -> None:
         self._service = service
+        self._next_check = 0.0
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
-        if ctx.live:
-            await self._service.run_due(ctx.clock.now())
+        now = ctx.clock.now()
+        if ctx.live and now >= self._next_check:  # calendar windows open on time, checked once a second
+            self._next_check = now + 1.0
+            await self._service.run_due(now)
         scope = self._service.scope
         if not scope:
             return events
