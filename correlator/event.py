@@ -204,57 +204,67 @@ def event_from_dict(d: object, source: str, received: float, recorded: bool = Fa
     With `recorded`, the fields of a stored event (source, received, count, last_seen) are taken
     too, so events exported from the store can be replayed.
     """
-    if not isinstance(d, dict):
+    if type(d) is not dict:
         raise FieldError("", f"an event must be a JSON object, got {_json_type(d)}")
     known = _KNOWN_RECORDED if recorded else _KNOWN
-    for key in d:
-        if key not in known:
-            raise FieldError(key, f"unknown field{_suggest(key)}; known fields: {', '.join(sorted(known))}")
-    if recorded:
-        return _recorded(d, source, received)
-    host = _name(d, "host", required=True)
-    type_ = _name(d, "type", required=True)
-    resource = _name(d, "resource", required=False)
+    if not d.keys() <= known:
+        key = next(k for k in d if k not in known)
+        raise FieldError(key, f"unknown field{_suggest(key)}; known fields: {', '.join(sorted(known))}")
+    # Each check is one type test on the common path; the helpers below only build the message.
+    host = d.get("host")
+    if type(host) is not str or not 0 < len(host) <= MAX_NAME_LEN:
+        host = _name(d, "host", required=True)
+    type_ = d.get("type")
+    if type(type_) is not str or not 0 < len(type_) <= MAX_NAME_LEN:
+        type_ = _name(d, "type", required=True)
+    resource = d.get("resource", "")
+    if type(resource) is not str or len(resource) > MAX_NAME_LEN:
+        resource = _name(d, "resource", required=False)
     sev = d.get("severity")
-    severity = Severity.INFO if sev is None else Severity.parse(sev)
+    severity = Severity.INFO if sev is None else _BY_NAME.get(sev) if type(sev) is str else None
+    if severity is None:
+        severity = Severity.parse(sev)
     t = d.get("time")
     time_ = received if t is None else parse_time(t)
     ident = d.get("id")
     if ident is None:
         ident = new_id()
-    elif not isinstance(ident, str) or not 0 < len(ident) <= MAX_ID_LEN:
+    elif type(ident) is not str or not 0 < len(ident) <= MAX_ID_LEN:
         raise FieldError("id", f"must be a non-empty string of at most {MAX_ID_LEN} characters")
     message = d.get("message", "")
-    if not isinstance(message, str):
+    if type(message) is not str:
         raise FieldError("message", f"must be a string, got {_json_type(message)}")
     if len(message) > MAX_MESSAGE_LEN:
         raise FieldError("message", f"longer than {MAX_MESSAGE_LEN} characters")
     attributes = d.get("attributes")
     if attributes is None:
         attributes = {}
-    elif not isinstance(attributes, dict):
+    elif type(attributes) is not dict:
         raise FieldError("attributes", f"must be a JSON object, got {_json_type(attributes)}")
     fp = d.get("fingerprint", "")
-    if not isinstance(fp, str) or len(fp) > MAX_NAME_LEN:
+    if type(fp) is not str or len(fp) > MAX_NAME_LEN:
         raise FieldError("fingerprint", f"must be a string of at most {MAX_NAME_LEN} characters")
-    return Event(ident, time_, received, source, host, type_, severity, resource, message, attributes, fp)
+    ev = Event(ident, time_, received, source, host, type_, severity, resource, message, attributes, fp)
+    if recorded:
+        _recorded(ev, d)
+    return ev
 
 
-def _recorded(d: dict[str, Any], source: str, received: float) -> Event:
-    plain = {k: v for k, v in d.items() if k not in RECORDED_FIELDS}
-    src = d.get("source", source)
-    if not isinstance(src, str) or not src:
-        raise FieldError("source", "must be a non-empty string")
-    ev = event_from_dict(plain, src, received)
+def _recorded(ev: Event, d: dict[str, Any]) -> None:
+    """The stored event's own fields, when replaying what the store exported."""
+    src = d.get("source")
+    if src is not None:
+        if type(src) is not str or not src:
+            raise FieldError("source", "must be a non-empty string")
+        ev.source = src
     if "received" in d:
         ev.received = parse_time(d["received"], "received")
     count = d.get("count", 1)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+    if type(count) is not int or count < 1:
         raise FieldError("count", "must be a whole number >= 1")
     ev.count = count
     if "last_seen" in d:
         ev.last_seen = parse_time(d["last_seen"], "last_seen")
-    return ev
 
 
 def dumps_events(events: list[Event]) -> bytes:

@@ -107,7 +107,7 @@ async def replay(
             clock = Clock(batch[0].time)
         out = await pipeline.run(batch, StageContext(clock, live=False))
         for e in out:
-            line = orjson.dumps(e.to_dict()) + b"\n"
+            line = orjson.dumps(e) + b"\n"
             digest.update(line)
             if output is not None:
                 output.write(line)
