@@ -204,7 +204,7 @@ def event_from_dict(d: object, source: str, received: float, recorded: bool = Fa
     With `recorded`, the fields of a stored event (source, received, count, last_seen) are taken
     too, so events exported from the store can be replayed.
     """
-    if type(d) is not dict:
+    if not isinstance(d, dict):
         raise FieldError("", f"an event must be a JSON object, got {_json_type(d)}")
     known = _KNOWN_RECORDED if recorded else _KNOWN
     if not d.keys() <= known:
@@ -239,7 +239,7 @@ def event_from_dict(d: object, source: str, received: float, recorded: bool = Fa
     attributes = d.get("attributes")
     if attributes is None:
         attributes = {}
-    elif type(attributes) is not dict:
+    elif not isinstance(attributes, dict):
         raise FieldError("attributes", f"must be a JSON object, got {_json_type(attributes)}")
     fp = d.get("fingerprint", "")
     if type(fp) is not str or len(fp) > MAX_NAME_LEN:
