@@ -18,6 +18,8 @@ COMMANDS = [
     "correlator.commands.rules",
     "correlator.commands.mibs",
     "correlator.commands.incidents",
+    "correlator.commands.changes",
+    "correlator.commands.problems",
 ]
 
 

@@ -124,6 +124,12 @@ class Config:
     incidents: dict[str, Any] = field(
         default_factory=dict, metadata={"kind": "raw", "doc": "incident management (docs/incidents.md)"}
     )
+    changes: dict[str, Any] = field(
+        default_factory=dict, metadata={"kind": "raw", "doc": "change management (docs/changes.md)"}
+    )
+    problems: dict[str, Any] = field(
+        default_factory=dict, metadata={"kind": "raw", "doc": "problem management (docs/problems.md)"}
+    )
     availability: dict[str, Any] = field(
         default_factory=dict,
         metadata={"kind": "raw", "doc": "services file, SLA windows, maintenance (correlator/availability)"},

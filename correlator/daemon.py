@@ -23,6 +23,8 @@ from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.auth import parse_tokens
 from correlator.api.common import AppState
+from correlator.changes import settings as change_settings
+from correlator.changes.service import ChangeService
 from correlator.clock import Clock, wall_clock
 from correlator.collector import Collector, CollectorContext, create_collectors
 from correlator.config import Config
@@ -33,7 +35,10 @@ from correlator.incidents import scheduler as incident_scheduler
 from correlator.incidents.store import create_store
 from correlator.ingest import Ingest
 from correlator.pipeline import build_pipeline
+from correlator.problems import settings as problem_settings
+from correlator.problems.service import ProblemService
 from correlator.queue.journal import JournalQueue
+from correlator.records.store import create_record_store
 from correlator.rules.errors import RuleErrors
 from correlator.rules.reload import RulesHolder
 from correlator.runner import PipelineRunner
@@ -56,6 +61,8 @@ class Daemon:
     scheduler: AsyncIOScheduler
     rules: RulesHolder
     incidents: IncidentService
+    changes: ChangeService
+    problems: ProblemService
 
 
 async def build(config: Config) -> Daemon:
@@ -76,12 +83,18 @@ async def build(config: Config) -> Daemon:
     settings = parse_settings(config.incidents)
     auth = parse_tokens(config.http.tokens)
     incidents = IncidentService(create_store(settings.dsn or config.storage.dsn, data), settings, clock)
-    pipeline = build_pipeline(config, rules, incidents)
+    csettings = change_settings.parse_settings(config.changes)
+    records = create_record_store(csettings.dsn or config.storage.dsn, data)
+    ingest = Ingest(queue)
+    changes = ChangeService(records, csettings, clock, ingest.emit, incidents)
+    problems = ProblemService(records, problem_settings.parse_settings(config.problems), clock, incidents)
+    pipeline = build_pipeline(config, rules, incidents, changes, problems)
     runner = PipelineRunner(queue, pipeline, store, clock, config.queue.batch_events)
-    state = AppState(store=store, queue=queue, incidents=incidents, auth=auth)
+    state = AppState(
+        store=store, queue=queue, incidents=incidents, changes=changes, problems=problems, auth=auth
+    )
     app = make_app(state, config.http.max_body_bytes)
     rules_api.add_routes(app, rules)
-    ingest = Ingest(queue)
     ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
     await store.open()
@@ -90,11 +103,16 @@ async def build(config: Config) -> Daemon:
         try:
             await incidents.open()
             try:
-                await pipeline.open(clock)
-                # Before the first event: no open window, pending pair or heartbeat deadline is forgotten.
-                await correlation.recover(pipeline, data, store, clock)
+                await _open_records(changes, problems)
+                try:
+                    await pipeline.open(clock)
+                    # Before the first event: no open window, pending pair or heartbeat deadline is forgotten.
+                    await correlation.recover(pipeline, data, store, clock)
+                except BaseException:
+                    await pipeline.close()
+                    await changes.store.close()
+                    raise
             except BaseException:
-                await pipeline.close()
                 await incidents.close()
                 raise
         except BaseException:
@@ -106,7 +124,30 @@ async def build(config: Config) -> Daemon:
     if not auth.enabled:
         log.warning("no API tokens in http.tokens: the API is open to anyone who can reach it (docs/api.md)")
     scheduler = AsyncIOScheduler(timezone="UTC")
-    return Daemon(config, clock, queue, store, runner, app, state.collectors, scheduler, rules, incidents)
+    return Daemon(
+        config,
+        clock,
+        queue,
+        store,
+        runner,
+        app,
+        state.collectors,
+        scheduler,
+        rules,
+        incidents,
+        changes,
+        problems,
+    )
+
+
+async def _open_records(changes: ChangeService, problems: ProblemService) -> None:
+    await changes.store.open()
+    try:
+        await changes.open()
+        await problems.open()
+    except BaseException:
+        await changes.store.close()
+        raise
 
 
 async def run(config: Config) -> int:
@@ -135,6 +176,7 @@ async def run(config: Config) -> int:
             metrics.COLLECTOR_UP.labels(c.name).set(1)
         _schedule_retention(daemon)
         incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
+        _schedule_calendar(daemon)
         correlation.schedule_snapshots(daemon.scheduler, daemon.runner, config, daemon.store)
         await http.setup()
         host, port = config.http.listen
@@ -172,6 +214,7 @@ async def run(config: Config) -> int:
         await http.cleanup()
         await daemon.runner.pipeline.close()
         await daemon.incidents.close()
+        await daemon.changes.store.close()
         await daemon.queue.close()
         await daemon.store.close()
     if left:
@@ -197,6 +240,20 @@ def _schedule_retention(daemon: Daemon) -> None:
         next_run_time=datetime.now(UTC),
     )
     daemon.scheduler.start()
+
+
+def _schedule_calendar(daemon: Daemon) -> None:
+    """Calendar windows open and close on time even when no event arrives."""
+
+    async def run_due() -> None:
+        try:
+            await daemon.changes.run_due(daemon.clock.now())
+        except Exception:
+            log.exception("change calendar: running due occurrences failed")
+
+    daemon.scheduler.add_job(
+        run_due, "interval", seconds=10, id="changes:due", next_run_time=datetime.now(UTC)
+    )
 
 
 async def _stop_collectors(collectors: list[Collector]) -> None:

@@ -11,8 +11,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from correlator.api import changes as changes_api
 from correlator.api import events as events_api
 from correlator.api import incidents as incidents_api
+from correlator.api import known_errors as known_errors_api
+from correlator.api import problems as problems_api
 from correlator.api.auth import TokenAuth, auth_middleware
 from correlator.api.common import STATE, AppState, dumps_response
 from correlator.api.openapi import openapi_json, operation
@@ -34,6 +37,11 @@ def make_app(state: AppState, max_body_bytes: int) -> web.Application:
     app.router.add_get("/api/v1/events", events_api.list_events)
     if state.incidents is not None:
         incidents_api.add_routes(app)
+    if state.changes is not None:
+        changes_api.add_routes(app)
+    if state.problems is not None:
+        problems_api.add_routes(app)
+        known_errors_api.add_routes(app)
     return app
 
 
@@ -77,6 +85,8 @@ async def readyz(request: web.Request) -> web.Response:
     checks = {"store": await state.store.ping()}
     if state.incidents is not None:
         checks["incidents"] = await state.incidents.store.ping()
+    if state.changes is not None:
+        checks["records"] = await state.changes.store.ping()
     for c in state.collectors:
         checks[f"collector:{c.name}"] = c.healthy()
     ok = all(checks.values())

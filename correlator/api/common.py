@@ -14,7 +14,9 @@ from correlator.store import EventStore
 
 if TYPE_CHECKING:
     from correlator.api.auth import TokenAuth
+    from correlator.changes.service import ChangeService
     from correlator.incidents.service import IncidentService
+    from correlator.problems.service import ProblemService
 
 
 @dataclass
@@ -23,6 +25,8 @@ class AppState:
     queue: IngestQueue
     collectors: list[Collector] = field(default_factory=list)
     incidents: IncidentService | None = None
+    changes: ChangeService | None = None
+    problems: ProblemService | None = None
     auth: TokenAuth | None = None  # None or no tokens: the API is open (docs/api.md)
 
 

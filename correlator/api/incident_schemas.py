@@ -53,6 +53,8 @@ INCIDENT: dict[str, Any] = {
         "resolution_notes": {"type": "string"},
         "problem_id": {"type": "string", "nullable": True},
         "change_id": {"type": "string", "nullable": True},
+        "known_error_id": {"type": "string", "nullable": True},
+        "workaround": {"type": "string"},
         **{
             name: _TIME
             for name in (

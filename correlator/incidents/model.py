@@ -104,6 +104,8 @@ class Incident:
     close_at: float | None = None  # when a resolved incident closes by itself
     problem_id: str | None = None  # links filled by Problem and Change management (later)
     change_id: str | None = None
+    known_error_id: str | None = None  # attached by Problem management when a known error matches
+    workaround: str = ""
     linked_events: int = 0  # event entries kept in the timeline (capped; event_count is not)
 
     @property

@@ -71,13 +71,19 @@ class IncidentService:
 
     # --- correlation ---------------------------------------------------------------------------
 
-    async def apply(self, requests: Iterable[IncidentRequest]) -> None:
+    async def apply(self, requests: Iterable[IncidentRequest]) -> list[Incident]:
+        """Apply a batch of requests; returns the incidents it opened or reopened (for Problem/Change)."""
         async with self._lock:
             changes = lc.Changes()
             now = self.clock.now()
+            opened: list[Incident] = []
             for req in requests:
-                REQUESTS.labels(self._apply_one(changes, req, now)).inc()
+                outcome = self._apply_one(changes, req, now)
+                REQUESTS.labels(outcome).inc()
+                if outcome in ("opened", "reopened"):
+                    opened.append(self._by_key[req.key])
             await self._commit(changes)
+            return opened
 
     def _apply_one(self, changes: lc.Changes, req: IncidentRequest, now: float) -> str:
         if req.impact not in (None, 1, 2, 3) or req.urgency not in (None, 1, 2, 3):

@@ -19,7 +19,10 @@ from correlator.event import Event
 from correlator.responses import Response
 
 if TYPE_CHECKING:
+    from correlator.changes.service import ChangeService
+    from correlator.incidents.model import Incident
     from correlator.incidents.service import IncidentService
+    from correlator.problems.service import ProblemService
     from correlator.rules.reload import RulesHolder
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,8 @@ class StageContext:
     # Events stored by an earlier batch whose count/last_seen grew (de-duplication); the runner
     # rewrites them with EventStore.fold().
     updates: list[Event] = field(default_factory=list)
+    set_aside: list[Event] = field(default_factory=list)  # skip the remaining stages, still stored
+    opened: list[Incident] = field(default_factory=list)  # incidents opened or reopened by this batch
 
 
 class Stage(Protocol):
@@ -55,7 +60,7 @@ class Pipeline:
             except Exception:
                 metrics.STAGE_ERRORS.labels(stage.name).inc()
                 log.exception("pipeline stage %s failed on a batch of %d events", stage.name, len(events))
-        return events
+        return events + ctx.set_aside if ctx.set_aside else events
 
     async def flush(self, ctx: StageContext) -> list[Event]:
         """Run what stages produced on their own (level-2 timers) through the stages after them."""
@@ -113,21 +118,27 @@ class AdvanceClock:
 
 
 def build_pipeline(
-    config: Config, rules: RulesHolder | None = None, incidents: IncidentService | None = None
+    config: Config,
+    rules: RulesHolder | None = None,
+    incidents: IncidentService | None = None,
+    changes: ChangeService | None = None,
+    problems: ProblemService | None = None,
 ) -> Pipeline:
     """collector -> queue -> [stages below] -> store.
 
     `rules` is the live rule set (reloadable); without one, the rules in config.rules_dir are loaded
-    once here (raising RuleErrors if they are broken). Without `incidents` (replay), no incident
-    stage. Stages with `take_pending` (correlate) also produce events on their own when the live
+    once here (raising RuleErrors if they are broken). Without `incidents`, `changes`, `problems`
+    (replay), no ITSM stages. Stages with `take_pending` (correlate) also produce events on their own when the live
     ticker fires timers; `Pipeline.flush` sends those through the stages after them.
     """
     from correlator import capacity
     from correlator.availability import AvailabilityStage
+    from correlator.changes.stage import ChangeLinkStage, MaintenanceStage
     from correlator.correlation import correlate_stage
     from correlator.incidents.stage import IncidentStage
     from correlator.noisiest import NoisiestStage
     from correlator.notify import notify_stage
+    from correlator.problems.stage import ProblemStage
     from correlator.rules.reload import RulesHolder
     from correlator.rules.stage import FilterStage
 
@@ -139,12 +150,15 @@ def build_pipeline(
         [
             NoisiestStage(),  # counts raw input, before the rules drop noise
             FilterStage(rules),  # level 1: drop, enrich, classify, rename, rate-limit, de-duplicate
+            *([MaintenanceStage(changes)] if changes is not None else []),  # change windows: tag, set aside
             correlate_stage(config, rules),  # level 2: advances the clock per event; timers emit from here
             capacity.CapacityStage(capacity.configure(capacity.parse_settings(config.capacity))),
             *(
                 [availability] if availability else []
             ),  # after the rules and level 2: their events and severities
             *([IncidentStage(incidents)] if incidents is not None else []),
+            *([ChangeLinkStage(changes)] if changes is not None else []),  # incidents after a change
+            *([ProblemStage(problems)] if problems is not None else []),  # recurrence, known errors
             notify_stage(config),  # outbound webhooks asked for by level 2
             AdvanceClock(),  # replay: catch up with the batch when no level-2 rule did
         ]

@@ -20,6 +20,7 @@ async def daemon_app(tmp_path):
     d = await daemon.build(config)
     yield d.app
     await d.incidents.close()
+    await d.changes.store.close()
     await d.queue.close()
     await d.store.close()
 

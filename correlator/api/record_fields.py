@@ -1,0 +1,158 @@
+"""Request bodies and queries shared by /api/v1/changes, /problems and /known-errors.
+
+Extends the incident API's field kinds (str, text, ref, bool) with times, name lists, objects and
+choices, and gives each kind its JSON schema so the OpenAPI document and validation agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from correlator.api.auth import ACTOR, ANONYMOUS
+from correlator.api.common import dumps_response
+from correlator.api.incident_schemas import bad, check_field, field_schema
+from correlator.config import parse_duration
+from correlator.errors import FieldError
+from correlator.event import parse_time
+
+MAX_LIMIT = 500
+MAX_NAMES = 1000
+LOG_ENTRY = {
+    "type": "object",
+    "properties": {
+        "seq": {"type": "integer"},
+        "at": {"type": "string", "format": "date-time"},
+        "actor": {"type": "string", "description": "token name, system, calendar, anonymous"},
+        "action": {"type": "string", "example": "state"},
+        "detail": {"type": "object"},
+    },
+}
+
+
+def schema(kind: str | tuple[str, ...]) -> dict[str, Any]:
+    if isinstance(kind, tuple):
+        return {"type": "string", "enum": list(kind)}
+    if kind == "time":
+        return {
+            "type": "string",
+            "format": "date-time",
+            "description": "ISO 8601 (UTC if naive) or epoch seconds",
+        }
+    if kind == "names":
+        return {"type": "array", "items": {"type": "string", "maxLength": 256}, "maxItems": MAX_NAMES}
+    if kind == "object":
+        return {"type": "object"}
+    return field_schema(kind)
+
+
+def body_schema(fields: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        **({"required": list(required)} if required else {}),
+        "properties": {k: schema(v) for k, v in fields.items()},
+        "additionalProperties": False,
+    }
+
+
+async def read_body(
+    request: web.Request, fields: dict[str, Any], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip() and not required:
+        return {}
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise bad("", f"malformed JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise bad("", "the body must be a JSON object")
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        kind = fields.get(key)
+        if kind is None:
+            raise bad(key, f"unknown field; known: {', '.join(fields)}")
+        out[key] = _check(key, kind, value)
+    for key in required:
+        if key not in out or out[key] in ("", None):
+            raise bad(key, "is required")
+    return out
+
+
+def _check(key: str, kind: str | tuple[str, ...], value: Any) -> Any:
+    if isinstance(kind, tuple):
+        if value not in kind:
+            raise bad(key, f"must be one of {', '.join(kind)}, got {value!r}")
+        return value
+    if kind == "time":
+        return parse_time(value, key)
+    if kind == "names":
+        if (
+            not isinstance(value, list)
+            or len(value) > MAX_NAMES
+            or not all(isinstance(v, str) and 0 < len(v) <= 256 for v in value)
+        ):
+            raise bad(key, f"must be a list of at most {MAX_NAMES} non-empty names")
+        return list(dict.fromkeys(value))
+    if kind == "object":
+        if not isinstance(value, dict):
+            raise bad(key, "must be a JSON object")
+        return value
+    return check_field(key, kind, value)
+
+
+def query_states(
+    params: dict[str, str], allowed: tuple[str, ...], extra: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    known = {"state", "limit", "cursor", *extra}
+    for key in params:
+        if key not in known:
+            raise FieldError(key, f"unknown query parameter; known: {', '.join(sorted(known))}")
+    if "state" not in params:
+        return ()
+    values = tuple(v.strip() for v in params["state"].split(",") if v.strip())
+    for v in values:
+        if v not in allowed:
+            raise FieldError("state", f"must be among {', '.join(allowed)}, got {v!r}")
+    return values
+
+
+def query_int(params: dict[str, str], key: str, default: int, low: int = 1, high: int = MAX_LIMIT) -> int:
+    raw = params.get(key)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise FieldError(key, f"must be a whole number between {low} and {high}, got {raw!r}")
+    return int(raw)
+
+
+def query_since(params: dict[str, str], now: float, default: float) -> float:
+    """`since`: an ISO 8601 time, epoch seconds, or a duration back from now ('7d')."""
+    raw = params.get("since")
+    if raw is None:
+        return now - default
+    try:
+        return now - parse_duration(raw)
+    except ValueError:
+        pass
+    try:
+        return parse_time(float(raw), "since")
+    except ValueError:
+        return parse_time(raw, "since")
+
+
+def actor(request: web.Request) -> str:
+    name: str = request.get(ACTOR, ANONYMOUS)
+    return name
+
+
+def invalid(e: FieldError) -> web.Response:
+    return dumps_response(400, {"error": str(e), "field": e.field})
+
+
+def page(items: list[Any], limit: int, name: str) -> dict[str, Any]:
+    """Newest first; next_cursor is the last id when the page is full."""
+    cursor = str(items[-1].id) if len(items) == limit and items else None
+    return {name: [i.to_api() for i in items], "next_cursor": cursor}

@@ -1,0 +1,5 @@
+"""ITIL Change Management where it meets events: change records, maintenance windows, change-caused incidents.
+
+Read service.py first; model.py holds the record and its state machine, calendar.py the recurring
+windows, scope.py which events a change covers, stage.py the two pipeline stages.
+"""

@@ -1,0 +1,269 @@
+"""Change management's one entry point: change records, their state machine, calendar occurrences,
+the maintenance scope the pipeline reads, and the linking of incidents to suspected changes.
+
+Keeps the changes that still matter (not finished, or finished within the suspect window) in
+memory, so the pipeline never waits on a read. Starting, finishing and failing a change emit an
+event through the ingest path (durable; rules can react) before the new state is saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import Counter, Gauge
+
+from correlator.changes.model import ACTIONS, COVERING, TRANSITIONS, Change, IllegalTransition, State
+from correlator.changes.scope import Scope
+from correlator.changes.settings import ChangeSettings
+from correlator.clock import Clock
+from correlator.errors import CorrelatorError
+from correlator.event import Event, Severity, new_id
+from correlator.records.store import LogEntry, RecordStore
+
+if TYPE_CHECKING:
+    from correlator.incidents.model import Incident
+    from correlator.incidents.service import IncidentService
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[list[Event], str], Awaitable[None]]
+
+OUTCOMES = Counter("correlator_change_outcomes_total", "Changes finished, by outcome", ["outcome"])
+ACTIVE = Gauge("correlator_changes", "Changes not finished, by state", ["state"])
+INDUCED = Counter(
+    "correlator_change_induced_incidents_total", "Incidents linked to a change as its suspected cause"
+)
+EMITTED = Counter(
+    "correlator_change_events_total", "Change lifecycle events put on the ingest queue, by result", ["result"]
+)
+EVENT_TYPES = {
+    State.IN_PROGRESS: "change.started",
+    State.COMPLETED: "change.completed",
+    State.FAILED: "change.failed",
+}
+_KEEP_FINISHED = 2 * 86400.0  # finished changes stay in memory this long beyond the suspect window
+
+
+class NotFound(Exception):
+    pass
+
+
+class ChangeService:
+    def __init__(
+        self,
+        store: RecordStore,
+        settings: ChangeSettings,
+        clock: Clock,
+        emit: Emit | None = None,
+        incidents: IncidentService | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.emit = emit
+        self.incidents = incidents
+        self.scope = Scope()
+        self._live: dict[int, Change] = {}
+        self._calendar_keys: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Load the changes that still matter from the (already open) record store."""
+        now = self.clock.now()
+        for _, doc in await self.store.records("changes", limit=100_000):
+            c = Change.from_doc(doc)
+            if self._keep(c, now):
+                self._live[c.id] = c
+        self._refresh()
+
+    # --- people (API, CLI) ---------------------------------------------------------------------
+
+    async def create(self, actor: str, fields: dict[str, Any]) -> Change:
+        async with self._lock:
+            now = self.clock.now()
+            c = Change(created_at=now, updated_at=now, **fields)
+            await self._save(c, [LogEntry(now, actor, "create", {"state": c.state.value})])
+            return c
+
+    async def act(self, change_id: int, action: str, actor: str, note: str = "") -> Change:
+        """approve, start, complete, fail, cancel: the state machine decides (IllegalTransition: 409)."""
+        async with self._lock:
+            c = self._live.get(change_id)
+            if c is None:
+                doc = await self.store.get("changes", change_id)
+                if doc is None:
+                    raise NotFound(f"no change {change_id}")
+                c = Change.from_doc(doc)
+            await self._transition(c, ACTIONS[action], actor, note)
+            return c
+
+    async def get(self, change_id: int) -> tuple[Change, list[LogEntry]]:
+        c = self._live.get(change_id)
+        if c is None:
+            doc = await self.store.get("changes", change_id)
+            if doc is None:
+                raise NotFound(f"no change {change_id}")
+            c = Change.from_doc(doc)
+        return c, await self.store.log("changes", change_id)
+
+    async def query(self, states: tuple[str, ...], limit: int, cursor: int | None) -> list[Change]:
+        return [Change.from_doc(d) for _, d in await self.store.records("changes", states, limit, cursor)]
+
+    # --- time: calendar occurrences and their automatic start and finish ---------------------
+
+    async def run_due(self, now: float) -> None:
+        """Create calendar occurrences within the horizon; start and finish calendar changes on time."""
+        async with self._lock:
+            for w in self.settings.calendar.windows:
+                for start, end in w.occurrences(now, self.settings.calendar_horizon):
+                    key = f"{w.name}@{start:.0f}"
+                    if key in self._calendar_keys:
+                        continue
+                    c = Change(
+                        w.title, start, end, list(w.cis), list(w.services), State.APPROVED, w.risk,
+                        w.implementer, w.description, w.policy, w.dependents_policy, key,
+                        created_at=now, updated_at=now,
+                    )  # fmt: skip
+                    await self._save(
+                        c, [LogEntry(now, "calendar", "create", {"window": w.name, "state": "approved"})]
+                    )
+            for c in list(self._live.values()):
+                if c.calendar is None:
+                    continue
+                try:
+                    if c.state is State.APPROVED and now >= c.start:
+                        await self._transition(c, State.IN_PROGRESS, "calendar", "window opened", at=c.start)
+                    if c.state is State.IN_PROGRESS and now >= c.end:
+                        await self._transition(c, State.COMPLETED, "calendar", "window closed", at=c.end)
+                except CorrelatorError as e:  # queue full or shutting down: try again at the next tick
+                    log.warning("calendar change %s could not move on yet: %s", c.human_id, e)
+
+    # --- incidents ------------------------------------------------------------------------------
+
+    def suspect_for(self, inc: Incident) -> Change | None:
+        """The latest change begun on the incident's CI, upstream of it, or on its service, whose
+        window (plus the suspect window) holds the incident's opening."""
+        if not inc.host and not inc.service:
+            return None
+        cis = {inc.host} | set(self.settings.dependencies.upstream_of(inc.host))
+        best: Change | None = None
+        for c in self._live.values():
+            begun = c.started_at if c.started_at is not None else (c.start if c.state in COVERING else None)
+            if begun is None or c.state is State.CANCELLED or inc.opened_at < begun:
+                continue
+            if c.finished_at is not None:
+                ended = c.finished_at
+            else:  # an unfinished change in progress is still going on; an approved one ended with its window
+                ended = max(c.end, inc.opened_at) if c.state is State.IN_PROGRESS else c.end
+            if inc.opened_at > ended + self.settings.suspect_window:
+                continue
+            if cis.isdisjoint(c.cis) and inc.service not in c.services:
+                continue
+            if best is None or begun > (best.started_at or best.start):
+                best = c
+        return best
+
+    async def link_incidents(self, incidents: Iterable[Incident]) -> int:
+        linked = 0
+        for inc in incidents:
+            if inc.change_id is not None or self.incidents is None:
+                continue
+            c = self.suspect_for(inc)
+            if c is None:
+                continue
+            await self.incidents.act(inc.id, "update", f"change:{c.human_id}", {"change_id": c.human_id})
+            async with self._lock:
+                if inc.id not in c.incidents:
+                    c.incidents.append(inc.id)
+                    now = self.clock.now()
+                    entry = LogEntry(now, "system", "link_incident", {"incident": inc.human_id})
+                    await self._save(c, [entry])
+            INDUCED.inc()
+            linked += 1
+        return linked
+
+    # --- internals ------------------------------------------------------------------------------
+
+    async def _transition(self, c: Change, to: State, actor: str, note: str, at: float | None = None) -> None:
+        now = self.clock.now() if at is None else at
+        if to not in TRANSITIONS[c.state]:
+            allowed = ", ".join(s.value for s in TRANSITIONS[c.state]) or "nothing (final)"
+            raise IllegalTransition(
+                f"{c.human_id} is {c.state.value}: cannot go to {to.value}; allowed: {allowed}"
+            )
+        if c.state is State.COMPLETED and to is State.FAILED and not c.incidents:
+            raise IllegalTransition(
+                f"{c.human_id} is completed with no linked incident: cannot mark it failed"
+            )
+        await self._emit(c, to, now)
+        before = c.state
+        c.state = to
+        c.updated_at = now
+        if to is State.IN_PROGRESS:
+            c.started_at = now
+        elif to in (State.COMPLETED, State.FAILED, State.CANCELLED):
+            c.finished_at = now
+            OUTCOMES.labels(to.value).inc()
+        detail: dict[str, Any] = {"from": before.value, "to": to.value}
+        if note:
+            detail["note"] = note
+        await self._save(c, [LogEntry(now, actor, "state", detail)])
+
+    async def _emit(self, c: Change, to: State, now: float) -> None:
+        kind = EVENT_TYPES.get(to)
+        if kind is None or self.emit is None:
+            return
+        ev = Event(
+            id=new_id(),
+            time=now,
+            received=self.clock.now(),
+            source="changes",
+            host=c.cis[0] if c.cis else (c.services[0] if c.services else "change"),
+            type=kind,
+            severity=Severity.WARNING if to is State.FAILED else Severity.INFO,
+            resource=c.human_id,
+            message=f"{c.human_id} {to.value}: {c.title}",
+            attributes={
+                "change_id": c.human_id,
+                "cis": list(c.cis),
+                "services": list(c.services),
+                "risk": c.risk,
+                "implementer": c.implementer,
+                "incidents": len(c.incidents),
+            },
+        )
+        try:
+            await self.emit([ev], "changes")
+        except CorrelatorError:
+            EMITTED.labels("refused").inc()
+            raise
+        EMITTED.labels("queued").inc()
+
+    async def _save(self, c: Change, entries: list[LogEntry]) -> None:
+        new = c.id == 0
+        c.id = await self.store.save("changes", c.id, c.state.value, c.to_doc(), c.updated_at, entries)
+        if new and c.calendar is not None:
+            self._calendar_keys.add(c.calendar)
+        self._live[c.id] = c
+        self._refresh()
+
+    def _keep(self, c: Change, now: float) -> bool:
+        if c.finished_at is None:
+            return True
+        return c.finished_at >= now - self.settings.suspect_window - _KEEP_FINISHED or c.end > now
+
+    def _refresh(self) -> None:
+        now = self.clock.now()
+        for cid in [cid for cid, c in self._live.items() if not self._keep(c, now)]:
+            del self._live[cid]
+        self._calendar_keys = {c.calendar for c in self._live.values() if c.calendar is not None}
+        self.scope = Scope(self._live.values(), self.settings.dependencies)
+        counts = dict.fromkeys((State.REQUESTED, State.APPROVED, State.IN_PROGRESS), 0)
+        for c in self._live.values():
+            if c.state in counts:
+                counts[c.state] += 1
+        for state, n in counts.items():
+            ACTIVE.labels(state.value).set(n)

@@ -1,0 +1,337 @@
+"""Problem management's one entry point: recurrence detection, known errors, the problem lifecycle.
+
+Keeps unresolved problems, active known errors (compiled once) and the recent occurrences of each
+signature in memory; each change is saved to the record store in one transaction. Incidents are
+changed only through IncidentService's own API, so their timelines record who linked what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import Counter, Gauge
+
+from correlator.clock import Clock
+from correlator.event import Event, Severity
+from correlator.problems.conditions import Matcher, compile_conditions
+from correlator.problems.model import (
+    TRANSITIONS,
+    IllegalTransition,
+    KnownError,
+    KnownErrorState,
+    Problem,
+    ProblemState,
+    signature,
+    split_signature,
+)
+from correlator.problems.settings import ProblemSettings
+from correlator.records.store import LogEntry, RecordStore
+
+if TYPE_CHECKING:
+    from correlator.incidents.model import Incident
+    from correlator.incidents.service import IncidentService
+
+log = logging.getLogger(__name__)
+
+OPEN = Gauge("correlator_problems_open", "Problems not resolved, by state (open, known_error)", ["state"])
+RECURRING = Counter(
+    "correlator_recurring_incidents_total", "Incidents linked to a problem as a recurrence of its signature"
+)
+KE_MATCHES = Counter("correlator_known_error_matches_total", "New incidents a known error was attached to")
+
+
+class NotFound(Exception):
+    pass
+
+
+class ProblemService:
+    def __init__(
+        self,
+        store: RecordStore,
+        settings: ProblemSettings,
+        clock: Clock,
+        incidents: IncidentService | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.incidents = incidents
+        self._problems: dict[int, Problem] = {}  # unresolved
+        self._by_sig: dict[str, Problem] = {}
+        self._known: dict[int, tuple[KnownError, Matcher]] = {}  # active, by id (match in id order)
+        self._recent: dict[str, deque[tuple[float, int]]] = {}
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Load from the (already open) record store."""
+        for _, doc in await self.store.records("problems", ("open", "known_error"), limit=100_000):
+            self._remember(Problem.from_doc(doc))
+        for _, doc in sorted(await self.store.records("known_errors", ("active",), limit=100_000)):
+            ke = KnownError.from_doc(doc)
+            try:
+                self._known[ke.id] = (ke, compile_conditions(ke.match))
+            except ValueError as e:
+                log.error("known error %s has invalid conditions, not matched: %s", ke.human_id, e)
+        since = self.clock.now() - self.settings.recurrence_window
+        for sig, incident_id, at in await self.store.occurrences_since(since):
+            self._recent.setdefault(sig, deque()).append((at, incident_id))
+        self._refresh()
+
+    # --- the pipeline ---------------------------------------------------------------------------
+
+    async def on_opened(self, opened: Iterable[tuple[Incident, Event | None]]) -> None:
+        for inc, ev in opened:
+            try:
+                if inc.reopen_count == 0 and inc.known_error_id is None:
+                    await self._match_known_errors(inc, ev)
+                await self._count(inc)
+            except Exception:
+                log.exception("problem management failed on %s", inc.human_id)
+
+    async def _match_known_errors(self, inc: Incident, ev: Event | None) -> None:
+        view = _view(inc, ev)
+        for ke, match in sorted(self._known.values(), key=lambda km: km[0].id):
+            if not match(view):
+                continue
+            fields: dict[str, Any] = {"known_error_id": ke.human_id, "workaround": ke.workaround}
+            async with self._lock:
+                p = self._problems.get(ke.problem_id or 0)
+                if p is not None and inc.problem_id is None:
+                    fields["problem_id"] = p.human_id
+                    if inc.id not in p.incidents:
+                        p.incidents.append(inc.id)
+                        await self._save_problem(p, "link_incident", "system", incident=inc.human_id)
+                ke.matched += 1
+                ke.updated_at = self.clock.now()
+                await self.store.save(
+                    "known_errors", ke.id, ke.state.value, ke.to_doc(), ke.updated_at,
+                    [LogEntry(ke.updated_at, "system", "attach", {"incident": inc.human_id})],
+                )  # fmt: skip
+            await self._edit_incident(inc.id, f"known-error:{ke.human_id}", fields)
+            KE_MATCHES.inc()
+            return
+
+    async def _count(self, inc: Incident) -> None:
+        sig = signature(inc.key, inc.rule, inc.host)
+        at = inc.reopened_at if inc.reopen_count and inc.reopened_at is not None else inc.opened_at
+        async with self._lock:
+            if not await self.store.add_occurrence(sig, inc.id, inc.reopen_count, at):
+                return  # seen before (a batch delivered again after a crash)
+            recent = self._recent.setdefault(sig, deque())
+            recent.append((at, inc.id))
+            while recent and recent[0][0] < at - self.settings.recurrence_window:
+                recent.popleft()
+            p = self._by_sig.get(sig)
+            if p is not None:
+                if inc.id in p.incidents:
+                    return
+                p.incidents.append(inc.id)
+                await self._save_problem(p, "link_incident", "system", incident=inc.human_id)
+                linked = [inc.id]
+            else:
+                ids = list(dict.fromkeys(i for _, i in recent))
+                if len(recent) < self.settings.recurrence_count:
+                    return
+                title = f"recurring: {inc.title}" if inc.title else f"recurring incidents on {inc.host}"
+                p = Problem(title[:256], at, signature=sig, incidents=ids, updated_at=at)
+                p.description = (
+                    f"{len(recent)} incidents with key {inc.key!r}, rule {inc.rule!r}, CI {inc.host!r}"
+                )
+                await self._save_problem(
+                    p, "open", "system", occurrences=len(recent), signature=split_signature(sig)
+                )
+                linked = ids
+        RECURRING.inc(len(linked))
+        for incident_id in linked:
+            await self._edit_incident(incident_id, f"problem:{p.human_id}", {"problem_id": p.human_id})
+
+    # --- people (API, CLI) ---------------------------------------------------------------------
+
+    async def create_problem(self, actor: str, title: str, description: str, incidents: list[int]) -> Problem:
+        async with self._lock:
+            now = self.clock.now()
+            p = Problem(
+                title, now, description=description, incidents=list(dict.fromkeys(incidents)), updated_at=now
+            )
+            await self._save_problem(p, "open", actor)
+        for i in p.incidents:
+            await self._edit_incident(i, actor, {"problem_id": p.human_id})
+        return p
+
+    async def link_incident(self, problem_id: int, incident_id: int, actor: str) -> Problem:
+        async with self._lock:
+            p = await self._problem(problem_id)
+            if p.state is ProblemState.RESOLVED:
+                raise IllegalTransition(f"{p.human_id} is resolved: cannot link incidents")
+            if incident_id not in p.incidents:
+                p.incidents.append(incident_id)
+                await self._save_problem(p, "link_incident", actor, incident=f"INC-{incident_id:06d}")
+        await self._edit_incident(incident_id, actor, {"problem_id": p.human_id})
+        return p
+
+    async def resolve(
+        self, problem_id: int, actor: str, root_cause: str = "", resolve_incidents: bool = False
+    ) -> tuple[Problem, list[str]]:
+        """Resolve the problem, retire its known errors, and (if asked) resolve its active incidents."""
+        async with self._lock:
+            p = await self._problem(problem_id)
+            if ProblemState.RESOLVED not in TRANSITIONS[p.state]:
+                raise IllegalTransition(f"{p.human_id} is {p.state.value}: cannot resolve")
+            now = self.clock.now()
+            p.state = ProblemState.RESOLVED
+            p.resolved_at = now
+            if root_cause:
+                p.root_cause = root_cause
+            await self._save_problem(p, "resolve", actor, root_cause=root_cause, cascade=resolve_incidents)
+            for ke, _ in [km for km in self._known.values() if km[0].problem_id == p.id]:
+                await self._retire(ke, "system", f"problem {p.human_id} resolved")
+        resolved: list[str] = []
+        if resolve_incidents and self.incidents is not None:
+            from correlator.incidents.model import IllegalTransition as IncidentTransition
+
+            for incident_id in p.incidents:
+                notes = f"resolved with problem {p.human_id}" + (f": {root_cause}" if root_cause else "")
+                try:
+                    inc = await self.incidents.act(
+                        incident_id, "resolve", actor, {"code": "problem_resolved", "notes": notes}
+                    )
+                except IncidentTransition:
+                    continue  # already resolved or closed
+                resolved.append(inc.human_id)
+        return p, resolved
+
+    async def create_known_error(
+        self, actor: str, title: str, match: dict[str, Any], workaround: str, problem_id: int | None
+    ) -> KnownError:
+        matcher = compile_conditions(match)  # ConditionError (400) before anything is saved
+        async with self._lock:
+            now = self.clock.now()
+            p = await self._problem(problem_id) if problem_id else None
+            if p is not None and p.state is ProblemState.RESOLVED:
+                raise IllegalTransition(f"{p.human_id} is resolved: cannot add a known error")
+            ke = KnownError(title, match, workaround, now, problem_id, updated_at=now)
+            ke.id = await self.store.save(
+                "known_errors", 0, ke.state.value, ke.to_doc(), now, [LogEntry(now, actor, "create", {})]
+            )
+            self._known[ke.id] = (ke, matcher)
+            if p is not None:
+                p.known_error_id = ke.id
+                if p.state is ProblemState.OPEN:
+                    p.state = ProblemState.KNOWN_ERROR
+                await self._save_problem(p, "known_error", actor, known_error=ke.human_id)
+            return ke
+
+    async def retire_known_error(self, ke_id: int, actor: str) -> KnownError:
+        async with self._lock:
+            ke = await self._known_error(ke_id)
+            if ke.state is KnownErrorState.RETIRED:
+                raise IllegalTransition(f"{ke.human_id} is already retired")
+            await self._retire(ke, actor, "")
+            return ke
+
+    async def get_problem(self, problem_id: int) -> tuple[Problem, list[LogEntry]]:
+        return await self._problem(problem_id), await self.store.log("problems", problem_id)
+
+    async def get_known_error(self, ke_id: int) -> tuple[KnownError, list[LogEntry]]:
+        return await self._known_error(ke_id), await self.store.log("known_errors", ke_id)
+
+    async def query_problems(self, states: tuple[str, ...], limit: int, cursor: int | None) -> list[Problem]:
+        return [Problem.from_doc(d) for _, d in await self.store.records("problems", states, limit, cursor)]
+
+    async def query_known_errors(
+        self, states: tuple[str, ...], limit: int, cursor: int | None
+    ) -> list[KnownError]:
+        return [
+            KnownError.from_doc(d) for _, d in await self.store.records("known_errors", states, limit, cursor)
+        ]
+
+    async def trend(self, since: float, limit: int) -> list[dict[str, Any]]:
+        """The most recurring incident signatures since `since`, with the open problem of each."""
+        out = []
+        for t in await self.store.trend(since, limit):
+            p = self._by_sig.get(t.signature)
+            out.append(
+                {
+                    "signature": split_signature(t.signature),
+                    "count": t.count,
+                    "last_at": t.last_at,
+                    "problem_id": p.human_id if p is not None else None,
+                }
+            )
+        return out
+
+    # --- internals ------------------------------------------------------------------------------
+
+    async def _problem(self, problem_id: int) -> Problem:
+        p = self._problems.get(problem_id)
+        if p is None:
+            doc = await self.store.get("problems", problem_id)
+            if doc is None:
+                raise NotFound(f"no problem {problem_id}")
+            p = Problem.from_doc(doc)
+        return p
+
+    async def _known_error(self, ke_id: int) -> KnownError:
+        if ke_id in self._known:
+            return self._known[ke_id][0]
+        doc = await self.store.get("known_errors", ke_id)
+        if doc is None:
+            raise NotFound(f"no known error {ke_id}")
+        return KnownError.from_doc(doc)
+
+    async def _retire(self, ke: KnownError, actor: str, reason: str) -> None:
+        ke.state = KnownErrorState.RETIRED
+        ke.updated_at = self.clock.now()
+        entry = LogEntry(ke.updated_at, actor, "retire", {"reason": reason} if reason else {})
+        await self.store.save("known_errors", ke.id, ke.state.value, ke.to_doc(), ke.updated_at, [entry])
+        self._known.pop(ke.id, None)
+
+    async def _save_problem(self, p: Problem, action: str, actor: str, **detail: Any) -> None:
+        p.updated_at = self.clock.now()
+        entry = LogEntry(p.updated_at, actor, action, detail)
+        p.id = await self.store.save("problems", p.id, p.state.value, p.to_doc(), p.updated_at, [entry])
+        self._remember(p)
+        self._refresh()
+
+    def _remember(self, p: Problem) -> None:
+        if p.state is ProblemState.RESOLVED:
+            self._problems.pop(p.id, None)
+            if p.signature is not None and self._by_sig.get(p.signature) is p:
+                del self._by_sig[p.signature]
+            return
+        self._problems[p.id] = p
+        if p.signature is not None:
+            self._by_sig[p.signature] = p
+
+    async def _edit_incident(self, incident_id: int, actor: str, fields: dict[str, Any]) -> None:
+        if self.incidents is None:
+            return
+        from correlator.incidents.model import IllegalTransition as IncidentTransition
+        from correlator.incidents.service import NotFound as IncidentNotFound
+
+        try:
+            await self.incidents.act(incident_id, "update", actor, fields)
+        except (IncidentTransition, IncidentNotFound) as e:  # closed or gone: the problem keeps the link
+            log.info("could not update incident %d: %s", incident_id, e)
+
+    def _refresh(self) -> None:
+        counts = dict.fromkeys((ProblemState.OPEN, ProblemState.KNOWN_ERROR), 0)
+        for p in self._problems.values():
+            counts[p.state] += 1
+        for state, n in counts.items():
+            OPEN.labels(state.value).set(n)
+
+
+def _view(inc: Incident, ev: Event | None) -> Event:
+    """The event known-error conditions see: the opening event plus `attributes.incident`."""
+    facts = {"rule": inc.rule, "key": inc.key or "", "service": inc.service, "title": inc.title,
+             "priority": inc.priority, "category": inc.category}  # fmt: skip
+    if ev is None:
+        return Event("", inc.opened_at, inc.opened_at, "incident", inc.host, "incident",
+                     Severity(inc.severity), attributes={"incident": facts})  # fmt: skip
+    return Event(ev.id, ev.time, ev.received, ev.source, ev.host, ev.type, ev.severity, ev.resource,
+                 ev.message, {**ev.attributes, "incident": facts}, ev.fingerprint, ev.count, ev.last_seen)  # fmt: skip

@@ -1,0 +1,177 @@
+"""PostgreSQL record store (asyncpg pool); same contract and tests as the SQLite one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from correlator.records.store import KINDS, Kind, LogEntry, Trend
+from correlator.store.postgres import connect_pool, migrate_pg
+
+MIGRATIONS: list[str] = [
+    # 1: one table per record kind, a shared audit log, problem-detection occurrences
+    "\n".join(
+        f"""
+        CREATE TABLE {kind} (
+            id BIGSERIAL PRIMARY KEY,
+            state TEXT NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX {kind}_state ON {kind}(state, id);
+        """
+        for kind in KINDS
+    )
+    + """
+    CREATE TABLE record_log (
+        seq BIGSERIAL PRIMARY KEY,
+        kind TEXT NOT NULL,
+        record_id BIGINT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX record_log_record ON record_log(kind, record_id, seq);
+    CREATE TABLE occurrences (
+        incident_id BIGINT NOT NULL,
+        occurrence INTEGER NOT NULL,
+        signature TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (incident_id, occurrence)
+    );
+    CREATE INDEX occurrences_at ON occurrences(at);
+    """,
+]
+
+
+class PgRecordStore:
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._pool: Any = None
+
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("record store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        self._pool = await connect_pool(self._dsn, "changes.dsn or storage.dsn")
+        try:
+            async with self._pool.acquire() as conn:
+                await migrate_pg(conn, "records", MIGRATIONS)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def save(
+        self, kind: Kind, record_id: int, state: str, doc: dict[str, Any], at: float, log: list[LogEntry]
+    ) -> int:
+        assert kind in KINDS
+        body = orjson.dumps(doc).decode()
+        async with self.pool.acquire() as conn, conn.transaction():
+            if record_id:
+                await conn.execute(
+                    f"UPDATE {kind} SET state=$1, updated_at=$2, body=$3 WHERE id=$4",  # noqa: S608
+                    state,
+                    at,
+                    body,
+                    record_id,
+                )
+            else:
+                record_id = await conn.fetchval(
+                    f"INSERT INTO {kind}(state, updated_at, body) VALUES ($1, $2, $3) RETURNING id",  # noqa: S608
+                    state,
+                    at,
+                    body,
+                )
+            if log:
+                await conn.executemany(
+                    "INSERT INTO record_log(kind, record_id, at, actor, action, detail)"
+                    " VALUES ($1, $2, $3, $4, $5, $6)",
+                    [
+                        (kind, record_id, e.at, e.actor, e.action, orjson.dumps(e.detail).decode())
+                        for e in log
+                    ],
+                )
+        return int(record_id)
+
+    async def get(self, kind: Kind, record_id: int) -> dict[str, Any] | None:
+        assert kind in KINDS
+        body = await self.pool.fetchval(f"SELECT body FROM {kind} WHERE id = $1", record_id)  # noqa: S608
+        return _doc(record_id, body) if body is not None else None
+
+    async def records(
+        self, kind: Kind, states: tuple[str, ...] = (), limit: int = 1000, cursor: int | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        assert kind in KINDS
+        where: list[str] = []
+        args: list[Any] = []
+        if states:
+            args.append(list(states))
+            where.append(f"state = ANY(${len(args)}::text[])")
+        if cursor is not None:
+            args.append(cursor)
+            where.append(f"id < ${len(args)}")
+        sql = f"SELECT id, body FROM {kind}"  # noqa: S608
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        args.append(limit)
+        sql += f" ORDER BY id DESC LIMIT ${len(args)}"
+        rows = await self.pool.fetch(sql, *args)
+        return [(int(r["id"]), _doc(int(r["id"]), r["body"])) for r in rows]
+
+    async def log(self, kind: Kind, record_id: int) -> list[LogEntry]:
+        rows = await self.pool.fetch(
+            "SELECT seq, at, actor, action, detail FROM record_log WHERE kind = $1 AND record_id = $2"
+            " ORDER BY seq",
+            kind,
+            record_id,
+        )
+        return [LogEntry(r["at"], r["actor"], r["action"], orjson.loads(r["detail"]), r["seq"]) for r in rows]
+
+    async def add_occurrence(self, signature: str, incident_id: int, occurrence: int, at: float) -> bool:
+        status = await self.pool.execute(
+            "INSERT INTO occurrences(incident_id, occurrence, signature, at) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT DO NOTHING",
+            incident_id,
+            occurrence,
+            signature,
+            at,
+        )
+        return bool(status == "INSERT 0 1")
+
+    async def occurrences_since(self, since: float) -> list[tuple[str, int, float]]:
+        rows = await self.pool.fetch(
+            "SELECT signature, incident_id, at FROM occurrences WHERE at >= $1 ORDER BY at", since
+        )
+        return [(r["signature"], int(r["incident_id"]), r["at"]) for r in rows]
+
+    async def trend(self, since: float, limit: int) -> list[Trend]:
+        rows = await self.pool.fetch(
+            "SELECT signature, COUNT(*) AS n, MAX(at) AS last FROM occurrences WHERE at >= $1"
+            " GROUP BY signature ORDER BY COUNT(*) DESC, MAX(at) DESC LIMIT $2",
+            since,
+            limit,
+        )
+        return [Trend(r["signature"], int(r["n"]), r["last"]) for r in rows]
+
+    async def ping(self) -> bool:
+        try:
+            await self.pool.fetchval("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def _doc(record_id: int, body: str) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(body)
+    doc["id"] = record_id
+    return doc

@@ -1,0 +1,166 @@
+"""SQLite record store (data_dir/records.db, WAL, versioned migrations on open)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from correlator.records.store import KINDS, Kind, LogEntry, Trend
+from correlator.store.sqlite import migrate
+
+MIGRATIONS: list[str] = [
+    # 1: one table per record kind, a shared audit log, problem-detection occurrences
+    "\n".join(
+        f"""
+        CREATE TABLE {kind} (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            state TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX {kind}_state ON {kind}(state, id);
+        """
+        for kind in KINDS
+    )
+    + """
+    CREATE TABLE record_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        record_id INTEGER NOT NULL,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX record_log_record ON record_log(kind, record_id, seq);
+    CREATE TABLE occurrences (
+        incident_id INTEGER NOT NULL,
+        occurrence INTEGER NOT NULL,
+        signature TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (incident_id, occurrence)
+    );
+    CREATE INDEX occurrences_at ON occurrences(at);
+    """,
+]
+
+
+class SqliteRecordStore:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("record store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self._path, isolation_level=None)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await migrate(self._db, MIGRATIONS)
+
+    async def save(
+        self, kind: Kind, record_id: int, state: str, doc: dict[str, Any], at: float, log: list[LogEntry]
+    ) -> int:
+        assert kind in KINDS
+        db = self.db
+        body = orjson.dumps(doc).decode()
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if record_id:
+                await db.execute(
+                    f"UPDATE {kind} SET state=?, updated_at=?, body=? WHERE id=?",  # noqa: S608 - kind is fixed
+                    (state, at, body, record_id),
+                )
+            else:
+                cur = await db.execute(
+                    f"INSERT INTO {kind}(state, updated_at, body) VALUES (?, ?, ?)",  # noqa: S608
+                    (state, at, body),
+                )
+                assert cur.lastrowid is not None
+                record_id = cur.lastrowid
+            await db.executemany(
+                "INSERT INTO record_log(kind, record_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                [(kind, record_id, e.at, e.actor, e.action, orjson.dumps(e.detail).decode()) for e in log],
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return record_id
+
+    async def get(self, kind: Kind, record_id: int) -> dict[str, Any] | None:
+        assert kind in KINDS
+        rows = list(await self.db.execute_fetchall(f"SELECT body FROM {kind} WHERE id = ?", (record_id,)))  # noqa: S608
+        return _doc(record_id, rows[0][0]) if rows else None
+
+    async def records(
+        self, kind: Kind, states: tuple[str, ...] = (), limit: int = 1000, cursor: int | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        assert kind in KINDS
+        where: list[str] = []
+        args: list[Any] = []
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        if cursor is not None:
+            where.append("id < ?")
+            args.append(cursor)
+        sql = f"SELECT id, body FROM {kind}"  # noqa: S608
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        rows = await self.db.execute_fetchall(sql, (*args, limit))
+        return [(i, _doc(i, body)) for i, body in rows]
+
+    async def log(self, kind: Kind, record_id: int) -> list[LogEntry]:
+        rows = await self.db.execute_fetchall(
+            "SELECT seq, at, actor, action, detail FROM record_log WHERE kind = ? AND record_id = ? ORDER BY seq",
+            (kind, record_id),
+        )
+        return [LogEntry(at, actor, action, orjson.loads(d), seq) for seq, at, actor, action, d in rows]
+
+    async def add_occurrence(self, signature: str, incident_id: int, occurrence: int, at: float) -> bool:
+        cur = await self.db.execute(
+            "INSERT OR IGNORE INTO occurrences(incident_id, occurrence, signature, at) VALUES (?, ?, ?, ?)",
+            (incident_id, occurrence, signature, at),
+        )
+        return cur.rowcount == 1
+
+    async def occurrences_since(self, since: float) -> list[tuple[str, int, float]]:
+        rows = await self.db.execute_fetchall(
+            "SELECT signature, incident_id, at FROM occurrences WHERE at >= ? ORDER BY at", (since,)
+        )
+        return [(s, i, a) for s, i, a in rows]
+
+    async def trend(self, since: float, limit: int) -> list[Trend]:
+        rows = await self.db.execute_fetchall(
+            "SELECT signature, COUNT(*), MAX(at) FROM occurrences WHERE at >= ?"
+            " GROUP BY signature ORDER BY COUNT(*) DESC, MAX(at) DESC LIMIT ?",
+            (since, limit),
+        )
+        return [Trend(s, n, a) for s, n, a in rows]
+
+    async def ping(self) -> bool:
+        try:
+            await self.db.execute_fetchall("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+
+def _doc(record_id: int, body: str) -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(body)
+    doc["id"] = record_id
+    return doc

@@ -1,0 +1,81 @@
+"""The record store shared by Change and Problem management: JSON documents with a state column,
+an audit log per record, and the incident occurrences that problem detection counts.
+
+SQLite (data_dir/records.db) by default; a `postgresql://` DSN (changes.dsn, else storage.dsn) selects
+PostgreSQL. Records change rarely (people, windows, incident openings), so each save is one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+Kind = Literal["changes", "problems", "known_errors"]
+KINDS: tuple[Kind, ...] = ("changes", "problems", "known_errors")
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One audited line of a record: who did what, when (token name, 'system', 'calendar', ...)."""
+
+    at: float
+    actor: str
+    action: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Trend:
+    signature: str
+    count: int
+    last_at: float
+
+
+class RecordStore(Protocol):
+    async def open(self) -> None:
+        """Connect and apply the schema migrations this version knows."""
+        ...
+
+    async def save(
+        self, kind: Kind, record_id: int, state: str, doc: dict[str, Any], at: float, log: list[LogEntry]
+    ) -> int:
+        """Insert (record_id 0: returns the new id) or update a record and append its log, atomically."""
+        ...
+
+    async def get(self, kind: Kind, record_id: int) -> dict[str, Any] | None: ...
+
+    async def records(
+        self, kind: Kind, states: tuple[str, ...] = (), limit: int = 1000, cursor: int | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Newest first, ids below `cursor`."""
+        ...
+
+    async def log(self, kind: Kind, record_id: int) -> list[LogEntry]: ...
+
+    async def add_occurrence(self, signature: str, incident_id: int, occurrence: int, at: float) -> bool:
+        """Record an incident (re)opening under its signature; False when already recorded."""
+        ...
+
+    async def occurrences_since(self, since: float) -> list[tuple[str, int, float]]:
+        """(signature, incident id, at), oldest first."""
+        ...
+
+    async def trend(self, since: float, limit: int) -> list[Trend]:
+        """Signatures with the most occurrences since `since`, most first."""
+        ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def create_record_store(dsn: str | None, data_dir: Path) -> RecordStore:
+    if dsn:
+        from correlator.records.postgres import PgRecordStore
+
+        return PgRecordStore(dsn)
+    from correlator.records.sqlite import SqliteRecordStore
+
+    return SqliteRecordStore(data_dir / "records.db")

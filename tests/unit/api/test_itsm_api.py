@@ -1,0 +1,210 @@
+"""/api/v1/changes, /problems and /known-errors in process: transitions, roles, validation, 503 on a full queue."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from correlator.api.app import make_app
+from correlator.api.auth import parse_tokens
+from correlator.api.common import AppState
+from correlator.changes.service import ChangeService
+from correlator.changes.settings import ChangeSettings
+from correlator.clock import Clock
+from correlator.errors import QueueFull
+from correlator.event import Event
+from correlator.incidents.service import IncidentService
+from correlator.incidents.settings import parse_settings
+from correlator.incidents.sqlite_store import SqliteIncidentStore
+from correlator.problems.service import ProblemService
+from correlator.problems.settings import ProblemSettings
+from correlator.records.sqlite import SqliteRecordStore
+from correlator.store.sqlite import SqliteEventStore
+from tests.unit.api.conftest import T0, bearer, token_config
+
+WINDOW = {"start": "2027-01-15T09:00:00Z", "end": "2027-01-15T11:00:00Z"}
+
+
+@pytest.fixture
+async def itsm(tmp_path):
+    clock = Clock(T0)
+    events = SqliteEventStore(tmp_path / "events.db")
+    await events.open()
+    incidents = IncidentService(SqliteIncidentStore(tmp_path / "incidents.db"), parse_settings({}), clock)
+    await incidents.open()
+    records = SqliteRecordStore(tmp_path / "records.db")
+    await records.open()
+    emitted: list[Event] = []
+    full = {"on": False}
+
+    async def emit(evs: list[Event], source: str) -> None:
+        if full["on"]:
+            raise QueueFull(10, 10, 2.0)
+        emitted.extend(evs)
+
+    changes = ChangeService(records, ChangeSettings(), clock, emit, incidents)
+    await changes.open()
+    problems = ProblemService(records, ProblemSettings(), clock, incidents)
+    await problems.open()
+    state = AppState(
+        store=events, queue=None, incidents=incidents, changes=changes, problems=problems,  # type: ignore[arg-type]
+        auth=parse_tokens(token_config()),
+    )  # fmt: skip
+    client = TestClient(TestServer(make_app(state, 1 << 20), host="127.0.0.1"))
+    await client.start_server()
+    client.emitted, client.full, client.incidents = emitted, full, incidents  # type: ignore[attr-defined]
+    yield client
+    await client.close()
+    await incidents.close()
+    await records.close()
+    await events.close()
+
+
+async def post(api, path: str, role: str, body=None):
+    resp = (
+        await api.post(path, json=body, headers=bearer(role))
+        if body is not None
+        else await api.post(path, headers=bearer(role))
+    )
+    return resp.status, await resp.json()
+
+
+async def test_change_lifecycle_through_the_api_with_roles_and_audit(itsm):
+    status, doc = await post(
+        itsm,
+        "/api/v1/changes",
+        "admin",
+        {"title": "IOS upgrade", "cis": ["core-sw1"], **WINDOW, "risk": "high", "implementer": "alice"},
+    )
+    assert status == 201 and doc["change"]["id"] == "CHG-000001" and doc["change"]["state"] == "requested"
+    assert doc["change"]["start"] == "2027-01-15T09:00:00Z"
+    assert (await post(itsm, "/api/v1/changes", "operator", {"title": "x", "cis": ["a"], **WINDOW}))[0] == 403
+    assert (await itsm.get("/api/v1/changes")).status == 401
+    assert (await post(itsm, "/api/v1/changes/CHG-000001/approve", "operator"))[0] == 403
+    status, doc = await post(itsm, "/api/v1/changes/CHG-000001/start", "operator")
+    assert status == 409 and "requested: cannot go to in_progress" in doc["error"]
+    assert (await post(itsm, "/api/v1/changes/CHG-000001/approve", "admin", {"note": "CAB ok"}))[0] == 200
+    status, doc = await post(itsm, "/api/v1/changes/1/start", "operator")
+    assert status == 200 and doc["change"]["state"] == "in_progress"
+    assert [e.type for e in itsm.emitted] == ["change.started"]
+    assert (await post(itsm, "/api/v1/changes/1/complete", "operator"))[0] == 200
+    status, doc = await post(itsm, "/api/v1/changes/1/fail", "operator")
+    assert status == 409 and "no linked incident" in doc["error"]
+    resp = await itsm.get("/api/v1/changes/CHG-000001", headers=bearer("viewer"))
+    doc = await resp.json()
+    assert [(e["actor"], e["detail"].get("to")) for e in doc["log"]] == [
+        ("admin-token", None), ("admin-token", "approved"), ("operator-token", "in_progress"), ("operator-token", "completed"),
+    ]  # fmt: skip
+    assert doc["log"][1]["detail"]["note"] == "CAB ok"
+    resp = await itsm.get("/api/v1/changes?state=completed", headers=bearer("viewer"))
+    assert [c["id"] for c in (await resp.json())["changes"]] == ["CHG-000001"]
+    assert (await itsm.get("/api/v1/changes/CHG-9", headers=bearer("viewer"))).status == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"title": "t", "cis": ["a"], "start": "2027-01-15T11:00:00Z", "end": "2027-01-15T09:00:00Z"}, "end"),
+        ({"title": "t", **WINDOW}, "cis"),
+        ({"title": "t", "cis": "core-sw1", **WINDOW}, "cis"),
+        ({"title": "t", "cis": ["a"], "risk": "extreme", **WINDOW}, "risk"),
+        ({"title": "t", "cis": ["a"], "start": "tomorrow", "end": "2027-01-15T09:00:00Z"}, "start"),
+        ({"cis": ["a"], **WINDOW}, "title"),
+        ({"title": "t", "cis": ["a"], "colour": "red", **WINDOW}, "colour"),
+    ],
+)
+async def test_invalid_change_bodies_say_which_field(itsm, body, field):
+    status, doc = await post(itsm, "/api/v1/changes", "admin", body)
+    assert status == 400 and doc["field"] == field
+
+
+async def test_a_full_queue_answers_503_and_the_change_keeps_its_state(itsm):
+    await post(itsm, "/api/v1/changes", "admin", {"title": "t", "cis": ["a"], **WINDOW})
+    await post(itsm, "/api/v1/changes/1/approve", "admin")
+    itsm.full["on"] = True
+    resp = await itsm.post("/api/v1/changes/1/start", headers=bearer("operator"))
+    assert resp.status == 503 and resp.headers["Retry-After"] == "2"
+    doc = await (await itsm.get("/api/v1/changes/1", headers=bearer("viewer"))).json()
+    assert doc["change"]["state"] == "approved"
+
+
+async def test_problems_and_known_errors_through_the_api(itsm):
+    inc = await itsm.incidents.create("admin-token", {"title": "db slow", "host": "db1"})
+    status, doc = await post(
+        itsm, "/api/v1/problems", "admin", {"title": "storage latency", "incidents": [inc.human_id]}
+    )
+    assert (
+        status == 201
+        and doc["problem"]["id"] == "PRB-000001"
+        and doc["problem"]["incidents"] == ["INC-000001"]
+    )
+    assert (await post(itsm, "/api/v1/problems", "operator", {"title": "x"}))[0] == 403
+    status, doc = await post(
+        itsm,
+        "/api/v1/known-errors",
+        "admin",
+        {"title": "SAN fw", "match": {"host": {"regex": "["}}, "workaround": "w"},
+    )
+    assert status == 400 and doc["field"] == "match" and doc["error"].startswith("host: invalid regex")
+    status, doc = await post(
+        itsm,
+        "/api/v1/known-errors",
+        "admin",
+        {
+            "title": "SAN fw",
+            "match": {"host": {"glob": "db*"}},
+            "workaround": "fail over",
+            "problem_id": "PRB-000001",
+        },
+    )
+    assert (
+        status == 201
+        and doc["known_error"]["id"] == "KE-000001"
+        and doc["known_error"]["problem_id"] == "PRB-000001"
+    )
+    doc = await (await itsm.get("/api/v1/problems/PRB-000001", headers=bearer("viewer"))).json()
+    assert doc["problem"]["state"] == "known_error" and doc["problem"]["known_error_id"] == "KE-000001"
+    assert [e["action"] for e in doc["log"]] == ["open", "known_error"]
+    status, doc = await post(
+        itsm, "/api/v1/problems/1/resolve", "admin", {"root_cause": "fw bug", "resolve_incidents": True}
+    )
+    assert (
+        status == 200
+        and doc["resolved_incidents"] == ["INC-000001"]
+        and doc["problem"]["state"] == "resolved"
+    )
+    assert (await post(itsm, "/api/v1/problems/1/resolve", "admin", {}))[0] == 409
+    doc = await (await itsm.get("/api/v1/known-errors?state=retired", headers=bearer("viewer"))).json()
+    assert [k["id"] for k in doc["known_errors"]] == ["KE-000001"]
+    assert (await post(itsm, "/api/v1/known-errors/KE-000001/retire", "admin"))[0] == 409
+    doc = await (await itsm.get("/api/v1/problems/trend?since=7d", headers=bearer("viewer"))).json()
+    assert doc["signatures"] == []
+    assert (await itsm.get("/api/v1/problems/trend?since=soon", headers=bearer("viewer"))).status == 400
+    assert (await post(itsm, "/api/v1/problems/PRB-000001/link", "viewer", {"incident": "INC-000001"}))[
+        0
+    ] == 403
+
+
+async def test_answers_match_the_documented_schemas(itsm):
+    from openapi_schema_validator import OAS30Validator
+
+    from correlator.api.changes import CHANGE
+    from correlator.api.known_errors import KNOWN_ERROR
+    from correlator.api.problems import PROBLEM
+
+    await post(itsm, "/api/v1/changes", "admin", {"title": "t", "cis": ["a"], "policy": "tag", **WINDOW})
+    await post(itsm, "/api/v1/problems", "admin", {"title": "p"})
+    await post(
+        itsm,
+        "/api/v1/known-errors",
+        "admin",
+        {"title": "k", "match": {"host": "a"}, "workaround": "w", "problem_id": "PRB-000001"},
+    )
+    for path, key, schema in (
+        ("/api/v1/changes/1", "change", CHANGE),
+        ("/api/v1/problems/1", "problem", PROBLEM),
+        ("/api/v1/known-errors/1", "known_error", KNOWN_ERROR),
+    ):
+        doc = await (await itsm.get(path, headers=bearer("viewer"))).json()
+        OAS30Validator(schema).validate(doc[key])
+        assert set(doc[key]) == set(schema["properties"]), path

@@ -1,0 +1,118 @@
+"""Given incidents recurring at these virtual times, expect problems, known errors and cascades.
+
+Every test runs on SQLite and on PostgreSQL (skipped with a message where none answers).
+"""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import REGISTRY
+
+from correlator.event import Severity
+from correlator.incidents.model import Status
+from correlator.problems.conditions import ConditionError
+from correlator.problems.model import IllegalTransition, KnownErrorState, ProblemState
+from tests.unit.itsm.conftest import HOUR, MIN, T0, event
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def flap(w, t: float, host: str = "core-sw1", type_: str = "linkDown") -> None:
+    """One incident of this signature: opened at t, resolved ten minutes later."""
+    await w.feed(t, event(t, host=host, type_=type_))
+    await w.feed(t + 10 * MIN, event(t + 10 * MIN, host=host, type_=type_, severity=Severity.CLEAR))
+
+
+RECUR = {"problems": {"recurrence_count": 3, "recurrence_window": 6 * HOUR}}
+
+
+async def test_third_recurrence_within_the_period_opens_a_problem_linking_all_three(make_world):
+    w = await make_world(**RECUR)
+    recurring = metric("correlator_recurring_incidents_total")
+    await flap(w, T0)
+    await flap(w, T0 + HOUR, host="edge-1")  # another signature
+    await flap(w, T0 + 2 * HOUR)  # reopened within the incident reopen window: counts again
+    assert await w.problems.query_problems((), 10, None) == []
+    await flap(w, T0 + 4 * HOUR)
+    [p] = await w.problems.query_problems((), 10, None)
+    assert p.state is ProblemState.OPEN and p.signature == "core-sw1/linkDown|stand-in|core-sw1"
+    assert p.to_api()["signature"] == {"key": "core-sw1/linkDown", "rule": "stand-in", "host": "core-sw1"}
+    inc_ids = sorted(set(p.incidents))
+    for i in inc_ids:
+        inc, timeline = await w.incidents.get(i)
+        assert inc.problem_id == p.human_id
+        assert any(e.actor == f"problem:{p.human_id}" for e in timeline)
+    assert metric("correlator_recurring_incidents_total") == recurring + len(inc_ids)
+    assert metric("correlator_problems_open", state="open") == 1
+    await flap(w, T0 + 5 * HOUR)  # a fourth one joins the open problem
+    p, _ = await w.problems.get_problem(p.id)
+    assert len(p.incidents) >= len(inc_ids)
+    trend = await w.problems.trend(T0 - HOUR, 5)
+    assert trend[0]["signature"]["host"] == "core-sw1" and trend[0]["count"] == 4
+    assert trend[0]["problem_id"] == p.human_id and trend[1]["count"] == 1
+
+
+async def test_occurrences_outside_the_period_do_not_add_up_even_across_a_restart(make_world):
+    w = await make_world(**RECUR)
+    await flap(w, T0, type_="fanFail")
+    await flap(w, T0 + 7 * HOUR, type_="fanFail")  # the first has left the 6h period
+    w2 = await make_world(clock=w.clock, **RECUR)  # restart: occurrences come back from the store
+    await flap(w2, T0 + 8 * HOUR, type_="fanFail")
+    assert await w2.problems.query_problems((), 10, None) == []
+    await flap(w2, T0 + 9 * HOUR, type_="fanFail")
+    assert len(await w2.problems.query_problems((), 10, None)) == 1
+
+
+async def test_new_incidents_matching_a_known_error_get_its_workaround(make_world):
+    w = await make_world()
+    ke = await w.problems.create_known_error(
+        "alice",
+        "Gi0/1 optics flap on core switches",
+        {
+            "host": {"glob": "core-*"},
+            "type": ["linkDown", "linkFlap"],
+            "attributes.incident.rule": "stand-in",
+        },
+        "Reseat the SFP in Gi0/1; see KB-12",
+        None,
+    )
+    matches = metric("correlator_known_error_matches_total")
+    await w.feed(T0, event(T0, host="core-sw2"), event(T0, host="edge-1"))
+    core, edge = w.incidents.active_for("core-sw2/linkDown"), w.incidents.active_for("edge-1/linkDown")
+    assert (core.known_error_id, core.workaround) == (ke.human_id, "Reseat the SFP in Gi0/1; see KB-12")
+    assert (edge.known_error_id, edge.workaround) == (None, "")
+    assert metric("correlator_known_error_matches_total") == matches + 1
+    ke, log = await w.problems.get_known_error(ke.id)
+    assert ke.matched == 1 and [e.action for e in log] == ["create", "attach"]
+    with pytest.raises(ConditionError, match="unknown operator 'regexp'"):
+        await w.problems.create_known_error("a", "t", {"host": {"regexp": "x"}}, "w", None)
+
+
+async def test_problem_to_known_error_to_resolved_cascades_to_its_incidents(make_world):
+    w = await make_world(**RECUR)
+    await w.feed(T0, event(T0, host="db1"), event(T0, host="db2"))
+    i1, i2 = w.incidents.active_for("db1/linkDown"), w.incidents.active_for("db2/linkDown")
+    p = await w.problems.create_problem("alice", "storage latency", "", [i1.id])
+    ke = await w.problems.create_known_error(
+        "alice", "SAN firmware", {"host": {"regex": "^db"}}, "fail over to SAN B", p.id
+    )
+    p, _ = await w.problems.get_problem(p.id)
+    assert p.state is ProblemState.KNOWN_ERROR and p.known_error_id == ke.id
+    await w.problems.link_incident(p.id, i2.id, "alice")
+    await w.feed(T0 + MIN, event(T0 + MIN, host="db3"))  # matches the known error: joins the problem
+    i3 = w.incidents.active_for("db3/linkDown")
+    assert (i3.known_error_id, i3.problem_id) == (ke.human_id, p.human_id)
+    p, resolved = await w.problems.resolve(p.id, "alice", "firmware 9.1 fixed it", resolve_incidents=True)
+    assert sorted(resolved) == sorted([i1.human_id, i2.human_id, i3.human_id])
+    for i in (i1, i2, i3):
+        inc, _ = await w.incidents.get(i.id)
+        assert inc.status is Status.RESOLVED and inc.resolution_code == "problem_resolved"
+    ke, _ = await w.problems.get_known_error(ke.id)
+    assert ke.state is KnownErrorState.RETIRED  # no longer attached to new incidents
+    await w.feed(T0 + HOUR, event(T0 + HOUR, host="db4"))
+    assert w.incidents.active_for("db4/linkDown").known_error_id is None
+    with pytest.raises(IllegalTransition, match="resolved"):
+        await w.problems.resolve(p.id, "alice")
+    assert metric("correlator_problems_open", state="known_error") == 0
