@@ -11,7 +11,7 @@ from pathlib import Path
 import aiosqlite
 
 from correlator.availability.state import Op
-from correlator.store.sqlite import migrate
+from correlator.store.sqlite import open_sqlite
 
 MIGRATIONS: list[str] = [
     # 1: conditions, services, outages
@@ -50,11 +50,8 @@ class AvailabilityDB:
         return self._db
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=FULL")  # an outage is rare and must survive power loss
-        await migrate(self._db, MIGRATIONS)
+        # synchronous=FULL: an outage is rare and must survive power loss.
+        self._db = await open_sqlite(self.path, MIGRATIONS, ("synchronous=FULL",))
 
     async def load(
         self,

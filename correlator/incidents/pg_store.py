@@ -12,7 +12,7 @@ import orjson
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
 from correlator.incidents.store import IncidentPage, IncidentQuery
-from correlator.store.postgres import connect_pool, migrate_pg
+from correlator.store.postgres import PgPool
 
 MIGRATIONS: list[str] = [
     # 1: incidents and their timeline (events, comments, audited changes)
@@ -63,23 +63,14 @@ def _row(inc: Incident) -> tuple[Any, ...]:
 
 class PgIncidentStore:
     def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
-        self._pool: Any = None
+        self._pg = PgPool(dsn, "incidents.dsn or storage.dsn", "incidents", MIGRATIONS, "incident store")
 
     @property
     def pool(self) -> Any:
-        if self._pool is None:
-            raise RuntimeError("incident store is not open")
-        return self._pool
+        return self._pg.pool
 
     async def open(self) -> None:
-        self._pool = await connect_pool(self._dsn, "incidents.dsn or storage.dsn")
-        try:
-            async with self._pool.acquire() as conn:
-                await migrate_pg(conn, "incidents", MIGRATIONS)
-        except BaseException:
-            await self.close()
-            raise
+        await self._pg.open()
 
     async def save(self, changes: Changes) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -165,6 +156,4 @@ class PgIncidentStore:
             return False
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self._pg.close()

@@ -14,7 +14,7 @@ import orjson
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
 from correlator.incidents.store import IncidentPage, IncidentQuery
-from correlator.store.sqlite import migrate
+from correlator.store.sqlite import open_sqlite
 
 MIGRATIONS: list[str] = [
     # 1: incidents and their timeline (events, comments, audited changes)
@@ -75,11 +75,7 @@ class SqliteIncidentStore:
         return self._db
 
     async def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA foreign_keys=ON")
-        await migrate(self._db, MIGRATIONS)
+        self._db = await open_sqlite(self._path, MIGRATIONS, ("foreign_keys=ON",))
 
     async def save(self, changes: Changes) -> None:
         db = self.db

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from correlator.records.store import KINDS, Kind, LogEntry, Trend
-from correlator.store.postgres import connect_pool, migrate_pg
+from correlator.store.postgres import PgPool
 
 MIGRATIONS: list[str] = [
     # 1: one table per record kind, a shared audit log, problem-detection occurrences
@@ -48,23 +48,14 @@ MIGRATIONS: list[str] = [
 
 class PgRecordStore:
     def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
-        self._pool: Any = None
+        self._pg = PgPool(dsn, "changes.dsn or storage.dsn", "records", MIGRATIONS, "record store")
 
     @property
     def pool(self) -> Any:
-        if self._pool is None:
-            raise RuntimeError("record store is not open")
-        return self._pool
+        return self._pg.pool
 
     async def open(self) -> None:
-        self._pool = await connect_pool(self._dsn, "changes.dsn or storage.dsn")
-        try:
-            async with self._pool.acquire() as conn:
-                await migrate_pg(conn, "records", MIGRATIONS)
-        except BaseException:
-            await self.close()
-            raise
+        await self._pg.open()
 
     async def save(
         self, kind: Kind, record_id: int, state: str, doc: dict[str, Any], at: float, log: list[LogEntry]
@@ -166,9 +157,7 @@ class PgRecordStore:
             return False
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self._pg.close()
 
 
 def _doc(record_id: int, body: str) -> dict[str, Any]:

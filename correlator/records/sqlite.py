@@ -9,7 +9,7 @@ import aiosqlite
 import orjson
 
 from correlator.records.store import KINDS, Kind, LogEntry, Trend
-from correlator.store.sqlite import migrate
+from correlator.store.sqlite import open_sqlite
 
 MIGRATIONS: list[str] = [
     # 1: one table per record kind, a shared audit log, problem-detection occurrences
@@ -60,10 +60,7 @@ class SqliteRecordStore:
         return self._db
 
     async def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await migrate(self._db, MIGRATIONS)
+        self._db = await open_sqlite(self._path, MIGRATIONS)
 
     async def save(
         self, kind: Kind, record_id: int, state: str, doc: dict[str, Any], at: float, log: list[LogEntry]

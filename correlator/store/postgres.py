@@ -109,25 +109,48 @@ async def connect_pool(dsn: str, setting: str) -> Any:
         raise ConfigError(f"'{setting}': cannot use PostgreSQL at {safe_dsn(dsn)}: {e}") from None
 
 
-class PgEventStore:
-    def __init__(self, dsn: str) -> None:
+class PgPool:
+    """An asyncpg pool on a DSN with one component's migrations applied: what each PostgreSQL store holds."""
+
+    def __init__(self, dsn: str, setting: str, component: str, migrations: list[str], what: str) -> None:
         self._dsn = dsn
+        self._setting = setting  # named in connection errors
+        self._component = component  # its own schema version row
+        self._migrations = migrations
+        self._what = what
         self._pool: Any = None
 
     @property
     def pool(self) -> Any:
         if self._pool is None:
-            raise RuntimeError("event store is not open")
+            raise RuntimeError(f"{self._what} is not open")
         return self._pool
 
     async def open(self) -> None:
-        self._pool = await connect_pool(self._dsn, "storage.dsn")
+        self._pool = await connect_pool(self._dsn, self._setting)
         try:
             async with self._pool.acquire() as conn:
-                await migrate_pg(conn, "events", MIGRATIONS)
+                await migrate_pg(conn, self._component, self._migrations)
         except BaseException:
             await self.close()
             raise
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class PgEventStore:
+    def __init__(self, dsn: str) -> None:
+        self._pg = PgPool(dsn, "storage.dsn", "events", MIGRATIONS, "event store")
+
+    @property
+    def pool(self) -> Any:
+        return self._pg.pool
+
+    async def open(self) -> None:
+        await self._pg.open()
 
     async def write(self, events: list[Event]) -> int:
         if not events:
@@ -222,6 +245,4 @@ class PgEventStore:
             return False
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self._pg.close()

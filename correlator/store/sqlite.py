@@ -64,16 +64,11 @@ class SqliteEventStore:
         return self._db
 
     async def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        # The journal is the durable copy of anything not yet stored, so NORMAL is enough here.
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        # Index pages stay cached across batches (64 MiB instead of 2). A larger WAL checkpoint
-        # interval was cheaper still but each checkpoint then stalled the writer long enough to
-        # show in the p99 of received->stored, so it stays at SQLite's default.
-        await self._db.execute("PRAGMA cache_size=-65536")
-        await migrate(self._db, MIGRATIONS)
+        # synchronous=NORMAL: the journal is the durable copy of anything not yet stored. Index pages
+        # stay cached across batches (64 MiB instead of 2). A larger WAL checkpoint interval was
+        # cheaper still, but each checkpoint then stalled the writer long enough to show in the p99
+        # of received->stored, so it stays at SQLite's default.
+        self._db = await open_sqlite(self._path, MIGRATIONS, ("synchronous=NORMAL", "cache_size=-65536"))
 
     async def write(self, events: list[Event]) -> int:
         if not events:
@@ -186,6 +181,23 @@ class SqliteEventStore:
         if self._db is not None:
             await self._db.close()
             self._db = None
+
+
+async def open_sqlite(
+    path: Path, migrations: list[str], pragmas: tuple[str, ...] = ()
+) -> aiosqlite.Connection:
+    """Open (creating its directory) a WAL-mode SQLite file in autocommit, set `pragmas`, migrate it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await db.execute("PRAGMA journal_mode=WAL")
+        for pragma in pragmas:
+            await db.execute(f"PRAGMA {pragma}")
+        await migrate(db, migrations)
+    except BaseException:
+        await db.close()
+        raise
+    return db
 
 
 async def migrate(db: aiosqlite.Connection, migrations: list[str]) -> int:
