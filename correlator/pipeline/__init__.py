@@ -150,9 +150,10 @@ def build_pipeline(
         [
             NoisiestStage(),  # counts raw input, before the rules drop noise
             FilterStage(rules),  # level 1: drop, enrich, classify, rename, rate-limit, de-duplicate
+            # before maintenance: utilisation is measured during a change window too
+            capacity.CapacityStage(capacity.configure(capacity.parse_settings(config.capacity))),
             *([MaintenanceStage(changes)] if changes is not None else []),  # change windows: tag, set aside
             correlate_stage(config, rules),  # level 2: advances the clock per event; timers emit from here
-            capacity.CapacityStage(capacity.configure(capacity.parse_settings(config.capacity))),
             *(
                 [availability] if availability else []
             ),  # after the rules and level 2: their events and severities
