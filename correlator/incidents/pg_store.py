@@ -13,6 +13,7 @@ from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
 from correlator.incidents.store import IncidentPage, IncidentQuery
 from correlator.store.postgres import PgPool
+from correlator.store.query import Where, split_page
 
 MIGRATIONS: list[str] = [
     # 1: incidents and their timeline (events, comments, audited changes)
@@ -119,34 +120,14 @@ class PgIncidentStore:
         ]
 
     async def query(self, q: IncidentQuery) -> IncidentPage:
-        where: list[str] = []
-        args: list[Any] = []
-
-        def arg(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
-        for column, values in (("status", q.statuses), ("priority", q.priorities)):
-            if values:
-                where.append(f"{column} = ANY({arg(list(values))}::text[])")
-        for column, value in (("host", q.host), ("service", q.service), ("key", q.key)):
-            if value is not None:
-                where.append(f"{column} = {arg(value)}")
-        if q.major is not None:
-            where.append(f"major = {arg(q.major)}")
-        if q.since is not None:
-            where.append(f"opened_at >= {arg(q.since)}")
-        if q.cursor is not None:
-            where.append(f"id < {arg(q.cursor)}")
-        sql = "SELECT id, body FROM incidents"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY id DESC LIMIT {arg(q.limit + 1)}"
-        rows = list(await self.pool.fetch(sql, *args))
-        more = len(rows) > q.limit
-        rows = rows[: q.limit]
+        w = Where(postgres=True)
+        w.among("status", q.statuses).among("priority", q.priorities)
+        w.eq("host", q.host).eq("service", q.service).eq("key", q.key)
+        w.eq("major", q.major).cmp("opened_at", ">=", q.since)
+        sql, args = w.page("SELECT id, body FROM incidents", "id", q.cursor, q.limit)
+        rows, more = split_page(list(await self.pool.fetch(sql, *args)), q.limit)
         incidents = [Incident.from_doc(orjson.loads(r["body"])) for r in rows]
-        return IncidentPage(incidents, rows[-1]["id"] if more and rows else None)
+        return IncidentPage(incidents, rows[-1]["id"] if more else None)
 
     async def ping(self) -> bool:
         try:

@@ -14,6 +14,7 @@ import orjson
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
 from correlator.incidents.store import IncidentPage, IncidentQuery
+from correlator.store.query import Where, split_page
 from correlator.store.sqlite import open_sqlite
 
 MIGRATIONS: list[str] = [
@@ -132,35 +133,14 @@ class SqliteIncidentStore:
         ]
 
     async def query(self, q: IncidentQuery) -> IncidentPage:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, values in (("status", q.statuses), ("priority", q.priorities)):
-            if values:
-                where.append(f"{column} IN ({','.join('?' * len(values))})")
-                args.extend(values)
-        for column, value in (("host", q.host), ("service", q.service), ("key", q.key)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if q.major is not None:
-            where.append("major = ?")
-            args.append(int(q.major))
-        if q.since is not None:
-            where.append("opened_at >= ?")
-            args.append(q.since)
-        if q.cursor is not None:
-            where.append("id < ?")
-            args.append(q.cursor)
-        sql = "SELECT id, body FROM incidents"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(q.limit + 1)
-        rows = list(await self.db.execute_fetchall(sql, args))
-        more = len(rows) > q.limit
-        rows = rows[: q.limit]
+        w = Where(postgres=False)
+        w.among("status", q.statuses).among("priority", q.priorities)
+        w.eq("host", q.host).eq("service", q.service).eq("key", q.key)
+        w.eq("major", None if q.major is None else int(q.major)).cmp("opened_at", ">=", q.since)
+        sql, args = w.page("SELECT id, body FROM incidents", "id", q.cursor, q.limit)
+        rows, more = split_page(list(await self.db.execute_fetchall(sql, args)), q.limit)
         incidents = [Incident.from_doc(orjson.loads(body)) for _, body in rows]
-        return IncidentPage(incidents, rows[-1][0] if more and rows else None)
+        return IncidentPage(incidents, rows[-1][0] if more else None)
 
     async def ping(self) -> bool:
         try:

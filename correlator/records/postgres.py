@@ -8,6 +8,7 @@ import orjson
 
 from correlator.records.store import KINDS, Kind, LogEntry, Trend
 from correlator.store.postgres import PgPool
+from correlator.store.query import Where
 
 MIGRATIONS: list[str] = [
     # 1: one table per record kind, a shared audit log, problem-detection occurrences
@@ -98,19 +99,8 @@ class PgRecordStore:
         self, kind: Kind, states: tuple[str, ...] = (), limit: int = 1000, cursor: int | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
         assert kind in KINDS
-        where: list[str] = []
-        args: list[Any] = []
-        if states:
-            args.append(list(states))
-            where.append(f"state = ANY(${len(args)}::text[])")
-        if cursor is not None:
-            args.append(cursor)
-            where.append(f"id < ${len(args)}")
-        sql = f"SELECT id, body FROM {kind}"  # noqa: S608
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        args.append(limit)
-        sql += f" ORDER BY id DESC LIMIT ${len(args)}"
+        w = Where(postgres=True).among("state", states)
+        sql, args = w.page(f"SELECT id, body FROM {kind}", "id", cursor, limit, probe=False)  # noqa: S608
         rows = await self.pool.fetch(sql, *args)
         return [(int(r["id"]), _doc(int(r["id"]), r["body"])) for r in rows]
 

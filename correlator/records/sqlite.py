@@ -9,6 +9,7 @@ import aiosqlite
 import orjson
 
 from correlator.records.store import KINDS, Kind, LogEntry, Trend
+from correlator.store.query import Where
 from correlator.store.sqlite import open_sqlite
 
 MIGRATIONS: list[str] = [
@@ -101,19 +102,9 @@ class SqliteRecordStore:
         self, kind: Kind, states: tuple[str, ...] = (), limit: int = 1000, cursor: int | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
         assert kind in KINDS
-        where: list[str] = []
-        args: list[Any] = []
-        if states:
-            where.append(f"state IN ({','.join('?' * len(states))})")
-            args.extend(states)
-        if cursor is not None:
-            where.append("id < ?")
-            args.append(cursor)
-        sql = f"SELECT id, body FROM {kind}"  # noqa: S608
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        rows = await self.db.execute_fetchall(sql, (*args, limit))
+        w = Where(postgres=False).among("state", states)
+        sql, args = w.page(f"SELECT id, body FROM {kind}", "id", cursor, limit, probe=False)  # noqa: S608
+        rows = await self.db.execute_fetchall(sql, args)
         return [(i, _doc(i, body)) for i, body in rows]
 
     async def log(self, kind: Kind, record_id: int) -> list[LogEntry]:

@@ -19,6 +19,7 @@ from correlator import metrics
 from correlator.errors import ConfigError
 from correlator.event import Event
 from correlator.store import EventPage, EventQuery
+from correlator.store.query import Where, split_page
 
 MIGRATIONS: list[str] = [
     # 1: events
@@ -187,38 +188,19 @@ class PgEventStore:
         return int(status.rsplit(" ", 1)[-1])  # 'UPDATE <rows>'
 
     async def query(self, q: EventQuery) -> EventPage:
-        where: list[str] = []
-        args: list[Any] = []
-
-        def arg(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
+        w = Where(postgres=True)
         for column, value in (
             ("host", q.host),
             ("type", q.type),
             ("source", q.source),
             ("fingerprint", q.fingerprint),
         ):
-            if value is not None:
-                where.append(f"{column} = {arg(value)}")
-        if q.severities:
-            where.append(f"severity = ANY({arg(list(q.severities))}::text[])")
-        if q.since is not None:
-            where.append(f"time >= {arg(q.since)}")
-        if q.until is not None:
-            where.append(f"time < {arg(q.until)}")
-        if q.cursor is not None:
-            where.append(f"pos < {arg(q.cursor)}")
-        sql = "SELECT pos, body FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY pos DESC LIMIT {arg(q.limit + 1)}"
-        rows = list(await self.pool.fetch(sql, *args))
-        more = len(rows) > q.limit
-        rows = rows[: q.limit]
+            w.eq(column, value)
+        w.among("severity", q.severities).cmp("time", ">=", q.since).cmp("time", "<", q.until)
+        sql, args = w.page("SELECT pos, body FROM events", "pos", q.cursor, q.limit)
+        rows, more = split_page(list(await self.pool.fetch(sql, *args)), q.limit)
         events = [Event.from_wire(orjson.loads(r["body"])) for r in rows]
-        return EventPage(events, rows[-1]["pos"] if more and rows else None)
+        return EventPage(events, rows[-1]["pos"] if more else None)
 
     async def position(self) -> int:
         return int(await self.pool.fetchval("SELECT COALESCE(MAX(pos), 0) FROM events"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 import orjson
@@ -16,6 +15,7 @@ import orjson
 from correlator import metrics
 from correlator.event import Event
 from correlator.store import EventPage, EventQuery
+from correlator.store.query import Where, split_page
 
 MIGRATIONS: list[str] = [
     # 1: events
@@ -117,39 +117,19 @@ class SqliteEventStore:
         return db.total_changes - before
 
     async def query(self, q: EventQuery) -> EventPage:
-        where: list[str] = []
-        args: list[Any] = []
+        w = Where(postgres=False)
         for column, value in (
             ("host", q.host),
             ("type", q.type),
             ("source", q.source),
             ("fingerprint", q.fingerprint),
         ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if q.severities:
-            where.append(f"severity IN ({','.join('?' * len(q.severities))})")
-            args.extend(q.severities)
-        if q.since is not None:
-            where.append("time >= ?")
-            args.append(q.since)
-        if q.until is not None:
-            where.append("time < ?")
-            args.append(q.until)
-        if q.cursor is not None:
-            where.append("pos < ?")
-            args.append(q.cursor)
-        sql = "SELECT pos, body FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY pos DESC LIMIT ?"
-        args.append(q.limit + 1)
-        rows = list(await self.db.execute_fetchall(sql, args))
-        more = len(rows) > q.limit
-        rows = rows[: q.limit]
+            w.eq(column, value)
+        w.among("severity", q.severities).cmp("time", ">=", q.since).cmp("time", "<", q.until)
+        sql, args = w.page("SELECT pos, body FROM events", "pos", q.cursor, q.limit)
+        rows, more = split_page(list(await self.db.execute_fetchall(sql, args)), q.limit)
         events = [Event.from_wire(orjson.loads(body)) for _, body in rows]
-        return EventPage(events, rows[-1][0] if more and rows else None)
+        return EventPage(events, rows[-1][0] if more else None)
 
     async def position(self) -> int:
         rows = list(await self.db.execute_fetchall("SELECT COALESCE(MAX(pos), 0) FROM events"))
