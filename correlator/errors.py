@@ -26,6 +26,14 @@ class FieldError(CorrelatorError):
         self.message = message
 
 
+class NotFound(CorrelatorError):
+    """No record with that id (the API answers 404)."""
+
+
+class IllegalTransition(CorrelatorError):
+    """The record's state does not allow the asked action (the API answers 409)."""
+
+
 class QueueFull(CorrelatorError):
     """The ingestion queue has no room: the caller must push back (HTTP 503, no MQTT ack, ...)."""
 

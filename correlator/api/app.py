@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from correlator import errors
 from correlator.api import changes as changes_api
 from correlator.api import events as events_api
 from correlator.api import incidents as incidents_api
@@ -47,9 +48,17 @@ def make_app(state: AppState, max_body_bytes: int) -> web.Application:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error answer is JSON with an `error` field, including aiohttp's own 404/405/413."""
+    """Every error answer is JSON with an `error` field, including aiohttp's own 404/405/413.
+
+    A record that does not exist (404) or refuses the action in its state (409) is answered here,
+    once for every record API.
+    """
     try:
         return await handler(request)
+    except errors.NotFound as e:
+        return dumps_response(404, {"error": str(e)})
+    except errors.IllegalTransition as e:
+        return dumps_response(409, {"error": str(e)})
     except web.HTTPException as e:
         if e.status < 400:
             raise

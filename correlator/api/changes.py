@@ -24,8 +24,8 @@ from correlator.api.record_fields import (
     query_states,
     read_body,
 )
-from correlator.changes.model import ACTIONS, POLICIES, RISKS, IllegalTransition, State, parse_human_id
-from correlator.changes.service import ChangeService, NotFound
+from correlator.changes.model import ACTIONS, POLICIES, RISKS, State, parse_human_id
+from correlator.changes.service import ChangeService
 from correlator.errors import FieldError, QueueFull, ShuttingDown
 
 TAGS = ("changes",)
@@ -158,10 +158,7 @@ async def create_change(request: web.Request) -> web.Response:
     },
 )
 async def get_change(request: web.Request) -> web.Response:
-    try:
-        c, log = await _service(request).get(_id(request))
-    except NotFound as e:
-        return dumps_response(404, {"error": str(e)})
+    c, log = await _service(request).get(_id(request))
     return dumps_response(200, {"change": c.to_api(), "log": [_entry(e) for e in log]})
 
 
@@ -179,10 +176,6 @@ def _action(name: str, role: str, summary: str) -> Callable[[web.Request], Await
             return invalid(e)
         try:
             c = await _service(request).act(_id(request), name, actor(request), args.get("note", ""))
-        except NotFound as e:
-            return dumps_response(404, {"error": str(e)})
-        except IllegalTransition as e:
-            return dumps_response(409, {"error": str(e)})
         except QueueFull as e:
             resp = dumps_response(503, {"error": f"{e}: the change event cannot be queued; retry"})
             resp.headers["Retry-After"] = str(max(1, round(e.retry_after)))

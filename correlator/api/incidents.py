@@ -17,8 +17,8 @@ from correlator.api.incident_schemas import INCIDENT, TIMELINE_ENTRY, bad, field
 from correlator.api.openapi import ERROR, operation, param
 from correlator.errors import FieldError
 from correlator.event import parse_time
-from correlator.incidents.model import PRIORITIES, IllegalTransition, Status, parse_human_id
-from correlator.incidents.service import IncidentService, NotFound
+from correlator.incidents.model import PRIORITIES, Status, parse_human_id
+from correlator.incidents.service import IncidentService
 from correlator.incidents.store import IncidentQuery
 
 MAX_LIMIT = 500
@@ -161,10 +161,7 @@ def parse_query(params: dict[str, str]) -> IncidentQuery:
     },
 )
 async def get_incident(request: web.Request) -> web.Response:
-    try:
-        inc, timeline = await _service(request).get(_id(request))
-    except NotFound as e:
-        return dumps_response(404, {"error": str(e)})
+    inc, timeline = await _service(request).get(_id(request))
     return dumps_response(200, {"incident": inc.to_api(), "timeline": [e.to_api() for e in timeline]})
 
 
@@ -190,8 +187,6 @@ async def create_incident(request: web.Request) -> web.Response:
         inc = await _service(request).create(_actor(request), fields)
     except FieldError as e:
         return _invalid(e)
-    except IllegalTransition as e:
-        return dumps_response(409, {"error": str(e)})
     resp = dumps_response(201, {"incident": inc.to_api()})
     resp.headers["Location"] = f"/api/v1/incidents/{inc.human_id}"
     return resp
@@ -276,12 +271,7 @@ ACTIONS = {
 
 
 async def _act(request: web.Request, action: str, args: dict[str, Any]) -> web.Response:
-    try:
-        inc = await _service(request).act(_id(request), action, _actor(request), args)
-    except NotFound as e:
-        return dumps_response(404, {"error": str(e)})
-    except IllegalTransition as e:
-        return dumps_response(409, {"error": str(e)})
+    inc = await _service(request).act(_id(request), action, _actor(request), args)
     return dumps_response(200, {"incident": inc.to_api()})
 
 

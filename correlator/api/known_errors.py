@@ -35,8 +35,7 @@ from correlator.api.record_fields import (
 )
 from correlator.errors import FieldError
 from correlator.problems.conditions import ConditionError
-from correlator.problems.model import IllegalTransition, KnownErrorState
-from correlator.problems.service import NotFound
+from correlator.problems.model import KnownErrorState
 
 TAGS = ("problems",)
 _TIME = {"type": "string", "format": "date-time", "nullable": True}
@@ -115,10 +114,6 @@ async def create_known_error(request: web.Request) -> web.Response:
         return invalid(e)
     except ConditionError as e:
         return dumps_response(400, {"error": str(e), "field": "match"})
-    except NotFound as e:
-        return dumps_response(404, {"error": str(e)})
-    except IllegalTransition as e:
-        return dumps_response(409, {"error": str(e)})
     resp = dumps_response(201, {"known_error": ke.to_api()})
     resp.headers["Location"] = f"/api/v1/known-errors/{ke.human_id}"
     return resp
@@ -141,10 +136,7 @@ async def create_known_error(request: web.Request) -> web.Response:
     },
 )
 async def get_known_error(request: web.Request) -> web.Response:
-    try:
-        ke, log = await service(request).get_known_error(id_(request, "KE"))
-    except NotFound as e:
-        return dumps_response(404, {"error": str(e)})
+    ke, log = await service(request).get_known_error(id_(request, "KE"))
     return dumps_response(200, {"known_error": ke.to_api(), "log": [entry(e) for e in log]})
 
 

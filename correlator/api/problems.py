@@ -26,8 +26,8 @@ from correlator.api.record_fields import (
 from correlator.errors import FieldError
 from correlator.event import iso
 from correlator.incidents.model import parse_human_id as parse_incident_id
-from correlator.problems.model import IllegalTransition, ProblemState, parse_id
-from correlator.problems.service import NotFound, ProblemService
+from correlator.problems.model import ProblemState, parse_id
+from correlator.problems.service import ProblemService
 
 TAGS = ("problems",)
 _TIME = {"type": "string", "format": "date-time", "nullable": True}
@@ -202,10 +202,7 @@ async def create_problem(request: web.Request) -> web.Response:
     },
 )
 async def get_problem(request: web.Request) -> web.Response:
-    try:
-        p, log = await service(request).get_problem(id_(request, "PRB"))
-    except NotFound as e:
-        return dumps_response(404, {"error": str(e)})
+    p, log = await service(request).get_problem(id_(request, "PRB"))
     return dumps_response(200, {"problem": p.to_api(), "log": [entry(e) for e in log]})
 
 
@@ -258,27 +255,17 @@ async def resolve_problem(request: web.Request) -> web.Response:
         fields = await read_body(request, RESOLVE)
     except FieldError as e:
         return invalid(e)
-    try:
-        p, resolved = await service(request).resolve(
-            id_(request, "PRB"),
-            actor(request),
-            fields.get("root_cause", ""),
-            fields.get("resolve_incidents", False),
-        )
-    except NotFound as e:
-        return dumps_response(404, {"error": str(e)})
-    except IllegalTransition as e:
-        return dumps_response(409, {"error": str(e)})
+    p, resolved = await service(request).resolve(
+        id_(request, "PRB"),
+        actor(request),
+        fields.get("root_cause", ""),
+        fields.get("resolve_incidents", False),
+    )
     return dumps_response(200, {"problem": p.to_api(), "resolved_incidents": resolved})
 
 
 async def run(call: Any, name: str) -> web.Response:
-    try:
-        record = await call
-    except NotFound as e:
-        return dumps_response(404, {"error": str(e)})
-    except IllegalTransition as e:
-        return dumps_response(409, {"error": str(e)})
+    record = await call
     return dumps_response(200, {name: record.to_api()})
 
 

@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from correlator import errors
 from correlator.event import iso
 
 
@@ -45,7 +46,7 @@ POLICIES = ("suppress", "downgrade", "tag", "ignore")
 RISKS = ("low", "medium", "high")
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(errors.IllegalTransition):
     """The change's state does not allow the asked action (HTTP 409)."""
 
 

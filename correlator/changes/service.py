@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
+from correlator import errors
 from correlator.changes.model import ACTIONS, COVERING, TRANSITIONS, Change, IllegalTransition, State
 from correlator.changes.scope import Scope
 from correlator.changes.settings import ChangeSettings
@@ -47,7 +48,7 @@ EVENT_TYPES = {
 _KEEP_FINISHED = 2 * 86400.0  # finished changes stay in memory this long beyond the suspect window
 
 
-class NotFound(Exception):
+class NotFound(errors.NotFound):
     pass
 
 

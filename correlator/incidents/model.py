@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from correlator import errors
 from correlator.event import iso
 
 
@@ -45,7 +46,7 @@ DEFAULT_MATRIX: tuple[tuple[str, ...], ...] = (
 )
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(errors.IllegalTransition):
     """The incident's status does not allow the asked change (HTTP 409)."""
 
     def __init__(self, incident: Incident, action: str, allowed: str = "") -> None:

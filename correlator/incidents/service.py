@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from correlator import errors
 from correlator.clock import Clock
 from correlator.incidents import lifecycle as lc
 from correlator.incidents.model import PRIORITIES, IllegalTransition, Incident, LogEntry, Status
@@ -35,7 +36,7 @@ REQUESTS = Counter(
 )
 
 
-class NotFound(Exception):
+class NotFound(errors.NotFound):
     pass
 
 

@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from correlator import errors
 from correlator.event import iso
 
 
@@ -28,7 +29,7 @@ class KnownErrorState(enum.StrEnum):
     RETIRED = "retired"  # its problem is resolved, or retired by hand
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(errors.IllegalTransition):
     """The record's state does not allow the asked change (HTTP 409)."""
 
 

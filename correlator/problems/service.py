@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
+from correlator import errors
 from correlator.clock import Clock
 from correlator.event import Event, Severity
 from correlator.problems.conditions import Matcher, compile_conditions
@@ -44,7 +45,7 @@ RECURRING = Counter(
 KE_MATCHES = Counter("correlator_known_error_matches_total", "New incidents a known error was attached to")
 
 
-class NotFound(Exception):
+class NotFound(errors.NotFound):
     pass
 
 
