@@ -4,6 +4,7 @@ the body validation that enforces the same field kinds.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -85,8 +86,15 @@ TIMELINE_ENTRY = {
 
 
 async def read_fields(
-    request: web.Request, fields: dict[str, str], required: tuple[str, ...] = (), optional_body: bool = False
+    request: web.Request,
+    fields: Mapping[str, Any],
+    required: tuple[str, ...] = (),
+    optional_body: bool = False,
+    check: Callable[[str, Any, Any], Any] | None = None,
 ) -> dict[str, Any]:
+    """The request's JSON object, each known field checked by its kind (`check`, default
+    check_field); raises FieldError naming the field."""
+    check = check or check_field
     raw = await request.read()
     if not raw.strip() and optional_body:
         return {}
@@ -101,7 +109,7 @@ async def read_fields(
         kind = fields.get(key)
         if kind is None:
             raise bad(key, f"unknown field; known: {', '.join(fields)}")
-        out[key] = check_field(key, kind, value)
+        out[key] = check(key, kind, value)
     for key in required:
         if key not in out or out[key] in ("", None):
             raise bad(key, "is required")

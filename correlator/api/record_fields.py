@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from correlator.api.auth import ACTOR, ANONYMOUS
 from correlator.api.common import dumps_response
-from correlator.api.incident_schemas import bad, check_field, field_schema
+from correlator.api.incident_schemas import bad, check_field, field_schema, read_fields
 from correlator.config import parse_duration
 from correlator.errors import FieldError
 from correlator.event import parse_time
@@ -60,25 +59,8 @@ def body_schema(fields: dict[str, Any], required: tuple[str, ...] = ()) -> dict[
 async def read_body(
     request: web.Request, fields: dict[str, Any], required: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip() and not required:
-        return {}
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise bad("", f"malformed JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise bad("", "the body must be a JSON object")
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        kind = fields.get(key)
-        if kind is None:
-            raise bad(key, f"unknown field; known: {', '.join(fields)}")
-        out[key] = _check(key, kind, value)
-    for key in required:
-        if key not in out or out[key] in ("", None):
-            raise bad(key, "is required")
-    return out
+    """read_fields with the record kinds; an empty body is `{}` when nothing is required."""
+    return await read_fields(request, fields, required, optional_body=not required, check=_check)
 
 
 def _check(key: str, kind: str | tuple[str, ...], value: Any) -> Any:
