@@ -7,8 +7,10 @@ ignores ids it already has, which makes the outcome exactly-once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 from correlator import metrics
 from correlator.clock import Clock
@@ -20,7 +22,35 @@ from correlator.store import EventStore
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class _Write:
+    out: list[Event]
+    updates: list[Event]
+    events: list[Event]  # what came from the queue: counted and timed once stored
+    ack: int | None  # queue position to ack once stored; None for a timer flush
+
+
+@dataclass(slots=True)
+class _Settled:
+    lock: asyncio.Lock
+    writes: asyncio.Queue[_Write]
+
+    async def __aenter__(self) -> None:
+        await self.lock.acquire()
+        try:
+            await self.writes.join()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
 class PipelineRunner:
+    """Two steps that overlap: the pipeline runs batch N+1 on the event loop while the store thread
+    writes batch N. Writes and acks stay in batch order, one store transaction at a time."""
+
     def __init__(
         self, queue: IngestQueue, pipeline: Pipeline, store: EventStore, clock: Clock, batch_events: int
     ) -> None:
@@ -30,21 +60,31 @@ class PipelineRunner:
         self._clock = clock
         self._batch_events = batch_events
         self.processed = 0
-        self._lock = asyncio.Lock()  # batches and timer flushes take turns: one store transaction at a time
+        self._lock = asyncio.Lock()  # batches and timer flushes take turns through the pipeline
+        # One batch waits here while the previous one is written: enough to keep both steps busy.
+        self._writes: asyncio.Queue[_Write] = asyncio.Queue(maxsize=1)
+        self._writer: asyncio.Task[None] | None = None
 
     @property
     def pipeline(self) -> Pipeline:
         return self._pipeline
 
     @property
-    def lock(self) -> asyncio.Lock:
-        """Held while a batch or a timer flush runs; hold it to see level-2 state between batches."""
-        return self._lock
+    def lock(self) -> _Settled:
+        """Hold this (`async with`) to see level-2 state between batches, matching what the store
+        holds: no batch runs through the pipeline and every batch that ran is stored."""
+        return _Settled(self._lock, self._writes)
 
     async def run(self) -> None:
-        while True:
-            items = await self._queue.get(self._batch_events)
-            await self._process(items)
+        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+        try:
+            while True:
+                items = await self._queue.get(self._batch_events)
+                await self._process(items)
+        finally:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
 
     async def tick(self, now: float) -> None:
         """Advance the clock to `now` and store what level-2 timers made (no event needs to arrive)."""
@@ -53,7 +93,7 @@ class PipelineRunner:
             ctx = StageContext(self._clock, live=True)
             out = await self._pipeline.flush(ctx)
             if out or ctx.updates:
-                await self._write(out, ctx.updates)
+                await self._writes.put(_Write(out, ctx.updates, [], None))
 
     async def _process(self, items: list[QueueItem]) -> None:
         events: list[Event] = []
@@ -62,13 +102,20 @@ class PipelineRunner:
         ctx = StageContext(self._clock, live=True, seq=items[-1].seq)
         async with self._lock:
             out = await self._pipeline.run(events, ctx)
-            await self._write(out, ctx.updates)
-            await self._queue.ack(items[-1].seq)
-        now = time.time()
-        for ev in events:
-            metrics.PIPELINE_LATENCY_SECONDS.observe(now - ev.received)
-        metrics.EVENTS_PROCESSED.inc(len(events))
-        self.processed += len(events)
+            await self._writes.put(_Write(out, ctx.updates, events, items[-1].seq))
+
+    async def _write_loop(self) -> None:
+        while True:
+            w = await self._writes.get()
+            try:
+                await self._write(w.out, w.updates)
+                if w.ack is not None:
+                    await self._queue.ack(w.ack)
+                    _observe_latency(w.events, time.time())
+                    metrics.EVENTS_PROCESSED.inc(len(w.events))
+                    self.processed += len(w.events)
+            finally:
+                self._writes.task_done()
 
     async def _write(self, out: list[Event], updates: list[Event]) -> None:
         delay = 0.1
@@ -83,3 +130,17 @@ class PipelineRunner:
                 log.error("event store write failed, retrying in %.1fs: %s", delay, e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _observe_latency(events: list[Event], now: float) -> None:
+    """received->stored for each event; the events of one request share their received time, so the
+    histogram is updated once per request rather than once per event."""
+    run_start, n = 0.0, 0
+    for ev in events:
+        if ev.received != run_start:
+            if n:
+                metrics.observe_many(metrics.PIPELINE_LATENCY_SECONDS, now - run_start, n)
+            run_start, n = ev.received, 0
+        n += 1
+    if n:
+        metrics.observe_many(metrics.PIPELINE_LATENCY_SECONDS, now - run_start, n)

@@ -7,6 +7,7 @@ Called from correlator/daemon.py so the daemon stays a short list of wiring step
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -70,7 +71,10 @@ async def _refeed(stage: Correlate, store: EventStore, marks: dict[str, tuple[in
 
 
 async def save_state(
-    pipeline: Pipeline, data_dir: Path, lock: asyncio.Lock, store: EventStore | None = None
+    pipeline: Pipeline,
+    data_dir: Path,
+    lock: contextlib.AbstractAsyncContextManager[object],
+    store: EventStore | None = None,
 ) -> None:
     """Snapshot each rule between batches (under the runner's lock), so it matches what was stored."""
     stage = _stage(pipeline)
