@@ -17,6 +17,10 @@ from correlator.event import Event, Severity
 _Open = tuple[str, float, str, str, str, str, float]
 
 
+def _deadline(a: _Open) -> float:
+    return a[6]
+
+
 class Pair(Engine):
     kind = "pair"
     hook_names = ("open", "close", "timeout", "recover")
@@ -71,10 +75,8 @@ class Pair(Engine):
             self.fire("recover", ev, k, False)
 
     def on_timer(self, now: float) -> None:
-        pending = self.pending
-        while (item := pending.oldest()) is not None and item[1][6] <= now:
-            pending.pop_oldest()
-            self._timeout(item[0], item[1], True)
+        for k, a in self.pending.pop_due(_deadline, now):
+            self._timeout(k, a, True)
         self.rearm()
 
     def _timeout(self, k: Key, a: _Open, from_timer: bool) -> None:
@@ -95,9 +97,7 @@ class Pair(Engine):
         self.generate("timeout", ev, k, from_timer, opened_by=a_id)
 
     def rearm(self) -> None:
-        item = self.pending.oldest()
-        if item is not None:
-            self._arm(item[1][6])
+        self._arm_first(self.pending, _deadline)
 
     def keys(self) -> int:
         return len(self.pending) + len(self.timed_out)
