@@ -39,6 +39,7 @@ from correlator.problems import settings as problem_settings
 from correlator.problems.service import ProblemService
 from correlator.queue.journal import JournalQueue
 from correlator.records.store import create_record_store
+from correlator.reloads import Reloads
 from correlator.rules.errors import RuleErrors
 from correlator.rules.reload import RulesHolder
 from correlator.runner import PipelineRunner
@@ -60,6 +61,7 @@ class Daemon:
     collectors: list[Collector]
     scheduler: AsyncIOScheduler
     rules: RulesHolder
+    reloads: Reloads  # file changes, SIGHUP, the API
     incidents: IncidentService
     changes: ChangeService
     problems: ProblemService
@@ -94,7 +96,8 @@ async def build(config: Config) -> Daemon:
         store=store, queue=queue, incidents=incidents, changes=changes, problems=problems, auth=auth
     )
     app = make_app(state, config.http.max_body_bytes)
-    rules_api.add_routes(app, rules)
+    reloads = Reloads([rules])
+    rules_api.add_routes(app, rules, reloads)
     ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
     await store.open()
@@ -134,6 +137,7 @@ async def build(config: Config) -> Daemon:
         state.collectors,
         scheduler,
         rules,
+        reloads,
         incidents,
         changes,
         problems,
@@ -156,12 +160,17 @@ async def run(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[object]] = set()
+    sighups: set[asyncio.Task[object]] = set()
 
-    def on_sighup() -> None:  # reload the rules; a failed reload keeps the previous set
-        task = asyncio.create_task(daemon.rules.reload("SIGHUP"))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+    def on_sighup() -> None:  # reload the rules; a broken file keeps its previous set
+        task = asyncio.create_task(daemon.reloads.reload("SIGHUP"))
+        sighups.add(task)
+        task.add_done_callback(_sighup_done)
+
+    def _sighup_done(task: asyncio.Task[object]) -> None:
+        sighups.discard(task)
+        if not task.cancelled() and (e := task.exception()) is not None:
+            log.error("SIGHUP reload failed", exc_info=e)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     http = web.AppRunner(daemon.app, access_log=None, shutdown_timeout=config.shutdown_grace / 2)
@@ -170,7 +179,7 @@ async def run(config: Config) -> int:
     try:
         tasks.append(asyncio.create_task(daemon.runner.run(), name="pipeline"))
         tasks.append(asyncio.create_task(_tick(daemon.runner), name="clock"))
-        tasks.append(asyncio.create_task(daemon.rules.watch(), name="rules-watch"))
+        tasks.append(asyncio.create_task(daemon.reloads.watch(), name="reload-watch"))
         for c in daemon.collectors:
             await c.start()
             metrics.COLLECTOR_UP.labels(c.name).set(1)
