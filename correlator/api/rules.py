@@ -1,7 +1,7 @@
 """GET /api/v1/rules (loaded rules with hit counts, last reload and its errors) and POST .../reload.
 
-The reload call reloads every reload target (correlator/reloads.py); the outcome of a target
-other than the rules is shown beside the rules', under its name.
+The reload call reloads every reload target (correlator/reloads.py): the rules, and the change
+calendar when one is configured; the calendar's outcome is shown beside the rules'.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ _ERROR_ITEM = {
     "type": "object",
     "properties": {
         "file": {"type": "string"},
-        "line": {"type": "integer"},
-        "column": {"type": "integer"},
+        "line": {"type": "integer", "nullable": True, "description": "null where unknown (a missing file)"},
+        "column": {"type": "integer", "nullable": True},
         "message": {"type": "string"},
         "text": {"type": "string", "description": "file:line:column: message"},
     },
@@ -38,6 +38,24 @@ _RELOAD_PROPERTIES: dict[str, Any] = {
     "errors": {"type": "array", "items": _ERROR_ITEM},
 }
 _RELOAD = {"type": "object", "properties": _RELOAD_PROPERTIES}
+_CALENDAR = {
+    "type": "object",
+    "nullable": True,
+    "description": "the last reload of the change calendar (docs/changes.md); absent without `changes.calendar`",
+    "properties": {
+        "ok": {"type": "boolean"},
+        "trigger": {"type": "string", "description": "file change, SIGHUP or api"},
+        "at": {"type": "number"},
+        "file": {"type": "string"},
+        "windows": {"type": "integer", "description": "windows of the calendar serving after the attempt"},
+        "withdrawn": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "not-yet-started occurrences cancelled because their window was removed or changed",
+        },
+        "errors": {"type": "array", "items": _ERROR_ITEM},
+    },
+}
 _RULE = {
     "type": "object",
     "properties": {
@@ -63,6 +81,7 @@ _LISTING = {
         "files": {"type": "array", "items": {"type": "string"}},
         "inventory_hosts": {"type": "integer"},
         "rules": {"type": "array", "items": _RULE},
+        "calendar": _CALENDAR,
     },
 }
 
@@ -86,13 +105,13 @@ async def list_rules(request: web.Request) -> web.Response:
 
 _RELOADED = {
     "type": "object",
-    "description": "`ok` and `errors` cover every reloaded file; `rules` counts the active rules",
-    "properties": {**_RELOAD_PROPERTIES, "active_rules": {"type": "integer"}},
+    "description": "`ok` and `errors` cover the rules and the calendar; `rules` counts the active rules",
+    "properties": {**_RELOAD_PROPERTIES, "active_rules": {"type": "integer"}, "calendar": _CALENDAR},
 }
 
 
 @operation(
-    summary="Reload the rule files: validate the whole set, then swap it in; on errors keep the old set",
+    summary="Reload the rule files (and the change calendar): validate, then swap in; on errors keep the old",
     role="operator",
     tags=("rules",),
     responses={
