@@ -264,6 +264,7 @@ def drive_wrk(
 
 
 def bench_replay(n: int) -> dict[str, float]:
+    from correlator import gctune
     from correlator.config import Config
     from correlator.pipeline import build_pipeline
     from correlator.replay import replay
@@ -277,7 +278,9 @@ def bench_replay(n: int) -> dict[str, float]:
                 t += rnd.random()
                 f.write(orjson.dumps({**event(i), "time": t, "id": f"e{i}"}) + b"\n")
         config = Config(rules_dir=Path(tmp) / "no-rules")
-        summary = asyncio.run(replay(path, build_pipeline(config)))
+        pipeline = build_pipeline(config)
+        gctune.tune()  # as `correlator replay` does
+        summary = asyncio.run(replay(path, pipeline))
     return {"events_per_s": summary.events_in / summary.elapsed_seconds, "events": summary.events_in}
 
 

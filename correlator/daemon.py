@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from correlator import metrics
+from correlator import gctune, metrics
 from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.auth import parse_tokens
@@ -160,6 +160,7 @@ async def _open_records(changes: ChangeService, problems: ProblemService) -> Non
 
 async def run(config: Config) -> int:
     daemon = await build(config)
+    gctune.tune()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,26 +1,23 @@
 """Outbound webhooks: the notify stage takes NotifyRequests from correlation and POSTs them, with retries.
 
-Sits after the correlate stage. Sending never blocks the pipeline: requests go to a bounded queue
-drained by a few workers; a full queue drops (counted). Retries use capped exponential backoff and
-honour Retry-After; 4xx answers other than 408/429 are not retried (the request itself is wrong).
+Sits after the correlate stage. Sending never blocks the pipeline: requests go to the target's bounded
+queue in an Outbox (correlator/outbox.py), which owns delivery, retries and outcome counting; this
+module owns the `correlation.notify` targets, the unknown-target rule and the replay rule.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from prometheus_client import Counter, Histogram
 
 from correlator.config import Config, parse_duration
 from correlator.errors import ConfigError, did_you_mean
 from correlator.event import Event
 from correlator.logs import RateLimitedLog
+from correlator.outbox import Endpoint, Meters, Outbox
+from correlator.outbox import retry_delay as retry_delay  # the backoff of this module's targets
 from correlator.pipeline import StageContext
 from correlator.responses import NotifyRequest
 
@@ -42,15 +39,12 @@ SEND_SECONDS = Histogram(
 )
 
 
-@dataclass(frozen=True)
-class Target:
-    name: str
-    url: str
-    timeout: float = 5.0
-    retries: int = 5  # attempts after the first
-    backoff: float = 1.0  # first retry delay; doubles each time
-    max_backoff: float = 60.0
-    headers: dict[str, str] = field(default_factory=dict)
+METERS = Meters(NOTIFICATIONS, ATTEMPTS, SEND_SECONDS)
+QUEUE_SIZE = 10_000  # per target
+WORKERS = 4  # per target: a busy target gets some parallelism, a dead one only stalls its own
+
+# A notify target is an outbox endpoint as it stands: the keys below are its fields.
+Target = Endpoint
 
 
 _TARGET_KEYS = ("url", "timeout", "retries", "backoff", "max_backoff", "headers")
@@ -88,105 +82,31 @@ def parse_targets(raw: dict[str, Any]) -> dict[str, Target]:
     return targets
 
 
-def retry_delay(target: Target, attempt: int, retry_after: str | None = None) -> float:
-    """Delay before retry number `attempt` (0-based): doubling from `backoff`, capped; Retry-After wins."""
-    if retry_after is not None:
-        with contextlib.suppress(ValueError):
-            return min(max(float(retry_after), 0.0), target.max_backoff)
-    return float(min(target.backoff * (2**attempt), target.max_backoff))
-
-
 class WebhookSender:
-    def __init__(self, targets: dict[str, Target], queue_size: int = 10_000, workers: int = 4) -> None:
+    """The notify stage's outbox: drops (and counts under target="unknown") requests for unknown targets."""
+
+    def __init__(
+        self, targets: dict[str, Target], queue_size: int = QUEUE_SIZE, workers: int = WORKERS
+    ) -> None:
         self.targets = targets
-        self._queue: asyncio.Queue[tuple[NotifyRequest, float]] = asyncio.Queue(queue_size)
-        self._workers = workers
-        self._tasks: list[asyncio.Task[None]] = []
-        self._session: aiohttp.ClientSession | None = None
+        self.outbox = Outbox(targets, METERS, label="notify", queue_size=queue_size, workers=workers)
 
     async def start(self) -> None:
-        if self._session is not None:
-            return
-        self._session = aiohttp.ClientSession()
-        self._tasks = [asyncio.create_task(self._work(), name=f"notify-{i}") for i in range(self._workers)]
+        await self.outbox.start()
 
     def submit(self, req: NotifyRequest) -> bool:
         if req.target not in self.targets:
             NOTIFICATIONS.labels("unknown", "dropped").inc()
             _limited.warning("notify-unknown", "rule %s notifies unknown target %r", req.rule, req.target)
             return False
-        try:
-            self._queue.put_nowait((req, time.monotonic()))
-        except asyncio.QueueFull:
-            NOTIFICATIONS.labels(req.target, "dropped").inc()
-            _limited.warning("notify-full", "notification queue full: dropped one for %s", req.target)
-            return False
-        return True
+        return self.outbox.put(req.target, req.body)
 
     async def drain(self) -> None:
         """Wait until every queued notification has its final outcome (tests, shutdown)."""
-        await self._queue.join()
+        await self.outbox.drain()
 
     async def aclose(self, grace: float = 2.0) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._queue.join(), grace)
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._tasks = []
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def _work(self) -> None:
-        while True:
-            req, queued = await self._queue.get()
-            try:
-                outcome = await self._deliver(req)
-            except Exception:
-                log.exception("notification to %s failed unexpectedly", req.target)
-                outcome = "failed"
-            finally:
-                self._queue.task_done()
-            NOTIFICATIONS.labels(req.target, outcome).inc()
-            SEND_SECONDS.observe(time.monotonic() - queued)
-
-    async def _deliver(self, req: NotifyRequest) -> str:
-        target = self.targets[req.target]
-        assert self._session is not None
-        headers = {"Content-Type": "application/json", **target.headers}
-        timeout = aiohttp.ClientTimeout(total=target.timeout)
-        for attempt in range(target.retries + 1):
-            ATTEMPTS.labels(target.name).inc()
-            retry_after: str | None = None
-            try:
-                async with self._session.post(
-                    target.url, data=req.body, headers=headers, timeout=timeout
-                ) as r:
-                    if 200 <= r.status < 300:
-                        return "sent"
-                    problem = f"HTTP {r.status}"
-                    if 400 <= r.status < 500 and r.status not in (408, 429):
-                        _limited.warning(
-                            f"notify:{target.name}", "notify %s: %s, not retried", target.name, problem
-                        )
-                        return "failed"
-                    retry_after = r.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError) as e:
-                problem = f"{type(e).__name__}: {e}"
-            if attempt == target.retries:
-                _limited.warning(
-                    f"notify:{target.name}",
-                    "notify %s: gave up after %d attempts (%s)",
-                    target.name,
-                    attempt + 1,
-                    problem,
-                )
-                return "failed"
-            await asyncio.sleep(retry_delay(target, attempt, retry_after))
-        return "failed"
+        await self.outbox.aclose(grace)
 
 
 class Notify:

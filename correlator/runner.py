@@ -99,10 +99,23 @@ class PipelineRunner:
         events: list[Event] = []
         for item in items:
             events.extend(item.decode())
+        fresh = events
+        if any(item.redelivered for item in items):
+            fresh = await self._not_yet_stored(events)
         ctx = StageContext(self._clock, live=True, seq=items[-1].seq)
         async with self._lock:
-            out = await self._pipeline.run(events, ctx)
+            out = await self._pipeline.run(fresh, ctx)
             await self._writes.put(_Write(out, ctx.updates, events, items[-1].seq))
+
+    async def _not_yet_stored(self, events: list[Event]) -> list[Event]:
+        """A batch read back after a crash: what the store already has went through the whole
+        pipeline before the crash (incidents, availability, ...) and level 2 was fed it again at
+        start (correlation/lifecycle.py), so running it again would count it twice."""
+        await self._writes.join()  # the store must hold everything written before we ask it
+        known = await self._store.known([e.id for e in events])
+        if known:
+            log.info("journal: %d redelivered events were already stored; not processed again", len(known))
+        return [e for e in events if e.id not in known]
 
     async def _write_loop(self) -> None:
         while True:

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from correlator import gctune
 from correlator.config import load_config
 from correlator.pipeline import build_pipeline
 from correlator.replay import ReplaySummary, progress_stream, replay
@@ -55,6 +56,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"correlator replay: {len(e.errors)} error(s) in the rules:\n{e}", file=sys.stderr)
         return 2
     out = args.output.open("wb") if args.output else None
+    gctune.tune()
     try:
         summary = _run(replay(args.file, pipeline, out, progress_stream()))
     finally:

@@ -20,6 +20,8 @@ class QueueItem:
     payload: bytes  # orjson list of wire-form events
     count: int  # number of events in the payload
     events: list[Event] | None = None  # the same events still in memory (in-process queue only)
+    # Delivered before, never acked (read back after a restart): some of its events may be stored.
+    redelivered: bool = False
 
     def decode(self) -> list[Event]:
         return self.events if self.events is not None else loads_events(self.payload)

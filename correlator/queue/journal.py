@@ -65,7 +65,7 @@ class JournalQueue:
         recovered = 0
         async with self._db.execute("SELECT seq, count, payload FROM journal ORDER BY seq") as cur:
             async for seq, count, payload in cur:
-                self._items.append(QueueItem(seq, bytes(payload), count))
+                self._items.append(QueueItem(seq, bytes(payload), count, redelivered=True))
                 recovered += count
                 self._next_seq = seq + 1
         async with self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal") as cur:

@@ -46,6 +46,10 @@ class EventStore(Protocol):
 
     async def count(self) -> int: ...
 
+    async def known(self, ids: list[str]) -> set[str]:
+        """Which of `ids` are stored (to skip what a crash left stored but unacked)."""
+        ...
+
     async def position(self) -> int:
         """The newest store position (0 when empty); positions only grow."""
         ...

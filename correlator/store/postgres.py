@@ -202,6 +202,10 @@ class PgEventStore:
         events = [Event.from_wire(orjson.loads(r["body"])) for r in rows]
         return EventPage(events, rows[-1]["pos"] if more else None)
 
+    async def known(self, ids: list[str]) -> set[str]:
+        rows = await self.pool.fetch("SELECT id FROM events WHERE id = ANY($1::text[])", ids)
+        return {r["id"] for r in rows}
+
     async def position(self) -> int:
         return int(await self.pool.fetchval("SELECT COALESCE(MAX(pos), 0) FROM events"))
 

@@ -129,6 +129,10 @@ class SqliteEventStore:
         events = [Event.from_wire(orjson.loads(body)) for _, body in rows]
         return EventPage(events, rows[-1][0] if more else None)
 
+    async def known(self, ids: list[str]) -> set[str]:
+        sql = "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?))"
+        return {row[0] for row in await self.db.execute_fetchall(sql, (orjson.dumps(ids),))}
+
     async def position(self) -> int:
         rows = list(await self.db.execute_fetchall("SELECT COALESCE(MAX(pos), 0) FROM events"))
         return int(rows[0][0])

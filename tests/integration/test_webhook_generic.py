@@ -52,14 +52,16 @@ def test_invalid_items_are_named_and_valid_ones_kept(make_daemon):
 
 def test_malformed_ndjson_line_does_not_lose_the_others(make_daemon):
     d = make_daemon()
-    body = (
-        orjson.dumps({**LINK_DOWN, "id": "l0"}) + b"\n{not json\n" + orjson.dumps({**LINK_DOWN, "id": "l2"})
+    body = (  # a blank line is skipped but keeps its index
+        orjson.dumps({**LINK_DOWN, "id": "l0"})
+        + b"\n  \n{not json\n"
+        + orjson.dumps({**LINK_DOWN, "id": "l3"})
     )
     status, _, raw = d.request("POST", "/api/v1/events", body, {"Content-Type": "application/x-ndjson"})
     doc = orjson.loads(raw)
     assert status == 400
-    assert doc["errors"][0]["index"] == 1 and "malformed JSON" in doc["errors"][0]["message"]
-    assert doc["accepted"] == ["l0", "l2"]
+    assert [e["index"] for e in doc["errors"]] == [2] and "malformed JSON" in doc["errors"][0]["message"]
+    assert doc["accepted"] == ["l0", "l3"]
 
 
 def test_malformed_json_body(make_daemon):

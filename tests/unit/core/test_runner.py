@@ -25,11 +25,15 @@ class GatedStore:
     async def write(self, events: list[Event]) -> int:
         self.started.set()
         await self.gate.wait()
-        self.written.append([e.host for e in events])
+        self.written.append([e.id for e in events])
         return len(events)
 
     async def fold(self, events: list[Event]) -> int:
         return 0
+
+    async def known(self, ids: list[str]) -> set[str]:
+        stored = {i for batch in self.written for i in batch}
+        return {i for i in ids if i in stored}
 
 
 class Recorder:
@@ -44,16 +48,16 @@ class Recorder:
 
 
 async def put(q: JournalQueue, host: str) -> None:
-    events = [event_from_dict({"host": host, "type": "t"}, "webhook:test", 1.0)]
+    events = [event_from_dict({"id": host, "host": host, "type": "t"}, "webhook:test", 1.0)]
     await q.put(dumps_events(events), 1, events)
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path, batch_events):
+async def running(tmp_path, batch_events, store=None):
     """A runner over a real journal, a gated store (closed) and a recording stage."""
     q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
     await q.open()
-    store, stage = GatedStore(), Recorder()
+    store, stage = store or GatedStore(), Recorder()
     runner = PipelineRunner(q, Pipeline([stage]), store, Clock(0.0), batch_events)  # type: ignore[arg-type]
     store.gate.clear()
     task = asyncio.create_task(runner.run())
@@ -102,3 +106,19 @@ async def test_lock_waits_until_every_batch_that_ran_is_stored(tmp_path):
         await asyncio.wait_for(waiter, 5)
         async with runner.lock:  # reusable, and free again
             pass
+
+
+async def test_after_a_crash_what_the_store_already_has_is_acked_but_not_processed_again(tmp_path):
+    q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
+    await q.open()
+    for host in ("a", "b", "c"):
+        await put(q, host)
+    await q.close()  # "crash": stored a and b, never acked anything
+    store = GatedStore()
+    store.written = [["a"], ["b"]]
+    async with running(tmp_path, batch_events=10, store=store) as (q, store, stage, runner):
+        store.gate.set()
+        await wait_for(lambda: q.depth() == 0)
+        assert stage.seen == ["c"]
+        assert store.written[-1] == ["c"]
+        assert runner.processed == 3

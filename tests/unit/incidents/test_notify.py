@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 from aiohttp import web
@@ -10,31 +12,28 @@ from prometheus_client import REGISTRY
 from correlator.event import Severity
 from correlator.incidents.notify import Notifier, render
 from correlator.incidents.settings import parse_settings
+from tests.support.http import serve_posts
 from tests.unit.incidents.conftest import T0, request
 
 
 @pytest.fixture
 async def receiver():
-    """A webhook receiver on 127.0.0.1: records bodies; answers 500 to the first `fail` requests."""
+    """A webhook receiver on 127.0.0.1: records bodies; answers 500 to the first `fail` requests
+    (503 with that Retry-After when `retry_after` is set)."""
     got: list[tuple[str, bytes, dict[str, str]]] = []
-    state = {"fail": 0}
+    state: dict[str, Any] = {"fail": 0, "retry_after": None}
 
     async def hook(req: web.Request) -> web.Response:
         if state["fail"] > 0:
             state["fail"] -= 1
+            if state["retry_after"] is not None:
+                return web.Response(status=503, headers={"Retry-After": state["retry_after"]})
             return web.Response(status=500)
         got.append((req.path, await req.read(), dict(req.headers)))
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/{name}", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", got, state
-    await runner.cleanup()
+    async with serve_posts(hook) as base:
+        yield base, got, state
 
 
 def settings(base: str, **extra):
@@ -104,6 +103,20 @@ async def test_retries_then_gives_up_and_counts(receiver):
         )
         assert (after or 0) == (before or 0) + 1
         assert state["fail"] == 6  # 1 try + 3 retries
+    finally:
+        await n.stop()
+
+
+async def test_retry_after_is_honoured(receiver):
+    """retry_delay is an hour: the notice arriving means the receiver's Retry-After: 0 was waited instead."""
+    base, got, state = receiver
+    n = Notifier(parse_settings({"notify": {"chat": {"url": f"{base}/chat", "retry_delay": "1h"}}}).notify)
+    await n.start()
+    try:
+        state["fail"], state["retry_after"] = 1, "0"
+        n.submit("open", {"id": "INC-000011", "title": "z"})
+        await n.drain(30)
+        assert [path for path, _, _ in got] == ["/chat"] and state["fail"] == 0
     finally:
         await n.stop()
 

@@ -15,6 +15,7 @@ from correlator.notify import NOTIFICATIONS, Notify, Target, WebhookSender, pars
 from correlator.pipeline import StageContext
 from correlator.responses import IncidentRequest, NotifyRequest
 from tests.support.daemon import free_port
+from tests.support.http import serve_posts
 
 
 class Receiver:
@@ -33,15 +34,8 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    yield rec, f"http://127.0.0.1:{port}/hook"
-    await runner.cleanup()
+    async with serve_posts(rec.handle, "/hook") as base:
+        yield rec, f"{base}/hook"
 
 
 def request(target: str = "noc") -> NotifyRequest:

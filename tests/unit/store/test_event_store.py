@@ -41,6 +41,12 @@ async def test_write_is_idempotent_by_id(store):
     assert await store.count() == 3
 
 
+async def test_known_names_the_stored_ids_among_those_asked(store):
+    await store.write([ev(0), ev(1)])
+    assert await store.known(["e1", "e7", "e0"]) == {"e0", "e1"}
+    assert await store.known([]) == set()
+
+
 async def test_round_trip_keeps_every_field(store):
     e = ev(5, resource="Gi0/1", message="down", attributes={"ifIndex": 3, "nested": {"a": [1, 2]}})
     e.count, e.last_seen = 4, T0 + 99

@@ -1,0 +1,183 @@
+"""The shared webhook outbox against a real aiohttp server on 127.0.0.1: retries, the final-4xx rule,
+Retry-After, a full queue, and targets that cannot hold each other up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from email.utils import formatdate
+
+import pytest
+from aiohttp import web
+from prometheus_client import Counter
+
+from correlator.outbox import Endpoint, Meters, Outbox, retry_delay
+from tests.support.http import serve_posts
+
+GUARD = 30.0  # seconds: only a hang guard, never a speed assertion
+
+
+class Receiver:
+    """Answers POST /{name}: statuses queued per name (then 200); a held name waits for `release`."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, list[tuple[int, dict[str, str]]]] = {}
+        self.bodies: dict[str, list[bytes]] = {}
+        self.held: set[str] = set()
+        self.waiting = asyncio.Event()  # a held request has arrived
+        self.release = asyncio.Event()
+        self.arrived: dict[str, asyncio.Event] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.bodies.setdefault(name, []).append(await request.read())
+        self.arrived.setdefault(name, asyncio.Event()).set()
+        if name in self.held:
+            self.waiting.set()
+            await self.release.wait()
+        queued = self.answers.get(name)
+        status, headers = queued.pop(0) if queued else (200, {})
+        return web.Response(status=status, headers=headers)
+
+    def got(self, name: str) -> asyncio.Event:
+        return self.arrived.setdefault(name, asyncio.Event())
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    rec = Receiver()
+    async with serve_posts(rec.handle) as base:
+        yield rec, base
+        rec.release.set()  # a held request must not keep the server from closing
+
+
+def meters() -> Meters:
+    """Counters of this test only (not registered), so that tests never see each other's counts."""
+    return Meters(
+        Counter("test_outbox_outcomes", "", ["target", "outcome"], registry=None),
+        Counter("test_outbox_attempts", "", ["target"], registry=None),
+    )
+
+
+def count(m: Meters, target: str, outcome: str) -> float:
+    return m.outcomes.labels(target, outcome)._value.get()
+
+
+def attempts(m: Meters, target: str) -> float:
+    assert m.attempts is not None
+    return m.attempts.labels(target)._value.get()
+
+
+async def test_server_errors_are_retried_until_delivered(receiver: tuple[Receiver, str]) -> None:
+    rec, base = receiver
+    rec.answers["a"] = [(500, {}), (503, {})]
+    m = meters()
+    box = Outbox({"a": Endpoint("a", f"{base}/a", backoff=0.01)}, m, label="test", queue_size=10)
+    await box.start()
+    assert box.put("a", b'{"n": 1}')
+    await box.drain(GUARD)
+    await box.aclose()
+    assert rec.bodies["a"] == [b'{"n": 1}'] * 3
+    assert count(m, "a", "sent") == 1 and count(m, "a", "failed") == 0
+    assert attempts(m, "a") == 3
+
+
+async def test_a_client_error_is_final_but_408_and_429_are_retried(receiver: tuple[Receiver, str]) -> None:
+    rec, base = receiver
+    rec.answers["wrong"] = [(400, {})]
+    rec.answers["busy"] = [(429, {}), (408, {})]
+    m = meters()
+    box = Outbox(
+        {name: Endpoint(name, f"{base}/{name}", backoff=0.01) for name in ("wrong", "busy")},
+        m,
+        label="test",
+        queue_size=10,
+    )
+    await box.start()
+    box.put("wrong", b"x")
+    box.put("busy", b"y")
+    await box.drain(GUARD)
+    await box.aclose()
+    assert len(rec.bodies["wrong"]) == 1 and count(m, "wrong", "failed") == 1
+    assert len(rec.bodies["busy"]) == 3 and count(m, "busy", "sent") == 1
+
+
+async def test_gives_up_after_the_retries(receiver: tuple[Receiver, str]) -> None:
+    rec, base = receiver
+    rec.answers["down"] = [(502, {})] * 10
+    m = meters()
+    box = Outbox(
+        {"down": Endpoint("down", f"{base}/down", retries=2, backoff=0.01)}, m, label="t", queue_size=1
+    )
+    await box.start()
+    box.put("down", b"x")
+    await box.drain(GUARD)
+    await box.aclose()
+    assert len(rec.bodies["down"]) == 3 and count(m, "down", "failed") == 1
+
+
+async def test_retry_after_is_honoured_instead_of_the_backoff(receiver: tuple[Receiver, str]) -> None:
+    """The backoff is an hour: delivery within the guard means the two Retry-Afters (0 s, a date
+    already past) were waited instead."""
+    rec, base = receiver
+    past = formatdate(0, usegmt=True)
+    rec.answers["slow"] = [(503, {"Retry-After": "0"}), (429, {"Retry-After": past})]
+    m = meters()
+    ep = Endpoint("slow", f"{base}/slow", backoff=3600, max_backoff=3600)
+    box = Outbox({"slow": ep}, m, label="test", queue_size=10)
+    await box.start()
+    box.put("slow", b"x")
+    await box.drain(GUARD)
+    await box.aclose()
+    assert len(rec.bodies["slow"]) == 3 and count(m, "slow", "sent") == 1
+
+
+def test_retry_delay_doubles_is_capped_and_takes_retry_after_in_seconds_or_as_a_date() -> None:
+    ep = Endpoint("x", "http://127.0.0.1:1/", backoff=1, max_backoff=10)
+    assert [retry_delay(ep, a) for a in range(6)] == [1, 2, 4, 8, 10, 10]
+    assert retry_delay(ep, 3, "2") == 2
+    assert retry_delay(ep, 0, "3600") == 10  # capped: a receiver cannot park a worker for an hour
+    assert retry_delay(ep, 0, formatdate(0, usegmt=True)) == 0  # a date already past: at once
+    assert retry_delay(ep, 2, "soon") == 4  # unreadable: the backoff
+    assert retry_delay(ep, 2, "nan") == 4
+
+
+async def test_a_full_queue_drops_and_counts(receiver: tuple[Receiver, str]) -> None:
+    rec, base = receiver
+    m = meters()
+    box = Outbox({"a": Endpoint("a", f"{base}/a")}, m, label="test", queue_size=2)
+    assert box.put("a", b"1") and box.put("a", b"2")  # not started: nothing takes them out yet
+    assert not box.put("a", b"3")
+    assert count(m, "a", "dropped") == 1
+    await box.start()
+    await box.drain(GUARD)
+    await box.aclose()
+    assert rec.bodies["a"] == [b"1", b"2"] and count(m, "a", "sent") == 2
+
+
+async def test_a_dead_target_does_not_delay_another(receiver: tuple[Receiver, str]) -> None:
+    rec, base = receiver
+    rec.held.add("dead")
+    m = meters()
+    box = Outbox(
+        {
+            "dead": Endpoint("dead", f"{base}/dead", timeout=3600, retries=0),
+            "live": Endpoint("live", f"{base}/live"),
+        },
+        m,
+        label="test",
+        queue_size=10,
+        workers=2,
+    )
+    await box.start()
+    for i in range(5):  # more than the workers, so every worker of "dead" is stuck
+        box.put("dead", str(i).encode())
+    await asyncio.wait_for(rec.waiting.wait(), GUARD)
+    box.put("live", b"x")
+    await asyncio.wait_for(rec.got("live").wait(), GUARD)
+    # "live" got its notice while both workers of "dead" still wait for an answer
+    assert len(rec.bodies["dead"]) == 2 and count(m, "dead", "sent") == 0
+    rec.release.set()
+    await box.drain(GUARD)
+    await box.aclose()
+    assert count(m, "live", "sent") == 1 and count(m, "dead", "sent") == 5
