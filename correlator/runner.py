@@ -64,6 +64,7 @@ class PipelineRunner:
         # One batch waits here while the previous one is written: enough to keep both steps busy.
         self._writes: asyncio.Queue[_Write] = asyncio.Queue(maxsize=1)
         self._writer: asyncio.Task[None] | None = None
+        self.finish_seconds = 5.0
 
     @property
     def pipeline(self) -> Pipeline:
@@ -82,9 +83,21 @@ class PipelineRunner:
                 items = await self._queue.get(self._batch_events)
                 await self._process(items)
         finally:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            await self._finish_writes()
+
+    async def _finish_writes(self) -> None:
+        """On stop: store what already went through the pipeline, so the level-2 snapshot taken at
+        shutdown matches the store. Bounded, for a store that keeps failing; what is left unwritten
+        is not acked and comes back at the next start."""
+        assert self._writer is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._writes.join(), self.finish_seconds)
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        while not self._writes.empty():
+            self._writes.get_nowait()
+            self._writes.task_done()
 
     async def tick(self, now: float) -> None:
         """Advance the clock to `now` and store what level-2 timers made (no event needs to arrive)."""

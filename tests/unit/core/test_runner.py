@@ -62,7 +62,7 @@ async def running(tmp_path, batch_events, store=None):
     store.gate.clear()
     task = asyncio.create_task(runner.run())
     try:
-        yield q, store, stage, runner
+        yield q, store, stage, runner, task
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -76,7 +76,7 @@ async def wait_for(cond, timeout=5.0) -> None:
 
 
 async def test_next_batch_runs_while_the_previous_one_is_written_and_order_holds(tmp_path):
-    async with running(tmp_path, batch_events=1) as (q, store, stage, runner):
+    async with running(tmp_path, batch_events=1) as (q, store, stage, runner, _task):
         await put(q, "a")
         await store.started.wait()  # batch "a" is being written and cannot finish
         await put(q, "b")
@@ -89,7 +89,7 @@ async def test_next_batch_runs_while_the_previous_one_is_written_and_order_holds
 
 
 async def test_lock_waits_until_every_batch_that_ran_is_stored(tmp_path):
-    async with running(tmp_path, batch_events=10) as (q, store, stage, runner):
+    async with running(tmp_path, batch_events=10) as (q, store, stage, runner, _task):
         await put(q, "a")
         await wait_for(lambda: stage.seen == ["a"])
         entered = asyncio.Event()
@@ -116,9 +116,39 @@ async def test_after_a_crash_what_the_store_already_has_is_acked_but_not_process
     await q.close()  # "crash": stored a and b, never acked anything
     store = GatedStore()
     store.written = [["a"], ["b"]]
-    async with running(tmp_path, batch_events=10, store=store) as (q, store, stage, runner):
+    async with running(tmp_path, batch_events=10, store=store) as (q, store, stage, runner, _task):
         store.gate.set()
         await wait_for(lambda: q.depth() == 0)
         assert stage.seen == ["c"]
         assert store.written[-1] == ["c"]
         assert runner.processed == 3
+
+
+async def test_stopping_stores_what_went_through_the_pipeline_and_lock_does_not_hang(tmp_path):
+    async with running(tmp_path, batch_events=1) as (q, store, stage, runner, run_task):
+        await put(q, "a")
+        await store.started.wait()
+        await put(q, "b")
+        await wait_for(lambda: stage.seen == ["a", "b"])  # b waits behind a's write
+        run_task.cancel()  # the daemon's shutdown
+        await asyncio.sleep(0)
+        store.gate.set()
+        await asyncio.gather(run_task, return_exceptions=True)
+        assert store.written == [["a"], ["b"]] and q.depth() == 0
+        async with runner.lock:  # a shutdown snapshot gets in
+            pass
+
+
+async def test_stopping_with_a_failing_store_gives_up_after_finish_seconds(tmp_path):
+    async with running(tmp_path, batch_events=1) as (q, store, stage, runner, run_task):
+        runner.finish_seconds = 0.05
+        await put(q, "a")
+        await store.started.wait()
+        await put(q, "b")
+        await wait_for(lambda: stage.seen == ["a", "b"])
+        run_task.cancel()
+        await asyncio.gather(run_task, return_exceptions=True)
+        assert store.written == [] and q.depth() == 2  # nothing acked: both come back at the next start
+        async with asyncio.timeout(1):
+            async with runner.lock:
+                pass
