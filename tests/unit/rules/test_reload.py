@@ -29,9 +29,12 @@ async def test_no_event_sees_a_half_loaded_set(tmp_path):
     stop = asyncio.Event()
 
     async def traffic() -> None:
-        while not stop.is_set():
+        while True:
+            last = stop.is_set()  # one more batch once the last reload is done: it must see set 11
             out = await pipeline.run([ev(f"h{i}") for i in range(20)], StageContext(clock, live=False))
             seen.extend({v for k, v in e.attributes.items()} for e in out)
+            if last:
+                return
             await asyncio.sleep(0)
 
     async def reloads() -> None:
