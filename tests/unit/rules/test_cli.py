@@ -121,7 +121,8 @@ def test_expected_responses(tmp_path, capsys):
 
 def test_responses_are_compared_as_plain_mappings():
     from correlator.responses import IncidentRequest
-    from correlator.rules.testing import _response, compare
+    from correlator.responses import response_dict as _response
+    from correlator.rules.testing import compare
     from tests.unit.rules.helpers import ev
 
     r = _response(IncidentRequest("open", "sw1/Gi0/1", ev("sw1", id="e9"), "pair-link", title="down"))
