@@ -12,8 +12,8 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from typing import Any
 
-from correlator.correlation.core import Engine, Hooks, KeyFn, KeyTable, Match, key_of
-from correlator.event import Event
+from correlator.correlation.core import Engine, Hooks, Key, KeyFn, KeyTable, Match, key_of
+from correlator.event import Event, clock_time
 
 
 @dataclass(slots=True)  # slots: small per key; dataclass: orjson writes snapshots of it natively
@@ -64,6 +64,14 @@ class SequenceRule(Engine):
         if run.step == len(self.steps):
             self.table.pop(k)
             self.fire("complete", ev, k, False, steps=list(run.ids), elapsed=t - run.start)
+
+    def describe(self, key: Key, now: float) -> str:
+        run = self.table.get(key)
+        n = len(self.steps)
+        if run is None or now - run.start > self.within:
+            return f"sequence: waiting for step 1 of {n}"
+        until = clock_time(run.start + self.within)
+        return f"sequence: step {run.step} of {n} done, the rest due by {until}"
 
     def keys(self) -> int:
         return len(self.table)
