@@ -128,6 +128,14 @@ async def test_compiled_rules_behave(tmp_path: Path) -> None:
     assert [type(r).__name__ for r in run.take_responses()] == ["NotifyRequest"]
 
 
+async def test_a_topology_rule_from_a_file_names_the_ci_by_host(tmp_path: Path) -> None:
+    [tp] = [e for e in compile_rules(ALL_KINDS, tmp_path) if e.kind == "topology"]
+    run = Run(tp)
+    out = await run.feed(E(0, "nodeDown", host="core"), E(1, "nodeDown", host="sw1"))
+    assert out[1].attributes["root_cause"] == "core"
+    assert [(r.action, r.key) for r in run.take_responses()] == [("open", "tp:core"), ("update", "tp:core")]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
