@@ -128,7 +128,7 @@ def reached_lines(rec: Reached, where: Where) -> list[str]:
         lines.append(f"       {_state_change(rec.kind, rec.before, rec.after)}")
     for f in rec.fired:
         lines.extend(fired_lines(f))
-    lines.extend(f"       {_response_text(r)}" for r in rec.responses)
+    lines.extend(f"       the rule asks: {_response_text(r)}" for r in rec.responses)
     lines.extend(f"       {name}: {show(b)} -> {show(a)}" for name, b, a in rec.changes)
     if rec.suppressed:
         lines.append("       suppressed: the later level-2 rules do not see the event")
