@@ -24,6 +24,7 @@ from correlator.api.app import make_app
 from correlator.api.auth import parse_tokens
 from correlator.api.common import AppState
 from correlator.changes import settings as change_settings
+from correlator.changes.reload import CalendarReloader
 from correlator.changes.service import ChangeService
 from correlator.clock import Clock, wall_clock
 from correlator.collector import Collector, CollectorContext, create_collectors
@@ -39,6 +40,7 @@ from correlator.problems import settings as problem_settings
 from correlator.problems.service import ProblemService
 from correlator.queue.journal import JournalQueue
 from correlator.records.store import create_record_store
+from correlator.reloads import Reloads, Target
 from correlator.rules.errors import RuleErrors
 from correlator.rules.reload import RulesHolder
 from correlator.runner import PipelineRunner
@@ -60,6 +62,7 @@ class Daemon:
     collectors: list[Collector]
     scheduler: AsyncIOScheduler
     rules: RulesHolder
+    reloads: Reloads  # the rules and the calendar: file changes, SIGHUP, the API
     incidents: IncidentService
     changes: ChangeService
     problems: ProblemService
@@ -94,7 +97,11 @@ async def build(config: Config) -> Daemon:
         store=store, queue=queue, incidents=incidents, changes=changes, problems=problems, auth=auth
     )
     app = make_app(state, config.http.max_body_bytes)
-    rules_api.add_routes(app, rules)
+    reload_targets: list[Target] = [rules]
+    if csettings.calendar_file is not None:
+        reload_targets.append(CalendarReloader(changes, csettings.calendar_file, csettings.topology_file))
+    reloads = Reloads(reload_targets)
+    rules_api.add_routes(app, rules, reloads)
     ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
     await store.open()
@@ -134,6 +141,7 @@ async def build(config: Config) -> Daemon:
         state.collectors,
         scheduler,
         rules,
+        reloads,
         incidents,
         changes,
         problems,
@@ -157,12 +165,17 @@ async def run(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    reloads: set[asyncio.Task[object]] = set()
+    sighups: set[asyncio.Task[object]] = set()
 
-    def on_sighup() -> None:  # reload the rules; a failed reload keeps the previous set
-        task = asyncio.create_task(daemon.rules.reload("SIGHUP"))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+    def on_sighup() -> None:  # reload the rules and the calendar; a broken file keeps its previous set
+        task = asyncio.create_task(daemon.reloads.reload("SIGHUP"))
+        sighups.add(task)
+        task.add_done_callback(_sighup_done)
+
+    def _sighup_done(task: asyncio.Task[object]) -> None:
+        sighups.discard(task)
+        if not task.cancelled() and (e := task.exception()) is not None:  # e.g. the record store down
+            log.error("SIGHUP reload failed", exc_info=e)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     http = web.AppRunner(daemon.app, access_log=None, shutdown_timeout=config.shutdown_grace / 2)
@@ -171,7 +184,7 @@ async def run(config: Config) -> int:
     try:
         tasks.append(asyncio.create_task(daemon.runner.run(), name="pipeline"))
         tasks.append(asyncio.create_task(_tick(daemon.runner), name="clock"))
-        tasks.append(asyncio.create_task(daemon.rules.watch(), name="rules-watch"))
+        tasks.append(asyncio.create_task(daemon.reloads.watch(), name="reload-watch"))
         for c in daemon.collectors:
             await c.start()
             metrics.COLLECTOR_UP.labels(c.name).set(1)

@@ -49,6 +49,10 @@ CHANGE: dict[str, Any] = {
             "nullable": True,
             "description": "window@start of a calendar occurrence",
         },
+        "withdrawn": {
+            "type": "boolean",
+            "description": "cancelled by a calendar reload because its window was removed or changed",
+        },
         "incidents": {"type": "array", "items": {"type": "string"}, "description": "suspected caused"},
         **{k: _TIME for k in ("start", "end", "created_at", "updated_at", "started_at", "finished_at")},
     },

@@ -1,4 +1,8 @@
-"""GET /api/v1/rules (loaded rules with hit counts, last reload and its errors) and POST .../reload."""
+"""GET /api/v1/rules (loaded rules with hit counts, last reload and its errors) and POST .../reload.
+
+The reload call reloads every reload target (correlator/reloads.py): the rules, and the change
+calendar when one is configured; the calendar's outcome is shown beside the rules'.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,20 @@ from aiohttp import web
 
 from correlator.api.common import dumps_response
 from correlator.api.openapi import operation
+from correlator.reloads import Reloads
 from correlator.rules.reload import RulesHolder
 from correlator.rules.ruleset import LoadedRule
 from correlator.rules.stats import STATS
 
 RULES = web.AppKey("rules", RulesHolder)
+RELOADS = web.AppKey("reloads", Reloads)
 
 _ERROR_ITEM = {
     "type": "object",
     "properties": {
         "file": {"type": "string"},
-        "line": {"type": "integer"},
-        "column": {"type": "integer"},
+        "line": {"type": "integer", "nullable": True, "description": "null where unknown (a missing file)"},
+        "column": {"type": "integer", "nullable": True},
         "message": {"type": "string"},
         "text": {"type": "string", "description": "file:line:column: message"},
     },
@@ -32,6 +38,24 @@ _RELOAD_PROPERTIES: dict[str, Any] = {
     "errors": {"type": "array", "items": _ERROR_ITEM},
 }
 _RELOAD = {"type": "object", "properties": _RELOAD_PROPERTIES}
+_CALENDAR = {
+    "type": "object",
+    "nullable": True,
+    "description": "the last reload of the change calendar (docs/changes.md); absent without `changes.calendar`",
+    "properties": {
+        "ok": {"type": "boolean"},
+        "trigger": {"type": "string", "description": "file change, SIGHUP or api"},
+        "at": {"type": "number"},
+        "file": {"type": "string"},
+        "windows": {"type": "integer", "description": "windows of the calendar serving after the attempt"},
+        "withdrawn": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "not-yet-started occurrences cancelled because their window was removed or changed",
+        },
+        "errors": {"type": "array", "items": _ERROR_ITEM},
+    },
+}
 _RULE = {
     "type": "object",
     "properties": {
@@ -57,12 +81,14 @@ _LISTING = {
         "files": {"type": "array", "items": {"type": "string"}},
         "inventory_hosts": {"type": "integer"},
         "rules": {"type": "array", "items": _RULE},
+        "calendar": _CALENDAR,
     },
 }
 
 
-def add_routes(app: web.Application, holder: RulesHolder) -> None:
+def add_routes(app: web.Application, holder: RulesHolder, reloads: Reloads) -> None:
     app[RULES] = holder
+    app[RELOADS] = reloads
     app.router.add_get("/api/v1/rules", list_rules)
     app.router.add_post("/api/v1/rules/reload", reload_rules)
 
@@ -74,32 +100,42 @@ def add_routes(app: web.Application, holder: RulesHolder) -> None:
     responses={200: ("the active rule set", _LISTING)},
 )
 async def list_rules(request: web.Request) -> web.Response:
-    return dumps_response(200, describe(request.app[RULES]))
+    return dumps_response(200, describe(request.app[RULES], request.app[RELOADS]))
+
+
+_RELOADED = {
+    "type": "object",
+    "description": "`ok` and `errors` cover the rules and the calendar; `rules` counts the active rules",
+    "properties": {**_RELOAD_PROPERTIES, "active_rules": {"type": "integer"}, "calendar": _CALENDAR},
+}
 
 
 @operation(
-    summary="Reload the rule files: validate the whole set, then swap it in; on errors keep the old set",
+    summary="Reload the rule files (and the change calendar): validate, then swap in; on errors keep the old",
     role="operator",
     tags=("rules",),
     responses={
-        200: (
-            "reloaded",
-            {"type": "object", "properties": {**_RELOAD_PROPERTIES, "active_rules": {"type": "integer"}}},
-        ),
-        422: ("the new set has errors; the previous set keeps serving", _RELOAD),
+        200: ("reloaded", _RELOADED),
+        422: ("a file has errors; its previous version keeps serving", _RELOADED),
     },
 )
 async def reload_rules(request: web.Request) -> web.Response:
     holder = request.app[RULES]
-    result = await holder.reload("api")
-    return dumps_response(
-        200 if result.ok else 422, {**result.as_dict(), "active_rules": len(holder.current.rules)}
-    )
+    outcomes = await request.app[RELOADS].reload("api")
+    docs: dict[str, dict[str, Any]] = {name: o.as_dict() for name, o in outcomes.items()}
+    rules = docs.pop(holder.name)
+    errors = [e for d in (rules, *docs.values()) for e in d["errors"]]
+    ok = all(o.ok for o in outcomes.values())
+    doc = {**rules, "active_rules": len(holder.current.rules), **docs, "ok": ok, "errors": errors}
+    return dumps_response(200 if ok else 422, doc)
 
 
-def describe(holder: RulesHolder) -> dict[str, Any]:
+def describe(holder: RulesHolder, reloads: Reloads) -> dict[str, Any]:
     rs = holder.current
     last = holder.last
+    others = {
+        t.name: t.last.as_dict() if t.last is not None else None for t in reloads.targets if t is not holder
+    }
     return {
         "rules_dir": str(holder.rules_dir),
         "reload_success": last.ok if last is not None else None,
@@ -109,6 +145,7 @@ def describe(holder: RulesHolder) -> dict[str, Any]:
         "files": rs.files,
         "inventory_hosts": len(rs.inventory),
         "rules": [_rule(r) for r in rs.rules],
+        **others,
     }
 
 

@@ -1,7 +1,8 @@
 """The maintenance calendar file: recurring windows (e.g. every Sunday 02:00-04:00 for a site).
 
-Loaded once at start-up (errors give file:line:col); each occurrence becomes an approved change
-record shortly before it starts (service.py), so calendar windows and API changes behave the same.
+Loaded at start-up and at every reload (reload.py; errors give file:line:col); each occurrence
+becomes an approved change record shortly before it starts (occurrences.py, service.py), so
+calendar windows and API changes behave the same.
 """
 
 from __future__ import annotations
@@ -27,6 +28,27 @@ _WINDOW_KEYS = {
     "name", "title", "days", "start", "end", "timezone", "cis", "services", "policy",
     "dependents_policy", "risk", "implementer", "description",
 }  # fmt: skip
+
+
+class CalendarError(ConfigError):
+    """One problem in the calendar file: `str(e)` is `file:line:column: message` where the place is known."""
+
+    def __init__(self, file: str, message: str, position: Position | None = None) -> None:
+        self.file = file
+        self.message = message
+        self.position = position
+        super().__init__(f"{position}: {message}" if position else message)
+
+    def as_dict(self) -> dict[str, object]:
+        """The shape of a rule error in the reload answers; line and column are null when unknown."""
+        p = self.position
+        return {
+            "file": self.file,
+            "line": p.line if p else None,
+            "column": p.column if p else None,
+            "message": self.message,
+            "text": str(self),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +81,10 @@ class Window:
                 out.append((s, e))
         return out
 
+    def occurs_at(self, start: float, end: float) -> bool:
+        """Whether [start, end) is one of this window's occurrences."""
+        return (start, end) in self.occurrences(start, 0)
+
 
 @dataclass(frozen=True, slots=True)
 class Calendar:
@@ -70,9 +96,9 @@ def load_calendar(path: Path) -> Calendar:
     try:
         doc = yamlfile.load(path)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such calendar file ('changes.calendar')") from None
+        raise CalendarError(str(path), f"{path}: no such calendar file ('changes.calendar')") from None
     except yamlfile.YamlError as e:
-        raise ConfigError(str(e)) from None
+        raise CalendarError(str(path), e.message, e.position) from None
     return parse_calendar(doc, str(path))
 
 
@@ -200,4 +226,4 @@ def _names(m: Mapping[str, Any], key: str, v: Any) -> list[str]:
 
 
 def _fail(where: Position | None, message: str) -> NoReturn:
-    raise ConfigError(f"{where}: {message}" if where else message)
+    raise CalendarError(where.file if where else "", message, where)

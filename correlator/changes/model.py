@@ -78,6 +78,9 @@ class Change:
     policy: str | None = None  # on its own CIs: suppress, downgrade, tag, ignore; None = settings default
     dependents_policy: str | None = None  # on CIs depending on them
     calendar: str | None = None  # "<window name>@<start epoch>" for occurrences of a calendar window
+    # Cancelled by a calendar reload (its window removed or changed): unlike a person's cancel, it
+    # does not keep the window from creating that occurrence again.
+    withdrawn: bool = False
     id: int = 0
     created_at: float = 0.0
     updated_at: float = 0.0

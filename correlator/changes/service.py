@@ -1,5 +1,6 @@
-"""Change management's one entry point: change records, their state machine, calendar occurrences,
-the maintenance scope the pipeline reads, and the linking of incidents to suspected changes.
+"""Change management's one entry point: change records, their state machine, calendar occurrences
+(and their withdrawal when a reloaded calendar no longer backs them), the maintenance scope the
+pipeline reads, and the linking of incidents to suspected changes.
 
 Keeps the changes that still matter (not finished, or finished within the suspect window) in
 memory, so the pipeline never waits on a read. Starting, finishing and failing a change emit an
@@ -9,6 +10,7 @@ event through the ingest path (durable; rules can react) before the new state is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -16,9 +18,12 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Counter, Gauge
 
 from correlator import errors
+from correlator.changes import occurrences
+from correlator.changes.calendar import Calendar
 from correlator.changes.model import ACTIONS, COVERING, TRANSITIONS, Change, IllegalTransition, State
 from correlator.changes.scope import Scope
 from correlator.changes.settings import ChangeSettings
+from correlator.changes.topology import DependencyMap
 from correlator.clock import Clock
 from correlator.errors import CorrelatorError
 from correlator.event import Event, Severity, new_id
@@ -72,13 +77,16 @@ class ChangeService:
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
-        """Load the changes that still matter from the (already open) record store."""
+        """Load the changes that still matter from the (already open) record store; occurrences of
+        windows edited or removed while the daemon was stopped are withdrawn as at a reload."""
         now = self.clock.now()
         for _, doc in await self.store.records("changes", limit=100_000):
             c = Change.from_doc(doc)
             if self._keep(c, now):
                 self._live[c.id] = c
         self._refresh()
+        async with self._lock:
+            await self._withdraw_stale(now, "calendar reload (start)")
 
     # --- people (API, CLI) ---------------------------------------------------------------------
 
@@ -118,19 +126,7 @@ class ChangeService:
     async def run_due(self, now: float) -> None:
         """Create calendar occurrences within the horizon; start and finish calendar changes on time."""
         async with self._lock:
-            for w in self.settings.calendar.windows:
-                for start, end in w.occurrences(now, self.settings.calendar_horizon):
-                    key = f"{w.name}@{start:.0f}"
-                    if key in self._calendar_keys:
-                        continue
-                    c = Change(
-                        w.title, start, end, list(w.cis), list(w.services), State.APPROVED, w.risk,
-                        w.implementer, w.description, w.policy, w.dependents_policy, key,
-                        created_at=now, updated_at=now,
-                    )  # fmt: skip
-                    await self._save(
-                        c, [LogEntry(now, "calendar", "create", {"window": w.name, "state": "approved"})]
-                    )
+            await self._create_occurrences(now)
             for c in list(self._live.values()):
                 if c.calendar is None:
                     continue
@@ -141,6 +137,20 @@ class ChangeService:
                         await self._transition(c, State.COMPLETED, "calendar", "window closed", at=c.end)
                 except CorrelatorError as e:  # queue full or shutting down: try again at the next tick
                     log.warning("calendar change %s could not move on yet: %s", c.human_id, e)
+
+    async def use_calendar(
+        self, calendar: Calendar, dependencies: DependencyMap, reason: str
+    ) -> list[Change]:
+        """Serve a reloaded calendar: withdraw (cancel, logged with `reason`) the not-yet-started
+        occurrences it no longer backs, then create its occurrences within the horizon. Occurrences
+        in progress run to their end. Returns the withdrawn changes."""
+        async with self._lock:
+            self.settings = dataclasses.replace(self.settings, calendar=calendar, dependencies=dependencies)
+            now = self.clock.now()
+            withdrawn = await self._withdraw_stale(now, reason)
+            await self._create_occurrences(now)
+            self._refresh()  # the scope follows the new dependencies even when no record changed
+            return withdrawn
 
     # --- incidents ------------------------------------------------------------------------------
 
@@ -187,6 +197,26 @@ class ChangeService:
         return linked
 
     # --- internals ------------------------------------------------------------------------------
+
+    async def _create_occurrences(self, now: float) -> None:
+        for w in self.settings.calendar.windows:
+            for start, end in w.occurrences(now, self.settings.calendar_horizon):
+                if occurrences.key(w.name, start) in self._calendar_keys:
+                    continue
+                c = occurrences.occurrence(w, start, end, now)
+                await self._save(
+                    c, [LogEntry(now, "calendar", "create", {"window": w.name, "state": "approved"})]
+                )
+
+    async def _withdraw_stale(self, now: float, reason: str) -> list[Change]:
+        withdrawn = []
+        for s in occurrences.stale(list(self._live.values()), self.settings.calendar, now):
+            s.change.withdrawn = True
+            note = f"{reason}: window {s.window} {s.why}"
+            await self._transition(s.change, State.CANCELLED, "calendar", note)
+            log.info("%s: withdrew %s (window %s %s)", reason, s.change.human_id, s.window, s.why)
+            withdrawn.append(s.change)
+        return withdrawn
 
     async def _transition(self, c: Change, to: State, actor: str, note: str, at: float | None = None) -> None:
         now = self.clock.now() if at is None else at
@@ -260,7 +290,9 @@ class ChangeService:
         now = self.clock.now()
         for cid in [cid for cid, c in self._live.items() if not self._keep(c, now)]:
             del self._live[cid]
-        self._calendar_keys = {c.calendar for c in self._live.values() if c.calendar is not None}
+        self._calendar_keys = {
+            c.calendar for c in self._live.values() if c.calendar is not None and not c.withdrawn
+        }
         self.scope = Scope(self._live.values(), self.settings.dependencies)
         counts = dict.fromkeys((State.REQUESTED, State.APPROVED, State.IN_PROGRESS), 0)
         for c in self._live.values():

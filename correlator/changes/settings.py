@@ -1,4 +1,8 @@
-"""The `changes:` section of correlator.yaml, validated once at start-up (docs/changes.md)."""
+"""The `changes:` section of correlator.yaml, validated once at start-up (docs/changes.md).
+
+The calendar and the dependency map are loaded here at start-up, then again at each calendar
+reload (reload.py), which hands them to the change service.
+"""
 
 from __future__ import annotations
 

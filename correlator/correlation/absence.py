@@ -85,11 +85,8 @@ class Absence(Engine):
             self.generate("back", clear, k, False)
 
     def on_timer(self, now: float) -> None:
-        waiting = self.waiting
         every = self.every
-        while (item := waiting.oldest()) is not None and item[1][0] + every <= now:
-            waiting.pop_oldest()
-            k, (last, host, resource) = item
+        for k, (last, host, resource) in self.waiting.pop_due(self._deadline, now):
             deadline = last + every
             self.missing.put(k, (deadline, host, resource))
             ev = generated_event(
@@ -108,9 +105,10 @@ class Absence(Engine):
         self.rearm()
 
     def rearm(self) -> None:
-        item = self.waiting.oldest()
-        if item is not None:
-            self._arm(item[1][0] + self.every)
+        self._arm_first(self.waiting, self._deadline)
+
+    def _deadline(self, seen: _Seen) -> float:
+        return seen[0] + self.every
 
     def describe(self, key: Key, now: float) -> str:
         w = self.waiting.get(key)

@@ -193,6 +193,22 @@ class KeyTable(Generic[S]):
     def pop_oldest(self) -> tuple[Key, S]:
         return self._d.popitem(last=False)
 
+    def pop_due(self, deadline: Callable[[S], float], now: float) -> list[tuple[Key, S]]:
+        """Remove and return, oldest first, the leading entries whose deadline is at or before `now`.
+
+        Only for tables kept in deadline order (entries put once, never touched): the scan stops at
+        the first entry not due, so it costs what it returns.
+        """
+        d = self._d
+        due: list[tuple[Key, S]] = []
+        while d:
+            item = next(iter(d.items()))
+            if deadline(item[1]) > now:
+                break
+            d.popitem(last=False)
+            due.append(item)
+        return due
+
     def items(self) -> Iterator[tuple[Key, S]]:
         return iter(list(self._d.items()))
 
@@ -259,6 +275,12 @@ class Engine:
             self._timer.cancel()
         self._timer_at = when
         self._timer = self.clock.call_at(when, self._on_timer)
+
+    def _arm_first(self, table: KeyTable[S], deadline: Callable[[S], float]) -> None:
+        """Arm the rule's one timer on the oldest entry of a table kept in deadline order."""
+        item = table.oldest()
+        if item is not None:
+            self._arm(deadline(item[1]))
 
     def _on_timer(self, now: float) -> None:
         self._timer = None

@@ -40,6 +40,10 @@ class _Group:
     hosts: list[str] = field(default_factory=list)
 
 
+def _deadline(g: _Group) -> float:
+    return g.deadline
+
+
 class Group(Engine):
     kind = "group"
     hook_names = ("flush", "join")
@@ -95,10 +99,7 @@ class Group(Engine):
             self.fire("join", ev, k, False, group=g.id, count=g.count)
 
     def on_timer(self, now: float) -> None:
-        pending = self.pending
-        while (item := pending.oldest()) is not None and item[1].deadline <= now:
-            pending.pop_oldest()
-            k, g = item
+        for k, g in self.pending.pop_due(_deadline, now):
             g.last = now
             self.open.put(k, g)
             info = {
@@ -126,9 +127,7 @@ class Group(Engine):
         self.rearm()
 
     def rearm(self) -> None:
-        item = self.pending.oldest()
-        if item is not None:
-            self._arm(item[1].deadline)
+        self._arm_first(self.pending, _deadline)
 
     def describe(self, key: Key, now: float) -> str:
         g = self.pending.get(key)

@@ -16,6 +16,7 @@ from correlator.correlation.pair import Pair
 from correlator.correlation.rulespec import (
     SEVERITIES,
     as_keys,
+    describe_match,
     group_by_spec,
     hooks_keys,
     hooks_of,
@@ -39,6 +40,7 @@ MAX_KEYS = Key(
     Int(minimum=1, doc="most keys with state; the least recently seen is evicted beyond"), default=100_000
 )
 _SEV = Str(doc="severity of the rule-made event", choices=SEVERITIES)
+TIMEOUT_TYPE = Key(Str(doc="type of the timeout event (default '<rule>.timeout')"))
 
 
 def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None) -> Engine:
@@ -158,13 +160,22 @@ def _topology(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext
 def _sequence(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
     if len(v["steps"]) < 2:
         raise RuleError(raw.where("steps"), "a sequence needs at least two steps")
+    hooks = hooks_of(v, SequenceRule.hook_names)
+    for option in ("timeout_type", "severity"):
+        if v[option] is not None and "timeout" not in hooks:
+            raise RuleError(
+                raw.where(option), f"{option} is for the timeout event: it needs on_timeout responses"
+            )
     e = SequenceRule(
         info.name,
         v["steps"],
         key_fn(v["group_by"], raw.where("group_by")),
         v["within"],
-        hooks_of(v, SequenceRule.hook_names),
+        hooks,
         v["max_keys"],
+        v["timeout_type"],
+        Severity(v["severity"]) if v["severity"] else None,
+        [describe_match(s) for s in raw["steps"]],
     )
     return _finish(e, raw, *(raw.get("steps") or []))
 
@@ -194,7 +205,7 @@ KINDS = [
             "close": Key(Match(doc="the closing event (B)"), required=True),
             "group_by": group_by_spec(),
             "within": Key(Duration(doc="time B has to arrive"), required=True),
-            "timeout_type": Key(Str(doc="type of the timeout event (default '<rule>.timeout')")),
+            "timeout_type": TIMEOUT_TYPE,
             "recover_within": Key(
                 Duration(doc="how long a late B still recovers a timeout"), default=86400.0
             ),
@@ -279,11 +290,19 @@ KINDS = [
                 ListOf(Match(), min_items=2, doc="matchers, in the order they must arrive"), required=True
             ),
             "group_by": group_by_spec(),
-            "within": Key(Duration(doc="from the first step to the last"), required=True),
+            "within": Key(
+                Duration(doc="from the first step to the last; a run not complete then times out"),
+                required=True,
+            ),
+            "timeout_type": TIMEOUT_TYPE,
+            "severity": Key(
+                Str(doc="severity of the timeout event (default: the run's last event's)", choices=SEVERITIES)
+            ),
         },
         SequenceRule.hook_names,
         _sequence,
-        "level-2: A then B then C for the same key within T, in order.",
+        "level-2: A then B then C for the same key within T, in order; on_timeout when a run does not"
+        " complete in time.",
     ),
 ]
 

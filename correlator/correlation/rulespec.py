@@ -199,6 +199,24 @@ def types_of(*match_specs: Any) -> frozenset[str] | None:
     return frozenset(out)
 
 
+def describe_match(spec: Any) -> str:
+    """A matcher for people, on one line: the type it waits for when that is all it says (`priv.change`),
+    else the matcher as written in YAML flow style (`{type: priv.change, severity: {in: [major]}}`)."""
+    if isinstance(spec, dict) and list(spec) == ["type"] and isinstance(spec["type"], str):
+        return str(spec["type"])
+    return _flow(spec)
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def state_getter(path: str | None, where: Position | None) -> Callable[[Event], Any]:
     return compile_field(path or "severity", where)
 

@@ -162,6 +162,9 @@ class Correlate:
     def _correlate(self, ev: Event, t: float, depth: int, out: list[Event]) -> None:
         out.append(ev)
         sink = self.sink
+        # A timer hook's `suppress` marks its own event and leaves the marker set: it must not
+        # stop the rules for this one.
+        sink.suppressed = None
         skip = self._skip
         tracer = self.tracer
         for e in self._rules_for(ev.type):

@@ -2,6 +2,7 @@
 
 A reload compiles the whole directory off the event loop, then swaps one reference: stages read
 `holder.current` once per batch, so no event sees a half-loaded set. On error the old set stays.
+The holder is one target of correlator/reloads.py, which watches its files and runs its reloads.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import Counter, Gauge
-from watchfiles import Change, awatch
 
 from correlator.rules.errors import RuleError, RuleErrors
 from correlator.rules.loader import load_rules
@@ -54,6 +54,8 @@ class ReloadResult:
 
 class RulesHolder:
     """Owns the active RuleSet; everything that needs rules reads `holder.current`."""
+
+    name = "rules"
 
     def __init__(self, rules_dir: Path, inventory_file: Path | None = None) -> None:
         self.rules_dir = rules_dir
@@ -121,29 +123,22 @@ class RulesHolder:
         self.last = ReloadResult(True, trigger, now, len(outcome.rules))
         return self.last
 
-    async def watch(self, debounce_ms: int = 200) -> None:
-        """Reload whenever a rule or inventory file changes; falls back to polling without inotify."""
+    def watched(self) -> list[Path]:
         if not self.rules_dir.is_dir():
             log.warning(
                 "rules: %s is not a directory; not watching it (SIGHUP and the API still reload)",
                 self.rules_dir,
             )
-            return
-        paths = [self.rules_dir]
-        if self.inventory_file is not None:
-            paths.append(self.inventory_file)
-        for force_polling in (False, True):
-            try:
-                async for _ in awatch(
-                    *paths, watch_filter=_relevant, debounce=debounce_ms, force_polling=force_polling
-                ):
-                    await self.reload("file change")
-                return
-            except (OSError, RuntimeError) as e:
-                if force_polling:
-                    raise
-                log.warning("rules: file notifications unavailable (%s); polling for changes instead", e)
+            return []
+        return [self.rules_dir] + ([self.inventory_file] if self.inventory_file is not None else [])
 
-
-def _relevant(change: Change, path: str) -> bool:
-    return path.endswith(WATCHED_SUFFIXES) and "/." not in path
+    def owns(self, path: Path) -> bool:
+        """A rule file (not hidden, e.g. an editor's swap file) under the directory, or the inventory."""
+        if self.inventory_file is not None and path == self.inventory_file.resolve():
+            return True
+        rules_dir = self.rules_dir.resolve()
+        return (
+            path.is_relative_to(rules_dir)
+            and path.name.endswith(WATCHED_SUFFIXES)
+            and not any(part.startswith(".") for part in path.relative_to(rules_dir).parts)
+        )

@@ -164,6 +164,7 @@ def test_systemd_unit_is_hardened_and_waits_for_the_drain():
     assert keys["DynamicUser"] == "yes" and keys["ProtectSystem"] == "strict"
     assert keys["NoNewPrivileges"] == "yes" and keys["StateDirectory"] == "correlator"
     assert keys["ExecStart"].split()[0].startswith("/")
+    assert keys["ExecReload"] == "/bin/kill -HUP $MAINPID"  # `systemctl reload` re-reads rules and calendar
     analyze = shutil.which("systemd-analyze")
     if analyze:  # not in every container; the checks above hold regardless
         res = subprocess.run(

@@ -4,6 +4,7 @@ the wire, change events through the ingest path, a broken calendar stopping star
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -96,3 +97,63 @@ def test_a_broken_calendar_stops_start_up_with_its_position(make_daemon, tmp_pat
     r = subprocess.run([sys.executable, "-m", "correlator", "changes", "check-calendar", str(cal)],
                        capture_output=True, text=True, timeout=30)  # fmt: skip
     assert r.returncode == 1 and f"{cal}:3:11: unknown day 'funday'" in r.stderr
+
+
+def test_the_calendar_reloads_on_sighup_api_and_file_change_and_a_broken_one_keeps_serving(
+    make_daemon, tmp_path: Path
+):
+    later = datetime.now(UTC) + timedelta(hours=3)  # daily windows: one occurrence each within the horizon
+
+    def window(name: str, ci: str, hours: int = 0) -> str:
+        start = later + timedelta(hours=hours)
+        end = start + timedelta(hours=1)
+        return f"  - {{name: {name}, days: daily, start: '{start:%H:%M}', end: '{end:%H:%M}', cis: [{ci}]}}\n"
+
+    def calendar_changes() -> dict[tuple[str, str], dict]:
+        status, doc = d.get("/api/v1/changes?limit=500")
+        assert status == 200, doc
+        return {(c["calendar"].split("@")[0], c["state"]): c for c in doc["changes"] if c["calendar"]}
+
+    cal = tmp_path / "calendar.yaml"
+    cal.write_text("windows:\n" + window("a", "rtr-a") + window("b", "rtr-b", hours=2))
+    d = make_daemon(changes={"calendar": str(cal)})
+    d.wait_for(lambda: len(calendar_changes()) == 2, what="the two occurrences created")
+
+    # SIGHUP: b removed, a moved to another CI -> both withdrawn, a created again with the new CI
+    cal.write_text("windows:\n" + window("a", "rtr-a2"))
+    d.proc.send_signal(signal.SIGHUP)
+    changes = d.wait_for(lambda: len(cs := calendar_changes()) == 3 and cs, what="the reload applied")
+    assert set(changes) == {("a", "cancelled"), ("b", "cancelled"), ("a", "approved")}, changes
+    assert changes[("a", "approved")]["cis"] == ["rtr-a2"] and not changes[("a", "approved")]["withdrawn"]
+    removed = changes[("b", "cancelled")]
+    assert removed["withdrawn"] is True
+    status, doc = d.get(f"/api/v1/changes/{removed['id']}")
+    assert status == 200 and doc["log"][-1]["actor"] == "calendar"
+    assert doc["log"][-1]["detail"]["note"] == "calendar reload (SIGHUP): window b removed"
+    assert d.proc.poll() is None
+
+    # A broken file: the reload API answers 422 with file:line; the last good calendar keeps serving
+    cal.write_text(
+        "windows:\n  - name: a\n    days: [sun, funday]\n    start: '02:00'\n    end: '03:00'\n    cis: [x]\n"
+    )
+    status, result = d.post_json("/api/v1/rules/reload", {})
+    assert status == 422 and result["ok"] is False and result["calendar"]["ok"] is False, result
+    [err] = result["errors"]
+    assert (err["file"], err["line"], err["column"]) == (str(cal), 3, 11)
+    assert err == result["calendar"]["errors"][0]
+    assert f"{cal}:3:11: unknown day 'funday'" in d.log()
+    assert result["calendar"]["windows"] == 1 and result["active_rules"] == 0
+    assert d.metric("correlator_calendar_reload_failures_total") == 1
+    assert d.metric("correlator_calendar_reload_failed") == 1
+    assert d.get("/api/v1/rules")[1]["calendar"]["ok"] is False
+    assert set(calendar_changes()) == set(changes)  # nothing withdrawn by the broken file
+
+    # Fixed in place: the watcher reloads it
+    cal.write_text("windows:\n" + window("a", "rtr-a2"))
+    d.wait_for(
+        lambda: (c := d.get("/api/v1/rules")[1]["calendar"])["ok"] and c["trigger"] == "file change",
+        what="file change reload",
+    )
+    assert d.metric("correlator_calendar_reload_failed") == 0
+    status, result = d.post_json("/api/v1/rules/reload", {})
+    assert status == 200 and result["ok"] and result["calendar"]["withdrawn"] == [], result

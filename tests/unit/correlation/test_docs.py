@@ -24,7 +24,7 @@ def test_rule_examples_compile(tmp_path: Path) -> None:
     [topology] = [b for b in blocks() if b.lstrip().startswith("# topology.yaml")]
     (tmp_path / "topology.yaml").write_text(topology)
     examples = [b for b in blocks() if b.startswith("rules:")]
-    assert len(examples) == 7
+    assert len(examples) == 8
     ctx = BuildContext(rules_dir, Inventory())
     compiled = compile_texts({f"example{i}.yaml": text for i, text in enumerate(examples)}, ctx)
     kinds = {r.info.kind for r in compiled}

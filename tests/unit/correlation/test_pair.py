@@ -92,3 +92,19 @@ async def test_bound_on_keys_evicts_the_oldest_and_counts() -> None:
     await run.feed(*(E(i, "linkDown", resource=str(i)) for i in range(5)))
     assert rule.keys() == 2
     assert BOUND_HITS.labels("tiny", "max_keys")._value.get() == before + 3
+
+
+async def test_link_up_at_exactly_the_deadline_comes_after_the_timeout() -> None:
+    run = Run(link_pair())
+    out = await run.feed(E(0, "linkDown", resource="ge-0/0/1"), E(30, "linkUp", resource="ge-0/0/1"))
+    assert types(out) == ["linkDown", "link-flap.timeout", "linkUp"]
+    assert "blip" not in out[2].attributes
+
+
+async def test_live_link_up_at_the_deadline_before_the_timer_ran_is_a_timeout_too() -> None:
+    rule = link_pair()
+    run = Run(rule)
+    run.stage.bind(run.clock)
+    rule.on_event(E(0, "linkDown", resource="ge-0/0/1"), 0.0)
+    rule.on_event(E(30, "linkUp", resource="ge-0/0/1"), 30.0)  # the clock (timer) is still at 0
+    assert types(run.stage.sink.emitted) == ["link-flap.timeout"]  # not a close: no blip

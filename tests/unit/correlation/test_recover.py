@@ -56,14 +56,16 @@ async def test_state_at_the_crash_is_rebuilt_from_the_store(tmp_path: Path) -> N
         fed = await lifecycle.recover(Pipeline([second]), tmp_path, store, Clock(41.0))
         assert fed >= 8
         assert state(second) == at_crash
-        # and the rebuilt state goes on: r1's heartbeat is missed at 62, the r2 pair times out at 70
+        # and the rebuilt state goes on: r1's heartbeat is missed at 62, the r2 pair times out at 70,
+        # r1's sequence started at 8 times out at 108
         live = Clock(41.0)
         second.bind(live)
-        live.advance_to(100)
+        live.advance_to(120)
         out = await Pipeline([second]).flush(StageContext(live, live=True))
         assert [(e.type, e.host, e.time) for e in out] == [
             ("heartbeat.missed", "r1", 62),
             ("pair.timeout", "r2", 70),
+            ("seq.timeout", "r1", 108),
         ]
     finally:
         await store.close()

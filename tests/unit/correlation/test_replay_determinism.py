@@ -37,6 +37,12 @@ rules:
     match: {type: unreachable}
     group_by: [attributes.site]
     group_wait: 20s
+  - name: seq
+    kind: sequence
+    steps: [{type: down}, {type: auth}, {type: up}]
+    within: 2m
+    on_complete: [{emit: {type: seq.done}}]
+    on_timeout: [{incident: {action: open}}]
 """
 
 
@@ -68,7 +74,7 @@ async def test_same_output_every_run_and_for_any_batch_size(
     events = tmp_path / "mixed.ndjson"
     recording(events)
     first = await run_once(tmp_path, events)
-    assert first[1] > 3000  # the rules added timeouts, storms, missed heartbeats and groups
+    assert first[1] > 3000  # the rules added timeouts, storms, missed heartbeats, groups, sequences
     assert await run_once(tmp_path, events) == first
     monkeypatch.setattr(replay_mod, "BATCH", 7)
     assert await run_once(tmp_path, events) == first

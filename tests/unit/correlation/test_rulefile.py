@@ -66,6 +66,7 @@ rules:
     steps: [{type: a}, {type: b}, {type: c}]
     within: 5m
     on_complete: [{emit: {type: abc}}]
+    on_timeout: [{incident: {action: open, title: "{host}: no {attributes.correlation.missing}"}}]
   - name: tp
     kind: topology
     topology: ../topology.yaml
@@ -164,6 +165,28 @@ def test_errors_say_what_and_where(tmp_path: Path, text: str, message: str) -> N
         rule = rule.replace("close:", "within: 30s\n    close:")
     errs = errors_of(rule, tmp_path)
     assert any(message in e for e in errs), errs
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "on_timeout: [{incidnet: {action: open}}]",
+            "r.yaml:6:19: on_timeout: unknown response 'incidnet' (did you mean 'incident'?)",
+        ),
+        ("on_timeout: []", "r.yaml:6:17: on_timeout: expected a list of responses"),
+        ("on_timeout: {incident: {action: open}}", "r.yaml:6:17: on_timeout: expected a list of responses"),
+        ("on_timout: [{suppress: true}]", "r.yaml:6:5: unknown key 'on_timout' (did you mean 'on_timeout'?)"),
+        ("on_timeout: [{emit: {type: x, message: '{host'}}]", "r.yaml:6:44: on_timeout: message: template"),
+        ("timeout_type: x.late", "r.yaml:6:5: timeout_type is for the timeout event: it needs on_timeout"),
+        ("severity: major", "r.yaml:6:5: severity is for the timeout event: it needs on_timeout"),
+        ("severity: fatal", "r.yaml:6:15: severity: expected one of critical, major"),
+    ],
+)
+def test_sequence_timeout_errors_say_what_and_where(tmp_path: Path, text: str, message: str) -> None:
+    head = "rules:\n  - name: s\n    kind: sequence\n    steps: [{type: a}, {type: b}]\n    within: 5m\n"
+    errs = errors_of(f"{head}    {text}\n", tmp_path)
+    assert any(e.startswith(message) for e in errs), errs
 
 
 def test_kind_specific_checks(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def rules() -> list[Engine]:
             [m(type="a"), m(type="b")],
             by("host"),
             within=100,
-            hooks={"complete": [actions.emit("ab")]},
+            hooks={"complete": [actions.emit("ab")], "timeout": [actions.incident("open")]},
         ),
     ]
 

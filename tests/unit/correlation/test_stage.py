@@ -39,6 +39,21 @@ async def test_suppress_stops_later_rules_and_marks_the_event() -> None:
     assert out[0].attributes["suppressed_by"] == "quiet"
 
 
+async def test_suppress_in_a_timer_hook_does_not_stop_rules_for_the_next_event() -> None:
+    # the timeout event is marked; the marker must not leak to the next event correlated
+    quiet = Pair(
+        "quiet", m(type="down"), m(type="up"), by("host"), within=30, hooks={"timeout": [actions.suppress()]}
+    )
+    first, second = storm("first", "x", "first.fired"), storm("second", "x", "second.fired")
+    run = Run(quiet, first, second)
+    await run.feed(E(0, "down"))
+    timed_out = await run.advance(31)
+    assert timed_out[0].attributes["suppressed_by"] == "quiet"
+    out = await run.feed(E(40, "x"))
+    assert types(out) == ["x", "first.fired", "second.fired"]
+    assert "suppressed_by" not in out[0].attributes
+
+
 async def test_event_later_than_the_lateness_is_counted_and_correlated_now() -> None:
     rule = Pair("p", m(type="down"), m(type="up"), by("host"), within=30)
     before = LATE._value.get()

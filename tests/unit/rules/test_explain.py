@@ -72,7 +72,7 @@ async def test_threshold_counts_in_words_and_the_emitted_event_enters_level_2(tm
     [hook] = fired.fired
     assert hook.hook == "fire" and [e.type for e in hook.events] == ["auth.storm"]
     assert (emitted.rule, emitted.depth, emitted.event.type) == ("storm-then-login", 1, "auth.storm")
-    assert emitted.after == "sequence: step 1 of 2 done, the rest due by 10:05:20Z"
+    assert emitted.after == "sequence: step 1 of 2 done; login.ok due by 10:05:20Z"
     text = trace.text()
     assert "  auth-storm (" in text and "r.yaml:3:5), key r1" in text
     assert "threshold: 2 of 3 within 1m (counting since 10:00:00Z) -> fired; quiet until 10:01:00Z" in text
@@ -175,14 +175,10 @@ async def test_sequence_steps_in_words(tmp_path: Path) -> None:
     evs = [E(0, "login.failed", **user), E(60, "login.ok", **user), E(90, "priv.change", **user)]
     trace = await run(tmp_path, SEQUENCE, *evs)
     states = [(r.before, r.after) for n in (1, 2, 3) for r in event(trace, n).level2]
-    assert states == [
-        ("sequence: waiting for step 1 of 3", "sequence: step 1 of 3 done, the rest due by 10:05:00Z"),
-        (
-            "sequence: step 1 of 3 done, the rest due by 10:05:00Z",
-            "sequence: step 2 of 3 done, the rest due by 10:05:00Z",
-        ),
-        ("sequence: step 2 of 3 done, the rest due by 10:05:00Z", "sequence: waiting for step 1 of 3"),
-    ]
+    waiting = "sequence: waiting for login.failed (step 1 of 3)"
+    one = "sequence: step 1 of 3 done; login.ok due by 10:05:00Z"
+    two = "sequence: step 2 of 3 done; priv.change due by 10:05:00Z"
+    assert states == [(waiting, one), (one, two), (two, waiting)]
     [done] = event(trace, 3).level2
     assert done.key == ("bob",)
     [hook] = done.fired
@@ -236,3 +232,13 @@ async def test_json_trace(tmp_path: Path) -> None:
     }
     assert timer["state"].startswith("pair: timed out at 10:00:30Z")
     assert [h["hook"] for h in last["level2"][0]["hooks"]] == ["recover"]
+
+
+async def test_a_sequence_timeout_shows_at_its_own_time(tmp_path: Path) -> None:
+    rules = SEQUENCE + "    on_timeout: [{incident: {action: open, title: 'no {attributes.user}'}}]\n"
+    trace = await run(tmp_path, rules, E(0, "login.failed", attributes={"user": "eve"}), wait=600)
+    [timer] = timers(trace)
+    assert (timer.fired.hook, timer.fired.at, timer.fired.key) == ("timeout", START + 300, ("eve",))
+    assert timer.fired.made is not None and timer.fired.made.type == "takeover.timeout"
+    assert timer.state == "sequence: waiting for login.failed (step 1 of 3)"
+    assert "== timer at 2026-11-30T10:05:00Z: takeover (" in trace.text()

@@ -93,27 +93,6 @@ def test_a_missing_directory_means_no_rules_for_the_daemon(tmp_path):
     assert holder.current.rules == [] and holder.last.ok
 
 
-async def test_watch_falls_back_to_polling(tmp_path, monkeypatch):
-    from correlator.rules import reload as mod
-
-    write_set(tmp_path, 1, n=1)
-    holder = RulesHolder(tmp_path)
-    holder.load_initial()
-    calls = []
-
-    async def fake_awatch(*paths, force_polling, **kw):
-        calls.append(force_polling)
-        if not force_polling:
-            raise OSError("inotify watch limit reached")
-        write_set(tmp_path, 2, n=3)
-        yield {("modified", str(tmp_path / "set.yaml"))}
-
-    monkeypatch.setattr(mod, "awatch", fake_awatch)
-    await holder.watch()
-    assert calls == [False, True]
-    assert holder.last.trigger == "file change" and len(holder.current.rules) == 3
-
-
 async def test_the_inventory_reloads_with_the_rules(tmp_path):
     rules = tmp_path / "rules"
     rules.mkdir()

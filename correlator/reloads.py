@@ -1,0 +1,100 @@
+"""Reloads of the files operators edit while the daemon runs: one file watcher and one entry point
+(SIGHUP, POST /api/v1/rules/reload) for every target.
+
+Each target parses its own files and keeps its last good version when they are broken: the rules
+and the inventory (rules/reload.py), the maintenance calendar (changes/reload.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from watchfiles import Change, awatch
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    def as_dict(self) -> dict[str, object]: ...
+
+
+class Target(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def last(self) -> Outcome | None: ...
+
+    def watched(self) -> list[Path]:
+        """Directories (watched recursively) and files whose change calls for a reload."""
+        ...
+
+    def owns(self, path: Path) -> bool:
+        """Whether a change of `path` (absolute, symlinks resolved) concerns this target."""
+        ...
+
+    async def reload(self, trigger: str) -> Outcome: ...
+
+
+class Reloads:
+    def __init__(self, targets: Sequence[Target]) -> None:
+        self.targets = list(targets)
+
+    async def reload(self, trigger: str) -> dict[str, Outcome]:
+        """Every target in turn (SIGHUP, the API): a broken file keeps only its own target's last good set."""
+        return {t.name: await t.reload(trigger) for t in self.targets}
+
+    async def watch(self, debounce_ms: int = 200) -> None:
+        """Reload a target whenever one of its files changes; falls back to polling without inotify."""
+        for force_polling in (False, True):
+            try:
+                while await self._watch(debounce_ms, force_polling):
+                    pass
+                return
+            except (OSError, RuntimeError) as e:
+                if force_polling:
+                    raise
+                log.warning("reload: file notifications unavailable (%s); polling for changes instead", e)
+
+    async def _watch(self, debounce_ms: int, force_polling: bool) -> bool:
+        """Watch until a watched file is replaced (True: watch its successor) or the watcher ends."""
+        paths = []
+        for t in self.targets:
+            for p in t.watched():
+                if p.exists():
+                    paths.append(p.resolve())
+                else:
+                    log.warning(
+                        "reload: %s does not exist; not watching it (SIGHUP and the API reload it)", p
+                    )
+        if not paths:
+            return False
+        files = {p for p in paths if not p.is_dir()}
+        async for changes in awatch(
+            *paths, watch_filter=self._relevant, debounce=debounce_ms, force_polling=force_polling
+        ):
+            changed = {Path(p) for _, p in changes}
+            for t in self.targets:
+                if any(t.owns(p) for p in changed):
+                    await _reload(t, "file change")
+            # Editors and configuration tools save by renaming a new file over the old one, and a
+            # file watch follows the old one: watch the path again.
+            if any(kind is Change.deleted and Path(p) in files for kind, p in changes):
+                return True
+        return False
+
+    def _relevant(self, change: Change, path: str) -> bool:
+        return any(t.owns(Path(path)) for t in self.targets)
+
+
+async def _reload(target: Target, trigger: str) -> None:
+    try:
+        await target.reload(trigger)
+    except Exception:  # e.g. the record store down: the watcher must keep watching
+        log.exception("reload: %s %s failed", target.name, trigger)

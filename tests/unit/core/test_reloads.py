@@ -1,0 +1,131 @@
+"""One watcher for every reload target: a change goes to the target owning the file, a replaced file
+is watched again, and without inotify the watcher polls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from correlator import reloads as mod
+from correlator.reloads import Reloads
+from correlator.rules.reload import RulesHolder
+
+
+@dataclass
+class Result:
+    ok: bool = True
+
+    def as_dict(self) -> dict[str, object]:
+        return {"ok": self.ok}
+
+
+@dataclass
+class FileTarget:
+    """Owns one file; counts its reloads and lets a test wait for the next one."""
+
+    name: str
+    file: Path
+    triggers: list[str] = field(default_factory=list)
+    last: Result | None = None
+    reloaded: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def watched(self) -> list[Path]:
+        return [self.file]
+
+    def owns(self, path: Path) -> bool:
+        return path == self.file.resolve()
+
+    async def reload(self, trigger: str) -> Result:
+        self.triggers.append(trigger)
+        self.reloaded.set()
+        self.last = Result()
+        return self.last
+
+
+async def test_watch_falls_back_to_polling(tmp_path, monkeypatch):
+    (tmp_path / "set.yaml").write_text("rules: [{name: a, set: {attributes.v: 1}}]\n")
+    holder = RulesHolder(tmp_path)
+    holder.load_initial()
+    calls = []
+
+    async def fake_awatch(*paths, force_polling, **kw):
+        calls.append(force_polling)
+        if not force_polling:
+            raise OSError("inotify watch limit reached")
+        (tmp_path / "more.yaml").write_text("rules: [{name: b, set: {attributes.w: 1}}]\n")
+        yield {("modified", str(tmp_path / "more.yaml"))}
+
+    monkeypatch.setattr(mod, "awatch", fake_awatch)
+    await Reloads([holder]).watch()
+    assert calls == [False, True]
+    assert holder.last.trigger == "file change" and len(holder.current.rules) == 2
+
+
+async def test_a_change_reloads_only_the_target_owning_the_file(tmp_path, monkeypatch):
+    rules, calendar = FileTarget("rules", tmp_path / "r.yaml"), FileTarget("calendar", tmp_path / "c.yaml")
+    for t in (rules, calendar):
+        t.file.write_text("x")
+    watched: list[tuple[Path, ...]] = []
+
+    async def fake_awatch(*paths, watch_filter, **kw):
+        watched.append(paths)
+        assert not watch_filter(mod.Change.modified, str(tmp_path / "other.yaml"))
+        yield {(mod.Change.modified, str(calendar.file.resolve()))}
+
+    monkeypatch.setattr(mod, "awatch", fake_awatch)
+    await Reloads([rules, calendar]).watch()
+    assert (rules.triggers, calendar.triggers) == ([], ["file change"])
+    assert watched == [(rules.file.resolve(), calendar.file.resolve())]
+
+
+async def test_a_file_replaced_by_a_rename_is_watched_again(tmp_path):
+    target = FileTarget("calendar", tmp_path / "calendar.yaml")
+    target.file.write_text("windows: []\n")
+
+    async def save_until_noticed(n: int, rename: bool) -> None:
+        # The watcher arms (and re-arms after a rename) in its own time: save again until it sees one.
+        for _ in range(60):
+            target.reloaded.clear()
+            if rename:  # as editors and configuration tools save
+                tmp = tmp_path / ".calendar.yaml.tmp"
+                tmp.write_text(f"# {n}\n")
+                os.replace(tmp, target.file)
+            else:
+                target.file.write_text(f"# {n}\n")
+            try:
+                await asyncio.wait_for(target.reloaded.wait(), 0.5)
+                return
+            except TimeoutError:
+                continue
+        raise AssertionError(f"save {n} (rename={rename}) never noticed")
+
+    watcher = asyncio.create_task(Reloads([target]).watch(debounce_ms=50))
+    try:
+        for n, rename in enumerate((False, True, False, True, False)):
+            await save_until_noticed(n, rename)
+    finally:
+        watcher.cancel()
+    assert set(target.triggers) == {"file change"}
+
+
+async def test_a_missing_file_is_not_watched_and_a_target_failing_does_not_stop_the_watcher(
+    tmp_path, monkeypatch
+):
+    broken, ok = FileTarget("broken", tmp_path / "b.yaml"), FileTarget("ok", tmp_path / "o.yaml")
+    broken.file.write_text("x")
+
+    async def failing(trigger: str) -> Result:
+        raise RuntimeError("record store down")
+
+    broken.reload = failing  # type: ignore[method-assign]
+    watched = []
+
+    async def fake_awatch(*paths, **kw):
+        watched.append(paths)
+        yield {(mod.Change.modified, str(broken.file.resolve()))}
+
+    monkeypatch.setattr(mod, "awatch", fake_awatch)
+    await Reloads([broken, ok]).watch()  # returns: the fake watcher ends, no exception escaped
+    assert watched == [(broken.file.resolve(),)]
