@@ -35,6 +35,15 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"expected a duration like '30s', '5m' or '7d', got {value!r}")
 
 
+def duration_text(seconds: float) -> str:
+    """Seconds as an operator writes them in a rule file: 30s, 5m, 1h, 7d (the inverse of parse_duration)."""
+    for unit in ("d", "h", "m"):
+        size = _UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_hostport(value: object) -> tuple[str, int]:
     """'127.0.0.1:8080', '[::1]:8080' or ':8080' -> (host, port)."""
     if isinstance(value, str):

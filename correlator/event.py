@@ -159,6 +159,13 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+def clock_time(ts: float) -> str:
+    """The time of day in UTC, 10:00:30Z (10:00:30.5Z with a fraction): for texts about nearby times."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    frac = f".{dt.microsecond:06d}".rstrip("0") if dt.microsecond else ""
+    return f"{dt:%H:%M:%S}{frac}Z"
+
+
 def parse_time(value: object, name: str = "time") -> float:
     """Accept epoch seconds (int/float) or an ISO 8601 string; a naive string is taken as UTC."""
     if isinstance(value, bool):

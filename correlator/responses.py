@@ -6,8 +6,9 @@ consumes its own kind. Keeping them as plain data lets correlation be tested wit
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from correlator.event import Event
 
@@ -35,3 +36,15 @@ class NotifyRequest:
 
 
 Response = IncidentRequest | NotifyRequest
+
+
+def response_dict(r: Response) -> dict[str, Any]:
+    """A response as a plain mapping (`rules test`, `rules explain`): its fields, `kind` = the class
+    name, `event` named by id, type and host, a body as text."""
+    d: dict[str, Any] = {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
+    d["kind"] = type(r).__name__
+    ev = r.event
+    d["event"] = {"id": ev.id, "type": ev.type, "host": ev.host}
+    if isinstance(r, NotifyRequest):
+        d["body"] = r.body.decode(errors="replace")
+    return d

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from pathlib import Path
 
 import orjson
 
-from correlator.config import load_config
-from correlator.errors import FieldError
-from correlator.event import event_from_dict, parse_time
+from correlator.config import Config, load_config, parse_duration
+from correlator.replay import parse_events
 from correlator.rules.errors import RuleErrors
 from correlator.rules.explain import explain
 from correlator.rules.loader import load_rules
+from correlator.rules.reload import RulesHolder
 from correlator.rules.schema import rules_schema
 from correlator.rules.testing import run_test_file
 
@@ -35,11 +36,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t.add_argument("-v", "--verbose", action="store_true", help="print every test case, passing or not")
     t.set_defaults(func=test)
 
-    e = rsub.add_parser("explain", help="show which rules an event matches, in order, and what each changes")
+    e = rsub.add_parser(
+        "explain", help="run events through the rules and show, rule by rule, what each did (levels 1 and 2)"
+    )
     e.add_argument(
-        "event", type=Path, metavar="EVENT.json", help="one event in the generic JSON format ('-': stdin)"
+        "event",
+        type=Path,
+        metavar="EVENT.json",
+        help="events in the generic format: one JSON object, a JSON array or NDJSON ('-': stdin)",
     )
     e.add_argument("--rules", type=Path, metavar="DIR", help="rule directory (default: rules_dir)")
+    e.add_argument(
+        "--wait",
+        type=parse_duration,
+        default=0.0,
+        metavar="DURATION",
+        help="after the last event, let this much event time pass so pending timers fire (e.g. 5m)",
+    )
     e.add_argument("--all", action="store_true", help="also list the candidate rules that did not match")
     e.add_argument("--json", action="store_true", help="print the trace as JSON")
     _common(e)
@@ -54,9 +67,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inventory", type=Path, help="inventory file (default: inventory_file)")
 
 
-def _dirs(args: argparse.Namespace, rules_dir: Path | None) -> tuple[Path, Path | None]:
+def _settings(args: argparse.Namespace, rules_dir: Path | None) -> tuple[Config, Path, Path | None]:
+    """The configuration, and the rule directory and inventory file the flags or it name."""
     config = load_config(args.config if args.config else _local_config())
-    return rules_dir or config.rules_dir, args.inventory or config.inventory_file
+    return config, rules_dir or config.rules_dir, args.inventory or config.inventory_file
 
 
 def _local_config() -> Path | None:
@@ -65,7 +79,7 @@ def _local_config() -> Path | None:
 
 
 def check(args: argparse.Namespace) -> int:
-    rules_dir, inventory = _dirs(args, args.dir)
+    _, rules_dir, inventory = _settings(args, args.dir)
     try:
         rs = load_rules(rules_dir, inventory)
     except RuleErrors as e:
@@ -115,27 +129,30 @@ def test(args: argparse.Namespace) -> int:
 
 
 def explain_cmd(args: argparse.Namespace) -> int:
-    rules_dir, inventory = _dirs(args, args.rules)
+    config, rules_dir, inventory = _settings(args, args.rules)
+    if not rules_dir.is_dir():
+        print(f"correlator rules explain: {rules_dir}: no such rule directory", file=sys.stderr)
+        return 2
     raw = sys.stdin.buffer.read() if str(args.event) == "-" else args.event.read_bytes()
     try:
-        doc = orjson.loads(raw)
-        now = parse_time(doc["time"]) if isinstance(doc, dict) and "time" in doc else time.time()
-        ev = event_from_dict(doc, "explain", now, recorded=True)
-    except (orjson.JSONDecodeError, FieldError) as e:
-        print(f"correlator rules explain: {args.event}: {e}", file=sys.stderr)
+        events = parse_events(raw, str(args.event), "explain", time.time())
+    except ValueError as e:
+        print(f"correlator rules explain: {e}", file=sys.stderr)
         return 2
+    if not events:
+        print(f"correlator rules explain: {args.event}: no events", file=sys.stderr)
+        return 2
+    holder = RulesHolder(rules_dir, inventory)
     try:
-        rs = load_rules(rules_dir, inventory)
+        holder.load_initial()
     except RuleErrors as e:
         print(f"correlator rules explain: {len(e.errors)} error(s) in the rules:\n{e}", file=sys.stderr)
         return 2
-    result = explain(rs, ev)
+    result = asyncio.run(explain(holder, config, events, args.wait))
     if args.json:
         sys.stdout.write(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         print(result.text(args.all))
-        if result.event_out is not None:
-            print("final event: " + orjson.dumps(result.event_out).decode())
     return 0
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from correlator.config import duration_text
 from correlator.correlation.core import Engine, Hooks, Key, KeyFn, KeyTable, Match, generated_event, key_of
-from correlator.event import Event, Severity
+from correlator.event import Event, Severity, clock_time
 
 _Seen = tuple[float, str, str]  # (last time, host, resource)
 
@@ -108,6 +109,16 @@ class Absence(Engine):
 
     def _deadline(self, seen: _Seen) -> float:
         return seen[0] + self.every
+
+    def describe(self, key: Key, now: float) -> str:
+        w = self.waiting.get(key)
+        if w is not None:
+            due = clock_time(w[0] + self.every)
+            return f"absence: last seen {clock_time(w[0])}; missed if silent until {due}"
+        gone = self.missing.get(key)
+        if gone is not None:
+            return f"absence: missing since {clock_time(gone[0])}; its next event is 'back'"
+        return f"absence: not watched yet (expects an event every {duration_text(self.every)})"
 
     def keys(self) -> int:
         return len(self.waiting) + len(self.missing)

@@ -10,6 +10,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import Counter, Gauge
@@ -55,6 +56,22 @@ class Fire:
         return {"rule": self.rule, "hook": self.hook, "key": list(self.key), **self.extra}
 
 
+@dataclass(slots=True)
+class Fired:
+    """A hook that ran and what its actions asked for; recorded only while `rules explain` traces."""
+
+    rule: str
+    hook: str
+    key: Key
+    at: float  # clock time
+    from_timer: bool
+    extra: dict[str, Any]  # the hook's details (count, opened_by, elapsed...)
+    actions: int  # responses the rule lists for the hook (on_<hook>)
+    made: Event | None  # the rule-made event the hook is about (timeout, missed, group, flapping)
+    events: list[Event]  # emitted by its actions
+    responses: list[Response]
+
+
 class Sink:
     """Collects what engines produce while the stage processes one batch or the clock fires timers.
 
@@ -62,16 +79,24 @@ class Sink:
     timer and go straight on to the stages after level 2 (they have no trigger to be ordered after).
     """
 
-    __slots__ = ("emitted", "responses", "suppressed", "timer_events")
+    __slots__ = ("emitted", "responses", "suppressed", "timer_events", "trace")
 
     def __init__(self) -> None:
         self.emitted: list[Event] = []
         self.timer_events: list[Event] = []
         self.responses: list[Response] = []
         self.suppressed: str | None = None  # rule that suppressed the event being processed
+        self.trace: list[Fired] | None = None  # hooks that ran, while `rules explain` traces
 
     def add_event(self, ev: Event, from_timer: bool) -> None:
         (self.timer_events if from_timer else self.emitted).append(ev)
+
+    def mark(self) -> tuple[int, int, int]:
+        """Where the output lists end now; `since(mark)` is what was added after."""
+        return len(self.emitted), len(self.timer_events), len(self.responses)
+
+    def since(self, mark: tuple[int, int, int]) -> tuple[list[Event], list[Response]]:
+        return self.emitted[mark[0] :] + self.timer_events[mark[1] :], self.responses[mark[2] :]
 
 
 Action = Callable[[Event, Fire, Sink], None]
@@ -282,19 +307,35 @@ class Engine:
     def restore(self, data: Any) -> None:
         pass
 
+    def describe(self, key: Key, now: float) -> str:
+        """The key's state in an operator's words, for `rules explain` ('' : not described)."""
+        return ""
+
     def fire(self, hook: str, subject: Event, key: Key, from_timer: bool, **extra: Any) -> None:
-        FIRES.labels(self.name, hook).inc()
-        actions = self.hooks.get(hook)
-        if not actions:
-            return
-        f = Fire(self.name, hook, key, from_timer, extra)
-        for act in actions:
-            act(subject, f, self.sink)
+        self._run_hook(hook, subject, key, from_timer, extra, None)
 
     def generate(self, hook: str, ev: Event, key: Key, from_timer: bool, **extra: Any) -> None:
         """Put a rule-made event into the output, then run the hook's actions on it."""
         self.sink.add_event(ev, from_timer)
-        self.fire(hook, ev, key, from_timer, **extra)
+        self._run_hook(hook, ev, key, from_timer, extra, ev)
+
+    def _run_hook(
+        self, hook: str, subject: Event, key: Key, from_timer: bool, extra: dict[str, Any], made: Event | None
+    ) -> None:
+        FIRES.labels(self.name, hook).inc()
+        sink = self.sink
+        mark = sink.mark()
+        actions = self.hooks.get(hook)
+        if actions:
+            f = Fire(self.name, hook, key, from_timer, extra)
+            for act in actions:
+                act(subject, f, sink)
+        trace = sink.trace
+        if trace is not None:
+            events, responses = sink.since(mark)
+            at = self.clock.now() if self.clock is not None else subject.time
+            n = len(actions) if actions else 0
+            trace.append(Fired(self.name, hook, key, at, from_timer, extra, n, made, events, responses))
 
 
 def key_of(value: Any) -> Key:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from correlator.clock import Timer
+from correlator.config import duration_text
 from correlator.correlation.actions import suppress
 from correlator.correlation.core import (
     Engine,
@@ -26,7 +27,7 @@ from correlator.correlation.core import (
     generated_event,
     key_of,
 )
-from correlator.event import Event, Severity
+from correlator.event import Event, Severity, clock_time
 
 
 class _Flap:
@@ -153,6 +154,17 @@ class Flapping(Engine):
             if f.flapping:
                 f.timer = None
                 self._schedule(k, f)
+
+    def describe(self, key: Key, now: float) -> str:
+        f = self.table.get(key)
+        window = duration_text(self.within)
+        if f is None:
+            return f"flapping: no state yet (flaps at {self.high} changes in {window})"
+        n = sum(1 for c in f.changes if c > now - self.within)
+        changes = f"{n} change{'' if n == 1 else 's'} in {window}, state {f.state}"
+        if f.flapping:
+            return f"flapping: since {clock_time(f.since)}, {changes} (stops at {self.low} or fewer)"
+        return f"flapping: {changes} (flaps at {self.high})"
 
     def keys(self) -> int:
         return len(self.table)

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from correlator.config import duration_text
 from correlator.correlation.core import (
     Engine,
     Hooks,
+    Key,
     KeyFn,
     KeyTable,
     Match,
@@ -21,7 +23,7 @@ from correlator.correlation.core import (
     generated_event,
     key_of,
 )
-from correlator.event import Event, Severity
+from correlator.event import Event, Severity, clock_time
 
 
 @dataclass(slots=True)  # slots: small per key; dataclass: orjson writes snapshots of it natively
@@ -126,6 +128,19 @@ class Group(Engine):
 
     def rearm(self) -> None:
         self._arm_first(self.pending, _deadline)
+
+    def describe(self, key: Key, now: float) -> str:
+        g = self.pending.get(key)
+        if g is not None:
+            return (
+                f"group: {g.count} event(s) from {len(g.hosts)} host(s), "
+                f"the group event at {clock_time(g.deadline)}"
+            )
+        g = self.open.get(key)
+        if g is not None:
+            idle = duration_text(self.close_after)
+            return f"group: sent, {g.count} event(s); later ones join until it is idle for {idle}"
+        return "group: no group"
 
     def keys(self) -> int:
         return len(self.pending) + len(self.open)

@@ -30,6 +30,7 @@ from correlator.correlation.topology import TopologyRule
 from correlator.correlation.topology_file import TopologyError, load_topology
 from correlator.event import Severity
 from correlator.rules.errors import RuleError
+from correlator.rules.fields import compile_field
 from correlator.rules.model import Bool, Duration, Either, Int, Key, ListOf, Match, Obj, Str, Template
 from correlator.rules.registry import BuildContext, RuleInfo, RuleKind, register_kind
 from correlator.rules.stats import STATS
@@ -141,7 +142,7 @@ def _topology(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext
         topo = load_topology(path)
     except TopologyError as err:
         raise RuleError(raw.where_value("topology"), f"topology: {err}") from None
-    ci = state_getter(v["ci"], raw.where("ci"))
+    ci = compile_field(v["ci"] or "host", raw.where("ci"))  # not state_getter: its default is severity
     e = TopologyRule(
         info.name,
         v["down"],

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from correlator.config import duration_text
 from correlator.correlation.core import Engine, Hooks, Key, KeyFn, KeyTable, Match, generated_event, key_of
-from correlator.event import Event, Severity
+from correlator.event import Event, Severity, clock_time
 
 # pending A: (id, time, host, resource, type, severity, deadline) - a tuple keeps a key under 1 KiB
 _Open = tuple[str, float, str, str, str, str, float]
@@ -98,6 +99,16 @@ class Pair(Engine):
 
     def rearm(self) -> None:
         self._arm_first(self.pending, _deadline)
+
+    def describe(self, key: Key, now: float) -> str:
+        a = self.pending.get(key)
+        if a is not None:
+            return f"pair: opened {clock_time(a[1])}, waiting for the close until {clock_time(a[6])}"
+        gone = self.timed_out.get(key)
+        if gone is not None:
+            late = duration_text(self.recover_within)
+            return f"pair: timed out at {clock_time(gone)}; a close within {late} after that recovers it"
+        return "pair: nothing open"
 
     def keys(self) -> int:
         return len(self.pending) + len(self.timed_out)

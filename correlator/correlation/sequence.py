@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from correlator.correlation.core import Engine, Hooks, Key, KeyFn, KeyTable, Match, generated_event, key_of
-from correlator.event import Event, Severity
+from correlator.event import Event, Severity, clock_time
 
 
 @dataclass(slots=True)  # slots: small per key; dataclass: orjson writes snapshots of it natively
@@ -123,6 +123,14 @@ class SequenceRule(Engine):
     def rearm(self) -> None:
         if self.timeouts:
             self._arm_first(self.table, self._deadline)
+
+    def describe(self, key: Key, now: float) -> str:
+        run = self.table.get(key)
+        n = len(self.steps)
+        if run is None or now - run.start > self.within:
+            return f"sequence: waiting for {self.step_texts[0]} (step 1 of {n})"
+        due = f"{self.step_texts[run.step]} due by {clock_time(self._deadline(run))}"
+        return f"sequence: step {run.step} of {n} done; {due}"
 
     def keys(self) -> int:
         return len(self.table)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 
@@ -36,6 +36,13 @@ DEPTH_LIMIT = Counter(
 TIMER_EVENTS = Counter(
     "correlator_correlation_timer_events_total", "Events made by level-2 timers (timeouts, missed, groups)"
 )
+
+
+class Tracer(Protocol):
+    """Runs `engine.on_event(ev, t)` and records what it did; only `rules explain` sets one."""
+
+    def on_event(self, engine: Engine, ev: Event, t: float, depth: int) -> None: ...
+
 
 MAX_CACHED_TYPES = 10_000
 _NEVER = 1 << 62  # store position of rules with no snapshot: never re-fed
@@ -70,6 +77,7 @@ class Correlate:
         self._ruleset: object = None
         self._skip: dict[str, int] | None = None  # only while re-feeding stored events (refeed)
         self._pos = 0
+        self.tracer: Tracer | None = None
 
     # -- the stage --------------------------------------------------------------------------------
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
@@ -158,6 +166,7 @@ class Correlate:
         # stop the rules for this one.
         sink.suppressed = None
         skip = self._skip
+        tracer = self.tracer
         for e in self._rules_for(ev.type):
             if skip is not None and skip.get(e.name, _NEVER) >= self._pos:
                 continue  # this rule's snapshot already includes the event
@@ -165,7 +174,10 @@ class Correlate:
                 if not e.match(ev):
                     continue
                 e.counters.matches += 1
-                e.on_event(ev, t)
+                if tracer is None:
+                    e.on_event(ev, t)
+                else:
+                    tracer.on_event(e, ev, t, depth)
             except Exception:
                 e.counters.errors += 1  # correlator_rule_errors_total{rule}
                 _limited.warning(f"rule-error:{e.name}", "level-2 rule %s failed on event %s", e.name, ev.id)

@@ -12,8 +12,9 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
-from correlator.correlation.core import Engine, Hooks, KeyFn, KeyTable, Match, key_of
-from correlator.event import Event
+from correlator.config import duration_text
+from correlator.correlation.core import Engine, Hooks, Key, KeyFn, KeyTable, Match, key_of
+from correlator.event import Event, clock_time
 
 
 @dataclass(slots=True)  # slots: small per key; dataclass: orjson writes snapshots of it natively
@@ -73,6 +74,14 @@ class Threshold(Engine):
             w.quiet_until = first + self.within
             times.clear()
             self.fire("fire", ev, k, False, count=self.count, first=first)
+
+    def describe(self, key: Key, now: float) -> str:
+        w = self.table.get(key)
+        if w is not None and w.quiet_until > now:
+            return f"threshold: fired; quiet until {clock_time(w.quiet_until)}, then a new count starts"
+        times = [x for x in w.times if x >= now - self.within] if w is not None else []
+        since = f" (counting since {clock_time(times[0])})" if times else ""
+        return f"threshold: {len(times)} of {self.count} within {duration_text(self.within)}{since}"
 
     def keys(self) -> int:
         return len(self.table)

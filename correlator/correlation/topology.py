@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from correlator.correlation.actions import Template
-from correlator.correlation.core import Engine, Hooks, KeyTable, Match
+from correlator.correlation.core import Engine, Hooks, Key, KeyTable, Match
 from correlator.correlation.topology_file import Topology
 from correlator.event import Event
 from correlator.responses import IncidentRequest
@@ -145,6 +145,14 @@ class TopologyRule(Engine):
         self.sink.responses.append(
             IncidentRequest(action, f"{self.name}:{c}", ev, self.name, title, description)
         )
+
+    def describe(self, key: Key, now: float) -> str:
+        d = self.down.get(key)
+        if d is None:
+            return f"topology: {key[0]} is not down"
+        if d.root is None:
+            return f"topology: {key[0]} is down, a root cause"
+        return f"topology: {key[0]} is down, a symptom of {d.root}"
 
     def keys(self) -> int:
         return len(self.down)

@@ -1,7 +1,8 @@
 """Rule unit tests (`correlator rules test FILE...`): input events at given times, expected output events.
 
 Each test case compiles the rule set afresh (no state leaks between cases) and feeds its events one
-by one through the real pipeline on a virtual clock; the expected events are compared field by field.
+by one through the real pipeline on a virtual clock (replay.Stepper); the expected events are compared
+field by field.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from correlator import yamlfile
-from correlator.clock import Clock
 from correlator.config import Config, parse_duration
 from correlator.errors import FieldError
 from correlator.event import Event, event_from_dict, iso, parse_time
-from correlator.pipeline import StageContext, build_pipeline
+from correlator.pipeline import build_pipeline
+from correlator.replay import Stepper
+from correlator.responses import response_dict
 from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.reload import RulesHolder
 from correlator.yamlfile import Position, YamlMap
@@ -97,44 +99,18 @@ async def _run_case(case: Any, start: float, holder: RulesHolder) -> CaseResult:
     except (RuleError, FieldError, ValueError) as e:
         return CaseResult(str(where), where, False, [str(e)])
     pipeline = build_pipeline(Config(rules_dir=holder.rules_dir), holder)
-    clock = Clock(inputs[0].time if inputs else start)
+    stepper = Stepper(pipeline, inputs[0].time if inputs else start)
     out: list[Event] = []
-    responses: list[dict[str, Any]] = []
-    # Level-2 stages may emit events from timers; a pipeline that can flush them is asked after
-    # every step of the clock, as the live ticker does.
-    flush = getattr(pipeline, "flush", None)
-
-    async def advance(t: float) -> None:
-        clock.advance_to(t)
-        if flush is not None:
-            ctx = StageContext(clock, live=False)
-            out.extend(await flush(ctx))
-            responses.extend(_response(r) for r in ctx.responses)
-
     for ev in sorted(inputs, key=lambda e: e.time):
-        await advance(ev.time)
-        ctx = StageContext(clock, live=False)
-        out.extend(await pipeline.run([ev], ctx))
-        responses.extend(_response(r) for r in ctx.responses)
+        out.extend(await stepper.feed(ev))
     if end is not None:
-        await advance(end)
+        out.extend(await stepper.advance(end))
+    responses = [response_dict(r) for r in stepper.responses]
     actual = [e.to_dict() for e in out]
     problems = compare(expected, actual)
     if expected_responses is not None:
         problems += compare(expected_responses, responses, what="response")
     return CaseResult(name, where, not problems, problems, actual, responses)
-
-
-def _response(r: Any) -> dict[str, Any]:
-    """A response request as a plain mapping; its event is named by id and type."""
-    d = {k: getattr(r, k) for k in getattr(r, "__dataclass_fields__", {})}
-    d["kind"] = type(r).__name__
-    if isinstance(d.get("event"), Event):
-        ev = d["event"]
-        d["event"] = {"id": ev.id, "type": ev.type, "host": ev.host}
-    if isinstance(d.get("body"), bytes):
-        d["body"] = d["body"].decode(errors="replace")
-    return d
 
 
 def compare(expected: list[Any], actual: list[dict[str, Any]], what: str = "event") -> list[str]:

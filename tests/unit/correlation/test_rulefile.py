@@ -129,6 +129,14 @@ async def test_compiled_rules_behave(tmp_path: Path) -> None:
     assert [type(r).__name__ for r in run.take_responses()] == ["NotifyRequest"]
 
 
+async def test_a_topology_rule_from_a_file_names_the_ci_by_host(tmp_path: Path) -> None:
+    [tp] = [e for e in compile_rules(ALL_KINDS, tmp_path) if e.kind == "topology"]
+    run = Run(tp)
+    out = await run.feed(E(0, "nodeDown", host="core"), E(1, "nodeDown", host="sw1"))
+    assert out[1].attributes["root_cause"] == "core"
+    assert [(r.action, r.key) for r in run.take_responses()] == [("open", "tp:core"), ("update", "tp:core")]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -225,14 +233,21 @@ async def test_reload_keeps_state_of_unchanged_rules_and_resets_changed_ones(tmp
     assert [e.name for e in run.stage.engines] == ["p"]
 
 
-def test_explain_names_the_level_2_rules_that_take_the_event(tmp_path: Path) -> None:
-    from correlator.rules.explain import explain
-    from correlator.rules.ruleset import RuleSet
+async def test_explain_describes_the_state_of_every_kind(tmp_path: Path) -> None:
+    from correlator.config import Config
+    from correlator.rules.explain import EventTrace, explain
 
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     (tmp_path / "topology.yaml").write_text("cis:\n  core: {}\n")
-    ctx = BuildContext(rules_dir, Inventory())
-    rs = RuleSet(compile_texts({"r.yaml": textwrap.dedent(ALL_KINDS)}, ctx), ["r.yaml"], ctx.inventory)
-    assert explain(rs, E(0, "linkUp")).level2_rules == ["pr"]
-    assert explain(rs, E(0, "a", host="sw1")).level2_rules == ["gr", "sq"]
+    (rules_dir / "r.yaml").write_text(textwrap.dedent(ALL_KINDS))
+    holder = RulesHolder(rules_dir)
+    holder.load_initial()
+    types = ("auth", "linkDown", "heartbeat", "bgp", "a", "nodeDown")
+    events = [E(0, t, host="sw1" if t == "a" else "core", state="up") for t in types]
+    trace = await explain(holder, Config(), events)
+    reached = [r for item in trace.timeline if isinstance(item, EventTrace) for r in item.level2]
+    assert [r.rule for r in reached] == ["th", "pr", "hb", "fl", "gr", "sq", "tp"]
+    for r in reached:
+        kind = holder.current.get(r.rule).info.kind  # type: ignore[union-attr]
+        assert r.before.startswith(f"{kind}: ") and r.after.startswith(f"{kind}: "), r

@@ -76,10 +76,67 @@ def test_explain(tmp_path, capsys):
     assert "severity: 'info' -> 'major'" in out
     assert "resource: '' -> 'Gi0/3'" in out
     assert "result: kept" in out
+    assert "  link-down (" in out and "pair: nothing open -> opened " in out
     assert main(["rules", "explain", str(event), "--rules", str(REPO / "rules"), "--json"]) == 0
+    [item] = json.loads(capsys.readouterr().out)["timeline"]
+    assert item["event_out"]["severity"] == "major"
+    assert [s["rule"] for s in item["steps"] if s["matched"]] == ["inventory-enrichment", "snmp-link-down"]
+    assert [r["rule"] for r in item["level2"]] == ["interface-flapping", "link-down"]
+
+
+LINK = {"host": "core-sw1", "attributes": {"ifIndex": 3, "ifDescr": "Gi0/3"}}
+
+
+def test_explain_ndjson_with_a_timeout_between_the_events(tmp_path, capsys):
+    events = tmp_path / "events.ndjson"
+    lines = [
+        {"time": "2026-11-30T10:00:00Z", "type": "IF-MIB::linkDown", **LINK},
+        {"time": "2026-11-30T10:01:00Z", "type": "IF-MIB::linkUp", **LINK},
+    ]
+    events.write_text("".join(json.dumps(d) + "\n" for d in lines) + "\n")
+    args = ["rules", "explain", str(events), "--rules", str(REPO / "rules")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert (
+        out.index("== event 1 at 2026-11-30T10:00:00Z: IF-MIB::linkDown on core-sw1")
+        < out.index("== timer at 2026-11-30T10:00:30Z: link-down (")
+        < out.index("== event 2 at 2026-11-30T10:01:00Z: IF-MIB::linkUp on core-sw1")
+    )
+    assert "50-correlation.yaml:" in out and "), key core-sw1/Gi0/3" in out
+    assert "hook timeout: made link.down (major) on core-sw1/Gi0/3" in out
+    assert "incident open 'link-down:core-sw1/Gi0/3': 'core-sw1 interface Gi0/3 down'" in out
+    assert "       hook recover\n         incident resolve 'link-down:core-sw1/Gi0/3'" in out
+    assert main([*args, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["event_out"]["severity"] == "major"
-    assert [s["rule"] for s in doc["steps"] if s["matched"]] == ["inventory-enrichment", "snmp-link-down"]
+    assert [i["kind"] for i in doc["timeline"]] == ["event", "timer", "event"]
+    down, timeout, up = doc["timeline"]
+    assert down["level2"][1]["after"].startswith("pair: opened 10:00:00Z, waiting for the close")
+    assert (timeout["rule"], timeout["hook"], timeout["key"]) == (
+        "link-down",
+        "timeout",
+        ["core-sw1", "Gi0/3"],
+    )
+    assert [r["action"] for r in timeout["responses"]] == ["open"]
+    assert [(r["rule"], [h["hook"] for h in r["hooks"]]) for r in up["level2"]] == [
+        ("interface-flapping", []),
+        ("link-down", ["recover"]),
+    ]
+
+
+def test_explain_a_json_array_from_stdin_and_wait(tmp_path, capsys, monkeypatch):
+    import io
+
+    doc = [{"time": "2026-11-30T10:00:00Z", "type": "IF-MIB::linkDown", **LINK}]
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(json.dumps(doc).encode())))
+    assert main(["rules", "explain", "-", "--rules", str(REPO / "rules"), "--wait", "1m"]) == 0
+    assert "== timer at 2026-11-30T10:00:30Z: link-down (" in capsys.readouterr().out
+
+
+def test_explain_names_the_bad_line(tmp_path, capsys):
+    events = tmp_path / "events.ndjson"
+    events.write_text('{"host": "a", "type": "x"}\n{"host": "a", "typ": "x"}\n')
+    assert main(["rules", "explain", str(events), "--rules", str(REPO / "rules")]) == 2
+    assert f"{events}:2: " in capsys.readouterr().err
 
 
 def test_explain_a_dropped_event(tmp_path, capsys):
@@ -121,7 +178,8 @@ def test_expected_responses(tmp_path, capsys):
 
 def test_responses_are_compared_as_plain_mappings():
     from correlator.responses import IncidentRequest
-    from correlator.rules.testing import _response, compare
+    from correlator.responses import response_dict as _response
+    from correlator.rules.testing import compare
     from tests.unit.rules.helpers import ev
 
     r = _response(IncidentRequest("open", "sw1/Gi0/1", ev("sw1", id="e9"), "pair-link", title="down"))
