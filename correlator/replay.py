@@ -159,8 +159,14 @@ class Stepper:
 
 
 async def replay(
-    path: Path, pipeline: Pipeline, output: IO[bytes] | None = None, progress: IO[str] | None = None
+    path: Path,
+    pipeline: Pipeline,
+    output: IO[bytes] | None = None,
+    progress: IO[str] | None = None,
+    wait: float = 0.0,
 ) -> ReplaySummary:
+    """`wait`: after the last event, let that much event time pass, so timers due by then (a pair
+    never closed, a heartbeat that stopped) fire; without it the recording ends at its last event."""
     summary = ReplaySummary()
     digest = hashlib.sha256()
     clock: Clock | None = None
@@ -173,7 +179,10 @@ async def replay(
             return
         if clock is None:
             clock = Clock(batch[0].time)
-        out = await pipeline.run(batch, StageContext(clock, live=False))
+        record(await pipeline.run(batch, StageContext(clock, live=False)))
+        batch.clear()
+
+    def record(out: list[Event]) -> None:
         for e in out:
             line = orjson.dumps(e) + b"\n"
             digest.update(line)
@@ -182,7 +191,6 @@ async def replay(
             summary.by_severity[e.severity.value] += 1
             summary.by_type[e.type] += 1
         summary.events_out += len(out)
-        batch.clear()
 
     for ev in read_events(path, summary, progress):
         if summary.first_time is None or ev.time < summary.first_time:
@@ -193,6 +201,9 @@ async def replay(
         if len(batch) >= BATCH:
             await flush()
     await flush()
+    if clock is not None and wait > 0:
+        clock.advance_to(clock.now() + wait)
+        record(await pipeline.flush(StageContext(clock, live=False)))
     summary.elapsed_seconds = time.perf_counter() - started
     summary.digest = digest.hexdigest()
     return summary

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from correlator import gctune
-from correlator.config import load_config
+from correlator.config import load_config, parse_duration
 from correlator.pipeline import build_pipeline
 from correlator.replay import ReplaySummary, progress_stream, replay
 from correlator.rules.errors import RuleErrors
@@ -27,6 +27,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--config", type=Path, help="configuration file")
     p.add_argument("--output", "-o", type=Path, help="write the resulting events here as NDJSON")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--wait",
+        type=parse_duration,
+        default=0.0,
+        metavar="DURATION",
+        help="after the last event, let this much event time pass so pending timers fire (e.g. 5m)",
+    )
     p.set_defaults(func=main)
 
 
@@ -58,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
     out = args.output.open("wb") if args.output else None
     gctune.tune()
     try:
-        summary = _run(replay(args.file, pipeline, out, progress_stream()))
+        summary = _run(replay(args.file, pipeline, out, progress_stream(), args.wait))
     finally:
         if out is not None:
             out.close()

@@ -38,3 +38,22 @@ def test_replay_with_broken_rules_says_where(tmp_path, capsys):
     events.write_text("{}\n")
     assert main(["replay", str(events), "--rules", str(tmp_path)]) == 2
     assert "r.yaml:3:5: unknown key 'dorp'" in capsys.readouterr().err
+
+
+def test_replay_wait_lets_timers_due_after_the_last_event_fire(tmp_path, capsys):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(
+        "rules:\n"
+        "  - {name: link, kind: pair, match: {type: down}, close: {type: up}, group_by: [host],"
+        " within: 30s, on_timeout: [{annotate: {seen: 'yes'}}]}\n"
+    )
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps({"host": "h", "type": "down", "time": 1000}) + "\n")
+    for wait, expected in (([], ["down"]), (["--wait", "1m"], ["down", "link.timeout"])):
+        out = tmp_path / "out.ndjson"
+        assert main(["replay", str(events), "--rules", str(rules), "-o", str(out), *wait]) == 0
+        capsys.readouterr()
+        written = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [e["type"] for e in written] == expected
+    assert written[1]["time"] == 1030  # at its own deadline, not at the end of the wait
