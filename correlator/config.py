@@ -94,7 +94,7 @@ class StorageConfig:
 class QueueConfig:
     max_events: int = _doc(200_000, "events acknowledged but not yet processed before ingest answers 503")
     retry_after: float = _duration(1.0, "Retry-After sent with 503 when the queue is full")
-    batch_events: int = _doc(5000, "most events the pipeline takes from the queue at once")
+    batch_events: int = _doc(20000, "most events the pipeline takes from the queue at once")
 
 
 @dataclass(frozen=True)
