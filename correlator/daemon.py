@@ -23,6 +23,7 @@ from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.auth import parse_tokens
 from correlator.api.common import AppState
+from correlator.catalogue import load_catalogue
 from correlator.changes import settings as change_settings
 from correlator.changes.reload import CalendarReloader
 from correlator.changes.service import ChangeService
@@ -71,7 +72,10 @@ class Daemon:
 async def build(config: Config) -> Daemon:
     """Validate everything first (collector settings included), then open the files."""
     data = config.storage.data_dir
-    rules = RulesHolder(config.rules_dir, config.inventory_file)
+    # The service catalogue (availability.services_file): loaded once, shared by availability
+    # and topology root cause (impacted_services).
+    catalogue = load_catalogue(config)
+    rules = RulesHolder(config.rules_dir, config.inventory_file, catalogue)
     try:
         rules.load_initial()  # like promtool-checked Prometheus: a broken set stops start-up
     except RuleErrors as e:

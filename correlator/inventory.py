@@ -41,6 +41,7 @@ class Asset:
     criticality: str = ""
     addresses: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
+    where: Position | None = field(default=None, compare=False)  # its `service` (else its entry) in the file
 
     def fields(self) -> dict[str, str]:
         """The recorded standard fields and extra columns, by name (what enrichment copies)."""
@@ -119,7 +120,10 @@ def _from_yaml(doc: Any, file: str) -> list[Asset]:
                 values[key] = str(value)
             else:
                 raise InventoryError(kpos, f"{key!r} must be text, got {value!r}")
-        assets.append(_asset(host, values, where))
+        service_at = where
+        if isinstance(entry, YamlMap) and "service" in entry:
+            service_at = entry.where_value("service")
+        assets.append(_asset(host, values, where, service_at))
     return assets
 
 
@@ -139,11 +143,11 @@ def _from_csv(text: str, file: str) -> list[Asset]:
         values: dict[str, Any] = {k: (v or "").strip() for k, v in row.items() if k and k != "host"}
         if "addresses" in values:
             values["addresses"] = [a for a in values["addresses"].replace(";", " ").split() if a]
-        assets.append(_asset(host, values, where))
+        assets.append(_asset(host, values, where, where))
     return assets
 
 
-def _asset(host: str, values: dict[str, Any], where: Position) -> Asset:
+def _asset(host: str, values: dict[str, Any], where: Position, service_at: Position) -> Asset:
     crit = values.get("criticality", "")
     if crit and crit not in CRITICALITIES:
         hint = did_you_mean(crit, CRITICALITIES)
@@ -167,4 +171,5 @@ def _asset(host: str, values: dict[str, Any], where: Position) -> Asset:
         crit,
         addresses,
         extra,
+        service_at,
     )

@@ -36,6 +36,12 @@ _RELOAD_PROPERTIES: dict[str, Any] = {
     "at": {"type": "number"},
     "rules": {"type": "integer", "description": "rules active after the attempt"},
     "errors": {"type": "array", "items": _ERROR_ITEM},
+    "warnings": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "file:line:column: message, where the inventory or topology file disagrees with the"
+        " service catalogue (availability.services_file); the load went on",
+    },
 }
 _RELOAD = {"type": "object", "properties": _RELOAD_PROPERTIES}
 _CALENDAR = {

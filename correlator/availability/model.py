@@ -7,7 +7,7 @@ validated once at start with `file:line:col` errors (docs/metrics.md shows its f
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class Service:
     name: str
     target: float | None  # SLA availability target, None = availability.default_target
     root: Group
+    where: yamlfile.Position | None = field(default=None, compare=False)  # its name in the file
 
     def is_down(self, element_down: Callable[[Element], bool]) -> bool:
         return _down(self.root, element_down)
@@ -111,7 +112,10 @@ def parse_services(doc: Any, file: str = "<services>") -> ServiceModel:
                 f"{body.where(key)}: unknown key '{key}' in service '{name}'"
                 " (expected all_of, any_of, target, description)"
             )
-        services[name] = Service(name, None if target is None else float(target), _group(body, name))
+        position = where if isinstance(where, yamlfile.Position) else None
+        services[name] = Service(
+            name, None if target is None else float(target), _group(body, name), position
+        )
     seen = dict.fromkeys(cis)
     for s in services.values():
         seen.update(dict.fromkeys(ci for ci, _ in s.root.elements()))

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from correlator.availability.db import AvailabilityDB
-from correlator.availability.model import ServiceModel, load_services
+from correlator.availability.model import ServiceModel
 from correlator.availability.settings import AvailabilitySettings, parse_settings
 from correlator.availability.state import AvailabilityState, breached
 from correlator.clock import Clock
@@ -24,6 +24,7 @@ from correlator.errors import ConfigError
 from correlator.event import Event
 
 if TYPE_CHECKING:  # the pipeline package imports this stage
+    from correlator.catalogue import Catalogue
     from correlator.config import Config
     from correlator.pipeline import StageContext
 
@@ -41,12 +42,15 @@ class AvailabilityStage:
         self._restored = False
 
     @classmethod
-    def from_config(cls, config: Config) -> AvailabilityStage | None:
-        """None when no services file is configured: there is nothing to be available."""
+    def from_config(cls, config: Config, catalogue: Catalogue | None) -> AvailabilityStage | None:
+        """None when no services file is configured: there is nothing to be available. `catalogue`
+        is the services file, loaded once for the whole daemon (correlator/catalogue.py)."""
         settings = parse_settings(config.availability)
         if settings.services_file is None:
             return None
-        model = load_services(settings.services_file)
+        if catalogue is None:
+            raise ValueError("availability.services_file is set: pass its catalogue (load_catalogue)")
+        model = catalogue.model
         for m in settings.maintenance:
             unknown = sorted((m.services or frozenset()) - set(model.services))
             if unknown:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 
+from correlator.catalogue import load_catalogue
 from correlator.config import Config, load_config, parse_duration
 from correlator.replay import parse_events
 from correlator.rules.errors import RuleErrors
@@ -63,7 +64,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="configuration file (for rules_dir and inventory_file)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="configuration file (for rules_dir, inventory_file and availability.services_file)",
+    )
     p.add_argument("--inventory", type=Path, help="inventory file (default: inventory_file)")
 
 
@@ -79,9 +84,9 @@ def _local_config() -> Path | None:
 
 
 def check(args: argparse.Namespace) -> int:
-    _, rules_dir, inventory = _settings(args, args.dir)
+    config, rules_dir, inventory = _settings(args, args.dir)
     try:
-        rs = load_rules(rules_dir, inventory)
+        rs = load_rules(rules_dir, inventory, load_catalogue(config))  # checked as the daemon does
     except RuleErrors as e:
         for err in e.errors:
             print(err, file=sys.stderr)
@@ -91,7 +96,10 @@ def check(args: argparse.Namespace) -> int:
     for r in rs.rules:
         kinds[r.info.kind] = kinds.get(r.info.kind, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no rules"
-    print(f"{rules_dir}: OK: {len(rs.rules)} rules ({summary}) in {len(rs.files)} files")
+    for w in rs.warnings:  # disagreements with the service catalogue: the daemon loads the rules anyway
+        print(f"warning: {w}", file=sys.stderr)
+    warned = f", {len(rs.warnings)} warning(s)" if rs.warnings else ""
+    print(f"{rules_dir}: OK: {len(rs.rules)} rules ({summary}) in {len(rs.files)} files{warned}")
     return 0
 
 
@@ -142,7 +150,7 @@ def explain_cmd(args: argparse.Namespace) -> int:
     if not events:
         print(f"correlator rules explain: {args.event}: no events", file=sys.stderr)
         return 2
-    holder = RulesHolder(rules_dir, inventory)
+    holder = RulesHolder(rules_dir, inventory, load_catalogue(config))
     try:
         holder.load_initial()
     except RuleErrors as e:

@@ -139,9 +139,10 @@ def _group(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -
 def _topology(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
     path = ctx.rules_dir / v["topology"]
     try:
-        topo = load_topology(path)
+        topo = load_topology(path, ctx.catalogue)
     except TopologyError as err:
         raise RuleError(raw.where_value("topology"), f"topology: {err}") from None
+    ctx.warnings.extend(topo.warnings)
     ci = compile_field(v["ci"] or "host", raw.where("ci"))  # not state_getter: its default is severity
     e = TopologyRule(
         info.name,

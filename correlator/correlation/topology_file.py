@@ -8,6 +8,8 @@ Read by the topology/root-cause rule (topology.py). Format (YAML, positions kept
       srv-1: {depends_on: [dist-1], services: [billing, web]}
 
 `parents` (physical path) and `depends_on` (logical dependency) both make a CI upstream of this one.
+With a service catalogue (correlator/catalogue.py, `availability.services_file`) the services of a CI
+come from the catalogue instead, and per-CI `services:` that it does not back become warnings.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from correlator import yamlfile
+from correlator.catalogue import Catalogue, Claim, disagreements
 from correlator.errors import CorrelatorError, did_you_mean
 
 
@@ -30,6 +33,8 @@ class Topology:
     services: dict[str, tuple[str, ...]] = field(default_factory=dict)
     downstream: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _ancestors: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+    # What loading found against the catalogue, "file:line:col: ..." (the rule loader logs them).
+    warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def ancestors(self, ci: str) -> tuple[str, ...]:
         """Every CI upstream of `ci`, nearest first (breadth first), each once (computed at load)."""
@@ -68,17 +73,18 @@ class Topology:
 _CI_KEYS = ("parents", "depends_on", "services")
 
 
-def load_topology(path: Path) -> Topology:
+def load_topology(path: Path, catalogue: Catalogue | None = None) -> Topology:
     try:
         doc = yamlfile.load(path)
     except FileNotFoundError:
         raise TopologyError(f"{path}: no such topology file") from None
     except yamlfile.YamlError as e:
         raise TopologyError(str(e)) from None
-    return parse_topology(doc, str(path))
+    return parse_topology(doc, str(path), catalogue)
 
 
-def parse_topology(doc: Any, file: str) -> Topology:
+def parse_topology(doc: Any, file: str, catalogue: Catalogue | None = None) -> Topology:
+    """Without a catalogue a CI's services are its own `services:`; with one, the catalogue's."""
     if not isinstance(doc, yamlfile.YamlMap) or "cis" not in doc:
         raise TopologyError(f"{file}:1:1: a topology file is a mapping with a 'cis' mapping")
     cis = doc["cis"]
@@ -86,6 +92,7 @@ def parse_topology(doc: Any, file: str) -> Topology:
         raise TopologyError(f"{doc.where('cis')}: 'cis' must map CI names to their parents/services")
     upstream: dict[str, tuple[str, ...]] = {}
     services: dict[str, tuple[str, ...]] = {}
+    claims: list[Claim] = []
     for name, spec in cis.items():
         if spec is None:
             spec = {}
@@ -100,6 +107,7 @@ def parse_topology(doc: Any, file: str) -> Topology:
         listed = [*_names(spec, "parents", cis, name), *_names(spec, "depends_on", cis, name)]
         upstream[name] = tuple(dict.fromkeys(listed))
         services[name] = tuple(_names(spec, "services", cis, name))
+        claims.extend(_claims(name, services[name], spec, cis))
     for name, parents in upstream.items():
         for u in parents:
             if u not in upstream:
@@ -110,13 +118,41 @@ def parse_topology(doc: Any, file: str) -> Topology:
     for name, parents in upstream.items():
         for u in parents:
             downstream.setdefault(u, []).append(name)
-    topo = Topology(upstream, services, {k: tuple(v) for k, v in downstream.items()})
+    warnings: list[str] = []
+    if catalogue is not None:
+        warnings = _against(catalogue, claims)
+        services = dict(catalogue.by_ci)
+    topo = Topology(
+        upstream, services, {k: tuple(v) for k, v in downstream.items()}, warnings=tuple(warnings)
+    )
     for name in upstream:
         ancestors = topo._walk(name)
         if name in ancestors:
             raise TopologyError(f"{cis.where(name)}: CI {name!r} is upstream of itself (a cycle)")
         topo._ancestors[name] = ancestors
     return topo
+
+
+def _against(catalogue: Catalogue, claims: list[Claim]) -> list[str]:
+    if not claims:
+        return []
+    outcome = f"impacted_services follow {catalogue.file}"
+    found = disagreements(catalogue, claims, "CI {ci!r} lists service {service!r}", outcome)
+    listing = len({c.ci for c in claims})
+    deprecated = (
+        f"{claims[0].where}: per-CI 'services' in a topology file are deprecated while"
+        f" availability.services_file is set: impacted_services come from {catalogue.file}"
+        f" ({listing} CIs here list services; remove them)"
+    )
+    return [deprecated, *found]
+
+
+def _claims(ci: str, names: tuple[str, ...], spec: dict[str, Any], cis: yamlfile.YamlMap) -> list[Claim]:
+    raw = spec.get("services")
+    if isinstance(raw, yamlfile.YamlList):
+        return [Claim(ci, n, p) for n, p in zip(names, raw.item_positions, strict=True)]
+    where = spec.where_value("services") if isinstance(spec, yamlfile.YamlMap) else cis.where(ci)
+    return [Claim(ci, n, where) for n in names]
 
 
 def _names(spec: dict[str, Any], key: str, cis: yamlfile.YamlMap, ci: str) -> list[str]:

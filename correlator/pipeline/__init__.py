@@ -127,12 +127,15 @@ def build_pipeline(
     """collector -> queue -> [stages below] -> store.
 
     `rules` is the live rule set (reloadable); without one, the rules in config.rules_dir are loaded
-    once here (raising RuleErrors if they are broken). Without `incidents`, `changes`, `problems`
+    once here (raising RuleErrors if they are broken), with the service catalogue of
+    `availability.services_file`. The availability stage uses the holder's catalogue, the one
+    object topology and change management share (correlator/catalogue.py). Without `incidents`, `changes`, `problems`
     (replay), no ITSM stages. Stages with `take_pending` (correlate) also produce events on their own when the live
     ticker fires timers; `Pipeline.flush` sends those through the stages after them.
     """
     from correlator import capacity
     from correlator.availability import AvailabilityStage
+    from correlator.catalogue import load_catalogue
     from correlator.changes.stage import ChangeLinkStage, MaintenanceStage
     from correlator.correlation import correlate_stage
     from correlator.incidents.stage import IncidentStage
@@ -143,9 +146,9 @@ def build_pipeline(
     from correlator.rules.stage import FilterStage
 
     if rules is None:
-        rules = RulesHolder(config.rules_dir, config.inventory_file)
+        rules = RulesHolder(config.rules_dir, config.inventory_file, load_catalogue(config))
         rules.load_initial()
-    availability = AvailabilityStage.from_config(config)  # None without a services file
+    availability = AvailabilityStage.from_config(config, rules.catalogue)  # None without a services file
     return Pipeline(
         [
             NoisiestStage(),  # counts raw input, before the rules drop noise

@@ -7,14 +7,18 @@ a complete new RuleSet or a list of `file:line:column: message` errors and keeps
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from correlator import yamlfile
-from correlator.inventory import InventoryError, load_inventory
+from correlator.catalogue import Claim, disagreements
+from correlator.inventory import Inventory, InventoryError, load_inventory
 from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.registry import DEFAULT_KIND, BuildContext, RuleInfo, kinds
 from correlator.rules.ruleset import LoadedRule, RuleSet
 from correlator.yamlfile import Position, YamlList, YamlMap
+
+if TYPE_CHECKING:
+    from correlator.catalogue import Catalogue
 
 TEST_SUFFIXES = ("_test.yaml", "_test.yml")
 FILE_KEYS = ("rules",)
@@ -32,8 +36,11 @@ def rule_files(rules_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def load_rules(rules_dir: Path, inventory_file: Path | None = None) -> RuleSet:
-    """Compile the whole directory; raises RuleErrors listing every problem found."""
+def load_rules(
+    rules_dir: Path, inventory_file: Path | None = None, catalogue: Catalogue | None = None
+) -> RuleSet:
+    """Compile the whole directory; raises RuleErrors listing every problem found. With a service
+    catalogue, what the inventory and topology files say against it is in `RuleSet.warnings`."""
     if not rules_dir.is_dir():
         raise RuleErrors([RuleError(Position(str(rules_dir), 1, 1), "the rules directory does not exist")])
     try:
@@ -48,7 +55,9 @@ def load_rules(rules_dir: Path, inventory_file: Path | None = None) -> RuleSet:
             texts[str(path)] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             errors.append(RuleError(Position(str(path), 1, 1), f"cannot read: {e}"))
-    ctx = BuildContext(rules_dir, inventory)
+    ctx = BuildContext(rules_dir, inventory, catalogue)
+    if catalogue is not None:
+        ctx.warnings.extend(inventory_disagreements(inventory, catalogue))
     try:
         rules = compile_texts(texts, ctx)
     except RuleErrors as e:
@@ -56,7 +65,17 @@ def load_rules(rules_dir: Path, inventory_file: Path | None = None) -> RuleSet:
         rules = []
     if errors:
         raise RuleErrors(errors)
-    return RuleSet(rules, [str(p) for p in files], inventory, rules_dir)
+    # Rules sharing a topology file load it once each: say each thing once.
+    warnings = list(dict.fromkeys(ctx.warnings))
+    return RuleSet(rules, [str(p) for p in files], inventory, rules_dir, warnings=warnings)
+
+
+def inventory_disagreements(inventory: Inventory, catalogue: Catalogue) -> list[str]:
+    """Hosts whose `service` the catalogue does not back; enrichment still copies the column."""
+    claims = [Claim(a.host, a.service, a.where or inventory.source) for a in inventory if a.service]
+    return disagreements(
+        catalogue, claims, "host {ci!r} has service {service!r}", "events are still enriched with it"
+    )
 
 
 def compile_texts(texts: dict[str, str], ctx: BuildContext) -> list[LoadedRule]:

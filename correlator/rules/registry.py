@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from correlator.inventory import Inventory
 from correlator.rules.model import Bool, Key, Obj, Str
 from correlator.yamlfile import Position, YamlMap
+
+if TYPE_CHECKING:
+    from correlator.catalogue import Catalogue
 
 DEFAULT_KIND = "filter"
 
@@ -47,6 +50,8 @@ class BuildContext:
 
     rules_dir: Path
     inventory: Inventory
+    catalogue: Catalogue | None = None  # availability.services_file, shared with the rest of the daemon
+    warnings: list[str] = field(default_factory=list)  # "file:line:col: ..."; the load goes on
 
 
 Build = Callable[[RuleInfo, dict[str, Any], YamlMap, BuildContext], Any]

@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
@@ -19,6 +20,9 @@ from correlator.rules.errors import RuleError, RuleErrors
 from correlator.rules.loader import load_rules
 from correlator.rules.ruleset import RuleSet
 from correlator.rules.stats import STATS
+
+if TYPE_CHECKING:
+    from correlator.catalogue import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ LAST_SUCCESS = Gauge(
     "correlator_rules_last_reload_success_timestamp_seconds", "Time of the last successful rules load"
 )
 WATCHED_SUFFIXES = (".yaml", ".yml", ".csv")
+LOGGED_WARNINGS = 50  # per load; `correlator rules check` prints them all
 
 
 @dataclass
@@ -41,6 +46,7 @@ class ReloadResult:
     at: float
     rules: int
     errors: list[RuleError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -49,6 +55,7 @@ class ReloadResult:
             "at": self.at,
             "rules": self.rules,
             "errors": [e.as_dict() for e in self.errors],
+            "warnings": list(self.warnings),
         }
 
 
@@ -57,9 +64,12 @@ class RulesHolder:
 
     name = "rules"
 
-    def __init__(self, rules_dir: Path, inventory_file: Path | None = None) -> None:
+    def __init__(
+        self, rules_dir: Path, inventory_file: Path | None = None, catalogue: Catalogue | None = None
+    ) -> None:
         self.rules_dir = rules_dir
         self.inventory_file = inventory_file
+        self.catalogue = catalogue  # loaded once by the daemon; each load checks the files against it
         self.current = RuleSet()
         self.last: ReloadResult | None = None
         self._lock = asyncio.Lock()
@@ -95,7 +105,7 @@ class RulesHolder:
             log.warning("rules directory %s does not exist: running with no rules", self.rules_dir)
             return RuleSet(rules_dir=self.rules_dir)
         try:
-            return load_rules(self.rules_dir, self.inventory_file)
+            return load_rules(self.rules_dir, self.inventory_file, self.catalogue)
         except RuleErrors as e:
             return e
 
@@ -120,7 +130,8 @@ class RulesHolder:
         RELOADS.labels("success").inc()
         LAST_SUCCESS.set(now)
         log.info("rules %s: loaded %d rules from %d files", trigger, len(outcome.rules), len(outcome.files))
-        self.last = ReloadResult(True, trigger, now, len(outcome.rules))
+        _log_warnings(trigger, outcome.warnings)
+        self.last = ReloadResult(True, trigger, now, len(outcome.rules), warnings=outcome.warnings)
         return self.last
 
     def watched(self) -> list[Path]:
@@ -141,4 +152,15 @@ class RulesHolder:
             path.is_relative_to(rules_dir)
             and path.name.endswith(WATCHED_SUFFIXES)
             and not any(part.startswith(".") for part in path.relative_to(rules_dir).parts)
+        )
+
+
+def _log_warnings(trigger: str, warnings: list[str]) -> None:
+    for w in warnings[:LOGGED_WARNINGS]:
+        log.warning("rules %s: %s", trigger, w)
+    if len(warnings) > LOGGED_WARNINGS:
+        log.warning(
+            "rules %s: %d more warnings like these; `correlator rules check` lists them all",
+            trigger,
+            len(warnings) - LOGGED_WARNINGS,
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from correlator.availability import parse_services
+from correlator.catalogue import Catalogue
 from correlator.correlation.topology import TopologyRule
 from correlator.correlation.topology_file import TopologyError, parse_topology
 from correlator.yamlfile import loads
@@ -91,3 +93,72 @@ def test_topology_errors_name_the_place() -> None:
         parse_topology(loads("cis:\n  a: {parents: [b]}\n  b: {parents: [a]}\n", "t.yaml"), "t.yaml")
     with pytest.raises(TopologyError, match="did you mean 'parents'"):
         parse_topology(loads("cis:\n  a: {parent: [b]}\n", "t.yaml"), "t.yaml")
+
+
+# --- with a service catalogue (availability.services_file): it says which services a CI is in ---
+
+SERVICES = """\
+services:
+  billing:
+    all_of: [srv, {ci: db, resource: disk0}]
+  wifi:
+    any_of: [acc1, acc2]
+"""
+
+DISAGREEING = """\
+cis:
+  core: {}
+  dist: {parents: [core]}
+  acc1: {parents: [dist], services: [wifi]}
+  acc2: {parents: [dist], services: [voice]}
+  srv: {depends_on: [acc1], services: [billing, wifi]}
+"""
+
+
+def catalogue() -> Catalogue:
+    return Catalogue.of(parse_services(loads(SERVICES, "services.yaml"), "services.yaml"), "services.yaml")
+
+
+def with_catalogue(text: str = TOPOLOGY) -> TopologyRule:
+    topo = parse_topology(loads(text, "topology.yaml"), "topology.yaml", catalogue())
+    return TopologyRule("root-cause", m(type="nodeDown"), m(type="nodeUp"), topo)
+
+
+async def test_without_a_catalogue_impacted_services_come_from_the_topology_file() -> None:
+    run = Run(root_cause())
+    out = await run.feed(E(0, "nodeDown", "acc2"), E(1, "nodeDown", "acc1"), E(2, "nodeDown", "db"))
+    assert [e.attributes["impacted_services"] for e in out] == [[], ["billing", "wifi"], []]
+
+
+async def test_with_a_catalogue_impacted_services_are_the_catalogue_services_downstream() -> None:
+    run = Run(with_catalogue())
+    out = await run.feed(E(0, "nodeDown", "acc2"), E(1, "nodeDown", "srv"), E(2, "nodeDown", "db"))
+    # acc2 lists no service in the topology file but is a wifi member; srv's own file entry says
+    # billing only, and so does the catalogue; db is in no topology entry, only in the catalogue.
+    assert [e.attributes["impacted_services"] for e in out] == [["wifi"], ["billing"], ["billing"]]
+    out = await Run(with_catalogue()).feed(E(0, "nodeDown", "dist"))
+    assert out[0].attributes["impacted_services"] == ["billing", "wifi"]  # acc1, acc2, srv behind it
+
+
+def test_topology_services_the_catalogue_does_not_back_are_warned_once_with_their_place() -> None:
+    topo = parse_topology(loads(DISAGREEING, "topology.yaml"), "topology.yaml", catalogue())
+    assert topo.services["srv"] == ("billing",), "the catalogue wins"
+    assert topo.services["acc2"] == ("wifi",)
+    assert list(topo.warnings) == [
+        "topology.yaml:4:38: per-CI 'services' in a topology file are deprecated while"
+        " availability.services_file is set: impacted_services come from services.yaml"
+        " (3 CIs here list services; remove them)",
+        "topology.yaml:5:38: CI 'acc2' lists service 'voice', a service services.yaml does not define;"
+        " impacted_services follow services.yaml",
+        "topology.yaml:6:49: CI 'srv' lists service 'wifi', but 'wifi' in services.yaml"
+        " (services.yaml:4:3) does not have 'srv' as a member ('srv' is in: billing);"
+        " impacted_services follow services.yaml",
+    ]
+
+
+def test_a_topology_file_without_services_gives_no_warning() -> None:
+    plain = "cis:\n  core: {}\n  srv: {parents: [core]}\n"
+    assert parse_topology(loads(plain, "t.yaml"), "t.yaml", catalogue()).warnings == ()
+    assert parse_topology(loads(DISAGREEING, "t.yaml"), "t.yaml").warnings == (), (
+        "no catalogue: nothing to disagree with"
+    )
