@@ -56,7 +56,7 @@ def load_rules(rules_dir: Path, inventory_file: Path | None = None) -> RuleSet:
         rules = []
     if errors:
         raise RuleErrors(errors)
-    return RuleSet(rules, [str(p) for p in files], inventory, rules_dir)
+    return RuleSet(rules, [str(p) for p in files], inventory, rules_dir, data_files=ctx.data_files)
 
 
 def compile_texts(texts: dict[str, str], ctx: BuildContext) -> list[LoadedRule]:

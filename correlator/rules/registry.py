@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,8 @@ class BuildContext:
 
     rules_dir: Path
     inventory: Inventory
+    # Files besides the rule files that rules read while compiling (topology files): watched too.
+    data_files: list[Path] = field(default_factory=list)
 
 
 Build = Callable[[RuleInfo, dict[str, Any], YamlMap, BuildContext], Any]
