@@ -63,16 +63,9 @@ class Reloads:
                 log.warning("reload: file notifications unavailable (%s); polling for changes instead", e)
 
     async def _watch(self, debounce_ms: int, force_polling: bool) -> bool:
-        """Watch until a watched file is replaced (True: watch its successor) or the watcher ends."""
-        paths = []
-        for t in self.targets:
-            for p in t.watched():
-                if p.exists():
-                    paths.append(p.resolve())
-                else:
-                    log.warning(
-                        "reload: %s does not exist; not watching it (SIGHUP and the API reload it)", p
-                    )
+        """Watch until a watched file is replaced or a reload changed what is to be watched (True:
+        watch again), or the watcher ends."""
+        paths = self._paths(warn=True)
         if not paths:
             return False
         files = {p for p in paths if not p.is_dir()}
@@ -87,7 +80,21 @@ class Reloads:
             # file watch follows the old one: watch the path again.
             if any(kind is Change.deleted and Path(p) in files for kind, p in changes):
                 return True
+            if self._paths(warn=False) != paths:  # e.g. a topology rule now reads another file
+                return True
         return False
+
+    def _paths(self, warn: bool) -> list[Path]:
+        paths = []
+        for t in self.targets:
+            for p in t.watched():
+                if p.exists():
+                    paths.append(p.resolve())
+                elif warn:
+                    log.warning(
+                        "reload: %s does not exist; not watching it (SIGHUP and the API reload it)", p
+                    )
+        return paths
 
     def _relevant(self, change: Change, path: str) -> bool:
         return any(t.owns(Path(path)) for t in self.targets)

@@ -138,6 +138,7 @@ def _group(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -
 
 def _topology(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
     path = ctx.rules_dir / v["topology"]
+    ctx.data_files.append(path)  # a broken file must trigger a reload once fixed, too
     try:
         topo = load_topology(path, ctx.catalogue)
     except TopologyError as err:

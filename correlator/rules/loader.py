@@ -67,7 +67,9 @@ def load_rules(
         raise RuleErrors(errors)
     # Rules sharing a topology file load it once each: say each thing once.
     warnings = list(dict.fromkeys(ctx.warnings))
-    return RuleSet(rules, [str(p) for p in files], inventory, rules_dir, warnings=warnings)
+    return RuleSet(
+        rules, [str(p) for p in files], inventory, rules_dir, data_files=ctx.data_files, warnings=warnings
+    )
 
 
 def inventory_disagreements(inventory: Inventory, catalogue: Catalogue) -> list[str]:

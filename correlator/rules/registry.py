@@ -52,6 +52,8 @@ class BuildContext:
     inventory: Inventory
     catalogue: Catalogue | None = None  # availability.services_file, shared with the rest of the daemon
     warnings: list[str] = field(default_factory=list)  # "file:line:col: ..."; the load goes on
+    # Files besides the rule files that rules read while compiling (topology files): watched too.
+    data_files: list[Path] = field(default_factory=list)
 
 
 Build = Callable[[RuleInfo, dict[str, Any], YamlMap, BuildContext], Any]

@@ -141,11 +141,17 @@ class RulesHolder:
                 self.rules_dir,
             )
             return []
-        return [self.rules_dir] + ([self.inventory_file] if self.inventory_file is not None else [])
+        return [self.rules_dir, *self._files()]
+
+    def _files(self) -> list[Path]:
+        """The inventory and the files the loaded rules read (topology files)."""
+        inventory = [self.inventory_file] if self.inventory_file is not None else []
+        return inventory + self.current.data_files
 
     def owns(self, path: Path) -> bool:
-        """A rule file (not hidden, e.g. an editor's swap file) under the directory, or the inventory."""
-        if self.inventory_file is not None and path == self.inventory_file.resolve():
+        """A rule file (not hidden, e.g. an editor's swap file) under the directory, the inventory,
+        or a file the rules read."""
+        if any(path == f.resolve() for f in self._files()):
             return True
         rules_dir = self.rules_dir.resolve()
         return (

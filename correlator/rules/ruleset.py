@@ -96,6 +96,7 @@ class RuleSet:
     inventory: Inventory = field(default_factory=Inventory)
     rules_dir: Path | None = None
     loaded_at: float = field(default_factory=time.time)
+    data_files: list[Path] = field(default_factory=list)  # read by rules (topology files)
     warnings: list[str] = field(default_factory=list)  # what the files say against the service catalogue
 
     def __post_init__(self) -> None:

@@ -129,3 +129,37 @@ async def test_a_missing_file_is_not_watched_and_a_target_failing_does_not_stop_
     monkeypatch.setattr(mod, "awatch", fake_awatch)
     await Reloads([broken, ok]).watch()  # returns: the fake watcher ends, no exception escaped
     assert watched == [(broken.file.resolve(),)]
+
+
+async def test_a_topology_file_the_rules_read_is_watched_and_followed_when_the_rules_change(
+    tmp_path, monkeypatch
+):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.topology.yaml").write_text("cis:\n  core-1: {}\n")
+
+    def rule_file(topology: str) -> None:
+        (rules / "rc.yaml").write_text(
+            "rules:\n  - {name: rc, kind: topology, topology: ../" + topology + ".topology.yaml,"
+            " down: {type: node.down}, up: {type: node.up}}\n"
+        )
+
+    rule_file("a")
+    holder = RulesHolder(rules)
+    holder.load_initial()
+    assert holder.owns((tmp_path / "a.topology.yaml").resolve())
+    watched: list[set[Path]] = []
+
+    async def fake_awatch(*paths, **kw):
+        watched.append(set(paths))
+        if len(watched) == 1:  # an edit of the topology file reloads; then the rules switch files
+            yield {(mod.Change.modified, str((tmp_path / "a.topology.yaml").resolve()))}
+            rule_file("b")
+            yield {(mod.Change.modified, str((rules / "rc.yaml").resolve()))}
+
+    monkeypatch.setattr(mod, "awatch", fake_awatch)
+    await Reloads([holder]).watch()
+    assert (tmp_path / "a.topology.yaml").resolve() in watched[0]
+    assert (tmp_path / "b.topology.yaml").resolve() in watched[1]  # watched again, with the new file
+    assert (tmp_path / "a.topology.yaml").resolve() not in watched[1]
