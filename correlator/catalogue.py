@@ -2,7 +2,7 @@
 
 It is the availability services file (`availability.services_file`, docs/metrics.md), loaded once at
 start-up and shared: availability computes service state from it, topology root cause takes
-`impacted_services` from it, change management covers a service's CIs with it. The other files that
+`impacted_services` from it. The other files that
 name a CI's services (topology `services:`, the inventory's `service` column) are checked against it
 at each load: `disagreements` turns what they claim into warnings with their file:line.
 """

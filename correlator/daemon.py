@@ -72,8 +72,8 @@ class Daemon:
 async def build(config: Config) -> Daemon:
     """Validate everything first (collector settings included), then open the files."""
     data = config.storage.data_dir
-    # The service catalogue (availability.services_file): loaded once, shared by availability,
-    # topology root cause (impacted_services) and change management (the CIs of a service).
+    # The service catalogue (availability.services_file): loaded once, shared by availability
+    # and topology root cause (impacted_services).
     catalogue = load_catalogue(config)
     rules = RulesHolder(config.rules_dir, config.inventory_file, catalogue)
     try:
@@ -93,7 +93,7 @@ async def build(config: Config) -> Daemon:
     csettings = change_settings.parse_settings(config.changes)
     records = create_record_store(csettings.dsn or config.storage.dsn, data)
     ingest = Ingest(queue)
-    changes = ChangeService(records, csettings, clock, ingest.emit, incidents, catalogue)
+    changes = ChangeService(records, csettings, clock, ingest.emit, incidents)
     problems = ProblemService(records, problem_settings.parse_settings(config.problems), clock, incidents)
     pipeline = build_pipeline(config, rules, incidents, changes, problems)
     runner = PipelineRunner(queue, pipeline, store, clock, config.queue.batch_events)

@@ -1,22 +1,16 @@
 """Which change window covers an event: an index by CI and service of approved/in-progress changes.
 
 Rebuilt whenever a change is saved (rare); the pipeline asks it once per event with two dict reads.
-A change's services cover the events labelled with them (`attributes.service`) and, with a service
-catalogue (correlator/catalogue.py), the events of their member CIs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from correlator.changes.model import COVERING, Change
 from correlator.changes.topology import DependencyMap
 from correlator.event import Event
-
-if TYPE_CHECKING:
-    from correlator.catalogue import Catalogue
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,34 +19,19 @@ class Hit:
     direct: bool  # on the change's own CI or service; False: on a CI depending on one
 
 
-def service_cis(change: Change, catalogue: Catalogue | None) -> frozenset[str]:
-    """The member CIs of the change's services in the catalogue; none without one."""
-    if catalogue is None:
-        return frozenset()
-    return frozenset(ci for s in change.services for ci in catalogue.cis_of(s))
-
-
 class Scope:
-    def __init__(
-        self,
-        changes: Iterable[Change] = (),
-        deps: DependencyMap | None = None,
-        catalogue: Catalogue | None = None,
-    ) -> None:
+    def __init__(self, changes: Iterable[Change] = (), deps: DependencyMap | None = None) -> None:
         self._by_ci: dict[str, list[Hit]] = {}
         self._by_service: dict[str, list[Hit]] = {}
         deps = deps or DependencyMap()
         for c in changes:
             if c.state not in COVERING:
                 continue
-            # A service's members are its own CIs: direct. Their dependents are not added, since
-            # members are often shared gear (a core switch) that many other things depend on.
-            own = set(c.cis) | service_cis(c, catalogue)
-            for ci in own:
+            for ci in c.cis:
                 self._by_ci.setdefault(ci, []).append(Hit(c, True))
             for svc in c.services:
                 self._by_service.setdefault(svc, []).append(Hit(c, True))
-            for ci in {d for listed in c.cis for d in deps.dependents_of(listed)} - own:
+            for ci in {d for own in c.cis for d in deps.dependents_of(own)} - set(c.cis):
                 self._by_ci.setdefault(ci, []).append(Hit(c, False))
         for hits in (*self._by_ci.values(), *self._by_service.values()):
             hits.sort(key=lambda h: (not h.direct, h.change.id))  # direct first, then oldest change

@@ -21,7 +21,7 @@ from correlator import errors
 from correlator.changes import occurrences
 from correlator.changes.calendar import Calendar
 from correlator.changes.model import ACTIONS, COVERING, TRANSITIONS, Change, IllegalTransition, State
-from correlator.changes.scope import Scope, service_cis
+from correlator.changes.scope import Scope
 from correlator.changes.settings import ChangeSettings
 from correlator.changes.topology import DependencyMap
 from correlator.clock import Clock
@@ -30,7 +30,6 @@ from correlator.event import Event, Severity, new_id
 from correlator.records.store import LogEntry, RecordStore
 
 if TYPE_CHECKING:
-    from correlator.catalogue import Catalogue
     from correlator.incidents.model import Incident
     from correlator.incidents.service import IncidentService
 
@@ -66,14 +65,12 @@ class ChangeService:
         clock: Clock,
         emit: Emit | None = None,
         incidents: IncidentService | None = None,
-        catalogue: Catalogue | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.emit = emit
         self.incidents = incidents
-        self.catalogue = catalogue  # the daemon's one service catalogue: which CIs a service has
         self.scope = Scope()
         self._live: dict[int, Change] = {}
         self._calendar_keys: set[str] = set()
@@ -158,9 +155,8 @@ class ChangeService:
     # --- incidents ------------------------------------------------------------------------------
 
     def suspect_for(self, inc: Incident) -> Change | None:
-        """The latest change begun on the incident's CI, upstream of it, or on its service (named by
-        the incident, or having its CI as a member in the catalogue), whose window (plus the
-        suspect window) holds the incident's opening."""
+        """The latest change begun on the incident's CI, upstream of it, or on its service, whose
+        window (plus the suspect window) holds the incident's opening."""
         if not inc.host and not inc.service:
             return None
         cis = {inc.host} | set(self.settings.dependencies.upstream_of(inc.host))
@@ -175,11 +171,7 @@ class ChangeService:
                 ended = max(c.end, inc.opened_at) if c.state is State.IN_PROGRESS else c.end
             if inc.opened_at > ended + self.settings.suspect_window:
                 continue
-            if (
-                cis.isdisjoint(c.cis)
-                and inc.service not in c.services
-                and inc.host not in service_cis(c, self.catalogue)
-            ):
+            if cis.isdisjoint(c.cis) and inc.service not in c.services:
                 continue
             if best is None or begun > (best.started_at or best.start):
                 best = c
@@ -301,7 +293,7 @@ class ChangeService:
         self._calendar_keys = {
             c.calendar for c in self._live.values() if c.calendar is not None and not c.withdrawn
         }
-        self.scope = Scope(self._live.values(), self.settings.dependencies, self.catalogue)
+        self.scope = Scope(self._live.values(), self.settings.dependencies)
         counts = dict.fromkeys((State.REQUESTED, State.APPROVED, State.IN_PROGRESS), 0)
         for c in self._live.values():
             if c.state in counts:

@@ -102,8 +102,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[]
 
 @pytest.fixture
 async def make_world(backend, tmp_path):
-    """make_world(calendar_yaml=None, changes={}, problems={}, catalogue=None) -> an opened World;
-    closed after the test."""
+    """make_world(calendar_yaml=None, changes={}, problems={}) -> an opened World; closed after the test."""
     opened: list[World] = []
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
@@ -122,7 +121,7 @@ async def make_world(backend, tmp_path):
         async def emit(events: list[Event], source: str) -> None:
             world_emitted.extend(events)
 
-        changes = ChangeService(records, csettings, clock, emit, incidents, kw.get("catalogue"))
+        changes = ChangeService(records, csettings, clock, emit, incidents)
         await changes.open()
         problems = ProblemService(records, ProblemSettings(**kw.get("problems", {})), clock, incidents)
         await problems.open()
