@@ -1,8 +1,8 @@
 """The service catalogue: which CIs make up which business service, the one source of truth for it.
 
-It is the availability services file (`availability.services_file`, docs/metrics.md), loaded once at
-start-up and shared: availability computes service state from it, topology root cause takes
-`impacted_services` from it. The other files that
+It is the availability services file (`availability.services_file`, docs/metrics.md), loaded at
+start-up into one CatalogueHolder shared by availability (service state) and topology root cause
+(`impacted_services`); a reload (availability/reload.py) swaps `holder.current`. The other files that
 name a CI's services (topology `services:`, the inventory's `service` column) are checked against it
 at each load: `disagreements` turns what they claim into warnings with their file:line.
 """
@@ -51,10 +51,18 @@ class Catalogue:
         return service in self.members
 
 
-def load_catalogue(config: Config) -> Catalogue | None:
+@dataclass
+class CatalogueHolder:
+    """The catalogue serving now: readers take `current` when they use it, so a reload that swaps it
+    reaches availability and topology impact at once."""
+
+    current: Catalogue
+
+
+def load_catalogue(config: Config) -> CatalogueHolder | None:
     """The catalogue of `availability.services_file`; None when none is configured. Raises ConfigError."""
     path = parse_settings(config.availability).services_file
-    return None if path is None else catalogue_file(path)
+    return None if path is None else CatalogueHolder(catalogue_file(path))
 
 
 def catalogue_file(path: Path) -> Catalogue:

@@ -23,6 +23,9 @@ from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.auth import parse_tokens
 from correlator.api.common import AppState
+from correlator.availability import AvailabilityStage
+from correlator.availability import parse_settings as parse_availability
+from correlator.availability.reload import ServicesReloader
 from correlator.catalogue import load_catalogue
 from correlator.changes import settings as change_settings
 from correlator.changes.reload import CalendarReloader
@@ -63,7 +66,7 @@ class Daemon:
     collectors: list[Collector]
     scheduler: AsyncIOScheduler
     rules: RulesHolder
-    reloads: Reloads  # the rules and the calendar: file changes, SIGHUP, the API
+    reloads: Reloads  # the services file, the rules and the calendar: file changes, SIGHUP, the API
     incidents: IncidentService
     changes: ChangeService
     problems: ProblemService
@@ -72,8 +75,8 @@ class Daemon:
 async def build(config: Config) -> Daemon:
     """Validate everything first (collector settings included), then open the files."""
     data = config.storage.data_dir
-    # The service catalogue (availability.services_file): loaded once, shared by availability
-    # and topology root cause (impacted_services).
+    # The service catalogue (availability.services_file): one holder, shared by availability and
+    # topology root cause (impacted_services), swapped by its reloads.
     catalogue = load_catalogue(config)
     rules = RulesHolder(config.rules_dir, config.inventory_file, catalogue)
     try:
@@ -102,6 +105,11 @@ async def build(config: Config) -> Daemon:
     )
     app = make_app(state, config.http.max_body_bytes)
     reload_targets: list[Target] = [rules]
+    if catalogue is not None:  # first: the rules then reload against the catalogue it may have swapped
+        availability = pipeline.find("availability")
+        stage = availability if isinstance(availability, AvailabilityStage) else None
+        asettings = parse_availability(config.availability)
+        reload_targets.insert(0, ServicesReloader(catalogue, asettings, stage, rules, clock))
     if csettings.calendar_file is not None:
         reload_targets.append(CalendarReloader(changes, csettings.calendar_file, csettings.topology_file))
     reloads = Reloads(reload_targets)
@@ -171,7 +179,7 @@ async def run(config: Config) -> int:
         loop.add_signal_handler(sig, stop.set)
     sighups: set[asyncio.Task[object]] = set()
 
-    def on_sighup() -> None:  # reload the rules and the calendar; a broken file keeps its previous set
+    def on_sighup() -> None:  # reload every target; a broken file keeps its previous version
         task = asyncio.create_task(daemon.reloads.reload("SIGHUP"))
         sighups.add(task)
         task.add_done_callback(_sighup_done)

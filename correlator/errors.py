@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from correlator.yamlfile import Position
 
 
 class CorrelatorError(Exception):
@@ -15,6 +19,28 @@ class CorrelatorError(Exception):
 
 class ConfigError(CorrelatorError):
     """The configuration file or a command-line flag is invalid; stops start-up."""
+
+
+class FileError(ConfigError):
+    """One problem in a file operators edit and the daemon reloads: `str(e)` is
+    `file:line:column: message` where the place is known."""
+
+    def __init__(self, file: str, message: str, position: Position | None = None) -> None:
+        self.file = file
+        self.message = message
+        self.position = position
+        super().__init__(f"{position}: {message}" if position else message)
+
+    def as_dict(self) -> dict[str, object]:
+        """The shape of a rule error in the reload answers; line and column are null when unknown."""
+        p = self.position
+        return {
+            "file": self.file,
+            "line": p.line if p else None,
+            "column": p.column if p else None,
+            "message": self.message,
+            "text": str(self),
+        }
 
 
 class FieldError(CorrelatorError):

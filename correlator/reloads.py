@@ -1,8 +1,9 @@
 """Reloads of the files operators edit while the daemon runs: one file watcher and one entry point
 (SIGHUP, POST /api/v1/rules/reload) for every target.
 
-Each target parses its own files and keeps its last good version when they are broken: the rules
-and the inventory (rules/reload.py), the maintenance calendar (changes/reload.py).
+Each target parses its own files and keeps its last good version when they are broken: the services
+file (availability/reload.py), the rules and the inventory (rules/reload.py), the maintenance
+calendar (changes/reload.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """GET /api/v1/rules (loaded rules with hit counts, last reload and its errors) and POST .../reload.
 
-The reload call reloads every reload target (correlator/reloads.py): the rules, and the change
-calendar when one is configured; the calendar's outcome is shown beside the rules'.
+The reload call reloads every reload target (correlator/reloads.py): the services file and the change
+calendar when configured, and the rules; their outcomes are shown beside the rules'.
 """
 
 from __future__ import annotations
@@ -44,21 +44,37 @@ _RELOAD_PROPERTIES: dict[str, Any] = {
     },
 }
 _RELOAD = {"type": "object", "properties": _RELOAD_PROPERTIES}
+_FILE_RELOAD_PROPERTIES: dict[str, Any] = {
+    "ok": {"type": "boolean"},
+    "trigger": {"type": "string", "description": "file change, SIGHUP or api"},
+    "at": {"type": "number"},
+    "file": {"type": "string"},
+}
 _CALENDAR = {
     "type": "object",
     "nullable": True,
     "description": "the last reload of the change calendar (docs/changes.md); absent without `changes.calendar`",
     "properties": {
-        "ok": {"type": "boolean"},
-        "trigger": {"type": "string", "description": "file change, SIGHUP or api"},
-        "at": {"type": "number"},
-        "file": {"type": "string"},
+        **_FILE_RELOAD_PROPERTIES,
         "windows": {"type": "integer", "description": "windows of the calendar serving after the attempt"},
         "withdrawn": {
             "type": "array",
             "items": {"type": "string"},
             "description": "not-yet-started occurrences cancelled because their window was removed or changed",
         },
+        "errors": {"type": "array", "items": _ERROR_ITEM},
+    },
+}
+_SERVICES = {
+    "type": "object",
+    "nullable": True,
+    "description": "the last reload of the services file (availability.services_file, docs/metrics.md);"
+    " absent without one",
+    "properties": {
+        **_FILE_RELOAD_PROPERTIES,
+        "services": {"type": "integer", "description": "services of the catalogue serving after the attempt"},
+        "added": {"type": "array", "items": {"type": "string"}},
+        "removed": {"type": "array", "items": {"type": "string"}},
         "errors": {"type": "array", "items": _ERROR_ITEM},
     },
 }
@@ -88,6 +104,7 @@ _LISTING = {
         "inventory_hosts": {"type": "integer"},
         "rules": {"type": "array", "items": _RULE},
         "calendar": _CALENDAR,
+        "services": _SERVICES,
     },
 }
 
@@ -111,13 +128,20 @@ async def list_rules(request: web.Request) -> web.Response:
 
 _RELOADED = {
     "type": "object",
-    "description": "`ok` and `errors` cover the rules and the calendar; `rules` counts the active rules",
-    "properties": {**_RELOAD_PROPERTIES, "active_rules": {"type": "integer"}, "calendar": _CALENDAR},
+    "description": "`ok` and `errors` cover the rules, the services file and the calendar;"
+    " `rules` counts the active rules",
+    "properties": {
+        **_RELOAD_PROPERTIES,
+        "active_rules": {"type": "integer"},
+        "calendar": _CALENDAR,
+        "services": _SERVICES,
+    },
 }
 
 
 @operation(
-    summary="Reload the rule files (and the change calendar): validate, then swap in; on errors keep the old",
+    summary="Reload the rule files, the services file and the change calendar: validate, then swap in;"
+    " on errors keep the old",
     role="operator",
     tags=("rules",),
     responses={

@@ -24,7 +24,7 @@ from correlator.errors import ConfigError
 from correlator.event import Event
 
 if TYPE_CHECKING:  # the pipeline package imports this stage
-    from correlator.catalogue import Catalogue
+    from correlator.catalogue import CatalogueHolder
     from correlator.config import Config
     from correlator.pipeline import StageContext
 
@@ -42,23 +42,26 @@ class AvailabilityStage:
         self._restored = False
 
     @classmethod
-    def from_config(cls, config: Config, catalogue: Catalogue | None) -> AvailabilityStage | None:
+    def from_config(cls, config: Config, catalogue: CatalogueHolder | None) -> AvailabilityStage | None:
         """None when no services file is configured: there is nothing to be available. `catalogue`
-        is the services file, loaded once for the whole daemon (correlator/catalogue.py)."""
+        holds the services file for the whole daemon (correlator/catalogue.py)."""
         settings = parse_settings(config.availability)
         if settings.services_file is None:
             return None
         if catalogue is None:
             raise ValueError("availability.services_file is set: pass its catalogue (load_catalogue)")
-        model = catalogue.model
-        for m in settings.maintenance:
-            unknown = sorted((m.services or frozenset()) - set(model.services))
-            if unknown:
-                raise ConfigError(
-                    f"{m.where}'availability.maintenance': unknown service '{unknown[0]}'"
-                    f" (not in {settings.services_file})"
-                )
-        return cls(settings, model, config.storage.data_dir)
+        check_maintenance(settings, catalogue.current.model)
+        return cls(settings, catalogue.current.model, config.storage.data_dir)
+
+    async def use(self, model: ServiceModel, now: float) -> None:
+        """Serve a reloaded services file from the next batch on (AvailabilityState.swap); services
+        added back find the history persisted before their removal."""
+        services: list[tuple[str, float]] = []
+        outages: list[tuple[str, float, float | None]] = []
+        if self.db is not None:
+            _, services, outages = await self.db.load()
+        self.state.swap(model, services, outages, now)
+        await self._flush()
 
     async def open(self, clock: Clock) -> None:
         """Live mode: load the persisted history (replay never opens, so it never writes)."""
@@ -102,14 +105,26 @@ class AvailabilityStage:
         return events
 
     async def _flush(self) -> None:
-        ops = self.state.ops
-        if self.db is None:
-            ops.clear()
+        ops, self.state.ops = self.state.ops, []  # a reload may queue more while this one is written
+        if self.db is None or not ops:
             return
-        if ops:
-            # Kept on failure: the next batch retries them, and the stage error is counted meanwhile.
+        try:
             await self.db.apply(ops)
-            ops.clear()
+        except BaseException:
+            # Kept: the next batch retries them, and the stage error is counted meanwhile.
+            self.state.ops[:0] = ops
+            raise
+
+
+def check_maintenance(settings: AvailabilitySettings, model: ServiceModel) -> None:
+    """Raises ConfigError when `availability.maintenance` names a service the model does not define."""
+    for m in settings.maintenance:
+        unknown = sorted((m.services or frozenset()) - set(model.services))
+        if unknown:
+            raise ConfigError(
+                f"{m.where}'availability.maintenance': unknown service '{unknown[0]}'"
+                f" (not in {settings.services_file})"
+            )
 
 
 class AvailabilityExporter(Collector):

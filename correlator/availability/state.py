@@ -57,14 +57,27 @@ class AvailabilityState:
                 self.conditions.setdefault((ci, res), {})[typ] = t
             else:  # the services file no longer uses this element
                 self.ops.append(("cond_del", (ci, res, typ)))
-        since = dict(services)
-        for name in self.model.services:
+        self._track(self.model.services, services, outages, now)
+        for s in self.model.services.values():
+            self._settle(s, now)
+
+    def _track(
+        self,
+        names: Iterable[str],
+        services: Iterable[tuple[str, float]],
+        outages: Iterable[tuple[str, float, float | None]],
+        now: float,
+    ) -> None:
+        """Begin the history of services `names` from their persisted rows (tracked from `now` if none)."""
+        names = set(names)
+        since = {name: t for name, t in services if name in names}
+        for name in names:
             if name not in since:
                 since[name] = now
                 self.ops.append(("service", (name, now)))
             self.history[name] = ServiceHistory(since[name], self._maintenance(name))
         for name, start, end in outages:
-            h = self.history.get(name)
+            h = self.history.get(name) if name in names else None
             if h is None:
                 continue
             if end is None:
@@ -72,9 +85,37 @@ class AvailabilityState:
             else:
                 h.load_closed(start, end, keep=end >= now - self.longest)
             self.last_change[name] = max(self.last_change.get(name, 0.0), end or start)
-        for s in self.model.services.values():
-            h = self.history[s.name]
-            self.down[s.name] = h.open_since is not None
+        for name in names:
+            self.down[name] = self.history[name].open_since is not None
+
+    def swap(
+        self,
+        model: ServiceModel,
+        services: Iterable[tuple[str, float]],
+        outages: Iterable[tuple[str, float, float | None]],
+        now: float,
+    ) -> None:
+        """Serve a reloaded services file. Kept services keep their state and history; removed ones
+        are forgotten here (their persisted rows stay, for a revert); added ones start from their
+        persisted rows, if any, and from the conditions already known of their members. Then every
+        service is settled against its (maybe changed) members at `now`."""
+        fresh = AvailabilityState(self.settings, model)
+        for element, conds in self.conditions.items():
+            if element in fresh.tracked:
+                fresh.conditions[element] = conds
+            else:
+                self.ops.extend(("cond_del", (*element, typ)) for typ in conds)
+        for name in model.services.keys() & self.model.services.keys():
+            fresh.history[name] = self.history[name]
+            fresh.down[name] = self.down.get(name, False)
+            if name in self.last_change:
+                fresh.last_change[name] = self.last_change[name]
+        fresh.ops = self.ops
+        fresh._track(model.services.keys() - self.model.services.keys(), services, outages, now)
+        self.model, self.tracked, self.by_ci = fresh.model, fresh.tracked, fresh.by_ci
+        self.conditions, self.down = fresh.conditions, fresh.down
+        self.last_change, self.history = fresh.last_change, fresh.history
+        for s in model.services.values():
             self._settle(s, now)
 
     def _maintenance(self, service: str) -> list[tuple[float, float]]:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from correlator import yamlfile
 from correlator.changes.model import POLICIES, RISKS
 from correlator.changes.topology import DependencyMap
-from correlator.errors import ConfigError
+from correlator.errors import FileError
 from correlator.yamlfile import Position, YamlList, YamlMap
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -30,25 +30,8 @@ _WINDOW_KEYS = {
 }  # fmt: skip
 
 
-class CalendarError(ConfigError):
+class CalendarError(FileError):
     """One problem in the calendar file: `str(e)` is `file:line:column: message` where the place is known."""
-
-    def __init__(self, file: str, message: str, position: Position | None = None) -> None:
-        self.file = file
-        self.message = message
-        self.position = position
-        super().__init__(f"{position}: {message}" if position else message)
-
-    def as_dict(self) -> dict[str, object]:
-        """The shape of a rule error in the reload answers; line and column are null when unknown."""
-        p = self.position
-        return {
-            "file": self.file,
-            "line": p.line if p else None,
-            "column": p.column if p else None,
-            "message": self.message,
-            "text": str(self),
-        }
 
 
 @dataclass(frozen=True, slots=True)

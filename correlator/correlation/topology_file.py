@@ -9,7 +9,8 @@ Read by the topology/root-cause rule (topology.py). Format (YAML, positions kept
 
 `parents` (physical path) and `depends_on` (logical dependency) both make a CI upstream of this one.
 With a service catalogue (correlator/catalogue.py, `availability.services_file`) the services of a CI
-come from the catalogue instead, and per-CI `services:` that it does not back become warnings.
+come from the catalogue serving at the time of the event instead (a services reload reaches it
+without a rules reload), and per-CI `services:` that it does not back become warnings.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from correlator import yamlfile
-from correlator.catalogue import Catalogue, Claim, disagreements
+from correlator.catalogue import Catalogue, CatalogueHolder, Claim, disagreements
 from correlator.errors import CorrelatorError, did_you_mean
 
 
@@ -30,11 +31,12 @@ class TopologyError(CorrelatorError):
 @dataclass(frozen=True)
 class Topology:
     upstream: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    services: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    services: dict[str, tuple[str, ...]] = field(default_factory=dict)  # the file's own `services:`
     downstream: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _ancestors: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     # What loading found against the catalogue, "file:line:col: ..." (the rule loader logs them).
     warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    catalogue: CatalogueHolder | None = field(default=None, repr=False, compare=False)
 
     def ancestors(self, ci: str) -> tuple[str, ...]:
         """Every CI upstream of `ci`, nearest first (breadth first), each once (computed at load)."""
@@ -57,12 +59,13 @@ class Topology:
 
     def impacted_services(self, ci: str) -> list[str]:
         """Services on `ci` and on everything downstream of it, sorted."""
+        by_ci = self.services if self.catalogue is None else self.catalogue.current.by_ci
         seen = {ci}
         stack = [ci]
         services: set[str] = set()
         while stack:
             c = stack.pop()
-            services.update(self.services.get(c, ()))
+            services.update(by_ci.get(c, ()))
             for d in self.downstream.get(c, ()):
                 if d not in seen:
                     seen.add(d)
@@ -73,7 +76,7 @@ class Topology:
 _CI_KEYS = ("parents", "depends_on", "services")
 
 
-def load_topology(path: Path, catalogue: Catalogue | None = None) -> Topology:
+def load_topology(path: Path, catalogue: CatalogueHolder | None = None) -> Topology:
     try:
         doc = yamlfile.load(path)
     except FileNotFoundError:
@@ -83,7 +86,7 @@ def load_topology(path: Path, catalogue: Catalogue | None = None) -> Topology:
     return parse_topology(doc, str(path), catalogue)
 
 
-def parse_topology(doc: Any, file: str, catalogue: Catalogue | None = None) -> Topology:
+def parse_topology(doc: Any, file: str, catalogue: CatalogueHolder | None = None) -> Topology:
     """Without a catalogue a CI's services are its own `services:`; with one, the catalogue's."""
     if not isinstance(doc, yamlfile.YamlMap) or "cis" not in doc:
         raise TopologyError(f"{file}:1:1: a topology file is a mapping with a 'cis' mapping")
@@ -120,11 +123,9 @@ def parse_topology(doc: Any, file: str, catalogue: Catalogue | None = None) -> T
             downstream.setdefault(u, []).append(name)
     warnings: list[str] = []
     if catalogue is not None:
-        warnings = _against(catalogue, claims)
-        services = dict(catalogue.by_ci)
-    topo = Topology(
-        upstream, services, {k: tuple(v) for k, v in downstream.items()}, warnings=tuple(warnings)
-    )
+        warnings = _against(catalogue.current, claims)
+    downstream_of = {k: tuple(v) for k, v in downstream.items()}
+    topo = Topology(upstream, services, downstream_of, warnings=tuple(warnings), catalogue=catalogue)
     for name in upstream:
         ancestors = topo._walk(name)
         if name in ancestors:

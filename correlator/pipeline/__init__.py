@@ -128,8 +128,8 @@ def build_pipeline(
 
     `rules` is the live rule set (reloadable); without one, the rules in config.rules_dir are loaded
     once here (raising RuleErrors if they are broken), with the service catalogue of
-    `availability.services_file`. The availability stage uses the holder's catalogue, the one
-    object topology and change management share (correlator/catalogue.py). Without `incidents`, `changes`, `problems`
+    `availability.services_file`. The availability stage uses the rules' catalogue holder, the one
+    topology root cause reads (correlator/catalogue.py). Without `incidents`, `changes`, `problems`
     (replay), no ITSM stages. Stages with `take_pending` (correlate) also produce events on their own when the live
     ticker fires timers; `Pipeline.flush` sends those through the stages after them.
     """

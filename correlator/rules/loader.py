@@ -18,7 +18,7 @@ from correlator.rules.ruleset import LoadedRule, RuleSet
 from correlator.yamlfile import Position, YamlList, YamlMap
 
 if TYPE_CHECKING:
-    from correlator.catalogue import Catalogue
+    from correlator.catalogue import Catalogue, CatalogueHolder
 
 TEST_SUFFIXES = ("_test.yaml", "_test.yml")
 FILE_KEYS = ("rules",)
@@ -37,7 +37,7 @@ def rule_files(rules_dir: Path) -> list[Path]:
 
 
 def load_rules(
-    rules_dir: Path, inventory_file: Path | None = None, catalogue: Catalogue | None = None
+    rules_dir: Path, inventory_file: Path | None = None, catalogue: CatalogueHolder | None = None
 ) -> RuleSet:
     """Compile the whole directory; raises RuleErrors listing every problem found. With a service
     catalogue, what the inventory and topology files say against it is in `RuleSet.warnings`."""
@@ -57,7 +57,7 @@ def load_rules(
             errors.append(RuleError(Position(str(path), 1, 1), f"cannot read: {e}"))
     ctx = BuildContext(rules_dir, inventory, catalogue)
     if catalogue is not None:
-        ctx.warnings.extend(inventory_disagreements(inventory, catalogue))
+        ctx.warnings.extend(inventory_disagreements(inventory, catalogue.current))
     try:
         rules = compile_texts(texts, ctx)
     except RuleErrors as e:

@@ -17,7 +17,7 @@ from correlator.rules.model import Bool, Key, Obj, Str
 from correlator.yamlfile import Position, YamlMap
 
 if TYPE_CHECKING:
-    from correlator.catalogue import Catalogue
+    from correlator.catalogue import CatalogueHolder
 
 DEFAULT_KIND = "filter"
 
@@ -50,7 +50,7 @@ class BuildContext:
 
     rules_dir: Path
     inventory: Inventory
-    catalogue: Catalogue | None = None  # availability.services_file, shared with the rest of the daemon
+    catalogue: CatalogueHolder | None = None  # availability.services_file, shared with the rest of the daemon
     warnings: list[str] = field(default_factory=list)  # "file:line:col: ..."; the load goes on
     # Files besides the rule files that rules read while compiling (topology files): watched too.
     data_files: list[Path] = field(default_factory=list)

@@ -22,7 +22,7 @@ from correlator.rules.ruleset import RuleSet
 from correlator.rules.stats import STATS
 
 if TYPE_CHECKING:
-    from correlator.catalogue import Catalogue
+    from correlator.catalogue import CatalogueHolder
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,14 @@ class RulesHolder:
     name = "rules"
 
     def __init__(
-        self, rules_dir: Path, inventory_file: Path | None = None, catalogue: Catalogue | None = None
+        self,
+        rules_dir: Path,
+        inventory_file: Path | None = None,
+        catalogue: CatalogueHolder | None = None,
     ) -> None:
         self.rules_dir = rules_dir
         self.inventory_file = inventory_file
-        self.catalogue = catalogue  # loaded once by the daemon; each load checks the files against it
+        self.catalogue = catalogue  # the daemon's one holder; each load checks the files against it
         self.current = RuleSet()
         self.last: ReloadResult | None = None
         self._lock = asyncio.Lock()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -329,6 +330,51 @@ def test_figures_survive_a_restart(stack: tuple[DaemonProcess, Prometheus]):
         n: daemon.metric(n, {"service": "web-shop"} if "ci_up" not in n else {"ci": "dns1"}) for n in names
     }
     assert after == before
+
+
+def test_the_services_file_reloads_on_sighup_and_a_broken_one_keeps_serving(
+    stack: tuple[DaemonProcess, Prometheus],
+):
+    daemon, _ = stack
+    services = daemon.workdir / "services.yaml"
+    assert daemon.proc is not None
+
+    def body() -> str:
+        return daemon.request("GET", "/metrics")[2].decode()
+
+    outages = daemon.metric("correlator_outages_total", {"service": "web-shop"})
+    # dns removed, ntp added: no restart
+    services.write_text(
+        SERVICES.replace("  dns:\n    any_of: [dns1, dns2]\n", "  ntp:\n    any_of: [ntp1]\n")
+    )
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for(lambda: 'correlator_service_up{service="ntp"} 1.0' in body(), what="ntp exported")
+    assert 'service="dns"' not in body(), "the removed service's series are gone"
+    assert daemon.metric("correlator_service_up", {"service": "web-shop"}) == 0.0  # its state kept
+    assert daemon.metric("correlator_outages_total", {"service": "web-shop"}) == outages
+    services_last = daemon.get("/api/v1/rules")[1]["services"]
+    # the file watcher may have swapped it before the signal: whichever came second found no change
+    assert services_last["ok"] and services_last["services"] == 2, services_last
+
+    # A broken file: the reload API answers 422 with file:line; the last good catalogue serves
+    services.write_text("services:\n  web-shop:\n    all_of: []\n")
+    status, result = daemon.post_json("/api/v1/rules/reload", {})
+    assert status == 422 and result["ok"] is False and result["services"]["ok"] is False, result
+    [err] = result["services"]["errors"]
+    assert err["text"] == f"{services}:3:13: 'all_of' must be a non-empty list of members", err
+    assert err in result["errors"] and result["services"]["services"] == 2
+    assert daemon.metric("correlator_services_reload_failures_total") >= 1
+    assert daemon.metric("correlator_services_reload_failed") == 1
+    assert 'correlator_service_up{service="ntp"} 1.0' in body()
+
+    # Back to the file the module started with, for the tests after this one
+    services.write_text(SERVICES)
+    status, result = daemon.post_json("/api/v1/rules/reload", {})
+    assert status == 200 and result["services"]["ok"], result
+    daemon.wait_for(lambda: 'correlator_service_up{service="dns"}' in body(), what="dns back")
+    assert daemon.metric("correlator_services_reload_failed") == 0
+    # dns1 left the catalogue with dns: its down state was forgotten, it is up until it reports
+    assert daemon.metric("correlator_ci_up", {"ci": "dns1"}) == 1.0
 
 
 def test_docs_describe_every_exported_metric(stack: tuple[DaemonProcess, Prometheus]):

@@ -70,7 +70,9 @@ def test_loaded_from_availability_services_file(tmp_path: Path) -> None:
     assert load_catalogue(Config()) is None
     path = tmp_path / "services.yaml"
     path.write_text(SERVICES)
-    c = load_catalogue(Config(availability={"services_file": str(path)}))
-    assert c is not None and c.file == str(path) and c.services_of("dns2") == ("dns",)
+    holder = load_catalogue(Config(availability={"services_file": str(path)}))
+    assert holder is not None
+    c = holder.current
+    assert c.file == str(path) and c.services_of("dns2") == ("dns",)
     with pytest.raises(ConfigError, match="no such services file"):
         load_catalogue(Config(availability={"services_file": str(tmp_path / "missing.yaml")}))

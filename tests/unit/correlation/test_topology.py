@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from correlator.availability import parse_services
-from correlator.catalogue import Catalogue
+from correlator.catalogue import Catalogue, CatalogueHolder
 from correlator.correlation.topology import TopologyRule
 from correlator.correlation.topology_file import TopologyError, parse_topology
 from correlator.yamlfile import loads
@@ -115,12 +115,13 @@ cis:
 """
 
 
-def catalogue() -> Catalogue:
-    return Catalogue.of(parse_services(loads(SERVICES, "services.yaml"), "services.yaml"), "services.yaml")
+def catalogue(text: str = SERVICES) -> CatalogueHolder:
+    model = parse_services(loads(text, "services.yaml"), "services.yaml")
+    return CatalogueHolder(Catalogue.of(model, "services.yaml"))
 
 
-def with_catalogue(text: str = TOPOLOGY) -> TopologyRule:
-    topo = parse_topology(loads(text, "topology.yaml"), "topology.yaml", catalogue())
+def with_catalogue(text: str = TOPOLOGY, holder: CatalogueHolder | None = None) -> TopologyRule:
+    topo = parse_topology(loads(text, "topology.yaml"), "topology.yaml", holder or catalogue())
     return TopologyRule("root-cause", m(type="nodeDown"), m(type="nodeUp"), topo)
 
 
@@ -140,10 +141,22 @@ async def test_with_a_catalogue_impacted_services_are_the_catalogue_services_dow
     assert out[0].attributes["impacted_services"] == ["billing", "wifi"]  # acc1, acc2, srv behind it
 
 
+async def test_a_swapped_catalogue_gives_impacted_services_from_the_next_event_on() -> None:
+    holder = catalogue()
+    run = Run(with_catalogue(holder=holder))
+    [first] = await run.feed(E(0, "nodeDown", "acc2"))
+    holder.current = catalogue("services:\n  wlan:\n    any_of: [acc2]\n").current  # a services reload
+    [second] = await run.feed(E(1, "nodeDown", "srv"))
+    assert first.attributes["impacted_services"] == ["wifi"]
+    assert second.attributes["impacted_services"] == [], "srv is in no service any more"
+    [third] = await Run(with_catalogue(holder=holder)).feed(E(0, "nodeDown", "acc2"))
+    assert third.attributes["impacted_services"] == ["wlan"]
+
+
 def test_topology_services_the_catalogue_does_not_back_are_warned_once_with_their_place() -> None:
     topo = parse_topology(loads(DISAGREEING, "topology.yaml"), "topology.yaml", catalogue())
-    assert topo.services["srv"] == ("billing",), "the catalogue wins"
-    assert topo.services["acc2"] == ("wifi",)
+    assert topo.impacted_services("srv") == ["billing"], "the catalogue wins"
+    assert topo.impacted_services("acc2") == ["wifi"]
     assert list(topo.warnings) == [
         "topology.yaml:4:38: per-CI 'services' in a topology file are deprecated while"
         " availability.services_file is set: impacted_services come from services.yaml"

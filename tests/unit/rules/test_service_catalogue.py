@@ -116,7 +116,7 @@ async def test_one_catalogue_serves_availability_and_topology_impact(tmp_path):
     pipeline = build_pipeline(config)  # as replay builds it: the catalogue loaded here, once
     holder = pipeline.find("filter")._rules  # type: ignore[union-attr]
     assert holder.catalogue is not None
-    assert pipeline.find("availability").state.model is holder.catalogue.model  # type: ignore[union-attr]
+    assert pipeline.find("availability").state.model is holder.catalogue.current.model  # type: ignore[union-attr]
     out = await pipeline.run(
         [ev("db", "nodeDown", time=10.0, received=10.0)], StageContext(Clock(0), live=False)
     )
