@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from correlator import gctune, metrics
+from correlator import gctune, metrics, outbox_store
 from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.auth import parse_tokens
@@ -37,6 +37,7 @@ from correlator.correlation import lifecycle as correlation
 from correlator.errors import ConfigError
 from correlator.incidents import IncidentService, parse_settings
 from correlator.incidents import scheduler as incident_scheduler
+from correlator.incidents.notify import Notifier
 from correlator.incidents.store import create_store
 from correlator.ingest import Ingest
 from correlator.pipeline import build_pipeline
@@ -92,7 +93,10 @@ async def build(config: Config) -> Daemon:
     )
     settings = parse_settings(config.incidents)
     auth = parse_tokens(config.http.tokens)
-    incidents = IncidentService(create_store(settings.dsn or config.storage.dsn, data), settings, clock)
+    notifier = Notifier(settings.notify, data / outbox_store.FILE)
+    incidents = IncidentService(
+        create_store(settings.dsn or config.storage.dsn, data), settings, clock, notifier
+    )
     csettings = change_settings.parse_settings(config.changes)
     records = create_record_store(csettings.dsn or config.storage.dsn, data)
     ingest = Ingest(queue)

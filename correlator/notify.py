@@ -8,10 +8,13 @@ module owns the `correlation.notify` targets, the unknown-target rule and the re
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 
+from correlator import outbox_store
+from correlator.clock import Clock
 from correlator.config import Config, parse_duration
 from correlator.errors import ConfigError, did_you_mean
 from correlator.event import Event
@@ -47,7 +50,7 @@ WORKERS = 4  # per target: a busy target gets some parallelism, a dead one only 
 Target = Endpoint
 
 
-_TARGET_KEYS = ("url", "timeout", "retries", "backoff", "max_backoff", "headers")
+_TARGET_KEYS = ("url", "timeout", "retries", "backoff", "max_backoff", "headers", "max_age")
 
 
 def parse_targets(raw: dict[str, Any]) -> dict[str, Target]:
@@ -70,6 +73,7 @@ def parse_targets(raw: dict[str, Any]) -> dict[str, Target]:
             timeout = parse_duration(spec.get("timeout", 5.0))
             backoff = parse_duration(spec.get("backoff", 1.0))
             max_backoff = parse_duration(spec.get("max_backoff", 60.0))
+            max_age = parse_duration(spec.get("max_age", 86400.0))
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from None
         retries = spec.get("retries", 5)
@@ -78,7 +82,7 @@ def parse_targets(raw: dict[str, Any]) -> dict[str, Target]:
         headers = spec.get("headers", {})
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise ConfigError(f"{where}.headers: expected a mapping of header names to strings")
-        targets[name] = Target(name, url, timeout, retries, backoff, max_backoff, dict(headers))
+        targets[name] = Target(name, url, timeout, retries, backoff, max_backoff, dict(headers), max_age)
     return targets
 
 
@@ -86,10 +90,16 @@ class WebhookSender:
     """The notify stage's outbox: drops (and counts under target="unknown") requests for unknown targets."""
 
     def __init__(
-        self, targets: dict[str, Target], queue_size: int = QUEUE_SIZE, workers: int = WORKERS
+        self,
+        targets: dict[str, Target],
+        queue_size: int = QUEUE_SIZE,
+        workers: int = WORKERS,
+        path: Path | None = None,  # outbox.db; None: in memory only
     ) -> None:
         self.targets = targets
-        self.outbox = Outbox(targets, METERS, label="notify", queue_size=queue_size, workers=workers)
+        self.outbox = Outbox(
+            targets, METERS, label="notify", queue_size=queue_size, workers=workers, path=path
+        )
 
     async def start(self) -> None:
         await self.outbox.start()
@@ -133,9 +143,17 @@ class Notify:
             self.sender.submit(r)
         return events
 
+    async def open(self, clock: Clock) -> None:
+        """Live only (Pipeline.open): send what the previous run left in outbox.db."""
+        await self.sender.start()
+
+    async def close(self) -> None:
+        await self.sender.aclose(0.0)  # after aclose (shutdown) there is nothing left to do
+
     async def aclose(self) -> None:
         await self.sender.aclose()
 
 
 def notify_stage(config: Config) -> Notify:
-    return Notify(WebhookSender(parse_targets(config.correlation.notify)))
+    path = config.storage.data_dir / outbox_store.FILE
+    return Notify(WebhookSender(parse_targets(config.correlation.notify), path=path))

@@ -2,12 +2,14 @@
 
 Bodies are rendered when the change is saved (a snapshot) from a `string.Template` (no code in
 config), then handed to an Outbox (correlator/outbox.py): one queue and worker per target with
-retries, so a slow or dead receiver never holds up the pipeline or another target.
+retries, saved in outbox.db until sent, so a slow or dead receiver never holds up the pipeline or
+another target, and a restart loses none.
 """
 
 from __future__ import annotations
 
 import string
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -70,6 +72,7 @@ def endpoint(target: NotifyTarget) -> Endpoint:
         backoff=target.retry_delay,
         max_backoff=MAX_RETRY_DELAY,
         headers={"Content-Type": target.content_type, **dict(target.headers)},
+        max_age=target.max_age,
     )
 
 
@@ -77,13 +80,14 @@ class Notifier:
     """Renders each notice for the targets that want it and queues it; one worker per target keeps
     a target's notices in order (open before resolve)."""
 
-    def __init__(self, targets: dict[str, NotifyTarget]) -> None:
+    def __init__(self, targets: dict[str, NotifyTarget], path: Path | None = None) -> None:
         self._targets = targets
         self._outbox = Outbox(
             {name: endpoint(t) for name, t in targets.items()},
             Meters(NOTIFICATIONS),
             label="incident notify",
             queue_size=QUEUE_SIZE,
+            path=path,  # outbox.db; None: in memory only
         )
 
     @property

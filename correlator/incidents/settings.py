@@ -36,6 +36,7 @@ class NotifyTarget:
     timeout: float = 5.0
     retries: int = 3
     retry_delay: float = 1.0
+    max_age: float = 86400.0  # older notices are dropped, not sent late
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,9 @@ _KEYS = {
     "escalation",
     "notify",
 }
-_TARGET_KEYS = {"url", "send_on", "template", "content_type", "headers", "timeout", "retries", "retry_delay"}
+_TARGET_KEYS = {
+    "url", "send_on", "template", "content_type", "headers", "timeout", "retries", "retry_delay", "max_age"
+}  # fmt: skip
 _STEP_KEYS = {"after", "level", "until", "notify"}
 
 
@@ -152,6 +155,7 @@ def _targets(raw: Any) -> dict[str, NotifyTarget]:
             timeout=_duration(spec, "timeout", f"{where}.timeout", 5.0),
             retries=retries,
             retry_delay=_duration(spec, "retry_delay", f"{where}.retry_delay", 1.0),
+            max_age=_duration(spec, "max_age", f"{where}.max_age", 86400.0),
         )
     return out
 

@@ -6,7 +6,9 @@ Schema versions are applied in order on open (PRAGMA user_version).
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
@@ -180,6 +182,18 @@ async def open_sqlite(
         await db.close()
         raise
     return db
+
+
+@contextlib.asynccontextmanager
+async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """BEGIN ... COMMIT on an autocommit connection (open_sqlite's); ROLLBACK if the block raises."""
+    await db.execute("BEGIN")
+    try:
+        yield db
+        await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
 
 
 async def migrate(db: aiosqlite.Connection, migrations: list[str]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from prometheus_client import REGISTRY
 from correlator.event import Severity
 from correlator.incidents.notify import Notifier, render
 from correlator.incidents.settings import parse_settings
+from correlator.outbox_store import Notice, OutboxStore
 from tests.support.http import serve_posts
 from tests.unit.incidents.conftest import T0, request
 
@@ -133,3 +135,26 @@ def test_template_values_are_json_escaped_only_for_json_bodies():
     doc = {"title": 'a "b"\nc'}
     assert orjson.loads(render(s.notify["j"], "open", doc)) == {"t": 'a "b"\nc', "x": "$unknown"}
     assert render(s.notify["t"], "open", doc) == b'a "b"\nc\n'
+
+
+async def test_a_notice_left_by_the_previous_run_keeps_its_content_type_and_takes_todays_headers(
+    receiver, tmp_path
+):
+    """Saved with the Content-Type its body was rendered for; other headers (tokens) are read from
+    the configuration at sending time, never stored."""
+    base, got, _ = receiver
+    db = tmp_path / "outbox.db"
+    store = OutboxStore(db, "incident notify")
+    await store.open()
+    await store.write(
+        [Notice("n1", "chat", b"INC-000001 opened", time.time(), {"Content-Type": "text/plain"})], [], []
+    )
+    await store.close()
+    n = Notifier(settings(base).notify, db)
+    await n.start()
+    await n.drain(30)
+    await n.stop()
+    assert [(path, body) for path, body, _ in got] == [("/chat", b"INC-000001 opened")]
+    headers = got[0][2]
+    assert headers["Content-Type"] == "text/plain" and headers["X-Team"] == "noc"
+    assert parse_settings({"notify": {"x": {"url": base, "max_age": "2h"}}}).notify["x"].max_age == 7200

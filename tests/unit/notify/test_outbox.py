@@ -1,17 +1,21 @@
 """The shared webhook outbox against a real aiohttp server on 127.0.0.1: retries, the final-4xx rule,
-Retry-After, a full queue, and targets that cannot hold each other up."""
+Retry-After, a full queue, targets that cannot hold each other up, and notices that outlive a restart
+(outbox.db: an Outbox closed and opened again on the same file is a restart)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from email.utils import formatdate
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from prometheus_client import Counter
 
 from correlator.outbox import Endpoint, Meters, Outbox, retry_delay
+from correlator.outbox_store import Notice, OutboxStore
 from tests.support.http import serve_posts
 
 GUARD = 30.0  # seconds: only a hang guard, never a speed assertion
@@ -181,3 +185,136 @@ async def test_a_dead_target_does_not_delay_another(receiver: tuple[Receiver, st
     await box.drain(GUARD)
     await box.aclose()
     assert count(m, "live", "sent") == 1 and count(m, "dead", "sent") == 5
+
+
+# --- durability (outbox.db) ---------------------------------------------------------------------
+
+
+async def saved(path: Path, box: str = "test") -> list[Notice]:
+    """What a restart would find in the file."""
+    store = OutboxStore(path, box)
+    try:
+        return await store.open()
+    finally:
+        await store.close()
+
+
+async def leave(path: Path, *notices: Notice, box: str = "test") -> None:
+    """Notices as a previous run left them."""
+    store = OutboxStore(path, box)
+    await store.open()
+    await store.write(list(notices), [], [])
+    await store.close()
+
+
+async def test_a_notice_queued_while_the_target_is_down_is_delivered_after_a_restart(
+    receiver: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    rec, base = receiver
+    rec.held.add("a")  # the receiver takes the request and never answers: down
+    db = tmp_path / "outbox.db"
+    ep = Endpoint("a", f"{base}/a", timeout=3600)
+    box = Outbox({"a": ep}, meters(), label="test", queue_size=10, path=db)
+    await box.start()
+    assert box.put("a", b'{"page": "noc"}')
+    await asyncio.wait_for(rec.waiting.wait(), GUARD)
+    await box.aclose(grace=0)  # the restart: the attempt in flight is abandoned
+    assert [n.body for n in await saved(db)] == [b'{"page": "noc"}']
+
+    rec.release.set()  # the target is back
+    m = meters()
+    box = Outbox({"a": ep}, m, label="test", queue_size=10, path=db)
+    await box.start()
+    await box.drain(GUARD)
+    await box.aclose()
+    assert rec.bodies["a"] == [b'{"page": "noc"}'] * 2  # at least once: the first try never answered
+    assert count(m, "a", "sent") == 1
+    assert await saved(db) == []
+
+
+async def test_a_delivered_notice_is_not_sent_again_after_a_restart(
+    receiver: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    rec, base = receiver
+    rec.answers["a"] = [(503, {"Retry-After": "0"})]  # one retry saved, then the final outcome
+    db = tmp_path / "outbox.db"
+    ep = Endpoint("a", f"{base}/a")
+    box = Outbox({"a": ep}, meters(), label="test", queue_size=10, path=db)
+    await box.start()
+    box.put("a", b"1")
+    await box.drain(GUARD)
+    await box.aclose()
+    assert rec.bodies["a"] == [b"1", b"1"] and await saved(db) == []
+
+    m = meters()
+    box = Outbox({"a": ep}, m, label="test", queue_size=10, path=db)
+    await box.start()
+    await box.drain(GUARD)
+    await box.aclose()
+    assert rec.bodies["a"] == [b"1", b"1"] and count(m, "a", "sent") == 0
+
+
+async def test_attempts_made_before_a_restart_count_towards_the_retries(
+    receiver: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    rec, base = receiver
+    rec.answers["a"] = [(503, {})] * 5
+    db = tmp_path / "outbox.db"
+    await leave(db, Notice("n1", "a", b"x", time.time(), attempts=2))
+    m = meters()
+    box = Outbox({"a": Endpoint("a", f"{base}/a", retries=2)}, m, label="test", queue_size=10, path=db)
+    await box.start()
+    await box.drain(GUARD)
+    await box.aclose()
+    assert len(rec.bodies["a"]) == 1 and count(m, "a", "failed") == 1
+    assert await saved(db) == []
+
+
+async def test_a_notice_older_than_max_age_is_dropped_not_sent_late(
+    receiver: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    rec, base = receiver
+    db = tmp_path / "outbox.db"
+    day = 86400.0
+    await leave(
+        db,
+        Notice("old", "a", b"stale", time.time() - day - 60),  # the default max_age is a day
+        Notice("new", "a", b"fresh", time.time() - day + 3600),
+    )
+    m = meters()
+    box = Outbox({"a": Endpoint("a", f"{base}/a")}, m, label="test", queue_size=10, path=db)
+    await box.start()
+    await box.drain(GUARD)
+    await box.aclose()
+    assert rec.bodies["a"] == [b"fresh"]
+    assert count(m, "a", "expired") == 1 and count(m, "a", "sent") == 1
+    assert await saved(db) == []
+
+
+async def test_notices_for_a_target_no_longer_configured_are_dropped_at_start(
+    receiver: tuple[Receiver, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec, base = receiver
+    db = tmp_path / "outbox.db"
+    await leave(db, Notice("g1", "gone", b"1", time.time()), Notice("g2", "gone", b"2", time.time()))
+    await leave(db, Notice("k1", "kept", b"3", time.time()), box="other feature")
+    m = meters()
+    box = Outbox({"a": Endpoint("a", f"{base}/a")}, m, label="test", queue_size=10, path=db)
+    await box.start()
+    await box.drain(GUARD)
+    await box.aclose()
+    assert count(m, "gone", "dropped") == 2 and rec.bodies == {}
+    assert [r.getMessage() for r in caplog.records if "no longer configured" in r.getMessage()] == [
+        "test: dropped notices left for targets no longer configured: gone (2)"
+    ]
+    assert await saved(db) == [] and len(await saved(db, "other feature")) == 1  # not this box's
+
+
+async def test_the_queue_stays_bounded_while_notices_wait_to_be_saved(tmp_path: Path) -> None:
+    m = meters()
+    box = Outbox(
+        {"a": Endpoint("a", "http://127.0.0.1:1/a")}, m, label="test", queue_size=2, path=tmp_path / "o.db"
+    )
+    assert box.put("a", b"1") and box.put("a", b"2")
+    assert not box.put("a", b"3") and count(m, "a", "dropped") == 1
+    await box.aclose()

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 import pytest
 from aiohttp import web
 
 from correlator.clock import Clock
-from correlator.config import ConfigError
+from correlator.config import Config, ConfigError, CorrelationConfig, StorageConfig
 from correlator.event import Event
-from correlator.notify import NOTIFICATIONS, Notify, Target, WebhookSender, parse_targets, retry_delay
+from correlator.notify import (
+    NOTIFICATIONS,
+    Notify,
+    Target,
+    WebhookSender,
+    notify_stage,
+    parse_targets,
+    retry_delay,
+)
 from correlator.pipeline import StageContext
 from correlator.responses import IncidentRequest, NotifyRequest
 from tests.support.daemon import free_port
@@ -114,6 +123,29 @@ async def test_stage_takes_only_notify_requests_and_never_sends_in_replay(
     await stage.sender.drain()
     await stage.aclose()
     assert len(rec.bodies) == 1
+
+
+async def test_replay_neither_saves_nor_sends_and_a_live_start_sends_what_was_saved(
+    receiver: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    rec, url = receiver
+    config = Config(
+        storage=StorageConfig(data_dir=tmp_path),
+        correlation=CorrelationConfig(notify={"noc": {"url": url, "max_age": "1h"}}),
+    )
+    replay = notify_stage(config)  # replay and rule tests never open the pipeline
+    await replay([], StageContext(Clock(0), live=False, responses=[request()]))
+    await replay.close()
+    assert not (tmp_path / "outbox.db").exists() and rec.bodies == []
+
+    live = notify_stage(config)
+    assert live.sender.targets["noc"].max_age == 3600
+    await live.open(Clock(0))  # Pipeline.open, live only
+    await live([], StageContext(Clock(0), live=True, responses=[request()]))
+    await live.sender.drain()
+    await live.aclose()
+    await live.close()
+    assert len(rec.bodies) == 1 and (tmp_path / "outbox.db").exists()
 
 
 def test_target_configuration_errors_say_where() -> None:
