@@ -7,22 +7,28 @@ import json
 from correlator.cli import main
 
 
-def test_replay_uses_the_given_rules(tmp_path, capsys):
+def recording(tmp_path, rule_lines: str, events: list[dict]) -> tuple:
+    """A rules directory with one rule file, and an NDJSON recording of `events`."""
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "r.yaml").write_text(
-        "rules:\n"
+    (rules / "r.yaml").write_text("rules:\n" + rule_lines)
+    path = tmp_path / "events.ndjson"
+    path.write_text("".join(json.dumps(d) + "\n" for d in events))
+    return rules, path
+
+
+def test_replay_uses_the_given_rules(tmp_path, capsys):
+    rules, events = recording(
+        tmp_path,
         "  - {name: drop-noise, match: {type: noise}, drop: true}\n"
-        "  - {name: fold-x, match: {type: x}, dedup: 5m, classify: {severity: major}}\n"
+        "  - {name: fold-x, match: {type: x}, dedup: 5m, classify: {severity: major}}\n",
+        [
+            {"host": "h", "type": "x", "time": 1000},
+            {"host": "h", "type": "noise", "time": 1001},
+            {"host": "h", "type": "x", "time": 1060},
+            {"host": "h", "type": "x", "time": 1400},
+        ],
     )
-    events = tmp_path / "events.ndjson"
-    lines = [
-        {"host": "h", "type": "x", "time": 1000},
-        {"host": "h", "type": "noise", "time": 1001},
-        {"host": "h", "type": "x", "time": 1060},
-        {"host": "h", "type": "x", "time": 1400},
-    ]
-    events.write_text("".join(json.dumps(d) + "\n" for d in lines))
     out = tmp_path / "out.ndjson"
     assert main(["replay", str(events), "--rules", str(rules), "-o", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -41,15 +47,12 @@ def test_replay_with_broken_rules_says_where(tmp_path, capsys):
 
 
 def test_replay_wait_lets_timers_due_after_the_last_event_fire(tmp_path, capsys):
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "r.yaml").write_text(
-        "rules:\n"
+    rules, events = recording(
+        tmp_path,
         "  - {name: link, kind: pair, match: {type: down}, close: {type: up}, group_by: [host],"
-        " within: 30s, on_timeout: [{annotate: {seen: 'yes'}}]}\n"
+        " within: 30s, on_timeout: [{annotate: {seen: 'yes'}}]}\n",
+        [{"host": "h", "type": "down", "time": 1000}],
     )
-    events = tmp_path / "events.ndjson"
-    events.write_text(json.dumps({"host": "h", "type": "down", "time": 1000}) + "\n")
     for wait, expected in (([], ["down"]), (["--wait", "1m"], ["down", "link.timeout"])):
         out = tmp_path / "out.ndjson"
         assert main(["replay", str(events), "--rules", str(rules), "-o", str(out), *wait]) == 0
