@@ -125,6 +125,14 @@ class ServicesReloader:
 
     def _load(self) -> Catalogue:
         catalogue = catalogue_file(self.file)
+        if not catalogue.model.services and not catalogue.model.cis:
+            # What a watcher sees between an editor truncating the file and writing it again; a
+            # reload never empties the catalogue (every service would lose its state).
+            raise ConfigError(
+                f"{self.file}:1:1: the services file defines no services and no CIs; a reload never"
+                " empties the catalogue (to switch availability off, remove availability.services_file"
+                " and restart)"
+            )
         check_maintenance(self.settings, catalogue.model)
         return catalogue
 

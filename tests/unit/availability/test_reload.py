@@ -124,6 +124,11 @@ async def test_a_broken_file_keeps_the_last_good_catalogue_and_names_file_and_li
         assert metric("correlator_services_reload_failed") == 1
         assert ("correlator_service_up", (("service", "mail"),)) in samples(clock, stage)
 
+        path.write_text("")  # caught between an editor's truncate and write
+        result = await reloader.reload("file change")
+        assert not result.ok and result.services == 2 and reloader.holder.current is serving
+        assert "defines no services and no CIs" in str(result.errors[0])
+
         path.unlink()
         result = await reloader.reload("api")
         assert not result.ok and result.errors[0].as_dict()["line"] is None
