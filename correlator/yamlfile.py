@@ -111,3 +111,12 @@ def loads(text: str, file: str = "<string>") -> Any:
 
 def load(path: Path) -> Any:
     return loads(path.read_text(encoding="utf-8"), str(path))
+
+
+def empty_file(path: Path) -> bool:
+    """Whether an existing file holds only whitespace: what a file watcher may read between an
+    editor truncating a file and writing it again, so reloads refuse it rather than act on it."""
+    try:
+        return not path.read_bytes().strip()
+    except FileNotFoundError:
+        return False  # the loader says "no such file" with the key to set

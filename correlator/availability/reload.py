@@ -24,7 +24,7 @@ from correlator.catalogue import Catalogue, CatalogueHolder, catalogue_file
 from correlator.clock import Clock
 from correlator.errors import ConfigError, FileError
 from correlator.rules.reload import RulesHolder
-from correlator.yamlfile import Position
+from correlator.yamlfile import Position, empty_file
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +124,14 @@ class ServicesReloader:
             return self.last
 
     def _load(self) -> Catalogue:
-        catalogue = catalogue_file(self.file)
-        if not catalogue.model.services and not catalogue.model.cis:
-            # What a watcher sees between an editor truncating the file and writing it again; a
-            # reload never empties the catalogue (every service would lose its state).
+        if empty_file(self.file):
+            # Read between an editor's truncate and its write, it would drop every service and its
+            # state; emptying the catalogue on purpose is `services: {}`.
             raise ConfigError(
-                f"{self.file}:1:1: the services file defines no services and no CIs; a reload never"
-                " empties the catalogue (to switch availability off, remove availability.services_file"
-                " and restart)"
+                f"{self.file}:1:1: the services file is empty, taken as being written; to remove"
+                " every service write 'services: {}'"
             )
+        catalogue = catalogue_file(self.file)
         check_maintenance(self.settings, catalogue.model)
         return catalogue
 

@@ -20,6 +20,7 @@ from correlator.changes.calendar import Calendar, CalendarError, load_calendar
 from correlator.changes.service import ChangeService
 from correlator.changes.topology import DependencyMap, load_dependencies
 from correlator.errors import ConfigError
+from correlator.yamlfile import Position, empty_file
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,15 @@ class CalendarReloader:
             return self.last
 
     def _load(self) -> tuple[Calendar, DependencyMap]:
+        if empty_file(self.calendar_file):
+            # Read between an editor's truncate and its write, it would withdraw every future
+            # occurrence; clearing the calendar on purpose is `windows: []`.
+            raise CalendarError(
+                str(self.calendar_file),
+                "the calendar file is empty, taken as being written; to remove every window write"
+                " 'windows: []'",
+                Position(str(self.calendar_file), 1, 1),
+            )
         calendar = load_calendar(self.calendar_file)
         try:
             return calendar, load_dependencies(calendar.dependencies, self.topology_file)

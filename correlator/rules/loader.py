@@ -36,8 +36,17 @@ def rule_files(rules_dir: Path) -> list[Path]:
     return sorted(found)
 
 
+EMPTY_WHILE_WRITTEN = (
+    "the file is empty; it held rules before, so it is taken as being written (an editor truncates,"
+    " then writes): to remove its rules, delete the file or write 'rules: []'"
+)
+
+
 def load_rules(
-    rules_dir: Path, inventory_file: Path | None = None, catalogue: CatalogueHolder | None = None
+    rules_dir: Path,
+    inventory_file: Path | None = None,
+    catalogue: CatalogueHolder | None = None,
+    had_rules: frozenset[str] = frozenset(),
 ) -> RuleSet:
     """Compile the whole directory; raises RuleErrors listing every problem found. With a service
     catalogue, what the inventory and topology files say against it is in `RuleSet.warnings`."""
@@ -55,6 +64,9 @@ def load_rules(
             texts[str(path)] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             errors.append(RuleError(Position(str(path), 1, 1), f"cannot read: {e}"))
+            continue
+        if str(path) in had_rules and not texts[str(path)].strip():
+            errors.append(RuleError(Position(str(path), 1, 1), EMPTY_WHILE_WRITTEN))
     ctx = BuildContext(rules_dir, inventory, catalogue)
     if catalogue is not None:
         ctx.warnings.extend(inventory_disagreements(inventory, catalogue.current))

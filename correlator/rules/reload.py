@@ -108,7 +108,8 @@ class RulesHolder:
             log.warning("rules directory %s does not exist: running with no rules", self.rules_dir)
             return RuleSet(rules_dir=self.rules_dir)
         try:
-            return load_rules(self.rules_dir, self.inventory_file, self.catalogue)
+            had_rules = frozenset(r.info.position.file for r in self.current.rules)
+            return load_rules(self.rules_dir, self.inventory_file, self.catalogue, had_rules)
         except RuleErrors as e:
             return e
 

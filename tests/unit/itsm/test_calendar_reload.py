@@ -81,6 +81,10 @@ async def test_a_broken_calendar_keeps_the_last_good_one_and_names_file_and_line
     path.write_text("windows: [\n")  # a YAML syntax error has a position too
     result = await reloader.reload("api")
     assert not result.ok and str(result.errors[0]).startswith(f"{path}:2:1: YAML syntax error")
+    path.write_text("")  # caught between an editor's truncate and write: not "no windows"
+    result = await reloader.reload("file change")
+    assert not result.ok and str(result.errors[0]).startswith(f"{path}:1:1: the calendar file is empty")
+    assert list(await calendar_changes(w)) == [f"sunday@{SUNDAY_2AM:.0f}"]  # nothing withdrawn
     path.unlink()
     result = await reloader.reload("api")
     assert not result.ok and result.errors[0].as_dict()["line"] is None

@@ -50,6 +50,21 @@ async def test_no_event_sees_a_half_loaded_set(tmp_path):
     assert {next(iter(v)) for v in seen} >= {1, 11}
 
 
+async def test_a_rule_file_emptied_while_being_written_keeps_the_previous_set(tmp_path):
+    write_set(tmp_path, 1, n=3)
+    holder = RulesHolder(tmp_path)
+    holder.load_initial()
+    before = holder.current
+    (tmp_path / "set.yaml").write_text("")  # an editor's truncate, read before its write
+    result = await holder.reload("file change")
+    assert not result.ok and holder.current is before
+    assert str(result.errors[0]).startswith(f"{tmp_path}/set.yaml:1:1: the file is empty; it held rules")
+    (tmp_path / "new.yaml").write_text("")  # a new empty file held no rules: nothing to protect
+    (tmp_path / "set.yaml").write_text("rules: []\n")  # removing the rules on purpose
+    result = await holder.reload("file change")
+    assert result.ok and holder.current.rules == []
+
+
 async def test_a_broken_set_keeps_the_previous_one_serving(tmp_path):
     write_set(tmp_path, 1, n=3)
     holder = RulesHolder(tmp_path)
