@@ -11,7 +11,7 @@ from pathlib import Path
 import aiosqlite
 
 from correlator.availability.state import Op
-from correlator.store.sqlite import open_sqlite
+from correlator.store.sqlite import open_sqlite, transaction
 
 MIGRATIONS: list[str] = [
     # 1: conditions, services, outages
@@ -75,14 +75,9 @@ class AvailabilityDB:
         if not ops:
             return
         db = self.db
-        await db.execute("BEGIN")
-        try:
+        async with transaction(db):
             for kind, args in ops:
                 await db.execute(_SQL[kind], args)
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
 
     async def close(self) -> None:
         if self._db is not None:

@@ -15,7 +15,7 @@ from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
 from correlator.incidents.store import IncidentPage, IncidentQuery
 from correlator.store.query import Where, split_page
-from correlator.store.sqlite import open_sqlite
+from correlator.store.sqlite import open_sqlite, transaction
 
 MIGRATIONS: list[str] = [
     # 1: incidents and their timeline (events, comments, audited changes)
@@ -80,8 +80,7 @@ class SqliteIncidentStore:
 
     async def save(self, changes: Changes) -> None:
         db = self.db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with transaction(db, "BEGIN IMMEDIATE"):
             # Updates first: a resolved incident frees its key before a new one takes it.
             await db.executemany(
                 "UPDATE incidents SET key=?, status=?, priority=?, host=?, service=?, major=?,"
@@ -107,10 +106,6 @@ class SqliteIncidentStore:
                 "INSERT INTO incident_log(incident_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
 
     async def load_unclosed(self) -> list[Incident]:
         rows = await self.db.execute_fetchall(

@@ -10,7 +10,7 @@ import orjson
 
 from correlator.records.store import KINDS, Kind, LogEntry, Trend
 from correlator.store.query import Where
-from correlator.store.sqlite import open_sqlite
+from correlator.store.sqlite import open_sqlite, transaction
 
 MIGRATIONS: list[str] = [
     # 1: one table per record kind, a shared audit log, problem-detection occurrences
@@ -69,8 +69,7 @@ class SqliteRecordStore:
         assert kind in KINDS
         db = self.db
         body = orjson.dumps(doc).decode()
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with transaction(db, "BEGIN IMMEDIATE"):
             if record_id:
                 await db.execute(
                     f"UPDATE {kind} SET state=?, updated_at=?, body=? WHERE id=?",  # noqa: S608 - kind is fixed
@@ -87,10 +86,6 @@ class SqliteRecordStore:
                 "INSERT INTO record_log(kind, record_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?, ?)",
                 [(kind, record_id, e.at, e.actor, e.action, orjson.dumps(e.detail).decode()) for e in log],
             )
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
         return record_id
 
     async def get(self, kind: Kind, record_id: int) -> dict[str, Any] | None:

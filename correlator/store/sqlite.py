@@ -104,16 +104,11 @@ class SqliteEventStore:
             return 0
         db = self.db
         before = db.total_changes
-        await db.execute("BEGIN")
-        try:
+        async with transaction(db):
             await db.executemany(
                 "UPDATE events SET count = ?, last_seen = ?, body = ? WHERE id = ? AND count < ?",
                 [(e.count, e.last_seen, orjson.dumps(e), e.id, e.count) for e in latest.values()],
             )
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
         return db.total_changes - before
 
     async def query(self, q: EventQuery) -> EventPage:
@@ -185,9 +180,10 @@ async def open_sqlite(
 
 
 @contextlib.asynccontextmanager
-async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
-    """BEGIN ... COMMIT on an autocommit connection (open_sqlite's); ROLLBACK if the block raises."""
-    await db.execute("BEGIN")
+async def transaction(db: aiosqlite.Connection, begin: str = "BEGIN") -> AsyncIterator[aiosqlite.Connection]:
+    """BEGIN ... COMMIT on an autocommit connection (open_sqlite's); ROLLBACK if the block raises.
+    `begin="BEGIN IMMEDIATE"` takes the write lock at once (read-then-write blocks)."""
+    await db.execute(begin)
     try:
         yield db
         await db.execute("COMMIT")
