@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiosqlite
 import orjson
 
-from correlator.store.sqlite import open_sqlite, transaction
+from correlator.store.sqlite import SqliteFile, transaction
 
 FILE = "outbox.db"
 
@@ -53,13 +52,13 @@ class OutboxStore:
     def __init__(self, path: Path, box: str) -> None:
         self.path = path
         self.box = box
-        self._db: aiosqlite.Connection | None = None
+        # synchronous=FULL: a notice must survive a power loss, and notices are few.
+        self._file = SqliteFile(path, MIGRATIONS, ("synchronous=FULL",), "outbox store")
 
     async def open(self) -> list[Notice]:
         """Open the file and return this box's notices left by the previous run, oldest first."""
-        # synchronous=FULL: a notice must survive a power loss, and notices are few.
-        self._db = await open_sqlite(self.path, MIGRATIONS, ("synchronous=FULL",))
-        rows = await self._db.execute_fetchall(
+        await self._file.open()
+        rows = await self._file.db.execute_fetchall(
             "SELECT id, target, body, headers, attempts, next_at, created FROM notices"
             " WHERE box = ? ORDER BY rowid",
             (self.box,),
@@ -71,9 +70,7 @@ class OutboxStore:
 
     async def write(self, added: list[Notice], retried: list[Notice], done: list[str]) -> None:
         """One transaction: insert `added`, save the attempt count of `retried`, delete `done`."""
-        db = self._db
-        if db is None:
-            raise RuntimeError("outbox store is not open")
+        db = self._file.db
         async with transaction(db):
             if added:
                 await db.executemany(
@@ -94,6 +91,4 @@ class OutboxStore:
                 await db.executemany("DELETE FROM notices WHERE id = ?", [(i,) for i in done])
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        await self._file.close()

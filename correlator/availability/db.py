@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aiosqlite
-
 from correlator.availability.state import Op
-from correlator.store.sqlite import open_sqlite, transaction
+from correlator.store.sqlite import SqliteFile, transaction
 
 MIGRATIONS: list[str] = [
     # 1: conditions, services, outages
@@ -38,20 +36,10 @@ _SQL = {
 }
 
 
-class AvailabilityDB:
+class AvailabilityDB(SqliteFile):
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("availability database is not open")
-        return self._db
-
-    async def open(self) -> None:
         # synchronous=FULL: an outage is rare and must survive power loss.
-        self._db = await open_sqlite(self.path, MIGRATIONS, ("synchronous=FULL",))
+        super().__init__(path, MIGRATIONS, ("synchronous=FULL",), "availability database")
 
     async def load(
         self,
@@ -78,8 +66,3 @@ class AvailabilityDB:
         async with transaction(db):
             for kind, args in ops:
                 await db.execute(_SQL[kind], args)
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None

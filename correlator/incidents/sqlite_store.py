@@ -8,14 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
 from correlator.incidents.store import IncidentPage, IncidentQuery
 from correlator.store.query import Where, split_page
-from correlator.store.sqlite import open_sqlite, transaction
+from correlator.store.sqlite import SqliteFile, transaction
 
 MIGRATIONS: list[str] = [
     # 1: incidents and their timeline (events, comments, audited changes)
@@ -64,19 +63,9 @@ def _row(inc: Incident) -> tuple[Any, ...]:
     )
 
 
-class SqliteIncidentStore:
+class SqliteIncidentStore(SqliteFile):
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._db: aiosqlite.Connection | None = None
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("incident store is not open")
-        return self._db
-
-    async def open(self) -> None:
-        self._db = await open_sqlite(self._path, MIGRATIONS, ("foreign_keys=ON",))
+        super().__init__(path, MIGRATIONS, ("foreign_keys=ON",), "incident store")
 
     async def save(self, changes: Changes) -> None:
         db = self.db
@@ -143,8 +132,3 @@ class SqliteIncidentStore:
             return True
         except Exception:
             return False
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from correlator.records.store import KINDS, Kind, LogEntry, Trend
 from correlator.store.query import Where
-from correlator.store.sqlite import open_sqlite, transaction
+from correlator.store.sqlite import SqliteFile, transaction
 
 MIGRATIONS: list[str] = [
     # 1: one table per record kind, a shared audit log, problem-detection occurrences
@@ -49,19 +48,9 @@ MIGRATIONS: list[str] = [
 ]
 
 
-class SqliteRecordStore:
+class SqliteRecordStore(SqliteFile):
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._db: aiosqlite.Connection | None = None
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("record store is not open")
-        return self._db
-
-    async def open(self) -> None:
-        self._db = await open_sqlite(self._path, MIGRATIONS)
+        super().__init__(path, MIGRATIONS, (), "record store")
 
     async def save(
         self, kind: Kind, record_id: int, state: str, doc: dict[str, Any], at: float, log: list[LogEntry]
@@ -136,11 +125,6 @@ class SqliteRecordStore:
             return True
         except Exception:
             return False
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
 
 
 def _doc(record_id: int, body: str) -> dict[str, Any]:

@@ -59,23 +59,39 @@ FROM batch
 """
 
 
-class SqliteEventStore:
-    def __init__(self, path: Path) -> None:
-        self._path = path
+class SqliteFile:
+    """One WAL-mode SQLite file with its migrations applied, through aiosqlite: what each SQLite
+    store holds (the PostgreSQL stores hold a PgPool)."""
+
+    def __init__(self, path: Path, migrations: list[str], pragmas: tuple[str, ...], what: str) -> None:
+        self.path = path
+        self._migrations = migrations
+        self._pragmas = pragmas
+        self._what = what  # named when used before open
         self._db: aiosqlite.Connection | None = None
 
     @property
     def db(self) -> aiosqlite.Connection:
         if self._db is None:
-            raise RuntimeError("event store is not open")
+            raise RuntimeError(f"{self._what} is not open")
         return self._db
 
     async def open(self) -> None:
+        self._db = await open_sqlite(self.path, self._migrations, self._pragmas)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+
+class SqliteEventStore(SqliteFile):
+    def __init__(self, path: Path) -> None:
         # synchronous=NORMAL: the journal is the durable copy of anything not yet stored. Index pages
         # stay cached across batches (64 MiB instead of 2). A larger WAL checkpoint interval was
         # cheaper still, but each checkpoint then stalled the writer long enough to show in the p99
         # of received->stored, so it stays at SQLite's default.
-        self._db = await open_sqlite(self._path, MIGRATIONS, ("synchronous=NORMAL", "cache_size=-65536"))
+        super().__init__(path, MIGRATIONS, ("synchronous=NORMAL", "cache_size=-65536"), "event store")
 
     async def write(self, events: list[Event]) -> int:
         if not events:
@@ -155,11 +171,6 @@ class SqliteEventStore:
             return True
         except Exception:
             return False
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
 
 
 async def open_sqlite(
