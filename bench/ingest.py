@@ -77,7 +77,15 @@ class Daemon:
         return out
 
     def wait_drained(self, expected: float) -> None:
-        while self.metrics().get("correlator_events_processed_total", 0) < expected:
+        """Until `expected` events are processed and the queue is empty: a request wrk gave up on at
+        its end can still be accepted after the count was taken, and its latency must not land in
+        the next run's histogram."""
+        while True:
+            m = self.metrics()
+            if m.get("correlator_events_processed_total", 0) >= expected and not m.get(
+                "correlator_queue_depth_events", 0
+            ):
+                return
             time.sleep(0.05)
 
     def peak_rss_mib(self) -> float:
