@@ -24,7 +24,7 @@ from pysnmp.proto.rfc1902 import OctetString
 from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
 
 from collectors.snmp.ber import oid_bytes
-from collectors.snmp.settings import User
+from collectors.snmp.settings import SECURITY_LEVELS, User
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,11 @@ class SlowPath:
         self.engine = engine.SnmpEngine(snmpEngineID=eid)
         for i, community in enumerate(communities):
             config.add_v1_system(self.engine, f"c{i}", community)
+        # USM accepts any level up to what a user's keys allow (a keyless noAuthNoPriv message under a
+        # SHA+AES user's name passes), so the minimum is checked here, before delivery.
+        self._min_level = {u.name: SECURITY_LEVELS.index(u.min_security_level) + 1 for u in users}
+        self._max_level = {u.name: SECURITY_LEVELS.index(u.security_level) + 1 for u in users}
+        self._refused: str | None = None
         for u in users:
             kw = _user_args(u)
             config.add_v3_user(self.engine, u.name, **kw)  # informs: our own engine id
@@ -107,10 +112,11 @@ class SlowPath:
         self._transport.transport = None
         self.engine.close_dispatcher()
 
-    def feed(self, data: bytes, addr: tuple[str, int], deliver: Deliver) -> str | None:
-        """Process one datagram now; None if it was delivered (or needs no event), else the drop reason."""
+    def feed(self, data: bytes, addr: tuple[str, int], deliver: Deliver) -> tuple[str, str] | None:
+        """Process one datagram now; None if it was delivered (or needs no event), else (reason, detail)."""
         before = [int(c.syntax) for c in self._counters]
         delivered = [False]
+        self._refused = None
 
         def mark(n: Notification, respond: Callable[[], None] | None) -> None:
             delivered[0] = True
@@ -123,17 +129,33 @@ class SlowPath:
             )
         except Exception as e:  # pysnmp raises several unrelated types on hostile input
             log.debug("pysnmp rejected a datagram from %s: %r", addr[0], e)
-            return "malformed"
+            return "malformed", "rejected by the SNMP engine"
         finally:
             self._deliver = None
         if delivered[0]:
             return None
+        if self._refused is not None:
+            return "unsupported_security_level", self._refused
         for counter, old, (_, _, reason) in zip(self._counters, before, _COUNTERS, strict=True):
             if int(counter.syntax) != old:
                 if reason == "unknown_engine_id" and _is_discovery(data):
                     return None  # an inform sender learning our engine id: normal, answered with a Report
-                return reason
-        return "undelivered"
+                if reason in ("auth_failed", "decrypt_failed"):
+                    return self._above_user_level(data) or (reason, "rejected by the SNMP engine")
+                return reason, "rejected by the SNMP engine"
+        return "undelivered", "rejected by the SNMP engine"
+
+    def _above_user_level(self, data: bytes) -> tuple[str, str] | None:
+        """RFC 3414 3.2 step 5, which pysnmp skips: a level above what the user's keys allow is
+        `unsupported_security_level`, not a failed digest or decryption."""
+        sent = _user_and_level(data)
+        if sent is None or sent[1] <= self._max_level.get(sent[0], 3):
+            return None
+        user, level = sent
+        has = SECURITY_LEVELS[self._max_level[user] - 1]
+        return "unsupported_security_level", (
+            f"user '{user}' sent {SECURITY_LEVELS[level - 1]}, is configured for {has}"
+        )
 
     def _find_counters(self) -> list[Any]:
         builder = self.engine.get_mib_builder()
@@ -153,6 +175,12 @@ class SlowPath:
         max_size: Any,
         state_ref: Any,
     ) -> None:
+        if int(mp_model) == 3 and int(sec_level) < self._min_level.get(str(sec_name), 1):
+            # Refused before anything is answered: an inform gets no Response, so it is not acknowledged.
+            # The detail names the user and the levels, never a key.
+            wanted = SECURITY_LEVELS[self._min_level[str(sec_name)] - 1]
+            self._refused = f"user '{sec_name}' sent {SECURITY_LEVELS[int(sec_level) - 1]}, needs {wanted}"
+            return
         v2pdu = rfc2576.v1_to_v2(pdu, snmpTrapCommunity=self._community) if mp_model == 0 else pdu
         varbinds = v2c.apiPDU.get_varbinds(v2pdu)
         confirmed = pdu.tagSet in rfc3411.CONFIRMED_CLASS_PDUS
@@ -210,9 +238,16 @@ def _user_args(u: User) -> dict[str, Any]:
 
 def _is_discovery(data: bytes) -> bool:
     """An SNMPv3 engine-id discovery probe has an empty user name; cheap check without decoding twice."""
+    sent = _user_and_level(data)
+    return sent is not None and not sent[0]
+
+
+def _user_and_level(data: bytes) -> tuple[str, int] | None:
+    """(user name, RFC 3411 securityLevel 1-3) from an SNMPv3 header; None if it does not decode."""
     try:
         msg, _ = decoder.decode(data, asn1Spec=SNMPv3Message())
         params, _ = decoder.decode(bytes(msg["msgSecurityParameters"]), asn1Spec=UsmSecurityParameters())
-        return not bytes(params["msgUserName"])
+        flags = bytes(msg["msgGlobalData"]["msgFlags"])[0]
+        return bytes(params["msgUserName"]).decode("utf-8", "replace"), 1 + (flags & 1) + (flags >> 1 & 1)
     except Exception:
-        return False
+        return None

@@ -182,9 +182,9 @@ class TrapReceiver(asyncio.DatagramProtocol):
                 self._replies.append((len(self._events) - 1, respond))
             self._wake.set()
 
-        reason = self._slow.feed(data, addr, deliver)
-        if reason is not None:
-            self._drop(reason, addr[0], "rejected by the SNMP engine")
+        refused = self._slow.feed(data, addr, deliver)
+        if refused is not None:
+            self._drop(refused[0], addr[0], refused[1])
 
     def _send(self, data: bytes, addr: Any) -> None:
         if self._transport is not None and not self._transport.is_closing():

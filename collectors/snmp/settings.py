@@ -5,6 +5,7 @@ Read once by `create()`; docs/collectors/snmp.md documents every key listed here
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from correlator.errors import ConfigError
 
 AUTH_PROTOCOLS = ("SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512")
 PRIV_PROTOCOLS = ("AES", "AES-192", "AES-256")
+# USM security levels, weakest first; the index + 1 is the RFC 3411 securityLevel number.
+SECURITY_LEVELS = ("noAuthNoPriv", "authNoPriv", "authPriv")
 POLL_KINDS = ("reachability", "interfaces", "host_resources")
 THRESHOLD_KINDS = ("interface", "cpu", "storage")
 
@@ -28,6 +31,12 @@ class User:
     priv_protocol: str | None = None
     priv_key: str = ""
     engine_ids: tuple[str, ...] = ()  # senders' engine ids, needed for v3 traps (not informs)
+    min_security_level: str = "noAuthNoPriv"  # weakest level accepted from this user (SECURITY_LEVELS)
+
+    @property
+    def security_level(self) -> str:
+        """The level this user is configured for: what its keys allow."""
+        return SECURITY_LEVELS[(self.auth_protocol is not None) + (self.priv_protocol is not None)]
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class SnmpSettings:
 _KEYS = {
     "listen",
     "communities",
+    "communities_file",
     "users",
     "engine_id",
     "hosts",
@@ -80,7 +90,17 @@ _KEYS = {
     "thresholds",
     "targets",
 }
-_USER_KEYS = {"name", "auth_protocol", "auth_key", "priv_protocol", "priv_key", "engine_ids"}
+_USER_KEYS = {
+    "name",
+    "auth_protocol",
+    "auth_key",
+    "auth_key_file",
+    "priv_protocol",
+    "priv_key",
+    "priv_key_file",
+    "engine_ids",
+    "min_security_level",
+}
 _TARGET_KEYS = {"name", "address", "version", "community", "user", "interval", "poll"}
 P = "collectors.snmp"
 
@@ -92,8 +112,12 @@ def parse(settings: Mapping[str, Any]) -> SnmpSettings:
     kw: dict[str, Any] = {}
     if "listen" in settings:
         kw["listen"] = _wrap(settings, "listen", P, parse_hostport)
+    if "communities" in settings and "communities_file" in settings:
+        _fail(settings, "communities_file", P, "give either communities or communities_file, not both")
     if "communities" in settings:
         kw["communities"] = tuple(_strings(settings, "communities", P))
+    if "communities_file" in settings:
+        kw["communities"] = tuple(_secret_file(settings, "communities_file", P).split())
     if "users" in settings:
         kw["users"] = tuple(_user(u, f"{P}.users[{i}]") for i, u in enumerate(_list(settings, "users", P)))
     if settings.get("engine_id") is not None:
@@ -151,8 +175,8 @@ def _user(raw: Any, where: str) -> User:
         _fail(raw, "priv_protocol", where, f"expected one of {', '.join(PRIV_PROTOCOLS)}, got {priv!r}")
     if priv is not None and auth is None:
         _fail(raw, "priv_protocol", where, "privacy needs authentication: set auth_protocol too")
-    auth_key = _str(raw, "auth_key", where) if auth else ""
-    priv_key = _str(raw, "priv_key", where) if priv else ""
+    auth_key = _key(raw, "auth_key", where) if auth else ""
+    priv_key = _key(raw, "priv_key", where) if priv else ""
     for key, value in (("auth_key", auth_key), ("priv_key", priv_key)):
         if value and len(value) < 8:
             _fail(raw, key, where, "must be at least 8 characters (RFC 3414)")
@@ -160,7 +184,22 @@ def _user(raw: Any, where: str) -> User:
     if "engine_ids" in raw:
         for i, _ in enumerate(_list(raw, "engine_ids", where)):
             engine_ids.append(_hex(raw["engine_ids"], i, f"{where}.engine_ids"))
-    return User(name, auth, auth_key, priv, priv_key, tuple(engine_ids))
+    user = User(name, auth, auth_key, priv, priv_key, tuple(engine_ids))
+    # Default: the level the user is configured for. Lower only on purpose (a sender that cannot do
+    # better); higher than the keys allow could never be met, so it is an error.
+    level = raw.get("min_security_level", user.security_level)
+    if level not in SECURITY_LEVELS:
+        _fail(
+            raw, "min_security_level", where, f"expected one of {', '.join(SECURITY_LEVELS)}, got {level!r}"
+        )
+    if SECURITY_LEVELS.index(level) > SECURITY_LEVELS.index(user.security_level):
+        _fail(
+            raw,
+            "min_security_level",
+            where,
+            f"{level} needs keys this user does not have (it is configured for {user.security_level})",
+        )
+    return dataclasses.replace(user, min_security_level=level)
 
 
 def _target(raw: Any, where: str) -> Target:
@@ -220,6 +259,27 @@ def _str(raw: Any, key: Any, prefix: str) -> str:
     if not isinstance(v, str) or not v:
         _fail(raw, key, prefix, f"expected a non-empty string, got {v!r}")
     return str(v)
+
+
+def _key(raw: Any, key: str, prefix: str) -> str:
+    """A secret given inline (`auth_key`) or read from a file (`auth_key_file`), never both."""
+    name = f"{key}_file"
+    if name not in raw:
+        return _str(raw, key, prefix)
+    if key in raw:
+        _fail(raw, name, prefix, f"give either {key} or {name}, not both")
+    return _secret_file(raw, name, prefix)
+
+
+def _secret_file(raw: Any, key: str, prefix: str) -> str:
+    """The stripped text of the file named by raw[key]; errors name the key, never the content."""
+    try:
+        value = Path(_str(raw, key, prefix)).read_text().strip()
+    except OSError as e:
+        _fail(raw, key, prefix, f"cannot read it: {e.strerror}")
+    if not value:
+        _fail(raw, key, prefix, "the file is empty")
+    return value
 
 
 def _hex(raw: Any, key: Any, prefix: str) -> str:
