@@ -74,6 +74,21 @@ class HttpConfig:
         default_factory=dict,
         metadata={"kind": "raw", "doc": "API tokens {name: {role, sha256}}; empty: API open (docs/api.md)"},
     )
+    tokens_file: Path | None = _doc(
+        None, "YAML file holding the `tokens` mapping (a mounted secret); adds to `tokens`"
+    )
+    allow_open: bool = _doc(
+        False, "listen on a non-loopback address without API and ingest tokens (refused otherwise)"
+    )
+    idle_timeout: float = _duration(
+        15.0, "a connection without a complete request head for this long (idle or slow) is closed"
+    )
+    body_timeout: float = _duration(
+        30.0, "a request body must arrive within this once its head is in; else 408"
+    )
+    max_connections: int = _doc(
+        512, "open HTTP connections at most; beyond it the oldest idle one is closed, or the new one gets 503"
+    )
 
 
 @dataclass(frozen=True)

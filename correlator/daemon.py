@@ -21,8 +21,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from correlator import gctune, metrics, outbox_store
 from correlator.api import rules as rules_api
 from correlator.api.app import make_app
-from correlator.api.auth import parse_tokens
+from correlator.api.auth import load_tokens
 from correlator.api.common import AppState
+from correlator.api.connections import LIMITS, ConnectionLimits, LimitedRunner
+from correlator.api.exposure import check_exposure
 from correlator.availability import AvailabilityStage
 from correlator.availability import parse_settings as parse_availability
 from correlator.availability.reload import ServicesReloader
@@ -76,6 +78,8 @@ class Daemon:
 async def build(config: Config) -> Daemon:
     """Validate everything first (collector settings included), then open the files."""
     data = config.storage.data_dir
+    auth = load_tokens(config.http.tokens, config.http.tokens_file)
+    check_exposure(config, auth.enabled)  # first: an open listener is refused before anything else runs
     # The service catalogue (availability.services_file): one holder, shared by availability and
     # topology root cause (impacted_services), swapped by its reloads.
     catalogue = load_catalogue(config)
@@ -92,7 +96,6 @@ async def build(config: Config) -> Daemon:
         data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
     )
     settings = parse_settings(config.incidents)
-    auth = parse_tokens(config.http.tokens)
     notifier = Notifier(settings.notify, data / outbox_store.FILE)
     incidents = IncidentService(
         create_store(settings.dsn or config.storage.dsn, data), settings, clock, notifier
@@ -107,7 +110,7 @@ async def build(config: Config) -> Daemon:
     state = AppState(
         store=store, queue=queue, incidents=incidents, changes=changes, problems=problems, auth=auth
     )
-    app = make_app(state, config.http.max_body_bytes)
+    app = make_app(state, config.http.max_body_bytes, ConnectionLimits.from_config(config.http))
     reload_targets: list[Target] = [rules]
     if catalogue is not None:  # first: the rules then reload against the catalogue it may have swapped
         availability = pipeline.find("availability")
@@ -194,7 +197,13 @@ async def run(config: Config) -> int:
             log.error("SIGHUP reload failed", exc_info=e)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    http = web.AppRunner(daemon.app, access_log=None, shutdown_timeout=config.shutdown_grace / 2)
+    http = LimitedRunner(
+        daemon.app,
+        daemon.app[LIMITS],
+        access_log=None,
+        shutdown_timeout=config.shutdown_grace / 2,
+        keepalive_timeout=config.http.idle_timeout,
+    )
     tasks: list[asyncio.Task[None]] = []
     stopped = False
     try:

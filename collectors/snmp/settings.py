@@ -14,6 +14,7 @@ from typing import Any
 from correlator import yamlfile
 from correlator.config import parse_duration, parse_hostport
 from correlator.errors import ConfigError
+from correlator.secretfile import read_secret
 
 AUTH_PROTOCOLS = ("SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512")
 PRIV_PROTOCOLS = ("AES", "AES-192", "AES-256")
@@ -272,14 +273,7 @@ def _key(raw: Any, key: str, prefix: str) -> str:
 
 
 def _secret_file(raw: Any, key: str, prefix: str) -> str:
-    """The stripped text of the file named by raw[key]; errors name the key, never the content."""
-    try:
-        value = Path(_str(raw, key, prefix)).read_text().strip()
-    except OSError as e:
-        _fail(raw, key, prefix, f"cannot read it: {e.strerror}")
-    if not value:
-        _fail(raw, key, prefix, "the file is empty")
-    return value
+    return str(_wrap(raw, key, prefix, read_secret))
 
 
 def _hex(raw: Any, key: Any, prefix: str) -> str:

@@ -1,8 +1,8 @@
 """HTTP webhook collector: `POST /api/v1/events` (the generic format) and `POST /api/v1/webhooks/{source}`
 (Alertmanager, Grafana, Zabbix, Nagios/Icinga, mapped) on the daemon's HTTP server.
 
-Settings (`collectors.webhook`): `token`, the bearer token of the generic endpoint (null: none
-needed); `sources`, the named webhook sources (docs/collectors/webhooks.md).
+Settings (`collectors.webhook`): `token` (or `token_file`), the bearer token of the generic endpoint
+(null: none needed); `sources`, the named webhook sources (docs/collectors/webhooks.md).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from collectors.webhook.generic import GenericEventsHandler
 from collectors.webhook.sources import SourcesHandler, parse_sources
 from correlator.collector import CollectorContext
 from correlator.errors import ConfigError
+from correlator.secretfile import secrets_from_files
 
-_KEYS = {"token", "sources"}
+_KEYS = {"token", "token_file", "sources"}
 
 
 class WebhookCollector:
@@ -35,7 +36,7 @@ def create(settings: Mapping[str, Any], ctx: CollectorContext) -> WebhookCollect
     for key in settings:
         if key not in _KEYS:
             raise ConfigError(f"'collectors.webhook.{key}': unknown key; known: {', '.join(sorted(_KEYS))}")
-    token = settings.get("token")
+    token = secrets_from_files(settings, ("token",), "collectors.webhook").get("token")
     if token is not None and (not isinstance(token, str) or not token):
         raise ConfigError("'collectors.webhook.token': expected a non-empty string or null")
     handler = GenericEventsHandler(ctx.emit, ctx.retry_after, token)

@@ -28,6 +28,7 @@ from correlator.collector import Emit
 from correlator.errors import ConfigError, FieldError
 from correlator.event import Event
 from correlator.logs import RateLimitedLog
+from correlator.secretfile import secrets_from_files
 
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
@@ -73,6 +74,7 @@ def parse_sources(raw: object, where: str) -> dict[str, Source]:
             )
         if not isinstance(settings, Mapping):
             raise ConfigError(f"'{key}': expected a mapping with at least 'format'")
+        settings = secrets_from_files(settings, ("token", "hmac_secret"), key)
         fmt = settings.get("format")
         if fmt not in FORMATS:
             raise ConfigError(f"'{key}.format': expected one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -19,7 +19,9 @@ from correlator.api import known_errors as known_errors_api
 from correlator.api import problems as problems_api
 from correlator.api.auth import TokenAuth, auth_middleware
 from correlator.api.common import STATE, AppState, dumps_response
+from correlator.api.connections import LIMITS, ConnectionLimits
 from correlator.api.openapi import openapi_json, operation
+from correlator.config import HttpConfig
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +29,14 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(state: AppState, max_body_bytes: int) -> web.Application:
+def make_app(state: AppState, max_body_bytes: int, limits: ConnectionLimits | None = None) -> web.Application:
     auth = auth_middleware(state.auth or TokenAuth())
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[json_errors, auth])
+    limits = limits or ConnectionLimits(HttpConfig.max_connections, HttpConfig.body_timeout)
+    # The body deadline goes first: its 408 must close the connection whatever the route does.
+    app = web.Application(
+        client_max_size=max_body_bytes, middlewares=[limits.middleware(), json_errors, auth]
+    )
+    app[LIMITS] = limits
     app[STATE] = state
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

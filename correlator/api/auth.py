@@ -1,6 +1,6 @@
 """API tokens and roles (viewer < operator < admin), checked by one middleware for every route.
 
-Tokens live in `http.tokens` as SHA-256 hex digests, never in clear. A route's required role comes
+Tokens live in `http.tokens` (and/or the file `http.tokens_file`) as SHA-256 hex digests, never in clear. A route's required role comes
 from its `@operation(role=...)`. With no token configured the API is open (local `make run`);
 webhook ingest keeps its own token (collectors.webhook.token), checked by its handler.
 """
@@ -12,12 +12,14 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import Counter
 
+from correlator import yamlfile
 from correlator.api.openapi import ROLES, operation_of
 from correlator.errors import ConfigError
 from correlator.yamlfile import YamlMap
@@ -90,6 +92,25 @@ def parse_tokens(raw: Mapping[str, Any]) -> TokenAuth:
             )
         tokens.append(ApiToken(str(name), role, bytes.fromhex(digest)))
     return TokenAuth(tokens)
+
+
+def load_tokens(tokens: Mapping[str, Any], tokens_file: Path | None) -> TokenAuth:
+    """http.tokens plus the same mapping read from http.tokens_file (a mounted secret), if set."""
+    auth = parse_tokens(tokens)
+    if tokens_file is None:
+        return auth
+    try:
+        loaded = yamlfile.load(tokens_file)
+    except OSError as e:
+        raise ConfigError(f"'http.tokens_file': cannot read {tokens_file}: {e.strerror}") from None
+    except yamlfile.YamlError as e:
+        raise ConfigError(str(e)) from None
+    if not isinstance(loaded, Mapping) or not loaded:
+        raise ConfigError(f"{tokens_file}:1:1: expected a mapping of token name to {{role, sha256}}")
+    both = sorted(set(map(str, loaded)) & set(map(str, tokens)))
+    if both:
+        raise ConfigError(f"'http.tokens_file': {', '.join(both)} also in http.tokens; name each token once")
+    return TokenAuth(auth.tokens + parse_tokens(loaded).tokens)
 
 
 def auth_middleware(auth: TokenAuth) -> Middleware:

@@ -55,10 +55,10 @@ def test_secret_file_errors_name_the_key_and_never_the_secret(tmp_path: Path):
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ConfigError, match=r"auth_key_file': give either auth_key or auth_key_file"):
         user(**{**SHA_AES, "auth_key_file": str(tmp_path / "auth")})
-    with pytest.raises(ConfigError, match=r"priv_key_file': cannot read it: No such file") as e:
+    with pytest.raises(ConfigError, match=r"priv_key_file': cannot read .*missing: No such file") as e:
         user(**{k: v for k, v in SHA_AES.items() if k != "priv_key"}, priv_key_file=str(tmp_path / "missing"))
     assert "privpass123" not in str(e.value)
-    with pytest.raises(ConfigError, match=r"communities_file': the file is empty"):
+    with pytest.raises(ConfigError, match=r"communities_file': .*empty is empty"):
         parse({"communities_file": str(tmp_path / "empty")})
     with pytest.raises(ConfigError, match="either communities or communities_file"):
         parse({"communities": ["a"], "communities_file": str(tmp_path / "auth")})
