@@ -20,7 +20,9 @@ COPY deploy/services.yaml /etc/correlator/services.yaml
 USER correlator
 WORKDIR /var/lib/correlator
 VOLUME ["/var/lib/correlator"]
-EXPOSE 8080 1162/udp
+# Only the HTTP API: the image's configuration enables webhook ingest alone (SNMP traps: the compose
+# configuration or docs/operations.md). Tokens are read from /run/secrets (docs/operations.md).
+EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"]
 STOPSIGNAL SIGTERM

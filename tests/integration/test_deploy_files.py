@@ -11,13 +11,18 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from correlator.api.auth import load_tokens
+from correlator.api.exposure import check_exposure, is_loopback, missing_credentials
 from correlator.availability import parse_services, parse_settings
-from correlator.config import load_config, parse_duration
+from correlator.config import Config, load_config, parse_duration
+from correlator.secretfile import read_secret
 from correlator.yamlfile import load as load_yaml
 from correlator.yamlfile import loads
 from tests.support.daemon import REPO, need_tool
@@ -135,13 +140,17 @@ def test_compose_stack():
                 assert (DEPLOY / src).exists(), f"{name} mounts missing {src}"
 
 
-def test_compose_config_is_valid_with_its_collectors():
+def test_compose_config_is_valid_with_its_collectors(made_secrets: Path, tmp_path: Path):
     from collectors.mqtt.settings import parse_settings as parse_mqtt
     from collectors.snmp.settings import parse as parse_snmp
 
-    cfg = load_config(DEPLOY / "correlator.compose.yaml")
-    assert parse_mqtt(cfg.collectors["mqtt"]).brokers[0].host == "mosquitto"
-    parse_snmp(cfg.collectors["snmp"])
+    cfg = with_secrets(DEPLOY / "correlator.compose.yaml", made_secrets, tmp_path)
+    broker = parse_mqtt(cfg.collectors["mqtt"]).brokers[0]
+    assert broker.host == "mosquitto" and broker.username == "correlator"
+    assert broker.password == (made_secrets / "mqtt_password").read_text().strip()
+    snmp = parse_snmp(cfg.collectors["snmp"])
+    assert snmp.communities == ((made_secrets / "snmp_community").read_text().strip(),)
+    assert "public" not in snmp.communities
     parse_settings(cfg.availability)
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     assert (
@@ -218,3 +227,192 @@ def test_kubernetes_manifest(tmp_path: Path):
 def test_dashboard_json_is_formatted(path: Path):
     text = path.read_text()
     assert json.dumps(json.loads(text), indent=2) + "\n" == text
+
+
+# -- secure by default ---------------------------------------------------------------------------
+
+SECRET_DIRS = ("/run/secrets/", "/run/credentials/correlator.service/")
+SECRET_PATH = r"(?m)^[^#\n]*:\s*(/run/[\w./-]+)"  # a YAML value naming a file under /run
+
+
+@pytest.fixture(scope="module")
+def made_secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `python3 deploy/make-secrets.py DIR` writes, as an operator would run it."""
+    target = tmp_path_factory.mktemp("secrets")
+    res = subprocess.run(
+        [sys.executable, str(DEPLOY / "make-secrets.py"), str(target)], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    for name in ("api_token", "ingest_token", "mqtt_password", "grafana_admin_password"):
+        assert (target / name).read_text().strip() not in res.stdout  # nothing secret printed
+    return target
+
+
+def with_secrets(path: Path, secrets: Path, tmp: Path, text: str | None = None) -> Config:
+    """The configuration with its secret directories pointed at `secrets`, as the deploy target mounts them."""
+    text = path.read_text() if text is None else text
+    for mount in SECRET_DIRS:
+        text = text.replace(mount, f"{secrets}/")
+    (tmp / path.name).write_text(text)
+    return load_config(tmp / path.name)
+
+
+def shipped_configs() -> dict[str, tuple[str, str]]:
+    """name -> (configuration text, where the deploy target mounts its secrets)."""
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "correlator.yaml").read_text()) if d]
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "correlator-config"]
+    return {
+        "image": ((DEPLOY / "correlator.yaml").read_text(), "/run/secrets/"),
+        "compose": ((DEPLOY / "correlator.compose.yaml").read_text(), "/run/secrets/"),
+        "systemd": (
+            (DEPLOY / "systemd" / "correlator.yaml").read_text(),
+            "/run/credentials/correlator.service/",
+        ),
+        "kubernetes": (cm["data"]["correlator.yaml"], "/run/secrets/"),
+    }
+
+
+@pytest.mark.parametrize("name", ["image", "compose", "systemd", "kubernetes"])
+def test_every_shipped_configuration_has_tokens_or_listens_on_loopback_only(
+    name: str, made_secrets: Path, tmp_path: Path
+):
+    text, mount = shipped_configs()[name]
+    cfg = load_config(_write(tmp_path / "raw.yaml", text))
+    assert not cfg.http.allow_open
+    host, _ = cfg.http.listen
+    has_tokens = bool(cfg.http.tokens or cfg.http.tokens_file)
+    assert is_loopback(host) or not missing_credentials(cfg, has_tokens), missing_credentials(cfg, has_tokens)
+    check_exposure(cfg, has_tokens)  # what the daemon does first at start
+    # Every secret the configuration names lives where its deploy target mounts secrets ...
+    named = set(re.findall(SECRET_PATH, text))
+    assert named and all(p.startswith(mount) for p in named), named
+    # ... and the files make-secrets.py writes satisfy it: the tokens parse, the webhook token reads.
+    resolved = with_secrets(tmp_path / f"{name}.yaml", made_secrets, tmp_path, text)
+    auth = load_tokens(resolved.http.tokens, resolved.http.tokens_file)
+    api_token = (made_secrets / "api_token").read_text().strip()
+    assert auth.identify(f"Bearer {api_token}") is not None
+    webhook = resolved.collectors["webhook"]
+    assert read_secret(webhook["token_file"]) == (made_secrets / "ingest_token").read_text().strip()
+
+
+def test_each_deploy_target_mounts_the_secrets_its_configuration_reads():
+    configs = shipped_configs()
+
+    def wanted(name: str) -> set[str]:
+        text, mount = configs[name]
+        return {p.removeprefix(mount) for p in re.findall(SECRET_PATH, text)}
+
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    assert wanted("compose") == set(compose["services"]["correlator"]["secrets"])
+    for secret in compose["secrets"].values():
+        assert secret["file"].startswith("./secrets/")  # written by make-secrets.py, ignored by git
+    assert wanted("image") <= wanted("compose")
+
+    unit = (DEPLOY / "systemd" / "correlator.service").read_text()
+    credentials = dict(re.findall(r"^LoadCredential=([^:]+):(.+)$", unit, re.M))
+    assert wanted("systemd") == set(credentials)
+    assert all(p.startswith("/etc/correlator/credentials/") for p in credentials.values())
+
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "correlator.yaml").read_text()) if d]
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+    spec = deploy["spec"]["template"]["spec"]
+    (volume,) = [v for v in spec["volumes"] if "secret" in v]
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["mountPath"] == "/run/secrets" and mount["readOnly"]
+    assert wanted("kubernetes") == {item["path"] for item in volume["secret"]["items"]}
+    assert not [d for d in docs if d["kind"] == "Secret"], "no secret values belong in the manifest"
+
+
+def test_the_compose_stack_has_no_default_credentials_and_no_clashing_host_ports():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    assert "Compose v2" in text  # `name:` and file secrets need it; the header says so
+    grafana = services["grafana"]["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    pg = services["postgres"]["environment"]
+    assert "POSTGRES_PASSWORD" not in pg and pg["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    published = {p.split(":")[-2] for svc in services.values() for p in svc.get("ports", [])}
+    assert not published & {"1883", "5432", "162"}, published
+    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    assert re.search(r"^allow_anonymous false$", conf, re.M)
+    assert re.search(r"^password_file /run/secrets/mosquitto_passwd$", conf, re.M)
+    assert "mosquitto_passwd" in services["mosquitto"]["secrets"]
+    snmp = yaml.safe_load((DEPLOY / "correlator.compose.yaml").read_text())["collectors"]["snmp"]
+    assert "communities" not in snmp and snmp["communities_file"] == "/run/secrets/snmp_community"
+
+
+def test_mosquitto_accepts_the_generated_password_file_and_nobody_else(made_secrets: Path, tmp_path: Path):
+    from tests.support.mosquitto import Mosquitto
+
+    broker = Mosquitto.create(tmp_path, user=("correlator", "placeholder"))
+    (tmp_path / "passwd").write_text((made_secrets / "mosquitto_passwd").read_text())
+    broker.start()
+    try:
+        password = (made_secrets / "mqtt_password").read_text().strip()
+        assert mqtt_connects(broker.port, "correlator", password)
+        assert not mqtt_connects(broker.port, "correlator", "wrong-password")
+        assert not mqtt_connects(broker.port, None, None)  # anonymous
+    finally:
+        broker.stop()
+
+
+def mqtt_connects(port: int, user: str | None, password: str | None) -> bool:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    if user is not None:
+        c.username_pw_set(user, password)
+    answers: list[Any] = []
+    c.on_connect = lambda _c, _u, _f, reason, _p: answers.append(reason)
+    c.connect("127.0.0.1", port)
+    for _ in range(100):  # the broker's CONNACK arrives within a few loop turns
+        c.loop(0.1)
+        if answers:
+            break
+    c.disconnect()
+    assert answers, "no CONNACK from the broker"
+    return not answers[0].is_failure
+
+
+def test_snmp_exposure_agrees_with_the_enabled_collectors():
+    image = load_config(DEPLOY / "correlator.yaml")
+    exposed = re.search(r"^EXPOSE (.+)$", (REPO / "Dockerfile").read_text(), re.M)
+    assert exposed is not None
+    assert ("snmp" in image.collectors) == any(p.endswith("/udp") for p in exposed.group(1).split())
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "correlator.yaml").read_text()) if d]
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "correlator-config"]
+    snmp_on = "snmp" in yaml.safe_load(cm["data"]["correlator.yaml"])["collectors"]
+    for d in docs:
+        if d["kind"] == "Deployment":
+            ports = [p for c in d["spec"]["template"]["spec"]["containers"] for p in c["ports"]]
+        elif d["kind"] == "Service":
+            ports = d["spec"]["ports"]
+        else:
+            continue
+        assert snmp_on == any(p["protocol"] == "UDP" for p in ports), d["kind"]
+    systemd = load_config(DEPLOY / "systemd" / "correlator.yaml")
+    unit = (DEPLOY / "systemd" / "correlator.service").read_text()
+    assert ("snmp" in systemd.collectors) or not re.search(r"^AmbientCapabilities=", unit, re.M)
+
+
+def test_the_systemd_steps_install_the_config_the_rules_and_the_credentials():
+    ops = (REPO / "docs" / "operations.md").read_text()
+    steps = ops[ops.index("### systemd") :]
+    steps = steps[steps.index("```sh") : steps.index("```", steps.index("```sh") + 5)]
+    assert "deploy/systemd/correlator.yaml" in steps and "/etc/correlator/correlator.yaml" in steps
+    assert "rules/" in steps and "/etc/correlator/rules" in steps
+    assert "make-secrets.py /etc/correlator/credentials" in steps
+
+
+def test_the_docker_build_context_leaves_out_local_state():
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "var", "deploy/secrets"} <= set(ignored)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
