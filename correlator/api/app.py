@@ -31,7 +31,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def make_app(state: AppState, max_body_bytes: int, limits: ConnectionLimits | None = None) -> web.Application:
     auth = auth_middleware(state.auth or TokenAuth())
-    limits = limits or ConnectionLimits(HttpConfig.max_connections, HttpConfig.body_timeout)
+    limits = limits or ConnectionLimits(
+        HttpConfig.max_connections, HttpConfig.body_timeout, HttpConfig.idle_timeout
+    )
     # The body deadline goes first: its 408 must close the connection whatever the route does.
     app = web.Application(
         client_max_size=max_body_bytes, middlewares=[limits.middleware(), json_errors, auth]

@@ -1,8 +1,10 @@
-"""HTTP connection limits: a cap on open connections and a deadline for request bodies.
+"""HTTP connection limits: a cap on open connections, an idle deadline and a deadline for request bodies.
 
-aiohttp itself closes a connection that has no complete request head `keepalive_timeout` after it
-opened or answered its last request, idle and slowloris alike (`http.idle_timeout`). A body sent
-slowly and too many connections at once are handled here, so /healthz keeps answering under load.
+A connection without a request in progress (idle, or still sending its request head: a slowloris) is
+closed `http.idle_timeout` after it opened or answered its last request; a body must arrive within
+`http.body_timeout`; beyond `http.max_connections` the oldest idle connection makes room. aiohttp's
+own keep-alive timer covers idle connections between requests only in some versions, so the idle
+deadline is enforced here too. Together they keep /healthz answering under a flood of connections.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ log = logging.getLogger(__name__)
 OPEN = Gauge("correlator_http_connections", "HTTP connections open")
 CLOSED = Counter(
     "correlator_http_connections_closed_total",
-    "HTTP connections closed by the connection limits: idle_evicted (cap reached, the oldest idle one "
-    "made room), busy (cap reached and every connection busy: 503), body_timeout (408)",
+    "HTTP connections closed by the connection limits: idle_timeout, idle_evicted (cap reached, the "
+    "oldest idle one made room), busy (cap reached and every connection busy: 503), body_timeout (408)",
     ["reason"],
 )
 # File descriptors the daemon needs besides HTTP connections (databases, journal, MQTT, SNMP, logs).
@@ -47,9 +49,12 @@ class BodyTimeout(TimeoutError):
 class ConnectionLimits:
     max_connections: int
     body_timeout: float
+    idle_timeout: float
     # Connections whose request is being handled; the others are idle or still sending a request head,
     # and the oldest of them is what a new connection displaces once the cap is reached.
     busy: set[object] = field(default_factory=set)
+    # When each connection's last request was answered (loop time): its idle deadline counts from there.
+    answered: dict[object, float] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, http: HttpConfig) -> ConnectionLimits:
@@ -66,16 +71,17 @@ class ConnectionLimits:
                 soft,
                 http.max_connections + FD_RESERVE,
             )
-        return cls(http.max_connections, http.body_timeout)
+        return cls(http.max_connections, http.body_timeout, http.idle_timeout)
 
     def middleware(self) -> Middleware:
         @web.middleware
         async def limit_request(request: web.Request, handler: Handler) -> web.StreamResponse:
             proto = request.protocol
             self.busy.add(proto)
+            loop = asyncio.get_running_loop()
             timer = None
             if request.body_exists and not request.content.is_eof():
-                timer = asyncio.get_running_loop().call_later(self.body_timeout, _expire, request.content)
+                timer = loop.call_later(self.body_timeout, _expire, request.content)
             try:
                 return await handler(request)
             except BodyTimeout:
@@ -87,6 +93,7 @@ class ConnectionLimits:
                 return resp
             finally:
                 self.busy.discard(proto)
+                self.answered[proto] = loop.time()
                 if timer is not None:
                     timer.cancel()
 
@@ -102,16 +109,21 @@ def _expire(payload: Any) -> None:
 
 
 class LimitedServer(web.Server):
-    """aiohttp's server with a cap on open connections."""
+    """aiohttp's server with a cap on open connections and an idle deadline for each."""
 
     def __init__(self, limits: ConnectionLimits, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = limits
-        self._open: dict[Any, None] = {}  # insertion order: the oldest connection first
+        self._timer_loop = asyncio.get_running_loop()
+        self._open: dict[Any, float] = {}  # handler -> loop time it connected; the oldest first
+        # One sweep for all connections rather than a timer each: a flood of connections then costs
+        # one dict entry apiece, and the sweep a pass over at most max_connections entries.
+        self._every = max(0.05, min(1.0, limits.idle_timeout / 4))
+        self._sweeper = self._timer_loop.call_later(self._every, self._sweep)
 
     def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
-        self._open[handler] = None
+        self._open[handler] = self._timer_loop.time()
         if len(self._open) > self._limits.max_connections:
             self._make_room(handler, transport)
         OPEN.set(len(self._open))
@@ -120,7 +132,28 @@ class LimitedServer(web.Server):
         super().connection_lost(handler, exc)
         self._open.pop(handler, None)
         self._limits.busy.discard(handler)
+        self._limits.answered.pop(handler, None)
         OPEN.set(len(self._open))
+
+    def pre_shutdown(self) -> None:
+        self._sweeper.cancel()
+        super().pre_shutdown()
+
+    def _sweep(self) -> None:
+        deadline = self._timer_loop.time() - self._limits.idle_timeout
+        busy, answered = self._limits.busy, self._limits.answered
+        late = [
+            h
+            for h, opened in self._open.items()
+            if h not in busy and max(opened, answered.get(h, opened)) < deadline
+        ]
+        for h in late:
+            CLOSED.labels("idle_timeout").inc()
+            self._open.pop(h)
+            h.force_close()
+        if late:
+            OPEN.set(len(self._open))
+        self._sweeper = self._timer_loop.call_later(self._every, self._sweep)
 
     def _make_room(self, new: Any, transport: asyncio.Transport) -> None:
         busy = self._limits.busy

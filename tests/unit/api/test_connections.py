@@ -52,13 +52,13 @@ async def server() -> AsyncIterator[Server]:
     async def echo(request: web.Request) -> web.Response:
         return web.json_response({"bytes": len(await request.read())})
 
-    limits = ConnectionLimits(max_connections=CAP, body_timeout=0.5)
+    limits = ConnectionLimits(max_connections=CAP, body_timeout=0.5, idle_timeout=0.5)
     app = web.Application(middlewares=[limits.middleware()])
     app[LIMITS] = limits
     app.router.add_get("/hold", hold)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/echo", echo)
-    runner = LimitedRunner(app, limits, keepalive_timeout=30)
+    runner = LimitedRunner(app, limits, keepalive_timeout=3600)  # the idle deadline is the server's own
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -118,6 +118,18 @@ async def test_a_body_sent_too_slowly_gets_408_and_the_connection_closes(server:
     await writer.drain()
     writer.write(b"abcd")
     assert await answer(reader, writer) == (200, b'{"bytes": 4}')
+
+
+async def test_idle_and_half_sent_connections_are_closed_after_idle_timeout(server: Server):
+    silent = await server.connect()
+    half = await server.connect()
+    half[1].write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+    kept = await server.connect()  # keep-alive: answered once, then idle
+    kept[1].write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (await kept[0].readuntil(b'{"status": "ok"}')).startswith(b"HTTP/1.1 200")
+    for reader, writer in (silent, half, kept):
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
 
 
 def test_max_connections_must_be_at_least_one():
