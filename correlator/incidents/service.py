@@ -53,6 +53,8 @@ class IncidentService:
         self._by_key: dict[str, Incident] = {}
         self._lock = asyncio.Lock()
         self._next_due: float | None = None
+        # Replay and `rules explain` read what each request did here (None: not recorded).
+        self.outcomes: list[tuple[IncidentRequest, str, Incident | None]] | None = None
 
     async def open(self) -> None:
         await self.store.open()
@@ -72,15 +74,20 @@ class IncidentService:
 
     # --- correlation ---------------------------------------------------------------------------
 
-    async def apply(self, requests: Iterable[IncidentRequest]) -> list[Incident]:
-        """Apply a batch of requests; returns the incidents it opened or reopened (for Problem/Change)."""
+    async def apply(self, requests: Iterable[IncidentRequest], event_time: bool = False) -> list[Incident]:
+        """Apply a batch of requests; returns the incidents it opened or reopened (for Problem/Change).
+
+        `event_time` (replay): each request acts at its event's time, not at the clock's, which has
+        already moved to the end of the batch; a replayed batch spans minutes, a live one does not."""
         async with self._lock:
             changes = lc.Changes()
             now = self.clock.now()
             opened: list[Incident] = []
             for req in requests:
-                outcome = self._apply_one(changes, req, now)
+                outcome = self._apply_one(changes, req, min(now, req.event.time) if event_time else now)
                 REQUESTS.labels(outcome).inc()
+                if self.outcomes is not None:
+                    self.outcomes.append((req, outcome, self._by_key.get(req.key)))
                 if outcome in ("opened", "reopened"):
                     opened.append(self._by_key[req.key])
             await self._commit(changes)
