@@ -33,6 +33,7 @@ EVENTS_SHOWN = 100  # per incident in --json; the text shows fewer
 TEXT_EVENTS = 5
 _INCIDENT_KEYS = (
     "id", "title", "status", "priority", "severity", "major", "host", "service", "rule", "key",
+    "assignment_group", "assignee",
     "opened_at", "resolved_at", "resolution_code", "reopened_at", "reopen_count", "closed_at",
     "escalation_level", "event_count", "first_occurrence", "last_occurrence", "change_id",
     "problem_id", "known_error_id",
