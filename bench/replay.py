@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -30,6 +31,7 @@ def write_recording(path: Path, n: int, seed: int = 14) -> None:
             t += rnd.random() * 0.05
             host = f"sw{rnd.randrange(200)}"
             r = rnd.random()
+            doc: dict[str, Any]
             if r < 0.5:
                 kind = "IF-MIB::linkDown" if rnd.random() < 0.55 else "IF-MIB::linkUp"
                 doc = {
