@@ -21,7 +21,7 @@ from correlator.clock import Clock
 from correlator.errors import FieldError
 from correlator.event import Event, event_from_dict, iso
 from correlator.pipeline import Pipeline, StageContext
-from correlator.responses import Response
+from correlator.responses import NotifyRequest, Response
 
 BATCH = 1000
 
@@ -36,6 +36,7 @@ class ReplaySummary:
     by_severity: collections.Counter[str] = field(default_factory=collections.Counter)
     by_type: collections.Counter[str] = field(default_factory=collections.Counter)
     suppressed: collections.Counter[str] = field(default_factory=collections.Counter)  # by change id
+    notify: list[NotifyRequest] = field(default_factory=list)  # level-2 `notify` asked (never sent)
     first_time: float | None = None
     last_time: float | None = None
     elapsed_seconds: float = 0.0
@@ -196,8 +197,14 @@ async def replay(
             return
         if clock is None:
             clock = Clock(batch[0].time)
-        record(await pipeline.run(batch, StageContext(clock, live=False)))
+        ctx = StageContext(clock, live=False)
+        record(await pipeline.run(batch, ctx))
+        take_notify(ctx)
         batch.clear()
+
+    def take_notify(ctx: StageContext) -> None:
+        if ctx.responses:
+            summary.notify.extend(r for r in ctx.responses if isinstance(r, NotifyRequest))
 
     def record(out: list[Event]) -> None:
         for e in out:
@@ -222,7 +229,9 @@ async def replay(
     await flush()
     if clock is not None and wait > 0:
         clock.advance_to(clock.now() + wait)
-        record(await pipeline.flush(StageContext(clock, live=False)))
+        ctx = StageContext(clock, live=False)
+        record(await pipeline.flush(ctx))
+        take_notify(ctx)
     summary.elapsed_seconds = time.perf_counter() - started
     summary.digest = digest.hexdigest()
     return summary

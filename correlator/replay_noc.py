@@ -181,6 +181,10 @@ async def report(noc: NocReplay, summary: ReplaySummary) -> dict[str, Any]:
             {"at": n.at, "kind": n.kind, "target": n.target, "incident": n.incident}
             for n in noc.notifier.notices
         ],
+        "rule_notifications": [
+            {"at": iso(r.event.time), "target": r.target, "rule": r.rule, "event": r.event.id}
+            for r in summary.notify
+        ],
         "data_dir": str(noc.data_dir) if noc.kept else None,
     }
 
@@ -248,6 +252,8 @@ def report_lines(doc: dict[str, Any]) -> list[str]:
     by: Counter[tuple[str, str]] = Counter((n["target"], n["kind"]) for n in notices)
     lines.append(f"notifications (listed, not sent): {len(notices)}")
     lines.extend(f"  {target}: {n} {kind}" for (target, kind), n in sorted(by.items()))
+    for target, n in sorted(Counter(r["target"] for r in doc["rule_notifications"]).items()):
+        lines.append(f"  {target}: {n} notify (asked by level-2 rules)")
     if doc["data_dir"]:
         lines.append(f"stores kept in {doc['data_dir']} (correlator run with storage.data_dir there)")
     return lines

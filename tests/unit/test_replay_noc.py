@@ -163,6 +163,7 @@ def test_the_incident_table_a_noc_would_have_seen(setup, capsys, listener, tmp_p
     # ISO 8601 wherever a person reads, the summary included; the live data dir is untouched.
     assert (doc["first_time"], doc["last_time"]) == ("2026-11-30T10:00:00Z", "2026-11-30T18:00:00Z")
     assert doc["data_dir"] is None and not (tmp_path / "live-data").exists()
+    assert doc["rule_notifications"] == []  # level-2 `notify` requests: none in these rules
 
 
 def test_human_output_lists_incidents_problems_changes_and_suppression(setup, capsys) -> None:
