@@ -29,7 +29,6 @@ from correlator.availability import AvailabilityStage
 from correlator.availability import parse_settings as parse_availability
 from correlator.availability.reload import ServicesReloader
 from correlator.catalogue import load_catalogue
-from correlator.changes import settings as change_settings
 from correlator.changes.reload import CalendarReloader
 from correlator.changes.service import ChangeService
 from correlator.clock import Clock, wall_clock
@@ -37,20 +36,17 @@ from correlator.collector import Collector, CollectorContext, create_collectors
 from correlator.config import Config
 from correlator.correlation import lifecycle as correlation
 from correlator.errors import ConfigError
-from correlator.incidents import IncidentService, parse_settings
+from correlator.incidents import IncidentService
 from correlator.incidents import scheduler as incident_scheduler
 from correlator.incidents.notify import Notifier
-from correlator.incidents.store import create_store
 from correlator.ingest import Ingest
-from correlator.pipeline import build_pipeline
-from correlator.problems import settings as problem_settings
 from correlator.problems.service import ProblemService
 from correlator.queue.journal import JournalQueue
-from correlator.records.store import create_record_store
 from correlator.reloads import Reloads, Target
 from correlator.rules.errors import RuleErrors
 from correlator.rules.reload import RulesHolder
 from correlator.runner import PipelineRunner
+from correlator.services import assemble, close_services, open_services
 from correlator.store import EventStore
 from correlator.store.postgres import PgEventStore
 from correlator.store.sqlite import SqliteEventStore
@@ -95,17 +91,12 @@ async def build(config: Config) -> Daemon:
     queue = JournalQueue(
         data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
     )
-    settings = parse_settings(config.incidents)
-    notifier = Notifier(settings.notify, data / outbox_store.FILE)
-    incidents = IncidentService(
-        create_store(settings.dsn or config.storage.dsn, data), settings, clock, notifier
-    )
-    csettings = change_settings.parse_settings(config.changes)
-    records = create_record_store(csettings.dsn or config.storage.dsn, data)
     ingest = Ingest(queue)
-    changes = ChangeService(records, csettings, clock, ingest.emit, incidents)
-    problems = ProblemService(records, problem_settings.parse_settings(config.problems), clock, incidents)
-    pipeline = build_pipeline(config, rules, incidents, changes, problems)
+    services = assemble(
+        config, rules, clock, data, lambda targets: Notifier(targets, data / outbox_store.FILE), ingest.emit
+    )
+    incidents, changes, problems = services.incidents, services.changes, services.problems
+    csettings, pipeline = services.change_settings, services.pipeline
     runner = PipelineRunner(queue, pipeline, store, clock, config.queue.batch_events)
     state = AppState(
         store=store, queue=queue, incidents=incidents, changes=changes, problems=problems, auth=auth
@@ -127,19 +118,14 @@ async def build(config: Config) -> Daemon:
     try:
         await queue.open()
         try:
-            await incidents.open()
+            await open_services(services)
             try:
-                await _open_records(changes, problems)
-                try:
-                    await pipeline.open(clock)
-                    # Before the first event: no open window, pending pair or heartbeat deadline is forgotten.
-                    await correlation.recover(pipeline, data, store, clock)
-                except BaseException:
-                    await pipeline.close()
-                    await changes.store.close()
-                    raise
+                await pipeline.open(clock)
+                # Before the first event: no open window, pending pair or heartbeat deadline is forgotten.
+                await correlation.recover(pipeline, data, store, clock)
             except BaseException:
-                await incidents.close()
+                await pipeline.close()
+                await close_services(services)
                 raise
         except BaseException:
             await queue.close()
@@ -165,16 +151,6 @@ async def build(config: Config) -> Daemon:
         changes,
         problems,
     )
-
-
-async def _open_records(changes: ChangeService, problems: ProblemService) -> None:
-    await changes.store.open()
-    try:
-        await changes.open()
-        await problems.open()
-    except BaseException:
-        await changes.store.close()
-        raise
 
 
 async def run(config: Config) -> int:

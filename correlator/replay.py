@@ -19,9 +19,9 @@ import orjson
 
 from correlator.clock import Clock
 from correlator.errors import FieldError
-from correlator.event import Event, event_from_dict
+from correlator.event import Event, event_from_dict, iso
 from correlator.pipeline import Pipeline, StageContext
-from correlator.responses import Response
+from correlator.responses import NotifyRequest, Response
 
 BATCH = 1000
 
@@ -35,6 +35,8 @@ class ReplaySummary:
     errors: list[str] = field(default_factory=list)  # the first few, as file:line: message
     by_severity: collections.Counter[str] = field(default_factory=collections.Counter)
     by_type: collections.Counter[str] = field(default_factory=collections.Counter)
+    suppressed: collections.Counter[str] = field(default_factory=collections.Counter)  # by change id
+    notify: list[NotifyRequest] = field(default_factory=list)  # level-2 `notify` asked (never sent)
     first_time: float | None = None
     last_time: float | None = None
     elapsed_seconds: float = 0.0
@@ -49,8 +51,8 @@ class ReplaySummary:
             "errors": self.errors,
             "by_severity": dict(sorted(self.by_severity.items())),
             "top_types": dict(self.by_type.most_common(10)),
-            "first_time": self.first_time,
-            "last_time": self.last_time,
+            "first_time": iso(self.first_time) if self.first_time is not None else None,
+            "last_time": iso(self.last_time) if self.last_time is not None else None,
             "elapsed_seconds": round(self.elapsed_seconds, 3),
             "events_per_second": round(self.events_in / self.elapsed_seconds) if self.elapsed_seconds else 0,
             "digest": self.digest,
@@ -84,6 +86,18 @@ def read_events(path: Path, summary: ReplaySummary, progress: IO[str] | None) ->
             yield ev
     if progress is not None:
         progress.write("\n")
+
+
+def first_time(path: Path) -> float | None:
+    """The time of the recording's first valid event (None: it has none): where the clock starts."""
+    with path.open("rb") as f:
+        for lineno, line in enumerate(f, start=1):
+            if line.strip():
+                try:
+                    return recorded_event(orjson.loads(line), lineno, line, "replay", 0.0).time
+                except (orjson.JSONDecodeError, FieldError):
+                    continue
+    return None
 
 
 def recorded_event(doc: Any, n: int, text: bytes, source: str, default_time: float) -> Event:
@@ -136,9 +150,11 @@ class Stepper:
     taken in the order given; one older than the clock is late, as it would be live.
     """
 
-    def __init__(self, pipeline: Pipeline, start: float) -> None:
+    def __init__(self, pipeline: Pipeline, start: float, clock: Clock | None = None) -> None:
+        """`clock`: the one the pipeline's services (incidents, changes) were built on, if any."""
         self.pipeline = pipeline
-        self.clock = Clock(start)
+        self.clock = clock or Clock(start)
+        self.clock.advance_to(start)
         self.responses: list[Response] = []  # what correlation asked of the later stages, in order
 
     async def advance(self, t: float) -> list[Event]:
@@ -164,12 +180,14 @@ async def replay(
     output: IO[bytes] | None = None,
     progress: IO[str] | None = None,
     wait: float = 0.0,
+    clock: Clock | None = None,
 ) -> ReplaySummary:
     """`wait`: after the last event, let that much event time pass, so timers due by then (a pair
-    never closed, a heartbeat that stopped) fire; without it the recording ends at its last event."""
+    never closed, a heartbeat that stopped) fire; without it the recording ends at its last event.
+    `clock`: the one the pipeline's services were built on (replay_noc.py); by default a new one
+    starting at the first event."""
     summary = ReplaySummary()
     digest = hashlib.sha256()
-    clock: Clock | None = None
     started = time.perf_counter()
     batch: list[Event] = []
 
@@ -179,8 +197,14 @@ async def replay(
             return
         if clock is None:
             clock = Clock(batch[0].time)
-        record(await pipeline.run(batch, StageContext(clock, live=False)))
+        ctx = StageContext(clock, live=False)
+        record(await pipeline.run(batch, ctx))
+        take_notify(ctx)
         batch.clear()
+
+    def take_notify(ctx: StageContext) -> None:
+        if ctx.responses:
+            summary.notify.extend(r for r in ctx.responses if isinstance(r, NotifyRequest))
 
     def record(out: list[Event]) -> None:
         for e in out:
@@ -190,6 +214,8 @@ async def replay(
                 output.write(line)
             summary.by_severity[e.severity.value] += 1
             summary.by_type[e.type] += 1
+            if e.attributes.get("maintenance") == "suppress":  # set aside by MaintenanceStage
+                summary.suppressed[e.attributes.get("change_id") or ""] += 1
         summary.events_out += len(out)
 
     for ev in read_events(path, summary, progress):
@@ -203,7 +229,9 @@ async def replay(
     await flush()
     if clock is not None and wait > 0:
         clock.advance_to(clock.now() + wait)
-        record(await pipeline.flush(StageContext(clock, live=False)))
+        ctx = StageContext(clock, live=False)
+        record(await pipeline.flush(ctx))
+        take_notify(ctx)
     summary.elapsed_seconds = time.perf_counter() - started
     summary.digest = digest.hexdigest()
     return summary

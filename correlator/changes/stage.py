@@ -34,7 +34,9 @@ class MaintenanceStage:
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
         now = ctx.clock.now()
-        if ctx.live and now >= self._next_check:  # calendar windows open on time, checked once a second
+        # Calendar windows open on time, checked once a second of the clock: wall time live, event
+        # time in replay (where the clock stands at the previous batch's end).
+        if now >= self._next_check:
             self._next_check = now + 1.0
             await self._service.run_due(now)
         scope = self._service.scope

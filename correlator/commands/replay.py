@@ -1,21 +1,31 @@
-"""`correlator replay FILE.ndjson`: run recorded events through the pipeline on a virtual clock."""
+"""`correlator replay FILE.ndjson`: run recorded events through the pipeline on a virtual clock, and
+show what a NOC would have seen (incidents, problems, changes, maintenance; correlator/replay_noc.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
+import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
-from correlator import gctune
-from correlator.config import load_config, parse_duration
+from correlator import gctune, replay_noc
+from correlator.catalogue import load_catalogue
+from correlator.changes.changes_file import load_changes
+from correlator.config import Config, load_config, parse_duration
+from correlator.errors import ConfigError
 from correlator.pipeline import build_pipeline
-from correlator.replay import ReplaySummary, progress_stream, replay
+from correlator.replay import ReplaySummary, first_time, progress_stream, replay
 from correlator.rules.errors import RuleErrors
+from correlator.rules.reload import RulesHolder
+
+T = TypeVar("T")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,7 +36,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--rules", type=Path, metavar="DIR", help="rule directory (default: rules_dir)")
     p.add_argument("--config", type=Path, help="configuration file")
     p.add_argument("--output", "-o", type=Path, help="write the resulting events here as NDJSON")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    p.add_argument(
+        "--changes",
+        type=Path,
+        metavar="FILE",
+        help="YAML file of change records (changes: [...]) to replay as approved changes",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="keep the incident and record stores in this new directory, to browse with the API and CLI",
+    )
+    p.add_argument(
+        "--events-only",
+        action="store_true",
+        help="rules and correlation only: no maintenance, incidents, changes or problems (faster)",
+    )
     p.add_argument(
         "--wait",
         type=parse_duration,
@@ -37,12 +64,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=main)
 
 
-def _run(coro: Coroutine[Any, Any, ReplaySummary]) -> ReplaySummary:
+def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
     except ImportError:
         return asyncio.run(coro)
-    result: ReplaySummary = uvloop.run(coro)
+    result: T = uvloop.run(coro)
     return result
 
 
@@ -53,30 +80,71 @@ def main(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.rules:
         overrides["rules_dir"] = str(args.rules)
-    config = load_config(args.config, overrides)
-    if args.rules and not args.rules.is_dir():
-        print(f"correlator replay: --rules {args.rules}: no such directory", file=sys.stderr)
-        return 2
     try:
-        pipeline = build_pipeline(config)  # loads config.rules_dir, which --rules overrides
+        config = load_config(args.config, overrides)
+        if args.rules and not args.rules.is_dir():
+            raise ConfigError(f"--rules {args.rules}: no such directory")
+        changes = load_changes(args.changes) if args.changes else []
+        rules = RulesHolder(config.rules_dir, config.inventory_file, load_catalogue(config))
+        rules.load_initial()
     except RuleErrors as e:
         print(f"correlator replay: {len(e.errors)} error(s) in the rules:\n{e}", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"correlator replay: {e}", file=sys.stderr)
         return 2
     out = args.output.open("wb") if args.output else None
     gctune.tune()
     try:
-        summary = _run(replay(args.file, pipeline, out, progress_stream(), args.wait))
+        if args.events_only:
+            summary = _run(
+                replay(args.file, build_pipeline(config, rules), out, progress_stream(), args.wait)
+            )
+            noc: dict[str, Any] | None = None
+        else:
+            summary, noc = _run(_whole(args, config, rules, changes, out))
+    except (ConfigError, replay_noc.DataDirInUse) as e:
+        print(f"correlator replay: {e}", file=sys.stderr)
+        return 2
     finally:
         if out is not None:
             out.close()
-    doc = summary.as_dict()
+    doc = {**summary.as_dict(), **(noc or {})}
+    _blocking_stdout()
     if args.json:
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        for key, value in doc.items():
+        for key, value in summary.as_dict().items():
             if key == "errors":
                 continue
             print(f"{key:>18}: {value}")
+        if noc is not None:
+            print()
+            print("\n".join(replay_noc.report_lines(noc)))
         for err in summary.errors:
             print(f"invalid: {err}", file=sys.stderr)
     return 1 if summary.invalid else 0
+
+
+def _blocking_stdout() -> None:
+    """The event loop may leave stdout non-blocking; a long report into a slow pipe (`| less`) would
+    then be cut at the pipe's buffer size without an error."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        os.set_blocking(sys.stdout.fileno(), True)
+
+
+async def _whole(
+    args: argparse.Namespace,
+    config: Config,
+    rules: RulesHolder,
+    changes: list[dict[str, Any]],
+    out: IO[bytes] | None,
+) -> tuple[ReplaySummary, dict[str, Any]]:
+    start = first_time(args.file)
+    noc = await replay_noc.start(config, rules, start or 0.0, args.data, changes)
+    try:
+        summary = await replay(args.file, noc.services.pipeline, out, progress_stream(), args.wait, noc.clock)
+        await replay_noc.finish(noc)
+        return summary, await replay_noc.report(noc, summary)
+    finally:
+        await noc.close()

@@ -132,6 +132,12 @@ def test(args: argparse.Namespace) -> int:
                 print("      responses requested:")
                 for r in case.responses:
                     print("        " + orjson.dumps(r, default=str).decode())
+            for name, records in case.outcome.items():  # expect_incidents, expect_problems
+                print(f"      actual {name}:")
+                for rec in records:
+                    print("        " + orjson.dumps({k: v for k, v in rec.items() if k != "events"}).decode())
+                if not records:
+                    print("        (none)")
     print(f"{passed} passed, {failed} failed ({len(files)} files)")
     return 1 if failed or not files else 0
 

@@ -178,11 +178,11 @@ def reached_dict(rec: Reached, where: Where) -> dict[str, Any]:
 def fired_dict(f: Fired) -> dict[str, Any]:
     return {
         "hook": f.hook,
-        "at": f.at,
+        "at": iso(f.at),
         "from_timer": f.from_timer,
         "details": f.extra,
-        "made": f.made.to_dict() if f.made is not None else None,
-        "events": [ev.to_dict() for ev in f.events],
+        "made": f.made.to_api() if f.made is not None else None,
+        "events": [ev.to_api() for ev in f.events],
         "responses": [response_dict(r) for r in f.responses],
     }
 

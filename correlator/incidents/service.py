@@ -53,6 +53,10 @@ class IncidentService:
         self._by_key: dict[str, Incident] = {}
         self._lock = asyncio.Lock()
         self._next_due: float | None = None
+        self._due: dict[int, float] = {}  # id -> deadline, of the unclosed incidents that have one
+        self._active: dict[int, str] = {}  # id -> priority, of the active incidents
+        # Replay and `rules explain` read what each request did here (None: not recorded).
+        self.outcomes: list[tuple[IncidentRequest, str, Incident | None]] | None = None
 
     async def open(self) -> None:
         await self.store.open()
@@ -72,15 +76,20 @@ class IncidentService:
 
     # --- correlation ---------------------------------------------------------------------------
 
-    async def apply(self, requests: Iterable[IncidentRequest]) -> list[Incident]:
-        """Apply a batch of requests; returns the incidents it opened or reopened (for Problem/Change)."""
+    async def apply(self, requests: Iterable[IncidentRequest], event_time: bool = False) -> list[Incident]:
+        """Apply a batch of requests; returns the incidents it opened or reopened (for Problem/Change).
+
+        `event_time` (replay): each request acts at its event's time, not at the clock's, which has
+        already moved to the end of the batch; a replayed batch spans minutes, a live one does not."""
         async with self._lock:
             changes = lc.Changes()
             now = self.clock.now()
             opened: list[Incident] = []
             for req in requests:
-                outcome = self._apply_one(changes, req, now)
+                outcome = self._apply_one(changes, req, min(now, req.event.time) if event_time else now)
                 REQUESTS.labels(outcome).inc()
+                if self.outcomes is not None:
+                    self.outcomes.append((req, outcome, self._by_key.get(req.key)))
                 if outcome in ("opened", "reopened"):
                     opened.append(self._by_key[req.key])
             await self._commit(changes)
@@ -291,7 +300,7 @@ class IncidentService:
         if self.notifier.enabled:
             for kind, inc, targets in changes.notices:
                 self.notifier.submit(kind, inc.to_api(), targets)
-        self._refresh()
+        self._refresh([*changes.new, *changes.dirty.values()])
 
     async def _load(self) -> None:
         self._by_id.clear()
@@ -305,15 +314,29 @@ class IncidentService:
                     self._by_key[inc.key] = inc
         self._refresh()
 
-    def _refresh(self) -> None:
+    def _refresh(self, touched: Iterable[Incident] | None = None) -> None:
+        """Update the open-incident gauge and the next deadline from the incidents a commit
+        `touched` (None: all of them, after a load). Per incident, not per commit over all of them:
+        with thousands unclosed, a full pass at every commit was most of the incident stage's time."""
+        if touched is None:
+            self._due.clear()
+            self._active.clear()
+            touched = self._by_id.values()
+        for inc in touched:
+            tracked = self._by_id.get(inc.id) is inc
+            d = lc.deadline(inc) if tracked else None
+            if d is None:
+                self._due.pop(inc.id, None)
+            else:
+                self._due[inc.id] = d
+            if tracked and inc.active:
+                self._active[inc.id] = inc.priority
+            else:
+                self._active.pop(inc.id, None)
         counts = dict.fromkeys(PRIORITIES, 0)
-        due: float | None = None
-        for inc in self._by_id.values():
-            if inc.active:
-                counts[inc.priority] += 1
-            d = lc.deadline(inc)
-            if d is not None and (due is None or d < due):
-                due = d
+        for prio in self._active.values():
+            counts[prio] += 1
+        due = min(self._due.values(), default=None)
         for prio, n in counts.items():
             OPEN.labels(prio).set(n)
         if due != self._next_due:

@@ -26,6 +26,6 @@ class IncidentStage:
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
         requests = [r for r in ctx.responses if isinstance(r, IncidentRequest)]
         if requests:
-            ctx.opened.extend(await self._service.apply(requests))
+            ctx.opened.extend(await self._service.apply(requests, event_time=not ctx.live))
         await self._service.run_due(ctx.clock.now())
         return events

@@ -10,11 +10,13 @@ matchers and actions as RuleSet.process); level 2 by a tracer on the correlate s
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from correlator import replay_noc
 from correlator.config import Config
 from correlator.correlation.core import Fired
 from correlator.correlation.stage import Correlate
@@ -32,8 +34,9 @@ from correlator.correlation.trace import (
     timer_lines,
 )
 from correlator.event import Event, iso
-from correlator.pipeline import StageContext, build_pipeline
-from correlator.replay import Stepper
+from correlator.pipeline import StageContext
+from correlator.replay import ReplaySummary, Stepper
+from correlator.replay_noc import report_lines
 from correlator.rules.reload import RulesHolder
 from correlator.rules.ruleset import RuleSet
 
@@ -59,6 +62,24 @@ class Level1:
 
 
 @dataclass
+class IncidentStep:
+    """What the incident service did with one request: the incident it opened or the event joined."""
+
+    incident: str  # INC-000001
+    outcome: str  # opened, updated, reopened, resolved
+    rule: str
+    key: str
+    title: str
+    event: str  # the event's id (a timer's or a rule's made event, or the input itself)
+
+    def as_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+    def line(self) -> str:
+        return f"incident {self.incident} {self.outcome} by rule {self.rule} (key {self.key}): {self.title}"
+
+
+@dataclass
 class EventTrace:
     n: int  # position in the input, from 1
     event_in: dict[str, Any]
@@ -66,12 +87,14 @@ class EventTrace:
     level1: Level1
     level2: list[Reached]
     not_reached: list[tuple[str, str]]  # level-2 rules the event could meet but did not take, and why
+    incidents: list[IncidentStep] = field(default_factory=list)
 
 
 @dataclass
 class TimerTrace:
     fired: Fired
     state: str  # the key's state right after
+    incidents: list[IncidentStep] = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +103,7 @@ class Trace:
     positions: dict[str, str]  # rule -> file:line:column
     level1_rules: int
     level2_rules: int
+    outcome: dict[str, Any] = field(default_factory=dict)  # replay_noc.report: incidents, problems...
 
     def where(self, rule: str) -> str:
         return self.positions.get(rule, "?")
@@ -92,6 +116,7 @@ class Trace:
                 self._event_dict(item) if isinstance(item, EventTrace) else self._timer_dict(item)
                 for item in self.timeline
             ],
+            **self.outcome,
         }
 
     def text(self, show_unmatched: bool = False) -> str:
@@ -99,20 +124,26 @@ class Trace:
         for item in self.timeline:
             if isinstance(item, TimerTrace):
                 lines.extend(timer_lines(item.fired, item.state, self.where))
+                lines.extend(f"       {i.line()}" for i in item.incidents)
             else:
                 lines.extend(self._event_lines(item, show_unmatched))
+        if self.outcome:
+            lines.extend(["", "== outcome", *report_lines(self.outcome)])
         return "\n".join(lines)
 
     def _event_lines(self, t: EventTrace, show_unmatched: bool) -> list[str]:
         ev = t.event_in
         lines = [
-            f"== event {t.n} at {iso(ev['time'])}: {ev['type']} on {ev['host']}",
+            f"== event {t.n} at {ev['time']}: {ev['type']} on {ev['host']}",
             *_level1_lines(t.level1, self.level1_rules, show_unmatched),
         ]
         if t.event_out is None:
             lines.append("result: removed at level 1")
             return lines
         lines.append("result: kept")
+        attrs = t.event_out["attributes"]
+        if attrs.get("maintenance"):
+            lines.append(f"maintenance: {attrs['maintenance']} by change {attrs.get('change_id')}")
         late = t.event_out["attributes"].get("late_seconds")
         if late is not None:
             lines.append(f"late by {late}s: level 2 took it at the clock's time")
@@ -128,6 +159,7 @@ class Trace:
         lines.extend(f"   - {rule} ({self.where(rule)}): {why}" for rule, why in unmatched)
         if not t.level2:
             lines.append("no level-2 rule took the event")
+        lines.extend(i.line() for i in t.incidents)
         lines.append("final event: " + orjson.dumps(t.event_out).decode())
         return lines
 
@@ -136,6 +168,7 @@ class Trace:
             "kind": "event",
             "n": t.n,
             "time": t.event_in["time"],
+            "incidents": [i.as_dict() for i in t.incidents],
             "event_in": t.event_in,
             "event_out": t.event_out,
             "candidates": t.level1.candidates,
@@ -163,7 +196,8 @@ class Trace:
         del fired["at"]  # the item's time
         return {
             "kind": "timer",
-            "time": f.at,
+            "time": iso(f.at),
+            "incidents": [i.as_dict() for i in t.incidents],
             "rule": f.rule,
             "where": self.where(f.rule),
             "key": list(f.key),
@@ -174,8 +208,17 @@ class Trace:
 
 async def explain(holder: RulesHolder, config: Config, events: list[Event], wait: float = 0.0) -> Trace:
     """Run `events` in order through the pipeline `config` and the rules of `holder` make, tracing
-    every rule; then let `wait` seconds of event time pass, so pending timers fire."""
-    pipeline = build_pipeline(config, holder)
+    every rule and what the incident service did; then let `wait` seconds of event time pass, so
+    pending timers fire. Incidents, changes and problems live in a throwaway store (replay_noc)."""
+    noc = await replay_noc.start(config, holder, events[0].time if events else 0.0)
+    try:
+        return await _explain(noc, holder, events, wait)
+    finally:
+        await noc.close()
+
+
+async def _explain(noc: replay_noc.NocReplay, holder: RulesHolder, events: list[Event], wait: float) -> Trace:
+    pipeline = noc.services.pipeline
     level1 = TracingFilter(holder)
     pipeline.stages = [level1 if s.name == "filter" else s for s in pipeline.stages]
     stage = pipeline.find("correlate")
@@ -183,35 +226,57 @@ async def explain(holder: RulesHolder, config: Config, events: list[Event], wait
         raise RuntimeError("the pipeline has no correlate stage")
     tracer = Level2Tracer(stage)
     timeline: list[EventTrace | TimerTrace] = []
-    stepper = Stepper(pipeline, events[0].time if events else 0.0)
+    stepper = Stepper(pipeline, events[0].time if events else 0.0, noc.clock)
+    summary = ReplaySummary(events_in=len(events))
+
+    mark = 0
+
+    def take() -> list[IncidentStep]:
+        """What the incident service did since the last call (replay_noc keeps every outcome)."""
+        nonlocal mark
+        new, mark = noc.outcomes[mark:], len(noc.outcomes)
+        return [
+            IncidentStep(inc.human_id, outcome, req.rule, req.key, inc.title, req.event.id)
+            for req, outcome, inc in new
+            if inc is not None and outcome != "ignored"
+        ]
 
     async def until(t: float) -> None:
         # Timer by timer, so each fire is shown with the state of its key right after it.
         while (deadline := stepper.clock.next_deadline()) is not None and deadline <= t:
             await stepper.advance(deadline)
-            timeline.extend(TimerTrace(f, tracer.state(f)) for f in tracer.take_timer_fires())
+            fires = [TimerTrace(f, tracer.state(f)) for f in tracer.take_timer_fires()]
+            steps = take()
+            if fires:
+                fires[-1].incidents = steps
+            timeline.extend(fires)
 
     for n, ev in enumerate(events, start=1):
         await until(ev.time)
-        event_in = copy.deepcopy(ev.to_dict())
+        event_in = copy.deepcopy(ev.to_api())
         await stepper.feed(ev)
-        timeline.extend(TimerTrace(f, tracer.state(f)) for f in tracer.take_timer_fires())
+        fires = [TimerTrace(f, tracer.state(f)) for f in tracer.take_timer_fires()]
+        timeline.extend(fires)
         l1 = level1.traces.pop()
         kept = l1.removed is None
         reached = tracer.take_reached()
         not_reached = tracer.not_reached(ev, reached) if kept else []
-        event_out = copy.deepcopy(ev.to_dict()) if kept else None
-        timeline.append(EventTrace(n, event_in, event_out, l1, reached, not_reached))
+        event_out = copy.deepcopy(ev.to_api()) if kept else None
+        if ev.attributes.get("maintenance") == "suppress":
+            summary.suppressed[ev.attributes.get("change_id") or ""] += 1
+        timeline.append(EventTrace(n, event_in, event_out, l1, reached, not_reached, take()))
     if events and wait > 0:
         end = stepper.clock.now() + wait
         await until(end)
         await stepper.advance(end)
+    await replay_noc.finish(noc)
     rs = holder.current
     return Trace(
         timeline,
         {r.info.name: str(r.info.position) for r in rs.rules},
         len(rs.filters),
         len(stage.engines),
+        await replay_noc.report(noc, summary),
     )
 
 

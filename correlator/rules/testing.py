@@ -1,4 +1,5 @@
-"""Rule unit tests (`correlator rules test FILE...`): input events at given times, expected output events.
+"""Rule unit tests (`correlator rules test FILE...`): input events at given times, expected output events,
+and (when a case asks) the incidents and problems they lead to.
 
 Each test case compiles the rule set afresh (no state leaks between cases) and feeds its events one
 by one through the real pipeline on a virtual clock (replay.Stepper); the expected events are compared
@@ -8,17 +9,18 @@ field by field.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from correlator import yamlfile
+from correlator import replay_noc, yamlfile
 from correlator.config import Config, parse_duration
 from correlator.errors import FieldError
 from correlator.event import Event, event_from_dict, iso, parse_time
 from correlator.pipeline import build_pipeline
-from correlator.replay import Stepper
+from correlator.replay import ReplaySummary, Stepper
 from correlator.responses import response_dict
 from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.reload import RulesHolder
@@ -26,9 +28,16 @@ from correlator.yamlfile import Position, YamlMap
 
 DEFAULT_START = "2026-01-01T00:00:00Z"
 FILE_KEYS = ("rules", "inventory", "start", "tests")
-CASE_KEYS = ("name", "input", "expect", "expect_responses", "end")
+CASE_KEYS = ("name", "input", "expect", "expect_responses", "expect_incidents", "expect_problems", "end")
+# Outcomes checked against what the incident and problem services did (replay_noc's report).
+OUTCOME_KEYS = {"expect_incidents": "incidents", "expect_problems": "problems"}
 INPUT_KEYS = ("at", "event")
 _TIME_FIELDS = ("time", "received", "last_seen")
+# ISO 8601 text in incidents and problems; compared as instants, so 10:00:30+00:00 equals 10:00:30Z.
+_ISO_FIELDS = (
+    "opened_at", "resolved_at", "reopened_at", "closed_at", "acknowledged_at", "updated_at",
+    "first_occurrence", "last_occurrence",
+)  # fmt: skip
 
 
 @dataclass
@@ -39,6 +48,7 @@ class CaseResult:
     problems: list[str] = field(default_factory=list)
     actual: list[dict[str, Any]] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
+    outcome: dict[str, Any] = field(default_factory=dict)  # incidents and problems, when asserted
 
 
 @dataclass
@@ -89,28 +99,52 @@ async def _run_case(case: Any, start: float, holder: RulesHolder) -> CaseResult:
         c = _check_keys(case, CASE_KEYS, None, "test case")
         name = str(c.get("name") or where)
         inputs = _inputs(c, start)
-        expected = c.get("expect", [])
-        if not isinstance(expected, list):
+        expected = c.get("expect")
+        if expected is None and not any(key in c for key in OUTCOME_KEYS):
+            expected = []
+        if expected is not None and not isinstance(expected, list):
             raise RuleError(c.where_value("expect"), "'expect' must be a list of (partial) events")
         expected_responses = c.get("expect_responses")
         if expected_responses is not None and not isinstance(expected_responses, list):
             raise RuleError(c.where_value("expect_responses"), "'expect_responses' must be a list")
         end = start + parse_duration(c["end"]) if "end" in c else None
+        outcomes = {key: c[key] for key in OUTCOME_KEYS if key in c}
+        for key, value in outcomes.items():
+            if not isinstance(value, list):
+                raise RuleError(c.where_value(key), f"'{key}' must be a list of (partial) records")
     except (RuleError, FieldError, ValueError) as e:
         return CaseResult(str(where), where, False, [str(e)])
-    pipeline = build_pipeline(Config(rules_dir=holder.rules_dir), holder)
-    stepper = Stepper(pipeline, inputs[0].time if inputs else start)
-    out: list[Event] = []
-    for ev in sorted(inputs, key=lambda e: e.time):
-        out.extend(await stepper.feed(ev))
-    if end is not None:
-        out.extend(await stepper.advance(end))
+    first = min(e.time for e in inputs) if inputs else start
+    config = Config(rules_dir=holder.rules_dir)
+    # Incidents and problems only when the case asserts them: the other cases stay store-free and fast.
+    noc = await replay_noc.start(config, holder, first) if outcomes else None
+    try:
+        pipeline = noc.services.pipeline if noc else build_pipeline(config, holder)
+        stepper = Stepper(pipeline, first, noc.clock if noc else None)
+        out: list[Event] = []
+        for ev in sorted(inputs, key=lambda e: e.time):
+            out.extend(await stepper.feed(ev))
+        if end is not None:
+            out.extend(await stepper.advance(end))
+        report: dict[str, Any] = {}
+        if noc is not None:
+            await replay_noc.finish(noc)
+            report = await replay_noc.report(noc, ReplaySummary(events_in=len(inputs)))
+    finally:
+        if noc is not None:
+            await noc.close()
     responses = [response_dict(r) for r in stepper.responses]
     actual = [e.to_dict() for e in out]
-    problems = compare(expected, actual)
+    # A case that asserts only incidents or problems leaves the events unchecked; otherwise a
+    # missing `expect` means no event comes out.
+    problems = compare(expected, actual) if expected is not None else []
     if expected_responses is not None:
         problems += compare(expected_responses, responses, what="response")
-    return CaseResult(name, where, not problems, problems, actual, responses)
+    outcome = {kind: report[kind] for key, kind in OUTCOME_KEYS.items() if key in outcomes}
+    for key, kind in OUTCOME_KEYS.items():
+        if key in outcomes:
+            problems += compare(outcomes[key], report[kind], what=kind[:-1])
+    return CaseResult(name, where, not problems, problems, actual, responses, outcome)
 
 
 def compare(expected: list[Any], actual: list[dict[str, Any]], what: str = "event") -> list[str]:
@@ -130,8 +164,11 @@ def compare(expected: list[Any], actual: list[dict[str, Any]], what: str = "even
             if key in _TIME_FIELDS and isinstance(want, str) and isinstance(got, int | float):
                 got = iso(got)
                 want = iso(parse_time(want, key))
+            elif key in _ISO_FIELDS and isinstance(want, str) and isinstance(got, str):
+                with contextlib.suppress(FieldError):
+                    want = iso(parse_time(want, key))
             diffs = _diff(key, want, got)
-            label = actual[i].get("type") or actual[i].get("kind")
+            label = actual[i].get("type") or actual[i].get("kind") or actual[i].get("id")
             problems.extend(f"{what} #{i + 1} ({label}): {d}" for d in diffs)
     for j in range(len(expected), len(actual)):
         problems.append(f"{what} #{j + 1}: unexpected {_short(actual[j])}")
@@ -209,5 +246,17 @@ def _check_keys(doc: Any, known: tuple[str, ...], where: Position | None, what: 
 def _short(d: Any) -> str:
     if not isinstance(d, dict):
         return repr(d)
-    keys = ("type", "host", "resource", "severity", "count", "kind", "action", "key", "rule")
+    keys = (
+        "type",
+        "title",
+        "status",
+        "host",
+        "resource",
+        "severity",
+        "count",
+        "kind",
+        "action",
+        "key",
+        "rule",
+    )
     return "{" + ", ".join(f"{k}: {d[k]!r}" for k in keys if k in d) + "}"

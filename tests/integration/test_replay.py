@@ -65,3 +65,30 @@ def test_invalid_lines_are_reported_with_file_and_line(tmp_path):
 def test_missing_file(tmp_path):
     r = replay(tmp_path / "nope.ndjson")
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+def test_a_daemon_started_on_the_replay_data_dir_shows_its_incidents(tmp_path, make_daemon):
+    """`--data DIR` keeps the stores: the daemon (and so the API and CLI) serves the replayed incidents."""
+    rules = tmp_path / "replay-rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(
+        "rules:\n  - name: link\n    kind: pair\n    match: {type: linkDown}\n    close: {type: linkUp}\n"
+        "    group_by: [host, resource]\n    within: 30s\n"
+        "    on_timeout: [{incident: {action: open, title: '{host} {resource} down'}}]\n"
+    )
+    rec = tmp_path / "rec.ndjson"
+    t = 1_800_000_000
+    rec.write_text(
+        "".join(
+            orjson.dumps({"host": h, "type": "linkDown", "resource": "Gi0/1", "severity": "major", "time": t + i})
+            .decode() + "\n"
+            for i, h in enumerate(["sw1", "sw2"])
+        )
+    )  # fmt: skip
+    r = replay(rec, "--rules", rules, "--data", tmp_path / "var", "--wait", "1m", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [i["id"] for i in orjson.loads(r.stdout)["incidents"]] == ["INC-000001", "INC-000002"]
+    d = make_daemon()  # its storage.data_dir is tmp_path / "var"
+    status, body = d.get("/api/v1/incidents/INC-000002")
+    assert status == 200, body
+    assert (body["incident"]["host"], body["incident"]["opened_at"]) == ("sw2", "2027-01-15T08:00:31Z")

@@ -215,7 +215,9 @@ async def test_json_trace(tmp_path: Path) -> None:
         "suppressed": False,
     }
     assert rec["hooks"][0]["hook"] == "open" and rec["where"].endswith("r.yaml:3:5")
-    assert (timer["time"], timer["rule"], timer["hook"]) == (START + 30, "link", "timeout")
+    assert (timer["time"], timer["rule"], timer["hook"]) == ("2026-11-30T10:00:30Z", "link", "timeout")
+    assert first["time"] == "2026-11-30T10:00:00Z" and first["event_in"]["time"] == first["time"]
+    assert timer["made"]["time"] == "2026-11-30T10:00:30Z"  # ISO 8601 wherever a person reads
     assert timer["made"]["type"] == "link.timeout"
     assert timer["responses"][0] == {
         "kind": "IncidentRequest",
@@ -242,3 +244,26 @@ async def test_a_sequence_timeout_shows_at_its_own_time(tmp_path: Path) -> None:
     assert timer.fired.made is not None and timer.fired.made.type == "takeover.timeout"
     assert timer.state == "sequence: waiting for login.failed (step 1 of 3)"
     assert "== timer at 2026-11-30T10:05:00Z: takeover (" in trace.text()
+
+
+async def test_explain_shows_which_incident_each_event_opened_or_joined(tmp_path: Path) -> None:
+    """The incident stage runs too: the timer's request opens INC-000001, the linkUp resolves it."""
+    down, up = E(0, "linkDown", resource="Gi0/3"), E(50, "linkUp", resource="Gi0/3")
+    trace = await run(tmp_path, PAIR, down, up)
+    [timer] = timers(trace)
+    assert [(i.incident, i.outcome, i.rule) for i in timer.incidents] == [("INC-000001", "opened", "link")]
+    assert [(i.incident, i.outcome) for i in event(trace, 2).incidents] == [("INC-000001", "resolved")]
+    assert event(trace, 1).incidents == []
+    text = trace.text()
+    assert "incident INC-000001 opened by rule link (key link:r1/Gi0/3): r1 Gi0/3 down" in text
+    assert "incident INC-000001 resolved by rule link" in text
+    assert "== outcome" in text and "reduction: 2 events in, 1 incidents out" in text
+    doc = trace.as_dict()
+    [inc] = doc["incidents"]
+    assert (inc["id"], inc["status"], inc["opened_at"], inc["resolved_at"]) == (
+        "INC-000001",
+        "resolved",
+        "2026-11-30T10:00:30Z",
+        "2026-11-30T10:00:50Z",
+    )
+    assert doc["timeline"][1]["incidents"][0]["incident"] == "INC-000001"
