@@ -26,7 +26,7 @@ from correlator.correlation.rulespec import (
 )
 from correlator.correlation.sequence import SequenceRule
 from correlator.correlation.threshold import Threshold
-from correlator.correlation.topology import TopologyRule, not_clear
+from correlator.correlation.topology import TopologyRule, a_problem
 from correlator.correlation.topology_file import TopologyError, load_topology
 from correlator.event import Severity
 from correlator.rules.errors import RuleError
@@ -155,12 +155,12 @@ def _topology(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext
         v["max_keys"],
         v["title"],
         v["incidents"],
-        v["symptoms"] or not_clear,
+        v["symptoms"] or a_problem,
         v["settle"],
         v["adopt_within"],
         v["suppress"],
     )
-    # Without `symptoms:` every non-clear event may be a symptom: the rule sees every type.
+    # Without `symptoms:` any problem event may be a symptom: the rule sees every type.
     symptoms = raw.get("symptoms") or {}
     return _finish(e, raw, raw.get("down"), raw.get("up"), symptoms, extra=repr(topo))
 
@@ -287,7 +287,7 @@ KINDS = [
             "title": Key(Template(doc="incident title template (default '<ci> down')")),
             "incidents": Key(Bool(doc="ask for incidents (open/update/resolve)"), default=True),
             "symptoms": Key(
-                Match(doc="events of a CI behind a down CI that are its symptoms (default: all but clears)")
+                Match(doc="events of a CI behind a down CI that are its symptoms (default: severity warning and above)")
             ),
             "settle": Key(
                 Duration(doc="symptoms stay attached this long after the root is up (hold-down)"),

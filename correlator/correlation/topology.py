@@ -47,9 +47,16 @@ def host_ci(ev: Event) -> str:
     return ev.host
 
 
-def not_clear(ev: Event) -> bool:
-    """The default symptom matcher: every event of a dependent CI except its clears."""
-    return ev.severity is not Severity.CLEAR
+_NOT_A_PROBLEM = (Severity.CLEAR, Severity.INFO)
+
+
+def a_problem(ev: Event) -> bool:
+    """The default symptom matcher: every problem a dependent CI reports (warning and above).
+
+    Clears and info events are not symptoms: they say that something works (a heartbeat, a link
+    back up), and the rules after this one must see them to close what they track.
+    """
+    return ev.severity not in _NOT_A_PROBLEM
 
 
 class TopologyRule(Engine):
