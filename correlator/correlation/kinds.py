@@ -287,7 +287,9 @@ KINDS = [
             "title": Key(Template(doc="incident title template (default '<ci> down')")),
             "incidents": Key(Bool(doc="ask for incidents (open/update/resolve)"), default=True),
             "symptoms": Key(
-                Match(doc="events of a CI behind a down CI that are its symptoms (default: severity warning and above)")
+                Match(
+                    doc="events of a CI behind a down CI that are its symptoms (default: severity warning and above)"
+                )
             ),
             "settle": Key(
                 Duration(doc="symptoms stay attached this long after the root is up (hold-down)"),
