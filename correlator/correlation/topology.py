@@ -265,6 +265,8 @@ class TopologyRule(Engine):
             self._hold(root, r)
             self._mark(ev, c, root)
             responses[i] = self._request("update", root, ev, f"symptom: {r.key} held by {name}")
+            # As a hook, so that `rules explain` shows the hold (and on_symptom runs for it too).
+            self.fire("symptom", ev, (c,), ev.source == "correlator", root_cause=root, held=r.key)
 
     def _hold(self, root: str, r: IncidentRequest) -> None:
         held = self.held.setdefault(root, {})
@@ -288,6 +290,7 @@ class TopologyRule(Engine):
                 self.sink.responses.append(
                     IncidentRequest("resolve", r.key, r.event, self.name, description=f"symptom of {c}")
                 )
+                self.fire("symptom", r.event, (other,), False, root_cause=c, adopted=r.key)
             else:
                 keep.append((t, other, r))
         self.recent = keep

@@ -204,3 +204,27 @@ async def test_the_other_alarms_of_a_down_ci_are_part_of_its_outage(tmp_path: Pa
     out = await run.feed(E(0, "nodeDown", "dist"), E(1, "cpuHigh", "dist"))
     assert out[1].attributes["root_cause"] == "dist"
     assert asked(run) == [("open", "root-cause:dist"), ("update", "root-cause:dist")]
+
+
+async def test_rules_explain_shows_the_hold_and_the_promotion(tmp_path: Path) -> None:
+    from correlator.config import Config
+    from correlator.rules.explain import explain
+    from correlator.rules.reload import RulesHolder
+
+    engines(tmp_path)  # writes the rule and topology files
+    (tmp_path / "rules" / "r.yaml").write_text(textwrap.dedent(RULES))
+    holder = RulesHolder(tmp_path / "rules")
+    holder.load_initial()
+    events = [
+        E(0, "linkDown", "other", resource="p1"),  # before the root: the pair rule takes it
+        E(1, "nodeDown", "core"),
+        E(2, "nodeDown", "dist"),
+        E(3, "cpuHigh", "other"),
+        E(100, "nodeUp", "core"),
+        E(200, "cpuHigh", "r9"),
+    ]
+    text = (await explain(holder, Config(), events)).text()
+    assert "topology: other is behind core: its events are symptoms" in text
+    assert "holds incident open 'link-down:other/p1': an update of core's until core has settled" in text
+    assert "core is up, settling for 60s more, holding 1 incident(s) of other rules" in text
+    assert "still down after core came back and settled: a root cause of its own" in text
