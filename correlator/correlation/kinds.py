@@ -292,11 +292,15 @@ KINDS = [
                 )
             ),
             "settle": Key(
-                Duration(doc="symptoms stay attached this long after the root is up (hold-down)"),
+                Duration(
+                    doc="symptoms stay attached this long after the root is up (0: none)", positive=False
+                ),
                 default=60.0,
             ),
             "adopt_within": Key(
-                Duration(doc="a root down this soon after its descendants' incidents takes them"),
+                Duration(
+                    doc="a root down this soon after its descendants' incidents takes them", positive=False
+                ),
                 default=300.0,
             ),
             "suppress": Key(
