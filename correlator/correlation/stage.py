@@ -272,6 +272,8 @@ class Correlate:
                 elif t < now - self.lateness:
                     t = now
                 self._correlate(ev, t, 0, discard)
+                if self._gates:
+                    self._review()  # what is asked is discarded, but the holds are state to rebuild
         finally:
             self._skip = None
             sink = self.sink
