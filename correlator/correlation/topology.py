@@ -254,7 +254,13 @@ class TopologyRule(Engine):
                     if held.pop(r.key, None) is not None:
                         break
                 continue
-            if r.action != "open":
+            if r.action == "update":  # of a held incident: it was never opened, the root has it
+                for root, held in self.held.items():
+                    if r.key in held:
+                        responses[i] = self._request(
+                            "update", root, r.event, f"symptom: {r.key} held by {name}"
+                        )
+                        break
                 continue
             ev = r.event
             c = self.ci(ev)

@@ -228,3 +228,24 @@ async def test_rules_explain_shows_the_hold_and_the_promotion(tmp_path: Path) ->
     assert "holds incident open 'link-down:other/p1': an update of core's until core has settled" in text
     assert "core is up, settling for 60s more, holding 1 incident(s) of other rules" in text
     assert "still down after core came back and settled: a root cause of its own" in text
+
+
+async def test_an_update_of_a_held_incident_goes_to_the_root_too(tmp_path: Path) -> None:
+    group = """
+  - name: site
+    kind: group
+    match: {type: hostDown}
+    group_by: [host]
+    group_wait: 10s
+    on_flush: [{incident: {action: open, title: "{host} group"}}]
+    on_join: [{incident: {action: update}}]
+"""
+    run = Run(*engines(tmp_path, RULES + group))
+    await run.feed(E(0, "nodeDown", "core"), E(1, "hostDown", "other", severity="info"))
+    await run.advance(20)  # the group's open is held
+    await run.feed(E(30, "hostDown", "other", severity="info"))  # its join must not open the key
+    assert asked(run) == [
+        ("open", "root-cause:core"),
+        ("update", "root-cause:core"),
+        ("update", "root-cause:core"),
+    ]
