@@ -255,10 +255,10 @@ class TopologyRule(Engine):
                         break
                 continue
             if r.action == "update":  # of a held incident: it was never opened, the root has it
-                for root, held in self.held.items():
+                for holder, held in self.held.items():
                     if r.key in held:
                         responses[i] = self._request(
-                            "update", root, r.event, f"symptom: {r.key} held by {name}"
+                            "update", holder, r.event, f"symptom: {r.key} held by {name}"
                         )
                         break
                 continue
