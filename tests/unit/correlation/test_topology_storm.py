@@ -249,3 +249,11 @@ async def test_an_update_of_a_held_incident_goes_to_the_root_too(tmp_path: Path)
         ("update", "root-cause:core"),
         ("update", "root-cause:core"),
     ]
+
+
+def test_a_snapshot_saved_before_settling_existed_restores_its_down_table(tmp_path: Path) -> None:
+    [tp] = [e for e in engines(tmp_path) if isinstance(e, TopologyRule)]
+    ev = E(0, "nodeDown", "core")
+    tp.restore([("core", None, ev.to_dict()), ("dist", "core", ev.to_dict())])
+    assert tp.describe(("dist",), 1) == "topology: dist is down, a symptom of core"
+    assert tp.settling == {} and tp.held == {}
