@@ -26,7 +26,7 @@ from correlator.correlation.rulespec import (
 )
 from correlator.correlation.sequence import SequenceRule
 from correlator.correlation.threshold import Threshold
-from correlator.correlation.topology import TopologyRule
+from correlator.correlation.topology import TopologyRule, a_problem
 from correlator.correlation.topology_file import TopologyError, load_topology
 from correlator.event import Severity
 from correlator.rules.errors import RuleError
@@ -155,8 +155,14 @@ def _topology(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext
         v["max_keys"],
         v["title"],
         v["incidents"],
+        v["symptoms"] or a_problem,
+        v["settle"],
+        v["adopt_within"],
+        v["suppress"],
     )
-    return _finish(e, raw, raw.get("down"), raw.get("up"), extra=repr(topo))
+    # Without `symptoms:` any problem event may be a symptom: the rule sees every type.
+    symptoms = raw.get("symptoms") or {}
+    return _finish(e, raw, raw.get("down"), raw.get("up"), symptoms, extra=repr(topo))
 
 
 def _sequence(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
@@ -280,6 +286,27 @@ KINDS = [
             "ci": Key(Str(doc="field naming the CI (default host)")),
             "title": Key(Template(doc="incident title template (default '<ci> down')")),
             "incidents": Key(Bool(doc="ask for incidents (open/update/resolve)"), default=True),
+            "symptoms": Key(
+                Match(
+                    doc="events of a CI behind a down CI that are its symptoms (default: severity warning and above)"
+                )
+            ),
+            "settle": Key(
+                Duration(
+                    doc="symptoms stay attached this long after the root is up (0: none)", positive=False
+                ),
+                default=60.0,
+            ),
+            "adopt_within": Key(
+                Duration(
+                    doc="a root down this soon after its descendants' incidents takes them", positive=False
+                ),
+                default=300.0,
+            ),
+            "suppress": Key(
+                Bool(doc="symptoms skip later level-2 rules; other rules' incidents on them join the root's"),
+                default=True,
+            ),
         },
         TopologyRule.hook_names,
         _topology,

@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from correlator.clock import Clock
 from correlator.correlation.core import KEYS, Engine, Sink
+from correlator.correlation.topology import TopologyRule
 from correlator.event import Event
 from correlator.logs import RateLimitedLog
 from correlator.pipeline import StageContext
@@ -64,6 +65,8 @@ class Correlate:
         if len(set(names)) != len(names):
             raise ValueError("level-2 rule names must be unique")
         self.engines = engines
+        # Topology rules with `suppress` review the incident requests of the other rules.
+        self._gates: tuple[TopologyRule, ...] = _gates(engines)
         self.lateness = lateness
         self.max_depth = max_depth
         self.sweep_every = sweep_every
@@ -78,6 +81,7 @@ class Correlate:
         self._skip: dict[str, int] | None = None  # only while re-feeding stored events (refeed)
         self._pos = 0
         self.tracer: Tracer | None = None
+        self._reviewed = 0  # sink.responses before this index went through the gates
 
     # -- the stage --------------------------------------------------------------------------------
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
@@ -103,10 +107,29 @@ class Correlate:
                 LATE.inc()
                 ev.attributes["late_seconds"] = round(now - t, 3)  # visible on the stored event
                 t = now
+            if self._gates:
+                self._review()  # what timers asked for, against the state before this event
             self._correlate(ev, t, 0, out)
-        ctx.responses.extend(sink.responses)
-        sink.responses.clear()
+            if self._gates:
+                self._review()
+        self._hand_over(ctx)
         return out
+
+    def _review(self) -> None:
+        """Let the topology rules turn incidents asked for on symptoms into updates of their root's."""
+        responses = self.sink.responses
+        while self._reviewed < len(responses):
+            start = self._reviewed
+            self._reviewed = len(responses)
+            for g in self._gates:
+                g.gate(responses, start)
+
+    def _hand_over(self, ctx: StageContext) -> None:
+        if self._gates:
+            self._review()
+        ctx.responses.extend(self.sink.responses)
+        self.sink.responses.clear()
+        self._reviewed = 0
 
     def take_pending(self, ctx: StageContext) -> list[Event]:
         """Events and responses that timers made since the last batch (the live ticker's path)."""
@@ -114,8 +137,7 @@ class Correlate:
         self.bind(ctx.clock)
         out: list[Event] = []
         self._take_timer_events(out)
-        ctx.responses.extend(self.sink.responses)
-        self.sink.responses.clear()
+        self._hand_over(ctx)
         return out
 
     def sync(self) -> None:
@@ -148,6 +170,7 @@ class Correlate:
             KEYS.remove(gone.name)
         self.engines = result
         self._by_type = {}
+        self._gates = _gates(result)
 
     def bind(self, clock: Clock) -> None:
         """Attach the engines to the clock of this run (replay makes one per file)."""
@@ -249,12 +272,15 @@ class Correlate:
                 elif t < now - self.lateness:
                     t = now
                 self._correlate(ev, t, 0, discard)
+                if self._gates:
+                    self._review()  # what is asked is discarded, but the holds are state to rebuild
         finally:
             self._skip = None
             sink = self.sink
             sink.timer_events.clear()
             sink.emitted.clear()
             sink.responses.clear()
+            self._reviewed = 0
 
     def snapshot(self) -> dict[str, tuple[str, Any]]:
         self.sync()
@@ -279,3 +305,7 @@ class Correlate:
             for e in self.engines:
                 e.rearm()
         return done
+
+
+def _gates(engines: list[Engine]) -> tuple[TopologyRule, ...]:
+    return tuple(e for e in engines if isinstance(e, TopologyRule) and e.suppress)

@@ -8,6 +8,9 @@ Read by the topology/root-cause rule (topology.py). Format (YAML, positions kept
       srv-1: {depends_on: [dist-1], services: [billing, web]}
 
 `parents` (physical path) and `depends_on` (logical dependency) both make a CI upstream of this one.
+A parent may be a link naming the port on each side, `{ci: core-1, port: Gi0/48, parent_port: Te1/1}`
+(`port` on this CI, `parent_port` on the parent): an event about either port is then known to face
+the CI at the other end (`Topology.ports`), so it is a symptom when that CI is down.
 With a service catalogue (correlator/catalogue.py, `availability.services_file`) the services of a CI
 come from the catalogue serving at the time of the event instead (a services reload reaches it
 without a rules reload), and per-CI `services:` that it does not back become warnings.
@@ -33,6 +36,8 @@ class Topology:
     upstream: dict[str, tuple[str, ...]] = field(default_factory=dict)
     services: dict[str, tuple[str, ...]] = field(default_factory=dict)  # the file's own `services:`
     downstream: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # (CI, port) -> the CI at the other end of the named link on that port
+    ports: dict[tuple[str, str], str] = field(default_factory=dict)
     _ancestors: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     # What loading found against the catalogue, "file:line:col: ..." (the rule loader logs them).
     warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)
@@ -96,6 +101,7 @@ def parse_topology(doc: Any, file: str, catalogue: CatalogueHolder | None = None
     upstream: dict[str, tuple[str, ...]] = {}
     services: dict[str, tuple[str, ...]] = {}
     claims: list[Claim] = []
+    ports: dict[tuple[str, str], str] = {}
     for name, spec in cis.items():
         if spec is None:
             spec = {}
@@ -107,7 +113,8 @@ def parse_topology(doc: Any, file: str, catalogue: CatalogueHolder | None = None
                 where = spec.where(k) if isinstance(spec, yamlfile.YamlMap) else cis.where(name)
                 extra = f" (did you mean {hint!r}?)" if hint else ""
                 raise TopologyError(f"{where}: unknown key {k!r}{extra}; expected {', '.join(_CI_KEYS)}")
-        listed = [*_names(spec, "parents", cis, name), *_names(spec, "depends_on", cis, name)]
+        linked = _links(spec, cis, name, ports)
+        listed = [*linked, *_names(spec, "depends_on", cis, name)]
         upstream[name] = tuple(dict.fromkeys(listed))
         services[name] = tuple(_names(spec, "services", cis, name))
         claims.extend(_claims(name, services[name], spec, cis))
@@ -125,7 +132,7 @@ def parse_topology(doc: Any, file: str, catalogue: CatalogueHolder | None = None
     if catalogue is not None:
         warnings = _against(catalogue.current, claims)
     downstream_of = {k: tuple(v) for k, v in downstream.items()}
-    topo = Topology(upstream, services, downstream_of, warnings=tuple(warnings), catalogue=catalogue)
+    topo = Topology(upstream, services, downstream_of, ports, warnings=tuple(warnings), catalogue=catalogue)
     for name in upstream:
         ancestors = topo._walk(name)
         if name in ancestors:
@@ -154,6 +161,46 @@ def _claims(ci: str, names: tuple[str, ...], spec: dict[str, Any], cis: yamlfile
         return [Claim(ci, n, p) for n, p in zip(names, raw.item_positions, strict=True)]
     where = spec.where_value("services") if isinstance(spec, yamlfile.YamlMap) else cis.where(ci)
     return [Claim(ci, n, where) for n in names]
+
+
+_LINK_KEYS = ("ci", "port", "parent_port")
+
+
+def _links(
+    spec: dict[str, Any], cis: yamlfile.YamlMap, ci: str, ports: dict[tuple[str, str], str]
+) -> list[str]:
+    """The parents of `ci`, each a name or a link `{ci, port, parent_port}` whose ports go into `ports`."""
+    v = spec.get("parents", [])
+    if isinstance(v, (str, dict)):
+        v = [v]
+    if not isinstance(v, list):
+        raise TopologyError(f"{cis.where(ci)}: {ci}.parents must be a list of names or links")
+    names: list[str] = []
+    for item in v:
+        if isinstance(item, str):
+            names.append(item)
+            continue
+        where = item.where("ci") if isinstance(item, yamlfile.YamlMap) and "ci" in item else cis.where(ci)
+        if not isinstance(item, dict) or not isinstance(item.get("ci"), str):
+            raise TopologyError(
+                f"{where}: {ci}.parents: a link is a mapping with 'ci' (and optional 'port', 'parent_port')"
+            )
+        for k in item:
+            if k not in _LINK_KEYS:
+                hint = did_you_mean(k, _LINK_KEYS)
+                extra = f" (did you mean {hint!r}?)" if hint else ""
+                raise TopologyError(
+                    f"{where}: unknown link key {k!r}{extra}; expected {', '.join(_LINK_KEYS)}"
+                )
+        parent = item["ci"]
+        names.append(parent)
+        for own, key in ((ci, "port"), (parent, "parent_port")):
+            port = item.get(key)
+            if port is not None:
+                if not isinstance(port, str) or not port:
+                    raise TopologyError(f"{where}: {ci}.parents: {key} must be an interface name")
+                ports[(own, port)] = parent if own == ci else ci
+    return names
 
 
 def _names(spec: dict[str, Any], key: str, cis: yamlfile.YamlMap, ci: str) -> list[str]:

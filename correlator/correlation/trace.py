@@ -153,9 +153,27 @@ def fired_lines(f: Fired) -> list[str]:
         head += f" (the rule has no on_{f.hook})"
     return [
         head,
+        *_topology_lines(f.extra),
         *(f"         emit {_event_text(ev)}" for ev in f.events),
         *(f"         {_response_text(r)}" for r in f.responses),
     ]
+
+
+def _topology_lines(extra: dict[str, Any]) -> list[str]:
+    """What a topology hook did to other rules' incidents, and why a CI became a root."""
+    root = extra.get("root_cause")
+    if "held" in extra:
+        return [
+            f"         holds incident open {extra['held']!r}: an update of {root}'s until {root} has"
+            " settled (then opened if not cleared)"
+        ]
+    if "adopted" in extra:
+        return [f"         takes incident {extra['adopted']!r}: resolved into {root}'s (the root came late)"]
+    if "promoted_from" in extra:
+        return [
+            f"         still down after {extra['promoted_from']} came back and settled: a root cause of its own"
+        ]
+    return []
 
 
 def reached_dict(rec: Reached, where: Where) -> dict[str, Any]:

@@ -85,11 +85,23 @@ class ProblemService:
     # --- the pipeline ---------------------------------------------------------------------------
 
     async def on_opened(self, opened: Iterable[tuple[Incident, Event | None]]) -> None:
-        for inc, ev in opened:
+        """Count every opening and reopening of the batch, in order.
+
+        An incident opened and reopened twice in one batch is listed three times, but it is the same
+        object, seen after the batch: its `reopen_count` is that of the last reopening. Each listing
+        is numbered back from it, so each is its own occurrence.
+        """
+        items = list(opened)
+        left: dict[int, int] = {}  # listings of each incident not yet counted
+        for inc, _ in items:
+            left[inc.id] = left.get(inc.id, 0) + 1
+        for inc, ev in items:
+            left[inc.id] -= 1
+            occurrence = max(inc.reopen_count - left[inc.id], 0)
             try:
-                if inc.reopen_count == 0 and inc.known_error_id is None:
+                if occurrence == 0 and inc.known_error_id is None:
                     await self._match_known_errors(inc, ev)
-                await self._count(inc)
+                await self._count(inc, occurrence)
             except Exception:
                 log.exception("problem management failed on %s", inc.human_id)
 
@@ -116,11 +128,12 @@ class ProblemService:
             KE_MATCHES.inc()
             return
 
-    async def _count(self, inc: Incident) -> None:
+    async def _count(self, inc: Incident, occurrence: int) -> None:
         sig = signature(inc.key, inc.rule, inc.host)
-        at = inc.reopened_at if inc.reopen_count and inc.reopened_at is not None else inc.opened_at
+        # Reopenings of one batch share the batch's time (the incident stage applies it at one instant).
+        at = inc.reopened_at if occurrence and inc.reopened_at is not None else inc.opened_at
         async with self._lock:
-            if not await self.store.add_occurrence(sig, inc.id, inc.reopen_count, at):
+            if not await self.store.add_occurrence(sig, inc.id, occurrence, at):
                 return  # seen before (a batch delivered again after a crash)
             recent = self._recent.setdefault(sig, deque())
             recent.append((at, inc.id))

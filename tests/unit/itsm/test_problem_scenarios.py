@@ -116,3 +116,23 @@ async def test_problem_to_known_error_to_resolved_cascades_to_its_incidents(make
     with pytest.raises(IllegalTransition, match="resolved"):
         await w.problems.resolve(p.id, "alice")
     assert metric("correlator_problems_open", state="known_error") == 0
+
+
+async def test_three_occurrences_in_one_batch_are_three_and_open_the_problem(make_world):
+    """Opened, then reopened twice, all in one batch: every opening counts, not only the last."""
+    w = await make_world(**RECUR)
+    clear = Severity.CLEAR
+    batch = [
+        event(T0, id="o1"),
+        event(T0 + 1, id="c1", severity=clear),
+        event(T0 + 2, id="o2"),
+        event(T0 + 3, id="c2", severity=clear),
+        event(T0 + 4, id="o3"),
+    ]
+    await w.feed(T0 + 5, *batch)
+    [p] = await w.problems.query_problems((), 10, None)
+    assert p.signature == "core-sw1/linkDown|stand-in|core-sw1"
+    inc = w.incidents.active_for("core-sw1/linkDown")
+    assert inc.reopen_count == 2 and p.incidents == [inc.id]
+    trend = await w.problems.trend(T0 - HOUR, 5)
+    assert trend[0]["count"] == 3
