@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import os
 import select
 import sys
@@ -131,7 +132,11 @@ def _write_stdout(data: bytes) -> None:
     pipe is full; a reader that went away (`| head`) ends the output quietly.
     """
     sys.stdout.flush()
-    fd = sys.stdout.fileno()
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):  # captured or replaced stdout: no fd
+        sys.stdout.write(data.decode())
+        return
     view = memoryview(data)
     try:
         while view:
