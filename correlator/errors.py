@@ -44,12 +44,16 @@ class FileError(ConfigError):
 
 
 class FieldError(CorrelatorError):
-    """One field of an incoming event is invalid; `field` names it ("" for the whole item)."""
+    """One field of an incoming event is invalid; `field` names it ("" for the whole item).
 
-    def __init__(self, field: str, message: str) -> None:
+    `reason` is the bounded label of `correlator_events_rejected_total` (correlator/door.py).
+    """
+
+    def __init__(self, field: str, message: str, reason: str = "invalid") -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
+        self.reason = reason
 
 
 class NotFound(CorrelatorError):

@@ -83,9 +83,12 @@ def _severity(d: Mapping[str, Any], table: Mapping[str, Severity]) -> Severity:
     n = d.get("event_nseverity")
     if n not in (None, ""):
         try:
-            return NSEVERITY[int(n)]
-        except (ValueError, TypeError, IndexError):
-            raise FieldError("event_nseverity", f"must be 0-5, got {n!r}") from None
+            i = int(n)
+        except (ValueError, TypeError, OverflowError):
+            i = -1
+        if not 0 <= i < len(NSEVERITY):
+            raise FieldError("event_nseverity", f"must be 0-5, got {repr(n)[:40]}")
+        return NSEVERITY[i]
     name = text(d, "event_severity").lower()
     if not name:
         return Severity.WARNING
