@@ -102,15 +102,22 @@ def check(ev: Event, check_time: bool = True) -> None:
         or not (h.isascii() and t.isascii() and r.isascii() and f.isascii() and i.isascii() and m.isascii())
     ):
         _check_names(ev)  # NUL, or non-ASCII text to check for lone surrogates
-    try:
-        blob = orjson.dumps(ev.attributes)
-    except TypeError as e:  # orjson.JSONEncodeError is a TypeError
-        _walk(ev)  # names the field when it can
-        raise Refused("attributes", f"cannot be stored: {e}", _encode_reason(str(e))) from None
+    blob = check_document("attributes", ev.attributes)
     if len(blob) + len(m) > MAX_EVENT_BYTES:
         raise Refused("attributes", f"event larger than {MAX_EVENT_BYTES} bytes", TOO_LARGE)
+
+
+def check_document(field: str, doc: object) -> bytes:
+    """Any JSON value from outside (attributes, an API record's object field): raise Refused when
+    it nests deeper than MAX_DEPTH or holds U+0000 or a lone surrogate; returns it serialised."""
+    try:
+        blob = orjson.dumps(doc)
+    except TypeError as e:  # orjson.JSONEncodeError is a TypeError
+        _walk(doc, field)  # names the place when it can
+        raise Refused(field, f"cannot be stored: {e}", _encode_reason(str(e))) from None
     if b"\\u0000" in blob or blob.count(b"[") + blob.count(b"{") > MAX_DEPTH:
-        _walk(ev)  # a literal backslash-u0000 or brackets inside strings are false alarms
+        _walk(doc, field)  # a literal backslash-u0000 or brackets inside strings are false alarms
+    return blob
 
 
 def check_text(field: str, s: str) -> None:
@@ -154,9 +161,14 @@ def _refuse_time(ev: Event) -> None:
     )
 
 
-def _walk(ev: Event) -> None:
-    """The precise check of attributes: depth, key and value text. Raises on the first problem."""
-    stack: list[tuple[Any, int, str]] = [(ev.attributes, 1, "attributes")]
+def _walk(root: object, field: str) -> None:
+    """The precise check of a document: depth, key and value text. Raises on the first problem."""
+    if isinstance(root, str):
+        check_text(field, root)
+        return
+    if not isinstance(root, dict | list):
+        return
+    stack: list[tuple[Any, int, str]] = [(root, 1, field)]
     while stack:
         value, depth, where = stack.pop()
         if depth > MAX_DEPTH:
