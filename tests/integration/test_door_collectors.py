@@ -13,11 +13,12 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto, mqtt_config
 from tests.support.snmp import free_udp_port, run_tool
 
 pytestmark = pytest.mark.integration
 
+SUBS = [{"name": "ev", "topic": "door/{host}/events", "defaults": {"type": "t"}}]
 LINK_DOWN = "1.3.6.1.6.3.1.1.5.3"
 IF_INDEX, IF_DESCR = "1.3.6.1.2.1.2.2.1.1", "1.3.6.1.2.1.2.2.1.2"
 
@@ -28,24 +29,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     b.start()
     yield b
     b.stop()
-
-
-def mqtt_config(broker: Mosquitto) -> dict:
-    return {
-        "mqtt": {
-            "brokers": [
-                {
-                    "name": "lab",
-                    "host": "127.0.0.1",
-                    "port": broker.port,
-                    "client_id": "door-poison",  # persistent session: the broker keeps what is unacked
-                    "reconnect_min": "100ms",
-                    "reconnect_max": "1s",
-                }
-            ],
-            "subscriptions": [{"name": "ev", "topic": "door/{host}/events", "defaults": {"type": "t"}}],
-        }
-    }
 
 
 def nested_300() -> bytes:
@@ -72,7 +55,7 @@ def rejected(d, reason: str) -> float:
 def test_mqtt_poison_among_good_messages_is_refused_counted_and_acknowledged(make_daemon, broker):
     poison = nested_300()
     assert 1500 < len(poison) < 3000
-    d = make_daemon(collectors=mqtt_config(broker))
+    d = make_daemon(collectors=mqtt_config(broker, "door-poison", SUBS))
     d.wait_for(lambda: d.metric("correlator_mqtt_connected", {"broker": "lab"}) == 1, what="connected")
     future = time.time() + 30 * 86400
     broker.publish(
