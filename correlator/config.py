@@ -103,7 +103,7 @@ class IngestConfig:
         86400.0, "events timed further after their receipt are refused (time_out_of_range)"
     )
     max_past: float = _duration(
-        365 * 86400.0, "events timed further before their receipt are refused (time_out_of_range)"
+        3650 * 86400.0, "events timed further before their receipt are refused (time_out_of_range)"
     )
 
 

@@ -23,7 +23,7 @@ MAX_EVENT_BYTES = 128 * 1024
 """Largest event: its attributes as JSON in bytes plus its message in characters."""
 
 MAX_FUTURE = 86400.0
-MAX_PAST = 365 * 86400.0
+MAX_PAST = 3650 * 86400.0
 
 # The `reason` label values of correlator_events_rejected_total that the door adds (bounded set).
 TOO_DEEP = "too_deep"
