@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from correlator import metrics
 from correlator.errors import FieldError
 from correlator.event import MAX_ID_LEN, MAX_MESSAGE_LEN, MAX_NAME_LEN, Event, iso
 
@@ -118,6 +119,16 @@ def check_document(field: str, doc: object) -> bytes:
     if b"\\u0000" in blob or blob.count(b"[") + blob.count(b"{") > MAX_DEPTH:
         _walk(doc, field)  # a literal backslash-u0000 or brackets inside strings are false alarms
     return blob
+
+
+def refusal(ev: Event, source: str) -> Refused | None:
+    """For collectors that drop rather than answer: check, and count a refusal under `source`."""
+    try:
+        check(ev)
+    except Refused as e:
+        metrics.EVENTS_REJECTED.labels(source, e.reason).inc()
+        return e
+    return None
 
 
 def check_text(field: str, s: str) -> None:

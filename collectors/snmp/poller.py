@@ -36,7 +36,7 @@ from collectors.snmp.engine import AUTH, PRIV
 from collectors.snmp.engine import plain as engine_plain
 from collectors.snmp.mapping import text
 from collectors.snmp.settings import SnmpSettings, Target
-from correlator import capacity, door, metrics
+from correlator import capacity, door
 from correlator.collector import Emit
 from correlator.errors import QueueFull, ShuttingDown
 from correlator.event import Event
@@ -316,10 +316,7 @@ def _build_sample(uptime: int, rows: dict[str, dict[str, Any]]) -> Sample:
 def _admitted(event: Event, target: str) -> bool:
     """The door (correlator/door.py): a refused poll event is counted and left out; the state
     still moves on, so the same refusal is not repeated at every poll."""
-    try:
-        door.check(event)
-    except door.Refused as e:
-        metrics.EVENTS_REJECTED.labels(POLL_SOURCE, e.reason).inc()
+    e = door.refusal(event, POLL_SOURCE)
+    if e is not None:
         _ratelog.warning(f"poll:door:{e.reason}", "snmp: refused a poll event of %s: %s", target, e)
-        return False
-    return True
+    return e is None

@@ -22,7 +22,7 @@ from collectors.snmp.engine import Notification, SlowPath
 from collectors.snmp.kernel import kernel_drops, socket_inode
 from collectors.snmp.mapping import SOURCE, Mapper
 from collectors.snmp.settings import SnmpSettings
-from correlator import door, metrics
+from correlator import door
 from correlator.collector import Emit
 from correlator.errors import QueueFull, ShuttingDown
 from correlator.event import Event
@@ -197,13 +197,10 @@ class TrapReceiver(asyncio.DatagramProtocol):
 
     def _admit(self, event: Event, sender: str) -> bool:
         """The door (correlator/door.py): a refused notification is counted and never queued."""
-        try:
-            door.check(event)
-        except door.Refused as e:
-            metrics.EVENTS_REJECTED.labels(SOURCE, e.reason).inc()
+        e = door.refusal(event, SOURCE)
+        if e is not None:
             _ratelog.warning(f"snmp:{e.reason}", "snmp: refused a notification from %s: %s", sender, e)
-            return False
-        return True
+        return e is None
 
     def _send(self, data: bytes, addr: Any) -> None:
         if self._transport is not None and not self._transport.is_closing():
