@@ -58,10 +58,6 @@ def configure(policy: TimePolicy) -> None:
     _policy = policy
 
 
-def policy() -> TimePolicy:
-    return _policy
-
-
 def check(ev: Event, check_time: bool = True) -> None:
     """Raise Refused unless `ev` keeps every limit; cheap on the common path.
 
@@ -188,9 +184,8 @@ def _walk(root: object, field: str) -> None:
             for k, v in value.items():
                 if not isinstance(k, str):
                     raise Refused(where, f"has a key of type {type(k).__name__}", INVALID)
-                # The path names a few levels, bounded: it goes into the answer and the log.
-                here = f"{where}.{k[:40]}" if depth <= 3 else where
-                check_text(here, k)
+                check_text(where, k)  # before the key goes into a path, the answer and the log
+                here = f"{where}.{k[:40]}" if depth <= 3 else where  # a few levels, bounded
                 if isinstance(v, dict | list):
                     stack.append((v, depth + 1, here))
                 elif isinstance(v, str):

@@ -80,6 +80,7 @@ class Decoder:
             )
         except FieldError as e:
             raise Malformed("invalid_field", f"field {e.field!r}: {e.message}") from None
+        _checked(event)  # before the tracker keeps a series for it
         try:
             return self.tracker.sample(event, value)
         except OverflowError as e:
