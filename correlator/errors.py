@@ -50,10 +50,19 @@ class FieldError(CorrelatorError):
     """
 
     def __init__(self, field: str, message: str, reason: str = "invalid") -> None:
+        # Both echo untrusted input (a value, a key) into answers and logs: bounded here, once.
+        if len(field) > _FIELD_MAX:
+            field = field[:_FIELD_MAX] + "..."
+        if len(message) > _MESSAGE_MAX:
+            message = message[:_MESSAGE_MAX] + "..."
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
         self.reason = reason
+
+
+_FIELD_MAX = 128
+_MESSAGE_MAX = 500
 
 
 class NotFound(CorrelatorError):

@@ -163,7 +163,7 @@ class SourcesHandler:
         try:
             results = src.convert(doc, src.label, received)
         except FieldError as e:
-            return reject(src.label, "invalid", 400, f"not a {src.format} payload: {e}", field=e.field)
+            return reject(src.label, e.reason, 400, f"not a {src.format} payload: {e}", field=e.field)
         events: list[Event] = []
         errors: list[dict[str, Any]] = []
         for index, r in results:

@@ -141,3 +141,12 @@ def test_whatever_passes_the_door_can_be_serialised_and_read_back(attrs, text):
     blob = orjson.dumps([e])
     assert orjson.loads(blob)[0]["attributes"] == orjson.loads(orjson.dumps(attrs))
     assert "\x00" not in blob.decode()
+
+
+def test_refusal_messages_echo_untrusted_input_bounded():
+    with pytest.raises(FieldError) as info:
+        event_from_dict({"host": "h", "type": "t", "severity": "x" * 100_000}, "s", NOW)
+    assert len(str(info.value)) < 700
+    with pytest.raises(FieldError) as info:
+        event_from_dict({"host": "h", "type": "t", "k" * 100_000: 1}, "s", NOW)
+    assert len(info.value.field) < 200 and len(str(info.value)) < 1000
