@@ -113,6 +113,16 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class IngestConfig:
+    max_future: float = _duration(
+        86400.0, "events timed further after their receipt are refused (time_out_of_range)"
+    )
+    max_past: float = _duration(
+        3650 * 86400.0, "events timed further before their receipt are refused (time_out_of_range)"
+    )
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = _doc("info", "log level")
     format: Literal["text", "json"] = _doc("text", "'json' writes one JSON object per line")
@@ -134,6 +144,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
     rules_dir: Path = _doc(Path("rules"), "directory of the rule files (searched recursively)")

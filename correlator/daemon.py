@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from correlator import gctune, metrics, outbox_store
+from correlator import door, gctune, metrics, outbox_store
 from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.auth import load_tokens
@@ -112,6 +112,7 @@ async def build(config: Config) -> Daemon:
         reload_targets.append(CalendarReloader(changes, csettings.calendar_file, csettings.topology_file))
     reloads = Reloads(reload_targets)
     rules_api.add_routes(app, rules, reloads)
+    door.configure(door.TimePolicy(config.ingest.max_future, config.ingest.max_past))
     ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
     await store.open()

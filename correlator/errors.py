@@ -44,12 +44,25 @@ class FileError(ConfigError):
 
 
 class FieldError(CorrelatorError):
-    """One field of an incoming event is invalid; `field` names it ("" for the whole item)."""
+    """One field of an incoming event is invalid; `field` names it ("" for the whole item).
 
-    def __init__(self, field: str, message: str) -> None:
+    `reason` is the bounded label of `correlator_events_rejected_total` (correlator/door.py).
+    """
+
+    def __init__(self, field: str, message: str, reason: str = "invalid") -> None:
+        # Both echo untrusted input (a value, a key) into answers and logs: bounded here, once.
+        if len(field) > _FIELD_MAX:
+            field = field[:_FIELD_MAX] + "..."
+        if len(message) > _MESSAGE_MAX:
+            message = message[:_MESSAGE_MAX] + "..."
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
+        self.reason = reason
+
+
+_FIELD_MAX = 128
+_MESSAGE_MAX = 500
 
 
 class NotFound(CorrelatorError):

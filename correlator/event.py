@@ -137,7 +137,9 @@ class Event:
 
 def fingerprint(host: str, resource: str, type_: str) -> str:
     """Stable de-duplication key: 20 hex digits of BLAKE2b over host, resource and type."""
-    key = f"{host}\x1f{resource}\x1f{type_}".encode()
+    # surrogatepass: never raise here for a lone surrogate (the door refuses such an event with
+    # its field named); valid text encodes exactly as before, so the key is unchanged.
+    key = f"{host}\x1f{resource}\x1f{type_}".encode("utf-8", "surrogatepass")
     return hashlib.blake2b(key, digest_size=10).hexdigest()
 
 
@@ -156,7 +158,16 @@ _id_counter = itertools.count()
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    """ISO 8601 UTC with a Z. Never raises: a time outside years 1-9999 (stored before the door
+    refused such times) is shown as the nearest end of that range, so a page of events still renders."""
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):
+        return _ISO_MAX if ts > 0 else _ISO_MIN
+
+
+_ISO_MAX = "9999-12-31T23:59:59.999999Z"
+_ISO_MIN = "0001-01-01T00:00:00Z"
 
 
 def clock_time(ts: float) -> str:
@@ -179,11 +190,14 @@ def parse_time(value: object, name: str = "time") -> float:
             dt = datetime.fromisoformat(value)
         except ValueError:
             raise FieldError(
-                name, f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z, got {value!r}"
+                name, f"must be an ISO 8601 time such as 2026-11-30T12:00:00Z, got {value[:40]!r}"
             ) from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
+        try:  # an offset can move year 1 or 9999 out of range
+            return dt.timestamp()
+        except (OverflowError, ValueError):
+            raise FieldError(name, f"out of range: {value[:40]!r}") from None
     raise FieldError(name, f"must be an ISO 8601 string or epoch seconds, got {type(value).__name__}")
 
 

@@ -12,7 +12,7 @@ import orjson
 
 from collectors.mqtt.settings import SubscriptionSettings
 from collectors.mqtt.telemetry import TelemetryTracker
-from correlator import jsonpath
+from correlator import door, jsonpath
 from correlator.errors import FieldError
 from correlator.event import Event
 
@@ -48,7 +48,7 @@ class Decoder:
             except UnicodeDecodeError as e:
                 raise Malformed("not_utf8", f"payload is not UTF-8 text: {e}") from None
         if self.tracker is not None:
-            return self._telemetry(doc, levels, received)
+            return _checked(self._telemetry(doc, levels, received))
         try:
             if self.sub.format == "json":
                 if not isinstance(doc, dict):
@@ -61,7 +61,7 @@ class Decoder:
         except FieldError as e:
             raise Malformed("invalid_field", f"field {e.field!r}: {e.message}") from None
         event.attributes.setdefault("topic", topic)
-        return event
+        return _checked(event)
 
     def _telemetry(self, doc: object, levels: dict[str, str], received: float) -> Event | None:
         assert self.tracker is not None and self.sub.telemetry is not None
@@ -80,7 +80,19 @@ class Decoder:
             )
         except FieldError as e:
             raise Malformed("invalid_field", f"field {e.field!r}: {e.message}") from None
+        _checked(event)  # before the tracker keeps a series for it
         try:
             return self.tracker.sample(event, value)
         except OverflowError as e:
             raise Malformed("too_many_series", str(e)) from None
+
+
+def _checked(event: Event | None) -> Event | None:
+    """The door (correlator/door.py): a refused message is counted and acknowledged like any
+    malformed one, so a poison message never blocks the subscription behind it."""
+    if event is not None:
+        try:
+            door.check(event)
+        except door.Refused as e:
+            raise Malformed(e.reason, f"field {e.field!r}: {e.message}") from None
+    return event

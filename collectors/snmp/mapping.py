@@ -105,11 +105,18 @@ class Mapper:
 
 
 def text(value: bytes) -> str:
-    """OCTET STRINGs: printable UTF-8 as text, anything else (MAC addresses, binary) as hex pairs."""
+    """OCTET STRINGs: printable UTF-8 as text, anything else (MAC addresses, binary) as hex pairs.
+
+    Trailing NUL bytes are dropped first: many agents send C strings with their terminator
+    ("Gi0/1\\0"), which are text. Any other NUL makes the value binary, so no text field ever
+    carries U+0000 (the door would refuse the event)."""
+    body = value.rstrip(b"\x00")
     try:
-        s = value.decode()
+        s = body.decode()
     except UnicodeDecodeError:
         return value.hex(":")
+    if len(body) < len(value):  # terminated: text only if the rest is plainly printable
+        return s if s and s.isprintable() else value.hex(":")
     if s.isprintable() or all(c.isprintable() or c in "\r\n\t" for c in s):
         return s
     return value.hex(":")

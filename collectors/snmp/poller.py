@@ -36,9 +36,10 @@ from collectors.snmp.engine import AUTH, PRIV
 from collectors.snmp.engine import plain as engine_plain
 from collectors.snmp.mapping import text
 from collectors.snmp.settings import SnmpSettings, Target
-from correlator import capacity
+from correlator import capacity, door
 from correlator.collector import Emit
 from correlator.errors import QueueFull, ShuttingDown
+from correlator.event import Event
 from correlator.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ class Poller:
         new, events, ratios = old.update(sample, now, self._settings.thresholds)
         for e in events:
             e.attributes["target"] = f"{target.host}:{target.port}"
+        events = [e for e in events if _admitted(e, target.name)]
         if events:
             try:
                 await self._emit(events, POLL_SOURCE)
@@ -309,3 +311,12 @@ def _build_sample(uptime: int, rows: dict[str, dict[str, Any]]) -> Sample:
         if size is not None and used is not None:
             s.storage[text(descr) if isinstance(descr, bytes) else str(descr)] = (used, size)
     return s
+
+
+def _admitted(event: Event, target: str) -> bool:
+    """The door (correlator/door.py): a refused poll event is counted and left out; the state
+    still moves on, so the same refusal is not repeated at every poll."""
+    e = door.refusal(event, POLL_SOURCE)
+    if e is not None:
+        _ratelog.warning(f"poll:door:{e.reason}", "snmp: refused a poll event of %s: %s", target, e)
+    return e is None

@@ -22,6 +22,7 @@ from collectors.snmp.engine import Notification, SlowPath
 from collectors.snmp.kernel import kernel_drops, socket_inode
 from collectors.snmp.mapping import SOURCE, Mapper
 from collectors.snmp.settings import SnmpSettings
+from correlator import door
 from correlator.collector import Emit
 from correlator.errors import QueueFull, ShuttingDown
 from correlator.event import Event
@@ -153,6 +154,10 @@ class TrapReceiver(asyncio.DatagramProtocol):
             self._drop("malformed", sender, str(e))
             return
         RECEIVED.labels("v1" if msg.version == 0 else "v2c", "fast").inc()
+        if not self._admit(event, sender):
+            if msg.pdu_type == ber.INFORM:  # answered: a retransmission would be refused again
+                self._send(ber.encode_response(msg, data), addr)
+            return
         self._events.append(event)
         if msg.pdu_type == ber.INFORM:
             reply = ber.encode_response(msg, data)
@@ -177,6 +182,10 @@ class TrapReceiver(asyncio.DatagramProtocol):
                 self._drop("malformed", addr[0], str(e))
                 return
             RECEIVED.labels(note.version, "pysnmp").inc()
+            if not self._admit(event, addr[0]):
+                if respond is not None:
+                    respond()
+                return
             self._events.append(event)
             if respond is not None:
                 self._replies.append((len(self._events) - 1, respond))
@@ -185,6 +194,13 @@ class TrapReceiver(asyncio.DatagramProtocol):
         refused = self._slow.feed(data, addr, deliver)
         if refused is not None:
             self._drop(refused[0], addr[0], refused[1])
+
+    def _admit(self, event: Event, sender: str) -> bool:
+        """The door (correlator/door.py): a refused notification is counted and never queued."""
+        e = door.refusal(event, SOURCE)
+        if e is not None:
+            _ratelog.warning(f"snmp:{e.reason}", "snmp: refused a notification from %s: %s", sender, e)
+        return e is None
 
     def _send(self, data: bytes, addr: Any) -> None:
         if self._transport is not None and not self._transport.is_closing():

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from correlator import door
 from correlator.errors import ConfigError, FieldError
 from correlator.event import Event, Severity
 
@@ -28,12 +29,16 @@ def stable_id(*parts: str) -> str:
 
 
 def each(items: list[Any], one: Callable[[Any], Event]) -> Result:
+    """Convert each item and check it at the door (correlator/door.py): one bad item is its own 400."""
     out: Result = []
     for i, item in enumerate(items):
         try:
-            out.append((i, one(item)))
+            ev = one(item)
+            door.check(ev)
         except FieldError as e:
             out.append((i, e))
+        else:
+            out.append((i, ev))
     return out
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from correlator import metrics
+from correlator import door, metrics
 from correlator.api.openapi import ERROR, operation
 from correlator.collector import Emit
 from correlator.errors import FieldError, QueueFull, ShuttingDown
@@ -52,7 +52,9 @@ def check_bearer(request: web.Request, token: str | None) -> bool:
         return True
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+    # aiohttp decodes header bytes that are not UTF-8 as surrogates: encode them back, never raise.
+    sent = value.strip().encode("utf-8", "surrogateescape")
+    return scheme.lower() == "bearer" and hmac.compare_digest(sent, token.encode())
 
 
 async def read_body(request: web.Request, source: str) -> bytes | web.Response:
@@ -88,6 +90,15 @@ async def accept(emit: Emit, events: list[Event], source: str) -> web.Response |
     except ShuttingDown:
         return json_error(503, "shutting down, retry later", retry_after=5)
     return None
+
+
+def count_invalid(source: str, errors: list[dict[str, Any]]) -> None:
+    """Count refused items by reason (a bounded set: correlator/door.py)."""
+    by_reason: dict[str, int] = {}
+    for e in errors:
+        by_reason[e["reason"]] = by_reason.get(e["reason"], 0) + 1
+    for reason, n in by_reason.items():
+        metrics.EVENTS_REJECTED.labels(source, reason).inc(n)
 
 
 class GenericEventsHandler:
@@ -158,9 +169,12 @@ class GenericEventsHandler:
             if item is _BLANK:
                 continue
             try:
-                events.append(event_from_dict(item, SOURCE, received))
+                ev = event_from_dict(item, SOURCE, received)
+                door.check(ev)
             except FieldError as e:
-                errors.append({"index": i, "field": e.field, "message": e.message})
+                errors.append({"index": i, "field": e.field, "message": e.message, "reason": e.reason})
+            else:
+                events.append(ev)
         if not events and not errors:
             return reject(SOURCE, "empty", 400, "no events in the request body")
         if events:
@@ -170,7 +184,7 @@ class GenericEventsHandler:
         ids = [e.id for e in events]
         if errors:
             errors.sort(key=lambda x: x["index"])
-            metrics.EVENTS_REJECTED.labels(SOURCE, "invalid").inc(len(errors))
+            count_invalid(SOURCE, errors)
             first = errors[0]
             _ratelog.warning(
                 "invalid",
@@ -201,5 +215,7 @@ def _ndjson_items(lines: list[bytes], parse_errors: list[dict[str, Any]]) -> lis
             items.append(orjson.loads(line))
         except orjson.JSONDecodeError as e:
             items.append(_BLANK)
-            parse_errors.append({"index": n, "field": "", "message": f"malformed JSON: {e}"})
+            parse_errors.append(
+                {"index": n, "field": "", "message": f"malformed JSON: {e}", "reason": "malformed_json"}
+            )
     return items

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from collectors.webhook import alertmanager
-from collectors.webhook.formats import Converter, Result, text
+from collectors.webhook.formats import Converter, Result, each, text
 from correlator.errors import FieldError
 from correlator.event import Event, Severity, fingerprint, new_id
 
@@ -33,10 +33,7 @@ def convert(doc: Any, source: str, received: float, opts: alertmanager.AlertOpti
     if isinstance(doc, dict) and "alerts" in doc:
         return alertmanager.convert(doc, source, received, opts, _EXTRA)
     if isinstance(doc, dict) and ("ruleName" in doc or "ruleId" in doc):
-        try:
-            return [(0, _legacy(doc, source, received, opts))]
-        except FieldError as e:
-            return [(0, e)]
+        return each([doc], lambda d: _legacy(d, source, received, opts))
     raise FieldError(
         "alerts", "expected a Grafana alerting webhook: an object with 'alerts' (or a legacy 'ruleName')"
     )
@@ -45,8 +42,9 @@ def convert(doc: Any, source: str, received: float, opts: alertmanager.AlertOpti
 def _legacy(doc: dict[str, Any], source: str, received: float, opts: alertmanager.AlertOptions) -> Event:
     rule = text(doc, "ruleName") or text(doc, "ruleId", required=True)
     state = doc.get("state")
-    if state not in _LEGACY_STATES:
-        raise FieldError("state", f"must be one of {', '.join(_LEGACY_STATES)}, got {state!r}")
+    if not isinstance(state, str) or state not in _LEGACY_STATES:
+        got = repr(state)[:80]
+        raise FieldError("state", f"must be one of {', '.join(_LEGACY_STATES)}, got {got}")
     tags = doc.get("tags") or {}
     if not isinstance(tags, dict):
         raise FieldError("tags", "must be an object")
@@ -55,8 +53,8 @@ def _legacy(doc: dict[str, Any], source: str, received: float, opts: alertmanage
         raw = tags.get(opts.severity_label)
         table = opts.severity_map or alertmanager.SEVERITIES
         severity = table.get(str(raw).lower(), opts.default_severity) if raw else opts.default_severity
-    host = next((str(tags[k]) for k in opts.host_labels if tags.get(k)), "grafana")
-    resource = next((str(tags[k]) for k in opts.resource_labels if tags.get(k)), "")
+    host = next((str(tags[k])[:256] for k in opts.host_labels if tags.get(k)), "grafana")
+    resource = next((str(tags[k])[:256] for k in opts.resource_labels if tags.get(k)), "")
     fp = f"grafana:rule:{text(doc, 'ruleId') or rule}:{fingerprint(host, resource, rule)}"
     attrs: dict[str, Any] = {"state": state, "tags": tags}
     for key in ("ruleUrl", "evalMatches", "imageUrl", "dashboardId", "panelId", "orgId"):

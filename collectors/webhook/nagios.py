@@ -66,7 +66,7 @@ def notification_event(d: Any, source: str, received: float) -> Event:
         severity = Severity.INFO
         type_ = f"{kind}.{ntype.lower()}"
     ts = d.get("timestamp")
-    if isinstance(ts, str) and ts.isdigit():
+    if isinstance(ts, str) and ts.isascii() and ts.isdigit():
         ts = int(ts)
     time_ = received if ts in (None, "") else parse_time(ts, "timestamp")
     message = _get(d, "output") or f"{service or host} {state or ntype}"

@@ -21,7 +21,15 @@ from aiohttp import web
 
 from collectors.webhook import alertmanager, grafana, mapped, nagios, zabbix
 from collectors.webhook.formats import Converter, Factory
-from collectors.webhook.generic import accept, check_bearer, json_error, read_body, refuse_if_full, reject
+from collectors.webhook.generic import (
+    accept,
+    check_bearer,
+    count_invalid,
+    json_error,
+    read_body,
+    refuse_if_full,
+    reject,
+)
 from correlator import metrics
 from correlator.api.openapi import ERROR, operation, param
 from correlator.collector import Emit
@@ -157,14 +165,14 @@ class SourcesHandler:
         try:
             results = src.convert(doc, src.label, received)
         except FieldError as e:
-            return reject(src.label, "invalid", 400, f"not a {src.format} payload: {e}", field=e.field)
+            return reject(src.label, e.reason, 400, f"not a {src.format} payload: {e}", field=e.field)
         events: list[Event] = []
         errors: list[dict[str, Any]] = []
         for index, r in results:
             if isinstance(r, Event):
                 events.append(r)
             else:
-                errors.append({"index": index, "field": r.field, "message": r.message})
+                errors.append({"index": index, "field": r.field, "message": r.message, "reason": r.reason})
         if not events and not errors:
             return _accepted([])
         if events:
@@ -173,7 +181,7 @@ class SourcesHandler:
                 return pushed_back
         ids = [e.id for e in events]
         if errors:
-            metrics.EVENTS_REJECTED.labels(src.label, "invalid").inc(len(errors))
+            count_invalid(src.label, errors)
             first = errors[0]
             _ratelog.warning(
                 "invalid",
@@ -196,11 +204,11 @@ def _accepted(ids: list[str]) -> web.Response:
 
 def _signature_ok(request: web.Request, body: bytes, src: Source) -> bool:
     assert src.hmac_secret is not None
-    sent = request.headers.get(src.hmac_header, "").strip()
-    if sent.lower().startswith("sha256="):
+    sent = request.headers.get(src.hmac_header, "").strip().encode("utf-8", "surrogateescape")
+    if sent.lower().startswith(b"sha256="):
         sent = sent[7:]
     expected = hmac.new(src.hmac_secret, body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(sent.lower().encode(), expected.encode())
+    return hmac.compare_digest(sent.lower(), expected.encode())
 
 
 def _unauthorized(src: Source, error: str) -> web.Response:

@@ -83,9 +83,12 @@ def _severity(d: Mapping[str, Any], table: Mapping[str, Severity]) -> Severity:
     n = d.get("event_nseverity")
     if n not in (None, ""):
         try:
-            return NSEVERITY[int(n)]
-        except (ValueError, TypeError, IndexError):
-            raise FieldError("event_nseverity", f"must be 0-5, got {n!r}") from None
+            i = int(n)
+        except (ValueError, TypeError, OverflowError):
+            i = -1
+        if not 0 <= i < len(NSEVERITY):
+            raise FieldError("event_nseverity", f"must be 0-5, got {repr(n)[:40]}")
+        return NSEVERITY[i]
     name = text(d, "event_severity").lower()
     if not name:
         return Severity.WARNING
@@ -99,7 +102,7 @@ def _time(d: Mapping[str, Any], prefix: str, received: float) -> float:
     """`<prefix>_timestamp` (epoch or ISO) or Zabbix's `<prefix>_date` '2026.11.30' + `_time` (as UTC)."""
     ts = d.get(f"{prefix}_timestamp")
     if ts not in (None, ""):
-        if isinstance(ts, str) and ts.isdigit():
+        if isinstance(ts, str) and ts.isascii() and ts.isdigit():
             ts = int(ts)
         return parse_time(ts, f"{prefix}_timestamp")
     date, clock = text(d, f"{prefix}_date"), text(d, f"{prefix}_time")

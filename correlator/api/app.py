@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client import Counter
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from correlator import errors
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+UNHANDLED = Counter(
+    "correlator_http_unhandled_errors_total",
+    "Requests answered 500 because a handler raised unexpectedly (a bug: see the log)",
+)
 
 
 def make_app(state: AppState, max_body_bytes: int, limits: ConnectionLimits | None = None) -> web.Application:
@@ -60,7 +66,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     """Every error answer is JSON with an `error` field, including aiohttp's own 404/405/413.
 
     A record that does not exist (404) or refuses the action in its state (409) is answered here,
-    once for every record API.
+    once for every record API. Anything else a handler raises is the last line: logged with its
+    traceback, counted, and answered as a JSON 500 that tells the client nothing internal.
     """
     try:
         return await handler(request)
@@ -76,6 +83,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             if h in e.headers:
                 resp.headers[h] = e.headers[h]
         return resp
+    except Exception:
+        UNHANDLED.inc()
+        log.exception("%s %s: unhandled error", request.method, request.rel_url.path[:200])
+        return dumps_response(500, {"error": "internal error; the daemon logged the details"})
 
 
 _HEALTH = {"type": "object", "properties": {"status": {"type": "string"}}}

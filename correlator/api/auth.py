@@ -56,7 +56,8 @@ class TokenAuth:
         scheme, _, value = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             return None
-        digest = hashlib.sha256(value.strip().encode()).digest()
+        # Header bytes that are not UTF-8 arrive as surrogates: encode them back instead of raising.
+        digest = hashlib.sha256(value.strip().encode("utf-8", "surrogateescape")).digest()
         found = None
         for token in self.tokens:  # compare with every token: time does not tell which one matched
             if hmac.compare_digest(digest, token.sha256):

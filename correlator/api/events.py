@@ -15,9 +15,11 @@ MAX_LIMIT = 1000
 
 def parse_query(params: dict[str, str]) -> EventQuery:
     known = {"host", "type", "severity", "source", "fingerprint", "since", "until", "limit", "cursor"}
-    for key in params:
+    for key, value in params.items():
         if key not in known:
-            raise FieldError(key, f"unknown query parameter; known: {', '.join(sorted(known))}")
+            raise FieldError(key[:64], f"unknown query parameter; known: {', '.join(sorted(known))}")
+        if "\x00" in value:  # PostgreSQL refuses NUL in text; no stored event can hold one
+            raise FieldError(key, "contains U+0000 (NUL)")
     severities: tuple[str, ...] = ()
     if "severity" in params:
         severities = tuple(Severity.parse(s.strip()).value for s in params["severity"].split(","))
@@ -99,6 +101,8 @@ def _int(params: dict[str, str], key: str, default: int | None) -> int:
     if raw is None:
         assert default is not None
         return default
-    if not raw.isdigit():
-        raise FieldError(key, f"must be a whole number, got {raw!r}")
+    # isascii: str.isdigit is also true for digits int() refuses ("²"); the length keeps the
+    # number inside the stores' 64-bit integers.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise FieldError(key, f"must be a whole number below 10^18, got {raw[:40]!r}")
     return int(raw)

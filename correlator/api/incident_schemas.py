@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from correlator import door
 from correlator.errors import FieldError
 from correlator.incidents.model import PRIORITIES, Status
 
@@ -121,9 +122,12 @@ def check_field(key: str, kind: str, value: Any) -> Any:
         limit = 256 if kind == "str" else 16384
         if not isinstance(value, str) or len(value) > limit:
             raise bad(key, f"must be a string of at most {limit} characters")
+        door.check_text(key, value)  # no NUL or lone surrogate (PostgreSQL text refuses both)
     elif kind == "ref":
         if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 256):
             raise bad(key, "must be a non-empty string of at most 256 characters, or null")
+        if value is not None:
+            door.check_text(key, value)
     elif kind == "level":
         if isinstance(value, bool) or value not in (1, 2, 3):
             raise bad(key, "must be 1 (high), 2 or 3 (low)")

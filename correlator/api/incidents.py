@@ -305,6 +305,7 @@ def _int(params: dict[str, str], key: str, default: int) -> int:
     raw = params.get(key)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise FieldError(key, f"must be a whole number, got {raw!r}")
+    # isascii: isdigit is also true for "²", which int() refuses; 18 digits fit the stores' integers.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise FieldError(key, f"must be a whole number below 10^18, got {raw[:40]!r}")
     return int(raw)

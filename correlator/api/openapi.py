@@ -150,7 +150,38 @@ SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
         "required": ["error"],
-        "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
+        "properties": {
+            "error": {"type": "string"},
+            "field": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "description": "ingest: each refused item of a batch (docs/api.md, Errors)",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "field": {"type": "string"},
+                        "message": {"type": "string"},
+                        "reason": {
+                            "type": "string",
+                            "enum": [
+                                "invalid",
+                                "too_deep",
+                                "too_large",
+                                "bad_text",
+                                "time_out_of_range",
+                                "malformed_json",
+                            ],
+                        },
+                    },
+                },
+            },
+            "accepted": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "ingest: ids of the batch's items that were accepted despite the errors",
+            },
+        },
     },
     "Event": {
         "type": "object",

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from correlator import door
 from correlator.api.auth import ACTOR, ANONYMOUS
 from correlator.api.common import dumps_response
 from correlator.api.incident_schemas import bad, check_field, field_schema, read_fields
@@ -77,10 +78,13 @@ def _check(key: str, kind: str | tuple[str, ...], value: Any) -> Any:
             or not all(isinstance(v, str) and 0 < len(v) <= 256 for v in value)
         ):
             raise bad(key, f"must be a list of at most {MAX_NAMES} non-empty names")
+        for v in value:
+            door.check_text(key, v)
         return list(dict.fromkeys(value))
     if kind == "object":
         if not isinstance(value, dict):
             raise bad(key, "must be a JSON object")
+        door.check_document(key, value)  # bounded depth, no NUL: it is stored as JSON
         return value
     return check_field(key, kind, value)
 
@@ -105,7 +109,7 @@ def query_int(params: dict[str, str], key: str, default: int, low: int = 1, high
     raw = params.get(key)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise FieldError(key, f"must be a whole number between {low} and {high}, got {raw!r}")
     return int(raw)
 

@@ -65,7 +65,7 @@ def parse_human_id(text: str) -> int | None:
     s = text.strip()
     if s[:4].upper() == "INC-":
         s = s[4:]
-    return int(s) if s.isdigit() and 0 < len(s) <= 12 else None
+    return int(s) if s.isascii() and s.isdigit() and 0 < len(s) <= 12 else None  # not "²"
 
 
 @dataclass(slots=True)

@@ -43,7 +43,7 @@ def parse_id(prefix: str, text: str) -> int | None:
     head = prefix.upper() + "-"
     if s[: len(head)].upper() == head:
         s = s[len(head) :]
-    return int(s) if s.isdigit() and 0 < len(s) <= 12 else None
+    return int(s) if s.isascii() and s.isdigit() and 0 < len(s) <= 12 else None  # not "²"
 
 
 def problem_id(n: int) -> str:

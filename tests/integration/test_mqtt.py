@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto, mqtt_config
 
 pytestmark = pytest.mark.integration
 
@@ -21,24 +21,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     b.start()
     yield b
     b.stop()
-
-
-def mqtt_config(broker: Mosquitto, client_id: str, subscriptions: list[dict]) -> dict:
-    return {
-        "mqtt": {
-            "brokers": [
-                {
-                    "name": "lab",
-                    "host": "127.0.0.1",
-                    "port": broker.port,
-                    "client_id": client_id,
-                    "reconnect_min": "100ms",
-                    "reconnect_max": "1s",
-                }
-            ],
-            "subscriptions": subscriptions,
-        }
-    }
 
 
 def wait_events(d, n: int) -> list[dict]:

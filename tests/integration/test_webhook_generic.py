@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -102,13 +104,14 @@ def test_unsupported_content_type(make_daemon):
 
 def test_event_query_filters_and_paging(make_daemon):
     d = make_daemon()
+    t0 = int(time.time()) - 3600  # event times must be near the receive time (docs/events.md)
     batch = [
         {
             "host": f"h{i % 2}",
             "type": "T",
             "severity": "minor" if i % 3 else "critical",
             "id": f"q{i}",
-            "time": 1_800_000_000 + i,
+            "time": t0 + i,
         }
         for i in range(10)
     ]
@@ -116,7 +119,7 @@ def test_event_query_filters_and_paging(make_daemon):
     d.wait_for(lambda: len(d.events()) == 10, what="10 events")
     assert {e["id"] for e in d.events("host=h0")} == {f"q{i}" for i in range(0, 10, 2)}
     assert {e["id"] for e in d.events("severity=critical")} == {"q0", "q3", "q6", "q9"}
-    assert {e["id"] for e in d.events("since=1800000005&until=1800000007")} == {"q5", "q6"}
+    assert {e["id"] for e in d.events(f"since={t0 + 5}&until={t0 + 7}")} == {"q5", "q6"}
     status, page = d.get("/api/v1/events?limit=4")
     assert len(page["events"]) == 4 and page["next_cursor"]
     assert len(d.events()) == 10  # the helper follows the cursor

@@ -9,6 +9,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -141,3 +142,22 @@ def make_certificates(workdir: Path) -> Path:
         "san.ext",
     )
     return workdir / "ca.crt"
+
+
+def mqtt_config(broker: Mosquitto, client_id: str, subscriptions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The daemon's `collectors` section for one broker named `lab` with fast reconnects."""
+    return {
+        "mqtt": {
+            "brokers": [
+                {
+                    "name": "lab",
+                    "host": "127.0.0.1",
+                    "port": broker.port,
+                    "client_id": client_id,
+                    "reconnect_min": "100ms",
+                    "reconnect_max": "1s",
+                }
+            ],
+            "subscriptions": subscriptions,
+        }
+    }

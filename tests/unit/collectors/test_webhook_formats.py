@@ -67,3 +67,29 @@ def test_icinga_acknowledgement_does_not_touch_the_problem():
 def test_source_config_errors(sources, error):
     with pytest.raises(ConfigError, match=error):
         parse_sources(sources, "collectors.webhook.sources")
+
+
+def test_grafana_legacy_payloads_with_unexpected_types_are_per_item_errors():
+    conv = grafana.make({"format": "grafana"}, "w")
+    base = {"ruleId": 3, "ruleName": "Disk", "state": "alerting", "tags": {"host": "db1"}}
+    for bad, field in [
+        ({"state": ["alerting"]}, "state"),  # unhashable: once a 500
+        ({"state": {"a": 1}}, "state"),
+        ({"tags": ["host", "db1"]}, "tags"),
+        ({"tags": "host=db1"}, "tags"),
+        ({"ruleName": {"x": 1}}, "ruleName"),
+        ({"tags": {"host": "h\x00"}}, "host"),
+    ]:
+        err = one(conv({**base, **bad}, "webhook:g", 1.0))
+        assert isinstance(err, FieldError) and err.field == field, (bad, err)
+    odd = one(conv({**base, "evalMatches": "not a list", "tags": {"host": "x" * 1000}}, "webhook:g", 1.0))
+    assert isinstance(odd, Event) and odd.host == "x" * 256  # odd but harmless: kept, bounded
+    assert odd.attributes["evalMatches"] == "not a list"
+
+
+def test_zabbix_numeric_severity_out_of_range_is_a_field_error():
+    conv = zabbix.make({"format": "zabbix"}, "w")
+    base = {"host": "h", "event_name": "E", "event_status": "PROBLEM"}
+    for n in ("-1", "6", -1, 1e300, "²", [5]):
+        err = one(conv({**base, "event_nseverity": n}, "s", 1.0))
+        assert isinstance(err, FieldError) and err.field == "event_nseverity", n

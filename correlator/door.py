@@ -1,0 +1,209 @@
+"""Validation at the door: the one policy every collector applies to an Event before `ctx.emit`.
+
+An event that passes is safe for everything behind the door: the journal and store serialise it
+(orjson, SQLite, PostgreSQL), the API renders its times, correlation steps its clock to its time.
+One that fails raises `Refused` (a FieldError with a bounded `reason` for the rejection metric).
+docs/events.md lists the limits and the time policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from correlator import metrics
+from correlator.errors import FieldError
+from correlator.event import MAX_ID_LEN, MAX_MESSAGE_LEN, MAX_NAME_LEN, Event, iso
+
+MAX_DEPTH = 32
+"""Deepest nesting of objects/arrays inside `attributes` (the attributes object is level 1)."""
+
+MAX_EVENT_BYTES = 128 * 1024
+"""Largest event: its attributes as JSON in bytes plus its message in characters."""
+
+MAX_FUTURE = 86400.0
+MAX_PAST = 3650 * 86400.0
+
+# The `reason` label values of correlator_events_rejected_total that the door adds (bounded set).
+TOO_DEEP = "too_deep"
+TOO_LARGE = "too_large"
+BAD_TEXT = "bad_text"
+BAD_TIME = "time_out_of_range"
+INVALID = "invalid"  # every other field error (missing host, unknown field, wrong type, ...)
+
+
+class Refused(FieldError):
+    """An event refused at the door; `reason` is one of the constants above."""
+
+    def __init__(self, field: str, message: str, reason: str) -> None:
+        super().__init__(field, message, reason)
+
+
+@dataclass(frozen=True)
+class TimePolicy:
+    """How far event time may be from the receive time (seconds), configured as `ingest.*`."""
+
+    max_future: float = MAX_FUTURE
+    max_past: float = MAX_PAST
+
+
+_policy = TimePolicy()
+
+
+def configure(policy: TimePolicy) -> None:
+    """Set the time policy of this process (the daemon does, once, from `ingest.*`)."""
+    global _policy
+    _policy = policy
+
+
+def check(ev: Event, check_time: bool = True) -> None:
+    """Raise Refused unless `ev` keeps every limit; cheap on the common path.
+
+    The common path is length and `in` tests on the six text fields and one orjson serialisation
+    of the attributes (C speed) with a few byte searches: orjson itself refuses lone surrogates,
+    integers beyond 64 bits and nesting beyond its own limit, escapes U+0000 as `\\u0000`, and a
+    document with few brackets cannot be deep. Only a suspicious event is walked in Python.
+    `check_time` is off for recordings replayed on purpose (their times are old by design).
+    """
+    h, t, r, f, i, m = ev.host, ev.type, ev.resource, ev.fingerprint, ev.id, ev.message
+    if not (
+        type(h) is str
+        and type(t) is str
+        and type(r) is str
+        and type(f) is str
+        and type(i) is str
+        and type(m) is str
+        and 0 < len(h) <= MAX_NAME_LEN
+        and 0 < len(t) <= MAX_NAME_LEN
+        and len(r) <= MAX_NAME_LEN
+        and len(f) <= MAX_NAME_LEN
+        and 0 < len(i) <= MAX_ID_LEN
+        and len(m) <= MAX_MESSAGE_LEN
+        and type(ev.attributes) is dict
+    ):
+        _check_names(ev)
+    if check_time:
+        p, rcv = _policy, ev.received
+        # `not (a <= t <= b)` is also true for NaN.
+        if not rcv - p.max_past <= ev.time <= rcv + p.max_future:
+            _refuse_time(ev)
+    if (
+        "\x00" in h
+        or "\x00" in t
+        or "\x00" in r
+        or "\x00" in f
+        or "\x00" in i
+        or "\x00" in m
+        or not (h.isascii() and t.isascii() and r.isascii() and f.isascii() and i.isascii() and m.isascii())
+    ):
+        _check_names(ev)  # NUL, or non-ASCII text to check for lone surrogates
+    blob = check_document("attributes", ev.attributes)
+    if len(blob) + len(m) > MAX_EVENT_BYTES:
+        raise Refused("attributes", f"event larger than {MAX_EVENT_BYTES} bytes", TOO_LARGE)
+
+
+def check_document(field: str, doc: object) -> bytes:
+    """Any JSON value from outside (attributes, an API record's object field): raise Refused when
+    it nests deeper than MAX_DEPTH or holds U+0000 or a lone surrogate; returns it serialised."""
+    try:
+        blob = orjson.dumps(doc)
+    except TypeError as e:  # orjson.JSONEncodeError is a TypeError
+        _walk(doc, field)  # names the place when it can
+        raise Refused(field, f"cannot be stored: {e}", _encode_reason(str(e))) from None
+    # `92 in blob` (a backslash) is a memchr, far cheaper than searching for the 6-byte escape.
+    if (92 in blob and b"\\u0000" in blob) or blob.count(b"[") + blob.count(b"{") > MAX_DEPTH:
+        _walk(doc, field)  # a literal backslash-u0000 or brackets inside strings are false alarms
+    return blob
+
+
+def refusal(ev: Event, source: str) -> Refused | None:
+    """For collectors that drop rather than answer: check, and count a refusal under `source`."""
+    try:
+        check(ev)
+    except Refused as e:
+        metrics.EVENTS_REJECTED.labels(source, e.reason).inc()
+        return e
+    return None
+
+
+def check_text(field: str, s: str) -> None:
+    """U+0000 breaks PostgreSQL text and C consumers; a lone surrogate cannot be encoded as UTF-8."""
+    if "\x00" in s:
+        raise Refused(field, "contains U+0000 (NUL)", BAD_TEXT)
+    if not s.isascii():
+        try:
+            s.encode()
+        except UnicodeEncodeError:
+            raise Refused(field, "contains a lone surrogate (not valid Unicode text)", BAD_TEXT) from None
+
+
+def _check_names(ev: Event) -> None:
+    for field, value, low, high in (
+        ("host", ev.host, 1, MAX_NAME_LEN),
+        ("type", ev.type, 1, MAX_NAME_LEN),
+        ("resource", ev.resource, 0, MAX_NAME_LEN),
+        ("fingerprint", ev.fingerprint, 0, MAX_NAME_LEN),
+        ("id", ev.id, 1, MAX_ID_LEN),
+        ("message", ev.message, 0, MAX_MESSAGE_LEN),
+    ):
+        if type(value) is not str:
+            raise Refused(field, f"must be a string, got {type(value).__name__}", INVALID)
+        if not low <= len(value) <= high:
+            if len(value) > high:
+                raise Refused(field, f"longer than {high} characters", TOO_LARGE)
+            raise Refused(field, "is required and must be a non-empty string", INVALID)
+        check_text(field, value)
+    if type(ev.attributes) is not dict:
+        raise Refused("attributes", "must be a JSON object", INVALID)
+
+
+def _refuse_time(ev: Event) -> None:
+    p = _policy
+    raise Refused(
+        "time",
+        f"{iso(ev.time)} is outside the accepted range: at most {p.max_past:g} s before and "
+        f"{p.max_future:g} s after the receive time {iso(ev.received)}",
+        BAD_TIME,
+    )
+
+
+def _walk(root: object, field: str) -> None:
+    """The precise check of a document: depth, key and value text. Raises on the first problem."""
+    if isinstance(root, str):
+        check_text(field, root)
+        return
+    if not isinstance(root, dict | list):
+        return
+    stack: list[tuple[Any, int, str]] = [(root, 1, field)]
+    while stack:
+        value, depth, where = stack.pop()
+        if depth > MAX_DEPTH:
+            raise Refused(where, f"nested deeper than {MAX_DEPTH} levels", TOO_DEEP)
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise Refused(where, f"has a key of type {type(k).__name__}", INVALID)
+                check_text(where, k)  # before the key goes into a path, the answer and the log
+                here = f"{where}.{k[:40]}" if depth <= 3 else where  # a few levels, bounded
+                if isinstance(v, dict | list):
+                    stack.append((v, depth + 1, here))
+                elif isinstance(v, str):
+                    check_text(here, v)
+        else:
+            for v in value:
+                if isinstance(v, dict | list):
+                    stack.append((v, depth + 1, where))
+                elif isinstance(v, str):
+                    check_text(where, v)
+
+
+def _encode_reason(msg: str) -> str:
+    if "Recursion" in msg:
+        return TOO_DEEP
+    if "surrogate" in msg or "UTF-8" in msg:
+        return BAD_TEXT
+    if "64-bit" in msg:
+        return TOO_LARGE
+    return INVALID

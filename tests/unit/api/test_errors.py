@@ -1,0 +1,48 @@
+"""The JSON error format of every failure, aiohttp's own and a handler's unexpected exception."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from correlator.api.app import UNHANDLED
+from correlator.api.common import STATE
+from correlator.event import Event
+
+
+async def test_unknown_routes_and_methods_answer_json(open_api):
+    r = await open_api.get("/api/v1/nothing-here")
+    assert r.status == 404 and r.content_type == "application/json"
+    assert "error" in await r.json()
+    r = await open_api.delete("/api/v1/events")
+    assert r.status == 405 and r.content_type == "application/json"
+    assert "GET" in r.headers["Allow"]
+
+
+async def test_a_handler_that_raises_is_a_logged_counted_json_500(open_api, caplog):
+    async def broken(request: web.Request) -> web.Response:
+        raise KeyError("secret internals")
+
+    # The router is frozen once the server runs; the resource is looked up per request.
+    open_api.app.router._frozen = False
+    open_api.app.router.add_get("/api/v1/broken", broken)
+    before = UNHANDLED._value.get()
+    with caplog.at_level(logging.ERROR, logger="correlator.api.app"):
+        r = await open_api.get("/api/v1/broken")
+    assert r.status == 500 and r.content_type == "application/json"
+    body = await r.json()
+    assert body == {"error": "internal error; the daemon logged the details"}
+    assert "secret internals" not in str(body)
+    assert UNHANDLED._value.get() == before + 1
+    assert "GET /api/v1/broken: unhandled error" in caplog.text and "KeyError" in caplog.text
+
+
+async def test_events_page_renders_a_stored_year_10000_time(open_api):
+    """Stored before the door refused such times: the page still renders (nearest valid time)."""
+    store = open_api.app[STATE].store
+    await store.write([Event("y10k", 253402304399.0, 1.8e9, "t", "h", "x")])
+    r = await open_api.get("/api/v1/events")
+    assert r.status == 200
+    (ev,) = (await r.json())["events"]
+    assert ev["time"] == "9999-12-31T23:59:59.999999Z"
