@@ -37,14 +37,14 @@ from correlator.correlation import lifecycle as correlation
 from correlator.errors import ConfigError
 from correlator.incidents import IncidentService, parse_settings
 from correlator.incidents import scheduler as incident_scheduler
+from correlator.incidents.backend import create_store
 from correlator.incidents.notify import Notifier
-from correlator.incidents.store import create_store
 from correlator.ingest import Ingest
-from correlator.pipeline import build_pipeline
+from correlator.pipeline.assemble import build_pipeline
 from correlator.problems import settings as problem_settings
 from correlator.problems.service import ProblemService
 from correlator.queue.journal import JournalQueue
-from correlator.records.store import create_record_store
+from correlator.records.backend import create_record_store
 from correlator.reloads import Reloads, Target
 from correlator.rules.errors import RuleErrors
 from correlator.rules.reload import RulesHolder

@@ -13,7 +13,7 @@ import orjson
 
 from correlator import gctune
 from correlator.config import load_config, parse_duration
-from correlator.pipeline import build_pipeline
+from correlator.pipeline.assemble import build_pipeline
 from correlator.replay import ReplaySummary, progress_stream, replay
 from correlator.rules.errors import RuleErrors
 

@@ -32,7 +32,8 @@ from correlator.correlation.trace import (
     timer_lines,
 )
 from correlator.event import Event, iso
-from correlator.pipeline import StageContext, build_pipeline
+from correlator.pipeline import StageContext
+from correlator.pipeline.assemble import build_pipeline
 from correlator.replay import Stepper
 from correlator.rules.reload import RulesHolder
 from correlator.rules.ruleset import RuleSet
