@@ -10,7 +10,7 @@ import importlib
 import sys
 
 from correlator import __version__
-from correlator.errors import ConfigError
+from correlator.errors import ConfigError, CorrelatorError
 
 COMMANDS = [
     "correlator.commands.run",
@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"correlator: configuration error: {e}", file=sys.stderr)
         return 2
+    except CorrelatorError as e:  # refused on purpose (e.g. the data directory in use): one line
+        print(f"correlator: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return rc

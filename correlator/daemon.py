@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from correlator import gctune, metrics, outbox_store
+from correlator import datalock, gctune, metrics, outbox_store
 from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.auth import parse_tokens
@@ -175,6 +176,38 @@ async def _open_records(changes: ChangeService, problems: ProblemService) -> Non
 
 
 async def run(config: Config) -> int:
+    # Before any state is touched: a second daemon on the same directory would restore the same
+    # level-2 state, re-feed the same journal and run retention on the same store.
+    lock = datalock.acquire(config.storage.data_dir)
+    try:
+        # The HTTP port too: when it is taken, start-up stops before a store, a collector or a
+        # scheduled job has started (nothing to cancel half-way). Bound, not listening: clients
+        # are refused until the server starts below.
+        sock = _bind(*config.http.listen)
+        try:
+            return await _run_locked(config, sock)
+        finally:
+            sock.close()
+    finally:
+        lock.release()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise ConfigError(f"'http.listen': cannot listen on {host}:{port}: {e.strerror or e}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does: restart at once
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"'http.listen': cannot listen on {host}:{port}: {e.strerror}") from None
+    return sock
+
+
+async def _run_locked(config: Config, sock: socket.socket) -> int:
     daemon = await build(config)
     gctune.tune()
     stop = asyncio.Event()
@@ -204,17 +237,15 @@ async def run(config: Config) -> int:
         for c in daemon.collectors:
             await c.start()
             metrics.COLLECTOR_UP.labels(c.name).set(1)
+            log.info("collector %s started%s", c.name, _where(c))
         _schedule_retention(daemon)
         incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
         _schedule_calendar(daemon)
         correlation.schedule_snapshots(daemon.scheduler, daemon.runner, config, daemon.store)
         await http.setup()
         host, port = config.http.listen
-        site = web.TCPSite(http, host, port, backlog=1024)
-        try:
-            await site.start()
-        except OSError as e:
-            raise ConfigError(f"'http.listen': cannot listen on {host}:{port}: {e.strerror}") from None
+        site = web.SockSite(http, sock, backlog=1024)
+        await site.start()
         log.info("correlator listening on http://%s:%d (data in %s)", host, port, config.storage.data_dir)
         await stop.wait()
         log.info("shutting down: draining up to %.1fs", config.shutdown_grace)
@@ -284,6 +315,11 @@ def _schedule_calendar(daemon: Daemon) -> None:
     daemon.scheduler.add_job(
         run_due, "interval", seconds=10, id="changes:due", next_run_time=datetime.now(UTC)
     )
+
+
+def _where(collector: Collector) -> str:
+    where = getattr(collector, "where", "")  # optional: what the collector listens on or connects to
+    return f": {where}" if where else ""
 
 
 async def _stop_collectors(collectors: list[Collector]) -> None:

@@ -60,3 +60,18 @@ def test_port_in_use_is_a_clear_error(make_daemon, tmp_path):
     r = run("run", "--http", f"127.0.0.1:{d.port}", "--data", str(other / "var"), cwd=other)
     assert r.returncode == 2
     assert f"cannot listen on 127.0.0.1:{d.port}" in r.stderr
+    assert "Traceback" not in r.stderr and "CancelledError" not in r.stderr
+
+
+def test_a_second_daemon_on_the_same_data_directory_is_refused(make_daemon, tmp_path):
+    first = make_daemon()
+    assert first.post_json("/api/v1/events", {"host": "h1", "type": "t", "id": "before"})[0] == 202
+    first.wait_for(lambda: first.events("host=h1"), what="the event stored")
+    other = tmp_path / "other"
+    other.mkdir()
+    r = run("run", "--config", str(tmp_path / "correlator.yaml"), "--http", "127.0.0.1:1", cwd=other)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1, r.stderr  # one line, no traceback
+    assert f"data directory {tmp_path / 'var'} is in use by another correlator process" in r.stderr
+    assert f"(pid {first.proc.pid})" in r.stderr
+    assert [e["id"] for e in first.events("host=h1")] == ["before"]  # the first one runs on
