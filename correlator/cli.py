@@ -14,6 +14,7 @@ from correlator.errors import ConfigError, CorrelatorError
 
 COMMANDS = [
     "correlator.commands.run",
+    "correlator.commands.backup",
     "correlator.commands.replay",
     "correlator.commands.rules",
     "correlator.commands.mibs",
