@@ -15,11 +15,13 @@ from correlator.api.auth import ACTOR, ANONYMOUS
 from correlator.api.common import STATE, dumps_response
 from correlator.api.incident_schemas import INCIDENT, TIMELINE_ENTRY, bad, field_schema, read_fields
 from correlator.api.openapi import ERROR, operation, param
-from correlator.errors import FieldError
+from correlator.changes.model import parse_human_id as parse_change_id
+from correlator.errors import FieldError, NotFound
 from correlator.event import parse_time
 from correlator.incidents.model import PRIORITIES, Status, parse_human_id
 from correlator.incidents.service import IncidentService
 from correlator.incidents.store import IncidentQuery
+from correlator.problems.model import parse_id as parse_problem_id
 
 MAX_LIMIT = 500
 TAGS = ("incidents",)
@@ -202,14 +204,44 @@ async def create_incident(request: web.Request) -> web.Response:
         "additionalProperties": False,
         "properties": {k: field_schema(v) for k, v in EDIT_FIELDS.items()},
     },
-    responses={200: ("edited", ONE), 400: ("invalid body", ERROR), 404: ("no such incident", ERROR)},
+    responses={
+        200: ("edited", ONE),
+        400: ("invalid body, or problem_id/change_id naming no record", ERROR),
+        404: ("no such incident", ERROR),
+    },
 )
 async def edit_incident(request: web.Request) -> web.Response:
     try:
         fields = await read_fields(request, EDIT_FIELDS)
+        await _check_links(request, fields)
     except FieldError as e:
         return _invalid(e)
     return await _act(request, "update", fields)
+
+
+async def _check_links(request: web.Request, fields: dict[str, Any]) -> None:
+    """A link names a record that exists; it is kept in its canonical form (PRB-000007, CHG-000012)."""
+    state = request.app[STATE]
+    if fields.get("problem_id") is not None:
+        n = parse_problem_id("PRB", fields["problem_id"])
+        if n is None:
+            raise bad("problem_id", f"expected PRB-000012 or 12, got {fields['problem_id']!r}")
+        if state.problems is not None:
+            try:
+                problem, _ = await state.problems.get_problem(n)
+            except NotFound:
+                raise bad("problem_id", f"no problem {fields['problem_id']!r}") from None
+            fields["problem_id"] = problem.human_id
+    if fields.get("change_id") is not None:
+        n = parse_change_id(fields["change_id"])
+        if n is None:
+            raise bad("change_id", f"expected CHG-000012 or 12, got {fields['change_id']!r}")
+        if state.changes is not None:
+            try:
+                change, _ = await state.changes.get(n)
+            except NotFound:
+                raise bad("change_id", f"no change {fields['change_id']!r}") from None
+            fields["change_id"] = change.human_id
 
 
 def _action(
