@@ -15,6 +15,7 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -41,6 +42,7 @@ from correlator.incidents import scheduler as incident_scheduler
 from correlator.incidents.backend import create_store
 from correlator.incidents.notify import Notifier
 from correlator.ingest import Ingest
+from correlator.pipeline import Pipeline
 from correlator.pipeline.assemble import build_pipeline
 from correlator.problems import settings as problem_settings
 from correlator.problems.service import ProblemService
@@ -72,6 +74,7 @@ class Daemon:
     incidents: IncidentService
     changes: ChangeService
     problems: ProblemService
+    lock: datalock.DataDirLock  # held until the process has closed every store
 
 
 async def build(config: Config) -> Daemon:
@@ -121,6 +124,46 @@ async def build(config: Config) -> Daemon:
     rules_api.add_routes(app, rules, reloads)
     ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
+    # Everything is validated: from here on one process per data directory, taken before the
+    # first file is opened (a second daemon would restore the same state and re-feed the journal).
+    lock = datalock.acquire(data)
+    try:
+        await _open_state(store, queue, incidents, changes, problems, pipeline, data, clock)
+    except BaseException:
+        lock.release()
+        raise
+    if not auth.enabled:
+        log.warning("no API tokens in http.tokens: the API is open to anyone who can reach it (docs/api.md)")
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    return Daemon(
+        config,
+        clock,
+        queue,
+        store,
+        runner,
+        app,
+        state.collectors,
+        scheduler,
+        rules,
+        reloads,
+        incidents,
+        changes,
+        problems,
+        lock,
+    )
+
+
+async def _open_state(
+    store: EventStore,
+    queue: JournalQueue,
+    incidents: IncidentService,
+    changes: ChangeService,
+    problems: ProblemService,
+    pipeline: Pipeline,
+    data: Path,
+    clock: Clock,
+) -> None:
+    """Open every store in order; on a failure, close what was opened."""
     await store.open()
     try:
         await queue.open()
@@ -145,24 +188,6 @@ async def build(config: Config) -> Daemon:
     except BaseException:
         await store.close()
         raise
-    if not auth.enabled:
-        log.warning("no API tokens in http.tokens: the API is open to anyone who can reach it (docs/api.md)")
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    return Daemon(
-        config,
-        clock,
-        queue,
-        store,
-        runner,
-        app,
-        state.collectors,
-        scheduler,
-        rules,
-        reloads,
-        incidents,
-        changes,
-        problems,
-    )
 
 
 async def _open_records(changes: ChangeService, problems: ProblemService) -> None:
@@ -176,20 +201,14 @@ async def _open_records(changes: ChangeService, problems: ProblemService) -> Non
 
 
 async def run(config: Config) -> int:
-    # Before any state is touched: a second daemon on the same directory would restore the same
-    # level-2 state, re-feed the same journal and run retention on the same store.
-    lock = datalock.acquire(config.storage.data_dir)
+    # The HTTP port first: when it is taken, start-up stops before a store, a collector or a
+    # scheduled job has started (nothing to cancel half-way). Bound, not listening: clients are
+    # refused until the server starts in _serve.
+    sock = _bind(*config.http.listen)
     try:
-        # The HTTP port too: when it is taken, start-up stops before a store, a collector or a
-        # scheduled job has started (nothing to cancel half-way). Bound, not listening: clients
-        # are refused until the server starts below.
-        sock = _bind(*config.http.listen)
-        try:
-            return await _run_locked(config, sock)
-        finally:
-            sock.close()
+        return await _serve(config, sock)
     finally:
-        lock.release()
+        sock.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -207,7 +226,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _run_locked(config: Config, sock: socket.socket) -> int:
+async def _serve(config: Config, sock: socket.socket) -> int:
     daemon = await build(config)
     gctune.tune()
     stop = asyncio.Event()
@@ -278,6 +297,7 @@ async def _run_locked(config: Config, sock: socket.socket) -> int:
         await daemon.changes.store.close()
         await daemon.queue.close()
         await daemon.store.close()
+        daemon.lock.release()
     if left:
         log.warning("shutdown: %d events left in the journal; they are processed at the next start", left)
     log.info("stopped")

@@ -8,6 +8,8 @@ import sys
 import orjson
 import pytest
 
+from tests.support.daemon import free_port
+
 pytestmark = pytest.mark.integration
 
 
@@ -45,6 +47,11 @@ def test_json_logs(make_daemon):
     d.stop()
     lines = [orjson.loads(line) for line in d.log().splitlines() if line.startswith("{")]
     assert any(doc["msg"].startswith("correlator listening") for doc in lines)
+    # each collector started, with where it listens (the test daemons switch SNMP off)
+    started = [doc["msg"] for doc in lines if doc["msg"].startswith("collector ")]
+    assert started == [
+        "collector webhook started: POST /api/v1/events and /api/v1/webhooks/{source} on the HTTP API"
+    ]
     assert all({"ts", "level", "logger", "msg"} <= doc.keys() for doc in lines)
 
 
@@ -69,9 +76,13 @@ def test_a_second_daemon_on_the_same_data_directory_is_refused(make_daemon, tmp_
     first.wait_for(lambda: first.events("host=h1"), what="the event stored")
     other = tmp_path / "other"
     other.mkdir()
-    r = run("run", "--config", str(tmp_path / "correlator.yaml"), "--http", "127.0.0.1:1", cwd=other)
+    r = run(
+        "run", "--config", str(tmp_path / "correlator.yaml"), "--http", f"127.0.0.1:{free_port()}", cwd=other
+    )
     assert r.returncode == 1
-    assert r.stderr.count("\n") == 1, r.stderr  # one line, no traceback
+    # the rules were checked (validation comes first), then the refusal: one line, no traceback
+    assert "Traceback" not in r.stderr and "listening" not in r.stderr, r.stderr
+    assert r.stderr.splitlines()[-1].startswith("correlator: data directory"), r.stderr
     assert f"data directory {tmp_path / 'var'} is in use by another correlator process" in r.stderr
     assert f"(pid {first.proc.pid})" in r.stderr
     assert [e["id"] for e in first.events("host=h1")] == ["before"]  # the first one runs on
