@@ -13,9 +13,11 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,6 +30,7 @@ from correlator.api.common import AppState
 from correlator.availability import AvailabilityStage
 from correlator.availability import parse_settings as parse_availability
 from correlator.availability.reload import ServicesReloader
+from correlator.capacity import parse_settings as parse_capacity
 from correlator.catalogue import load_catalogue
 from correlator.changes import settings as change_settings
 from correlator.changes.reload import CalendarReloader
@@ -42,6 +45,7 @@ from correlator.incidents import scheduler as incident_scheduler
 from correlator.incidents.backend import create_store
 from correlator.incidents.notify import Notifier
 from correlator.ingest import Ingest
+from correlator.notify import parse_targets
 from correlator.pipeline import Pipeline
 from correlator.pipeline.assemble import build_pipeline
 from correlator.problems import settings as problem_settings
@@ -80,14 +84,22 @@ class Daemon:
 async def build(config: Config) -> Daemon:
     """Validate everything first (collector settings included), then open the files."""
     data = config.storage.data_dir
+    # Every section is checked before start-up stops, so one run shows every error (like `rules check`).
+    errors = section_errors(config)
     # The service catalogue (availability.services_file): one holder, shared by availability and
     # topology root cause (impacted_services), swapped by its reloads.
-    catalogue = load_catalogue(config)
+    try:
+        catalogue = load_catalogue(config)
+    except ConfigError as e:
+        errors.append(str(e))
+        catalogue = None
     rules = RulesHolder(config.rules_dir, config.inventory_file, catalogue)
     try:
         rules.load_initial()  # like promtool-checked Prometheus: a broken set stops start-up
     except RuleErrors as e:
-        raise ConfigError(f"{len(e.errors)} error(s) in the rules:\n{e}") from None
+        errors.append(f"{len(e.errors)} error(s) in the rules:\n{e}")
+    if errors:
+        raise ConfigError("\n".join(errors))
     clock = wall_clock()
     store: EventStore = (
         PgEventStore(config.storage.dsn) if config.storage.dsn else SqliteEventStore(data / "events.db")
@@ -151,6 +163,25 @@ async def build(config: Config) -> Daemon:
         problems,
         lock,
     )
+
+
+def section_errors(config: Config) -> list[str]:
+    """The first error of each section that the daemon parses itself (collectors: create_collectors)."""
+    checks: list[tuple[Callable[[Any], object], Any]] = [
+        (parse_tokens, config.http.tokens),
+        (parse_settings, config.incidents),
+        (change_settings.parse_settings, config.changes),
+        (problem_settings.parse_settings, config.problems),
+        (parse_capacity, config.capacity),
+        (parse_targets, config.correlation.notify),
+    ]
+    errors: list[str] = []
+    for parse, raw in checks:
+        try:
+            parse(raw)
+        except ConfigError as e:
+            errors.append(str(e))
+    return errors
 
 
 async def _open_state(

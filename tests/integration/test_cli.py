@@ -86,3 +86,24 @@ def test_a_second_daemon_on_the_same_data_directory_is_refused(make_daemon, tmp_
     assert f"data directory {tmp_path / 'var'} is in use by another correlator process" in r.stderr
     assert f"(pid {first.proc.pid})" in r.stderr
     assert [e["id"] for e in first.events("host=h1")] == ["before"]  # the first one runs on
+
+
+def test_every_section_error_is_shown_in_one_run(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "bad.yaml").write_text("rules:\n  - name: x\n    match: {host: a}\n    drop: maybe\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"http: {{listen: '127.0.0.1:{free_port()}'}}\n"
+        f"storage: {{data_dir: '{tmp_path / 'var'}'}}\n"
+        f"rules_dir: '{rules}'\n"
+        "incidents: {reopen_widow: 1h}\n"
+        "problems: {treshold: 3}\n"
+        "collectors: {snmp: {enabled: false}, webhook: {tokne: x}}\n"
+    )
+    r = run("run", "--config", str(cfg))
+    assert r.returncode == 2
+    assert "reopen_widow" in r.stderr and "treshold" in r.stderr, r.stderr
+    assert "error(s) in the rules" in r.stderr and "bad.yaml:4" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "var").exists()  # stopped before touching any state
