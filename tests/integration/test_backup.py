@@ -60,8 +60,8 @@ def test_backup_of_a_running_daemon_restores_incidents_changes_and_events(make_d
         "storage": {**d.config["storage"], "data_dir": str(restored / "var")},
     }
     d2 = DaemonProcess(restored, config, port)
-    d2.start()
     try:
+        d2.start()
         assert d2.get(f"/api/v1/incidents/{incident}")[1]["incident"]["title"] == "core-sw1 down"
         assert d2.get(f"/api/v1/changes/{change_id}")[1]["change"]["title"] == "IOS upgrade"
         assert [e["id"] for e in d2.events("host=h1")] == ["ev-1"]
