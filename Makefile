@@ -33,6 +33,7 @@ bench: $(STAMP)
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "setting up $(VENV): installing correlator and its Python dependencies (about 30 s the first time)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

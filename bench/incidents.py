@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from correlator.clock import Clock
 from correlator.event import Event, Severity
+from correlator.incidents.backend import create_store
 from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.stage import IncidentStage
-from correlator.incidents.store import create_store
 from correlator.pipeline import StageContext
 from correlator.responses import IncidentRequest
 

@@ -274,7 +274,7 @@ def drive_wrk(
 def bench_replay(n: int) -> dict[str, float]:
     from correlator import gctune
     from correlator.config import Config
-    from correlator.pipeline import build_pipeline
+    from correlator.pipeline.assemble import build_pipeline
     from correlator.replay import replay
 
     with tempfile.TemporaryDirectory() as tmp:

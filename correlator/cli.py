@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from correlator import __version__
-from correlator.errors import ConfigError
+from correlator.errors import ConfigError, CorrelatorError
 
 COMMANDS = [
     "correlator.commands.run",
+    "correlator.commands.backup",
     "correlator.commands.replay",
     "correlator.commands.rules",
     "correlator.commands.mibs",
     "correlator.commands.incidents",
+    "correlator.commands.events",
     "correlator.commands.changes",
     "correlator.commands.problems",
 ]
@@ -33,12 +36,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every failure the operator can cause is one line on stderr and an exit code, no traceback."""
     args = build_parser().parse_args(argv)
     try:
         rc: int = args.func(args)
+        sys.stdout.flush()  # here, so that a closed pipe is reported below and not at exit
     except ConfigError as e:
         print(f"correlator: configuration error: {e}", file=sys.stderr)
         return 2
+    except CorrelatorError as e:  # refused on purpose (e.g. the data directory in use): one line
+        print(f"correlator: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # `correlator incidents list | head -1`: the reader has what it wanted. Python would
+        # report the closed pipe again when it flushes stdout at exit, so point stdout elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:  # a file named on the command line: missing, unreadable, a directory
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"correlator: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return rc

@@ -8,6 +8,8 @@ returns only once they are durable; it may then acknowledge its sender.
 from __future__ import annotations
 
 import importlib
+import pkgutil
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +17,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from correlator import yamlfile
 from correlator.clock import Clock
 from correlator.config import Config
-from correlator.errors import ConfigError
+from correlator.errors import ConfigError, did_you_mean
 from correlator.event import Event
 
 Emit = Callable[[list[Event], str], Awaitable[None]]
@@ -47,18 +50,73 @@ class Collector(Protocol):
 
 
 def create_collectors(config: Config, ctx: CollectorContext) -> list[Collector]:
+    """Every enabled collector; one ConfigError listing the error of each section that has one."""
     collectors: list[Collector] = []
+    errors: list[str] = []
     for name, settings in config.collectors.items():
-        if settings is None:
-            settings = {}
-        if not isinstance(settings, Mapping):
-            raise ConfigError(f"'collectors.{name}': expected a mapping of settings")
-        if settings.get("enabled", True) is False:
-            continue
         try:
-            module = importlib.import_module(f"collectors.{name}")
-        except ModuleNotFoundError:
-            raise ConfigError(f"'collectors.{name}': no such collector") from None
-        factory: Callable[[Mapping[str, Any], CollectorContext], Collector] = module.create
-        collectors.append(factory({k: v for k, v in settings.items() if k != "enabled"}, ctx))
+            collector = _create(name, settings, ctx)
+        except ConfigError as e:
+            errors.append(locate(config.collectors, str(e)))
+            continue
+        if collector is not None:
+            collectors.append(collector)
+    if errors:
+        raise ConfigError("\n".join(errors))
     return collectors
+
+
+def _create(name: str, settings: Any, ctx: CollectorContext) -> Collector | None:
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, Mapping):
+        raise ConfigError(f"'collectors.{name}': expected a mapping of settings")
+    enabled = settings.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"'collectors.{name}.enabled': expected true or false, got {enabled!r}")
+    if not enabled:
+        return None
+    if name not in available():
+        hint = did_you_mean(name, available())
+        extra = f" (did you mean '{hint}'?)" if hint else f"; known: {', '.join(available())}"
+        raise ConfigError(f"'collectors.{name}': no such collector{extra}")
+    module = importlib.import_module(f"collectors.{name}")
+    factory: Callable[[Mapping[str, Any], CollectorContext], Collector] = module.create
+    return factory({k: v for k, v in settings.items() if k != "enabled"}, ctx)
+
+
+def available() -> list[str]:
+    """The collector packages shipped in collectors/."""
+    import collectors
+
+    return sorted(m.name for m in pkgutil.iter_modules(collectors.__path__) if m.ispkg)
+
+
+_KEY_PATH = re.compile(r"'(collectors(?:\.[A-Za-z0-9_-]+|\[\d+\])*)")
+
+
+def locate(section: Mapping[str, Any], message: str) -> str:
+    """Prefix `file:line:column:` to a collector's error when it names a key path and has no place yet.
+
+    Collectors name the key they reject (`'collectors.mqtt.brokers[0].port': ...`); the place of the
+    deepest part of that path found in the file is where the operator has to look.
+    """
+    if _POSITIONED.match(message):
+        return message
+    m = _KEY_PATH.search(message)
+    if m is None:
+        return message
+    node: Any = section
+    where: yamlfile.Position | None = getattr(section, "position", None)
+    for part in re.findall(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]", m.group(1)[len("collectors") :]):
+        key, index = part
+        if key and isinstance(node, yamlfile.YamlMap) and key in node:
+            where, node = node.where(key), node[key]
+        elif index and isinstance(node, yamlfile.YamlList) and int(index) < len(node):
+            where, node = node.item_positions[int(index)], node[int(index)]
+        else:
+            break
+    return f"{where}: {message}" if where is not None else message
+
+
+_POSITIONED = re.compile(r"^\S+:\d+:\d+: ")

@@ -154,7 +154,12 @@ class Config:
     shutdown_grace: float = _duration(10.0, "time allowed to drain the queue on SIGTERM")
     collectors: dict[str, Any] = field(
         default_factory=lambda: {"webhook": {}, "snmp": {}},
-        metadata={"kind": "raw", "doc": "collector sections, each validated by its collector"},
+        metadata={
+            "kind": "raw",
+            "merge": True,
+            "doc": "collector sections, each validated by its collector; merged with this default"
+            " (switch one off with `enabled: false`)",
+        },
     )
     incidents: dict[str, Any] = field(
         default_factory=dict, metadata={"kind": "raw", "doc": "incident management (docs/incidents.md)"}
@@ -191,7 +196,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}:1:1: the configuration must be a mapping of keys")
         raw = loaded
-    cfg: Config = _build(Config, raw, "")
+    cfg: Config = _build(Config, raw, "")  # raises one ConfigError listing every bad key
     for dotted, value in (overrides or {}).items():
         cfg = _override(cfg, dotted.split("."), value, dotted)
     return cfg
@@ -201,14 +206,21 @@ def _build(cls: type[Any], raw: dict[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
+    errors: list[str] = []  # every bad key is reported at once, as `rules check` does
     for key, value in raw.items():
         where = _where(raw, key)
         if key not in fields:
             hint = did_you_mean(key, fields)
             extra = f" (did you mean '{prefix}{hint}'?)" if hint else ""
-            raise ConfigError(f"{where}unknown key '{prefix}{key}'{extra}")
+            errors.append(f"{where}unknown key '{prefix}{key}'{extra}")
+            continue
         f = fields[key]
-        kwargs[key] = _convert(f, hints[key], value, f"{prefix}{key}", _where(raw, key, value=True))
+        try:
+            kwargs[key] = _convert(f, hints[key], value, f"{prefix}{key}", _where(raw, key, value=True))
+        except ConfigError as e:
+            errors.append(str(e))
+    if errors:
+        raise ConfigError("\n".join(errors))
     return cls(**kwargs)
 
 
@@ -222,7 +234,7 @@ def _convert(f: dataclasses.Field[Any], hint: Any, value: Any, name: str, where:
         if kind == "raw":
             if not isinstance(value, dict):
                 raise ValueError(f"expected a mapping, got {type(value).__name__}")
-            return value
+            return _merged(f, value) if f.metadata.get("merge") else value
         return _typed(hint, value, name)
     except ValueError as e:
         raise ConfigError(f"{where}'{name}': {e}") from None
@@ -278,6 +290,21 @@ def _override(obj: Any, parts: list[str], value: Any, dotted: str) -> Any:
     else:
         new = _override(getattr(obj, head), parts[1:], value, dotted)
     return dataclasses.replace(obj, **{head: new})
+
+
+def _merged(f: dataclasses.Field[Any], value: dict[str, Any]) -> dict[str, Any]:
+    """The file's sections over the default ones: naming one section never switches the others off."""
+    factory: Any = f.default_factory
+    merged = {**factory(), **value}
+    if not isinstance(value, yamlfile.YamlMap):
+        return merged
+    out = yamlfile.YamlMap(merged)  # keeps the file positions for the collectors' error messages
+    out.position, out.key_positions, out.value_positions = (
+        value.position,
+        value.key_positions,
+        value.value_positions,
+    )
+    return out
 
 
 def _where(raw: dict[str, Any], key: str, value: bool = False) -> str:

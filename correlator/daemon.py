@@ -11,14 +11,18 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from correlator import door, gctune, metrics, outbox_store
+from correlator import datalock, door, gctune, metrics, outbox_store
 from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.auth import load_tokens
@@ -28,7 +32,9 @@ from correlator.api.exposure import check_exposure
 from correlator.availability import AvailabilityStage
 from correlator.availability import parse_settings as parse_availability
 from correlator.availability.reload import ServicesReloader
+from correlator.capacity import parse_settings as parse_capacity
 from correlator.catalogue import load_catalogue
+from correlator.changes import settings as change_settings
 from correlator.changes.reload import CalendarReloader
 from correlator.changes.service import ChangeService
 from correlator.clock import Clock, wall_clock
@@ -36,17 +42,19 @@ from correlator.collector import Collector, CollectorContext, create_collectors
 from correlator.config import Config
 from correlator.correlation import lifecycle as correlation
 from correlator.errors import ConfigError
-from correlator.incidents import IncidentService
+from correlator.incidents import IncidentService, parse_settings
 from correlator.incidents import scheduler as incident_scheduler
 from correlator.incidents.notify import Notifier
 from correlator.ingest import Ingest
+from correlator.notify import parse_targets
+from correlator.problems import settings as problem_settings
 from correlator.problems.service import ProblemService
 from correlator.queue.journal import JournalQueue
 from correlator.reloads import Reloads, Target
 from correlator.rules.errors import RuleErrors
 from correlator.rules.reload import RulesHolder
 from correlator.runner import PipelineRunner
-from correlator.services import assemble, close_services, open_services
+from correlator.services import Services, assemble, close_services, open_services
 from correlator.store import EventStore
 from correlator.store.postgres import PgEventStore
 from correlator.store.sqlite import SqliteEventStore
@@ -69,6 +77,7 @@ class Daemon:
     incidents: IncidentService
     changes: ChangeService
     problems: ProblemService
+    lock: datalock.DataDirLock  # held until the process has closed every store
 
 
 async def build(config: Config) -> Daemon:
@@ -76,14 +85,22 @@ async def build(config: Config) -> Daemon:
     data = config.storage.data_dir
     auth = load_tokens(config.http.tokens, config.http.tokens_file)
     check_exposure(config, auth.enabled)  # first: an open listener is refused before anything else runs
+    # Every section is checked before start-up stops, so one run shows every error (like `rules check`).
+    errors = section_errors(config)
     # The service catalogue (availability.services_file): one holder, shared by availability and
     # topology root cause (impacted_services), swapped by its reloads.
-    catalogue = load_catalogue(config)
+    try:
+        catalogue = load_catalogue(config)
+    except ConfigError as e:
+        errors.append(str(e))
+        catalogue = None
     rules = RulesHolder(config.rules_dir, config.inventory_file, catalogue)
     try:
         rules.load_initial()  # like promtool-checked Prometheus: a broken set stops start-up
     except RuleErrors as e:
-        raise ConfigError(f"{len(e.errors)} error(s) in the rules:\n{e}") from None
+        errors.append(f"{len(e.errors)} error(s) in the rules:\n{e}")
+    if errors:
+        raise ConfigError("\n".join(errors))
     clock = wall_clock()
     store: EventStore = (
         PgEventStore(config.storage.dsn) if config.storage.dsn else SqliteEventStore(data / "events.db")
@@ -115,6 +132,58 @@ async def build(config: Config) -> Daemon:
     door.configure(door.TimePolicy(config.ingest.max_future, config.ingest.max_past))
     ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
     state.collectors = create_collectors(config, ctx)
+    # Everything is validated: from here on one process per data directory, taken before the
+    # first file is opened (a second daemon would restore the same state and re-feed the journal).
+    lock = datalock.acquire(data)
+    try:
+        await _open_state(store, queue, services, data, clock)
+    except BaseException:
+        lock.release()
+        raise
+    if not auth.enabled:
+        log.warning("no API tokens in http.tokens: the API is open to anyone who can reach it (docs/api.md)")
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    return Daemon(
+        config,
+        clock,
+        queue,
+        store,
+        runner,
+        app,
+        state.collectors,
+        scheduler,
+        rules,
+        reloads,
+        incidents,
+        changes,
+        problems,
+        lock,
+    )
+
+
+def section_errors(config: Config) -> list[str]:
+    """The first error of each section that the daemon parses itself (collectors: create_collectors)."""
+    checks: list[tuple[Callable[[Any], object], Any]] = [
+        (parse_settings, config.incidents),
+        (change_settings.parse_settings, config.changes),
+        (problem_settings.parse_settings, config.problems),
+        (parse_capacity, config.capacity),
+        (parse_targets, config.correlation.notify),
+    ]
+    errors: list[str] = []
+    for parse, raw in checks:
+        try:
+            parse(raw)
+        except ConfigError as e:
+            errors.append(str(e))
+    return errors
+
+
+async def _open_state(
+    store: EventStore, queue: JournalQueue, services: Services, data: Path, clock: Clock
+) -> None:
+    """Open every store in order; on a failure, close what was opened."""
+    pipeline = services.pipeline
     await store.open()
     try:
         await queue.open()
@@ -134,27 +203,35 @@ async def build(config: Config) -> Daemon:
     except BaseException:
         await store.close()
         raise
-    if not auth.enabled:
-        log.warning("no API tokens in http.tokens: the API is open to anyone who can reach it (docs/api.md)")
-    scheduler = AsyncIOScheduler(timezone="UTC")
-    return Daemon(
-        config,
-        clock,
-        queue,
-        store,
-        runner,
-        app,
-        state.collectors,
-        scheduler,
-        rules,
-        reloads,
-        incidents,
-        changes,
-        problems,
-    )
 
 
 async def run(config: Config) -> int:
+    # The HTTP port first: when it is taken, start-up stops before a store, a collector or a
+    # scheduled job has started (nothing to cancel half-way). Bound, not listening: clients are
+    # refused until the server starts in _serve.
+    sock = _bind(*config.http.listen)
+    try:
+        return await _serve(config, sock)
+    finally:
+        sock.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise ConfigError(f"'http.listen': cannot listen on {host}:{port}: {e.strerror or e}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does: restart at once
+        sock.bind(address)
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"'http.listen': cannot listen on {host}:{port}: {e.strerror}") from None
+    return sock
+
+
+async def _serve(config: Config, sock: socket.socket) -> int:
     daemon = await build(config)
     gctune.tune()
     stop = asyncio.Event()
@@ -190,17 +267,15 @@ async def run(config: Config) -> int:
         for c in daemon.collectors:
             await c.start()
             metrics.COLLECTOR_UP.labels(c.name).set(1)
+            log.info("collector %s started%s", c.name, _where(c))
         _schedule_retention(daemon)
         incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
         _schedule_calendar(daemon)
         correlation.schedule_snapshots(daemon.scheduler, daemon.runner, config, daemon.store)
         await http.setup()
         host, port = config.http.listen
-        site = web.TCPSite(http, host, port, backlog=1024)
-        try:
-            await site.start()
-        except OSError as e:
-            raise ConfigError(f"'http.listen': cannot listen on {host}:{port}: {e.strerror}") from None
+        site = web.SockSite(http, sock, backlog=1024)
+        await site.start()
         log.info("correlator listening on http://%s:%d (data in %s)", host, port, config.storage.data_dir)
         await stop.wait()
         log.info("shutting down: draining up to %.1fs", config.shutdown_grace)
@@ -233,6 +308,7 @@ async def run(config: Config) -> int:
         await daemon.changes.store.close()
         await daemon.queue.close()
         await daemon.store.close()
+        daemon.lock.release()
     if left:
         log.warning("shutdown: %d events left in the journal; they are processed at the next start", left)
     log.info("stopped")
@@ -270,6 +346,11 @@ def _schedule_calendar(daemon: Daemon) -> None:
     daemon.scheduler.add_job(
         run_due, "interval", seconds=10, id="changes:due", next_run_time=datetime.now(UTC)
     )
+
+
+def _where(collector: Collector) -> str:
+    where = getattr(collector, "where", "")  # optional: what the collector listens on or connects to
+    return f": {where}" if where else ""
 
 
 async def _stop_collectors(collectors: list[Collector]) -> None:

@@ -19,13 +19,14 @@ from correlator.clock import Clock
 from correlator.config import Config
 from correlator.incidents import IncidentService
 from correlator.incidents import parse_settings as incident_settings
+from correlator.incidents.backend import create_store
 from correlator.incidents.notify import Notifier
 from correlator.incidents.settings import NotifyTarget
-from correlator.incidents.store import create_store
-from correlator.pipeline import Pipeline, build_pipeline
+from correlator.pipeline import Pipeline
+from correlator.pipeline.assemble import build_pipeline
 from correlator.problems import settings as problem_settings
 from correlator.problems.service import ProblemService
-from correlator.records.store import create_record_store
+from correlator.records.backend import create_record_store
 from correlator.rules.reload import RulesHolder
 
 

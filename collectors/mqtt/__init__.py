@@ -28,6 +28,7 @@ class MqttCollector:
             for b in settings.brokers
         ]
         self._tasks: list[asyncio.Task[None]] = []
+        self.where = "brokers " + ", ".join(f"{b.name} {b.host}:{b.port}" for b in settings.brokers)
 
     async def start(self) -> None:
         """Connects in the background: a broker that is down is retried, never fatal."""

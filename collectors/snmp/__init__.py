@@ -29,6 +29,9 @@ class SnmpCollector:
         mapper = Mapper(resolver, settings.hosts)
         self.receiver = TrapReceiver(settings, mapper, ctx.emit)
         self.poller = Poller(settings, ctx.emit, settings.hosts) if settings.targets else None
+        host, port = settings.listen
+        polled = f", polling {len(settings.targets)} targets" if settings.targets else ""
+        self.where = f"traps and informs on udp {host}:{port}{polled}"
 
     async def start(self) -> None:
         await self.receiver.start()

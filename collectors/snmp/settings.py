@@ -13,7 +13,7 @@ from typing import Any
 
 from correlator import yamlfile
 from correlator.config import parse_duration, parse_hostport
-from correlator.errors import ConfigError
+from correlator.errors import ConfigError, did_you_mean
 from correlator.secretfile import read_secret
 
 AUTH_PROTOCOLS = ("SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512")
@@ -245,7 +245,13 @@ def _fail(raw: Any, key: Any, prefix: str, msg: str) -> Any:
 def _known(raw: Mapping[str, Any], keys: set[str], prefix: str) -> None:
     for key in raw:
         if key not in keys:
-            _fail(raw, key, prefix, f"unknown key; known: {', '.join(sorted(keys))}")
+            hint = did_you_mean(key, keys)
+            _fail(
+                raw,
+                key,
+                prefix,
+                f"unknown key ({f'did you mean {hint!r}?' if hint else 'known: ' + ', '.join(sorted(keys))})",
+            )
 
 
 def _wrap(raw: Any, key: str, prefix: str, fn: Any) -> Any:

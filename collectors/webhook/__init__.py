@@ -13,7 +13,7 @@ from typing import Any
 from collectors.webhook.generic import GenericEventsHandler
 from collectors.webhook.sources import SourcesHandler, parse_sources
 from correlator.collector import CollectorContext
-from correlator.errors import ConfigError
+from correlator.errors import ConfigError, did_you_mean
 from correlator.secretfile import secrets_from_files
 
 _KEYS = {"token", "token_file", "sources"}
@@ -21,6 +21,7 @@ _KEYS = {"token", "token_file", "sources"}
 
 class WebhookCollector:
     name = "webhook"
+    where = "POST /api/v1/events and /api/v1/webhooks/{source} on the HTTP API"
 
     async def start(self) -> None:
         """Nothing to start: the routes ride the daemon's HTTP server."""
@@ -35,7 +36,9 @@ class WebhookCollector:
 def create(settings: Mapping[str, Any], ctx: CollectorContext) -> WebhookCollector:
     for key in settings:
         if key not in _KEYS:
-            raise ConfigError(f"'collectors.webhook.{key}': unknown key; known: {', '.join(sorted(_KEYS))}")
+            hint = did_you_mean(key, _KEYS)
+            extra = f" (did you mean '{hint}'?)" if hint else f"; known: {', '.join(sorted(_KEYS))}"
+            raise ConfigError(f"'collectors.webhook.{key}': unknown key{extra}")
     token = secrets_from_files(settings, ("token",), "collectors.webhook").get("token")
     if token is not None and (not isinstance(token, str) or not token):
         raise ConfigError("'collectors.webhook.token': expected a non-empty string or null")

@@ -15,11 +15,13 @@ from correlator.api.auth import ACTOR, ANONYMOUS
 from correlator.api.common import STATE, dumps_response
 from correlator.api.incident_schemas import INCIDENT, TIMELINE_ENTRY, bad, field_schema, read_fields
 from correlator.api.openapi import ERROR, operation, param
-from correlator.errors import FieldError
+from correlator.changes.model import parse_human_id as parse_change_id
+from correlator.errors import FieldError, NotFound
 from correlator.event import parse_time
 from correlator.incidents.model import PRIORITIES, Status, parse_human_id
 from correlator.incidents.service import IncidentService
 from correlator.incidents.store import IncidentQuery
+from correlator.problems.model import parse_id as parse_problem_id
 
 MAX_LIMIT = 500
 TAGS = ("incidents",)
@@ -202,14 +204,48 @@ async def create_incident(request: web.Request) -> web.Response:
         "additionalProperties": False,
         "properties": {k: field_schema(v) for k, v in EDIT_FIELDS.items()},
     },
-    responses={200: ("edited", ONE), 400: ("invalid body", ERROR), 404: ("no such incident", ERROR)},
+    responses={
+        200: ("edited", ONE),
+        400: ("invalid body, or problem_id/change_id naming no record", ERROR),
+        404: ("no such incident", ERROR),
+    },
 )
 async def edit_incident(request: web.Request) -> web.Response:
     try:
         fields = await read_fields(request, EDIT_FIELDS)
+        await _check_links(request, fields)
     except FieldError as e:
         return _invalid(e)
     return await _act(request, "update", fields)
+
+
+async def _check_links(request: web.Request, fields: dict[str, Any]) -> None:
+    """A link names a record that exists; it is kept in its canonical form (PRB-000007, CHG-000012)."""
+    state = request.app[STATE]
+    problems, changes = state.problems, state.changes
+    links: list[tuple[str, str, str, Callable[[str], int | None], Any]] = [
+        (
+            "problem_id",
+            "problem",
+            "PRB",
+            lambda text: parse_problem_id("PRB", text),
+            problems and problems.get_problem,
+        ),
+        ("change_id", "change", "CHG", parse_change_id, changes and changes.get),
+    ]
+    for key, kind, prefix, parse, get in links:
+        text = fields.get(key)
+        if text is None:  # absent, or null: unlink
+            continue
+        n = parse(text)
+        if n is None:
+            raise bad(key, f"expected {prefix}-000012 or 12, got {text!r}")
+        if get is not None:  # without the service (tests of the incident API alone) nothing to check
+            try:
+                record, _ = await get(n)
+            except NotFound:
+                raise bad(key, f"no {kind} {text!r}") from None
+            fields[key] = record.human_id
 
 
 def _action(

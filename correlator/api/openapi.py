@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 
 from correlator import __version__
-from correlator.api.common import dumps_response
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -212,4 +212,5 @@ SCHEMAS: dict[str, Any] = {
     summary="This document (OpenAPI 3)", tags=("meta",), responses={200: ("the document", {"type": "object"})}
 )
 async def openapi_json(request: web.Request) -> web.Response:
-    return dumps_response(200, document(request.app))
+    # not api.common.dumps_response: common needs auth, which needs this module (ROLES, operation_of)
+    return web.Response(body=orjson.dumps(document(request.app)), content_type="application/json")

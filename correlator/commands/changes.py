@@ -15,7 +15,7 @@ from typing import Any
 
 from correlator.changes.calendar import load_calendar
 from correlator.changes.model import ACTIONS, POLICIES, RISKS
-from correlator.commands.api_client import call, client_options, out, print_log, run
+from correlator.commands.api_client import call, client_options, out, print_log, run, share_options
 from correlator.errors import ConfigError
 from correlator.event import iso
 
@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         a.add_argument("--note", default="")
     cal = cmds.add_parser("check-calendar", help="validate a calendar file and print the next occurrences")
     cal.add_argument("file", type=Path)
+    share_options(cmds)
     p.set_defaults(func=main)
 
 

@@ -1,33 +1,21 @@
-"""`correlator incidents list|show|ack|resolve|hash-token`: a small client of the daemon's incident API.
+"""`correlator incidents list|show|ack|status|assign|comment|resolve|close|reopen|hash-token`.
 
-Talks HTTP to a running daemon (--url, $CORRELATOR_URL) with an API token (--token,
-$CORRELATOR_TOKEN); prints tables for people and `--json` for scripts.
+A small client of the daemon's incident API (where the daemon is and the token: see
+correlator/commands/api_client.py); prints tables for people and `--json` for scripts.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
-import orjson
-
 from correlator.api.auth import hash_token
-
-DEFAULT_URL = "http://127.0.0.1:8080"
+from correlator.commands.api_client import call, client_options, out, quote, run, share_options
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("incidents", help="list, show, acknowledge and resolve incidents via the API")
-    p.add_argument("--url", default=os.environ.get("CORRELATOR_URL", DEFAULT_URL), help="daemon URL")
-    p.add_argument(
-        "--token", default=os.environ.get("CORRELATOR_TOKEN"), help="API token ($CORRELATOR_TOKEN)"
-    )
-    p.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    p = sub.add_parser("incidents", help="list, show and work incidents via the API")
+    client_options(p)
     cmds = p.add_subparsers(dest="incidents_command", metavar="ACTION", required=True)
     ls = cmds.add_parser("list", help="incidents, newest first")
     ls.add_argument("--status", help="comma-separated, e.g. new,acknowledged")
@@ -38,84 +26,68 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ls.add_argument("--limit", type=int, default=50)
     show = cmds.add_parser("show", help="one incident with its timeline")
     show.add_argument("id", help="INC-000123 or 123")
-    ack = cmds.add_parser("ack", help="acknowledge")
+    ack = cmds.add_parser("ack", help="acknowledge (new -> acknowledged)")
     ack.add_argument("id")
     ack.add_argument("--note", default="")
+    st = cmds.add_parser("status", help="set a working status")
+    st.add_argument("id")
+    st.add_argument("status", choices=("acknowledged", "in_progress", "on_hold"))
+    st.add_argument("--note", default="")
+    assign = cmds.add_parser("assign", help="set the assignment group and/or the assignee")
+    assign.add_argument("id")
+    assign.add_argument("--group")
+    assign.add_argument("--assignee")
+    comment = cmds.add_parser("comment", help="add a comment to the timeline")
+    comment.add_argument("id")
+    comment.add_argument("text")
     res = cmds.add_parser("resolve", help="resolve with a code and notes")
     res.add_argument("id")
     res.add_argument("--code", default="resolved")
     res.add_argument("--notes", default="")
+    close = cmds.add_parser("close", help="close a resolved incident (final)")
+    close.add_argument("id")
+    close.add_argument("--note", default="")
+    reopen = cmds.add_parser("reopen", help="reopen a resolved incident")
+    reopen.add_argument("id")
+    reopen.add_argument("--reason", default="")
     ht = cmds.add_parser("hash-token", help="print the sha256 to put in http.tokens for a token")
-    ht.add_argument("token")
+    ht.add_argument("secret", metavar="TOKEN")
+    share_options(cmds)
     p.set_defaults(func=main)
-
-
-class ApiError(Exception):
-    pass
 
 
 def main(args: argparse.Namespace) -> int:
     cmd = args.incidents_command
     if cmd == "hash-token":
-        print(hash_token(args.token))
+        print(hash_token(args.secret))
         return 0
-    try:
+
+    def body() -> None:
         if cmd == "list":
             query = {k: getattr(args, k) for k in ("status", "priority", "host", "service", "since", "limit")}
             doc = call(args, "GET", "/api/v1/incidents", query={k: str(v) for k, v in query.items() if v})
-            _out(args, doc, _table)
+            out(args, doc, _table)
         elif cmd == "show":
-            doc = call(args, "GET", f"/api/v1/incidents/{_quote(args.id)}")
-            _out(args, doc, _details)
-        elif cmd == "ack":
-            body = {"note": args.note} if args.note else {}
-            doc = call(args, "POST", f"/api/v1/incidents/{_quote(args.id)}/ack", body)
-            _out(args, doc, _changed)
-        elif cmd == "resolve":
-            body = {"code": args.code, "notes": args.notes}
-            doc = call(args, "POST", f"/api/v1/incidents/{_quote(args.id)}/resolve", body)
-            _out(args, doc, _changed)
-    except ApiError as e:
-        print(f"correlator incidents: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"correlator incidents: cannot reach {args.url}: {e}", file=sys.stderr)
-        return 2
-    return 0
+            out(args, call(args, "GET", f"/api/v1/incidents/{quote(args.id)}"), _details)
+        else:
+            doc = call(args, "POST", f"/api/v1/incidents/{quote(args.id)}/{cmd}", _action_body(cmd, args))
+            out(args, doc, _changed)
+
+    return run("incidents", args, body)
 
 
-def call(
-    args: argparse.Namespace, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
-) -> Any:
-    url = args.url.rstrip("/") + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
-    headers = {"Accept": "application/json"}
-    if args.token:
-        headers["Authorization"] = f"Bearer {args.token}"
-    data = None
-    if body is not None:
-        data = orjson.dumps(body)
-        headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 - http(s) URL
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
-            return orjson.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        try:
-            message = orjson.loads(e.read()).get("error", "")
-        except orjson.JSONDecodeError:
-            message = ""
-        raise ApiError(f"HTTP {e.code}: {message or e.reason}") from None
-
-
-def _quote(ident: str) -> str:
-    return urllib.parse.quote(ident, safe="")
-
-
-def _out(args: argparse.Namespace, doc: Any, human: Any) -> None:
-    if args.json:
-        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        human(doc)
+def _action_body(cmd: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The API's body of an action: only what was given (the API's defaults for the rest)."""
+    fields = {
+        "ack": ("note",),
+        "status": ("status", "note"),
+        "assign": ("group", "assignee"),
+        "comment": ("text",),
+        "resolve": ("code", "notes"),
+        "close": ("note",),
+        "reopen": ("reason",),
+    }[cmd]
+    return {k: getattr(args, k) for k in fields if getattr(args, k) not in (None, "")}
 
 
 def _table(doc: dict[str, Any]) -> None:
@@ -136,8 +108,9 @@ def _details(doc: dict[str, Any]) -> None:
     i = doc["incident"]
     print(f"{i['id']}  {i['priority']}  {i['status']}{'  MAJOR' if i['major'] else ''}  {i['title']}")
     for key in ("host", "service", "category", "assignment_group", "assignee", "key", "rule", "event_count",
-                "first_occurrence", "last_occurrence", "opened_at", "acknowledged_at", "resolved_at",
-                "closed_at", "escalation_level", "resolution_code", "resolution_notes"):  # fmt: skip
+                "problem_id", "change_id", "first_occurrence", "last_occurrence", "opened_at",
+                "acknowledged_at", "resolved_at", "closed_at", "escalation_level", "resolution_code",
+                "resolution_notes"):  # fmt: skip
         if i.get(key) not in (None, ""):
             print(f"  {key:>18}: {i[key]}")
     if i.get("description"):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from correlator import yamlfile
-from correlator.commands.api_client import call, client_options, out, print_log, run
+from correlator.commands.api_client import call, client_options, out, print_log, run, share_options
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     res.add_argument("id")
     res.add_argument("--root-cause", default="")
     res.add_argument("--resolve-incidents", action="store_true", help="also resolve its active incidents")
+    share_options(cmds)
     p.set_defaults(func=main)
 
     k = sub.add_parser(
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     kn.add_argument("--workaround", required=True)
     kn.add_argument("--problem", help="PRB-000003: the problem becomes a known error")
     kc.add_parser("retire", help="stop matching new incidents").add_argument("id")
+    share_options(kc)
     k.set_defaults(func=main_known_errors)
 
 

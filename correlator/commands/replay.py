@@ -21,7 +21,7 @@ from correlator.catalogue import load_catalogue
 from correlator.changes.changes_file import load_changes
 from correlator.config import Config, load_config, parse_duration
 from correlator.errors import ConfigError
-from correlator.pipeline import build_pipeline
+from correlator.pipeline.assemble import build_pipeline
 from correlator.replay import ReplaySummary, first_time, progress_stream, replay
 from correlator.rules.errors import RuleErrors
 from correlator.rules.reload import RulesHolder

@@ -7,7 +7,6 @@ Both keep each incident as one JSON document beside the columns that are filtere
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from correlator.incidents.lifecycle import Changes
@@ -53,13 +52,3 @@ class IncidentStore(Protocol):
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
-
-
-def create_store(dsn: str | None, data_dir: Path) -> IncidentStore:
-    if dsn:
-        from correlator.incidents.pg_store import PgIncidentStore
-
-        return PgIncidentStore(dsn)
-    from correlator.incidents.sqlite_store import SqliteIncidentStore
-
-    return SqliteIncidentStore(data_dir / "incidents.db")

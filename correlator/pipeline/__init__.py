@@ -1,7 +1,8 @@
 """The processing pipeline: an ordered list of small stages with one signature.
 
-`build_pipeline` below is the one place where the stages are assembled; read it to see the data
-flow. A stage takes a batch of events and returns the batch to pass on (it may drop, change or add
+This module is the stage contract (`StageContext`, `Stage`) and the runner of a list of stages
+(`Pipeline`); `build_pipeline` in correlator/pipeline/assemble.py is the one place where the stages
+are assembled: read it to see the data flow. A stage takes a batch of events and returns the batch to pass on (it may drop, change or add
 events). A stage that raises is counted and skipped for that batch: its input passes on unchanged,
 so a bug in one rule never loses events.
 """
@@ -14,16 +15,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from correlator import metrics
 from correlator.clock import Clock
-from correlator.config import Config
 from correlator.event import Event
 from correlator.responses import Response
 
 if TYPE_CHECKING:
-    from correlator.changes.service import ChangeService
     from correlator.incidents.model import Incident
-    from correlator.incidents.service import IncidentService
-    from correlator.problems.service import ProblemService
-    from correlator.rules.reload import RulesHolder
 
 log = logging.getLogger(__name__)
 
@@ -115,55 +111,3 @@ class AdvanceClock:
             if latest > ctx.clock.now():
                 ctx.clock.advance_to(latest)
         return events
-
-
-def build_pipeline(
-    config: Config,
-    rules: RulesHolder | None = None,
-    incidents: IncidentService | None = None,
-    changes: ChangeService | None = None,
-    problems: ProblemService | None = None,
-) -> Pipeline:
-    """collector -> queue -> [stages below] -> store.
-
-    `rules` is the live rule set (reloadable); without one, the rules in config.rules_dir are loaded
-    once here (raising RuleErrors if they are broken), with the service catalogue of
-    `availability.services_file`. The availability stage uses the rules' catalogue holder, the one
-    topology root cause reads (correlator/catalogue.py). Without `incidents`, `changes`, `problems`
-    (replay), no ITSM stages. Stages with `take_pending` (correlate) also produce events on their own when the live
-    ticker fires timers; `Pipeline.flush` sends those through the stages after them.
-    """
-    from correlator import capacity
-    from correlator.availability import AvailabilityStage
-    from correlator.catalogue import load_catalogue
-    from correlator.changes.stage import ChangeLinkStage, MaintenanceStage
-    from correlator.correlation import correlate_stage
-    from correlator.incidents.stage import IncidentStage
-    from correlator.noisiest import NoisiestStage
-    from correlator.notify import notify_stage
-    from correlator.problems.stage import ProblemStage
-    from correlator.rules.reload import RulesHolder
-    from correlator.rules.stage import FilterStage
-
-    if rules is None:
-        rules = RulesHolder(config.rules_dir, config.inventory_file, load_catalogue(config))
-        rules.load_initial()
-    availability = AvailabilityStage.from_config(config, rules.catalogue)  # None without a services file
-    return Pipeline(
-        [
-            NoisiestStage(),  # counts raw input, before the rules drop noise
-            FilterStage(rules),  # level 1: drop, enrich, classify, rename, rate-limit, de-duplicate
-            # before maintenance: utilisation is measured during a change window too
-            capacity.CapacityStage(capacity.configure(capacity.parse_settings(config.capacity))),
-            *([MaintenanceStage(changes)] if changes is not None else []),  # change windows: tag, set aside
-            correlate_stage(config, rules),  # level 2: advances the clock per event; timers emit from here
-            *(
-                [availability] if availability else []
-            ),  # after the rules and level 2: their events and severities
-            *([IncidentStage(incidents)] if incidents is not None else []),
-            *([ChangeLinkStage(changes)] if changes is not None else []),  # incidents after a change
-            *([ProblemStage(problems)] if problems is not None else []),  # recurrence, known errors
-            notify_stage(config),  # outbound webhooks asked for by level 2
-            AdvanceClock(),  # replay: catch up with the batch when no level-2 rule did
-        ]
-    )

@@ -8,7 +8,6 @@ PostgreSQL. Records change rarely (people, windows, incident openings), so each 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 Kind = Literal["changes", "problems", "known_errors"]
@@ -69,13 +68,3 @@ class RecordStore(Protocol):
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
-
-
-def create_record_store(dsn: str | None, data_dir: Path) -> RecordStore:
-    if dsn:
-        from correlator.records.postgres import PgRecordStore
-
-        return PgRecordStore(dsn)
-    from correlator.records.sqlite import SqliteRecordStore
-
-    return SqliteRecordStore(data_dir / "records.db")

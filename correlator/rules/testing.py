@@ -19,7 +19,7 @@ from correlator import replay_noc, yamlfile
 from correlator.config import Config, parse_duration
 from correlator.errors import FieldError
 from correlator.event import Event, event_from_dict, iso, parse_time
-from correlator.pipeline import build_pipeline
+from correlator.pipeline.assemble import build_pipeline
 from correlator.replay import ReplaySummary, Stepper
 from correlator.responses import response_dict
 from correlator.rules.errors import RuleError, RuleErrors, suggest

@@ -161,9 +161,9 @@ def base_config(workdir: Path, port: int, **extra: Any) -> dict[str, Any]:
         "storage": {"data_dir": str(workdir / "var"), "fsync": True},
         "rules_dir": str(empty_rules),
         "shutdown_grace": "10s",
-        # Not the default set: the SNMP collector would bind UDP 1162 in every test daemon (and in
+        # The SNMP collector (on by default) would bind UDP 1162 in every test daemon (and in
         # parallel runs). Tests that want it pass collectors={"snmp": {...}} with a free port.
-        "collectors": {"webhook": {}},
+        "collectors": {"webhook": {}, "snmp": {"enabled": False}},
     }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):

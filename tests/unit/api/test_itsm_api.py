@@ -208,3 +208,27 @@ async def test_answers_match_the_documented_schemas(itsm):
         doc = await (await itsm.get(path, headers=bearer("viewer"))).json()
         OAS30Validator(schema).validate(doc[key])
         assert set(doc[key]) == set(schema["properties"]), path
+
+
+async def test_an_incident_links_only_to_a_problem_and_a_change_that_exist(itsm):
+    assert (await post(itsm, "/api/v1/incidents", "admin", {"title": "t"}))[0] == 201
+    assert (await post(itsm, "/api/v1/problems", "admin", {"title": "p"}))[0] == 201
+    status, doc = await post(itsm, "/api/v1/changes", "admin", {"title": "c", "cis": ["a"], **WINDOW})
+    assert status == 201, doc
+
+    async def patch(body):
+        resp = await itsm.patch("/api/v1/incidents/1", json=body, headers=bearer("admin"))
+        return resp.status, await resp.json()
+
+    for body, field, words in [
+        ({"problem_id": "PRB-000999"}, "problem_id", "no problem 'PRB-000999'"),
+        ({"problem_id": "CHG-1"}, "problem_id", "expected PRB-000012 or 12"),
+        ({"change_id": "42"}, "change_id", "no change '42'"),
+    ]:
+        status, doc = await patch(body)
+        assert status == 400 and doc["field"] == field and words in doc["error"], doc
+    status, doc = await patch({"problem_id": "prb-1", "change_id": "1"})
+    assert status == 200
+    assert (doc["incident"]["problem_id"], doc["incident"]["change_id"]) == ("PRB-000001", "CHG-000001")
+    status, doc = await patch({"problem_id": None})  # unlinking needs no record
+    assert status == 200 and doc["incident"]["problem_id"] is None

@@ -88,3 +88,22 @@ def test_every_setting_is_documented():
     docs = (Path(__file__).parents[3] / "docs" / "configuration.md").read_text()
     missing = [key for key, _, _ in rows if f"`{key}`" not in docs]
     assert not missing, f"docs/configuration.md does not describe {missing}"
+
+
+def test_every_bad_key_is_reported_at_once(tmp_path):
+    p = write(tmp_path, "http:\n  listen: nowhere\nstorage:\n  retention: soon\nrules_dri: x\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    lines = str(e.value).splitlines()
+    assert lines == [
+        f"{p}:2:11: 'http.listen': expected HOST:PORT such as 127.0.0.1:8080, got 'nowhere'",
+        f"{p}:4:14: 'storage.retention': expected a duration like '30s', '5m' or '7d', got 'soon'",
+        f"{p}:5:1: unknown key 'rules_dri' (did you mean 'rules_dir'?)",
+    ]
+
+
+def test_a_collectors_section_is_merged_with_the_default_one(tmp_path):
+    # naming only mqtt must not switch HTTP ingest (webhook) or SNMP off; `enabled: false` does
+    cfg = load_config(write(tmp_path, "collectors:\n  mqtt: {brokers: []}\n  snmp: {enabled: false}\n"))
+    assert cfg.collectors == {"webhook": {}, "snmp": {"enabled": False}, "mqtt": {"brokers": []}}
+    assert load_config(None).collectors == {"webhook": {}, "snmp": {}}

@@ -11,7 +11,7 @@ import pytest
 
 from correlator import replay as replay_mod
 from correlator.config import Config
-from correlator.pipeline import build_pipeline
+from correlator.pipeline.assemble import build_pipeline
 
 RULES = """
 rules:

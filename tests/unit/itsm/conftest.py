@@ -24,7 +24,8 @@ from correlator.incidents.pg_store import PgIncidentStore
 from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
-from correlator.pipeline import Pipeline, StageContext, build_pipeline
+from correlator.pipeline import Pipeline, StageContext
+from correlator.pipeline.assemble import build_pipeline
 from correlator.problems.service import ProblemService
 from correlator.problems.settings import ProblemSettings
 from correlator.records.postgres import PgRecordStore

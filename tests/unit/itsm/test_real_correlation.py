@@ -14,7 +14,8 @@ from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
 from correlator.incidents.store import IncidentQuery
-from correlator.pipeline import StageContext, build_pipeline
+from correlator.pipeline import StageContext
+from correlator.pipeline.assemble import build_pipeline
 from correlator.problems.service import ProblemService
 from correlator.problems.settings import ProblemSettings
 from correlator.records.sqlite import SqliteRecordStore

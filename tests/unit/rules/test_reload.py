@@ -6,7 +6,8 @@ import asyncio
 
 from correlator.clock import Clock
 from correlator.config import Config
-from correlator.pipeline import StageContext, build_pipeline
+from correlator.pipeline import StageContext
+from correlator.pipeline.assemble import build_pipeline
 from correlator.rules.reload import RELOAD_SUCCESS, RulesHolder
 from tests.unit.rules.helpers import ev
 

@@ -11,7 +11,8 @@ from correlator.catalogue import load_catalogue
 from correlator.cli import main
 from correlator.clock import Clock
 from correlator.config import Config, StorageConfig
-from correlator.pipeline import StageContext, build_pipeline
+from correlator.pipeline import StageContext
+from correlator.pipeline.assemble import build_pipeline
 from correlator.rules import reload as rules_reload
 from correlator.rules.loader import load_rules
 from correlator.rules.reload import RulesHolder

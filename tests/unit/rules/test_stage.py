@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from correlator.clock import Clock
 from correlator.config import Config
-from correlator.pipeline import StageContext, build_pipeline
+from correlator.pipeline import StageContext
+from correlator.pipeline.assemble import build_pipeline
 from correlator.rules.reload import RulesHolder
 from tests.unit.rules.helpers import ev
 
