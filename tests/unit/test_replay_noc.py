@@ -20,8 +20,9 @@ from correlator.config import load_config
 from correlator.event import parse_time
 from correlator.incidents import IncidentService
 from correlator.incidents import parse_settings as incident_settings
-from correlator.incidents.store import IncidentQuery, create_store
-from correlator.records.store import create_record_store
+from correlator.incidents.backend import create_store
+from correlator.incidents.store import IncidentQuery
+from correlator.records.backend import create_record_store
 
 T0 = parse_time("2026-11-30T10:00:00Z")  # a Monday
 
