@@ -1,5 +1,6 @@
 """The storm acceptance suite: a generated 3-level storm (tests/support/storm.py) must give exactly
-the expected incident table, in process on the event-time clock and through the live daemon.
+the expected incident table, in process on the event-time clock, through `correlator replay` and
+through the live daemon.
 
 In process, the storm runs through the daemon's own pipeline (build_pipeline with incidents,
 changes and problems on SQLite) on a virtual clock, one event at a time. Live, the same storm is
@@ -14,10 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from correlator.changes.service import ChangeService
 from correlator.changes.settings import ChangeSettings
+from correlator.cli import main
 from correlator.clock import Clock
 from correlator.config import Config
 from correlator.event import event_from_dict
@@ -31,7 +34,7 @@ from correlator.problems.settings import ProblemSettings
 from correlator.records.sqlite import SqliteRecordStore
 from correlator.replay import Stepper
 from correlator.rules.reload import RulesHolder
-from tests.support.storm import STORM_END, Expected, storm, storm_changes
+from tests.support.storm import STORM_END, Expected, storm, storm_changes, write_files
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +126,26 @@ async def test_the_storm_in_process_gives_exactly_the_expected_incidents(tmp_pat
     finally:
         await incidents.close()
         await records.close()
+
+
+def test_the_storm_through_replay_gives_the_same_incidents(tmp_path: Path, capsys: Any) -> None:
+    """`correlator replay` of the recorded storm, with the change from a --changes file, shows the
+    incident table the in-process and live runs reach, and the reduction the README quotes."""
+    events, _, _, expected = storm(T0)
+    recording, rules_dir, changes, wait = write_files(tmp_path, T0)
+    args = [str(recording), "--rules", str(rules_dir), "--changes", str(changes), "--json"]
+    assert main(["replay", *args, "--wait", f"{wait:.0f}s"]) == 0
+    doc = orjson.loads(capsys.readouterr().out)
+    check(doc["incidents"], expected)
+    assert doc["reduction"] == {
+        "events_in": len(events),
+        "incidents": len(expected),
+        "ratio": round(len(events) / len(expected), 1),
+    }
+    [problem] = doc["problems"]
+    assert problem["title"].startswith("recurring: srv-20 disk sda failing")
+    [change] = doc["changes"]
+    assert change["suppressed"] >= 1
 
 
 async def _no_emit(events: Any, source: str) -> None:

@@ -36,7 +36,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+import orjson
+import yaml
 
 STORM_END = 1200.0  # storm seconds
 HEARTBEAT = 30.0
@@ -341,3 +345,29 @@ def _core1_outage(rnd: random.Random, down: set[str], back_at: dict[str, float])
     out.append((CORE1_UP + 15, "dist-1", "IF-MIB::linkUp", "clear", "Te1/0/1"))
     out.append((CORE1_UP, "core-1", "snmp.unreachable", "clear", ""))
     return out
+
+
+def write_files(root: Path, start: float) -> tuple[Path, Path, Path, float]:
+    """Write the storm as a replay takes it: `storm.ndjson`, `rules/`, `topology.yaml` and
+    `changes.yaml` under `root`. Returns (recording, rules_dir, changes_file, wait): `wait` is the
+    event time from the last event to the storm's end, for `correlator replay --wait`."""
+    events, topology, rules, _ = storm(start)
+    rules_dir = root / "rules"
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    (root / "topology.yaml").write_text(topology)
+    for name, text in rules.items():
+        (rules_dir / name).write_text(text)
+    recording = root / "storm.ndjson"
+    recording.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    changes = root / "changes.yaml"
+    changes.write_text(yaml.safe_dump({"changes": storm_changes(start)}))
+    last = datetime.fromisoformat(events[-1]["time"].replace("Z", "+00:00")).timestamp()
+    return recording, rules_dir, changes, max(start + STORM_END - last, 0.0)
+
+
+if __name__ == "__main__":  # python -m tests.support.storm DIR: the storm as files, and the replay line
+    import sys
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "storm")
+    rec, rules_dir, changes_file, wait = write_files(out, 1_796_032_800.0)
+    print(f"correlator replay {rec} --rules {rules_dir} --changes {changes_file} --wait {wait:.0f}s")
