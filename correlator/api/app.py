@@ -20,7 +20,7 @@ from correlator.api import known_errors as known_errors_api
 from correlator.api import problems as problems_api
 from correlator.api.auth import TokenAuth, auth_middleware
 from correlator.api.common import STATE, AppState, dumps_response
-from correlator.api.connections import LIMITS, ConnectionLimits
+from correlator.api.connections import LIMITS, BodyTimeout, ConnectionLimits
 from correlator.api.openapi import openapi_json, operation
 from correlator.config import HttpConfig
 
@@ -83,6 +83,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             if h in e.headers:
                 resp.headers[h] = e.headers[h]
         return resp
+    except BodyTimeout:
+        raise  # the connection limits answer it (408) and close the connection
     except Exception:
         UNHANDLED.inc()
         log.exception("%s %s: unhandled error", request.method, request.rel_url.path[:200])

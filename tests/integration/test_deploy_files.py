@@ -378,14 +378,19 @@ def mqtt_connects(port: int, user: str | None, password: str | None) -> bool:
     return not answers[0].is_failure
 
 
+def snmp_enabled(collectors: dict) -> bool:
+    """SNMP runs unless its section says `enabled: false` (the section is merged with the defaults)."""
+    return (collectors.get("snmp") or {}).get("enabled", True) is not False
+
+
 def test_snmp_exposure_agrees_with_the_enabled_collectors():
     image = load_config(DEPLOY / "correlator.yaml")
     exposed = re.search(r"^EXPOSE (.+)$", (REPO / "Dockerfile").read_text(), re.M)
     assert exposed is not None
-    assert ("snmp" in image.collectors) == any(p.endswith("/udp") for p in exposed.group(1).split())
+    assert snmp_enabled(image.collectors) == any(p.endswith("/udp") for p in exposed.group(1).split())
     docs = [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "correlator.yaml").read_text()) if d]
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "correlator-config"]
-    snmp_on = "snmp" in yaml.safe_load(cm["data"]["correlator.yaml"])["collectors"]
+    snmp_on = snmp_enabled(yaml.safe_load(cm["data"]["correlator.yaml"])["collectors"])
     for d in docs:
         if d["kind"] == "Deployment":
             ports = [p for c in d["spec"]["template"]["spec"]["containers"] for p in c["ports"]]
@@ -396,7 +401,7 @@ def test_snmp_exposure_agrees_with_the_enabled_collectors():
         assert snmp_on == any(p["protocol"] == "UDP" for p in ports), d["kind"]
     systemd = load_config(DEPLOY / "systemd" / "correlator.yaml")
     unit = (DEPLOY / "systemd" / "correlator.service").read_text()
-    assert ("snmp" in systemd.collectors) or not re.search(r"^AmbientCapabilities=", unit, re.M)
+    assert snmp_enabled(systemd.collectors) or not re.search(r"^AmbientCapabilities=", unit, re.M)
 
 
 def test_the_systemd_steps_install_the_config_the_rules_and_the_credentials():
