@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-# Debian packages the integration tests drive as real peers (net-snmp, Mosquitto, Prometheus, Alertmanager).
-APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager
+# Debian packages the integration tests drive as real peers (net-snmp, Mosquitto, Prometheus, Alertmanager,
+# PostgreSQL: the tests start their own server from its binaries, tests/support/postgres.py).
+APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager postgresql
 PYTEST_ARGS ?=
 
 .PHONY: run test lint fmt bench system-deps venv clean
@@ -13,6 +14,7 @@ run: $(STAMP)
 	$(VENV)/bin/correlator run
 
 test: $(STAMP) system-deps
+	@echo "running the tests (they start their own Mosquitto, snmpd, Prometheus, Alertmanager, PostgreSQL)"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -42,10 +44,11 @@ $(STAMP): pyproject.toml
 # Installs the Debian packages the tests need when they are missing and we run as root;
 # otherwise prints the command to run (the tests that need a missing tool skip and say why).
 system-deps:
+	@echo "checking the Debian packages the tests use: $(APT_PACKAGES)"
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian packages:$$missing"; \
+	    echo "installing Debian packages with apt-get (a few minutes):$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
 	      || { echo "apt-get install failed:$$missing"; exit 1; }; \
 	  else \

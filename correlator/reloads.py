@@ -4,10 +4,16 @@
 Each target parses its own files and keeps its last good version when they are broken: the services
 file (availability/reload.py), the rules and the inventory (rules/reload.py), the maintenance
 calendar (changes/reload.py).
+
+A reload of files whose content equals what the target last attempted is a no-op (the last outcome
+is answered again, nothing is counted): the watcher and SIGHUP or the API often see the same save,
+and one save must be one reload, one failure counted, one audit note.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,10 +52,33 @@ class Target(Protocol):
 class Reloads:
     def __init__(self, targets: Sequence[Target]) -> None:
         self.targets = list(targets)
+        # Per target: the fingerprint of the files of its last finished reload, and a lock so that
+        # the watcher and SIGHUP seeing the same save cannot both find it new.
+        self._attempted: dict[str, bytes] = {}
+        self._locks = {t.name: asyncio.Lock() for t in self.targets}
 
     async def reload(self, trigger: str) -> dict[str, Outcome]:
         """Every target in turn (SIGHUP, the API): a broken file keeps only its own target's last good set."""
-        return {t.name: await t.reload(trigger) for t in self.targets}
+        return {t.name: await self.reload_target(t, trigger) for t in self.targets}
+
+    async def reload_target(self, target: Target, trigger: str) -> Outcome:
+        """Reload `target` unless its files are byte for byte those of its last reload (then answer
+        that reload's outcome again, counted neither as a success nor as a failure)."""
+        async with self._locks[target.name]:
+            fingerprint = await asyncio.to_thread(_fingerprint, target)
+            last = target.last
+            if last is not None and self._attempted.get(target.name) == fingerprint:
+                log.info(
+                    "%s reload (%s): files unchanged since the last reload; nothing to do",
+                    target.name,
+                    trigger,
+                )
+                return last
+            outcome = await target.reload(trigger)
+            # Recorded only once the attempt finished: one that raised (the record store down) is
+            # tried again by the next reload of the same files.
+            self._attempted[target.name] = fingerprint
+            return outcome
 
     async def watch(self, debounce_ms: int = 200) -> None:
         """Reload a target whenever one of its files changes; falls back to polling without inotify."""
@@ -76,7 +105,7 @@ class Reloads:
             changed = {Path(p) for _, p in changes}
             for t in self.targets:
                 if any(t.owns(p) for p in changed):
-                    await _reload(t, "file change")
+                    await self._reload_logged(t, "file change")
             # Editors and configuration tools save by renaming a new file over the old one, and a
             # file watch follows the old one: watch the path again.
             if any(kind is Change.deleted and Path(p) in files for kind, p in changes):
@@ -100,9 +129,24 @@ class Reloads:
     def _relevant(self, change: Change, path: str) -> bool:
         return any(t.owns(Path(path)) for t in self.targets)
 
+    async def _reload_logged(self, target: Target, trigger: str) -> None:
+        try:
+            await self.reload_target(target, trigger)
+        except Exception:  # e.g. the record store down: the watcher must keep watching
+            log.exception("reload: %s %s failed", target.name, trigger)
 
-async def _reload(target: Target, trigger: str) -> None:
-    try:
-        await target.reload(trigger)
-    except Exception:  # e.g. the record store down: the watcher must keep watching
-        log.exception("reload: %s %s failed", target.name, trigger)
+
+def _fingerprint(target: Target) -> bytes:
+    """A digest of the names and contents of every file of `target` (the files of its watched
+    directories that it owns); a missing or unreadable file counts as such, not as empty."""
+    digest = hashlib.blake2b(digest_size=16)
+    for path in target.watched():
+        files = sorted(f for f in path.rglob("*") if target.owns(f.resolve())) if path.is_dir() else [path]
+        for file in files:
+            try:
+                content = file.read_bytes()
+            except OSError as e:  # a directory among rglob's answers, a vanished or unreadable file
+                content = f"<{type(e).__name__}>".encode()
+            name = str(file).encode()
+            digest.update(len(name).to_bytes(8, "big") + name + len(content).to_bytes(8, "big") + content)
+    return digest.digest()

@@ -7,6 +7,9 @@ from typing import Any
 import pytest
 
 from tests.support.daemon import DaemonProcess, base_config, free_port
+from tests.support.postgres import pg_server
+
+__all__ = ["pg_server"]  # one PostgreSQL per test session, for every module's pg_dsn
 
 
 @pytest.fixture

@@ -65,10 +65,11 @@ class CalendarReloader:
         FAILED.set(0)  # the daemon started, so the calendar loaded
 
     def watched(self) -> list[Path]:
-        return [self.calendar_file]
+        # The topology file too: the dependency map is read from it at each reload.
+        return [self.calendar_file] + ([self.topology_file] if self.topology_file is not None else [])
 
     def owns(self, path: Path) -> bool:
-        return path == self.calendar_file.resolve()
+        return any(path == f.resolve() for f in self.watched())
 
     async def reload(self, trigger: str) -> CalendarReload:
         async with self._lock:

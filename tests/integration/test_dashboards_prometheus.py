@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,11 @@ class Prometheus:
 
 
 def feed(daemon: DaemonProcess) -> None:
+    feed_availability(daemon)
+    feed_capacity_and_incidents(daemon)
+
+
+def feed_availability(daemon: DaemonProcess) -> None:
     # Availability is measured from when the daemon first tracked a service, so these events carry
     # no time (the time of receipt) and go in order: web-shop loses fw1 briefly (one outage), then
     # both redundant uplinks (an open outage); dns loses one of its two servers and stays up.
@@ -172,6 +177,9 @@ def feed(daemon: DaemonProcess) -> None:
             lambda n=sent: daemon.metric("correlator_events_processed_total") >= n, what="processed"
         )
         time.sleep(0.2)  # gives the outage a measurable length on the daemon's wall clock
+
+
+def feed_capacity_and_incidents(daemon: DaemonProcess) -> None:
     now = time.time()
     events = []
     for i in range(6):  # a link filling 2 points an hour, one reading every 15 minutes
@@ -214,11 +222,19 @@ def feed(daemon: DaemonProcess) -> None:
     assert status == 201, doc
 
 
+def availability_config(work: Path) -> dict[str, Any]:
+    (work / "services.yaml").write_text(SERVICES)
+    return {
+        # the shipped rules: their metrics have data, and availability sees their output
+        "rules_dir": str(REPO / "rules"),
+        "availability": {"services_file": str(work / "services.yaml"), "windows": ["1d", "7d", "30d"]},
+    }
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, Prometheus]]:
     need_tool("prometheus", "prometheus")
     work = tmp_path_factory.mktemp("stack")
-    (work / "services.yaml").write_text(SERVICES)
     broker = Mosquitto.create(work / "mosquitto")
     broker.start()
     port = free_port()
@@ -240,10 +256,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProc
         work,
         port,
         collectors={"webhook": {}, "mqtt": mqtt},
-        rules_dir=str(
-            REPO / "rules"
-        ),  # the shipped rules: their metrics have data, and availability sees their output
-        availability={"services_file": str(work / "services.yaml"), "windows": ["1d", "7d", "30d"]},
+        **availability_config(work),
         capacity={"trend_window": "1d"},
     )
     daemon = DaemonProcess(work, cfg, port)
@@ -318,8 +331,25 @@ def test_promtool_check_metrics(stack: tuple[DaemonProcess, Prometheus]):
     assert res.returncode == 0, (res.stdout + res.stderr).decode()
 
 
-def test_figures_survive_a_restart(stack: tuple[DaemonProcess, Prometheus]):
-    daemon, _ = stack
+@pytest.fixture
+def own_daemon(make_daemon: Callable[..., DaemonProcess], tmp_path: Path) -> DaemonProcess:
+    """A daemon of the test's own, fed the availability events, for a test that restarts it or
+    rewrites its services file: the shared stack stays as the other tests expect it, in any order."""
+    daemon = make_daemon(**availability_config(tmp_path))
+    feed_availability(daemon)
+    # The rules' output reaches availability after the events count as processed: wait for it.
+    daemon.wait_for(
+        lambda: (
+            daemon.metric("correlator_outages_total", {"service": "web-shop"}) == 2
+            and daemon.metric("correlator_ci_up", {"ci": "dns1"}) == 0
+        ),
+        what="both web-shop outages and dns1 down",
+    )
+    return daemon
+
+
+def test_figures_survive_a_restart(own_daemon: DaemonProcess):
+    daemon = own_daemon
     names = ("correlator_outages_total", "correlator_service_up", "correlator_ci_up")
     before = {
         n: daemon.metric(n, {"service": "web-shop"} if "ci_up" not in n else {"ci": "dns1"}) for n in names
@@ -332,10 +362,8 @@ def test_figures_survive_a_restart(stack: tuple[DaemonProcess, Prometheus]):
     assert after == before
 
 
-def test_the_services_file_reloads_on_sighup_and_a_broken_one_keeps_serving(
-    stack: tuple[DaemonProcess, Prometheus],
-):
-    daemon, _ = stack
+def test_the_services_file_reloads_on_sighup_and_a_broken_one_keeps_serving(own_daemon: DaemonProcess):
+    daemon = own_daemon
     services = daemon.workdir / "services.yaml"
     assert daemon.proc is not None
 
@@ -367,7 +395,7 @@ def test_the_services_file_reloads_on_sighup_and_a_broken_one_keeps_serving(
     assert daemon.metric("correlator_services_reload_failed") == 1
     assert 'correlator_service_up{service="ntp"} 1.0' in body()
 
-    # Back to the file the module started with, for the tests after this one
+    # Back to the first file: dns is exported again
     services.write_text(SERVICES)
     status, result = daemon.post_json("/api/v1/rules/reload", {})
     assert status == 200 and result["services"]["ok"], result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 
 import aiohttp
@@ -91,15 +92,18 @@ async def test_full_queue_answers_503_with_retry_after(tmp_path):
     # No pipeline consumer runs here, so the queue fills deterministically.
     config = Config()
     queue = JournalQueue(tmp_path / "journal.db", max_events=5, retry_after=3.0, fsync=False)
-    await queue.open()
     store = SqliteEventStore(tmp_path / "events.db")
-    await store.open()
-    state = AppState(store=store, queue=queue)
-    app = make_app(state, config.http.max_body_bytes)
-    ingest = Ingest(queue)
-    ctx = CollectorContext(ingest.emit, ingest.retry_after, app, Clock(), config, tmp_path)
-    state.collectors = create_collectors(config, ctx)
-    async with TestClient(TestServer(app)) as client:
+    async with contextlib.AsyncExitStack() as opened:  # closed also when an assertion fails
+        await queue.open()
+        opened.push_async_callback(queue.close)
+        await store.open()
+        opened.push_async_callback(store.close)
+        state = AppState(store=store, queue=queue)
+        app = make_app(state, config.http.max_body_bytes)
+        ingest = Ingest(queue)
+        ctx = CollectorContext(ingest.emit, ingest.retry_after, app, Clock(), config, tmp_path)
+        state.collectors = create_collectors(config, ctx)
+        client = await opened.enter_async_context(TestClient(TestServer(app)))
         headers = {"Content-Type": "application/x-ndjson"}
         resp = await client.post("/api/v1/events", data=ndjson("a", 5), headers=headers)
         assert resp.status == 202
@@ -108,8 +112,6 @@ async def test_full_queue_answers_503_with_retry_after(tmp_path):
         assert resp.headers["Retry-After"] == "3"
         assert "queue full" in (await resp.json())["error"]
         assert queue.depth() == 5  # the refused event was not half-accepted
-    await queue.close()
-    await store.close()
 
 
 def test_retention_job_removes_old_events(make_daemon):

@@ -119,7 +119,9 @@ def test_the_calendar_reloads_on_sighup_api_and_file_change_and_a_broken_one_kee
     d = make_daemon(changes={"calendar": str(cal)})
     d.wait_for(lambda: len(calendar_changes()) == 2, what="the two occurrences created")
 
-    # SIGHUP: b removed, a moved to another CI -> both withdrawn, a created again with the new CI
+    # SIGHUP: b removed, a moved to another CI -> both withdrawn, a created again with the new CI.
+    # The watcher sees the same save: whichever comes first reloads, the other finds the file
+    # unchanged and does nothing (one reload, one audit note).
     cal.write_text("windows:\n" + window("a", "rtr-a2"))
     d.proc.send_signal(signal.SIGHUP)
     changes = d.wait_for(lambda: len(cs := calendar_changes()) == 3 and cs, what="the reload applied")
@@ -129,7 +131,18 @@ def test_the_calendar_reloads_on_sighup_api_and_file_change_and_a_broken_one_kee
     assert removed["withdrawn"] is True
     status, doc = d.get(f"/api/v1/changes/{removed['id']}")
     assert status == 200 and doc["log"][-1]["actor"] == "calendar"
-    assert doc["log"][-1]["detail"]["note"] == "calendar reload (SIGHUP): window b removed"
+    assert doc["log"][-1]["detail"]["note"] in {
+        "calendar reload (SIGHUP): window b removed",
+        "calendar reload (file change): window b removed",
+    }
+    # SIGHUP on an unchanged file: a no-op, said in the log
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for(
+        lambda: "calendar reload (SIGHUP): files unchanged since the last reload" in d.log(),
+        what="SIGHUP noticed",
+    )
+    assert {c["id"] for c in calendar_changes().values()} == {c["id"] for c in changes.values()}
+    assert d.metric("correlator_calendar_reload_failures_total") == 0
     assert d.proc.poll() is None
 
     # A broken file: the reload API answers 422 with file:line; the last good calendar keeps serving
@@ -155,5 +168,6 @@ def test_the_calendar_reloads_on_sighup_api_and_file_change_and_a_broken_one_kee
         what="file change reload",
     )
     assert d.metric("correlator_calendar_reload_failed") == 0
-    status, result = d.post_json("/api/v1/rules/reload", {})
+    status, result = d.post_json("/api/v1/rules/reload", {})  # the same file: the last outcome again
     assert status == 200 and result["ok"] and result["calendar"]["withdrawn"] == [], result
+    assert result["calendar"]["trigger"] == "file change"

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from correlator import daemon
 from correlator.api.app import make_app
 from correlator.api.auth import TokenAuth, hash_token, parse_tokens
 from correlator.api.common import AppState
 from correlator.clock import Clock
+from correlator.config import load_config
 from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
@@ -26,6 +32,21 @@ def bearer(role: str) -> dict[str, str]:
 
 def token_config() -> dict[str, dict[str, str]]:
     return {f"{role}-token": {"role": role, "sha256": hash_token(t)} for role, t in TOKENS.items()}
+
+
+@contextlib.asynccontextmanager
+async def daemon_app(tmp_path: Path, **overrides: Any) -> AsyncIterator[web.Application]:
+    """The application exactly as `correlator run` assembles it (collectors' routes included),
+    with dotted-key configuration overrides; its stores closed afterwards."""
+    config = load_config(None, {"storage.data_dir": str(tmp_path / "var"), **overrides})
+    d = await daemon.build(config)
+    try:
+        yield d.app
+    finally:
+        await d.incidents.close()
+        await d.changes.store.close()
+        await d.queue.close()
+        await d.store.close()
 
 
 @pytest.fixture

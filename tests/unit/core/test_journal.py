@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 
 import pytest
 
@@ -10,13 +12,23 @@ from correlator.errors import QueueFull, ShuttingDown
 from correlator.queue.journal import JournalQueue
 
 
-async def open_queue(tmp_path, max_events=100):
-    q = JournalQueue(tmp_path / "journal.db", max_events=max_events, retry_after=2.0, fsync=False)
-    recovered = await q.open()
-    return q, recovered
+@pytest.fixture
+async def open_queue():
+    """open_queue(dir, max_events) -> (queue, recovered); every queue opened is closed after the test,
+    also when it fails (an open aiosqlite connection keeps the interpreter from exiting)."""
+    opened: list[JournalQueue] = []
+
+    async def factory(tmp_path, max_events=100):
+        q = JournalQueue(tmp_path / "journal.db", max_events=max_events, retry_after=2.0, fsync=False)
+        opened.append(q)
+        return q, await q.open()
+
+    yield factory
+    for q in opened:
+        await q.close()
 
 
-async def test_put_get_ack(tmp_path):
+async def test_put_get_ack(tmp_path, open_queue):
     q, recovered = await open_queue(tmp_path)
     assert recovered == 0
     s1 = await q.put(b"[1]", 1)
@@ -27,10 +39,9 @@ async def test_put_get_ack(tmp_path):
     assert [(i.payload, i.count) for i in items] == [(b"[1]", 1), (b"[2,3]", 2)]
     await q.ack(items[-1].seq)
     assert q.depth() == 0
-    await q.close()
 
 
-async def test_get_respects_max_events_but_returns_at_least_one(tmp_path):
+async def test_get_respects_max_events_but_returns_at_least_one(tmp_path, open_queue):
     q, _ = await open_queue(tmp_path)
     for _i in range(3):
         await q.put(b"[0,0,0]", 3)
@@ -38,17 +49,15 @@ async def test_get_respects_max_events_but_returns_at_least_one(tmp_path):
     assert len(first) == 1
     rest = await q.get(max_events=2)  # a single item larger than the limit still comes out
     assert len(rest) == 1
-    await q.close()
 
 
-async def test_concurrent_puts_share_a_commit(tmp_path):
+async def test_concurrent_puts_share_a_commit(tmp_path, open_queue):
     q, _ = await open_queue(tmp_path)
     seqs = await asyncio.gather(*(q.put(b"[%d]" % i, 1) for i in range(50)))
     assert sorted(seqs) == list(range(1, 51))
-    await q.close()
 
 
-async def test_unacked_items_survive_reopen_and_acked_ones_do_not(tmp_path):
+async def test_unacked_items_survive_reopen_and_acked_ones_do_not(tmp_path, open_queue):
     q, _ = await open_queue(tmp_path)
     for i in range(4):
         await q.put(b"[%d]" % i, 1)
@@ -60,10 +69,9 @@ async def test_unacked_items_survive_reopen_and_acked_ones_do_not(tmp_path):
     items = await q2.get(max_events=10)
     assert [i.payload for i in items] == [b"[2]", b"[3]"]
     assert await q2.put(b"[4]", 1) > items[-1].seq  # sequence continues after the recovered items
-    await q2.close()
 
 
-async def test_full_queue_refuses_with_retry_after(tmp_path):
+async def test_full_queue_refuses_with_retry_after(tmp_path, open_queue):
     q, _ = await open_queue(tmp_path, max_events=5)
     await q.put(b"[1,1,1,1]", 4)
     with pytest.raises(QueueFull) as e:
@@ -72,19 +80,57 @@ async def test_full_queue_refuses_with_retry_after(tmp_path):
     items = await q.get(10)
     await q.ack(items[-1].seq)
     await q.put(b"[1,1]", 2)  # room again once processed
-    await q.close()
 
 
-async def test_a_batch_larger_than_the_queue_is_taken_when_empty(tmp_path):
+async def test_a_batch_larger_than_the_queue_is_taken_when_empty(tmp_path, open_queue):
     # otherwise a single oversized batch could never be accepted at all
     q, _ = await open_queue(tmp_path, max_events=5)
     await q.put(b"[" + b"1," * 9 + b"1]", 10)
-    await q.close()
 
 
-async def test_no_puts_after_close_for_input(tmp_path):
+async def test_no_puts_after_close_for_input(tmp_path, open_queue):
     q, _ = await open_queue(tmp_path)
     q.close_for_input()
     with pytest.raises(ShuttingDown):
         await q.put(b"[1]", 1)
+
+
+def fail_inserts_of(path, payload: bytes) -> None:
+    """Make SQLite refuse to journal `payload`, as a full disk or an I/O error would: the group
+    commit that holds it fails and is rolled back (a trigger: the real SQLite, a real error)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            f"CREATE TRIGGER refuse BEFORE INSERT ON journal WHEN NEW.payload = x'{payload.hex()}'"
+            " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
+
+
+async def test_a_failed_group_commit_fails_its_puts_and_the_journal_keeps_working(tmp_path, open_queue):
+    q, _ = await open_queue(tmp_path)
+    await q.put(b"[0]", 1)
+    fail_inserts_of(tmp_path / "journal.db", b"[bad]")
+    with pytest.raises(sqlite3.DatabaseError, match="disk is full"):
+        await asyncio.wait_for(q.put(b"[bad]", 2), 5)  # the caller hears it: nothing is acknowledged
+    assert q.depth() == 1  # its reservation is given back
+    assert await asyncio.wait_for(q.put(b"[1]", 1), 5) > 0  # rolled back: the next commit works
+    items = await q.get(max_events=10)
+    assert [i.payload for i in items] == [b"[0]", b"[1]"]
+    await q.ack(items[0].seq)
+    assert q.depth() == 1
     await q.close()
+    q2, recovered = await open_queue(tmp_path)
+    assert recovered == 1  # [1] is on disk, [bad] never was, [0] was acked
+    assert [i.payload for i in await q2.get(max_events=10)] == [b"[1]"]
+
+
+async def test_every_put_of_a_failed_group_commit_fails_with_it(tmp_path, open_queue):
+    q, _ = await open_queue(tmp_path)
+    fail_inserts_of(tmp_path / "journal.db", b"[bad]")
+    # Put while the writer waits: all four are written by one group commit, which one row spoils.
+    puts = [q.put(b"[bad]", 1), *(q.put(b"[%d]" % i, 1) for i in range(3))]
+    results = await asyncio.wait_for(asyncio.gather(*puts, return_exceptions=True), 5)
+    assert all(isinstance(r, sqlite3.DatabaseError) for r in results), results
+    assert q.depth() == 0 and not q.has_items()
+    await q.close()
+    _, recovered = await open_queue(tmp_path)
+    assert recovered == 0

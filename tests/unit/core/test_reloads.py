@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from correlator import reloads as mod
 from correlator.reloads import Reloads
 from correlator.rules.reload import RulesHolder
@@ -86,14 +88,15 @@ async def test_a_file_replaced_by_a_rename_is_watched_again(tmp_path):
 
     async def save_until_noticed(n: int, rename: bool) -> None:
         # The watcher arms (and re-arms after a rename) in its own time: save again until it sees one.
-        for _ in range(60):
+        for attempt in range(60):
             target.reloaded.clear()
+            content = f"# {n}.{attempt}\n"  # new content each time: the same bytes would be a no-op
             if rename:  # as editors and configuration tools save
                 tmp = tmp_path / ".calendar.yaml.tmp"
-                tmp.write_text(f"# {n}\n")
+                tmp.write_text(content)
                 os.replace(tmp, target.file)
             else:
-                target.file.write_text(f"# {n}\n")
+                target.file.write_text(content)
             try:
                 await asyncio.wait_for(target.reloaded.wait(), 0.5)
                 return
@@ -163,3 +166,60 @@ async def test_a_topology_file_the_rules_read_is_watched_and_followed_when_the_r
     assert (tmp_path / "a.topology.yaml").resolve() in watched[0]
     assert (tmp_path / "b.topology.yaml").resolve() in watched[1]  # watched again, with the new file
     assert (tmp_path / "a.topology.yaml").resolve() not in watched[1]
+
+
+async def test_a_reload_of_unchanged_files_is_a_no_op_answering_the_last_outcome(tmp_path):
+    target = FileTarget("calendar", tmp_path / "c.yaml")
+    target.file.write_text("windows: []\n")
+    reloads = Reloads([target])
+    first = (await reloads.reload("SIGHUP"))["calendar"]
+    again = await asyncio.gather(reloads.reload("api"), reloads.reload_target(target, "file change"))
+    assert target.triggers == ["SIGHUP"]  # nothing counted, nothing applied twice
+    assert again[0]["calendar"] is first and again[1] is first
+    target.file.write_text("windows: [] # edited\n")
+    await reloads.reload("api")
+    target.file.write_text("windows: []\n")  # back to the first content: still a change since the last
+    await reloads.reload("api")
+    assert target.triggers == ["SIGHUP", "api", "api"]
+
+
+async def test_the_first_reload_always_runs_and_one_that_raised_is_tried_again(tmp_path):
+    target = FileTarget("calendar", tmp_path / "c.yaml")
+    target.file.write_text("x")
+    target.last = Result()  # the start-up load, not made by Reloads
+    reloads = Reloads([target])
+    await reloads.reload("SIGHUP")
+    assert target.triggers == ["SIGHUP"]
+    target.file.write_text("y")
+    down = True
+
+    async def flaky(trigger: str) -> Result:
+        if down:
+            raise RuntimeError("record store down")
+        return await FileTarget.reload(target, trigger)
+
+    target.reload = flaky  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await reloads.reload("SIGHUP")
+    down = False
+    await reloads.reload("SIGHUP")
+    assert target.triggers == ["SIGHUP", "SIGHUP"]
+
+
+async def test_only_the_owned_files_of_a_watched_directory_count(tmp_path):
+    rules = tmp_path / "rules"
+    (rules / "site").mkdir(parents=True)
+    (rules / "site" / "a.yaml").write_text("rules: [{name: a, set: {attributes.v: 1}}]\n")
+    holder = RulesHolder(rules)
+    holder.load_initial()
+    reloads = Reloads([holder])
+    await reloads.reload("SIGHUP")
+    (rules / "site" / ".a.yaml.swp").write_text("an editor's swap file")
+    (rules / "notes.txt").write_text("not a rule file")
+    assert (await reloads.reload("api"))["rules"].trigger == "SIGHUP"
+    (rules / "site" / "b.yaml").write_text("rules: [{name: b, set: {attributes.w: 1}}]\n")
+    assert (await reloads.reload("api"))["rules"].trigger == "api"
+    assert len(holder.current.rules) == 2
+    (rules / "site" / "b.yaml").unlink()
+    assert (await reloads.reload("SIGHUP"))["rules"].trigger == "SIGHUP"
+    assert len(holder.current.rules) == 1

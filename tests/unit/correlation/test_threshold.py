@@ -45,6 +45,25 @@ async def test_sliding_window_fires_once_the_oldest_event_has_dropped_out() -> N
     assert out[-1].attributes["correlation"]["first"] == 50
 
 
+async def test_an_event_exactly_within_seconds_before_the_newest_still_counts() -> None:
+    """The window is closed at its start: [newest - within, newest]."""
+    run = Run(auth_failures())
+    out = await run.feed(*(E(t, "authenticationFailure") for t in (0, 30, 60)))
+    assert types(out).count("auth.storm") == 1
+    assert out[-1].attributes["correlation"]["first"] == 0
+    run = Run(auth_failures())
+    out = await run.feed(*(E(t, "authenticationFailure") for t in (0, 30, 60.001)))
+    assert "auth.storm" not in types(out)  # just past the edge: 0 has dropped out
+
+
+async def test_the_quiet_time_ends_exactly_within_seconds_after_the_first_event() -> None:
+    run = Run(auth_failures())
+    out = await run.feed(*(E(t, "authenticationFailure") for t in (0, 1, 2, 59.999, 60, 61, 62)))
+    storms = [e for e in out if e.type == "auth.storm"]
+    # quiet until 60: 59.999 is swallowed, 60 opens the new count (60, 61, 62)
+    assert [(s.time, s.attributes["correlation"]["first"]) for s in storms] == [(2, 0), (62, 60)]
+
+
 async def test_quiet_until_window_from_first_event_ends_then_counts_again() -> None:
     run = Run(auth_failures())
     times = [0, 1, 2, 3, 4, 30, 59, 61, 62, 63]
