@@ -20,6 +20,7 @@ COMMANDS = [
     "correlator.commands.incidents",
     "correlator.commands.changes",
     "correlator.commands.problems",
+    "correlator.commands.dead_letters",
 ]
 
 

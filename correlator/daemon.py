@@ -99,13 +99,22 @@ async def build(config: Config) -> Daemon:
     )
     csettings = change_settings.parse_settings(config.changes)
     records = create_record_store(csettings.dsn or config.storage.dsn, data)
-    ingest = Ingest(queue)
+    ingest = Ingest(queue, store)
     changes = ChangeService(records, csettings, clock, ingest.emit, incidents)
     problems = ProblemService(records, problem_settings.parse_settings(config.problems), clock, incidents)
     pipeline = build_pipeline(config, rules, incidents, changes, problems)
-    runner = PipelineRunner(queue, pipeline, store, clock, config.queue.batch_events)
+    runner = PipelineRunner(
+        queue, pipeline, store, clock, config.queue.batch_events, config.queue.stall_after
+    )
     state = AppState(
-        store=store, queue=queue, incidents=incidents, changes=changes, problems=problems, auth=auth
+        store=store,
+        queue=queue,
+        incidents=incidents,
+        changes=changes,
+        problems=problems,
+        auth=auth,
+        progress=runner.progress,
+        ingest=ingest,
     )
     app = make_app(state, config.http.max_body_bytes)
     reload_targets: list[Target] = [rules]
@@ -118,7 +127,7 @@ async def build(config: Config) -> Daemon:
         reload_targets.append(CalendarReloader(changes, csettings.calendar_file, csettings.topology_file))
     reloads = Reloads(reload_targets)
     rules_api.add_routes(app, rules, reloads)
-    ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
+    ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data, ingest.dead_letter)
     state.collectors = create_collectors(config, ctx)
     await store.open()
     try:
