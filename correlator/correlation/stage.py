@@ -236,6 +236,7 @@ class Correlate:
         """
         self.bind(clock)
         self._skip = taken_at
+        self.sink.refeeding = True  # hooks run again here fired before the crash: not counted twice
         discard: list[Event] = []
         try:
             for pos, ev in rows:
@@ -245,13 +246,20 @@ class Correlate:
                 t = ev.time
                 now = clock.now()
                 if t > now:
-                    clock.advance_to(t)
+                    # Live, an event stamped ahead of the wall clock was correlated at its arrival
+                    # (__call__); so here: a stamp in 2050 or 9999 never walks the clock (and its
+                    # sweep timer, a minute at a time) decades ahead, nor past a window still open
+                    # at the crash, whose timeout then fires live after the re-feed and is kept.
+                    t = max(now, min(t, ev.received))
+                    if t > now:
+                        clock.advance_to(t)
                 elif t < now - self.lateness:
                     t = now
                 self._correlate(ev, t, 0, discard)
         finally:
             self._skip = None
             sink = self.sink
+            sink.refeeding = False
             sink.timer_events.clear()
             sink.emitted.clear()
             sink.responses.clear()
