@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -130,9 +131,10 @@ class PipelineRunner:
         for item in items:
             try:
                 events.extend(item.decode())
-            except Exception as e:  # written by an older or broken writer: set aside, never retried
-                log.error("journal: item %d cannot be decoded; dead-lettered: %s", item.seq, e)
-                dead.append(deadletter.of_payload(item.payload, deadletter.UNDECODABLE, e))
+            except Exception as e:
+                good, bad = _decode_leniently(item, e)
+                events.extend(good)
+                dead.extend(bad)
         fresh = events
         if any(item.redelivered for item in items):
             fresh = await self._not_yet_stored(events)
@@ -233,6 +235,30 @@ class PipelineRunner:
                 log.error("dead-letter write failed, retrying in %.1fs: %s", delay, e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def _decode_leniently(item: QueueItem, error: Exception) -> tuple[list[Event], list[DeadLetter]]:
+    """A journal item orjson cannot read (written by an older or broken writer): the standard
+    library takes what orjson refuses (lone surrogates), so the item is split into its events and
+    only those that are no events at all are set aside here; the store then takes or refuses the
+    rest one by one. An item that is not even JSON is set aside whole. Never retried."""
+    try:
+        docs = json.loads(item.payload)
+        if not isinstance(docs, list):
+            raise TypeError(f"expected a list of events, got {type(docs).__name__}")
+    except Exception:
+        log.error("journal: item %d cannot be decoded; dead-lettered: %s", item.seq, error)
+        return [], [deadletter.of_payload(item.payload, deadletter.UNDECODABLE, error)]
+    events: list[Event] = []
+    dead: list[DeadLetter] = []
+    for doc in docs:
+        try:
+            events.append(Event.from_wire(doc))
+        except Exception as e:
+            log.error("journal: an event of item %d cannot be decoded; dead-lettered: %r", item.seq, e)
+            raw = json.dumps(doc, ensure_ascii=True, default=str).encode()
+            dead.append(deadletter.of_payload(raw, deadletter.UNDECODABLE, repr(e)))
+    return events, dead
 
 
 def _observe_latency(events: list[Event], now: float) -> None:

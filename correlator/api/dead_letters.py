@@ -6,9 +6,9 @@ put back on the ingest queue and its dead letter removed (if it fails again it c
 
 from __future__ import annotations
 
+import json
 import math
 
-import orjson
 from aiohttp import web
 
 from correlator.api.common import STATE, dumps_response
@@ -139,7 +139,7 @@ async def retry_dead_letter(request: web.Request) -> web.Response:
     if d is None:
         raise NotFound(f"no dead letter {id_}")
     try:
-        ev = Event.from_wire(orjson.loads(d.raw))
+        ev = Event.from_wire(json.loads(d.raw))  # the standard library: raw may escape lone surrogates
     except Exception as e:  # cut, repr-encoded, or not an event: only deleting it helps
         return dumps_response(409, {"error": f"dead letter {id_} cannot be retried: {type(e).__name__}"})
     if state.ingest is None:

@@ -65,12 +65,16 @@ MIGRATIONS: list[str] = [
 # that cost more than the row and its four index entries together; rendered once into a transient
 # table, the nine extractions hit SQLite's parse cache. One statement (its own transaction) per
 # batch: the store thread takes the GIL once per batch, so it never queues behind the event loop.
+# ON CONFLICT (id), not INSERT OR IGNORE: only a stored id is skipped; OR IGNORE would also drop,
+# silently and acknowledged, a row that breaks NOT NULL, which must go to the dead-letter table.
+# (`WHERE true` lets SQLite's parser tell the upsert clause from a join condition.)
 _INSERT_BATCH = """
 WITH batch AS MATERIALIZED (SELECT value FROM json_each(?))
-INSERT OR IGNORE INTO events(id, time, host, type, severity, source, fingerprint, count, last_seen, body)
+INSERT INTO events(id, time, host, type, severity, source, fingerprint, count, last_seen, body)
 SELECT value->>'id', value->>'time', value->>'host', value->>'type', value->>'severity',
        value->>'source', value->>'fingerprint', value->>'count', value->>'last_seen', value
-FROM batch
+FROM batch WHERE true
+ON CONFLICT (id) DO NOTHING
 """
 
 
@@ -185,8 +189,8 @@ class SqliteEventStore(SqliteFile):
         before = db.total_changes
         async with transaction(db):
             await db.executemany(
-                "INSERT OR IGNORE INTO dead_letters(key, at, reason, source, event_id, error, raw)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO dead_letters(key, at, reason, source, event_id, error, raw)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
                 [(d.key, d.at, d.reason, d.source, d.event_id, d.error, d.raw) for d in items],
             )
         return db.total_changes - before
