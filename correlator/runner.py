@@ -148,10 +148,33 @@ class PipelineRunner:
         pipeline before the crash (incidents, availability, ...) and level 2 was fed it again at
         start (correlation/lifecycle.py), so running it again would count it twice."""
         await self._writes.join()  # the store must hold everything written before we ask it
-        known = await self._store.known([e.id for e in events])
+        known = await self._known([e.id for e in events])
         if known:
             log.info("journal: %d redelivered events were already stored; not processed again", len(known))
         return [e for e in events if e.id not in known]
+
+    async def _known(self, ids: list[str]) -> set[str]:
+        """store.known, retried while the store fails for its own reason. An id the store cannot
+        even be asked about (a NUL for PostgreSQL, a lone surrogate) was never stored there: it is
+        left out of the question rather than stopping the pipeline on it."""
+        delay = 0.1
+        refused = 0
+        while True:
+            try:
+                return await self._store.known(ids)
+            except Exception as e:
+                if not transient(e):
+                    clean = [i for i in ids if deadletter.text(i, len(i)) == i]  # no NUL, no surrogate
+                    if len(clean) < len(ids):
+                        ids = clean
+                        continue
+                    refused += 1
+                    if refused >= self.write_tries:  # processed again; the store still keeps an id once
+                        log.error("event store lookup keeps failing; batch processed as new: %s", e)
+                        return set()
+                log.error("event store lookup failed, retrying in %.1fs: %s", delay, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _write_loop(self) -> None:
         while True:
