@@ -238,6 +238,7 @@ class Correlate:
         self._skip = taken_at
         self.sink.refeeding = True  # hooks run again here fired before the crash: not counted twice
         discard: list[Event] = []
+        wall = self._wall()
         try:
             for pos, ev in rows:
                 if ev.source == "correlator":
@@ -250,7 +251,7 @@ class Correlate:
                     # (__call__); so here: a stamp in 2050 or 9999 never walks the clock (and its
                     # sweep timer, a minute at a time) decades ahead, nor past a window still open
                     # at the crash, whose timeout then fires live after the re-feed and is kept.
-                    t = max(now, min(t, ev.received))
+                    t = max(now, min(t, ev.received, wall))
                     if t > now:
                         clock.advance_to(t)
                 elif t < now - self.lateness:
