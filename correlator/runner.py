@@ -20,6 +20,7 @@ from correlator import deadletter, metrics
 from correlator.clock import Clock
 from correlator.deadletter import DeadLetter
 from correlator.event import Event
+from correlator.logs import RateLimitedLog
 from correlator.pipeline import Pipeline, StageContext
 from correlator.progress import Progress
 from correlator.queue import IngestQueue, QueueItem
@@ -27,6 +28,7 @@ from correlator.store import EventStore
 from correlator.store.faults import transient
 
 log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)  # a batch full of poison logs a few lines, then a count
 
 
 @dataclass(slots=True)
@@ -232,7 +234,8 @@ class PipelineRunner:
                     "cannot set aside event %s in the dead-letter table: %s", deadletter.text(ev.id, 200), e
                 )
                 return False
-            log.error(
+            _limited.warning(
+                "dead-letter",
                 "event store refused event %s (source %s); dead-lettered: %s",
                 deadletter.text(ev.id, 200),
                 deadletter.text(ev.source, 200),
