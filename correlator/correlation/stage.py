@@ -173,7 +173,8 @@ class Correlate:
             try:
                 if not e.match(ev):
                     continue
-                e.counters.matches += 1
+                if skip is None:  # a re-fed event matched before the crash: not counted twice
+                    e.counters.matches += 1
                 if tracer is None:
                     e.on_event(ev, t)
                 else:

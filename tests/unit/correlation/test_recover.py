@@ -115,6 +115,7 @@ async def test_a_far_future_stamp_does_not_walk_the_clock_and_an_open_window_sti
         live = Clock(10.0)
         assert await lifecycle.recover(Pipeline([second]), tmp_path, store, live) >= 5
         assert _fires() == before  # the hooks run again by the re-feed are not counted twice
+        assert [e.counters.matches for e in second.engines] == [0] * len(second.engines)  # nor matches
         assert live.next_deadline() is not None and live.next_deadline() <= 31.0
         live.advance_to(40)
         out = await Pipeline([second]).flush(StageContext(live, live=True))
