@@ -23,6 +23,7 @@ COMMANDS = [
     "correlator.commands.events",
     "correlator.commands.changes",
     "correlator.commands.problems",
+    "correlator.commands.dead_letters",
 ]
 
 

@@ -25,6 +25,8 @@ from correlator.event import Event
 
 Emit = Callable[[list[Event], str], Awaitable[None]]
 """emit(events, source): durable on return; raises QueueFull (push back) or ShuttingDown."""
+DeadLetterSink = Callable[[list[Event], str, BaseException | str], Awaitable[None]]
+"""dead_letter(events, reason, error): set aside durably (correlator/deadletter.py); raises if it cannot."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class CollectorContext:
     clock: Clock
     config: Config
     data_dir: Path
+    dead_letter: DeadLetterSink | None = None  # for what emit keeps refusing (bounded tries)
 
 
 class Collector(Protocol):

@@ -110,6 +110,9 @@ class QueueConfig:
     max_events: int = _doc(200_000, "events acknowledged but not yet processed before ingest answers 503")
     retry_after: float = _duration(1.0, "Retry-After sent with 503 when the queue is full")
     batch_events: int = _doc(20000, "most events the pipeline takes from the queue at once")
+    stall_after: float = _duration(
+        60.0, "/readyz answers 503 once events wait this long with no batch processed (stuck store)"
+    )
 
 
 @dataclass(frozen=True)

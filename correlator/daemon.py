@@ -108,15 +108,24 @@ async def build(config: Config) -> Daemon:
     queue = JournalQueue(
         data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
     )
-    ingest = Ingest(queue)
+    ingest = Ingest(queue, store)
     services = assemble(
         config, rules, clock, data, lambda targets: Notifier(targets, data / outbox_store.FILE), ingest.emit
     )
     incidents, changes, problems = services.incidents, services.changes, services.problems
     csettings, pipeline = services.change_settings, services.pipeline
-    runner = PipelineRunner(queue, pipeline, store, clock, config.queue.batch_events)
+    runner = PipelineRunner(
+        queue, pipeline, store, clock, config.queue.batch_events, config.queue.stall_after
+    )
     state = AppState(
-        store=store, queue=queue, incidents=incidents, changes=changes, problems=problems, auth=auth
+        store=store,
+        queue=queue,
+        incidents=incidents,
+        changes=changes,
+        problems=problems,
+        auth=auth,
+        progress=runner.progress,
+        ingest=ingest,
     )
     app = make_app(state, config.http.max_body_bytes, ConnectionLimits.from_config(config.http))
     reload_targets: list[Target] = [rules]
@@ -130,7 +139,7 @@ async def build(config: Config) -> Daemon:
     reloads = Reloads(reload_targets)
     rules_api.add_routes(app, rules, reloads)
     door.configure(door.TimePolicy(config.ingest.max_future, config.ingest.max_past))
-    ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data)
+    ctx = CollectorContext(ingest.emit, ingest.retry_after, app, clock, config, data, ingest.dead_letter)
     state.collectors = create_collectors(config, ctx)
     # Everything is validated: from here on one process per data directory, taken before the
     # first file is opened (a second daemon would restore the same state and re-feed the journal).

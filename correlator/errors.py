@@ -81,6 +81,15 @@ class QueueFull(CorrelatorError):
         self.retry_after = retry_after
 
 
+class StorageUnavailable(QueueFull):
+    """The journal cannot write (disk full, I/O error): pushed back like a full queue, 503 +
+    Retry-After, so senders retry instead of getting a 500 for something they did not cause."""
+
+    def __init__(self, reason: str, retry_after: float) -> None:
+        CorrelatorError.__init__(self, f"ingest journal cannot write ({reason}), retry later")
+        self.retry_after = retry_after
+
+
 class ShuttingDown(CorrelatorError):
     """The daemon is stopping and accepts no more events."""
 

@@ -1,31 +1,73 @@
-"""The collectors' way in: serialise a batch once (orjson) and put it on the durable queue."""
+"""The collectors' way in: serialise a batch once (orjson) and put it on the durable queue.
+
+An event that cannot be serialised (orjson refuses it) is set aside in the dead-letter table
+instead of failing its whole batch: the others are queued as usual (docs/architecture.md
+"Dead-letter path").
+"""
 
 from __future__ import annotations
 
-from correlator import metrics
-from correlator.errors import QueueFull, ShuttingDown
+import logging
+
+from correlator import deadletter, metrics
+from correlator.deadletter import DeadLetterStore
+from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
 from correlator.event import Event, dumps_events
 from correlator.queue import IngestQueue
 
+log = logging.getLogger(__name__)
+
 
 class Ingest:
-    def __init__(self, queue: IngestQueue) -> None:
+    def __init__(self, queue: IngestQueue, dead_letters: DeadLetterStore | None = None) -> None:
         self._queue = queue
+        self._dead_letters = dead_letters
 
     def retry_after(self) -> float | None:
         """Seconds to wait when the queue is full, else None: check before parsing a large body."""
         return self._queue.retry_after()
 
     async def emit(self, events: list[Event], source: str) -> None:
-        """Durable on return. Raises QueueFull or ShuttingDown, counted as rejections."""
+        """Durable on return. Raises QueueFull (StorageUnavailable) or ShuttingDown, counted as rejections."""
         if not events:
             return
         try:
-            await self._queue.put(dumps_events(events), len(events), events)
-        except QueueFull:
-            metrics.EVENTS_REJECTED.labels(source, "queue_full").inc(len(events))
+            payload = dumps_events(events)
+        except (TypeError, ValueError):
+            events, payload = await self._set_aside_unserialisable(events)
+            if not events:
+                return
+        try:
+            await self._queue.put(payload, len(events), events)
+        except QueueFull as e:
+            reason = "storage_unavailable" if isinstance(e, StorageUnavailable) else "queue_full"
+            metrics.EVENTS_REJECTED.labels(source, reason).inc(len(events))
             raise
         except ShuttingDown:
             metrics.EVENTS_REJECTED.labels(source, "shutting_down").inc(len(events))
             raise
         metrics.EVENTS_RECEIVED.labels(source).inc(len(events))
+
+    async def dead_letter(self, events: list[Event], reason: str, error: BaseException | str) -> None:
+        """Set events aside durably (raises if the store cannot take them: then do not acknowledge)."""
+        if self._dead_letters is None:
+            raise RuntimeError("no dead-letter store")
+        await deadletter.set_aside(
+            self._dead_letters, [deadletter.of_event(e, reason, error) for e in events]
+        )
+
+    async def _set_aside_unserialisable(self, events: list[Event]) -> tuple[list[Event], bytes]:
+        """Serialise one by one: dead-letter what orjson refuses (nesting past its limit, lone
+        surrogates), keep the rest. Raises if the dead letters cannot be written (not acknowledged)."""
+        good: list[Event] = []
+        bad: list[tuple[Event, Exception]] = []
+        for ev in events:
+            try:
+                dumps_events([ev])
+                good.append(ev)
+            except (TypeError, ValueError) as e:
+                bad.append((ev, e))
+        for ev, error in bad:
+            log.error("event %s cannot be serialised; dead-lettered: %s", deadletter.text(ev.id, 200), error)
+            await self.dead_letter([ev], deadletter.UNSERIALISABLE, error)
+        return good, dumps_events(good) if good else b""

@@ -1,25 +1,34 @@
 """The consumer side of the queue: take batches, run the pipeline, store, then ack.
 
 Ack comes after the store commit, so a crash in between delivers the batch again; the store
-ignores ids it already has, which makes the outcome exactly-once.
+ignores ids it already has, which makes the outcome exactly-once. A batch the store keeps refusing
+for a reason of its data is bisected: the good events are stored and the one it refuses is set
+aside in the dead-letter table (correlator/deadletter.py), so it never holds up those behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from correlator import metrics
+from correlator import deadletter, metrics
 from correlator.clock import Clock
+from correlator.deadletter import DeadLetter
 from correlator.event import Event
+from correlator.logs import RateLimitedLog
 from correlator.pipeline import Pipeline, StageContext
+from correlator.progress import Progress
 from correlator.queue import IngestQueue, QueueItem
 from correlator.store import EventStore
+from correlator.store.faults import transient
 
 log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)  # a batch full of poison logs a few lines, then a count
 
 
 @dataclass(slots=True)
@@ -28,6 +37,7 @@ class _Write:
     updates: list[Event]
     events: list[Event]  # what came from the queue: counted and timed once stored
     ack: int | None  # queue position to ack once stored; None for a timer flush
+    dead: list[DeadLetter]  # journal items that could not be decoded: set aside before the ack
 
 
 @dataclass(slots=True)
@@ -52,13 +62,21 @@ class PipelineRunner:
     writes batch N. Writes and acks stay in batch order, one store transaction at a time."""
 
     def __init__(
-        self, queue: IngestQueue, pipeline: Pipeline, store: EventStore, clock: Clock, batch_events: int
+        self,
+        queue: IngestQueue,
+        pipeline: Pipeline,
+        store: EventStore,
+        clock: Clock,
+        batch_events: int,
+        stall_after: float = 60.0,
     ) -> None:
         self._queue = queue
         self._pipeline = pipeline
         self._store = store
         self._clock = clock
         self._batch_events = batch_events
+        self.progress = Progress(queue.depth, stall_after)
+        self.write_tries = 3  # tries of a whole batch before it is bisected (a store error the data caused)
         self.processed = 0
         self._lock = asyncio.Lock()  # batches and timer flushes take turns through the pipeline
         # One batch waits here while the previous one is written: enough to keep both steps busy.
@@ -81,6 +99,7 @@ class PipelineRunner:
         try:
             while True:
                 items = await self._queue.get(self._batch_events)
+                self.progress.moved()
                 await self._process(items)
         finally:
             await self._finish_writes()
@@ -106,37 +125,69 @@ class PipelineRunner:
             ctx = StageContext(self._clock, live=True)
             out = await self._pipeline.flush(ctx)
             if out or ctx.updates:
-                await self._writes.put(_Write(out, ctx.updates, [], None))
+                await self._writes.put(_Write(out, ctx.updates, [], None, []))
 
     async def _process(self, items: list[QueueItem]) -> None:
         events: list[Event] = []
+        dead: list[DeadLetter] = []
         for item in items:
-            events.extend(item.decode())
+            try:
+                events.extend(item.decode())
+            except Exception as e:
+                good, bad = _decode_leniently(item, e)
+                events.extend(good)
+                dead.extend(bad)
         fresh = events
         if any(item.redelivered for item in items):
             fresh = await self._not_yet_stored(events)
         ctx = StageContext(self._clock, live=True, seq=items[-1].seq)
         async with self._lock:
             out = await self._pipeline.run(fresh, ctx)
-            await self._writes.put(_Write(out, ctx.updates, events, items[-1].seq))
+            await self._writes.put(_Write(out, ctx.updates, events, items[-1].seq, dead))
 
     async def _not_yet_stored(self, events: list[Event]) -> list[Event]:
         """A batch read back after a crash: what the store already has went through the whole
         pipeline before the crash (incidents, availability, ...) and level 2 was fed it again at
         start (correlation/lifecycle.py), so running it again would count it twice."""
         await self._writes.join()  # the store must hold everything written before we ask it
-        known = await self._store.known([e.id for e in events])
+        known = await self._known([e.id for e in events])
         if known:
             log.info("journal: %d redelivered events were already stored; not processed again", len(known))
         return [e for e in events if e.id not in known]
+
+    async def _known(self, ids: list[str]) -> set[str]:
+        """store.known, retried while the store fails for its own reason. An id the store cannot
+        even be asked about (a NUL for PostgreSQL, a lone surrogate) was never stored there: it is
+        left out of the question rather than stopping the pipeline on it."""
+        delay = 0.1
+        refused = 0
+        while True:
+            try:
+                return await self._store.known(ids)
+            except Exception as e:
+                if not transient(e):
+                    clean = [i for i in ids if deadletter.text(i, len(i)) == i]  # no NUL, no surrogate
+                    if len(clean) < len(ids):
+                        ids = clean
+                        continue
+                    refused += 1
+                    if refused >= self.write_tries:  # processed again; the store still keeps an id once
+                        log.error("event store lookup keeps failing; batch processed as new: %s", e)
+                        return set()
+                log.error("event store lookup failed, retrying in %.1fs: %s", delay, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _write_loop(self) -> None:
         while True:
             w = await self._writes.get()
             try:
                 await self._write(w.out, w.updates)
+                if w.dead:
+                    await self._set_aside(w.dead)
                 if w.ack is not None:
                     await self._queue.ack(w.ack)
+                    self.progress.moved()
                     _observe_latency(w.events, time.time())
                     metrics.EVENTS_PROCESSED.inc(len(w.events))
                     self.processed += len(w.events)
@@ -144,18 +195,96 @@ class PipelineRunner:
                 self._writes.task_done()
 
     async def _write(self, out: list[Event], updates: list[Event]) -> None:
+        await self._durably(self._store.write, out)
+        if updates:
+            await self._durably(self._store.fold, updates)
+
+    async def _durably(self, op: Callable[[list[Event]], Awaitable[int]], events: list[Event]) -> None:
+        """Never ack what is not stored: retry until the store takes the batch (disk full, locked,
+        ...). After `write_tries` failures the data may be at fault: bisect, dead-lettering the
+        events the store refuses alone, unless the error is the store's own (store/faults.py)."""
         delay = 0.1
+        tries = 0
         while True:
             try:
-                await self._store.write(out)
-                if updates:
-                    await self._store.fold(updates)
-                break
+                await op(events)
+                return
             except Exception as e:
-                # Never ack what is not stored: retry until the store takes it (disk full, locked, ...).
+                tries += 1
+                if tries >= self.write_tries and not transient(e) and await self._bisect(op, events, e):
+                    return
                 log.error("event store write failed, retrying in %.1fs: %s", delay, e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _bisect(
+        self, op: Callable[[list[Event]], Awaitable[int]], events: list[Event], error: Exception
+    ) -> bool:
+        """Store the halves apart, down to single events; True once every event is stored or set
+        aside. False when the store itself fails meanwhile: the caller retries the whole batch
+        (writes are idempotent, so the halves already stored are not stored twice)."""
+        if len(events) == 1:
+            ev = events[0]
+            try:
+                await deadletter.set_aside(
+                    self._store, [deadletter.of_event(ev, deadletter.STORE_REJECTED, error)]
+                )
+            except Exception as e:
+                log.error(
+                    "cannot set aside event %s in the dead-letter table: %s", deadletter.text(ev.id, 200), e
+                )
+                return False
+            _limited.warning(
+                "dead-letter",
+                "event store refused event %s (source %s); dead-lettered: %s",
+                deadletter.text(ev.id, 200),
+                deadletter.text(ev.source, 200),
+                error,
+            )
+            return True
+        mid = len(events) // 2
+        for part in (events[:mid], events[mid:]):
+            try:
+                await op(part)
+            except Exception as e:
+                if transient(e) or not await self._bisect(op, part, e):
+                    return False
+        return True
+
+    async def _set_aside(self, dead: list[DeadLetter]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await deadletter.set_aside(self._store, dead)
+                return
+            except Exception as e:
+                log.error("dead-letter write failed, retrying in %.1fs: %s", delay, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def _decode_leniently(item: QueueItem, error: Exception) -> tuple[list[Event], list[DeadLetter]]:
+    """A journal item orjson cannot read (written by an older or broken writer): the standard
+    library takes what orjson refuses (lone surrogates), so the item is split into its events and
+    only those that are no events at all are set aside here; the store then takes or refuses the
+    rest one by one. An item that is not even JSON is set aside whole. Never retried."""
+    try:
+        docs = json.loads(item.payload)
+        if not isinstance(docs, list):
+            raise TypeError(f"expected a list of events, got {type(docs).__name__}")
+    except Exception:
+        log.error("journal: item %d cannot be decoded; dead-lettered: %s", item.seq, error)
+        return [], [deadletter.of_payload(item.payload, deadletter.UNDECODABLE, error)]
+    events: list[Event] = []
+    dead: list[DeadLetter] = []
+    for doc in docs:
+        try:
+            events.append(Event.from_wire(doc))
+        except Exception as e:
+            log.error("journal: an event of item %d cannot be decoded; dead-lettered: %r", item.seq, e)
+            raw = json.dumps(doc, ensure_ascii=True, default=str).encode()
+            dead.append(deadletter.of_payload(raw, deadletter.UNDECODABLE, repr(e)))
+    return events, dead
 
 
 def _observe_latency(events: list[Event], now: float) -> None:

@@ -24,7 +24,7 @@ class MqttCollector:
         self.settings = settings
         decoders = [Decoder(s) for s in settings.subscriptions]
         self.connections = [
-            BrokerConnection(b, [d for d in decoders if b.name in d.sub.brokers], ctx.emit)
+            BrokerConnection(b, [d for d in decoders if b.name in d.sub.brokers], ctx.emit, ctx.dead_letter)
             for b in settings.brokers
         ]
         self._tasks: list[asyncio.Task[None]] = []

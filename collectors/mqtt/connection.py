@@ -25,7 +25,8 @@ from collectors.mqtt import fastread
 from collectors.mqtt.decode import Decoder, Malformed
 from collectors.mqtt.settings import BrokerSettings
 from correlator import metrics
-from correlator.collector import Emit
+from correlator.collector import DeadLetterSink, Emit
+from correlator.deadletter import JOURNAL_REJECTED
 from correlator.errors import QueueFull, ShuttingDown
 from correlator.event import Event
 from correlator.logs import RateLimitedLog
@@ -45,14 +46,22 @@ MQTT_PUSHBACK = Counter(
 
 _ROUTE_CACHE = 10_000
 _PIPELINE = 4  # batches being made durable at once per connection
+EMIT_TRIES = 5  # failures (other than push-back) before a group is dead-lettered (about 1 s of tries)
 _UNSEEN = object()
 
 
 class BrokerConnection:
-    def __init__(self, settings: BrokerSettings, decoders: list[Decoder], emit: Emit) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        decoders: list[Decoder],
+        emit: Emit,
+        dead_letter: DeadLetterSink | None = None,
+    ) -> None:
         self.settings = settings
         self.decoders = decoders
         self._emit = emit
+        self._dead_letter = dead_letter
         self.connected = False
         self._source = f"mqtt:{settings.name}"
         self._gauge = MQTT_CONNECTED.labels(settings.name)
@@ -222,9 +231,14 @@ class BrokerConnection:
         return groups
 
     async def _emit_durably(self, groups: dict[str, list[Event]]) -> None:
-        """Emit every group; on push-back wait and retry the groups not yet durable (never drop)."""
+        """Emit every group; on push-back wait and retry the groups not yet durable (never drop).
+
+        Push-back (a full queue, a full disk) is waited out however long it lasts. Any other
+        failure is retried EMIT_TRIES times; then the group is set aside in the dead-letter table
+        and acknowledged, so one message the journal refuses never holds up those behind it."""
         pending = dict(groups)
         wait = 0.05
+        failures: dict[str, int] = {}
         while pending:
             names = list(pending)
             results = await asyncio.gather(
@@ -239,6 +253,10 @@ class BrokerConnection:
                 elif isinstance(result, QueueFull):
                     retry_after = max(retry_after, result.retry_after)
                 elif isinstance(result, Exception):
+                    failures[name] = failures.get(name, 0) + 1
+                    if failures[name] >= EMIT_TRIES and await self._set_aside(pending[name], result):
+                        del pending[name]
+                        continue
                     log.error("mqtt %s: emit failed, retrying: %s", self.settings.name, result)
                     retry_after = max(retry_after, wait)
                 else:
@@ -247,6 +265,24 @@ class BrokerConnection:
                 MQTT_PUSHBACK.labels(self.settings.name).inc()
                 await asyncio.sleep(min(retry_after, 5.0))
                 wait = min(wait * 2, 5.0)
+
+    async def _set_aside(self, events: list[Event], error: Exception) -> bool:
+        """Dead-letter a group emit keeps refusing; False (keep retrying, unacknowledged) if that fails too."""
+        if self._dead_letter is None:
+            return False
+        try:
+            await self._dead_letter(events, JOURNAL_REJECTED, error)
+        except Exception as e:
+            log.error("mqtt %s: cannot set aside %d events: %s", self.settings.name, len(events), e)
+            return False
+        log.error(
+            "mqtt %s: %d events refused %d times; dead-lettered: %s",
+            self.settings.name,
+            len(events),
+            EMIT_TRIES,
+            error,
+        )
+        return True
 
     def _reject(self, source: str, reason: str) -> None:
         child = self._rejected.get((source, reason))

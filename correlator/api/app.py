@@ -14,6 +14,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from correlator import errors
 from correlator.api import changes as changes_api
+from correlator.api import dead_letters as dead_letters_api
 from correlator.api import events as events_api
 from correlator.api import incidents as incidents_api
 from correlator.api import known_errors as known_errors_api
@@ -51,6 +52,7 @@ def make_app(state: AppState, max_body_bytes: int, limits: ConnectionLimits | No
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_get("/api/v1/events", events_api.list_events)
+    dead_letters_api.add_routes(app)
     if state.incidents is not None:
         incidents_api.add_routes(app)
     if state.changes is not None:
@@ -107,13 +109,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 @operation(
-    summary="Readiness: stores and collectors healthy",
+    summary="Readiness: stores, journal and collectors healthy, pipeline not stalled",
     tags=("meta",),
     responses={200: ("ready", _READY), 503: ("not ready; checks says what failed", _READY)},
 )
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     checks = {"store": await state.store.ping()}
+    if state.queue is not None:  # disk full or I/O errors: ingest answers 503 until a commit works
+        checks["journal"] = state.queue.healthy()
+    if state.progress is not None:
+        checks["pipeline"] = not state.progress.stalled()
     if state.incidents is not None:
         checks["incidents"] = await state.incidents.store.ping()
     if state.changes is not None:

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from correlator.api.auth import TokenAuth
     from correlator.changes.service import ChangeService
     from correlator.incidents.service import IncidentService
+    from correlator.ingest import Ingest
     from correlator.problems.service import ProblemService
+    from correlator.progress import Progress
 
 
 @dataclass
@@ -28,6 +30,8 @@ class AppState:
     changes: ChangeService | None = None
     problems: ProblemService | None = None
     auth: TokenAuth | None = None  # None or no tokens: the API is open (docs/api.md)
+    progress: Progress | None = None  # the pipeline's progress, for /readyz (stalled)
+    ingest: Ingest | None = None  # dead-letter retry puts the event back through it
 
 
 STATE = web.AppKey("state", AppState)

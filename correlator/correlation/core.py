@@ -79,7 +79,7 @@ class Sink:
     timer and go straight on to the stages after level 2 (they have no trigger to be ordered after).
     """
 
-    __slots__ = ("emitted", "responses", "suppressed", "timer_events", "trace")
+    __slots__ = ("emitted", "refeeding", "responses", "suppressed", "timer_events", "trace")
 
     def __init__(self) -> None:
         self.emitted: list[Event] = []
@@ -87,6 +87,7 @@ class Sink:
         self.responses: list[Response] = []
         self.suppressed: str | None = None  # rule that suppressed the event being processed
         self.trace: list[Fired] | None = None  # hooks that ran, while `rules explain` traces
+        self.refeeding = False  # while start-up re-feeds stored events: hooks are not counted again
 
     def add_event(self, ev: Event, from_timer: bool) -> None:
         (self.timer_events if from_timer else self.emitted).append(ev)
@@ -322,8 +323,9 @@ class Engine:
     def _run_hook(
         self, hook: str, subject: Event, key: Key, from_timer: bool, extra: dict[str, Any], made: Event | None
     ) -> None:
-        FIRES.labels(self.name, hook).inc()
         sink = self.sink
+        if not sink.refeeding:
+            FIRES.labels(self.name, hook).inc()
         mark = sink.mark()
         actions = self.hooks.get(hook)
         if actions:

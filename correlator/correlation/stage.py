@@ -196,7 +196,8 @@ class Correlate:
             try:
                 if not e.match(ev):
                     continue
-                e.counters.matches += 1
+                if skip is None:  # a re-fed event matched before the crash: not counted twice
+                    e.counters.matches += 1
                 if tracer is None:
                     e.on_event(ev, t)
                 else:
@@ -259,7 +260,9 @@ class Correlate:
         """
         self.bind(clock)
         self._skip = taken_at
+        self.sink.refeeding = True  # hooks run again here fired before the crash: not counted twice
         discard: list[Event] = []
+        wall = self._wall()
         try:
             for pos, ev in rows:
                 if ev.source == "correlator":
@@ -268,7 +271,13 @@ class Correlate:
                 t = ev.time
                 now = clock.now()
                 if t > now:
-                    clock.advance_to(t)
+                    # Live, an event stamped ahead of the wall clock was correlated at its arrival
+                    # (__call__); so here: a stamp in 2050 or 9999 never walks the clock (and its
+                    # sweep timer, a minute at a time) decades ahead, nor past a window still open
+                    # at the crash, whose timeout then fires live after the re-feed and is kept.
+                    t = max(now, min(t, ev.received, wall))
+                    if t > now:
+                        clock.advance_to(t)
                 elif t < now - self.lateness:
                     t = now
                 self._correlate(ev, t, 0, discard)
@@ -277,6 +286,7 @@ class Correlate:
         finally:
             self._skip = None
             sink = self.sink
+            sink.refeeding = False
             sink.timer_events.clear()
             sink.emitted.clear()
             sink.responses.clear()

@@ -48,6 +48,10 @@ class IngestQueue(Protocol):
         """Events accepted (or being made durable) and not yet acked."""
         ...
 
+    def healthy(self) -> bool:
+        """False while durable writes fail (disk full, I/O error): /readyz reports it."""
+        ...
+
     def retry_after(self) -> float | None:
         """When full: the seconds a sender should wait (lets collectors refuse before parsing)."""
         ...

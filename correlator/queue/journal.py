@@ -17,7 +17,7 @@ from pathlib import Path
 import aiosqlite
 
 from correlator import metrics
-from correlator.errors import QueueFull, ShuttingDown
+from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
 from correlator.event import Event
 from correlator.queue import QueueItem
 
@@ -53,6 +53,7 @@ class JournalQueue:
         self._deleted_upto = 0
         self._accepting = True
         self._closing = False
+        self.failing: str | None = None  # the last group commit's error until one succeeds (/readyz)
         metrics.QUEUE_CAPACITY.set(max_events)
 
     async def open(self) -> int:
@@ -123,14 +124,18 @@ class JournalQueue:
                 await self._db.execute("COMMIT")
             except Exception as e:
                 log.error("journal: group commit failed: %s", e)
+                self.failing = str(e)
                 with contextlib.suppress(Exception):  # the original error is what matters
                     await self._db.execute("ROLLBACK")
+                # Disk full or an I/O error is not the sender's doing: push back (503 + Retry-After).
+                refused = StorageUnavailable(str(e), self._retry_after)
                 for _, count, _, fut in batch:
                     self._depth -= count
                     if not fut.done():
-                        fut.set_exception(e)
+                        fut.set_exception(refused)
                 metrics.QUEUE_DEPTH.set(self._depth)
                 continue
+            self.failing = None
             self._deleted_upto = ack_upto
             if not rows:
                 continue
@@ -166,6 +171,9 @@ class JournalQueue:
 
     def depth(self) -> int:
         return self._depth
+
+    def healthy(self) -> bool:
+        return self.failing is None
 
     def retry_after(self) -> float | None:
         return self._retry_after if self._depth >= self._max_events else None

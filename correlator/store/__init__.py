@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from correlator.deadletter import DeadLetterStore
 from correlator.event import Event
 
 
@@ -31,7 +32,7 @@ class EventPage:
     next_cursor: int | None
 
 
-class EventStore(Protocol):
+class EventStore(DeadLetterStore, Protocol):
     async def open(self) -> None: ...
 
     async def write(self, events: list[Event]) -> int:

@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 
 from correlator import metrics
+from correlator.deadletter import DeadLetter, DeadLetterPage
 from correlator.errors import ConfigError
 from correlator.event import Event
 from correlator.store import EventPage, EventQuery
@@ -45,6 +46,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE events ADD COLUMN last_seen DOUBLE PRECISION;
     UPDATE events SET last_seen = time;
+    """,
+    # 3: the dead-letter path (correlator/deadletter.py): what the store or the journal could not take
+    """
+    CREATE TABLE dead_letters (
+        id BIGSERIAL PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        at DOUBLE PRECISION NOT NULL,
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        error TEXT NOT NULL,
+        raw TEXT NOT NULL
+    );
     """,
 ]
 
@@ -223,6 +237,39 @@ class PgEventStore:
         metrics.RETENTION_DELETED.inc(n)
         return n
 
+    async def add_dead_letters(self, items: list[DeadLetter]) -> int:
+        status = await self.pool.execute(
+            "INSERT INTO dead_letters(key, at, reason, source, event_id, error, raw)"
+            " SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[],"
+            " $6::text[], $7::text[]) ON CONFLICT (key) DO NOTHING",
+            [d.key for d in items],
+            [d.at for d in items],
+            [d.reason for d in items],
+            [d.source for d in items],
+            [d.event_id for d in items],
+            [d.error for d in items],
+            [d.raw for d in items],
+        )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def dead_letters(self, limit: int, cursor: int | None, reason: str | None) -> DeadLetterPage:
+        w = Where(postgres=True)
+        w.eq("reason", reason)
+        sql, args = w.page(_DL_SELECT, "id", cursor, limit)
+        rows, more = split_page(list(await self.pool.fetch(sql, *args)), limit)
+        items = [_dead_letter(r) for r in rows]
+        return DeadLetterPage(items, items[-1].id if more else None)
+
+    async def get_dead_letter(self, id_: int) -> DeadLetter | None:
+        row = await self.pool.fetchrow(
+            "SELECT id, at, reason, source, event_id, error, raw FROM dead_letters WHERE id = $1", id_
+        )
+        return _dead_letter(row) if row is not None else None
+
+    async def delete_dead_letter(self, id_: int) -> bool:
+        status = await self.pool.execute("DELETE FROM dead_letters WHERE id = $1", id_)
+        return bool(status != "DELETE 0")
+
     async def ping(self) -> bool:
         try:
             await self.pool.fetchval("SELECT 1")
@@ -232,3 +279,10 @@ class PgEventStore:
 
     async def close(self) -> None:
         await self._pg.close()
+
+
+_DL_SELECT = "SELECT id, at, reason, source, event_id, error, raw FROM dead_letters"
+
+
+def _dead_letter(r: Any) -> DeadLetter:
+    return DeadLetter(r["reason"], r["source"], r["event_id"], r["error"], r["raw"], r["at"], r["id"])

@@ -10,11 +10,13 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import orjson
 
 from correlator import metrics
+from correlator.deadletter import DeadLetter, DeadLetterPage
 from correlator.event import Event
 from correlator.store import EventPage, EventQuery
 from correlator.store.query import Where, split_page
@@ -43,6 +45,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events ADD COLUMN last_seen REAL;
     UPDATE events SET last_seen = time;
     """,
+    # 3: the dead-letter path (correlator/deadletter.py): what the store or the journal could not take
+    """
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        at REAL NOT NULL,
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        error TEXT NOT NULL,
+        raw TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -50,12 +65,16 @@ MIGRATIONS: list[str] = [
 # that cost more than the row and its four index entries together; rendered once into a transient
 # table, the nine extractions hit SQLite's parse cache. One statement (its own transaction) per
 # batch: the store thread takes the GIL once per batch, so it never queues behind the event loop.
+# ON CONFLICT (id), not INSERT OR IGNORE: only a stored id is skipped; OR IGNORE would also drop,
+# silently and acknowledged, a row that breaks NOT NULL, which must go to the dead-letter table.
+# (`WHERE true` lets SQLite's parser tell the upsert clause from a join condition.)
 _INSERT_BATCH = """
 WITH batch AS MATERIALIZED (SELECT value FROM json_each(?))
-INSERT OR IGNORE INTO events(id, time, host, type, severity, source, fingerprint, count, last_seen, body)
+INSERT INTO events(id, time, host, type, severity, source, fingerprint, count, last_seen, body)
 SELECT value->>'id', value->>'time', value->>'host', value->>'type', value->>'severity',
        value->>'source', value->>'fingerprint', value->>'count', value->>'last_seen', value
-FROM batch
+FROM batch WHERE true
+ON CONFLICT (id) DO NOTHING
 """
 
 
@@ -165,12 +184,47 @@ class SqliteEventStore(SqliteFile):
         metrics.RETENTION_DELETED.inc(max(n, 0))
         return n
 
+    async def add_dead_letters(self, items: list[DeadLetter]) -> int:
+        db = self.db
+        before = db.total_changes
+        async with transaction(db):
+            await db.executemany(
+                "INSERT INTO dead_letters(key, at, reason, source, event_id, error, raw)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                [(d.key, d.at, d.reason, d.source, d.event_id, d.error, d.raw) for d in items],
+            )
+        return db.total_changes - before
+
+    async def dead_letters(self, limit: int, cursor: int | None, reason: str | None) -> DeadLetterPage:
+        w = Where(postgres=False)
+        w.eq("reason", reason)
+        sql, args = w.page(_DL_SELECT, "id", cursor, limit)
+        rows, more = split_page(list(await self.db.execute_fetchall(sql, args)), limit)
+        items = [_dead_letter(r) for r in rows]
+        return DeadLetterPage(items, items[-1].id if more else None)
+
+    async def get_dead_letter(self, id_: int) -> DeadLetter | None:
+        sql = "SELECT id, at, reason, source, event_id, error, raw FROM dead_letters WHERE id = ?"
+        rows = list(await self.db.execute_fetchall(sql, (id_,)))
+        return _dead_letter(rows[0]) if rows else None
+
+    async def delete_dead_letter(self, id_: int) -> bool:
+        cur = await self.db.execute("DELETE FROM dead_letters WHERE id = ?", (id_,))
+        return cur.rowcount > 0
+
     async def ping(self) -> bool:
         try:
             await self.db.execute_fetchall("SELECT 1")
             return True
         except Exception:
             return False
+
+
+_DL_SELECT = "SELECT id, at, reason, source, event_id, error, raw FROM dead_letters"
+
+
+def _dead_letter(r: Any) -> DeadLetter:
+    return DeadLetter(r[2], r[3], r[4], r[5], r[6], r[1], r[0])
 
 
 async def open_sqlite(

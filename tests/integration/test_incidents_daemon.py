@@ -107,5 +107,12 @@ def test_daemon_on_postgresql(make_daemon, pg_dsn):
     assert d.stop() == 0
     d.start()
     assert get(d, "/api/v1/incidents/INC-000001")[1]["incident"]["title"] == "on postgres"
-    checks = {"store": True, "incidents": True, "records": True, "collector:webhook": True}
+    checks = {
+        "store": True,
+        "journal": True,
+        "pipeline": True,
+        "incidents": True,
+        "records": True,
+        "collector:webhook": True,
+    }
     assert get(d, "/readyz")[1]["checks"] == checks

@@ -8,7 +8,7 @@ import asyncio
 import orjson
 import pytest
 
-from collectors.mqtt.connection import BrokerConnection
+from collectors.mqtt.connection import EMIT_TRIES, BrokerConnection
 from collectors.mqtt.decode import Decoder, Malformed
 from collectors.mqtt.settings import Thresholds, parse_settings
 from collectors.mqtt.telemetry import level
@@ -182,6 +182,31 @@ async def test_full_queue_is_waited_out_never_dropped():
     ev = Event("i", 1.0, 1.0, "mqtt:s", "h", "t")
     await asyncio.wait_for(conn._emit_durably({"mqtt:s": [ev, ev]}), 5)
     assert calls == [2, 2, 2]
+
+
+async def test_a_group_emit_keeps_refusing_is_dead_lettered_after_bounded_tries_then_acknowledged():
+    calls: list[str] = []
+    dead: list[tuple[list[str], str]] = []
+    refuse_dead_letter = [True]
+
+    async def emit(events: list[Event], source: str) -> None:
+        calls.append(source)
+        if source == "mqtt:bad":
+            raise RuntimeError("journal refused it")
+
+    async def dead_letter(events: list[Event], reason: str, error: BaseException | str) -> None:
+        if refuse_dead_letter[0]:  # the dead-letter store down too: keep retrying, never acknowledge
+            refuse_dead_letter[0] = False
+            raise OSError("store down")
+        dead.append(([e.id for e in events], reason))
+
+    s = settings({"name": "s", "topic": "x/{host}", "defaults": {"type": "t"}})
+    conn = BrokerConnection(s.brokers[0], [Decoder(s.subscriptions[0])], emit, dead_letter)
+    good, bad = Event("g", 1.0, 1.0, "mqtt:good", "h", "t"), Event("b", 1.0, 1.0, "mqtt:bad", "h", "t")
+    await asyncio.wait_for(conn._emit_durably({"mqtt:good": [good], "mqtt:bad": [bad]}), 10)
+    assert calls.count("mqtt:good") == 1
+    assert calls.count("mqtt:bad") == EMIT_TRIES + 1  # one more: the first dead-letter write failed
+    assert dead == [(["b"], "journal_rejected")]
 
 
 def test_qos0_beyond_the_buffer_is_dropped_and_counted_but_qos1_never():

@@ -10,6 +10,7 @@ import orjson
 
 from correlator.clock import Clock
 from correlator.correlation import lifecycle, snapshot
+from correlator.correlation.core import FIRES
 from correlator.correlation.stage import Correlate
 from correlator.event import Event
 from correlator.pipeline import Pipeline, StageContext
@@ -81,5 +82,44 @@ async def test_a_rule_new_since_the_snapshot_starts_empty(tmp_path: Path) -> Non
         second = Correlate(rules()[:2])
         await lifecycle.recover(Pipeline([second]), tmp_path, store, Clock(1.0))
         assert second.engines[1].keys() == 0
+    finally:
+        await store.close()
+
+
+def _fires() -> float:
+    return sum(s.value for m in FIRES.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+async def test_a_far_future_stamp_does_not_walk_the_clock_and_an_open_window_still_times_out(
+    tmp_path: Path,
+) -> None:
+    """Stamps in 2050 and 9999 received at 5 and 6 are correlated at their arrival, as live: the
+    re-feed neither steps the clock decades ahead (a sweep a minute) nor times out the pair window
+    still open at the crash and throws its result away; the timeout fires live and is kept."""
+    store = SqliteEventStore(tmp_path / "events.db")
+    await store.open()
+    try:
+        first = Correlate(rules(), wall=lambda: 6.0)
+        pipeline = Pipeline([first])
+        clock = Clock(0.0)
+        await lifecycle.save_state(pipeline, tmp_path, asyncio.Lock(), store)
+        future = [E(2_524_608_000, "auth"), E(253_402_300_799, "auth")]  # 2050-01-01, 9999-12-31
+        future[0].received, future[1].received = 5.0, 6.0
+        await process(pipeline, clock, store, E(1, "linkDown", "r2"), E(4, "linkDown", "r3"))
+        out = await first(future, StageContext(clock, live=True))  # live: clamped to the wall clock
+        await store.write(out)
+        await process(pipeline, clock, store, E(6, "linkUp", "r3"))
+        # crash at 10: r2's pair window (30 s) is still open
+        before = _fires()
+        second = Correlate(rules())
+        live = Clock(10.0)
+        assert await lifecycle.recover(Pipeline([second]), tmp_path, store, live) >= 5
+        assert _fires() == before  # the hooks run again by the re-feed are not counted twice
+        assert [e.counters.matches for e in second.engines] == [0] * len(second.engines)  # nor matches
+        assert live.next_deadline() is not None and live.next_deadline() <= 31.0
+        live.advance_to(40)
+        out = await Pipeline([second]).flush(StageContext(live, live=True))
+        assert [(e.type, e.host, e.time) for e in out] == [("pair.timeout", "r2", 31)]
+        assert _fires() == before + 1  # the timeout fired live, counted once
     finally:
         await store.close()

@@ -1,0 +1,175 @@
+"""/api/v1/dead-letters: what the store or the journal could not take (correlator/deadletter.py).
+
+Viewers read them (the same data as stored events); admins delete one, or retry it: the event is
+put back on the ingest queue and its dead letter removed (if it fails again it comes back here).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from aiohttp import web
+
+from correlator.api.common import STATE, dumps_response
+from correlator.api.openapi import ERROR, operation, param
+from correlator.deadletter import REASONS
+from correlator.errors import NotFound, QueueFull, ShuttingDown
+from correlator.event import Event
+
+MAX_LIMIT = 500
+SOURCE = "dead_letters"  # the `source` label of a retried event's ingest metrics
+TAGS = ("dead letters",)
+
+DEAD_LETTER = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "at": {"type": "string", "format": "date-time", "description": "when it was set aside (UTC)"},
+        "reason": {"type": "string", "enum": list(REASONS)},
+        "source": {"type": "string", "description": "the collector source of the event ('' if unknown)"},
+        "event_id": {"type": "string"},
+        "error": {"type": "string", "description": "what the store or the journal answered"},
+        "raw": {"type": "string", "description": "the event as JSON text, cut at 256 KiB"},
+    },
+}
+DL_ID = param("id", "path", "dead letter id (a number)")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/v1/dead-letters", list_dead_letters)
+    r.add_get("/api/v1/dead-letters/{id}", get_dead_letter)
+    r.add_delete("/api/v1/dead-letters/{id}", delete_dead_letter)
+    r.add_post("/api/v1/dead-letters/{id}/retry", retry_dead_letter)
+
+
+@operation(
+    summary="Dead letters, newest first: events the store or the journal could not take",
+    role="viewer",
+    tags=TAGS,
+    parameters=(
+        param("reason", "query", f"one of {', '.join(REASONS)}"),
+        param("limit", "query", f"page size, 1..{MAX_LIMIT} (default 100)", {"type": "integer"}),
+        param("cursor", "query", "next_cursor of the previous page"),
+    ),
+    responses={
+        200: (
+            "a page of dead letters",
+            {
+                "type": "object",
+                "properties": {
+                    "dead_letters": {"type": "array", "items": DEAD_LETTER},
+                    "next_cursor": {"type": "string", "nullable": True},
+                },
+            },
+        ),
+        400: ("invalid query parameter", ERROR),
+    },
+)
+async def list_dead_letters(request: web.Request) -> web.Response:
+    q = request.query
+    unknown = set(q) - {"reason", "limit", "cursor"}
+    if unknown:
+        name = sorted(unknown)[0]
+        return _bad(name, "unknown query parameter; known: cursor, limit, reason")
+    reason = q.get("reason")
+    if reason is not None and reason not in REASONS:
+        return _bad("reason", f"must be one of {', '.join(REASONS)}")
+    limit = _number(q.get("limit", "100"))
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
+        return _bad("limit", f"must be a whole number between 1 and {MAX_LIMIT}")
+    cursor = _number(q["cursor"]) if "cursor" in q else None
+    if "cursor" in q and cursor is None:
+        return _bad("cursor", "must be the next_cursor of a previous page")
+    page = await request.app[STATE].store.dead_letters(limit, cursor, reason)
+    return dumps_response(
+        200,
+        {
+            "dead_letters": [d.to_api() for d in page.items],
+            "next_cursor": str(page.next_cursor) if page.next_cursor is not None else None,
+        },
+    )
+
+
+@operation(
+    summary="One dead letter",
+    role="viewer",
+    tags=TAGS,
+    parameters=(DL_ID,),
+    responses={200: ("the dead letter", DEAD_LETTER), 404: ("no such dead letter", ERROR)},
+)
+async def get_dead_letter(request: web.Request) -> web.Response:
+    d = await request.app[STATE].store.get_dead_letter(_id(request))
+    if d is None:
+        raise NotFound(f"no dead letter {request.match_info['id']}")
+    return dumps_response(200, d.to_api())
+
+
+@operation(
+    summary="Delete a dead letter (the event is given up)",
+    role="admin",
+    tags=TAGS,
+    parameters=(DL_ID,),
+    responses={200: ("deleted", {"type": "object"}), 404: ("no such dead letter", ERROR)},
+)
+async def delete_dead_letter(request: web.Request) -> web.Response:
+    id_ = _id(request)
+    if not await request.app[STATE].store.delete_dead_letter(id_):
+        raise NotFound(f"no dead letter {id_}")
+    return dumps_response(200, {"deleted": id_})
+
+
+@operation(
+    summary="Retry a dead letter: put its event back on the ingest queue and delete it",
+    role="admin",
+    tags=TAGS,
+    parameters=(DL_ID,),
+    responses={
+        202: ("queued again", {"type": "object"}),
+        404: ("no such dead letter", ERROR),
+        409: ("its raw text is not an event that can be retried", ERROR),
+        503: ("the queue is full or the journal cannot write; Retry-After says when to try", ERROR),
+    },
+)
+async def retry_dead_letter(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    id_ = _id(request)
+    d = await state.store.get_dead_letter(id_)
+    if d is None:
+        raise NotFound(f"no dead letter {id_}")
+    try:
+        ev = Event.from_wire(json.loads(d.raw))  # the standard library: raw may escape lone surrogates
+    except Exception as e:  # cut, repr-encoded, or not an event: only deleting it helps
+        return dumps_response(409, {"error": f"dead letter {id_} cannot be retried: {type(e).__name__}"})
+    if state.ingest is None:
+        return dumps_response(409, {"error": "this daemon has no ingest queue to retry into"})
+    try:
+        await state.ingest.emit([ev], SOURCE)
+    except QueueFull as e:
+        return _unavailable(str(e), e.retry_after)
+    except ShuttingDown:
+        return _unavailable("shutting down, retry later", 5.0)
+    await state.store.delete_dead_letter(id_)
+    return dumps_response(202, {"retried": id_, "event_id": ev.id})
+
+
+def _id(request: web.Request) -> int:
+    n = _number(request.match_info["id"])
+    if n is None:
+        raise NotFound(f"no dead letter {request.match_info['id'][:64]!r}")
+    return n
+
+
+def _number(raw: str) -> int | None:
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+
+
+def _bad(field: str, message: str) -> web.Response:
+    return dumps_response(400, {"error": f"{field}: {message}", "field": field})
+
+
+def _unavailable(message: str, retry_after: float) -> web.Response:
+    resp = dumps_response(503, {"error": message})
+    resp.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return resp

@@ -1,0 +1,27 @@
+"""Which store errors are the store's own trouble and which are the data's.
+
+The runner bisects a failing batch and dead-letters the one event the store refuses, but only for an
+error the data can cause: a store that is down, locked or full refuses every event alike, and then
+the batch is retried (never dead-lettered) until the store recovers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import asyncpg
+
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionError, disk I/O, ...
+    TimeoutError,
+    sqlite3.OperationalError,  # locked, busy, disk full, I/O error: none of them about the data
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # connection closed, pool closing
+    asyncpg.InsufficientResourcesError,  # class 53: disk full, out of memory, too many connections
+    asyncpg.OperatorInterventionError,  # class 57: admin shutdown, query cancelled
+)
+
+
+def transient(e: BaseException) -> bool:
+    """True when retrying later may succeed whatever the events are (never dead-letter then)."""
+    return isinstance(e, _TRANSIENT)
