@@ -123,9 +123,9 @@ def test_sign_in_see_the_incident_arrive_acknowledge_it_and_see_the_timeline(dae
     assert any("ack by noc-operator" in e and "looking at the optics" in e for e in entries), entries
     assert browser.find_elements(By.ID, "do-ack") == []  # no second acknowledgement offered
     browser.save_screenshot(str(shots / "incident.png"))
-    status, doc = daemon.get("/api/v1/incidents/INC-000001")  # the API sees what the console did
-    assert status == 401  # (the API needs its token; the console's cookie is not one)
-    _, headers, body = daemon.request(
+    # The API sees what the console did (with its own token: the console's cookie is not one).
+    assert daemon.get("/api/v1/incidents/INC-000001")[0] == 401
+    _, _, body = daemon.request(
         "GET", "/api/v1/incidents/INC-000001", headers={"Authorization": "Bearer view-123"}
     )
     assert b'"status":"acknowledged"' in body
