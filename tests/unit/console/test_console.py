@@ -16,7 +16,9 @@ from correlator.changes.calendar import load_calendar
 from correlator.changes.service import ChangeService
 from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
+from correlator.console.render import duration, percent
 from correlator.console.session import COOKIE
+from correlator.event import Severity
 from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
@@ -25,6 +27,7 @@ from correlator.problems.settings import ProblemSettings
 from correlator.records.sqlite import SqliteRecordStore
 from correlator.store.sqlite import SqliteEventStore
 from tests.unit.api.conftest import T0, TOKENS, bearer, clock, open_api, token_config
+from tests.unit.availability.test_state import HOUR, ev, feed, make_stage, samples, value
 
 __all__ = ["clock", "open_api"]  # fixtures shared with the API tests
 
@@ -60,7 +63,7 @@ async def console(tmp_path: Path):
     )  # fmt: skip
     client = TestClient(TestServer(make_app(state, 1 << 20), host="127.0.0.1"))
     await client.start_server()
-    client.incidents = incidents  # type: ignore[attr-defined]
+    client.incidents, client.clock = incidents, clock  # type: ignore[attr-defined]
     yield client
     await client.close()
     await incidents.close()
@@ -313,3 +316,31 @@ async def test_open_api_means_an_open_console_still_guarded_by_csrf(open_api):
     assert r.status == 403
     r = await open_api.post(f"/incidents/{ident}/ack", data={"csrf": csrf_of(page)}, allow_redirects=False)
     assert r.status == 303
+
+
+async def test_services_page_shows_the_figures_of_the_prometheus_series(console, tmp_path):
+    clock = console.clock
+    stage = make_stage(tmp_path / "availability")  # web-shop: fw1 and (r1/uplink-a or r2/uplink-b)
+    (tmp_path / "availability").mkdir()
+    await stage.open(clock)
+    try:
+        t = clock.now()
+        await feed(stage, clock, ev(t + HOUR, "fw1", "host.down", Severity.CRITICAL))
+        await feed(stage, clock, ev(t + 1.5 * HOUR, "fw1", "host.up", Severity.INFO))
+        await feed(stage, clock, ev(t + 3 * HOUR, "r1", "IF-MIB::linkDown", Severity.MAJOR, "uplink-a"))
+        await feed(stage, clock, ev(t + 3.25 * HOUR, "r2", "IF-MIB::linkDown", Severity.MAJOR, "uplink-b"))
+        clock.advance_to(t + 4 * HOUR)  # the second outage still open
+        series = samples(clock, stage)
+        await sign_in(console, "viewer")
+        page = await (await console.get("/services")).text()
+    finally:
+        await stage.close()
+    row = page[page.index("web-shop") :]
+    assert "DOWN" in row and "99.000%" in row  # down now; default_target 0.99 of make_stage
+    for window in ("1d", "7d"):
+        ratio = value(series, "correlator_availability_ratio", service="web-shop", window=window)
+        assert percent(ratio) in row
+        assert duration(value(series, "correlator_mtrs_seconds", service="web-shop", window=window)) in row
+        assert duration(value(series, "correlator_mtbf_seconds", service="web-shop", window=window)) in row
+    assert value(series, "correlator_sla_breach", service="web-shop", window="1d") == 1.0
+    assert "below target" in row
