@@ -173,7 +173,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
         )
         return resp
     resp = redirect(target)
-    set_cookie(request, resp, s.sid)  # a new id at sign-in: a planted cookie gains nothing
+    set_cookie(request, resp, s.sid, s.role)  # a new id at sign-in: a planted cookie gains nothing
     return resp
 
 

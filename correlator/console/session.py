@@ -21,7 +21,8 @@ from correlator.api.openapi import ROLES
 
 COOKIE = "correlator_session"
 IDLE = 8 * 3600.0  # a session unused for a shift is gone
-LIFETIME = 24 * 3600.0  # and none outlives a day, used or not
+LIFETIME = 24 * 3600.0  # and none that may act outlives a day, used or not
+VIEWER_LIFETIME = 7 * 86400.0  # read-only sessions (wall screens) a week: nobody re-types a token daily
 MAX_SESSIONS = 10_000  # only valid tokens create sessions; the cap bounds memory anyway
 
 REFUSED = Counter(
@@ -87,7 +88,7 @@ class Sessions:
         if sid is not None:
             s = self._by_sid.get(sid)
             now = self.now()
-            if s is not None and (now - s.seen > IDLE or now - s.created > LIFETIME):
+            if s is not None and _expired(s, now):
                 del self._by_sid[sid]
                 s = None
             if s is not None:
@@ -105,8 +106,16 @@ class Sessions:
 
     def _expire(self) -> None:
         now = self.now()
-        for sid in [k for k, s in self._by_sid.items() if now - s.seen > IDLE or now - s.created > LIFETIME]:
+        for sid in [k for k, s in self._by_sid.items() if _expired(s, now)]:
             del self._by_sid[sid]
+
+
+def lifetime(role: str) -> float:
+    return VIEWER_LIFETIME if role == "viewer" else LIFETIME
+
+
+def _expired(s: Session, now: float) -> bool:
+    return now - s.seen > IDLE or now - s.created > lifetime(s.role)
 
 
 def new_sid() -> str:
@@ -120,12 +129,25 @@ def cookie_sid(request: web.Request) -> str | None:
     return value
 
 
-def set_cookie(request: web.Request, response: web.StreamResponse, sid: str) -> None:
-    """HttpOnly (no script reads it), SameSite=Strict (no other site sends it), Secure over TLS."""
+def set_cookie(request: web.Request, response: web.StreamResponse, sid: str, role: str = "") -> None:
+    """HttpOnly (no script reads it), SameSite=Strict (no other site sends it), Secure over TLS.
+    Without a role (before sign-in, or no tokens) the cookie lasts as long as the browser."""
     response.set_cookie(
-        COOKIE, sid, path="/", httponly=True, samesite="Strict", secure=request.secure, max_age=int(LIFETIME)
+        COOKIE,
+        sid,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=over_tls(request),
+        max_age=int(lifetime(role)) if role else None,
     )
 
 
 def clear_cookie(request: web.Request, response: web.StreamResponse) -> None:
-    response.del_cookie(COOKIE, path="/", secure=request.secure, httponly=True, samesite="Strict")
+    response.del_cookie(COOKIE, path="/", secure=over_tls(request), httponly=True, samesite="Strict")
+
+
+def over_tls(request: web.Request) -> bool:
+    """TLS here, or at a reverse proxy that says so. Trusting the header can only make the cookie
+    stricter (a Secure cookie is never sent over plain HTTP), never leak it."""
+    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"

@@ -91,13 +91,16 @@ class IncidentView:
     audit: list[LogEntry]  # everything else: who did what, when
     change: Change | None
     legal: frozenset[str]  # actions the state machine allows now
+    statuses: list[str]  # the working statuses it may be set to now
 
 
 def incident_view(inc: Incident, timeline: list[LogEntry], change: Change | None) -> IncidentView:
     events = [e for e in timeline if e.action == "event"]
     symptoms = [e for e in events if inc.host and e.detail.get("host") not in ("", inc.host)]
     audit = [e for e in timeline if e.action != "event"]
-    return IncidentView(inc, events, symptoms, audit, change, legal_actions(inc))
+    statuses = [s.value for s in (Status.ACKNOWLEDGED, Status.IN_PROGRESS, Status.ON_HOLD)]
+    statuses = [s for s in statuses if Status(s) in TRANSITIONS[inc.status]]
+    return IncidentView(inc, events, symptoms, audit, change, legal_actions(inc), statuses)
 
 
 def legal_actions(inc: Incident) -> frozenset[str]:

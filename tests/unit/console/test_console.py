@@ -17,7 +17,7 @@ from correlator.changes.service import ChangeService
 from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
 from correlator.console.render import duration, percent
-from correlator.console.session import COOKIE
+from correlator.console.session import COOKIE, IDLE, LIFETIME, Sessions
 from correlator.event import Severity
 from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import parse_settings
@@ -344,3 +344,33 @@ async def test_services_page_shows_the_figures_of_the_prometheus_series(console,
         assert duration(value(series, "correlator_mtbf_seconds", service="web-shop", window=window)) in row
     assert value(series, "correlator_sla_breach", service="web-shop", window="1d") == 1.0
     assert "below target" in row
+
+
+def test_sessions_expire_when_unused_and_at_their_lifetime():
+    from aiohttp.test_utils import make_mocked_request
+
+    now = [0.0]
+    sessions = Sessions(parse_tokens(token_config()), now=lambda: now[0])
+
+    def who(sid: str):
+        return sessions.who(make_mocked_request("GET", "/", headers={"Cookie": f"{COOKIE}={sid}"}))
+
+    op = sessions.sign_in(TOKENS["operator"])
+    wall = sessions.sign_in(TOKENS["viewer"])
+    assert op is not None and wall is not None and sessions.sign_in("nope") is None
+    for t in range(0, 30 * 3600, 4 * 3600):  # both used every 4 hours
+        now[0] = float(t)
+        if t <= LIFETIME:
+            assert who(op.sid) is not None, t
+        assert who(wall.sid) is not None, t
+    assert who(op.sid) is None  # an acting session lasts a day at most
+    now[0] += IDLE + 1
+    assert who(wall.sid) is None  # unused for a shift
+    assert (sessions.csrf(op.sid) == sessions.csrf(op.sid)) and sessions.csrf(op.sid) != sessions.csrf(
+        wall.sid
+    )
+
+
+async def test_cookie_is_secure_behind_a_tls_proxy(console):
+    r = await console.get("/signin", headers={"X-Forwarded-Proto": "https"})
+    assert r.cookies[COOKIE]["secure"]
