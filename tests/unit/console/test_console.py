@@ -18,7 +18,9 @@ from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
 from correlator.console.render import duration, percent
 from correlator.console.session import COOKIE, IDLE, LIFETIME, Sessions
+from correlator.console.views import incident_view
 from correlator.event import Severity
+from correlator.incidents.model import Incident, LogEntry, Status
 from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
@@ -63,7 +65,7 @@ async def console(tmp_path: Path):
     )  # fmt: skip
     client = TestClient(TestServer(make_app(state, 1 << 20), host="127.0.0.1"))
     await client.start_server()
-    client.incidents, client.clock = incidents, clock  # type: ignore[attr-defined]
+    client.incidents, client.clock, client.problems = incidents, clock, problems  # type: ignore[attr-defined]
     yield client
     await client.close()
     await incidents.close()
@@ -374,3 +376,49 @@ def test_sessions_expire_when_unused_and_at_their_lifetime():
 async def test_cookie_is_secure_behind_a_tls_proxy(console):
     r = await console.get("/signin", headers={"X-Forwarded-Proto": "https"})
     assert r.cookies[COOKIE]["secure"]
+
+
+async def test_incident_page_shows_linked_change_known_error_workaround_and_symptoms(console):
+    r = await console.post(
+        "/api/v1/changes",
+        json={
+            "title": "Optics swap",
+            "cis": ["edge-1"],
+            "start": "2027-01-15T07:00:00Z",
+            "end": "2027-01-15T09:00:00Z",
+        },
+        headers=bearer("admin"),
+    )
+    assert r.status == 201
+    r = await console.post(
+        "/api/v1/known-errors",
+        json={"title": "Flapping optic", "match": {"host": "edge-1"}, "workaround": "reseat the SFP"},
+        headers=bearer("admin"),
+    )
+    assert r.status == 201
+    ident = await new_incident(console, host="edge-1")
+    r = await console.patch(
+        f"/api/v1/incidents/{ident}", json={"change_id": "CHG-000001"}, headers=bearer("admin")
+    )
+    assert r.status == 200
+    inc, _ = await console.incidents.get(1)
+    await console.problems.on_opened([(inc, None)])
+    await sign_in(console, "viewer")
+    page = await (await console.get(f"/incidents/{ident}")).text()
+    assert "CHG-000001</a> Optics swap (requested" in page
+    assert 'href="/problems#KE-000001"' in page and "reseat the SFP" in page
+
+
+def test_symptoms_are_the_linked_events_of_other_cis():
+    inc = Incident("core down", T0, host="core-r1", status=Status.ACKNOWLEDGED)
+    timeline = [
+        LogEntry(T0, "rule:t", "open"),
+        LogEntry(T0, "rule:t", "event", {"host": "core-r1", "type": "host.down"}),
+        LogEntry(T0 + 5, "rule:t", "event", {"host": "acc-sw3", "type": "host.down"}),
+        LogEntry(T0 + 9, "op", "ack"),
+    ]
+    v = incident_view(inc, timeline, None)
+    assert [e.detail["host"] for e in v.events] == ["core-r1", "acc-sw3"]
+    assert [e.detail["host"] for e in v.symptoms] == ["acc-sw3"]
+    assert [e.action for e in v.audit] == ["open", "ack"]
+    assert v.legal == {"comment", "assign", "status", "resolve"} and v.statuses == ["in_progress", "on_hold"]
