@@ -91,9 +91,14 @@ async def sign_in(client: TestClient, role: str) -> None:
 
 
 async def new_incident(client: TestClient, **fields) -> str:
-    r = await client.post("/api/v1/incidents", json={"title": "Core down", **fields}, headers=bearer("admin"))
+    return await new_record(client, "incidents", **{"title": "Core down", **fields})
+
+
+async def new_record(client: TestClient, kind: str, **fields) -> str:
+    r = await client.post(f"/api/v1/{kind}", json=fields, headers=bearer("admin"))
     assert r.status == 201, await r.text()
-    return str((await r.json())["incident"]["id"])
+    doc = await r.json()
+    return str(next(iter(doc.values()))["id"])
 
 
 async def test_sign_in_sets_a_fresh_httponly_strict_cookie_without_the_token(console):
@@ -268,17 +273,14 @@ async def test_live_fragment_without_session_is_401_not_a_redirect(console):
 
 
 async def test_changes_calendar_expands_the_recurring_window_and_shows_records(console):
-    r = await console.post(
-        "/api/v1/changes",
-        json={
-            "title": "IOS upgrade",
-            "cis": ["core-sw1"],
-            "start": "2027-01-16T09:00:00Z",
-            "end": "2027-01-16T11:00:00Z",
-        },
-        headers=bearer("admin"),
+    await new_record(
+        console,
+        "changes",
+        title="IOS upgrade",
+        cis=["core-sw1"],
+        start="2027-01-16T09:00:00Z",
+        end="2027-01-16T11:00:00Z",
     )
-    assert r.status == 201
     await sign_in(console, "viewer")
     page = await (await console.get("/changes")).text()
     assert "IOS upgrade" in page and "requested" in page and 'id="CHG-000001"' in page
@@ -287,12 +289,9 @@ async def test_changes_calendar_expands_the_recurring_window_and_shows_records(c
 
 
 async def test_problems_and_services_pages(console):
-    r = await console.post(
-        "/api/v1/known-errors",
-        json={"title": "Flapping optic", "match": {"host": "edge-1"}, "workaround": "reseat the SFP"},
-        headers=bearer("admin"),
+    await new_record(
+        console, "known-errors", title="Flapping optic", match={"host": "edge-1"}, workaround="reseat the SFP"
     )
-    assert r.status == 201, await r.text()
     await sign_in(console, "viewer")
     page = await (await console.get("/problems")).text()
     assert "Flapping optic" in page and "reseat the SFP" in page
@@ -379,23 +378,17 @@ async def test_cookie_is_secure_behind_a_tls_proxy(console):
 
 
 async def test_incident_page_shows_linked_change_known_error_workaround_and_symptoms(console):
-    r = await console.post(
-        "/api/v1/changes",
-        json={
-            "title": "Optics swap",
-            "cis": ["edge-1"],
-            "start": "2027-01-15T07:00:00Z",
-            "end": "2027-01-15T09:00:00Z",
-        },
-        headers=bearer("admin"),
+    await new_record(
+        console,
+        "changes",
+        title="Optics swap",
+        cis=["edge-1"],
+        start="2027-01-15T07:00:00Z",
+        end="2027-01-15T09:00:00Z",
     )
-    assert r.status == 201
-    r = await console.post(
-        "/api/v1/known-errors",
-        json={"title": "Flapping optic", "match": {"host": "edge-1"}, "workaround": "reseat the SFP"},
-        headers=bearer("admin"),
+    await new_record(
+        console, "known-errors", title="Flapping optic", match={"host": "edge-1"}, workaround="reseat the SFP"
     )
-    assert r.status == 201
     ident = await new_incident(console, host="edge-1")
     r = await console.patch(
         f"/api/v1/incidents/{ident}", json={"change_id": "CHG-000001"}, headers=bearer("admin")
