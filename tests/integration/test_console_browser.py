@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed: make venv")
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 TOKENS = {
@@ -82,8 +83,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sign_in(browser, d: DaemonProcess, token: str) -> None:
     browser.delete_all_cookies()
     browser.get(d.url + "/signin")
-    browser.find_element(By.ID, "token").send_keys(token)
-    browser.find_element(By.ID, "signin").click()
+    browser.find_element(By.ID, "token").send_keys(token + Keys.ENTER)  # the keyboard is enough
     WebDriverWait(browser, WAIT).until(lambda b: b.current_url.endswith("/incidents"))
 
 
@@ -117,7 +117,10 @@ def test_sign_in_see_the_incident_arrive_acknowledge_it_and_see_the_timeline(dae
     assert events and "linkDown" in events[0].text and "edge-sw7" in events[0].text
     assert "port-flap" in browser.page_source  # the correlation rule
     browser.find_element(By.ID, "ack-note").send_keys("looking at the optics")
-    browser.find_element(By.ID, "do-ack").click()
+    browser.find_element(By.ID, "ack-note").send_keys(Keys.TAB)  # focus moves on to the button
+    active = browser.switch_to.active_element
+    assert active.get_attribute("id") == "do-ack"
+    active.send_keys(Keys.ENTER)
     WebDriverWait(browser, WAIT).until(lambda b: b.find_element(By.ID, "status").text == "acknowledged")
     entries = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "ol.timeline li")]
     assert any("ack by noc-operator" in e and "looking at the optics" in e for e in entries), entries
