@@ -415,3 +415,30 @@ def test_symptoms_are_the_linked_events_of_other_cis():
     assert [e.detail["host"] for e in v.symptoms] == ["acc-sw3"]
     assert [e.action for e in v.audit] == ["open", "ack"]
     assert v.legal == {"comment", "assign", "status", "resolve"} and v.statuses == ["in_progress", "on_hold"]
+
+
+async def test_a_document_page_is_one_call_with_sign_in_and_headers():
+    from correlator.console import add_document
+    from correlator.console.render import document
+
+    state = AppState(store=None, queue=None, incidents=object(), auth=parse_tokens(token_config()))  # type: ignore[arg-type]
+    app = make_app(state, 1 << 20)
+
+    async def produce(request) -> str:
+        return "<!doctype html><title>Service review</title><p>99.95%</p>"
+
+    add_document(app, "/report", "The service review", produce)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        assert (await client.get("/report", allow_redirects=False)).status == 303
+        await sign_in(client, "viewer")
+        r = await client.get("/report")
+        assert r.status == 200 and await r.text() == await produce(None)
+        assert r.headers["X-Frame-Options"] == "DENY" and r.headers["Cache-Control"] == "no-store"
+        doc = await (await client.get("/api/v1/openapi.json")).json()
+        assert doc["paths"]["/report"]["get"]["tags"] == ["console"]
+    finally:
+        await client.close()
+    own = document("<style>p{}</style>", csp="default-src 'none'; style-src 'unsafe-inline'")
+    assert own.headers["Content-Security-Policy"] == "default-src 'none'; style-src 'unsafe-inline'"
