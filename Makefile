@@ -4,8 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # Debian packages the integration tests drive as real peers (net-snmp, Mosquitto, Prometheus, Alertmanager,
-# PostgreSQL: the tests start their own server from its binaries, tests/support/postgres.py).
-APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager postgresql
+# PostgreSQL: the tests start their own server from its binaries, tests/support/postgres.py), and the
+# browser the web console's tests run in (chromium with its chromedriver).
+APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager postgresql chromium chromium-driver
 PYTEST_ARGS ?=
 
 .PHONY: run test lint fmt bench system-deps venv clean

@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import Counter
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from correlator import errors
+from correlator import console, errors
 from correlator.api import changes as changes_api
 from correlator.api import dead_letters as dead_letters_api
 from correlator.api import events as events_api
@@ -60,6 +60,8 @@ def make_app(state: AppState, max_body_bytes: int, limits: ConnectionLimits | No
     if state.problems is not None:
         problems_api.add_routes(app)
         known_errors_api.add_routes(app)
+    if state.incidents is not None:
+        console.add_routes(app, state.auth)
     return app
 
 

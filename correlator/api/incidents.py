@@ -248,21 +248,24 @@ async def _check_links(request: web.Request, fields: dict[str, Any]) -> None:
             fields[key] = record.human_id
 
 
+# Each action's body fields (kind per field) and the required ones, as the API checks them.
+ACTION_FIELDS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {}
+
+
 def _action(
     name: str, role: str, summary: str, fields: dict[str, str], required: tuple[str, ...] = ()
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         try:
-            args = await read_fields(request, fields, required, optional_body=not required)
-            if name == "status" and args["status"] not in _WORK_STATUSES:
-                raise bad("status", f"must be one of {', '.join(_WORK_STATUSES)} (use resolve/close/reopen)")
-            if name == "assign" and not args:
-                raise bad("", "give 'group', 'assignee' or both")
+            args = check_action(
+                name, await read_fields(request, fields, required, optional_body=not required)
+            )
         except FieldError as e:
             return _invalid(e)
         return await _act(request, name, args)
 
     handler.__name__ = f"incident_{name}"
+    ACTION_FIELDS[name] = (fields, required)
     return operation(
         summary=summary,
         role=role,
@@ -284,6 +287,16 @@ def _action(
 
 
 _WORK_STATUSES = ("acknowledged", "in_progress", "on_hold")
+
+
+def check_action(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """What an action's fields must satisfy beyond their kinds (the web console checks the same)."""
+    if name == "status" and args["status"] not in _WORK_STATUSES:
+        raise bad("status", f"must be one of {', '.join(_WORK_STATUSES)} (use resolve/close/reopen)")
+    if name == "assign" and not args:
+        raise bad("", "give 'group', 'assignee' or both")
+    return args
+
 
 ACTIONS = {
     "ack": _action("ack", "operator", "Acknowledge (new -> acknowledged)", {"note": "text"}),
