@@ -1,7 +1,9 @@
 """The route -> role table of docs/api.md ("Endpoints"), written out once so that lowering a role in
 the code or in the docs, or serving a route without deciding its role, fails a test.
 
-None is an open route, "webhook" a route whose handler checks its own ingest token.
+None is an open route, "webhook" a route whose handler checks its own ingest token, "console" a page
+of the web console: open to the bearer-token layer, it checks its own session cookie, CSRF token and
+the API role of each action (docs/console.md; tests/unit/console and the browser tests pin those).
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ ROUTE_ROLES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/events"): "webhook",
     ("POST", "/api/v1/webhooks/{source}"): "webhook",
     ("GET", "/api/v1/events"): "viewer",
+    ("GET", "/api/v1/dead-letters"): "viewer",
+    ("GET", "/api/v1/dead-letters/{id}"): "viewer",
+    ("DELETE", "/api/v1/dead-letters/{id}"): "admin",
+    ("POST", "/api/v1/dead-letters/{id}/retry"): "admin",
     ("GET", "/api/v1/incidents"): "viewer",
     ("POST", "/api/v1/incidents"): "admin",
     ("GET", "/api/v1/incidents/{id}"): "viewer",
@@ -45,4 +51,18 @@ ROUTE_ROLES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/known-errors/{id}/retire"): "admin",
     ("GET", "/api/v1/rules"): "viewer",
     ("POST", "/api/v1/rules/reload"): "operator",
+    ("GET", "/"): "console",
+    ("GET", "/signin"): "console",
+    ("POST", "/signin"): "console",
+    ("POST", "/signout"): "console",
+    ("GET", "/incidents"): "console",
+    ("GET", "/incidents/rows"): "console",
+    ("GET", "/incidents/{id}"): "console",
+    ("POST", "/incidents/{id}/{action}"): "console",
+    ("GET", "/changes"): "console",
+    ("GET", "/problems"): "console",
+    ("GET", "/services"): "console",
+    ("GET", "/wall"): "console",
+    ("GET", "/wall/rows"): "console",
+    ("GET", "/static/{name}"): "console",
 }
