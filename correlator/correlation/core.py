@@ -242,7 +242,9 @@ class Engine:
         self.clock: Clock | None = None
         self._timer: Timer | None = None
         self._timer_at = 0.0
-        self.types: frozenset[str] | None = None  # event types the rule can match (None: any); for the index
+        # For the rule index (index.py): the event types, else hosts, the rule can match (None: any).
+        self.types: frozenset[str] | None = None
+        self.hosts: frozenset[str] | None = None
         self.signature = ""  # the rule's text: a reload keeps the running engine when it is unchanged
         self.counters = RuleCounters()  # hits and errors; shared with GET /api/v1/rules when from a file
 
