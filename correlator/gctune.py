@@ -9,6 +9,8 @@ hold no reference cycles (reference counting frees them), so collecting less oft
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 YOUNG_THRESHOLD = 20_000  # net allocations between young collections (CPython default: 700)
 
@@ -18,3 +20,16 @@ def tune() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, 10, 10)
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """No collections meanwhile: for work that makes many objects that all stay alive (compiling a
+    rule set, serialising a snapshot), where every collection would scan them again for nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
