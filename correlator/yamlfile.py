@@ -27,19 +27,12 @@ class Position:
         return f"{self.file}:{self.line}:{self.column}"
 
 
-class YamlMap(dict[str, Any]):
-    """A dict that knows its own position and the position of each key and value.
-
-    The fast loader keeps the parser's marks and makes `Position`s only when one is asked for
-    (most never are); the position-recording loader and code building maps by hand set them."""
+class _Placed:
+    """Where a mapping or list starts: the parser's mark, made a Position on first use."""
 
     _file = "<string>"
-    _mark: Any = None  # the parser's mark of the mapping, or None
-    _key_marks: dict[str, Any] | None = None
-    _value_marks: dict[str, Any] | None = None
+    _mark: Any = None  # the parser's mark, or None
     _position: Position | None = None
-    _key_positions: dict[str, Position] | None = None
-    _value_positions: dict[str, Position] | None = None
 
     @property
     def position(self) -> Position:
@@ -50,6 +43,18 @@ class YamlMap(dict[str, Any]):
     @position.setter
     def position(self, value: Position) -> None:
         self._position = value
+
+
+class YamlMap(_Placed, dict[str, Any]):
+    """A dict that knows its own position and the position of each key and value.
+
+    The fast loader keeps the parser's marks and makes `Position`s only when one is asked for
+    (most never are); the position-recording loader and code building maps by hand set them."""
+
+    _key_marks: dict[str, Any] | None = None
+    _value_marks: dict[str, Any] | None = None
+    _key_positions: dict[str, Position] | None = None
+    _value_positions: dict[str, Position] | None = None
 
     @property
     def key_positions(self) -> dict[str, Position]:
@@ -88,22 +93,9 @@ class YamlMap(dict[str, Any]):
         return self.value_positions.get(key) or self.where(key)
 
 
-class YamlList(list[Any]):
-    _file = "<string>"
-    _mark: Any = None
+class YamlList(_Placed, list[Any]):
     _item_marks: list[Any] | None = None
-    _position: Position | None = None
     _item_positions: list[Position] | None = None
-
-    @property
-    def position(self) -> Position:
-        if self._position is None:
-            self._position = _at(self._file, self._mark)
-        return self._position
-
-    @position.setter
-    def position(self, value: Position) -> None:
-        self._position = value
 
     @property
     def item_positions(self) -> list[Position]:
