@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
+from correlator.rules.cache import CompileCache
 from correlator.rules.errors import RuleError, RuleErrors
 from correlator.rules.loader import load_rules
 from correlator.rules.ruleset import RuleSet
@@ -76,6 +77,7 @@ class RulesHolder:
         self.current = RuleSet()
         self.last: ReloadResult | None = None
         self._lock = asyncio.Lock()
+        self._cache = CompileCache()  # a reload compiles only the files that changed
 
     @property
     def errors(self) -> list[RuleError]:
@@ -109,7 +111,7 @@ class RulesHolder:
             return RuleSet(rules_dir=self.rules_dir)
         try:
             had_rules = frozenset(r.info.position.file for r in self.current.rules)
-            return load_rules(self.rules_dir, self.inventory_file, self.catalogue, had_rules)
+            return load_rules(self.rules_dir, self.inventory_file, self.catalogue, had_rules, self._cache)
         except RuleErrors as e:
             return e
 
