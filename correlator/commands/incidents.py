@@ -16,8 +16,6 @@ from typing import Any
 
 import orjson
 
-from correlator.api.auth import hash_token
-
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
@@ -57,6 +55,8 @@ class ApiError(Exception):
 def main(args: argparse.Namespace) -> int:
     cmd = args.incidents_command
     if cmd == "hash-token":
+        from correlator.api.auth import hash_token  # not at the top: it brings in aiohttp
+
         print(hash_token(args.token))
         return 0
     try:
