@@ -17,7 +17,9 @@ from typing import Any
 import yaml
 
 
-@dataclass(frozen=True, slots=True)
+# Treated as immutable, but not frozen: a frozen dataclass is three times slower to make, and loading
+# a big rule set makes about twenty per rule.
+@dataclass(slots=True, unsafe_hash=True)
 class Position:
     file: str
     line: int  # 1-based
@@ -166,10 +168,7 @@ _RESOLVERS: dict[str | None, list[tuple[str, Any]]] = yaml.SafeLoader.yaml_impli
 
 def _plain(value: str, cache: dict[str, Any]) -> Any:
     """What an untagged plain scalar means (null, bool, int, float, timestamp or text), as
-    SafeLoader resolves it."""
-    found = cache.get(value, cache)
-    if found is not cache:
-        return found
+    SafeLoader resolves it; remembered in `cache` (a file repeats its values)."""
     result: Any = value
     for tag, regexp in _RESOLVERS.get(value[:1], ()):
         if regexp.match(value):
@@ -194,6 +193,7 @@ def _fast_load(text: str, file: str) -> Any:
     cache: dict[str, Any] = {}
     # A frame: [container, key marks, value marks or None (a list), the key awaiting its value]
     stack: list[list[Any]] = []
+    top: list[Any] | None = None  # stack[-1]
     root: Any = None
     docs = 0
     nokey = _NotFast  # sentinel: no key read yet
@@ -205,28 +205,29 @@ def _fast_load(text: str, file: str) -> Any:
                 if ev.anchor is not None or ev.tag is not None:
                     raise _NotFast
                 implicit = ev.implicit
-                value: Any = _plain(ev.value, cache) if implicit[0] else ev.value
-                if not implicit[0] and not implicit[1]:
+                value: Any = ev.value
+                if implicit[0]:
+                    found = cache.get(value, nokey)
+                    value = _plain(value, cache) if found is nokey else found
+                elif not implicit[1]:
                     raise _NotFast
-                if stack:
-                    frame = stack[-1]
-                    if frame[2] is None:
-                        frame[0].append(value)
-                        frame[1].append(ev.start_mark)
-                    elif frame[3] is nokey:
-                        if not isinstance(value, str):
-                            value = str(value)
-                        if value in frame[0] or value == "<<":
-                            raise _NotFast  # duplicate or merge key: the checked loader says
-                        frame[3] = value
-                        frame[1][value] = ev.start_mark
-                    else:
-                        key = frame[3]
-                        frame[0][key] = value
-                        frame[2][key] = ev.start_mark
-                        frame[3] = nokey
-                else:
+                if top is None:
                     root = value
+                elif top[2] is None:
+                    top[0].append(value)
+                    top[1].append(ev.start_mark)
+                elif top[3] is nokey:
+                    if not isinstance(value, str):
+                        value = str(value)
+                    if value in top[0] or value == "<<":
+                        raise _NotFast  # duplicate or merge key: the checked loader says
+                    top[3] = value
+                    top[1][value] = ev.start_mark
+                else:
+                    key = top[3]
+                    top[0][key] = value
+                    top[2][key] = ev.start_mark
+                    top[3] = nokey
             elif cls is ev_map or cls is ev_seq:
                 if ev.anchor is not None or ev.tag is not None:
                     raise _NotFast
@@ -242,23 +243,23 @@ def _fast_load(text: str, file: str) -> Any:
                     item = [new, new._item_marks, None, nokey]
                 new._file = file
                 new._mark = ev.start_mark
-                if stack:
-                    frame = stack[-1]
-                    if frame[2] is None:
-                        frame[0].append(new)
-                        frame[1].append(ev.start_mark)
-                    elif frame[3] is nokey:
-                        raise _NotFast  # a mapping or list as a key
-                    else:
-                        key = frame[3]
-                        frame[0][key] = new
-                        frame[2][key] = ev.start_mark
-                        frame[3] = nokey
-                else:
+                if top is None:
                     root = new
+                elif top[2] is None:
+                    top[0].append(new)
+                    top[1].append(ev.start_mark)
+                elif top[3] is nokey:
+                    raise _NotFast  # a mapping or list as a key
+                else:
+                    key = top[3]
+                    top[0][key] = new
+                    top[2][key] = ev.start_mark
+                    top[3] = nokey
                 stack.append(item)
+                top = item
             elif cls is ev_map_end or cls is ev_seq_end:
                 stack.pop()
+                top = stack[-1] if stack else None
             elif cls is ev_doc:
                 docs += 1
                 if docs > 1:
