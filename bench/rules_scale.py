@@ -2,14 +2,15 @@
 rule-set load time and memory, a reload after one file of 100 changed, `rules test` on the shipped tests.
 
 Run: .venv/bin/python bench/rules_scale.py [--events 100000] [--rules 10,100,1000,10000]
-         [--types 20000] [--sec-events 10000] [--sec-max-rules 1000] [--only replay,load,reload,test]
+         [--types 20000] [--sec-events 5000] [--sec-max-rules 1000] [--only replay,load,reload,test]
 
 The script writes, in a temporary directory, one stream and for each rule count the same rules twice:
 correlator rule files (100 rules per file) and a SEC configuration. The rules are of three families,
 each pinned to its own event types: `cpu-N` (threshold: 3 events per host within 1 h), `auth-N`
-(auth burst: 2 failures per host and user within 1 h) and `link-N` (link pair: linkDown, then
+(auth burst: 3 failures per host and user within 1 h) and `link-N` (link pair: linkDown, then
 linkUp of the same host and interface within 1 h, which emits one event). 80% of the events go to
-the rules' types, 20% to types no rule names, so every run sees `--types` distinct types.
+the rules' types (45% threshold, 45% auth, 10% link), 20% to types no rule names, so every run
+sees `--types` distinct types.
 
 Replay is timed as a whole process (`correlator replay FILE --rules DIR -o OUT`: start-up, rule
 load, parsing, both rule levels, writing the output), wall clock and CPU. SEC (Debian package
@@ -47,6 +48,7 @@ USERS = [f"u{i}" for i in range(5)]
 PORTS = [f"if{i}" for i in range(4)]
 PER_FILE = 100
 OUT_TYPES = ("storm.cpu", "burst.auth", "pair.link")
+FAMILIES, WEIGHTS = ("cpu", "auth", "link"), (0.45, 0.45, 0.10)  # of the events that go to rules
 
 
 # -- the rules, twice -------------------------------------------------------------------------------
@@ -65,7 +67,7 @@ def correlator_rule(i: int) -> str:
     if f == "auth":
         return (
             f"  - name: auth-{i}\n    kind: threshold\n    match: {{type: auth.fail.{i}}}\n"
-            f"    group_by: [host, attributes.user]\n    count: 2\n    within: 1h\n"
+            f"    group_by: [host, attributes.user]\n    count: 3\n    within: 1h\n"
             f"    on_fire: [{{emit: {{type: burst.auth, message: 'auth-{i} {{host}} {{attributes.user}}'}}}}]\n"
         )
     return (
@@ -85,7 +87,7 @@ def sec_rule(i: int) -> str:
     if f == "auth":
         return (
             f"type=SingleWithThreshold\nptype=RegExp\npattern=^\\S+ (\\S+) auth\\.fail\\.{i} (\\S+)$\n"
-            f"desc=auth-{i} $1 $2\naction=write - burst.auth auth-{i} $1 $2\nwindow=3600\nthresh=2\n\n"
+            f"desc=auth-{i} $1 $2\naction=write - burst.auth auth-{i} $1 $2\nwindow=3600\nthresh=3\n\n"
         )
     return (
         f"type=PairWithWindow\nptype=RegExp\npattern=^\\S+ (\\S+) link\\.down\\.{i} (\\S+)$\n"
@@ -119,7 +121,8 @@ def write_stream(base: Path, n_rules: int, events: int, types: int, seed: int = 
         extra = ""
         ev: dict[str, object] = {"time": t, "host": host}
         if rnd.random() < 0.8:
-            i = rnd.randrange(n_rules)
+            f = rnd.choices(FAMILIES, WEIGHTS)[0]
+            i = rnd.randrange(FAMILIES.index(f), n_rules, 3) if n_rules > 2 else rnd.randrange(n_rules)
             f = family(i)
             if f == "cpu":
                 ev["type"] = f"cpu.high.{i}"
@@ -363,7 +366,7 @@ def main() -> None:
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--rules", default="10,100,1000,10000")
     p.add_argument("--types", type=int, default=20_000)
-    p.add_argument("--sec-events", type=int, default=10_000)
+    p.add_argument("--sec-events", type=int, default=5_000)
     p.add_argument("--sec-max-rules", type=int, default=1000)
     p.add_argument("--load-rules", type=int, default=10_000)
     p.add_argument("--only", default="replay,load,reload,test")

@@ -57,13 +57,15 @@ def main(args: argparse.Namespace) -> int:
     if args.rules and not args.rules.is_dir():
         print(f"correlator replay: --rules {args.rules}: no such directory", file=sys.stderr)
         return 2
-    try:
-        pipeline = build_pipeline(config)  # loads config.rules_dir, which --rules overrides
-    except RuleErrors as e:
-        print(f"correlator replay: {len(e.errors)} error(s) in the rules:\n{e}", file=sys.stderr)
-        return 2
+    # No collection while the rules load: what start-up makes is frozen (never scanned) right after.
+    with gctune.paused():
+        try:
+            pipeline = build_pipeline(config)  # loads config.rules_dir, which --rules overrides
+        except RuleErrors as e:
+            print(f"correlator replay: {len(e.errors)} error(s) in the rules:\n{e}", file=sys.stderr)
+            return 2
+        gctune.tune()
     out = args.output.open("wb") if args.output else None
-    gctune.tune()
     try:
         summary = _run(replay(args.file, pipeline, out, progress_stream(), args.wait))
     finally:
