@@ -75,7 +75,7 @@ def load_rules(
     if catalogue is not None:
         ctx.warnings.extend(inventory_disagreements(inventory, catalogue.current))
     try:
-        with gctune.paused():  # a big set makes ~100 objects per rule, all kept: nothing to collect
+        with gctune.paused():  # a big set makes ~50 objects per rule, all kept: nothing to collect
             if cache is None:
                 rules = compile_texts(texts, ctx)
             else:

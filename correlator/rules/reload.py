@@ -1,7 +1,8 @@
 """The live rule set and its reloads (file change, SIGHUP, POST /api/v1/rules/reload).
 
-A reload compiles the whole directory off the event loop, then swaps one reference: stages read
-`holder.current` once per batch, so no event sees a half-loaded set. On error the old set stays.
+A reload reads the whole directory off the event loop and compiles the files that changed since the
+last load (rules/cache.py), then swaps one reference: stages read `holder.current` once per batch,
+so no event sees a half-loaded set. On error the old set stays.
 The holder is one target of correlator/reloads.py, which watches its files and runs its reloads.
 """
 
