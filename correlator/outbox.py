@@ -17,12 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiohttp
 from prometheus_client import Counter, Histogram
 
 from correlator.logs import RateLimitedLog
 from correlator.outbox_store import Notice, OutboxStore
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
@@ -117,6 +120,8 @@ class Outbox:
         self._started = True
         if not self.endpoints:
             return
+        import aiohttp  # here, not at the top: replay and `rules test` never send and skip loading it
+
         self._session = aiohttp.ClientSession()
         for name, endpoint in self.endpoints.items():
             queue = self._queues[name]
@@ -233,6 +238,8 @@ class Outbox:
                 queue.task_done()  # cancelled (shutdown): the saved copy is sent at the next start
 
     async def _deliver(self, endpoint: Endpoint, notice: Notice) -> str:
+        import aiohttp  # loaded by start(), which made the session
+
         assert self._session is not None
         headers = {"Content-Type": "application/json", **endpoint.headers, **notice.headers}
         timeout = aiohttp.ClientTimeout(total=endpoint.timeout)

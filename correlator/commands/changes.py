@@ -13,7 +13,6 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from correlator.changes.calendar import load_calendar
 from correlator.changes.model import ACTIONS, POLICIES, RISKS
 from correlator.commands.api_client import call, client_options, out, print_log, run, share_options
 from correlator.errors import ConfigError
@@ -79,6 +78,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _check_calendar(path: Path) -> int:
+    from correlator.changes.calendar import load_calendar  # only this sub-command reads the calendar
+
     try:
         cal = load_calendar(path)
     except ConfigError as e:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from correlator.api.auth import hash_token
 from correlator.commands.api_client import call, client_options, out, quote, run, share_options
 
 
@@ -59,6 +58,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def main(args: argparse.Namespace) -> int:
     cmd = args.incidents_command
     if cmd == "hash-token":
+        from correlator.api.auth import hash_token  # not at the top: it brings in aiohttp
+
         print(hash_token(args.secret))
         return 0
 

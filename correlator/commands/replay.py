@@ -81,21 +81,23 @@ def main(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.rules:
         overrides["rules_dir"] = str(args.rules)
-    try:
-        config = load_config(args.config, overrides)
-        if args.rules and not args.rules.is_dir():
-            raise ConfigError(f"--rules {args.rules}: no such directory")
-        changes = load_changes(args.changes) if args.changes else []
-        rules = RulesHolder(config.rules_dir, config.inventory_file, load_catalogue(config))
-        rules.load_initial()
-    except RuleErrors as e:
-        print(f"correlator replay: {len(e.errors)} error(s) in the rules:\n{e}", file=sys.stderr)
-        return 2
-    except ConfigError as e:
-        print(f"correlator replay: {e}", file=sys.stderr)
-        return 2
+    # No collection while the rules load: what start-up makes is frozen (never scanned) right after.
+    with gctune.paused():
+        try:
+            config = load_config(args.config, overrides)
+            if args.rules and not args.rules.is_dir():
+                raise ConfigError(f"--rules {args.rules}: no such directory")
+            changes = load_changes(args.changes) if args.changes else []
+            rules = RulesHolder(config.rules_dir, config.inventory_file, load_catalogue(config))
+            rules.load_initial()
+        except RuleErrors as e:
+            print(f"correlator replay: {len(e.errors)} error(s) in the rules:\n{e}", file=sys.stderr)
+            return 2
+        except ConfigError as e:
+            print(f"correlator replay: {e}", file=sys.stderr)
+            return 2
+        gctune.tune()
     out = args.output.open("wb") if args.output else None
-    gctune.tune()
     try:
         if args.events_only:
             summary = _run(

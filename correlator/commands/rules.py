@@ -14,7 +14,6 @@ from correlator.catalogue import load_catalogue
 from correlator.config import Config, load_config, parse_duration
 from correlator.replay import parse_events
 from correlator.rules.errors import RuleErrors
-from correlator.rules.explain import explain
 from correlator.rules.loader import load_rules
 from correlator.rules.reload import RulesHolder
 from correlator.rules.schema import rules_schema
@@ -162,6 +161,8 @@ def explain_cmd(args: argparse.Namespace) -> int:
     except RuleErrors as e:
         print(f"correlator rules explain: {len(e.errors)} error(s) in the rules:\n{e}", file=sys.stderr)
         return 2
+    from correlator.rules.explain import explain  # only this sub-command needs the tracer
+
     result = asyncio.run(explain(holder, config, events, args.wait))
     if args.json:
         sys.stdout.write(orjson.dumps(result.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")

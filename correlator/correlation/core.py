@@ -243,9 +243,12 @@ class Engine:
         self.clock: Clock | None = None
         self._timer: Timer | None = None
         self._timer_at = 0.0
-        self.types: frozenset[str] | None = None  # event types the rule can match (None: any); for the index
+        # For the rule index (index.py): the event types, else hosts, the rule can match (None: any).
+        self.types: frozenset[str] | None = None
+        self.hosts: frozenset[str] | None = None
         self.signature = ""  # the rule's text: a reload keeps the running engine when it is unchanged
         self.counters = RuleCounters()  # hits and errors; shared with GET /api/v1/rules when from a file
+        self._fires: dict[str, Any] = {}  # hook -> its FIRES child: labels() costs more than inc()
 
     # -- wiring ---------------------------------------------------------------------------------
     def attach(self, clock: Clock, sink: Sink) -> None:
@@ -324,8 +327,11 @@ class Engine:
         self, hook: str, subject: Event, key: Key, from_timer: bool, extra: dict[str, Any], made: Event | None
     ) -> None:
         sink = self.sink
-        if not sink.refeeding:
-            FIRES.labels(self.name, hook).inc()
+        if not sink.refeeding:  # hooks run again by the post-crash re-feed were counted the first time
+            fires = self._fires.get(hook)
+            if fires is None:
+                fires = self._fires[hook] = FIRES.labels(self.name, hook)
+            fires.inc()
         mark = sink.mark()
         actions = self.hooks.get(hook)
         if actions:

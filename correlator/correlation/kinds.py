@@ -20,6 +20,7 @@ from correlator.correlation.rulespec import (
     group_by_spec,
     hooks_keys,
     hooks_of,
+    hosts_of,
     key_fn,
     state_getter,
     types_of,
@@ -45,6 +46,7 @@ TIMEOUT_TYPE = Key(Str(doc="type of the timeout event (default '<rule>.timeout')
 
 def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None) -> Engine:
     engine.types = types_of(*matches)
+    engine.hosts = hosts_of(*matches)
     engine.signature = repr((dict(raw), extra))
     engine.counters = STATS.counters(engine.name)  # correlator_rule_matches_total and GET /api/v1/rules
     return engine

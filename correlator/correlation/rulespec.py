@@ -190,9 +190,18 @@ def key_fn(paths: list[str], where: Position | None) -> KeyFn:
 
 def types_of(*match_specs: Any) -> frozenset[str] | None:
     """Event types a rule can see, when every one of its matchers pins `type` (else None: any type)."""
+    return _pinned("type", match_specs)
+
+
+def hosts_of(*match_specs: Any) -> frozenset[str] | None:
+    """Hosts a rule can see, when every one of its matchers pins `host` (else None: any host)."""
+    return _pinned("host", match_specs)
+
+
+def _pinned(path: str, match_specs: tuple[Any, ...]) -> frozenset[str] | None:
     out: set[str] = set()
     for spec in match_specs:
-        pinned = equality_values(spec, "type")
+        pinned = equality_values(spec, path)
         if pinned is None:
             return None
         out |= pinned

@@ -8,7 +8,6 @@ first clock tick. The state is serialised on the event loop (a consistent cut), 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import sqlite3
 import time
@@ -18,6 +17,7 @@ from typing import Any
 import orjson
 from prometheus_client import Gauge, Histogram
 
+from correlator import gctune
 from correlator.correlation.core import Engine
 from correlator.correlation.stage import Correlate
 
@@ -58,13 +58,8 @@ def encode_rule(engine: Engine, store_pos: int = 0, clock: float = 0.0) -> Row:
     The garbage collector is paused meanwhile: with millions of state objects alive, the temporary
     lists would otherwise trigger full collections that cost more than the serialisation itself.
     """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gctune.paused():
         return engine.name, engine.kind, orjson.dumps(engine.snapshot()), store_pos, clock
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def write_rows(path: Path, rows: list[Row], saved: float) -> None:

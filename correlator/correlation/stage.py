@@ -17,6 +17,7 @@ from prometheus_client import Counter
 
 from correlator.clock import Clock
 from correlator.correlation.core import KEYS, Engine, Sink
+from correlator.correlation.index import EngineIndex
 from correlator.correlation.topology import TopologyRule
 from correlator.event import Event
 from correlator.logs import RateLimitedLog
@@ -45,7 +46,6 @@ class Tracer(Protocol):
     def on_event(self, engine: Engine, ev: Event, t: float, depth: int) -> None: ...
 
 
-MAX_CACHED_TYPES = 10_000
 _NEVER = 1 << 62  # store position of rules with no snapshot: never re-fed
 
 
@@ -73,7 +73,7 @@ class Correlate:
         self._wall = wall
         self.sink = Sink()
         self.clock: Clock | None = None
-        self._by_type: dict[str, tuple[Engine, ...]] = {}
+        self.index = EngineIndex(engines)
         for e in engines:
             KEYS.labels(e.name).set_function(e.keys)
         self._rules = rules
@@ -169,7 +169,7 @@ class Correlate:
             gone.detach()
             KEYS.remove(gone.name)
         self.engines = result
-        self._by_type = {}
+        self.index = EngineIndex(result)
         self._gates = _gates(result)
 
     def bind(self, clock: Clock) -> None:
@@ -190,7 +190,7 @@ class Correlate:
         sink.suppressed = None
         skip = self._skip
         tracer = self.tracer
-        for e in self._rules_for(ev.type):
+        for e in self.index.rules_for(ev.type, ev.host):
             if skip is not None and skip.get(e.name, _NEVER) >= self._pos:
                 continue  # this rule's snapshot already includes the event
             try:
@@ -225,14 +225,6 @@ class Correlate:
                     out.append(new)
                 else:
                     self._correlate(new, t, depth + 1, out)
-
-    def _rules_for(self, type_: str) -> tuple[Engine, ...]:
-        rules = self._by_type.get(type_)
-        if rules is None:
-            rules = tuple(e for e in self.engines if e.types is None or type_ in e.types)
-            if len(self._by_type) < MAX_CACHED_TYPES:
-                self._by_type[type_] = rules
-        return rules
 
     def _take_timer_events(self, out: list[Event]) -> None:
         sink = self.sink

@@ -6,10 +6,11 @@ a complete new RuleSet or a list of `file:line:column: message` errors and keeps
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from correlator import yamlfile
+from correlator import gctune, yamlfile
 from correlator.catalogue import Claim, disagreements
 from correlator.inventory import Inventory, InventoryError, load_inventory
 from correlator.rules.errors import RuleError, RuleErrors, suggest
@@ -21,6 +22,16 @@ if TYPE_CHECKING:
     from correlator.catalogue import Catalogue, CatalogueHolder
 
 TEST_SUFFIXES = ("_test.yaml", "_test.yml")
+
+
+class Compiler(Protocol):
+    """What load_rules needs of a compile cache (rules/cache.py, which builds on this module)."""
+
+    def compile(
+        self, texts: dict[str, str], ctx: BuildContext, context: tuple[Any, ...]
+    ) -> list[LoadedRule]: ...
+
+
 FILE_KEYS = ("rules",)
 
 
@@ -47,9 +58,11 @@ def load_rules(
     inventory_file: Path | None = None,
     catalogue: CatalogueHolder | None = None,
     had_rules: frozenset[str] = frozenset(),
+    cache: Compiler | None = None,
 ) -> RuleSet:
     """Compile the whole directory; raises RuleErrors listing every problem found. With a service
-    catalogue, what the inventory and topology files say against it is in `RuleSet.warnings`."""
+    catalogue, what the inventory and topology files say against it is in `RuleSet.warnings`.
+    With a cache, files unchanged since the last load are not compiled again (cache.py)."""
     if not rules_dir.is_dir():
         raise RuleErrors([RuleError(Position(str(rules_dir), 1, 1), "the rules directory does not exist")])
     try:
@@ -71,7 +84,12 @@ def load_rules(
     if catalogue is not None:
         ctx.warnings.extend(inventory_disagreements(inventory, catalogue.current))
     try:
-        rules = compile_texts(texts, ctx)
+        with gctune.paused():  # a big set makes ~50 objects per rule, all kept: nothing to collect
+            if cache is None:
+                rules = compile_texts(texts, ctx)
+            else:
+                context = (str(rules_dir), _digest(inventory_file), catalogue.current if catalogue else None)
+                rules = cache.compile(texts, ctx, context)
     except RuleErrors as e:
         errors.extend(e.errors)
         rules = []
@@ -82,6 +100,16 @@ def load_rules(
     return RuleSet(
         rules, [str(p) for p in files], inventory, rules_dir, data_files=ctx.data_files, warnings=warnings
     )
+
+
+def _digest(path: Path | None) -> bytes | None:
+    """The inventory's content as the cache sees it (the inventory was just read: it exists)."""
+    if path is None:
+        return None
+    try:
+        return hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
+    except OSError:
+        return None
 
 
 def inventory_disagreements(inventory: Inventory, catalogue: Catalogue) -> list[str]:
@@ -100,26 +128,42 @@ def compile_texts(texts: dict[str, str], ctx: BuildContext) -> list[LoadedRule]:
     seen: dict[str, Position] = {}
     order = 0
     for file, text in texts.items():
-        try:
-            doc = yamlfile.loads(text, file)
-        except yamlfile.YamlError as e:
-            errors.append(RuleError(e.position, e.message))
-            continue
-        for item, where in _rule_items(doc, file, errors):
-            try:
-                loaded = _compile_rule(item, where, order, registry, ctx, seen)
-            except RuleErrors as e:
-                errors.extend(e.errors)
-                continue
-            except RuleError as e:
-                errors.append(e)
-                continue
-            order += 1
-            if loaded is not None:
-                rules.append(loaded)
+        order = compile_file(file, text, order, registry, ctx, seen, rules, errors)
     if errors:
         raise RuleErrors(errors)
     return rules
+
+
+def compile_file(
+    file: str,
+    text: str,
+    order: int,
+    registry: dict[str, Any],
+    ctx: BuildContext,
+    seen: dict[str, Position],
+    rules: list[LoadedRule],
+    errors: list[RuleError],
+) -> int:
+    """Compile one file's rules into `rules` (errors into `errors`), numbering them from `order`;
+    returns the next number. `seen` holds every rule name met so far, disabled rules too."""
+    try:
+        doc = yamlfile.loads(text, file)
+    except yamlfile.YamlError as e:
+        errors.append(RuleError(e.position, e.message))
+        return order
+    for item, where in _rule_items(doc, file, errors):
+        try:
+            loaded = _compile_rule(item, where, order, registry, ctx, seen)
+        except RuleErrors as e:
+            errors.extend(e.errors)
+            continue
+        except RuleError as e:
+            errors.append(e)
+            continue
+        order += 1
+        if loaded is not None:
+            rules.append(loaded)
+    return order
 
 
 def _rule_items(doc: Any, file: str, errors: list[RuleError]) -> list[tuple[Any, Position]]:

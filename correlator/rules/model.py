@@ -245,11 +245,11 @@ class Obj(Spec):
         out: dict[str, Any] = {}
         errors: list[RuleError] = []
         for k, v in value.items():
-            kpos = _kpos(value, k, where)
             if k not in self.keys:
                 errors.append(
                     RuleError(
-                        kpos, f"unknown key {k!r}{suggest(k, self.keys)}; known: {', '.join(self.keys)}"
+                        _kpos(value, k, where),
+                        f"unknown key {k!r}{suggest(k, self.keys)}; known: {', '.join(self.keys)}",
                     )
                 )
                 continue

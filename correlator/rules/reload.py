@@ -1,7 +1,8 @@
 """The live rule set and its reloads (file change, SIGHUP, POST /api/v1/rules/reload).
 
-A reload compiles the whole directory off the event loop, then swaps one reference: stages read
-`holder.current` once per batch, so no event sees a half-loaded set. On error the old set stays.
+A reload reads the whole directory off the event loop and compiles the files that changed since the
+last load (rules/cache.py), then swaps one reference: stages read `holder.current` once per batch,
+so no event sees a half-loaded set. On error the old set stays.
 The holder is one target of correlator/reloads.py, which watches its files and runs its reloads.
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
+from correlator.rules.cache import CompileCache
 from correlator.rules.errors import RuleError, RuleErrors
 from correlator.rules.loader import load_rules
 from correlator.rules.ruleset import RuleSet
@@ -76,6 +78,7 @@ class RulesHolder:
         self.current = RuleSet()
         self.last: ReloadResult | None = None
         self._lock = asyncio.Lock()
+        self._cache = CompileCache()  # a reload compiles only the files that changed
 
     @property
     def errors(self) -> list[RuleError]:
@@ -109,7 +112,7 @@ class RulesHolder:
             return RuleSet(rules_dir=self.rules_dir)
         try:
             had_rules = frozenset(r.info.position.file for r in self.current.rules)
-            return load_rules(self.rules_dir, self.inventory_file, self.catalogue, had_rules)
+            return load_rules(self.rules_dir, self.inventory_file, self.catalogue, had_rules, self._cache)
         except RuleErrors as e:
             return e
 

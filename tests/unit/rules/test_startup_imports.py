@@ -1,0 +1,41 @@
+"""The offline commands load only what they need: no HTTP server, no collectors, no SNMP or MQTT."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+HEAVY = ("aiohttp", "collectors", "pysnmp", "aiomqtt", "apscheduler", "correlator.api", "correlator.daemon")
+
+PROBE = """
+import sys
+from correlator.cli import main
+rc = main(sys.argv[1:])
+heavy = sorted(m for m in sys.modules if m.split('.')[0] in {0} or m.startswith({1}))
+print(repr(heavy))
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rules", "check", "rules"],
+        ["rules", "test", "rules/tests/noise_test.yaml"],
+        ["replay", "EVENTS", "--rules", "rules"],
+    ],
+)
+def test_offline_commands_do_not_import_the_daemon_parts(args, tmp_path):
+    events = tmp_path / "events.ndjson"
+    events.write_text('{"host": "sw1", "type": "IF-MIB::linkDown", "time": "2026-01-01T00:00:00Z"}\n')
+    args = [str(events) if a == "EVENTS" else a for a in args]
+    tops = {h for h in HEAVY if "." not in h}
+    code = PROBE.format(repr(tops), repr(tuple(h for h in HEAVY if "." in h)))
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
