@@ -190,6 +190,8 @@ _TAG = re.compile(r"([\w./@-]{1,48})(?:\[([^\]\s]{0,64})\])?: ?")
 _CISCO = re.compile(r"%([A-Z][A-Z0-9_]*(?:-[A-Z0-9_]+)*)-([0-7])-([A-Z0-9_]+) ?: ?")
 _JUNOS = re.compile(r"([A-Z][A-Z0-9]*_[A-Z0-9_]{2,63}): ")
 _UTC_ZONES = ("UTC", "GMT", "")
+_CACHE_SIZE = 4096
+_bsd_cache: dict[tuple[str, int], float | None] = {}
 
 
 def _rfc3164(s: str, facility: int, severity: int, received: float) -> Record:
@@ -253,10 +255,17 @@ def _timestamp(s: str, rec: Record, received: float) -> tuple[bool, int] | None:
         mark, year1, mon, day, year2, hh, mi, ss, frac, zone, colon = m.groups()
         month = _MONTHS.get(mon)
         if month is not None:
-            year = year1 or year2
-            t = _bsd_time(
-                int(year) if year else None, month, int(day), int(hh), int(mi), int(ss), frac, received
-            )
+            # Devices send many messages per second: the same header text needs converting once.
+            key = (m.group(0), int(received) // 86400)
+            t = _bsd_cache.get(key, -1.0)
+            if t == -1.0:
+                year = year1 or year2
+                t = _bsd_time(
+                    int(year) if year else None, month, int(day), int(hh), int(mi), int(ss), frac, received
+                )
+                if len(_bsd_cache) >= _CACHE_SIZE:
+                    _bsd_cache.clear()
+                _bsd_cache[key] = t
             if mark or (zone or "") not in _UTC_ZONES or t is None:
                 rec.device_time = m.group(0).rstrip(": ")
                 rec.clock_synced = not mark

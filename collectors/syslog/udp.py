@@ -24,11 +24,13 @@ from collectors.syslog.intake import (
     log,
 )
 from collectors.syslog.mapping import SOURCE
+from correlator import udpdrops
 from correlator.collector import CollectorContext
 from correlator.errors import QueueFull, ShuttingDown
 from correlator.event import Event
 
 T = "udp"
+KERNEL_DROPS_INTERVAL = 5.0
 
 
 class UdpListener(asyncio.DatagramProtocol):
@@ -40,6 +42,7 @@ class UdpListener(asyncio.DatagramProtocol):
         self._wake = asyncio.Event()
         self._transport: asyncio.DatagramTransport | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._messages = MESSAGES.labels(T)
         self.address: tuple[str, int] | None = None
 
@@ -57,11 +60,26 @@ class UdpListener(asyncio.DatagramProtocol):
         self._transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
         self.address = sock.getsockname()[:2]
         self._flusher = asyncio.create_task(self._flush_forever(), name="syslog-udp-flush")
-        log.info("syslog: listening on udp %s:%d", *self.address)
+        self._watcher = asyncio.create_task(
+            udpdrops.watch(sock, KERNEL_DROPS_INTERVAL, self._kernel_dropped), name="syslog-udp-drops"
+        )
+        got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        log.info("syslog: listening on udp %s:%d (receive buffer %d bytes)", *self.address, got)
+
+    def _kernel_dropped(self, n: int) -> None:
+        drop(
+            T,
+            "receive_buffer",
+            "-",
+            "kernel receive buffer full (raise recv_buffer_bytes and net.core.rmem_max)",
+            n,
+        )
 
     async def stop(self) -> None:
         if self._transport is not None:
             self._transport.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
