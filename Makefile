@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-# Debian packages the integration tests drive as real peers (net-snmp, Mosquitto, Prometheus, Alertmanager).
-APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager
+# Debian packages the integration tests drive as real peers (net-snmp, Mosquitto, Prometheus, Alertmanager;
+# util-linux logger and openssl s_client send syslog).
+APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager bsdutils openssl
 PYTEST_ARGS ?=
 
 .PHONY: run test lint fmt bench system-deps venv clean

@@ -78,7 +78,7 @@ def _pri(text: str) -> tuple[int, int, int]:
     end = text.find(">", 1, 6)
     digits = text[1:end]
     if end < 0 or not digits.isdigit() or not digits.isascii() or (len(digits) > 1 and digits[0] == "0"):
-        raise ParseError(BAD_PRI, f"invalid PRI {text[:6]!r}")
+        raise ParseError(BAD_PRI, "invalid PRI (expected <0> to <191>)")
     pri = int(digits)
     if pri > 191:
         raise ParseError(BAD_PRI, f"PRI {pri} out of range (0-191)")
