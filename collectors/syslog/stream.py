@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from asyncio import sslproto
+from collections.abc import Callable
 from typing import cast
 
 from collectors.syslog.framing import Deframer
@@ -32,6 +34,8 @@ from correlator.errors import QueueFull, ShuttingDown
 from correlator.event import Event
 
 TOO_MANY = "too_many_connections"
+TLS_HANDSHAKE = "tls_handshake"
+HANDSHAKE_TIMEOUT = 30  # seconds
 
 
 class StreamListener:
@@ -45,23 +49,31 @@ class StreamListener:
         self.messages = MESSAGES.labels(transport)
         self.gauge = CONNECTIONS.labels(transport)
         self._server: asyncio.Server | None = None
+        self.handshakes: set[asyncio.Task[None]] = set()
         self.address: tuple[str, int] | None = None
 
     async def start(self, listen: tuple[str, int], tls: TlsListener | None = None) -> None:
-        context = _server_context(tls) if tls is not None else None
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: Connection(self), listen[0], listen[1], ssl=context, reuse_address=True
-        )
+        factory: Callable[[], asyncio.Protocol] = lambda: Connection(self)  # noqa: E731
+        if tls is not None:
+            context = _server_context(tls)
+            # TlsHandshake installs TLS itself (not create_server(ssl=...)) so that a refused
+            # handshake is counted and logged.
+            factory = lambda: TlsHandshake(self, context)  # noqa: E731
+        self._server = await loop.create_server(factory, listen[0], listen[1], reuse_address=True)
         self.address = self._server.sockets[0].getsockname()[:2]
         log.info("syslog: listening on %s %s:%d", self.transport, *self.address)
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-        tasks = [c.task for c in self.connections if c.task is not None]
-        for c in list(self.connections):
+        for h in list(self.handshakes):
+            h.cancel()
+        open_now = list(self.connections)
+        for c in open_now:
             c.close()
+        await asyncio.sleep(0)  # connection_lost runs: a last frame without LF joins its batch
+        tasks = [c.task for c in open_now if c.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -77,6 +89,45 @@ def _server_context(tls: TlsListener) -> ssl.SSLContext:
         ctx.load_verify_locations(tls.client_ca_file)
         ctx.verify_mode = ssl.CERT_REQUIRED  # RFC 5425 mutual authentication
     return ctx
+
+
+class TlsHandshake(asyncio.Protocol):
+    """Accepts a TCP connection and puts TLS between it and a Connection, counting failed handshakes.
+
+    What `create_server(ssl=...)` does, except that the handshake's outcome is observed: asyncio
+    reports a refused handshake nowhere a NOC would look. The TLS layer is installed before the
+    transport's first read, so no byte of the ClientHello can reach the wrong protocol.
+    """
+
+    def __init__(self, listener: StreamListener, context: ssl.SSLContext) -> None:
+        self._l = listener
+        self._context = context
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        raw = cast(asyncio.Transport, transport)
+        peer = raw.get_extra_info("peername")
+        sender = str(peer[0]) if peer else "-"
+        if not self._l.intake.allowed(sender):
+            drop(self._l.transport, NOT_ALLOWED, sender, "connection refused: not in allowed_senders")
+            raw.abort()
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        tls = sslproto.SSLProtocol(
+            loop, Connection(self._l), self._context, waiter, server_side=True,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+        )  # fmt: skip
+        raw.set_protocol(tls)
+        tls.connection_made(raw)
+        task = asyncio.create_task(self._outcome(waiter, sender), name="syslog-tls-handshake")
+        self._l.handshakes.add(task)
+        task.add_done_callback(self._l.handshakes.discard)
+
+    async def _outcome(self, waiter: asyncio.Future[None], sender: str) -> None:
+        try:
+            await waiter
+        except (OSError, ssl.SSLError, TimeoutError) as e:
+            drop(self._l.transport, TLS_HANDSHAKE, sender, f"TLS handshake failed: {e}")
 
 
 class Connection(asyncio.Protocol):
@@ -120,6 +171,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._deframer.finish()  # a TLS peer may close without an EOF of its own
+        self._kick()
         if self in self._l.connections:
             self._l.connections.discard(self)
             self._l.gauge.dec()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -166,7 +165,12 @@ def test_tls_octet_counted_messages_with_certificate_from_files(make_daemon, tmp
     # a client that does not speak TLS is refused by the handshake, not parsed
     with socket.create_connection(("127.0.0.1", port)) as c:
         c.sendall(b"<13>plain text on the TLS port\n")
-        time.sleep(0.2)
+    d.wait_for(
+        lambda: (
+            d.metric("correlator_syslog_dropped_total", {"transport": "tls", "reason": "tls_handshake"}) == 1
+        ),
+        what="the refused handshake counted",
+    )
     assert len(d.events("source=syslog")) == 2
 
 
@@ -176,3 +180,91 @@ def test_non_loopback_listener_without_allowed_senders_refuses_to_start(make_dae
     )
     with pytest.raises(RuntimeError, match=r"exited with 2:(.|\n)*allowed_senders"):
         d.start()
+
+
+def _ca_and_leaves(tmp_path: Path) -> dict[str, Path]:
+    """A CA, a server certificate for localhost and a client certificate, all as PEM files."""
+    now = datetime.now(UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write(stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        (tmp_path / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (tmp_path / f"{stem}.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("syslog test CA"))
+        .issuer_name(name("syslog test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    write("ca", ca, ca_key)
+    for stem, cn in (("server", "localhost"), ("client", "core-sw1")):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        write(stem, cert, key)
+    return {p.name: p for p in tmp_path.glob("*.crt")} | {p.name: p for p in tmp_path.glob("*.key")}
+
+
+def test_tls_with_client_certificates_refuses_a_sender_without_one(make_daemon, tmp_path):
+    f = _ca_and_leaves(tmp_path)
+    port = free_port()
+    tls = {
+        "listen": f"127.0.0.1:{port}",
+        "cert_file": str(f["server.crt"]),
+        "key_file": str(f["server.key"]),
+        "client_ca_file": str(f["ca.crt"]),
+    }
+    d, _, _ = start(make_daemon, tls=tls)
+    frame = b"<11>1 - core-sw1 app - M1 - with a certificate"
+    ctx = ssl.create_default_context(cafile=str(f["ca.crt"]))
+    ctx.load_cert_chain(f["client.crt"], f["client.key"])
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as s,
+    ):
+        s.sendall(b"%d %s" % (len(frame), frame))
+    anonymous = ssl.create_default_context(cafile=str(f["ca.crt"]))
+    answer = b"?"
+    try:  # TLS 1.3: the server's refusal arrives after the client's handshake, on the first read
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            anonymous.wrap_socket(raw, server_hostname="localhost") as s,
+        ):
+            s.sendall(b"<11>1 - intruder app - M2 - without one\n")
+            answer = s.recv(1)
+    except (ssl.SSLError, ConnectionError):
+        answer = b""
+    assert answer == b""
+    (event,) = wait_events(d, 1)
+    assert event["attributes"]["msgid"] == "M1" and event["host"] == "core-sw1"
+    assert d.events("source=syslog") == [event]
+    assert d.metric("correlator_syslog_dropped_total", {"transport": "tls", "reason": "tls_handshake"}) == 1
