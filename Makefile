@@ -4,8 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # Debian packages the integration tests drive as real peers (net-snmp, Mosquitto, Prometheus, Alertmanager;
-# util-linux logger and openssl s_client send syslog).
-APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager bsdutils openssl
+# util-linux logger, openssl s_client and rsyslog send syslog).
+APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager bsdutils openssl rsyslog rsyslog-gnutls
 PYTEST_ARGS ?=
 
 .PHONY: run test lint fmt bench system-deps venv clean

@@ -56,7 +56,7 @@ class Mapper:
             _type(rec)[:MAX_NAME_LEN],
             SEVERITY[rec.severity],
             _resource(rec),
-            rec.message[:MAX_MESSAGE_LEN],
+            rec.message.strip()[:MAX_MESSAGE_LEN],  # rsyslog relays BSD text with its leading space
             attrs,
         )
 

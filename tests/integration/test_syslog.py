@@ -268,3 +268,67 @@ def test_tls_with_client_certificates_refuses_a_sender_without_one(make_daemon, 
     assert event["attributes"]["msgid"] == "M1" and event["host"] == "core-sw1"
     assert d.events("source=syslog") == [event]
     assert d.metric("correlator_syslog_dropped_total", {"transport": "tls", "reason": "tls_handshake"}) == 1
+
+
+def _bound_udp(port: int) -> bool:
+    """True once another process has bound 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def test_rsyslog_relays_over_tcp_and_mutual_tls(make_daemon, tmp_path):
+    """rsyslog, as Linux servers and log relays run it: messages from `logger` forwarded in RFC 5424
+    over TCP with octet counting and over TLS (gtls, client certificate, server name checked)."""
+    rsyslogd = need_tool("rsyslogd", "rsyslog rsyslog-gnutls")
+    if not list(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so")):
+        pytest.skip("rsyslog's TLS driver not installed: apt-get install -y rsyslog-gnutls")
+    f = _ca_and_leaves(tmp_path)
+    tls_port = free_port()
+    tls = {
+        "listen": f"127.0.0.1:{tls_port}",
+        "cert_file": str(f["server.crt"]),
+        "key_file": str(f["server.key"]),
+        "client_ca_file": str(f["ca.crt"]),
+    }
+    d, _, tcp = start(make_daemon, tls=tls)
+    inbound = free_port(socket.SOCK_DGRAM)
+    work = tmp_path / "rsyslog"
+    work.mkdir()
+    conf = work / "rsyslog.conf"
+    conf.write_text(
+        f"""
+global(workDirectory="{work}"
+       DefaultNetstreamDriverCAFile="{f["ca.crt"]}"
+       DefaultNetstreamDriverCertFile="{f["client.crt"]}"
+       DefaultNetstreamDriverKeyFile="{f["client.key"]}")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{inbound}")
+action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="octet-counted"
+       template="RSYSLOG_SyslogProtocol23Format")
+action(type="omfwd" target="127.0.0.1" port="{tls_port}" protocol="tcp" StreamDriver="gtls"
+       StreamDriverMode="1" StreamDriverAuthMode="x509/name" StreamDriverPermittedPeers="localhost"
+       template="RSYSLOG_SyslogProtocol23Format")
+"""
+    )
+    proc = subprocess.Popen(
+        [rsyslogd, "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "rsyslogd.log").open("wb"),
+    )
+    try:
+        d.wait_for(lambda: _bound_udp(inbound), what="rsyslog listening")
+        logger(inbound, "-d", "--rfc3164", "-t", "kernel", "-p", "kern.err", "e1000e: eth0 NIC Link is Down")
+        events = wait_events(d, 2, timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert {e["type"] for e in events} == {"syslog:kernel"}
+    assert {e["resource"] for e in events} == {""}
+    assert {(e["severity"], e["attributes"]["syslog_format"]) for e in events} == {("minor", "rfc5424")}
+    assert {e["message"] for e in events} == {"e1000e: eth0 NIC Link is Down"}
+    assert d.metric("correlator_syslog_messages_total", {"transport": "tcp"}) == 1
+    assert d.metric("correlator_syslog_messages_total", {"transport": "tls"}) == 1
