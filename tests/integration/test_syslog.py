@@ -234,15 +234,20 @@ def _ca_and_leaves(tmp_path: Path) -> dict[str, Path]:
     return {p.name: p for p in tmp_path.glob("*.crt")} | {p.name: p for p in tmp_path.glob("*.key")}
 
 
-def test_tls_with_client_certificates_refuses_a_sender_without_one(make_daemon, tmp_path):
-    f = _ca_and_leaves(tmp_path)
-    port = free_port()
-    tls = {
+def _mutual_tls(f: dict[str, Path], port: int) -> dict[str, str]:
+    """The daemon's TLS listener settings with client certificates required."""
+    return {
         "listen": f"127.0.0.1:{port}",
         "cert_file": str(f["server.crt"]),
         "key_file": str(f["server.key"]),
         "client_ca_file": str(f["ca.crt"]),
     }
+
+
+def test_tls_with_client_certificates_refuses_a_sender_without_one(make_daemon, tmp_path):
+    f = _ca_and_leaves(tmp_path)
+    port = free_port()
+    tls = _mutual_tls(f, port)
     d, _, _ = start(make_daemon, tls=tls)
     frame = b"<11>1 - core-sw1 app - M1 - with a certificate"
     ctx = ssl.create_default_context(cafile=str(f["ca.crt"]))
@@ -288,12 +293,7 @@ def test_rsyslog_relays_over_tcp_and_mutual_tls(make_daemon, tmp_path):
         pytest.skip("rsyslog's TLS driver not installed: apt-get install -y rsyslog-gnutls")
     f = _ca_and_leaves(tmp_path)
     tls_port = free_port()
-    tls = {
-        "listen": f"127.0.0.1:{tls_port}",
-        "cert_file": str(f["server.crt"]),
-        "key_file": str(f["server.key"]),
-        "client_ca_file": str(f["ca.crt"]),
-    }
+    tls = _mutual_tls(f, tls_port)
     d, _, tcp = start(make_daemon, tls=tls)
     inbound = free_port(socket.SOCK_DGRAM)
     work = tmp_path / "rsyslog"
