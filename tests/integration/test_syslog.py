@@ -20,10 +20,12 @@ from tests.support.daemon import free_port, need_tool
 pytestmark = pytest.mark.integration
 
 
-def start(make_daemon, queue=None, **syslog):
+def start(make_daemon, queue=None, rules_dir=None, **syslog):
     udp, tcp = free_port(socket.SOCK_DGRAM), free_port()
     settings = {"udp": f"127.0.0.1:{udp}", "tcp": f"127.0.0.1:{tcp}", **syslog}
-    extra = {"queue": queue} if queue else {}
+    extra: dict[str, object] = {"queue": queue} if queue else {}
+    if rules_dir:
+        extra["rules_dir"] = rules_dir
     return make_daemon(collectors={"syslog": settings}, **extra), udp, tcp
 
 
@@ -332,3 +334,17 @@ action(type="omfwd" target="127.0.0.1" port="{tls_port}" protocol="tcp" StreamDr
     assert {e["message"] for e in events} == {"e1000e: eth0 NIC Link is Down"}
     assert d.metric("correlator_syslog_messages_total", {"transport": "tcp"}) == 1
     assert d.metric("correlator_syslog_messages_total", {"transport": "tls"}) == 1
+
+
+def test_shipped_rules_make_a_cisco_down_major_and_its_up_a_clear(make_daemon):
+    from tests.support.daemon import REPO
+
+    d, udp, _ = start(make_daemon, rules_dir=str(REPO / "rules"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for state in ("down", "up"):
+            line = f"<187>42: core-sw1: *Mar  1 00:00:01.000: %LINK-3-UPDOWN: Interface Gi0/1, changed state to {state}"
+            s.sendto(line.encode(), ("127.0.0.1", udp))
+    events = wait_events(d, 2)
+    by_state = {e["message"].rsplit(" ", 1)[1]: (e["severity"], e["resource"]) for e in events}
+    assert by_state == {"down": ("major", "Gi0/1"), "up": ("clear", "Gi0/1")}
+    assert len({e["fingerprint"] for e in events}) == 1
