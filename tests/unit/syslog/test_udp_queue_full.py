@@ -9,8 +9,9 @@ import socket
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import REGISTRY
 
-from collectors.syslog.intake import DROPPED, Intake
+from collectors.syslog.intake import Intake
 from collectors.syslog.settings import parse
 from collectors.syslog.udp import UdpListener
 from correlator.clock import Clock
@@ -18,6 +19,11 @@ from correlator.collector import CollectorContext
 from correlator.config import Config
 from correlator.errors import QueueFull
 from correlator.event import Event
+
+
+def queue_full() -> float:
+    labels = {"transport": "udp", "reason": "queue_full"}
+    return REGISTRY.get_sample_value("correlator_syslog_dropped_total", labels) or 0.0
 
 
 async def test_full_queue_holds_the_batch_then_counts_what_does_not_fit(tmp_path: Path):
@@ -35,15 +41,15 @@ async def test_full_queue_holds_the_batch_then_counts_what_does_not_fit(tmp_path
     listener = UdpListener(Intake(parse({"max_pending_events": 5})), ctx)
     await listener.start(("127.0.0.1", 0))
     assert listener.address is not None
-    before = DROPPED.labels("udp", "queue_full")._value.get()
+    before = queue_full()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for i in range(8):
             s.sendto(b"<13>1 - h app - - - message %d" % i, listener.address)
         for _ in range(100):
             await asyncio.sleep(0.01)
-            if DROPPED.labels("udp", "queue_full")._value.get() - before == 3:
+            if queue_full() - before == 3:
                 break
-    assert DROPPED.labels("udp", "queue_full")._value.get() - before == 3
+    assert queue_full() - before == 3
     assert accepted == []
     full = False
     for _ in range(100):
