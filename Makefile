@@ -4,9 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # Debian packages the integration tests drive as real peers (net-snmp, Mosquitto, Prometheus, Alertmanager,
-# PostgreSQL: the tests start their own server from its binaries, tests/support/postgres.py), and the
-# browser the web console's tests run in (chromium with its chromedriver).
-APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager postgresql chromium chromium-driver
+# PostgreSQL: the tests start their own server from its binaries, tests/support/postgres.py; util-linux
+# logger, openssl s_client and rsyslog send syslog), and the browser the web console's tests run in
+# (chromium with its chromedriver).
+APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager postgresql \
+  bsdutils openssl rsyslog rsyslog-gnutls chromium chromium-driver
 PYTEST_ARGS ?=
 
 .PHONY: run test lint fmt bench system-deps venv clean

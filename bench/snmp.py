@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
-import socket
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from collectors.snmp import ber
 from tests.support.daemon import DaemonProcess, base_config, free_port
 from tests.support.snmp import free_udp_port, snmpd
+from tests.support.udp_offer import offer
 
 
 def trap(i: int) -> bytes:
@@ -43,21 +42,6 @@ def trap(i: int) -> bytes:
     )
 
 
-def sender(port: int, rate: int, count: int, start_at: float) -> None:
-    packets = [trap(i) for i in range(min(count, 5000))]
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    while time.time() < start_at:
-        time.sleep(0.001)
-    t0 = time.perf_counter()
-    sent = 0
-    while sent < count:
-        due = min(count, int((time.perf_counter() - t0) * rate) + 1)
-        while sent < due:
-            s.sendto(packets[sent % len(packets)], ("127.0.0.1", port))
-            sent += 1
-        time.sleep(0.0005)
-
-
 def bench_traps(rates: list[int], seconds: float, poll_port: int | None = None, targets: int = 0) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-snmp-"))
     http, udp = free_port(), free_udp_port()
@@ -73,26 +57,12 @@ def bench_traps(rates: list[int], seconds: float, poll_port: int | None = None, 
     d = DaemonProcess(work, cfg, http)
     d.start()
     try:
+        packets = [trap(i) for i in range(5000)]
         head = f"{'offered/s':>10} {'sent':>8} {'accepted':>9} {'lost':>6} {'accepted/s':>11}"
         print(head + "  (accepted = durable in the journal)")
         for rate in rates:
-            before = d.metric("correlator_events_received_total", {"source": "snmp"})
             count = int(rate * seconds)
-            start_at = time.time() + 0.3
-            p = multiprocessing.Process(target=sender, args=(udp, rate, count, start_at))
-            p.start()
-            t0 = time.time()
-            last, last_change = before, time.time()
-            while True:
-                n = d.metric("correlator_events_received_total", {"source": "snmp"})
-                if n != last:
-                    last, last_change = n, time.time()
-                if n - before >= count or (not p.is_alive() and time.time() - last_change > 1.0):
-                    break
-                time.sleep(0.05)
-            p.join()
-            elapsed = max(last_change - max(t0, start_at), 1e-9)
-            got = int(last - before)
+            got, elapsed = offer(d, udp, packets, rate, count, "snmp")
             print(f"{rate:>10} {count:>8} {got:>9} {count - got:>6} {got / elapsed:>11.0f}")
         time.sleep(6)  # the kernel drop counter is read every 5 s
         for reason in ("receive_buffer", "overload", "queue_full", "malformed"):

@@ -19,10 +19,9 @@ from prometheus_client import Counter
 
 from collectors.snmp import ber
 from collectors.snmp.engine import Notification, SlowPath
-from collectors.snmp.kernel import kernel_drops, socket_inode
 from collectors.snmp.mapping import SOURCE, Mapper
 from collectors.snmp.settings import SnmpSettings
-from correlator import door
+from correlator import door, udpdrops
 from correlator.collector import Emit
 from correlator.errors import QueueFull, ShuttingDown
 from correlator.event import Event
@@ -89,7 +88,9 @@ class TrapReceiver(asyncio.DatagramProtocol):
         self._transport = transport
         self._slow.attach(transport)
         self.address = sock.getsockname()[:2]
-        self._watcher = asyncio.create_task(self._watch_kernel_drops(socket_inode(sock)), name="snmp-drops")
+        self._watcher = asyncio.create_task(
+            udpdrops.watch(sock, KERNEL_DROPS_INTERVAL, self._kernel_dropped), name="snmp-drops"
+        )
         got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         log.info("snmp: listening for traps on udp %s:%d (receive buffer %d bytes)", *self.address, got)
 
@@ -212,22 +213,14 @@ class TrapReceiver(asyncio.DatagramProtocol):
             f"snmp:{reason}", "snmp: dropped a datagram from %s (%s): %s", sender, reason, detail
         )
 
-    async def _watch_kernel_drops(self, inode: int) -> None:
-        last = kernel_drops(inode)
-        if last is None:
-            return  # not Linux, or no /proc: nothing to watch
-        while True:
-            await asyncio.sleep(KERNEL_DROPS_INTERVAL)
-            now = kernel_drops(inode)
-            if now is not None and now > last:
-                DROPPED.labels("receive_buffer").inc(now - last)
-                _ratelog.warning(
-                    "snmp:receive_buffer",
-                    "snmp: the kernel dropped %d datagrams: receive buffer full (raise recv_buffer_bytes "
-                    "and net.core.rmem_max)",
-                    now - last,
-                )
-                last = now
+    def _kernel_dropped(self, n: int) -> None:
+        DROPPED.labels("receive_buffer").inc(n)
+        _ratelog.warning(
+            "snmp:receive_buffer",
+            "snmp: the kernel dropped %d datagrams: receive buffer full (raise recv_buffer_bytes "
+            "and net.core.rmem_max)",
+            n,
+        )
 
     # -- durable hand-off --
 

@@ -147,3 +147,42 @@ def test_alerts_arrive_as_events_and_resolve_as_clears(make_daemon, alertmanager
     cleared = d.wait_for(lambda: len(clears()) >= 2 and clears(), timeout=30, what="clear events")
     assert {e["fingerprint"] for e in cleared} == {e["fingerprint"] for e in firing}
     assert d.metric("correlator_events_rejected_total", {"source": "webhook:am"}) == 0
+
+
+def test_shipped_rules_open_an_incident_per_alert_and_resolve_it(make_daemon, alertmanager_for):
+    """rules/35-alert-incidents.yaml through the real path: Alertmanager -> webhook -> rules -> incidents."""
+    from tests.support.daemon import REPO
+
+    d = make_daemon(
+        rules_dir=str(REPO / "rules"),
+        collectors={"webhook": {"sources": {"am": {"format": "alertmanager", "token": "t0k"}}}},
+    )
+    am = alertmanager_for(d.url + "/api/v1/webhooks/am", "t0k")
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    alerts = [
+        {
+            "labels": {"alertname": "HighCPU", "instance": f"srv-{i}:9100", "severity": sev},
+            "startsAt": iso(start),
+        }
+        for i, sev in enumerate(["critical", "warning"])
+    ]
+    am.post_alerts(alerts)
+
+    def incidents() -> list[dict]:
+        status, doc = d.get("/api/v1/incidents")
+        assert status == 200, doc
+        return sorted(doc["incidents"], key=lambda i: i["host"])
+
+    opened = d.wait_for(lambda: len(incidents()) == 2 and incidents(), timeout=30, what="two incidents")
+    assert [(i["host"], i["priority"], i["title"], i["status"]) for i in opened] == [
+        ("srv-0", "P1", "HighCPU on srv-0", "new"),
+        ("srv-1", "P4", "HighCPU on srv-1", "new"),
+    ]
+    firing = {e["host"]: e["fingerprint"] for e in d.events()}
+    assert {i["key"] for i in opened} == {f"alert:{fp}" for fp in firing.values()}
+
+    am.post_alerts([{**alerts[0], "endsAt": iso(datetime.now(UTC))}])  # only srv-0 resolves
+    done = d.wait_for(
+        lambda: (r := incidents()) and r[0]["status"] == "resolved" and r, timeout=30, what="srv-0 resolved"
+    )
+    assert done[1]["status"] == "new"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from collectors.snmp.kernel import kernel_drops, socket_inode
+from correlator.udpdrops import kernel_drops, socket_inode
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/net/udp is Linux only")
