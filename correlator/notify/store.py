@@ -1,4 +1,4 @@
-"""The outbox's durable copy: queued webhook notices in `<data_dir>/outbox.db`, so a restart or a
+"""The outbox's durable copy: queued notices in `<data_dir>/outbox.db`, so a restart or a
 crash does not lose them. Written in one transaction per batch by the Outbox's writer task.
 
 Each feature (the notify stage, incident notifications) keeps its rows under its own `box` name.

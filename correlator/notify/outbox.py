@@ -1,8 +1,9 @@
-"""Outbound webhook delivery: a bounded queue and workers per target that POST bodies with retries,
-saved in `<data_dir>/outbox.db` (outbox_store.py) until each has its final outcome.
+"""Outbound delivery: a bounded queue and workers per target that send bodies with retries, saved
+in `<data_dir>/outbox.db` (store.py) until each has its final outcome.
 
-Shared by the notify stage (correlator/notify.py) and the incident notifier (incidents/notify.py): each
-parses its own targets, renders its own bodies and names its own metrics, then hands bodies to an Outbox.
+Shared by the notify stage (stage.py) and the incident notifier (incidents.py): each parses its own
+targets, renders its own bodies and names its own metrics, then hands bodies to an Outbox. One attempt
+is an HTTP POST unless the endpoint brings its own `transport` (email, PagerDuty's routing key).
 """
 
 from __future__ import annotations
@@ -17,15 +18,34 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Literal, Protocol
 
 import aiohttp
 from prometheus_client import Counter, Histogram
 
 from correlator.logs import RateLimitedLog
-from correlator.outbox_store import Notice, OutboxStore
+from correlator.notify.store import Notice, OutboxStore
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one try to deliver gave: `sent`, `retry` (after `retry_after` if the peer said) or `final`
+    (the peer refused the notice itself: trying again cannot help)."""
+
+    result: Literal["sent", "retry", "final"]
+    problem: str = ""  # for the log line; never holds a secret
+    retry_after: str | None = None  # a Retry-After header's value
+
+
+class Transport(Protocol):
+    """One delivery attempt of a notice to an endpoint; raising counts as a retryable failure."""
+
+    async def attempt(
+        self, endpoint: Endpoint, notice: Notice, session: aiohttp.ClientSession
+    ) -> Attempt: ...
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,7 @@ class Endpoint:
     max_backoff: float = 60.0  # caps the doubling and any Retry-After
     headers: Mapping[str, str] = field(default_factory=dict)
     max_age: float = 86400.0  # a notice older than this is dropped (outcome "expired"), not sent late
+    transport: Transport | None = None  # None: POST the body to `url` (the webhook way)
 
 
 @dataclass(frozen=True)
@@ -68,7 +89,7 @@ class Outbox:
     """Per-target bounded queues, each drained by its own workers, so a slow or dead target never
     holds up another target or whoever calls `put` (which never waits: a full queue drops and counts).
 
-    With a `path`, every notice is saved there (outbox_store.py) before a worker gets it, its
+    With a `path`, every notice is saved there (store.py) before a worker gets it, its
     attempt count as it is retried, and it is deleted at its final outcome; `start` sends what the
     previous run left. The saving is done by one writer task, a transaction per batch, so `put`
     never touches the disk. Delivery is at least once: a notice in flight at a restart is sent again.
@@ -234,9 +255,7 @@ class Outbox:
 
     async def _deliver(self, endpoint: Endpoint, notice: Notice) -> str:
         assert self._session is not None
-        headers = {"Content-Type": "application/json", **endpoint.headers, **notice.headers}
-        timeout = aiohttp.ClientTimeout(total=endpoint.timeout)
-        problem = ""
+        transport = endpoint.transport or HTTP_POST
         while True:
             wait = notice.next_at - time.time()
             if wait > 0:
@@ -246,25 +265,20 @@ class Outbox:
                 return "expired"
             if self.meters.attempts is not None:
                 self.meters.attempts.labels(endpoint.name).inc()
-            retry_after: str | None = None
             try:
-                async with self._session.post(
-                    endpoint.url, data=notice.body, headers=headers, timeout=timeout
-                ) as r:
-                    if 200 <= r.status < 300:
-                        return "sent"
-                    problem = f"HTTP {r.status}"
-                    if _is_final(r.status):
-                        self._warn(endpoint, "%s, not retried", problem)
-                        return "failed"
-                    retry_after = r.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError) as e:
-                problem = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                tried = await transport.attempt(endpoint, notice, self._session)
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                tried = Attempt("retry", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+            if tried.result == "sent":
+                return "sent"
+            if tried.result == "final":
+                self._warn(endpoint, "%s, not retried", tried.problem)
+                return "failed"
             notice.attempts += 1
             if notice.attempts > endpoint.retries:
-                self._warn(endpoint, "gave up after %d attempts (%s)", notice.attempts, problem)
+                self._warn(endpoint, "gave up after %d attempts (%s)", notice.attempts, tried.problem)
                 return "failed"
-            notice.next_at = time.time() + retry_delay(endpoint, notice.attempts - 1, retry_after)
+            notice.next_at = time.time() + retry_delay(endpoint, notice.attempts - 1, tried.retry_after)
             self._save(notice, done=False)
 
     def _save(self, notice: Notice, *, done: bool) -> None:
@@ -281,6 +295,30 @@ class Outbox:
     def _warn(self, endpoint: Endpoint, msg: str, *args: object) -> None:
         key = f"{self.label}:{endpoint.name}"
         _limited.warning(key, f"%s %s: {msg}", self.label, endpoint.name, *args)
+
+
+class HttpPost:
+    """The webhook way: POST the body; 2xx is sent, 4xx other than 408/429 is final, the rest retried."""
+
+    async def attempt(self, endpoint: Endpoint, notice: Notice, session: aiohttp.ClientSession) -> Attempt:
+        return await post(endpoint, notice.body, notice.headers, session)
+
+
+async def post(
+    endpoint: Endpoint, body: bytes, headers: Mapping[str, str], session: aiohttp.ClientSession
+) -> Attempt:
+    """POST `body` to the endpoint with its configured headers, then the notice's own (Content-Type)."""
+    sent = {"Content-Type": "application/json", **endpoint.headers, **headers}
+    timeout = aiohttp.ClientTimeout(total=endpoint.timeout)
+    async with session.post(endpoint.url, data=body, headers=sent, timeout=timeout) as r:
+        if 200 <= r.status < 300:
+            return Attempt("sent")
+        if _is_final(r.status):
+            return Attempt("final", f"HTTP {r.status}")
+        return Attempt("retry", f"HTTP {r.status}", r.headers.get("Retry-After"))
+
+
+HTTP_POST = HttpPost()
 
 
 def _content_type(endpoint: Endpoint) -> dict[str, str]:
