@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -43,11 +44,11 @@ class Alertmanager:
         key = str(doc.get("id", ""))
         labels = self.labels_of(doc)
         ended = kind in ("resolve", "close") or doc.get("status") in ("resolved", "closed")
-        now = iso(time.time())
-        alerts = [self.alert(kind, doc, labels, now if ended else None)]
+        now = time.time()
+        alerts = [self.alert(kind, doc, labels, now, ended)]
         before = self.open.pop(key, None)
         if before is not None and before[0] != labels:  # an alert under the old labels would linger
-            alerts.append(self.alert(kind, before[1], before[0], now))
+            alerts.append(self.alert(kind, before[1], before[0], now, True))
         if not ended:
             self.open[key] = (labels, doc)
         return orjson.dumps(alerts)
@@ -57,11 +58,15 @@ class Alertmanager:
         before = self.open.pop(str(doc.get("id", "")), None)
         if before is None:
             return None
-        return orjson.dumps([self.alert("resolve", before[1], before[0], iso(time.time()))])
+        return orjson.dumps([self.alert("resolve", before[1], before[0], time.time(), True)])
 
     def resend_bodies(self) -> list[bytes]:
         """One body per open incident, as last notified: keeps its alert firing in Alertmanager."""
-        return [orjson.dumps([self.alert("resend", doc, labels, None)]) for labels, doc in self.open.values()]
+        now = time.time()
+        return [
+            orjson.dumps([self.alert("resend", doc, labels, now, False)])
+            for labels, doc in self.open.values()
+        ]
 
     def labels_of(self, doc: Mapping[str, Any]) -> dict[str, str]:
         labels = {"alertname": self.alertname, "incident": str(doc.get("id", ""))}
@@ -72,8 +77,10 @@ class Alertmanager:
         return labels
 
     def alert(
-        self, kind: str, doc: dict[str, Any], labels: dict[str, str], ends: str | None
+        self, kind: str, doc: dict[str, Any], labels: dict[str, str], now: float, ended: bool
     ) -> dict[str, Any]:
+        """One alert; an `ended` one has endsAt = now, a firing one none (Alertmanager then keeps it
+        for its resolve_timeout, and a late re-send can never end it by mistake)."""
         summary = self.summary.render(kind, doc) if self.summary is not None else str(doc.get("title", ""))
         annotations = {"summary": summary, "status": str(doc.get("status", ""))}
         if self.description is not None:
@@ -81,14 +88,27 @@ class Alertmanager:
         elif doc.get("description"):
             annotations["description"] = str(doc["description"])
         out: dict[str, Any] = {"labels": labels, "annotations": annotations}
-        if doc.get("opened_at"):
-            out["startsAt"] = doc["opened_at"]
-        if ends is not None:
-            out["endsAt"] = ends
+        starts = _starts(doc.get("opened_at"), now)
+        if starts is not None:
+            out["startsAt"] = starts
+        if ended:
+            out["endsAt"] = iso(now)
         return out
 
     def endpoint(self, target: t.NotifyTarget) -> Endpoint:
         return t.endpoint(target)
+
+
+def _starts(opened_at: Any, now: float) -> str | None:
+    """The incident's opening, but never in the future: Alertmanager refuses an alert whose start
+    is after the end it gives a firing alert (now + resolve_timeout), as after a replay or a skew."""
+    if not isinstance(opened_at, str):
+        return None
+    try:
+        opened = datetime.fromisoformat(opened_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+    return iso(min(opened, now))
 
 
 def build(spec: Mapping[str, Any], where: str) -> tuple[str, Alertmanager]:

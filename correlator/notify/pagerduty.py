@@ -69,7 +69,7 @@ def action(kind: str, doc: Mapping[str, Any]) -> str:
     status = doc.get("status")
     if kind in ("resolve", "close") or status in ("resolved", "closed"):
         return "resolve"
-    if status == "acknowledged":
+    if status in ("acknowledged", "in_progress", "on_hold"):  # someone works on it: stop paging
         return "acknowledge"
     return "trigger"
 

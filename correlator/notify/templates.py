@@ -1,7 +1,8 @@
 """Notification templates: Jinja2 text rendered in its sandbox, compiled and tried at config load.
 
-Used by every notifier for the text a person reads (subject, summary, message). The sandbox refuses
-attribute tricks (`__class__`, `mro`), so a template in the configuration cannot reach Python.
+Used by every notifier for the text a person reads (subject, summary, message). The sandbox hides
+Python internals (`__class__`, `mro`) and refuses changes to the incident document, so a template in
+the configuration can neither reach Python nor spoil another target's notice.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import jinja2
 import orjson
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from correlator.errors import ConfigError
 from correlator.logs import RateLimitedLog
@@ -28,9 +29,10 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def _environment() -> SandboxedEnvironment:
+def _environment() -> ImmutableSandboxedEnvironment:
+    # Immutable: the incident document is shared by every target's template, none may change it.
     # Autoescape off: the output is text, JSON or Slack mrkdwn, never HTML; `json` escapes for JSON.
-    env = SandboxedEnvironment(
+    env = ImmutableSandboxedEnvironment(
         autoescape=False, undefined=jinja2.ChainableUndefined, keep_trailing_newline=True
     )
     env.filters["json"] = _json
