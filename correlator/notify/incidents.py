@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from correlator.notify import alertmanager, email, pagerduty, slack, targets, webhook
 from correlator.notify.alertmanager import Alertmanager
@@ -32,6 +32,12 @@ NOTIFICATIONS = Counter(
     "correlator_incident_notifications_total",
     "Incident notifications by target and outcome (sent, failed after retries, expired, dropped: queue full)",
     ["target", "outcome"],
+)
+
+TARGETS = Gauge(
+    "correlator_incident_notify_targets",
+    "Incident notification targets configured, by notifier type (webhook, slack, email, pagerduty, alertmanager)",
+    ["type"],
 )
 
 QUEUE_SIZE = 1000  # per target
@@ -84,6 +90,8 @@ class Notifier:
             name: t.channel for name, t in targets.items() if isinstance(t.channel, Alertmanager)
         }
         self._resend: list[asyncio.Task[None]] = []
+        for kind in MODULES:
+            TARGETS.labels(kind).set(sum(t.type == kind for t in targets.values()))
 
     @property
     def enabled(self) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from correlator.event import Severity
 from tests.unit.incidents.conftest import request
 from tests.unit.notify.conftest import T0
@@ -57,6 +59,10 @@ async def test_slack_message_with_blocks_routed_by_priority(service, receiver):
     fields = {f["text"].split("\n")[0]: f["text"].split("\n")[1] for f in noc[0]["blocks"][2]["fields"]}
     assert fields["*Host*"] == "core-sw1" and fields["*Status*"] == "new"
     assert "resolve" in noc[1]["text"] and ":white_check_mark:" in noc[1]["text"]
+    assert REGISTRY.get_sample_value("correlator_incident_notify_targets", {"type": "slack"}) == 2
+    assert REGISTRY.get_sample_value(
+        "correlator_incident_notifications_total", {"target": "noc-chat", "outcome": "sent"}
+    )
 
 
 async def test_slack_text_template_with_a_condition(service, receiver):
