@@ -132,7 +132,11 @@ class Notifier:
                 self._outbox.put(name, body)
 
     def resend_open(self, name: str) -> int:
-        """Queue a re-send of every open incident of Alertmanager target `name`; how many."""
+        """Queue a re-send of every open incident of Alertmanager target `name`; how many. None while
+        notices still wait for that target: a down Alertmanager must not fill its queue with copies
+        (the alerts it missed are in the next round after it is back)."""
+        if self._outbox.waiting(name):
+            return 0
         bodies = self._alertmanagers[name].resend_bodies()
         for body in bodies:
             self._outbox.put(name, body)

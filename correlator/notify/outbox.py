@@ -164,6 +164,10 @@ class Outbox:
             self._wake.set()
         return True
 
+    def waiting(self, target: str) -> int:
+        """Notices accepted for `target` that no worker has taken yet."""
+        return self._waiting[target]
+
     async def drain(self, seconds: float | None = None) -> None:
         """Wait (at most `seconds`, if given) until every queued body has its final outcome."""
         with contextlib.suppress(TimeoutError):

@@ -102,3 +102,12 @@ async def test_resent_by_itself_and_after_a_restart(open_service, alertmanager):
 
     restarted = await open_service(resend="1h")
     assert restarted.notifier.resend_open("am") == 1  # still open after the restart: still re-sent
+
+
+async def test_a_down_alertmanager_does_not_pile_up_resends(open_service, alertmanager):
+    svc = await open_service(resend="1h", retries=100, retry_delay="1h")
+    alertmanager.stop()
+    await svc.apply([request("open", T0, key=f"k{i}", title=f"t{i}") for i in range(3)])
+    await asyncio.sleep(0)
+    # The worker holds the first notice for its next retry; the other two still wait: no new round.
+    assert svc.notifier.resend_open("am") == 0
