@@ -101,9 +101,15 @@ def build(spec: Mapping[str, Any], where: str) -> tuple[str, Email]:
     sender = spec.get("from")
     if not isinstance(sender, str) or "@" not in sender:
         t.fail(spec, "type", f"{where}.from", "required: the sender address, like noc@example.net")
+    if "\n" in sender or "\r" in sender:  # a header of its own
+        t.fail(spec, "from", f"{where}.from", "expected one address on one line")
     to = spec.get("to")
     to = [to] if isinstance(to, str) else to
-    if not isinstance(to, list) or not to or not all(isinstance(a, str) and "@" in a for a in to):
+    if (
+        not isinstance(to, list)
+        or not to
+        or not all(isinstance(a, str) and "@" in a and a.isprintable() for a in to)
+    ):
         t.fail(spec, "type", f"{where}.to", "required: a recipient address or a list of them")
     username = spec.get("username")
     if username is not None and not isinstance(username, str):

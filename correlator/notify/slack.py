@@ -44,7 +44,10 @@ def build(spec: Mapping[str, Any], where: str) -> tuple[str, Slack]:
 
 
 def message(kind: str, doc: dict[str, Any], text: Template | None) -> dict[str, Any]:
-    line = text.render(kind, doc) if text is not None else default_text(kind, doc)
+    if text is not None:  # the incident's words are escaped, the template's own markup is kept
+        line = text.render(kind, {k: escape(v) if isinstance(v, str) else v for k, v in doc.items()})
+    else:
+        line = escape(default_text(kind, doc))
     header = f"{doc.get('id', '')} [{doc.get('priority', '')}] {doc.get('title', '')}"
     fields = [
         {"type": "mrkdwn", "text": f"*{label}*\n{escape(str(doc[name]))}"}
@@ -53,7 +56,7 @@ def message(kind: str, doc: dict[str, Any], text: Template | None) -> dict[str, 
     ]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header[:HEADER_MAX], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": escape(line)[:SECTION_MAX]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": line[:SECTION_MAX]}},
     ]
     if fields:
         blocks.append({"type": "section", "fields": fields[:10]})  # Slack takes at most 10 fields

@@ -113,6 +113,10 @@ def test_email_settings_errors(tmp_path):
         parse(**{**base, "host": None})
     with pytest.raises(ConfigError, match=r"'incidents.notify.mail.to': required"):
         parse(**{**base, "to": ["not an address"]})
+    with pytest.raises(ConfigError, match=r"'incidents.notify.mail.to': required"):
+        parse(**{**base, "to": "oncall@example.net\nBcc: all@example.net"})  # no header of its own
+    with pytest.raises(ConfigError, match=r"'incidents.notify.mail.from': expected one address on one line"):
+        parse(**{**base, "from": "noc@example.net\r\nBcc: all@example.net"})
     pw = secret(tmp_path, "pw", PASSWORD)
     with pytest.raises(ConfigError, match=r"a password is only sent over STARTTLS"):
         parse(**base, username="noc", password_file=pw, starttls=False)

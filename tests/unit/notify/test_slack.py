@@ -75,12 +75,16 @@ async def test_slack_text_template_with_a_condition(service, receiver):
                     "type": "slack",
                     "url": f"{base}/major",
                     "match": {"priority": "P1"},
-                    "text": "{% if major %}MAJOR {% endif %}{{ id }} {{ title }}",
+                    "text": "{% if major %}<!here> {% endif %}{{ id }} {{ title }}",
                 }
             }
         }
     )
-    await svc.apply([request("open", T0, title="Fibre cut", severity=Severity.CRITICAL, major=True)])
+    await svc.apply(
+        [request("open", T0, title="Fibre cut <!channel>", severity=Severity.CRITICAL, major=True)]
+    )
     await svc.notifier.drain(10)
     [first, *_] = rec.bodies("/major")
-    assert first["text"] == "MAJOR INC-000001 Fibre cut"
+    # The template's mention is kept; the one in the incident's title is only text.
+    assert first["text"] == "<!here> INC-000001 Fibre cut &lt;!channel&gt;"
+    assert first["blocks"][1]["text"]["text"] == first["text"]
