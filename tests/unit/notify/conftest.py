@@ -14,6 +14,7 @@ from correlator.clock import Clock
 from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
+from correlator.notify.incidents import Notifier
 from tests.support.http import serve_posts
 from tests.unit.incidents.conftest import T0
 
@@ -58,11 +59,14 @@ def clock() -> Clock:
 async def service(
     tmp_path: Path, clock: Clock
 ) -> AsyncIterator[Callable[[dict[str, Any]], Awaitable[IncidentService]]]:
-    """service({notify: {...}}) -> an opened IncidentService on SQLite; closed after the test."""
+    """service({notify: {...}}) -> an opened IncidentService on SQLite with its outbox.db in tmp_path;
+    closed after the test."""
     opened: list[IncidentService] = []
 
     async def factory(raw: dict[str, Any]) -> IncidentService:
-        svc = IncidentService(SqliteIncidentStore(tmp_path / "incidents.db"), parse_settings(raw), clock)
+        settings = parse_settings(raw)
+        notifier = Notifier(settings.notify, tmp_path / "outbox.db")  # durable, as in the daemon
+        svc = IncidentService(SqliteIncidentStore(tmp_path / "incidents.db"), settings, clock, notifier)
         await svc.open()
         opened.append(svc)
         return svc

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
 from correlator.errors import ConfigError
 from correlator.event import Severity
 from correlator.incidents.settings import parse_settings
+from correlator.notify.incidents import Notifier
+from correlator.notify.store import Notice, OutboxStore
 from tests.unit.incidents.conftest import request
 from tests.unit.notify.conftest import T0, secret
 
@@ -77,16 +81,20 @@ async def test_an_incident_life_is_trigger_acknowledge_resolve_under_one_dedup_k
 
 async def test_the_routing_key_is_neither_stored_nor_logged(service, receiver, tmp_path, caplog):
     rec, base = receiver
-    rec.answers = [web.Response(status=500)] * 2  # the first two tries fail: retried, logged
+    rec.answers = [web.Response(status=500) for _ in range(10)]
     caplog.set_level(logging.DEBUG)
-    svc = await service(settings(base, tmp_path, retries=1))
+    svc = await service(settings(base, tmp_path, retries=0, send_on=["open"]))
     await svc.apply([request("open", T0, title="x")])
-    await svc.notifier.drain(10)
-    db = tmp_path / "outbox.db"
-    assert KEY not in caplog.text
-    if db.exists():
-        with sqlite3.connect(db) as c:
-            assert all(KEY.encode() not in bytes(r[0]) for r in c.execute("SELECT body FROM notices"))
+    await svc.notifier.drain(10)  # refused, logged ("gave up")
+    await svc.close()
+    svc = await service(settings(base, tmp_path, retry_delay="1h", send_on=["open"]))
+    await svc.apply([request("open", T0, key="k2", title="y")])
+    await svc.notifier.drain(0.5)  # refused once: its retry waits an hour, in outbox.db
+    await svc.close()
+    assert "gave up" in caplog.text and KEY not in caplog.text
+    with sqlite3.connect(tmp_path / "outbox.db") as c:
+        bodies = [bytes(r[0]) for r in c.execute("SELECT body FROM notices")]
+    assert len(bodies) == 1 and b'"dedup_key"' in bodies[0] and KEY.encode() not in bodies[0]
     assert KEY not in repr(parse_settings(settings(base, tmp_path)).notify["pd"])
 
 
@@ -113,3 +121,22 @@ def test_the_routing_key_comes_from_a_file(tmp_path):
         {"notify": {"pd": {"type": "pagerduty", "routing_key_file": secret(tmp_path, "k", KEY)}}}
     )
     assert s.notify["pd"].url == "https://events.pagerduty.com/v2/enqueue"
+
+
+async def test_an_event_left_by_the_previous_run_gets_the_key_when_sent(receiver, tmp_path):
+    """outbox.db holds the event without the key; the restarted notifier adds today's key."""
+    rec, base = receiver
+    rec.check = events_api_v2
+    db = tmp_path / "outbox.db"
+    store = OutboxStore(db, "incident notify")
+    await store.open()
+    body = orjson.dumps({"event_action": "resolve", "dedup_key": "correlator/INC-000007"})
+    await store.write([Notice("n1", "pd", body, time.time())], [], [])
+    await store.close()
+    n = Notifier(parse_settings(settings(base, tmp_path)).notify, db)
+    await n.start()
+    await n.drain(10)
+    await n.stop()
+    assert rec.bodies() == [
+        {"event_action": "resolve", "dedup_key": "correlator/INC-000007", "routing_key": KEY}
+    ]
