@@ -21,9 +21,7 @@ from prometheus_client import Counter, Gauge
 from correlator.notify import alertmanager, email, pagerduty, slack, targets, webhook
 from correlator.notify.alertmanager import Alertmanager
 from correlator.notify.outbox import Endpoint, Meters, Outbox
-from correlator.notify.targets import MAX_RETRY_DELAY as MAX_RETRY_DELAY
 from correlator.notify.targets import Module, NotifyTarget
-from correlator.notify.webhook import TEMPLATE_FIELDS as TEMPLATE_FIELDS
 from correlator.notify.webhook import substitute
 
 log = logging.getLogger(__name__)
@@ -66,11 +64,7 @@ def render(target: NotifyTarget, kind: str, doc: dict[str, Any]) -> bytes | None
 
 def endpoint(target: NotifyTarget) -> Endpoint:
     """Where and how the outbox sends one target's notices."""
-    if target.channel is not None:
-        return target.channel.endpoint(target)
-    return Endpoint(target.name, target.url, target.timeout, target.retries, target.retry_delay,
-                    MAX_RETRY_DELAY, {"Content-Type": target.content_type, **dict(target.headers)},
-                    target.max_age)  # fmt: skip
+    return target.channel.endpoint(target) if target.channel is not None else targets.endpoint(target)
 
 
 class Notifier:

@@ -41,7 +41,8 @@ class Attempt:
 
 
 class Transport(Protocol):
-    """One delivery attempt of a notice to an endpoint; raising counts as a retryable failure."""
+    """One delivery attempt of a notice to an endpoint. Raising a network error (OSError, TimeoutError,
+    aiohttp.ClientError) counts as a retryable failure; anything else fails the notice, logged."""
 
     async def attempt(
         self, endpoint: Endpoint, notice: Notice, session: aiohttp.ClientSession
@@ -68,7 +69,7 @@ class Meters:
     """The metrics of one feature's outbox, declared by that feature under its documented names."""
 
     outcomes: Counter  # labels target, outcome: sent, failed, expired (max_age), dropped (queue full)
-    attempts: Counter | None = None  # label target: every HTTP attempt
+    attempts: Counter | None = None  # label target: every delivery attempt
     seconds: Histogram | None = None  # enqueue to final outcome
 
 
