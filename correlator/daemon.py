@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from correlator import datalock, door, gctune, metrics, outbox_store
+from correlator import datalock, door, gctune, metrics
 from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.auth import load_tokens
@@ -44,9 +44,10 @@ from correlator.correlation import lifecycle as correlation
 from correlator.errors import ConfigError
 from correlator.incidents import IncidentService, parse_settings
 from correlator.incidents import scheduler as incident_scheduler
-from correlator.incidents.notify import Notifier
 from correlator.ingest import Ingest
-from correlator.notify import parse_targets
+from correlator.notify import store as outbox_store
+from correlator.notify.incidents import Notifier
+from correlator.notify.stage import parse_targets
 from correlator.problems import settings as problem_settings
 from correlator.problems.service import ProblemService
 from correlator.queue.journal import JournalQueue

@@ -22,8 +22,8 @@ from correlator.clock import Clock
 from correlator.config import Config
 from correlator.event import Event, iso
 from correlator.incidents.model import Incident
-from correlator.incidents.notify import Notifier
 from correlator.incidents.settings import NotifyTarget
+from correlator.notify.incidents import Notifier
 from correlator.replay import ReplaySummary
 from correlator.responses import IncidentRequest
 from correlator.rules.reload import RulesHolder
@@ -66,7 +66,7 @@ class ListedNotifier(Notifier):
 
     def submit(self, kind: str, doc: dict[str, Any], extra_targets: tuple[str, ...] = ()) -> None:
         for name, target in self._targets.items():
-            if kind in target.on or name in extra_targets:
+            if target.wants(kind, doc) or name in extra_targets:
                 self.notices.append(Notice(str(doc.get("updated_at")), kind, name, str(doc.get("id"))))
 
 

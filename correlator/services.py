@@ -20,8 +20,8 @@ from correlator.config import Config
 from correlator.incidents import IncidentService
 from correlator.incidents import parse_settings as incident_settings
 from correlator.incidents.backend import create_store
-from correlator.incidents.notify import Notifier
 from correlator.incidents.settings import NotifyTarget
+from correlator.notify.incidents import Notifier
 from correlator.pipeline import Pipeline
 from correlator.pipeline.assemble import build_pipeline
 from correlator.problems import settings as problem_settings

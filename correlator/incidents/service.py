@@ -18,11 +18,11 @@ from prometheus_client import Counter, Gauge
 from correlator import errors
 from correlator.clock import Clock
 from correlator.incidents import lifecycle as lc
-from correlator.incidents.model import PRIORITIES, IllegalTransition, Incident, LogEntry, Status
-from correlator.incidents.notify import Notifier
+from correlator.incidents.model import ACTIVE, PRIORITIES, IllegalTransition, Incident, LogEntry, Status
 from correlator.incidents.settings import IncidentSettings
 from correlator.incidents.store import IncidentPage, IncidentQuery, IncidentStore
 from correlator.logs import RateLimitedLog
+from correlator.notify.incidents import Notifier
 from correlator.responses import IncidentRequest
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class IncidentService:
     async def open(self) -> None:
         await self.store.open()
         await self._load()
+        self.notifier.resume(inc.to_api() for inc in self._by_id.values() if inc.status in ACTIVE)
         await self.notifier.start()
 
     async def close(self) -> None:

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
-from correlator.config import parse_duration
-from correlator.errors import ConfigError, did_you_mean
+from correlator.errors import ConfigError
 from correlator.incidents.model import DEFAULT_MATRIX, PRIORITIES
-from correlator.yamlfile import YamlList, YamlMap
-
-NOTIFY_KINDS = ("open", "update", "resolve", "close", "major", "escalate")
+from correlator.notify.incidents import parse_targets
+from correlator.notify.targets import NOTIFY_KINDS as NOTIFY_KINDS
+from correlator.notify.targets import NotifyTarget as NotifyTarget
+from correlator.notify.targets import duration as _duration
+from correlator.notify.targets import fail as _fail
+from correlator.notify.targets import known as _known
+from correlator.notify.targets import pos as _pos
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,20 +26,6 @@ class EscalationStep:
     level: int
     until: str  # 'acknowledged' or 'resolved': the step is skipped once the incident got there
     notify: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NotifyTarget:
-    name: str
-    url: str
-    on: frozenset[str]
-    template: str | None  # string.Template body; None sends the default JSON document
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-    timeout: float = 5.0
-    retries: int = 3
-    retry_delay: float = 1.0
-    max_age: float = 86400.0  # older notices are dropped, not sent late
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +53,6 @@ _KEYS = {
     "escalation",
     "notify",
 }
-_TARGET_KEYS = {
-    "url", "send_on", "template", "content_type", "headers", "timeout", "retries", "retry_delay", "max_age"
-}  # fmt: skip
 _STEP_KEYS = {"after", "level", "until", "notify"}
 
 
@@ -94,7 +80,7 @@ def parse_settings(raw: Mapping[str, Any] | None) -> IncidentSettings:
         if mp is not None and mp not in PRIORITIES:
             _fail(raw, "major_priority", "incidents.major_priority", "expected one of P1..P5 or null")
         kw["major_priority"] = mp
-    targets = _targets(raw.get("notify") or {})
+    targets = parse_targets(raw.get("notify") or {})
     kw["notify"] = targets
     kw["escalation"] = _escalation(raw.get("escalation") or {}, targets)
     return IncidentSettings(**kw)
@@ -115,49 +101,6 @@ def _matrix(raw: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
             "expected 3 rows (impact 1..3) of 3 priorities (urgency 1..3) such as [P1, P2, P3]",
         )
     return tuple(tuple(r) for r in m)
-
-
-def _targets(raw: Any) -> dict[str, NotifyTarget]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{_pos(raw)}'incidents.notify': expected a mapping of target name to settings")
-    out: dict[str, NotifyTarget] = {}
-    for name, spec in raw.items():
-        where = f"incidents.notify.{name}"
-        if not isinstance(spec, Mapping):
-            _fail(raw, name, where, "expected a mapping with at least 'url'")
-        _known(spec, _TARGET_KEYS, where)
-        url = spec.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            _fail(spec, "url", f"{where}.url", "expected an http:// or https:// URL")
-        # Not 'on': YAML 1.1 reads a bare `on:` key as the boolean true.
-        on = spec.get("send_on", ["open", "update", "resolve", "major"])
-        if not isinstance(on, list) or any(k not in NOTIFY_KINDS for k in on):
-            _fail(spec, "send_on", f"{where}.send_on", f"expected a list of {', '.join(NOTIFY_KINDS)}")
-        template = spec.get("template")
-        if template is not None and not isinstance(template, str):
-            _fail(spec, "template", f"{where}.template", "expected a string using $id, $title, ...")
-        headers = spec.get("headers") or {}
-        if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
-            _fail(spec, "headers", f"{where}.headers", "expected a mapping of header name to string")
-        retries = spec.get("retries", 3)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            _fail(spec, "retries", f"{where}.retries", "expected a whole number >= 0")
-        content_type = spec.get("content_type", "application/json")
-        if not isinstance(content_type, str):
-            _fail(spec, "content_type", f"{where}.content_type", "expected a MIME type string")
-        out[name] = NotifyTarget(
-            name=name,
-            url=url,
-            on=frozenset(on),
-            template=template,
-            content_type=content_type,
-            headers=tuple((str(k), v) for k, v in headers.items()),
-            timeout=_duration(spec, "timeout", f"{where}.timeout", 5.0),
-            retries=retries,
-            retry_delay=_duration(spec, "retry_delay", f"{where}.retry_delay", 1.0),
-            max_age=_duration(spec, "max_age", f"{where}.max_age", 86400.0),
-        )
-    return out
 
 
 def _escalation(raw: Any, targets: dict[str, NotifyTarget]) -> dict[str, tuple[EscalationStep, ...]]:
@@ -191,29 +134,3 @@ def _escalation(raw: Any, targets: dict[str, NotifyTarget]) -> dict[str, tuple[E
         parsed.sort(key=lambda s: (s.after, s.level))
         out[prio] = tuple(parsed)
     return out
-
-
-def _duration(m: Mapping[str, Any], key: str, name: str, default: float | None = None) -> float:
-    if key not in m and default is not None:
-        return default
-    try:
-        return parse_duration(m[key])
-    except ValueError as e:
-        _fail(m, key, name, str(e))
-
-
-def _known(m: Mapping[str, Any], keys: set[str], prefix: str) -> None:
-    for key in m:
-        if key not in keys:
-            hint = did_you_mean(str(key), keys)
-            extra = f" (did you mean '{hint}'?)" if hint else f"; known: {', '.join(sorted(keys))}"
-            _fail(m, key, f"{prefix}.{key}", f"unknown key{extra}")
-
-
-def _fail(m: Any, key: str, name: str, message: str) -> NoReturn:
-    where = f"{m.where(key)}: " if isinstance(m, YamlMap) else ""
-    raise ConfigError(f"{where}'{name}': {message}")
-
-
-def _pos(value: Any) -> str:
-    return f"{value.position}: " if isinstance(value, YamlMap | YamlList) else ""

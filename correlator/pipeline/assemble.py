@@ -16,7 +16,7 @@ from correlator.config import Config
 from correlator.correlation import correlate_stage
 from correlator.incidents.stage import IncidentStage
 from correlator.noisiest import NoisiestStage
-from correlator.notify import notify_stage
+from correlator.notify.stage import notify_stage
 from correlator.pipeline import AdvanceClock, Pipeline
 from correlator.problems.stage import ProblemStage
 from correlator.rules.reload import RulesHolder

@@ -3,98 +3,15 @@ arrive as events, and ending them arrives as clears with the same fingerprint.""
 
 from __future__ import annotations
 
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
-import yaml
 
-from tests.support.daemon import free_port, need_tool
+from tests.support.alertmanager import Alertmanager, webhook_receiver
 
 pytestmark = pytest.mark.integration
-
-
-class Alertmanager:
-    def __init__(self, workdir: Path, receiver_url: str, token: str) -> None:
-        self.binary = need_tool("prometheus-alertmanager", "prometheus-alertmanager")
-        self.workdir = workdir
-        self.port = free_port()
-        config = {
-            "route": {
-                "receiver": "correlator",
-                "group_by": ["alertname", "instance"],
-                "group_wait": "100ms",
-                "group_interval": "1s",
-                "repeat_interval": "1h",
-            },
-            "receivers": [
-                {
-                    "name": "correlator",
-                    "webhook_configs": [
-                        {
-                            "url": receiver_url,
-                            "send_resolved": True,
-                            "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
-                        }
-                    ],
-                }
-            ],
-        }
-        (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 20.0) -> None:
-        log = (self.workdir / "alertmanager.log").open("ab")
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                f"--config.file={self.workdir / 'alertmanager.yml'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",
-                f"--storage.path={self.workdir / 'data'}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"alertmanager exited: {(self.workdir / 'alertmanager.log').read_text()}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("alertmanager did not become ready")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def post_alerts(self, alerts: list[dict]) -> None:
-        req = urllib.request.Request(
-            self.url + "/api/v2/alerts",
-            data=orjson.dumps(alerts),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 200
 
 
 @pytest.fixture
@@ -102,7 +19,7 @@ def alertmanager_for(tmp_path: Path) -> Iterator[object]:
     started: list[Alertmanager] = []
 
     def factory(receiver_url: str, token: str) -> Alertmanager:
-        am = Alertmanager(tmp_path, receiver_url, token)
+        am = Alertmanager(tmp_path, webhook_receiver(receiver_url, token))
         am.start()
         started.append(am)
         return am

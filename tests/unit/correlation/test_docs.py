@@ -7,7 +7,7 @@ from pathlib import Path
 
 from correlator.config import load_config
 from correlator.inventory import Inventory
-from correlator.notify import parse_targets
+from correlator.notify.stage import parse_targets
 from correlator.rules.loader import compile_texts
 from correlator.rules.registry import BuildContext
 

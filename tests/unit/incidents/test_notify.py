@@ -11,9 +11,9 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from correlator.event import Severity
-from correlator.incidents.notify import Notifier, render
 from correlator.incidents.settings import parse_settings
-from correlator.outbox_store import Notice, OutboxStore
+from correlator.notify.incidents import Notifier, render
+from correlator.notify.store import Notice, OutboxStore
 from tests.support.http import serve_posts
 from tests.unit.incidents.conftest import T0, request
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from correlator.clock import Clock
 from correlator.config import Config, ConfigError, CorrelationConfig, StorageConfig
 from correlator.event import Event
-from correlator.notify import (
+from correlator.notify.stage import (
     NOTIFICATIONS,
     Notify,
     Target,

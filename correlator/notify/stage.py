@@ -1,8 +1,8 @@
-"""Outbound webhooks: the notify stage takes NotifyRequests from correlation and POSTs them, with retries.
+"""The notify stage: takes the NotifyRequests of level-2 rules from correlation and POSTs them, with retries.
 
 Sits after the correlate stage. Sending never blocks the pipeline: requests go to the target's bounded
-queue in an Outbox (correlator/outbox.py), which owns delivery, retries and outcome counting; this
-module owns the `correlation.notify` targets, the unknown-target rule and the replay rule.
+queue in an Outbox (outbox.py), which owns delivery, retries and outcome counting; this module owns
+the `correlation.notify` targets, the unknown-target rule and the replay rule.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from correlator import outbox_store
 from correlator.clock import Clock
 from correlator.config import Config, parse_duration
 from correlator.errors import ConfigError, did_you_mean
 from correlator.event import Event
 from correlator.logs import RateLimitedLog
-from correlator.outbox import Endpoint, Meters, Outbox
-from correlator.outbox import retry_delay as retry_delay  # the backoff of this module's targets
+from correlator.notify import store as outbox_store
+from correlator.notify.outbox import Endpoint, Meters, Outbox
+from correlator.notify.outbox import retry_delay as retry_delay  # the backoff of this module's targets
 from correlator.pipeline import StageContext
 from correlator.responses import NotifyRequest
 
