@@ -23,9 +23,9 @@ class Ingest:
         try:
             await self._queue.put(dumps_events(events), len(events), events)
         except QueueFull:
-            metrics.EVENTS_REJECTED.labels(source, "queue_full").inc(len(events))
+            metrics.REJECTED_BY(source, "queue_full").inc(len(events))
             raise
         except ShuttingDown:
-            metrics.EVENTS_REJECTED.labels(source, "shutting_down").inc(len(events))
+            metrics.REJECTED_BY(source, "shutting_down").inc(len(events))
             raise
-        metrics.EVENTS_RECEIVED.labels(source).inc(len(events))
+        metrics.RECEIVED_BY(source).inc(len(events))

@@ -18,6 +18,7 @@ from prometheus_client import Counter, Gauge
 from correlator.clock import Clock, Timer
 from correlator.event import Event, Severity
 from correlator.logs import RateLimitedLog
+from correlator.metrics import Children
 from correlator.responses import Response
 from correlator.rules.stats import RuleCounters
 
@@ -31,6 +32,7 @@ BOUND_HITS = Counter(
     ["rule", "bound"],
 )
 FIRES = Counter("correlator_correlation_fires_total", "Hooks fired by level-2 rules", ["rule", "hook"])
+FIRES_BY = Children(FIRES)
 
 Key = tuple[Any, ...]
 Match = Callable[[Event], bool]
@@ -322,7 +324,7 @@ class Engine:
     def _run_hook(
         self, hook: str, subject: Event, key: Key, from_timer: bool, extra: dict[str, Any], made: Event | None
     ) -> None:
-        FIRES.labels(self.name, hook).inc()
+        FIRES_BY(self.name, hook).inc()
         sink = self.sink
         mark = sink.mark()
         actions = self.hooks.get(hook)
