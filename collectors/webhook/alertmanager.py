@@ -118,7 +118,11 @@ def alert_event(
     host_key = _first_key(labels, opts.host_labels)
     host = labels[host_key][:256] if host_key else ""
     if host_key == "instance":
-        host = _PORT.sub("", host)
+        name, colon, port = host.rpartition(":")
+        if colon and port.isdecimal():
+            host = name  # what _PORT strips, without a regex per alert
+        elif "\n" in host:
+            host = _PORT.sub("", host)  # `$` also matches before a final newline
     resource = _first(labels, opts.resource_labels)
     if status == "resolved":
         severity = Severity.CLEAR
