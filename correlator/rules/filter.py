@@ -258,10 +258,15 @@ def _modify(mutators: list[Mutator], identity: bool) -> Step:
         return modify
 
     def modify_identity(ev: Event, updates: list[Event]) -> str | None:
-        default = ev.fingerprint == fingerprint(ev.host, ev.resource, ev.type)
+        # A default fingerprint follows the new host/resource/type; one the sender chose stays.
+        # Hashed only when an identity field really changed (these mutators never set the
+        # fingerprint itself), not twice per matched event.
+        host, resource, type_, fp = ev.host, ev.resource, ev.type, ev.fingerprint
         for m in muts:
             m(ev)
-        if default:
+        if (ev.host != host or ev.resource != resource or ev.type != type_) and fp == fingerprint(
+            host, resource, type_
+        ):
             ev.fingerprint = fingerprint(ev.host, ev.resource, ev.type)
         return None
 
