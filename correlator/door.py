@@ -123,7 +123,7 @@ def refusal(ev: Event, source: str) -> Refused | None:
     try:
         check(ev)
     except Refused as e:
-        metrics.EVENTS_REJECTED.labels(source, e.reason).inc()
+        metrics.REJECTED_BY(source, e.reason).inc()
         return e
     return None
 

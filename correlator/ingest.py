@@ -41,12 +41,12 @@ class Ingest:
             await self._queue.put(payload, len(events), events)
         except QueueFull as e:
             reason = "storage_unavailable" if isinstance(e, StorageUnavailable) else "queue_full"
-            metrics.EVENTS_REJECTED.labels(source, reason).inc(len(events))
+            metrics.REJECTED_BY(source, reason).inc(len(events))
             raise
         except ShuttingDown:
-            metrics.EVENTS_REJECTED.labels(source, "shutting_down").inc(len(events))
+            metrics.REJECTED_BY(source, "shutting_down").inc(len(events))
             raise
-        metrics.EVENTS_RECEIVED.labels(source).inc(len(events))
+        metrics.RECEIVED_BY(source).inc(len(events))
 
     async def dead_letter(self, events: list[Event], reason: str, error: BaseException | str) -> None:
         """Set events aside durably (raises if the store cannot take them: then do not acknowledge)."""

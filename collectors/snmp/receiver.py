@@ -26,6 +26,7 @@ from correlator.collector import Emit
 from correlator.errors import QueueFull, ShuttingDown
 from correlator.event import Event
 from correlator.logs import RateLimitedLog
+from correlator.metrics import Children
 
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
@@ -38,6 +39,8 @@ RECEIVED = Counter(
     "SNMP notifications decoded, by version and decoder path",
     ["version", "path"],
 )
+DROPPED_BY = Children(DROPPED)  # per trap: resolved once per label set, not per datagram
+RECEIVED_BY = Children(RECEIVED)
 BIND_RETRY = 5.0
 KERNEL_DROPS_INTERVAL = 5.0
 INFORMS_ANSWERED = Counter(
@@ -130,7 +133,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
         try:
             self._receive(data, addr)
         except Exception:  # a bug must cost one datagram, counted, not the listener
-            DROPPED.labels("internal_error").inc()
+            DROPPED_BY("internal_error").inc()
             log.exception("snmp: failed to process a datagram from %s", addr[0])
 
     def _receive(self, data: bytes, addr: tuple[str | Any, int]) -> None:
@@ -154,7 +157,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
         except ber.Unusual as e:  # e.g. a malformed OID inside an otherwise well-formed message
             self._drop("malformed", sender, str(e))
             return
-        RECEIVED.labels("v1" if msg.version == 0 else "v2c", "fast").inc()
+        RECEIVED_BY("v1" if msg.version == 0 else "v2c", "fast").inc()
         if not self._admit(event, sender):
             if msg.pdu_type == ber.INFORM:  # answered: a retransmission would be refused again
                 self._send(ber.encode_response(msg, data), addr)
@@ -182,7 +185,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
             except ber.Unusual as e:
                 self._drop("malformed", addr[0], str(e))
                 return
-            RECEIVED.labels(note.version, "pysnmp").inc()
+            RECEIVED_BY(note.version, "pysnmp").inc()
             if not self._admit(event, addr[0]):
                 if respond is not None:
                     respond()
@@ -208,13 +211,13 @@ class TrapReceiver(asyncio.DatagramProtocol):
             self._transport.sendto(data, addr)
 
     def _drop(self, reason: str, sender: str, detail: str) -> None:
-        DROPPED.labels(reason).inc()
+        DROPPED_BY(reason).inc()
         _ratelog.warning(
             f"snmp:{reason}", "snmp: dropped a datagram from %s (%s): %s", sender, reason, detail
         )
 
     def _kernel_dropped(self, n: int) -> None:
-        DROPPED.labels("receive_buffer").inc(n)
+        DROPPED_BY("receive_buffer").inc(n)
         _ratelog.warning(
             "snmp:receive_buffer",
             "snmp: the kernel dropped %d datagrams: receive buffer full (raise recv_buffer_bytes "
@@ -241,11 +244,11 @@ class TrapReceiver(asyncio.DatagramProtocol):
             await self._emit(events, SOURCE)
         except (QueueFull, ShuttingDown) as e:
             # Traps cannot be asked again: count them. Informs are not answered, so senders retransmit.
-            DROPPED.labels("queue_full" if isinstance(e, QueueFull) else "shutting_down").inc(len(events))
+            DROPPED_BY("queue_full" if isinstance(e, QueueFull) else "shutting_down").inc(len(events))
             _ratelog.warning("snmp:emit", "snmp: %d notifications not accepted: %s", len(events), e)
             return
         except Exception:
-            DROPPED.labels("emit_failed").inc(len(events))
+            DROPPED_BY("emit_failed").inc(len(events))
             log.exception("snmp: emitting %d events failed", len(events))
             return
         for reply in replies:

@@ -103,8 +103,11 @@ def alert_event(
     if not isinstance(a, dict):
         raise FieldError("", "an alert must be a JSON object")
     labels = a.get("labels")
-    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+    if not isinstance(labels, dict):
         raise FieldError("labels", "must be an object of string label values")
+    for v in labels.values():  # a plain loop: cheaper than all() over a generator, per alert
+        if not isinstance(v, str):
+            raise FieldError("labels", "must be an object of string label values")
     alertname = text(labels, "alertname", required=True, field="labels.alertname")
     annotations = a.get("annotations") or {}
     if not isinstance(annotations, dict):
@@ -112,9 +115,14 @@ def alert_event(
     status = a.get("status")
     if status not in ("firing", "resolved"):
         raise FieldError("status", f"must be 'firing' or 'resolved', got {status!r}")
-    host = _first(labels, opts.host_labels)
-    if host and _first_key(labels, opts.host_labels) == "instance":
-        host = _PORT.sub("", host)
+    host_key = _first_key(labels, opts.host_labels)
+    host = labels[host_key][:256] if host_key else ""
+    if host_key == "instance":
+        name, colon, port = host.rpartition(":")
+        if colon and port.isdecimal():
+            host = name  # what _PORT strips, without a regex per alert
+        elif "\n" in host:
+            host = _PORT.sub("", host)  # `$` also matches before a final newline
     resource = _first(labels, opts.resource_labels)
     if status == "resolved":
         severity = Severity.CLEAR

@@ -45,6 +45,8 @@ def each(items: list[Any], one: Callable[[Any], Event]) -> Result:
 def text(d: Mapping[str, Any], key: str, required: bool = False, field: str | None = None) -> str:
     """A string field (numbers accepted and turned into text); FieldError names `field` or `key`."""
     v = d.get(key)
+    if type(v) is str and v:  # the common case, before the slower union isinstance below
+        return v
     if v is None or v == "":
         if required:
             raise FieldError(field or key, "is required and must be a non-empty string")

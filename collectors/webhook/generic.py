@@ -42,7 +42,7 @@ def json_error(status: int, error: str, retry_after: int | None = None, **extra:
 
 
 def reject(source: str, reason: str, status: int, error: str, **extra: Any) -> web.Response:
-    metrics.EVENTS_REJECTED.labels(source, reason).inc()
+    metrics.REJECTED_BY(source, reason).inc()
     _ratelog.warning(reason, "%s: rejected request (%s): %s", source, reason, error)
     return json_error(status, error, **extra)
 
@@ -73,7 +73,7 @@ def refuse_if_full(retry_after: float | None, source: str) -> web.Response | Non
     that the pipeline needs to drain the queue."""
     if retry_after is None:
         return None
-    metrics.EVENTS_REJECTED.labels(source, "queue_full").inc()
+    metrics.REJECTED_BY(source, "queue_full").inc()
     return json_error(503, "ingestion queue full, retry later", retry_after=max(1, math.ceil(retry_after)))
 
 
@@ -98,7 +98,7 @@ def count_invalid(source: str, errors: list[dict[str, Any]]) -> None:
     for e in errors:
         by_reason[e["reason"]] = by_reason.get(e["reason"], 0) + 1
     for reason, n in by_reason.items():
-        metrics.EVENTS_REJECTED.labels(source, reason).inc(n)
+        metrics.REJECTED_BY(source, reason).inc(n)
 
 
 class GenericEventsHandler:
@@ -130,7 +130,7 @@ class GenericEventsHandler:
     )
     async def handle(self, request: web.Request) -> web.Response:
         if not check_bearer(request, self._token):
-            metrics.EVENTS_REJECTED.labels(SOURCE, "unauthorized").inc()
+            metrics.REJECTED_BY(SOURCE, "unauthorized").inc()
             resp = json_error(401, "missing or wrong bearer token")
             resp.headers["WWW-Authenticate"] = 'Bearer realm="correlator"'
             return resp

@@ -14,11 +14,13 @@ from prometheus_client import Counter
 
 from correlator.correlation.core import Action, Fire, Sink, derived_id
 from correlator.event import Event, Severity
+from correlator.metrics import Children
 from correlator.responses import IncidentRequest, NotifyRequest
 
 SUPPRESSED = Counter(
     "correlator_correlation_suppressed_total", "Events suppressed by a level-2 rule", ["rule"]
 )
+SUPPRESSED_BY = Children(SUPPRESSED)
 
 Template = Callable[[Event], str]
 
@@ -95,7 +97,7 @@ def suppress() -> Action:
     def act(subject: Event, fire: Fire, sink: Sink) -> None:
         subject.attributes["suppressed_by"] = fire.rule
         sink.suppressed = fire.rule
-        SUPPRESSED.labels(fire.rule).inc()
+        SUPPRESSED_BY(fire.rule).inc()
 
     return act
 

@@ -14,8 +14,10 @@ from prometheus_client import Counter, Histogram
 from correlator.event import Event, Severity
 from correlator.incidents.model import TRANSITIONS, IllegalTransition, Incident, LogEntry, Status
 from correlator.incidents.settings import EscalationStep, IncidentSettings
+from correlator.metrics import Children
 
 OPENED = Counter("correlator_incidents_opened_total", "Incidents opened, by priority", ["priority"])
+OPENED_BY = Children(OPENED)
 REOPENED = Counter(
     "correlator_incidents_reopened_total", "Resolved incidents reopened by a new event or by hand"
 )
@@ -106,7 +108,7 @@ def open_incident(
     changes.log(
         inc, now, actor, "open", priority=inc.priority, impact=impact, urgency=urgency, major=inc.major
     )
-    OPENED.labels(inc.priority).inc()
+    OPENED_BY(inc.priority).inc()
     changes.notify("open", inc)
     if inc.major:
         changes.notify("major", inc)

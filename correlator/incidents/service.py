@@ -22,6 +22,7 @@ from correlator.incidents.model import ACTIVE, PRIORITIES, IllegalTransition, In
 from correlator.incidents.settings import IncidentSettings
 from correlator.incidents.store import IncidentPage, IncidentQuery, IncidentStore
 from correlator.logs import RateLimitedLog
+from correlator.metrics import Children
 from correlator.notify.incidents import Notifier
 from correlator.responses import IncidentRequest
 
@@ -34,6 +35,8 @@ REQUESTS = Counter(
     "Incident requests from correlation by outcome (opened, updated, reopened, resolved, ignored)",
     ["outcome"],
 )
+REQUESTS_BY = Children(REQUESTS)
+OPEN_BY = Children(OPEN)
 
 
 class NotFound(errors.NotFound):
@@ -88,7 +91,7 @@ class IncidentService:
             opened: list[Incident] = []
             for req in requests:
                 outcome = self._apply_one(changes, req, min(now, req.event.time) if event_time else now)
-                REQUESTS.labels(outcome).inc()
+                REQUESTS_BY(outcome).inc()
                 if self.outcomes is not None:
                     self.outcomes.append((req, outcome, self._by_key.get(req.key)))
                 if outcome in ("opened", "reopened"):
@@ -339,7 +342,7 @@ class IncidentService:
             counts[prio] += 1
         due = min(self._due.values(), default=None)
         for prio, n in counts.items():
-            OPEN.labels(prio).set(n)
+            OPEN_BY(prio).set(n)
         if due != self._next_due:
             self._next_due = due
             if self.on_deadline is not None:

@@ -18,6 +18,7 @@ from prometheus_client import Counter, Gauge
 from correlator import errors
 from correlator.clock import Clock
 from correlator.event import Event, Severity
+from correlator.metrics import Children
 from correlator.problems.conditions import Matcher, compile_conditions
 from correlator.problems.model import (
     TRANSITIONS,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPEN = Gauge("correlator_problems_open", "Problems not resolved, by state (open, known_error)", ["state"])
+OPEN_BY = Children(OPEN)
 RECURRING = Counter(
     "correlator_recurring_incidents_total", "Incidents linked to a problem as a recurrence of its signature"
 )
@@ -337,7 +339,7 @@ class ProblemService:
         for p in self._problems.values():
             counts[p.state] += 1
         for state, n in counts.items():
-            OPEN.labels(state.value).set(n)
+            OPEN_BY(state.value).set(n)
 
 
 def _view(inc: Incident, ev: Event | None) -> Event:

@@ -73,6 +73,14 @@ def compile_field(path: str, where: Position | None = None) -> Getter:
     if len(keys) == 1:
         key = keys[0]
         return lambda ev: ev.attributes.get(key)
+    if len(keys) == 2:  # attributes.labels.severity and the like: the common depth, unrolled
+        k1, k2 = keys
+
+        def nested2(ev: Event) -> Any:
+            value = ev.attributes.get(k1)
+            return value.get(k2) if isinstance(value, dict) else None
+
+        return nested2
 
     def nested(ev: Event) -> Any:
         value: Any = ev.attributes

@@ -165,9 +165,7 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
         if cls["severity"] is not None:
             where = craw.where_value("severity")
             _check_severity(cls["severity"], where)
-            mutators.append(
-                _assign(compile_setter("severity", where), compile_template(cls["severity"], where))
-            )
+            mutators.append(_assign(compile_setter("severity", where), _severity(cls["severity"], where)))
         if cls["category"] is not None:
             mutators.append(_assign(compile_setter("attributes.category"), cls["category"]))
     if v["rename"] is not None:
@@ -235,6 +233,15 @@ def _check_severity(text: Any, where: Position | None) -> None:
             raise RuleError(where, f"severity {e.message}") from None
 
 
+def _severity(text: str, where: Position | None) -> Callable[[Event], Any]:
+    """The classify severity: a constant (`critical`) is parsed once here rather than per event."""
+    parts = parse_template(text, where)
+    if all(isinstance(p, str) for p in parts):
+        sev = Severity.parse("".join(p for p in parts if isinstance(p, str)))
+        return lambda ev: sev
+    return compile_template(text, where)
+
+
 def _assign(setter: Callable[[Event, Any], None], render: Callable[[Event], Any]) -> Mutator:
     return lambda ev: setter(ev, render(ev))
 
@@ -251,10 +258,15 @@ def _modify(mutators: list[Mutator], identity: bool) -> Step:
         return modify
 
     def modify_identity(ev: Event, updates: list[Event]) -> str | None:
-        default = ev.fingerprint == fingerprint(ev.host, ev.resource, ev.type)
+        # A default fingerprint follows the new host/resource/type; one the sender chose stays.
+        # Hashed only when an identity field really changed (these mutators never set the
+        # fingerprint itself), not twice per matched event.
+        host, resource, type_, fp = ev.host, ev.resource, ev.type, ev.fingerprint
         for m in muts:
             m(ev)
-        if default:
+        if (ev.host != host or ev.resource != resource or ev.type != type_) and fp == fingerprint(
+            host, resource, type_
+        ):
             ev.fingerprint = fingerprint(ev.host, ev.resource, ev.type)
         return None
 
@@ -298,17 +310,19 @@ class Conditions:
     """
 
     def __init__(self) -> None:
-        self.latest: dict[tuple[str, str], tuple[str, str]] = {}
+        # The severity is kept as the enum member (a str): it compares as its text in C, where
+        # `.value` is a Python-level property read twice per event.
+        self.latest: dict[tuple[str, str], tuple[str, Severity]] = {}
 
     def observe(self, ev: Event) -> None:
         key = (ev.host, ev.resource)
         if len(self.latest) >= MAX_KEYS and key not in self.latest:
             self.latest.clear()  # a bound, not an LRU: at worst one repeat per key is not folded
-        self.latest[key] = (ev.fingerprint, ev.severity.value)
+        self.latest[key] = (ev.fingerprint, ev.severity)
 
     def unchanged(self, ev: Event) -> bool:
         last = self.latest.get((ev.host, ev.resource))
-        return last is None or last == (ev.fingerprint, ev.severity.value)
+        return last is None or last == (ev.fingerprint, ev.severity)
 
 
 class Deduper:

@@ -97,6 +97,18 @@ def op_regex(path: str, get: Getter, arg: Any, where: Position | None) -> Matche
 def op_glob(path: str, get: Getter, arg: Any, where: Position | None) -> Matcher:
     if not isinstance(arg, str):
         raise RuleError(where, f"{path}: 'glob' takes a pattern such as 'Gi*', got {kind_of(arg)}")
+    if arg.endswith("*") and not any(c in arg[:-1] for c in "*?["):
+        # 'webhook:*', 'Gi*': a prefix test, several times cheaper than the regex fnmatch makes.
+        prefix = arg[:-1]
+
+        def glob_prefix(ev: Event) -> bool:
+            v = get(ev)
+            if isinstance(v, str):
+                return v.startswith(prefix)
+            text = _scalar_text(v)
+            return text is not None and text.startswith(prefix)
+
+        return glob_prefix
     match = re.compile(fnmatch.translate(arg)).match
 
     def glob(ev: Event) -> bool:

@@ -93,3 +93,26 @@ def test_zabbix_numeric_severity_out_of_range_is_a_field_error():
     for n in ("-1", "6", -1, 1e300, "²", [5]):
         err = one(conv({**base, "event_nseverity": n}, "s", 1.0))
         assert isinstance(err, FieldError) and err.field == "event_nseverity", n
+
+
+@pytest.mark.parametrize(
+    ("instance", "host"),
+    [
+        ("web-1:9100", "web-1"),
+        ("web-1", "web-1"),
+        ("web-1:", "web-1:"),
+        ("[fd00::1]:9100", "[fd00::1]"),
+        ("a:b:80", "a:b"),
+        ("web-1:http", "web-1:http"),
+        ("web-1:80\n", "web-1\n"),  # as the regex `:\d+$` did: `$` matches before a final newline
+        ("web-1:\u0661\u0662", "web-1"),  # \d is any decimal digit
+    ],
+)
+def test_alertmanager_strips_a_port_from_instance_only(instance, host):
+    from collectors.webhook import alertmanager
+
+    opts = alertmanager.parse_options({}, "x", "alertmanager")
+    alert = {"status": "firing", "labels": {"alertname": "A", "instance": instance}}
+    assert alertmanager.alert_event(alert, "webhook:am", 1000.0, opts, {}).host == host
+    alert["labels"] = {"alertname": "A", "host": instance}
+    assert alertmanager.alert_event(alert, "webhook:am", 1000.0, opts, {}).host == instance

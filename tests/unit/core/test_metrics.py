@@ -1,9 +1,10 @@
-"""metrics.observe_many must leave a histogram exactly as n single observations would."""
+"""metrics.observe_many must leave a histogram exactly as n single observations would; Children
+resolves each label child once and updates the very series `.labels()` names."""
 
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from correlator import metrics
 
@@ -27,3 +28,21 @@ def test_observe_many_equals_n_observes(amount):
     metrics.observe_many(many, amount, 7)
     expected = {(n.replace("one", "many"), le): v for (n, le), v in samples(one).items()}
     assert samples(many) == pytest.approx(expected)  # the sum differs in float rounding only
+
+
+def test_children_are_resolved_once_and_update_the_labelled_series():
+    counter = Counter("things", "x", ["source", "reason"], registry=CollectorRegistry())
+    by = metrics.Children(counter)
+    first = by("webhook", "invalid")
+    assert by("webhook", "invalid") is first  # cached, not looked up again
+    first.inc()
+    by("webhook", "invalid").inc(2)
+    by("mqtt", "invalid").inc()
+    assert counter.labels("webhook", "invalid")._value.get() == 3
+    assert counter.labels("mqtt", "invalid")._value.get() == 1
+
+
+def test_children_refuse_a_wrong_label_count_like_labels_does():
+    by = metrics.Children(Counter("things", "x", ["source"], registry=CollectorRegistry()))
+    with pytest.raises(ValueError):
+        by("a", "b")

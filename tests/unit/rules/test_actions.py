@@ -87,6 +87,22 @@ def test_changing_identity_fields_recomputes_a_default_fingerprint_only():
     assert custom.fingerprint == "from-alertmanager"
 
 
+def test_an_identity_rule_that_changes_nothing_keeps_the_fingerprint():
+    rs = ruleset("rules: [{name: r, match: {}, set: {host: '{host}', resource: '{resource}'}}]")
+    plain = ev("sw1", "linkDown", resource="Gi0/1")
+    custom = ev("sw1", "linkDown", fingerprint="chosen")
+    run(rs, plain, custom)
+    assert plain.fingerprint == fingerprint("sw1", "Gi0/1", "linkDown")
+    assert custom.fingerprint == "chosen"
+
+
+def test_a_constant_classify_severity_is_any_case_of_a_severity_name():
+    rs = ruleset("rules: [{name: c, match: {}, classify: {severity: Critical}}]")
+    a, b = ev(), ev()
+    run(rs, a, b)
+    assert a.severity.value == b.severity.value == "critical"
+
+
 def test_classify_sets_severity_and_category():
     rs = ruleset(
         """

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from correlator.rules.errors import RuleError, RuleErrors
 from tests.unit.rules.helpers import ev, matcher
@@ -124,3 +126,20 @@ def test_plain_dict_specs_use_the_given_position():
     with pytest.raises(RuleError, match=r"^x.yaml:7:3: unknown field"):
         compile_matcher({"nope": 1}, Position("x.yaml", 7, 3))
     assert compile_matcher({"host": "core-sw1"})(SW)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    prefix=st.text(alphabet="ab:*?[]\n", max_size=4),
+    value=st.one_of(st.text(alphabet="ab:*?[]\n", max_size=6), st.integers(-5, 50)),
+)
+def test_glob_fast_paths_agree_with_fnmatch(prefix, value):
+    """A trailing-star glob is a prefix test; every glob answers as fnmatch (case-sensitive) does."""
+    import fnmatch
+
+    from correlator.rules.matchers import compile_matcher
+
+    pattern = prefix + "*"
+    m = compile_matcher({"attributes.x": {"glob": pattern}})
+    text = value if isinstance(value, str) else str(value)
+    assert m(ev("h", "t", attributes={"x": value})) is fnmatch.fnmatchcase(text, pattern)
