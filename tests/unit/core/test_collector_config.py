@@ -58,7 +58,7 @@ def test_every_collector_error_with_its_place_and_a_suggestion(tmp_path):
     assert lines[0] == f"{p}:3:5: 'collectors.webhook.tokne': unknown key (did you mean 'token'?)"
     assert lines[1].startswith(f"{p}:5:5: 'collectors.snmp.lisen': unknown key (did you mean 'listen'?)")
     assert lines[2].startswith(f"{p}:8:28: 'collectors.mqtt.brokers[0].port': expected a port number")
-    assert lines[3] == f"{p}:10:3: 'collectors.pigeon': no such collector; known: mqtt, snmp, webhook"
+    assert lines[3] == f"{p}:10:3: 'collectors.pigeon': no such collector; known: mqtt, snmp, syslog, webhook"
 
 
 def test_a_misspelt_collector_gets_a_suggestion(tmp_path):
