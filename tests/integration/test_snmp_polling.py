@@ -66,3 +66,33 @@ def test_poll_snmpd_for_availability_and_capacity(make_daemon, tmp_path):
             what="rebooted event",
         )
         assert rebooted[0]["severity"] == "warning"
+
+
+def test_a_v3_target_restarted_with_a_new_engine_id_is_polled_again(make_daemon, tmp_path):
+    """The agent comes back under another SNMPv3 engine id (a replaced chassis, a reset agent): the
+    poller forgets the id it had learned, discovers the new one and polls on without a restart."""
+    user = {k: v for k, v in V3_SETTINGS.items() if k != "engine_ids"}
+    with snmpd(tmp_path, engine_id="correlator-a") as (port, _):
+        target = {"name": "lab-v3", "address": f"127.0.0.1:{port}", "version": "v3", "user": user}
+        d = make_daemon(
+            collectors={
+                "snmp": {
+                    "listen": f"127.0.0.1:{free_udp_port()}",
+                    "poll_timeout": "0.3s",
+                    "poll_retries": 0,
+                    "targets": [{**target, "interval": "1s", "poll": ["reachability"]}],
+                }
+            }
+        )
+
+        def ok():
+            return d.metric("correlator_snmp_polls_total", {"result": "ok"})
+
+        d.wait_for(lambda: d.metric("correlator_snmp_target_up", {"ci": "lab-v3"}) == 1, what="v3 up")
+    with snmpd(tmp_path, port, engine_id="correlator-b"):
+        restarted = ok()
+        d.wait_for(lambda: ok() >= restarted + 2, what="v3 polls answered under the new engine id")
+        d.wait_for(lambda: d.metric("correlator_snmp_target_up", {"ci": "lab-v3"}) == 1, what="v3 up again")
+    # The failure is logged with its cause instead of being dropped silently.
+    assert f"snmp: v3 poll of lab-v3 (127.0.0.1:{port}) failed: No SNMP response" in d.log()
+    assert "discovering its engine id again" in d.log()
