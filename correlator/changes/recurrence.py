@@ -37,6 +37,9 @@ class Recurrence:
     exdates: frozenset[date] = frozenset()
     _freq: str = field(default="", compare=False, repr=False)
     _fixed: rrule | rruleset | None = field(default=None, compare=False, repr=False)
+    # The last anchor-free rule built, by its start date: the daemon asks on every batch, and the
+    # start moves once a day (weekly, daily) or once a month at most.
+    _last: dict[date, rrule | rruleset] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         parts = _parts(self.rule)
@@ -70,7 +73,12 @@ class Recurrence:
         start = _period_start(self._freq, after.date())
         if self.anchor is not None:
             start = max(start, self.anchor)
-        return rrulestr(self.rule, dtstart=datetime.combine(start, self.at))
+        rule = self._last.get(start)
+        if rule is None:
+            rule = rrulestr(self.rule, dtstart=datetime.combine(start, self.at), cache=True)
+            self._last.clear()
+            self._last[start] = rule
+        return rule
 
 
 def weekly(days: frozenset[int], at: time, exdates: frozenset[date] = frozenset()) -> Recurrence:
