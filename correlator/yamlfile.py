@@ -315,6 +315,13 @@ def _make_loader(file: str) -> type[yaml.SafeLoader]:
         seq.item_positions = [_pos(file, child) for child in node.value]
         return seq
 
+    def construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        try:
+            return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+        except ValueError as e:  # 2027-02-30 looks like a date to YAML: say where, not crash the load
+            raise YamlError(_pos(file, node), f"invalid date {node.value!r}: {e}") from None
+
+    Loader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_map)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_seq)
     return Loader

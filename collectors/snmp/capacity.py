@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
+from collectors.snmp.oids import IF_OPER_STATUS
 from correlator.event import Event, Severity, new_id
 
 POLL_SOURCE = "snmp:poll"  # traps and informs are source "snmp"
@@ -115,10 +116,14 @@ class TargetState:
         is_down = itf.admin == 1 and itf.oper is not None and itf.oper != 1
         if is_down and name not in new.down:
             new.down.add(name)
-            events.append(ev("snmp.interface.down", Severity.MAJOR, name, f"ifOperStatus {itf.oper}"))
+            e = ev("snmp.interface.down", Severity.MAJOR, name, f"ifOperStatus {_oper(itf.oper)}")
+            e.attributes.update(ifOperStatus=_oper(itf.oper), ifOperStatus_value=itf.oper)
+            events.append(e)
         elif not is_down and name in new.down:
             new.down.discard(name)
-            events.append(ev("snmp.interface.down", Severity.CLEAR, name, "ifOperStatus up"))
+            e = ev("snmp.interface.down", Severity.CLEAR, name, "ifOperStatus up")
+            e.attributes.update(ifOperStatus="up", ifOperStatus_value=1)
+            events.append(e)
         if itf.hc_in is None or itf.hc_out is None:
             return
         old = new.counters.get(index)
@@ -132,6 +137,11 @@ class TargetState:
         ):
             delta = now_v - old_v if now_v >= old_v else now_v + COUNTER64 - old_v  # a wrap, not a restart
             ratios[(name, kind)] = min(delta * 8 / dt / bits_per_s, 1.0)
+
+
+def _oper(value: int | None) -> str:
+    """ifOperStatus as its IF-MIB label (as the trap mapping names it), the number if unknown."""
+    return IF_OPER_STATUS.get(value, str(value)) if value is not None else "unknown"
 
 
 class _EventMaker:

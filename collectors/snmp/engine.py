@@ -81,6 +81,9 @@ class SlowPath:
         # USM accepts any level up to what a user's keys allow (a keyless noAuthNoPriv message under a
         # SHA+AES user's name passes), so the minimum is checked here, before delivery.
         self._min_level = {u.name: SECURITY_LEVELS.index(u.min_security_level) + 1 for u in users}
+        # Traps are authenticated under (sender's engine id, user): what each user accepts, so a
+        # trap from an engine id nobody listed is reported as that rather than an unknown user.
+        self._engine_ids = {u.name: {e.lower() for e in u.engine_ids} for u in users}
         self._max_level = {u.name: SECURITY_LEVELS.index(u.security_level) + 1 for u in users}
         self._refused: str | None = None
         for u in users:
@@ -142,6 +145,8 @@ class SlowPath:
                     return None  # an inform sender learning our engine id: normal, answered with a Report
                 if reason in ("auth_failed", "decrypt_failed"):
                     return self._above_user_level(data) or (reason, "rejected by the SNMP engine")
+                if reason == "unknown_user":
+                    return self._unlisted_engine_id(data) or (reason, "rejected by the SNMP engine")
                 return reason, "rejected by the SNMP engine"
         return "undelivered", "rejected by the SNMP engine"
 
@@ -155,6 +160,22 @@ class SlowPath:
         has = SECURITY_LEVELS[self._max_level[user] - 1]
         return "unsupported_security_level", (
             f"user '{user}' sent {SECURITY_LEVELS[level - 1]}, is configured for {has}"
+        )
+
+    def _unlisted_engine_id(self, data: bytes) -> tuple[str, str] | None:
+        """A known user under an engine id not in its `engine_ids`: USM only says "unknown user
+        name", the operator needs to hear which engine id to add (ids and names are sent in clear)."""
+        header = _v3_header(data)
+        if header is None:
+            return None
+        user, _, engine_id = header
+        listed = self._engine_ids.get(user)
+        own = bytes(self.engine.snmpEngineID.asOctets()).hex()
+        if listed is None or engine_id in listed or engine_id == own:
+            return None
+        return "unknown_engine_id", (
+            f"v3 message from engine id {engine_id or '(empty)'} for user '{user}': that engine id is not"
+            f" configured (traps are authenticated with the sender's engine id; add it to the user's engine_ids)"
         )
 
     def _find_counters(self) -> list[Any]:
@@ -244,10 +265,19 @@ def _is_discovery(data: bytes) -> bool:
 
 def _user_and_level(data: bytes) -> tuple[str, int] | None:
     """(user name, RFC 3411 securityLevel 1-3) from an SNMPv3 header; None if it does not decode."""
+    header = _v3_header(data)
+    return None if header is None else header[:2]
+
+
+def _v3_header(data: bytes) -> tuple[str, int, str] | None:
+    """(user name, securityLevel 1-3, authoritative engine id in hex) from an SNMPv3 header, all
+    sent in clear; None if it does not decode."""
     try:
         msg, _ = decoder.decode(data, asn1Spec=SNMPv3Message())
         params, _ = decoder.decode(bytes(msg["msgSecurityParameters"]), asn1Spec=UsmSecurityParameters())
         flags = bytes(msg["msgGlobalData"]["msgFlags"])[0]
-        return bytes(params["msgUserName"]).decode("utf-8", "replace"), 1 + (flags & 1) + (flags >> 1 & 1)
+        user = bytes(params["msgUserName"]).decode("utf-8", "replace")
+        engine_id = bytes(params["msgAuthoritativeEngineId"]).hex()
+        return user, 1 + (flags & 1) + (flags >> 1 & 1), engine_id
     except Exception:
         return None

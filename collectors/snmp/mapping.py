@@ -68,12 +68,19 @@ class Mapper:
 
     def _add_varbinds(self, attrs: dict[str, Any], varbinds: list[tuple[bytes, Any]]) -> None:
         lookup = self.resolver.lookup
+        enums = self.resolver.enums
         for raw, value in varbinds:
             if raw in _HIDDEN:
                 continue
-            _, short, instance = lookup(raw)
+            name, short, instance = lookup(raw)
             key = short if short not in attrs else f"{short}.{instance}"
-            attrs[key] = self._plain(value)
+            labels = enums.get(name)
+            if labels is not None and type(value) is int and value in labels:
+                # ifOperStatus: down for people and rules, ifOperStatus_value: 2 for what needs the number.
+                attrs[key] = labels[value]
+                attrs[f"{key}_value"] = value
+            else:
+                attrs[key] = self._plain(value)
 
     def _plain(self, value: Any) -> Any:
         if isinstance(value, bytes):

@@ -1,7 +1,8 @@
 """Compiling operators' MIB files with pysmi into the collector's cache directory (JSON modules).
 
 `correlator mibs compile DIR` calls compile_dir; oids.load_compiled reads the result at start-up.
-Errors name the MIB's file and, for syntax errors, its line.
+Each module is compiled on its own; errors name the MIB's file, for syntax errors its line, and
+for a module that failed because of an import, the imported module.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ MIB_SUFFIXES = {"", ".txt", ".mib", ".my", ".smi"}
 @dataclass
 class CompileResult:
     compiled: list[str]
-    errors: list[str]  # "FILE:LINE: message"
+    errors: list[str]  # "FILE:LINE: message", one per file or module that did not compile
+    modules: int = 0  # MIB modules found in the directory
 
 
 def compile_dir(source: Path, cache: Path) -> CompileResult:
-    """Compile every MIB module found in source (not recursive) into cache/<MODULE>.json."""
+    """Compile every MIB module found in source (not recursive) into cache/<MODULE>.json, each on its
+    own: a module that fails (and those importing it) is reported, the others are compiled."""
     files: dict[str, Path] = {}
     errors: list[str] = []
     for path in sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in MIB_SUFFIXES):
@@ -54,20 +57,33 @@ def compile_dir(source: Path, cache: Path) -> CompileResult:
     compiler = MibCompiler(SmiStarParser(), JsonCodeGen(), FileWriter(str(cache)).set_options(suffix=".json"))
     compiler.add_sources(CallbackReader(read))
     compiler.add_searchers(StubSearcher(*JsonCodeGen.baseMibs))
-    results = compiler.compile(*files, rebuild=True, genTexts=False)
+    # One module at a time: pysmi writes nothing of a batch in which one module fails, and a NOC's
+    # MIB directory nearly always holds one module that does not compile.
     compiled: list[str] = []
-    for name, status in results.items():
-        if name not in files:
-            if status == "missing":
-                errors.append(f"{source}: imported MIB module {name} not found; add its file to {source}")
-            continue
+    for name in sorted(files):
+        results = compiler.compile(name, rebuild=True, genTexts=False)
+        status = results.get(name)
         if status in ("compiled", "untouched"):
             compiled.append(name)
             continue
-        err = getattr(status, "error", None)
-        line = getattr(err, "lineno", None)
-        where = f"{files[name]}:{line}" if isinstance(line, int) else f"{files[name]}"
-        missing_dep = "not compiled: a module it imports is missing or failed"
-        msg = getattr(err, "msg", None) or (missing_dep if status == "unprocessed" else str(status))
-        errors.append(f"{where}: {msg}")
-    return CompileResult(sorted(compiled), errors)
+        errors.append(_why(name, files, results, source))
+    return CompileResult(sorted(compiled), errors, len(files))
+
+
+def _why(name: str, files: dict[str, Path], results: dict[str, Any], source: Path) -> str:
+    """`FILE[:LINE]: why` for a module that did not compile: its own error, else its imports'."""
+    status = results.get(name)
+    err = getattr(status, "error", None)
+    line = getattr(err, "lineno", None)
+    where = f"{files[name]}:{line}" if isinstance(line, int) else f"{files[name]}"
+    own = getattr(err, "msg", None)
+    if own and status not in ("unprocessed", "missing"):
+        return f"{where}: {own}"
+    missing = sorted(m for m, st in results.items() if m != name and st == "missing")
+    if missing:
+        return f"{where}: imports MIB module {', '.join(missing)}, not found; add its file to {source}"
+    failed = sorted(m for m, st in results.items() if m != name and st not in ("compiled", "untouched"))
+    if failed:
+        names = ", ".join(f"{m} ({files[m].name})" if m in files else m for m in failed)
+        return f"{where}: imports MIB module {names}, which did not compile (see its error)"
+    return f"{where}: {own or status}"

@@ -3,11 +3,13 @@
 Used by the trap mapping and the poller. pysnmp bundles no IF-MIB and Debian ships no MIB texts,
 so the standard notifications and interface/system/host-resources objects are listed here;
 `correlator mibs compile` adds vendor MIBs as JSON files in the cache directory (see mibs.py).
+Enumerated INTEGER objects (ifOperStatus up(1), down(2), ...) carry their labels from either source.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -69,21 +71,52 @@ _BUILTIN: dict[str, str] = {
     "1.3.6.1.2.1.15.7.1": "BGP4-MIB::bgpEstablished",
     "1.3.6.1.2.1.15.7.2": "BGP4-MIB::bgpBackwardTransition",
 }
+# Enumerated INTEGER objects of the built-in table: value -> label, as their MIBs define them.
+_IF_STATUS = {1: "up", 2: "down", 3: "testing"}
+IF_OPER_STATUS = {**_IF_STATUS, 4: "unknown", 5: "dormant", 6: "notPresent", 7: "lowerLayerDown"}
+_BUILTIN_ENUMS: dict[str, dict[int, str]] = {
+    "IF-MIB::ifAdminStatus": _IF_STATUS,
+    "IF-MIB::ifOperStatus": IF_OPER_STATUS,
+    "BGP4-MIB::bgpPeerState": {
+        1: "idle", 2: "connect", 3: "active", 4: "opensent", 5: "openconfirm", 6: "established"
+    },
+}  # fmt: skip
+# SNMPv2-TC's enumerated textual conventions, which vendor MIBs use as an object's SYNTAX.
+_TC_ENUMS: dict[str, dict[int, str]] = {
+    "TruthValue": {1: "true", 2: "false"},
+    "RowStatus": {
+        1: "active", 2: "notInService", 3: "notReady", 4: "createAndGo", 5: "createAndWait", 6: "destroy"
+    },
+    "StorageType": {1: "other", 2: "volatile", 3: "nonVolatile", 4: "permanent", 5: "readOnly"},
+}  # fmt: skip
 _CACHE_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """What the collector takes from compiled MIBs: names by OID, enumeration labels by name."""
+
+    names: dict[str, str] = field(default_factory=dict)  # dotted OID -> 'MODULE::name'
+    enums: dict[str, dict[int, str]] = field(default_factory=dict)  # 'MODULE::name' -> {1: 'up'}
 
 
 class Resolver:
     """Longest-prefix OID lookup. Results are cached by the raw OID bytes, so the hot path is a dict hit."""
 
-    def __init__(self, extra: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, extra: dict[str, str] | None = None, enums: dict[str, dict[int, str]] | None = None
+    ) -> None:
         self._names: dict[str, str] = dict(_BUILTIN)
         self._names.update(extra or {})
         self._cache: dict[bytes, tuple[str, str, str]] = {}
+        # Qualified name -> {value: label}; the mapping names an enumerated INTEGER with one dict read.
+        self.enums: dict[str, dict[int, str]] = {**_BUILTIN_ENUMS, **(enums or {})}
 
     @classmethod
     def from_cache_dir(cls, directory: Path | None) -> Resolver:
         """Built-in table plus every compiled MIB (*.json) found in directory (absent: none)."""
-        return cls(load_compiled(directory) if directory is not None else {})
+        compiled = load_compiled(directory) if directory is not None else Compiled()
+        return cls(compiled.names, compiled.enums)
 
     def __len__(self) -> int:
         return len(self._names)
@@ -114,19 +147,42 @@ class Resolver:
             prefix = prefix[:cut]
 
 
-def load_compiled(directory: Path) -> dict[str, str]:
-    """{dotted OID: 'MODULE::name'} from the JSON modules pysmi wrote into directory."""
-    names: dict[str, str] = {}
+def load_compiled(directory: Path) -> Compiled:
+    """Names and enumerations from the JSON modules pysmi wrote into directory."""
+    out = Compiled()
     if not directory.is_dir():
-        return names
+        return out
     for path in sorted(directory.glob("*.json")):
         try:
             doc = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError) as e:
             log.warning("%s: skipped, not a compiled MIB: %s", path, e)
             continue
-        module = doc.get("meta", {}).get("module", path.stem) if isinstance(doc, dict) else path.stem
-        for sym in doc.values() if isinstance(doc, dict) else ():
+        if not isinstance(doc, dict):
+            continue
+        meta = doc.get("meta")
+        module = meta.get("module", path.stem) if isinstance(meta, dict) else path.stem
+        for sym in doc.values():
             if isinstance(sym, dict) and isinstance(sym.get("oid"), str) and isinstance(sym.get("name"), str):
-                names.setdefault(sym["oid"], f"{module}::{sym['name']}")
-    return names
+                qualified = f"{module}::{sym['name']}"
+                out.names.setdefault(sym["oid"], qualified)
+                labels = _enumeration(sym.get("syntax"), doc)
+                if labels:
+                    out.enums.setdefault(qualified, labels)
+    return out
+
+
+def _enumeration(syntax: object, doc: dict[str, object]) -> dict[int, str] | None:
+    """{value: label} of an INTEGER { up(1), down(2) } SYNTAX, directly or through a textual
+    convention of the same module or SNMPv2-TC; None for anything else."""
+    if not isinstance(syntax, dict):
+        return None
+    enum = (syntax.get("constraints") or {}).get("enumeration")
+    if not enum:
+        tc = doc.get(syntax.get("type", ""))
+        if isinstance(tc, dict) and tc.get("class") == "textualconvention":
+            return _enumeration(tc.get("type"), doc)
+        return _TC_ENUMS.get(str(syntax.get("type")))
+    if not isinstance(enum, dict):
+        return None
+    return {v: str(k) for k, v in enum.items() if isinstance(v, int) and not isinstance(v, bool)}

@@ -227,6 +227,10 @@ class Poller:
             if got[0]:
                 raise RuntimeError(f"agent error-status {got[0]}")
             return got[1]
+        return await self._bulk_v3(target, non_rep, reps, oids)
+
+    async def _bulk_v3(self, target: Target, non_rep: int, reps: int, oids: list[str]) -> Varbinds | None:
+        s = self._settings
         if self._engine is None:
             self._engine = SnmpEngine()
         transport = self._transports.get(target.name)
@@ -235,21 +239,51 @@ class Poller:
                 (target.host, target.port), timeout=s.poll_timeout, retries=s.poll_retries
             )
             self._transports[target.name] = transport
-        err, status, _, vbs = await bulk_cmd(
-            self._engine,
-            _auth(target),
-            transport,
-            ContextData(),
-            non_rep,
-            reps,
-            *(ObjectType(ObjectIdentity(o)) for o in oids),
-            lookupMib=False,  # MIB name lookups cost more than the whole decode: we know our OIDs
-        )
-        if err:
-            return None
+        for attempt in (1, 2):
+            err, status, _, vbs = await bulk_cmd(
+                self._engine,
+                _auth(target),
+                transport,
+                ContextData(),
+                non_rep,
+                reps,
+                *(ObjectType(ObjectIdentity(o)) for o in oids),
+                lookupMib=False,  # MIB name lookups cost more than the whole decode: we know our OIDs
+            )
+            if not err:
+                break
+            # A device that restarted with a new engine id never answers requests under the old
+            # one, and pysnmp keeps using the id it learned: forget it and ask once more, which
+            # discovers the engine again (RFC 3414 4). A dead device has nothing left to forget
+            # after its first failed poll, so it is not asked twice again.
+            forgot = attempt == 1 and self._forget_engine(transport)
+            _ratelog.warning(
+                f"poll:v3:{target.name}",
+                "snmp: v3 poll of %s (%s:%d) failed: %s%s",
+                target.name, target.host, target.port, err,
+                "; discovering its engine id again" if forgot else "",
+            )  # fmt: skip
+            if not forgot:
+                return None
         if status:
             raise RuntimeError(f"agent error-status {status}")
         return [(str(n), _plain(v)) for n, v in vbs]
+
+    def _forget_engine(self, transport: UdpTransportTarget) -> bool:
+        """Drop the engine id the shared engine learned for the agent at `transport`; True if there
+        was one. pysnmp has no public call for it: its SNMPv3 message processing model caches it by
+        (transport domain, address) and expires it only after 300 s of timer ticks. Another pysnmp
+        layout gives False (no re-discovery), which tests/integration/test_snmp_polling.py catches."""
+        assert self._engine is not None
+        mp = self._engine.message_processing_subsystems.get(3)
+        cache = getattr(mp, "_SnmpV3MessageProcessingModel__engineIdCache", None)
+        if not isinstance(cache, dict):
+            return False
+        address = tuple(transport.transport_address)[:2]
+        stale = [k for k in cache if tuple(k[1])[:2] == address]
+        for k in stale:
+            del cache[k]
+        return bool(stale)
 
     async def _address(self, target: Target) -> tuple[str, int]:
         addr = self._addresses.get(target.name)

@@ -87,8 +87,8 @@ def _check_calendar(path: Path) -> int:
         return 1
     now = time.time()
     for w in cal.windows:
-        nxt = w.occurrences(now, 8 * 86400)
-        when = f"{iso(nxt[0][0])} .. {iso(nxt[0][1])}" if nxt else "none within 8 days"
+        nxt = w.next_occurrence(now)
+        when = f"{iso(nxt[0])} .. {iso(nxt[1])}" if nxt else "none (all past or excluded)"
         print(f"{w.name}: {len(w.cis)} CIs, {len(w.services)} services; next {when}")
     print(f"{path}: {len(cal.windows)} windows OK")
     return 0

@@ -37,5 +37,10 @@ def main(args: argparse.Namespace) -> int:
     result = compile_dir(args.dir, cache)
     for err in result.errors:
         print(f"error: {err}", file=sys.stderr)
-    print(f"compiled {len(result.compiled)} MIB module(s) into {cache}: {', '.join(result.compiled) or '-'}")
+    compiled = ", ".join(result.compiled) or "-"
+    print(f"compiled {len(result.compiled)} of {result.modules} MIB module(s) into {cache}: {compiled}")
+    if result.errors:
+        print(
+            f"{len(result.errors)} file(s) or module(s) not compiled; see the errors above", file=sys.stderr
+        )
     return 1 if result.errors else 0

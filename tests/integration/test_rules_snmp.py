@@ -38,6 +38,7 @@ def test_snmp_traps_through_the_shipped_rules(make_daemon, tmp_path):
     assert (first["host"], first["severity"], first["resource"]) == ("core-sw1", "major", "Gi0/3")
     assert first["message"] == "interface Gi0/3 on core-sw1 is down"
     assert first["attributes"]["category"] == "network" and first["attributes"]["site"] == "par1"
+    assert (first["attributes"]["ifAdminStatus"], first["attributes"]["ifAdminStatus_value"]) == ("up", 1)
 
     trap(addr, tmp_path, LINK_DOWN, *link)  # a repeat folds into the stored event
     d.wait_for(lambda: d.events("type=IF-MIB::linkDown")[0]["count"] == 2, what="repeat folded")

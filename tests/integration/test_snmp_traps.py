@@ -181,6 +181,8 @@ def test_bad_input_is_counted_and_the_daemon_keeps_serving(make_daemon, tmp_path
     run_tool("snmptrap", ["-v", "3", "-e", SENDER_ENGINE_ID, *bad_v3, addr, "", LINK_DOWN], tmp_path)
     unknown = [a if a != "noc" else "stranger" for a in V3_USER]
     run_tool("snmptrap", ["-v", "3", "-e", SENDER_ENGINE_ID, *unknown, addr, "", LINK_DOWN], tmp_path)
+    unlisted = "80000000010203ff"  # a known user and its keys, from an engine id nobody configured
+    run_tool("snmptrap", ["-v", "3", "-e", unlisted, *V3_USER, addr, "", LINK_DOWN], tmp_path)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for junk in (b"\x30\x05garbage", b"hello", b"\x30" + b"\x00" * 2000):
             s.sendto(junk, (host, int(port)))
@@ -195,7 +197,14 @@ def test_bad_input_is_counted_and_the_daemon_keeps_serving(make_daemon, tmp_path
     assert dropped("bad_community") == 2
     assert dropped("auth_failed") == 1
     assert dropped("unknown_user") == 1
+    assert dropped("unknown_engine_id") == 1
     assert dropped("too_large") == 1
+    # The cause, the sender and the user; never a key.
+    assert (
+        f"dropped a datagram from 127.0.0.1 (unknown_engine_id): v3 message from engine id {unlisted}"
+        " for user 'noc': that engine id is not configured" in d.log()
+    )
+    assert "authpass123" not in d.log() and "privpass123" not in d.log()
 
 
 def test_taken_port_does_not_stop_the_daemon(make_daemon, tmp_path):

@@ -65,13 +65,17 @@ def free_udp_port() -> int:
 
 
 @contextmanager
-def snmpd(tmp: Path, port: int | None = None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """A real snmpd on 127.0.0.1:port answering v2c 'public' and v3 user 'noc' (authPriv)."""
+def snmpd(
+    tmp: Path, port: int | None = None, engine_id: str | None = None
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A real snmpd on 127.0.0.1:port answering v2c 'public' and v3 user 'noc' (authPriv); its
+    SNMPv3 engine id is built from the text `engine_id` when given (else net-snmp's own)."""
     path = need_tool("snmpd", "snmpd")
     port = port or free_udp_port()
     conf = tmp / "snmpd.conf"
     conf.write_text(
-        "rocommunity public 127.0.0.1\ncreateUser noc SHA authpass123 AES privpass123\nrouser noc priv\n"
+        (f"engineID {engine_id}\n" if engine_id else "")
+        + "rocommunity public 127.0.0.1\ncreateUser noc SHA authpass123 AES privpass123\nrouser noc priv\n"
     )
     log = (tmp / f"snmpd-{port}.log").open("ab")
     proc = subprocess.Popen(

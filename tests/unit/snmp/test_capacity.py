@@ -58,10 +58,13 @@ def test_interface_down_and_up_events_only_for_admin_up_interfaces():
     assert [(e.type, e.severity.value, e.resource) for e in events] == [
         ("snmp.interface.down", "major", "Gi0/1")
     ]
+    assert events[0].message == "sw1: ifOperStatus down"
+    assert events[0].attributes == {"ifOperStatus": "down", "ifOperStatus_value": 2}
     s, events, _ = run(s, Sample(200, {1: itf(0, 0, oper=2)}))
     assert events == []
     s, events, _ = run(s, Sample(300, {1: itf(0, 0, oper=1)}))
     assert [(e.type, e.severity.value) for e in events] == [("snmp.interface.down", "clear")]
+    assert events[0].attributes == {"ifOperStatus": "up", "ifOperStatus_value": 1}
     admin_down = Interface("Gi0/2", admin=2, oper=2)
     _, events, _ = run(s, Sample(400, {2: admin_down}))
     assert events == []

@@ -42,4 +42,27 @@ def test_missing_import_is_reported(tmp_path, capsys):
     text = ACME_MIB.replace("DisplayString FROM SNMPv2-TC", "DisplayString FROM ACME-TC-MIB")
     (src / "ACME-MIB").write_text(text)
     assert main(["mibs", "compile", str(src), "--cache", str(tmp_path / "cache")]) == 1
-    assert "imported MIB module ACME-TC-MIB not found" in capsys.readouterr().err
+    assert "ACME-MIB: imports MIB module ACME-TC-MIB, not found; add its file to" in capsys.readouterr().err
+
+
+def test_one_broken_module_does_not_stop_the_others(tmp_path, capsys):
+    """Good modules are compiled and usable; each failure names its file and why, including the
+    module that failed only because it imports the broken one."""
+    src = tmp_path / "mibs"
+    src.mkdir()
+    (src / "ACME-MIB.txt").write_text(ACME_MIB)
+    broken = ACME_MIB.replace("ACME-MIB", "BROKEN-MIB").replace("99999", "99998")
+    (src / "broken.mib").write_text(broken.replace("SYNTAX Integer32", "SYNTAX Integer32 WHAT IS THIS"))
+    user = ACME_MIB.replace("ACME-MIB", "USER-MIB").replace("99999", "99997")
+    (src / "USER-MIB.my").write_text(
+        user.replace("FROM SNMPv2-TC", "FROM SNMPv2-TC\n    acmeFanSpeed FROM BROKEN-MIB")
+    )
+    cache = tmp_path / "cache"
+    assert main(["mibs", "compile", str(src), "--cache", str(cache)]) == 1
+    out, err = capsys.readouterr()
+    assert "compiled 1 of 3 MIB module(s)" in out and "ACME-MIB" in out
+    assert f"{src / 'broken.mib'}:18: Bad grammar" in err
+    assert f"{src / 'USER-MIB.my'}: imports MIB module BROKEN-MIB (broken.mib), which did not compile" in err
+    assert sorted(p.name for p in cache.iterdir()) == ["ACME-MIB.json"]
+    r = Resolver.from_cache_dir(cache)
+    assert r.lookup(oid_bytes("1.3.6.1.4.1.99999.0.17"))[0] == "ACME-MIB::acmeFanFailed"
