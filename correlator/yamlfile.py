@@ -176,7 +176,10 @@ def _plain(value: str, cache: dict[str, Any]) -> Any:
                 construct = _CONSTRUCTOR.yaml_constructors.get(tag)
                 if construct is None:
                     raise _NotFast  # e.g. '=': the checked loader gives its error
-                result = construct(_CONSTRUCTOR, yaml.ScalarNode(tag, value))
+                try:
+                    result = construct(_CONSTRUCTOR, yaml.ScalarNode(tag, value))
+                except ValueError:  # e.g. the date 2027-02-30: the checked loader says where
+                    raise _NotFast from None
             break
     cache[value] = result
     return result
