@@ -5,7 +5,18 @@ Feature modules declare their own metrics beside their code; these are the ones 
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+
+from correlator.logs import RateLimitedLog
+
+log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)
 
 EVENTS_RECEIVED = Counter(
     "correlator_events_received_total", "Events accepted durably from a source", ["source"]
@@ -54,3 +65,32 @@ def observe_many(histogram: Histogram, amount: float, n: int) -> None:
         if amount <= bound:
             histogram._buckets[i].inc(n)
             break
+
+
+COLLECT_ERRORS = Counter(
+    "correlator_metrics_collect_errors_total",
+    "Scrapes in which a collector of the daemon's own metrics failed and was left out (a bug: see the log)",
+    ["collector"],
+)
+
+C = TypeVar("C")
+M = TypeVar("M", bound=Metric)
+
+
+def guarded(collect: Callable[[C], Iterable[M]]) -> Callable[[C], Iterator[M]]:
+    """For `collect` of a custom collector: one that raises would turn every /metrics scrape into a
+    500 for as long as its state stays bad, so its families are left out of that scrape instead,
+    counted and logged (rate-limited), and every other metric is still served."""
+
+    @functools.wraps(collect)
+    def safe(self: C) -> Iterator[M]:
+        name = type(self).__name__  # a handful of collector classes: a bounded label
+        try:
+            families = list(collect(self))
+        except Exception as e:
+            COLLECT_ERRORS.labels(name).inc()
+            _limited.warning(f"collect:{name}", "metrics of %s left out of this scrape: %r", name, e)
+            return iter(())
+        return iter(families)
+
+    return safe
