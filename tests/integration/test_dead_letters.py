@@ -238,7 +238,7 @@ def test_disk_full_answers_503_with_retry_after_and_turns_not_ready(make_daemon,
         )
         assert status == 503, raw
         assert int(headers["Retry-After"]) >= 1
-        assert "error" in orjson.loads(raw)
+        assert orjson.loads(raw)["error"].startswith("storage unavailable")  # not "queue full"
         status, ready = d.get("/readyz")
         assert status == 503 and ready["checks"]["journal"] is False
         assert d.metric("correlator_events_rejected_total", {"reason": "storage_unavailable"}) >= 1
