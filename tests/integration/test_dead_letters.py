@@ -16,7 +16,9 @@ import orjson
 import pytest
 
 from correlator.api.auth import hash_token
+from correlator.deadletter import DeadLetter
 from correlator.queue.journal import JournalQueue
+from correlator.store.sqlite import SqliteEventStore
 from tests.integration.test_mqtt import broker
 from tests.support.daemon import DaemonProcess
 from tests.support.postgres import pg_dsn, reset_pg
@@ -93,13 +95,14 @@ def test_poison_in_the_journal_is_dead_lettered_the_rest_stored_and_a_restart_do
     d.wait_for(lambda: len(stored(d, VIEW)) == 4, what="the good events stored")
     assert sorted(e["id"] for e in stored(d, VIEW)) == ["g1", "g2", "g3", "g4"]
     (dead,) = d.wait_for(lambda: dead_letters(d, VIEW), what="the dead letter")
+    # Read back from the journal, the poison is checked like at the door, before any stage sees it.
     assert (dead["reason"], dead["event_id"], dead["source"]) == (
-        "store_rejected",
+        "undecodable",
         "poison",
         "webhook:generic",
     )
     assert dead["at"].endswith("Z") and json.loads(dead["raw"])["id"] == "poison"
-    reason = {"reason": "store_rejected"}
+    reason = {"reason": "undecodable"}
     assert d.metric("correlator_events_dead_lettered_total", reason) == 1
     assert d.metric("correlator_queue_depth_events") == 0
     status, body = d.get("/readyz")
@@ -117,18 +120,76 @@ def test_poison_in_the_journal_is_dead_lettered_the_rest_stored_and_a_restart_do
     assert d.request("GET", url)[0] == 401
     status, _, body = d.request("GET", url, headers=VIEW)
     assert status == 200 and orjson.loads(body)["event_id"] == "poison"
-    # Retried, it fails again and comes back (a new dead letter): still nothing stalls.
+    # Retried, the door still refuses it: a 409 naming the field, and the dead letter stays.
     status, _, body = d.request("POST", url + "/retry", headers=ADMIN)
-    assert status == 202, body
-    again = d.wait_for(lambda: [x for x in dead_letters(d, VIEW) if x["id"] != dead["id"]], what="again")
-    assert [x["event_id"] for x in again] == ["poison"]
-    assert d.request("GET", url, headers=VIEW)[0] == 404
-    status, _, body = d.request("DELETE", f"/api/v1/dead-letters/{again[0]['id']}", headers=ADMIN)
+    assert status == 409, body
+    assert (orjson.loads(body)["reason"], orjson.loads(body)["field"]) == (
+        "bad_text",
+        "host" if storage else "message",
+    )
+    assert [x["id"] for x in dead_letters(d, VIEW)] == [dead["id"]]
+    status, _, body = d.request("DELETE", url, headers=ADMIN)
     assert status == 200, body
+    assert d.request("GET", url, headers=VIEW)[0] == 404
     assert dead_letters(d, VIEW) == []
     status, _, body = d.request("GET", "/api/v1/dead-letters?reason=nope", headers=VIEW)
     assert status == 400 and orjson.loads(body)["field"] == "reason"
     assert d.request("DELETE", "/api/v1/dead-letters/12x", headers=ADMIN)[0] == 404
+
+
+async def set_aside(db: Path, raws: list[tuple[str, str]]) -> None:
+    """Dead letters as an earlier run left them (a store fault since fixed, or a poison)."""
+    store = SqliteEventStore(db)
+    await store.open()
+    await store.add_dead_letters(
+        [DeadLetter("store_rejected", "webhook:generic", ident, "refused", raw, 1.8e9) for ident, raw in raws]
+    )
+    await store.close()
+
+
+def test_a_retry_passes_the_door_or_is_refused_in_json(make_daemon, tmp_path):
+    raws = [
+        json.dumps(wire("fixed")),  # the store's fault is gone: this one goes back in
+        json.dumps(wire("nul", host="core\x00sw1")),
+        json.dumps(wire("year-10000", time=253402304399.0)),
+        json.dumps(wire("null-host", host=None)),
+        json.dumps(wire("too-old", time=1_400_000_000.0)),  # past the time policy, from its receive time
+        json.dumps(wire("deep", attributes=nested(40))),
+        "[1, 2",  # cut: not JSON at all
+    ]
+    (tmp_path / "var").mkdir()
+    named = [(f"e{i}" if i == len(raws) - 1 else json.loads(raw)["id"], raw) for i, raw in enumerate(raws)]
+    asyncio.run(set_aside(tmp_path / "var" / "events.db", named))
+    d = make_daemon(http={"tokens": TOKENS})
+    ids = {x["event_id"]: x["id"] for x in dead_letters(d, VIEW)}
+    expected = {
+        "nul": ("host", "bad_text"),
+        "year-10000": ("time", "time_out_of_range"),
+        "null-host": ("host", "invalid"),
+        "too-old": ("time", "time_out_of_range"),
+        "deep": ("attributes", "too_deep"),
+    }
+    for name, (field, reason) in expected.items():
+        status, headers, body = d.request("POST", f"/api/v1/dead-letters/{ids[name]}/retry", headers=ADMIN)
+        doc = orjson.loads(body)
+        assert status == 409 and headers["Content-Type"].startswith("application/json"), (name, body)
+        assert (doc["field"].split(".")[0], doc["reason"]) == (field, reason), (name, doc)
+        assert doc["error"].startswith(f"dead letter {ids[name]} cannot be retried: refused at the door")
+    status, _, body = d.request("POST", f"/api/v1/dead-letters/{ids['e6']}/retry", headers=ADMIN)
+    assert status == 409 and "cannot be retried" in orjson.loads(body)["error"]
+    assert d.metric("correlator_events_rejected_total", {"source": "dead_letters", "reason": "bad_text"}) == 1
+    status, _, body = d.request("POST", f"/api/v1/dead-letters/{ids['fixed']}/retry", headers=ADMIN)
+    assert status == 202 and orjson.loads(body)["event_id"] == "fixed"
+    d.wait_for(lambda: [e["id"] for e in stored(d, VIEW)] == ["fixed"], what="the retried event stored")
+    assert sorted(x["event_id"] for x in dead_letters(d, VIEW)) == sorted([*expected, "e6"])
+    assert d.get("/metrics")[0] == 200 and d.get("/readyz")[0] == 200
+
+
+def nested(depth: int) -> dict[str, object]:
+    doc: dict[str, object] = {}
+    for _ in range(depth):
+        doc = {"a": doc}
+    return doc
 
 
 def test_cli_lists_dead_letters(make_daemon, tmp_path):
