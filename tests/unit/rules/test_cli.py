@@ -223,3 +223,13 @@ def test_test_and_explain_refuse_what_the_door_refuses(tmp_path, capsys):
     events.write_text('{"host": "a", "type": "down"}\n{"host": "a", "type": "down", "message": "x\\u0000"}\n')
     assert main(["rules", "explain", str(events), "--rules", str(tmp_path / "rules")]) == 2
     assert f"{events}:2: message: contains U+0000" in capsys.readouterr().err
+
+
+def test_a_missing_file_is_one_line_and_exit_2(tmp_path, capsys):
+    missing = tmp_path / "nofile.yaml"
+    assert main(["rules", "test", str(tmp_path), str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"correlator rules test: {missing}: no such file\n"
+    (tmp_path / "rules").mkdir()
+    assert main(["rules", "explain", str(tmp_path / "no.json"), "--rules", str(tmp_path / "rules")]) == 2
+    assert capsys.readouterr().err == f"correlator rules explain: {tmp_path / 'no.json'}: no such file\n"
