@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from correlator.errors import QueueFull, ShuttingDown
+from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
 from correlator.queue.journal import JournalQueue
 
 
@@ -109,7 +109,7 @@ async def test_a_failed_group_commit_fails_its_puts_and_the_journal_keeps_workin
     q, _ = await open_queue(tmp_path)
     await q.put(b"[0]", 1)
     fail_inserts_of(tmp_path / "journal.db", b"[bad]")
-    with pytest.raises(sqlite3.DatabaseError, match="disk is full"):
+    with pytest.raises(StorageUnavailable, match="disk is full"):  # pushed back: 503, not a 500
         await asyncio.wait_for(q.put(b"[bad]", 2), 5)  # the caller hears it: nothing is acknowledged
     assert q.depth() == 1  # its reservation is given back
     assert await asyncio.wait_for(q.put(b"[1]", 1), 5) > 0  # rolled back: the next commit works
@@ -129,7 +129,7 @@ async def test_every_put_of_a_failed_group_commit_fails_with_it(tmp_path, open_q
     # Put while the writer waits: all four are written by one group commit, which one row spoils.
     puts = [q.put(b"[bad]", 1), *(q.put(b"[%d]" % i, 1) for i in range(3))]
     results = await asyncio.wait_for(asyncio.gather(*puts, return_exceptions=True), 5)
-    assert all(isinstance(r, sqlite3.DatabaseError) for r in results), results
+    assert all(isinstance(r, StorageUnavailable) for r in results), results
     assert q.depth() == 0 and not q.has_items()
     await q.close()
     _, recovered = await open_queue(tmp_path)
