@@ -137,6 +137,24 @@ def test_poison_in_the_journal_is_dead_lettered_the_rest_stored_and_a_restart_do
     assert d.request("DELETE", "/api/v1/dead-letters/12x", headers=ADMIN)[0] == 404
 
 
+def test_a_journal_event_of_the_wrong_type_cannot_break_metrics(make_daemon, tmp_path):
+    """`host: null` read back from the journal used to reach the noisiest-CIs metric, and /metrics
+    answered 500 from then on; it is set aside at read-back instead."""
+    items = [[wire("g1"), wire("null-host", host=None), wire("text-time", time="2027-01-15T00:00:00Z")]]
+    asyncio.run(fill_journal(tmp_path / "var" / "journal.db", items))
+    d = make_daemon(http={"tokens": TOKENS})
+    d.wait_for(lambda: len(stored(d, VIEW)) == 1, what="the good event stored")
+    dead = d.wait_for(lambda: dead_letters(d, VIEW), what="the dead letters")
+    assert sorted((x["reason"], x["event_id"]) for x in dead) == [
+        ("undecodable", "null-host"),
+        ("undecodable", "text-time"),
+    ]
+    for _ in range(2):
+        assert d.get("/metrics")[0] == 200
+    assert 'correlator_ci_events_recent{ci="g1.example"}' in d.request("GET", "/metrics")[2].decode()
+    assert d.metric("correlator_metrics_collect_errors_total", {"collector": "NoisiestExporter"}) == 0
+
+
 async def set_aside(db: Path, raws: list[tuple[str, str]]) -> None:
     """Dead letters as an earlier run left them (a store fault since fixed, or a poison)."""
     store = SqliteEventStore(db)
