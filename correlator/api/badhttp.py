@@ -40,26 +40,30 @@ for _reason in REASONS:
     BAD_HTTP.labels(_reason)
 
 INTERNAL = "internal error; the daemon logged the details"
+# BadHttpMethod is newer than aiohttp 3.10.0; before it, a bad method is a BadStatusLine.
+_BAD_METHOD: tuple[type[BaseException], ...] = tuple(
+    c for c in (getattr(hx, "BadHttpMethod", None),) if isinstance(c, type)
+)
 _FRAMING_WORDS = ("content-length", "content length", "transfer-encoding", "transfer encoding", "chunk")
 
 
 def reason_of(exc: BaseException | None) -> str:
     """The bounded reason of a parser error. The C parser raises the generic BadHttpMessage for
-    most errors, so its message (llhttp's fixed description) decides among the generic ones."""
-    if isinstance(exc, hx.BadHttpMethod):
+    most errors, so its message (llhttp's fixed description) decides among the generic ones; the
+    pure-Python parser (AIOHTTP_NO_EXTENSIONS) gives the same reasons."""
+    if isinstance(exc, _BAD_METHOD):
         return BAD_METHOD
     if isinstance(exc, hx.BadStatusLine | hx.InvalidURLError):
         return BAD_REQUEST_LINE
     if isinstance(exc, hx.LineTooLong):
         return TOO_LONG
-    if isinstance(exc, hx.ContentLengthError | hx.TransferEncodingError):
-        return BAD_FRAMING
-    if isinstance(exc, hx.InvalidHeader):
-        return BAD_HEADER
     what = _summary(exc).lower()
-    if any(w in what for w in _FRAMING_WORDS):
+    # Before InvalidHeader: the pure-Python parser reports a bad Content-Length as a bad header.
+    if isinstance(exc, hx.ContentLengthError | hx.TransferEncodingError) or any(
+        w in what for w in _FRAMING_WORDS
+    ):
         return BAD_FRAMING
-    if "header" in what:
+    if isinstance(exc, hx.InvalidHeader) or "header" in what:
         return BAD_HEADER
     if "url" in what or "method" in what or "version" in what:
         return BAD_REQUEST_LINE
