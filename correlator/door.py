@@ -197,7 +197,7 @@ def _check_names(ev: Event) -> None:
                 raise Refused(field, f"longer than {high} characters", TOO_LARGE)
             raise Refused(field, "is required and must be a non-empty string", INVALID)
         check_text(field, value)
-    if type(ev.attributes) is not dict:
+    if not isinstance(ev.attributes, dict):  # a subclass (a rule test's YAML mapping) is an object too
         raise Refused("attributes", "must be a JSON object", INVALID)
 
 
