@@ -101,12 +101,24 @@ def of_event(ev: Event, reason: str, error: BaseException | str, at: float | Non
 
 
 def of_payload(
-    payload: bytes, reason: str, error: BaseException | str, at: float | None = None
+    payload: bytes,
+    reason: str,
+    error: BaseException | str,
+    at: float | None = None,
+    doc: object = None,
 ) -> DeadLetter:
-    """A journal item that cannot be decoded: its bytes are kept as text (invalid UTF-8 replaced)."""
+    """A journal item that cannot be decoded: its bytes are kept as text (invalid UTF-8 replaced).
+    `doc`, the item's JSON when it is one, gives the event id and source when they are text."""
     raw = payload.decode("utf-8", "backslashreplace")
+    ident = doc.get("id") if isinstance(doc, dict) else None
+    source = doc.get("source") if isinstance(doc, dict) else None
     return DeadLetter(
-        reason, "", "", text(str(error)), _cut(text(raw, MAX_RAW)), time.time() if at is None else at
+        reason,
+        text(source) if isinstance(source, str) else "",
+        text(ident) if isinstance(ident, str) else "",
+        text(str(error)),
+        _cut(text(raw, MAX_RAW)),
+        time.time() if at is None else at,
     )
 
 

@@ -15,7 +15,7 @@ import orjson
 
 from correlator import metrics
 from correlator.errors import FieldError
-from correlator.event import MAX_ID_LEN, MAX_MESSAGE_LEN, MAX_NAME_LEN, Event, iso
+from correlator.event import MAX_ID_LEN, MAX_MESSAGE_LEN, MAX_NAME_LEN, Event, Severity, iso
 
 MAX_DEPTH = 32
 """Deepest nesting of objects/arrays inside `attributes` (the attributes object is level 1)."""
@@ -25,6 +25,10 @@ MAX_EVENT_BYTES = 128 * 1024
 
 MAX_FUTURE = 86400.0
 MAX_PAST = 3650 * 86400.0
+# Times every output can render (ISO 8601, years 1 to 9999): what is checked instead of the time
+# policy where the policy does not apply (a recording, an event read back from the journal).
+EARLIEST = -62135596800.0  # 0001-01-01T00:00:00Z
+LATEST = 253402300799.0  # 9999-12-31T23:59:59Z
 
 # The `reason` label values of correlator_events_rejected_total that the door adds (bounded set).
 TOO_DEEP = "too_deep"
@@ -32,6 +36,9 @@ TOO_LARGE = "too_large"
 BAD_TEXT = "bad_text"
 BAD_TIME = "time_out_of_range"
 INVALID = "invalid"  # every other field error (missing host, unknown field, wrong type, ...)
+
+
+_WIRE_FIELDS = tuple(Event.__dataclass_fields__)
 
 
 class Refused(FieldError):
@@ -65,7 +72,9 @@ def check(ev: Event, check_time: bool = True) -> None:
     of the attributes (C speed) with a few byte searches: orjson itself refuses lone surrogates,
     integers beyond 64 bits and nesting beyond its own limit, escapes U+0000 as `\\u0000`, and a
     document with few brackets cannot be deep. Only a suspicious event is walked in Python.
-    `check_time` is off for recordings replayed on purpose (their times are old by design).
+    `check_time` is off for recordings replayed on purpose (their times are old by design) and for
+    events read back from the journal (they passed the policy then; a changed policy must not
+    refuse what was acknowledged): then times need only be ones every output can render.
     """
     h, t, r, f, i, m = ev.host, ev.type, ev.resource, ev.fingerprint, ev.id, ev.message
     if not (
@@ -89,6 +98,12 @@ def check(ev: Event, check_time: bool = True) -> None:
         # `not (a <= t <= b)` is also true for NaN.
         if not rcv - p.max_past <= ev.time <= rcv + p.max_future:
             _refuse_time(ev)
+    elif not (
+        EARLIEST <= ev.time <= LATEST
+        and EARLIEST <= ev.received <= LATEST
+        and EARLIEST <= ev.last_seen <= LATEST
+    ):
+        _refuse_unrepresentable(ev)
     if (
         "\x00" in h
         or "\x00" in t
@@ -102,6 +117,33 @@ def check(ev: Event, check_time: bool = True) -> None:
     blob = check_document("attributes", ev.attributes)
     if len(blob) + len(m) > MAX_EVENT_BYTES:
         raise Refused("attributes", f"event larger than {MAX_EVENT_BYTES} bytes", TOO_LARGE)
+
+
+def from_wire(d: object) -> Event:
+    """An event in the wire form (`Event.to_dict`) read back from the journal or a dead letter.
+
+    Not trusted like the daemon's own memory: a journal written by another version or damaged on
+    disk, or a dead letter's raw text, may hold `host: null`, a time as text or a severity no one
+    knows, which would break a stage or /metrics far from here. So the wire fields' types are
+    checked, then the door without the time policy. Raises Refused."""
+    if type(d) is not dict:
+        raise Refused("", f"an event must be a JSON object, got {type(d).__name__}", INVALID)
+    missing = next((k for k in _WIRE_FIELDS if k not in d), None)
+    if missing is not None:
+        raise Refused(missing, "is missing", INVALID)
+    for k in ("time", "received", "last_seen"):
+        if type(d[k]) not in (float, int):
+            raise Refused(k, f"must be epoch seconds, got {type(d[k]).__name__}", INVALID)
+    if type(d["source"]) is not str or type(d["count"]) is not int or d["count"] < 1:
+        bad = "source" if type(d["source"]) is not str else "count"
+        raise Refused(bad, "has the wrong type", INVALID)
+    try:
+        Severity(d["severity"])
+    except (ValueError, TypeError):
+        raise Refused("severity", "is not a known severity", INVALID) from None
+    ev = Event.from_wire(d)
+    check(ev, check_time=False)
+    return ev
 
 
 def check_document(field: str, doc: object) -> bytes:
@@ -155,8 +197,16 @@ def _check_names(ev: Event) -> None:
                 raise Refused(field, f"longer than {high} characters", TOO_LARGE)
             raise Refused(field, "is required and must be a non-empty string", INVALID)
         check_text(field, value)
-    if type(ev.attributes) is not dict:
+    if not isinstance(ev.attributes, dict):  # a subclass (a rule test's YAML mapping) is an object too
         raise Refused("attributes", "must be a JSON object", INVALID)
+
+
+def _refuse_unrepresentable(ev: Event) -> None:
+    field = next(
+        (k for k, t in (("time", ev.time), ("received", ev.received)) if not EARLIEST <= t <= LATEST),
+        "last_seen",
+    )
+    raise Refused(field, "outside the years 1 to 9999 (or not a number)", BAD_TIME)
 
 
 def _refuse_time(ev: Event) -> None:

@@ -74,7 +74,13 @@ class IllegalTransition(CorrelatorError):
 
 
 class QueueFull(CorrelatorError):
-    """The ingestion queue has no room: the caller must push back (HTTP 503, no MQTT ack, ...)."""
+    """The ingestion queue has no room: the caller must push back (HTTP 503, no MQTT ack, ...).
+
+    `reason` labels rejection and drop metrics and `answer` is what a client is told; handlers use
+    both rather than their own words, so a StorageUnavailable is never reported as a full queue."""
+
+    reason = "queue_full"
+    answer = "ingestion queue full, retry later"
 
     def __init__(self, depth: int, capacity: int, retry_after: float) -> None:
         super().__init__(f"ingestion queue full ({depth}/{capacity} events)")
@@ -84,6 +90,9 @@ class QueueFull(CorrelatorError):
 class StorageUnavailable(QueueFull):
     """The journal cannot write (disk full, I/O error): pushed back like a full queue, 503 +
     Retry-After, so senders retry instead of getting a 500 for something they did not cause."""
+
+    reason = "storage_unavailable"
+    answer = "storage unavailable: the ingest journal cannot write, retry later"
 
     def __init__(self, reason: str, retry_after: float) -> None:
         CorrelatorError.__init__(self, f"ingest journal cannot write ({reason}), retry later")

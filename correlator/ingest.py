@@ -11,7 +11,7 @@ import logging
 
 from correlator import deadletter, metrics
 from correlator.deadletter import DeadLetterStore
-from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
+from correlator.errors import QueueFull, ShuttingDown
 from correlator.event import Event, dumps_events
 from correlator.queue import IngestQueue
 
@@ -40,8 +40,7 @@ class Ingest:
         try:
             await self._queue.put(payload, len(events), events)
         except QueueFull as e:
-            reason = "storage_unavailable" if isinstance(e, StorageUnavailable) else "queue_full"
-            metrics.REJECTED_BY(source, reason).inc(len(events))
+            metrics.REJECTED_BY(source, e.reason).inc(len(events))
             raise
         except ShuttingDown:
             metrics.REJECTED_BY(source, "shutting_down").inc(len(events))

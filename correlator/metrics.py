@@ -5,15 +5,23 @@ Feature modules declare their own metrics beside their code; these are the ones 
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
 
-M = TypeVar("M", bound=MetricWrapperBase)
+from correlator.logs import RateLimitedLog
+
+log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)
+W = TypeVar("W", bound=MetricWrapperBase)
 
 
-class Children(Generic[M]):
+class Children(Generic[W]):
     """The label children of one metric, each resolved once: `RECEIVED_BY(source).inc()`.
 
     prometheus-client's `.labels()` validates and joins the values and takes a lock on every call
@@ -24,11 +32,11 @@ class Children(Generic[M]):
 
     __slots__ = ("_children", "_metric")
 
-    def __init__(self, metric: M) -> None:
+    def __init__(self, metric: W) -> None:
         self._metric = metric
-        self._children: dict[tuple[str, ...], M] = {}
+        self._children: dict[tuple[str, ...], W] = {}
 
-    def __call__(self, *values: str) -> M:
+    def __call__(self, *values: str) -> W:
         child = self._children.get(values)
         if child is None:
             child = self._children[values] = self._metric.labels(*values)
@@ -84,3 +92,32 @@ def observe_many(histogram: Histogram, amount: float, n: int) -> None:
         if amount <= bound:
             histogram._buckets[i].inc(n)
             break
+
+
+COLLECT_ERRORS = Counter(
+    "correlator_metrics_collect_errors_total",
+    "Scrapes in which a collector of the daemon's own metrics failed and was left out (a bug: see the log)",
+    ["collector"],
+)
+
+C = TypeVar("C")
+M = TypeVar("M", bound=Metric)
+
+
+def guarded(collect: Callable[[C], Iterable[M]]) -> Callable[[C], Iterator[M]]:
+    """For `collect` of a custom collector: one that raises would turn every /metrics scrape into a
+    500 for as long as its state stays bad, so its families are left out of that scrape instead,
+    counted and logged (rate-limited), and every other metric is still served."""
+
+    @functools.wraps(collect)
+    def safe(self: C) -> Iterator[M]:
+        name = type(self).__name__  # a handful of collector classes: a bounded label
+        try:
+            families = list(collect(self))
+        except Exception as e:
+            COLLECT_ERRORS.labels(name).inc()
+            _limited.warning(f"collect:{name}", "metrics of %s left out of this scrape: %r", name, e)
+            return iter(())
+        return iter(families)
+
+    return safe

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from correlator import metrics
 from correlator.clock import Clock
 from correlator.event import Event
 
@@ -71,12 +72,14 @@ class NoisiestStage:
         for b, counts in self.buckets:
             if b >= oldest:
                 total.update(counts)
-        return heapq.nlargest(n, total.items(), key=lambda kv: (kv[1], kv[0]))
+        # str(): a host that is not text (never past the door, but a bug must not break /metrics)
+        return heapq.nlargest(n, total.items(), key=lambda kv: (kv[1], str(kv[0])))
 
 
 class NoisiestExporter(Collector):
     source: NoisiestStage | None = None
 
+    @metrics.guarded
     def collect(self) -> Iterator[Any]:
         fam = GaugeMetricFamily(
             "correlator_ci_events_recent",
@@ -86,7 +89,7 @@ class NoisiestExporter(Collector):
         src = self.source
         if src is not None and src.clock is not None:
             for host, n in src.top(src.clock.now()):
-                fam.add_metric([host], n)
+                fam.add_metric([str(host)], n)
         yield fam
 
     def describe(self) -> Iterator[Any]:

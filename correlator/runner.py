@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from correlator import deadletter, metrics
+from correlator import deadletter, door, metrics
 from correlator.clock import Clock
 from correlator.deadletter import DeadLetter
 from correlator.event import Event
@@ -264,10 +264,12 @@ class PipelineRunner:
 
 
 def _decode_leniently(item: QueueItem, error: Exception) -> tuple[list[Event], list[DeadLetter]]:
-    """A journal item orjson cannot read (written by an older or broken writer): the standard
-    library takes what orjson refuses (lone surrogates), so the item is split into its events and
-    only those that are no events at all are set aside here; the store then takes or refuses the
-    rest one by one. An item that is not even JSON is set aside whole. Never retried."""
+    """A journal item orjson cannot read (written by an older or broken writer), or holding an
+    event that is not valid (`door.from_wire`: a wrong type, text or time that would break a stage,
+    the API or /metrics): the standard library takes what orjson refuses (lone surrogates), so the
+    item is split into its events and only those that are not valid events are set aside here; the
+    store then takes or refuses the rest one by one. An item that is not even JSON is set aside
+    whole. Never retried."""
     try:
         docs = json.loads(item.payload)
         if not isinstance(docs, list):
@@ -279,11 +281,13 @@ def _decode_leniently(item: QueueItem, error: Exception) -> tuple[list[Event], l
     dead: list[DeadLetter] = []
     for doc in docs:
         try:
-            events.append(Event.from_wire(doc))
+            events.append(door.from_wire(doc))
         except Exception as e:
-            log.error("journal: an event of item %d cannot be decoded; dead-lettered: %r", item.seq, e)
+            _limited.warning(
+                "undecodable", "journal: an event of item %d is not valid; dead-lettered: %r", item.seq, e
+            )
             raw = json.dumps(doc, ensure_ascii=True, default=str).encode()
-            dead.append(deadletter.of_payload(raw, deadletter.UNDECODABLE, repr(e)))
+            dead.append(deadletter.of_payload(raw, deadletter.UNDECODABLE, repr(e), doc=doc))
     return events, dead
 
 

@@ -40,7 +40,9 @@ MQTT_CONNECTS = Counter(
     "correlator_mqtt_connects_total", "MQTT connection attempts, by outcome", ["broker", "outcome"]
 )
 MQTT_PUSHBACK = Counter(
-    "correlator_mqtt_pushback_total", "Batches held unacknowledged because the queue was full", ["broker"]
+    "correlator_mqtt_pushback_total",
+    "Batches held unacknowledged because ingest pushed back (queue full or journal unable to write)",
+    ["broker"],
 )
 
 

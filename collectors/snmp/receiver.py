@@ -244,7 +244,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
             await self._emit(events, SOURCE)
         except (QueueFull, ShuttingDown) as e:
             # Traps cannot be asked again: count them. Informs are not answered, so senders retransmit.
-            DROPPED_BY("queue_full" if isinstance(e, QueueFull) else "shutting_down").inc(len(events))
+            DROPPED_BY(e.reason if isinstance(e, QueueFull) else "shutting_down").inc(len(events))
             _ratelog.warning("snmp:emit", "snmp: %d notifications not accepted: %s", len(events), e)
             return
         except Exception:

@@ -73,20 +73,16 @@ def refuse_if_full(retry_after: float | None, source: str) -> web.Response | Non
     that the pipeline needs to drain the queue."""
     if retry_after is None:
         return None
-    metrics.REJECTED_BY(source, "queue_full").inc()
-    return json_error(503, "ingestion queue full, retry later", retry_after=max(1, math.ceil(retry_after)))
+    metrics.REJECTED_BY(source, QueueFull.reason).inc()
+    return json_error(503, QueueFull.answer, retry_after=max(1, math.ceil(retry_after)))
 
 
 async def accept(emit: Emit, events: list[Event], source: str) -> web.Response | None:
     """Emit durably; None on success, or the 503 answer when the daemon pushes back."""
     try:
         await emit(events, source)
-    except QueueFull as e:
-        return json_error(
-            503,
-            "ingestion queue full, retry later",
-            retry_after=max(1, math.ceil(e.retry_after)),
-        )
+    except QueueFull as e:  # or StorageUnavailable: its own words (disk full is not a full queue)
+        return json_error(503, e.answer, retry_after=max(1, math.ceil(e.retry_after)))
     except ShuttingDown:
         return json_error(503, "shutting down, retry later", retry_after=5)
     return None
@@ -125,7 +121,10 @@ class GenericEventsHandler:
             401: ("missing or wrong ingest token", ERROR),
             413: ("body over http.max_body_bytes", ERROR),
             415: ("unsupported Content-Type", ERROR),
-            503: ("queue full or shutting down; see Retry-After", ERROR),
+            503: (
+                "queue full, journal unable to write (storage unavailable) or shutting down; see Retry-After",
+                ERROR,
+            ),
         },
     )
     async def handle(self, request: web.Request) -> web.Response:

@@ -127,7 +127,10 @@ class SourcesHandler:
             404: ("no source of that name", ERROR),
             413: ("body over http.max_body_bytes", ERROR),
             415: ("unsupported Content-Type", ERROR),
-            503: ("queue full or shutting down; see Retry-After", ERROR),
+            503: (
+                "queue full, journal unable to write (storage unavailable) or shutting down; see Retry-After",
+                ERROR,
+            ),
         },
     )
     async def handle(self, request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import Counter, Gauge
 
+from correlator.api.badhttp import JsonErrorHandler
 from correlator.api.common import dumps_response
 from correlator.config import HttpConfig
 from correlator.errors import ConfigError
@@ -109,7 +110,8 @@ def _expire(payload: Any) -> None:
 
 
 class LimitedServer(web.Server):
-    """aiohttp's server with a cap on open connections and an idle deadline for each."""
+    """aiohttp's server with a cap on open connections and an idle deadline for each, whose
+    connections answer requests that are not valid HTTP in JSON (correlator/api/badhttp.py)."""
 
     def __init__(self, limits: ConnectionLimits, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,6 +122,10 @@ class LimitedServer(web.Server):
         # one dict entry apiece, and the sweep a pass over at most max_connections entries.
         self._every = max(0.05, min(1.0, limits.idle_timeout / 4))
         self._sweeper = self._timer_loop.call_later(self._every, self._sweep)
+
+    def __call__(self) -> JsonErrorHandler:
+        # What aiohttp's Server.__call__ builds, with the handler that answers parse errors in JSON.
+        return JsonErrorHandler(self, loop=self._timer_loop, **self._kwargs)
 
     def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)

@@ -11,11 +11,11 @@ import math
 
 from aiohttp import web
 
+from correlator import door, metrics
 from correlator.api.common import STATE, dumps_response
 from correlator.api.openapi import ERROR, operation, param
 from correlator.deadletter import REASONS
 from correlator.errors import NotFound, QueueFull, ShuttingDown
-from correlator.event import Event
 
 MAX_LIMIT = 500
 SOURCE = "dead_letters"  # the `source` label of a retried event's ingest metrics
@@ -128,7 +128,7 @@ async def delete_dead_letter(request: web.Request) -> web.Response:
     responses={
         202: ("queued again", {"type": "object"}),
         404: ("no such dead letter", ERROR),
-        409: ("its raw text is not an event that can be retried", ERROR),
+        409: ("its raw text is not an event, or the door still refuses it (field, reason)", ERROR),
         503: ("the queue is full or the journal cannot write; Retry-After says when to try", ERROR),
     },
 )
@@ -139,9 +139,24 @@ async def retry_dead_letter(request: web.Request) -> web.Response:
     if d is None:
         raise NotFound(f"no dead letter {id_}")
     try:
-        ev = Event.from_wire(json.loads(d.raw))  # the standard library: raw may escape lone surrogates
-    except Exception as e:  # cut, repr-encoded, or not an event: only deleting it helps
+        doc = json.loads(d.raw)  # the standard library: raw may escape lone surrogates
+    except Exception as e:  # cut or repr-encoded: only deleting it helps
         return dumps_response(409, {"error": f"dead letter {id_} cannot be retried: {type(e).__name__}"})
+    try:
+        # The door, as at ingest: what it refuses would only fail again behind it (or worse, reach a
+        # stage). The time policy counts from the event's own receive time, as it did then.
+        ev = door.from_wire(doc)
+        door.check(ev)
+    except door.Refused as e:
+        metrics.EVENTS_REJECTED.labels(SOURCE, e.reason).inc()
+        return dumps_response(
+            409,
+            {
+                "error": f"dead letter {id_} cannot be retried: refused at the door: {e}",
+                "field": e.field,
+                "reason": e.reason,
+            },
+        )
     if state.ingest is None:
         return dumps_response(409, {"error": "this daemon has no ingest queue to retry into"})
     try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from correlator import metrics
 from correlator.availability.db import AvailabilityDB
 from correlator.availability.model import ServiceModel
 from correlator.availability.settings import AvailabilitySettings, parse_settings
@@ -132,6 +133,7 @@ class AvailabilityExporter(Collector):
 
     source: AvailabilityStage | None = None
 
+    @metrics.guarded
     def collect(self) -> Iterator[Any]:
         src = self.source
         if src is None or src.clock is None:

@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from correlator import yamlfile
+from correlator import metrics, yamlfile
 from correlator.capacity.trend import seconds_to_full
 from correlator.config import parse_duration
 from correlator.errors import ConfigError
@@ -137,6 +137,7 @@ class CapacityExporter(Collector):
     def __init__(self, tracker: CapacityTracker) -> None:
         self.tracker = tracker
 
+    @metrics.guarded
     def collect(self) -> Iterator[GaugeMetricFamily]:
         t = self.tracker
         t.expire(t.latest_time())

@@ -103,6 +103,10 @@ def check(args: argparse.Namespace) -> int:
 
 
 def test(args: argparse.Namespace) -> int:
+    missing = next((f for f in args.files if not f.exists()), None)
+    if missing is not None:  # a usage error like in the other commands, not a failed test
+        print(f"correlator rules test: {missing}: no such file", file=sys.stderr)
+        return 2
     files: list[Path] = []
     for f in args.files:
         files.extend(sorted(f.rglob("*_test.y*ml")) if f.is_dir() else [f])
@@ -145,6 +149,9 @@ def explain_cmd(args: argparse.Namespace) -> int:
     config, rules_dir, inventory = _settings(args, args.rules)
     if not rules_dir.is_dir():
         print(f"correlator rules explain: {rules_dir}: no such rule directory", file=sys.stderr)
+        return 2
+    if str(args.event) != "-" and not args.event.is_file():
+        print(f"correlator rules explain: {args.event}: no such file", file=sys.stderr)
         return 2
     raw = sys.stdin.buffer.read() if str(args.event) == "-" else args.event.read_bytes()
     try:

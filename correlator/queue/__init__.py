@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from correlator.event import Event, loads_events
+import orjson
+
+from correlator import door
+from correlator.event import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +27,11 @@ class QueueItem:
     redelivered: bool = False
 
     def decode(self) -> list[Event]:
-        return self.events if self.events is not None else loads_events(self.payload)
+        """The events; read back from the payload (the journal), each is checked (door.from_wire)
+        and the first that is not a valid event raises Refused."""
+        if self.events is not None:
+            return self.events
+        return [door.from_wire(d) for d in orjson.loads(self.payload)]
 
 
 class IngestQueue(Protocol):

@@ -14,6 +14,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from correlator import metrics
+
 DROP_REASONS = ("drop", "rate_limit", "duplicate")
 
 
@@ -39,6 +41,7 @@ class RuleStats(Collector):
         for name in [n for n in self._by_rule if n not in keep]:
             del self._by_rule[name]
 
+    @metrics.guarded
     def collect(self) -> Iterator[CounterMetricFamily]:
         matches = CounterMetricFamily(
             "correlator_rule_matches", "Events a rule matched (its hit count)", labels=["rule"]

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from correlator import replay_noc, yamlfile
+from correlator import door, replay_noc, yamlfile
 from correlator.config import Config, parse_duration
 from correlator.errors import FieldError
 from correlator.event import Event, event_from_dict, iso, parse_time
@@ -213,6 +213,10 @@ def _inputs(case: YamlMap, start: float) -> list[Event]:
         ev.received = t
         if "last_seen" not in raw:
             ev.last_seen = ev.time
+        try:
+            door.check(ev, check_time=False)  # as in replay: the door without the time policy
+        except FieldError as e:
+            raise RuleError(spec.where_value("event"), f"event: {e}") from None
         events.append(ev)
     return events
 

@@ -16,7 +16,9 @@ import orjson
 import pytest
 
 from correlator.api.auth import hash_token
+from correlator.deadletter import DeadLetter
 from correlator.queue.journal import JournalQueue
+from correlator.store.sqlite import SqliteEventStore
 from tests.integration.test_mqtt import broker
 from tests.support.daemon import DaemonProcess
 from tests.support.postgres import pg_dsn, reset_pg
@@ -93,14 +95,16 @@ def test_poison_in_the_journal_is_dead_lettered_the_rest_stored_and_a_restart_do
     d.wait_for(lambda: len(stored(d, VIEW)) == 4, what="the good events stored")
     assert sorted(e["id"] for e in stored(d, VIEW)) == ["g1", "g2", "g3", "g4"]
     (dead,) = d.wait_for(lambda: dead_letters(d, VIEW), what="the dead letter")
+    # Read back from the journal, the poison is checked like at the door, before any stage sees it.
     assert (dead["reason"], dead["event_id"], dead["source"]) == (
-        "store_rejected",
+        "undecodable",
         "poison",
         "webhook:generic",
     )
     assert dead["at"].endswith("Z") and json.loads(dead["raw"])["id"] == "poison"
-    reason = {"reason": "store_rejected"}
-    assert d.metric("correlator_events_dead_lettered_total", reason) == 1
+    reason = {"reason": "undecodable"}
+    # Counted right after the row is written, so a moment after the API lists it.
+    d.wait_for(lambda: d.metric("correlator_events_dead_lettered_total", reason) == 1, what="counted")
     assert d.metric("correlator_queue_depth_events") == 0
     status, body = d.get("/readyz")
     assert status == 200, body
@@ -117,18 +121,94 @@ def test_poison_in_the_journal_is_dead_lettered_the_rest_stored_and_a_restart_do
     assert d.request("GET", url)[0] == 401
     status, _, body = d.request("GET", url, headers=VIEW)
     assert status == 200 and orjson.loads(body)["event_id"] == "poison"
-    # Retried, it fails again and comes back (a new dead letter): still nothing stalls.
+    # Retried, the door still refuses it: a 409 naming the field, and the dead letter stays.
     status, _, body = d.request("POST", url + "/retry", headers=ADMIN)
-    assert status == 202, body
-    again = d.wait_for(lambda: [x for x in dead_letters(d, VIEW) if x["id"] != dead["id"]], what="again")
-    assert [x["event_id"] for x in again] == ["poison"]
-    assert d.request("GET", url, headers=VIEW)[0] == 404
-    status, _, body = d.request("DELETE", f"/api/v1/dead-letters/{again[0]['id']}", headers=ADMIN)
+    assert status == 409, body
+    assert (orjson.loads(body)["reason"], orjson.loads(body)["field"]) == (
+        "bad_text",
+        "host" if storage else "message",
+    )
+    assert [x["id"] for x in dead_letters(d, VIEW)] == [dead["id"]]
+    status, _, body = d.request("DELETE", url, headers=ADMIN)
     assert status == 200, body
+    assert d.request("GET", url, headers=VIEW)[0] == 404
     assert dead_letters(d, VIEW) == []
     status, _, body = d.request("GET", "/api/v1/dead-letters?reason=nope", headers=VIEW)
     assert status == 400 and orjson.loads(body)["field"] == "reason"
     assert d.request("DELETE", "/api/v1/dead-letters/12x", headers=ADMIN)[0] == 404
+
+
+def test_a_journal_event_of_the_wrong_type_cannot_break_metrics(make_daemon, tmp_path):
+    """`host: null` read back from the journal used to reach the noisiest-CIs metric, and /metrics
+    answered 500 from then on; it is set aside at read-back instead."""
+    items = [[wire("g1"), wire("null-host", host=None), wire("text-time", time="2027-01-15T00:00:00Z")]]
+    asyncio.run(fill_journal(tmp_path / "var" / "journal.db", items))
+    d = make_daemon(http={"tokens": TOKENS})
+    d.wait_for(lambda: len(stored(d, VIEW)) == 1, what="the good event stored")
+    dead = d.wait_for(lambda: dead_letters(d, VIEW), what="the dead letters")
+    assert sorted((x["reason"], x["event_id"]) for x in dead) == [
+        ("undecodable", "null-host"),
+        ("undecodable", "text-time"),
+    ]
+    for _ in range(2):
+        assert d.get("/metrics")[0] == 200
+    assert 'correlator_ci_events_recent{ci="g1.example"}' in d.request("GET", "/metrics")[2].decode()
+    assert d.metric("correlator_metrics_collect_errors_total", {"collector": "NoisiestExporter"}) == 0
+
+
+async def set_aside(db: Path, raws: list[tuple[str, str]]) -> None:
+    """Dead letters as an earlier run left them (a store fault since fixed, or a poison)."""
+    store = SqliteEventStore(db)
+    await store.open()
+    await store.add_dead_letters(
+        [DeadLetter("store_rejected", "webhook:generic", ident, "refused", raw, 1.8e9) for ident, raw in raws]
+    )
+    await store.close()
+
+
+def test_a_retry_passes_the_door_or_is_refused_in_json(make_daemon, tmp_path):
+    raws = [
+        json.dumps(wire("fixed")),  # the store's fault is gone: this one goes back in
+        json.dumps(wire("nul", host="core\x00sw1")),
+        json.dumps(wire("year-10000", time=253402304399.0)),
+        json.dumps(wire("null-host", host=None)),
+        json.dumps(wire("too-old", time=1_400_000_000.0)),  # past the time policy, from its receive time
+        json.dumps(wire("deep", attributes=nested(40))),
+        "[1, 2",  # cut: not JSON at all
+    ]
+    (tmp_path / "var").mkdir()
+    named = [(f"e{i}" if i == len(raws) - 1 else json.loads(raw)["id"], raw) for i, raw in enumerate(raws)]
+    asyncio.run(set_aside(tmp_path / "var" / "events.db", named))
+    d = make_daemon(http={"tokens": TOKENS})
+    ids = {x["event_id"]: x["id"] for x in dead_letters(d, VIEW)}
+    expected = {
+        "nul": ("host", "bad_text"),
+        "year-10000": ("time", "time_out_of_range"),
+        "null-host": ("host", "invalid"),
+        "too-old": ("time", "time_out_of_range"),
+        "deep": ("attributes", "too_deep"),
+    }
+    for name, (field, reason) in expected.items():
+        status, headers, body = d.request("POST", f"/api/v1/dead-letters/{ids[name]}/retry", headers=ADMIN)
+        doc = orjson.loads(body)
+        assert status == 409 and headers["Content-Type"].startswith("application/json"), (name, body)
+        assert (doc["field"].split(".")[0], doc["reason"]) == (field, reason), (name, doc)
+        assert doc["error"].startswith(f"dead letter {ids[name]} cannot be retried: refused at the door")
+    status, _, body = d.request("POST", f"/api/v1/dead-letters/{ids['e6']}/retry", headers=ADMIN)
+    assert status == 409 and "cannot be retried" in orjson.loads(body)["error"]
+    assert d.metric("correlator_events_rejected_total", {"source": "dead_letters", "reason": "bad_text"}) == 1
+    status, _, body = d.request("POST", f"/api/v1/dead-letters/{ids['fixed']}/retry", headers=ADMIN)
+    assert status == 202 and orjson.loads(body)["event_id"] == "fixed"
+    d.wait_for(lambda: [e["id"] for e in stored(d, VIEW)] == ["fixed"], what="the retried event stored")
+    assert sorted(x["event_id"] for x in dead_letters(d, VIEW)) == sorted([*expected, "e6"])
+    assert d.get("/metrics")[0] == 200 and d.get("/readyz")[0] == 200
+
+
+def nested(depth: int) -> dict[str, object]:
+    doc: dict[str, object] = {}
+    for _ in range(depth):
+        doc = {"a": doc}
+    return doc
 
 
 def test_cli_lists_dead_letters(make_daemon, tmp_path):
@@ -137,7 +217,7 @@ def test_cli_lists_dead_letters(make_daemon, tmp_path):
     d.wait_for(lambda: dead_letters(d), what="the dead letter")
     cli = [sys.executable, "-m", "correlator", "dead-letters", "--url", d.url]
     out = subprocess.run([*cli, "list"], capture_output=True, text=True, timeout=30, check=True).stdout
-    assert "store_rejected" in out and "bad" in out
+    assert "undecodable" in out and "bad" in out  # refused at read-back, before the store
     (dead,) = dead_letters(d)
     shown = subprocess.run([*cli, "show", str(dead["id"])], capture_output=True, text=True, timeout=30)
     assert shown.returncode == 0 and '"id": "bad"' in shown.stdout
@@ -238,7 +318,7 @@ def test_disk_full_answers_503_with_retry_after_and_turns_not_ready(make_daemon,
         )
         assert status == 503, raw
         assert int(headers["Retry-After"]) >= 1
-        assert "error" in orjson.loads(raw)
+        assert orjson.loads(raw)["error"].startswith("storage unavailable")  # not "queue full"
         status, ready = d.get("/readyz")
         assert status == 503 and ready["checks"]["journal"] is False
         assert d.metric("correlator_events_rejected_total", {"reason": "storage_unavailable"}) >= 1

@@ -63,8 +63,18 @@ def test_alerts_cover_the_daemons_health():
         "correlator_rules_reload_success == 0",
         "correlator_collector_up == 0",
         'up{job="correlator"} == 0',
+        "correlator_pipeline_stalled_seconds",
+        "correlator_events_dead_lettered_total",
     ):
         assert needed in exprs or needed.split(" ")[0] in exprs, needed
+    # The stall and the dead-letter path each have their alert, on the metric that says so.
+    alerts = {r["alert"]: r["expr"] for g in doc["groups"] for r in g["rules"] if "alert" in r}
+    assert "correlator_pipeline_stalled_seconds" in alerts["CorrelatorPipelineStalled"]
+    assert "correlator_events_dead_lettered_total" in alerts["CorrelatorEventsDeadLettered"]
+    # and promtool's unit tests (test_promtool_check_and_test_rules) make each of them fire.
+    tested = (PROM / "tests" / "correlator.rules.test.yml").read_text()
+    for name in ("CorrelatorPipelineStalled", "CorrelatorEventsDeadLettered"):
+        assert f"alertname: {name}" in tested, name
 
 
 def test_dashboards_are_valid_and_use_the_provisioned_datasource():

@@ -19,15 +19,17 @@ import orjson
 from aiohttp import web
 
 import collectors.webhook
+from correlator import door
 from correlator.api.app import make_app
 from correlator.api.auth import parse_tokens
 from correlator.api.common import AppState
+from correlator.api.connections import LIMITS, LimitedRunner
 from correlator.changes.service import ChangeService
 from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
 from correlator.collector import CollectorContext
 from correlator.config import Config
-from correlator.event import Event, loads_events
+from correlator.event import Event
 from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
@@ -73,7 +75,7 @@ class InProcessDaemon:
         await self.events.open()
         self.queue = JournalQueue(self.tmp / "journal.db", 100_000, 1.0, fsync=False)
         await self.queue.open()
-        ingest = Ingest(self.queue)
+        ingest = Ingest(self.queue, self.events)
         self.incidents = IncidentService(
             SqliteIncidentStore(self.tmp / "incidents.db"), parse_settings({}), clock
         )
@@ -91,11 +93,13 @@ class InProcessDaemon:
             changes=changes,
             problems=problems,
             auth=parse_tokens(tokens),
+            ingest=ingest,
         )
         self.app = make_app(state, 1 << 20)
         ctx = CollectorContext(ingest.emit, ingest.retry_after, self.app, clock, Config(), self.tmp)
         state.collectors = [collectors.webhook.create(webhook, ctx)]
-        self._runner = web.AppRunner(self.app, access_log=None)
+        # The daemon's runner: its connection limits and its JSON answer to requests that are not HTTP.
+        self._runner = LimitedRunner(self.app, self.app[LIMITS], access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -128,7 +132,8 @@ class InProcessDaemon:
             out: list[Event] = []
             while self.queue.has_items():
                 for item in await self.queue.get(100_000):
-                    out.extend(loads_events(item.payload))  # what a restart would read
+                    # What a restart would read, checked the same way (raises door.Refused).
+                    out.extend(door.from_wire(d) for d in orjson.loads(item.payload))
                     await self.queue.ack(item.seq)
             return out
 

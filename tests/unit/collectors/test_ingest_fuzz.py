@@ -355,9 +355,12 @@ def test_non_ascii_bytes_in_authorization_and_signature_headers_are_401(daemon, 
 
 
 def test_control_bytes_in_a_header_are_refused_by_the_http_parser_and_harm_nothing(daemon):
-    """Not HTTP at all: aiohttp's parser answers 400 before any handler; the server carries on."""
+    """Not HTTP at all: the parser refuses it before any handler, in the JSON error format; the
+    server carries on."""
     a = daemon.request("GET", "/api/v1/incidents", None, {"Authorization": b"Bearer \x01\x7f"})
     assert a.status == 400
+    assert_answer(a)
+    assert a.json()["reason"] == "bad_header"
     assert daemon.request("GET", "/healthz").status == 200
 
 

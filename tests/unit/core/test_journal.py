@@ -109,9 +109,8 @@ async def test_a_failed_group_commit_fails_its_puts_and_the_journal_keeps_workin
     q, _ = await open_queue(tmp_path)
     await q.put(b"[0]", 1)
     fail_inserts_of(tmp_path / "journal.db", b"[bad]")
-    # The caller hears it as push-back (503 + Retry-After at ingest): nothing is acknowledged.
-    with pytest.raises(StorageUnavailable, match="disk is full"):
-        await asyncio.wait_for(q.put(b"[bad]", 2), 5)
+    with pytest.raises(StorageUnavailable, match="disk is full"):  # pushed back: 503, not a 500
+        await asyncio.wait_for(q.put(b"[bad]", 2), 5)  # the caller hears it: nothing is acknowledged
     assert q.depth() == 1  # its reservation is given back
     assert await asyncio.wait_for(q.put(b"[1]", 1), 5) > 0  # rolled back: the next commit works
     items = await q.get(max_events=10)

@@ -46,3 +46,23 @@ def test_children_refuse_a_wrong_label_count_like_labels_does():
     by = metrics.Children(Counter("things", "x", ["source"], registry=CollectorRegistry()))
     with pytest.raises(ValueError):
         by("a", "b")
+
+
+def test_a_collector_that_raises_is_left_out_and_every_other_metric_served():
+    from prometheus_client import Counter, generate_latest
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.registry import Collector
+
+    class Broken(Collector):
+        @metrics.guarded
+        def collect(self):
+            yield GaugeMetricFamily("half_done", "x", value=1)
+            raise TypeError("'<' not supported between instances of 'NoneType' and 'str'")
+
+    registry = CollectorRegistry()
+    Counter("still_served", "x", registry=registry).inc()
+    registry.register(Broken())
+    before = metrics.COLLECT_ERRORS.labels("Broken")._value.get()
+    text = generate_latest(registry).decode()
+    assert "still_served_total 1.0" in text and "half_done" not in text
+    assert metrics.COLLECT_ERRORS.labels("Broken")._value.get() == before + 1

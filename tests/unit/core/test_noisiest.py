@@ -36,3 +36,22 @@ async def test_stage_and_exporter_count_by_event_time_clamped_to_receipt():
         ("h1", 3),
         ("h2", 3),
     ]
+
+
+def test_a_host_that_is_not_text_does_not_break_the_exporter():
+    from correlator.noisiest import NoisiestExporter
+
+    s = NoisiestStage()
+    for host in ("a", None, "b", 5):
+        s.count(host, 10.0)  # type: ignore[arg-type]  # what a trusted journal used to let through
+    assert [n for _, n in s.top(20.0)] == [1, 1, 1, 1]
+    exp = NoisiestExporter()
+    exp.source = s
+
+    class Clock:
+        def now(self) -> float:
+            return 20.0
+
+    s.clock = Clock()  # type: ignore[assignment]
+    (fam,) = exp.collect()
+    assert sorted(x.labels["ci"] for x in fam.samples) == ["5", "None", "a", "b"]

@@ -192,3 +192,44 @@ def test_responses_are_compared_as_plain_mappings():
     assert compare([{"action": "resolve"}], [r], what="response") == [
         "response #1 (IncidentRequest): action: expected 'resolve', got 'open'"
     ]
+
+
+def test_test_and_explain_refuse_what_the_door_refuses(tmp_path, capsys):
+    """A NUL or a year-10000 time in a test input or an explained event is named like any other
+    invalid input; an old time is fine (the door's time policy does not apply to recordings)."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yaml").write_text(
+        "rules: [{name: major, match: {type: down}, classify: {severity: major}}]\n"
+    )
+    (tmp_path / "nul_test.yaml").write_text(
+        "rules: rules\n"
+        "tests:\n"
+        "  - name: nul\n"
+        '    input: [{event: {host: "a\\0b", type: down}}]\n'
+        "    expect: [{severity: major}]\n"
+        "  - name: far\n"
+        '    input: [{event: {host: a, type: down, time: "9999-12-31T23:59:59-01:00"}}]\n'
+        "    expect: [{severity: major}]\n"
+        "  - name: old\n"
+        '    input: [{event: {host: a, type: down, time: "1990-01-01T00:00:00Z"}}]\n'
+        "    expect: [{severity: major}]\n"
+    )
+    assert main(["rules", "test", str(tmp_path / "nul_test.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path}/nul_test.yaml:4:" in out and "host: contains U+0000" in out
+    assert f"{tmp_path}/nul_test.yaml:7:" in out and "time: outside the years 1 to 9999" in out
+    assert "1 passed, 2 failed" in out
+    events = tmp_path / "events.ndjson"
+    events.write_text('{"host": "a", "type": "down"}\n{"host": "a", "type": "down", "message": "x\\u0000"}\n')
+    assert main(["rules", "explain", str(events), "--rules", str(tmp_path / "rules")]) == 2
+    assert f"{events}:2: message: contains U+0000" in capsys.readouterr().err
+
+
+def test_a_missing_file_is_one_line_and_exit_2(tmp_path, capsys):
+    missing = tmp_path / "nofile.yaml"
+    assert main(["rules", "test", str(tmp_path), str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"correlator rules test: {missing}: no such file\n"
+    (tmp_path / "rules").mkdir()
+    assert main(["rules", "explain", str(tmp_path / "no.json"), "--rules", str(tmp_path / "rules")]) == 2
+    assert capsys.readouterr().err == f"correlator rules explain: {tmp_path / 'no.json'}: no such file\n"

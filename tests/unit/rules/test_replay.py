@@ -60,3 +60,35 @@ def test_replay_wait_lets_timers_due_after_the_last_event_fire(tmp_path, capsys)
         written = [json.loads(line) for line in out.read_text().splitlines()]
         assert [e["type"] for e in written] == expected
     assert written[1]["time"] == 1030  # at its own deadline, not at the end of the wait
+
+
+def test_a_recording_with_poison_reports_invalid_lines_and_replays_the_rest(tmp_path, capsys):
+    """The door applies to recordings (not its time policy: a recording is old by nature)."""
+    rules, events = recording(
+        tmp_path,
+        "  - {name: major, match: {type: x}, classify: {severity: major}}\n",
+        [
+            {"host": "h", "type": "x", "time": 1000},  # 1970: old, still replayed
+            {"host": "core\u0000sw1", "type": "x", "time": 1001},
+            {"host": "h", "type": "x", "time": "9999-12-31T23:59:59-01:00"},  # year 10000 in UTC
+            {
+                "host": "h",
+                "type": "x",
+                "time": 1002,
+                "attributes": {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+            },
+            {"host": "h", "type": "x", "time": 1003, "message": "bad \ud800 text"},
+            {"host": "h", "type": "x", "time": 1004},
+        ],
+    )
+    out = tmp_path / "out.ndjson"
+    assert main(["replay", str(events), "--rules", str(rules), "-o", str(out), "--json"]) == 1
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert (summary["events_in"], summary["invalid"], summary["events_out"]) == (2, 4, 2)
+    assert [e.split(": ", 1)[0] for e in summary["errors"]] == [f"{events}:{n}" for n in (2, 3, 4, 5)]
+    assert f"{events}:2: host: contains U+0000" in summary["errors"][0]
+    assert f"{events}:3: time: " in summary["errors"][1]
+    assert "nested deeper than" in summary["errors"][2] and "surrogate" in summary["errors"][3]
+    assert summary["first_time"] == "1970-01-01T00:16:40Z"
+    assert [json.loads(line)["time"] for line in out.read_text().splitlines()] == [1000, 1004]

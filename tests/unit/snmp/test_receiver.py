@@ -14,7 +14,7 @@ from collectors.snmp.mapping import Mapper, v1_trap_oid
 from collectors.snmp.oids import Resolver
 from collectors.snmp.receiver import DROPPED, TrapReceiver
 from collectors.snmp.settings import parse
-from correlator.errors import ConfigError, QueueFull
+from correlator.errors import ConfigError, QueueFull, StorageUnavailable
 from tests.support.snmp import free_udp_port
 
 COLD_START = [("1.3.6.1.2.1.1.3.0", ("ticks", 5)), ("1.3.6.1.6.3.1.1.4.1.0", ("oid", "1.3.6.1.6.3.1.1.5.1"))]
@@ -72,15 +72,22 @@ async def test_inform_is_answered_only_after_emit_returns():
     await r.stop()
 
 
-async def test_inform_not_answered_when_the_queue_is_full():
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (QueueFull(10, 10, 1.0), "queue_full"),
+        (StorageUnavailable("database or disk is full", 1.0), "storage_unavailable"),
+    ],
+)
+async def test_inform_not_answered_when_ingest_pushes_back(error, reason):
     emit = GatedEmit()
-    emit.error = QueueFull(10, 10, 1.0)
+    emit.error = error
     emit.gate.set()
     r = await started(emit)
-    before = DROPPED.labels("queue_full")._value.get()
+    before = DROPPED.labels(reason)._value.get()
     transport, answers = await client(r.address[1])
     transport.sendto(ber.encode_notification(1, b"public", ber.INFORM, 78, COLD_START))
-    while DROPPED.labels("queue_full")._value.get() == before:
+    while DROPPED.labels(reason)._value.get() == before:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
     assert answers.empty()  # the sender retransmits

@@ -142,7 +142,8 @@ async def test_one_poison_event_among_good_ones_is_dead_lettered_and_the_rest_st
 
 async def test_a_restart_with_the_poison_in_the_journal_does_not_stall(store, tmp_path):
     """What the journal held at a crash is read back from its bytes (the surrogate one through the
-    standard library, as orjson refuses it): the poison is set aside, the events around it stored."""
+    standard library, as orjson refuses it) and checked like at the door: the poison is set aside
+    before the pipeline sees it (`undecodable`), the events around it stored."""
     q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
     await q.open()
     poison = poison_for(store)
@@ -156,7 +157,7 @@ async def test_a_restart_with_the_poison_in_the_journal_does_not_stall(store, tm
     await q.close()
     assert await store.known(["g1", "g2", "g3", "poison"]) == {"g1", "g2", "g3"}
     (dead,) = (await store.dead_letters(10, None, None)).items
-    assert (dead.reason, dead.event_id) == (deadletter.STORE_REJECTED, "poison")
+    assert (dead.reason, dead.event_id) == (deadletter.UNDECODABLE, "poison")
 
 
 async def test_an_id_the_store_cannot_be_asked_about_does_not_stop_a_restart(store, tmp_path):
@@ -245,3 +246,38 @@ async def test_a_store_that_refuses_everything_is_retried_never_dead_lettered_an
     idle = Progress(lambda: 0, stall_after=60.0, now=lambda: now[0])
     now[0] = 1000.0
     assert not idle.stalled()
+
+
+async def test_journal_events_of_the_wrong_shape_are_set_aside_not_trusted(store, tmp_path):
+    """Read back from the journal, an event is checked like one at the door (without the time
+    policy): `host: null` would otherwise reach the stages and break /metrics for good."""
+    good = ev("g1").to_dict()
+    bad = [
+        {**ev("null-host").to_dict(), "host": None},
+        {**ev("text-time").to_dict(), "time": "2027-01-01T00:00:00Z"},
+        {**ev("no-severity").to_dict(), "severity": "loud"},
+        {**ev("year-10000").to_dict(), "time": 253402304399.0},
+        {**ev("nul").to_dict(), "message": "a\x00b"},
+        {**ev("bool-count").to_dict(), "count": True},
+        {k: v for k, v in ev("no-type").to_dict().items() if k != "type"},
+        ["not", "an", "event"],
+    ]
+    q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
+    await q.open()
+    await q.put(orjson.dumps([good, *bad]), 1 + len(bad))
+    await q.close()
+    q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
+    await q.open()
+    before = DEAD_LETTERED.labels(deadletter.UNDECODABLE)._value.get()
+    await drain(q, store)
+    await q.close()
+    assert await store.known(["g1", "null-host", "text-time", "year-10000", "nul"]) == {"g1"}
+    dead = (await store.dead_letters(20, None, None)).items
+    assert {d.reason for d in dead} == {deadletter.UNDECODABLE}
+    assert sorted(d.event_id for d in dead) == sorted(
+        ["null-host", "text-time", "no-severity", "year-10000", "nul", "bool-count", "no-type", ""]
+    )
+    by_id = {d.event_id: d for d in dead}
+    assert "host" in by_id["null-host"].error and "time" in by_id["year-10000"].error
+    assert by_id["null-host"].source == "webhook:generic"
+    assert DEAD_LETTERED.labels(deadletter.UNDECODABLE)._value.get() - before == len(bad)
