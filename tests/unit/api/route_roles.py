@@ -45,4 +45,5 @@ ROUTE_ROLES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/known-errors/{id}/retire"): "admin",
     ("GET", "/api/v1/rules"): "viewer",
     ("POST", "/api/v1/rules/reload"): "operator",
+    ("GET", "/api/v1/report"): "viewer",
 }
