@@ -13,6 +13,7 @@ from prometheus_client import Counter
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from correlator import console, errors
+from correlator.api import annotations as annotations_api
 from correlator.api import changes as changes_api
 from correlator.api import dead_letters as dead_letters_api
 from correlator.api import events as events_api
@@ -64,6 +65,7 @@ def make_app(state: AppState, max_body_bytes: int, limits: ConnectionLimits | No
     if state.incidents is not None:
         console.add_routes(app, state.auth)
         report_api.add_routes(app)
+        annotations_api.add_routes(app)
     return app
 
 

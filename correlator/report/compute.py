@@ -22,7 +22,7 @@ from correlator.event import iso
 from correlator.incidents.model import PRIORITIES, Incident
 from correlator.incidents.store import IncidentQuery, IncidentStore
 from correlator.problems.model import split_signature
-from correlator.records.store import RecordStore
+from correlator.records.store import Kind, RecordStore
 from correlator.store import EventStore
 
 TOP = 10  # rows in each "top" table
@@ -57,9 +57,9 @@ async def compute_report(stores: ReportStores, start: float, end: float, now: fl
     incidents = await incidents_in(stores.incidents, start, end)
     changes, problems, known_errors, occurrences = [], [], [], []
     if stores.records is not None:
-        changes = [Change.from_doc(d) for d in await _all(stores.records, "changes")]
-        problems = await _all(stores.records, "problems")
-        known_errors = await _all(stores.records, "known_errors")
+        changes = [Change.from_doc(d) for d in await all_records(stores.records, "changes")]
+        problems = await all_records(stores.records, "problems")
+        known_errors = await all_records(stores.records, "known_errors")
         occurrences = [o for o in await stores.records.occurrences_since(start) if o[2] < end]
     busiest = await stores.events.busiest_hosts(start, end, TOP) if stores.events is not None else None
     return {
@@ -91,7 +91,7 @@ async def incidents_in(store: IncidentStore, start: float, end: float) -> list[I
     return out
 
 
-async def _all(records: RecordStore, kind: Any) -> list[dict[str, Any]]:
+async def all_records(records: RecordStore, kind: Kind) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     cursor: int | None = None
     while True:

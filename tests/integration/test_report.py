@@ -281,3 +281,35 @@ def test_the_html_opens_in_chromium_with_every_chart(
             assert charts and all(c.size["width"] > 100 and c.size["height"] > 20 for c in charts), section
         browser.save_screenshot(str(shots / "report.png"))
     print(f"report screenshot in {shots}")
+
+
+def test_annotations_are_the_periods_incidents_and_changes_in_grafanas_shape(
+    served: tuple[DaemonProcess, Path],
+) -> None:
+    d, _ = served
+    grafana = "from=2026-11-23T00:00:00.000Z&to=2026-12-06T00:00:00.000Z"  # ${__from:date:iso}
+    status, rows = d.get(f"/api/v1/annotations?{grafana}")
+    assert status == 200, rows
+    incidents = {i["id"]: i for i in all_incidents(d)}
+    _, changes = d.get("/api/v1/changes")
+    assert [r["id"] for r in rows if r["kind"] == "incident"] == sorted(incidents)  # opened in order
+    assert [r["id"] for r in rows if r["kind"] == "change"] == [c["id"] for c in changes["changes"]]
+    assert [epoch(r["time"]) for r in rows] == sorted(epoch(r["time"]) for r in rows)
+    for r in rows:
+        assert set(r) == {"time", "timeEnd", "title", "text", "tags", "kind", "id"}
+        assert r["time"].endswith("Z") and r["title"].startswith(r["id"])
+        if r["kind"] == "incident":
+            i = incidents[r["id"]]
+            assert (r["time"], r["timeEnd"]) == (i["opened_at"], i["resolved_at"])
+            assert r["tags"].split(",")[:3] == ["incident", i["priority"], i["host"]]
+        else:
+            assert r["tags"].startswith("change,approved") and "srv-25" in r["text"]
+    status, only = d.get(f"/api/v1/annotations?{grafana}&kind=incidents&priority=P4")
+    assert status == 200 and [r["id"] for r in only] == sorted(
+        k for k, i in incidents.items() if i["priority"] == "P4"
+    )
+    status, none = d.get("/api/v1/annotations?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z")
+    assert status == 200 and none == []
+    for query, field in (("kind=alerts", "kind"), ("priority=P9", "priority"), ("from=soon", "from")):
+        status, doc = d.get(f"/api/v1/annotations?{query}")
+        assert status == 400 and doc["field"] == field, (query, doc)

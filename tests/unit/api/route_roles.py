@@ -46,4 +46,5 @@ ROUTE_ROLES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/rules"): "viewer",
     ("POST", "/api/v1/rules/reload"): "operator",
     ("GET", "/api/v1/report"): "viewer",
+    ("GET", "/api/v1/annotations"): "viewer",
 }
