@@ -18,7 +18,7 @@ from correlator.report.period import parse_period
 
 REPORTS = Counter(
     "correlator_reports_total",
-    "Service Review reports asked for (API and console), by outcome: ok, or invalid (a 400)",
+    "Service Review reports and annotation queries asked for (API and console), by outcome: ok, or invalid (a 400)",
     ["outcome"],
 )
 PARAMS = (

@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             doc = asyncio.run(offline(_config(args), params))
     except FieldError as e:
-        print(f"correlator report: --{e.field}: {e}", file=sys.stderr)
+        print(f"correlator report: --{e}", file=sys.stderr)  # "--period: expected ..."
         return 2
     if getattr(args, "json", False):
         text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"

@@ -124,7 +124,7 @@ def lines(
     if not labels or not values:
         return _empty(width, title)
     left, bottom, top = 70, 40, 28
-    plot_w, plot_h = width - left - 20, height - bottom - top
+    plot_w, plot_h = width - left - 40, height - bottom - top  # room for the last label
     hi = max(max(values), 1e-9)
     step = plot_w / max(len(labels) - 1, 1)
     body = _legend(list(series), left) + _grid(left, top, plot_w, plot_h, hi, fmt)

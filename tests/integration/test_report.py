@@ -261,7 +261,18 @@ def test_bad_periods_are_a_400_in_the_error_format_and_counted(served: tuple[Dae
         status, doc = d.get(f"/api/v1/report?{query}")
         assert status == 400 and doc["field"] == field and doc["error"], (query, doc)
     assert d.metric("correlator_reports_total", {"outcome": "invalid"}) == before + 6
-    assert main(["report", "--url", d.url, "--period", "nonsense"]) == 1
+    assert main(["report", "--url", d.url, "--period", "nonsense"]) == 1  # the daemon's 400
+
+
+def test_the_command_refuses_a_bad_period_and_a_directory_without_stores(
+    served: tuple[DaemonProcess, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, data = served
+    assert main(["report", *offline_args(d, data), "--from", TO, "--to", FROM]) == 2
+    assert capsys.readouterr().err == "correlator report: --from: must be before to\n"
+    assert main(["report", "--data", str(tmp_path), "--period", "7d"]) == 1
+    assert "no incidents.db here" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing created there
 
 
 def test_the_html_opens_in_chromium_with_every_chart(
