@@ -411,6 +411,10 @@ queries = st.dictionaries(
             "severity",
             "priority",
             "major",
+            "from",
+            "to",
+            "period",
+            "kind",
             "bogus",
         ]
     ),

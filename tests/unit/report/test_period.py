@@ -43,6 +43,9 @@ def test_defaults_and_combinations(params: dict[str, str | None], expected: tupl
         ({"from": "last monday"}, "from"),
         ({"to": "nan"}, "to"),
         ({"to": "1e30"}, "to"),
+        ({"to": "1e400"}, "to"),
+        ({"from": "9999-12-31T23:59:59-01:00"}, "from"),
+        ({"period": "99999999999999999999999d"}, "period"),
         ({"since": "2026-11-01"}, "since"),
     ],
 )
