@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import AsyncExitStack
+
 from aiohttp import web
 from prometheus_client import Counter
 
@@ -15,12 +18,17 @@ from correlator.errors import FieldError
 from correlator.report import AvailabilityInput, ReportStores, compute_report, render_report_html
 from correlator.report.html import CSP
 from correlator.report.period import parse_period
+from correlator.store import EventStore
+from correlator.store.sqlite import SqliteEventStore
 
 REPORTS = Counter(
     "correlator_reports_total",
-    "Service Review reports and annotation queries asked for (API and console), by outcome: ok, or invalid (a 400)",
+    "Service Review reports and annotation queries asked for (API and console), by outcome:"
+    " ok, invalid (a 400) or busy (a 503: too many reports at once)",
     ["outcome"],
 )
+MAX_RUNNING = 2  # reports computed at once; more answer 503 + Retry-After (a long period reads a lot)
+_RUNNING = asyncio.Semaphore(MAX_RUNNING)
 PARAMS = (
     param("from", "query", "start of the period: ISO 8601 or epoch seconds (default: to minus period)"),
     param("to", "query", "end of the period, exclusive (default: now, or from plus period)"),
@@ -39,7 +47,11 @@ def add_routes(app: web.Application) -> None:
     role="viewer",
     tags=("report",),
     parameters=PARAMS,
-    responses={200: ("the report (docs/report.md)", {"type": "object"}), 400: ("invalid period", ERROR)},
+    responses={
+        200: ("the report (docs/report.md)", {"type": "object"}),
+        400: ("invalid period", ERROR),
+        503: ("too many reports being computed: see Retry-After", ERROR),
+    },
 )
 async def get_report(request: web.Request) -> web.Response:
     try:
@@ -64,12 +76,19 @@ async def report_of(request: web.Request) -> dict[str, object]:
     except FieldError:
         REPORTS.labels("invalid").inc()
         raise
-    doc = await compute_report(await stores_of(state), start, end, now)
+    if _RUNNING.locked():
+        REPORTS.labels("busy").inc()
+        raise web.HTTPServiceUnavailable(
+            reason=f"{MAX_RUNNING} reports are being computed; try again shortly",
+            headers={"Retry-After": "5"},
+        )
+    async with _RUNNING, AsyncExitStack() as stack:
+        doc = await compute_report(await stores_of(state, stack), start, end, now)
     REPORTS.labels("ok").inc()
     return doc
 
 
-async def stores_of(state: AppState) -> ReportStores:
+async def stores_of(state: AppState, stack: AsyncExitStack) -> ReportStores:
     stage = AVAILABILITY.source  # the live availability stage (None without a services file)
     avail = None
     if stage is not None and stage.db is not None:
@@ -77,4 +96,11 @@ async def stores_of(state: AppState) -> ReportStores:
         avail = AvailabilityInput(stage.state.settings, stage.state.model, services, outages)
     records = state.changes.store if state.changes is not None else None
     assert state.incidents is not None
-    return ReportStores(state.incidents.store, records, state.store, avail)
+    events: EventStore = state.store
+    if isinstance(events, SqliteEventStore):
+        # Counting a month of events takes a while: on a connection of its own (a WAL reader), so
+        # the store's writes, on the store's connection, never wait for it.
+        events = SqliteEventStore(events.path)
+        await events.open()
+        stack.push_async_callback(events.close)
+    return ReportStores(state.incidents.store, records, events, avail)

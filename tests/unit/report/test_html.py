@@ -4,11 +4,13 @@ served at GET /api/v1/report (JSON, viewer) and as the console's /report page (H
 from __future__ import annotations
 
 import re
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from correlator.api import report as report_api
 from correlator.incidents.sqlite_store import SqliteIncidentStore
 from correlator.report import ReportStores, compute_report, render_report_html
 from correlator.report.html import CSP
@@ -62,6 +64,12 @@ async def test_the_api_and_the_console_serve_the_same_report(api: TestClient) ->
     assert r.status == 401
     r = await api.get("/api/v1/report?period=7x", headers=bearer("viewer"))
     assert r.status == 400 and (await r.json())["field"] == "period"
+    async with AsyncExitStack() as held:  # as many reports as may run at once are running
+        for _ in range(report_api.MAX_RUNNING):
+            await held.enter_async_context(report_api._RUNNING)
+        r = await api.get("/api/v1/report", headers=bearer("viewer"))
+        assert r.status == 503 and r.headers["Retry-After"] == "5" and "reports" in (await r.json())["error"]
+    assert (await api.get("/api/v1/report", headers=bearer("viewer"))).status == 200
 
     assert (await api.get("/report", allow_redirects=False)).status == 303  # sign in first
     await sign_in(api, "viewer")
