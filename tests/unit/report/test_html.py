@@ -73,6 +73,7 @@ async def test_the_api_and_the_console_serve_the_same_report(api: TestClient) ->
 
     assert (await api.get("/report", allow_redirects=False)).status == 303  # sign in first
     await sign_in(api, "viewer")
+    assert '<a href="/report">Review</a>' in await (await api.get("/incidents")).text()  # in every header
     r = await api.get("/report?period=7d")
     page = await r.text()
     assert r.status == 200 and "<h1>Service Review</h1>" in page and page.count("<svg") == 7
