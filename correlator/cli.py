@@ -24,6 +24,7 @@ COMMANDS = [
     "correlator.commands.changes",
     "correlator.commands.problems",
     "correlator.commands.dead_letters",
+    "correlator.commands.report",
 ]
 
 

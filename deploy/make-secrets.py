@@ -25,7 +25,8 @@ def main(argv: list[str]) -> int:
     target = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parent / "secrets"
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
     api_token = _keep(target / "api_token", lambda: secrets.token_urlsafe(32))
-    _keep(target / "api_tokens.yaml", lambda: _tokens_yaml(api_token))
+    grafana_token = _keep(target / "grafana_api_token", lambda: secrets.token_urlsafe(32))
+    _keep(target / "api_tokens.yaml", lambda: _tokens_yaml(api_token, grafana_token))
     _keep(target / "ingest_token", lambda: secrets.token_urlsafe(32))
     _keep(target / "snmp_community", lambda: secrets.token_urlsafe(18))
     _keep(target / "grafana_admin_password", lambda: secrets.token_urlsafe(18))
@@ -43,9 +44,15 @@ def mosquitto_line(user: str, password: str, salt: bytes | None = None) -> str:
     return f"{user}:$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-def _tokens_yaml(token: str) -> str:
+def _tokens_yaml(token: str, grafana_token: str) -> str:
+    """The admin token for operators and a viewer token for Grafana's annotation queries."""
     digest = hashlib.sha256(token.encode()).hexdigest()
-    return f"# http.tokens_file: SHA-256 digests only (docs/api.md)\nadmin: {{role: admin, sha256: {digest}}}"
+    grafana = hashlib.sha256(grafana_token.encode()).hexdigest()
+    return (
+        "# http.tokens_file: SHA-256 digests only (docs/api.md)\n"
+        f"admin: {{role: admin, sha256: {digest}}}\n"
+        f"grafana: {{role: viewer, sha256: {grafana}}}"
+    )
 
 
 def _keep(path: Path, make: Callable[[], str]) -> str:

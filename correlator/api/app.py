@@ -13,12 +13,14 @@ from prometheus_client import Counter
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from correlator import console, errors
+from correlator.api import annotations as annotations_api
 from correlator.api import changes as changes_api
 from correlator.api import dead_letters as dead_letters_api
 from correlator.api import events as events_api
 from correlator.api import incidents as incidents_api
 from correlator.api import known_errors as known_errors_api
 from correlator.api import problems as problems_api
+from correlator.api import report as report_api
 from correlator.api.auth import TokenAuth, auth_middleware
 from correlator.api.common import STATE, AppState, dumps_response
 from correlator.api.connections import LIMITS, BodyTimeout, ConnectionLimits
@@ -62,6 +64,8 @@ def make_app(state: AppState, max_body_bytes: int, limits: ConnectionLimits | No
         known_errors_api.add_routes(app)
     if state.incidents is not None:
         console.add_routes(app, state.auth)
+        report_api.add_routes(app)
+        annotations_api.add_routes(app)
     return app
 
 

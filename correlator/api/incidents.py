@@ -112,8 +112,8 @@ def parse_query(params: dict[str, str]) -> IncidentQuery:
     for key in params:
         if key not in known:
             raise FieldError(key, f"unknown query parameter; known: {', '.join(sorted(known))}")
-    statuses = _csv(params, "status", tuple(s.value for s in Status))
-    priorities = _csv(params, "priority", PRIORITIES)
+    statuses = csv_values(params, "status", tuple(s.value for s in Status))
+    priorities = csv_values(params, "priority", PRIORITIES)
     major = None
     if "major" in params:
         if params["major"] not in ("true", "false"):
@@ -340,7 +340,7 @@ def _invalid(e: FieldError) -> web.Response:
     return dumps_response(400, {"error": str(e), "field": e.field})
 
 
-def _csv(params: dict[str, str], key: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+def csv_values(params: dict[str, str], key: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
     if key not in params:
         return ()
     values = tuple(v.strip() for v in params[key].split(",") if v.strip())

@@ -22,7 +22,7 @@ from correlator.api.common import STATE, AppState
 from correlator.api.incident_schemas import check_field
 from correlator.api.openapi import ERROR, operation, operation_of, param
 from correlator.console import views
-from correlator.console.render import document, html, redirect
+from correlator.console.render import CSP, document, html, redirect
 from correlator.console.session import REFUSED, Sessions, Who, clear_cookie, cookie_sid, new_sid, set_cookie
 from correlator.errors import FieldError
 from correlator.incidents.model import PRIORITIES, parse_human_id
@@ -55,13 +55,18 @@ def add_routes(app: web.Application, auth: TokenAuth | None) -> None:
 
 
 def add_document(
-    app: web.Application, path: str, summary: str, produce: Callable[[web.Request], Awaitable[str]]
+    app: web.Application,
+    path: str,
+    summary: str,
+    produce: Callable[[web.Request], Awaitable[str]],
+    csp: str = CSP,
 ) -> None:
     """One more console page at `path` showing a whole HTML document made elsewhere (a report):
-    signed-in users of any role, the console's headers."""
+    signed-in users of any role, the console's headers; a self-contained document with inline
+    styles passes its own `csp`."""
 
     async def show(request: web.Request, who: Who) -> web.StreamResponse:
-        return document(await produce(request))
+        return document(await produce(request), csp=csp)
 
     app.router.add_get(path, page(show, summary))
 

@@ -47,6 +47,11 @@ class EventStore(DeadLetterStore, Protocol):
 
     async def count(self) -> int: ...
 
+    async def busiest_hosts(self, since: float, until: float, limit: int) -> list[tuple[str, int]]:
+        """The `limit` hosts with the most events (repeats folded in included) of event time in
+        [since, until), most first: the report's noisiest CIs."""
+        ...
+
     async def known(self, ids: list[str]) -> set[str]:
         """Which of `ids` are stored (to skip what a crash left stored but unacked)."""
         ...

@@ -231,6 +231,13 @@ class PgEventStore:
     async def count(self) -> int:
         return int(await self.pool.fetchval("SELECT COUNT(*) FROM events"))
 
+    async def busiest_hosts(self, since: float, until: float, limit: int) -> list[tuple[str, int]]:
+        sql = (
+            "SELECT host, SUM(count) AS n FROM events WHERE time >= $1 AND time < $2"
+            " GROUP BY host ORDER BY n DESC, host LIMIT $3"
+        )
+        return [(r["host"], int(r["n"])) for r in await self.pool.fetch(sql, since, until, limit)]
+
     async def delete_older_than(self, t: float) -> int:
         status = await self.pool.execute("DELETE FROM events WHERE time < $1", t)
         n = int(status.rsplit(" ", 1)[-1])

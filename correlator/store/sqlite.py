@@ -178,6 +178,13 @@ class SqliteEventStore(SqliteFile):
         rows = list(await self.db.execute_fetchall("SELECT COUNT(*) FROM events"))
         return int(rows[0][0])
 
+    async def busiest_hosts(self, since: float, until: float, limit: int) -> list[tuple[str, int]]:
+        sql = (
+            "SELECT host, SUM(count) AS n FROM events WHERE time >= ? AND time < ?"
+            " GROUP BY host ORDER BY n DESC, host LIMIT ?"
+        )
+        return [(r[0], int(r[1])) for r in await self.db.execute_fetchall(sql, (since, until, limit))]
+
     async def delete_older_than(self, t: float) -> int:
         cur = await self.db.execute("DELETE FROM events WHERE time < ?", (t,))
         n = cur.rowcount

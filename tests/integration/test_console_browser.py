@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from correlator.api.auth import hash_token
-from tests.support.daemon import DaemonProcess, base_config, free_port, need_tool
+from tests.support.browser import chromium
+from tests.support.daemon import DaemonProcess, base_config, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -56,21 +57,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    binary = need_tool("chromium", "chromium")
-    driver_path = need_tool("chromedriver", "chromium-driver")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = binary
-    for arg in (
-        "--headless=new", "--no-sandbox", "--window-size=1400,1000", "--disable-gpu",
-        "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):  # fmt: skip
-        opts.add_argument(arg)
-    # The Service path keeps Selenium Manager from trying to download a driver (works offline).
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(driver_path))
-    yield driver
-    driver.quit()
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
 
 
 @pytest.fixture(scope="module")

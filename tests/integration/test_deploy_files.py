@@ -123,6 +123,34 @@ def test_dashboards_are_valid_and_use_the_provisioned_datasource():
             assert p["fieldConfig"]["defaults"]["unit"], f"{path.name}: '{p['title']}' has no unit"
 
 
+def test_dashboards_annotate_incidents_and_changes_from_the_provisioned_api_datasource():
+    """Each dashboard shows incidents (P1-P3) and changes as annotations: the Infinity data source
+    provisioned with the viewer token Grafana is given, the endpoint's columns, Grafana's range."""
+    ds = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "correlator.yml").read_text())
+    [api] = ds["datasources"]
+    assert api["type"] == "yesoreyeram-infinity-datasource" and api["url"] == "http://correlator:8080"
+    assert api["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert api["secureJsonData"]["httpHeaderValue1"] == "Bearer $__file{/run/secrets/grafana_api_token}"
+    grafana = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["grafana"]
+    assert "grafana_api_token" in grafana["secrets"]
+    assert "yesoreyeram-infinity-datasource" in grafana["environment"]["GF_INSTALL_PLUGINS"]
+    for path in DASHBOARDS:
+        queries = [
+            a
+            for a in json.loads(path.read_text())["annotations"]["list"]
+            if a["datasource"]["uid"] == api["uid"]
+        ]
+        kinds = {}
+        for a in queries:
+            t = a["target"]
+            assert a["enable"] and t["url"] == "/api/v1/annotations" and t["format"] == "dataframe"
+            params = {p["key"]: p["value"] for p in t["url_options"]["params"]}
+            assert params["from"] == "${__from:date:iso}" and params["to"] == "${__to:date:iso}"
+            assert [c["selector"] for c in t["columns"]] == ["time", "timeEnd", "title", "text", "tags"]
+            kinds[params["kind"]] = params.get("priority")
+        assert kinds == {"incidents": "P1,P2,P3", "changes": None}, path.name
+
+
 def test_dashboard_provider_path_matches_the_compose_mount():
     provider = yaml.safe_load(
         (DEPLOY / "grafana" / "provisioning" / "dashboards" / "correlator.yml").read_text()
@@ -301,6 +329,8 @@ def test_every_shipped_configuration_has_tokens_or_listens_on_loopback_only(
     auth = load_tokens(resolved.http.tokens, resolved.http.tokens_file)
     api_token = (made_secrets / "api_token").read_text().strip()
     assert auth.identify(f"Bearer {api_token}") is not None
+    grafana = auth.identify(f"Bearer {(made_secrets / 'grafana_api_token').read_text().strip()}")
+    assert grafana is not None and grafana.role == "viewer"  # annotations only: it reads, never acts
     webhook = resolved.collectors["webhook"]
     assert read_secret(webhook["token_file"]) == (made_secrets / "ingest_token").read_text().strip()
 

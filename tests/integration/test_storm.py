@@ -34,7 +34,7 @@ from correlator.problems.settings import ProblemSettings
 from correlator.records.sqlite import SqliteRecordStore
 from correlator.replay import Stepper
 from correlator.rules.reload import RulesHolder
-from tests.support.storm import STORM_END, Expected, storm, storm_changes, write_files
+from tests.support.storm import STORM_END, Expected, approve_changes, storm, storm_changes, write_files
 
 pytestmark = pytest.mark.integration
 
@@ -106,11 +106,7 @@ async def test_the_storm_in_process_gives_exactly_the_expected_incidents(tmp_pat
         await changes.open()
         problems = ProblemService(records, ProblemSettings(), clock, incidents)
         await problems.open()
-        for body in storm_changes(T0):
-            c = await changes.create(
-                "noc", {**body, "start": epoch(body["start"]), "end": epoch(body["end"])}
-            )
-            await changes.act(c.id, "approve", "noc")
+        await approve_changes(changes, T0)
         stepper = Stepper(build_pipeline(config, holder, incidents, changes, problems), pipeline_clock_start)
         stepper.clock = clock
         stored = 0

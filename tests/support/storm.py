@@ -219,6 +219,16 @@ def storm_changes(start: float, scale: float = 1.0) -> list[dict[str, Any]]:
     ]
 
 
+async def approve_changes(changes: Any, start: float) -> None:
+    """In process: the storm's maintenance change created and approved through a ChangeService."""
+    for body in storm_changes(start):
+        window = {
+            k: datetime.fromisoformat(body[k].replace("Z", "+00:00")).timestamp() for k in ("start", "end")
+        }
+        c = await changes.create("noc", {**body, **window})
+        await changes.act(c.id, "approve", "noc")
+
+
 def storm(
     start: float, scale: float = 1.0
 ) -> tuple[list[dict[str, Any]], str, dict[str, str], list[Expected]]:

@@ -51,6 +51,8 @@ ROUTE_ROLES: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/known-errors/{id}/retire"): "admin",
     ("GET", "/api/v1/rules"): "viewer",
     ("POST", "/api/v1/rules/reload"): "operator",
+    ("GET", "/api/v1/report"): "viewer",
+    ("GET", "/api/v1/annotations"): "viewer",
     ("GET", "/"): "console",
     ("GET", "/signin"): "console",
     ("POST", "/signin"): "console",
@@ -65,4 +67,5 @@ ROUTE_ROLES: dict[tuple[str, str], str | None] = {
     ("GET", "/wall"): "console",
     ("GET", "/wall/rows"): "console",
     ("GET", "/static/{name}"): "console",
+    ("GET", "/report"): "console",
 }

@@ -414,6 +414,10 @@ queries = st.dictionaries(
             "severity",
             "priority",
             "major",
+            "from",
+            "to",
+            "period",
+            "kind",
             "bogus",
         ]
     ),

@@ -427,17 +427,17 @@ async def test_a_document_page_is_one_call_with_sign_in_and_headers():
     async def produce(request) -> str:
         return "<!doctype html><title>Service review</title><p>99.95%</p>"
 
-    add_document(app, "/report", "The service review", produce)
+    add_document(app, "/document", "A document", produce)  # /report is the Service Review's
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     try:
-        assert (await client.get("/report", allow_redirects=False)).status == 303
+        assert (await client.get("/document", allow_redirects=False)).status == 303
         await sign_in(client, "viewer")
-        r = await client.get("/report")
+        r = await client.get("/document")
         assert r.status == 200 and await r.text() == await produce(None)
         assert r.headers["X-Frame-Options"] == "DENY" and r.headers["Cache-Control"] == "no-store"
         doc = await (await client.get("/api/v1/openapi.json")).json()
-        assert doc["paths"]["/report"]["get"]["tags"] == ["console"]
+        assert doc["paths"]["/document"]["get"]["tags"] == ["console"]
     finally:
         await client.close()
     own = document("<style>p{}</style>", csp="default-src 'none'; style-src 'unsafe-inline'")

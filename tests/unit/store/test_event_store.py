@@ -130,3 +130,17 @@ async def test_position_and_events_after_a_position_oldest_first(store):
     assert [e.id for _, e in rows] == ["e0", "e1", "e2"] and rows[-1][0] == top
     assert [e.id for _, e in await store.after(rows[0][0], 1)] == ["e1"]
     assert await store.after(top, 10) == []
+
+
+async def test_busiest_hosts_sums_repeats_in_the_period_most_first(store):
+    events = [ev(i) for i in range(10)]  # h0: even i, h1: odd i
+    events[1].count = 9  # a folded repeat counts as what was received
+    events.append(ev(10, host="h2"))
+    await store.write(events)
+    assert await store.busiest_hosts(T0, T0 + 11, 10) == [("h1", 13), ("h0", 5), ("h2", 1)]
+    assert await store.busiest_hosts(T0 + 2, T0 + 4, 10) == [
+        ("h0", 1),
+        ("h1", 1),
+    ]  # [since, until), ties by name
+    assert await store.busiest_hosts(T0, T0 + 11, 1) == [("h1", 13)]
+    assert await store.busiest_hosts(T0 + 100, T0 + 200, 10) == []
