@@ -9,7 +9,6 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from correlator.console.render import duration as console_duration
 from correlator.report import charts
 
 # Sent with the document by the daemon: inline styles only, nothing else may load or run.
@@ -25,6 +24,10 @@ _env = jinja2.Environment(
 
 
 def duration(seconds: float | None) -> str:
+    # The console's wording, imported here: the console package loads aiohttp, which the offline
+    # commands (`rules check`, `replay`) that import this package never need.
+    from correlator.console.render import duration as console_duration
+
     return "n/a" if seconds is None else console_duration(seconds)
 
 
