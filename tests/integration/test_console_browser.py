@@ -82,10 +82,14 @@ def flap(d: DaemonProcess, host: str) -> None:
 
 
 def rows(browser, table: str) -> list[str]:
-    return [
-        str(r.get_attribute("data-id"))
-        for r in browser.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr[data-id]")
-    ]
+    # Read in one script: the page swaps the table's rows every few seconds, and an element found
+    # by one WebDriver call can be gone (stale) by the next.
+    return list(
+        browser.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0]), r => r.dataset.id)",
+            f"#{table} tbody tr[data-id]",
+        )
+    )
 
 
 def test_sign_in_see_the_incident_arrive_acknowledge_it_and_see_the_timeline(daemon, browser, shots):
