@@ -4,9 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # Debian packages the integration tests drive as real peers (net-snmp, Mosquitto, Prometheus, Alertmanager,
-# PostgreSQL: the tests start their own server from its binaries, tests/support/postgres.py), and the
+# PostgreSQL: the tests start their own server from its binaries, tests/support/postgres.py; nats-server:
+# a 3-node JetStream cluster for the cluster mode, tests/support/nats.py), and the
 # browser the web console's tests run in (chromium with its chromedriver).
-APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager postgresql chromium chromium-driver
+APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager postgresql chromium chromium-driver nats-server
 PYTEST_ARGS ?=
 
 .PHONY: run test lint fmt bench system-deps venv clean

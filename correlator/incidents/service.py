@@ -67,6 +67,12 @@ class IncidentService:
         await self.notifier.stop()
         await self.store.close()
 
+    async def reload(self) -> None:
+        """Read the unclosed incidents again: in the cluster a worker taking over a partition must
+        see what the previous owner opened, or it would try to open them again (docs/cluster.md)."""
+        async with self._lock:
+            await self._load()
+
     @property
     def next_due(self) -> float | None:
         return self._next_due

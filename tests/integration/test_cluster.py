@@ -1,0 +1,99 @@
+"""Scale-out mode against real servers: a 3-node NATS JetStream cluster (R3 stream and buckets)
+started by the tests, the tests' own PostgreSQL, and the real daemon as ingest and worker processes."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.daemon import DaemonProcess, base_config, free_port
+from tests.support.nats import NatsCluster, nats_cluster
+from tests.support.postgres import _run, pg_server
+
+__all__ = ["nats_cluster", "pg_server"]
+
+pytestmark = pytest.mark.integration
+
+RULES = """
+rules:
+  - name: cpu
+    kind: threshold
+    match: {type: cpu.high}
+    group_by: [host]
+    count: 2
+    within: 1h
+    on_fire: [{incident: {action: open, title: "{host} CPU high", impact: 2, urgency: 2}}]
+"""
+
+Start = Callable[..., DaemonProcess]
+
+
+@pytest.fixture
+def cluster_node(tmp_path: Path, nats_cluster: NatsCluster, pg_server: str) -> Iterator[Start]:
+    """cluster_node(role, **cluster settings) -> a started ingest or worker process. Each test has
+    its own stream and database, so the module shares one NATS cluster and one PostgreSQL."""
+    stream = f"ev{secrets.token_hex(3)}"
+    db = f"correlator_cluster_{secrets.token_hex(4)}"
+    _run(pg_server, f'CREATE DATABASE "{db}"')
+    rules = tmp_path / "myrules"
+    rules.mkdir()
+    (rules / "cpu.yaml").write_text(RULES)
+    started: list[DaemonProcess] = []
+
+    def start(role: str, name: str | None = None, **cluster: Any) -> DaemonProcess:
+        name = name or f"{role}{len(started)}"
+        workdir = tmp_path / name
+        workdir.mkdir()
+        port = free_port()
+        settings = {
+            "role": role,
+            "servers": nats_cluster.servers,
+            "stream": stream,
+            "partitions": 4,
+            "replicas": 3,
+            "lease_ttl": "3s",
+            "dsn": f"{pg_server}/{db}",
+            "name": name,
+            **cluster,
+        }
+        cfg = base_config(workdir, port, rules_dir=str(rules), cluster=settings)
+        d = DaemonProcess(workdir, cfg, port)
+        d.start(timeout=30)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+    _run(pg_server, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def post(d: DaemonProcess, events: list[dict[str, Any]]) -> None:
+    status, doc = d.post_json("/api/v1/events", events)
+    assert status == 202, doc
+
+
+def incidents(d: DaemonProcess) -> list[dict[str, Any]]:
+    status, doc = d.get("/api/v1/incidents?limit=500")
+    assert status == 200, doc
+    return list(doc["incidents"])
+
+
+def test_event_goes_through_the_cluster_to_an_incident(cluster_node: Start) -> None:
+    ingest = cluster_node("ingest")
+    worker = cluster_node("worker")
+    post(
+        ingest,
+        [{"host": "r1", "type": "cpu.high", "id": "e1"}, {"host": "r1", "type": "cpu.high", "id": "e2"}],
+    )
+    [inc] = ingest.wait_for(lambda: incidents(ingest), timeout=30, what="the incident opened by the worker")
+    assert inc["title"] == "r1 CPU high" and inc["key"] == "cpu:r1"
+    ids = {e["id"] for e in ingest.wait_for(lambda: len(ingest.events()) >= 2 and ingest.events(), 20)}
+    assert {"e1", "e2"} <= ids
+    # the worker owns every partition, and says so in its metrics; ingest counted the publish
+    assert ingest.metric("correlator_events_received_total") == 2
+    assert worker.wait_for(lambda: worker.metric("correlator_cluster_partitions_owned") == 4, 15)
