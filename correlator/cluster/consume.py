@@ -151,7 +151,9 @@ class PartitionQueue:
         # moving the position (their epoch is gone).
         waiting = {it.seq for it in self._items}
         gone = {pd.seq for pd in self._pending if pd.partition == p and pd.seq in waiting}
-        self._items = collections.deque(it for it in self._items if it.seq not in gone)
+        kept = [it for it in self._items if it.seq not in gone]
+        self._items.clear()  # in place: the runner may be waiting on this very deque
+        self._items.extend(kept)
         self._depth -= sum(pd.count for pd in self._pending if pd.seq in gone)
         self._pending = collections.deque(pd for pd in self._pending if pd.seq not in gone)
         metrics.QUEUE_DEPTH.set(self._depth)

@@ -4,6 +4,7 @@ started by the tests, the tests' own PostgreSQL, and the real daemon as ingest a
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,41 @@ def test_event_goes_through_the_cluster_to_an_incident(cluster_node: Start) -> N
     # the worker owns every partition, and says so in its metrics; ingest counted the publish
     assert ingest.metric("correlator_events_received_total") == 2
     assert worker.wait_for(lambda: worker.metric("correlator_cluster_partitions_owned") == 4, 15)
+
+
+def cpu_events(phase: str, hosts: int = 20) -> list[dict[str, Any]]:
+    return [
+        {"host": f"h{h}", "type": "cpu.high", "id": f"{phase}-{h}-{i}"}
+        for h in range(hosts)
+        for i in range(2)
+    ]
+
+
+def stored_ids(d: DaemonProcess) -> set[str]:
+    return {e["id"] for e in d.events()}
+
+
+def owned(d: DaemonProcess) -> float:
+    return d.metric("correlator_cluster_partitions_owned")
+
+
+def test_sigkill_of_a_worker_loses_nothing_and_opens_no_incident_twice(cluster_node: Start) -> None:
+    ingest = cluster_node("ingest")
+    a = cluster_node("worker", name="worker-a")
+    b = cluster_node("worker", name="worker-b")
+    # a joining worker takes a fair share: 4 partitions, 2 each
+    b.wait_for(lambda: owned(a) == 2 and owned(b) == 2, 20, "a fair share of the partitions")
+    post(ingest, cpu_events("one"))
+    ingest.wait_for(lambda: len(incidents(ingest)) == 20, 30, "an incident per host")
+    post(ingest, cpu_events("two"))  # acknowledged, and worker-a is killed while it may be processing
+    a.kill()
+    killed = time.monotonic()
+    post(ingest, cpu_events("three"))
+    b.wait_for(lambda: owned(b) == 4, 15, "worker-b taking worker-a's partitions")
+    assert time.monotonic() - killed < 10.0  # the takeover bound of docs/cluster.md
+    want = {e["id"] for phase in ("one", "two", "three") for e in cpu_events(phase)}
+    ingest.wait_for(lambda: stored_ids(ingest) >= want, 30, "every acknowledged event stored")
+    assert len(ingest.events()) == len(want)  # stored once each
+    keys = [i["key"] for i in incidents(ingest)]
+    assert sorted(keys) == sorted(f"cpu:h{h}" for h in range(20))  # none opened twice
+    assert b.metric("correlator_cluster_partitions_taken_total") >= 4
