@@ -1,13 +1,10 @@
-"""The JetStream objects of the cluster: one connection, the event stream, the lease and state buckets,
-and the partition of an event (computed by the publisher: NATS 2.9 has no subject-transform partitioning).
-"""
+"""The JetStream objects of the cluster: one connection, the event stream, the lease and state buckets."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
-import zlib
 from dataclasses import dataclass
 
 import nats
@@ -19,8 +16,6 @@ from nats.js.kv import KeyValue
 
 from correlator.config import ClusterConfig
 from correlator.errors import ConfigError
-from correlator.event import Event
-from correlator.inventory import Inventory
 from correlator.secretfile import read_secret
 
 log = logging.getLogger(__name__)
@@ -118,17 +113,3 @@ async def _declare_stream(js: JetStreamContext, settings: ClusterConfig) -> None
         await js.add_stream(config)
     except BadRequestError:  # exists with other settings: take the configured ones
         await js.update_stream(config)
-
-
-def partition_key(event: Event, inventory: Inventory | None, by: str) -> str:
-    """Events with one key land in one partition, so every level-2 rule state of that key lives on one
-    worker. By site (inventory), cross-host rules within a site (topology, group) stay on one worker."""
-    if by == "site" and inventory is not None:
-        asset = inventory.get(event.host)
-        if asset is not None and asset.site:
-            return "site:" + asset.site
-    return "host:" + event.host
-
-
-def partition_of(key: str, partitions: int) -> int:
-    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions

@@ -11,7 +11,8 @@ import logging
 from collections.abc import Callable
 
 from correlator import metrics
-from correlator.cluster.bus import Bus, partition_of
+from correlator.cluster.bus import Bus
+from correlator.cluster.partition import partition_of
 from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
 from correlator.event import Event, dumps_events, loads_events
 from correlator.queue import QueueItem

@@ -11,9 +11,10 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from correlator.cluster.bus import Bus, cluster_dsn, connect, member_name, partition_key
+from correlator.cluster.bus import Bus, cluster_dsn, connect, member_name
 from correlator.cluster.consume import PartitionQueue
 from correlator.cluster.leases import Leases
+from correlator.cluster.partition import host_key
 from correlator.cluster.publish import BusQueue
 from correlator.config import Config
 from correlator.errors import ConfigError
@@ -106,7 +107,7 @@ async def join(config: Config) -> ClusterNode:
         inventory = load_inventory(config.inventory_file)  # the partition key: site per host
 
         def key_of(ev: Event) -> str:
-            return partition_key(ev, inventory, c.partition_by)
+            return host_key(ev.host, inventory, c.partition_by)
 
         return ClusterNode(
             "ingest", bus, BusQueue(bus, key_of, config.queue.max_events, config.queue.retry_after)

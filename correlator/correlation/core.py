@@ -245,6 +245,7 @@ class Engine:
         self._timer_at = 0.0
         self.types: frozenset[str] | None = None  # event types the rule can match (None: any); for the index
         self.signature = ""  # the rule's text: a reload keeps the running engine when it is unchanged
+        self.group_by: tuple[str, ...] = ()  # the key's field paths (`rules check --cluster` reads them)
         self.counters = RuleCounters()  # hits and errors; shared with GET /api/v1/rules when from a file
 
     # -- wiring ---------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ TIMEOUT_TYPE = Key(Str(doc="type of the timeout event (default '<rule>.timeout')
 def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None) -> Engine:
     engine.types = types_of(*matches)
     engine.signature = repr((dict(raw), extra))
+    by = raw.get("group_by")
+    engine.group_by = tuple(by) if isinstance(by, list) else ("host",)  # the kinds' default key
     engine.counters = STATS.counters(engine.name)  # correlator_rule_matches_total and GET /api/v1/rules
     return engine
 
