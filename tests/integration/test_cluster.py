@@ -136,3 +136,63 @@ def test_sigkill_of_a_worker_loses_nothing_and_opens_no_incident_twice(cluster_n
     keys = [i["key"] for i in incidents(ingest)]
     assert sorted(keys) == sorted(f"cpu:h{h}" for h in range(20))  # none opened twice
     assert b.metric("correlator_cluster_partitions_taken_total") >= 4
+
+
+def test_restart_of_one_nats_node_keeps_ingest_and_workers_going(
+    cluster_node: Start, nats_cluster: NatsCluster
+) -> None:
+    ingest = cluster_node("ingest")
+    worker = cluster_node("worker")
+    post(ingest, cpu_events("before", hosts=5))
+    ingest.wait_for(lambda: len(incidents(ingest)) == 5, 30, "incidents before the restart")
+    node = nats_cluster.nodes[0]  # the first URL of every process' list: they were connected to it
+    nats_cluster.stop_node(node)
+    try:
+        # two of three replicas answer: publishes are still acknowledged (after the client reconnects)
+        ingest.wait_for(lambda: _try_post(ingest, cpu_events("during", hosts=5)), 30, "a publish acked")
+    finally:
+        nats_cluster.start_node(node)
+        nats_cluster.wait_ready()
+    post(ingest, cpu_events("after", hosts=5))
+    want = {e["id"] for p in ("before", "during", "after") for e in cpu_events(p, hosts=5)}
+    ingest.wait_for(lambda: stored_ids(ingest) >= want, 40, "every acknowledged event stored")
+    assert len(incidents(ingest)) == 5
+    assert worker.metric("correlator_cluster_partitions_owned") == 4
+
+
+def _try_post(d: DaemonProcess, events: list[dict[str, Any]]) -> bool:
+    status, doc = d.post_json("/api/v1/events", events)
+    assert status in (202, 503), doc  # never a 500: the sender is told to retry
+    return status == 202
+
+
+def test_rolling_restart_of_the_workers(cluster_node: Start) -> None:
+    ingest = cluster_node("ingest")
+    a = cluster_node("worker", name="worker-a")
+    b = cluster_node("worker", name="worker-b")
+    b.wait_for(lambda: owned(a) == 2 and owned(b) == 2, 20, "a fair share of the partitions")
+    phases = ["p0"]
+    post(ingest, cpu_events("p0"))
+    for w in (a, b):
+        assert w.stop() == 0  # SIGTERM: drains, then hands its partitions over at once
+        phases.append(f"p{len(phases)}")
+        post(ingest, cpu_events(phases[-1]))
+        w.start(timeout=30)
+    want = {e["id"] for p in phases for e in cpu_events(p)}
+    ingest.wait_for(lambda: stored_ids(ingest) >= want, 40, "every acknowledged event stored")
+    assert len(ingest.events()) == len(want)
+    assert sorted(i["key"] for i in incidents(ingest)) == sorted(f"cpu:h{h}" for h in range(20))
+    b.wait_for(lambda: owned(a) + owned(b) == 4, 20, "every partition owned again")
+
+
+def test_postgresql_connection_loss_is_retried_without_loss(cluster_node: Start, pg_server: str) -> None:
+    ingest = cluster_node("ingest")
+    worker = cluster_node("worker")
+    post(ingest, cpu_events("one", hosts=3))
+    ingest.wait_for(lambda: len(incidents(ingest)) == 3, 30, "incidents")
+    db = worker.config["cluster"]["dsn"].rsplit("/", 1)[1]
+    _run(pg_server, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+    post(ingest, cpu_events("two", hosts=3))
+    want = {e["id"] for p in ("one", "two") for e in cpu_events(p, hosts=3)}
+    ingest.wait_for(lambda: stored_ids(ingest) >= want, 40, "every event stored after the reconnect")
+    assert len(incidents(ingest)) == 3
