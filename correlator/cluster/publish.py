@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 
 from correlator import metrics
@@ -20,6 +21,7 @@ from correlator.queue import QueueItem
 log = logging.getLogger(__name__)
 
 KeyOf = Callable[[Event], str]
+READY_AFTER = 10.0  # seconds without a failed publish before /readyz is green again
 COUNT = "Correlator-Count"  # header: events in the message, so a worker bounds its queue without parsing
 
 
@@ -36,7 +38,8 @@ class BusQueue:
         self._retry_after = retry_after
         self._inflight = 0
         self._accepting = True
-        self.failing: str | None = None  # the last publish error until one succeeds (/readyz)
+        self.failing: str | None = None  # the last publish error until one succeeds
+        self._failed_at = -READY_AFTER
         self.published = 0
         metrics.QUEUE_CAPACITY.set(max_events)
 
@@ -83,6 +86,7 @@ class BusQueue:
             )
         except Exception as e:  # timeout, no responders, connection lost: the sender keeps the event
             self.failing = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            self._failed_at = time.monotonic()
             log.warning("JetStream publish to partition %d failed: %s", partition, self.failing)
             raise StorageUnavailable("JetStream did not acknowledge the publish", self._retry_after) from e
         return int(ack.seq)
@@ -97,7 +101,10 @@ class BusQueue:
         return self._inflight
 
     def healthy(self) -> bool:
-        return self.failing is None and self._bus.nc.is_connected
+        """/readyz: connected, and no publish failed lately. Not "until a publish succeeds": a load
+        balancer that takes this process out of rotation would never let one through again."""
+        recent = self.failing is not None and time.monotonic() - self._failed_at < READY_AFTER
+        return self._bus.nc.is_connected and not recent
 
     def retry_after(self) -> float | None:
         return self._retry_after if self._inflight >= self._max_events else None
