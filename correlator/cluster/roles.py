@@ -63,7 +63,9 @@ class ClusterNode:
     _task: asyncio.Task[None] | None = None
 
     def follow(self, incidents: IncidentService) -> None:
-        """A worker taking a partition reads the unclosed incidents again (opened by its previous owner)."""
+        """Every process reads an incident again before changing it (others write the same table);
+        a worker taking a partition also reads the unclosed ones again (its deadlines)."""
+        incidents.shared = True
         if isinstance(self.queue, PartitionQueue):
 
             async def on_take(p: int) -> None:

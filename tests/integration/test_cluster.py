@@ -28,6 +28,13 @@ rules:
     count: 2
     within: 1h
     on_fire: [{incident: {action: open, title: "{host} CPU high", impact: 2, urgency: 2}}]
+  - name: cpu-again
+    kind: threshold
+    match: {type: cpu.again}
+    group_by: [host]
+    count: 1
+    within: 1s
+    on_fire: [{incident: {action: update, key: "cpu:{host}"}}]
 """
 
 Start = Callable[..., DaemonProcess]
@@ -98,6 +105,13 @@ def test_event_goes_through_the_cluster_to_an_incident(cluster_node: Start) -> N
     # the worker owns every partition, and says so in its metrics; ingest counted the publish
     assert ingest.metric("correlator_events_received_total") == 2
     assert worker.wait_for(lambda: worker.metric("correlator_cluster_partitions_owned") == 4, 15)
+    # acknowledged through the ingest process' API, then updated by the worker: the ack stands
+    status, doc = ingest.post_json(f"/api/v1/incidents/{inc['id']}/ack", {"note": "on it"})
+    assert status == 200, doc
+    post(ingest, [{"host": "r1", "type": "cpu.again", "id": f"e{n}"} for n in (3, 4)])
+    ingest.wait_for(lambda: {"e3", "e4"} <= {e["id"] for e in ingest.events()}, 20, "the update stored")
+    [inc] = ingest.wait_for(lambda: [i for i in incidents(ingest) if i["event_count"] > 1], 20, "the update")
+    assert inc["status"] == "acknowledged"
 
 
 def cpu_events(phase: str, hosts: int = 20) -> list[dict[str, Any]]:
