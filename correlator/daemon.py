@@ -305,7 +305,9 @@ async def _serve(config: Config, sock: socket.socket) -> int:
             metrics.COLLECTOR_UP.labels(c.name).set(1)
             log.info("collector %s started%s", c.name, _where(c))
         _schedule_retention(daemon)
-        if consumes:
+        if daemon.cluster is not None:
+            _schedule_cluster_timers(daemon)  # one leader for the workers; none in ingest
+        else:
             incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
             _schedule_calendar(daemon)
         if daemon.cluster is not None:
@@ -389,6 +391,23 @@ def _schedule_calendar(daemon: Daemon) -> None:
 
     daemon.scheduler.add_job(
         run_due, "interval", seconds=10, id="changes:due", next_run_time=datetime.now(UTC)
+    )
+
+
+def _schedule_cluster_timers(daemon: Daemon) -> None:
+    """Cluster: incident deadlines and the change calendar run on the worker owning partition 0."""
+    node = daemon.cluster
+    if node is None or node.role != "worker":
+        return
+
+    async def run_due() -> None:
+        try:
+            await node.run_timers(daemon.incidents, daemon.changes.run_due, daemon.clock.now())
+        except Exception:
+            log.exception("cluster timers: running due incident deadlines and calendar changes failed")
+
+    daemon.scheduler.add_job(
+        run_due, "interval", seconds=10, id="cluster:due", next_run_time=datetime.now(UTC)
     )
 
 

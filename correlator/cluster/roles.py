@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from correlator.cluster.bus import Bus, cluster_dsn, connect, member_name
@@ -72,6 +73,24 @@ class ClusterNode:
                 await incidents.reload()
 
             self.queue.on_take = on_take
+
+    @property
+    def timer_leader(self) -> bool:
+        """The owner of partition 0 runs the cluster's timers (incident deadlines, the change
+        calendar): one process, moving with the partition when its owner dies."""
+        return self.leases is not None and 0 in self.leases.owned
+
+    async def run_timers(
+        self, incidents: IncidentService, calendar: Callable[[float], Awaitable[None]] | None, now: float
+    ) -> None:
+        """One round of the shared timers, on the leader only. The leader reads every unclosed
+        incident first: deadlines of incidents other workers opened are in PostgreSQL, not here."""
+        if not self.timer_leader:
+            return
+        await incidents.reload()
+        await incidents.run_due(now)
+        if calendar is not None:
+            await calendar(now)
 
     def start(self) -> None:
         if self.leases is not None:

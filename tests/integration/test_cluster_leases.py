@@ -91,3 +91,54 @@ async def test_an_old_owner_that_wakes_up_is_fenced_out(nats_cluster: NatsCluste
     finally:
         for bus in (bus_a, bus_b, bus_in):
             await bus.close()
+
+
+async def test_incident_timers_run_on_the_owner_of_partition_0_only(
+    nats_cluster: NatsCluster, tmp_path
+) -> None:
+    from correlator.clock import Clock
+    from correlator.cluster.roles import ClusterNode
+    from correlator.incidents.backend import create_store
+    from correlator.incidents.service import IncidentService
+    from correlator.incidents.settings import parse_settings
+    from correlator.responses import IncidentRequest
+
+    s = settings(nats_cluster, f"t{secrets.token_hex(3)}")
+    bus_a, bus_b = await connect(s), await connect(s)
+    clock = Clock(1_800_000_000.0)
+    incs = [
+        IncidentService(create_store(None, tmp_path), parse_settings({"close_after": "1h"}), clock)
+        for _ in "ab"
+    ]
+    nodes = []
+    for name, bus in (("a", bus_a), ("b", bus_b)):
+        queue = PartitionQueue(bus, 100)
+        nodes.append(
+            ClusterNode(
+                "worker", bus, queue, Leases(bus.leases, name, 4, s.lease_ttl, queue.take, queue.drop)
+            )
+        )
+    a, b = nodes
+    try:
+        for svc in incs:
+            svc.shared = True
+            await svc.open()
+        assert a.leases is not None
+        await a.leases.round()  # a owns every partition, 0 included: the timer leader
+        assert a.timer_leader and not b.timer_leader
+        ev = Event("e1", clock.now(), clock.now(), "test", "r1", "cpu.high")
+        # worker b (not the leader) opens and resolves an incident the leader has never seen
+        await incs[1].apply([IncidentRequest("open", "cpu:r1", ev, "cpu")])
+        await incs[1].apply([IncidentRequest("resolve", "cpu:r1", ev, "cpu")])
+        clock.advance_to(clock.now() + 7200)  # past close_after
+        await b.run_timers(incs[1], None, clock.now())  # not the leader: nothing happens
+        [inc] = await incs[0].store.latest_for_keys(["cpu:r1"])
+        assert inc.status.value == "resolved"
+        await a.run_timers(incs[0], None, clock.now())  # the leader reads it and closes it
+        [inc] = await incs[0].store.latest_for_keys(["cpu:r1"])
+        assert inc.status.value == "closed"
+    finally:
+        for svc in incs:
+            await svc.close()
+        for node in nodes:
+            await node.close()
