@@ -178,12 +178,15 @@ class PartitionQueue:
             self.failing = None
             for msg in msgs:
                 stream_seq = msg.metadata.sequence.stream
+                # Sent again by JetStream (unacked past ACK_WAIT: the store was down that long):
+                # the runner asks the store which of its events it already has.
+                again = msg.metadata.num_delivered > 1
                 count = int((msg.headers or {}).get(COUNT, "1"))
                 seq = self._next_seq
                 self._next_seq += 1
                 self._pending.append(_Pending(seq, part.number, part.epoch, msg, stream_seq, count))
                 self._items.append(
-                    QueueItem(seq, msg.data, count, redelivered=stream_seq <= part.replay_upto)
+                    QueueItem(seq, msg.data, count, redelivered=stream_seq <= part.replay_upto or again)
                 )
                 self._depth += count
             metrics.QUEUE_DEPTH.set(self._depth)
