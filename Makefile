@@ -5,10 +5,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # Debian packages the integration tests drive as real peers (net-snmp, Mosquitto, Prometheus, Alertmanager,
 # PostgreSQL: the tests start their own server from its binaries, tests/support/postgres.py; util-linux
-# logger, openssl s_client and rsyslog send syslog), and the browser the web console's tests run in
-# (chromium with its chromedriver).
+# logger, openssl s_client and rsyslog send syslog; nats-server: a 3-node JetStream cluster for the
+# cluster mode, tests/support/nats.py), and the browser the web console's tests run in (chromium with
+# its chromedriver).
 APT_PACKAGES := mosquitto snmp snmpd prometheus prometheus-alertmanager postgresql \
-  bsdutils openssl rsyslog rsyslog-gnutls chromium chromium-driver
+  bsdutils openssl rsyslog rsyslog-gnutls chromium chromium-driver nats-server
 PYTEST_ARGS ?=
 
 .PHONY: run test lint fmt bench system-deps venv clean

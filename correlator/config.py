@@ -143,6 +143,31 @@ class CorrelationConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    role: Literal["all", "ingest", "worker"] = _doc(
+        "all",
+        "'all': one process does everything (embedded); 'ingest' or 'worker': scale-out (docs/cluster.md)",
+    )
+    servers: str = _doc(
+        "nats://127.0.0.1:4222", "NATS server URLs, comma-separated (any node of the cluster)"
+    )
+    token_file: Path | None = _doc(None, "file holding the NATS token (a mounted secret); none: no token")
+    stream: str = _doc("events", "JetStream stream; partition p is the subject '<stream>.<p>'")
+    partitions: int = _doc(16, "partitions of the stream: the most workers that can share the load")
+    replicas: int = _doc(3, "copies JetStream keeps of the stream, leases and positions (1, 3 or 5)")
+    partition_by: Literal["site", "host"] = _doc(
+        "site", "partition key: the inventory site of the event's host (else the host), or the host"
+    )
+    retention: float = _duration(86400.0, "how long the stream keeps events (a worker replays from it)")
+    lease_ttl: float = _duration(6.0, "a worker silent for this long loses its partitions to the others")
+    dsn: str | None = _doc(
+        None, "postgresql://... shared by the workers (events, incidents, changes, problems)"
+    )
+    dsn_file: Path | None = _doc(None, "file holding the DSN (a mounted secret, with its password)")
+    name: str | None = _doc(None, "this process' name in leases and logs; default: host name and pid")
+
+
+@dataclass(frozen=True)
 class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -150,6 +175,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     rules_dir: Path = _doc(Path("rules"), "directory of the rule files (searched recursively)")
     inventory_file: Path | None = _doc(
         None, "host inventory, YAML or CSV (site, service, owner, criticality); see docs/inventory.md"

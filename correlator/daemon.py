@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -50,6 +50,7 @@ from correlator.notify.incidents import Notifier
 from correlator.notify.stage import parse_targets
 from correlator.problems import settings as problem_settings
 from correlator.problems.service import ProblemService
+from correlator.queue import IngestQueue
 from correlator.queue.journal import JournalQueue
 from correlator.reloads import Reloads, Target
 from correlator.rules.errors import RuleErrors
@@ -60,6 +61,9 @@ from correlator.store import EventStore
 from correlator.store.postgres import PgEventStore
 from correlator.store.sqlite import SqliteEventStore
 
+if TYPE_CHECKING:  # the cluster modules (nats-py) are imported only by the scale-out roles
+    from correlator.cluster.roles import ClusterNode
+
 log = logging.getLogger(__name__)
 
 
@@ -67,7 +71,7 @@ log = logging.getLogger(__name__)
 class Daemon:
     config: Config
     clock: Clock
-    queue: JournalQueue
+    queue: IngestQueue
     store: EventStore
     runner: PipelineRunner
     app: web.Application
@@ -79,10 +83,15 @@ class Daemon:
     changes: ChangeService
     problems: ProblemService
     lock: datalock.DataDirLock  # held until the process has closed every store
+    cluster: ClusterNode | None = None  # --role ingest or worker: the NATS side (docs/cluster.md)
 
 
 async def build(config: Config) -> Daemon:
     """Validate everything first (collector settings included), then open the files."""
+    if config.cluster.role != "all":
+        from correlator.cluster import roles
+
+        config = roles.prepare(config)
     data = config.storage.data_dir
     auth = load_tokens(config.http.tokens, config.http.tokens_file)
     check_exposure(config, auth.enabled)  # first: an open listener is refused before anything else runs
@@ -106,15 +115,23 @@ async def build(config: Config) -> Daemon:
     store: EventStore = (
         PgEventStore(config.storage.dsn) if config.storage.dsn else SqliteEventStore(data / "events.db")
     )
-    queue = JournalQueue(
-        data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
-    )
+    node: ClusterNode | None = None
+    queue: IngestQueue
+    if config.cluster.role == "all":
+        queue = JournalQueue(
+            data / "journal.db", config.queue.max_events, config.queue.retry_after, config.storage.fsync
+        )
+    else:
+        node = await roles.join(config)
+        queue = node.queue
     ingest = Ingest(queue, store)
     services = assemble(
         config, rules, clock, data, lambda targets: Notifier(targets, data / outbox_store.FILE), ingest.emit
     )
     incidents, changes, problems = services.incidents, services.changes, services.problems
     csettings, pipeline = services.change_settings, services.pipeline
+    if node is not None:
+        node.follow(incidents)
     runner = PipelineRunner(
         queue, pipeline, store, clock, config.queue.batch_events, config.queue.stall_after
     )
@@ -144,11 +161,18 @@ async def build(config: Config) -> Daemon:
     state.collectors = create_collectors(config, ctx)
     # Everything is validated: from here on one process per data directory, taken before the
     # first file is opened (a second daemon would restore the same state and re-feed the journal).
-    lock = datalock.acquire(data)
+    try:
+        lock = datalock.acquire(data)
+    except BaseException:
+        if node is not None:
+            await node.close()
+        raise
     try:
         await _open_state(store, queue, services, data, clock)
     except BaseException:
         lock.release()
+        if node is not None:
+            await node.close()
         raise
     if not auth.enabled:
         log.warning("no API tokens in http.tokens: the API is open to anyone who can reach it (docs/api.md)")
@@ -168,6 +192,7 @@ async def build(config: Config) -> Daemon:
         changes,
         problems,
         lock,
+        node,
     )
 
 
@@ -190,7 +215,7 @@ def section_errors(config: Config) -> list[str]:
 
 
 async def _open_state(
-    store: EventStore, queue: JournalQueue, services: Services, data: Path, clock: Clock
+    store: EventStore, queue: IngestQueue, services: Services, data: Path, clock: Clock
 ) -> None:
     """Open every store in order; on a failure, close what was opened."""
     pipeline = services.pipeline
@@ -271,16 +296,23 @@ async def _serve(config: Config, sock: socket.socket) -> int:
     tasks: list[asyncio.Task[None]] = []
     stopped = False
     try:
-        tasks.append(asyncio.create_task(daemon.runner.run(), name="pipeline"))
-        tasks.append(asyncio.create_task(_tick(daemon.runner), name="clock"))
+        consumes = config.cluster.role != "ingest"  # an ingest process only publishes to the stream
+        if consumes:
+            tasks.append(asyncio.create_task(daemon.runner.run(), name="pipeline"))
+            tasks.append(asyncio.create_task(_tick(daemon.runner), name="clock"))
         tasks.append(asyncio.create_task(daemon.reloads.watch(), name="reload-watch"))
         for c in daemon.collectors:
             await c.start()
             metrics.COLLECTOR_UP.labels(c.name).set(1)
             log.info("collector %s started%s", c.name, _where(c))
         _schedule_retention(daemon)
-        incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
-        _schedule_calendar(daemon)
+        if daemon.cluster is not None:
+            _schedule_cluster_timers(daemon)  # one leader for the workers; none in ingest
+        else:
+            incident_scheduler.attach(daemon.scheduler, daemon.incidents, daemon.clock)
+            _schedule_calendar(daemon)
+        if daemon.cluster is not None:
+            daemon.cluster.start()
         correlation.schedule_snapshots(daemon.scheduler, daemon.runner, config, daemon.store)
         await http.setup()
         host, port = config.http.listen
@@ -290,11 +322,13 @@ async def _serve(config: Config, sock: socket.socket) -> int:
         await stop.wait()
         log.info("shutting down: draining up to %.1fs", config.shutdown_grace)
         daemon.queue.close_for_input()
+        if daemon.cluster is not None:
+            daemon.cluster.stop_input()
         await site.stop()
         await _stop_collectors(daemon.collectors)
         stopped = True
         deadline = loop.time() + config.shutdown_grace
-        while daemon.queue.depth() > 0 and loop.time() < deadline and not tasks[0].done():  # noqa: ASYNC110
+        while daemon.queue.depth() > 0 and loop.time() < deadline and consumes and not tasks[0].done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     finally:
         # Also on a failed start: aiosqlite's threads would otherwise keep the process alive.
@@ -316,7 +350,10 @@ async def _serve(config: Config, sock: socket.socket) -> int:
         await daemon.runner.pipeline.close()
         await daemon.incidents.close()
         await daemon.changes.store.close()
-        await daemon.queue.close()
+        if daemon.cluster is not None:  # after the last write: then hand the partitions over
+            await daemon.cluster.close()
+        else:
+            await daemon.queue.close()
         await daemon.store.close()
         daemon.lock.release()
     if left:
@@ -355,6 +392,23 @@ def _schedule_calendar(daemon: Daemon) -> None:
 
     daemon.scheduler.add_job(
         run_due, "interval", seconds=10, id="changes:due", next_run_time=datetime.now(UTC)
+    )
+
+
+def _schedule_cluster_timers(daemon: Daemon) -> None:
+    """Cluster: incident deadlines and the change calendar run on the worker owning partition 0."""
+    node = daemon.cluster
+    if node is None or node.role != "worker":
+        return
+
+    async def run_due() -> None:
+        try:
+            await node.run_timers(daemon.incidents, daemon.changes.run_due, daemon.clock.now())
+        except Exception:
+            log.exception("cluster timers: running due incident deadlines and calendar changes failed")
+
+    daemon.scheduler.add_job(
+        run_due, "interval", seconds=10, id="cluster:due", next_run_time=datetime.now(UTC)
     )
 
 

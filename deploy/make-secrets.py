@@ -30,7 +30,12 @@ def main(argv: list[str]) -> int:
     _keep(target / "ingest_token", lambda: secrets.token_urlsafe(32))
     _keep(target / "snmp_community", lambda: secrets.token_urlsafe(18))
     _keep(target / "grafana_admin_password", lambda: secrets.token_urlsafe(18))
-    _keep(target / "postgres_password", lambda: secrets.token_urlsafe(24))
+    pg_password = _keep(target / "postgres_password", lambda: secrets.token_urlsafe(24))
+    # The scale-out stack (deploy/cluster/, deploy/kubernetes/cluster.yaml): the NATS client token,
+    # the same token as the NATS servers' authorization block, and the workers' PostgreSQL DSN.
+    nats_token = _keep(target / "nats_token", lambda: secrets.token_urlsafe(32))
+    _keep(target / "nats_auth.conf", lambda: f'authorization {{ token: "{nats_token}" }}')
+    _keep(target / "postgres_dsn", lambda: f"postgresql://correlator:{pg_password}@postgres:5432/correlator")
     mqtt_password = _keep(target / "mqtt_password", lambda: secrets.token_urlsafe(24))
     _keep(target / "mosquitto_passwd", lambda: mosquitto_line(MQTT_USER, mqtt_password))
     print(f"secrets in {target}; the admin API token for operators is in {target / 'api_token'}")

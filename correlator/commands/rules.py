@@ -12,10 +12,12 @@ import orjson
 
 from correlator.catalogue import load_catalogue
 from correlator.config import Config, load_config, parse_duration
+from correlator.inventory import load_inventory
 from correlator.replay import parse_events
 from correlator.rules.errors import RuleErrors
 from correlator.rules.loader import load_rules
 from correlator.rules.reload import RulesHolder
+from correlator.rules.ruleset import RuleSet
 from correlator.rules.schema import rules_schema
 from correlator.rules.testing import run_test_file
 
@@ -27,6 +29,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c = rsub.add_parser("check", help="validate every rule file; errors as file:line:column: message")
     c.add_argument("dir", type=Path, nargs="?", help="rule directory (default: rules_dir from the config)")
     _common(c)
+    c.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also report level-2 rules whose keys cannot be partitioned (cluster.partition_by; docs/cluster.md)",
+    )
     c.set_defaults(func=check)
 
     t = rsub.add_parser("test", help="run rule unit tests (YAML files of input and expected events)")
@@ -99,6 +106,22 @@ def check(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     warned = f", {len(rs.warnings)} warning(s)" if rs.warnings else ""
     print(f"{rules_dir}: OK: {len(rs.rules)} rules ({summary}) in {len(rs.files)} files{warned}")
+    if getattr(args, "cluster", False):
+        return _check_cluster(rs, config, inventory)
+    return 0
+
+
+def _check_cluster(rs: RuleSet, config: Config, inventory: Path | None) -> int:
+    from correlator.cluster.check import unpartitionable
+
+    by = config.cluster.partition_by
+    problems = unpartitionable(rs, by, load_inventory(inventory))
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        print(f"cluster: {len(problems)} rule(s) cannot be partitioned by {by}", file=sys.stderr)
+        return 1
+    print(f"cluster: every level-2 rule can be partitioned by {by}")
     return 0
 
 

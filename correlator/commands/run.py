@@ -17,6 +17,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--http", metavar="HOST:PORT", help="HTTP listen address (http.listen)")
     p.add_argument("--rules", type=Path, metavar="DIR", help="rule directory (rules_dir)")
     p.add_argument("--data", type=Path, metavar="DIR", help="data directory (storage.data_dir)")
+    p.add_argument(
+        "--role",
+        choices=("all", "ingest", "worker"),
+        help="all: one process (default); ingest or worker: scale-out over NATS JetStream (cluster.role)",
+    )
     p.set_defaults(func=main)
 
 
@@ -28,6 +33,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         out["rules_dir"] = str(args.rules)
     if args.data:
         out["storage.data_dir"] = str(args.data)
+    if getattr(args, "role", None):
+        out["cluster.role"] = args.role
     return out
 
 

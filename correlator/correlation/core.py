@@ -247,6 +247,7 @@ class Engine:
         self.types: frozenset[str] | None = None
         self.hosts: frozenset[str] | None = None
         self.signature = ""  # the rule's text: a reload keeps the running engine when it is unchanged
+        self.group_by: tuple[str, ...] = ()  # the key's field paths (`rules check --cluster` reads them)
         self.counters = RuleCounters()  # hits and errors; shared with GET /api/v1/rules when from a file
         self._fires: dict[str, Any] = {}  # hook -> its FIRES child: labels() costs more than inc()
 

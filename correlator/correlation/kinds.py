@@ -48,6 +48,8 @@ def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None) -> E
     engine.types = types_of(*matches)
     engine.hosts = hosts_of(*matches)
     engine.signature = repr((dict(raw), extra))
+    by = raw.get("group_by")
+    engine.group_by = tuple(by) if isinstance(by, list) else ("host",)  # the kinds' default key
     engine.counters = STATS.counters(engine.name)  # correlator_rule_matches_total and GET /api/v1/rules
     return engine
 

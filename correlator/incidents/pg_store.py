@@ -105,6 +105,13 @@ class PgIncidentStore:
         rows = await self.pool.fetch("SELECT body FROM incidents WHERE status <> 'closed' ORDER BY id")
         return [Incident.from_doc(orjson.loads(r[0])) for r in rows]
 
+    async def latest_for_keys(self, keys: list[str]) -> list[Incident]:
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT ON (key) body FROM incidents WHERE key = ANY($1::text[]) ORDER BY key, id DESC",
+            keys,
+        )
+        return [Incident.from_doc(orjson.loads(r[0])) for r in rows]
+
     async def get(self, incident_id: int) -> Incident | None:
         body = await self.pool.fetchval("SELECT body FROM incidents WHERE id = $1", incident_id)
         return Incident.from_doc(orjson.loads(body)) if body is not None else None

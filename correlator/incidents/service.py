@@ -60,6 +60,9 @@ class IncidentService:
         self._active: dict[int, str] = {}  # id -> priority, of the active incidents
         # Replay and `rules explain` read what each request did here (None: not recorded).
         self.outcomes: list[tuple[IncidentRequest, str, Incident | None]] | None = None
+        # Other processes write the same store (the cluster, docs/cluster.md): read an incident
+        # again before changing it, so a change made elsewhere is never written over.
+        self.shared = False
 
     async def open(self) -> None:
         await self.store.open()
@@ -70,6 +73,12 @@ class IncidentService:
     async def close(self) -> None:
         await self.notifier.stop()
         await self.store.close()
+
+    async def reload(self) -> None:
+        """Read the unclosed incidents again: in the cluster a worker taking over a partition must
+        see what the previous owner opened, or it would try to open them again (docs/cluster.md)."""
+        async with self._lock:
+            await self._load()
 
     @property
     def next_due(self) -> float | None:
@@ -86,6 +95,9 @@ class IncidentService:
         `event_time` (replay): each request acts at its event's time, not at the clock's, which has
         already moved to the end of the batch; a replayed batch spans minutes, a live one does not."""
         async with self._lock:
+            if self.shared:
+                requests = list(requests)
+                await self._reread({r.key for r in requests})
             changes = lc.Changes()
             now = self.clock.now()
             opened: list[Incident] = []
@@ -214,7 +226,7 @@ class IncidentService:
     async def act(self, incident_id: int, action: str, actor: str, args: dict[str, Any]) -> Incident:
         """ack, status, assign, comment, resolve, close, reopen: the state machine decides (409)."""
         async with self._lock:
-            inc = self._by_id.get(incident_id) or await self.store.get(incident_id)
+            inc = await self._find(incident_id)
             if inc is None:
                 raise NotFound(f"no incident {incident_id}")
             changes = lc.Changes()
@@ -275,7 +287,7 @@ class IncidentService:
         changes.notify("update", inc)
 
     async def get(self, incident_id: int) -> tuple[Incident, list[LogEntry]]:
-        inc = self._by_id.get(incident_id) or await self.store.get(incident_id)
+        inc = await self._find(incident_id)
         if inc is None:
             raise NotFound(f"no incident {incident_id}")
         return inc, await self.store.timeline(incident_id)
@@ -305,6 +317,36 @@ class IncidentService:
             for kind, inc, targets in changes.notices:
                 self.notifier.submit(kind, inc.to_api(), targets)
         self._refresh([*changes.new, *changes.dirty.values()])
+
+    async def _find(self, incident_id: int) -> Incident | None:
+        if not self.shared:
+            return self._by_id.get(incident_id) or await self.store.get(incident_id)
+        inc = await self.store.get(incident_id)
+        if inc is not None:
+            self._adopt([inc])
+        return inc
+
+    async def _reread(self, keys: set[str]) -> None:
+        """Shared store: take the current version of the newest incident of each key."""
+        keys.discard("")
+        if keys:
+            self._adopt(await self.store.latest_for_keys(sorted(keys)))
+
+    def _adopt(self, fresh: list[Incident]) -> None:
+        """Replace the cached copies by `fresh` ones read from the store (closed ones are dropped)."""
+        for inc in fresh:
+            self._by_id.pop(inc.id, None)
+            current = self._by_key.get(inc.key) if inc.key is not None else None
+            if inc.key is not None and current is not None and current.id <= inc.id:
+                del self._by_key[inc.key]  # this copy, or an older incident of the key
+                current = None
+            if inc.status is Status.CLOSED:
+                continue
+            self._by_id[inc.id] = inc
+            if inc.key is not None and current is None:
+                self._by_key[inc.key] = inc
+        if fresh:
+            self._refresh(fresh)
 
     async def _load(self) -> None:
         self._by_id.clear()

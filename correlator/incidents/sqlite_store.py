@@ -102,6 +102,14 @@ class SqliteIncidentStore(SqliteFile):
         )
         return [Incident.from_doc(orjson.loads(r[0])) for r in rows]
 
+    async def latest_for_keys(self, keys: list[str]) -> list[Incident]:
+        rows = await self.db.execute_fetchall(
+            "SELECT body FROM incidents WHERE id IN (SELECT MAX(id) FROM incidents"
+            " WHERE key IN (SELECT value FROM json_each(?)) GROUP BY key)",
+            (orjson.dumps(keys).decode(),),
+        )
+        return [Incident.from_doc(orjson.loads(r[0])) for r in rows]
+
     async def get(self, incident_id: int) -> Incident | None:
         rows = list(await self.db.execute_fetchall("SELECT body FROM incidents WHERE id = ?", (incident_id,)))
         return Incident.from_doc(orjson.loads(rows[0][0])) if rows else None

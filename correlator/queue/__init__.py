@@ -8,6 +8,8 @@ orjson bytes so that a networked bus (NATS JetStream) can implement the same int
 
 from __future__ import annotations
 
+import asyncio
+import collections
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,7 +36,27 @@ class QueueItem:
         return [door.from_wire(d) for d in orjson.loads(self.payload)]
 
 
+async def take_batch(
+    items: collections.deque[QueueItem], available: asyncio.Event, max_events: int
+) -> list[QueueItem]:
+    """Wait for at least one item, then take consecutive items holding up to `max_events` events."""
+    while not items:
+        available.clear()
+        await available.wait()
+    out = [items.popleft()]
+    n = out[0].count
+    while items and n + items[0].count <= max_events:
+        item = items.popleft()
+        out.append(item)
+        n += item.count
+    return out
+
+
 class IngestQueue(Protocol):
+    async def open(self) -> int:
+        """Open (and recover what was accepted and never acked); returns that event count."""
+        ...
+
     async def put(self, payload: bytes, count: int, events: list[Event] | None = None) -> int:
         """Store durably and return the item's seq; raises QueueFull or ShuttingDown.
 

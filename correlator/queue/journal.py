@@ -19,7 +19,7 @@ import aiosqlite
 from correlator import metrics
 from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
 from correlator.event import Event
-from correlator.queue import QueueItem
+from correlator.queue import QueueItem, take_batch
 
 log = logging.getLogger(__name__)
 
@@ -147,15 +147,7 @@ class JournalQueue:
             self._available.set()
 
     async def get(self, max_events: int) -> list[QueueItem]:
-        while not self._items:
-            self._available.clear()
-            await self._available.wait()
-        out = [self._items.popleft()]
-        n = out[0].count
-        while self._items and n + self._items[0].count <= max_events:
-            item = self._items.popleft()
-            out.append(item)
-            n += item.count
+        out = await take_batch(self._items, self._available, max_events)
         self._inflight.extend((item.seq, item.count) for item in out)
         return out
 

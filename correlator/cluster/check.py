@@ -1,0 +1,67 @@
+"""`correlator rules check --cluster`: the level-2 rules whose state could not live on one worker.
+
+A worker owns the partitions of some keys (docs/cluster.md): a rule is right in the cluster when all
+the events of one of its keys land in one partition, i.e. when its key determines the partition key.
+"""
+
+from __future__ import annotations
+
+from correlator.correlation.core import Engine
+from correlator.correlation.topology import TopologyRule
+from correlator.inventory import Inventory
+from correlator.rules.ruleset import RuleSet
+
+SITE_FIELDS = ("site", "attributes.site", "inventory.site")
+
+
+def unpartitionable(rules: RuleSet, partition_by: str, inventory: Inventory) -> list[str]:
+    """One line per rule that cannot be partitioned, saying why (empty: the set is fine)."""
+    out: list[str] = []
+    for r in rules.rules:
+        engine = r.compiled
+        if not isinstance(engine, Engine):
+            continue  # level 1 looks at one event at a time: any partitioning is right
+        where = f"{r.info.position.file}:{r.info.position.line}"
+        if isinstance(engine, TopologyRule):
+            reason = _topology_reason(engine, partition_by, inventory)
+        else:
+            reason = _key_reason(engine.group_by, partition_by)
+        if reason:
+            out.append(f"{where}: rule {r.info.name} ({r.info.kind}): {reason}")
+    return out
+
+
+def _key_reason(group_by: tuple[str, ...], partition_by: str) -> str:
+    if "host" in group_by:
+        return ""  # one host is always in one partition (by host, or by its site)
+    if partition_by == "site" and any(f in SITE_FIELDS for f in group_by):
+        return ""
+    wanted = "host" if partition_by == "host" else "host or site"
+    shown = ", ".join(group_by) or "nothing"
+    return f"group_by [{shown}] does not include {wanted}: one key's events would reach several workers"
+
+
+def _topology_reason(rule: TopologyRule, partition_by: str, inventory: Inventory) -> str:
+    """A topology tree must lie within one partition: by site, every CI in its ancestors' site."""
+    topo = rule.topology
+    if partition_by == "host":
+        if topo.upstream:
+            return "a topology spans several hosts: partition by site (cluster.partition_by: site)"
+        return ""
+    crossing: list[str] = []
+    for ci in sorted(topo.upstream):
+        site = _site(inventory, ci)
+        for up in topo.ancestors(ci):
+            if _site(inventory, up) != site:
+                crossing.append(
+                    f"{ci} ({site or 'no site'}) below {up} ({_site(inventory, up) or 'no site'})"
+                )
+    if not crossing:
+        return ""
+    more = f" and {len(crossing) - 3} more" if len(crossing) > 3 else ""
+    return "topology crosses sites, give both CIs one inventory site: " + "; ".join(crossing[:3]) + more
+
+
+def _site(inventory: Inventory, ci: str) -> str:
+    asset = inventory.get(ci)
+    return f"site {asset.site}" if asset is not None and asset.site else "no site"

@@ -1,0 +1,139 @@
+"""What `--role ingest` and `--role worker` change in the daemon (correlator/daemon.py): the queue
+(JetStream instead of the SQLite journal), the stores (PostgreSQL, shared), and for a worker the
+partition leases. `--role all` never comes here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from correlator.cluster.bus import Bus, cluster_dsn, connect, member_name
+from correlator.cluster.consume import PartitionQueue
+from correlator.cluster.leases import Leases
+from correlator.cluster.partition import host_key
+from correlator.cluster.publish import BusQueue
+from correlator.config import Config
+from correlator.errors import ConfigError
+from correlator.event import Event
+from correlator.incidents import IncidentService
+from correlator.inventory import load_inventory
+
+log = logging.getLogger(__name__)
+
+
+def prepare(config: Config) -> Config:
+    """The scale-out roles share PostgreSQL: `cluster.dsn` becomes the store of every service.
+    A worker without one is refused (its incidents would live in one process' SQLite file)."""
+    role = config.cluster.role
+    if role == "all":
+        return config
+    c = config.cluster
+    if c.partitions < 1:
+        raise ConfigError("'cluster.partitions': expected at least 1")
+    if c.replicas not in (1, 3, 5):
+        raise ConfigError(f"'cluster.replicas': expected 1, 3 or 5, got {c.replicas}")
+    if not c.stream.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"'cluster.stream': expected letters, digits, '-' or '_', got {c.stream!r}")
+    if c.dsn is not None and c.dsn_file is not None:
+        raise ConfigError("'cluster.dsn_file': give either dsn or dsn_file, not both")
+    dsn = cluster_dsn(c)
+    if dsn is None:
+        raise ConfigError(
+            f"'cluster.dsn': --role {role} needs the shared PostgreSQL (cluster.dsn or dsn_file)"
+        )
+    if not dsn.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("'cluster.dsn': expected a PostgreSQL DSN like postgresql://host/db")
+    storage = dataclasses.replace(config.storage, dsn=dsn)
+    if role == "worker":  # collectors belong to ingest processes
+        collectors = {name: {"enabled": False} for name in config.collectors}
+        return dataclasses.replace(config, storage=storage, collectors=collectors)
+    return dataclasses.replace(config, storage=storage)
+
+
+@dataclass
+class ClusterNode:
+    role: str
+    bus: Bus
+    queue: BusQueue | PartitionQueue
+    leases: Leases | None = None
+    _task: asyncio.Task[None] | None = None
+
+    def follow(self, incidents: IncidentService) -> None:
+        """Every process reads an incident again before changing it (others write the same table);
+        a worker taking a partition also reads the unclosed ones again (its deadlines)."""
+        incidents.shared = True
+        if isinstance(self.queue, PartitionQueue):
+
+            async def on_take(p: int) -> None:
+                await incidents.reload()
+
+            self.queue.on_take = on_take
+
+    @property
+    def timer_leader(self) -> bool:
+        """The owner of partition 0 runs the cluster's timers (incident deadlines, the change
+        calendar): one process, moving with the partition when its owner dies."""
+        return self.leases is not None and 0 in self.leases.owned
+
+    async def run_timers(
+        self, incidents: IncidentService, calendar: Callable[[float], Awaitable[None]] | None, now: float
+    ) -> None:
+        """One round of the shared timers, on the leader only. The leader reads every unclosed
+        incident first: deadlines of incidents other workers opened are in PostgreSQL, not here."""
+        if not self.timer_leader:
+            return
+        await incidents.reload()
+        await incidents.run_due(now)
+        if calendar is not None:
+            await calendar(now)
+
+    def start(self) -> None:
+        if self.leases is not None:
+            self._task = asyncio.create_task(self.leases.run(), name="partition-leases")
+
+    def stop_input(self) -> None:
+        """Shutdown, before draining: a worker takes no new partition and fetches no more."""
+        if self._task is not None:
+            self._task.cancel()
+        self.queue.close_for_input()
+
+    async def close(self) -> None:
+        """After draining: hand the partitions over now rather than after lease_ttl."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.leases is not None:
+            with contextlib.suppress(Exception):
+                await self.leases.release_all()
+        await self.queue.close()
+        await self.bus.close()
+
+
+async def join(config: Config) -> ClusterNode:
+    """Connect to NATS and make this process' queue (raises ConfigError when the cluster is unreachable)."""
+    c = config.cluster
+    try:
+        bus = await connect(c)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"'cluster.servers': cannot reach NATS JetStream at {c.servers}: {e!r}") from None
+    if c.role == "ingest":
+        inventory = load_inventory(config.inventory_file)  # the partition key: site per host
+
+        def key_of(ev: Event) -> str:
+            return host_key(ev.host, inventory, c.partition_by)
+
+        return ClusterNode(
+            "ingest", bus, BusQueue(bus, key_of, config.queue.max_events, config.queue.retry_after)
+        )
+    queue = PartitionQueue(bus, config.queue.max_events)
+    leases = Leases(bus.leases, member_name(c), c.partitions, c.lease_ttl, queue.take, queue.drop)
+    log.info("worker %s joins stream %s (%d partitions)", leases.member, c.stream, c.partitions)
+    return ClusterNode("worker", bus, queue, leases)

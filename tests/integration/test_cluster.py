@@ -1,0 +1,212 @@
+"""Scale-out mode against real servers: a 3-node NATS JetStream cluster (R3 stream and buckets)
+started by the tests, the tests' own PostgreSQL, and the real daemon as ingest and worker processes."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.daemon import DaemonProcess, base_config, free_port
+from tests.support.nats import NatsCluster, nats_cluster
+from tests.support.postgres import _run, pg_server
+
+__all__ = ["nats_cluster", "pg_server"]
+
+pytestmark = pytest.mark.integration
+
+RULES = """
+rules:
+  - name: cpu
+    kind: threshold
+    match: {type: cpu.high}
+    group_by: [host]
+    count: 2
+    within: 1h
+    on_fire: [{incident: {action: open, title: "{host} CPU high", impact: 2, urgency: 2}}]
+  - name: cpu-again
+    kind: threshold
+    match: {type: cpu.again}
+    group_by: [host]
+    count: 1
+    within: 1s
+    on_fire: [{incident: {action: update, key: "cpu:{host}"}}]
+"""
+
+Start = Callable[..., DaemonProcess]
+
+
+@pytest.fixture
+def cluster_node(tmp_path: Path, nats_cluster: NatsCluster, pg_server: str) -> Iterator[Start]:
+    """cluster_node(role, **cluster settings) -> a started ingest or worker process. Each test has
+    its own stream and database, so the module shares one NATS cluster and one PostgreSQL."""
+    stream = f"ev{secrets.token_hex(3)}"
+    db = f"correlator_cluster_{secrets.token_hex(4)}"
+    _run(pg_server, f'CREATE DATABASE "{db}"')
+    rules = tmp_path / "myrules"
+    rules.mkdir()
+    (rules / "cpu.yaml").write_text(RULES)
+    started: list[DaemonProcess] = []
+
+    def start(role: str, name: str | None = None, **cluster: Any) -> DaemonProcess:
+        name = name or f"{role}{len(started)}"
+        workdir = tmp_path / name
+        workdir.mkdir()
+        port = free_port()
+        settings = {
+            "role": role,
+            "servers": nats_cluster.servers,
+            "stream": stream,
+            "partitions": 4,
+            "replicas": 3,
+            "lease_ttl": "3s",
+            "dsn": f"{pg_server}/{db}",
+            "name": name,
+            **cluster,
+        }
+        cfg = base_config(workdir, port, rules_dir=str(rules), cluster=settings)
+        d = DaemonProcess(workdir, cfg, port)
+        d.start(timeout=30)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+    _run(pg_server, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def post(d: DaemonProcess, events: list[dict[str, Any]]) -> None:
+    status, doc = d.post_json("/api/v1/events", events)
+    assert status == 202, doc
+
+
+def incidents(d: DaemonProcess) -> list[dict[str, Any]]:
+    status, doc = d.get("/api/v1/incidents?limit=500")
+    assert status == 200, doc
+    return list(doc["incidents"])
+
+
+def test_event_goes_through_the_cluster_to_an_incident(cluster_node: Start) -> None:
+    ingest = cluster_node("ingest")
+    worker = cluster_node("worker")
+    post(
+        ingest,
+        [{"host": "r1", "type": "cpu.high", "id": "e1"}, {"host": "r1", "type": "cpu.high", "id": "e2"}],
+    )
+    [inc] = ingest.wait_for(lambda: incidents(ingest), timeout=30, what="the incident opened by the worker")
+    assert inc["title"] == "r1 CPU high" and inc["key"] == "cpu:r1"
+    ids = {e["id"] for e in ingest.wait_for(lambda: len(ingest.events()) >= 2 and ingest.events(), 20)}
+    assert {"e1", "e2"} <= ids
+    # the worker owns every partition, and says so in its metrics; ingest counted the publish
+    assert ingest.metric("correlator_events_received_total") == 2
+    assert worker.wait_for(lambda: worker.metric("correlator_cluster_partitions_owned") == 4, 15)
+    # acknowledged through the ingest process' API, then updated by the worker: the ack stands
+    status, doc = ingest.post_json(f"/api/v1/incidents/{inc['id']}/ack", {"note": "on it"})
+    assert status == 200, doc
+    post(ingest, [{"host": "r1", "type": "cpu.again", "id": f"e{n}"} for n in (3, 4)])
+    ingest.wait_for(lambda: {"e3", "e4"} <= {e["id"] for e in ingest.events()}, 20, "the update stored")
+    [inc] = ingest.wait_for(lambda: [i for i in incidents(ingest) if i["event_count"] > 1], 20, "the update")
+    assert inc["status"] == "acknowledged"
+
+
+def cpu_events(phase: str, hosts: int = 20) -> list[dict[str, Any]]:
+    return [
+        {"host": f"h{h}", "type": "cpu.high", "id": f"{phase}-{h}-{i}"}
+        for h in range(hosts)
+        for i in range(2)
+    ]
+
+
+def stored_ids(d: DaemonProcess) -> set[str]:
+    return {e["id"] for e in d.events()}
+
+
+def owned(d: DaemonProcess) -> float:
+    return d.metric("correlator_cluster_partitions_owned")
+
+
+def test_sigkill_of_a_worker_loses_nothing_and_opens_no_incident_twice(cluster_node: Start) -> None:
+    ingest = cluster_node("ingest")
+    a = cluster_node("worker", name="worker-a")
+    b = cluster_node("worker", name="worker-b")
+    # a joining worker takes a fair share: 4 partitions, 2 each
+    b.wait_for(lambda: owned(a) == 2 and owned(b) == 2, 20, "a fair share of the partitions")
+    post(ingest, cpu_events("one"))
+    ingest.wait_for(lambda: len(incidents(ingest)) == 20, 30, "an incident per host")
+    post(ingest, cpu_events("two"))  # acknowledged, and worker-a is killed while it may be processing
+    a.kill()
+    killed = time.monotonic()
+    post(ingest, cpu_events("three"))
+    b.wait_for(lambda: owned(b) == 4, 15, "worker-b taking worker-a's partitions")
+    assert time.monotonic() - killed < 10.0  # the takeover bound of docs/cluster.md
+    want = {e["id"] for phase in ("one", "two", "three") for e in cpu_events(phase)}
+    ingest.wait_for(lambda: stored_ids(ingest) >= want, 30, "every acknowledged event stored")
+    assert len(ingest.events()) == len(want)  # stored once each
+    keys = [i["key"] for i in incidents(ingest)]
+    assert sorted(keys) == sorted(f"cpu:h{h}" for h in range(20))  # none opened twice
+    assert b.metric("correlator_cluster_partitions_taken_total") >= 4
+
+
+def test_restart_of_one_nats_node_keeps_ingest_and_workers_going(
+    cluster_node: Start, nats_cluster: NatsCluster
+) -> None:
+    ingest = cluster_node("ingest")
+    worker = cluster_node("worker")
+    post(ingest, cpu_events("before", hosts=5))
+    ingest.wait_for(lambda: len(incidents(ingest)) == 5, 30, "incidents before the restart")
+    node = nats_cluster.nodes[0]  # the first URL of every process' list: they were connected to it
+    nats_cluster.stop_node(node)
+    try:
+        # two of three replicas answer: publishes are still acknowledged (after the client reconnects)
+        ingest.wait_for(lambda: _try_post(ingest, cpu_events("during", hosts=5)), 30, "a publish acked")
+    finally:
+        nats_cluster.start_node(node)
+        nats_cluster.wait_ready()
+    post(ingest, cpu_events("after", hosts=5))
+    want = {e["id"] for p in ("before", "during", "after") for e in cpu_events(p, hosts=5)}
+    ingest.wait_for(lambda: stored_ids(ingest) >= want, 40, "every acknowledged event stored")
+    assert len(incidents(ingest)) == 5
+    assert worker.metric("correlator_cluster_partitions_owned") == 4
+
+
+def _try_post(d: DaemonProcess, events: list[dict[str, Any]]) -> bool:
+    status, doc = d.post_json("/api/v1/events", events)
+    assert status in (202, 503), doc  # never a 500: the sender is told to retry
+    return status == 202
+
+
+def test_rolling_restart_of_the_workers(cluster_node: Start) -> None:
+    ingest = cluster_node("ingest")
+    a = cluster_node("worker", name="worker-a")
+    b = cluster_node("worker", name="worker-b")
+    b.wait_for(lambda: owned(a) == 2 and owned(b) == 2, 20, "a fair share of the partitions")
+    phases = ["p0"]
+    post(ingest, cpu_events("p0"))
+    for w in (a, b):
+        assert w.stop() == 0  # SIGTERM: drains, then hands its partitions over at once
+        phases.append(f"p{len(phases)}")
+        post(ingest, cpu_events(phases[-1]))
+        w.start(timeout=30)
+    want = {e["id"] for p in phases for e in cpu_events(p)}
+    ingest.wait_for(lambda: stored_ids(ingest) >= want, 40, "every acknowledged event stored")
+    assert len(ingest.events()) == len(want)
+    assert sorted(i["key"] for i in incidents(ingest)) == sorted(f"cpu:h{h}" for h in range(20))
+    b.wait_for(lambda: owned(a) + owned(b) == 4, 20, "every partition owned again")
+
+
+def test_postgresql_connection_loss_is_retried_without_loss(cluster_node: Start, pg_server: str) -> None:
+    ingest = cluster_node("ingest")
+    worker = cluster_node("worker")
+    post(ingest, cpu_events("one", hosts=3))
+    ingest.wait_for(lambda: len(incidents(ingest)) == 3, 30, "incidents")
+    db = worker.config["cluster"]["dsn"].rsplit("/", 1)[1]
+    _run(pg_server, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
+    post(ingest, cpu_events("two", hosts=3))
+    want = {e["id"] for p in ("one", "two") for e in cpu_events(p, hosts=3)}
+    ingest.wait_for(lambda: stored_ids(ingest) >= want, 40, "every event stored after the reconnect")
+    assert len(incidents(ingest)) == 3

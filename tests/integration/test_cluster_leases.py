@@ -1,0 +1,144 @@
+"""Partition ownership against a real 3-node JetStream cluster, in-process: fair shares, takeover
+after a lease expires, and fencing of an old owner that wakes up."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+
+from correlator.cluster.bus import Bus, connect
+from correlator.cluster.consume import PartitionQueue
+from correlator.cluster.leases import Leases
+from correlator.cluster.publish import BusQueue
+from correlator.config import ClusterConfig
+from correlator.event import Event, dumps_events
+from tests.support.nats import NatsCluster, nats_cluster
+
+__all__ = ["nats_cluster"]
+
+pytestmark = pytest.mark.integration
+
+
+def settings(nats: NatsCluster, stream: str, ttl: float = 1.0) -> ClusterConfig:
+    return ClusterConfig(servers=nats.servers, stream=stream, partitions=4, replicas=3, lease_ttl=ttl)
+
+
+async def test_fair_share_and_takeover_after_a_lease_expires(nats_cluster: NatsCluster) -> None:
+    s = settings(nats_cluster, f"l{secrets.token_hex(3)}")
+    a_bus, b_bus = await connect(s), await connect(s)
+    taken: dict[str, list[int]] = {"a": [], "b": []}
+
+    def member(name: str, bus: Bus) -> Leases:
+        async def gain(p: int) -> bool:
+            taken[name].append(p)
+            return True
+
+        async def loss(p: int) -> None:
+            taken[name].remove(p)
+
+        return Leases(bus.leases, name, 4, s.lease_ttl, gain, loss)
+
+    a, b = member("a", a_bus), member("b", b_bus)
+    try:
+        await a.round()
+        assert sorted(taken["a"]) == [0, 1, 2, 3]  # alone: everything
+        await b.round()  # b is alive now; a sees it at its next round and gives up half
+        await a.round()
+        await b.round()
+        assert len(taken["a"]) == 2 and len(taken["b"]) == 2
+        assert set(taken["a"]) | set(taken["b"]) == {0, 1, 2, 3}
+        # a stops renewing (killed): once its leases expire, b takes everything
+        for _ in range(30):
+            await asyncio.sleep(s.lease_ttl / 3)
+            await b.round()
+            if len(taken["b"]) == 4:
+                break
+        assert sorted(taken["b"]) == [0, 1, 2, 3]
+        # a wakes up: its renewals are refused, it stops every partition it believed it had
+        await a.round()
+        assert taken["a"] == []
+    finally:
+        await a_bus.close()
+        await b_bus.close()
+
+
+async def test_an_old_owner_that_wakes_up_is_fenced_out(nats_cluster: NatsCluster) -> None:
+    s = settings(nats_cluster, f"f{secrets.token_hex(3)}")
+    bus_a, bus_b, bus_in = await connect(s), await connect(s), await connect(s)
+    try:
+        ingest = BusQueue(bus_in, lambda ev: "one-key", 1000, 1.0)
+        events = [Event("e1", 1.0, 1.0, "test", "h1", "t")]
+        await ingest.put(dumps_events(events), 1, events)
+        a = PartitionQueue(bus_a, 1000)
+        b = PartitionQueue(bus_b, 1000)
+        for q in (a, b):
+            for part in range(4):
+                assert await q.take(part)
+        # both read the event (a believes it still owns the partitions; b took them over)
+        [item_a] = await asyncio.wait_for(a.get(100), 10)
+        [item_b] = await asyncio.wait_for(b.get(100), 10)
+        assert item_a.payload == item_b.payload
+        await b.ack(item_b.seq)  # the current owner advances the position
+        await a.ack(item_a.seq)  # the old owner's advance is refused: it stops the partition
+        assert a.stats.fenced == 1 and b.stats.fenced == 0
+        assert len(a.partitions) == 3 and len(b.partitions) == 4
+        entries = [await bus_in.state.get(f"pos.{part}") for part in range(4)]
+        assert sorted(int(e.value or b"0") for e in entries)[-1] >= 1  # b's position stands
+        await a.close()
+        await b.close()
+    finally:
+        for bus in (bus_a, bus_b, bus_in):
+            await bus.close()
+
+
+async def test_incident_timers_run_on_the_owner_of_partition_0_only(
+    nats_cluster: NatsCluster, tmp_path
+) -> None:
+    from correlator.clock import Clock
+    from correlator.cluster.roles import ClusterNode
+    from correlator.incidents.backend import create_store
+    from correlator.incidents.service import IncidentService
+    from correlator.incidents.settings import parse_settings
+    from correlator.responses import IncidentRequest
+
+    s = settings(nats_cluster, f"t{secrets.token_hex(3)}")
+    bus_a, bus_b = await connect(s), await connect(s)
+    clock = Clock(1_800_000_000.0)
+    incs = [
+        IncidentService(create_store(None, tmp_path), parse_settings({"close_after": "1h"}), clock)
+        for _ in "ab"
+    ]
+    nodes = []
+    for name, bus in (("a", bus_a), ("b", bus_b)):
+        queue = PartitionQueue(bus, 100)
+        nodes.append(
+            ClusterNode(
+                "worker", bus, queue, Leases(bus.leases, name, 4, s.lease_ttl, queue.take, queue.drop)
+            )
+        )
+    a, b = nodes
+    try:
+        for svc in incs:
+            svc.shared = True
+            await svc.open()
+        assert a.leases is not None
+        await a.leases.round()  # a owns every partition, 0 included: the timer leader
+        assert a.timer_leader and not b.timer_leader
+        ev = Event("e1", clock.now(), clock.now(), "test", "r1", "cpu.high")
+        # worker b (not the leader) opens and resolves an incident the leader has never seen
+        await incs[1].apply([IncidentRequest("open", "cpu:r1", ev, "cpu")])
+        await incs[1].apply([IncidentRequest("resolve", "cpu:r1", ev, "cpu")])
+        clock.advance_to(clock.now() + 7200)  # past close_after
+        await b.run_timers(incs[1], None, clock.now())  # not the leader: nothing happens
+        [inc] = await incs[0].store.latest_for_keys(["cpu:r1"])
+        assert inc.status.value == "resolved"
+        await a.run_timers(incs[0], None, clock.now())  # the leader reads it and closes it
+        [inc] = await incs[0].store.latest_for_keys(["cpu:r1"])
+        assert inc.status.value == "closed"
+    finally:
+        for svc in incs:
+            await svc.close()
+        for node in nodes:
+            await node.close()

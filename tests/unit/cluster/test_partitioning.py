@@ -1,0 +1,94 @@
+"""Partitioning for the cluster: the publisher's key, and `rules check --cluster` on rule sets whose
+keys do or do not let one worker hold all the state of a key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from correlator.cluster.check import unpartitionable
+from correlator.cluster.partition import host_key, partition_of
+from correlator.inventory import load_inventory
+from correlator.rules.loader import load_rules
+
+TOPOLOGY = """
+cis:
+  core: {}
+  dist: {parents: [core]}
+  far: {parents: [core]}
+"""
+
+RULES = """
+rules:
+  - name: root-cause
+    kind: topology
+    topology: ../topology.yaml
+    down: {type: nodeDown}
+    up: {type: nodeUp}
+  - name: per-host
+    kind: threshold
+    match: {type: cpuHigh}
+    count: 2
+    within: 1m
+  - name: per-resource
+    kind: threshold
+    match: {type: ifErrors}
+    group_by: [resource]
+    count: 2
+    within: 1m
+"""
+
+INVENTORY = """
+hosts:
+  core: {site: par1}
+  dist: {site: par1}
+  far: {site: lyo1}
+"""
+
+
+def setup(tmp_path: Path, inventory: str = INVENTORY) -> tuple[object, object]:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(RULES)
+    (tmp_path / "topology.yaml").write_text(TOPOLOGY)
+    (tmp_path / "inventory.yaml").write_text(inventory)
+    inv = load_inventory(tmp_path / "inventory.yaml")
+    return load_rules(rules, tmp_path / "inventory.yaml"), inv
+
+
+def test_key_is_the_site_of_the_host_else_the_host(tmp_path):
+    _, inv = setup(tmp_path)
+    assert host_key("dist", inv, "site") == host_key("core", inv, "site") == "site:par1"
+    assert host_key("unknown", inv, "site") == "host:unknown"
+    assert host_key("dist", inv, "host") == "host:dist"
+    p = partition_of("site:par1", 16)
+    assert 0 <= p < 16 and p == partition_of("site:par1", 16)  # stable across processes (crc32)
+
+
+def test_rules_check_cluster_names_each_rule_that_cannot_be_partitioned(tmp_path):
+    rs, inv = setup(tmp_path)
+    problems = unpartitionable(rs, "site", inv)
+    assert len(problems) == 2, problems
+    topo, resource = sorted(problems, key=lambda p: "per-resource" in p)
+    assert "rule root-cause (topology)" in topo and "far (site lyo1) below core (site par1)" in topo
+    assert "rule per-resource (threshold)" in resource and "group_by [resource]" in resource
+    assert str(tmp_path / "rules" / "r.yaml") in resource
+    # by host, no topology spanning hosts can be partitioned
+    by_host = unpartitionable(rs, "host", inv)
+    assert any("partition by site" in p for p in by_host) and len(by_host) == 2
+
+
+def test_a_topology_within_one_site_is_fine(tmp_path):
+    rs, inv = setup(tmp_path, INVENTORY.replace("lyo1", "par1"))
+    [only] = unpartitionable(rs, "site", inv)
+    assert "per-resource" in only
+
+
+def test_the_command_exits_1_and_lists_the_rules(tmp_path, capsys, monkeypatch):
+    from correlator.cli import main
+
+    setup(tmp_path)
+    monkeypatch.chdir(tmp_path)  # no correlator.yaml here: the defaults (partition_by: site)
+    rc = main(["rules", "check", "--cluster", str(tmp_path / "rules"), "--inventory", "inventory.yaml"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "cluster: 2 rule(s) cannot be partitioned by site" in err
+    assert main(["rules", "check", str(tmp_path / "rules")]) == 0  # without --cluster: as before
