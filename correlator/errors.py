@@ -106,3 +106,21 @@ class ShuttingDown(CorrelatorError):
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return match[0] if match else None
+
+
+# SQLSTATE classes of a lost or refused database connection: 08 connection exception, 57P operator
+# intervention (pg_terminate_backend, shutdown), 53300 too many connections.
+_LOST_SQLSTATES = ("08", "57P", "53300")
+_LOST_ASYNCPG = frozenset({"ConnectionDoesNotExistError", "ConnectionFailureError", "CannotConnectNowError"})
+
+
+def store_connection_lost(e: BaseException) -> bool:
+    """The database went away under a request (restart, failover, a killed backend): a 503 the client
+    retries, not a 500 bug. Told by the driver's class name and SQLSTATE, so that asyncpg is not
+    imported where PostgreSQL is not used."""
+    if isinstance(e, ConnectionError):
+        return True
+    if not type(e).__module__.startswith("asyncpg"):
+        return False
+    state = getattr(e, "sqlstate", None) or ""
+    return type(e).__name__ in _LOST_ASYNCPG or state.startswith(_LOST_SQLSTATES)

@@ -26,6 +26,7 @@ from correlator.api.common import STATE, AppState, dumps_response
 from correlator.api.connections import LIMITS, BodyTimeout, ConnectionLimits
 from correlator.api.openapi import openapi_json, operation
 from correlator.config import HttpConfig
+from correlator.logs import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,11 @@ UNHANDLED = Counter(
     "correlator_http_unhandled_errors_total",
     "Requests answered 500 because a handler raised unexpectedly (a bug: see the log)",
 )
+STORE_LOST = Counter(
+    "correlator_http_store_unavailable_total",
+    "Requests answered 503 because the database connection was lost under them",
+)
+_limited = RateLimitedLog(log)
 
 
 def make_app(state: AppState, max_body_bytes: int, limits: ConnectionLimits | None = None) -> web.Application:
@@ -93,7 +99,19 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return resp
     except BodyTimeout:
         raise  # the connection limits answer it (408) and close the connection
-    except Exception:
+    except Exception as e:
+        if errors.store_connection_lost(e):  # the pool reconnects: the client retries
+            STORE_LOST.inc()
+            _limited.warning(
+                "store-lost",
+                "%s %s: database connection lost: %s",
+                request.method,
+                request.rel_url.path[:200],
+                e,
+            )
+            resp = dumps_response(503, {"error": "the store is unavailable (connection lost), retry later"})
+            resp.headers["Retry-After"] = "1"
+            return resp
         UNHANDLED.inc()
         log.exception("%s %s: unhandled error", request.method, request.rel_url.path[:200])
         return dumps_response(500, {"error": "internal error; the daemon logged the details"})

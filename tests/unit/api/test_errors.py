@@ -38,6 +38,38 @@ async def test_a_handler_that_raises_is_a_logged_counted_json_500(open_api, capl
     assert "GET /api/v1/broken: unhandled error" in caplog.text and "KeyError" in caplog.text
 
 
+async def test_a_lost_database_connection_is_a_503_to_retry_not_a_500(open_api):
+    import asyncpg
+
+    lost = [
+        asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        ConnectionResetError("reset by peer"),
+    ]
+
+    async def flaky(request: web.Request) -> web.Response:
+        raise lost.pop(0)
+
+    open_api.app.router._frozen = False
+    open_api.app.router.add_get("/api/v1/flaky", flaky)
+    before = UNHANDLED._value.get()
+    for _ in range(3):
+        r = await open_api.get("/api/v1/flaky")
+        assert r.status == 503 and r.headers["Retry-After"] == "1"
+        assert (await r.json())["error"].startswith("the store is unavailable")
+    assert UNHANDLED._value.get() == before  # not counted as a bug
+
+
+def test_only_connection_failures_count_as_a_lost_store():
+    import asyncpg
+
+    from correlator.errors import store_connection_lost
+
+    assert store_connection_lost(asyncpg.exceptions.TooManyConnectionsError("53300"))
+    assert not store_connection_lost(asyncpg.exceptions.UniqueViolationError("duplicate key"))
+    assert not store_connection_lost(KeyError("x"))
+
+
 async def test_events_page_renders_a_stored_year_10000_time(open_api):
     """Stored before the door refused such times: the page still renders (nearest valid time)."""
     store = open_api.app[STATE].store
