@@ -266,7 +266,7 @@ def event_from_dict(d: object, source: str, received: float, recorded: bool = Fa
     if type(fp) is not str or len(fp) > MAX_NAME_LEN:
         raise FieldError("fingerprint", f"must be a string of at most {MAX_NAME_LEN} characters")
     ev = Event(ident, time_, received, source, host, type_, severity, resource, message, attributes, fp)
-    if recorded:
+    if recorded and not _RECORDED.isdisjoint(d):
         _recorded(ev, d)
     return ev
 
@@ -298,7 +298,8 @@ def loads_events(payload: bytes) -> list[Event]:
 
 
 _KNOWN = frozenset(EVENT_FIELDS)
-_KNOWN_RECORDED = _KNOWN | frozenset(RECORDED_FIELDS)
+_RECORDED = frozenset(RECORDED_FIELDS)
+_KNOWN_RECORDED = _KNOWN | _RECORDED
 
 
 def _name(d: dict[str, Any], key: str, required: bool) -> str:
