@@ -246,6 +246,9 @@ class Engine:
         # For the rule index (index.py): the event types, else hosts, the rule can match (None: any).
         self.types: frozenset[str] | None = None
         self.hosts: frozenset[str] | None = None
+        # True when the rule's matchers say nothing but `type` (equal to, or in, `types`): the index
+        # only hands it events of those types, so the stage need not test them again.
+        self.pinned_only = False
         self.signature = ""  # the rule's text: a reload keeps the running engine when it is unchanged
         self.counters = RuleCounters()  # hits and errors; shared with GET /api/v1/rules when from a file
         self._fires: dict[str, Any] = {}  # hook -> its FIRES child: labels() costs more than inc()

@@ -194,7 +194,7 @@ class Correlate:
             if skip is not None and skip.get(e.name, _NEVER) >= self._pos:
                 continue  # this rule's snapshot already includes the event
             try:
-                if not e.match(ev):
+                if not (e.pinned_only or e.match(ev)):  # pinned_only: the index tested the type
                     continue
                 if skip is None:  # a re-fed event matched before the crash: not counted twice
                     e.counters.matches += 1
