@@ -177,12 +177,15 @@ def clock_time(ts: float) -> str:
     return f"{dt:%H:%M:%S}{frac}Z"
 
 
+_YEAR_3000 = 32503680000.0
+
+
 def parse_time(value: object, name: str = "time") -> float:
     """Accept epoch seconds (int/float) or an ISO 8601 string; a naive string is taken as UTC."""
     if isinstance(value, bool):
         raise FieldError(name, f"must be an ISO 8601 string or epoch seconds, got {value!r}")
     if isinstance(value, int | float):
-        if not 0 <= value < 32503680000:  # year 3000: catches milliseconds sent as seconds
+        if not 0 <= value < _YEAR_3000:  # catches milliseconds sent as seconds
             raise FieldError(name, f"epoch seconds out of range: {value!r}")
         return float(value)
     if isinstance(value, str):
@@ -246,7 +249,10 @@ def event_from_dict(d: object, source: str, received: float, recorded: bool = Fa
     if severity is None:
         severity = Severity.parse(sev)
     t = d.get("time")
-    time_ = received if t is None else parse_time(t)
+    if type(t) is float and 0.0 <= t < _YEAR_3000:  # noqa: SIM108 - the common case, without a call
+        time_ = t
+    else:
+        time_ = received if t is None else parse_time(t)
     ident = d.get("id")
     if ident is None:
         ident = new_id()
@@ -266,7 +272,7 @@ def event_from_dict(d: object, source: str, received: float, recorded: bool = Fa
     if type(fp) is not str or len(fp) > MAX_NAME_LEN:
         raise FieldError("fingerprint", f"must be a string of at most {MAX_NAME_LEN} characters")
     ev = Event(ident, time_, received, source, host, type_, severity, resource, message, attributes, fp)
-    if recorded:
+    if recorded and not _RECORDED.isdisjoint(d):
         _recorded(ev, d)
     return ev
 
@@ -298,7 +304,8 @@ def loads_events(payload: bytes) -> list[Event]:
 
 
 _KNOWN = frozenset(EVENT_FIELDS)
-_KNOWN_RECORDED = _KNOWN | frozenset(RECORDED_FIELDS)
+_RECORDED = frozenset(RECORDED_FIELDS)
+_KNOWN_RECORDED = _KNOWN | _RECORDED
 
 
 def _name(d: dict[str, Any], key: str, required: bool) -> str:

@@ -71,6 +71,11 @@ class EngineIndex:
         return len(self._scan)
 
     def _merge(self, type_: str | None, host: str | None) -> tuple[Engine, ...]:
+        if not self._scan:  # one list alone was filled in rule order when the index was built
+            if host is None and type_ is not None:
+                return tuple(self._by_type[type_])
+            if type_ is None and host is not None:
+                return tuple(self._by_host[host])
         merged = list(self._scan)
         if type_ is not None:
             merged.extend(self._by_type[type_])

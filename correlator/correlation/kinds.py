@@ -23,6 +23,7 @@ from correlator.correlation.rulespec import (
     hosts_of,
     key_fn,
     state_getter,
+    type_only,
     types_of,
 )
 from correlator.correlation.sequence import SequenceRule
@@ -44,9 +45,11 @@ _SEV = Str(doc="severity of the rule-made event", choices=SEVERITIES)
 TIMEOUT_TYPE = Key(Str(doc="type of the timeout event (default '<rule>.timeout')"))
 
 
-def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None) -> Engine:
+def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None, any_of: bool = True) -> Engine:
+    """`any_of`: the engine's `match` is true exactly when one of `matches` is (not so for topology)."""
     engine.types = types_of(*matches)
     engine.hosts = hosts_of(*matches)
+    engine.pinned_only = any_of and engine.types is not None and all(map(type_only, matches))
     engine.signature = repr((dict(raw), extra))
     by = raw.get("group_by")
     engine.group_by = tuple(by) if isinstance(by, list) else ("host",)  # the kinds' default key
@@ -166,7 +169,7 @@ def _topology(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext
     )
     # Without `symptoms:` any problem event may be a symptom: the rule sees every type.
     symptoms = raw.get("symptoms") or {}
-    return _finish(e, raw, raw.get("down"), raw.get("up"), symptoms, extra=repr(topo))
+    return _finish(e, raw, raw.get("down"), raw.get("up"), symptoms, extra=repr(topo), any_of=False)
 
 
 def _sequence(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:

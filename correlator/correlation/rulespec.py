@@ -6,7 +6,7 @@ same spec both parses the operator's file (with file:line:col errors) and yields
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,6 +191,21 @@ def key_fn(paths: list[str], where: Position | None) -> KeyFn:
 def types_of(*match_specs: Any) -> frozenset[str] | None:
     """Event types a rule can see, when every one of its matchers pins `type` (else None: any type)."""
     return _pinned("type", match_specs)
+
+
+def type_only(spec: Any) -> bool:
+    """The matcher tests nothing but the event type against text values (`type: x`, `type: [x, y]`,
+    `type: {equals: x}`, `type: {in: [x, y]}`): a type in those values is all it takes."""
+    if not isinstance(spec, Mapping) or len(spec) != 1 or "type" not in spec:
+        return False
+    cond = spec["type"]
+    if isinstance(cond, Mapping):
+        if len(cond) != 1:
+            return False
+        cond = cond.get("equals", cond.get("in"))
+    if isinstance(cond, str):
+        return True
+    return isinstance(cond, list) and bool(cond) and all(isinstance(v, str) for v in cond)
 
 
 def hosts_of(*match_specs: Any) -> frozenset[str] | None:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from prometheus_client import Counter
 
 from correlator.clock import Clock
-from correlator.correlation.core import KEYS, Engine, Sink
+from correlator.correlation.core import ENGINE_METRICS, Engine, Sink
 from correlator.correlation.index import EngineIndex
 from correlator.correlation.topology import TopologyRule
 from correlator.event import Event
@@ -75,7 +75,7 @@ class Correlate:
         self.clock: Clock | None = None
         self.index = EngineIndex(engines)
         for e in engines:
-            KEYS.labels(e.name).set_function(e.keys)
+            ENGINE_METRICS.show(e)
         self._rules = rules
         self._ruleset: object = None
         self._skip: dict[str, int] | None = None  # only while re-feeding stored events (refeed)
@@ -163,11 +163,11 @@ class Correlate:
                 prev.detach()
             if self.clock is not None:
                 e.attach(self.clock, self.sink)
-            KEYS.labels(e.name).set_function(e.keys)
+            ENGINE_METRICS.show(e)
             result.append(e)
         for gone in old.values():
             gone.detach()
-            KEYS.remove(gone.name)
+            ENGINE_METRICS.hide(gone)
         self.engines = result
         self.index = EngineIndex(result)
         self._gates = _gates(result)
@@ -194,7 +194,7 @@ class Correlate:
             if skip is not None and skip.get(e.name, _NEVER) >= self._pos:
                 continue  # this rule's snapshot already includes the event
             try:
-                if not e.match(ev):
+                if not (e.pinned_only or e.match(ev)):  # pinned_only: the index tested the type
                     continue
                 if skip is None:  # a re-fed event matched before the crash: not counted twice
                     e.counters.matches += 1

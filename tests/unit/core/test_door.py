@@ -150,3 +150,24 @@ def test_refusal_messages_echo_untrusted_input_bounded():
     with pytest.raises(FieldError) as info:
         event_from_dict({"host": "h", "type": "t", "k" * 100_000: 1}, "s", NOW)
     assert len(info.value.field) < 200 and len(str(info.value)) < 1000
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    attrs=st.dictionaries(st.text(max_size=10), json_values, max_size=4),
+    host=st.text(min_size=1, max_size=12),
+    message=st.text(max_size=20),
+)
+def test_typed_check_of_a_decoded_event_refuses_what_the_full_check_refuses(attrs, host, message):
+    """Replay decodes with event_from_dict and skips the door's repeated type tests (`typed`): the
+    verdict and its reason must be the full check's, for text and attributes of any kind."""
+    doc = {"host": host, "type": "t", "message": message, "attributes": attrs, "time": NOW}
+    e = event_from_dict(doc, "replay", NOW, recorded=True)
+    verdicts = []
+    for typed in (False, True):
+        try:
+            door.check(e, check_time=False, typed=typed)
+            verdicts.append(None)
+        except door.Refused as r:
+            verdicts.append((r.field, r.reason))
+    assert verdicts[0] == verdicts[1]

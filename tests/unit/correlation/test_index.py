@@ -101,6 +101,8 @@ def test_level2_index_gives_the_rules_a_scan_gives_in_order(specs: Any, evs: lis
         assert list(found) == admitted
         # and no rule that matches the event is ever left out
         assert [e for e in found if e.match(ev)] == [e for e in engines if e.match(ev)]
+        # a rule that pins nothing but the type is taken without its matcher: the same rules
+        assert [e for e in found if e.pinned_only or e.match(ev)] == [e for e in found if e.match(ev)]
 
 
 @settings(max_examples=150, deadline=None)
@@ -142,3 +144,18 @@ def test_host_pinned_rules_are_filed_under_their_hosts() -> None:
     assert [e.name for e in index.rules_for("a", "h1")] == ["r0", "r1", "r2", "r3"]
     assert [e.name for e in index.rules_for("x", "h9")] == ["r2"]
     assert index.scanned == 1
+
+
+def test_only_rules_that_say_nothing_but_the_type_skip_their_matcher() -> None:
+    engines = level2_rules(
+        [
+            ("threshold", {"type": "a"}, None),
+            ("threshold", {"type": ["a", "b"]}, None),
+            ("threshold", {"type": {"in": ["a"]}}, None),
+            ("pair", {"type": "a"}, {"type": {"equals": "b"}}),
+            ("threshold", {"type": "a", "host": "h1"}, None),
+            ("threshold", {"type": {"glob": "d.*"}}, None),
+            ("pair", {"type": "a"}, {"type": "b", "severity": {"in": ["major"]}}),
+        ]
+    )
+    assert [e.pinned_only for e in engines] == [True, True, True, True, False, False, False]

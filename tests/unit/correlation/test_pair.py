@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from correlator.correlation import actions
-from correlator.correlation.core import FIRES
+from correlator.correlation.core import ENGINE_METRICS
 from correlator.correlation.pair import Pair
 from correlator.responses import IncidentRequest
 
@@ -26,11 +26,11 @@ def link_pair() -> Pair:
 
 
 async def test_link_up_within_30s_is_a_counted_blip_not_an_incident() -> None:
-    before = FIRES.labels("link-flap", "close")._value.get()
+    before = ENGINE_METRICS.fires_of("link-flap").get("close", 0)
     run = Run(link_pair())
     out = await run.feed(E(0, "linkDown", resource="ge-0/0/1"), E(12, "linkUp", resource="ge-0/0/1"))
     assert out[1].attributes["blip"] == "yes"
-    assert FIRES.labels("link-flap", "close")._value.get() == before + 1
+    assert ENGINE_METRICS.fires_of("link-flap").get("close", 0) == before + 1
     out = await run.advance(100)
     assert out == []
     assert run.take_responses() == []

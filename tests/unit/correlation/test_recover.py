@@ -10,7 +10,7 @@ import orjson
 
 from correlator.clock import Clock
 from correlator.correlation import lifecycle, snapshot
-from correlator.correlation.core import FIRES
+from correlator.correlation.core import ENGINE_METRICS
 from correlator.correlation.stage import Correlate
 from correlator.event import Event
 from correlator.pipeline import Pipeline, StageContext
@@ -87,7 +87,7 @@ async def test_a_rule_new_since_the_snapshot_starts_empty(tmp_path: Path) -> Non
 
 
 def _fires() -> float:
-    return sum(s.value for m in FIRES.collect() for s in m.samples if s.name.endswith("_total"))
+    return sum(s.value for m in ENGINE_METRICS.collect() for s in m.samples if s.name.endswith("_total"))
 
 
 async def test_a_far_future_stamp_does_not_walk_the_clock_and_an_open_window_still_times_out(

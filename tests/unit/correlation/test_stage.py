@@ -109,3 +109,18 @@ async def test_live_event_from_a_clock_in_the_future_is_correlated_at_wall_time(
     await Pipeline([stage]).run([E(5000, "down")], StageContext(clock, live=True))
     assert clock.now() == 1000.0
     assert rule.pending.oldest()[1][6] == 1030.0
+
+
+async def test_keys_and_fires_are_exported_at_scrape_time_and_a_removed_rule_leaves_the_keys() -> None:
+    from prometheus_client import generate_latest
+
+    rule = storm("scrape-storm", "scrape.x", "scrape.y", count=2)
+    run = Run(rule)
+    await run.feed(E(0, "scrape.x", host="a"), E(1, "scrape.x", host="b"), E(2, "scrape.x", host="a"))
+    text = generate_latest().decode()
+    assert 'correlator_correlation_keys{rule="scrape-storm"} 2.0' in text
+    assert 'correlator_correlation_fires_total{hook="fire",rule="scrape-storm"} 1.0' in text
+    run.stage.set_engines([])  # a reload without the rule: its keys go, its fire count stays
+    text = generate_latest().decode()
+    assert 'correlator_correlation_keys{rule="scrape-storm"}' not in text
+    assert 'correlator_correlation_fires_total{hook="fire",rule="scrape-storm"} 1.0' in text
