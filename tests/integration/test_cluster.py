@@ -35,6 +35,21 @@ rules:
     count: 1
     within: 1s
     on_fire: [{incident: {action: update, key: "cpu:{host}"}}]
+  - name: auth
+    kind: threshold
+    match: {type: auth.fail}
+    group_by: [host]
+    count: 3
+    within: 1h
+    on_fire: [{incident: {action: open, title: "{host} auth failures", impact: 2, urgency: 2}}]
+  - name: link
+    kind: pair
+    match: {type: link.down}
+    close: {type: link.up}
+    group_by: [host]
+    within: 5s
+    on_close: [{incident: {action: open, title: "{host} link bounced", impact: 3, urgency: 3}}]
+    on_timeout: [{incident: {action: open, title: "{host} link down", impact: 2, urgency: 2}}]
 """
 
 Start = Callable[..., DaemonProcess]
@@ -52,7 +67,9 @@ def cluster_node(tmp_path: Path, nats_cluster: NatsCluster, pg_server: str) -> I
     (rules / "cpu.yaml").write_text(RULES)
     started: list[DaemonProcess] = []
 
-    def start(role: str, name: str | None = None, **cluster: Any) -> DaemonProcess:
+    def start(
+        role: str, name: str | None = None, config: dict[str, Any] | None = None, **cluster: Any
+    ) -> DaemonProcess:
         name = name or f"{role}{len(started)}"
         workdir = tmp_path / name
         workdir.mkdir()
@@ -68,7 +85,7 @@ def cluster_node(tmp_path: Path, nats_cluster: NatsCluster, pg_server: str) -> I
             "name": name,
             **cluster,
         }
-        cfg = base_config(workdir, port, rules_dir=str(rules), cluster=settings)
+        cfg = base_config(workdir, port, rules_dir=str(rules), cluster=settings, **(config or {}))
         d = DaemonProcess(workdir, cfg, port)
         d.start(timeout=30)
         started.append(d)
@@ -210,3 +227,55 @@ def test_postgresql_connection_loss_is_retried_without_loss(cluster_node: Start,
     want = {e["id"] for p in ("one", "two") for e in cpu_events(p, hosts=3)}
     ingest.wait_for(lambda: stored_ids(ingest) >= want, 40, "every event stored after the reconnect")
     assert len(incidents(ingest)) == 3
+
+
+def test_level2_state_moves_to_the_worker_taking_a_partition(cluster_node: Start) -> None:
+    """A pair opened on worker A closes on worker B, a pair A opened times out on B, a threshold
+    half counted on A completes on B: A is SIGKILLed in between, B restores A's partition snapshots
+    and feeds them the events stored after them."""
+    fast = {"correlation": {"snapshot_interval": "1s"}}
+    ingest = cluster_node("ingest")
+    a = cluster_node("worker", name="worker-a", config=fast)
+    a.wait_for(lambda: owned(a) == 4, 20, "worker-a owning every partition")
+    post(
+        ingest,
+        [
+            {"host": "x1", "type": "link.down", "id": "x-down"},
+            {"host": "z1", "type": "link.down", "id": "z-down"},
+            {"host": "y1", "type": "auth.fail", "id": "y-1"},
+            {"host": "y1", "type": "auth.fail", "id": "y-2"},
+        ],
+    )
+    ingest.wait_for(lambda: len(stored_ids(ingest)) == 4, 20, "the first events stored")
+    a.wait_for(lambda: a.metric("correlator_cluster_state_save_seconds_count") >= 1, 10, "a snapshot")
+    a.kill()
+    b = cluster_node("worker", name="worker-b", config=fast)
+    b.wait_for(lambda: owned(b) == 4, 20, "worker-b taking worker-a's partitions")
+    assert b.metric("correlator_cluster_state_restored_total") >= 1
+    post(
+        ingest,
+        [{"host": "x1", "type": "link.up", "id": "x-up"}, {"host": "y1", "type": "auth.fail", "id": "y-3"}],
+    )
+    want = {"link:x1": "x1 link bounced", "link:z1": "z1 link down", "auth:y1": "y1 auth failures"}
+    got = ingest.wait_for(lambda: len(incidents(ingest)) >= 3 and incidents(ingest), 30, "three incidents")
+    assert {i["key"]: i["title"] for i in got} == want
+    assert len(got) == 3  # none twice: the re-fed events made nothing again
+
+
+def test_a_partition_handed_over_keeps_its_timers_on_its_new_owner_only(cluster_node: Start) -> None:
+    """Rebalancing (a worker joins): worker A snapshots the partitions it gives up and forgets
+    their keys; B restores them. Each pending pair times out once, on whichever worker owns it."""
+    fast = {"correlation": {"snapshot_interval": "1h"}}  # only the hand-over snapshot counts here
+    ingest = cluster_node("ingest")
+    a = cluster_node("worker", name="worker-a", config=fast)
+    a.wait_for(lambda: owned(a) == 4, 20, "worker-a owning every partition")
+    hosts = [f"l{n}" for n in range(8)]
+    post(ingest, [{"host": h, "type": "link.down", "id": f"{h}-down"} for h in hosts])
+    ingest.wait_for(lambda: len(stored_ids(ingest)) == 8, 20, "the link downs stored")
+    b = cluster_node("worker", name="worker-b", config=fast)
+    b.wait_for(lambda: owned(a) == 2 and owned(b) == 2, 20, "a fair share of the partitions")
+    got = ingest.wait_for(lambda: len(incidents(ingest)) >= 8 and incidents(ingest), 30, "the timeouts")
+    assert sorted(i["title"] for i in got) == sorted(f"{h} link down" for h in hosts)
+    timeouts = [e["host"] for e in ingest.events() if e["type"] == "link.timeout"]
+    assert sorted(timeouts) == hosts  # once each: the worker that gave a partition up forgot its keys
+    assert all(i["event_count"] == 1 for i in got)
