@@ -127,10 +127,15 @@ class StateKeeper:
                     replace(engine, kept)
                 except Exception:
                     log.exception("partition %d: could not restore level-2 rule %s", p, engine.name)
-            if snap is None:
-                log.info("partition %d: no level-2 snapshot; its rules start empty", p)
-                return
-            fed = await self._refeed(stage, p, snap)
+            fed = await self._refeed(stage, p, snap) if snap is not None else 0
+            # Attached anew: rules watching listed keys from the start (absence `expect`) list them
+            # all again; the keys of partitions owned elsewhere go at once.
+            stage.clock = None
+            stage.bind(self._clock)
+            self._drop_stale(stage)
+        if snap is None:
+            log.info("partition %d: no level-2 snapshot; its rules start empty", p)
+            return
         RESTORED.inc()
         REFED.inc(fed)
         self.restored[p] = snap.seq
@@ -184,10 +189,7 @@ class StateKeeper:
                     parts, _ = split(engine, state_of(engine), self._parts.key_function(engine))
                     for p, doc in docs.items():
                         doc.rules[engine.name] = (engine.kind, parts.get(p))
-                    # Given up meanwhile and fed by a batch that was under way: not ours to keep.
-                    stale = set(parts) - set(owned) - set(self._revisions)
-                    if stale:
-                        replace(engine, self._without(engine, state_of(engine), stale))
+                self._drop_stale(stage)
         except Exception:
             log.exception("could not take the level-2 snapshot of partitions %s", wanted)
             return
@@ -241,6 +243,17 @@ class StateKeeper:
                     replace(engine, self._without(engine, state_of(engine), {p}))
         except Exception:
             log.exception("partition %d: could not drop its level-2 state", p)
+
+    def _drop_stale(self, stage: Correlate) -> None:
+        """Forget the keys of partitions this worker does not own (given up while a batch with
+        their events was under way, or listed by a rule from the start)."""
+        mine = set(self._queue.partitions) | set(self._revisions)
+        for engine in stage.engines:
+            data = state_of(engine)
+            parts, _ = split(engine, data, self._parts.key_function(engine))
+            stale = set(parts) - mine
+            if stale:
+                replace(engine, self._without(engine, data, stale))
 
     def _without(self, engine: Any, data: Any, gone: set[int]) -> Any:
         parts, rest = split(engine, data, self._parts.key_function(engine))

@@ -276,6 +276,10 @@ def test_a_partition_handed_over_keeps_its_timers_on_its_new_owner_only(cluster_
     b.wait_for(lambda: owned(a) == 2 and owned(b) == 2, 20, "a fair share of the partitions")
     got = ingest.wait_for(lambda: len(incidents(ingest)) >= 8 and incidents(ingest), 30, "the timeouts")
     assert sorted(i["title"] for i in got) == sorted(f"{h} link down" for h in hosts)
-    timeouts = [e["host"] for e in ingest.events() if e["type"] == "link.timeout"]
-    assert sorted(timeouts) == hosts  # once each: the worker that gave a partition up forgot its keys
+
+    def timeouts() -> list[str]:
+        return sorted(e["host"] for e in ingest.events() if e["type"] == "link.timeout")
+
+    # once each (stored after the incidents): the worker that gave a partition up forgot its keys
+    assert ingest.wait_for(lambda: len(timeouts()) >= 8 and timeouts(), 20, "the timeouts") == hosts
     assert all(i["event_count"] == 1 for i in got)
