@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 OWNED = Gauge("correlator_cluster_partitions_owned", "Stream partitions this worker consumes now")
 TAKEN = Counter("correlator_cluster_partitions_taken_total", "Partitions this worker started consuming")
 FENCED = Counter(
-    "correlator_cluster_fenced_total", "Position updates refused because another worker took the partition"
+    "correlator_cluster_fenced_total",
+    "Position or level-2 snapshot updates refused because another worker took the partition",
 )
 
 FETCH = 256  # messages per pull request
