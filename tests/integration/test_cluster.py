@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 
+from tests.integration.test_storm import LIVE_SCALE, check, post_at_own_pace, write_storm
+from tests.integration.test_storm import incidents as storm_incidents
 from tests.support.daemon import DaemonProcess, base_config, free_port
 from tests.support.nats import NatsCluster, nats_cluster
 from tests.support.postgres import _run, pg_server
+from tests.support.storm import storm, storm_changes
 
 __all__ = ["nats_cluster", "pg_server"]
 
@@ -85,7 +88,7 @@ def cluster_node(tmp_path: Path, nats_cluster: NatsCluster, pg_server: str) -> I
             "name": name,
             **cluster,
         }
-        cfg = base_config(workdir, port, rules_dir=str(rules), cluster=settings, **(config or {}))
+        cfg = base_config(workdir, port, cluster=settings, **{"rules_dir": str(rules), **(config or {})})
         d = DaemonProcess(workdir, cfg, port)
         d.start(timeout=30)
         started.append(d)
@@ -283,3 +286,50 @@ def test_a_partition_handed_over_keeps_its_timers_on_its_new_owner_only(cluster_
     # once each (stored after the incidents): the worker that gave a partition up forgot its keys
     assert ingest.wait_for(lambda: len(timeouts()) >= 8 and timeouts(), 20, "the timeouts") == hosts
     assert all(i["event_count"] == 1 for i in got)
+
+
+def test_the_storm_with_two_workers_gives_the_embedded_incident_table(
+    cluster_node: Start, tmp_path: Path
+) -> None:
+    """The storm acceptance suite (tests/integration/test_storm.py) through the cluster: each
+    topology tree is one inventory site, the two sites land in the two partitions, one per worker.
+    The change is made through the ingest process before the workers start (they read the
+    calendar at start)."""
+    events, topology, rules, expected = storm(0.0, LIVE_SCALE)  # for the hosts only
+    rules_dir = write_storm(tmp_path / "storm", topology, rules)
+    core1_tree = {"core-1", "dist-1", "dist-2", *(f"acc-{a}" for a in range(1, 9))}
+    core1_tree |= {f"srv-{s}" for s in range(1, 17)}
+    sites = {h: ("par1" if h in core1_tree else "lyo1") for h in {e["host"] for e in events}}
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("hosts:\n" + "".join(f"  {h}: {{site: {s}}}\n" for h, s in sorted(sites.items())))
+    config = {"rules_dir": str(rules_dir), "inventory_file": str(inventory)}
+    ingest = cluster_node("ingest", config=config, partitions=2)
+    start = time.time() + 15.0  # the workers start and share the partitions first
+    events, _, _, expected = storm(start, LIVE_SCALE)
+    for body in storm_changes(start, LIVE_SCALE):
+        status, doc = ingest.post_json("/api/v1/changes", body)
+        assert status == 201, doc
+        status, doc = ingest.post_json(f"/api/v1/changes/{doc['change']['id']}/approve", {})
+        assert status == 200, doc
+    a = cluster_node("worker", name="worker-a", config=config, partitions=2)
+    b = cluster_node("worker", name="worker-b", config=config, partitions=2)
+    b.wait_for(lambda: owned(a) == 1 and owned(b) == 1, 20, "one partition each")
+    assert time.time() < start, "the workers took too long to start"
+    post_at_own_pace(ingest, events)
+    rows: list[dict[str, Any]] = []
+
+    def matches() -> bool:
+        nonlocal rows
+        rows = storm_incidents(ingest)
+        try:
+            check(rows, expected)
+        except AssertionError:
+            return False
+        return True
+
+    try:
+        ingest.wait_for(matches, timeout=10.0, what="the expected incident table")
+    except AssertionError:
+        check(rows, expected)  # the diff
+        raise
+    assert a.metric("correlator_events_processed_total") > 0 < b.metric("correlator_events_processed_total")
