@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_storm import LIVE_SCALE, check, post_at_own_pace, write_storm
-from tests.integration.test_storm import incidents as storm_incidents
+from tests.integration.test_storm import LIVE_SCALE, post_at_own_pace, wait_for_table, write_storm
 from tests.support.daemon import DaemonProcess, base_config, free_port
 from tests.support.nats import NatsCluster, nats_cluster
 from tests.support.postgres import _run, pg_server
@@ -316,20 +315,5 @@ def test_the_storm_with_two_workers_gives_the_embedded_incident_table(
     b.wait_for(lambda: owned(a) == 1 and owned(b) == 1, 20, "one partition each")
     assert time.time() < start, "the workers took too long to start"
     post_at_own_pace(ingest, events)
-    rows: list[dict[str, Any]] = []
-
-    def matches() -> bool:
-        nonlocal rows
-        rows = storm_incidents(ingest)
-        try:
-            check(rows, expected)
-        except AssertionError:
-            return False
-        return True
-
-    try:
-        ingest.wait_for(matches, timeout=10.0, what="the expected incident table")
-    except AssertionError:
-        check(rows, expected)  # the diff
-        raise
+    wait_for_table(ingest, expected, 10.0)
     assert a.metric("correlator_events_processed_total") > 0 < b.metric("correlator_events_processed_total")
