@@ -86,3 +86,13 @@ def test_keys_by_site_follow_the_site_and_unroutable_keys_stay() -> None:
     assert parts.key_function(other)(["ge0"]) is None
     data = [[["ge0"], {"count": 1}]]
     assert split(other, data, parts.key_function(other)) == ({}, data)
+
+
+def test_binding_the_stage_again_keeps_one_sweep() -> None:
+    """A worker re-attaches its rules at each partition it takes: the idle-key sweep stays one."""
+    run = Run(*rules())
+    clock = run.clock
+    for _ in range(3):
+        run.stage.clock = None
+        run.stage.bind(clock)
+    assert clock.pending() == 1
