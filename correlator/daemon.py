@@ -135,6 +135,8 @@ async def build(config: Config) -> Daemon:
     runner = PipelineRunner(
         queue, pipeline, store, clock, config.queue.batch_events, config.queue.stall_after
     )
+    if node is not None:  # level-2 state per partition, moving with it (docs/cluster.md)
+        node.keep_state(runner, store, clock)
     state = AppState(
         store=store,
         queue=queue,
@@ -168,7 +170,7 @@ async def build(config: Config) -> Daemon:
             await node.close()
         raise
     try:
-        await _open_state(store, queue, services, data, clock)
+        await _open_state(store, queue, services, data, clock, own_state=node is None)
     except BaseException:
         lock.release()
         if node is not None:
@@ -215,9 +217,10 @@ def section_errors(config: Config) -> list[str]:
 
 
 async def _open_state(
-    store: EventStore, queue: IngestQueue, services: Services, data: Path, clock: Clock
+    store: EventStore, queue: IngestQueue, services: Services, data: Path, clock: Clock, own_state: bool
 ) -> None:
-    """Open every store in order; on a failure, close what was opened."""
+    """Open every store in order; on a failure, close what was opened. `own_state`: level 2 is
+    restored from the data directory (in the cluster it comes with each partition taken)."""
     pipeline = services.pipeline
     await store.open()
     try:
@@ -227,7 +230,8 @@ async def _open_state(
             try:
                 await pipeline.open(clock)
                 # Before the first event: no open window, pending pair or heartbeat deadline is forgotten.
-                await correlation.recover(pipeline, data, store, clock)
+                if own_state:
+                    await correlation.recover(pipeline, data, store, clock)
             except BaseException:
                 await pipeline.close()
                 await close_services(services)
@@ -313,7 +317,8 @@ async def _serve(config: Config, sock: socket.socket) -> int:
             _schedule_calendar(daemon)
         if daemon.cluster is not None:
             daemon.cluster.start()
-        correlation.schedule_snapshots(daemon.scheduler, daemon.runner, config, daemon.store)
+        if daemon.cluster is None:  # a worker snapshots per partition (cluster/handover.py)
+            correlation.schedule_snapshots(daemon.scheduler, daemon.runner, config, daemon.store)
         await http.setup()
         host, port = config.http.listen
         site = web.SockSite(http, sock, backlog=1024)
@@ -340,9 +345,10 @@ async def _serve(config: Config, sock: socket.socket) -> int:
                 await task
         if daemon.scheduler.running:
             daemon.scheduler.shutdown(wait=False)
-        await correlation.save_state(
-            daemon.runner.pipeline, config.storage.data_dir, daemon.runner.lock, daemon.store
-        )
+        if daemon.cluster is None:
+            await correlation.save_state(
+                daemon.runner.pipeline, config.storage.data_dir, daemon.runner.lock, daemon.store
+            )
         await correlation.close_stages(daemon.runner.pipeline)
         if not stopped:
             await _stop_collectors(daemon.collectors)

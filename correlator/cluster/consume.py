@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 OWNED = Gauge("correlator_cluster_partitions_owned", "Stream partitions this worker consumes now")
 TAKEN = Counter("correlator_cluster_partitions_taken_total", "Partitions this worker started consuming")
 FENCED = Counter(
-    "correlator_cluster_fenced_total", "Position updates refused because another worker took the partition"
+    "correlator_cluster_fenced_total",
+    "Position or level-2 snapshot updates refused because another worker took the partition",
 )
 
 FETCH = 256  # messages per pull request
@@ -48,6 +49,7 @@ class _Partition:
     position: int  # last stream sequence stored (the restart point of the next owner)
     revision: int  # of `pos.<p>`: our fence
     replay_upto: int  # stream sequences up to here may have been processed by the previous owner
+    done: int = 0  # last stream sequence processed and stored here (level-2 snapshots cover it)
     sub: JetStreamContext.PullSubscription | None = None
     task: asyncio.Task[None] | None = None
 
@@ -86,6 +88,8 @@ class PartitionQueue:
         self._closing = False
         self.stats = _Stats()
         self.on_take: Callable[[int], Awaitable[None]] | None = None  # before the first item of a partition
+        self.on_release: Callable[[int], Awaitable[None]] | None = None  # handing it over, still owned
+        self.on_gone: Callable[[int], None] | None = None  # after it stopped: forget its state
         metrics.QUEUE_CAPACITY.set(max_events)
 
     @property
@@ -114,7 +118,7 @@ class PartitionQueue:
             if self.on_take is not None:
                 await self.on_take(p)
             self._epochs += 1
-            part = _Partition(p, self._epochs, position, revision, info.state.last_seq)
+            part = _Partition(p, self._epochs, position, revision, info.state.last_seq, position)
             part.sub = await self._bus.js.pull_subscribe(
                 self._bus.subject(p),
                 durable=None,
@@ -132,9 +136,20 @@ class PartitionQueue:
         log.info("partition %d taken from stream sequence %d", p, position + 1)
         return True
 
-    async def drop(self, p: int) -> None:
+    def covered(self, p: int) -> int | None:
+        """The last stream sequence of `p` processed and stored here (None: not ours)."""
+        part = self._parts.get(p)
+        return part.done if part is not None else None
+
+    async def drop(self, p: int, hand_over: bool = True) -> None:
         """Stop at once: what was fetched but not acked is left to the next owner (it restarts
-        from the stored position; the store ignores ids it already has)."""
+        from the stored position; the store ignores ids it already has). Handing over (not fenced
+        out), the partition's level-2 state is saved first for the next owner."""
+        if hand_over and p in self._parts and self.on_release is not None:
+            try:
+                await self.on_release(p)
+            except Exception:
+                log.exception("partition %d: could not save its level-2 state at hand-over", p)
         part = self._parts.pop(p, None)
         if part is None:
             return
@@ -159,6 +174,8 @@ class PartitionQueue:
         metrics.QUEUE_DEPTH.set(self._depth)
         if self._depth < self._max_events:
             self._room.set()
+        if self.on_gone is not None:
+            self.on_gone(p)
         log.info("partition %d released", p)
 
     async def _fetch_loop(self, part: _Partition) -> None:
@@ -218,6 +235,7 @@ class PartitionQueue:
             part = self._parts.get(p)
             if part is None or part.epoch != pend.epoch:
                 continue  # given up meanwhile: the next owner processes it again from its position
+            part.done = pend.stream_seq
             await self._advance(part, pend)
 
     async def _advance(self, part: _Partition, pend: _Pending) -> None:
@@ -230,7 +248,7 @@ class PartitionQueue:
             self.stats.fenced += 1
             FENCED.inc()
             log.error("partition %d: another worker took it over; this worker stops it", part.number)
-            await self.drop(part.number)
+            await self.drop(part.number, hand_over=False)
             return
         except Exception as e:  # NATS unreachable: kept for the next ack, or for the next owner
             log.warning("partition %d: position not saved: %s: %s", part.number, type(e).__name__, e)

@@ -12,16 +12,21 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from correlator.clock import Clock
 from correlator.cluster.bus import Bus, cluster_dsn, connect, member_name
 from correlator.cluster.consume import PartitionQueue
+from correlator.cluster.handover import StateKeeper
 from correlator.cluster.leases import Leases
 from correlator.cluster.partition import host_key
 from correlator.cluster.publish import BusQueue
+from correlator.cluster.state import Partitioner
 from correlator.config import Config
 from correlator.errors import ConfigError
 from correlator.event import Event
 from correlator.incidents import IncidentService
 from correlator.inventory import load_inventory
+from correlator.runner import PipelineRunner
+from correlator.store import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,11 @@ class ClusterNode:
     bus: Bus
     queue: BusQueue | PartitionQueue
     leases: Leases | None = None
+    partitioner: Partitioner | None = None
+    state: StateKeeper | None = None
+    snapshot_interval: float = 60.0
     _task: asyncio.Task[None] | None = None
+    _state_task: asyncio.Task[None] | None = None
 
     def follow(self, incidents: IncidentService) -> None:
         """Every process reads an incident again before changing it (others write the same table);
@@ -70,9 +79,19 @@ class ClusterNode:
         if isinstance(self.queue, PartitionQueue):
 
             async def on_take(p: int) -> None:
+                if self.state is not None:
+                    await self.state.take(p)
                 await incidents.reload()
 
             self.queue.on_take = on_take
+
+    def keep_state(self, runner: PipelineRunner, store: EventStore, clock: Clock) -> None:
+        """A worker's level-2 state moves with its partitions (cluster/handover.py)."""
+        if not isinstance(self.queue, PartitionQueue) or self.partitioner is None:
+            return
+        self.state = StateKeeper(self.bus, self.queue, runner, store, clock, self.partitioner)
+        self.queue.on_release = self.state.hand_over
+        self.queue.on_gone = self.state.forget
 
     @property
     def timer_leader(self) -> bool:
@@ -95,11 +114,17 @@ class ClusterNode:
     def start(self) -> None:
         if self.leases is not None:
             self._task = asyncio.create_task(self.leases.run(), name="partition-leases")
+        if self.state is not None:
+            self._state_task = asyncio.create_task(
+                self.state.run(self.snapshot_interval), name="partition-snapshots"
+            )
 
     def stop_input(self) -> None:
         """Shutdown, before draining: a worker takes no new partition and fetches no more."""
         if self._task is not None:
             self._task.cancel()
+        if self._state_task is not None:
+            self._state_task.cancel()
         self.queue.close_for_input()
 
     async def close(self) -> None:
@@ -108,6 +133,10 @@ class ClusterNode:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._state_task is not None:
+            self._state_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._state_task
         if self.leases is not None:
             with contextlib.suppress(Exception):
                 await self.leases.release_all()
@@ -136,4 +165,8 @@ async def join(config: Config) -> ClusterNode:
     queue = PartitionQueue(bus, config.queue.max_events)
     leases = Leases(bus.leases, member_name(c), c.partitions, c.lease_ttl, queue.take, queue.drop)
     log.info("worker %s joins stream %s (%d partitions)", leases.member, c.stream, c.partitions)
-    return ClusterNode("worker", bus, queue, leases)
+    # The same partition of a key as the ingest processes compute: level-2 state is cut along it.
+    partitioner = Partitioner(load_inventory(config.inventory_file), c.partition_by, c.partitions)
+    return ClusterNode(
+        "worker", bus, queue, leases, partitioner, snapshot_interval=config.correlation.snapshot_interval
+    )

@@ -232,6 +232,9 @@ class KeyTable(Generic[S]):
     def pop(self, key: Key) -> S | None:
         return self._d.pop(key, None)
 
+    def clear(self) -> None:
+        self._d.clear()
+
     def oldest(self) -> tuple[Key, S] | None:
         for item in self._d.items():
             return item

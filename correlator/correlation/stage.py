@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from prometheus_client import Counter
 
-from correlator.clock import Clock
+from correlator.clock import Clock, Timer
 from correlator.correlation.core import ENGINE_METRICS, Engine, Sink
 from correlator.correlation.index import EngineIndex
 from correlator.correlation.topology import TopologyRule
@@ -73,6 +73,7 @@ class Correlate:
         self._wall = wall
         self.sink = Sink()
         self.clock: Clock | None = None
+        self._sweeper: Timer | None = None  # one sweep chain, on the clock bound last
         self.index = EngineIndex(engines)
         for e in engines:
             ENGINE_METRICS.show(e)
@@ -179,7 +180,9 @@ class Correlate:
         self.clock = clock
         for e in self.engines:
             e.attach(clock, self.sink)
-        clock.call_at(clock.now() + self.sweep_every, self._sweep)
+        if self._sweeper is not None:  # bound again (a cluster worker taking a partition): not twice
+            self._sweeper.cancel()
+        self._sweeper = clock.call_at(clock.now() + self.sweep_every, self._sweep)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _correlate(self, ev: Event, t: float, depth: int, out: list[Event]) -> None:
@@ -240,7 +243,7 @@ class Correlate:
             except Exception:
                 log.exception("level-2 rule %s failed to expire its state", e.name)
         if self.clock is not None:
-            self.clock.call_at(now + self.sweep_every, self._sweep)
+            self._sweeper = self.clock.call_at(now + self.sweep_every, self._sweep)
 
     # -- restart ----------------------------------------------------------------------------------
     def refeed(self, rows: list[tuple[int, Event]], taken_at: dict[str, int], clock: Clock) -> None:

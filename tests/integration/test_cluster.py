@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from tests.integration.test_storm import LIVE_SCALE, post_at_own_pace, wait_for_table, write_storm
 from tests.support.daemon import DaemonProcess, base_config, free_port
 from tests.support.nats import NatsCluster, nats_cluster
 from tests.support.postgres import _run, pg_server
+from tests.support.storm import storm, storm_changes
 
 __all__ = ["nats_cluster", "pg_server"]
 
@@ -35,6 +37,21 @@ rules:
     count: 1
     within: 1s
     on_fire: [{incident: {action: update, key: "cpu:{host}"}}]
+  - name: auth
+    kind: threshold
+    match: {type: auth.fail}
+    group_by: [host]
+    count: 3
+    within: 1h
+    on_fire: [{incident: {action: open, title: "{host} auth failures", impact: 2, urgency: 2}}]
+  - name: link
+    kind: pair
+    match: {type: link.down}
+    close: {type: link.up}
+    group_by: [host]
+    within: 5s
+    on_close: [{incident: {action: open, title: "{host} link bounced", impact: 3, urgency: 3}}]
+    on_timeout: [{incident: {action: open, title: "{host} link down", impact: 2, urgency: 2}}]
 """
 
 Start = Callable[..., DaemonProcess]
@@ -52,7 +69,9 @@ def cluster_node(tmp_path: Path, nats_cluster: NatsCluster, pg_server: str) -> I
     (rules / "cpu.yaml").write_text(RULES)
     started: list[DaemonProcess] = []
 
-    def start(role: str, name: str | None = None, **cluster: Any) -> DaemonProcess:
+    def start(
+        role: str, name: str | None = None, config: dict[str, Any] | None = None, **cluster: Any
+    ) -> DaemonProcess:
         name = name or f"{role}{len(started)}"
         workdir = tmp_path / name
         workdir.mkdir()
@@ -68,7 +87,7 @@ def cluster_node(tmp_path: Path, nats_cluster: NatsCluster, pg_server: str) -> I
             "name": name,
             **cluster,
         }
-        cfg = base_config(workdir, port, rules_dir=str(rules), cluster=settings)
+        cfg = base_config(workdir, port, cluster=settings, **{"rules_dir": str(rules), **(config or {})})
         d = DaemonProcess(workdir, cfg, port)
         d.start(timeout=30)
         started.append(d)
@@ -214,3 +233,91 @@ def test_postgresql_connection_loss_is_retried_without_loss(cluster_node: Start,
     want = {e["id"] for p in ("one", "two") for e in cpu_events(p, hosts=3)}
     ingest.wait_for(lambda: stored_ids(ingest) >= want, 40, "every event stored after the reconnect")
     assert len(incidents(ingest)) == 3
+
+
+def test_level2_state_moves_to_the_worker_taking_a_partition(cluster_node: Start) -> None:
+    """A pair opened on worker A closes on worker B, a pair A opened times out on B, a threshold
+    half counted on A completes on B: A is SIGKILLed in between, B restores A's partition snapshots
+    and feeds them the events stored after them."""
+    fast = {"correlation": {"snapshot_interval": "1s"}}
+    ingest = cluster_node("ingest")
+    a = cluster_node("worker", name="worker-a", config=fast)
+    a.wait_for(lambda: owned(a) == 4, 20, "worker-a owning every partition")
+    post(
+        ingest,
+        [
+            {"host": "x1", "type": "link.down", "id": "x-down"},
+            {"host": "z1", "type": "link.down", "id": "z-down"},
+            {"host": "y1", "type": "auth.fail", "id": "y-1"},
+            {"host": "y1", "type": "auth.fail", "id": "y-2"},
+        ],
+    )
+    ingest.wait_for(lambda: len(stored_ids(ingest)) == 4, 20, "the first events stored")
+    a.wait_for(lambda: a.metric("correlator_cluster_state_save_seconds_count") >= 1, 10, "a snapshot")
+    a.kill()
+    b = cluster_node("worker", name="worker-b", config=fast)
+    b.wait_for(lambda: owned(b) == 4, 20, "worker-b taking worker-a's partitions")
+    assert b.metric("correlator_cluster_state_restored_total") >= 1
+    post(
+        ingest,
+        [{"host": "x1", "type": "link.up", "id": "x-up"}, {"host": "y1", "type": "auth.fail", "id": "y-3"}],
+    )
+    want = {"link:x1": "x1 link bounced", "link:z1": "z1 link down", "auth:y1": "y1 auth failures"}
+    got = ingest.wait_for(lambda: len(incidents(ingest)) >= 3 and incidents(ingest), 30, "three incidents")
+    assert {i["key"]: i["title"] for i in got} == want
+    assert len(got) == 3  # none twice: the re-fed events made nothing again
+
+
+def test_a_partition_handed_over_keeps_its_timers_on_its_new_owner_only(cluster_node: Start) -> None:
+    """Rebalancing (a worker joins): worker A snapshots the partitions it gives up and forgets
+    their keys; B restores them. Each pending pair times out once, on whichever worker owns it."""
+    fast = {"correlation": {"snapshot_interval": "1h"}}  # only the hand-over snapshot counts here
+    ingest = cluster_node("ingest")
+    a = cluster_node("worker", name="worker-a", config=fast)
+    a.wait_for(lambda: owned(a) == 4, 20, "worker-a owning every partition")
+    hosts = [f"l{n}" for n in range(8)]
+    post(ingest, [{"host": h, "type": "link.down", "id": f"{h}-down"} for h in hosts])
+    ingest.wait_for(lambda: len(stored_ids(ingest)) == 8, 20, "the link downs stored")
+    b = cluster_node("worker", name="worker-b", config=fast)
+    b.wait_for(lambda: owned(a) == 2 and owned(b) == 2, 20, "a fair share of the partitions")
+    got = ingest.wait_for(lambda: len(incidents(ingest)) >= 8 and incidents(ingest), 30, "the timeouts")
+    assert sorted(i["title"] for i in got) == sorted(f"{h} link down" for h in hosts)
+
+    def timeouts() -> list[str]:
+        return sorted(e["host"] for e in ingest.events() if e["type"] == "link.timeout")
+
+    # once each (stored after the incidents): the worker that gave a partition up forgot its keys
+    assert ingest.wait_for(lambda: len(timeouts()) >= 8 and timeouts(), 20, "the timeouts") == hosts
+    assert all(i["event_count"] == 1 for i in got)
+
+
+def test_the_storm_with_two_workers_gives_the_embedded_incident_table(
+    cluster_node: Start, tmp_path: Path
+) -> None:
+    """The storm acceptance suite (tests/integration/test_storm.py) through the cluster: each
+    topology tree is one inventory site, the two sites land in the two partitions, one per worker.
+    The change is made through the ingest process before the workers start (they read the
+    calendar at start)."""
+    events, topology, rules, expected = storm(0.0, LIVE_SCALE)  # for the hosts only
+    rules_dir = write_storm(tmp_path / "storm", topology, rules)
+    core1_tree = {"core-1", "dist-1", "dist-2", *(f"acc-{a}" for a in range(1, 9))}
+    core1_tree |= {f"srv-{s}" for s in range(1, 17)}
+    sites = {h: ("par1" if h in core1_tree else "lyo1") for h in {e["host"] for e in events}}
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("hosts:\n" + "".join(f"  {h}: {{site: {s}}}\n" for h, s in sorted(sites.items())))
+    config = {"rules_dir": str(rules_dir), "inventory_file": str(inventory)}
+    ingest = cluster_node("ingest", config=config, partitions=2)
+    start = time.time() + 15.0  # the workers start and share the partitions first
+    events, _, _, expected = storm(start, LIVE_SCALE)
+    for body in storm_changes(start, LIVE_SCALE):
+        status, doc = ingest.post_json("/api/v1/changes", body)
+        assert status == 201, doc
+        status, doc = ingest.post_json(f"/api/v1/changes/{doc['change']['id']}/approve", {})
+        assert status == 200, doc
+    a = cluster_node("worker", name="worker-a", config=config, partitions=2)
+    b = cluster_node("worker", name="worker-b", config=config, partitions=2)
+    b.wait_for(lambda: owned(a) == 1 and owned(b) == 1, 20, "one partition each")
+    assert time.time() < start, "the workers took too long to start"
+    post_at_own_pace(ingest, events)
+    wait_for_table(ingest, expected, 10.0)
+    assert a.metric("correlator_events_processed_total") > 0 < b.metric("correlator_events_processed_total")

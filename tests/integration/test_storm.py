@@ -161,9 +161,15 @@ def test_the_storm_through_the_live_daemon_gives_exactly_the_expected_incidents(
         status, doc = d.post_json(f"/api/v1/changes/{doc['change']['id']}/approve", {})
         assert status == 200, doc
     post_at_own_pace(d, events)
-    # Incidents never vanish and the ones expected are all settled by the storm's end, so the first
-    # time the table matches it is the answer (heartbeats stop with the storm: waiting much longer
-    # would see them missed).
+    wait_for_table(d, expected, 5.0)
+    status, doc = d.get("/api/v1/problems")
+    assert status == 200 and len(doc["problems"]) == 1, doc
+
+
+def wait_for_table(d: Any, expected: list[Expected], timeout: float) -> None:
+    """Incidents never vanish and the ones expected are all settled by the storm's end, so the first
+    time the table matches it is the answer (heartbeats stop with the storm: waiting much longer
+    would see them missed)."""
     rows: list[dict[str, Any]] = []
 
     def matches() -> bool:
@@ -176,12 +182,10 @@ def test_the_storm_through_the_live_daemon_gives_exactly_the_expected_incidents(
         return True
 
     try:
-        d.wait_for(matches, timeout=5.0, what="the expected incident table")
+        d.wait_for(matches, timeout=timeout, what="the expected incident table")
     except AssertionError:
         check(rows, expected)  # the diff
         raise
-    status, doc = d.get("/api/v1/problems")
-    assert status == 200 and len(doc["problems"]) == 1, doc
 
 
 def post_at_own_pace(d: Any, events: list[dict[str, Any]]) -> None:

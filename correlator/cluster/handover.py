@@ -1,0 +1,264 @@
+"""Level-2 state moves with its partition: snapshots per partition in the state bucket, restored by
+the next owner before it reads the partition's stream.
+
+- periodically (`correlation.snapshot_interval`) and when a partition is handed over (SIGTERM,
+  rebalancing), the owner writes `l2.<p>` for each of its partitions: the state of the partition's
+  keys, taken between batches when everything processed is stored (cluster/state.py says what it
+  holds). The write is revision-checked like the position: the next owner rewrites the key when it
+  takes the partition, so an old owner that wakes up cannot put its state back;
+- a worker taking a partition restores `l2.<p>` into its rules, then feeds them the partition's
+  events stored after the snapshot (correlation only: what they made is stored already), on a clock
+  that starts at the snapshot's correlation time, so windows, pairs and deadlines continue exactly;
+  only then does it read the stream after the partition's position;
+- a worker that gives a partition up forgets its keys, so none of its timers fires there again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from prometheus_client import Counter, Histogram
+
+from correlator.clock import Clock
+from correlator.cluster.bus import Bus
+from correlator.cluster.consume import FENCED, PartitionQueue
+from correlator.cluster.state import (
+    Partitioner,
+    PartitionSnapshot,
+    merge,
+    replace,
+    snapshot_key,
+    split,
+    state_of,
+)
+from correlator.correlation.stage import Correlate
+from correlator.pipeline import Pipeline
+from correlator.runner import PipelineRunner
+from correlator.store import EventStore
+
+log = logging.getLogger(__name__)
+
+RESTORED = Counter(
+    "correlator_cluster_state_restored_total", "Partitions whose level-2 state was restored from a snapshot"
+)
+REFED = Counter(
+    "correlator_cluster_state_refed_events_total",
+    "Stored events fed to level 2 again after restoring a partition's snapshot",
+)
+SAVE_SECONDS = Histogram(
+    "correlator_cluster_state_save_seconds",
+    "Time to snapshot the level-2 state of this worker's partitions",
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0),
+)
+
+_EMPTY = b"none"  # `l2.<p>` created before any snapshot: the partition's fence, no state yet
+REFEED_CHUNK = 10_000
+
+
+class StateKeeper:
+    def __init__(
+        self,
+        bus: Bus,
+        queue: PartitionQueue,
+        runner: PipelineRunner,
+        store: EventStore,
+        clock: Clock,
+        partitioner: Partitioner,
+    ) -> None:
+        self._kv = bus.state
+        self._queue = queue
+        self._runner = runner
+        self._store = store
+        self._clock = clock
+        self._parts = partitioner
+        self._revisions: dict[int, int] = {}  # partition -> revision of `l2.<p>` we wrote or took
+        self._purges: set[asyncio.Task[None]] = set()
+        self.restored: dict[int, int] = {}  # partition -> stream sequence of the snapshot restored
+
+    @property
+    def _pipeline(self) -> Pipeline:
+        return self._runner.pipeline
+
+    def _stage(self) -> Correlate | None:
+        stage = self._pipeline.find("correlate")
+        return stage if isinstance(stage, Correlate) else None
+
+    # --- taking a partition ----------------------------------------------------------------------
+
+    async def take(self, p: int) -> None:
+        """Before the first event of `p`: fence the snapshot key, restore it, feed the stored events
+        after it. Raises when the bucket refuses (the partition is then not taken, and retried)."""
+        try:
+            await self._take(p)
+        except BaseException:
+            self.forget(p)  # whatever was restored goes: the partition is taken again later
+            raise
+
+    async def _take(self, p: int) -> None:
+        key = snapshot_key(p)
+        snap: PartitionSnapshot | None = None
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            self._revisions[p] = await self._kv.create(key, _EMPTY)
+        else:
+            raw = entry.value or _EMPTY
+            self._revisions[p] = await self._kv.update(key, raw, last=entry.revision)
+            if raw != _EMPTY:
+                try:
+                    snap = PartitionSnapshot.decode(raw)
+                except Exception as e:  # written by a newer version, or damaged: start empty
+                    log.error("partition %d: level-2 snapshot unreadable (%s); its rules start empty", p, e)
+        stage = self._stage()
+        if stage is None:
+            return
+        async with self._runner.lock:
+            stage.sync()
+            for engine in stage.engines:
+                kept = self._without(engine, state_of(engine), {p})
+                saved = snap.rules.get(engine.name) if snap is not None else None
+                if saved is not None and saved[0] == engine.kind:
+                    kept = merge(kept, saved[1])
+                try:
+                    replace(engine, kept)
+                except Exception:
+                    log.exception("partition %d: could not restore level-2 rule %s", p, engine.name)
+            fed = await self._refeed(stage, p, snap) if snap is not None else 0
+            # Attached anew: rules watching listed keys from the start (absence `expect`) list them
+            # all again; the keys of partitions owned elsewhere go at once.
+            stage.clock = None
+            stage.bind(self._clock)
+            self._drop_stale(stage)
+        if snap is None:
+            log.info("partition %d: no level-2 snapshot; its rules start empty", p)
+            return
+        RESTORED.inc()
+        REFED.inc(fed)
+        self.restored[p] = snap.seq
+        log.info(
+            "partition %d: level-2 state restored from stream sequence %d, %d stored events fed again",
+            p,
+            snap.seq,
+            fed,
+        )
+
+    async def _refeed(self, stage: Correlate, p: int, snap: PartitionSnapshot) -> int:
+        """The partition's events stored after the snapshot, in store order, to the restored rules.
+        Store positions grow with each write and one worker at a time writes a partition's events,
+        so these are exactly the events the previous owner processed after its snapshot."""
+        taken_at = {name: snap.store_pos for name in snap.rules}
+        virtual = Clock(snap.clock)
+        start = snap.store_pos
+        fed = 0
+        try:
+            while rows := await self._store.after(start, REFEED_CHUNK):
+                start = rows[-1][0]
+                mine = [(pos, ev) for pos, ev in rows if self._parts.of_host(ev.host) == p]
+                if mine:
+                    stage.refeed(mine, taken_at, virtual)
+                    fed += len(mine)
+        finally:
+            stage.bind(self._clock)  # back on the live clock: deadlines past now fire at its next tick
+        return fed
+
+    # --- snapshots -------------------------------------------------------------------------------
+
+    async def save(self, partitions: list[int] | None = None) -> None:
+        """Snapshot the given partitions (default: every owned one); never raises."""
+        stage = self._stage()
+        owned = self._queue.partitions
+        wanted = [p for p in (owned if partitions is None else partitions) if p in owned]
+        if stage is None or not wanted:
+            return
+        t0 = time.perf_counter()
+        docs: dict[int, PartitionSnapshot] = {}
+        try:
+            async with self._runner.lock:
+                stage.sync()
+                store_pos = await self._store.position()
+                now = stage.clock.now() if stage.clock is not None else self._clock.now()
+                for p in wanted:
+                    seq = self._queue.covered(p)
+                    if seq is not None:
+                        docs[p] = PartitionSnapshot(seq, store_pos, now, {})
+                for engine in stage.engines:
+                    parts, _ = split(engine, state_of(engine), self._parts.key_function(engine))
+                    for p, doc in docs.items():
+                        doc.rules[engine.name] = (engine.kind, parts.get(p))
+                self._drop_stale(stage)
+        except Exception:
+            log.exception("could not take the level-2 snapshot of partitions %s", wanted)
+            return
+        for p, doc in docs.items():
+            await self._write(p, doc)
+        SAVE_SECONDS.observe(time.perf_counter() - t0)
+
+    async def _write(self, p: int, doc: PartitionSnapshot) -> None:
+        rev = self._revisions.get(p)
+        if rev is None:
+            return
+        try:
+            self._revisions[p] = await self._kv.update(snapshot_key(p), doc.encode(), last=rev)
+        except KeyWrongLastSequenceError:
+            self._revisions.pop(p, None)
+            FENCED.inc()
+            log.error("partition %d: another worker took it over; its level-2 snapshot is not written", p)
+        except Exception as e:  # NATS unreachable, too large: the previous snapshot stays valid
+            log.warning("partition %d: level-2 snapshot not saved: %s: %s", p, type(e).__name__, e)
+
+    async def run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.save()
+
+    # --- giving a partition up -------------------------------------------------------------------
+
+    async def hand_over(self, p: int) -> None:
+        """Before the partition stops: its last snapshot, so the next owner feeds nothing again."""
+        await self.save([p])
+
+    def forget(self, p: int) -> None:
+        """The partition is gone: drop its keys from the rules (in the background: this may run
+        inside the store writer, which the runner's lock waits for)."""
+        self._revisions.pop(p, None)
+        self.restored.pop(p, None)
+        task = asyncio.create_task(self._purge(p), name=f"forget-partition-{p}")
+        self._purges.add(task)
+        task.add_done_callback(self._purges.discard)
+
+    async def _purge(self, p: int) -> None:
+        stage = self._stage()
+        if stage is None:
+            return
+        try:
+            async with self._runner.lock:
+                if p in self._revisions:
+                    return  # taken again meanwhile: its restore set the state already
+                stage.sync()
+                for engine in stage.engines:
+                    replace(engine, self._without(engine, state_of(engine), {p}))
+        except Exception:
+            log.exception("partition %d: could not drop its level-2 state", p)
+
+    def _drop_stale(self, stage: Correlate) -> None:
+        """Forget the keys of partitions this worker does not own (given up while a batch with
+        their events was under way, or listed by a rule from the start)."""
+        mine = set(self._queue.partitions) | set(self._revisions)
+        for engine in stage.engines:
+            data = state_of(engine)
+            parts, _ = split(engine, data, self._parts.key_function(engine))
+            stale = set(parts) - mine
+            if stale:
+                replace(engine, self._without(engine, data, stale))
+
+    def _without(self, engine: Any, data: Any, gone: set[int]) -> Any:
+        parts, rest = split(engine, data, self._parts.key_function(engine))
+        out = rest
+        for q, got in parts.items():
+            if q not in gone:
+                out = merge(out, got)
+        return out
