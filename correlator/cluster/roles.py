@@ -20,7 +20,7 @@ from correlator.cluster.leases import Leases
 from correlator.cluster.partition import host_key
 from correlator.cluster.publish import BusQueue
 from correlator.cluster.state import Partitioner
-from correlator.config import Config
+from correlator.config import ClusterConfig, Config
 from correlator.errors import ConfigError
 from correlator.event import Event
 from correlator.incidents import IncidentService
@@ -144,15 +144,34 @@ class ClusterNode:
         await self.bus.close()
 
 
+START_WAIT = 30.0  # seconds a starting process waits for JetStream before it gives up
+
+
+async def _connect_patiently(c: ClusterConfig) -> Bus:
+    """Connect, retrying for START_WAIT: processes often start together with their NATS cluster, and
+    JetStream answers its API only once the nodes have elected a meta leader (seconds under load)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_WAIT
+    delay = 0.5
+    while True:
+        try:
+            return await connect(c)
+        except ConfigError:
+            raise
+        except Exception as e:
+            if loop.time() + delay >= deadline:
+                raise ConfigError(
+                    f"'cluster.servers': cannot reach NATS JetStream at {c.servers}: {e!r}"
+                ) from None
+            log.warning("cluster: NATS JetStream at %s not ready (%r); retrying", c.servers, e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 async def join(config: Config) -> ClusterNode:
     """Connect to NATS and make this process' queue (raises ConfigError when the cluster is unreachable)."""
     c = config.cluster
-    try:
-        bus = await connect(c)
-    except ConfigError:
-        raise
-    except Exception as e:
-        raise ConfigError(f"'cluster.servers': cannot reach NATS JetStream at {c.servers}: {e!r}") from None
+    bus = await _connect_patiently(c)
     if c.role == "ingest":
         inventory = load_inventory(config.inventory_file)  # the partition key: site per host
 
