@@ -45,6 +45,25 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX incident_log_incident ON incident_log(incident_id, seq);
     """,
+    # 2: reporting views (docs/incidents.md "Reporting with SQL"): times as timestamptz, the
+    # document as jsonb, over the tables the store writes unchanged (no cost on its write path).
+    """
+    CREATE VIEW incidents_v AS
+    SELECT i.id, 'INC-' || lpad(i.id::text, 6, '0') AS number, i.key, i.status, i.priority,
+           i.host, i.service, i.major, b ->> 'title' AS title, b ->> 'rule' AS rule,
+           b ->> 'severity' AS severity, b ->> 'assignment_group' AS assignment_group,
+           (b ->> 'event_count')::bigint AS event_count, (b ->> 'reopen_count')::int AS reopen_count,
+           to_timestamp(i.opened_at) AS opened_at,
+           to_timestamp((b ->> 'acknowledged_at')::float8) AS acknowledged_at,
+           to_timestamp((b ->> 'resolved_at')::float8) AS resolved_at,
+           to_timestamp((b ->> 'closed_at')::float8) AS closed_at,
+           to_timestamp(i.updated_at) AS updated_at,
+           b AS body, i.opened_at AS opened_epoch
+    FROM incidents AS i CROSS JOIN LATERAL (SELECT i.body::jsonb AS b) AS doc;
+    CREATE VIEW incident_log_v AS
+    SELECT seq, incident_id, to_timestamp(at) AS at, actor, action, detail::jsonb AS detail
+    FROM incident_log;
+    """,
 ]
 
 

@@ -44,6 +44,38 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX occurrences_at ON occurrences(at);
     """,
+    # 2: reporting views (docs/incidents.md "Reporting with SQL"): times as timestamptz, the
+    # document as jsonb, over the tables the store writes unchanged (no cost on its write path).
+    """
+    CREATE VIEW changes_v AS
+    SELECT c.id, 'CHG-' || lpad(c.id::text, 6, '0') AS number, c.state, b ->> 'title' AS title,
+           b ->> 'risk' AS risk, COALESCE((b ->> 'withdrawn')::boolean, false) AS withdrawn,
+           to_timestamp((b ->> 'start')::float8) AS planned_start,
+           to_timestamp((b ->> 'end')::float8) AS planned_end,
+           to_timestamp((b ->> 'started_at')::float8) AS started_at,
+           to_timestamp((b ->> 'finished_at')::float8) AS finished_at,
+           to_timestamp((b ->> 'created_at')::float8) AS created_at,
+           to_timestamp(c.updated_at) AS updated_at, b AS body
+    FROM changes AS c CROSS JOIN LATERAL (SELECT c.body::jsonb AS b) AS doc;
+    CREATE VIEW problems_v AS
+    SELECT p.id, 'PRB-' || lpad(p.id::text, 6, '0') AS number, p.state, b ->> 'title' AS title,
+           b ->> 'signature' AS signature, jsonb_array_length(b -> 'incidents') AS incident_count,
+           to_timestamp((b ->> 'opened_at')::float8) AS opened_at,
+           to_timestamp((b ->> 'resolved_at')::float8) AS resolved_at,
+           to_timestamp(p.updated_at) AS updated_at, b AS body
+    FROM problems AS p CROSS JOIN LATERAL (SELECT p.body::jsonb AS b) AS doc;
+    CREATE VIEW known_errors_v AS
+    SELECT k.id, 'KE-' || lpad(k.id::text, 6, '0') AS number, k.state, b ->> 'title' AS title,
+           (b ->> 'matched')::bigint AS matched,
+           to_timestamp((b ->> 'created_at')::float8) AS created_at,
+           to_timestamp(k.updated_at) AS updated_at, b AS body
+    FROM known_errors AS k CROSS JOIN LATERAL (SELECT k.body::jsonb AS b) AS doc;
+    CREATE VIEW record_log_v AS
+    SELECT seq, kind, record_id, to_timestamp(at) AS at, actor, action, detail::jsonb AS detail
+    FROM record_log;
+    CREATE VIEW occurrences_v AS
+    SELECT incident_id, occurrence, signature, to_timestamp(at) AS at FROM occurrences;
+    """,
 ]
 
 

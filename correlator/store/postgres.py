@@ -60,6 +60,18 @@ MIGRATIONS: list[str] = [
         raw TEXT NOT NULL
     );
     """,
+    # 4: reporting views (docs/incidents.md "Reporting with SQL"): the columns as timestamptz and
+    # jsonb for Grafana and plain SQL. Views, not generated columns, so the hot insert path keeps
+    # its cost; `epoch` stays for range filters that must use the events_time index.
+    """
+    CREATE VIEW events_v AS
+    SELECT pos, id, to_timestamp(time) AS time, host, type, severity, source, fingerprint, count,
+           to_timestamp(COALESCE(last_seen, time)) AS last_seen, body::jsonb AS body, time AS epoch
+    FROM events;
+    CREATE VIEW dead_letters_v AS
+    SELECT id, key, to_timestamp(at) AS at, reason, source, event_id, error, raw
+    FROM dead_letters;
+    """,
 ]
 
 _LOCK_ID = 0x636F7272  # advisory lock serialising migrations ('corr')
