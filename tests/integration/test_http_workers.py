@@ -86,7 +86,10 @@ def test_killed_worker_acknowledges_nothing_and_is_replaced(make_daemon):
         pytest.fail("no connection reached a worker")
     os.kill(holder, signal.SIGKILL)
     client.settimeout(10)
-    answer = client.recv(4096)
+    try:
+        answer = client.recv(4096)
+    except ConnectionResetError:  # the kernel resets a connection closed with unread data
+        answer = b""
     client.close()
     assert b" 202 " not in answer  # the connection ends without an acknowledgement
     d.wait_for(lambda: not alive(holder), 10, "the killed worker gone")
