@@ -80,13 +80,13 @@ class SqliteIncidentStore(SqliteFile):
                 # The ids are given here, under the write lock (BEGIN IMMEDIATE), as AUTOINCREMENT
                 # would: one statement for the batch, where an insert each (and an update for the
                 # body, which holds the id) cost two thread round trips per incident in a storm.
-                rows = list(
+                last = list(
                     await db.execute_fetchall(
                         "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'incidents'), 0),"
                         " COALESCE((SELECT MAX(id) FROM incidents), 0)"
                     )
                 )
-                next_id = max(rows[0]) + 1
+                next_id = max(last[0]) + 1
                 for n, inc in enumerate(changes.new):
                     inc.id = next_id + n
                 await db.executemany(
