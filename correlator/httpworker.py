@@ -51,6 +51,7 @@ _HOP = {
     WORKER_HEADER.lower(),
 }
 METRICS_EVERY = 1.0
+CONNECTIONS = 32  # to the daemon, per worker
 
 
 class PushedBack(QueueFull):
@@ -66,8 +67,11 @@ class PushedBack(QueueFull):
 class Forwarder:
     """The worker's side of the channel to the daemon (HTTP over the daemon's unix socket)."""
 
-    def __init__(self, path: str, secret: str) -> None:
+    def __init__(self, path: str, secret: str, idle_timeout: float = 15.0) -> None:
         self._path = path
+        # Below the daemon's idle deadline, so a kept-alive connection is never reused just as the
+        # daemon closes it (which would turn a good batch into a 503).
+        self._keepalive = max(0.5, idle_timeout / 3)
         self._headers = {WORKER_HEADER: secret}
         self._session: aiohttp.ClientSession | None = None
         self._full_until = 0.0
@@ -77,7 +81,10 @@ class Forwarder:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(self._path, limit=0),
+                # Bounded: a burst waits here rather than filling the daemon's connection cap.
+                connector=aiohttp.UnixConnector(
+                    self._path, limit=CONNECTIONS, keepalive_timeout=self._keepalive
+                ),
                 auto_decompress=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             )
@@ -186,11 +193,10 @@ def _dead_letter_dict(d: deadletter.DeadLetter) -> dict[str, Any]:
     }
 
 
-def build_app(spec: Mapping[str, Any], forwarder: Forwarder) -> web.Application:
+def build_app(spec: Mapping[str, Any], forwarder: Forwarder, limits: ConnectionLimits) -> web.Application:
     from collectors.webhook import create as create_webhook
     from correlator.collector import CollectorContext
 
-    limits = ConnectionLimits(spec["max_connections"], spec["body_timeout"], spec["idle_timeout"])
     app = web.Application(
         client_max_size=spec["max_body_bytes"], middlewares=[limits.middleware(), json_errors]
     )
@@ -202,9 +208,9 @@ def build_app(spec: Mapping[str, Any], forwarder: Forwarder) -> web.Application:
 
 async def serve(spec: Mapping[str, Any]) -> None:
     door.configure(door.TimePolicy(spec["max_future"], spec["max_past"]))
-    forwarder = Forwarder(spec["socket"], spec["secret"])
-    app = build_app(spec, forwarder)
+    forwarder = Forwarder(spec["socket"], spec["secret"], spec["idle_timeout"])
     limits = ConnectionLimits(spec["max_connections"], spec["body_timeout"], spec["idle_timeout"])
+    app = build_app(spec, forwarder, limits)
     runner = LimitedRunner(
         app,
         limits,
