@@ -113,6 +113,7 @@ class Workers:
     count: int
     spec: bytes  # one JSON line for each worker's stdin
     fd: int
+    socket: Path  # the daemon's side of the channel, removed when the workers stop
     procs: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: bool = False
@@ -182,6 +183,8 @@ class Workers:
         for p in procs:
             if p.stdin is not None:
                 p.stdin.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()
 
 
 def socket_path(config: Config) -> Path:
@@ -246,4 +249,4 @@ def make(config: Config, listen: socket.socket, secret: str) -> Workers:
         "log_level": logging_.level,
         "log_format": logging_.format,
     }
-    return Workers(http.workers, orjson.dumps(spec) + b"\n", listen.fileno())
+    return Workers(http.workers, orjson.dumps(spec) + b"\n", listen.fileno(), socket_path(config))

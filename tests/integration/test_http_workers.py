@@ -115,3 +115,4 @@ def test_sigterm_stops_workers_with_the_daemon(make_daemon):
     pids = workers_of(d, 2)
     assert d.stop() == 0
     assert not any(alive(p) for p in pids)
+    assert not (d.workdir / "var" / "http-workers.sock").exists()
