@@ -177,7 +177,7 @@ def base_config(workdir: Path, port: int, **extra: Any) -> dict[str, Any]:
 
 
 def child_pids(pid: int) -> list[int]:
-    """The processes whose parent is pid (the daemon's HTTP workers)."""
+    """The running processes whose parent is pid (the daemon's HTTP workers)."""
     out: list[int] = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -186,7 +186,8 @@ def child_pids(pid: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z":  # a killed worker not yet reaped is not one of them
             out.append(int(entry))
     return out
 
