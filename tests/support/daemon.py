@@ -194,11 +194,14 @@ def child_pids(pid: int) -> list[int]:
 
 def pid_holding(client: socket.socket) -> int | None:
     """The process holding the server side of a loopback TCP connection made by `client`."""
-    cport = client.getsockname()[1]
+    cport, sport = client.getsockname()[1], client.getpeername()[1]
     inode = None
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         parts = line.split()
-        if int(parts[2].split(":")[1], 16) == cport:  # remote address of the server side = our port
+        local, remote = int(parts[1].split(":")[1], 16), int(parts[2].split(":")[1], 16)
+        # The server's side: its local port is the server's, its remote port is ours. Inode 0: not
+        # accepted yet (still in the listen backlog), so no process holds it.
+        if local == sport and remote == cport and parts[9] != "0":
             inode = parts[9]
             break
     if inode is None:
