@@ -1,7 +1,7 @@
 """Alertmanager beside the correlator: the same generated alerts posted to each, one after the other.
 
 Run: .venv/bin/python bench/alertmanager.py [--seconds 10] [--connections 16] [--alerts 100000]
-     [--per-request 100] [--rules rules] [--bare] [--no-alertmanager]
+     [--per-request 100] [--rules rules] [--bare] [--no-alertmanager] [--workers N,...]
 
 Generates `--alerts` distinct label sets and posts them in requests of `--per-request` alerts with
 `wrk` (Debian package; this script installs nothing), cycling through them:
@@ -9,7 +9,8 @@ Generates `--alerts` distinct label sets and posts them in requests of `--per-re
   a message when it is not installed),
 - to the correlator (uvloop, journal fsync on) as Alertmanager webhooks (`POST
   /api/v1/webhooks/prometheus`, version 4 payloads), with the rules of `--rules` (the shipped ones by
-  default) and, with `--bare`, once more with no rules (the bare pipeline).
+  default) and, with `--bare`, once more with no rules (the bare pipeline); `--workers 0,1` runs
+  each once per `http.workers` value (the workers' CPU counts with the daemon's).
 For each it prints accepted alerts/s (the correlator's: stored from the start of the load until its
 queue is drained again, so the figure is sustained, not just acknowledged), the server's CPU-seconds
 (user + system, every thread) and alerts per CPU-second, peak RSS and wrk's request latency, then
@@ -141,6 +142,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """A process's CPU-seconds plus those of its living children (the HTTP workers)."""
+    total = cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                total += (int(stat[11]) + int(stat[12])) / TICK
+    return total
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -188,14 +203,16 @@ def bench_alertmanager(a: argparse.Namespace, binary: str) -> Figures:
             proc.wait(30)
 
 
-def bench_correlator(a: argparse.Namespace, rules: Path | None) -> Figures:
+def bench_correlator(a: argparse.Namespace, rules: Path | None, workers: int) -> Figures:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        d = Daemon(tmp, rules, "collectors: {webhook: {sources: {prometheus: {format: alertmanager}}}}\n")
+        webhook = "collectors: {webhook: {sources: {prometheus: {format: alertmanager}}}}\n"
+        d = Daemon(tmp, rules, webhook, workers)
+        time.sleep(1.0 if workers else 0)  # the workers start after the daemon answers
         try:
             payloads = bodies(a.alerts, a.per_request, webhook=True)
             before = d.metrics()
-            cpu0, t0 = cpu_seconds(d.proc.pid), time.perf_counter()
+            cpu0, t0 = tree_cpu_seconds(d.proc.pid), time.perf_counter()
             _requests, bad, p50, p99 = run_wrk(
                 d.url + "/api/v1/webhooks/prometheus", payloads, a.seconds, a.connections, tmp
             )
@@ -204,7 +221,7 @@ def bench_correlator(a: argparse.Namespace, rules: Path | None) -> Figures:
             )
             d.wait_drained(before.get("correlator_events_processed_total", 0) + accepted)
             elapsed = time.perf_counter() - t0
-            cpu = cpu_seconds(d.proc.pid) - cpu0
+            cpu = tree_cpu_seconds(d.proc.pid) - cpu0
             return Figures(accepted, accepted / elapsed, cpu, d.peak_rss_mib(), p50, p99, bad)
         finally:
             d.stop()
@@ -213,7 +230,7 @@ def bench_correlator(a: argparse.Namespace, rules: Path | None) -> Figures:
 def show(name: str, f: Figures, seconds: float) -> None:
     per_cpu = f.alerts / f.cpu_seconds if f.cpu_seconds else float("nan")
     print(
-        f"{name:<34} {f.alerts_per_s:>9,.0f} alerts/s  CPU {f.cpu_seconds:5.1f} s "
+        f"{name:<48} {f.alerts_per_s:>9,.0f} alerts/s  CPU {f.cpu_seconds:5.1f} s "
         f"({f.cpu_seconds / seconds:.2f} cores, {per_cpu:,.0f} alerts/CPU-s)  peak RSS {f.peak_rss_mib:,.0f} MiB  "
         f"request p50 {f.p50_ms:.0f} ms p99 {f.p99_ms:.0f} ms  non-2xx {f.non_2xx}"
     )
@@ -228,6 +245,7 @@ def main() -> None:
     p.add_argument("--rules", type=Path, default=Path(__file__).resolve().parents[1] / "rules")
     p.add_argument("--bare", action="store_true", help="also run the correlator with no rules")
     p.add_argument("--no-alertmanager", action="store_true")
+    p.add_argument("--workers", default="0", help="comma-separated http.workers values, e.g. 0,1")
     a = p.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian package `wrk`); this benchmark installs nothing")
@@ -248,12 +266,13 @@ def main() -> None:
     runs = [(f"correlator webhook, rules {a.rules.name}", a.rules)]
     if a.bare:
         runs.append(("correlator webhook, no rules", None))
-    for name, rules in runs:
-        f = bench_correlator(a, rules)
+    for (name, rules), workers in [(r, int(w)) for r in runs for w in a.workers.split(",")]:
+        f = bench_correlator(a, rules, workers)
+        name = f"{name}, http.workers {workers}" if workers else name
         show(name, f, a.seconds)
         if am is not None and am.alerts_per_s and am.cpu_seconds and f.cpu_seconds:
             print(
-                f"{'':<34} ratio to alertmanager: {f.alerts_per_s / am.alerts_per_s:.2f}x alerts/s, "
+                f"{'':<48} ratio to alertmanager: {f.alerts_per_s / am.alerts_per_s:.2f}x alerts/s, "
                 f"{(f.alerts / f.cpu_seconds) / (am.alerts / am.cpu_seconds):.2f}x per CPU-second"
             )
     print(f"# load average after: {os.getloadavg()[0]:.2f}")

@@ -45,12 +45,14 @@ def event(i: int) -> dict[str, object]:
 
 
 class Daemon:
-    def __init__(self, workdir: Path, rules: Path | None = None, extra_config: str = "") -> None:
+    def __init__(
+        self, workdir: Path, rules: Path | None = None, extra_config: str = "", workers: int = 0
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cfg = workdir / "correlator.yaml"
         cfg.write_text(
-            f"http: {{listen: '127.0.0.1:{self.port}', max_body_bytes: 4194304}}\n"
+            f"http: {{listen: '127.0.0.1:{self.port}', max_body_bytes: 4194304, workers: {workers}}}\n"
             f"storage: {{data_dir: '{workdir / 'var'}', fsync: true}}\n"
             f"rules_dir: '{rules or workdir / 'no-rules'}'\nlogging: {{level: warning}}\n" + extra_config
         )

@@ -89,6 +89,10 @@ class HttpConfig:
     max_connections: int = _doc(
         512, "open HTTP connections at most; beyond it the oldest idle one is closed, or the new one gets 503"
     )
+    workers: int = _doc(
+        0,
+        "extra processes that take webhook ingest on the same port (0: the daemon alone; docs/architecture.md)",
+    )
 
 
 @dataclass(frozen=True)

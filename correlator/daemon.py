@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from correlator import datalock, door, gctune, metrics
+from correlator import datalock, door, gctune, httpworkers, metrics
 from correlator.api import rules as rules_api
 from correlator.api.app import make_app
 from correlator.api.auth import load_tokens
@@ -298,6 +298,7 @@ async def _serve(config: Config, sock: socket.socket) -> int:
         keepalive_timeout=config.http.idle_timeout,
     )
     tasks: list[asyncio.Task[None]] = []
+    workers: httpworkers.Workers | None = None
     stopped = False
     try:
         consumes = config.cluster.role != "ingest"  # an ingest process only publishes to the stream
@@ -319,13 +320,17 @@ async def _serve(config: Config, sock: socket.socket) -> int:
             daemon.cluster.start()
         if daemon.cluster is None:  # a worker snapshots per partition (cluster/handover.py)
             correlation.schedule_snapshots(daemon.scheduler, daemon.runner, config, daemon.store)
+        secret = httpworkers.prepare(config, daemon.app)
         await http.setup()
         host, port = config.http.listen
         site = web.SockSite(http, sock, backlog=1024)
         await site.start()
+        workers = await httpworkers.start(config, http, sock, secret)
         log.info("correlator listening on http://%s:%d (data in %s)", host, port, config.storage.data_dir)
         await stop.wait()
         log.info("shutting down: draining up to %.1fs", config.shutdown_grace)
+        if workers is not None:  # first: their requests in hand still reach the journal
+            await workers.stop(config.shutdown_grace / 2)
         daemon.queue.close_for_input()
         if daemon.cluster is not None:
             daemon.cluster.stop_input()
@@ -352,6 +357,8 @@ async def _serve(config: Config, sock: socket.socket) -> int:
         await correlation.close_stages(daemon.runner.pipeline)
         if not stopped:
             await _stop_collectors(daemon.collectors)
+        if workers is not None and not workers.stopping:
+            await workers.stop(1.0)
         await http.cleanup()
         await daemon.runner.pipeline.close()
         await daemon.incidents.close()

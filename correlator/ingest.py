@@ -8,6 +8,7 @@ instead of failing its whole batch: the others are queued as usual (docs/archite
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from correlator import deadletter, metrics
 from correlator.deadletter import DeadLetterStore
@@ -31,12 +32,9 @@ class Ingest:
         """Durable on return. Raises QueueFull (StorageUnavailable) or ShuttingDown, counted as rejections."""
         if not events:
             return
-        try:
-            payload = dumps_events(events)
-        except (TypeError, ValueError):
-            events, payload = await self._set_aside_unserialisable(events)
-            if not events:
-                return
+        events, payload = await serialise(events, self._set_aside_unserialisable)
+        if not events:
+            return
         try:
             await self._queue.put(payload, len(events), events)
         except QueueFull as e:
@@ -47,6 +45,19 @@ class Ingest:
             raise
         metrics.RECEIVED_BY(source).inc(len(events))
 
+    async def put_serialised(self, payload: bytes, count: int, source: str) -> None:
+        """A batch an HTTP worker has checked and serialised (correlator/httpworkers.py): durable on
+        return, counted like emit; the pipeline reads it back from the payload (door.from_wire)."""
+        try:
+            await self._queue.put(payload, count)
+        except QueueFull as e:
+            metrics.REJECTED_BY(source, e.reason).inc(count)
+            raise
+        except ShuttingDown:
+            metrics.REJECTED_BY(source, "shutting_down").inc(count)
+            raise
+        metrics.RECEIVED_BY(source).inc(count)
+
     async def dead_letter(self, events: list[Event], reason: str, error: BaseException | str) -> None:
         """Set events aside durably (raises if the store cannot take them: then do not acknowledge)."""
         if self._dead_letters is None:
@@ -55,18 +66,30 @@ class Ingest:
             self._dead_letters, [deadletter.of_event(e, reason, error) for e in events]
         )
 
-    async def _set_aside_unserialisable(self, events: list[Event]) -> tuple[list[Event], bytes]:
-        """Serialise one by one: dead-letter what orjson refuses (nesting past its limit, lone
-        surrogates), keep the rest. Raises if the dead letters cannot be written (not acknowledged)."""
-        good: list[Event] = []
-        bad: list[tuple[Event, Exception]] = []
-        for ev in events:
-            try:
-                dumps_events([ev])
-                good.append(ev)
-            except (TypeError, ValueError) as e:
-                bad.append((ev, e))
+    async def _set_aside_unserialisable(self, bad: list[tuple[Event, Exception]]) -> None:
+        """Raises if the dead letters cannot be written (then nothing is acknowledged)."""
         for ev, error in bad:
             log.error("event %s cannot be serialised; dead-lettered: %s", deadletter.text(ev.id, 200), error)
             await self.dead_letter([ev], deadletter.UNSERIALISABLE, error)
-        return good, dumps_events(good) if good else b""
+
+
+async def serialise(
+    events: list[Event], set_aside: Callable[[list[tuple[Event, Exception]]], Awaitable[None]]
+) -> tuple[list[Event], bytes]:
+    """The events the journal can take and their payload. When orjson refuses the batch (nesting
+    past its limit, lone surrogates), each event is serialised alone and those it refuses go to
+    `set_aside` (the dead letters), so they do not fail the rest."""
+    try:
+        return events, dumps_events(events)
+    except (TypeError, ValueError):
+        pass
+    good: list[Event] = []
+    bad: list[tuple[Event, Exception]] = []
+    for ev in events:
+        try:
+            dumps_events([ev])
+            good.append(ev)
+        except (TypeError, ValueError) as e:
+            bad.append((ev, e))
+    await set_aside(bad)
+    return good, dumps_events(good) if good else b""

@@ -66,6 +66,9 @@ class Changes:
     dirty: dict[int, Incident] = field(default_factory=dict)  # keyed by id() of the object
     entries: list[LogEntry] = field(default_factory=list)
     notices: list[tuple[str, Incident, tuple[str, ...]]] = field(default_factory=list)
+    # Where each (kind, id() of the incident) is in `notices`: a batch that opens thousands of
+    # incidents (an alert storm) would otherwise scan the list once per incident.
+    _notice_at: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def log(self, inc: Incident, at: float, actor: str, action: str, **detail: Any) -> None:
         self.entries.append(LogEntry(at, actor, action, detail, incident=inc))
@@ -78,10 +81,12 @@ class Changes:
 
     def notify(self, kind: str, inc: Incident, extra_targets: tuple[str, ...] = ()) -> None:
         """Ask for one notification per target subscribed to `kind`, plus `extra_targets`."""
-        for n, (k, i, extra) in enumerate(self.notices):
-            if k == kind and i is inc:
-                self.notices[n] = (k, i, extra + tuple(t for t in extra_targets if t not in extra))
-                return
+        n = self._notice_at.get((kind, id(inc)))
+        if n is not None:
+            k, i, extra = self.notices[n]
+            self.notices[n] = (k, i, extra + tuple(t for t in extra_targets if t not in extra))
+            return
+        self._notice_at[(kind, id(inc))] = len(self.notices)
         self.notices.append((kind, inc, extra_targets))
 
     def __bool__(self) -> bool:

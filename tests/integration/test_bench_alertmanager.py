@@ -16,10 +16,22 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "alertmanager.py"
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk (Debian package `wrk`) is not installed")
 def test_bench_prints_both_servers_and_the_ratio() -> None:
-    args = [sys.executable, str(BENCH), "--seconds", "1", "--alerts", "400", "--per-request", "100"]
+    args = [
+        sys.executable,
+        str(BENCH),
+        "--seconds",
+        "1",
+        "--alerts",
+        "400",
+        "--per-request",
+        "100",
+        "--workers",
+        "0,1",
+    ]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
     lines = done.stdout.splitlines()
     assert any(line.startswith("correlator webhook") and "alerts/s" in line for line in lines), done.stdout
+    assert any("http.workers 1" in line and "alerts/s" in line for line in lines), done.stdout
     if shutil.which("prometheus-alertmanager") is None:
         assert any("alertmanager: not installed" in line for line in lines)
     else:

@@ -19,6 +19,7 @@ from correlator.config import Config
 from correlator.ingest import Ingest
 from correlator.queue.journal import JournalQueue
 from correlator.store.sqlite import SqliteEventStore
+from tests.support.daemon import DaemonProcess, alive, child_pids
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,12 @@ def ndjson(prefix: str, n: int) -> bytes:
 
 
 async def test_sigkill_during_burst_loses_no_acknowledged_event(make_daemon):
-    d = make_daemon()
+    await sigkill_during_burst(make_daemon())
+
+
+async def sigkill_during_burst(d: DaemonProcess) -> None:
+    """8 clients post until 20,000 events are acknowledged, then SIGKILL; after a restart every
+    acknowledged event is stored exactly once."""
     acked: list[str] = []
     stop = asyncio.Event()
 
@@ -56,11 +62,14 @@ async def test_sigkill_during_burst_loses_no_acknowledged_event(make_daemon):
         workers = [asyncio.create_task(worker(w, session)) for w in range(8)]
         while len(acked) < 20000:
             await asyncio.sleep(0.01)
+        children = child_pids(d.proc.pid)  # HTTP workers, when http.workers is on
         d.proc.send_signal(signal.SIGKILL)  # mid-burst: requests in flight, batches mid-pipeline
         stop.set()
         await asyncio.gather(*workers)
     d.proc.wait()
     d.proc = None
+    # Workers see the daemon's end and exit; until then they hold the port the restart binds.
+    await asyncio.to_thread(d.wait_for, lambda: not any(alive(p) for p in children), 20, "workers to exit")
     assert len(acked) >= 20000
 
     d.start()  # same data directory: the journal is replayed

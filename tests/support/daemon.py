@@ -165,9 +165,64 @@ def base_config(workdir: Path, port: int, **extra: Any) -> dict[str, Any]:
         # parallel runs). Tests that want it pass collectors={"snmp": {...}} with a free port.
         "collectors": {"webhook": {}, "snmp": {"enabled": False}},
     }
+    # CORRELATOR_TEST_HTTP_WORKERS=2 runs every test daemon with HTTP workers (docs/architecture.md).
+    if os.environ.get("CORRELATOR_TEST_HTTP_WORKERS"):
+        cfg["http"]["workers"] = int(os.environ["CORRELATOR_TEST_HTTP_WORKERS"])
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key] = {**cfg[key], **value}
         else:
             cfg[key] = value
     return cfg
+
+
+def child_pids(pid: int) -> list[int]:
+    """The running processes whose parent is pid (the daemon's HTTP workers)."""
+    out: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z":  # a killed worker not yet reaped is not one of them
+            out.append(int(entry))
+    return out
+
+
+def pid_holding(client: socket.socket) -> int | None:
+    """The process holding the server side of a loopback TCP connection made by `client`."""
+    cport, sport = client.getsockname()[1], client.getpeername()[1]
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        local, remote = int(parts[1].split(":")[1], 16), int(parts[2].split(":")[1], 16)
+        # The server's side: its local port is the server's, its remote port is ours. Inode 0: not
+        # accepted yet (still in the listen backlog), so no process holds it.
+        if local == sport and remote == cport and parts[9] != "0":
+            inode = parts[9]
+            break
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                if os.readlink(f"/proc/{entry}/fd/{fd}") == target:
+                    return int(entry)
+        except OSError:
+            continue
+    return None
+
+
+def alive(pid: int) -> bool:
+    """True while the process runs (a zombie left for a reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
