@@ -118,7 +118,7 @@ def store_connection_lost(e: BaseException) -> bool:
     """The database went away under a request (restart, failover, a killed backend): a 503 the client
     retries, not a 500 bug. Told by the driver's class name and SQLSTATE, so that asyncpg is not
     imported where PostgreSQL is not used."""
-    if isinstance(e, ConnectionError):
+    if isinstance(e, ConnectionRefusedError):  # the pool reconnecting to a server that is down
         return True
     if not type(e).__module__.startswith("asyncpg"):
         return False

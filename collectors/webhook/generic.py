@@ -66,6 +66,8 @@ async def read_body(request: web.Request, source: str) -> bytes | web.Response:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         return reject(source, "too_large", 413, f"body larger than the limit of {limit} bytes")
+    except ConnectionResetError:  # the sender went away mid-body: nothing of it was accepted
+        return reject(source, "client_gone", 400, "connection lost before the body was complete")
 
 
 def refuse_if_full(retry_after: float | None, source: str) -> web.Response | None:

@@ -125,3 +125,25 @@ def test_event_query_filters_and_paging(make_daemon):
     assert len(d.events()) == 10  # the helper follows the cursor
     status, doc = d.get("/api/v1/events?severity=huge")
     assert status == 400 and doc["field"] == "severity"
+
+
+def test_a_sender_reset_mid_body_is_counted_not_taken_for_a_lost_store(make_daemon):
+    """A client that resets its connection half-way through a body: nothing accepted, counted as
+    `client_gone`, neither a 500 (a bug) nor a lost database (503)."""
+    import socket
+    import struct
+
+    d = make_daemon()
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(
+        b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n[{"host":'
+    )
+    d.wait_for(lambda: d.metric("correlator_http_connections") >= 1, 5, "the connection accepted")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a RST
+    s.close()
+    gone = {"reason": "client_gone"}
+    d.wait_for(lambda: d.metric("correlator_events_rejected_total", gone) == 1, 5, "client_gone counted")
+    assert d.metric("correlator_http_unhandled_errors_total") == 0
+    assert d.metric("correlator_http_store_unavailable_total") == 0
+    assert d.get("/healthz") == (200, {"status": "ok"})

@@ -44,7 +44,7 @@ async def test_a_lost_database_connection_is_a_503_to_retry_not_a_500(open_api):
     lost = [
         asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
         asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
-        ConnectionResetError("reset by peer"),
+        ConnectionRefusedError("connect call failed"),  # the pool reconnecting to a server that is down
     ]
 
     async def flaky(request: web.Request) -> web.Response:
@@ -68,6 +68,7 @@ def test_only_connection_failures_count_as_a_lost_store():
     assert store_connection_lost(asyncpg.exceptions.TooManyConnectionsError("53300"))
     assert not store_connection_lost(asyncpg.exceptions.UniqueViolationError("duplicate key"))
     assert not store_connection_lost(KeyError("x"))
+    assert not store_connection_lost(ConnectionResetError("a client went away, not the database"))
 
 
 async def test_events_page_renders_a_stored_year_10000_time(open_api):
