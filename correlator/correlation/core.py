@@ -11,7 +11,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -186,38 +186,31 @@ def generated_event(
 S = TypeVar("S")
 
 
-class KeyTable(Generic[S]):
+class KeyTable(OrderedDict[Key, S]):
     """Per-key state in least-recently-touched order, bounded by `max_keys` (evicting the oldest).
 
     Order doubles as deadline order for rules whose deadline is "last touch + constant", so one clock
     timer per rule suffices instead of one per key.
+
+    Design choice: the table is an OrderedDict itself, so the per-event calls (`get`, `touch`,
+    `in`, `len`) are the C methods, not Python ones around a dictionary: most rules look a key up
+    once or twice per event.
     """
 
-    __slots__ = ("_d", "max_keys", "rule")
+    __slots__ = ("max_keys", "rule")
 
     def __init__(self, rule: str, max_keys: int) -> None:
+        super().__init__()
         self.rule = rule
         self.max_keys = max_keys
-        self._d: OrderedDict[Key, S] = OrderedDict()
 
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def __contains__(self, key: Key) -> bool:
-        return key in self._d
-
-    def get(self, key: Key) -> S | None:
-        return self._d.get(key)
-
-    def touch(self, key: Key) -> None:
-        self._d.move_to_end(key)
+    touch = OrderedDict.move_to_end  # most recently touched at the newest end
 
     def put(self, key: Key, state: S) -> tuple[Key, S] | None:
         """Insert at the newest end; returns the evicted (key, state) when the bound was hit."""
-        d = self._d
-        d[key] = state
-        if len(d) > self.max_keys:
-            old = d.popitem(last=False)
+        self[key] = state
+        if len(self) > self.max_keys:
+            old = self.popitem(last=False)
             BOUND_HITS.labels(self.rule, "max_keys").inc()
             _limited.warning(
                 f"bound:{self.rule}",
@@ -229,19 +222,17 @@ class KeyTable(Generic[S]):
             return old
         return None
 
-    def pop(self, key: Key) -> S | None:
-        return self._d.pop(key, None)
-
-    def clear(self) -> None:
-        self._d.clear()
+    def pop(self, key: Key, default: S | None = None) -> S | None:  # type: ignore[override]
+        """Remove the key's state and return it; None (not KeyError) when it has none."""
+        return OrderedDict.pop(self, key, default)
 
     def oldest(self) -> tuple[Key, S] | None:
-        for item in self._d.items():
+        for item in OrderedDict.items(self):
             return item
         return None
 
     def pop_oldest(self) -> tuple[Key, S]:
-        return self._d.popitem(last=False)
+        return self.popitem(last=False)
 
     def pop_due(self, deadline: Callable[[S], float], now: float) -> list[tuple[Key, S]]:
         """Remove and return, oldest first, the leading entries whose deadline is at or before `now`.
@@ -249,22 +240,27 @@ class KeyTable(Generic[S]):
         Only for tables kept in deadline order (entries put once, never touched): the scan stops at
         the first entry not due, so it costs what it returns.
         """
-        d = self._d
         due: list[tuple[Key, S]] = []
-        while d:
-            item = next(iter(d.items()))
+        while self:
+            item = next(iter(OrderedDict.items(self)))
             if deadline(item[1]) > now:
                 break
-            d.popitem(last=False)
+            self.popitem(last=False)
             due.append(item)
         return due
 
-    def items(self) -> Iterator[tuple[Key, S]]:
-        return iter(list(self._d.items()))
+    def items(self) -> Iterator[tuple[Key, S]]:  # type: ignore[override]
+        """A snapshot of the entries: the caller may change the table while it iterates."""
+        return iter(list(OrderedDict.items(self)))
 
     def dump(self) -> list[tuple[Key, S]]:
         """(key, state) pairs, oldest first; orjson writes tuples as arrays, so no copying per key."""
-        return list(self._d.items())
+        return list(OrderedDict.items(self))
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__  # type: ignore[assignment]
 
 
 class Engine:
@@ -295,6 +291,8 @@ class Engine:
         # For the rule index (index.py): the event types, else hosts, the rule can match (None: any).
         self.types: frozenset[str] | None = None
         self.hosts: frozenset[str] | None = None
+        # Else, when every matcher pins `source` (or `type`) by a glob: (field, test of a value).
+        self.pattern: tuple[str, Callable[[str], Any]] | None = None
         # True when the rule's matchers say nothing but `type` (equal to, or in, `types`): the index
         # only hands it events of those types, so the stage need not test them again.
         self.pinned_only = False

@@ -22,6 +22,8 @@ from correlator.correlation.rulespec import (
     hooks_of,
     hosts_of,
     key_fn,
+    matchable_types,
+    pattern_of,
     state_getter,
     type_only,
     types_of,
@@ -49,6 +51,8 @@ def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None, any_
     """`any_of`: the engine's `match` is true exactly when one of `matches` is (not so for topology)."""
     engine.types = types_of(*matches)
     engine.hosts = hosts_of(*matches)
+    if engine.types is None and engine.hosts is None:
+        engine.pattern = pattern_of(*matches)
     engine.pinned_only = any_of and engine.types is not None and all(map(type_only, matches))
     engine.signature = repr((dict(raw), extra))
     by = raw.get("group_by")
@@ -166,10 +170,15 @@ def _topology(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext
         v["settle"],
         v["adopt_within"],
         v["suppress"],
+        _union(matchable_types(raw.get("down")), matchable_types(raw.get("up"))),
     )
     # Without `symptoms:` any problem event may be a symptom: the rule sees every type.
     symptoms = raw.get("symptoms") or {}
     return _finish(e, raw, raw.get("down"), raw.get("up"), symptoms, extra=repr(topo), any_of=False)
+
+
+def _union(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    return None if a is None or b is None else a | b
 
 
 def _sequence(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:

@@ -16,7 +16,7 @@ from correlator.correlation.core import Key as StateKey
 from correlator.event import Event, Severity
 from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.fields import compile_field
-from correlator.rules.matchers import equality_values
+from correlator.rules.matchers import equality_values, glob_pin
 from correlator.rules.model import Int, Key, ListOf, Obj, Spec, Str, Template, _kpos, _vpos
 from correlator.yamlfile import Position, YamlList
 
@@ -211,6 +211,46 @@ def type_only(spec: Any) -> bool:
 def hosts_of(*match_specs: Any) -> frozenset[str] | None:
     """Hosts a rule can see, when every one of its matchers pins `host` (else None: any host)."""
     return _pinned("host", match_specs)
+
+
+def matchable_types(spec: Any) -> frozenset[str] | None:
+    """The event types `spec` can match, when it says (a `type` pin at its top level, in every branch
+    of an `any`, or in one entry of an `all`); None: any type."""
+    pinned = equality_values(spec, "type")
+    if pinned is not None or not isinstance(spec, Mapping):
+        return pinned
+    branches = spec.get("any")
+    if isinstance(branches, list) and branches:
+        out: set[str] = set()
+        for branch in branches:
+            types = matchable_types(branch)
+            if types is None:
+                break
+            out |= types
+        else:
+            return frozenset(out)
+    required = spec.get("all")
+    if isinstance(required, list):
+        for entry in required:
+            types = matchable_types(entry)
+            if types is not None:
+                return types
+    return None
+
+
+def pattern_of(*match_specs: Any) -> tuple[str, Callable[[str], Any]] | None:
+    """When every matcher pins the same field (source or type) by a glob: (field, test of a value
+    that any of the globs admits); else None."""
+    pins = [glob_pin(spec) for spec in match_specs]
+    if not pins or any(p is None for p in pins):
+        return None
+    fields = {p[0] for p in pins if p is not None}
+    if len(fields) != 1:
+        return None
+    tests = tuple(p[1] for p in pins if p is not None)
+    if len(tests) == 1:
+        return fields.pop(), tests[0]
+    return fields.pop(), lambda value: any(test(value) for test in tests)
 
 
 def _pinned(path: str, match_specs: tuple[Any, ...]) -> frozenset[str] | None:

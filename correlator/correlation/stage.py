@@ -74,7 +74,7 @@ class Correlate:
         self.sink = Sink()
         self.clock: Clock | None = None
         self._sweeper: Timer | None = None  # one sweep chain, on the clock bound last
-        self.index = EngineIndex(engines)
+        self._use_index(EngineIndex(engines))
         for e in engines:
             ENGINE_METRICS.show(e)
         self._rules = rules
@@ -92,26 +92,31 @@ class Correlate:
         sink = self.sink
         out: list[Event] = []
         self._take_timer_events(out)
-        wall_now = self._wall() if ctx.live else 0.0
+        live = ctx.live
+        wall_now = self._wall() if live else 0.0
         lateness = self.lateness
+        gates = self._gates
+        responses = sink.responses
+        correlate = self._correlate
+        now = clock.now()  # only this loop moves the clock while it runs
         for ev in events:
             t = ev.time
-            now = clock.now()
             if t > now:
-                if ctx.live and t > wall_now:
+                if live and t > wall_now:
                     t = max(now, wall_now)  # a sender clock running ahead must not drag everyone's time
                 if t > now:
                     clock.advance_to(t)
+                    now = t
                     if sink.timer_events:
                         self._take_timer_events(out)
             elif t < now - lateness:
                 LATE.inc()
                 ev.attributes["late_seconds"] = round(now - t, 3)  # visible on the stored event
                 t = now
-            if self._gates:
+            if gates and self._reviewed < len(responses):
                 self._review()  # what timers asked for, against the state before this event
-            self._correlate(ev, t, 0, out)
-            if self._gates:
+            correlate(ev, t, 0, out)
+            if gates and self._reviewed < len(responses):
                 self._review()
         self._hand_over(ctx)
         return out
@@ -170,8 +175,14 @@ class Correlate:
             gone.detach()
             ENGINE_METRICS.hide(gone)
         self.engines = result
-        self.index = EngineIndex(result)
+        self._use_index(EngineIndex(result))
         self._gates = _gates(result)
+
+    def _use_index(self, index: EngineIndex) -> None:
+        self.index = index
+        # The usual rule set pins no hosts: then `_correlate` finds an event's rules in the index's
+        # tables itself, not with a method call per event.
+        self._tables = index.tables()
 
     def bind(self, clock: Clock) -> None:
         """Attach the engines to the clock of this run (replay makes one per file)."""
@@ -191,28 +202,28 @@ class Correlate:
         # A timer hook's `suppress` marks its own event and leaves the marker set: it must not
         # stop the rules for this one.
         sink.suppressed = None
-        skip = self._skip
-        tracer = self.tracer
-        for e in self.index.rules_for(ev.type, ev.host):
-            if skip is not None and skip.get(e.name, _NEVER) >= self._pos:
-                continue  # this rule's snapshot already includes the event
-            try:
-                if not (e.pinned_only or e.match(ev)):  # pinned_only: the index tested the type
-                    continue
-                if skip is None:  # a re-fed event matched before the crash: not counted twice
-                    e.counters.matches += 1
-                if tracer is None:
-                    e.on_event(ev, t)
-                else:
-                    tracer.on_event(e, ev, t, depth)
-            except Exception:
-                e.counters.errors += 1  # correlator_rule_errors_total{rule}
-                _limited.warning(f"rule-error:{e.name}", "level-2 rule %s failed on event %s", e.name, ev.id)
-                log.debug("rule %s failed", e.name, exc_info=True)
-                continue
-            if sink.suppressed is not None:
-                break
-        sink.suppressed = None
+        tables = self._tables
+        if tables is not None:  # the usual rule set: two dictionary lookups, no call
+            by_type, other = tables.get(ev.source) or self.index.table(ev.source)
+            rules = by_type.get(ev.type, other)
+        else:
+            rules = self.index.rules_for(ev.type, ev.host, ev.source)
+        if rules:
+            if self._skip is None and self.tracer is None:
+                for e in rules:
+                    try:
+                        if not (e.pinned_only or e.match(ev)):  # pinned_only: the index tested the type
+                            continue
+                        e.counters.matches += 1
+                        e.on_event(ev, t)
+                    except Exception:
+                        self._failed(e, ev)
+                        continue
+                    if sink.suppressed is not None:
+                        break
+            else:
+                self._correlate_traced(ev, t, depth, rules)
+            sink.suppressed = None
         if sink.emitted:
             emitted = sink.emitted
             sink.emitted = []
@@ -228,6 +239,34 @@ class Correlate:
                     out.append(new)
                 else:
                     self._correlate(new, t, depth + 1, out)
+
+    def _correlate_traced(self, ev: Event, t: float, depth: int, rules: tuple[Engine, ...]) -> None:
+        """`_correlate`'s rule loop while re-feeding after a crash (`refeed`) or tracing (`rules explain`)."""
+        sink = self.sink
+        skip = self._skip
+        tracer = self.tracer
+        for e in rules:
+            if skip is not None and skip.get(e.name, _NEVER) >= self._pos:
+                continue  # this rule's snapshot already includes the event
+            try:
+                if not (e.pinned_only or e.match(ev)):
+                    continue
+                if skip is None:  # a re-fed event matched before the crash: not counted twice
+                    e.counters.matches += 1
+                if tracer is None:
+                    e.on_event(ev, t)
+                else:
+                    tracer.on_event(e, ev, t, depth)
+            except Exception:
+                self._failed(e, ev)
+                continue
+            if sink.suppressed is not None:
+                break
+
+    def _failed(self, e: Engine, ev: Event) -> None:
+        e.counters.errors += 1  # correlator_rule_errors_total{rule}
+        _limited.warning(f"rule-error:{e.name}", "level-2 rule %s failed on event %s", e.name, ev.id)
+        log.debug("rule %s failed", e.name, exc_info=True)
 
     def _take_timer_events(self, out: list[Event]) -> None:
         sink = self.sink

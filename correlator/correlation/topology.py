@@ -78,7 +78,10 @@ class TopologyRule(Engine):
         settle: float = 0.0,
         adopt_within: float = math.inf,
         suppress: bool = False,
+        down_up_types: frozenset[str] | None = None,
     ) -> None:
+        """`down_up_types`: the types the `down` and `up` matchers can match, when they say (None:
+        any type); an event of another type is tested as a symptom only."""
         super().__init__(name, self._matches, lambda e: (ci(e),), hooks)
         self.match_down = down
         self.match_up = up
@@ -98,21 +101,25 @@ class TopologyRule(Engine):
         # Opens let through recently (time, CI, request): a root arriving late takes them.
         self.recent: deque[tuple[float, str, IncidentRequest]] = deque()
         self.max_keys = max_keys
+        self.down_up_types = down_up_types
 
     # -- events -----------------------------------------------------------------------------------
     def _matches(self, ev: Event) -> bool:
         # A symptom candidate is only of interest while something is down or settling: the rule does
         # not count (or trace) the events of a healthy network.
-        if self.match_down(ev) or self.match_up(ev):
+        types = self.down_up_types
+        if (types is None or ev.type in types) and (self.match_down(ev) or self.match_up(ev)):
             return True
         symptoms = self.match_symptom
         return symptoms is not None and bool(self.down or self.settling) and symptoms(ev)
 
     def on_event(self, ev: Event, t: float) -> None:
         c = self.ci(ev)
-        if self.match_up(ev):
+        types = self.down_up_types
+        either = types is None or ev.type in types
+        if either and self.match_up(ev):
             self._up(c, ev, t)
-        elif self.match_down(ev):
+        elif either and self.match_down(ev):
             self._down(c, ev, t)
         else:  # a symptom candidate (matched only while something is down or settling)
             root = self.symptom_root(c, ev.resource)

@@ -6,8 +6,6 @@ Compiled once into a FilterRule holding one predicate and a tuple of step closur
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +15,7 @@ from correlator.event import Event, Severity, fingerprint
 from correlator.inventory import STANDARD_FIELDS, Inventory
 from correlator.rules.errors import RuleError
 from correlator.rules.fields import compile_setter, split_path
-from correlator.rules.matchers import Matcher, compile_matcher, equality_values
+from correlator.rules.matchers import Matcher, compile_matcher, equality_values, glob_pin
 from correlator.rules.model import (
     Bool,
     Duration,
@@ -42,7 +40,6 @@ Step = Callable[[Event, list[Event]], str | None]
 Mutator = Callable[[Event], None]
 
 INDEXED_FIELDS = ("type", "source", "host")
-PATTERN_FIELDS = ("type", "source")  # fields with few distinct values, where glob pins are indexed too
 MAX_KEYS = 100_000  # per stateful rule (dedup / rate_limit): bounds memory whatever the key cardinality
 ACTION_ORDER = ("drop", "inventory", "set", "classify", "rename", "rate_limit", "dedup", "stop")
 
@@ -202,23 +199,11 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
             index = (fname, values)
             break
     else:
-        pattern = _glob_pin(raw.get("match"))
+        pattern = glob_pin(raw.get("match"))
     match = v["match"] if v["match"] is not None else compile_matcher(None)  # no match: every event
     reindex = v["rename"] is not None or bool(v["set"] and {"type", "host"} & set(v["set"]))
     counters = STATS.counters(info.name)
     return FilterRule(info, match, tuple(steps), v["stop"], index, counters, stateful, reindex, pattern)
-
-
-def _glob_pin(spec: Any) -> tuple[str, Callable[[str], Any]] | None:
-    """`type: {glob: ...}` or `source: {glob: ...}` at the top level of match: the index tests the
-    pattern once per distinct type or source (both few) instead of once per event."""
-    if not isinstance(spec, dict):
-        return None
-    for fname in PATTERN_FIELDS:
-        cond = spec.get(fname)
-        if isinstance(cond, dict) and isinstance(cond.get("glob"), str):
-            return fname, re.compile(fnmatch.translate(cond["glob"])).match
-    return None
 
 
 def _drop(ev: Event, updates: list[Event]) -> str | None:

@@ -6,6 +6,8 @@ This is the public API shared by every rule kind (level 1 here, level 2 in corre
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,6 +35,7 @@ OPERATORS = (
     "cidr",
 )
 COMBINATORS = ("all", "any", "not")
+PATTERN_FIELDS = ("type", "source")  # fields with few distinct values, where glob pins are indexed too
 
 
 def compile_matcher(spec: Any, where: Position | None = None) -> Matcher:
@@ -83,6 +86,19 @@ def equality_values(spec: Any, path: str) -> frozenset[str] | None:
         vals = value.get("in")
         if isinstance(vals, list) and vals and all(isinstance(v, str) for v in vals):
             return frozenset(vals)
+    return None
+
+
+def glob_pin(spec: Any) -> tuple[str, Callable[[str], Any]] | None:
+    """`type: {glob: ...}` or `source: {glob: ...}` at the top level of `spec`: (field, test of a
+    value), so a rule index tests the pattern once per distinct type or source (both few) instead of
+    once per event. None when `spec` pins neither by a glob."""
+    if not isinstance(spec, Mapping):
+        return None
+    for fname in PATTERN_FIELDS:
+        cond = spec.get(fname)
+        if isinstance(cond, Mapping) and isinstance(cond.get("glob"), str):
+            return fname, re.compile(fnmatch.translate(cond["glob"])).match
     return None
 
 
@@ -199,4 +215,5 @@ __all__ = [
     "compile_matcher",
     "compile_template",
     "equality_values",
+    "glob_pin",
 ]

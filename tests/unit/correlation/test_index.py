@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from correlator.correlation.core import Engine
 from correlator.correlation.index import EngineIndex
+from correlator.correlation.rulespec import matchable_types
 from correlator.correlation.stage import Correlate
 from correlator.event import Event, Severity
 from correlator.inventory import Inventory
@@ -19,6 +20,7 @@ from correlator.rules.ruleset import RuleSet
 
 TYPES = ["a", "b", "c", "d.x", "d.y"]
 HOSTS = ["h1", "h2", "h3"]
+SOURCES = ["test", "webhook:a", "mqtt:b"]
 
 
 def _pin(values: list[str]) -> st.SearchStrategy[Any]:
@@ -43,6 +45,9 @@ def matches(draw: st.DrawFn) -> dict[str, Any]:
         pin = draw(_pin(values))
         if pin is not None:
             spec[field] = pin
+    source = draw(st.sampled_from([None, None, {"glob": "webhook:*"}, {"glob": "*:?"}, "test"]))
+    if source is not None:
+        spec["source"] = source
     if draw(st.booleans()):
         spec["severity"] = {"in": ["major", "critical"]}
     return spec
@@ -71,11 +76,23 @@ def level2_rules(specs: list[tuple[str, dict[str, Any], dict[str, Any] | None]])
 
 def events() -> st.SearchStrategy[Event]:
     return st.builds(
-        lambda t, h, s: Event("e", 0.0, 0.0, "test", h, t, Severity(s)),
+        lambda t, h, s, src: Event("e", 0.0, 0.0, src, h, t, Severity(s)),
         st.sampled_from([*TYPES, "zzz"]),
         st.sampled_from([*HOSTS, "h9"]),
         st.sampled_from(["info", "major", "critical"]),
+        st.sampled_from(SOURCES),
     )
+
+
+def _admits(e: Engine, ev: Event) -> bool:
+    """The index's contract, rule by rule: its types, else its hosts, else its pattern admit the event."""
+    if e.types is not None:
+        return ev.type in e.types
+    if e.hosts is not None:
+        return ev.host in e.hosts
+    if e.pattern is not None:
+        return bool(e.pattern[1](ev.source if e.pattern[0] == "source" else ev.type))
+    return True
 
 
 rule_specs = st.lists(
@@ -90,14 +107,9 @@ def test_level2_index_gives_the_rules_a_scan_gives_in_order(specs: Any, evs: lis
     engines = level2_rules(specs)
     index = EngineIndex(engines)
     for ev in evs:
-        found = index.rules_for(ev.type, ev.host)
+        found = index.rules_for(ev.type, ev.host, ev.source)
         # what the stage used to do: every rule, in order, admitted by its pins
-        admitted = [
-            e
-            for e in engines
-            if (e.types is None or ev.type in e.types)
-            and (e.types is not None or e.hosts is None or ev.host in e.hosts)
-        ]
+        admitted = [e for e in engines if _admits(e, ev)]
         assert list(found) == admitted
         # and no rule that matches the event is ever left out
         assert [e for e in found if e.match(ev)] == [e for e in engines if e.match(ev)]
@@ -159,3 +171,35 @@ def test_only_rules_that_say_nothing_but_the_type_skip_their_matcher() -> None:
         ]
     )
     assert [e.pinned_only for e in engines] == [True, True, True, True, False, False, False]
+
+
+def test_source_globs_file_rules_under_their_pattern_not_the_scan_list() -> None:
+    engines = level2_rules(
+        [
+            ("threshold", {"source": {"glob": "webhook:*"}, "severity": {"in": ["major"]}}, None),
+            ("threshold", {"severity": {"in": ["major"]}}, None),
+            ("pair", {"source": {"glob": "webhook:*"}}, {"source": {"glob": "mqtt:*"}}),
+            ("threshold", {"type": "a"}, None),
+        ]
+    )
+    assert [e.pattern is not None for e in engines] == [True, False, True, False]
+    index = EngineIndex(engines)
+    assert index.scanned == 1
+    assert [e.name for e in index.rules_for("a", "h1", "syslog")] == ["r1", "r3"]
+    assert [e.name for e in index.rules_for("a", "h1", "webhook:am")] == ["r0", "r1", "r2", "r3"]
+    assert [e.name for e in index.rules_for("x", "h1", "mqtt:b")] == ["r1", "r2"]
+    # sources meeting the same patterns share one table
+    assert index.table("syslog") is index.table("snmp")
+
+
+def test_the_types_a_matcher_can_match() -> None:
+    assert matchable_types({"type": "a", "severity": "major"}) == {"a"}
+    assert matchable_types({"any": [{"type": "a"}, {"type": {"in": ["b", "c"]}, "host": "h"}]}) == {
+        "a",
+        "b",
+        "c",
+    }
+    assert matchable_types({"any": [{"type": "a"}, {"host": "h"}]}) is None
+    assert matchable_types({"all": [{"host": "h"}, {"type": "a"}]}) == {"a"}
+    assert matchable_types({"not": {"type": "a"}}) is None
+    assert matchable_types({}) is None
