@@ -137,10 +137,19 @@ class Event:
 
 def fingerprint(host: str, resource: str, type_: str) -> str:
     """Stable de-duplication key: 20 hex digits of BLAKE2b over host, resource and type."""
-    # surrogatepass: never raise here for a lone surrogate (the door refuses such an event with
-    # its field named); valid text encodes exactly as before, so the key is unchanged.
-    key = f"{host}\x1f{resource}\x1f{type_}".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(key, digest_size=10).hexdigest()
+    text = f"{host}\x1f{resource}\x1f{type_}"
+    try:
+        key = text.encode()
+    except UnicodeEncodeError:
+        # surrogatepass: never raise here for a lone surrogate (the door refuses such an event
+        # with its field named); valid text encodes the same either way, so the key is unchanged.
+        key = text.encode("utf-8", "surrogatepass")
+    h = _FINGERPRINT.copy()  # a copy of a prepared hash: cheaper than making one with its options
+    h.update(key)
+    return h.hexdigest()
+
+
+_FINGERPRINT = hashlib.blake2b(digest_size=10)
 
 
 def new_id() -> str:

@@ -16,7 +16,7 @@ from correlator.correlation.core import Key as StateKey
 from correlator.event import Event, Severity
 from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.fields import compile_field
-from correlator.rules.matchers import equality_values, glob_pin
+from correlator.rules.matchers import equality_values, glob_pin, is_plain_pin
 from correlator.rules.model import Int, Key, ListOf, Obj, Spec, Str, Template, _kpos, _vpos
 from correlator.yamlfile import Position, YamlList
 
@@ -196,16 +196,7 @@ def types_of(*match_specs: Any) -> frozenset[str] | None:
 def type_only(spec: Any) -> bool:
     """The matcher tests nothing but the event type against text values (`type: x`, `type: [x, y]`,
     `type: {equals: x}`, `type: {in: [x, y]}`): a type in those values is all it takes."""
-    if not isinstance(spec, Mapping) or len(spec) != 1 or "type" not in spec:
-        return False
-    cond = spec["type"]
-    if isinstance(cond, Mapping):
-        if len(cond) != 1:
-            return False
-        cond = cond.get("equals", cond.get("in"))
-    if isinstance(cond, str):
-        return True
-    return isinstance(cond, list) and bool(cond) and all(isinstance(v, str) for v in cond)
+    return isinstance(spec, Mapping) and len(spec) == 1 and "type" in spec and is_plain_pin(spec["type"])
 
 
 def hosts_of(*match_specs: Any) -> frozenset[str] | None:

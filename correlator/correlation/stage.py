@@ -97,7 +97,9 @@ class Correlate:
         lateness = self.lateness
         gates = self._gates
         responses = sink.responses
-        correlate = self._correlate
+        run = self._run
+        tables = self._tables
+        table = self.index.table
         now = clock.now()  # only this loop moves the clock while it runs
         for ev in events:
             t = ev.time
@@ -115,9 +117,16 @@ class Correlate:
                 t = now
             if gates and self._reviewed < len(responses):
                 self._review()  # what timers asked for, against the state before this event
-            correlate(ev, t, 0, out)
-            if gates and self._reviewed < len(responses):
-                self._review()
+            if tables is not None:  # `_rules_of`, inline: most events meet few rules or none
+                by_type, other = tables.get(ev.source) or table(ev.source)
+                rules = by_type.get(ev.type, other)
+            else:
+                rules = self.index.rules_for(ev.type, ev.host, ev.source)
+            out.append(ev)
+            if rules:
+                run(ev, t, 0, out, rules)
+                if gates and self._reviewed < len(responses):
+                    self._review()
         self._hand_over(ctx)
         return out
 
@@ -198,32 +207,38 @@ class Correlate:
     # -- helpers ----------------------------------------------------------------------------------
     def _correlate(self, ev: Event, t: float, depth: int, out: list[Event]) -> None:
         out.append(ev)
+        rules = self._rules_of(ev)
+        if rules:
+            self._run(ev, t, depth, out, rules)
+
+    def _rules_of(self, ev: Event) -> tuple[Engine, ...]:
+        tables = self._tables
+        if tables is not None:  # the usual rule set: two dictionary lookups, no call
+            by_type, other = tables.get(ev.source) or self.index.table(ev.source)
+            return by_type.get(ev.type, other)
+        return self.index.rules_for(ev.type, ev.host, ev.source)
+
+    def _run(self, ev: Event, t: float, depth: int, out: list[Event], rules: tuple[Engine, ...]) -> None:
+        """The rules that may match `ev`, in order; then what they emitted goes after `ev` in `out`."""
         sink = self.sink
         # A timer hook's `suppress` marks its own event and leaves the marker set: it must not
         # stop the rules for this one.
         sink.suppressed = None
-        tables = self._tables
-        if tables is not None:  # the usual rule set: two dictionary lookups, no call
-            by_type, other = tables.get(ev.source) or self.index.table(ev.source)
-            rules = by_type.get(ev.type, other)
-        else:
-            rules = self.index.rules_for(ev.type, ev.host, ev.source)
-        if rules:
-            if self._skip is None and self.tracer is None:
-                for e in rules:
-                    try:
-                        if not (e.pinned_only or e.match(ev)):  # pinned_only: the index tested the type
-                            continue
-                        e.counters.matches += 1
-                        e.on_event(ev, t)
-                    except Exception:
-                        self._failed(e, ev)
+        if self._skip is None and self.tracer is None:
+            for e in rules:
+                try:
+                    if not (e.pinned_only or e.match(ev)):  # pinned_only: the index tested the type
                         continue
-                    if sink.suppressed is not None:
-                        break
-            else:
-                self._correlate_traced(ev, t, depth, rules)
-            sink.suppressed = None
+                    e.counters.matches += 1
+                    e.on_event(ev, t)
+                except Exception:
+                    self._failed(e, ev)
+                    continue
+                if sink.suppressed is not None:
+                    break
+        else:
+            self._correlate_traced(ev, t, depth, rules)
+        sink.suppressed = None
         if sink.emitted:
             emitted = sink.emitted
             sink.emitted = []

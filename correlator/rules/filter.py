@@ -6,7 +6,7 @@ Compiled once into a FilterRule holding one predicate and a tuple of step closur
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ from correlator.event import Event, Severity, fingerprint
 from correlator.inventory import STANDARD_FIELDS, Inventory
 from correlator.rules.errors import RuleError
 from correlator.rules.fields import compile_setter, split_path
-from correlator.rules.matchers import Matcher, compile_matcher, equality_values, glob_pin
+from correlator.rules.matchers import Matcher, compile_matcher, equality_values, glob_pin, is_plain_pin
 from correlator.rules.model import (
     Bool,
     Duration,
@@ -118,13 +118,22 @@ class FilterRule:
     stateful: dict[str, Any] = field(default_factory=dict)  # "dedup"/"rate_limit" -> state holder
     reindex: bool = False  # changes a field the index files rules under (type, host)
     pattern: tuple[str, Callable[[str], Any]] | None = None  # (field, glob test) when pinned by a glob
+    # What `match` tests beyond the pin the index already checked (None: nothing); the filter
+    # stage runs this on the candidates the index gives, never `match` itself.
+    check: Matcher | None = None
 
     def apply(self, ev: Event, updates: list[Event]) -> str | None:
-        """Run the actions on a matched event; returns the removal reason or None."""
+        """Run the actions on a matched event; returns the removal reason (counted) or None."""
+        reason = self.run(ev, updates)
+        if reason is not None:
+            self.counters.dropped[reason] += 1
+        return reason
+
+    def run(self, ev: Event, updates: list[Event]) -> str | None:
+        """`apply` without counting the removal (the rule set counts it)."""
         for step in self.steps:
             reason = step(ev, updates)
             if reason is not None:
-                self.counters.dropped[reason] += 1
                 return reason
         return None
 
@@ -145,7 +154,9 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
     identity = False  # does the rule change host, resource or type (so a default fingerprint follows)?
     if v["inventory"]:
         opts = v["inventory"] if isinstance(v["inventory"], dict) else {}
-        mutators.append(_inventory(ctx.inventory, opts, raw.where_value("inventory")))
+        enrich = _inventory(ctx.inventory, opts, raw.where_value("inventory"))
+        if len(ctx.inventory):  # with no inventory loaded it would look each host up for nothing
+            mutators.append(enrich)
     if v["set"]:
         setmap = raw["set"]
         for path, render in v["set"].items():
@@ -162,9 +173,13 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
         if cls["severity"] is not None:
             where = craw.where_value("severity")
             _check_severity(cls["severity"], where)
-            mutators.append(_assign(compile_setter("severity", where), _severity(cls["severity"], where)))
+            mutators.append(_classify_severity(cls["severity"], where))
         if cls["category"] is not None:
-            mutators.append(_assign(compile_setter("attributes.category"), cls["category"]))
+            parts = parse_template(str(craw["category"]))
+            if all(isinstance(p, str) for p in parts):  # a constant: no render per event
+                mutators.append(_set_category("".join(p for p in parts if isinstance(p, str))))
+            else:
+                mutators.append(_assign(compile_setter("attributes.category"), cls["category"]))
     if v["rename"] is not None:
         mutators.append(_assign(compile_setter("type"), v["rename"]))
         identity = identity or not (v["set"] and "fingerprint" in v["set"])
@@ -187,7 +202,7 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
         deduper.signature = (key_text, d["window"])
         stateful["dedup"] = deduper
         steps.append(deduper)
-    if not steps and not v["stop"]:
+    if not steps and not v["stop"] and not v["inventory"]:
         raise RuleError(
             info.position, f"rule {info.name!r} has no action; add one of {', '.join(ACTION_ORDER)}"
         )
@@ -203,7 +218,20 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
     match = v["match"] if v["match"] is not None else compile_matcher(None)  # no match: every event
     reindex = v["rename"] is not None or bool(v["set"] and {"type", "host"} & set(v["set"]))
     counters = STATS.counters(info.name)
-    return FilterRule(info, match, tuple(steps), v["stop"], index, counters, stateful, reindex, pattern)
+    rule = FilterRule(info, match, tuple(steps), v["stop"], index, counters, stateful, reindex, pattern)
+    rule.check = _beyond_pin(raw, index, match)
+    return rule
+
+
+def _beyond_pin(raw: YamlMap, index: tuple[str, frozenset[str]] | None, match: Matcher) -> Matcher | None:
+    """The matcher without the condition the index tests (when that condition is a plain pin)."""
+    spec = raw.get("match")
+    if not spec:
+        return None  # no match, or an empty one: every event
+    if index is None or not isinstance(spec, Mapping) or not is_plain_pin(spec[index[0]]):
+        return match
+    rest = {k: c for k, c in spec.items() if k != index[0]}
+    return compile_matcher(rest, raw.where_value("match")) if rest else None
 
 
 def _drop(ev: Event, updates: list[Event]) -> str | None:
@@ -218,13 +246,24 @@ def _check_severity(text: Any, where: Position | None) -> None:
             raise RuleError(where, f"severity {e.message}") from None
 
 
-def _severity(text: str, where: Position | None) -> Callable[[Event], Any]:
+def _classify_severity(text: str, where: Position | None) -> Mutator:
     """The classify severity: a constant (`critical`) is parsed once here rather than per event."""
     parts = parse_template(text, where)
     if all(isinstance(p, str) for p in parts):
         sev = Severity.parse("".join(p for p in parts if isinstance(p, str)))
-        return lambda ev: sev
-    return compile_template(text, where)
+
+        def set_severity(ev: Event) -> None:
+            ev.severity = sev
+
+        return set_severity
+    return _assign(compile_setter("severity", where), compile_template(text, where))
+
+
+def _set_category(text: str) -> Mutator:
+    def set_category(ev: Event) -> None:
+        ev.attributes["category"] = text
+
+    return set_category
 
 
 def _assign(setter: Callable[[Event, Any], None], render: Callable[[Event], Any]) -> Mutator:
@@ -339,7 +378,7 @@ class Deduper:
             if t >= self.next_sweep or len(self.state) >= MAX_KEYS:
                 self._sweep()
                 self.next_sweep = t + self.window
-        k = (self.key(ev), ev.severity.value)
+        k = (self.key(ev), ev.severity)  # the member: equal to and hashed as its text, no property call
         first = self.state.get(k)
         if (
             first is not None

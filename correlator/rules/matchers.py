@@ -89,6 +89,18 @@ def equality_values(spec: Any, path: str) -> frozenset[str] | None:
     return None
 
 
+def is_plain_pin(cond: Any) -> bool:
+    """The condition on a field is nothing but text values it must equal (`x`, `[x, y]`,
+    `{equals: x}`, `{in: [x, y]}`): a value among `equality_values` is all it takes to hold."""
+    if isinstance(cond, Mapping):
+        if len(cond) != 1:
+            return False
+        cond = cond.get("equals", cond.get("in"))
+    if isinstance(cond, str):
+        return True
+    return isinstance(cond, list) and bool(cond) and all(isinstance(v, str) for v in cond)
+
+
 def glob_pin(spec: Any) -> tuple[str, Callable[[str], Any]] | None:
     """`type: {glob: ...}` or `source: {glob: ...}` at the top level of `spec`: (field, test of a
     value), so a rule index tests the pattern once per distinct type or source (both few) instead of
@@ -216,4 +228,5 @@ __all__ = [
     "compile_template",
     "equality_values",
     "glob_pin",
+    "is_plain_pin",
 ]

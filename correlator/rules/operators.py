@@ -62,7 +62,9 @@ def op_in(path: str, get: Getter, arg: Any, where: Position | None) -> Matcher:
 
         def in_texts(ev: Event) -> bool:
             v = get(ev)
-            return (v in frozen) if isinstance(v, str) else _scalar_text(v) in frozen
+            if isinstance(v, str):
+                return v in frozen
+            return v is not None and _scalar_text(v) in frozen  # None: a missing attribute
 
         return in_texts
     nums = frozenset(numbers)
@@ -71,7 +73,7 @@ def op_in(path: str, get: Getter, arg: Any, where: Position | None) -> Matcher:
         v = get(ev)
         if isinstance(v, str):
             return v in frozen or _number(v) in nums
-        return _number(v) in nums
+        return v is not None and _number(v) in nums
 
     return in_values
 

@@ -131,29 +131,52 @@ class RuleSet:
 
     def process(self, ev: Event, updates: list[Event]) -> str | None:
         """Run the level-1 rules on one event; returns why it was removed, or None to keep it."""
-        reason = self._process(ev, updates)
+        reason = self._process(ev, updates, self.index.candidates(ev))
         if reason is None or reason == "duplicate":
             self.conditions.observe(ev)
         return reason
 
-    def _process(self, ev: Event, updates: list[Event]) -> str | None:
-        """The rules themselves (see `process`).
+    def run(self, events: list[Event], updates: list[Event]) -> list[Event]:
+        """`process` on each event of a batch; returns those kept, in order (the filter stage)."""
+        kept: list[Event] = []
+        candidates_of = self.index.candidates
+        rules = self._process
+        observe = self.conditions.observe
+        for ev in events:
+            candidates = candidates_of(ev)
+            if not candidates:  # no rule can match: kept, and no rule to run
+                observe(ev)
+                kept.append(ev)
+                continue
+            reason = rules(ev, updates, candidates)
+            if reason is None:
+                observe(ev)
+                kept.append(ev)
+            elif reason == "duplicate":
+                observe(ev)
+        return kept
+
+    def _process(self, ev: Event, updates: list[Event], candidates: tuple[FilterRule, ...]) -> str | None:
+        """The rules themselves (see `process`), on the candidates the index gave for `ev`.
 
         A rule that raises (a bug, or a value no template foresaw) is counted and skipped: the event
         goes on to the next rule, never lost.
         """
-        candidates = self.index.candidates(ev)
         i = 0
-        while i < len(candidates):
+        n = len(candidates)
+        while i < n:
             rule = candidates[i]
             i += 1
             try:
-                if not rule.match(ev):
+                check = rule.check  # the match beyond what the index tested
+                if check is not None and not check(ev):
                     continue
                 rule.counters.matches += 1
-                if rule.steps:
-                    reason = rule.apply(ev, updates)
+                steps = rule.steps
+                if steps:
+                    reason = steps[0](ev, updates) if len(steps) == 1 else rule.run(ev, updates)
                     if reason is not None:
+                        rule.counters.dropped[reason] += 1
                         return reason
             except Exception as e:
                 rule.counters.errors += 1
@@ -165,5 +188,6 @@ class RuleSet:
                 # The type or host changed: later rules are those filed under the new values.
                 order = rule.info.order
                 candidates = tuple(r for r in self.index.candidates(ev) if r.info.order > order)
+                n = len(candidates)
                 i = 0
         return None

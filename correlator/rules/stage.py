@@ -21,6 +21,4 @@ class FilterStage:
         ruleset = self._rules.current
         if not ruleset.filters:
             return events
-        process = ruleset.process
-        updates = ctx.updates
-        return [ev for ev in events if process(ev, updates) is None]
+        return ruleset.run(events, ctx.updates)

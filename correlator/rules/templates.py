@@ -94,13 +94,24 @@ def compile_template(text: str, where: Position | None = None) -> Template:
 
 
 def _compile_parts(parts: list[Part], where: Position | None) -> Template:
-    render_parts = [_part(p, where) for p in parts]
-    if not render_parts:
-        return lambda ev: ""
-    if len(render_parts) == 1:
-        only = render_parts[0]
-        return only
-    return lambda ev: "".join([r(ev) for r in render_parts])
+    """One `%` formatting per render: the literal text is in the format, the placeholders fill it."""
+    renders = [_part(p, where) for p in parts if not isinstance(p, str)]
+    if not renders:
+        text = "".join(p for p in parts if isinstance(p, str))
+        return lambda ev: text
+    fmt = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in parts)
+    if fmt == "%s":
+        return renders[0]
+    if len(renders) == 1:
+        (a,) = renders
+        return lambda ev: fmt % a(ev)
+    if len(renders) == 2:
+        a, b = renders
+        return lambda ev: fmt % (a(ev), b(ev))
+    if len(renders) == 3:
+        a, b, c = renders
+        return lambda ev: fmt % (a(ev), b(ev), c(ev))
+    return lambda ev: fmt % tuple([r(ev) for r in renders])
 
 
 def compile_value(text: str, where: Position | None = None) -> Callable[[Event], Any]:
@@ -130,6 +141,8 @@ def _part(part: Part, where: Position | None) -> Template:
         return lambda ev: part
     path, default_parts = part
     get = compile_field(path, where)
+    if default_parts is None and path in _TEXT_FIELDS:
+        return get  # always text, and '' renders as '' (the fallback without a default)
     fallback = _compile_parts(default_parts, where) if default_parts else (lambda ev: "")
 
     def render(ev: Event) -> str:
@@ -139,6 +152,9 @@ def _part(part: Part, where: Position | None) -> Template:
         return v if isinstance(v, str) else _text(v)
 
     return render
+
+
+_TEXT_FIELDS = frozenset(("id", "source", "host", "type", "resource", "message", "fingerprint"))
 
 
 def _text(v: Any) -> str:
