@@ -49,16 +49,17 @@ class Threshold(Engine):
         k = self.key(ev)
         table = self.table
         w = table.get(k)
-        if w is None:
-            w = _Window([], 0.0, t)
-            table.put(k, w)
-        else:
-            table.touch(k)
-            if w.quiet_until:
-                if t < w.quiet_until:
-                    w.last = t
-                    return
-                w.quiet_until = 0.0
+        if w is None:  # a new key (most, with many rules): its first event, nothing to slide
+            table.put(k, _Window([t], 0.0, t))
+            if self.count <= 1:
+                self._fired(ev, k, table[k], t)
+            return
+        table.touch(k)
+        if w.quiet_until:
+            if t < w.quiet_until:
+                w.last = t
+                return
+            w.quiet_until = 0.0
         if t > w.last:
             w.last = t
         times = w.times
@@ -70,10 +71,12 @@ class Threshold(Engine):
         while times[0] < oldest_allowed:
             del times[0]
         if len(times) >= self.count:
-            first = times[0]
-            w.quiet_until = first + self.within
-            times.clear()
-            self.fire("fire", ev, k, False, count=self.count, first=first)
+            self._fired(ev, k, w, times[0])
+
+    def _fired(self, ev: Event, k: Key, w: _Window, first: float) -> None:
+        w.quiet_until = first + self.within
+        w.times.clear()
+        self.fire("fire", ev, k, False, count=self.count, first=first)
 
     def describe(self, key: Key, now: float) -> str:
         w = self.table.get(key)
