@@ -231,12 +231,15 @@ class PartitionQueue:
         metrics.QUEUE_DEPTH.set(self._depth)
         if self._depth < self._max_events:
             self._room.set()
+        advances = []
         for p, pend in last.items():
             part = self._parts.get(p)
             if part is None or part.epoch != pend.epoch:
                 continue  # given up meanwhile: the next owner processes it again from its position
             part.done = pend.stream_seq
-            await self._advance(part, pend)
+            advances.append(self._advance(part, pend))
+        # One replicated KV write per partition: side by side, not one round trip after another.
+        await asyncio.gather(*advances)
 
     async def _advance(self, part: _Partition, pend: _Pending) -> None:
         key = f"pos.{part.number}"
