@@ -334,6 +334,7 @@ def report(results: list[dict[str, Any]]) -> None:
         if "ingest_eps" in r:
             line += f" (acked at {r['ingest_eps']:,.0f}/s)"
         line += f"; CPU {total:.0f} µs/event ({total / base_cpu:.2f}x embedded)"
+        line += f", {total * r['eps'] / 1e6:.2f} cores busy"
         if one is not None and r is not one and r["mode"].startswith("cluster"):
             line += f"; {r['eps'] / one['eps']:.2f}x one worker"
         print(line)
@@ -366,7 +367,8 @@ def main() -> None:
         finally:
             stack.stop()
     print(
-        f"{args.events} events in NDJSON batches of {args.batch}, {args.conns} connections, {args.hosts} hosts"
+        f"{args.events} events in NDJSON batches of {args.batch}, {args.conns} connections, {args.hosts} hosts;"
+        f" load average {os.getloadavg()[0]:.1f} at the end (other processes take cores from the run)"
     )
     report(results)
 
