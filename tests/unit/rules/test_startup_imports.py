@@ -39,3 +39,14 @@ def test_offline_commands_do_not_import_the_daemon_parts(args, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_every_command_is_found_by_its_name():
+    """The CLI imports only the module of the command given: the table must name every command."""
+    from correlator.cli import COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert list(sub.choices) == list(COMMANDS)
+    for name, module in COMMANDS.items():
+        only = next(a for a in build_parser(name)._actions if a.dest == "command")
+        assert name in only.choices, (name, module)
