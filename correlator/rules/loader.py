@@ -103,7 +103,7 @@ def load_rules(
     if catalogue is not None:
         ctx.warnings.extend(inventory_disagreements(inventory, catalogue.current))
     try:
-        with gctune.paused():  # a big set makes ~50 objects per rule, all kept: nothing to collect
+        with gctune.paused(keep=True):  # a big set makes ~50 objects per rule, all kept
             if cache is None:
                 rules = compile_texts(texts, ctx, parsed)
             else:
@@ -156,17 +156,37 @@ def inventory_disagreements(inventory: Inventory, catalogue: Catalogue) -> list[
 
 
 def compile_texts(
-    texts: dict[str, str], ctx: BuildContext, parsed: list[ParsedRule] | None = None
+    texts: dict[str, str], ctx: BuildContext, parsed: list[ParsedRule] | None = None, bare: bool = True
 ) -> list[LoadedRule]:
     """Compile rule files given as {file name: text}, in that order; raises RuleErrors. `parsed`
-    (if given) receives the enabled rules as parsed (see `ParsedRule`)."""
+    (if given) receives the enabled rules as parsed (see `ParsedRule`).
+
+    The files are first read without positions (`yamlfile.loads_bare`), the fastest way. At the
+    first error anywhere the whole set is compiled again with positions (`bare=False` does only
+    that), so the errors are exactly those a load with positions gives, down to the column."""
+    if bare:
+        warned, read, kept = len(ctx.warnings), len(ctx.data_files), len(parsed or ())
+        try:
+            return _compile_all(texts, ctx, parsed, bare=True)
+        except RuleErrors:
+            del ctx.warnings[warned:], ctx.data_files[read:]
+            if parsed is not None:
+                del parsed[kept:]
+    return _compile_all(texts, ctx, parsed, bare=False)
+
+
+def _compile_all(
+    texts: dict[str, str], ctx: BuildContext, parsed: list[ParsedRule] | None, bare: bool
+) -> list[LoadedRule]:
     registry = kinds()
     errors: list[RuleError] = []
     rules: list[LoadedRule] = []
     seen: dict[str, Position] = {}
     order = 0
     for file, text in texts.items():
-        order = compile_file(file, text, order, registry, ctx, seen, rules, errors, parsed)
+        order = compile_file(file, text, order, registry, ctx, seen, rules, errors, parsed, bare)
+        if bare and errors:
+            break  # compiled again with positions
     if errors:
         raise RuleErrors(errors)
     return rules
@@ -182,11 +202,14 @@ def compile_file(
     rules: list[LoadedRule],
     errors: list[RuleError],
     parsed: list[ParsedRule] | None = None,
+    bare: bool = False,
 ) -> int:
     """Compile one file's rules into `rules` (errors into `errors`), numbering them from `order`;
-    returns the next number. `seen` holds every rule name met so far, disabled rules too."""
+    returns the next number. `seen` holds every rule name met so far, disabled rules too.
+    `bare`: read the file without positions when it can be (see `compile_texts`): the positions
+    of errors are then only roughly right."""
     try:
-        doc = yamlfile.loads(text, file)
+        doc = _read(text, file, bare)
     except yamlfile.YamlError as e:
         errors.append(RuleError(e.position, e.message))
         return order
@@ -208,27 +231,41 @@ def compile_file(
     return order
 
 
+def _read(text: str, file: str, bare: bool) -> Any:
+    if bare:
+        try:
+            return yamlfile.loads_bare(text, file)
+        except yamlfile.NotBare:
+            pass  # anchors, tags, a syntax error...: the loader that knows positions reads it
+    return yamlfile.loads(text, file)
+
+
 def _rule_items(doc: Any, file: str, errors: list[RuleError]) -> list[tuple[Any, Position]]:
     top = Position(file, 1, 1)
     if doc is None:
         return []
-    if not isinstance(doc, YamlMap):
+    if not isinstance(doc, dict):
         errors.append(RuleError(top, "a rule file must be a mapping with a 'rules:' list"))
         return []
     for key in doc:
         if key not in FILE_KEYS:
             errors.append(
-                RuleError(doc.where(key), f"unknown top-level key {key!r}{suggest(key, FILE_KEYS)}")
+                RuleError(_where(doc, key), f"unknown top-level key {key!r}{suggest(key, FILE_KEYS)}")
             )
     rules = doc.get("rules")
     if rules is None:
         return []
-    if not isinstance(rules, YamlList):
-        errors.append(
-            RuleError(doc.where_value("rules"), "'rules' must be a list of rules (items start with '-')")
-        )
+    if not isinstance(rules, list):
+        where = doc.where_value("rules") if isinstance(doc, YamlMap) else top
+        errors.append(RuleError(where, "'rules' must be a list of rules (items start with '-')"))
         return []
-    return list(zip(rules, rules.item_positions, strict=True))
+    if isinstance(rules, YamlList):
+        return list(zip(rules, rules.item_positions, strict=True))
+    return [(item, item.position if isinstance(item, YamlMap) else top) for item in rules]  # bare
+
+
+def _where(doc: dict[str, Any], key: str) -> Position | None:
+    return doc.where(key) if isinstance(doc, YamlMap) else None
 
 
 def _parse_rule(
