@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from correlator import gctune, yamlfile
 from correlator.catalogue import Claim, disagreements
 from correlator.inventory import Inventory, InventoryError, load_inventory
+from correlator.rules import parsecache
 from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.filter import FilterRule
 from correlator.rules.registry import DEFAULT_KIND, BuildContext, RuleInfo, RuleKind, kinds
@@ -234,7 +235,7 @@ def compile_file(
 def _read(text: str, file: str, bare: bool) -> Any:
     if bare:
         try:
-            return yamlfile.loads_bare(text, file)
+            return parsecache.load_bare(text, file)  # from the cache when read before
         except yamlfile.NotBare:
             pass  # anchors, tags, a syntax error...: the loader that knows positions reads it
     return yamlfile.loads(text, file)
