@@ -2,10 +2,11 @@
 
 The loader (loader.py) asks here before reading a file without positions (`yamlfile.loads_bare`).
 An entry is the file's plain data, written with `marshal` (values only: no code is ever stored or
-run), under a name hashed from the text, this format, PyYAML's and the correlator's versions; so a
-changed file, or another version reading it, never finds a stale entry. Where: the directory in
-CORRELATOR_CACHE_DIR (empty: no cache), else $XDG_CACHE_HOME/correlator/rules, else
-~/.cache/correlator/rules. A directory that cannot be written is simply not used.
+run), under a name hashed from the text, this format, PyYAML's and the correlator's versions and
+the loader's own code; so a changed file, or another version reading it, never finds a stale
+entry. Where: the directory in CORRELATOR_CACHE_DIR (empty: no cache), else
+$XDG_CACHE_HOME/correlator/rules, else ~/.cache/correlator/rules. A directory that cannot be
+written is simply not used.
 """
 
 from __future__ import annotations
@@ -24,7 +25,21 @@ from correlator.yamlfile import Position, YamlMap
 
 FORMAT = 1  # raise when loads_bare's output changes shape
 MAX_ENTRIES = 4096  # beyond, the older half is removed (checked once per process)
-_SALT = f"\0{FORMAT}\0{yaml.__version__}\0{__version__}".encode()
+
+
+def _loader_source() -> bytes:
+    """The code that makes an entry: an edited loader (a developer's checkout, where the version
+    stays the same) never reads the entries of the one before."""
+    try:
+        return b"".join(Path(m).read_bytes() for m in (yamlfile.__file__, __file__))
+    except (OSError, TypeError):
+        return b""
+
+
+_SALT = (
+    f"\0{FORMAT}\0{yaml.__version__}\0{__version__}\0".encode()
+    + hashlib.blake2b(_loader_source(), digest_size=16).digest()
+)
 
 
 def load_bare(text: str, file: str) -> Any:
