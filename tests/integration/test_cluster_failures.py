@@ -1,0 +1,109 @@
+"""Scale-out mode, the unlucky paths, against real servers (the 3-node JetStream cluster and the
+PostgreSQL the tests start, the real daemon as ingest and worker processes): a level-2 snapshot
+larger than a NATS message, a worker paused past its lease that wakes up (a zombie), and a change
+created through one process' API while the workers run."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from tests.integration.test_cluster import Start, cluster_node, incidents, owned, post
+from tests.support.daemon import DaemonProcess
+from tests.support.nats import nats_cluster
+from tests.support.postgres import pg_server
+
+__all__ = ["cluster_node", "nats_cluster", "pg_server"]
+
+pytestmark = pytest.mark.integration
+
+LONG_PAIRS = """
+rules:
+  - name: link
+    kind: pair
+    match: {type: link.down}
+    close: {type: link.up}
+    group_by: [host]
+    within: 1h
+    on_close: [{incident: {action: open, title: "{host} link bounced", impact: 3, urgency: 3}}]
+"""
+
+
+def rules_dir(tmp_path: Path, name: str, text: str) -> str:
+    d = tmp_path / name
+    d.mkdir()
+    (d / "rules.yaml").write_text(text)
+    return str(d)
+
+
+async def _snapshot_storage(servers: str, stream: str, p: int) -> tuple[bytes, dict[str, int]]:
+    """The value of `l2.<p>` and the objects in the snapshot object store (name -> size)."""
+    nc = await nats.connect(servers=servers.split(","))
+    try:
+        js = nc.jetstream()
+        kv = await js.key_value(f"{stream}_state")
+        value = (await kv.get(f"l2.{p}")).value or b""
+        try:
+            objects = await js.object_store(f"{stream}_snapshots")
+            found = {i.name or "": i.size or 0 for i in await objects.list(ignore_deletes=True)}
+        except Exception:
+            found = {}
+        return value, found
+    finally:
+        await nc.close()
+
+
+def snapshot_storage(worker: DaemonProcess, p: int) -> tuple[bytes, dict[str, int]]:
+    c = worker.config["cluster"]
+    return asyncio.run(_snapshot_storage(c["servers"], c["stream"], p))
+
+
+def saves(d: DaemonProcess) -> float:
+    return d.metric("correlator_cluster_state_save_seconds_count")
+
+
+def test_a_snapshot_larger_than_a_nats_message_moves_with_its_partition(
+    cluster_node: Start, tmp_path: Path
+) -> None:
+    """20,000 pending pairs with long, random fields: the partition's compressed snapshot is
+    several MiB, above the 1 MiB a NATS message holds. It goes to the object store; worker-b
+    restores it after worker-a is SIGKILLed, and the pairs close there."""
+    config: dict[str, Any] = {
+        "rules_dir": rules_dir(tmp_path, "pairs", LONG_PAIRS),
+        "correlation": {"snapshot_interval": "1s"},
+    }
+    ingest = cluster_node("ingest", config=config, partitions=1)
+    a = cluster_node("worker", name="worker-a", config=config, partitions=1)
+    a.wait_for(lambda: owned(a) == 1, 20, "worker-a owning the partition")
+    n = 20_000
+    downs = [
+        {
+            "host": f"h{i}",
+            "type": "link.down",
+            "id": secrets.token_hex(32),
+            "resource": secrets.token_hex(100),
+        }
+        for i in range(n)
+    ]
+    for i in range(0, n, 1000):  # a request is one message per partition: under max_payload
+        post(ingest, downs[i : i + 1000])
+    a.wait_for(lambda: a.metric("correlator_events_processed_total") >= n, 60, "every link down processed")
+    after = saves(a)
+    a.wait_for(lambda: saves(a) >= after + 2, 30, "a snapshot of the whole state")
+    value, objects = snapshot_storage(a, 0)
+    assert value.startswith(b"obj:"), value[:40]  # the bucket holds a pointer ...
+    [(name, size)] = objects.items()  # ... to the one object left (older ones removed)
+    assert name == value[4:].decode() and size > 2 << 20  # over 2 MiB compressed
+    a.kill()
+    b = cluster_node("worker", name="worker-b", config=config, partitions=1)
+    b.wait_for(lambda: owned(b) == 1, 20, "worker-b taking the partition")
+    assert b.metric("correlator_cluster_state_restored_total") == 1
+    post(ingest, [{"host": f"h{i}", "type": "link.up", "id": f"up-{i}"} for i in range(0, n, 4000)])
+    got = ingest.wait_for(lambda: len(incidents(ingest)) >= 5 and incidents(ingest), 30, "the bounces")
+    assert sorted(i["title"] for i in got) == sorted(f"h{i} link bounced" for i in range(0, n, 4000))
+
