@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from correlator.changes.feed import ChangeFeed
+from correlator.changes.service import ChangeService
 from correlator.clock import Clock
 from correlator.cluster.bus import Bus, cluster_dsn, connect, member_name
 from correlator.cluster.consume import PartitionQueue
@@ -69,13 +71,18 @@ class ClusterNode:
     partitioner: Partitioner | None = None
     state: StateKeeper | None = None
     snapshot_interval: float = 60.0
+    changes: ChangeFeed | None = None
     _task: asyncio.Task[None] | None = None
     _state_task: asyncio.Task[None] | None = None
+    _changes_task: asyncio.Task[None] | None = None
 
-    def follow(self, incidents: IncidentService) -> None:
+    def follow(self, incidents: IncidentService, changes: ChangeService, dsn: str | None) -> None:
         """Every process reads an incident again before changing it (others write the same table);
-        a worker taking a partition also reads the unclosed ones again (its deadlines)."""
+        a worker taking a partition also reads the unclosed ones again (its deadlines). Changes
+        saved by any process reach the others' change windows (changes/feed.py)."""
         incidents.shared = True
+        if dsn is not None:
+            self.changes = ChangeFeed(changes, dsn)
         if isinstance(self.queue, PartitionQueue):
 
             async def on_take(p: int) -> None:
@@ -112,6 +119,8 @@ class ClusterNode:
             await calendar(now)
 
     def start(self) -> None:
+        if self.changes is not None:
+            self._changes_task = asyncio.create_task(self.changes.run(), name="change-feed")
         if self.leases is not None:
             self._task = asyncio.create_task(self.leases.run(), name="partition-leases")
         if self.state is not None:
@@ -129,6 +138,10 @@ class ClusterNode:
 
     async def close(self) -> None:
         """After draining: hand the partitions over now rather than after lease_ttl."""
+        if self._changes_task is not None:
+            self._changes_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._changes_task
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tests.integration.test_cluster import Start, cluster_node, incidents, owned
 from tests.support.daemon import DaemonProcess
 from tests.support.nats import nats_cluster
 from tests.support.postgres import pg_server
+from tests.support.storm import iso
 
 __all__ = ["cluster_node", "nats_cluster", "pg_server"]
 
@@ -107,3 +109,37 @@ def test_a_snapshot_larger_than_a_nats_message_moves_with_its_partition(
     got = ingest.wait_for(lambda: len(incidents(ingest)) >= 5 and incidents(ingest), 30, "the bounces")
     assert sorted(i["title"] for i in got) == sorted(f"h{i} link bounced" for i in range(0, n, 4000))
 
+
+def test_a_change_made_through_one_api_reaches_the_running_workers(cluster_node: Start) -> None:
+    """A maintenance window created and approved through the ingest process' API while both
+    workers run: each worker's maintenance stage sets aside the events of its CIs within the
+    window, as the embedded mode does; a CI outside it opens its incident."""
+    ingest = cluster_node("ingest")
+    a = cluster_node("worker", name="worker-a")
+    b = cluster_node("worker", name="worker-b")
+    b.wait_for(lambda: owned(a) == 2 and owned(b) == 2, 20, "a fair share of the partitions")
+    covered = [f"m{n}" for n in range(12)]  # spread over the four partitions, so over both workers
+    now = time.time()
+    body = {"title": "line cards", "cis": covered, "start": iso(now - 60), "end": iso(now + 3600)}
+    status, doc = ingest.post_json("/api/v1/changes", body)
+    assert status == 201, doc
+    status, doc = ingest.post_json(f"/api/v1/changes/{doc['change']['id']}/approve", {})
+    assert status == 200, doc
+
+    def approved(d: DaemonProcess) -> bool:
+        return d.metric("correlator_changes", {"state": "approved"}) == 1
+
+    b.wait_for(lambda: approved(a) and approved(b), 10, "the change known to both workers")
+    events = [
+        {"host": h, "type": "cpu.high", "id": f"{h}-{i}"}
+        for h in [*covered, "out1", "out2"]
+        for i in range(2)
+    ]
+    post(ingest, events)
+    got = ingest.wait_for(lambda: len(incidents(ingest)) >= 2 and incidents(ingest), 30, "the incidents")
+    ingest.wait_for(lambda: len(ingest.events()) == len(events), 20, "every event stored")
+    assert sorted(i["key"] for i in got) == ["cpu:out1", "cpu:out2"]
+    inside = [e for e in ingest.events() if e["host"] in covered]
+    assert {e["attributes"].get("maintenance") for e in inside} == {"suppress"}
+    assert a.metric("correlator_maintenance_events_total", {"action": "suppressed"}) > 0
+    assert b.metric("correlator_maintenance_events_total", {"action": "suppressed"}) > 0
