@@ -25,6 +25,7 @@ from prometheus_client import Counter, Histogram
 from correlator.clock import Clock
 from correlator.cluster.bus import Bus
 from correlator.cluster.consume import FENCED, PartitionQueue
+from correlator.cluster.fence import Owners
 from correlator.cluster.snapshots import SnapshotSlots
 from correlator.cluster.state import Partitioner, PartitionSnapshot, merge, replace, split, state_of
 from correlator.correlation.stage import Correlate
@@ -61,6 +62,7 @@ class StateKeeper:
         partitioner: Partitioner,
     ) -> None:
         self._slots = SnapshotSlots(bus)
+        self._owners = Owners(store)
         self._queue = queue
         self._runner = runner
         self._store = store
@@ -97,9 +99,10 @@ class StateKeeper:
             except Exception as e:  # written by a newer version, or damaged: start empty
                 log.error("partition %d: level-2 snapshot unreadable (%s); its rules start empty", p, e)
         stage = self._stage()
-        if stage is None:
-            return
-        async with self._runner.lock:
+        async with self._runner.lock:  # settled: nothing from before a fence is left to write
+            await self._owners.claim(p)
+            if stage is None:
+                return
             stage.sync()
             for engine in stage.engines:
                 kept = self._without(engine, state_of(engine), {p})
@@ -200,8 +203,13 @@ class StateKeeper:
     # --- giving a partition up -------------------------------------------------------------------
 
     async def hand_over(self, p: int) -> None:
-        """Before the partition stops: its last snapshot, so the next owner feeds nothing again."""
+        """Before the partition stops: its last snapshot, so the next owner feeds nothing again,
+        and it is handed over in the database (its next owner fences no one)."""
         await self.save([p])
+        try:
+            await self._owners.release(p)
+        except Exception as e:  # the next owner then fences this worker: it gives up and rejoins
+            log.warning("partition %d: not released in the database: %s: %s", p, type(e).__name__, e)
 
     def forget(self, p: int) -> None:
         """The partition is gone: drop its keys from the rules (in the background: this may run

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from correlator.changes.service import ChangeService
 from correlator.clock import Clock
 from correlator.cluster.bus import Bus, cluster_dsn, connect, member_name
 from correlator.cluster.consume import PartitionQueue
+from correlator.cluster.fence import give_up, worker_dsn
 from correlator.cluster.handover import StateKeeper
 from correlator.cluster.leases import Leases
 from correlator.cluster.partition import host_key
@@ -55,6 +57,8 @@ def prepare(config: Config) -> Config:
         )
     if not dsn.startswith(("postgres://", "postgresql://")):
         raise ConfigError("'cluster.dsn': expected a PostgreSQL DSN like postgresql://host/db")
+    if role == "worker":  # an identity of its own in the database, to fence it out (cluster/fence.py)
+        dsn = worker_dsn(dsn, member_name(c))
     storage = dataclasses.replace(config.storage, dsn=dsn)
     if role == "worker":  # collectors belong to ingest processes
         collectors = {name: {"enabled": False} for name in config.collectors}
@@ -99,6 +103,8 @@ class ClusterNode:
         self.state = StateKeeper(self.bus, self.queue, runner, store, clock, self.partitioner)
         self.queue.on_release = self.state.hand_over
         self.queue.on_gone = self.state.forget
+        if self.leases is not None:  # fenced out of the database: give every partition up
+            runner.on_fenced = functools.partial(give_up, self.leases, self.queue)
 
     @property
     def timer_leader(self) -> bool:

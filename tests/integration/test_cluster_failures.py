@@ -6,7 +6,9 @@ created through one process' API while the workers run."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -24,16 +26,18 @@ __all__ = ["cluster_node", "nats_cluster", "pg_server"]
 
 pytestmark = pytest.mark.integration
 
-LONG_PAIRS = """
+PAIRS = """
 rules:
   - name: link
     kind: pair
-    match: {type: link.down}
-    close: {type: link.up}
+    match: {{type: link.down}}
+    close: {{type: link.up}}
     group_by: [host]
-    within: 1h
-    on_close: [{incident: {action: open, title: "{host} link bounced", impact: 3, urgency: 3}}]
+    within: {within}
+    {when}: [{{incident: {{action: open, title: "{{host}} {title}", impact: 2, urgency: 2}}}}]
 """
+LONG_PAIRS = PAIRS.format(within="1h", when="on_close", title="link bounced")
+SHORT_PAIRS = PAIRS.format(within="10s", when="on_timeout", title="link down")
 
 
 def rules_dir(tmp_path: Path, name: str, text: str) -> str:
@@ -143,3 +147,44 @@ def test_a_change_made_through_one_api_reaches_the_running_workers(cluster_node:
     assert {e["attributes"].get("maintenance") for e in inside} == {"suppress"}
     assert a.metric("correlator_maintenance_events_total", {"action": "suppressed"}) > 0
     assert b.metric("correlator_maintenance_events_total", {"action": "suppressed"}) > 0
+
+
+def test_a_worker_paused_past_its_lease_writes_nothing_when_it_wakes(
+    cluster_node: Start, tmp_path: Path
+) -> None:
+    """worker-a holds pending pairs and is paused (SIGSTOP) past its lease; worker-b takes its
+    partitions, fences it out of the database and times the pairs out. worker-a wakes (SIGCONT)
+    with the same pairs due: the database refuses what it makes of them, it gives its partitions
+    up without a snapshot, and rejoins for a fair share. Each timeout is stored once, each
+    incident counts one event."""
+    config: dict[str, Any] = {
+        "rules_dir": rules_dir(tmp_path, "pairs", SHORT_PAIRS),
+        "correlation": {"snapshot_interval": "1s"},
+    }
+    ingest = cluster_node("ingest", config=config)
+    a = cluster_node("worker", name="worker-a", config=config)
+    a.wait_for(lambda: owned(a) == 4 and saves(a) >= 1, 20, "worker-a owning every partition")
+    hosts = [f"l{n}" for n in range(8)]
+    post(ingest, [{"host": h, "type": "link.down", "id": f"{h}-down"} for h in hosts])
+    a.wait_for(lambda: a.metric("correlator_events_processed_total") >= 8, 20, "the link downs processed")
+    assert a.proc is not None
+    os.kill(a.proc.pid, signal.SIGSTOP)
+    try:
+        b = cluster_node("worker", name="worker-b", config=config)
+        b.wait_for(lambda: owned(b) == 4, 20, "worker-b taking the paused worker's partitions")
+        got = ingest.wait_for(lambda: len(incidents(ingest)) >= 8 and incidents(ingest), 30, "the timeouts")
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    # worker-a's pairs are due as it wakes: what it makes of them is refused
+    a.wait_for(lambda: a.metric("correlator_cluster_writes_fenced_total") >= 1, 20, "worker-a fenced out")
+    b.wait_for(lambda: owned(a) == 2 and owned(b) == 2, 30, "worker-a rejoining for a fair share")
+
+    def timeouts() -> list[str]:
+        return sorted(e["host"] for e in ingest.events() if e["type"] == "link.timeout")
+
+    assert ingest.wait_for(lambda: len(timeouts()) >= 8 and timeouts(), 20, "the timeouts") == hosts
+    time.sleep(2)  # anything worker-a would still write lands now
+    assert timeouts() == hosts
+    got = incidents(ingest)
+    assert sorted(i["title"] for i in got) == sorted(f"{h} link down" for h in hosts)
+    assert all(i["event_count"] == 1 for i in got)
