@@ -88,6 +88,24 @@ class ChangeService:
         async with self._lock:
             await self._withdraw_stale(now, "calendar reload (start)")
 
+    async def sync(self, ids: Iterable[int] | None = None) -> int:
+        """Take the stored version of the given changes (None: of every change), as saved by any
+        process sharing the store (the cluster, docs/cluster.md); returns how many were read."""
+        async with self._lock:
+            if ids is None:
+                docs = [doc for _, doc in await self.store.records("changes", limit=100_000)]
+            else:
+                docs = [doc for i in sorted(set(ids)) if (doc := await self.store.get("changes", i))]
+            now = self.clock.now()
+            for doc in docs:
+                c = Change.from_doc(doc)
+                if self._keep(c, now):
+                    self._live[c.id] = c
+                else:
+                    self._live.pop(c.id, None)
+            self._refresh()
+            return len(docs)
+
     # --- people (API, CLI) ---------------------------------------------------------------------
 
     async def create(self, actor: str, fields: dict[str, Any]) -> Change:

@@ -76,6 +76,17 @@ MIGRATIONS: list[str] = [
     CREATE VIEW occurrences_v AS
     SELECT incident_id, occurrence, signature, to_timestamp(at) AS at FROM occurrences;
     """,
+    # 3: every saved change is announced on the channel `correlator_changes` (its id), at commit:
+    # the processes of the cluster keep their change windows current (correlator/changes/feed.py).
+    """
+    CREATE FUNCTION correlator_changes_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('correlator_changes', NEW.id::text);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER changes_notify AFTER INSERT OR UPDATE ON changes
+        FOR EACH ROW EXECUTE FUNCTION correlator_changes_notify();
+    """,
 ]
 
 

@@ -25,3 +25,12 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 def transient(e: BaseException) -> bool:
     """True when retrying later may succeed whatever the events are (never dead-letter then)."""
     return isinstance(e, _TRANSIENT)
+
+
+FENCED = "CRF01"  # raised by the cluster's fencing trigger (cluster/fence.py)
+
+
+def fenced(e: BaseException) -> bool:
+    """True when the database refused a write because another worker took this one's partitions:
+    retrying can never succeed, and the batch belongs to the partitions' new owner."""
+    return getattr(e, "sqlstate", None) == FENCED
