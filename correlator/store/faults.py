@@ -17,6 +17,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     sqlite3.OperationalError,  # locked, busy, disk full, I/O error: none of them about the data
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,  # connection closed, pool closing
+    asyncpg.InternalClientError,  # the client's protocol state after a session ended under it
     asyncpg.InsufficientResourcesError,  # class 53: disk full, out of memory, too many connections
     asyncpg.OperatorInterventionError,  # class 57: admin shutdown, query cancelled
 )

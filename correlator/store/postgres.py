@@ -216,6 +216,12 @@ class PgEventStore:
                 status = await conn.copy_records_to_table("events", records=rows, columns=_COLUMNS)
             except asyncpg.UniqueViolationError:
                 status = await conn.execute(_INSERT, *(list(column) for column in zip(*rows, strict=True)))
+            except (asyncpg.InternalClientError, asyncpg.InterfaceError):
+                # A session the server ended during a COPY (a fence, a restart) can leave asyncpg's
+                # connection mid-protocol, refusing every later call: drop it so the pool opens a
+                # new one instead of handing the broken one out again.
+                conn.terminate()
+                raise
         metrics.STORE_WRITE_SECONDS.observe(time.perf_counter() - t0)
         new = int(status.rsplit(" ", 1)[-1])  # 'COPY <rows>' or 'INSERT 0 <rows>'
         metrics.EVENTS_STORED.inc(new)
