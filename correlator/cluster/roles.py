@@ -85,6 +85,7 @@ class ClusterNode:
         a worker taking a partition also reads the unclosed ones again (its deadlines). Changes
         saved by any process reach the others' change windows (changes/feed.py)."""
         incidents.shared = True
+        changes.share_calendar(lambda: self.timer_leader)  # ingest processes: never
         if dsn is not None:
             self.changes = ChangeFeed(changes, dsn)
         if isinstance(self.queue, PartitionQueue):
