@@ -31,7 +31,7 @@ from correlator.problems.model import (
     split_signature,
 )
 from correlator.problems.settings import ProblemSettings
-from correlator.records.store import LogEntry, RecordStore
+from correlator.records.store import LogEntry, Occurrence, RecordStore
 
 if TYPE_CHECKING:
     from correlator.incidents.model import Incident
@@ -91,19 +91,34 @@ class ProblemService:
 
         An incident opened and reopened twice in one batch is listed three times, but it is the same
         object, seen after the batch: its `reopen_count` is that of the last reopening. Each listing
-        is numbered back from it, so each is its own occurrence.
+        is numbered back from it, so each is its own occurrence. The batch's occurrences are saved
+        together (one transaction), then each is matched and counted in order.
         """
         items = list(opened)
         left: dict[int, int] = {}  # listings of each incident not yet counted
         for inc, _ in items:
             left[inc.id] = left.get(inc.id, 0) + 1
+        counted: list[tuple[Incident, Event | None, Occurrence]] = []
         for inc, ev in items:
             left[inc.id] -= 1
             occurrence = max(inc.reopen_count - left[inc.id], 0)
+            # Reopenings of one batch share the batch's time (the incident stage applies it at one instant).
+            at = inc.reopened_at if occurrence and inc.reopened_at is not None else inc.opened_at
+            counted.append(
+                (inc, ev, Occurrence(signature(inc.key, inc.rule, inc.host), inc.id, occurrence, at))
+            )
+        try:
+            async with self._lock:
+                new = await self.store.add_occurrences([o for _, _, o in counted])
+        except Exception:
+            log.exception("problem management failed on %d incident openings", len(counted))
+            return
+        for inc, ev, o in counted:
             try:
-                if occurrence == 0 and inc.known_error_id is None:
+                if o.occurrence == 0 and inc.known_error_id is None and self._known:
                     await self._match_known_errors(inc, ev)
-                await self._count(inc, occurrence)
+                if (o.incident_id, o.occurrence) in new:  # else seen before (a batch delivered again)
+                    await self._count(inc, o)
             except Exception:
                 log.exception("problem management failed on %s", inc.human_id)
 
@@ -130,13 +145,9 @@ class ProblemService:
             KE_MATCHES.inc()
             return
 
-    async def _count(self, inc: Incident, occurrence: int) -> None:
-        sig = signature(inc.key, inc.rule, inc.host)
-        # Reopenings of one batch share the batch's time (the incident stage applies it at one instant).
-        at = inc.reopened_at if occurrence and inc.reopened_at is not None else inc.opened_at
+    async def _count(self, inc: Incident, o: Occurrence) -> None:
+        sig, at = o.signature, o.at
         async with self._lock:
-            if not await self.store.add_occurrence(sig, inc.id, occurrence, at):
-                return  # seen before (a batch delivered again after a crash)
             recent = self._recent.setdefault(sig, deque())
             recent.append((at, inc.id))
             while recent and recent[0][0] < at - self.settings.recurrence_window:
