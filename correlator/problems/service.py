@@ -67,6 +67,8 @@ class ProblemService:
         self._by_sig: dict[str, Problem] = {}
         self._known: dict[int, tuple[KnownError, Matcher]] = {}  # active, by id (match in id order)
         self._recent: dict[str, deque[tuple[float, int]]] = {}
+        self._newest = 0.0  # the latest occurrence time counted, and when `_recent` was last swept
+        self._swept = 0.0
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -121,6 +123,7 @@ class ProblemService:
                     await self._count(inc, o)
             except Exception:
                 log.exception("problem management failed on %s", inc.human_id)
+        self._sweep()
 
     async def _match_known_errors(self, inc: Incident, ev: Event | None) -> None:
         view = _view(inc, ev)
@@ -145,8 +148,25 @@ class ProblemService:
             KE_MATCHES.inc()
             return
 
+    def _sweep(self) -> None:
+        """Forget the signatures with no occurrence in the last two recurrence windows, at most
+        once per eighth of a window of occurrence time: a storm of one-off alerts (each its own
+        signature) would otherwise keep one entry per alert for the daemon's life. Two windows,
+        so that an occurrence counted late (replay acts at event time) still finds every entry
+        that could be in its window."""
+        window = self.settings.recurrence_window
+        if self._newest - self._swept < window / 8:
+            return
+        self._swept = self._newest
+        horizon = self._newest - 2 * window
+        for sig in [
+            sig for sig, recent in self._recent.items() if max((t for t, _ in recent), default=0.0) < horizon
+        ]:
+            del self._recent[sig]
+
     async def _count(self, inc: Incident, o: Occurrence) -> None:
         sig, at = o.signature, o.at
+        self._newest = max(self._newest, at)
         async with self._lock:
             recent = self._recent.setdefault(sig, deque())
             recent.append((at, inc.id))
@@ -160,9 +180,9 @@ class ProblemService:
                 await self._save_problem(p, "link_incident", "system", incident=inc.human_id)
                 linked = [inc.id]
             else:
-                ids = list(dict.fromkeys(i for _, i in recent))
                 if len(recent) < self.settings.recurrence_count:
                     return
+                ids = list(dict.fromkeys(i for _, i in recent))
                 title = f"recurring: {inc.title}" if inc.title else f"recurring incidents on {inc.host}"
                 p = Problem(title[:256], at, signature=sig, incidents=ids, updated_at=at)
                 p.description = (
