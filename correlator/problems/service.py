@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +65,9 @@ class ProblemService:
         self._problems: dict[int, Problem] = {}  # unresolved
         self._by_sig: dict[str, Problem] = {}
         self._known: dict[int, tuple[KnownError, Matcher]] = {}  # active, by id (match in id order)
-        self._recent: dict[str, deque[tuple[float, int]]] = {}
+        # (at, incident id) of each signature's recent occurrences. Lists, not deques: most
+        # signatures of an alert storm occur once, and an empty deque alone is ten times a list's size.
+        self._recent: dict[str, list[tuple[float, int]]] = {}
         self._newest = 0.0  # the latest occurrence time counted, and when `_recent` was last swept
         self._swept = 0.0
         self._lock = asyncio.Lock()
@@ -83,7 +84,7 @@ class ProblemService:
                 log.error("known error %s has invalid conditions, not matched: %s", ke.human_id, e)
         since = self.clock.now() - self.settings.recurrence_window
         for sig, incident_id, at in await self.store.occurrences_since(since):
-            self._recent.setdefault(sig, deque()).append((at, incident_id))
+            self._recent.setdefault(sig, []).append((at, incident_id))
         self._refresh()
 
     # --- the pipeline ---------------------------------------------------------------------------
@@ -168,10 +169,16 @@ class ProblemService:
         sig, at = o.signature, o.at
         self._newest = max(self._newest, at)
         async with self._lock:
-            recent = self._recent.setdefault(sig, deque())
+            recent = self._recent.get(sig)
+            if recent is None:
+                recent = self._recent[sig] = []
             recent.append((at, inc.id))
-            while recent and recent[0][0] < at - self.settings.recurrence_window:
-                recent.popleft()
+            horizon = at - self.settings.recurrence_window
+            if recent[0][0] < horizon:
+                expired = 1
+                while recent[expired][0] < horizon:  # the entry just appended is never expired
+                    expired += 1
+                del recent[:expired]
             p = self._by_sig.get(sig)
             if p is not None:
                 if inc.id in p.incidents:
