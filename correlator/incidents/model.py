@@ -12,6 +12,8 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from correlator import errors
 from correlator.event import iso
 
@@ -123,6 +125,11 @@ class Incident:
         d = dict(zip(_FIELD_NAMES, _FIELDS(self), strict=True))
         d["status"] = self.status.value
         return d
+
+    def to_json(self) -> str:
+        """`to_doc()` as JSON text, what the stores keep: orjson writes the dataclass itself (its
+        fields in order, the status enum as its value), with no dict built first."""
+        return orjson.dumps(self).decode()
 
     @classmethod
     def from_doc(cls, d: dict[str, Any]) -> Incident:
