@@ -312,6 +312,7 @@ class IncidentService:
             log.exception("saving incident changes failed; reloading incidents from the store")
             await self._load()
             raise
+        changes.count_opened()
         for inc in changes.new:
             self._by_id[inc.id] = inc
         for inc in [*changes.new, *changes.dirty.values()]:
