@@ -67,6 +67,7 @@ class Changes:
     entries: list[LogEntry] = field(default_factory=list)
     notices: list[tuple[str, Incident, tuple[str, ...]]] = field(default_factory=list)
     opened_by: dict[str, int] = field(default_factory=dict)  # incidents opened, by their opening priority
+    notifying: bool = True  # False: no notification target is configured, `notify` keeps nothing
     # Where each (kind, id() of the incident) is in `notices`: a batch that opens thousands of
     # incidents (an alert storm) would otherwise scan the list once per incident.
     _notice_at: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -82,6 +83,8 @@ class Changes:
 
     def notify(self, kind: str, inc: Incident, extra_targets: tuple[str, ...] = ()) -> None:
         """Ask for one notification per target subscribed to `kind`, plus `extra_targets`."""
+        if not self.notifying:
+            return
         n = self._notice_at.get((kind, id(inc)))
         if n is not None:
             k, i, extra = self.notices[n]

@@ -101,7 +101,7 @@ class IncidentService:
             if self.shared:
                 requests = list(requests)
                 await self._reread({r.key for r in requests})
-            changes = lc.Changes()
+            changes = lc.Changes(notifying=self.notifier.enabled)
             now = self.clock.now()
             opened: list[Incident] = []
             outcomes: dict[str, int] = {}
@@ -188,7 +188,7 @@ class IncidentService:
         if self._next_due is None or now < self._next_due:
             return 0
         async with self._lock:
-            changes = lc.Changes()
+            changes = lc.Changes(notifying=self.notifier.enabled)
             acted = 0
             for inc in list(self._by_id.values()):
                 due = lc.deadline(inc)
@@ -216,7 +216,7 @@ class IncidentService:
 
     async def create(self, actor: str, fields: dict[str, Any]) -> Incident:
         async with self._lock:
-            changes = lc.Changes()
+            changes = lc.Changes(notifying=self.notifier.enabled)
             key = fields.get("key")
             if key is not None and key in self._by_key and self._by_key[key].active:
                 raise IllegalTransition(self._by_key[key], f"open another incident with key {key!r}")
@@ -235,7 +235,7 @@ class IncidentService:
             inc = await self._find(incident_id)
             if inc is None:
                 raise NotFound(f"no incident {incident_id}")
-            changes = lc.Changes()
+            changes = lc.Changes(notifying=self.notifier.enabled)
             now = self.clock.now()
             s = self.settings
             note = args.get("note") or ""
