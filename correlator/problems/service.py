@@ -113,9 +113,9 @@ class ProblemService:
         try:
             async with self._lock:
                 new = await self.store.add_occurrences([o for _, _, o in counted])
-        except Exception:
-            log.exception("problem management failed on %d incident openings", len(counted))
-            return
+        except Exception:  # counted as nothing, as a batch delivered again; known errors still match
+            log.exception("problem management could not store %d incident openings", len(counted))
+            new = set()
         for inc, ev, o in counted:
             try:
                 if o.occurrence == 0 and inc.known_error_id is None and self._known:

@@ -150,3 +150,19 @@ async def test_one_off_signatures_are_forgotten_two_periods_later_and_recurrence
     await flap(w, T0 + 15 * HOUR, type_="fanFail")
     [p] = await w.problems.query_problems((), 10, None)
     assert p.signature == "core-sw1/fanFail|stand-in|core-sw1"
+
+
+async def test_a_batch_the_store_cannot_count_still_gets_its_known_errors(make_world, caplog):
+    w = await make_world(**RECUR)
+    ke = await w.problems.create_known_error("alice", "fan", {"type": "fanFail"}, "Swap the fan tray", None)
+
+    async def unavailable(occurrences):
+        raise OSError("disk full")
+
+    w.records.add_occurrences = unavailable  # type: ignore[method-assign]
+    for hour in range(3):
+        await flap(w, T0 + hour * HOUR, type_="fanFail")
+    inc = w.incidents.active_for("core-sw1/fanFail") or (await w.incidents.get(1))[0]
+    assert inc.known_error_id == ke.human_id
+    assert await w.problems.query_problems((), 10, None) == []  # nothing counted, nothing opened
+    assert "could not store 1 incident openings" in caplog.text
