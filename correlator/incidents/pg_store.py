@@ -77,7 +77,7 @@ def _row(inc: Incident) -> tuple[Any, ...]:
         inc.major,
         inc.opened_at,
         inc.updated_at,
-        orjson.dumps(inc.to_doc()).decode(),
+        inc.to_json(),
     )
 
 
