@@ -121,6 +121,19 @@ def stored(d: DaemonProcess) -> float:
     return d.metric("correlator_events_stored_total")
 
 
+POLL = 0.1  # seconds between looks at /metrics while waiting: each look costs the daemon CPU
+
+
+def settle(predicate: Any, timeout: float, what: str) -> None:
+    """Wait for `predicate`, looking every POLL seconds (DaemonProcess.wait_for looks 20 times a
+    second: a /metrics page costs a few ms of the daemon's CPU, which this bench would count)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(POLL)
+
+
 class Stack:
     def __init__(self, tmp: Path, partitions: int) -> None:
         self.tmp = tmp
@@ -179,7 +192,7 @@ def run_embedded(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     bodies = list(batches(args.events, args.batch, args.hosts, "emb"))
     c0, t0 = cpu_seconds(d.proc.pid), time.perf_counter()  # type: ignore[union-attr]
     acked = drive(d.port, bodies, args.conns)
-    d.wait_for(lambda: stored(d) >= acked, 300, "embedded: everything stored")
+    settle(lambda: stored(d) >= acked, 300, "embedded: everything stored")
     elapsed = time.perf_counter() - t0
     cpu = cpu_seconds(d.proc.pid) - c0  # type: ignore[union-attr]
     d.stop()
@@ -204,7 +217,7 @@ def run_cluster(stack: Stack, args: argparse.Namespace, workers: int) -> dict[st
     t0 = time.perf_counter()
     acked = drive(ingest.port, bodies, args.conns)
     t_ingest = time.perf_counter() - t0
-    ws[0].wait_for(lambda: sum(stored(w) for w in ws) >= acked, 600, "cluster: everything stored")
+    settle(lambda: sum(stored(w) for w in ws) >= acked, 600, "cluster: everything stored")
     elapsed = time.perf_counter() - t0
     cpu = {k: cpu_seconds(p) - before[k] for k, p in procs.items()}
     cpu["nats (3 nodes)"] = sum(cpu_seconds(p) for p in nats_pids) - nats0
@@ -295,6 +308,21 @@ async def _duplicate_incidents(dsn: str) -> int:
         await conn.close()
 
 
+def ceiling(w: float, t: float, eps: float) -> str:
+    """What this machine can do at all (docs/cluster.md, "Sizing"): one worker busy all the time
+    takes 1/W events/s; every process together, C cores at T µs/event, at most C/T. So C cores hold
+    at most C/T, and several workers on them beat one busy worker by at most C·W/T when that is
+    more than 1 (never, when the worker's own cost W is under T/C): a gain over one worker beyond
+    that is a single worker waiting on round trips rather than computing."""
+    cores = os.cpu_count() or 1
+    busy, cap = 1e6 / w, cores * 1e6 / t
+    return (
+        f"ceiling: one busy worker {busy:,.0f}/s; {cores} cores {cap:,.0f}/s (every process at {t:.0f} µs);"
+        f" more workers here: at most {max(1.0, cores * w / t):.2f}x one busy worker,"
+        f" {cap / eps:.2f}x this one (at {eps / busy:.0%} of busy)"
+    )
+
+
 def report(results: list[dict[str, Any]]) -> None:
     base = results[0]
     base_cpu = sum(base["cpu"].values()) / base["events"] * 1e6
@@ -306,10 +334,13 @@ def report(results: list[dict[str, Any]]) -> None:
         if "ingest_eps" in r:
             line += f" (acked at {r['ingest_eps']:,.0f}/s)"
         line += f"; CPU {total:.0f} µs/event ({total / base_cpu:.2f}x embedded)"
+        line += f", {total * r['eps'] / 1e6:.2f} cores busy"
         if one is not None and r is not one and r["mode"].startswith("cluster"):
             line += f"; {r['eps'] / one['eps']:.2f}x one worker"
         print(line)
         print("    " + ", ".join(f"{k} {v:.0f} µs" for k, v in per_event.items()))
+        if r is one:
+            print("    " + ceiling(per_event["worker0"], total, r["eps"]))
         if "failover" in r:
             f = r["failover"]
             print(
@@ -336,7 +367,8 @@ def main() -> None:
         finally:
             stack.stop()
     print(
-        f"{args.events} events in NDJSON batches of {args.batch}, {args.conns} connections, {args.hosts} hosts"
+        f"{args.events} events in NDJSON batches of {args.batch}, {args.conns} connections, {args.hosts} hosts;"
+        f" load average {os.getloadavg()[0]:.1f} at the end (other processes take cores from the run)"
     )
     report(results)
 

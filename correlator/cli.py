@@ -1,6 +1,8 @@
 """The `correlator` command: one sub-command per module in correlator/commands/.
 
 A command module has `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+Only the module of the command given is imported (`correlator rules test` never loads the daemon's
+or the replay's modules); without a known command, all are, for the help and the error message.
 """
 
 from __future__ import annotations
@@ -13,33 +15,39 @@ import sys
 from correlator import __version__
 from correlator.errors import ConfigError, CorrelatorError
 
-COMMANDS = [
-    "correlator.commands.run",
-    "correlator.commands.backup",
-    "correlator.commands.replay",
-    "correlator.commands.rules",
-    "correlator.commands.mibs",
-    "correlator.commands.incidents",
-    "correlator.commands.events",
-    "correlator.commands.changes",
-    "correlator.commands.problems",
-    "correlator.commands.dead_letters",
-    "correlator.commands.report",
-]
+# command name -> the module that registers it, in the order `correlator --help` lists them
+COMMANDS = {
+    "run": "correlator.commands.run",
+    "backup": "correlator.commands.backup",
+    "restore": "correlator.commands.backup",
+    "replay": "correlator.commands.replay",
+    "rules": "correlator.commands.rules",
+    "mibs": "correlator.commands.mibs",
+    "incidents": "correlator.commands.incidents",
+    "events": "correlator.commands.events",
+    "changes": "correlator.commands.changes",
+    "problems": "correlator.commands.problems",
+    "known-errors": "correlator.commands.problems",
+    "dead-letters": "correlator.commands.dead_letters",
+    "report": "correlator.commands.report",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of `command` when it names one."""
     parser = argparse.ArgumentParser(prog="correlator", description="NOC event-correlation daemon")
     parser.add_argument("--version", action="version", version=f"correlator {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    modules = [COMMANDS[command]] if command in COMMANDS else COMMANDS.values()
+    for name in dict.fromkeys(modules):
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Every failure the operator can cause is one line on stderr and an exit code, no traceback."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         rc: int = args.func(args)
         sys.stdout.flush()  # here, so that a closed pipe is reported below and not at exit

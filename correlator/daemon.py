@@ -131,7 +131,7 @@ async def build(config: Config) -> Daemon:
     incidents, changes, problems = services.incidents, services.changes, services.problems
     csettings, pipeline = services.change_settings, services.pipeline
     if node is not None:
-        node.follow(incidents)
+        node.follow(incidents, changes, config.storage.dsn)
     runner = PipelineRunner(
         queue, pipeline, store, clock, config.queue.batch_events, config.queue.stall_after
     )

@@ -109,9 +109,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
 
 
 # SQLSTATE classes of a lost or refused database connection: 08 connection exception, 57P operator
-# intervention (pg_terminate_backend, shutdown), 53300 too many connections.
-_LOST_SQLSTATES = ("08", "57P", "53300")
-_LOST_ASYNCPG = frozenset({"ConnectionDoesNotExistError", "ConnectionFailureError", "CannotConnectNowError"})
+# intervention (pg_terminate_backend, shutdown), 53300 too many connections, and CRF01: the cluster's
+# fence refused a worker that lost its partitions (docs/cluster.md) until it rejoins.
+_LOST_SQLSTATES = ("08", "57P", "53300", "CRF01")
+_LOST_ASYNCPG = frozenset(
+    {"ConnectionDoesNotExistError", "ConnectionFailureError", "CannotConnectNowError", "InternalClientError"}
+)
 
 
 def store_connection_lost(e: BaseException) -> bool:

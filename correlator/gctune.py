@@ -25,13 +25,20 @@ def tune() -> None:
 
 
 @contextmanager
-def paused() -> Iterator[None]:
+def paused(keep: bool = False) -> Iterator[None]:
     """No collections meanwhile: for work that makes many objects that all stay alive (compiling a
-    rule set, serialising a snapshot), where every collection would scan them again for nothing."""
+    rule set, serialising a snapshot), where every collection would scan them again for nothing.
+
+    `keep`: what was made meanwhile is kept for long (a rule set): it goes to the oldest generation
+    at once instead of being scanned by the next young collection (0.1 s for 10,000 rules). Not
+    once `tune()` has frozen the start-up objects: that move would unfreeze them too."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if keep and gc.get_freeze_count() == 0:
+            gc.freeze()  # every tracked object: the young ones were made meanwhile
+            gc.unfreeze()  # all of them, into the oldest generation
         if enabled:
             gc.enable()

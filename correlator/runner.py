@@ -25,7 +25,7 @@ from correlator.pipeline import Pipeline, StageContext
 from correlator.progress import Progress
 from correlator.queue import IngestQueue, QueueItem
 from correlator.store import EventStore
-from correlator.store.faults import transient
+from correlator.store.faults import fenced, transient
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)  # a batch full of poison logs a few lines, then a count
@@ -83,6 +83,9 @@ class PipelineRunner:
         self._writes: asyncio.Queue[_Write] = asyncio.Queue(maxsize=1)
         self._writer: asyncio.Task[None] | None = None
         self.finish_seconds = 5.0
+        # Cluster: awaited when the store refuses a batch because this worker was fenced out
+        # (store/faults.py), before the next write; the batch is abandoned unacknowledged.
+        self.on_fenced: Callable[[], Awaitable[None]] | None = None
 
     @property
     def pipeline(self) -> Pipeline:
@@ -191,6 +194,12 @@ class PipelineRunner:
                     _observe_latency(w.events, time.time())
                     metrics.EVENTS_PROCESSED.inc(len(w.events))
                     self.processed += len(w.events)
+            except Exception as e:
+                if not fenced(e):
+                    raise
+                log.error("event store refused a batch of %d events: %s; not acknowledged", len(w.out), e)
+                if self.on_fenced is not None:
+                    await self.on_fenced()
             finally:
                 self._writes.task_done()
 
@@ -210,6 +219,8 @@ class PipelineRunner:
                 await op(events)
                 return
             except Exception as e:
+                if fenced(e):
+                    raise
                 tries += 1
                 if tries >= self.write_tries and not transient(e) and await self._bisect(op, events, e):
                     return
@@ -258,6 +269,8 @@ class PipelineRunner:
                 await deadletter.set_aside(self._store, dead)
                 return
             except Exception as e:
+                if fenced(e):
+                    raise
                 log.error("dead-letter write failed, retrying in %.1fs: %s", delay, e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

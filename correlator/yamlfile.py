@@ -57,6 +57,7 @@ class YamlMap(_Placed, dict[str, Any]):
     _value_marks: dict[str, Any] | None = None
     _key_positions: dict[str, Position] | None = None
     _value_positions: dict[str, Position] | None = None
+    _bare = False  # made by `loads_bare`: knows where it starts, not where its keys are
 
     @property
     def key_positions(self) -> dict[str, Position]:
@@ -78,8 +79,13 @@ class YamlMap(_Placed, dict[str, Any]):
     def value_positions(self, value: dict[str, Position]) -> None:
         self._value_positions = value
 
+    @property
+    def placed(self) -> bool:
+        """Whether the map knows where its keys and values are (not so when `loads_bare` made it)."""
+        return not self._bare
+
     def where(self, key: str | None = None) -> Position:
-        if key is not None:
+        if key is not None and not self._bare:
             if self._key_positions is None and self._key_marks is not None:
                 mark = self._key_marks.get(key)
                 if mark is not None:
@@ -89,6 +95,8 @@ class YamlMap(_Placed, dict[str, Any]):
         return self.position
 
     def where_value(self, key: str) -> Position:
+        if self._bare:
+            return self.position
         if self._value_positions is None and self._value_marks is not None:
             mark = self._value_marks.get(key)
             return self.where(key) if mark is None else _at(self._file, mark)
@@ -187,6 +195,31 @@ def _plain(value: str, cache: dict[str, Any]) -> Any:
 
 def _fast_load(text: str, file: str) -> Any:
     """Build YamlMap/YamlList straight from libyaml's events, keeping marks instead of positions."""
+    return _event_load(text, file, marks=True)
+
+
+class NotBare(Exception):
+    """`loads_bare` cannot read this text exactly: read it with `loads`, which says where it is wrong."""
+
+
+def loads_bare(text: str, file: str = "<string>") -> Any:
+    """The values `loads` gives, without positions, the fastest way: mappings and lists are plain
+    dicts and lists, except that each mapping in a list under a top-level key (each rule in a rule
+    file) is a YamlMap that knows where it starts, and nothing finer. For files known to be right
+    (or to be read again with `loads` at the first error). Raises NotBare for whatever `loads`
+    would have to read with its position-recording loader (syntax errors included)."""
+    if not _FAST:
+        raise NotBare
+    try:
+        return _event_load(text, file, marks=False)
+    except (_NotFast, yaml.YAMLError):
+        raise NotBare from None
+
+
+def _event_load(text: str, file: str, marks: bool) -> Any:
+    """The data, straight from libyaml's events. `marks`: every mapping and list a YamlMap/YamlList
+    keeping the parser's marks (`_fast_load`); else plain dicts and lists, except that each mapping
+    in a list under a top-level key is a YamlMap knowing only where it starts (`loads_bare`)."""
     ev_scalar, ev_map, ev_seq = yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent
     ev_map_end, ev_seq_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
     ev_doc, ev_doc_end = yaml.DocumentStartEvent, yaml.DocumentEndEvent
@@ -194,7 +227,8 @@ def _fast_load(text: str, file: str) -> Any:
     parser = yaml.CSafeLoader(text)
     get: Callable[[], Any] = parser.get_event
     cache: dict[str, Any] = {}
-    # A frame: [container, key marks, value marks or None (a list), the key awaiting its value]
+    # A frame: [container, is a list, the key awaiting its value, with `marks` the key marks (a
+    # list: the item marks), the value marks]
     stack: list[list[Any]] = []
     top: list[Any] | None = None  # stack[-1]
     root: Any = None
@@ -216,50 +250,66 @@ def _fast_load(text: str, file: str) -> Any:
                     raise _NotFast
                 if top is None:
                     root = value
-                elif top[2] is None:
+                elif top[1]:
                     top[0].append(value)
-                    top[1].append(ev.start_mark)
-                elif top[3] is nokey:
+                    if marks:
+                        top[3].append(ev.start_mark)
+                elif top[2] is nokey:
                     if not isinstance(value, str):
                         value = str(value)
                     if value in top[0] or value == "<<":
                         raise _NotFast  # duplicate or merge key: the checked loader says
-                    top[3] = value
-                    top[1][value] = ev.start_mark
+                    top[2] = value
+                    if marks:
+                        top[3][value] = ev.start_mark
                 else:
-                    key = top[3]
+                    key = top[2]
                     top[0][key] = value
-                    top[2][key] = ev.start_mark
-                    top[3] = nokey
+                    if marks:
+                        top[4][key] = ev.start_mark
+                    top[2] = nokey
             elif cls is ev_map or cls is ev_seq:
                 if ev.anchor is not None or ev.tag is not None:
                     raise _NotFast
-                new: YamlMap | YamlList
-                if cls is ev_map:
-                    new = YamlMap()
-                    new._key_marks = {}
-                    new._value_marks = {}
-                    item = [new, new._key_marks, new._value_marks, nokey]
+                is_list = cls is ev_seq
+                new: Any
+                key_marks: Any = None
+                value_marks: dict[str, Any] | None = None
+                if marks:
+                    if is_list:
+                        new = YamlList()
+                        new._item_marks = key_marks = []
+                    else:
+                        new = YamlMap()
+                        new._key_marks = key_marks = {}
+                        new._value_marks = value_marks = {}
+                    new._file = file
+                    new._mark = ev.start_mark
+                elif is_list:
+                    new = []
+                elif len(stack) == 2 and stack[1][1] and not stack[0][1]:
+                    new = YamlMap()  # an item of a list under a top-level key: it knows where it starts
+                    new._file = file
+                    new._mark = ev.start_mark
+                    new._bare = True
                 else:
-                    new = YamlList()
-                    new._item_marks = []
-                    item = [new, new._item_marks, None, nokey]
-                new._file = file
-                new._mark = ev.start_mark
+                    new = {}
                 if top is None:
                     root = new
-                elif top[2] is None:
+                elif top[1]:
                     top[0].append(new)
-                    top[1].append(ev.start_mark)
-                elif top[3] is nokey:
+                    if marks:
+                        top[3].append(ev.start_mark)
+                elif top[2] is nokey:
                     raise _NotFast  # a mapping or list as a key
                 else:
-                    key = top[3]
+                    key = top[2]
                     top[0][key] = new
-                    top[2][key] = ev.start_mark
-                    top[3] = nokey
-                stack.append(item)
-                top = item
+                    if marks:
+                        top[4][key] = ev.start_mark
+                    top[2] = nokey
+                top = [new, is_list, nokey, key_marks, value_marks]
+                stack.append(top)
             elif cls is ev_map_end or cls is ev_seq_end:
                 stack.pop()
                 top = stack[-1] if stack else None

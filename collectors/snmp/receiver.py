@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +41,6 @@ RECEIVED = Counter(
 DROPPED_BY = Children(DROPPED)  # per trap: resolved once per label set, not per datagram
 RECEIVED_BY = Children(RECEIVED)
 BIND_RETRY = 5.0
-KERNEL_DROPS_INTERVAL = 5.0
 INFORMS_ANSWERED = Counter(
     "correlator_snmp_informs_answered_total", "Informs answered after their event was durably accepted"
 )
@@ -78,24 +76,12 @@ class TrapReceiver(asyncio.DatagramProtocol):
     async def _bind(self) -> None:
         s = self._settings
         assert self._slow is not None
-        sock = socket.socket(socket.AF_INET6 if ":" in s.listen[0] else socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            # A burst of traps waits in the kernel while a commit runs; the kernel caps this at rmem_max.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, s.recv_buffer_bytes)
-            sock.bind(s.listen)
-        except OSError:
-            sock.close()
-            raise
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
-        self._transport = transport
-        self._slow.attach(transport)
-        self.address = sock.getsockname()[:2]
-        self._watcher = asyncio.create_task(
-            udpdrops.watch(sock, KERNEL_DROPS_INTERVAL, self._kernel_dropped), name="snmp-drops"
+        at = await udpdrops.listen(self, s.listen, s.recv_buffer_bytes, self._kernel_dropped, "snmp-drops")
+        self._transport, self._watcher, self.address = at.transport, at.watcher, at.address
+        self._slow.attach(at.transport)
+        log.info(
+            "snmp: listening for traps on udp %s:%d (receive buffer %d bytes)", *self.address, at.recv_buffer
         )
-        got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        log.info("snmp: listening for traps on udp %s:%d (receive buffer %d bytes)", *self.address, got)
 
     async def _bind_later(self) -> None:
         while True:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from typing import Any
 
@@ -30,7 +29,6 @@ from correlator.errors import QueueFull, ShuttingDown
 from correlator.event import Event
 
 T = "udp"
-KERNEL_DROPS_INTERVAL = 5.0
 
 
 class UdpListener(asyncio.DatagramProtocol):
@@ -48,23 +46,12 @@ class UdpListener(asyncio.DatagramProtocol):
 
     async def start(self, listen: tuple[str, int]) -> None:
         s = self._intake.settings
-        sock = socket.socket(socket.AF_INET6 if ":" in listen[0] else socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            # A burst waits in the kernel while a journal commit runs; the kernel caps this at rmem_max.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, s.recv_buffer_bytes)
-            sock.bind(listen)
-        except OSError:
-            sock.close()
-            raise
-        loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
-        self.address = sock.getsockname()[:2]
-        self._flusher = asyncio.create_task(self._flush_forever(), name="syslog-udp-flush")
-        self._watcher = asyncio.create_task(
-            udpdrops.watch(sock, KERNEL_DROPS_INTERVAL, self._kernel_dropped), name="syslog-udp-drops"
+        at = await udpdrops.listen(
+            self, listen, s.recv_buffer_bytes, self._kernel_dropped, "syslog-udp-drops"
         )
-        got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-        log.info("syslog: listening on udp %s:%d (receive buffer %d bytes)", *self.address, got)
+        self._transport, self._watcher, self.address = at.transport, at.watcher, at.address
+        self._flusher = asyncio.create_task(self._flush_forever(), name="syslog-udp-flush")
+        log.info("syslog: listening on udp %s:%d (receive buffer %d bytes)", *self.address, at.recv_buffer)
 
     def _kernel_dropped(self, n: int) -> None:
         drop(

@@ -15,14 +15,16 @@ from aiohttp import web
 from correlator.api.common import STATE, dumps_response
 from correlator.api.openapi import ERROR, operation, param
 from correlator.api.record_fields import (
-    LOG_ENTRY,
     actor,
     body_schema,
+    created,
     invalid,
+    log_entry,
     page,
     query_int,
     query_states,
     read_body,
+    with_log,
 )
 from correlator.changes.model import ACTIONS, POLICIES, RISKS, State, parse_human_id
 from correlator.changes.service import ChangeService
@@ -140,9 +142,7 @@ async def create_change(request: web.Request) -> web.Response:
     except FieldError as e:
         return invalid(e)
     c = await _service(request).create(actor(request), fields)
-    resp = dumps_response(201, {"change": c.to_api()})
-    resp.headers["Location"] = f"/api/v1/changes/{c.human_id}"
-    return resp
+    return created("change", c, "changes")
 
 
 @operation(
@@ -153,23 +153,14 @@ async def create_change(request: web.Request) -> web.Response:
     responses={
         200: (
             "the change and its log, oldest entry first",
-            {
-                "type": "object",
-                "properties": {"change": CHANGE, "log": {"type": "array", "items": LOG_ENTRY}},
-            },
+            with_log("change", CHANGE),
         ),
         404: ("no such change", ERROR),
     },
 )
 async def get_change(request: web.Request) -> web.Response:
     c, log = await _service(request).get(_id(request))
-    return dumps_response(200, {"change": c.to_api(), "log": [_entry(e) for e in log]})
-
-
-def _entry(e: Any) -> dict[str, Any]:
-    from correlator.event import iso
-
-    return {"seq": e.seq, "at": iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail}
+    return dumps_response(200, {"change": c.to_api(), "log": [log_entry(e) for e in log]})
 
 
 def _action(name: str, role: str, summary: str) -> Callable[[web.Request], Awaitable[web.Response]]:

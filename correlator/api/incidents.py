@@ -15,6 +15,7 @@ from correlator.api.auth import ACTOR, ANONYMOUS
 from correlator.api.common import STATE, dumps_response
 from correlator.api.incident_schemas import INCIDENT, TIMELINE_ENTRY, bad, field_schema, read_fields
 from correlator.api.openapi import ERROR, operation, param
+from correlator.api.record_fields import created
 from correlator.changes.model import parse_human_id as parse_change_id
 from correlator.errors import FieldError, NotFound
 from correlator.event import parse_time
@@ -189,9 +190,7 @@ async def create_incident(request: web.Request) -> web.Response:
         inc = await _service(request).create(_actor(request), fields)
     except FieldError as e:
         return _invalid(e)
-    resp = dumps_response(201, {"incident": inc.to_api()})
-    resp.headers["Location"] = f"/api/v1/incidents/{inc.human_id}"
-    return resp
+    return created("incident", inc, "incidents")
 
 
 @operation(

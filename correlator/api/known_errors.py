@@ -16,7 +16,6 @@ from correlator.api.problems import (
     CONFLICT,
     NOT_FOUND,
     PAGE_PARAMS,
-    entry,
     id_,
     page_schema,
     parse,
@@ -24,14 +23,16 @@ from correlator.api.problems import (
     service,
 )
 from correlator.api.record_fields import (
-    LOG_ENTRY,
     actor,
     body_schema,
+    created,
     invalid,
+    log_entry,
     page,
     query_int,
     query_states,
     read_body,
+    with_log,
 )
 from correlator.errors import FieldError
 from correlator.problems.conditions import ConditionError
@@ -114,9 +115,7 @@ async def create_known_error(request: web.Request) -> web.Response:
         return invalid(e)
     except ConditionError as e:
         return dumps_response(400, {"error": str(e), "field": "match"})
-    resp = dumps_response(201, {"known_error": ke.to_api()})
-    resp.headers["Location"] = f"/api/v1/known-errors/{ke.human_id}"
-    return resp
+    return created("known_error", ke, "known-errors")
 
 
 @operation(
@@ -127,17 +126,14 @@ async def create_known_error(request: web.Request) -> web.Response:
     responses={
         200: (
             "the known error",
-            {
-                "type": "object",
-                "properties": {"known_error": KNOWN_ERROR, "log": {"type": "array", "items": LOG_ENTRY}},
-            },
+            with_log("known_error", KNOWN_ERROR),
         ),
         404: NOT_FOUND,
     },
 )
 async def get_known_error(request: web.Request) -> web.Response:
     ke, log = await service(request).get_known_error(id_(request, "KE"))
-    return dumps_response(200, {"known_error": ke.to_api(), "log": [entry(e) for e in log]})
+    return dumps_response(200, {"known_error": ke.to_api(), "log": [log_entry(e) for e in log]})
 
 
 @operation(

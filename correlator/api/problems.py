@@ -13,15 +13,17 @@ from aiohttp import web
 from correlator.api.common import STATE, dumps_response
 from correlator.api.openapi import ERROR, operation, param
 from correlator.api.record_fields import (
-    LOG_ENTRY,
     actor,
     body_schema,
+    created,
     invalid,
+    log_entry,
     page,
     query_int,
     query_since,
     query_states,
     read_body,
+    with_log,
 )
 from correlator.errors import FieldError
 from correlator.event import iso
@@ -180,9 +182,7 @@ async def create_problem(request: web.Request) -> web.Response:
     p = await service(request).create_problem(
         actor(request), fields["title"], fields.get("description", ""), ids
     )
-    resp = dumps_response(201, {"problem": p.to_api()})
-    resp.headers["Location"] = f"/api/v1/problems/{p.human_id}"
-    return resp
+    return created("problem", p, "problems")
 
 
 @operation(
@@ -193,17 +193,14 @@ async def create_problem(request: web.Request) -> web.Response:
     responses={
         200: (
             "the problem",
-            {
-                "type": "object",
-                "properties": {"problem": PROBLEM, "log": {"type": "array", "items": LOG_ENTRY}},
-            },
+            with_log("problem", PROBLEM),
         ),
         404: NOT_FOUND,
     },
 )
 async def get_problem(request: web.Request) -> web.Response:
     p, log = await service(request).get_problem(id_(request, "PRB"))
-    return dumps_response(200, {"problem": p.to_api(), "log": [entry(e) for e in log]})
+    return dumps_response(200, {"problem": p.to_api(), "log": [log_entry(e) for e in log]})
 
 
 @operation(
@@ -267,10 +264,6 @@ async def resolve_problem(request: web.Request) -> web.Response:
 async def run(call: Any, name: str) -> web.Response:
     record = await call
     return dumps_response(200, {name: record.to_api()})
-
-
-def entry(e: Any) -> dict[str, Any]:
-    return {"seq": e.seq, "at": iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail}
 
 
 def parse(prefix: str, text: str, field: str) -> int:

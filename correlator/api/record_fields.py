@@ -16,7 +16,7 @@ from correlator.api.common import dumps_response
 from correlator.api.incident_schemas import bad, check_field, field_schema, read_fields
 from correlator.config import parse_duration
 from correlator.errors import FieldError
-from correlator.event import parse_time
+from correlator.event import iso, parse_time
 
 MAX_LIMIT = 500
 MAX_NAMES = 1000
@@ -30,6 +30,25 @@ LOG_ENTRY = {
         "detail": {"type": "object"},
     },
 }
+
+
+def with_log(name: str, record_schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema of one record with its audit log: {name: record, "log": [entry, ...]}."""
+    return {
+        "type": "object",
+        "properties": {name: record_schema, "log": {"type": "array", "items": LOG_ENTRY}},
+    }
+
+
+def log_entry(e: Any) -> dict[str, Any]:
+    return {"seq": e.seq, "at": iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail}
+
+
+def created(name: str, record: Any, collection: str) -> web.Response:
+    """201 with the new record and its Location (/api/v1/<collection>/<human id>)."""
+    resp = dumps_response(201, {name: record.to_api()})
+    resp.headers["Location"] = f"/api/v1/{collection}/{record.human_id}"
+    return resp
 
 
 def schema(kind: str | tuple[str, ...]) -> dict[str, Any]:

@@ -75,6 +75,12 @@ class ChangeService:
         self._live: dict[int, Change] = {}
         self._calendar_keys: set[str] = set()
         self._lock = asyncio.Lock()
+        # Whether this process writes the calendar's records (creates occurrences, starts, finishes
+        # and withdraws them). Always in one process; in the cluster only the timer leader, or every
+        # worker would write each occurrence (docs/cluster.md). The others read them through sync().
+        self.writes_calendar: Callable[[], bool] = lambda: True
+        self._was_writer = True
+        self._withdraw_pending: str | None = None  # a withdrawal left to the writer: its reason
 
     async def open(self) -> None:
         """Load the changes that still matter from the (already open) record store; occurrences of
@@ -86,7 +92,31 @@ class ChangeService:
                 self._live[c.id] = c
         self._refresh()
         async with self._lock:
-            await self._withdraw_stale(now, "calendar reload (start)")
+            await self._withdraw_or_defer(now, "calendar reload (start)")
+
+    def share_calendar(self, writer: Callable[[], bool]) -> None:
+        """Several processes share the store (the cluster): only while `writer()` says so does this
+        one write the calendar's records; on becoming the writer it first reads every change again."""
+        self.writes_calendar = writer
+        self._was_writer = False
+
+    async def sync(self, ids: Iterable[int] | None = None) -> int:
+        """Take the stored version of the given changes (None: of every change), as saved by any
+        process sharing the store (the cluster, docs/cluster.md); returns how many were read."""
+        async with self._lock:
+            if ids is None:
+                docs = [doc for _, doc in await self.store.records("changes", limit=100_000)]
+            else:
+                docs = [doc for i in sorted(set(ids)) if (doc := await self.store.get("changes", i))]
+            now = self.clock.now()
+            for doc in docs:
+                c = Change.from_doc(doc)
+                if self._keep(c, now):
+                    self._live[c.id] = c
+                else:
+                    self._live.pop(c.id, None)
+            self._refresh()
+            return len(docs)
 
     # --- people (API, CLI) ---------------------------------------------------------------------
 
@@ -125,7 +155,16 @@ class ChangeService:
 
     async def run_due(self, now: float) -> None:
         """Create calendar occurrences within the horizon; start and finish calendar changes on time."""
+        writer = self.writes_calendar()
+        became, self._was_writer = writer and not self._was_writer, writer
+        if not writer:
+            return
+        if became:  # leadership moved here: what the previous writer saved may not have reached us
+            await self.sync()
         async with self._lock:
+            if self._withdraw_pending is not None:
+                await self._withdraw_stale(now, self._withdraw_pending)
+                self._withdraw_pending = None
             await self._create_occurrences(now)
             for c in list(self._live.values()):
                 if c.calendar is None:
@@ -147,8 +186,9 @@ class ChangeService:
         async with self._lock:
             self.settings = dataclasses.replace(self.settings, calendar=calendar, dependencies=dependencies)
             now = self.clock.now()
-            withdrawn = await self._withdraw_stale(now, reason)
-            await self._create_occurrences(now)
+            withdrawn = await self._withdraw_or_defer(now, reason)
+            if self.writes_calendar():
+                await self._create_occurrences(now)
             self._refresh()  # the scope follows the new dependencies even when no record changed
             return withdrawn
 
@@ -207,6 +247,12 @@ class ChangeService:
                 await self._save(
                     c, [LogEntry(now, "calendar", "create", {"window": w.name, "state": "approved"})]
                 )
+
+    async def _withdraw_or_defer(self, now: float, reason: str) -> list[Change]:
+        if self.writes_calendar():
+            return await self._withdraw_stale(now, reason)
+        self._withdraw_pending = reason  # done by whichever process writes the calendar next
+        return []
 
     async def _withdraw_stale(self, now: float, reason: str) -> list[Change]:
         withdrawn = []

@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from prometheus_client import Counter, Gauge
 
 from correlator import metrics
 from correlator.cluster.bus import Bus
-from correlator.cluster.publish import COUNT
+from correlator.cluster.publish import COUNT, ENCODING
 from correlator.errors import ShuttingDown
 from correlator.event import Event
 from correlator.queue import QueueItem, take_batch
@@ -198,12 +199,14 @@ class PartitionQueue:
                 # Sent again by JetStream (unacked past ACK_WAIT: the store was down that long):
                 # the runner asks the store which of its events it already has.
                 again = msg.metadata.num_delivered > 1
-                count = int((msg.headers or {}).get(COUNT, "1"))
+                headers = msg.headers or {}
+                count = int(headers.get(COUNT, "1"))
+                data = zlib.decompress(msg.data) if headers.get(ENCODING) == "deflate" else msg.data
                 seq = self._next_seq
                 self._next_seq += 1
                 self._pending.append(_Pending(seq, part.number, part.epoch, msg, stream_seq, count))
                 self._items.append(
-                    QueueItem(seq, msg.data, count, redelivered=stream_seq <= part.replay_upto or again)
+                    QueueItem(seq, data, count, redelivered=stream_seq <= part.replay_upto or again)
                 )
                 self._depth += count
             metrics.QUEUE_DEPTH.set(self._depth)
@@ -231,12 +234,15 @@ class PartitionQueue:
         metrics.QUEUE_DEPTH.set(self._depth)
         if self._depth < self._max_events:
             self._room.set()
+        advances = []
         for p, pend in last.items():
             part = self._parts.get(p)
             if part is None or part.epoch != pend.epoch:
                 continue  # given up meanwhile: the next owner processes it again from its position
             part.done = pend.stream_seq
-            await self._advance(part, pend)
+            advances.append(self._advance(part, pend))
+        # One replicated KV write per partition: side by side, not one round trip after another.
+        await asyncio.gather(*advances)
 
     async def _advance(self, part: _Partition, pend: _Pending) -> None:
         key = f"pos.{part.number}"

@@ -20,21 +20,14 @@ import logging
 import time
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from prometheus_client import Counter, Histogram
 
 from correlator.clock import Clock
 from correlator.cluster.bus import Bus
 from correlator.cluster.consume import FENCED, PartitionQueue
-from correlator.cluster.state import (
-    Partitioner,
-    PartitionSnapshot,
-    merge,
-    replace,
-    snapshot_key,
-    split,
-    state_of,
-)
+from correlator.cluster.fence import Owners
+from correlator.cluster.snapshots import SnapshotSlots
+from correlator.cluster.state import Partitioner, PartitionSnapshot, merge, replace, split, state_of
 from correlator.correlation.stage import Correlate
 from correlator.pipeline import Pipeline
 from correlator.runner import PipelineRunner
@@ -55,7 +48,6 @@ SAVE_SECONDS = Histogram(
     buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0),
 )
 
-_EMPTY = b"none"  # `l2.<p>` created before any snapshot: the partition's fence, no state yet
 REFEED_CHUNK = 10_000
 
 
@@ -69,13 +61,13 @@ class StateKeeper:
         clock: Clock,
         partitioner: Partitioner,
     ) -> None:
-        self._kv = bus.state
+        self._slots = SnapshotSlots(bus)
+        self._owners = Owners(store)
         self._queue = queue
         self._runner = runner
         self._store = store
         self._clock = clock
         self._parts = partitioner
-        self._revisions: dict[int, int] = {}  # partition -> revision of `l2.<p>` we wrote or took
         self._purges: set[asyncio.Task[None]] = set()
         self.restored: dict[int, int] = {}  # partition -> stream sequence of the snapshot restored
 
@@ -99,24 +91,18 @@ class StateKeeper:
             raise
 
     async def _take(self, p: int) -> None:
-        key = snapshot_key(p)
         snap: PartitionSnapshot | None = None
-        try:
-            entry = await self._kv.get(key)
-        except KeyNotFoundError:
-            self._revisions[p] = await self._kv.create(key, _EMPTY)
-        else:
-            raw = entry.value or _EMPTY
-            self._revisions[p] = await self._kv.update(key, raw, last=entry.revision)
-            if raw != _EMPTY:
-                try:
-                    snap = PartitionSnapshot.decode(raw)
-                except Exception as e:  # written by a newer version, or damaged: start empty
-                    log.error("partition %d: level-2 snapshot unreadable (%s); its rules start empty", p, e)
+        raw = await self._slots.take(p)
+        if raw is not None:
+            try:
+                snap = PartitionSnapshot.decode(raw)
+            except Exception as e:  # written by a newer version, or damaged: start empty
+                log.error("partition %d: level-2 snapshot unreadable (%s); its rules start empty", p, e)
         stage = self._stage()
-        if stage is None:
-            return
-        async with self._runner.lock:
+        async with self._runner.lock:  # settled: nothing from before a fence is left to write
+            await self._owners.claim(p)
+            if stage is None:
+                return
             stage.sync()
             for engine in stage.engines:
                 kept = self._without(engine, state_of(engine), {p})
@@ -198,17 +184,16 @@ class StateKeeper:
         SAVE_SECONDS.observe(time.perf_counter() - t0)
 
     async def _write(self, p: int, doc: PartitionSnapshot) -> None:
-        rev = self._revisions.get(p)
-        if rev is None:
+        if not self._slots.holds(p):
             return
         try:
-            self._revisions[p] = await self._kv.update(snapshot_key(p), doc.encode(), last=rev)
-        except KeyWrongLastSequenceError:
-            self._revisions.pop(p, None)
+            written = await self._slots.write(p, doc.encode())
+        except Exception as e:  # NATS unreachable: the previous snapshot stays valid
+            log.warning("partition %d: level-2 snapshot not saved: %s: %s", p, type(e).__name__, e)
+            return
+        if not written:
             FENCED.inc()
             log.error("partition %d: another worker took it over; its level-2 snapshot is not written", p)
-        except Exception as e:  # NATS unreachable, too large: the previous snapshot stays valid
-            log.warning("partition %d: level-2 snapshot not saved: %s: %s", p, type(e).__name__, e)
 
     async def run(self, interval: float) -> None:
         while True:
@@ -218,13 +203,18 @@ class StateKeeper:
     # --- giving a partition up -------------------------------------------------------------------
 
     async def hand_over(self, p: int) -> None:
-        """Before the partition stops: its last snapshot, so the next owner feeds nothing again."""
+        """Before the partition stops: its last snapshot, so the next owner feeds nothing again,
+        and it is handed over in the database (its next owner fences no one)."""
         await self.save([p])
+        try:
+            await self._owners.release(p)
+        except Exception as e:  # the next owner then fences this worker: it gives up and rejoins
+            log.warning("partition %d: not released in the database: %s: %s", p, type(e).__name__, e)
 
     def forget(self, p: int) -> None:
         """The partition is gone: drop its keys from the rules (in the background: this may run
         inside the store writer, which the runner's lock waits for)."""
-        self._revisions.pop(p, None)
+        self._slots.forget(p)
         self.restored.pop(p, None)
         task = asyncio.create_task(self._purge(p), name=f"forget-partition-{p}")
         self._purges.add(task)
@@ -236,7 +226,7 @@ class StateKeeper:
             return
         try:
             async with self._runner.lock:
-                if p in self._revisions:
+                if self._slots.holds(p):
                     return  # taken again meanwhile: its restore set the state already
                 stage.sync()
                 for engine in stage.engines:
@@ -247,7 +237,7 @@ class StateKeeper:
     def _drop_stale(self, stage: Correlate) -> None:
         """Forget the keys of partitions this worker does not own (given up while a batch with
         their events was under way, or listed by a rule from the start)."""
-        mine = set(self._queue.partitions) | set(self._revisions)
+        mine = set(self._queue.partitions) | self._slots.held()
         for engine in stage.engines:
             data = state_of(engine)
             parts, _ = split(engine, data, self._parts.key_function(engine))

@@ -11,19 +11,20 @@ and its keys expire, so the others take its partitions within lease_ttl plus one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
 log = logging.getLogger(__name__)
 
 Gain = Callable[[int], Awaitable[bool]]  # start consuming the partition; False: could not (retry later)
 Loss = Callable[[int], Awaitable[None]]  # stop consuming it at once: another worker owns it now
+
+WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a write whose expected revision is stale
 
 
 def key_safe(name: str) -> str:
@@ -85,8 +86,13 @@ class Leases:
         rev = self.owned.get(p)
         await self._drop(p)
         if rev is not None:
-            with contextlib.suppress(KeyWrongLastSequenceError, KeyNotFoundError):  # expired or taken
+            try:
                 await self._kv.delete(f"p.{p}", last=rev)
+            except (KeyWrongLastSequenceError, KeyNotFoundError):
+                pass  # expired or taken over
+            except APIError as e:  # a delete's stale revision is not told apart by the client
+                if e.err_code != WRONG_LAST_SEQUENCE:
+                    raise
 
     async def release_all(self) -> None:
         """Clean shutdown: hand every partition over at once instead of after lease_ttl."""

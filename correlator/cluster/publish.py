@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import logging
 import time
+import zlib
 from collections.abc import Callable
 
 from correlator import metrics
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 KeyOf = Callable[[Event], str]
 READY_AFTER = 10.0  # seconds without a failed publish before /readyz is green again
 COUNT = "Correlator-Count"  # header: events in the message, so a worker bounds its queue without parsing
+ENCODING = "Correlator-Encoding"  # header: "deflate" when the payload is compressed (zlib)
+COMPRESS_FROM = 512  # bytes: a smaller payload is sent as it is
 
 
 class BusQueue:
@@ -80,10 +83,12 @@ class BusQueue:
         # The same batch published again (the sender retried after a lost ack) is kept once by the
         # stream's duplicate window; the event store would ignore the ids anyway.
         msg_id = hashlib.blake2b(payload, digest_size=16).hexdigest()
+        headers = {"Nats-Msg-Id": msg_id, COUNT: str(count)}
+        if len(payload) >= COMPRESS_FROM:
+            payload = zlib.compress(payload, 1)
+            headers[ENCODING] = "deflate"
         try:
-            ack = await self._bus.js.publish(
-                self._bus.subject(partition), payload, headers={"Nats-Msg-Id": msg_id, COUNT: str(count)}
-            )
+            ack = await self._bus.js.publish(self._bus.subject(partition), payload, headers=headers)
         except Exception as e:  # timeout, no responders, connection lost: the sender keeps the event
             self.failing = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             self._failed_at = time.monotonic()

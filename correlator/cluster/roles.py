@@ -8,13 +8,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from correlator.changes.feed import ChangeFeed
+from correlator.changes.service import ChangeService
 from correlator.clock import Clock
 from correlator.cluster.bus import Bus, cluster_dsn, connect, member_name
 from correlator.cluster.consume import PartitionQueue
+from correlator.cluster.fence import give_up, worker_dsn
 from correlator.cluster.handover import StateKeeper
 from correlator.cluster.leases import Leases
 from correlator.cluster.partition import host_key
@@ -53,6 +57,8 @@ def prepare(config: Config) -> Config:
         )
     if not dsn.startswith(("postgres://", "postgresql://")):
         raise ConfigError("'cluster.dsn': expected a PostgreSQL DSN like postgresql://host/db")
+    if role == "worker":  # an identity of its own in the database, to fence it out (cluster/fence.py)
+        dsn = worker_dsn(dsn, member_name(c))
     storage = dataclasses.replace(config.storage, dsn=dsn)
     if role == "worker":  # collectors belong to ingest processes
         collectors = {name: {"enabled": False} for name in config.collectors}
@@ -69,13 +75,19 @@ class ClusterNode:
     partitioner: Partitioner | None = None
     state: StateKeeper | None = None
     snapshot_interval: float = 60.0
+    changes: ChangeFeed | None = None
     _task: asyncio.Task[None] | None = None
     _state_task: asyncio.Task[None] | None = None
+    _changes_task: asyncio.Task[None] | None = None
 
-    def follow(self, incidents: IncidentService) -> None:
+    def follow(self, incidents: IncidentService, changes: ChangeService, dsn: str | None) -> None:
         """Every process reads an incident again before changing it (others write the same table);
-        a worker taking a partition also reads the unclosed ones again (its deadlines)."""
+        a worker taking a partition also reads the unclosed ones again (its deadlines). Changes
+        saved by any process reach the others' change windows (changes/feed.py)."""
         incidents.shared = True
+        changes.share_calendar(lambda: self.timer_leader)  # ingest processes: never
+        if dsn is not None:
+            self.changes = ChangeFeed(changes, dsn)
         if isinstance(self.queue, PartitionQueue):
 
             async def on_take(p: int) -> None:
@@ -92,6 +104,8 @@ class ClusterNode:
         self.state = StateKeeper(self.bus, self.queue, runner, store, clock, self.partitioner)
         self.queue.on_release = self.state.hand_over
         self.queue.on_gone = self.state.forget
+        if self.leases is not None:  # fenced out of the database: give every partition up
+            runner.on_fenced = functools.partial(give_up, self.leases, self.queue)
 
     @property
     def timer_leader(self) -> bool:
@@ -112,6 +126,8 @@ class ClusterNode:
             await calendar(now)
 
     def start(self) -> None:
+        if self.changes is not None:
+            self._changes_task = asyncio.create_task(self.changes.run(), name="change-feed")
         if self.leases is not None:
             self._task = asyncio.create_task(self.leases.run(), name="partition-leases")
         if self.state is not None:
@@ -129,6 +145,10 @@ class ClusterNode:
 
     async def close(self) -> None:
         """After draining: hand the partitions over now rather than after lease_ttl."""
+        if self._changes_task is not None:
+            self._changes_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._changes_task
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,8 +3,8 @@
 The embedded mode snapshots each level-2 rule whole (correlation/snapshot.py). A worker holds the
 state of several partitions in the same rules, so its snapshot is split: every key of every rule
 routes to a partition by the function the publisher used for its events (cluster/partition.py),
-applied to the host (or site) in the key. `l2.<p>` in the `<stream>_state` bucket holds, per
-partition, the state of its keys in every rule, with where it was taken:
+applied to the host (or site) in the key. The snapshot of a partition (kept by
+cluster/snapshots.py) holds the state of its keys in every rule, with where it was taken:
 
 - `seq`: the last stream sequence of the partition whose events the state has seen (and stored);
 - `store_pos`: the event store's position then: the events of the partition stored after it are
@@ -34,10 +34,6 @@ Saved = dict[str, tuple[str, Any]]  # rule -> (kind, its state in snapshot form)
 PartOf = Callable[[Any], int | None]  # a key in snapshot form -> its partition (None: cannot tell)
 
 
-def snapshot_key(p: int) -> str:
-    return f"l2.{p}"
-
-
 @dataclass
 class PartitionSnapshot:
     seq: int
@@ -46,7 +42,7 @@ class PartitionSnapshot:
     rules: Saved
 
     def encode(self) -> bytes:
-        # Compressed: the KV bucket takes values up to the server's max_payload (1 MiB by default).
+        # Compressed: most then fit in the state bucket itself (cluster/snapshots.py).
         doc = {"seq": self.seq, "store_pos": self.store_pos, "clock": self.clock, "rules": self.rules}
         return zlib.compress(orjson.dumps(doc), 1)
 

@@ -16,7 +16,7 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
-from correlator import gctune, replay_noc
+from correlator import gctune
 from correlator.catalogue import load_catalogue
 from correlator.changes.changes_file import load_changes
 from correlator.config import Config, load_config, parse_duration
@@ -106,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
             noc: dict[str, Any] | None = None
         else:
             summary, noc = _run(_whole(args, config, rules, changes, out))
-    except (ConfigError, replay_noc.DataDirInUse) as e:
+    except ConfigError as e:
         print(f"correlator replay: {e}", file=sys.stderr)
         return 2
     finally:
@@ -118,7 +118,9 @@ def main(args: argparse.Namespace) -> int:
     else:
         lines = [f"{key:>18}: {value}" for key, value in summary.as_dict().items() if key != "errors"]
         if noc is not None:
-            lines += ["", *replay_noc.report_lines(noc)]
+            from correlator.replay_noc import report_lines
+
+            lines += ["", *report_lines(noc)]
         _write_stdout(("\n".join(lines) + "\n").encode())
         for err in summary.errors:
             print(f"invalid: {err}", file=sys.stderr)
@@ -158,8 +160,14 @@ async def _whole(
     changes: list[dict[str, Any]],
     out: IO[bytes] | None,
 ) -> tuple[ReplaySummary, dict[str, Any]]:
+    # Imported here: `--events-only` needs none of the incident, problem and change services.
+    from correlator import replay_noc
+
     start = first_time(args.file)
-    noc = await replay_noc.start(config, rules, start or 0.0, args.data, changes)
+    try:
+        noc = await replay_noc.start(config, rules, start or 0.0, args.data, changes)
+    except replay_noc.DataDirInUse as e:
+        raise ConfigError(str(e)) from None  # said like a configuration problem, exit code 2
     try:
         summary = await replay(args.file, noc.services.pipeline, out, progress_stream(), args.wait, noc.clock)
         await replay_noc.finish(noc)

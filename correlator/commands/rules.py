@@ -19,7 +19,7 @@ from correlator.rules.loader import load_rules
 from correlator.rules.reload import RulesHolder
 from correlator.rules.ruleset import RuleSet
 from correlator.rules.schema import rules_schema
-from correlator.rules.testing import run_test_file
+from correlator.rules.testing import Compiled, run_test_file
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -134,8 +134,9 @@ def test(args: argparse.Namespace) -> int:
     for f in args.files:
         files.extend(sorted(f.rglob("*_test.y*ml")) if f.is_dir() else [f])
     failed = passed = 0
+    compiled: Compiled = {}  # rule directories compiled once for all the files
     for f in files:
-        result = run_test_file(f)
+        result = run_test_file(f, compiled)
         for err in result.errors:
             print(f"ERROR {err}")
             failed += 1

@@ -66,6 +66,8 @@ class Changes:
     dirty: dict[int, Incident] = field(default_factory=dict)  # keyed by id() of the object
     entries: list[LogEntry] = field(default_factory=list)
     notices: list[tuple[str, Incident, tuple[str, ...]]] = field(default_factory=list)
+    opened_by: dict[str, int] = field(default_factory=dict)  # incidents opened, by their opening priority
+    notifying: bool = True  # False: no notification target is configured, `notify` keeps nothing
     # Where each (kind, id() of the incident) is in `notices`: a batch that opens thousands of
     # incidents (an alert storm) would otherwise scan the list once per incident.
     _notice_at: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -81,6 +83,8 @@ class Changes:
 
     def notify(self, kind: str, inc: Incident, extra_targets: tuple[str, ...] = ()) -> None:
         """Ask for one notification per target subscribed to `kind`, plus `extra_targets`."""
+        if not self.notifying:
+            return
         n = self._notice_at.get((kind, id(inc)))
         if n is not None:
             k, i, extra = self.notices[n]
@@ -91,6 +95,12 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.new or self.dirty or self.entries)
+
+    def count_opened(self) -> None:
+        """Add the batch's openings to `correlator_incidents_opened_total`, once it is saved: one
+        increment per priority, where a storm batch opens thousands."""
+        for priority, n in self.opened_by.items():
+            OPENED_BY(priority).inc(n)
 
 
 def open_incident(
@@ -113,7 +123,7 @@ def open_incident(
     changes.log(
         inc, now, actor, "open", priority=inc.priority, impact=impact, urgency=urgency, major=inc.major
     )
-    OPENED_BY(inc.priority).inc()
+    changes.opened_by[inc.priority] = changes.opened_by.get(inc.priority, 0) + 1
     changes.notify("open", inc)
     if inc.major:
         changes.notify("major", inc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -57,7 +58,9 @@ class IncidentService:
         self._lock = asyncio.Lock()
         self._next_due: float | None = None
         self._due: dict[int, float] = {}  # id -> deadline, of the unclosed incidents that have one
+        self._due_heap: list[tuple[float, int]] = []  # (deadline, id), with stale entries
         self._active: dict[int, str] = {}  # id -> priority, of the active incidents
+        self._active_count: dict[str, int] = dict.fromkeys(PRIORITIES, 0)  # of `_active`, by priority
         # Replay and `rules explain` read what each request did here (None: not recorded).
         self.outcomes: list[tuple[IncidentRequest, str, Incident | None]] | None = None
         # Other processes write the same store (the cluster, docs/cluster.md): read an incident
@@ -98,16 +101,19 @@ class IncidentService:
             if self.shared:
                 requests = list(requests)
                 await self._reread({r.key for r in requests})
-            changes = lc.Changes()
+            changes = lc.Changes(notifying=self.notifier.enabled)
             now = self.clock.now()
             opened: list[Incident] = []
+            outcomes: dict[str, int] = {}
             for req in requests:
                 outcome = self._apply_one(changes, req, min(now, req.event.time) if event_time else now)
-                REQUESTS_BY(outcome).inc()
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 if self.outcomes is not None:
                     self.outcomes.append((req, outcome, self._by_key.get(req.key)))
                 if outcome in ("opened", "reopened"):
                     opened.append(self._by_key[req.key])
+            for outcome, n in outcomes.items():  # once per batch: a storm opens thousands
+                REQUESTS_BY(outcome).inc(n)
             await self._commit(changes)
             return opened
 
@@ -182,7 +188,7 @@ class IncidentService:
         if self._next_due is None or now < self._next_due:
             return 0
         async with self._lock:
-            changes = lc.Changes()
+            changes = lc.Changes(notifying=self.notifier.enabled)
             acted = 0
             for inc in list(self._by_id.values()):
                 due = lc.deadline(inc)
@@ -210,7 +216,7 @@ class IncidentService:
 
     async def create(self, actor: str, fields: dict[str, Any]) -> Incident:
         async with self._lock:
-            changes = lc.Changes()
+            changes = lc.Changes(notifying=self.notifier.enabled)
             key = fields.get("key")
             if key is not None and key in self._by_key and self._by_key[key].active:
                 raise IllegalTransition(self._by_key[key], f"open another incident with key {key!r}")
@@ -229,7 +235,7 @@ class IncidentService:
             inc = await self._find(incident_id)
             if inc is None:
                 raise NotFound(f"no incident {incident_id}")
-            changes = lc.Changes()
+            changes = lc.Changes(notifying=self.notifier.enabled)
             now = self.clock.now()
             s = self.settings
             note = args.get("note") or ""
@@ -306,6 +312,7 @@ class IncidentService:
             log.exception("saving incident changes failed; reloading incidents from the store")
             await self._load()
             raise
+        changes.count_opened()
         for inc in changes.new:
             self._by_id[inc.id] = inc
         for inc in [*changes.new, *changes.dirty.values()]:
@@ -363,28 +370,41 @@ class IncidentService:
     def _refresh(self, touched: Iterable[Incident] | None = None) -> None:
         """Update the open-incident gauge and the next deadline from the incidents a commit
         `touched` (None: all of them, after a load). Per incident, not per commit over all of them:
-        with thousands unclosed, a full pass at every commit was most of the incident stage's time."""
+        in an alert storm tens of thousands are unclosed, so the per-priority counts are kept up to
+        date as incidents change and the next deadline comes from a heap (stale entries, whose
+        incident's deadline has since changed, are dropped when they reach the top)."""
         if touched is None:
             self._due.clear()
+            self._due_heap.clear()
             self._active.clear()
+            self._active_count = dict.fromkeys(PRIORITIES, 0)
             touched = self._by_id.values()
         for inc in touched:
             tracked = self._by_id.get(inc.id) is inc
             d = lc.deadline(inc) if tracked else None
             if d is None:
                 self._due.pop(inc.id, None)
-            else:
+            elif self._due.get(inc.id) != d:
                 self._due[inc.id] = d
-            if tracked and inc.active:
-                self._active[inc.id] = inc.priority
-            else:
-                self._active.pop(inc.id, None)
-        counts = dict.fromkeys(PRIORITIES, 0)
-        for prio in self._active.values():
-            counts[prio] += 1
-        due = min(self._due.values(), default=None)
-        for prio, n in counts.items():
-            OPEN_BY(prio).set(n)
+                heapq.heappush(self._due_heap, (d, inc.id))
+            was = self._active.get(inc.id)
+            now = inc.priority if tracked and inc.active else None
+            if was != now:
+                if was is not None:
+                    self._active_count[was] -= 1
+                    del self._active[inc.id]
+                if now is not None:
+                    self._active_count[now] += 1
+                    self._active[inc.id] = now
+        heap = self._due_heap
+        while heap and self._due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        if len(heap) > 2 * len(self._due) + 64:  # mostly stale: rebuild
+            self._due_heap = heap = [(d, i) for i, d in self._due.items()]
+            heapq.heapify(heap)
+        due = heap[0][0] if heap else None
+        for prio in PRIORITIES:
+            OPEN_BY(prio).set(self._active_count[prio])
         if due != self._next_due:
             self._next_due = due
             if self.on_deadline is not None:

@@ -59,7 +59,7 @@ def _row(inc: Incident) -> tuple[Any, ...]:
         int(inc.major),
         inc.opened_at,
         inc.updated_at,
-        orjson.dumps(inc.to_doc()).decode(),
+        inc.to_json(),
     )
 
 

@@ -11,14 +11,11 @@ from typing import TYPE_CHECKING
 from correlator import capacity
 from correlator.availability import AvailabilityStage
 from correlator.catalogue import load_catalogue
-from correlator.changes.stage import ChangeLinkStage, MaintenanceStage
 from correlator.config import Config
 from correlator.correlation import correlate_stage
-from correlator.incidents.stage import IncidentStage
 from correlator.noisiest import NoisiestStage
 from correlator.notify.stage import notify_stage
 from correlator.pipeline import AdvanceClock, Pipeline
-from correlator.problems.stage import ProblemStage
 from correlator.rules.reload import RulesHolder
 from correlator.rules.stage import FilterStage
 
@@ -48,6 +45,14 @@ def build_pipeline(
         rules = RulesHolder(config.rules_dir, config.inventory_file, load_catalogue(config))
         rules.load_initial()
     availability = AvailabilityStage.from_config(config, rules.catalogue)  # None without a services file
+    # The ITSM stages only with their services: `rules test` and `replay --events-only` then never
+    # import the incident, notification and template modules.
+    if changes is not None:
+        from correlator.changes.stage import ChangeLinkStage, MaintenanceStage
+    if incidents is not None:
+        from correlator.incidents.stage import IncidentStage
+    if problems is not None:
+        from correlator.problems.stage import ProblemStage
     return Pipeline(
         [
             NoisiestStage(),  # counts raw input, before the rules drop noise

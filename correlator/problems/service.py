@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from correlator.problems.model import (
     split_signature,
 )
 from correlator.problems.settings import ProblemSettings
-from correlator.records.store import LogEntry, RecordStore
+from correlator.records.store import LogEntry, Occurrence, RecordStore
 
 if TYPE_CHECKING:
     from correlator.incidents.model import Incident
@@ -66,7 +65,11 @@ class ProblemService:
         self._problems: dict[int, Problem] = {}  # unresolved
         self._by_sig: dict[str, Problem] = {}
         self._known: dict[int, tuple[KnownError, Matcher]] = {}  # active, by id (match in id order)
-        self._recent: dict[str, deque[tuple[float, int]]] = {}
+        # (at, incident id) of each signature's recent occurrences. Lists, not deques: most
+        # signatures of an alert storm occur once, and an empty deque alone is ten times a list's size.
+        self._recent: dict[str, list[tuple[float, int]]] = {}
+        self._newest = 0.0  # the latest occurrence time counted, and when `_recent` was last swept
+        self._swept = 0.0
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -81,7 +84,7 @@ class ProblemService:
                 log.error("known error %s has invalid conditions, not matched: %s", ke.human_id, e)
         since = self.clock.now() - self.settings.recurrence_window
         for sig, incident_id, at in await self.store.occurrences_since(since):
-            self._recent.setdefault(sig, deque()).append((at, incident_id))
+            self._recent.setdefault(sig, []).append((at, incident_id))
         self._refresh()
 
     # --- the pipeline ---------------------------------------------------------------------------
@@ -91,21 +94,37 @@ class ProblemService:
 
         An incident opened and reopened twice in one batch is listed three times, but it is the same
         object, seen after the batch: its `reopen_count` is that of the last reopening. Each listing
-        is numbered back from it, so each is its own occurrence.
+        is numbered back from it, so each is its own occurrence. The batch's occurrences are saved
+        together (one transaction), then each is matched and counted in order.
         """
         items = list(opened)
         left: dict[int, int] = {}  # listings of each incident not yet counted
         for inc, _ in items:
             left[inc.id] = left.get(inc.id, 0) + 1
+        counted: list[tuple[Incident, Event | None, Occurrence]] = []
         for inc, ev in items:
             left[inc.id] -= 1
             occurrence = max(inc.reopen_count - left[inc.id], 0)
+            # Reopenings of one batch share the batch's time (the incident stage applies it at one instant).
+            at = inc.reopened_at if occurrence and inc.reopened_at is not None else inc.opened_at
+            counted.append(
+                (inc, ev, Occurrence(signature(inc.key, inc.rule, inc.host), inc.id, occurrence, at))
+            )
+        try:
+            async with self._lock:
+                new = await self.store.add_occurrences([o for _, _, o in counted])
+        except Exception:  # counted as nothing, as a batch delivered again; known errors still match
+            log.exception("problem management could not store %d incident openings", len(counted))
+            new = set()
+        for inc, ev, o in counted:
             try:
-                if occurrence == 0 and inc.known_error_id is None:
+                if o.occurrence == 0 and inc.known_error_id is None and self._known:
                     await self._match_known_errors(inc, ev)
-                await self._count(inc, occurrence)
+                if (o.incident_id, o.occurrence) in new:  # else seen before (a batch delivered again)
+                    await self._count(inc, o)
             except Exception:
                 log.exception("problem management failed on %s", inc.human_id)
+        self._sweep()
 
     async def _match_known_errors(self, inc: Incident, ev: Event | None) -> None:
         view = _view(inc, ev)
@@ -130,17 +149,36 @@ class ProblemService:
             KE_MATCHES.inc()
             return
 
-    async def _count(self, inc: Incident, occurrence: int) -> None:
-        sig = signature(inc.key, inc.rule, inc.host)
-        # Reopenings of one batch share the batch's time (the incident stage applies it at one instant).
-        at = inc.reopened_at if occurrence and inc.reopened_at is not None else inc.opened_at
+    def _sweep(self) -> None:
+        """Forget the signatures with no occurrence in the last two recurrence windows, at most
+        once per eighth of a window of occurrence time: a storm of one-off alerts (each its own
+        signature) would otherwise keep one entry per alert for the daemon's life. Two windows,
+        so that an occurrence counted late (replay acts at event time) still finds every entry
+        that could be in its window."""
+        window = self.settings.recurrence_window
+        if self._newest - self._swept < window / 8:
+            return
+        self._swept = self._newest
+        horizon = self._newest - 2 * window
+        for sig in [
+            sig for sig, recent in self._recent.items() if max((t for t, _ in recent), default=0.0) < horizon
+        ]:
+            del self._recent[sig]
+
+    async def _count(self, inc: Incident, o: Occurrence) -> None:
+        sig, at = o.signature, o.at
+        self._newest = max(self._newest, at)
         async with self._lock:
-            if not await self.store.add_occurrence(sig, inc.id, occurrence, at):
-                return  # seen before (a batch delivered again after a crash)
-            recent = self._recent.setdefault(sig, deque())
+            recent = self._recent.get(sig)
+            if recent is None:
+                recent = self._recent[sig] = []
             recent.append((at, inc.id))
-            while recent and recent[0][0] < at - self.settings.recurrence_window:
-                recent.popleft()
+            horizon = at - self.settings.recurrence_window
+            if recent[0][0] < horizon:
+                expired = 1
+                while recent[expired][0] < horizon:  # the entry just appended is never expired
+                    expired += 1
+                del recent[:expired]
             p = self._by_sig.get(sig)
             if p is not None:
                 if inc.id in p.incidents:
@@ -149,9 +187,9 @@ class ProblemService:
                 await self._save_problem(p, "link_incident", "system", incident=inc.human_id)
                 linked = [inc.id]
             else:
-                ids = list(dict.fromkeys(i for _, i in recent))
                 if len(recent) < self.settings.recurrence_count:
                     return
+                ids = list(dict.fromkeys(i for _, i in recent))
                 title = f"recurring: {inc.title}" if inc.title else f"recurring incidents on {inc.host}"
                 p = Problem(title[:256], at, signature=sig, incidents=ids, updated_at=at)
                 p.description = (

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from correlator.records.store import KINDS, Kind, LogEntry, Trend
+from correlator.records.store import KINDS, Kind, LogEntry, Occurrence, Trend
 from correlator.store.postgres import PgPool
 from correlator.store.query import Where
 
@@ -75,6 +75,17 @@ MIGRATIONS: list[str] = [
     FROM record_log;
     CREATE VIEW occurrences_v AS
     SELECT incident_id, occurrence, signature, to_timestamp(at) AS at FROM occurrences;
+    """,
+    # 3: every saved change is announced on the channel `correlator_changes` (its id), at commit:
+    # the processes of the cluster keep their change windows current (correlator/changes/feed.py).
+    """
+    CREATE FUNCTION correlator_changes_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('correlator_changes', NEW.id::text);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER changes_notify AFTER INSERT OR UPDATE ON changes
+        FOR EACH ROW EXECUTE FUNCTION correlator_changes_notify();
     """,
 ]
 
@@ -145,16 +156,19 @@ class PgRecordStore:
         )
         return [LogEntry(r["at"], r["actor"], r["action"], orjson.loads(r["detail"]), r["seq"]) for r in rows]
 
-    async def add_occurrence(self, signature: str, incident_id: int, occurrence: int, at: float) -> bool:
-        status = await self.pool.execute(
-            "INSERT INTO occurrences(incident_id, occurrence, signature, at) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT DO NOTHING",
-            incident_id,
-            occurrence,
-            signature,
-            at,
+    async def add_occurrences(self, occurrences: list[Occurrence]) -> set[tuple[int, int]]:
+        if not occurrences:
+            return set()
+        rows = await self.pool.fetch(
+            "INSERT INTO occurrences(incident_id, occurrence, signature, at)"
+            " SELECT * FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::float8[])"
+            " ON CONFLICT DO NOTHING RETURNING incident_id, occurrence",
+            [o.incident_id for o in occurrences],
+            [o.occurrence for o in occurrences],
+            [o.signature for o in occurrences],
+            [o.at for o in occurrences],
         )
-        return bool(status == "INSERT 0 1")
+        return {(int(r["incident_id"]), int(r["occurrence"])) for r in rows}
 
     async def occurrences_since(self, since: float) -> list[tuple[str, int, float]]:
         rows = await self.pool.fetch(

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from correlator.records.store import KINDS, Kind, LogEntry, Trend
+from correlator.records.store import KINDS, Kind, LogEntry, Occurrence, Trend
 from correlator.store.query import Where
 from correlator.store.sqlite import SqliteFile, transaction
 
@@ -46,6 +46,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX occurrences_at ON occurrences(at);
     """,
 ]
+
+_ADD_OCCURRENCES = """
+INSERT OR IGNORE INTO occurrences(incident_id, occurrence, signature, at)
+SELECT value->>1, value->>2, value->>0, value->>3 FROM json_each(?)
+RETURNING incident_id, occurrence
+"""
 
 
 class SqliteRecordStore(SqliteFile):
@@ -98,12 +104,13 @@ class SqliteRecordStore(SqliteFile):
         )
         return [LogEntry(at, actor, action, orjson.loads(d), seq) for seq, at, actor, action, d in rows]
 
-    async def add_occurrence(self, signature: str, incident_id: int, occurrence: int, at: float) -> bool:
-        cur = await self.db.execute(
-            "INSERT OR IGNORE INTO occurrences(incident_id, occurrence, signature, at) VALUES (?, ?, ?, ?)",
-            (incident_id, occurrence, signature, at),
-        )
-        return cur.rowcount == 1
+    async def add_occurrences(self, occurrences: list[Occurrence]) -> set[tuple[int, int]]:
+        if not occurrences:
+            return set()
+        # One statement (one transaction): SQLite unpacks the batch and returns the rows it inserted.
+        payload = orjson.dumps([(o.signature, o.incident_id, o.occurrence, o.at) for o in occurrences])
+        rows = await self.db.execute_fetchall(_ADD_OCCURRENCES, (payload,))
+        return {(int(i), int(n)) for i, n in rows}
 
     async def occurrences_since(self, since: float) -> list[tuple[str, int, float]]:
         rows = await self.db.execute_fetchall(

@@ -2,7 +2,8 @@
 an audit log per record, and the incident occurrences that problem detection counts.
 
 SQLite (data_dir/records.db) by default; a `postgresql://` DSN (changes.dsn, else storage.dsn) selects
-PostgreSQL. Records change rarely (people, windows, incident openings), so each save is one transaction.
+PostgreSQL. Records change rarely (people, windows), so each save is one transaction; the occurrences of a
+pipeline batch's incident openings are added together, in one.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ class LogEntry:
     action: str
     detail: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """The `occurrence`-th opening (0: the first, then one per reopening) of an incident."""
+
+    signature: str
+    incident_id: int
+    occurrence: int
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +64,9 @@ class RecordStore(Protocol):
 
     async def log(self, kind: Kind, record_id: int) -> list[LogEntry]: ...
 
-    async def add_occurrence(self, signature: str, incident_id: int, occurrence: int, at: float) -> bool:
-        """Record an incident (re)opening under its signature; False when already recorded."""
+    async def add_occurrences(self, occurrences: list[Occurrence]) -> set[tuple[int, int]]:
+        """Record incident (re)openings under their signatures in one transaction; returns the
+        (incident id, occurrence) pairs that were new (a batch delivered again after a crash adds none)."""
         ...
 
     async def occurrences_since(self, since: float) -> list[tuple[str, int, float]]:

@@ -60,9 +60,9 @@ class CompileCache:
                 errors: list[RuleError] = []
                 seen: dict[str, Position] = {}
                 warned, read = len(ctx.warnings), len(ctx.data_files)
-                end = compile_file(file, text, order, registry, ctx, seen, found, errors)
-                if errors:
-                    return compile_texts(texts, ctx)  # raises, with every error as a first load gives
+                end = compile_file(file, text, order, registry, ctx, seen, found, errors, bare=True)
+                if errors:  # raises, with every error as a first load gives
+                    return compile_texts(texts, ctx, bare=False)
                 entry = _Entry(digest, order, end - order, found, tuple(seen), _movable(found))
                 if len(ctx.warnings) == warned and len(ctx.data_files) == read and _keepable(found):
                     kept[file] = entry
@@ -70,7 +70,9 @@ class CompileCache:
                 kept[file] = entry
             for name in entry.names:
                 if owner.setdefault(name, file) != file:
-                    return compile_texts(texts, ctx)  # a name defined twice: the loader says where
+                    return compile_texts(
+                        texts, ctx, bare=False
+                    )  # a name defined twice: the loader says where
             rules.extend(entry.rules)
             order += entry.count
         self._files = kept

@@ -63,7 +63,22 @@ def compile_field(path: str, where: Position | None = None) -> Getter:
     """`host` -> getter of ev.host; `attributes.a.b` -> ev.attributes['a']['b'] or None when absent.
 
     The severity getter returns the plain string ('major'), so results compare and hash as text.
+    Getters hold no state: the rules of a set share one per path (a big set names few paths).
     """
+    get = _GETTERS.get(path) if isinstance(path, str) else None
+    if get is None:
+        get = _compile_field(path, where)
+        if len(_GETTERS) >= _GETTERS_KEPT:
+            _GETTERS.clear()
+        _GETTERS[path] = get
+    return get
+
+
+_GETTERS: dict[str, Getter] = {}
+_GETTERS_KEPT = 10_000
+
+
+def _compile_field(path: str, where: Position | None) -> Getter:
     parts = split_path(path, where)
     if parts[0] != "attributes":
         if parts[0] == "severity":

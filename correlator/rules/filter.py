@@ -171,7 +171,7 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
         cls = v["classify"]
         craw = raw["classify"]
         if cls["severity"] is not None:
-            where = craw.where_value("severity")
+            where = craw.where_value("severity") if isinstance(craw, YamlMap) else raw.where("classify")
             _check_severity(cls["severity"], where)
             mutators.append(_classify_severity(cls["severity"], where))
         if cls["category"] is not None:

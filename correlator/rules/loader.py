@@ -7,14 +7,17 @@ a complete new RuleSet or a list of `file:line:column: message` errors and keeps
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from correlator import gctune, yamlfile
 from correlator.catalogue import Claim, disagreements
 from correlator.inventory import Inventory, InventoryError, load_inventory
+from correlator.rules import parsecache
 from correlator.rules.errors import RuleError, RuleErrors, suggest
-from correlator.rules.registry import DEFAULT_KIND, BuildContext, RuleInfo, kinds
+from correlator.rules.filter import FilterRule
+from correlator.rules.registry import DEFAULT_KIND, BuildContext, RuleInfo, RuleKind, kinds
 from correlator.rules.ruleset import LoadedRule, RuleSet
 from correlator.yamlfile import Position, YamlList, YamlMap
 
@@ -33,6 +36,21 @@ class Compiler(Protocol):
 
 
 FILE_KEYS = ("rules",)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRule:
+    """One rule as the model read it: matchers, templates and actions compiled, but no rule
+    object yet. Those compiled parts hold no state, so `build` can make the rule again and again,
+    each time with empty state (level-2 keys, de-duplication windows)."""
+
+    kind: RuleKind
+    info: RuleInfo
+    values: dict[str, Any]  # the kind's own keys, parsed
+    raw: YamlMap
+
+    def build(self, ctx: BuildContext) -> LoadedRule:
+        return LoadedRule(self.info, self.kind.build(self.info, self.values, self.raw, ctx))
 
 
 def rule_files(rules_dir: Path) -> list[Path]:
@@ -59,10 +77,12 @@ def load_rules(
     catalogue: CatalogueHolder | None = None,
     had_rules: frozenset[str] = frozenset(),
     cache: Compiler | None = None,
+    parsed: list[ParsedRule] | None = None,
 ) -> RuleSet:
     """Compile the whole directory; raises RuleErrors listing every problem found. With a service
     catalogue, what the inventory and topology files say against it is in `RuleSet.warnings`.
-    With a cache, files unchanged since the last load are not compiled again (cache.py)."""
+    With a cache, files unchanged since the last load are not compiled again (cache.py). Without
+    one, `parsed` (if given) receives every enabled rule as parsed, for `build_again`."""
     if not rules_dir.is_dir():
         raise RuleErrors([RuleError(Position(str(rules_dir), 1, 1), "the rules directory does not exist")])
     try:
@@ -84,9 +104,9 @@ def load_rules(
     if catalogue is not None:
         ctx.warnings.extend(inventory_disagreements(inventory, catalogue.current))
     try:
-        with gctune.paused():  # a big set makes ~50 objects per rule, all kept: nothing to collect
+        with gctune.paused(keep=True):  # a big set makes ~50 objects per rule, all kept
             if cache is None:
-                rules = compile_texts(texts, ctx)
+                rules = compile_texts(texts, ctx, parsed)
             else:
                 context = (str(rules_dir), _digest(inventory_file), catalogue.current if catalogue else None)
                 rules = cache.compile(texts, ctx, context)
@@ -99,6 +119,22 @@ def load_rules(
     warnings = list(dict.fromkeys(ctx.warnings))
     return RuleSet(
         rules, [str(p) for p in files], inventory, rules_dir, data_files=ctx.data_files, warnings=warnings
+    )
+
+
+def build_again(rs: RuleSet, parsed: list[ParsedRule], catalogue: CatalogueHolder | None = None) -> RuleSet:
+    """The rules of `rs` made again from what `load_rules(parsed=...)` read, without reading or
+    parsing a file: new rule objects with empty state, nothing shared with `rs` but what holds no
+    state (compiled matchers and templates, level-1 rules without de-duplication or rate limit).
+    `rules test` runs each case on such a set (cases must not share state)."""
+    assert len(parsed) == len(rs.rules), "parsed must come from the load that made rs"
+    ctx = BuildContext(rs.rules_dir or Path("."), rs.inventory, catalogue)
+    rules = [
+        r if isinstance(r.compiled, FilterRule) and not r.compiled.stateful else p.build(ctx)
+        for r, p in zip(rs.rules, parsed, strict=True)
+    ]
+    return RuleSet(
+        rules, rs.files, rs.inventory, rs.rules_dir, data_files=rs.data_files, warnings=rs.warnings
     )
 
 
@@ -120,15 +156,38 @@ def inventory_disagreements(inventory: Inventory, catalogue: Catalogue) -> list[
     )
 
 
-def compile_texts(texts: dict[str, str], ctx: BuildContext) -> list[LoadedRule]:
-    """Compile rule files given as {file name: text}, in that order; raises RuleErrors."""
+def compile_texts(
+    texts: dict[str, str], ctx: BuildContext, parsed: list[ParsedRule] | None = None, bare: bool = True
+) -> list[LoadedRule]:
+    """Compile rule files given as {file name: text}, in that order; raises RuleErrors. `parsed`
+    (if given) receives the enabled rules as parsed (see `ParsedRule`).
+
+    The files are first read without positions (`yamlfile.loads_bare`), the fastest way. At the
+    first error anywhere the whole set is compiled again with positions (`bare=False` does only
+    that), so the errors are exactly those a load with positions gives, down to the column."""
+    if bare:
+        warned, read, kept = len(ctx.warnings), len(ctx.data_files), len(parsed or ())
+        try:
+            return _compile_all(texts, ctx, parsed, bare=True)
+        except RuleErrors:
+            del ctx.warnings[warned:], ctx.data_files[read:]
+            if parsed is not None:
+                del parsed[kept:]
+    return _compile_all(texts, ctx, parsed, bare=False)
+
+
+def _compile_all(
+    texts: dict[str, str], ctx: BuildContext, parsed: list[ParsedRule] | None, bare: bool
+) -> list[LoadedRule]:
     registry = kinds()
     errors: list[RuleError] = []
     rules: list[LoadedRule] = []
     seen: dict[str, Position] = {}
     order = 0
     for file, text in texts.items():
-        order = compile_file(file, text, order, registry, ctx, seen, rules, errors)
+        order = compile_file(file, text, order, registry, ctx, seen, rules, errors, parsed, bare)
+        if bare and errors:
+            break  # compiled again with positions
     if errors:
         raise RuleErrors(errors)
     return rules
@@ -143,17 +202,22 @@ def compile_file(
     seen: dict[str, Position],
     rules: list[LoadedRule],
     errors: list[RuleError],
+    parsed: list[ParsedRule] | None = None,
+    bare: bool = False,
 ) -> int:
     """Compile one file's rules into `rules` (errors into `errors`), numbering them from `order`;
-    returns the next number. `seen` holds every rule name met so far, disabled rules too."""
+    returns the next number. `seen` holds every rule name met so far, disabled rules too.
+    `bare`: read the file without positions when it can be (see `compile_texts`): the positions
+    of errors are then only roughly right."""
     try:
-        doc = yamlfile.loads(text, file)
+        doc = _read(text, file, bare)
     except yamlfile.YamlError as e:
         errors.append(RuleError(e.position, e.message))
         return order
     for item, where in _rule_items(doc, file, errors):
         try:
-            loaded = _compile_rule(item, where, order, registry, ctx, seen)
+            rule, enabled = _parse_rule(item, where, order, registry, seen)
+            loaded = rule.build(ctx)  # a disabled rule is built too: its errors are reported
         except RuleErrors as e:
             errors.extend(e.errors)
             continue
@@ -161,42 +225,53 @@ def compile_file(
             errors.append(e)
             continue
         order += 1
-        if loaded is not None:
+        if enabled:
             rules.append(loaded)
+            if parsed is not None:
+                parsed.append(rule)
     return order
+
+
+def _read(text: str, file: str, bare: bool) -> Any:
+    if bare:
+        try:
+            return parsecache.load_bare(text, file)  # from the cache when read before
+        except yamlfile.NotBare:
+            pass  # anchors, tags, a syntax error...: the loader that knows positions reads it
+    return yamlfile.loads(text, file)
 
 
 def _rule_items(doc: Any, file: str, errors: list[RuleError]) -> list[tuple[Any, Position]]:
     top = Position(file, 1, 1)
     if doc is None:
         return []
-    if not isinstance(doc, YamlMap):
+    if not isinstance(doc, dict):
         errors.append(RuleError(top, "a rule file must be a mapping with a 'rules:' list"))
         return []
     for key in doc:
         if key not in FILE_KEYS:
             errors.append(
-                RuleError(doc.where(key), f"unknown top-level key {key!r}{suggest(key, FILE_KEYS)}")
+                RuleError(_where(doc, key), f"unknown top-level key {key!r}{suggest(key, FILE_KEYS)}")
             )
     rules = doc.get("rules")
     if rules is None:
         return []
-    if not isinstance(rules, YamlList):
-        errors.append(
-            RuleError(doc.where_value("rules"), "'rules' must be a list of rules (items start with '-')")
-        )
+    if not isinstance(rules, list):
+        where = doc.where_value("rules") if isinstance(doc, YamlMap) else top
+        errors.append(RuleError(where, "'rules' must be a list of rules (items start with '-')"))
         return []
-    return list(zip(rules, rules.item_positions, strict=True))
+    if isinstance(rules, YamlList):
+        return list(zip(rules, rules.item_positions, strict=True))
+    return [(item, item.position if isinstance(item, YamlMap) else top) for item in rules]  # bare
 
 
-def _compile_rule(
-    item: Any,
-    where: Position,
-    order: int,
-    registry: dict[str, Any],
-    ctx: BuildContext,
-    seen: dict[str, Position],
-) -> LoadedRule | None:
+def _where(doc: dict[str, Any], key: str) -> Position | None:
+    return doc.where(key) if isinstance(doc, YamlMap) else None
+
+
+def _parse_rule(
+    item: Any, where: Position, order: int, registry: dict[str, Any], seen: dict[str, Position]
+) -> tuple[ParsedRule, bool]:
     if not isinstance(item, YamlMap):
         raise RuleError(where, "each rule must be a mapping with at least 'name' and 'match'")
     name = item.get("name")
@@ -217,7 +292,4 @@ def _compile_rule(
     values = kind.full_model().parse(item, where)
     info = RuleInfo(values["name"], kind_name, where, order, values["description"])
     own = {k: v for k, v in values.items() if k in kind.model.keys}
-    compiled = kind.build(info, own, item, ctx)
-    if not values["enabled"]:
-        return None
-    return LoadedRule(info, compiled)
+    return ParsedRule(kind, info, own, item), values["enabled"]

@@ -46,7 +46,7 @@ def compile_matcher(spec: Any, where: Position | None = None) -> Matcher:
     """
     if spec is None:
         return _always
-    if not isinstance(spec, Mapping):
+    if not isinstance(spec, dict | Mapping):
         raise RuleError(
             _pos(spec, where), f"'match' must be a mapping of field: condition, got {kind_of(spec)}"
         )
@@ -73,14 +73,14 @@ def equality_values(spec: Any, path: str) -> frozenset[str] | None:
 
     The rule index uses this (type, source, host) so an event only meets rules that can match it.
     """
-    if not isinstance(spec, Mapping) or path not in spec:
+    if not isinstance(spec, dict | Mapping) or path not in spec:
         return None
     value = spec[path]
     if isinstance(value, str):
         return frozenset((value,))
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return frozenset(value)
-    if isinstance(value, Mapping):
+    if isinstance(value, dict | Mapping):
         if isinstance(value.get("equals"), str):
             return frozenset((value["equals"],))
         vals = value.get("in")
@@ -190,7 +190,7 @@ def _field_condition(path: str, value: Any, kwhere: Position | None, vwhere: Pos
         raise RuleError(vwhere, f"{path}: no condition given; write {{exists: true}} or {{missing: true}}")
     if isinstance(value, list):
         return op_in(path, get, value, vwhere)
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict | Mapping):
         return op_equals(path, get, value, vwhere)
     if not value:
         raise RuleError(vwhere, f"{path}: empty condition; operators: {', '.join(OPERATORS)}")
@@ -211,11 +211,11 @@ def _pos(node: Any, default: Position | None) -> Position | None:
 
 
 def _key_pos(spec: Any, key: str, default: Position | None) -> Position | None:
-    return spec.where(key) if isinstance(spec, YamlMap) else default
+    return spec.where(key) if isinstance(spec, YamlMap) and spec.placed else default
 
 
 def _val_pos(spec: Any, key: str, default: Position | None) -> Position | None:
-    return spec.where_value(key) if isinstance(spec, YamlMap) else default
+    return spec.where_value(key) if isinstance(spec, YamlMap) and spec.placed else default
 
 
 __all__ = [

@@ -188,7 +188,7 @@ class MapOf(Spec):
     doc: str = ""
 
     def parse(self, value: Any, where: Position | None) -> Any:
-        if not isinstance(value, Mapping) or not value:
+        if not isinstance(value, dict | Mapping) or not value:
             raise RuleError(where, f"expected a non-empty mapping, got {_show(value)}")
         out, errors = {}, []
         for k, v in value.items():
@@ -240,12 +240,15 @@ class Obj(Spec):
     doc: str = ""
 
     def parse(self, value: Any, where: Position | None) -> Any:
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict | Mapping):
             raise RuleError(where, f"expected a mapping with keys {', '.join(self.keys)}, got {_show(value)}")
         out: dict[str, Any] = {}
         errors: list[RuleError] = []
+        keys = self.keys
+        at = value.where_value if isinstance(value, YamlMap) and value.placed else None
         for k, v in value.items():
-            if k not in self.keys:
+            key = keys.get(k)
+            if key is None:
                 errors.append(
                     RuleError(
                         _kpos(value, k, where),
@@ -254,7 +257,7 @@ class Obj(Spec):
                 )
                 continue
             try:
-                out[k] = self.keys[k].spec.parse(v, _vpos(value, k, where))
+                out[k] = key.spec.parse(v, where if at is None else at(k))
             except RuleErrors as e:
                 errors.extend(RuleError(x.position, f"{k}: {x.message}") for x in e.errors)
             except RuleError as e:
@@ -324,11 +327,12 @@ def _raise(errors: list[RuleError]) -> None:
 
 
 def _kpos(m: Any, k: str, default: Position | None) -> Position | None:
-    return m.where(k) if isinstance(m, YamlMap) else default
+    """Where key `k` of `m` is, if `m` knows (see yamlfile.loads_bare), else `default`."""
+    return m.where(k) if isinstance(m, YamlMap) and m.placed else default
 
 
 def _vpos(m: Any, k: str, default: Position | None) -> Position | None:
-    return m.where_value(k) if isinstance(m, YamlMap) else default
+    return m.where_value(k) if isinstance(m, YamlMap) and m.placed else default
 
 
 def _types(kind: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -350,7 +354,7 @@ def _shape(kind: type | tuple[type, ...]) -> str:
 def _show(v: Any) -> str:
     if v is None:
         return "nothing"
-    if isinstance(v, Mapping):
+    if isinstance(v, dict | Mapping):
         return "a mapping"
     if isinstance(v, list):
         return "a list"

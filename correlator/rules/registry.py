@@ -69,9 +69,14 @@ class RuleKind:
     doc: str = ""
 
     def full_model(self) -> Obj:
-        keys = dict(COMMON_KEYS)
-        keys.update(self.model.keys)
-        return Obj(keys, doc=self.doc)
+        """The kind's keys and the common ones; made once per kind (a load asks once per rule)."""
+        full = self.__dict__.get("_full_model")
+        if full is None:
+            keys = dict(COMMON_KEYS)
+            keys.update(self.model.keys)
+            full = Obj(keys, doc=self.doc)
+            object.__setattr__(self, "_full_model", full)  # a cache, not a field: frozen stays true
+        return full
 
 
 _KINDS: dict[str, RuleKind] = {}

@@ -99,6 +99,10 @@ class RulesHolder:
             outcome = await asyncio.to_thread(self._compile)
             return self._finish(trigger, outcome)
 
+    def install(self, new: RuleSet, trigger: str = "start") -> ReloadResult:
+        """Take a set compiled elsewhere (`rules test` builds one per case) as if just loaded."""
+        return self._finish(trigger, new)
+
     def swap(self, new: RuleSet) -> None:
         new.adopt_state(self.current)
         self.current = new

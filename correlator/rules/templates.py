@@ -6,6 +6,7 @@ No eval, no format-spec mini-language: a placeholder is a field path with an opt
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,14 @@ def parse_template(text: str, where: Position | None = None) -> list[Part]:
     literal: list[str] = []
     i, n = 0, len(text)
     while i < n:
+        brace = _BRACE.search(text, i)
+        if brace is None:
+            literal.append(text[i:])
+            break
+        j = brace.start()
+        if j > i:
+            literal.append(text[i:j])
+        i = j
         c = text[i]
         if c == "{" and text.startswith("{{", i):
             literal.append("{")
@@ -50,14 +59,14 @@ def parse_template(text: str, where: Position | None = None) -> list[Part]:
                 literal = []
             parts.append((path.strip(), parse_template(default, where) if bar else None))
             i = end + 1
-        elif c == "}":
-            raise RuleError(where, f"template {text!r}: unmatched '}}' at offset {i} (use '}}}}')")
         else:
-            literal.append(c)
-            i += 1
+            raise RuleError(where, f"template {text!r}: unmatched '}}' at offset {i} (use '}}}}')")
     if literal:
         parts.append("".join(literal))
     return parts
+
+
+_BRACE = re.compile("[{}]")
 
 
 def _closing(text: str, start: int) -> int:

@@ -1,8 +1,10 @@
 """Rule unit tests (`correlator rules test FILE...`): input events at given times, expected output events,
 and (when a case asks) the incidents and problems they lead to.
 
-Each test case compiles the rule set afresh (no state leaks between cases) and feeds its events one
-by one through the real pipeline on a virtual clock (replay.Stepper); the expected events are compared
+A rule directory is read and compiled once per run (test files that name the same directory and
+inventory share it); each case gets the rules built again from that (new rule objects, empty
+state: nothing leaks between cases) and feeds its events one by one
+through the real pipeline on a virtual clock (replay.Stepper); the expected events are compared
 field by field.
 """
 
@@ -13,9 +15,9 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from correlator import door, replay_noc, yamlfile
+from correlator import door, yamlfile
 from correlator.config import Config, parse_duration
 from correlator.errors import FieldError
 from correlator.event import Event, event_from_dict, iso, parse_time
@@ -23,8 +25,13 @@ from correlator.pipeline.assemble import build_pipeline
 from correlator.replay import ReplaySummary, Stepper
 from correlator.responses import response_dict
 from correlator.rules.errors import RuleError, RuleErrors, suggest
+from correlator.rules.loader import ParsedRule, build_again, load_rules
 from correlator.rules.reload import RulesHolder
+from correlator.rules.ruleset import RuleSet
 from correlator.yamlfile import Position, YamlMap
+
+if TYPE_CHECKING:
+    from correlator.replay_noc import NocReplay
 
 DEFAULT_START = "2026-01-01T00:00:00Z"
 FILE_KEYS = ("rules", "inventory", "start", "tests")
@@ -62,7 +69,13 @@ class FileResult:
         return not self.errors and all(c.ok for c in self.cases)
 
 
-def run_test_file(path: Path) -> FileResult:
+Compiled = dict[tuple[Path, Path | None], tuple[RuleSet, list[ParsedRule]]]
+"""Rule sets compiled for earlier test files of a run, by rule directory and inventory file."""
+
+
+def run_test_file(path: Path, compiled: Compiled | None = None) -> FileResult:
+    """Run one test file; `compiled` (shared by the files of a run) saves compiling a rule
+    directory again for each file."""
     result = FileResult(str(path))
     try:
         doc = _plain_times(yamlfile.load(path))
@@ -82,13 +95,21 @@ def run_test_file(path: Path) -> FileResult:
     if not isinstance(cases, list) or not cases:
         result.errors.append(f"{spec.where('tests')}: 'tests' must be a non-empty list of test cases")
         return result
-    for case in cases:
-        holder = RulesHolder(rules_dir, inventory)
+    compiled = {} if compiled is None else compiled
+    key = (rules_dir.resolve(), inventory.resolve() if inventory else None)
+    if key not in compiled:
+        parsed: list[ParsedRule] = []
         try:
-            holder.load_initial()
+            # As the daemon does (reload.py): no directory means no rules.
+            loaded = load_rules(rules_dir, inventory, parsed=parsed) if rules_dir.exists() else RuleSet()
         except RuleErrors as e:
             result.errors.extend(str(err) for err in e.errors)
             return result
+        compiled[key] = loaded, parsed
+    loaded, parsed = compiled[key]
+    for case in cases:
+        holder = RulesHolder(rules_dir, inventory)
+        holder.install(build_again(loaded, parsed))
         result.cases.append(asyncio.run(_run_case(case, start, holder)))
     return result
 
@@ -116,8 +137,13 @@ async def _run_case(case: Any, start: float, holder: RulesHolder) -> CaseResult:
         return CaseResult(str(where), where, False, [str(e)])
     first = min(e.time for e in inputs) if inputs else start
     config = Config(rules_dir=holder.rules_dir)
-    # Incidents and problems only when the case asserts them: the other cases stay store-free and fast.
-    noc = await replay_noc.start(config, holder, first) if outcomes else None
+    # Incidents and problems only when the case asserts them: the other cases stay store-free and fast
+    # (and the incident, notification and store modules are not even imported).
+    noc: NocReplay | None = None
+    if outcomes:
+        from correlator import replay_noc
+
+        noc = await replay_noc.start(config, holder, first)
     try:
         pipeline = noc.services.pipeline if noc else build_pipeline(config, holder)
         stepper = Stepper(pipeline, first, noc.clock if noc else None)
@@ -128,6 +154,8 @@ async def _run_case(case: Any, start: float, holder: RulesHolder) -> CaseResult:
             out.extend(await stepper.advance(end))
         report: dict[str, Any] = {}
         if noc is not None:
+            from correlator import replay_noc
+
             await replay_noc.finish(noc)
             report = await replay_noc.report(noc, ReplaySummary(events_in=len(inputs)))
     finally:

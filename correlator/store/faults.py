@@ -17,6 +17,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     sqlite3.OperationalError,  # locked, busy, disk full, I/O error: none of them about the data
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,  # connection closed, pool closing
+    asyncpg.InternalClientError,  # the client's protocol state after a session ended under it
     asyncpg.InsufficientResourcesError,  # class 53: disk full, out of memory, too many connections
     asyncpg.OperatorInterventionError,  # class 57: admin shutdown, query cancelled
 )
@@ -25,3 +26,12 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 def transient(e: BaseException) -> bool:
     """True when retrying later may succeed whatever the events are (never dead-letter then)."""
     return isinstance(e, _TRANSIENT)
+
+
+FENCED = "CRF01"  # raised by the cluster's fencing trigger (cluster/fence.py)
+
+
+def fenced(e: BaseException) -> bool:
+    """True when the database refused a write because another worker took this one's partitions:
+    retrying can never succeed, and the batch belongs to the partitions' new owner."""
+    return getattr(e, "sqlstate", None) == FENCED

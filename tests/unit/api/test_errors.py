@@ -67,6 +67,10 @@ def test_only_connection_failures_count_as_a_lost_store():
 
     assert store_connection_lost(asyncpg.exceptions.TooManyConnectionsError("53300"))
     assert not store_connection_lost(asyncpg.exceptions.UniqueViolationError("duplicate key"))
+    fenced = asyncpg.exceptions.RaiseError("worker fenced")
+    fenced.sqlstate = "CRF01"  # the cluster fence's refusal: this node cannot write until it rejoins
+    assert store_connection_lost(fenced)
+    assert store_connection_lost(asyncpg.exceptions.InternalClientError("cannot switch to state 21"))
     assert not store_connection_lost(KeyError("x"))
     assert not store_connection_lost(ConnectionResetError("a client went away, not the database"))
 

@@ -101,3 +101,54 @@ def test_positions_are_exact_without_being_recorded_up_front() -> None:
     assert str(doc["rules"].item_positions[0]) == "r.yaml:2:5"
     assert str(item.where("match")) == "r.yaml:3:5"
     assert str(item["match"].where_value("type")) == "r.yaml:3:19"
+
+
+def _values(v: Any) -> Any:
+    """Values only, mappings and lists of any class alike."""
+    if isinstance(v, dict):
+        return ("map", [(k, _values(x)) for k, x in v.items()])
+    if isinstance(v, list):
+        return ("list", [_values(x) for x in v])
+    return (type(v).__name__, v)
+
+
+def _item_starts(doc: Any) -> list[str]:
+    """Where each mapping in a list under a top-level key starts (what loads_bare keeps)."""
+    if not isinstance(doc, dict):
+        return []
+    return [
+        str(item.position)
+        for value in doc.values()
+        if isinstance(value, list)
+        for item in value
+        if isinstance(item, dict)
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(documents())
+def test_the_bare_loader_gives_the_same_values_or_hands_over(text: str) -> None:
+    try:
+        checked = yamlfile._checked_load(text, "f.yaml")
+    except yamlfile.YamlError:
+        checked = ValueError  # never a value where the checked loader finds an error
+    try:
+        bare = yamlfile.loads_bare(text, "f.yaml")
+    except yamlfile.NotBare:
+        return  # `loads` reads it
+    assert _values(bare) == _values(checked)
+    assert _item_starts(bare) == _item_starts(checked)
+
+
+def test_the_bare_loader_keeps_only_where_each_rule_starts() -> None:
+    text = "rules:\n  - name: a\n    match: {type: x}\n  - {name: b, on_fire: [{emit: {type: y}}]}\n"
+    doc = yamlfile.loads_bare(text, "r.yaml")
+    assert doc == yamlfile.loads(text, "r.yaml")
+    first, second = doc["rules"]
+    assert (str(first.position), str(second.position)) == ("r.yaml:2:5", "r.yaml:4:5")
+    assert not first.placed and yamlfile.loads(text, "r.yaml")["rules"][0].placed
+    assert str(first.where("match")) == str(first.where_value("match")) == "r.yaml:2:5"
+    assert type(doc) is dict and type(first["match"]) is dict and type(second["on_fire"][0]) is dict
+    for broken in ("rules: [\n", "a: 1\na: 2\n", "x: &a 1\ny: *a\n"):
+        with pytest.raises(yamlfile.NotBare):
+            yamlfile.loads_bare(broken, "r.yaml")

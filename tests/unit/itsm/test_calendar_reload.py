@@ -180,3 +180,27 @@ async def test_windows_edited_while_stopped_are_withdrawn_at_start(make_world, t
     saturday, log = await w2.changes.get(saturday.id)
     assert saturday.state is State.CANCELLED and saturday.withdrawn
     assert log[-1].detail["note"] == "calendar reload (start): window saturday removed"
+
+
+async def test_processes_sharing_the_store_write_each_occurrence_once_through_the_calendar_writer(
+    make_world, tmp_path
+):
+    """The cluster: every worker serves the calendar, only the timer leader writes its records; the
+    leadership moving on does not create an occurrence twice, and the new writer starts it."""
+    writer = {"name": "a"}
+    a = await make_world("windows:\n" + SATURDAY)
+    b = await make_world("windows:\n" + SATURDAY)
+    a.changes.share_calendar(lambda: writer["name"] == "a")
+    b.changes.share_calendar(lambda: writer["name"] == "b")
+    for w in (a, b):
+        w.clock.advance_to(SATURDAY_2AM - 12 * HOUR)
+    for w in (a, b):  # the maintenance stage and the timers call this in every process
+        await w.changes.run_due(w.clock.now())
+    [stored] = [c for c in await a.changes.query((), 100, None) if c.calendar]  # one record, not two
+    assert stored.calendar == f"saturday@{SATURDAY_2AM:.0f}"
+    writer["name"] = "b"  # a stalled: b owns partition 0 now, before the change feed reached it
+    for w in (a, b):
+        w.clock.advance_to(SATURDAY_2AM + MIN)
+        await w.changes.run_due(w.clock.now())
+    [c] = [c for c in await b.changes.query((), 100, None) if c.calendar]
+    assert c.state is State.IN_PROGRESS and c.id == stored.id

@@ -136,3 +136,33 @@ async def test_three_occurrences_in_one_batch_are_three_and_open_the_problem(mak
     assert inc.reopen_count == 2 and p.incidents == [inc.id]
     trend = await w.problems.trend(T0 - HOUR, 5)
     assert trend[0]["count"] == 3
+
+
+async def test_one_off_signatures_are_forgotten_two_periods_later_and_recurrence_still_counts(make_world):
+    w = await make_world(**RECUR)
+    await flap(w, T0, host="once-1")  # a one-off alert: its signature never comes back
+    await flap(w, T0 + HOUR, type_="fanFail")
+    await flap(w, T0 + 13 * HOUR, type_="fanFail")  # two 6h periods after once-1
+    # Nothing else shows what problem management remembers: a storm of one-off alerts must not
+    # keep an entry per alert for the daemon's life.
+    assert not any("once-1" in sig for sig in w.problems._recent)
+    await flap(w, T0 + 14 * HOUR, type_="fanFail")
+    await flap(w, T0 + 15 * HOUR, type_="fanFail")
+    [p] = await w.problems.query_problems((), 10, None)
+    assert p.signature == "core-sw1/fanFail|stand-in|core-sw1"
+
+
+async def test_a_batch_the_store_cannot_count_still_gets_its_known_errors(make_world, caplog):
+    w = await make_world(**RECUR)
+    ke = await w.problems.create_known_error("alice", "fan", {"type": "fanFail"}, "Swap the fan tray", None)
+
+    async def unavailable(occurrences):
+        raise OSError("disk full")
+
+    w.records.add_occurrences = unavailable  # type: ignore[method-assign]
+    for hour in range(3):
+        await flap(w, T0 + hour * HOUR, type_="fanFail")
+    inc = w.incidents.active_for("core-sw1/fanFail") or (await w.incidents.get(1))[0]
+    assert inc.known_error_id == ke.human_id
+    assert await w.problems.query_problems((), 10, None) == []  # nothing counted, nothing opened
+    assert "could not store 1 incident openings" in caplog.text

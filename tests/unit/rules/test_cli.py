@@ -52,6 +52,28 @@ def test_test_passes_and_fails_with_a_readable_diff(tmp_path, capsys):
     assert "1 passed, 1 failed (2 files)" in out
 
 
+def test_cases_of_one_file_share_no_state(tmp_path, capsys):
+    """The rules are compiled once per test file, but every case starts from empty state: a level-2
+    window, a de-duplication window and a rate limit filled by one case are empty in the next."""
+    (tmp_path / "r.yaml").write_text(
+        "rules:\n"
+        "  - {name: once, match: {type: dup}, dedup: 1h}\n"
+        "  - {name: few, match: {type: many}, rate_limit: {max: 1, per: 1h}}\n"
+        "  - name: two\n    kind: threshold\n    match: {type: cpu}\n    count: 2\n    within: 1h\n"
+        "    on_fire: [{emit: {type: storm}}]\n"
+    )
+    case = (
+        "  - name: {name}\n    input: [{{event: {{host: a, type: cpu}}}}, {{event: {{host: a, type: dup}}}},"
+        " {{event: {{host: a, type: many}}}}]\n"
+        "    expect: [{{type: cpu}}, {{type: dup}}, {{type: many}}]\n"
+    )
+    (tmp_path / "iso_test.yaml").write_text(
+        "rules: .\ntests:\n" + "".join(case.format(name=f"case{i}") for i in range(3))
+    )
+    assert main(["rules", "test", "-v", str(tmp_path / "iso_test.yaml")]) == 0, capsys.readouterr().out
+    assert "3 passed, 0 failed" in capsys.readouterr().out
+
+
 def test_test_reports_broken_test_files(tmp_path, capsys):
     (tmp_path / "x_test.yaml").write_text("tests:\n  - name: t\n    inputs: []\n")
     assert main(["rules", "test", str(tmp_path / "x_test.yaml")]) == 1

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from correlator.rules.errors import RuleErrors
-from correlator.rules.loader import load_rules, rule_files
+from correlator.rules.loader import ParsedRule, build_again, load_rules, rule_files
 from correlator.rules.model import Duration, Key, Obj
 from correlator.rules.registry import RuleKind, kinds, register_kind
 from tests.unit.rules.helpers import ruleset
@@ -153,3 +153,21 @@ def test_check_of_the_shipped_rules_passes():
     rs = load_rules(Path(__file__).resolve().parents[3] / "rules")
     assert len(rs.filters) >= 15
     assert textwrap  # keep import used
+
+
+def test_build_again_makes_new_rule_objects_for_everything_with_state(tmp_path):
+    (tmp_path / "a.yaml").write_text(
+        "rules:\n"
+        "  - {name: plain, match: {type: x}, drop: true}\n"
+        "  - {name: dormant, enabled: false, drop: true}\n"
+        "  - {name: folds, match: {type: y}, dedup: 1m}\n"
+        "  - {name: cpu, kind: threshold, match: {type: cpu}, count: 2, within: 1h}\n"
+    )
+    parsed: list[ParsedRule] = []
+    first = load_rules(tmp_path, parsed=parsed)
+    again = build_again(first, parsed)
+    assert [(r.info.name, r.info.order) for r in again.rules] == [("plain", 0), ("folds", 2), ("cpu", 3)]
+    assert [r.info for r in again.rules] == [r.info for r in first.rules]
+    plain, folds, cpu = (a.compiled is b.compiled for a, b in zip(first.rules, again.rules, strict=True))
+    assert plain and not folds and not cpu  # only what holds no state is shared
+    assert again.filters[1].stateful["dedup"] is not first.filters[1].stateful["dedup"]

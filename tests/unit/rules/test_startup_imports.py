@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -29,13 +30,52 @@ print(repr(heavy))
     ],
 )
 def test_offline_commands_do_not_import_the_daemon_parts(args, tmp_path):
+    assert imported(args, tmp_path, HEAVY) == []
+
+
+ITSM = (
+    "jinja2",
+    "aiosmtplib",
+    "dateutil",
+    "correlator.incidents",
+    "correlator.problems",
+    "correlator.replay_noc",
+)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rules", "check", "rules"],
+        ["rules", "test", "rules/tests/noise_test.yaml"],  # asserts no incidents: none are run
+        ["replay", "EVENTS", "--rules", "rules", "--events-only"],
+    ],
+)
+def test_commands_without_incidents_do_not_import_the_itsm_parts(args, tmp_path):
+    """Incidents, problems, notifications and their templates are imported only to be used."""
+    assert imported(args, tmp_path, ITSM) == []
+
+
+def imported(args: list[str], tmp_path: Path, names: tuple[str, ...]) -> list[str]:
+    """Which of the packages `names` (or modules, when dotted) the command imported."""
     events = tmp_path / "events.ndjson"
     events.write_text('{"host": "sw1", "type": "IF-MIB::linkDown", "time": "2026-01-01T00:00:00Z"}\n')
     args = [str(events) if a == "EVENTS" else a for a in args]
-    tops = {h for h in HEAVY if "." not in h}
-    code = PROBE.format(repr(tops), repr(tuple(h for h in HEAVY if "." in h)))
+    tops = {h for h in names if "." not in h}
+    code = PROBE.format(repr(tops), repr(tuple(h for h in names if "." in h)))
     done = subprocess.run(
         [sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    return list(ast.literal_eval(done.stdout.strip().splitlines()[-1]))
+
+
+def test_every_command_is_found_by_its_name():
+    """The CLI imports only the module of the command given: the table must name every command."""
+    from correlator.cli import COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert list(sub.choices) == list(COMMANDS)
+    for name, module in COMMANDS.items():
+        only = next(a for a in build_parser(name)._actions if a.dest == "command")
+        assert name in only.choices, (name, module)

@@ -37,8 +37,9 @@ def ev(i: int, **kw) -> Event:
 async def test_write_is_idempotent_by_id(store):
     assert await store.write([ev(0), ev(1)]) == 2
     assert await store.write([ev(1), ev(2)]) == 1
+    assert await store.write([ev(3), ev(3)]) == 1  # twice in one batch
     assert await store.write([]) == 0
-    assert await store.count() == 3
+    assert await store.count() == 4
 
 
 async def test_known_names_the_stored_ids_among_those_asked(store):

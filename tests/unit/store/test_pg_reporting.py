@@ -153,14 +153,15 @@ async def test_fresh_database_gets_every_view_typed_timestamptz_and_jsonb(conn: 
 async def test_database_at_the_previous_version_is_upgraded_with_its_rows(
     conn: Any, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for module in COMPONENTS.values():
-        monkeypatch.setattr(module, "MIGRATIONS", module.MIGRATIONS[:-1])
+    for module in COMPONENTS.values():  # every component at the version before its views
+        views = next(i for i, script in enumerate(module.MIGRATIONS) if "CREATE VIEW" in script)
+        monkeypatch.setattr(module, "MIGRATIONS", module.MIGRATIONS[:views])
     written = await write_through_stores(pg_dsn)
     assert await versions(conn) == {name: len(m.MIGRATIONS) for name, m in COMPONENTS.items()}
     assert not await view_columns(conn)
     monkeypatch.undo()
     for store in (PgIncidentStore(pg_dsn), PgRecordStore(pg_dsn), PgEventStore(pg_dsn)):
-        await store.open()  # applies the newer migration only
+        await store.open()  # applies the newer migrations only
         await store.close()
     assert await versions(conn) == {name: len(m.MIGRATIONS) for name, m in COMPONENTS.items()}
     numbers = await conn.fetch("SELECT number FROM incidents_v ORDER BY id")

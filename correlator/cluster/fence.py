@@ -1,0 +1,163 @@
+"""Fencing of PostgreSQL writes: a worker that lost a partition without handing it over (paused
+past its lease, cut off from NATS) writes nothing to the shared store once another worker took it.
+
+Every worker process connects with an identity of its own as its `application_name`
+(`cw:<member>:<random>`). The table `partition_owners` says which identity took each partition
+last and `cluster_members` which identities are fenced out. A worker taking a partition that its
+previous owner did not hand over fences that owner (its sessions are ended, its row marked) before
+it reads anything; a trigger on the tables a worker writes for its partitions (events, dead letters,
+incidents and their log) refuses, with SQLSTATE `CRF01`, every statement of a fenced identity. The
+trigger reads the writer's row FOR SHARE: the fencing update waits for a write under way, and a
+write after it sees the mark, so no write of the old owner lands after the new owner started.
+
+The fenced worker drops every partition without a snapshot (the runner abandons the refused batch,
+unacknowledged; cluster/roles.py) and, taking a partition again, lifts its own mark: by then the
+runner is settled and nothing from before the fence is left to write.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import urllib.parse
+from typing import Any
+
+from prometheus_client import Counter
+
+from correlator.cluster.consume import PartitionQueue
+from correlator.cluster.leases import Leases
+from correlator.store.postgres import migrate_pg
+
+log = logging.getLogger(__name__)
+
+WRITES_FENCED = Counter(
+    "correlator_cluster_writes_fenced_total",
+    "Times PostgreSQL refused this worker's writes because another worker took a partition it held",
+)
+
+PREFIX = "cw:"  # application_name of a worker's sessions; other processes are never fenced
+FENCED_TABLES = ("events", "dead_letters", "incidents", "incident_log")
+LOCK_TIMEOUT = "5s"  # a takeover waiting longer for a write under way fails, and is retried
+
+MIGRATIONS: list[str] = [
+    # 1: owners, fenced identities, and the trigger refusing the writes of a fenced one
+    """
+    CREATE TABLE partition_owners (partition INTEGER PRIMARY KEY, member TEXT);
+    CREATE TABLE cluster_members (member TEXT PRIMARY KEY, fenced BOOLEAN NOT NULL);
+    CREATE FUNCTION correlator_fence() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        me TEXT := current_setting('application_name');
+        out BOOLEAN;
+    BEGIN
+        IF me LIKE 'cw:%' THEN
+            SELECT fenced INTO out FROM cluster_members WHERE member = me FOR SHARE;
+            IF out THEN
+                RAISE EXCEPTION 'worker % is fenced out: another worker took a partition it held', me
+                    USING ERRCODE = 'CRF01';
+            END IF;
+        END IF;
+        RETURN NULL;
+    END $$;
+    """  # noqa: S608 (constant table names)
+    + "".join(
+        f"CREATE TRIGGER {t}_fence BEFORE INSERT OR UPDATE ON {t}"
+        " FOR EACH STATEMENT EXECUTE FUNCTION correlator_fence();\n"
+        for t in FENCED_TABLES
+    ),
+]
+
+
+def worker_dsn(dsn: str, member: str) -> str:
+    """The DSN with this worker process' identity as its application_name (unique per start)."""
+    parts = urllib.parse.urlsplit(dsn)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k != "application_name"]
+    name = f"{PREFIX}{member[:40]}:{secrets.token_hex(6)}"  # PostgreSQL keeps 63 bytes of it
+    query.append(("application_name", name))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+async def give_up(leases: Leases, queue: PartitionQueue) -> None:
+    """The database refused a write: another worker took a partition of this one without a
+    hand-over. Give every partition up at once, without a snapshot (the state holds what the
+    refused batches did), so their owners read them again from their positions. The runner awaits
+    this before its next write: no batch of a partition given up is acknowledged after it."""
+    WRITES_FENCED.inc()
+    log.error("fenced out of the database: giving up partitions %s", queue.partitions)
+    for p in queue.partitions:
+        await queue.drop(p, hand_over=False)
+    for p in list(leases.owned):
+        try:
+            await leases.release(p)
+        except Exception as e:  # its lease expires by itself
+            log.warning("partition %d: lease not released: %s: %s", p, type(e).__name__, e)
+
+
+class Owners:
+    """This worker's side of `partition_owners` (through the event store's pool)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._ready = False
+
+    @property
+    def _pool(self) -> Any:
+        return getattr(self._store, "pool", None)  # None: not PostgreSQL (a test's SQLite store)
+
+    async def claim(self, p: int) -> None:
+        """Take `p` in the database: fence its previous owner unless it handed it over, and lift
+        this worker's own mark (call with the runner settled: nothing from before is in flight)."""
+        pool = self._pool
+        if pool is None:
+            return
+        async with pool.acquire() as conn:
+            if not self._ready:
+                await migrate_pg(conn, "cluster", MIGRATIONS)
+                self._ready = True
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                me = await conn.fetchval("SELECT current_setting('application_name')")
+                before = await conn.fetchval(
+                    "SELECT member FROM partition_owners WHERE partition = $1 FOR UPDATE", p
+                )
+                if before is not None and before != me:
+                    await self._fence(conn, before, p)
+                await conn.execute(
+                    "INSERT INTO cluster_members(member, fenced) VALUES ($1, false)"
+                    " ON CONFLICT (member) DO UPDATE SET fenced = false",
+                    me,
+                )
+                await conn.execute(
+                    "INSERT INTO partition_owners(partition, member) VALUES ($1, $2)"
+                    " ON CONFLICT (partition) DO UPDATE SET member = EXCLUDED.member",
+                    p,
+                    me,
+                )
+
+    async def release(self, p: int) -> None:
+        """Handing `p` over (SIGTERM, rebalancing): its next owner has no one to fence."""
+        pool = self._pool
+        if pool is None or not self._ready:
+            return
+        await pool.execute(
+            "UPDATE partition_owners SET member = NULL WHERE partition = $1"
+            " AND member = current_setting('application_name')",
+            p,
+        )
+
+    async def _fence(self, conn: Any, member: str, p: int) -> None:
+        # Its sessions end first: one paused inside a transaction holds its row's lock for good.
+        ended = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            member,
+        )
+        await conn.execute(
+            "INSERT INTO cluster_members(member, fenced) VALUES ($1, true)"
+            " ON CONFLICT (member) DO UPDATE SET fenced = true",
+            member,
+        )
+        log.warning(
+            "partition %d: its previous owner %s did not hand it over; fenced out of the database"
+            " (%d of its sessions ended)",
+            p, member, ended,
+        )  # fmt: skip

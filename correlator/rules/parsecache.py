@@ -1,0 +1,144 @@
+"""Rule files as read by the YAML loader, kept on disk by content hash: a new process skips YAML.
+
+The loader (loader.py) asks here before reading a file without positions (`yamlfile.loads_bare`).
+An entry is the file's plain data, written with `marshal` (values only: no code is ever stored or
+run), under a name hashed from the text, this format, PyYAML's and the correlator's versions and
+the loader's own code; so a changed file, or another version reading it, never finds a stale
+entry. Where: the directory in CORRELATOR_CACHE_DIR (empty: no cache), else
+$XDG_CACHE_HOME/correlator/rules, else ~/.cache/correlator/rules. A directory that cannot be
+written is simply not used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import marshal
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from correlator import __version__, yamlfile
+from correlator.yamlfile import Position, YamlMap
+
+FORMAT = 1  # raise when loads_bare's output changes shape
+MAX_ENTRIES = 4096  # beyond, the older half is removed (checked once per process)
+
+
+def _loader_source() -> bytes:
+    """The code that makes an entry: an edited loader (a developer's checkout, where the version
+    stays the same) never reads the entries of the one before."""
+    try:
+        return b"".join(Path(m).read_bytes() for m in (yamlfile.__file__, __file__))
+    except (OSError, TypeError):
+        return b""
+
+
+_SALT = (
+    f"\0{FORMAT}\0{yaml.__version__}\0{__version__}\0".encode()
+    + hashlib.blake2b(_loader_source(), digest_size=16).digest()
+)
+
+
+def load_bare(text: str, file: str) -> Any:
+    """`yamlfile.loads_bare(text, file)`, from the cache when this text was read before."""
+    where = _directory()
+    if where is None:
+        return yamlfile.loads_bare(text, file)
+    entry = where / (hashlib.blake2b(text.encode() + _SALT, digest_size=20).hexdigest() + ".bin")
+    kept = _read(entry, file)
+    if kept is not None:
+        return kept
+    doc = yamlfile.loads_bare(text, file)
+    frozen = _freeze(doc)
+    if frozen is not None:
+        _store(where, entry, frozen)
+    return doc
+
+
+def _read(entry: Path, file: str) -> Any:
+    """The entry's data, or None when there is none yet or it is damaged in any way."""
+    try:
+        # Plain values this module wrote: marshal makes no objects but those, and runs nothing.
+        return _thaw(marshal.loads(entry.read_bytes()), file)  # noqa: S302
+    except Exception:
+        return None
+
+
+def _freeze(doc: Any) -> Any:
+    """(data, starts) with the rule mappings made plain dicts and their starts as (line, column);
+    None when marshal cannot hold the data (dates and times)."""
+    starts: dict[str, list[tuple[int, int] | None]] = {}
+    data = doc
+    if isinstance(doc, dict):
+        data = dict(doc)
+        for key, value in doc.items():
+            if isinstance(value, list):
+                data[key] = [dict(v) if isinstance(v, YamlMap) else v for v in value]
+                starts[key] = [_start(v) for v in value]
+    try:
+        return marshal.dumps((data, starts))
+    except ValueError:
+        return None
+
+
+def _start(item: Any) -> tuple[int, int] | None:
+    if not isinstance(item, YamlMap):
+        return None
+    p = item.position
+    return p.line, p.column
+
+
+def _thaw(entry: Any, file: str) -> Any:
+    data, starts = entry
+    for key, where in starts.items():
+        items = data[key]
+        if len(items) != len(where):
+            raise ValueError("a damaged entry")
+        for i, start in enumerate(where):
+            if start is not None:
+                m = YamlMap(items[i])
+                m._file = file
+                m._bare = True
+                m.position = Position(file, start[0], start[1])
+                items[i] = m
+    return data
+
+
+def _store(where: Path, entry: Path, frozen: bytes) -> None:
+    global _checked
+    if _checked == "unusable":
+        return
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
+    try:
+        if not _checked:
+            where.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _prune(where)
+            _checked = "yes"
+        tmp.write_bytes(frozen)
+        os.replace(tmp, entry)  # whole or not at all, whoever reads it meanwhile
+    except OSError:
+        _checked = "unusable"  # read-only, full, gone: this process reads YAML as before
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _prune(where: Path) -> None:
+    entries = [e for e in os.scandir(where) if e.name.endswith(".bin")]
+    if len(entries) > MAX_ENTRIES:
+        entries.sort(key=lambda e: e.stat().st_mtime)
+        for e in entries[: len(entries) // 2]:
+            Path(e.path).unlink(missing_ok=True)
+
+
+_checked = ""  # "": not yet; "yes": the directory exists and was pruned; "unusable"
+
+
+def _directory() -> Path | None:
+    configured = os.environ.get("CORRELATOR_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "correlator" / "rules"

@@ -1,0 +1,64 @@
+"""The event stream's wire form against a real 3-node JetStream cluster: what an ingest process
+publishes, a worker reads back as the same events, compressed or not (docs/cluster.md, "Sizing")."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+
+from correlator.cluster.bus import connect
+from correlator.cluster.consume import PartitionQueue
+from correlator.cluster.publish import COUNT, ENCODING, BusQueue
+from correlator.config import ClusterConfig
+from correlator.event import Event, Severity, dumps_events
+from tests.support.nats import NatsCluster, nats_cluster
+
+__all__ = ["nats_cluster"]
+
+pytestmark = pytest.mark.integration
+
+
+def events(n: int, tag: str) -> list[Event]:
+    now = time.time()
+    return [
+        Event(
+            id=f"{tag}-{i}",
+            time=now,
+            received=now,
+            source="test",
+            host=f"h{i}",
+            type="T",
+            severity=Severity.MINOR,
+        )
+        for i in range(n)
+    ]
+
+
+async def test_a_worker_reads_back_what_ingest_published_compressed_or_not(nats_cluster: NatsCluster) -> None:
+    s = ClusterConfig(
+        servers=nats_cluster.servers, stream=f"w{secrets.token_hex(3)}", partitions=1, replicas=3
+    )
+    bus = await connect(s)
+    try:
+        ingest = BusQueue(bus, lambda ev: ev.host, 10_000, 1.0)
+        big, small, old = events(50, "big"), events(1, "small"), events(50, "old")
+        await ingest.put(dumps_events(big), len(big), big)  # compressed on the wire
+        await ingest.put(dumps_events(small), len(small), small)  # too small to be worth it
+        # as an ingest process of an earlier version published it: plain, no encoding header
+        await bus.js.publish(bus.subject(0), dumps_events(old), headers={COUNT: str(len(old))})
+        msgs = [await bus.js.get_msg(s.stream, seq) for seq in (1, 2, 3)]
+        assert [(m.headers or {}).get(ENCODING) for m in msgs] == ["deflate", None, None]
+        assert len(msgs[0].data or b"") < len(dumps_events(big)) / 3
+
+        worker = PartitionQueue(bus, 10_000)
+        assert await worker.take(0)
+        got: list[Event] = []
+        while len(got) < 101:
+            for item in await worker.get(1_000):
+                got.extend(item.decode())
+        assert got == [*big, *small, *old]
+        await worker.close()
+    finally:
+        await bus.close()

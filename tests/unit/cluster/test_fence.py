@@ -1,0 +1,89 @@
+"""Fencing of PostgreSQL writes (cluster/fence.py) against the tests' PostgreSQL: a worker taking a
+partition that was not handed over fences its previous owner; what that owner writes afterwards is
+refused, the ingest processes' writes never are, and a hand-over fences no one."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from correlator.cluster.fence import Owners, worker_dsn
+from correlator.event import Event
+from correlator.incidents.pg_store import PgIncidentStore
+from correlator.store.faults import fenced
+from correlator.store.postgres import PgEventStore
+from tests.support.postgres import pg_dsn, reset_pg
+
+__all__ = ["pg_dsn"]
+asyncpg = pytest.importorskip("asyncpg")
+
+
+def test_a_worker_dsn_names_the_process_and_keeps_the_rest() -> None:
+    dsn = worker_dsn("postgresql://u:pw@db:5432/corr?sslmode=require&application_name=x", "w" * 80)
+    parts = urllib.parse.urlsplit(dsn)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    assert parts.netloc == "u:pw@db:5432" and parts.path == "/corr" and query["sslmode"] == "require"
+    assert query["application_name"].startswith("cw:www") and len(query["application_name"]) <= 63
+    assert worker_dsn("postgresql://db/corr", "w") != worker_dsn("postgresql://db/corr", "w")  # per start
+
+
+@pytest.fixture
+async def stores(pg_dsn: str) -> AsyncIterator[dict[str, PgEventStore]]:
+    """The event store of two workers and of an ingest process, on one migrated database."""
+    await reset_pg(pg_dsn)
+    incidents = PgIncidentStore(pg_dsn)  # the fenced tables must exist: incidents, incident_log
+    await incidents.open()
+    out = {"a": PgEventStore(worker_dsn(pg_dsn, "a")), "b": PgEventStore(worker_dsn(pg_dsn, "b"))}
+    out["ingest"] = PgEventStore(pg_dsn)
+    for s in out.values():
+        await s.open()
+    yield out
+    for s in out.values():
+        await s.close()
+    await incidents.close()
+
+
+def ev(n: int) -> Event:
+    return Event(f"e{n}", 1.0, 1.0, "test", "h1", "t")
+
+
+async def refused(store: PgEventStore, n: int) -> bool:
+    errors: list[Exception] = []
+    for _ in range(5):  # a session the fence ended first fails as a lost connection, then is replaced
+        try:
+            await store.write([ev(n)])
+            return False
+        except Exception as e:
+            if fenced(e):
+                return True
+            errors.append(e)
+    raise AssertionError(f"neither written nor refused: {errors}")
+
+
+async def test_the_previous_owner_is_refused_once_another_worker_took_its_partition(
+    stores: dict[str, Any],
+) -> None:
+    a, b, ingest = stores["a"], stores["b"], stores["ingest"]
+    await Owners(a).claim(0)
+    await Owners(a).claim(1)
+    assert not await refused(a, 1)
+    await Owners(b).claim(1)  # a paused past its lease: b takes partition 1
+    assert await refused(a, 2)  # every write of a, whichever partition
+    assert not await refused(b, 3)
+    assert not await refused(ingest, 4)  # not a worker: never checked
+    assert await b.known(["e1", "e2", "e3", "e4"]) == {"e1", "e3", "e4"}
+    await Owners(a).claim(2)  # a rejoins (its pipeline settled): it lifts its own mark
+    assert not await refused(a, 5)
+
+
+async def test_a_partition_handed_over_fences_no_one(stores: dict[str, Any]) -> None:
+    a, b = stores["a"], stores["b"]
+    owners_a = Owners(a)
+    await owners_a.claim(0)
+    await owners_a.release(0)  # SIGTERM or rebalancing
+    await Owners(b).claim(0)
+    assert not await refused(a, 1)
+    assert not await refused(b, 2)

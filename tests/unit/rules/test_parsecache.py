@@ -1,0 +1,121 @@
+"""The parse cache: a second process reads no YAML for rule files it has read before, and gets the
+same rule set, positions included; a damaged, missing or unwritable cache only costs the YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from correlator import yamlfile
+from correlator.rules import parsecache
+from correlator.rules.errors import RuleErrors
+from correlator.rules.loader import load_rules
+
+RULES = (
+    "rules:\n"
+    "  - name: cpu\n    kind: threshold\n    match: {type: cpu}\n    count: 2\n    within: 1h\n"
+    "    on_fire: [{emit: {type: storm, message: '{host} hot'}}]\n"
+    "  - {name: quiet, match: {type: noise}, drop: true}\n"
+)
+
+pytestmark = pytest.mark.skipif(not yamlfile._FAST, reason="PyYAML was built without libyaml")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    where = tmp_path / "cache"
+    monkeypatch.setenv("CORRELATOR_CACHE_DIR", str(where))
+    monkeypatch.setattr(parsecache, "_checked", "")
+    return where
+
+
+def summary(rules_dir: Path) -> list[tuple[str, str, int, str]]:
+    return [
+        (r.info.name, r.info.kind, r.info.order, str(r.info.position)) for r in load_rules(rules_dir).rules
+    ]
+
+
+def no_yaml(monkeypatch) -> None:
+    def fail(text: str, file: str = "") -> None:
+        raise AssertionError(f"{file} was read as YAML")
+
+    monkeypatch.setattr(yamlfile, "loads_bare", fail)
+
+
+def test_a_warm_load_reads_no_yaml_and_gives_the_same_set(tmp_path, cache, monkeypatch):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text(RULES)
+    cold = summary(rules)
+    assert len(list(cache.glob("*.bin"))) == 1
+    no_yaml(monkeypatch)
+    assert (
+        summary(rules)
+        == cold
+        == [
+            ("cpu", "threshold", 0, f"{rules}/a.yaml:2:5"),
+            ("quiet", "filter", 1, f"{rules}/a.yaml:8:5"),
+        ]
+    )
+
+
+def test_the_same_text_elsewhere_names_its_own_file(tmp_path, cache, monkeypatch):
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "r.yaml").write_text(RULES)
+    summary(tmp_path / "one")
+    no_yaml(monkeypatch)
+    assert summary(tmp_path / "two")[1][3] == f"{tmp_path}/two/r.yaml:8:5"
+
+
+def test_errors_are_as_precise_with_a_warm_cache(tmp_path, cache):
+    (tmp_path / "a.yaml").write_text(RULES)
+    summary(tmp_path)
+    (tmp_path / "b.yaml").write_text("rules:\n  - name: b\n    dorp: true\n")
+    with pytest.raises(RuleErrors) as info:
+        load_rules(tmp_path)
+    assert [str(e) for e in info.value.errors] == [
+        f"{tmp_path}/b.yaml:3:5: unknown key 'dorp' (did you mean 'drop'?); known: "
+        + ", ".join(("name", "kind", "description", "enabled", "match", "drop", "inventory", "set"))
+        + ", classify, rename, rate_limit, dedup, stop"
+    ]
+
+
+def test_a_damaged_entry_is_read_again(tmp_path, cache):
+    (tmp_path / "a.yaml").write_text(RULES)
+    cold = summary(tmp_path)
+    (entry,) = cache.glob("*.bin")
+    for damage in (entry.read_bytes()[:20], b"", b"\x00garbage"):
+        entry.write_bytes(damage)
+        assert summary(tmp_path) == cold
+    assert entry.read_bytes()[:20] != b"\x00garbage"[:20]  # written again
+
+
+def test_what_marshal_cannot_hold_is_not_kept(tmp_path, cache):
+    (tmp_path / "a.yaml").write_text(RULES.replace("drop: true}", "drop: true, description: 2026-01-01}"))
+    with pytest.raises(RuleErrors, match="description: expected a non-empty string"):
+        load_rules(tmp_path)  # a date is no description; the point is that nothing broke
+    assert not list(cache.glob("*.bin"))
+
+
+def test_no_cache_or_an_unusable_one_changes_nothing(tmp_path, monkeypatch):
+    (tmp_path / "a.yaml").write_text(RULES)
+    monkeypatch.setattr(parsecache, "_checked", "")
+    monkeypatch.setenv("CORRELATOR_CACHE_DIR", "")
+    cold = summary(tmp_path)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("CORRELATOR_CACHE_DIR", str(blocker / "cache"))
+    assert summary(tmp_path) == summary(tmp_path) == cold
+    assert parsecache._checked == "unusable"
+
+
+def test_old_entries_are_pruned(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(parsecache, "MAX_ENTRIES", 4)
+    cache.mkdir()
+    for i in range(6):
+        (cache / f"{i:040x}.bin").write_bytes(b"")
+    (tmp_path / "a.yaml").write_text(RULES)
+    summary(tmp_path)
+    assert len(list(cache.glob("*.bin"))) == 4  # 6 - 3 pruned + the new one
