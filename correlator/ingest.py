@@ -1,4 +1,5 @@
-"""The collectors' way in: serialise a batch once (orjson) and put it on the durable queue.
+"""The collectors' way in: serialise a batch once (orjson, here or in the queue) and put it on the
+durable queue.
 
 An event that cannot be serialised (orjson refuses it) is set aside in the dead-letter table
 instead of failing its whole batch: the others are queued as usual (docs/architecture.md
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+
+import orjson
 
 from correlator import deadletter, metrics
 from correlator.deadletter import DeadLetterStore
@@ -23,6 +26,9 @@ class Ingest:
     def __init__(self, queue: IngestQueue, dead_letters: DeadLetterStore | None = None) -> None:
         self._queue = queue
         self._dead_letters = dead_letters
+        # A queue that serialises what it sends (cluster/publish.py: one part per partition) takes
+        # the events alone; serialising them here too would be done twice.
+        self._queue_serialises = bool(getattr(queue, "takes_events", False))
 
     def retry_after(self) -> float | None:
         """Seconds to wait when the queue is full, else None: check before parsing a large body."""
@@ -32,11 +38,19 @@ class Ingest:
         """Durable on return. Raises QueueFull (StorageUnavailable) or ShuttingDown, counted as rejections."""
         if not events:
             return
-        events, payload = await serialise(events, self._set_aside_unserialisable)
-        if not events:
-            return
+        payload = b""
+        if not self._queue_serialises:
+            events, payload = await serialise(events, self._set_aside_unserialisable)
+            if not events:
+                return
         try:
-            await self._queue.put(payload, len(events), events)
+            try:
+                await self._queue.put(payload, len(events), events)
+            except orjson.JSONEncodeError:  # the queue's serialisation refused an event: nothing was put
+                events, payload = await serialise(events, self._set_aside_unserialisable)
+                if not events:
+                    return
+                await self._queue.put(payload, len(events), events)
         except QueueFull as e:
             metrics.REJECTED_BY(source, e.reason).inc(len(events))
             raise

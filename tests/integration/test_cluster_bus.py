@@ -12,7 +12,9 @@ from correlator.cluster.bus import connect
 from correlator.cluster.consume import PartitionQueue
 from correlator.cluster.publish import COUNT, ENCODING, BusQueue
 from correlator.config import ClusterConfig
+from correlator.deadletter import DeadLetter
 from correlator.event import Event, Severity, dumps_events
+from correlator.ingest import Ingest
 from tests.support.nats import NatsCluster, nats_cluster
 
 __all__ = ["nats_cluster"]
@@ -59,6 +61,45 @@ async def test_a_worker_reads_back_what_ingest_published_compressed_or_not(nats_
             for item in await worker.get(1_000):
                 got.extend(item.decode())
         assert got == [*big, *small, *old]
+        await worker.close()
+    finally:
+        await bus.close()
+
+
+class _DeadLetters:
+    def __init__(self) -> None:
+        self.items: list[DeadLetter] = []
+
+    async def add_dead_letters(self, items: list[DeadLetter]) -> int:
+        self.items.extend(items)
+        return len(items)
+
+
+async def test_ingest_serialises_each_partitions_part_and_sets_aside_what_orjson_refuses(
+    nats_cluster: NatsCluster,
+) -> None:
+    s = ClusterConfig(
+        servers=nats_cluster.servers, stream=f"s{secrets.token_hex(3)}", partitions=4, replicas=3
+    )
+    bus = await connect(s)
+    try:
+        dead = _DeadLetters()
+        ingest = Ingest(BusQueue(bus, lambda ev: ev.host, 10_000, 1.0), dead)  # type: ignore[arg-type]
+        good = events(40, "good")
+        await ingest.emit(good, "test")
+        bad = events(3, "bad")
+        bad[1].message = "lone \udc80 surrogate"  # orjson refuses it
+        await ingest.emit(bad, "test")
+        assert [d.event_id for d in dead.items] == ["bad-1"]
+
+        got: list[Event] = []
+        worker = PartitionQueue(bus, 10_000)
+        for p in range(4):
+            assert await worker.take(p)
+        while len(got) < 42:
+            for item in await worker.get(1_000):
+                got.extend(item.decode())
+        assert sorted(e.id for e in got) == sorted(e.id for e in [*good, bad[0], bad[2]])
         await worker.close()
     finally:
         await bus.close()

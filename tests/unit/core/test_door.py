@@ -171,3 +171,35 @@ def test_typed_check_of_a_decoded_event_refuses_what_the_full_check_refuses(attr
         except door.Refused as r:
             verdicts.append((r.field, r.reason))
     assert verdicts[0] == verdicts[1]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"host": None}, "host"),
+        ({"time": "2026-01-01"}, "time"),
+        ({"last_seen": None}, "last_seen"),
+        ({"received": True}, "received"),
+        ({"severity": "bogus"}, "severity"),
+        ({"severity": ["minor"]}, "severity"),
+        ({"count": 0}, "count"),
+        ({"source": 3}, "source"),
+        ({"attributes": []}, "attributes"),
+        ({"message": 1}, "message"),
+    ],
+)
+def test_a_wire_event_with_a_wrong_field_is_refused_naming_it(change: dict[str, object], field: str) -> None:
+    wire = {**ev().to_dict(), **change}
+    with pytest.raises(door.Refused) as refused:
+        door.from_wire(wire)
+    assert refused.value.field == field and refused.value.reason == door.INVALID
+
+
+def test_a_wire_event_missing_a_field_or_not_an_object_is_refused() -> None:
+    wire = ev().to_dict()
+    del wire["fingerprint"]
+    with pytest.raises(door.Refused, match="fingerprint"):
+        door.from_wire(wire)
+    with pytest.raises(door.Refused, match="JSON object"):
+        door.from_wire([ev().to_dict()])
+    assert door.from_wire(ev().to_dict()) == ev()
