@@ -58,6 +58,13 @@ class Listening:
     address: tuple[str, int]
     recv_buffer: int  # what the kernel granted (capped at net.core.rmem_max)
 
+    def close(self) -> None:
+        self.transport.close()
+        self.watcher.cancel()
+
+    def open(self) -> bool:
+        return not self.transport.is_closing()
+
 
 async def listen(
     protocol: asyncio.DatagramProtocol,

@@ -53,13 +53,12 @@ class TrapReceiver(asyncio.DatagramProtocol):
         self._emit = emit
         self._communities = {c.encode() for c in settings.communities}
         self._slow: SlowPath | None = None
-        self._transport: asyncio.DatagramTransport | None = None
+        self._at: udpdrops.Listening | None = None
         self._events: list[Event] = []
         self._replies: list[tuple[int, Callable[[], None]]] = []
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._binder: asyncio.Task[None] | None = None
-        self._watcher: asyncio.Task[None] | None = None
         self.address: tuple[str, int] | None = None
 
     async def start(self) -> None:
@@ -77,7 +76,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
         s = self._settings
         assert self._slow is not None
         at = await udpdrops.listen(self, s.listen, s.recv_buffer_bytes, self._kernel_dropped, "snmp-drops")
-        self._transport, self._watcher, self.address = at.transport, at.watcher, at.address
+        self._at, self.address = at, at.address
         self._slow.attach(at.transport)
         log.info(
             "snmp: listening for traps on udp %s:%d (receive buffer %d bytes)", *self.address, at.recv_buffer
@@ -97,10 +96,8 @@ class TrapReceiver(asyncio.DatagramProtocol):
     async def stop(self) -> None:
         if self._binder is not None:
             self._binder.cancel()
-        if self._transport is not None:
-            self._transport.close()
-        if self._watcher is not None:
-            self._watcher.cancel()
+        if self._at is not None:
+            self._at.close()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -111,7 +108,7 @@ class TrapReceiver(asyncio.DatagramProtocol):
             self._slow.close()
 
     def healthy(self) -> bool:
-        return self._transport is not None and not self._transport.is_closing()
+        return self._at is not None and self._at.open()
 
     # -- receive (synchronous, on the loop: no awaits between datagram and batch) --
 
@@ -193,8 +190,8 @@ class TrapReceiver(asyncio.DatagramProtocol):
         return e is None
 
     def _send(self, data: bytes, addr: Any) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.sendto(data, addr)
+        if self._at is not None and self._at.open():
+            self._at.transport.sendto(data, addr)
 
     def _drop(self, reason: str, sender: str, detail: str) -> None:
         DROPPED_BY(reason).inc()

@@ -38,9 +38,8 @@ class UdpListener(asyncio.DatagramProtocol):
         self._max_pending = intake.settings.max_pending_events
         self._events: list[Event] = []
         self._wake = asyncio.Event()
-        self._transport: asyncio.DatagramTransport | None = None
+        self._at: udpdrops.Listening | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self._watcher: asyncio.Task[None] | None = None
         self._messages = MESSAGES.labels(T)
         self.address: tuple[str, int] | None = None
 
@@ -49,7 +48,7 @@ class UdpListener(asyncio.DatagramProtocol):
         at = await udpdrops.listen(
             self, listen, s.recv_buffer_bytes, self._kernel_dropped, "syslog-udp-drops"
         )
-        self._transport, self._watcher, self.address = at.transport, at.watcher, at.address
+        self._at, self.address = at, at.address
         self._flusher = asyncio.create_task(self._flush_forever(), name="syslog-udp-flush")
         log.info("syslog: listening on udp %s:%d (receive buffer %d bytes)", *self.address, at.recv_buffer)
 
@@ -63,10 +62,8 @@ class UdpListener(asyncio.DatagramProtocol):
         )
 
     async def stop(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-        if self._watcher is not None:
-            self._watcher.cancel()
+        if self._at is not None:
+            self._at.close()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -75,7 +72,7 @@ class UdpListener(asyncio.DatagramProtocol):
             await self._emit_once()
 
     def healthy(self) -> bool:
-        return self._transport is not None and not self._transport.is_closing()
+        return self._at is not None and self._at.open()
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         sender = str(addr[0])
