@@ -199,9 +199,7 @@ class PartitionQueue:
                 # Sent again by JetStream (unacked past ACK_WAIT: the store was down that long):
                 # the runner asks the store which of its events it already has.
                 again = msg.metadata.num_delivered > 1
-                headers = msg.headers or {}
-                count = int(headers.get(COUNT, "1"))
-                data = zlib.decompress(msg.data) if headers.get(ENCODING) == "deflate" else msg.data
+                data, count = _payload(msg.headers or {}, msg.data or b"", self._max_events)
                 seq = self._next_seq
                 self._next_seq += 1
                 self._pending.append(_Pending(seq, part.number, part.epoch, msg, stream_seq, count))
@@ -297,3 +295,29 @@ def _consumer(position: int) -> ConsumerConfig:
         inactive_threshold=30.0,  # a dead worker's consumer goes away by itself
         **start,
     )
+
+
+MAX_INFLATED = 64 << 20  # bytes a compressed message may inflate to (ingest bodies are far smaller)
+
+
+def _payload(headers: dict[str, str], data: bytes, max_events: int) -> tuple[bytes, int]:
+    """A message's events and their count, as the ingest side wrote them. The stream is writable
+    by any client holding the NATS credentials, so a message is not trusted: a count that is not
+    a number is taken as 1 and bounded by the queue's size, and a payload that does not inflate
+    (or would inflate past MAX_INFLATED) is passed on as it came, for the runner to set aside as
+    undecodable (runner.py) rather than stopping the partition's fetch loop."""
+    try:
+        count = min(max(int(headers.get(COUNT, "1")), 1), max_events)
+    except ValueError:
+        count = 1
+    if headers.get(ENCODING) != "deflate":
+        return data, count
+    try:
+        inflater = zlib.decompressobj()
+        out = inflater.decompress(data, MAX_INFLATED)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise zlib.error("truncated, or larger than MAX_INFLATED")
+    except zlib.error as e:
+        log.error("stream message not inflatable (%s): set aside as undecodable", e)
+        return data, count
+    return out, count

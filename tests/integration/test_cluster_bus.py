@@ -3,18 +3,22 @@ publishes, a worker reads back as the same events, compressed or not (docs/clust
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
+import zlib
 
 import pytest
 
 from correlator.cluster.bus import connect
-from correlator.cluster.consume import PartitionQueue
+from correlator.cluster.consume import MAX_INFLATED, PartitionQueue
 from correlator.cluster.publish import COUNT, ENCODING, BusQueue
 from correlator.config import ClusterConfig
 from correlator.deadletter import DeadLetter
 from correlator.event import Event, Severity, dumps_events
 from correlator.ingest import Ingest
+from correlator.queue import QueueItem
+from correlator.runner import _decode_leniently
 from tests.support.nats import NatsCluster, nats_cluster
 
 __all__ = ["nats_cluster"]
@@ -100,6 +104,48 @@ async def test_ingest_serialises_each_partitions_part_and_sets_aside_what_orjson
             for item in await worker.get(1_000):
                 got.extend(item.decode())
         assert sorted(e.id for e in got) == sorted(e.id for e in [*good, bad[0], bad[2]])
+        await worker.close()
+    finally:
+        await bus.close()
+
+
+async def test_a_malformed_stream_message_is_set_aside_and_the_partition_reads_on(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Any client with the NATS credentials can publish: a count that is not a number, a message
+    flagged deflate that is not, and a deflate bomb are each one undecodable item for the runner
+    to dead-letter, and the good message behind them is still read."""
+    s = ClusterConfig(
+        servers=nats_cluster.servers, stream=f"m{secrets.token_hex(3)}", partitions=1, replicas=3
+    )
+    bus = await connect(s)
+    try:
+        good = events(3, "good")
+        bomb = zlib.compress(b"[" + b" " * (MAX_INFLATED + 1) + b"]", 9)
+        for headers, body in (
+            ({COUNT: "x"}, b"not json"),
+            ({COUNT: "1", ENCODING: "deflate"}, b"not zlib"),
+            ({COUNT: "99999999999", ENCODING: "deflate"}, bomb),
+            ({COUNT: "3"}, dumps_events(good)),
+        ):
+            await bus.js.publish(bus.subject(0), body, headers=headers)
+        worker = PartitionQueue(bus, 10_000)
+        assert await worker.take(0)
+        items: list[QueueItem] = []
+        async with asyncio.timeout(20):  # a fetch loop killed by the first message never gets here
+            while len(items) < 4:
+                items.extend(await worker.get(1_000))
+        assert [it.count for it in items] == [1, 1, 10_000, 3]  # bounded, never a crash
+        dead: list[DeadLetter] = []
+        got: list[Event] = []
+        for item in items:
+            try:
+                got.extend(item.decode())
+            except Exception as e:
+                ok, bad = _decode_leniently(item, e)
+                got.extend(ok)
+                dead.extend(bad)
+        assert got == good and len(dead) == 3
         await worker.close()
     finally:
         await bus.close()
