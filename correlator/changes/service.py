@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
@@ -44,6 +44,10 @@ INDUCED = Counter(
 )
 EMITTED = Counter(
     "correlator_change_events_total", "Change lifecycle events put on the ingest queue, by result", ["result"]
+)
+UNREADABLE = Counter(
+    "correlator_change_records_unreadable_total",
+    "Stored change records another process wrote that this one cannot read (skipped at a sync)",
 )
 EVENT_TYPES = {
     State.IN_PROGRESS: "change.started",
@@ -86,8 +90,7 @@ class ChangeService:
         """Load the changes that still matter from the (already open) record store; occurrences of
         windows edited or removed while the daemon was stopped are withdrawn as at a reload."""
         now = self.clock.now()
-        for _, doc in await self.store.records("changes", limit=100_000):
-            c = Change.from_doc(doc)
+        for c in _readable(doc for _, doc in await self.store.records("changes", limit=100_000)):
             if self._keep(c, now):
                 self._live[c.id] = c
         self._refresh()
@@ -109,8 +112,7 @@ class ChangeService:
             else:
                 docs = [doc for i in sorted(set(ids)) if (doc := await self.store.get("changes", i))]
             now = self.clock.now()
-            for doc in docs:
-                c = Change.from_doc(doc)
+            for c in _readable(docs):
                 if self._keep(c, now):
                     self._live[c.id] = c
                 else:
@@ -149,7 +151,7 @@ class ChangeService:
         return c, await self.store.log("changes", change_id)
 
     async def query(self, states: tuple[str, ...], limit: int, cursor: int | None) -> list[Change]:
-        return [Change.from_doc(d) for _, d in await self.store.records("changes", states, limit, cursor)]
+        return list(_readable(d for _, d in await self.store.records("changes", states, limit, cursor)))
 
     # --- time: calendar occurrences and their automatic start and finish ---------------------
 
@@ -346,3 +348,14 @@ class ChangeService:
                 counts[c.state] += 1
         for state, n in counts.items():
             ACTIVE.labels(state.value).set(n)
+
+
+def _readable(docs: Iterable[dict[str, Any]]) -> Iterator[Change]:
+    """The stored changes this process can read: one written by another version or by hand must
+    not stop the start or every later sync (skipped, logged and counted)."""
+    for doc in docs:
+        try:
+            yield Change.from_doc(doc)
+        except Exception as e:
+            UNREADABLE.inc()
+            log.error("change record %r cannot be read; skipped: %s", doc.get("id"), e)

@@ -204,3 +204,18 @@ async def test_processes_sharing_the_store_write_each_occurrence_once_through_th
         await w.changes.run_due(w.clock.now())
     [c] = [c for c in await b.changes.query((), 100, None) if c.calendar]
     assert c.state is State.IN_PROGRESS and c.id == stored.id
+
+
+async def test_a_stored_change_this_process_cannot_read_is_skipped_and_counted_by_a_sync(make_world):
+    """Written by another version or by hand: the start and the sync after a reconnect read on."""
+    a = await make_world()
+    good = await a.changes.create(
+        "alice", {"title": "swap", "start": T0 + HOUR, "end": T0 + 2 * HOUR, "cis": ["r1"]}
+    )
+    await a.records.save("changes", 0, "approved", {"id": 0, "state": "bogus"}, T0, [])
+    before = metric("correlator_change_records_unreadable_total")
+    b = await make_world()
+    await b.changes.sync()
+    assert metric("correlator_change_records_unreadable_total") == before + 2  # at start, at the sync
+    assert [c.id for c in await b.changes.query((), 100, None) if c.title == "swap"] == [good.id]
+    assert good.id in b.changes._live
