@@ -8,6 +8,7 @@ IncidentService call as the API, with the token's name as the actor.
 from __future__ import annotations
 
 import functools
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -386,17 +387,32 @@ def _refuse(request: web.Request, reason: str, status: int, message: str) -> web
 async def _form(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM_BYTES, actual_size=request.content_length)
-    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if request.content_type != "application/x-www-form-urlencoded":
         raise web.HTTPUnsupportedMediaType(
             reason="send the console's form (application/x-www-form-urlencoded)"
         )
-    data = await request.post()
-    return {k: v for k, v in data.items() if isinstance(v, str)}
+    body = await request.content.read(MAX_FORM_BYTES + 1)  # a chunked body has no Content-Length
+    if len(body) > MAX_FORM_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM_BYTES, actual_size=len(body))
+    try:
+        pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise web.HTTPBadRequest(reason="the form is not valid UTF-8 url-encoded fields") from e
+    return dict(pairs)
 
 
 def _next(value: object) -> str:
     """Only a path of this site: never an open redirect to another host."""
-    if isinstance(value, str) and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    # Browsers drop tabs and newlines from a URL ("/\t/evil" is "//evil"), and a control
+    # character cannot go into the Location header: printable ASCII only.
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isprintable()
+        and value.startswith("/")
+        and not value.startswith("//")
+        and "\\" not in value
+    ):
         return value
     return "/incidents"
 

@@ -102,7 +102,13 @@ class Sessions:
         return hmac.new(self._secret, sid.encode(), hashlib.sha256).hexdigest()
 
     def csrf_ok(self, sid: str, value: object) -> bool:
-        return bool(sid) and isinstance(value, str) and hmac.compare_digest(self.csrf(sid), value)
+        # compare_digest raises on non-ASCII text: a forged token is a 403, never a 500
+        return (
+            bool(sid)
+            and isinstance(value, str)
+            and value.isascii()
+            and hmac.compare_digest(self.csrf(sid), value)
+        )
 
     def _expire(self) -> None:
         now = self.now()

@@ -442,3 +442,38 @@ async def test_a_document_page_is_one_call_with_sign_in_and_headers():
         await client.close()
     own = document("<style>p{}</style>", csp="default-src 'none'; style-src 'unsafe-inline'")
     assert own.headers["Content-Security-Policy"] == "default-src 'none'; style-src 'unsafe-inline'"
+
+
+async def test_hostile_forms_are_4xx_never_500(console):
+    page = await (await console.get("/signin")).text()
+    for body, ctype, status in (
+        (b"csrf=%C3%A9&token=x", "application/x-www-form-urlencoded", 403),  # non-ASCII CSRF
+        (b"csrf=\xff&token=x", "application/x-www-form-urlencoded", 400),  # not UTF-8
+        (b"csrf=" + b"a" * (70 * 1024), "application/x-www-form-urlencoded", 413),
+        (b"--b\r\n\r\n", "multipart/form-data; boundary=b", 415),
+        ("&".join(f"f{i}=1" for i in range(200)).encode(), "application/x-www-form-urlencoded", 400),
+    ):
+        r = await console.post("/signin", data=body, headers={"Content-Type": ctype}, allow_redirects=False)
+        assert r.status == status, (body[:40], await r.text())
+
+    async def chunked():  # no Content-Length: the limit holds on what is read
+        for _ in range(80):
+            yield b"a" * 1024
+
+    r = await console.post(
+        "/signin", data=chunked(), headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status == 413
+    assert csrf_of(page)  # the form itself still renders
+
+
+async def test_next_with_control_characters_stays_on_the_site(console):
+    for target in ("/\t/evil.example/x", "/\n", "/\x00", "/\r\nSet-Cookie: x=1", "/é"):
+        console.session.cookie_jar.clear()
+        page = await (await console.get("/signin")).text()
+        r = await console.post(
+            "/signin",
+            data={"csrf": csrf_of(page), "token": TOKENS["viewer"], "next": target},
+            allow_redirects=False,
+        )
+        assert r.status == 303 and r.headers["Location"] == "/incidents", repr(target)
