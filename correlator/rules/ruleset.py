@@ -181,9 +181,13 @@ class RuleSet:
             except Exception as e:
                 rule.counters.errors += 1
                 _ratelog.warning(rule.info.name, "rule %s failed on event %s: %r", rule.info.name, ev.id, e)
-                continue
-            if rule.stop:
-                return None
+                if not rule.reindex:
+                    continue
+                # It may have set the type or host before failing: the candidates must follow, as
+                # the rules after it test only what the index did not.
+            else:
+                if rule.stop:
+                    return None
             if rule.reindex:
                 # The type or host changed: later rules are those filed under the new values.
                 order = rule.info.order

@@ -78,3 +78,19 @@ def test_glob_pins_on_type_and_source_are_indexed():
     e = ev("h", "telemetry.temp", source="webhook:am")
     rs.process(e, [])
     assert e.attributes == {"w": True, "t": True, "e": True}
+
+
+def test_a_rule_that_fails_after_changing_the_type_leaves_no_stale_candidates():
+    """The set action renames the type, then fails on the severity: the rules after it are those
+    of the new type, so the one pinned to the old type must not drop the event."""
+    rs = ruleset(
+        """
+        rules:
+          - {name: rename, match: {type: old}, set: {type: new, severity: "{attributes.level}"}}
+          - {name: old-only, match: {type: old, host: h}, drop: true}
+        """
+    )
+    e = ev(host="h", type="old", attributes={"level": "bogus"})
+    updates: list = []
+    assert rs.run([e], updates) == [e]
+    assert e.type == "new"
