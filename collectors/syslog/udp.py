@@ -68,8 +68,13 @@ class UdpListener(asyncio.DatagramProtocol):
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
-        if self._events:  # what arrived before the socket closed: one last try
-            await self._emit_once()
+        # What arrived before the socket closed: every batch tried once more; what still cannot
+        # be queued is counted, never dropped silently.
+        while self._events and await self._emit_once() is None:
+            pass
+        if self._events:
+            drop(T, SHUTTING_DOWN, "-", "the daemon is stopping and the queue is full", len(self._events))
+            self._events.clear()
 
     def healthy(self) -> bool:
         return self._at is not None and self._at.open()

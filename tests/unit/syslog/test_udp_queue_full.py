@@ -58,3 +58,27 @@ async def test_full_queue_holds_the_batch_then_counts_what_does_not_fit(tmp_path
             break
     await listener.stop()
     assert [e.message for e in accepted] == [f"message {i}" for i in range(5)]
+
+
+def dropped(reason: str) -> float:
+    labels = {"transport": "udp", "reason": reason}
+    return REGISTRY.get_sample_value("correlator_syslog_dropped_total", labels) or 0.0
+
+
+async def test_stopping_with_a_full_queue_counts_every_held_datagram(tmp_path: Path):
+    async def emit(events: list[Event], source: str) -> None:
+        raise QueueFull(10, 10, 0.01)
+
+    ctx = CollectorContext(emit, lambda: 60.0, web.Application(), Clock(), Config(), tmp_path)
+    listener = UdpListener(Intake(parse({"max_pending_events": 5, "max_batch_events": 2})), ctx)
+    await listener.start(("127.0.0.1", 0))
+    assert listener.address is not None
+    before = dropped("queue_full") + dropped("shutting_down")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i in range(8):
+            s.sendto(b"<13>1 - h app - - - message %d" % i, listener.address)
+        async with asyncio.timeout(10):
+            while dropped("queue_full") + dropped("shutting_down") - before < 3:
+                await asyncio.sleep(0.01)  # the socket is real: wait for the kernel to deliver
+    await listener.stop()
+    assert dropped("queue_full") + dropped("shutting_down") - before == 8
