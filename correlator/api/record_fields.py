@@ -128,8 +128,9 @@ def query_int(params: dict[str, str], key: str, default: int, low: int = 1, high
     raw = params.get(key)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise FieldError(key, f"must be a whole number between {low} and {high}, got {raw!r}")
+    # int() refuses more than 4,300 digits with a ValueError (a 500): the length is checked first
+    if not (len(raw) <= 19 and raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise FieldError(key, f"must be a whole number between {low} and {high}, got {raw[:40]!r}")
     return int(raw)
 
 
