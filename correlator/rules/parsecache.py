@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import marshal
 import os
 from pathlib import Path
@@ -23,7 +24,7 @@ import yaml
 from correlator import __version__, yamlfile
 from correlator.yamlfile import Position, YamlMap
 
-FORMAT = 1  # raise when loads_bare's output changes shape
+FORMAT = 2  # raise when loads_bare's output changes shape
 MAX_ENTRIES = 4096  # beyond, the older half is removed (checked once per process)
 
 
@@ -36,6 +37,8 @@ def _loader_source() -> bytes:
         return b""
 
 
+log = logging.getLogger(__name__)
+
 _SALT = (
     f"\0{FORMAT}\0{yaml.__version__}\0{__version__}\0".encode()
     + hashlib.blake2b(_loader_source(), digest_size=16).digest()
@@ -45,7 +48,7 @@ _SALT = (
 def load_bare(text: str, file: str) -> Any:
     """`yamlfile.loads_bare(text, file)`, from the cache when this text was read before."""
     where = _directory()
-    if where is None:
+    if where is None or not _private(where):
         return yamlfile.loads_bare(text, file)
     entry = where / (hashlib.blake2b(text.encode() + _SALT, digest_size=20).hexdigest() + ".bin")
     kept = _read(entry, file)
@@ -62,7 +65,11 @@ def _read(entry: Path, file: str) -> Any:
     """The entry's data, or None when there is none yet or it is damaged in any way."""
     try:
         # Plain values this module wrote: marshal makes no objects but those, and runs nothing.
-        return _thaw(marshal.loads(entry.read_bytes()), file)  # noqa: S302
+        raw = entry.read_bytes()
+        digest, payload = raw[:_DIGEST], raw[_DIGEST:]
+        if digest != hashlib.blake2b(payload, digest_size=_DIGEST).digest():
+            return None  # damaged on disk (or cut short): read as YAML again
+        return _thaw(marshal.loads(payload), file)  # noqa: S302
     except Exception:
         return None
 
@@ -117,7 +124,7 @@ def _store(where: Path, entry: Path, frozen: bytes) -> None:
             where.mkdir(parents=True, exist_ok=True, mode=0o700)
             _prune(where)
             _checked = "yes"
-        tmp.write_bytes(frozen)
+        tmp.write_bytes(hashlib.blake2b(frozen, digest_size=_DIGEST).digest() + frozen)
         os.replace(tmp, entry)  # whole or not at all, whoever reads it meanwhile
     except OSError:
         _checked = "unusable"  # read-only, full, gone: this process reads YAML as before
@@ -128,12 +135,39 @@ def _store(where: Path, entry: Path, frozen: bytes) -> None:
 def _prune(where: Path) -> None:
     entries = [e for e in os.scandir(where) if e.name.endswith(".bin")]
     if len(entries) > MAX_ENTRIES:
-        entries.sort(key=lambda e: e.stat().st_mtime)
+        entries.sort(key=_mtime)
         for e in entries[: len(entries) // 2]:
             Path(e.path).unlink(missing_ok=True)
 
 
+def _mtime(e: os.DirEntry[str]) -> float:
+    try:
+        return e.stat().st_mtime
+    except OSError:  # pruned meanwhile by another process
+        return 0.0
+
+
 _checked = ""  # "": not yet; "yes": the directory exists and was pruned; "unusable"
+_DIGEST = 16  # bytes of blake2b over an entry's payload, written before it
+_trusted: dict[Path, bool] = {}
+
+
+def _private(where: Path) -> bool:
+    """Entries are read back as rules, so the directory must be this user's alone: an existing
+    one owned by someone else or writable by group or others is not used (once per process)."""
+    ok = _trusted.get(where)
+    if ok is None:
+        try:
+            st = where.stat()
+            ok = st.st_uid == os.geteuid() and not st.st_mode & 0o022
+        except FileNotFoundError:
+            ok = True  # created 0700 by the first store
+        except OSError:
+            ok = False
+        if not ok:
+            log.warning("rule parse cache %s is not private to this user: not used", where)
+        _trusted[where] = ok
+    return ok
 
 
 def _directory() -> Path | None:

@@ -108,7 +108,7 @@ def test_no_cache_or_an_unusable_one_changes_nothing(tmp_path, monkeypatch):
     blocker.write_text("")
     monkeypatch.setenv("CORRELATOR_CACHE_DIR", str(blocker / "cache"))
     assert summary(tmp_path) == summary(tmp_path) == cold
-    assert parsecache._checked == "unusable"
+    assert not (blocker / "cache").exists()  # not a directory there: never used
 
 
 def test_old_entries_are_pruned(tmp_path, cache, monkeypatch):
@@ -119,3 +119,31 @@ def test_old_entries_are_pruned(tmp_path, cache, monkeypatch):
     (tmp_path / "a.yaml").write_text(RULES)
     summary(tmp_path)
     assert len(list(cache.glob("*.bin"))) == 4  # 6 - 3 pruned + the new one
+
+
+def test_a_directory_others_can_write_is_not_used(tmp_path, cache, monkeypatch):
+    """An entry is read back as rules: one planted in a shared directory must not become a rule."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text(RULES)
+    summary(rules)  # writes the entry
+    cache.chmod(0o777)
+    monkeypatch.setattr(parsecache, "_trusted", {})
+    calls = []
+    real = yamlfile.loads_bare
+    monkeypatch.setattr(yamlfile, "loads_bare", lambda text, file="": calls.append(file) or real(text, file))
+    summary(rules)
+    assert calls == [str(rules / "a.yaml")]  # read as YAML, the entry ignored
+
+
+def test_an_entry_changed_on_disk_is_read_as_yaml_again(tmp_path, cache, monkeypatch):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text(RULES)
+    cold = summary(rules)
+    [entry] = cache.glob("*.bin")
+    raw = bytearray(entry.read_bytes())
+    i = raw.index(b"quiet")
+    raw[i : i + 5] = b"loud!"  # still well-formed marshal data, not what was written
+    entry.write_bytes(bytes(raw))
+    assert summary(rules) == cold
