@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import Counter
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from correlator import console, errors
+from correlator import console, door, errors
 from correlator.api import annotations as annotations_api
 from correlator.api import changes as changes_api
 from correlator.api import dead_letters as dead_letters_api
@@ -84,7 +84,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     traceback, counted, and answered as a JSON 500 that tells the client nothing internal.
     """
     try:
+        for key, value in request.query.items():  # a filter with a NUL would reach the database
+            door.check_text(f"query {key[:40]!r}", value)
         return await handler(request)
+    except errors.FieldError as e:  # door.Refused included: a request the door turns away
+        return dumps_response(400, {"error": str(e), "field": e.field})
     except errors.NotFound as e:
         return dumps_response(404, {"error": str(e)})
     except errors.IllegalTransition as e:

@@ -239,3 +239,12 @@ async def test_a_query_number_of_thousands_of_digits_is_400(itsm, path):
     """int() refuses past 4,300 digits with a ValueError: checked before, never a 500."""
     resp = await itsm.get(f"{path}?limit={'9' * 5000}", headers=bearer("viewer"))
     assert resp.status == 400 and (await resp.json())["field"] == "limit"
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/incidents?host=a%00b", "/api/v1/changes?state=%00", "/incidents?host=%00"]
+)
+async def test_a_nul_in_any_query_string_is_400_before_it_reaches_a_store(itsm, path):
+    """PostgreSQL refuses U+0000 in text: a filter carrying one was a 500 there."""
+    resp = await itsm.get(path, headers=bearer("viewer"))
+    assert resp.status == 400 and "NUL" in (await resp.json())["error"]
