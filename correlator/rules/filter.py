@@ -6,7 +6,7 @@ Compiled once into a FilterRule holding one predicate and a tuple of step closur
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ from correlator.event import Event, Severity, fingerprint
 from correlator.inventory import STANDARD_FIELDS, Inventory
 from correlator.rules.errors import RuleError
 from correlator.rules.fields import compile_setter, split_path
-from correlator.rules.matchers import Matcher, compile_matcher, equality_values, glob_pin, is_plain_pin
+from correlator.rules.matchers import Matcher, compile_matcher
 from correlator.rules.model import (
     Bool,
     Duration,
@@ -30,6 +30,7 @@ from correlator.rules.model import (
     Str,
     Template,
 )
+from correlator.rules.pins import FieldPin, beyond_pins, field_pins, needed_attributes
 from correlator.rules.registry import BuildContext, RuleInfo, RuleKind, register_kind
 from correlator.rules.stats import STATS, RuleCounters
 from correlator.rules.templates import compile_template, parse_template
@@ -39,7 +40,6 @@ Step = Callable[[Event, list[Event]], str | None]
 """step(event, updates) -> None to go on, or the reason the event was removed."""
 Mutator = Callable[[Event], None]
 
-INDEXED_FIELDS = ("type", "source", "host")
 MAX_KEYS = 100_000  # per stateful rule (dedup / rate_limit): bounds memory whatever the key cardinality
 ACTION_ORDER = ("drop", "inventory", "set", "classify", "rename", "rate_limit", "dedup", "stop")
 
@@ -113,14 +113,20 @@ class FilterRule:
     match: Matcher
     steps: tuple[Step, ...]
     stop: bool
-    index: tuple[str, frozenset[str]] | None  # (field, values) the event must have, for the rule index
     counters: RuleCounters
     stateful: dict[str, Any] = field(default_factory=dict)  # "dedup"/"rate_limit" -> state holder
     reindex: bool = False  # changes a field the index files rules under (type, host)
-    pattern: tuple[str, Callable[[str], Any]] | None = None  # (field, glob test) when pinned by a glob
-    # What `match` tests beyond the pin the index already checked (None: nothing); the filter
+    # For the rule index (correlator/rules/index.py): the conditions on type, source and host it
+    # decides, the attribute names `match` needs present, and the top-level attribute names the
+    # actions may write.
+    pins: tuple[FieldPin, ...] = ()
+    needs: frozenset[str] = frozenset()
+    writes: frozenset[str] = frozenset()
+    # What `match` tests beyond the pins the index already decided (None: nothing); the filter
     # stage runs this on the candidates the index gives, never `match` itself.
     check: Matcher | None = None
+    act: Step | None = None  # the steps as one call (None: no step), as `run` runs them
+    stop_or_reindex: bool = False  # one test on the common path, where neither is set
 
     def apply(self, ev: Event, updates: list[Event]) -> str | None:
         """Run the actions on a matched event; returns the removal reason (counted) or None."""
@@ -152,11 +158,14 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
         steps.append(_drop)
     mutators: list[Mutator] = []
     identity = False  # does the rule change host, resource or type (so a default fingerprint follows)?
+    enrich_columns: frozenset[str] = frozenset()
     if v["inventory"]:
         opts = v["inventory"] if isinstance(v["inventory"], dict) else {}
-        enrich = _inventory(ctx.inventory, opts, raw.where_value("inventory"))
+        enrich, enrich_columns = _inventory(ctx.inventory, opts, raw.where_value("inventory"))
         if len(ctx.inventory):  # with no inventory loaded it would look each host up for nothing
             mutators.append(enrich)
+        else:
+            enrich_columns = frozenset()
     if v["set"]:
         setmap = raw["set"]
         for path, render in v["set"].items():
@@ -206,36 +215,61 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
         raise RuleError(
             info.position, f"rule {info.name!r} has no action; add one of {', '.join(ACTION_ORDER)}"
         )
-    index = None
-    pattern = None
-    for fname in INDEXED_FIELDS:
-        values = equality_values(raw.get("match"), fname)
-        if values is not None:
-            index = (fname, values)
-            break
-    else:
-        pattern = glob_pin(raw.get("match"))
+    spec = raw.get("match")
+    at = raw.where_value("match") if spec is not None else None
     match = v["match"] if v["match"] is not None else compile_matcher(None)  # no match: every event
     reindex = v["rename"] is not None or bool(v["set"] and {"type", "host"} & set(v["set"]))
     counters = STATS.counters(info.name)
-    rule = FilterRule(info, match, tuple(steps), v["stop"], index, counters, stateful, reindex, pattern)
-    rule.check = _beyond_pin(raw, index, match)
+    rule = FilterRule(info, match, tuple(steps), v["stop"], counters, stateful, reindex)
+    rule.act = _chain(rule.steps)
+    rule.stop_or_reindex = rule.stop or rule.reindex
+    rule.pins = field_pins(spec, at)
+    rule.needs = needed_attributes(spec)
+    rule.writes = _written_attributes(v, enrich_columns)
+    rest = beyond_pins(spec)
+    rule.check = compile_matcher(rest, at) if rest is not None else None
     return rule
 
 
-def _beyond_pin(raw: YamlMap, index: tuple[str, frozenset[str]] | None, match: Matcher) -> Matcher | None:
-    """The matcher without the condition the index tests (when that condition is a plain pin)."""
-    spec = raw.get("match")
-    if not spec:
-        return None  # no match, or an empty one: every event
-    if index is None or not isinstance(spec, Mapping) or not is_plain_pin(spec[index[0]]):
-        return match
-    rest = {k: c for k, c in spec.items() if k != index[0]}
-    return compile_matcher(rest, raw.where_value("match")) if rest else None
+def _written_attributes(v: dict[str, Any], enrich_columns: frozenset[str]) -> frozenset[str]:
+    """Top-level attribute names the rule's actions may set."""
+    names = set(enrich_columns)
+    for path in v["set"] or ():
+        parts = path.split(".")
+        if parts[0] == "attributes":
+            names.add(parts[1])
+    if v["classify"] and v["classify"]["category"] is not None:
+        names.add("category")
+    return frozenset(names)
 
 
 def _drop(ev: Event, updates: list[Event]) -> str | None:
     return "drop"
+
+
+def _chain(steps: tuple[Step, ...]) -> Step | None:
+    """The steps as one callable that stops at the first removal, as `FilterRule.run`."""
+    if not steps:
+        return None
+    if len(steps) == 1 or steps[0] is _drop:  # nothing after a drop ever runs
+        return steps[0]
+    if len(steps) == 2:
+        first, second = steps
+
+        def both(ev: Event, updates: list[Event]) -> str | None:
+            reason = first(ev, updates)
+            return reason if reason is not None else second(ev, updates)
+
+        return both
+
+    def each(ev: Event, updates: list[Event]) -> str | None:
+        for step in steps:
+            reason = step(ev, updates)
+            if reason is not None:
+                return reason
+        return None
+
+    return each
 
 
 def _check_severity(text: Any, where: Position | None) -> None:
@@ -297,7 +331,10 @@ def _modify(mutators: list[Mutator], identity: bool) -> Step:
     return modify_identity
 
 
-def _inventory(inv: Inventory, opts: dict[str, Any], where: Position | None) -> Mutator:
+def _inventory(
+    inv: Inventory, opts: dict[str, Any], where: Position | None
+) -> tuple[Mutator, frozenset[str]]:
+    """The enrichment, and the attribute names it may write."""
     key = opts.get("key") or (lambda ev: ev.host)
     wanted = tuple(opts.get("fields") or ())
     overwrite = bool(opts.get("overwrite"))
@@ -322,7 +359,7 @@ def _inventory(inv: Inventory, opts: dict[str, Any], where: Position | None) -> 
             if overwrite or name not in attrs:
                 attrs[name] = value
 
-    return enrich
+    return enrich, frozenset(wanted or known)
 
 
 class Conditions:
