@@ -15,9 +15,10 @@ from typing import Any
 from correlator.event import Event
 from correlator.inventory import Inventory
 from correlator.logs import RateLimitedLog
-from correlator.rules.filter import MAX_KEYS, Conditions, Deduper, FilterRule
+from correlator.rules.filter import FilterRule
 from correlator.rules.index import FilterIndex
 from correlator.rules.registry import RuleInfo
+from correlator.rules.windows import MAX_KEYS, Conditions, Deduper
 
 _ratelog = RateLimitedLog(logging.getLogger(__name__))
 
