@@ -197,6 +197,7 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
         identity = identity or not (v["set"] and "fingerprint" in v["set"])
     if mutators:
         steps.append(_modify(mutators, identity))
+        changes_at = len(steps) - 1
     stateful: dict[str, Any] = {}
     if v["rate_limit"]:
         rl = v["rate_limit"]
@@ -225,6 +226,8 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
     counters = STATS.counters(info.name)
     rule = FilterRule(info, match, tuple(steps), v["stop"], counters, stateful, reindex)
     rule.act = _chain(rule.steps)
+    if mutators and len(steps) == changes_at + 2:  # changes, then one rate limit or de-duplication
+        rule.act = _modify(mutators, identity, then=steps[-1])
     rule.stop_or_reindex = rule.stop or rule.reindex
     rule.pins = field_pins(spec, at)
     rule.needs = needed_attributes(spec)
@@ -337,14 +340,17 @@ def _assign(path: str, where: Position | None, render: Callable[[Event], Any]) -
     return assign_text
 
 
-def _modify(mutators: list[Mutator], identity: bool) -> Step:
+def _modify(mutators: list[Mutator], identity: bool, then: Step | None = None) -> Step:
+    """The step that runs the mutators; with `then`, that next step too, in the same call (the
+    rule's `act` when the changes are followed by a rate limit or de-duplication)."""
     muts = tuple(mutators)
+    after = then
     if not identity:
 
         def modify(ev: Event, updates: list[Event]) -> str | None:
             for m in muts:
                 m(ev)
-            return None
+            return None if after is None else after(ev, updates)
 
         return modify
 
@@ -359,7 +365,7 @@ def _modify(mutators: list[Mutator], identity: bool) -> Step:
             host, resource, type_
         ):
             ev.fingerprint = fingerprint(ev.host, ev.resource, ev.type)
-        return None
+        return None if after is None else after(ev, updates)
 
     return modify_identity
 

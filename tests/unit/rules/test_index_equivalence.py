@@ -79,6 +79,10 @@ def rule(draw: st.DrawFn, i: int) -> dict[str, Any]:
                 {"inventory": {"fields": ["site"]}},
                 {"dedup": "5m"},
                 {"rate_limit": {"max": 1, "per": "1m"}},
+                {"set": {"resource": "{attributes.x|r}"}, "classify": {"severity": "minor"}, "dedup": "5m"},
+                {"rename": draw(st.sampled_from(TYPES)), "dedup": {"window": "5m", "key": "{host}"}},
+                {"set": {"attributes.x": "v"}, "rate_limit": {"max": 1, "per": "1m"}},
+                {"classify": {"category": "n"}, "rate_limit": {"max": 1, "per": "1m"}, "dedup": "1m"},
             ]
         )
     )
