@@ -302,6 +302,11 @@ def main() -> None:
         "--rules", type=Path, help="rule directory for the daemon (default: none, the bare pipeline)"
     )
     args = ap.parse_args()
+    if args.rules is not None:
+        # The daemon runs in a temporary directory: a relative path would silently mean no rules.
+        args.rules = args.rules.resolve()
+        if not args.rules.is_dir():
+            ap.error(f"--rules {args.rules}: not a directory")
     which = set(args.only.split(","))
     print(f"# correlator ingest benchmark, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     if which & {"batch", "single", "paced"}:
