@@ -50,6 +50,7 @@ _ROUTE_CACHE = 10_000
 _PIPELINE = 4  # batches being made durable at once per connection
 EMIT_TRIES = 5  # failures (other than push-back) before a group is dead-lettered (about 1 s of tries)
 _UNSEEN = object()
+_sleep = asyncio.sleep  # every backoff waits through this name, so tests can step it without waiting
 
 
 class BrokerConnection:
@@ -100,7 +101,7 @@ class BrokerConnection:
                 self.connected = False
                 self._gauge.set(0)
             # Full jitter keeps many daemons from hammering a broker that just came back in step.
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            await _sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, s.reconnect_max)
 
     async def _session(self) -> None:
@@ -265,7 +266,7 @@ class BrokerConnection:
                     raise result  # CancelledError and friends
             if pending:
                 MQTT_PUSHBACK.labels(self.settings.name).inc()
-                await asyncio.sleep(min(retry_after, 5.0))
+                await _sleep(min(retry_after, 5.0))
                 wait = min(wait * 2, 5.0)
 
     async def _set_aside(self, events: list[Event], error: Exception) -> bool:
