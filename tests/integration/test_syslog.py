@@ -374,3 +374,15 @@ def test_header_times_years_ahead_meet_the_daemons_ingest_max_future(make_daemon
     assert d.metric("correlator_events_rejected_total", rejected) == 3
     assert [e["message"] for e in d.events("source=syslog")] == ["half an hour ahead"]
     assert events[0]["time"].startswith(f"{now + timedelta(minutes=30):%Y-%m-%dT%H:%M}")
+
+
+def test_an_idle_tcp_connection_is_closed_after_idle_timeout_and_counted(make_daemon):
+    d, _, tcp = start(make_daemon, idle_timeout="400ms")
+    with socket.create_connection(("127.0.0.1", tcp)) as c:
+        c.sendall(b"<13>1 - h app - - - then nothing\n")
+        wait_events(d, 1)
+        c.settimeout(20)  # the deadline; the daemon closes it after 0.4-0.5 s of silence
+        assert c.recv(1) == b""
+    labels = {"transport": "tcp", "reason": "idle_timeout"}
+    d.wait_for(lambda: d.metric("correlator_syslog_connections_closed_total", labels) == 1, what="counted")
+    assert d.metric("correlator_syslog_connections", {"transport": "tcp"}) == 0
