@@ -74,17 +74,20 @@ class Ingest:
 
     async def dead_letter(self, events: list[Event], reason: str, error: BaseException | str) -> None:
         """Set events aside durably (raises if the store cannot take them: then do not acknowledge)."""
-        if self._dead_letters is None:
-            raise RuntimeError("no dead-letter store")
-        await deadletter.set_aside(
-            self._dead_letters, [deadletter.of_event(e, reason, error) for e in events]
-        )
+        await self._set_aside([deadletter.of_event(e, reason, error) for e in events])
 
     async def _set_aside_unserialisable(self, bad: list[tuple[Event, Exception]]) -> None:
-        """Raises if the dead letters cannot be written (then nothing is acknowledged)."""
+        """Raises if the dead letters cannot be written (then nothing is acknowledged). One write
+        for the whole batch: a sender that puts a lone surrogate in every message costs one store
+        transaction per batch, not one per event."""
         for ev, error in bad:
             log.error("event %s cannot be serialised; dead-lettered: %s", deadletter.text(ev.id, 200), error)
-            await self.dead_letter([ev], deadletter.UNSERIALISABLE, error)
+        await self._set_aside([deadletter.of_event(ev, deadletter.UNSERIALISABLE, e) for ev, e in bad])
+
+    async def _set_aside(self, items: list[deadletter.DeadLetter]) -> None:
+        if self._dead_letters is None:
+            raise RuntimeError("no dead-letter store")
+        await deadletter.set_aside(self._dead_letters, items)
 
 
 async def serialise(

@@ -12,9 +12,9 @@ import math
 from aiohttp import web
 
 from correlator import door, metrics
-from correlator.api.common import STATE, dumps_response
+from correlator.api.common import STATE, AppState, dumps_response
 from correlator.api.openapi import ERROR, operation, param
-from correlator.deadletter import REASONS
+from correlator.deadletter import REASONS, Claim, DeadLetterBusy
 from correlator.errors import NotFound, QueueFull, ShuttingDown
 
 MAX_LIMIT = 500
@@ -128,14 +128,28 @@ async def delete_dead_letter(request: web.Request) -> web.Response:
     responses={
         202: ("queued again", {"type": "object"}),
         404: ("no such dead letter", ERROR),
-        409: ("its raw text is not an event, or the door still refuses it (field, reason)", ERROR),
+        409: (
+            "its raw text is not an event, the door still refuses it (field, reason), or another"
+            " retry of it is in progress",
+            ERROR,
+        ),
         503: ("the queue is full or the journal cannot write; Retry-After says when to try", ERROR),
     },
 )
 async def retry_dead_letter(request: web.Request) -> web.Response:
     state = request.app[STATE]
     id_ = _id(request)
-    d = await state.store.get_dead_letter(id_)
+    try:
+        # Claimed from reading to deleting: a second retry of the same dead letter meanwhile (a
+        # double click, two admins, two daemons on one database) is a 409, so the event is put back once.
+        async with state.store.claim_dead_letter(id_) as claim:
+            return await _retry(state, id_, claim)
+    except DeadLetterBusy:
+        return dumps_response(409, {"error": f"dead letter {id_} is being retried by another request"})
+
+
+async def _retry(state: AppState, id_: int, claim: Claim) -> web.Response:
+    d = claim.letter
     if d is None:
         raise NotFound(f"no dead letter {id_}")
     try:
@@ -165,7 +179,7 @@ async def retry_dead_letter(request: web.Request) -> web.Response:
         return _unavailable(str(e), e.retry_after)
     except ShuttingDown:
         return _unavailable("shutting down, retry later", 5.0)
-    await state.store.delete_dead_letter(id_)
+    await claim.delete()
     return dumps_response(202, {"retried": id_, "event_id": ev.id})
 
 

@@ -10,15 +10,17 @@ advisory lock, so two daemons starting together against one database do not race
 
 from __future__ import annotations
 
+import contextlib
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import orjson
 
 from correlator import metrics
-from correlator.deadletter import DeadLetter, DeadLetterPage
+from correlator.deadletter import Claim, DeadLetter, DeadLetterBusy, DeadLetterPage
 from correlator.errors import ConfigError
 from correlator.event import Event
 from correlator.store import EventPage, EventQuery
@@ -318,6 +320,18 @@ class PgEventStore:
     async def delete_dead_letter(self, id_: int) -> bool:
         status = await self.pool.execute("DELETE FROM dead_letters WHERE id = $1", id_)
         return bool(status != "DELETE 0")
+
+    @contextlib.asynccontextmanager
+    async def claim_dead_letter(self, id_: int) -> AsyncIterator[Claim]:
+        """The row locked in a transaction for the claim's length: every daemon sharing the
+        database sees it; the delete commits with it, and a failed retry rolls back, keeping it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                row = await conn.fetchrow(f"{_DL_SELECT} WHERE id = $1 FOR UPDATE NOWAIT", id_)
+            except asyncpg.LockNotAvailableError:
+                raise DeadLetterBusy(id_) from None
+            letter = _dead_letter(row) if row is not None else None
+            yield Claim(letter, lambda i: conn.execute("DELETE FROM dead_letters WHERE id = $1", i))
 
     async def ping(self) -> bool:
         try:
