@@ -3,8 +3,9 @@
 Each connection parses what it reads into a batch that one task per connection hands to the queue.
 While a batch is full or the queue answers QueueFull, the connection stops reading: the kernel's
 buffers fill and the sender's TCP stack slows it down. A frame once read is kept until it is durable.
-TCP keepalive finds peers that vanished without a FIN; `idle_timeout` closes connections that sent
-nothing for that long, so neither can hold a `max_connections` place forever.
+TCP keepalive finds peers that vanished without a FIN, so a dead peer cannot hold a `max_connections`
+place forever; `idle_timeout` (off by default: docs/collectors/syslog.md) also closes live ones that
+sent nothing for that long.
 """
 
 from __future__ import annotations

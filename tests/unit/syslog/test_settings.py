@@ -72,7 +72,7 @@ def test_errors_name_the_key(raw, message):
         parse(raw)
 
 
-def test_idle_timeout_defaults_to_an_hour_and_null_keeps_idle_connections():
-    assert parse({}).idle_timeout == 3600.0
+def test_idle_timeout_is_off_by_default_and_null_keeps_idle_connections():
+    assert parse({}).idle_timeout is None
     assert parse({"idle_timeout": "5m"}).idle_timeout == 300.0
     assert parse({"idle_timeout": None}).idle_timeout is None
