@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 from prometheus_client import Counter, Histogram
 
 from correlator.clock import Clock
@@ -171,17 +173,23 @@ class StateKeeper:
                     seq = self._queue.covered(p)
                     if seq is not None:
                         docs[p] = PartitionSnapshot(seq, store_pos, now, {})
-                for engine in stage.engines:
-                    parts, _ = split(engine, state_of(engine), self._parts.key_function(engine))
-                    for p, doc in docs.items():
-                        doc.rules[engine.name] = (engine.kind, parts.get(p))
-                self._drop_stale(stage)
+                self._cut(stage, docs)
         except Exception:
             log.exception("could not take the level-2 snapshot of partitions %s", wanted)
             return
         for p, doc in docs.items():
             await self._write(p, doc)
         SAVE_SECONDS.observe(time.perf_counter() - t0)
+
+    def _cut(self, stage: Correlate, docs: dict[int, PartitionSnapshot]) -> None:
+        """Each rule's state into `docs`, and its keys of partitions given up dropped. The pipeline
+        waits meanwhile: one serialisation and one cut per rule serve both."""
+        mine = self._mine()
+        for engine in stage.engines:
+            parts, rest = split(engine, state_of(engine), self._parts.key_function(engine))
+            for p, doc in docs.items():
+                doc.rules[engine.name] = (engine.kind, parts.get(p))
+            self._keep_only(engine, parts, rest, mine)
 
     async def _write(self, p: int, doc: PartitionSnapshot) -> None:
         if not self._slots.holds(p):
@@ -237,18 +245,33 @@ class StateKeeper:
     def _drop_stale(self, stage: Correlate) -> None:
         """Forget the keys of partitions this worker does not own (given up while a batch with
         their events was under way, or listed by a rule from the start)."""
-        mine = set(self._queue.partitions) | self._slots.held()
+        mine = self._mine()
         for engine in stage.engines:
-            data = state_of(engine)
-            parts, _ = split(engine, data, self._parts.key_function(engine))
-            stale = set(parts) - mine
-            if stale:
-                replace(engine, self._without(engine, data, stale))
+            parts, rest = split(engine, state_of(engine), self._parts.key_function(engine))
+            self._keep_only(engine, parts, rest, mine)
+
+    def _mine(self) -> set[int]:
+        return set(self._queue.partitions) | self._slots.held()
+
+    @staticmethod
+    def _keep_only(engine: Any, parts: dict[int, Any], rest: Any, mine: set[int]) -> None:
+        """Make the rule's state its keys of `mine` and its unroutable ones (`parts` and `rest`:
+        its state as `split` cut it); untouched when it holds no other partition's keys, the
+        common case. The cuts may also sit in a snapshot encoded after the lock: the rule is given
+        a copy, so that what it does next never changes the snapshot."""
+        if set(parts) <= mine:
+            return
+        replace(engine, orjson.loads(orjson.dumps(_joined(rest, parts, mine.__contains__))))
 
     def _without(self, engine: Any, data: Any, gone: set[int]) -> Any:
         parts, rest = split(engine, data, self._parts.key_function(engine))
-        out = rest
-        for q, got in parts.items():
-            if q not in gone:
-                out = merge(out, got)
-        return out
+        return _joined(rest, parts, lambda q: q not in gone)
+
+
+def _joined(rest: Any, parts: dict[int, Any], wanted: Callable[[int], bool]) -> Any:
+    """A rule's state made again of its unroutable keys and the wanted partitions' cuts."""
+    out = rest
+    for q, got in parts.items():
+        if wanted(q):
+            out = merge(out, got)
+    return out
