@@ -137,18 +137,19 @@ class StateKeeper:
     async def _refeed(self, stage: Correlate, p: int, snap: PartitionSnapshot) -> int:
         """The partition's events stored after the snapshot, in store order, to the restored rules.
         Store positions grow with each write and one worker at a time writes a partition's events,
-        so these are exactly the events the previous owner processed after its snapshot."""
+        so these are exactly the events the previous owner processed after its snapshot. The store
+        reads and parses only those: the hosts after the snapshot are listed first (one column),
+        and the partition's own are asked for."""
         taken_at = {name: snap.store_pos for name in snap.rules}
         virtual = Clock(snap.clock)
         start = snap.store_pos
+        hosts = [h for h in await self._store.hosts_after(start) if self._parts.of_host(h) == p]
         fed = 0
         try:
-            while rows := await self._store.after(start, REFEED_CHUNK):
+            while hosts and (rows := await self._store.after(start, REFEED_CHUNK, hosts)):
                 start = rows[-1][0]
-                mine = [(pos, ev) for pos, ev in rows if self._parts.of_host(ev.host) == p]
-                if mine:
-                    stage.refeed(mine, taken_at, virtual)
-                    fed += len(mine)
+                stage.refeed(rows, taken_at, virtual)
+                fed += len(rows)
         finally:
             stage.bind(self._clock)  # back on the live clock: deadlines past now fire at its next tick
         return fed

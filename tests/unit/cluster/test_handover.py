@@ -4,6 +4,7 @@ snapshot of the partitions it owns and the sweep of the keys of partitions it ga
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 from correlator.cluster import handover
 from correlator.cluster.handover import StateKeeper
 from correlator.cluster.state import PartitionSnapshot, state_of
+from correlator.event import Event
+from correlator.store.sqlite import SqliteEventStore
 from tests.unit.cluster.test_partition_state import PARTS, rules, two_hosts
 from tests.unit.correlation.support import E, Run
 
@@ -31,10 +34,10 @@ class _Store:
         return 42
 
 
-def keeper(run: Run, owned: _Owned) -> tuple[StateKeeper, dict[int, PartitionSnapshot]]:
+def keeper(run: Run, owned: _Owned, store: Any = None) -> tuple[StateKeeper, dict[int, PartitionSnapshot]]:
     runner = SimpleNamespace(pipeline=run.pipeline, lock=asyncio.Lock())
     bus = SimpleNamespace(state=None, settings=SimpleNamespace(stream="test"))  # no snapshot key held
-    k = StateKeeper(bus, owned, runner, _Store(), run.clock, PARTS)  # type: ignore[arg-type]
+    k = StateKeeper(bus, owned, runner, store or _Store(), run.clock, PARTS)  # type: ignore[arg-type]
     written: dict[int, PartitionSnapshot] = {}
 
     async def write(p: int, doc: PartitionSnapshot) -> None:
@@ -68,3 +71,31 @@ async def test_a_save_cuts_each_rule_once_and_drops_the_keys_of_partitions_given
     later = await run.advance(40)
     assert [(ev.type, ev.host) for ev in later] == [("pair.timeout", a)]
     assert doc.rules["pair"][1]["pending"] == pending  # the snapshot does not follow the live rule
+
+
+class _CountingStore(SqliteEventStore):
+    """The event store, counting the events it reads back and parses."""
+
+    parsed = 0
+
+    async def after(self, pos: int, limit: int, hosts: list[str] | None = None) -> list[tuple[int, Event]]:
+        rows = await super().after(pos, limit, hosts)
+        self.parsed += len(rows)
+        return rows
+
+
+async def test_a_takeover_reads_back_only_its_partitions_events(tmp_path: Path) -> None:
+    a, b = two_hosts()
+    store = _CountingStore(tmp_path / "events.db")
+    await store.open()
+    try:
+        await store.write([E(1, "auth", b), E(2, "auth", a), E(3, "auth", b), E(4, "auth", a)])
+        run = Run(*rules())
+        k, _ = keeper(run, _Owned(PARTS.of_host(a)), store)
+        snap = PartitionSnapshot(5, 0, 0.0, {"th": ("threshold", []), "pair": ("pair", None)})
+        fed = await k._refeed(run.stage, PARTS.of_host(a), snap)
+        assert fed == 2 and store.parsed == 2  # b's events are neither read nor parsed
+        out = await run.feed(E(10, "auth", a))  # a's third: the two fed again were counted
+        assert [(ev.type, ev.host) for ev in out if ev.source == "correlator"] == [("storm", a)]
+    finally:
+        await store.close()
