@@ -111,10 +111,14 @@ async def give_up(leases: Leases, queue: PartitionQueue) -> None:
 # The rows of identities gone for good: owning no partition (handed over, or taken from them)
 # and with no session open. A live worker always has its pool's sessions; one that lost them for
 # a moment owns no partition either, so it writes nothing until it takes one and enters again.
+# A row another claim is sweeping is skipped, not waited for: two sweeps never deadlock.
 _SWEEP = """
-DELETE FROM cluster_members m WHERE member <> $1
-    AND NOT EXISTS (SELECT 1 FROM partition_owners o WHERE o.member = m.member)
-    AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = m.member)
+DELETE FROM cluster_members WHERE member IN (
+    SELECT member FROM cluster_members m WHERE member <> $1
+        AND NOT EXISTS (SELECT 1 FROM partition_owners o WHERE o.member = m.member)
+        AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = m.member)
+    FOR UPDATE SKIP LOCKED
+)
 """
 
 
