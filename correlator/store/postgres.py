@@ -267,10 +267,18 @@ class PgEventStore:
     async def position(self) -> int:
         return int(await self.pool.fetchval("SELECT COALESCE(MAX(pos), 0) FROM events"))
 
-    async def after(self, pos: int, limit: int) -> list[tuple[int, Event]]:
-        sql = "SELECT pos, body FROM events WHERE pos > $1 ORDER BY pos LIMIT $2"
-        rows = await self.pool.fetch(sql, pos, limit)
+    async def after(self, pos: int, limit: int, hosts: list[str] | None = None) -> list[tuple[int, Event]]:
+        if hosts is None:
+            sql = "SELECT pos, body FROM events WHERE pos > $1 ORDER BY pos LIMIT $2"
+            rows = await self.pool.fetch(sql, pos, limit)
+        else:
+            sql = "SELECT pos, body FROM events WHERE pos > $1 AND host = ANY($3) ORDER BY pos LIMIT $2"
+            rows = await self.pool.fetch(sql, pos, limit, hosts)
         return [(r["pos"], Event.from_wire(orjson.loads(r["body"]))) for r in rows]
+
+    async def hosts_after(self, pos: int) -> list[str]:
+        rows = await self.pool.fetch("SELECT DISTINCT host FROM events WHERE pos > $1", pos)
+        return [r["host"] for r in rows]
 
     async def count(self) -> int:
         return int(await self.pool.fetchval("SELECT COUNT(*) FROM events"))

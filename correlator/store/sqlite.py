@@ -172,10 +172,21 @@ class SqliteEventStore(SqliteFile):
         rows = list(await self.db.execute_fetchall("SELECT COALESCE(MAX(pos), 0) FROM events"))
         return int(rows[0][0])
 
-    async def after(self, pos: int, limit: int) -> list[tuple[int, Event]]:
-        sql = "SELECT pos, body FROM events WHERE pos > ? ORDER BY pos LIMIT ?"
-        rows = await self.db.execute_fetchall(sql, (pos, limit))
+    async def after(self, pos: int, limit: int, hosts: list[str] | None = None) -> list[tuple[int, Event]]:
+        if hosts is None:
+            sql = "SELECT pos, body FROM events WHERE pos > ? ORDER BY pos LIMIT ?"
+            rows = await self.db.execute_fetchall(sql, (pos, limit))
+        else:
+            sql = (
+                "SELECT pos, body FROM events WHERE pos > ? AND host IN (SELECT value FROM json_each(?))"
+                " ORDER BY pos LIMIT ?"
+            )
+            rows = await self.db.execute_fetchall(sql, (pos, orjson.dumps(hosts), limit))
         return [(p, Event.from_wire(orjson.loads(body))) for p, body in rows]
+
+    async def hosts_after(self, pos: int) -> list[str]:
+        sql = "SELECT DISTINCT host FROM events WHERE pos > ?"
+        return [row[0] for row in await self.db.execute_fetchall(sql, (pos,))]
 
     async def count(self) -> int:
         rows = list(await self.db.execute_fetchall("SELECT COUNT(*) FROM events"))
