@@ -24,6 +24,7 @@ class IncidentQuery:
     since: float | None = None  # opened at or after
     limit: int = 50
     cursor: int | None = None  # continue below this id (newest first)
+    until: float | None = None  # opened before
 
 
 @dataclass(frozen=True, slots=True)
