@@ -25,6 +25,7 @@ class IncidentQuery:
     limit: int = 50
     cursor: int | None = None  # continue below this id (newest first)
     until: float | None = None  # opened before
+    group: str | None = None  # assignment group (in the document: no column of its own)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from correlator.changes.calendar import load_calendar
 from correlator.changes.service import ChangeService
 from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
+from correlator.console import views
 from correlator.console.render import duration, percent
 from correlator.console.session import COOKIE, IDLE, LIFETIME, Sessions
 from correlator.console.views import incident_view
@@ -265,6 +266,22 @@ async def test_list_filters_counts_and_major_first_with_escaped_text(console):
     assert "No incident matches" in rows
     wall = await (await console.get("/wall/rows")).text()
     assert "Open incidents: 3" in wall and "&lt;script&gt;" in wall
+
+
+async def test_the_group_filter_finds_matching_incidents_beyond_the_newest_page(console, monkeypatch):
+    monkeypatch.setattr(views, "LIST_LIMIT", 3)
+    for n in range(6):  # the network group's incidents are the oldest two
+        ident = await new_incident(console, title=f"incident {n}", host=f"h{n}")
+        if n < 2:
+            r = await console.post(
+                f"/api/v1/incidents/{ident}/assign", json={"group": "network"}, headers=bearer("operator")
+            )
+            assert r.status == 200
+    await sign_in(console, "viewer")
+    rows = await (await console.get("/incidents/rows?group=network")).text()
+    assert sorted(re.findall(r'data-id="(INC-\d+)"', rows)) == ["INC-000001", "INC-000002"]
+    rows = await (await console.get("/incidents/rows?group=nobody")).text()
+    assert "No incident matches" in rows
 
 
 async def test_live_fragment_without_session_is_401_not_a_redirect(console):

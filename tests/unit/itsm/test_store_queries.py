@@ -1,6 +1,6 @@
-"""A period's incidents and changes are chosen by the stores (GET /api/v1/annotations asks only for
-those): the same rows as filtering everything, on SQLite and PostgreSQL, and a stored change outside
-the period never leaves the store."""
+"""What the stores choose, on SQLite and PostgreSQL: a period's incidents and changes (GET
+/api/v1/annotations asks only for those; the same rows as filtering everything, and a change outside
+the period never leaves the store), and the incidents of an assignment group (the console's filter)."""
 
 from __future__ import annotations
 
@@ -113,3 +113,16 @@ async def test_incidents_of_a_period_are_bounded_by_the_store(make_world):
     assert sorted(i.host for i in page.incidents) == ["sw1", "sw2"]
     assert [i.host for i in await incidents_in(store, T0 + HOUR, T0 + 3 * HOUR)] == ["sw1", "sw2"]
     assert [i.host for i in await incidents_in(store, T0, T0 + DAY)] == ["sw0", "sw1", "sw2", "sw3"]
+
+
+async def test_the_assignment_group_is_chosen_by_the_store(make_world):
+    w = await make_world()
+    for n in range(4):
+        inc = await w.incidents.create("admin", {"title": f"incident {n}", "host": f"h{n}"})
+        if n % 2 == 0:
+            await w.incidents.act(inc.id, "assign", "admin", {"group": "network"})
+    page = await w.incidents.store.query(IncidentQuery(group="network", limit=1))
+    assert [i.title for i in page.incidents] == ["incident 2"] and page.next_cursor is not None
+    page = await w.incidents.store.query(IncidentQuery(group="network", cursor=page.next_cursor))
+    assert [i.title for i in page.incidents] == ["incident 0"] and page.next_cursor is None
+    assert (await w.incidents.store.query(IncidentQuery(group="storage"))).incidents == []
