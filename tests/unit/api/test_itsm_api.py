@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from correlator.api.app import make_app
-from correlator.api.auth import parse_tokens
-from correlator.api.common import AppState
-from correlator.changes.service import ChangeService
 from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
 from correlator.deadletter import DeadLetter
 from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
 from correlator.event import Event
-from correlator.incidents.service import IncidentService
-from correlator.incidents.settings import parse_settings
-from correlator.incidents.sqlite_store import SqliteIncidentStore
-from correlator.problems.service import ProblemService
-from correlator.problems.settings import ProblemSettings
-from correlator.records.sqlite import SqliteRecordStore
-from correlator.store.sqlite import SqliteEventStore
-from tests.unit.api.conftest import T0, bearer, token_config
+from tests.unit.api.conftest import T0, bearer, itsm_app
 
 WINDOW = {"start": "2027-01-15T09:00:00Z", "end": "2027-01-15T11:00:00Z"}
 
@@ -36,13 +24,6 @@ class Refusing:
 
 @pytest.fixture
 async def itsm(tmp_path):
-    clock = Clock(T0)
-    events = SqliteEventStore(tmp_path / "events.db")
-    await events.open()
-    incidents = IncidentService(SqliteIncidentStore(tmp_path / "incidents.db"), parse_settings({}), clock)
-    await incidents.open()
-    records = SqliteRecordStore(tmp_path / "records.db")
-    await records.open()
     emitted: list[Event] = []
     full: dict[str, Exception | None] = {"on": None}  # what the ingest queue answers, when set
 
@@ -51,23 +32,9 @@ async def itsm(tmp_path):
             raise full["on"]
         emitted.extend(evs)
 
-    changes = ChangeService(records, ChangeSettings(), clock, emit, incidents)
-    await changes.open()
-    problems = ProblemService(records, ProblemSettings(), clock, incidents)
-    await problems.open()
-    state = AppState(
-        store=events, queue=None, incidents=incidents, changes=changes, problems=problems,  # type: ignore[arg-type]
-        auth=parse_tokens(token_config()), ingest=Refusing(emit),  # type: ignore[arg-type]
-    )  # fmt: skip
-    client = TestClient(TestServer(make_app(state, 1 << 20), host="127.0.0.1"))
-    await client.start_server()
-    client.emitted, client.full, client.incidents = emitted, full, incidents  # type: ignore[attr-defined]
-    client.events = events  # type: ignore[attr-defined]
-    yield client
-    await client.close()
-    await incidents.close()
-    await records.close()
-    await events.close()
+    async with itsm_app(tmp_path, Clock(T0), ChangeSettings(), emit, Refusing(emit)) as client:
+        client.emitted, client.full = emitted, full  # type: ignore[attr-defined]
+        yield client
 
 
 async def post(api, path: str, role: str, body=None):
