@@ -34,11 +34,11 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import cpu_seconds, peak_rss_mib
 from ingest import Daemon, free_port  # bench/ingest.py: the daemon under test
 
 NAMES = ("HighCPU", "DiskFull", "InstanceDown", "HighLatency", "PodCrashLooping", "LinkErrors")
 SEVERITIES = ("critical", "warning", "warning", "info", "major")
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -136,33 +136,6 @@ def run_wrk(
     return requests, bad, p50_us / 1000, p99_us / 1000
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system time of a process and all its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """A process's CPU-seconds plus those of its living children (the HTTP workers)."""
-    total = cpu_seconds(pid)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid:
-                total += (int(stat[11]) + int(stat[12])) / TICK
-    return total
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def bench_alertmanager(a: argparse.Namespace, binary: str) -> Figures:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
@@ -212,7 +185,7 @@ def bench_correlator(a: argparse.Namespace, rules: Path | None, workers: int) ->
         try:
             payloads = bodies(a.alerts, a.per_request, webhook=True)
             before = d.metrics()
-            cpu0, t0 = tree_cpu_seconds(d.proc.pid), time.perf_counter()
+            cpu0, t0 = cpu_seconds(d.proc.pid, tree=True), time.perf_counter()
             _requests, bad, p50, p99 = run_wrk(
                 d.url + "/api/v1/webhooks/prometheus", payloads, a.seconds, a.connections, tmp
             )
@@ -221,7 +194,7 @@ def bench_correlator(a: argparse.Namespace, rules: Path | None, workers: int) ->
             )
             d.wait_drained(before.get("correlator_events_processed_total", 0) + accepted)
             elapsed = time.perf_counter() - t0
-            cpu = tree_cpu_seconds(d.proc.pid) - cpu0
+            cpu = cpu_seconds(d.proc.pid, tree=True) - cpu0
             return Figures(accepted, accepted / elapsed, cpu, d.peak_rss_mib(), p50, p99, bad)
         finally:
             d.stop()

@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+from _measure import peak_rss_mib
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,10 +92,7 @@ class Daemon:
             time.sleep(0.05)
 
     def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return peak_rss_mib(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
