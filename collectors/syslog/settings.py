@@ -45,9 +45,8 @@ class SyslogSettings:
     recv_buffer_bytes: int = 4 << 20
     max_batch_events: int = 5000
     max_pending_events: int = 50_000
-    idle_timeout: float | None = (
-        None  # off: a quiet sender keeps its place (keepalive still reaps dead peers)
-    )
+    # None: a quiet sender keeps its place (keepalive still reaps dead peers)
+    idle_timeout: float | None = None
 
 
 _KEYS = {
