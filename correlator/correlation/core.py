@@ -304,10 +304,26 @@ class Engine:
         # True when the rule's matchers say nothing but `type` (equal to, or in, `types`): the index
         # only hands it events of those types, so the stage need not test them again.
         self.pinned_only = False
-        self.signature = ""  # the rule's text: a reload keeps the running engine when it is unchanged
+        # The rule's text: a reload keeps the running engine when it is unchanged (see `signature`).
+        self._signature: str | tuple[Any, ...] = ""
         self.group_by: tuple[str, ...] = ()  # the key's field paths (`rules check --cluster` reads them)
         self.counters = RuleCounters()  # hits and errors; shared with GET /api/v1/rules when from a file
         self._fires = ENGINE_METRICS.fires_of(name)  # hook -> correlator_correlation_fires_total
+
+    @property
+    def signature(self) -> str:
+        """The rule's text as built (`kinds.py` hands over its mapping), written out when first
+        asked: only a reload compares it, so a start with 10,000 rules never pays for it."""
+        s = self._signature
+        if not isinstance(s, str):
+            raw, extra = s
+            s = self._signature = repr((dict(raw), extra))
+        return s
+
+    @signature.setter
+    def signature(self, value: str | tuple[Any, ...]) -> None:
+        """A string, or (the rule's mapping, anything else it was built from) to write out later."""
+        self._signature = value
 
     # -- wiring ---------------------------------------------------------------------------------
     def attach(self, clock: Clock, sink: Sink) -> None:
@@ -389,14 +405,14 @@ class Engine:
         if not sink.refeeding:  # hooks run again by the post-crash re-feed were counted the first time
             fires = self._fires
             fires[hook] = fires.get(hook, 0) + 1
-        mark = sink.mark()
+        trace = sink.trace
+        mark = sink.mark() if trace is not None else None
         actions = self.hooks.get(hook)
         if actions:
             f = Fire(self.name, hook, key, from_timer, extra)
             for act in actions:
                 act(subject, f, sink)
-        trace = sink.trace
-        if trace is not None:
+        if trace is not None and mark is not None:
             events, responses = sink.since(mark)
             at = self.clock.now() if self.clock is not None else subject.time
             n = len(actions) if actions else 0
