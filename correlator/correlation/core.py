@@ -304,26 +304,10 @@ class Engine:
         # True when the rule's matchers say nothing but `type` (equal to, or in, `types`): the index
         # only hands it events of those types, so the stage need not test them again.
         self.pinned_only = False
-        # The rule's text: a reload keeps the running engine when it is unchanged (see `signature`).
-        self._signature: str | tuple[Any, ...] = ""
+        self.signature = ""  # the rule's text: a reload keeps the running engine when it is unchanged
         self.group_by: tuple[str, ...] = ()  # the key's field paths (`rules check --cluster` reads them)
         self.counters = RuleCounters()  # hits and errors; shared with GET /api/v1/rules when from a file
         self._fires = ENGINE_METRICS.fires_of(name)  # hook -> correlator_correlation_fires_total
-
-    @property
-    def signature(self) -> str:
-        """The rule's text as built (`kinds.py` hands over its mapping), written out when first
-        asked: only a reload compares it, so a start with 10,000 rules never pays for it."""
-        s = self._signature
-        if not isinstance(s, str):
-            raw, extra = s
-            s = self._signature = repr((dict(raw), extra))
-        return s
-
-    @signature.setter
-    def signature(self, value: str | tuple[Any, ...]) -> None:
-        """A string, or (the rule's mapping, anything else it was built from) to write out later."""
-        self._signature = value
 
     # -- wiring ---------------------------------------------------------------------------------
     def attach(self, clock: Clock, sink: Sink) -> None:
