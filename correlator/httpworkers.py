@@ -42,6 +42,10 @@ RESTARTS = Counter(
     "correlator_http_worker_restarts_total", "HTTP worker processes that ended unexpectedly and were replaced"
 )
 RUNNING = Gauge("correlator_http_workers", "HTTP worker processes running")
+CONNECTED = Gauge(
+    "correlator_http_workers_connected",
+    "HTTP workers connected to the daemon's channel; while any is, only workers accept on the port",
+)
 MAX_BACKOFF = 10.0
 
 
@@ -112,6 +116,7 @@ class PublicPort:
         await self._apply()
 
     def workers_connected(self, n: int) -> None:
+        CONNECTED.set(n)
         self.delegated = n > 0
         if self._runner is None or self._want is None:
             return
