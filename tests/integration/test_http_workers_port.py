@@ -73,29 +73,18 @@ async def test_sigkill_of_the_only_worker_mid_load_loses_nothing_and_the_port_st
     d = make_daemon(http={"workers": 1})
     [worker] = connected(d, 1)
     acked: list[str] = []
-    failed = 0
+    others: list[object] = []
     stop = asyncio.Event()
 
     async def client(c: int, session: aiohttp.ClientSession) -> None:
-        nonlocal failed
-        n = 0
-        while not stop.is_set():
-            n += 1
-            try:
-                async with session.post(
-                    d.url + "/api/v1/events", data=ndjson(f"c{c}-{n}", 50), headers=NDJSON
-                ) as r:
-                    if r.status == 202:
-                        acked.extend((await r.json())["ids"])
-                    else:
-                        failed += 1
-            except aiohttp.ClientError:  # the connection the killed worker held
-                failed += 1
+        await post_batches(d, session, f"c{c}", acked, others, stop)
 
     async def until(count: int, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while len(acked) < count:
-            assert asyncio.get_running_loop().time() < deadline, f"{len(acked)} acknowledged, {failed} failed"
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"{len(acked)} acknowledged, {len(others)} not"
+            )
             await asyncio.sleep(0.01)
 
     async with aiohttp.ClientSession() as session:
@@ -107,7 +96,7 @@ async def test_sigkill_of_the_only_worker_mid_load_loses_nothing_and_the_port_st
             await asyncio.gather(*clients)
     assert not alive(worker)
     assert d.metric("correlator_http_worker_restarts_total") == 1
-    assert failed < 50  # only the requests in hand on the killed worker's connections
+    assert len(others) < 50  # only the requests in hand on the killed worker's connections
     # Every acknowledged event is stored, once.
     stored = d.wait_for(
         lambda: (
@@ -137,6 +126,34 @@ async def load_through_a_kill(
     # The daemon took the port back at once: load goes on while the worker is replaced.
     await until(killed_at + 3000, 10)
     await asyncio.to_thread(connected, d, 1)
+
+
+async def post_batches(
+    d: DaemonProcess,
+    session: aiohttp.ClientSession,
+    prefix: str,
+    acked: list[str],
+    others: list[object],
+    stop: asyncio.Event,
+    catch: tuple[type[BaseException], ...] = (aiohttp.ClientError,),
+) -> None:
+    """Post batches of 50 until `stop`; acknowledged ids to `acked`, anything else to `others`
+    (status, Retry-After, body), which sets `stop` when `catch` is empty."""
+    n = 0
+    while not stop.is_set():
+        n += 1
+        try:
+            async with session.post(
+                d.url + "/api/v1/events", data=ndjson(f"{prefix}-{n}", 50), headers=NDJSON
+            ) as r:
+                if r.status == 202:
+                    acked.extend((await r.json())["ids"])
+                    continue
+                others.append((r.status, r.headers.get("Retry-After"), await r.read()))
+        except catch as e:  # a connection the killed worker held
+            others.append(e)
+        if not catch:
+            stop.set()
 
 
 def _refused(d: DaemonProcess, reason: str) -> float:
@@ -190,25 +207,16 @@ async def test_a_full_queue_reaches_the_client_as_503_with_retry_after(make_daem
     d = make_daemon(http={"workers": 1}, queue={"max_events": 60, "retry_after": "3s"})
     connected(d, 1)
     acked: list[str] = []
-    refusals: list[tuple[str | None, bytes]] = []
+    refusals: list[object] = []
+    got_one = asyncio.Event()
 
     async def client(c: int, session: aiohttp.ClientSession) -> None:
-        n = 0
-        while not refusals:
-            n += 1
-            async with session.post(
-                d.url + "/api/v1/events", data=ndjson(f"q{c}-{n}", 50), headers=NDJSON
-            ) as r:
-                if r.status == 202:
-                    acked.extend((await r.json())["ids"])
-                else:
-                    assert r.status == 503, await r.text()
-                    refusals.append((r.headers.get("Retry-After"), await r.read()))
+        await post_batches(d, session, f"q{c}", acked, refusals, got_one, catch=())
 
     async with aiohttp.ClientSession() as session:
         await asyncio.wait_for(asyncio.gather(*(client(c, session) for c in range(8))), 60)
-    retry_after, body = refusals[0]
-    assert retry_after == "3" and b'"error"' in body
+    status, retry_after, body = refusals[0]  # type: ignore[misc]
+    assert status == 503 and retry_after == "3" and b'"error"' in body
     d.wait_for(
         lambda: d.metric(
             "correlator_events_rejected_total", {"source": "webhook:generic", "reason": "queue_full"}
