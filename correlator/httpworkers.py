@@ -151,7 +151,10 @@ class PublicPort:
         """While workers accept: a public connection the daemon holds closes after this answer."""
         transport = request.transport if self.delegated else None
         if transport is not None and not isinstance(transport.get_extra_info("sockname"), str):
-            response.force_close()  # a TCP connection (a unix one's name is its path)
+            # A TCP connection (a unix one's name is its path). The headers are made before this
+            # hook runs: the header is set here too, so the client knows why the connection ends.
+            response.force_close()
+            response.headers["Connection"] = "close"
 
 
 @dataclass

@@ -230,3 +230,24 @@ async def test_a_full_queue_reaches_the_client_as_503_with_retry_after(make_daem
         "the acknowledged events stored",
     )
     assert set(acked) <= stored
+
+
+def test_a_connection_the_daemon_took_meanwhile_is_closed_once_a_worker_is_back(make_daemon):
+    d = make_daemon(http={"workers": 1})
+    [worker] = connected(d, 1)
+    os.kill(worker, signal.SIGKILL)
+    d.wait_for(lambda: not alive(worker), 10, "the worker gone")
+    assert d.proc is not None
+    client = socket.create_connection(("127.0.0.1", d.port))
+    client.settimeout(10)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    client.sendall(request)
+    assert d.wait_for(lambda: pid_holding(client), 5, "the connection's process") == d.proc.pid
+    first = client.recv(4096)
+    assert b" 200 " in first and b"Connection: close" not in first  # kept alive
+    connected(d, 1)
+    client.sendall(request)  # the same connection, now that a worker accepts again
+    second = client.recv(4096)
+    assert b" 200 " in second and b"Connection: close" in second
+    assert client.recv(4096) == b""  # closed by the daemon: the client reconnects, to the worker
+    client.close()
