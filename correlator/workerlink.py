@@ -83,7 +83,7 @@ class LinkServer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(HELLO_TIMEOUT):
-                kind, rid, body = await _read(reader)
+                kind, rid, body = await _read(reader, MAX_SECRET)  # a stranger gets no 64 MiB read
             if kind != HELLO or not hmac.compare_digest(body, self._secret):
                 raise _Refused(UNAUTHENTICATED, "no valid hello")
         except (_Refused, TimeoutError, asyncio.IncompleteReadError, OSError) as e:
@@ -145,10 +145,10 @@ class LinkServer:
             await asyncio.wait(list(self._tasks))
 
 
-async def _read(reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
+async def _read(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> tuple[int, int, bytes]:
     length, rid, kind = HEADER.unpack(await reader.readexactly(HEADER.size))
-    if length > MAX_FRAME:
-        raise _Refused(TOO_LARGE, f"a frame of {length} bytes (at most {MAX_FRAME})")
+    if length > limit:
+        raise _Refused(TOO_LARGE, f"a frame of {length} bytes (at most {limit} here)")
     return kind, rid, await reader.readexactly(length) if length else b""
 
 

@@ -195,3 +195,13 @@ async def test_the_client_reconnects_after_the_channel_breaks(channel: Channel) 
 async def _until(predicate: object) -> None:
     while not predicate():  # type: ignore[operator]
         await asyncio.sleep(0.01)
+
+
+async def test_a_stranger_cannot_make_the_daemon_read_a_large_frame(channel: Channel) -> None:
+    before = REFUSED.labels("too_large")._value.get()
+    reader, writer = await asyncio.open_unix_connection(channel.path)
+    writer.write(HEADER.pack(1 << 20, 0, HELLO))  # a megabyte "secret": refused before reading it
+    assert await closed(reader)
+    assert REFUSED.labels("too_large")._value.get() == before + 1
+    assert channel.server.connected == 0
+    writer.close()
