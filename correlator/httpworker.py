@@ -80,6 +80,9 @@ class Forwarder:
                     self._path, limit=CONNECTIONS, keepalive_timeout=self._keepalive
                 ),
                 auto_decompress=False,
+                # The session is shared by every client of this worker: a cookie the daemon sets
+                # for one (a console sign-in) must never be sent on behalf of another.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             )
         return self._session

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import os
+import re
 import signal
 import socket
 import struct
@@ -251,3 +253,27 @@ def test_a_connection_the_daemon_took_meanwhile_is_closed_once_a_worker_is_back(
     assert b" 200 " in second and b"Connection: close" in second
     assert client.recv(4096) == b""  # closed by the daemon: the client reconnects, to the worker
     client.close()
+
+
+def test_a_cookie_one_client_got_through_a_worker_never_reaches_another(make_daemon):
+    d = make_daemon(http={"workers": 1, "tokens": TOKENS})
+    connected(d, 1)
+    # Client A signs in to the console through the worker: the daemon sets its session cookie.
+    status, headers, body = d.request("GET", "/signin")
+    assert status == 200
+    nonce = headers["Set-Cookie"].split(";")[0]
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', body).group(1).decode()  # type: ignore[union-attr]
+    form = f"csrf={csrf}&token={TOKEN}&next=/incidents".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)  # no redirects followed
+    conn.request(
+        "POST", "/signin", form, {"Content-Type": "application/x-www-form-urlencoded", "Cookie": nonce}
+    )
+    signed_in = conn.getresponse()
+    assert signed_in.status == 303 and "correlator_session=" in (signed_in.getheader("Set-Cookie") or "")
+    conn.close()
+    # Client B, with no cookie, is not signed in (the worker keeps no cookies of its own).
+    status, _, body = d.request("GET", "/incidents")
+    assert status != 200 or b"Sign out" not in body
+    status, _, _ = d.request("POST", "/incidents/INC-000001/resolve", b"csrf=x", {
+        "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert status == 401
