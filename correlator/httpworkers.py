@@ -138,7 +138,8 @@ class PublicPort:
                 log.info("http workers accept on the public port; the daemon no longer does")
 
     async def close(self) -> None:
-        """Stop accepting for good (shutdown)."""
+        """Stop accepting for good (shutdown): new connections are refused from here on, not left
+        waiting in the backlog while the queue drains. The workers must have stopped."""
         self._want = None
         if self._applying is not None:
             with contextlib.suppress(Exception):
@@ -146,6 +147,7 @@ class PublicPort:
         if self._site is not None:
             site, self._site = self._site, None
             await site.stop()
+        self._sock.close()
 
     def hand_back(self, request: web.Request, response: web.StreamResponse) -> None:
         """While workers accept: a public connection the daemon holds closes after this answer."""
