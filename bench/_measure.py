@@ -35,6 +35,15 @@ def cpu_seconds(pid: int, tree: bool = False) -> float:
     return total / TICK
 
 
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """User + system CPU-seconds of one thread of `pid` (the main thread: tid == pid)."""
+    try:
+        stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(stat[11]) + int(stat[12])) / TICK
+
+
 def peak_rss_mib(pid: int) -> float:
     """The process's peak resident memory (VmHWM), MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
