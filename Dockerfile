@@ -18,6 +18,9 @@ COPY rules /etc/correlator/rules
 COPY deploy/correlator.yaml /etc/correlator/correlator.yaml
 COPY deploy/services.yaml /etc/correlator/services.yaml
 USER correlator
+# The rule parse cache (docs/rules.md) in /tmp, which the Kubernetes manifests mount writable under a
+# read-only root: a container restarted in the same pod skips its rules' YAML.
+ENV CORRELATOR_CACHE_DIR=/tmp/correlator/rules
 WORKDIR /var/lib/correlator
 VOLUME ["/var/lib/correlator"]
 # Only the HTTP API: the image's configuration enables webhook ingest alone (SNMP traps: the compose

@@ -10,7 +10,8 @@ Generates `--alerts` distinct label sets and posts them in requests of `--per-re
 - to the correlator (uvloop, journal fsync on) as Alertmanager webhooks (`POST
   /api/v1/webhooks/prometheus`, version 4 payloads), with the rules of `--rules` (the shipped ones by
   default) and, with `--bare`, once more with no rules (the bare pipeline); `--workers 0,1` runs
-  each once per `http.workers` value (the workers' CPU counts with the daemon's).
+  each once per `http.workers` value (the workers' CPU counts with the daemon's, and is also
+  shown apart: the daemon, its event loop's thread and its µs per alert, the workers).
 For each it prints accepted alerts/s (the correlator's: stored from the start of the load until its
 queue is drained again, so the figure is sustained, not just acknowledged), the server's CPU-seconds
 (user + system, every thread) and alerts per CPU-second, peak RSS and wrk's request latency, then
@@ -34,11 +35,11 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import cpu_seconds, peak_rss_mib, thread_cpu_seconds
 from ingest import Daemon, free_port  # bench/ingest.py: the daemon under test
 
 NAMES = ("HighCPU", "DiskFull", "InstanceDown", "HighLatency", "PodCrashLooping", "LinkErrors")
 SEVERITIES = ("critical", "warning", "warning", "info", "major")
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -50,6 +51,11 @@ class Figures:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    # The correlator's split of cpu_seconds: the daemon (every thread), its event loop's thread
+    # alone, and the HTTP workers.
+    daemon_cpu: float | None = None
+    loop_cpu: float | None = None
+    workers_cpu: float | None = None
 
 
 def label_sets(n: int) -> list[dict[str, str]]:
@@ -136,31 +142,10 @@ def run_wrk(
     return requests, bad, p50_us / 1000, p99_us / 1000
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system time of a process and all its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """A process's CPU-seconds plus those of its living children (the HTTP workers)."""
-    total = cpu_seconds(pid)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid:
-                total += (int(stat[11]) + int(stat[12])) / TICK
-    return total
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def split_cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """(the process, its main thread (the event loop), its descendants (the HTTP workers))."""
+    own = cpu_seconds(pid)
+    return own, thread_cpu_seconds(pid, pid), cpu_seconds(pid, tree=True) - own
 
 
 def bench_alertmanager(a: argparse.Namespace, binary: str) -> Figures:
@@ -208,11 +193,16 @@ def bench_correlator(a: argparse.Namespace, rules: Path | None, workers: int) ->
         tmp = Path(tmp_s)
         webhook = "collectors: {webhook: {sources: {prometheus: {format: alertmanager}}}}\n"
         d = Daemon(tmp, rules, webhook, workers)
-        time.sleep(1.0 if workers else 0)  # the workers start after the daemon answers
         try:
+            # The workers start after the daemon answers, and take the port once connected.
+            deadline = time.monotonic() + 30
+            while d.metrics().get("correlator_http_workers_connected", 0) < workers:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{workers} http workers did not connect")
+                time.sleep(0.05)
             payloads = bodies(a.alerts, a.per_request, webhook=True)
             before = d.metrics()
-            cpu0, t0 = tree_cpu_seconds(d.proc.pid), time.perf_counter()
+            cpu0, t0 = split_cpu_seconds(d.proc.pid), time.perf_counter()
             _requests, bad, p50, p99 = run_wrk(
                 d.url + "/api/v1/webhooks/prometheus", payloads, a.seconds, a.connections, tmp
             )
@@ -221,8 +211,19 @@ def bench_correlator(a: argparse.Namespace, rules: Path | None, workers: int) ->
             )
             d.wait_drained(before.get("correlator_events_processed_total", 0) + accepted)
             elapsed = time.perf_counter() - t0
-            cpu = tree_cpu_seconds(d.proc.pid) - cpu0
-            return Figures(accepted, accepted / elapsed, cpu, d.peak_rss_mib(), p50, p99, bad)
+            daemon, loop, children = (b - a for a, b in zip(cpu0, split_cpu_seconds(d.proc.pid), strict=True))
+            return Figures(
+                accepted,
+                accepted / elapsed,
+                daemon + children,
+                d.peak_rss_mib(),
+                p50,
+                p99,
+                bad,
+                daemon,
+                loop,
+                children,
+            )
         finally:
             d.stop()
 
@@ -234,6 +235,11 @@ def show(name: str, f: Figures, seconds: float) -> None:
         f"({f.cpu_seconds / seconds:.2f} cores, {per_cpu:,.0f} alerts/CPU-s)  peak RSS {f.peak_rss_mib:,.0f} MiB  "
         f"request p50 {f.p50_ms:.0f} ms p99 {f.p99_ms:.0f} ms  non-2xx {f.non_2xx}"
     )
+    if f.daemon_cpu is not None and f.loop_cpu is not None and f.workers_cpu is not None and f.alerts:
+        print(
+            f"{'':<48} daemon CPU {f.daemon_cpu:5.1f} s (event loop {f.loop_cpu:5.1f} s, "
+            f"{f.loop_cpu / f.alerts * 1e6:.1f} µs per alert), workers CPU {f.workers_cpu:5.1f} s"
+        )
 
 
 def main() -> None:

@@ -31,6 +31,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _measure import cpu_seconds
+
 from tests.support.daemon import DaemonProcess, base_config, free_port
 from tests.support.nats import NatsCluster
 from tests.support.postgres import PostgresServer, _run, find_binaries
@@ -45,33 +47,6 @@ rules:
     within: 10m
     on_fire: [{incident: {action: open, title: "{host} CPU high", impact: 3, urgency: 3}}]
 """
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int, tree: bool = False) -> float:
-    """user+system CPU of `pid` (and, with tree, of its descendants still alive: PostgreSQL backends)."""
-    pids = [pid]
-    if tree:
-        parents: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-        frontier = [pid]
-        while frontier:
-            frontier = [p for p, pp in parents.items() if pp in frontier]
-            pids.extend(frontier)
-    total = 0
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
 
 
 def batches(n: int, size: int, hosts: int, tag: str) -> Iterator[bytes]:

@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import orjson
+from _measure import peak_rss_mib
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,10 +92,7 @@ class Daemon:
             time.sleep(0.05)
 
     def peak_rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return peak_rss_mib(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -302,6 +300,11 @@ def main() -> None:
         "--rules", type=Path, help="rule directory for the daemon (default: none, the bare pipeline)"
     )
     args = ap.parse_args()
+    if args.rules is not None:
+        # The daemon runs in a temporary directory: a relative path would silently mean no rules.
+        args.rules = args.rules.resolve()
+        if not args.rules.is_dir():
+            ap.error(f"--rules {args.rules}: not a directory")
     which = set(args.only.split(","))
     print(f"# correlator ingest benchmark, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
     if which & {"batch", "single", "paced"}:

@@ -12,7 +12,6 @@ Usage: .venv/bin/python bench/mqtt.py [-n 100000] [--mode qos0-live ...]
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _measure import cpu_seconds, peak_rss_mib
 
 from tests.support.daemon import DaemonProcess, base_config, free_port
 from tests.support.mosquitto import Mosquitto
@@ -55,18 +56,18 @@ def run(mode: str, n: int, workdir: Path) -> None:
             d.start()
             cpu0 = 0.0
         else:
-            cpu0 = _cpu_seconds(d)
+            cpu0 = cpu_seconds(_pid(d))
             t0 = time.perf_counter()
             _publish(broker, lines, qos)
         t_pub = time.perf_counter() - t0
         stored, t_all, t_durable = _wait_stored(d, n, t0)
-        cpu_us = (_cpu_seconds(d) - cpu0) / max(stored, 1) * 1e6
+        cpu_us = (cpu_seconds(_pid(d)) - cpu0) / max(stored, 1) * 1e6
         pub = "" if mode == "qos1-backlog" else f"; publisher done after {t_pub:.2f}s"
         print(
             f"{mode}: {int(stored)}/{n} stored in {t_all:.2f}s = {stored / t_all:,.0f} msg/s end to end "
             f"(all durable, i.e. acknowledgeable, after {t_durable:.2f}s); "
             f"daemon CPU {cpu_us:.0f} us/msg (~{1e6 / cpu_us:,.0f} msg/s per free core); "
-            f"daemon peak RSS {_rss_mb(d):.0f} MB{pub}",
+            f"daemon peak RSS {peak_rss_mib(_pid(d)):.0f} MB{pub}",
             flush=True,
         )
         if stored < n:
@@ -107,19 +108,9 @@ def _wait_stored(d: DaemonProcess, n: int, t0: float) -> tuple[float, float, flo
     return stored, t, t_durable or t
 
 
-def _cpu_seconds(d: DaemonProcess) -> float:
-    """User + system CPU of the daemon (all its threads), from /proc."""
+def _pid(d: DaemonProcess) -> int:
     assert d.proc is not None
-    fields = Path(f"/proc/{d.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_mb(d: DaemonProcess) -> float:
-    assert d.proc is not None
-    for line in Path(f"/proc/{d.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return d.proc.pid
 
 
 def main() -> None:

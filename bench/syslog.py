@@ -11,7 +11,6 @@ lines, paced per half millisecond) to the daemon's UDP listener (uvloop, journal
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 import tempfile
@@ -19,6 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _measure import cpu_seconds
 
 from collectors.syslog.mapping import Mapper
 from collectors.syslog.parse import parse
@@ -37,11 +38,6 @@ SAMPLES = [
 
 def messages(n: int) -> list[bytes]:
     return [SAMPLES[i % len(SAMPLES)] % (i, i % 50, i % 48) for i in range(n)]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_parse(n: int = 100_000) -> None:

@@ -91,7 +91,7 @@ class HttpConfig:
     )
     workers: int = _doc(
         0,
-        "extra processes that take webhook ingest on the same port (0: the daemon alone; docs/architecture.md)",
+        "extra processes that take the public port and webhook ingest (0: the daemon alone; docs/architecture.md)",
     )
 
 

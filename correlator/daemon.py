@@ -320,12 +320,12 @@ async def _serve(config: Config, sock: socket.socket) -> int:
             daemon.cluster.start()
         if daemon.cluster is None:  # a worker snapshots per partition (cluster/handover.py)
             correlation.schedule_snapshots(daemon.scheduler, daemon.runner, config, daemon.store)
-        secret = httpworkers.prepare(config, daemon.app)
+        public = httpworkers.PublicPort(sock)  # the daemon's own accepting on the port
+        secret = httpworkers.prepare(config, daemon.app, public)
         await http.setup()
         host, port = config.http.listen
-        site = web.SockSite(http, sock, backlog=1024)
-        await site.start()
-        workers = await httpworkers.start(config, http, sock, secret)
+        await public.serve(http)
+        workers = await httpworkers.start(config, http, sock, secret, public)
         log.info("correlator listening on http://%s:%d (data in %s)", host, port, config.storage.data_dir)
         await stop.wait()
         log.info("shutting down: draining up to %.1fs", config.shutdown_grace)
@@ -334,7 +334,7 @@ async def _serve(config: Config, sock: socket.socket) -> int:
         daemon.queue.close_for_input()
         if daemon.cluster is not None:
             daemon.cluster.stop_input()
-        await site.stop()
+        await public.close()
         await _stop_collectors(daemon.collectors)
         stopped = True
         deadline = loop.time() + config.shutdown_grace

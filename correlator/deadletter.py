@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,6 +75,23 @@ class DeadLetterPage:
     next_cursor: int | None
 
 
+class DeadLetterBusy(Exception):
+    """Another retry holds this dead letter (the API answers 409)."""
+
+
+@dataclass(slots=True)
+class Claim:
+    """One dead letter held for a retry; `letter` is None when there is no such dead letter."""
+
+    letter: DeadLetter | None
+    _delete: Callable[[int], Awaitable[object]]
+
+    async def delete(self) -> None:
+        """Remove it (the retry's event is durable): within the claim, so no other retry saw it."""
+        if self.letter is not None:
+            await self._delete(self.letter.id)
+
+
 class DeadLetterStore(Protocol):
     """The part of the event store that keeps dead letters (same database, table `dead_letters`)."""
 
@@ -87,6 +106,11 @@ class DeadLetterStore(Protocol):
     async def get_dead_letter(self, id_: int) -> DeadLetter | None: ...
 
     async def delete_dead_letter(self, id_: int) -> bool: ...
+
+    def claim_dead_letter(self, id_: int) -> AbstractAsyncContextManager[Claim]:
+        """Hold one dead letter while its event is retried; raises DeadLetterBusy on entry while
+        another claim holds it, so two concurrent retries cannot both put the event back."""
+        ...
 
 
 def of_event(ev: Event, reason: str, error: BaseException | str, at: float | None = None) -> DeadLetter:

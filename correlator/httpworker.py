@@ -2,11 +2,12 @@
 
 Started by the daemon (correlator/httpworkers.py) as `python -m correlator.httpworker`, with the
 daemon's listening socket inherited and its settings on stdin (never argv: they hold the ingest
-tokens). It accepts connections on the same socket as the daemon and serves the webhook routes
-itself: parse, convert, the door, serialisation for the journal. Each batch then goes, already
-serialised, to the daemon over its private unix socket; the daemon appends it to the journal and
-answers once it is durable, and only then does the worker answer its client 202. Every other
-request is passed through to the daemon unchanged. Counters are sent to the daemon every second,
+tokens). While any worker runs, only workers accept connections on that socket. A worker serves
+the webhook routes itself: parse, convert, the door, serialisation for the journal. Each batch
+then goes, already serialised, to the daemon as a frame on a persistent unix-socket stream
+(correlator/workerlink.py); the daemon appends it to the journal and answers once it is durable,
+and only then does the worker answer its client 202. Every other request is passed through to the
+daemon over HTTP on its unix socket, unchanged. Counters are sent to the daemon every second,
 so /metrics counts what the workers refused too. The worker exits when its stdin closes (the
 daemon stopped, even by SIGKILL) or on SIGTERM after finishing the requests in hand.
 """
@@ -31,9 +32,10 @@ from prometheus_client import REGISTRY
 from correlator import deadletter, door, logs
 from correlator.api.app import json_errors
 from correlator.api.connections import ConnectionLimits, LimitedRunner
-from correlator.errors import CorrelatorError, QueueFull, ShuttingDown
+from correlator.errors import ShuttingDown
 from correlator.event import Event
 from correlator.ingest import serialise
+from correlator.workerlink import LinkClient, PushedBack
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +56,13 @@ METRICS_EVERY = 1.0
 CONNECTIONS = 32  # to the daemon, per worker
 
 
-class PushedBack(QueueFull):
-    """The daemon refused the batch (queue full, journal unable to write): its reason and words."""
-
-    def __init__(self, reason: str, answer: str, retry_after: float) -> None:
-        CorrelatorError.__init__(self, answer)
-        self.reason = reason
-        self.answer = answer
-        self.retry_after = retry_after
-
-
 class Forwarder:
-    """The worker's side of the channel to the daemon (HTTP over the daemon's unix socket)."""
+    """The worker's side of the channels to the daemon: batches as frames (correlator/workerlink.py),
+    everything else as HTTP over the daemon's unix socket."""
 
-    def __init__(self, path: str, secret: str, idle_timeout: float = 15.0) -> None:
+    def __init__(self, path: str, link: str, secret: str, idle_timeout: float = 15.0) -> None:
         self._path = path
+        self.link = LinkClient(link, secret)
         # Below the daemon's idle deadline, so a kept-alive connection is never reused just as the
         # daemon closes it (which would turn a good batch into a 503).
         self._keepalive = max(0.5, idle_timeout / 3)
@@ -86,11 +80,15 @@ class Forwarder:
                     self._path, limit=CONNECTIONS, keepalive_timeout=self._keepalive
                 ),
                 auto_decompress=False,
+                # The session is shared by every client of this worker: a cookie the daemon sets
+                # for one (a console sign-in) must never be sent on behalf of another.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
             )
         return self._session
 
     async def close(self) -> None:
+        await self.link.close()
         if self._session is not None:
             await self._session.close()
 
@@ -106,15 +104,11 @@ class Forwarder:
         events, payload = await serialise(events, self._set_aside_unserialisable)
         if not events:
             return
-        headers = {**self._headers, "X-Source": source, "X-Count": str(len(events))}
-        status, answer = await self._call("/internal/v1/journal", payload, headers)
-        if status == 202:
-            return
-        if status == 503 and answer.get("reason") != "shutting_down":
-            retry = float(answer.get("retry_after", 1.0))
-            self._full_until = asyncio.get_running_loop().time() + retry
-            raise PushedBack(str(answer.get("reason")), str(answer.get("error")), retry)
-        raise ShuttingDown(f"the daemon answered {status}")
+        try:
+            await self.link.put(payload, len(events), source)
+        except PushedBack as e:
+            self._full_until = asyncio.get_running_loop().time() + e.retry_after
+            raise
 
     async def _set_aside_unserialisable(self, bad: list[tuple[Event, Exception]]) -> None:
         """Dead-lettered by the daemon, which owns the store; raises when not (nothing acknowledged)."""
@@ -208,7 +202,8 @@ def build_app(spec: Mapping[str, Any], forwarder: Forwarder, limits: ConnectionL
 
 async def serve(spec: Mapping[str, Any]) -> None:
     door.configure(door.TimePolicy(spec["max_future"], spec["max_past"]))
-    forwarder = Forwarder(spec["socket"], spec["secret"], spec["idle_timeout"])
+    forwarder = Forwarder(spec["socket"], spec["link"], spec["secret"], spec["idle_timeout"])
+    await forwarder.link.connect()  # before accepting: the daemon stops accepting once we are here
     limits = ConnectionLimits(spec["max_connections"], spec["body_timeout"], spec["idle_timeout"])
     app = build_app(spec, forwarder, limits)
     runner = LimitedRunner(

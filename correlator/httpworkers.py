@@ -1,10 +1,11 @@
-"""The daemon's side of HTTP workers (`http.workers`): start them, replace the ones that die, and
-take their batches into the journal.
+"""The daemon's side of HTTP workers (`http.workers`): start them, replace the ones that die, take
+their batches into the journal, and accept on the public port only while none is connected.
 
-Workers (correlator/httpworker.py) accept on the daemon's own listening socket and call back over a
-unix socket in the data directory (mode 0600) on which the daemon serves its application too. The
-internal routes below answer only on that socket and only to a caller holding the secret handed
-to the workers on their stdin; from the TCP port they are 404 like any unknown path.
+Workers (correlator/httpworker.py) accept on the daemon's own listening socket. Their batches come
+as frames on a unix socket in the data directory (correlator/workerlink.py); every other request
+comes as HTTP on a second one, on which the daemon serves its application too. Both are mode
+0600. The internal routes below answer only on that socket and only to a caller holding the
+secret handed to the workers on their stdin; from the TCP port they are 404 like any unknown path.
 docs/architecture.md "HTTP workers".
 """
 
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import math
 import os
 import secrets
 import socket
@@ -29,17 +29,23 @@ from prometheus_client import REGISTRY, Counter, Gauge
 from correlator import deadletter
 from correlator.api.common import STATE, dumps_response
 from correlator.config import Config
-from correlator.errors import ConfigError, QueueFull, ShuttingDown
+from correlator.errors import ConfigError
 from correlator.httpworker import WORKER_HEADER
+from correlator.workerlink import LinkServer
 
 log = logging.getLogger(__name__)
 
 SOCKET_FILE = "http-workers.sock"
+LINK_FILE = "http-frames.sock"
 SECRET = web.AppKey("http_workers_secret", str)
 RESTARTS = Counter(
     "correlator_http_worker_restarts_total", "HTTP worker processes that ended unexpectedly and were replaced"
 )
 RUNNING = Gauge("correlator_http_workers", "HTTP worker processes running")
+CONNECTED = Gauge(
+    "correlator_http_workers_connected",
+    "HTTP workers connected to the daemon's channel; while any is, only workers accept on the port",
+)
 MAX_BACKOFF = 10.0
 
 
@@ -47,7 +53,6 @@ def add_routes(app: web.Application) -> str:
     """The internal routes (before the app starts); returns the secret workers must send."""
     secret = secrets.token_hex(32)
     app[SECRET] = secret
-    app.router.add_post("/internal/v1/journal", _journal)
     app.router.add_post("/internal/v1/dead-letters", _dead_letters)
     app.router.add_post("/internal/v1/metrics", _metrics)
     return secret
@@ -60,25 +65,6 @@ def _from_worker(request: web.Request) -> bool:
 
 
 _NOT_FOUND = {"error": "Not Found"}
-
-
-async def _journal(request: web.Request) -> web.Response:
-    """A worker's batch, serialised for the journal: 202 once durable, 503 on push-back."""
-    if not _from_worker(request):
-        return dumps_response(404, _NOT_FOUND)
-    source = request.headers.get("X-Source", "")
-    count = int(request.headers.get("X-Count", "0"))
-    payload = await request.content.read()  # not read(): a batch may exceed http.max_body_bytes
-    ingest = request.app[STATE].ingest
-    assert ingest is not None
-    try:
-        await ingest.put_serialised(payload, count, source)
-    except QueueFull as e:
-        body = {"error": e.answer, "reason": e.reason, "retry_after": max(1, math.ceil(e.retry_after))}
-        return dumps_response(503, body)
-    except ShuttingDown:
-        return dumps_response(503, {"error": "shutting down, retry later", "reason": "shutting_down"})
-    return dumps_response(202, {"accepted": count})
 
 
 async def _dead_letters(request: web.Request) -> web.Response:
@@ -106,6 +92,73 @@ async def _metrics(request: web.Request) -> web.Response:
     return dumps_response(202, {})
 
 
+class PublicPort:
+    """The daemon's own accepting on the public socket: on while no worker is connected.
+
+    With workers connected the daemon leaves every new connection to them (its event loop is the
+    ceiling, the workers' are not) and closes its own kept-alive public connections after their
+    next answer, so clients come back through the workers. While no worker is connected (all
+    died, or none has started yet) the daemon accepts again at once: the port never goes dead.
+    Each start serves a duplicate of the socket, since stopping a server closes the descriptor it
+    served while the workers need the listening socket kept open.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._runner: web.AppRunner | None = None
+        self._site: web.SockSite | None = None
+        self._want: bool | None = True  # None: closed for good
+        self._applying: asyncio.Task[None] | None = None
+        self.delegated = False  # workers are connected: the daemon's public connections close
+
+    async def serve(self, runner: web.AppRunner) -> None:
+        self._runner = runner
+        await self._apply()
+
+    def workers_connected(self, n: int) -> None:
+        CONNECTED.set(n)
+        self.delegated = n > 0
+        if self._runner is None or self._want is None:
+            return
+        self._want = n == 0
+        if self._applying is None or self._applying.done():
+            self._applying = asyncio.create_task(self._apply(), name="public-port")
+
+    async def _apply(self) -> None:
+        while self._want is not None and (self._site is not None) != self._want:
+            if self._want:
+                assert self._runner is not None
+                started = web.SockSite(self._runner, self._sock.dup(), backlog=1024)
+                await started.start()
+                self._site = started
+                log.info("the daemon accepts on the public port (no http worker connected)")
+            elif self._site is not None:
+                site, self._site = self._site, None
+                await site.stop()
+                log.info("http workers accept on the public port; the daemon no longer does")
+
+    async def close(self) -> None:
+        """Stop accepting for good (shutdown): new connections are refused from here on, not left
+        waiting in the backlog while the queue drains. The workers must have stopped."""
+        self._want = None
+        if self._applying is not None:
+            with contextlib.suppress(Exception):
+                await self._applying
+        if self._site is not None:
+            site, self._site = self._site, None
+            await site.stop()
+        self._sock.close()
+
+    def hand_back(self, request: web.Request, response: web.StreamResponse) -> None:
+        """While workers accept: a public connection the daemon holds closes after this answer."""
+        transport = request.transport if self.delegated else None
+        if transport is not None and not isinstance(transport.get_extra_info("sockname"), str):
+            # A TCP connection (a unix one's name is its path). The headers are made before this
+            # hook runs: the header is set here too, so the client knows why the connection ends.
+            response.force_close()
+            response.headers["Connection"] = "close"
+
+
 @dataclass
 class Workers:
     """N worker processes, each replaced when it ends while the daemon runs."""
@@ -113,10 +166,13 @@ class Workers:
     count: int
     spec: bytes  # one JSON line for each worker's stdin
     fd: int
-    socket: Path  # the daemon's side of the channel, removed when the workers stop
+    socket: Path  # the daemon's side of the channels, removed when the workers stop
+    link: Path
     procs: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopping: bool = False
+    server: asyncio.AbstractServer | None = None  # the frames' channel
+    channel: LinkServer | None = None
 
     async def start(self) -> None:
         for slot in range(self.count):
@@ -183,12 +239,21 @@ class Workers:
         for p in procs:
             if p.stdin is not None:
                 p.stdin.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.socket.unlink()
+        if self.server is not None:
+            self.server.close()
+        if self.channel is not None:
+            await self.channel.drain()
+        for path in (self.socket, self.link):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def socket_path(config: Config) -> Path:
     return config.storage.data_dir / SOCKET_FILE
+
+
+def link_path(config: Config) -> Path:
+    return config.storage.data_dir / LINK_FILE
 
 
 def unix_socket(path: Path) -> socket.socket:
@@ -211,24 +276,37 @@ def enabled(config: Config) -> bool:
     return config.http.workers > 0 and "webhook" in config.collectors and on
 
 
-def prepare(config: Config, app: web.Application) -> str | None:
+def prepare(config: Config, app: web.Application, public: PublicPort) -> str | None:
     """Before the app starts: the internal routes when workers are on; their secret, else None."""
     if config.http.workers < 0:
         raise ConfigError(f"'http.workers': expected 0 or more, got {config.http.workers}")
-    return add_routes(app) if enabled(config) else None
+    if not enabled(config):
+        return None
+
+    async def hand_back(request: web.Request, response: web.StreamResponse) -> None:
+        public.hand_back(request, response)
+
+    app.on_response_prepare.append(hand_back)
+    return add_routes(app)
 
 
 async def start(
-    config: Config, runner: web.AppRunner, listen: socket.socket, secret: str | None
+    config: Config, runner: web.AppRunner, listen: socket.socket, secret: str | None, public: PublicPort
 ) -> Workers | None:
-    """After the TCP site: serve the app on the unix socket too, then start the workers."""
+    """After the public port: serve the app and the frames' channel on unix sockets, then start
+    the workers; `public` stops accepting while any is connected."""
     if secret is None:
         return None
     site = web.SockSite(runner, unix_socket(socket_path(config)))
     await site.start()
+    ingest = runner.app[STATE].ingest
+    assert ingest is not None
+    channel = LinkServer(secret, ingest.put_serialised, public.workers_connected)
     workers = make(config, listen, secret)
+    workers.channel = channel
+    workers.server = await asyncio.start_unix_server(channel.handle, sock=unix_socket(workers.link))
     await workers.start()
-    log.info("%d http workers take webhook ingest on the same port", workers.count)
+    log.info("%d http workers take the public port", workers.count)
     return workers
 
 
@@ -237,6 +315,7 @@ def make(config: Config, listen: socket.socket, secret: str) -> Workers:
     spec = {
         "fd": listen.fileno(),
         "socket": str(socket_path(config).resolve()),
+        "link": str(link_path(config).resolve()),
         "secret": secret,
         "max_body_bytes": http.max_body_bytes,
         "max_connections": http.max_connections,
@@ -249,4 +328,6 @@ def make(config: Config, listen: socket.socket, secret: str) -> Workers:
         "log_level": logging_.level,
         "log_format": logging_.format,
     }
-    return Workers(http.workers, orjson.dumps(spec) + b"\n", listen.fileno(), socket_path(config))
+    return Workers(
+        http.workers, orjson.dumps(spec) + b"\n", listen.fileno(), socket_path(config), link_path(config)
+    )

@@ -16,7 +16,7 @@ import orjson
 from correlator import deadletter, metrics
 from correlator.deadletter import DeadLetterStore
 from correlator.errors import QueueFull, ShuttingDown
-from correlator.event import Event, dumps_events
+from correlator.event import Event, dumps_events, loads_events
 from correlator.queue import IngestQueue
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,19 @@ class Ingest:
         metrics.RECEIVED_BY(source).inc(len(events))
 
     async def put_serialised(self, payload: bytes, count: int, source: str) -> None:
-        """A batch an HTTP worker has checked and serialised (correlator/httpworkers.py): durable on
-        return, counted like emit; the pipeline reads it back from the payload (door.from_wire)."""
+        """A batch an HTTP worker has checked and serialised (correlator/workerlink.py): durable on
+        return, counted like emit. Read back here as trusted (`Event.from_wire`, not the door's
+        `from_wire`): the worker is a process of our own that ran the door on each event, and the
+        journal's replay after a restart still checks (docs/architecture.md "HTTP workers").
+        Raises ValueError when the payload is not `count` events in the wire form."""
         try:
-            await self._queue.put(payload, count)
+            events = loads_events(payload)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not events in the wire form: {e!r}") from None
+        if len(events) != count:
+            raise ValueError(f"{len(events)} events where the frame says {count}")
+        try:
+            await self._queue.put(payload, count, events)
         except QueueFull as e:
             metrics.REJECTED_BY(source, e.reason).inc(count)
             raise
@@ -74,17 +83,20 @@ class Ingest:
 
     async def dead_letter(self, events: list[Event], reason: str, error: BaseException | str) -> None:
         """Set events aside durably (raises if the store cannot take them: then do not acknowledge)."""
-        if self._dead_letters is None:
-            raise RuntimeError("no dead-letter store")
-        await deadletter.set_aside(
-            self._dead_letters, [deadletter.of_event(e, reason, error) for e in events]
-        )
+        await self._set_aside([deadletter.of_event(e, reason, error) for e in events])
 
     async def _set_aside_unserialisable(self, bad: list[tuple[Event, Exception]]) -> None:
-        """Raises if the dead letters cannot be written (then nothing is acknowledged)."""
+        """Raises if the dead letters cannot be written (then nothing is acknowledged). One write
+        for the whole batch: a sender that puts a lone surrogate in every message costs one store
+        transaction per batch, not one per event."""
         for ev, error in bad:
             log.error("event %s cannot be serialised; dead-lettered: %s", deadletter.text(ev.id, 200), error)
-            await self.dead_letter([ev], deadletter.UNSERIALISABLE, error)
+        await self._set_aside([deadletter.of_event(ev, deadletter.UNSERIALISABLE, e) for ev, e in bad])
+
+    async def _set_aside(self, items: list[deadletter.DeadLetter]) -> None:
+        if self._dead_letters is None:
+            raise RuntimeError("no dead-letter store")
+        await deadletter.set_aside(self._dead_letters, items)
 
 
 async def serialise(

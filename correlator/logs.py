@@ -52,13 +52,19 @@ class RateLimitedLog:
         self._windows: dict[str, tuple[float, int]] = {}
 
     def warning(self, key: str, msg: str, *args: object) -> None:
+        self._log(logging.WARNING, key, msg, args)
+
+    def error(self, key: str, msg: str, *args: object) -> None:
+        self._log(logging.ERROR, key, msg, args)
+
+    def _log(self, level: int, key: str, msg: str, args: tuple[object, ...]) -> None:
         now = time.monotonic()
         start, n = self._windows.get(key, (now, 0))
         if now - start >= self._interval:
             if n > self._burst:
-                self._logger.warning("%s: %d more similar messages suppressed", key, n - self._burst)
+                self._logger.log(level, "%s: %d more similar messages suppressed", key, n - self._burst)
             start, n = now, 0
         n += 1
         self._windows[key] = (start, n)
         if n <= self._burst:
-            self._logger.warning(msg, *args)
+            self._logger.log(level, msg, *args)

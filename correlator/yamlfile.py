@@ -374,7 +374,15 @@ def _make_loader(file: str) -> type[yaml.SafeLoader]:
         except ValueError as e:  # 2027-02-30 looks like a date to YAML: say where, not crash the load
             raise YamlError(_pos(file, node), f"invalid date {node.value!r}: {e}") from None
 
+    def construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        try:
+            return yaml.SafeLoader.construct_yaml_int(loader, node)
+        except ValueError:  # Python's int() takes at most 4,300 decimal digits
+            digits = sum(c.isdigit() for c in node.value)
+            raise YamlError(_pos(file, node), f"integer of {digits} digits is too large") from None
+
     Loader.add_constructor("tag:yaml.org,2002:timestamp", construct_timestamp)
+    Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_map)
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_seq)
     return Loader

@@ -18,6 +18,7 @@ import time
 from typing import Any, cast
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.client import MQTTMessage
 from prometheus_client import Counter, Gauge
 
@@ -50,6 +51,7 @@ _ROUTE_CACHE = 10_000
 _PIPELINE = 4  # batches being made durable at once per connection
 EMIT_TRIES = 5  # failures (other than push-back) before a group is dead-lettered (about 1 s of tries)
 _UNSEEN = object()
+_sleep = asyncio.sleep  # every backoff waits through this name, so tests can step it without waiting
 
 
 class BrokerConnection:
@@ -87,6 +89,22 @@ class BrokerConnection:
                     delay = s.reconnect_min  # it did work: start the backoff again
                     log.warning("mqtt %s: connection lost: %s", s.name, e)
                     MQTT_CONNECTS.labels(s.name, "lost").inc()
+                elif _credentials_refused(e):
+                    # Not a network blip: it will not pass until someone changes the password on one
+                    # side, so it is an error, and it names what to check (never the password itself).
+                    _ratelog.error(
+                        f"auth:{s.name}",
+                        "mqtt %s: %s:%d refused the credentials of user %r (%s): check username and"
+                        " password/password_file of this broker, and the broker's password file and"
+                        " ACL; retrying with backoff (at most every %gs)",
+                        s.name,
+                        s.host,
+                        s.port,
+                        s.username,
+                        e,
+                        s.reconnect_max,
+                    )
+                    MQTT_CONNECTS.labels(s.name, "not_authorized").inc()
                 else:
                     _ratelog.warning(
                         f"connect:{s.name}", "mqtt %s: cannot connect to %s:%d: %s", s.name, s.host, s.port, e
@@ -100,7 +118,7 @@ class BrokerConnection:
                 self.connected = False
                 self._gauge.set(0)
             # Full jitter keeps many daemons from hammering a broker that just came back in step.
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            await _sleep(delay * (0.5 + random.random() / 2))
             delay = min(delay * 2, s.reconnect_max)
 
     async def _session(self) -> None:
@@ -265,7 +283,7 @@ class BrokerConnection:
                     raise result  # CancelledError and friends
             if pending:
                 MQTT_PUSHBACK.labels(self.settings.name).inc()
-                await asyncio.sleep(min(retry_after, 5.0))
+                await _sleep(min(retry_after, 5.0))
                 wait = min(wait * 2, 5.0)
 
     async def _set_aside(self, events: list[Event], error: Exception) -> bool:
@@ -291,6 +309,16 @@ class BrokerConnection:
         if child is None:
             child = self._rejected[(source, reason)] = metrics.EVENTS_REJECTED.labels(source, reason)
         child.inc()
+
+
+# CONNACK refusals for credentials: MQTT 3.1.1 return codes 4 and 5, and the MQTT 5 reason codes
+# paho maps them to (134 bad user name or password, 135 not authorized).
+_AUTH_REFUSED = {4, 5, 134, 135}
+
+
+def _credentials_refused(e: aiomqtt.MqttError) -> bool:
+    rc = getattr(e, "rc", None)
+    return isinstance(e, MqttConnectError) and getattr(rc, "value", rc) in _AUTH_REFUSED
 
 
 def _manual_ack(client: aiomqtt.Client) -> Any:

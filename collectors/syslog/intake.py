@@ -35,6 +35,11 @@ BACKPRESSURE = Counter(
     ["transport"],
 )
 CONNECTIONS = Gauge("correlator_syslog_connections", "Open syslog stream connections", ["transport"])
+CLOSED = Counter(
+    "correlator_syslog_connections_closed_total",
+    "Syslog stream connections the collector closed, by transport and reason (idle_timeout)",
+    ["transport", "reason"],
+)
 
 TOO_LARGE = "too_large"
 NOT_ALLOWED = "sender_not_allowed"

@@ -45,6 +45,8 @@ class SyslogSettings:
     recv_buffer_bytes: int = 4 << 20
     max_batch_events: int = 5000
     max_pending_events: int = 50_000
+    # None: a quiet sender keeps its place (keepalive still reaps dead peers)
+    idle_timeout: float | None = None
 
 
 _KEYS = {
@@ -60,6 +62,7 @@ _KEYS = {
     "recv_buffer_bytes",
     "max_batch_events",
     "max_pending_events",
+    "idle_timeout",
 }
 _TLS_KEYS = {"listen", "cert_file", "key_file", "client_ca_file"}
 _COUNTS = (
@@ -102,13 +105,23 @@ def parse(raw: Mapping[str, Any]) -> SyslogSettings:
     if kw.get("max_message_bytes", d.max_message_bytes) > 65536:
         raise ConfigError(f"'{P}.max_message_bytes': at most 65536 (the largest UDP datagram)")
     if "max_clock_skew" in raw:
-        try:
-            kw["max_clock_skew"] = parse_duration(raw["max_clock_skew"])
-        except ValueError as e:
-            raise ConfigError(f"'{P}.max_clock_skew': {e}") from None
+        kw["max_clock_skew"] = _seconds(raw["max_clock_skew"], "max_clock_skew")
+    if "idle_timeout" in raw and (raw["idle_timeout"] is None or raw["idle_timeout"] is False):
+        kw["idle_timeout"] = None
+    elif "idle_timeout" in raw:
+        kw["idle_timeout"] = _seconds(raw["idle_timeout"], "idle_timeout")
+        if kw["idle_timeout"] <= 0:
+            raise ConfigError(f"'{P}.idle_timeout': expected a duration above 0 (or null: never)")
     s = dataclasses.replace(d, **kw)
     _check_exposure(s)
     return s
+
+
+def _seconds(raw: object, key: str) -> float:
+    try:
+        return parse_duration(raw)
+    except ValueError as e:
+        raise ConfigError(f"'{P}.{key}': {e}") from None
 
 
 def _check_exposure(s: SyslogSettings) -> None:

@@ -3,11 +3,16 @@
 Each connection parses what it reads into a batch that one task per connection hands to the queue.
 While a batch is full or the queue answers QueueFull, the connection stops reading: the kernel's
 buffers fill and the sender's TCP stack slows it down. A frame once read is kept until it is durable.
+TCP keepalive finds peers that vanished without a FIN, so a dead peer cannot hold a `max_connections`
+place forever; `idle_timeout` (off by default: docs/collectors/syslog.md) also closes live ones that
+sent nothing for that long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 import time
 from asyncio import sslproto
@@ -17,6 +22,7 @@ from typing import cast
 from collectors.syslog.framing import Deframer
 from collectors.syslog.intake import (
     BACKPRESSURE,
+    CLOSED,
     CONNECTIONS,
     DROPPED,
     MESSAGES,
@@ -36,6 +42,10 @@ from correlator.event import Event
 TOO_MANY = "too_many_connections"
 TLS_HANDSHAKE = "tls_handshake"
 HANDSHAKE_TIMEOUT = 30  # seconds
+IDLE = "idle_timeout"
+# A peer gone without a FIN (powered off, a NAT or firewall that forgot the flow) is found after
+# 5 min of silence plus 4 unanswered probes 30 s apart, not by the kernel's 2 h default.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 300, 30, 4
 
 
 class StreamListener:
@@ -49,8 +59,10 @@ class StreamListener:
         self.messages = MESSAGES.labels(transport)
         self.gauge = CONNECTIONS.labels(transport)
         self._server: asyncio.Server | None = None
+        self._reaper: asyncio.Task[None] | None = None
         self.handshakes: set[asyncio.Task[None]] = set()
         self.address: tuple[str, int] | None = None
+        self.closed_idle = CLOSED.labels(transport, IDLE)
 
     async def start(self, listen: tuple[str, int], tls: TlsListener | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -63,10 +75,39 @@ class StreamListener:
         self._server = await loop.create_server(factory, listen[0], listen[1], reuse_address=True)
         self.address = self._server.sockets[0].getsockname()[:2]
         log.info("syslog: listening on %s %s:%d", self.transport, *self.address)
+        idle = self.intake.settings.idle_timeout
+        if idle is not None:
+            self._reaper = asyncio.create_task(self._reap(idle), name=f"syslog-{self.transport}-idle")
+
+    async def _reap(self, idle: float) -> None:
+        # One sweep a quarter of the timeout: a connection closes between 1 and 1.25 times it after
+        # its last byte, and reading a byte costs a clock read, not a timer reset.
+        while True:
+            await asyncio.sleep(idle / 4)
+            self.close_idle(time.monotonic(), idle)
+
+    def close_idle(self, now: float, idle: float) -> int:
+        """Close the connections that received nothing since `now - idle` and hold no unwritten
+        message; returns how many."""
+        idle_now = [c for c in self.connections if c.idle(now, idle)]
+        for c in idle_now:
+            c.close()
+        if idle_now:
+            self.closed_idle.inc(len(idle_now))
+            log.info(
+                "syslog: closed %d idle %s connections (nothing received for %gs), from %s",
+                len(idle_now),
+                self.transport,
+                idle,
+                ", ".join(sorted({c.sender for c in idle_now})[:10]),
+            )
+        return len(idle_now)
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self._reaper is not None:
+            self._reaper.cancel()
         for h in list(self.handshakes):
             h.cancel()
         open_now = list(self.connections)
@@ -135,7 +176,8 @@ class Connection(asyncio.Protocol):
         self._l = listener
         self._t = listener.transport
         self._transport: asyncio.Transport | None = None
-        self._sender = "-"
+        self.sender = "-"
+        self.last_read = time.monotonic()
         self._events: list[Event] = []
         self._paused = False
         self._closed = False
@@ -147,20 +189,22 @@ class Connection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses of it
         self._transport = transport
         peer = transport.get_extra_info("peername")
-        self._sender = str(peer[0]) if peer else "-"
+        self.sender = str(peer[0]) if peer else "-"
         listener = self._l
-        if not listener.intake.allowed(self._sender):
-            drop(self._t, NOT_ALLOWED, self._sender, "connection refused: not in allowed_senders")
+        if not listener.intake.allowed(self.sender):
+            drop(self._t, NOT_ALLOWED, self.sender, "connection refused: not in allowed_senders")
             transport.abort()
             return
         if len(listener.connections) >= listener.intake.settings.max_connections:
-            drop(self._t, TOO_MANY, self._sender, "connection refused: max_connections reached")
+            drop(self._t, TOO_MANY, self.sender, "connection refused: max_connections reached")
             transport.abort()
             return
         listener.connections.add(self)
         listener.gauge.inc()
+        _keepalive(transport)
 
     def data_received(self, data: bytes) -> None:
+        self.last_read = time.monotonic()
         self._deframer.feed(data)
         self._kick()
 
@@ -182,15 +226,19 @@ class Connection(asyncio.Protocol):
         if self._transport is not None and not self._closed:
             self._transport.close()
 
+    def idle(self, now: float, idle: float) -> bool:
+        # A connection paused by backpressure reads nothing because of us: it is not idle.
+        return now - self.last_read >= idle and not self._events and self.task is None and not self._closed
+
     # -- frames --
 
     def _frame(self, frame: bytes) -> None:
-        ev = self._l.intake.event(frame, self._sender, time.time(), self._t)
+        ev = self._l.intake.event(frame, self.sender, time.time(), self._t)
         if ev is not None:
             self._events.append(ev)
 
     def _oversize(self, n: int) -> None:
-        drop(self._t, TOO_LARGE, self._sender, f"frame of {n} bytes skipped")
+        drop(self._t, TOO_LARGE, self.sender, f"frame of {n} bytes skipped")
 
     def _kick(self) -> None:
         if len(self._events) >= self._max_batch:
@@ -220,7 +268,7 @@ class Connection(asyncio.Protocol):
                     await asyncio.sleep(self._l.ctx.retry_after() or e.retry_after)
                     continue
                 except ShuttingDown:
-                    drop(self._t, SHUTTING_DOWN, self._sender, "the daemon is stopping", len(self._events))
+                    drop(self._t, SHUTTING_DOWN, self.sender, "the daemon is stopping", len(self._events))
                     self._events.clear()
                     return
                 except Exception:
@@ -234,3 +282,14 @@ class Connection(asyncio.Protocol):
                     self._resume()
         finally:
             self.task = None
+
+
+def _keepalive(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")  # TLS passes it through from the TCP transport
+    if sock is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # the TCP_KEEP* options are Linux's
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)

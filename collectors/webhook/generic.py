@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from correlator import door, metrics
+from correlator.api.common import push_back
 from correlator.api.openapi import ERROR, operation
 from correlator.collector import Emit
 from correlator.errors import FieldError, QueueFull, ShuttingDown
@@ -83,10 +84,8 @@ async def accept(emit: Emit, events: list[Event], source: str) -> web.Response |
     """Emit durably; None on success, or the 503 answer when the daemon pushes back."""
     try:
         await emit(events, source)
-    except QueueFull as e:  # or StorageUnavailable: its own words (disk full is not a full queue)
-        return json_error(503, e.answer, retry_after=max(1, math.ceil(e.retry_after)))
-    except ShuttingDown:
-        return json_error(503, "shutting down, retry later", retry_after=5)
+    except (QueueFull, ShuttingDown) as e:
+        return push_back(e)
     return None
 
 

@@ -10,12 +10,11 @@ from correlator.api.common import STATE, dumps_response
 from correlator.api.incidents import csv_values
 from correlator.api.openapi import ERROR, operation, param
 from correlator.api.report import REPORTS
-from correlator.changes.model import Change
 from correlator.errors import FieldError
 from correlator.event import parse_time
 from correlator.incidents.model import PRIORITIES
 from correlator.report.annotations import change_rows, incident_rows
-from correlator.report.compute import all_records, incidents_in
+from correlator.report.compute import changes_during, incidents_in
 from correlator.report.period import parse_period
 
 KINDS = ("incidents", "changes")
@@ -70,8 +69,7 @@ async def get_annotations(request: web.Request) -> web.Response:
     if "incidents" in kinds:
         rows += incident_rows(await incidents_in(state.incidents.store, start, end), priorities)
     if "changes" in kinds and state.changes is not None:
-        changes = [Change.from_doc(d) for d in await all_records(state.changes.store, "changes")]
-        rows += change_rows(changes, start, end)
+        rows += change_rows(await changes_during(state.changes.store, start, end), start, end)
     rows.sort(key=lambda r: parse_time(r["time"]))  # ISO text sorts wrong within a second
     REPORTS.labels("ok").inc()
     return dumps_response(200, rows)

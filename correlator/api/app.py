@@ -22,7 +22,7 @@ from correlator.api import known_errors as known_errors_api
 from correlator.api import problems as problems_api
 from correlator.api import report as report_api
 from correlator.api.auth import TokenAuth, auth_middleware
-from correlator.api.common import STATE, AppState, dumps_response
+from correlator.api.common import STATE, AppState, dumps_response, push_back
 from correlator.api.connections import LIMITS, BodyTimeout, ConnectionLimits
 from correlator.api.openapi import openapi_json, operation
 from correlator.config import HttpConfig
@@ -79,9 +79,10 @@ def make_app(state: AppState, max_body_bytes: int, limits: ConnectionLimits | No
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error answer is JSON with an `error` field, including aiohttp's own 404/405/413.
 
-    A record that does not exist (404) or refuses the action in its state (409) is answered here,
-    once for every record API. Anything else a handler raises is the last line: logged with its
-    traceback, counted, and answered as a JSON 500 that tells the client nothing internal.
+    A record that does not exist (404) or refuses the action in its state (409), and an action whose
+    event the daemon cannot take now (503 + Retry-After), are answered here, once for every API.
+    Anything else a handler raises is the last line: logged with its traceback, counted, and
+    answered as a JSON 500 that tells the client nothing internal.
     """
     try:
         for key, value in request.query.items():  # a filter with a NUL would reach the database
@@ -93,6 +94,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return dumps_response(404, {"error": str(e)})
     except errors.IllegalTransition as e:
         return dumps_response(409, {"error": str(e)})
+    except (errors.QueueFull, errors.ShuttingDown) as e:
+        return push_back(e)
     except web.HTTPException as e:
         if e.status < 400:
             raise

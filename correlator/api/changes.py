@@ -28,7 +28,7 @@ from correlator.api.record_fields import (
 )
 from correlator.changes.model import ACTIONS, POLICIES, RISKS, State, parse_human_id
 from correlator.changes.service import ChangeService
-from correlator.errors import FieldError, QueueFull, ShuttingDown
+from correlator.errors import FieldError
 
 TAGS = ("changes",)
 _TIME = {"type": "string", "format": "date-time", "nullable": True}
@@ -169,14 +169,8 @@ def _action(name: str, role: str, summary: str) -> Callable[[web.Request], Await
             args = await read_body(request, {"note": "text"})
         except FieldError as e:
             return invalid(e)
-        try:
-            c = await _service(request).act(_id(request), name, actor(request), args.get("note", ""))
-        except QueueFull as e:
-            resp = dumps_response(503, {"error": f"{e}: the change event cannot be queued; retry"})
-            resp.headers["Retry-After"] = str(max(1, round(e.retry_after)))
-            return resp
-        except ShuttingDown:
-            return dumps_response(503, {"error": "the daemon is shutting down"})
+        # A full queue or a stopping daemon: the JSON-error middleware answers 503 + Retry-After
+        c = await _service(request).act(_id(request), name, actor(request), args.get("note", ""))
         return dumps_response(200, {"change": c.to_api()})
 
     handler.__name__ = f"change_{name}"

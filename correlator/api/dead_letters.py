@@ -7,17 +7,18 @@ put back on the ingest queue and its dead letter removed (if it fails again it c
 from __future__ import annotations
 
 import json
-import math
 
 from aiohttp import web
 
 from correlator import door, metrics
-from correlator.api.common import STATE, dumps_response
+from correlator.api.common import STATE, AppState, dumps_response
 from correlator.api.openapi import ERROR, operation, param
-from correlator.deadletter import REASONS
-from correlator.errors import NotFound, QueueFull, ShuttingDown
+from correlator.api.record_fields import query_int
+from correlator.deadletter import REASONS, Claim, DeadLetterBusy
+from correlator.errors import FieldError, NotFound
 
 MAX_LIMIT = 500
+MAX_ID = 2**63 - 1  # the store's integer key
 SOURCE = "dead_letters"  # the `source` label of a retried event's ingest metrics
 TAGS = ("dead letters",)
 
@@ -68,20 +69,16 @@ def add_routes(app: web.Application) -> None:
     },
 )
 async def list_dead_letters(request: web.Request) -> web.Response:
-    q = request.query
+    q = dict(request.query)
     unknown = set(q) - {"reason", "limit", "cursor"}
     if unknown:
         name = sorted(unknown)[0]
-        return _bad(name, "unknown query parameter; known: cursor, limit, reason")
+        raise FieldError(name, "unknown query parameter; known: cursor, limit, reason")
     reason = q.get("reason")
     if reason is not None and reason not in REASONS:
-        return _bad("reason", f"must be one of {', '.join(REASONS)}")
-    limit = _number(q.get("limit", "100"))
-    if limit is None or not 1 <= limit <= MAX_LIMIT:
-        return _bad("limit", f"must be a whole number between 1 and {MAX_LIMIT}")
-    cursor = _number(q["cursor"]) if "cursor" in q else None
-    if "cursor" in q and cursor is None:
-        return _bad("cursor", "must be the next_cursor of a previous page")
+        raise FieldError("reason", f"must be one of {', '.join(REASONS)}")
+    limit = query_int(q, "limit", 100, high=MAX_LIMIT)
+    cursor = query_int(q, "cursor", 0, low=0, high=MAX_ID) if "cursor" in q else None
     page = await request.app[STATE].store.dead_letters(limit, cursor, reason)
     return dumps_response(
         200,
@@ -128,14 +125,28 @@ async def delete_dead_letter(request: web.Request) -> web.Response:
     responses={
         202: ("queued again", {"type": "object"}),
         404: ("no such dead letter", ERROR),
-        409: ("its raw text is not an event, or the door still refuses it (field, reason)", ERROR),
+        409: (
+            "its raw text is not an event, the door still refuses it (field, reason), or another"
+            " retry of it is in progress",
+            ERROR,
+        ),
         503: ("the queue is full or the journal cannot write; Retry-After says when to try", ERROR),
     },
 )
 async def retry_dead_letter(request: web.Request) -> web.Response:
     state = request.app[STATE]
     id_ = _id(request)
-    d = await state.store.get_dead_letter(id_)
+    try:
+        # Claimed from reading to deleting: a second retry of the same dead letter meanwhile (a
+        # double click, two admins, two daemons on one database) is a 409, so the event is put back once.
+        async with state.store.claim_dead_letter(id_) as claim:
+            return await _retry(state, id_, claim)
+    except DeadLetterBusy:
+        return dumps_response(409, {"error": f"dead letter {id_} is being retried by another request"})
+
+
+async def _retry(state: AppState, id_: int, claim: Claim) -> web.Response:
+    d = claim.letter
     if d is None:
         raise NotFound(f"no dead letter {id_}")
     try:
@@ -159,32 +170,13 @@ async def retry_dead_letter(request: web.Request) -> web.Response:
         )
     if state.ingest is None:
         return dumps_response(409, {"error": "this daemon has no ingest queue to retry into"})
-    try:
-        await state.ingest.emit([ev], SOURCE)
-    except QueueFull as e:
-        return _unavailable(str(e), e.retry_after)
-    except ShuttingDown:
-        return _unavailable("shutting down, retry later", 5.0)
-    await state.store.delete_dead_letter(id_)
+    await state.ingest.emit([ev], SOURCE)  # pushed back: 503 + Retry-After (the error middleware)
+    await claim.delete()
     return dumps_response(202, {"retried": id_, "event_id": ev.id})
 
 
 def _id(request: web.Request) -> int:
-    n = _number(request.match_info["id"])
-    if n is None:
-        raise NotFound(f"no dead letter {request.match_info['id'][:64]!r}")
-    return n
-
-
-def _number(raw: str) -> int | None:
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
-
-
-def _bad(field: str, message: str) -> web.Response:
-    return dumps_response(400, {"error": f"{field}: {message}", "field": field})
-
-
-def _unavailable(message: str, retry_after: float) -> web.Response:
-    resp = dumps_response(503, {"error": message})
-    resp.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return resp
+    try:
+        return query_int(request.match_info, "id", 0, high=MAX_ID)
+    except FieldError:  # a path that names no dead letter
+        raise NotFound(f"no dead letter {request.match_info['id'][:64]!r}") from None

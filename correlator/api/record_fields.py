@@ -6,6 +6,7 @@ choices, and gives each kind its JSON schema so the OpenAPI document and validat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -124,7 +125,7 @@ def query_states(
     return values
 
 
-def query_int(params: dict[str, str], key: str, default: int, low: int = 1, high: int = MAX_LIMIT) -> int:
+def query_int(params: Mapping[str, str], key: str, default: int, low: int = 1, high: int = MAX_LIMIT) -> int:
     raw = params.get(key)
     if raw is None:
         return default

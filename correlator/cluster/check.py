@@ -11,7 +11,9 @@ from correlator.correlation.topology import TopologyRule
 from correlator.inventory import Inventory
 from correlator.rules.ruleset import RuleSet
 
-SITE_FIELDS = ("site", "attributes.site", "inventory.site")
+# The event attribute inventory enrichment fills with the host's site (docs/rules.md). It is not
+# the partition key, which is the inventory site of the host itself (cluster/partition.py).
+SITE_ATTRIBUTE = "attributes.site"
 
 
 def unpartitionable(rules: RuleSet, partition_by: str, inventory: Inventory) -> list[str]:
@@ -32,13 +34,20 @@ def unpartitionable(rules: RuleSet, partition_by: str, inventory: Inventory) -> 
 
 
 def _key_reason(group_by: tuple[str, ...], partition_by: str) -> str:
+    """Only `host` makes a key partition-local: the partition key is a function of the host (its
+    inventory site, else itself) and of nothing an event carries. A key grouped by the event's
+    site attribute holds the events of hosts whose inventory site is another one or none (the
+    sender's value kept, an enrichment by another key, a host outside the inventory)."""
     if "host" in group_by:
         return ""  # one host is always in one partition (by host, or by its site)
-    if partition_by == "site" and any(f in SITE_FIELDS for f in group_by):
-        return ""
-    wanted = "host" if partition_by == "host" else "host or site"
     shown = ", ".join(group_by) or "nothing"
-    return f"group_by [{shown}] does not include {wanted}: one key's events would reach several workers"
+    why = f"group_by [{shown}] does not include host: one key's events would reach several workers"
+    if partition_by == "site" and SITE_ATTRIBUTE in group_by:
+        why += (
+            f"; the partition key is the inventory site of the event's host, which {SITE_ATTRIBUTE}"
+            " need not be (a sender's value, an enrichment by another key, a host outside the inventory)"
+        )
+    return why
 
 
 def _topology_reason(rule: TopologyRule, partition_by: str, inventory: Inventory) -> str:

@@ -112,14 +112,17 @@ class PartitionQueue:
                 entry = await self._bus.state.get(key)
                 position = int(entry.value or b"0")
                 revision = await self._bus.state.update(key, str(position).encode(), last=entry.revision)
+                # What the stream holds now may have been processed by an owner that died before
+                # advancing the position: the runner asks the store which ids it has.
+                replay_upto = (await self._bus.js.stream_info(self._bus.settings.stream)).state.last_seq
             except KeyNotFoundError:
-                position = 0
+                # Taken for the first time: no worker has read it, its backlog is all new.
+                position = replay_upto = 0
                 revision = await self._bus.state.create(key, b"0")
-            info = await self._bus.js.stream_info(self._bus.settings.stream)
             if self.on_take is not None:
                 await self.on_take(p)
             self._epochs += 1
-            part = _Partition(p, self._epochs, position, revision, info.state.last_seq, position)
+            part = _Partition(p, self._epochs, position, revision, replay_upto, position)
             part.sub = await self._bus.js.pull_subscribe(
                 self._bus.subject(p),
                 durable=None,

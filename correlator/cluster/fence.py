@@ -3,16 +3,19 @@ past its lease, cut off from NATS) writes nothing to the shared store once anoth
 
 Every worker process connects with an identity of its own as its `application_name`
 (`cw:<member>:<random>`). The table `partition_owners` says which identity took each partition
-last and `cluster_members` which identities are fenced out. A worker taking a partition that its
-previous owner did not hand over fences that owner (its sessions are ended, its row marked) before
-it reads anything; a trigger on the tables a worker writes for its partitions (events, dead letters,
-incidents and their log) refuses, with SQLSTATE `CRF01`, every statement of a fenced identity. The
-trigger reads the writer's row FOR SHARE: the fencing update waits for a write under way, and a
-write after it sees the mark, so no write of the old owner lands after the new owner started.
+last and `cluster_members` which identities may write: a worker enters it when it takes a
+partition. A worker taking a partition that its previous owner did not hand over fences that owner
+(its sessions are ended, its row deleted) before it reads anything; a trigger on the tables a
+worker writes for its partitions (events, dead letters, incidents and their log) refuses, with
+SQLSTATE `CRF01`, every statement of an identity without a row. The trigger reads the writer's row
+FOR SHARE: the fencing delete waits for a write under way, and a write after it finds no row, so no
+write of the old owner lands after the new owner started. Since a missing row refuses, rows of
+workers gone for good can be deleted too: each claim sweeps those that own no partition and have
+no session, so the table holds about one row per running worker however often workers restart.
 
 The fenced worker drops every partition without a snapshot (the runner abandons the refused batch,
-unacknowledged; cluster/roles.py) and, taking a partition again, lifts its own mark: by then the
-runner is settled and nothing from before the fence is left to write.
+unacknowledged; cluster/roles.py) and, taking a partition again, enters the list again: by then
+the runner is settled and nothing from before the fence is left to write.
 """
 
 from __future__ import annotations
@@ -39,31 +42,44 @@ PREFIX = "cw:"  # application_name of a worker's sessions; other processes are n
 FENCED_TABLES = ("events", "dead_letters", "incidents", "incident_log")
 LOCK_TIMEOUT = "5s"  # a takeover waiting longer for a write under way fails, and is retried
 
-MIGRATIONS: list[str] = [
-    # 1: owners, fenced identities, and the trigger refusing the writes of a fenced one
-    """
-    CREATE TABLE partition_owners (partition INTEGER PRIMARY KEY, member TEXT);
-    CREATE TABLE cluster_members (member TEXT PRIMARY KEY, fenced BOOLEAN NOT NULL);
-    CREATE FUNCTION correlator_fence() RETURNS trigger LANGUAGE plpgsql AS $$
+
+def _fence_function(refused: str) -> str:
+    """The trigger function, refusing a worker's statement when `refused` holds of its row's
+    `fenced` (`out`; NULL when it has no row)."""
+    return f"""
+    CREATE OR REPLACE FUNCTION correlator_fence() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
         me TEXT := current_setting('application_name');
         out BOOLEAN;
     BEGIN
         IF me LIKE 'cw:%' THEN
             SELECT fenced INTO out FROM cluster_members WHERE member = me FOR SHARE;
-            IF out THEN
+            IF {refused} THEN
                 RAISE EXCEPTION 'worker % is fenced out: another worker took a partition it held', me
                     USING ERRCODE = 'CRF01';
             END IF;
         END IF;
         RETURN NULL;
     END $$;
-    """  # noqa: S608 (constant table names)
+    """  # noqa: S608 (constant conditions)
+
+
+MIGRATIONS: list[str] = [
+    # 1: owners, fenced identities, and the trigger refusing the writes of a fenced one
+    """
+    CREATE TABLE partition_owners (partition INTEGER PRIMARY KEY, member TEXT);
+    CREATE TABLE cluster_members (member TEXT PRIMARY KEY, fenced BOOLEAN NOT NULL);
+    """
+    + _fence_function("out")
     + "".join(
         f"CREATE TRIGGER {t}_fence BEFORE INSERT OR UPDATE ON {t}"
         " FOR EACH STATEMENT EXECUTE FUNCTION correlator_fence();\n"
         for t in FENCED_TABLES
     ),
+    # 2: cluster_members lists the identities allowed to write, so that rows of workers long gone
+    # can be deleted: a worker without a row (fenced, or swept) is refused like a fenced one.
+    # `fenced` stays for workers of the previous version during a rolling upgrade.
+    _fence_function("out IS DISTINCT FROM false") + "DELETE FROM cluster_members WHERE fenced;",  # noqa: S608
 ]
 
 
@@ -92,6 +108,20 @@ async def give_up(leases: Leases, queue: PartitionQueue) -> None:
             log.warning("partition %d: lease not released: %s: %s", p, type(e).__name__, e)
 
 
+# The rows of identities gone for good: owning no partition (handed over, or taken from them)
+# and with no session open. A live worker always has its pool's sessions; one that lost them for
+# a moment owns no partition either, so it writes nothing until it takes one and enters again.
+# A row another claim is sweeping is skipped, not waited for: two sweeps never deadlock.
+_SWEEP = """
+DELETE FROM cluster_members WHERE member IN (
+    SELECT member FROM cluster_members m WHERE member <> $1
+        AND NOT EXISTS (SELECT 1 FROM partition_owners o WHERE o.member = m.member)
+        AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = m.member)
+    FOR UPDATE SKIP LOCKED
+)
+"""
+
+
 class Owners:
     """This worker's side of `partition_owners` (through the event store's pool)."""
 
@@ -104,8 +134,9 @@ class Owners:
         return getattr(self._store, "pool", None)  # None: not PostgreSQL (a test's SQLite store)
 
     async def claim(self, p: int) -> None:
-        """Take `p` in the database: fence its previous owner unless it handed it over, and lift
-        this worker's own mark (call with the runner settled: nothing from before is in flight)."""
+        """Take `p` in the database: fence its previous owner unless it handed it over, sweep the
+        rows of workers gone, and enter (or enter again) the identities allowed to write (call
+        with the runner settled: nothing from before is in flight)."""
         pool = self._pool
         if pool is None:
             return
@@ -121,6 +152,7 @@ class Owners:
                 )
                 if before is not None and before != me:
                     await self._fence(conn, before, p)
+                await conn.execute(_SWEEP, me)
                 await conn.execute(
                     "INSERT INTO cluster_members(member, fenced) VALUES ($1, false)"
                     " ON CONFLICT (member) DO UPDATE SET fenced = false",
@@ -151,11 +183,9 @@ class Owners:
             " WHERE application_name = $1 AND pid <> pg_backend_pid()",
             member,
         )
-        await conn.execute(
-            "INSERT INTO cluster_members(member, fenced) VALUES ($1, true)"
-            " ON CONFLICT (member) DO UPDATE SET fenced = true",
-            member,
-        )
+        # Out of the list of identities allowed to write. The delete waits for the row lock of a
+        # write under way; a write after it finds no row and is refused.
+        await conn.execute("DELETE FROM cluster_members WHERE member = $1", member)
         log.warning(
             "partition %d: its previous owner %s did not hand it over; fenced out of the database"
             " (%d of its sessions ended)",

@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 from prometheus_client import Counter, Histogram
 
 from correlator.clock import Clock
@@ -135,18 +137,19 @@ class StateKeeper:
     async def _refeed(self, stage: Correlate, p: int, snap: PartitionSnapshot) -> int:
         """The partition's events stored after the snapshot, in store order, to the restored rules.
         Store positions grow with each write and one worker at a time writes a partition's events,
-        so these are exactly the events the previous owner processed after its snapshot."""
+        so these are exactly the events the previous owner processed after its snapshot. The store
+        reads and parses only those: the hosts after the snapshot are listed first (one column),
+        and the partition's own are asked for."""
         taken_at = {name: snap.store_pos for name in snap.rules}
         virtual = Clock(snap.clock)
         start = snap.store_pos
+        hosts = [h for h in await self._store.hosts_after(start) if self._parts.of_host(h) == p]
         fed = 0
         try:
-            while rows := await self._store.after(start, REFEED_CHUNK):
+            while hosts and (rows := await self._store.after(start, REFEED_CHUNK, hosts)):
                 start = rows[-1][0]
-                mine = [(pos, ev) for pos, ev in rows if self._parts.of_host(ev.host) == p]
-                if mine:
-                    stage.refeed(mine, taken_at, virtual)
-                    fed += len(mine)
+                stage.refeed(rows, taken_at, virtual)
+                fed += len(rows)
         finally:
             stage.bind(self._clock)  # back on the live clock: deadlines past now fire at its next tick
         return fed
@@ -171,17 +174,23 @@ class StateKeeper:
                     seq = self._queue.covered(p)
                     if seq is not None:
                         docs[p] = PartitionSnapshot(seq, store_pos, now, {})
-                for engine in stage.engines:
-                    parts, _ = split(engine, state_of(engine), self._parts.key_function(engine))
-                    for p, doc in docs.items():
-                        doc.rules[engine.name] = (engine.kind, parts.get(p))
-                self._drop_stale(stage)
+                self._cut(stage, docs)
         except Exception:
             log.exception("could not take the level-2 snapshot of partitions %s", wanted)
             return
         for p, doc in docs.items():
             await self._write(p, doc)
         SAVE_SECONDS.observe(time.perf_counter() - t0)
+
+    def _cut(self, stage: Correlate, docs: dict[int, PartitionSnapshot]) -> None:
+        """Each rule's state into `docs`, and its keys of partitions given up dropped. The pipeline
+        waits meanwhile: one serialisation and one cut per rule serve both."""
+        mine = self._mine()
+        for engine in stage.engines:
+            parts, rest = split(engine, state_of(engine), self._parts.key_function(engine))
+            for p, doc in docs.items():
+                doc.rules[engine.name] = (engine.kind, parts.get(p))
+            self._keep_only(engine, parts, rest, mine)
 
     async def _write(self, p: int, doc: PartitionSnapshot) -> None:
         if not self._slots.holds(p):
@@ -237,18 +246,33 @@ class StateKeeper:
     def _drop_stale(self, stage: Correlate) -> None:
         """Forget the keys of partitions this worker does not own (given up while a batch with
         their events was under way, or listed by a rule from the start)."""
-        mine = set(self._queue.partitions) | self._slots.held()
+        mine = self._mine()
         for engine in stage.engines:
-            data = state_of(engine)
-            parts, _ = split(engine, data, self._parts.key_function(engine))
-            stale = set(parts) - mine
-            if stale:
-                replace(engine, self._without(engine, data, stale))
+            parts, rest = split(engine, state_of(engine), self._parts.key_function(engine))
+            self._keep_only(engine, parts, rest, mine)
+
+    def _mine(self) -> set[int]:
+        return set(self._queue.partitions) | self._slots.held()
+
+    @staticmethod
+    def _keep_only(engine: Any, parts: dict[int, Any], rest: Any, mine: set[int]) -> None:
+        """Make the rule's state its keys of `mine` and its unroutable ones (`parts` and `rest`:
+        its state as `split` cut it); untouched when it holds no other partition's keys, the
+        common case. The cuts may also sit in a snapshot encoded after the lock: the rule is given
+        a copy, so that what it does next never changes the snapshot."""
+        if set(parts) <= mine:
+            return
+        replace(engine, orjson.loads(orjson.dumps(_joined(rest, parts, mine.__contains__))))
 
     def _without(self, engine: Any, data: Any, gone: set[int]) -> Any:
         parts, rest = split(engine, data, self._parts.key_function(engine))
-        out = rest
-        for q, got in parts.items():
-            if q not in gone:
-                out = merge(out, got)
-        return out
+        return _joined(rest, parts, lambda q: q not in gone)
+
+
+def _joined(rest: Any, parts: dict[int, Any], wanted: Callable[[int], bool]) -> Any:
+    """A rule's state made again of its unroutable keys and the wanted partitions' cuts."""
+    out = rest
+    for q, got in parts.items():
+        if wanted(q):
+            out = merge(out, got)
+    return out

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from correlator.cluster.check import SITE_FIELDS
+from correlator.cluster.check import SITE_ATTRIBUTE
 from correlator.cluster.partition import host_key, partition_of
 from correlator.correlation.core import Engine, KeyTable
 from correlator.correlation.topology import TopologyRule
@@ -65,17 +65,19 @@ class Partitioner:
         return partition_of(host_key(host, self._inventory, self._by), self.partitions)
 
     def key_function(self, engine: Engine) -> PartOf:
-        """How to route a key of this rule: by its host field, else (partitioning by site) its site."""
+        """How to route a key of this rule: by its host field, else (partitioning by site) its
+        site attribute, else not at all."""
         if isinstance(engine, TopologyRule):
             return lambda ci: self.of_host(str(ci))  # keys are CIs, i.e. hosts
         fields = engine.group_by
         if "host" in fields:
             i = fields.index("host")
             return lambda k: self.of_host(str(k[i]))
-        if self._by == "site":
-            for j, f in enumerate(fields):
-                if f in SITE_FIELDS:
-                    return lambda k: partition_of(f"site:{k[j]}", self.partitions) if k[j] else None
+        if self._by == "site" and SITE_ATTRIBUTE in fields:
+            # `rules check --cluster` reports such a rule; when enrichment makes the attribute the
+            # host's inventory site, as it usually does, the key goes where its events are.
+            j = fields.index(SITE_ATTRIBUTE)
+            return lambda k: partition_of(f"site:{k[j]}", self.partitions) if k[j] else None
         return lambda k: None
 
 

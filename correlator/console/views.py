@@ -70,11 +70,15 @@ async def incident_list(svc: IncidentService, f: Filters) -> IncidentList:
     else:
         statuses = (f.status,)
     q = IncidentQuery(
-        statuses, (f.priority,) if f.priority else (), f.host or None, f.service or None, limit=LIST_LIMIT
+        statuses,
+        (f.priority,) if f.priority else (),
+        f.host or None,
+        f.service or None,
+        limit=LIST_LIMIT,
+        group=f.group or None,
     )
     page = await svc.query(q)
-    # The store has no assignment-group column, so this one filter is applied to the page here.
-    rows = [i for i in page.incidents if not f.group or i.assignment_group == f.group]
+    rows = list(page.incidents)
     # Major incidents first, then by priority, newest first within one priority.
     rows.sort(key=lambda i: (not i.major, i.priority, -i.opened_at))
     counts = dict.fromkeys(PRIORITIES, 0)

@@ -214,17 +214,21 @@ class KeyTable(OrderedDict[Key, S]):
         """Insert at the newest end; returns the evicted (key, state) when the bound was hit."""
         self[key] = state
         if len(self) > self.max_keys:
-            old = self.popitem(last=False)
-            BOUND_HITS.labels(self.rule, "max_keys").inc()
-            _limited.warning(
-                f"bound:{self.rule}",
-                "rule %s: more than %d keys; evicted the least recently seen key %r",
-                self.rule,
-                self.max_keys,
-                old[0],
-            )
-            return old
+            return self.evict_oldest()
         return None
+
+    def evict_oldest(self) -> tuple[Key, S]:
+        """The bound was hit: drop the least recently touched key, counted and logged."""
+        old = self.popitem(last=False)
+        BOUND_HITS.labels(self.rule, "max_keys").inc()
+        _limited.warning(
+            f"bound:{self.rule}",
+            "rule %s: more than %d keys; evicted the least recently seen key %r",
+            self.rule,
+            self.max_keys,
+            old[0],
+        )
+        return old
 
     def pop(self, key: Key, default: S | None = None) -> S | None:  # type: ignore[override]
         """Remove the key's state and return it; None (not KeyError) when it has none."""
@@ -385,14 +389,14 @@ class Engine:
         if not sink.refeeding:  # hooks run again by the post-crash re-feed were counted the first time
             fires = self._fires
             fires[hook] = fires.get(hook, 0) + 1
-        mark = sink.mark()
+        trace = sink.trace
+        mark = sink.mark() if trace is not None else None
         actions = self.hooks.get(hook)
         if actions:
             f = Fire(self.name, hook, key, from_timer, extra)
             for act in actions:
                 act(subject, f, sink)
-        trace = sink.trace
-        if trace is not None:
+        if trace is not None and mark is not None:
             events, responses = sink.since(mark)
             at = self.clock.now() if self.clock is not None else subject.time
             n = len(actions) if actions else 0

@@ -54,7 +54,8 @@ def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None, any_
     if engine.types is None and engine.hosts is None:
         engine.pattern = pattern_of(*matches)
     engine.pinned_only = any_of and engine.types is not None and all(map(type_only, matches))
-    engine.signature = repr((dict(raw), extra))
+    # The mapping prints as the plain dict it is; copying it to one first cost twice the printing.
+    engine.signature = repr((raw, extra))
     by = raw.get("group_by")
     engine.group_by = tuple(by) if isinstance(by, list) else ("host",)  # the kinds' default key
     engine.counters = STATS.counters(engine.name)  # correlator_rule_matches_total and GET /api/v1/rules

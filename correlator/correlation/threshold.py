@@ -24,6 +24,20 @@ class _Window:
     last: float
 
 
+# A key's state: the time of its first event alone (a number), or a _Window from its second event on. With
+# many rules most keys see one event in a window; a float is all that event needs to leave behind
+# (no window object and list made, or read back from memory, per new key).
+_State = _Window | float
+
+
+def _window(state: _State) -> _Window:
+    return state if isinstance(state, _Window) else _Window([state], 0.0, state)
+
+
+def _last(state: _State) -> float:
+    return state.last if isinstance(state, _Window) else state
+
+
 class Threshold(Engine):
     kind = "threshold"
     hook_names = ("fire",)
@@ -43,18 +57,25 @@ class Threshold(Engine):
             raise ValueError(f"rule {name}: threshold needs count >= 1 and within > 0")
         self.count = count
         self.within = within
-        self.table: KeyTable[_Window] = KeyTable(name, max_keys)
+        self.table: KeyTable[_State] = KeyTable(name, max_keys)
 
     def on_event(self, ev: Event, t: float) -> None:
         k = self.key(ev)
         table = self.table
         w = table.get(k)
         if w is None:  # a new key (most, with many rules): its first event, nothing to slide
-            table.put(k, _Window([t], 0.0, t))
-            if self.count <= 1:
-                self._fired(ev, k, table[k], t)
+            if self.count > 1:
+                table[k] = t  # KeyTable.put, inline
+                if len(table) > table.max_keys:
+                    table.evict_oldest()
+                return
+            w = _Window([t], 0.0, t)
+            table.put(k, w)
+            self._fired(ev, k, w, t)
             return
         table.touch(k)
+        if w.__class__ is not _Window:  # its second event: now it needs a window (no isinstance call)
+            w = table[k] = _Window([w], 0.0, w)  # type: ignore[list-item,arg-type]
         if w.quiet_until:
             if t < w.quiet_until:
                 w.last = t
@@ -79,7 +100,8 @@ class Threshold(Engine):
         self.fire("fire", ev, k, False, count=self.count, first=first)
 
     def describe(self, key: Key, now: float) -> str:
-        w = self.table.get(key)
+        state = self.table.get(key)
+        w = _window(state) if state is not None else None
         if w is not None and w.quiet_until > now:
             return f"threshold: fired; quiet until {clock_time(w.quiet_until)}, then a new count starts"
         times = [x for x in w.times if x >= now - self.within] if w is not None else []
@@ -92,13 +114,13 @@ class Threshold(Engine):
     def expire(self, now: float) -> int:
         n = 0
         table = self.table
-        while (item := table.oldest()) is not None and item[1].last + self.within <= now:
+        while (item := table.oldest()) is not None and _last(item[1]) + self.within <= now:
             table.pop_oldest()
             n += 1
         return n
 
     def snapshot(self) -> Any:
-        return self.table.dump()
+        return [(k, _window(state)) for k, state in self.table.dump()]
 
     def restore(self, data: Any) -> None:
         for k, w in data:

@@ -159,6 +159,7 @@ class PgIncidentStore:
         w.among("status", q.statuses).among("priority", q.priorities)
         w.eq("host", q.host).eq("service", q.service).eq("key", q.key)
         w.eq("major", q.major).cmp("opened_at", ">=", q.since)
+        w.cmp("opened_at", "<", q.until).eq("body::jsonb ->> 'assignment_group'", q.group)
         sql, args = w.page("SELECT id, body FROM incidents", "id", q.cursor, q.limit)
         rows, more = split_page(list(await self.pool.fetch(sql, *args)), q.limit)
         incidents = [Incident.from_doc(orjson.loads(r["body"])) for r in rows]

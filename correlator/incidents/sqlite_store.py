@@ -138,6 +138,7 @@ class SqliteIncidentStore(SqliteFile):
         w.among("status", q.statuses).among("priority", q.priorities)
         w.eq("host", q.host).eq("service", q.service).eq("key", q.key)
         w.eq("major", None if q.major is None else int(q.major)).cmp("opened_at", ">=", q.since)
+        w.cmp("opened_at", "<", q.until).eq("json_extract(body, '$.assignment_group')", q.group)
         sql, args = w.page("SELECT id, body FROM incidents", "id", q.cursor, q.limit)
         rows, more = split_page(list(await self.db.execute_fetchall(sql, args)), q.limit)
         incidents = [Incident.from_doc(orjson.loads(body)) for _, body in rows]

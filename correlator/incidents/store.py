@@ -24,6 +24,8 @@ class IncidentQuery:
     since: float | None = None  # opened at or after
     limit: int = 50
     cursor: int | None = None  # continue below this id (newest first)
+    until: float | None = None  # opened before
+    group: str | None = None  # assignment group (in the document: no column of its own)
 
 
 @dataclass(frozen=True, slots=True)

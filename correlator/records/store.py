@@ -62,6 +62,13 @@ class RecordStore(Protocol):
         """Newest first, ids below `cursor`."""
         ...
 
+    async def changes_during(
+        self, since: float, until: float, limit: int = 1000, cursor: int | None = None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Changes whose span (started_at to finished_at once started, else the planned window)
+        ends at or after `since` and starts before `until`; newest first, ids below `cursor`."""
+        ...
+
     async def log(self, kind: Kind, record_id: int) -> list[LogEntry]: ...
 
     async def add_occurrences(self, occurrences: list[Occurrence]) -> set[tuple[int, int]]:

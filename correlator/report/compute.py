@@ -82,13 +82,26 @@ async def incidents_in(store: IncidentStore, start: float, end: float) -> list[I
     out: list[Incident] = []
     cursor: int | None = None
     while True:
-        page = await store.query(IncidentQuery(since=start, limit=PAGE, cursor=cursor))
-        out.extend(i for i in page.incidents if i.opened_at < end)
+        page = await store.query(IncidentQuery(since=start, until=end, limit=PAGE, cursor=cursor))
+        out.extend(page.incidents)
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
     out.sort(key=lambda i: (i.opened_at, i.id))
     return out
+
+
+async def changes_during(records: RecordStore, start: float, end: float) -> list[Change]:
+    """Every change whose span (what it took once started, else its planned window) reaches into
+    [start, end]: the store applies the bounds (RecordStore.changes_during)."""
+    out: list[Change] = []
+    cursor: int | None = None
+    while True:
+        rows = await records.changes_during(start, end, limit=1000, cursor=cursor)
+        out.extend(Change.from_doc(doc) for _, doc in rows)
+        if len(rows) < 1000:
+            return out
+        cursor = rows[-1][0]
 
 
 async def all_records(records: RecordStore, kind: Kind) -> list[dict[str, Any]]:

@@ -6,7 +6,9 @@ run), under a name hashed from the text, this format, PyYAML's and the correlato
 the loader's own code; so a changed file, or another version reading it, never finds a stale
 entry. Where: the directory in CORRELATOR_CACHE_DIR (empty: no cache), else
 $XDG_CACHE_HOME/correlator/rules, else ~/.cache/correlator/rules. A directory that cannot be
-written is simply not used.
+written is simply not used. It is pruned at a process's first write and again after every
+MAX_ENTRIES // 2 entries it writes (edited files at reloads), so a daemon reloading for months
+keeps it bounded, at the cost of one directory scan per MAX_ENTRIES // 2 new entries.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from correlator import __version__, yamlfile
 from correlator.yamlfile import Position, YamlMap
 
 FORMAT = 2  # raise when loads_bare's output changes shape
-MAX_ENTRIES = 4096  # beyond, the older half is removed (checked once per process)
+MAX_ENTRIES = 4096  # beyond, the older half is removed (checked at the first write, then every half)
 
 
 def _loader_source() -> bytes:
@@ -115,17 +117,18 @@ def _thaw(entry: Any, file: str) -> Any:
 
 
 def _store(where: Path, entry: Path, frozen: bytes) -> None:
-    global _checked
+    global _checked, _written
     if _checked == "unusable":
         return
     tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
     try:
-        if not _checked:
+        if not _checked or _written >= MAX_ENTRIES // 2:
             where.mkdir(parents=True, exist_ok=True, mode=0o700)
             _prune(where)
-            _checked = "yes"
+            _checked, _written = "yes", 0
         tmp.write_bytes(hashlib.blake2b(frozen, digest_size=_DIGEST).digest() + frozen)
         os.replace(tmp, entry)  # whole or not at all, whoever reads it meanwhile
+        _written += 1
     except OSError:
         _checked = "unusable"  # read-only, full, gone: this process reads YAML as before
         with contextlib.suppress(OSError):
@@ -148,6 +151,7 @@ def _mtime(e: os.DirEntry[str]) -> float:
 
 
 _checked = ""  # "": not yet; "yes": the directory exists and was pruned; "unusable"
+_written = 0  # entries this process wrote since it last pruned
 _DIGEST = 16  # bytes of blake2b over an entry's payload, written before it
 _trusted: dict[Path, bool] = {}
 

@@ -60,8 +60,13 @@ class EventStore(DeadLetterStore, Protocol):
         """The newest store position (0 when empty); positions only grow."""
         ...
 
-    async def after(self, pos: int, limit: int) -> list[tuple[int, Event]]:
-        """Events stored after position `pos`, oldest first (level-2 state rebuild after a crash)."""
+    async def after(self, pos: int, limit: int, hosts: list[str] | None = None) -> list[tuple[int, Event]]:
+        """Events stored after position `pos`, oldest first (level-2 state rebuild after a crash);
+        with `hosts`, only the events of those hosts (a cluster partition's own)."""
+        ...
+
+    async def hosts_after(self, pos: int) -> list[str]:
+        """The hosts of the events stored after position `pos`, each once, in no order."""
         ...
 
     async def delete_older_than(self, t: float) -> int: ...

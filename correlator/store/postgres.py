@@ -10,15 +10,17 @@ advisory lock, so two daemons starting together against one database do not race
 
 from __future__ import annotations
 
+import contextlib
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import orjson
 
 from correlator import metrics
-from correlator.deadletter import DeadLetter, DeadLetterPage
+from correlator.deadletter import Claim, DeadLetter, DeadLetterBusy, DeadLetterPage
 from correlator.errors import ConfigError
 from correlator.event import Event
 from correlator.store import EventPage, EventQuery
@@ -265,10 +267,18 @@ class PgEventStore:
     async def position(self) -> int:
         return int(await self.pool.fetchval("SELECT COALESCE(MAX(pos), 0) FROM events"))
 
-    async def after(self, pos: int, limit: int) -> list[tuple[int, Event]]:
-        sql = "SELECT pos, body FROM events WHERE pos > $1 ORDER BY pos LIMIT $2"
-        rows = await self.pool.fetch(sql, pos, limit)
+    async def after(self, pos: int, limit: int, hosts: list[str] | None = None) -> list[tuple[int, Event]]:
+        if hosts is None:
+            sql = "SELECT pos, body FROM events WHERE pos > $1 ORDER BY pos LIMIT $2"
+            rows = await self.pool.fetch(sql, pos, limit)
+        else:
+            sql = "SELECT pos, body FROM events WHERE pos > $1 AND host = ANY($3) ORDER BY pos LIMIT $2"
+            rows = await self.pool.fetch(sql, pos, limit, hosts)
         return [(r["pos"], Event.from_wire(orjson.loads(r["body"]))) for r in rows]
+
+    async def hosts_after(self, pos: int) -> list[str]:
+        rows = await self.pool.fetch("SELECT DISTINCT host FROM events WHERE pos > $1", pos)
+        return [r["host"] for r in rows]
 
     async def count(self) -> int:
         return int(await self.pool.fetchval("SELECT COUNT(*) FROM events"))
@@ -318,6 +328,18 @@ class PgEventStore:
     async def delete_dead_letter(self, id_: int) -> bool:
         status = await self.pool.execute("DELETE FROM dead_letters WHERE id = $1", id_)
         return bool(status != "DELETE 0")
+
+    @contextlib.asynccontextmanager
+    async def claim_dead_letter(self, id_: int) -> AsyncIterator[Claim]:
+        """The row locked in a transaction for the claim's length: every daemon sharing the
+        database sees it; the delete commits with it, and a failed retry rolls back, keeping it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                row = await conn.fetchrow(f"{_DL_SELECT} WHERE id = $1 FOR UPDATE NOWAIT", id_)
+            except asyncpg.LockNotAvailableError:
+                raise DeadLetterBusy(id_) from None
+            letter = _dead_letter(row) if row is not None else None
+            yield Claim(letter, lambda i: conn.execute("DELETE FROM dead_letters WHERE id = $1", i))
 
     async def ping(self) -> bool:
         try:

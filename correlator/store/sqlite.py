@@ -16,7 +16,7 @@ import aiosqlite
 import orjson
 
 from correlator import metrics
-from correlator.deadletter import DeadLetter, DeadLetterPage
+from correlator.deadletter import Claim, DeadLetter, DeadLetterBusy, DeadLetterPage
 from correlator.event import Event
 from correlator.store import EventPage, EventQuery
 from correlator.store.query import Where, split_page
@@ -111,6 +111,9 @@ class SqliteEventStore(SqliteFile):
         # cheaper still, but each checkpoint then stalled the writer long enough to show in the p99
         # of received->stored, so it stays at SQLite's default.
         super().__init__(path, MIGRATIONS, ("synchronous=NORMAL", "cache_size=-65536"), "event store")
+        # Dead letters being retried. One process owns the SQLite file (correlator/datalock.py), so
+        # a set in that process is a claim every retry sees.
+        self._claimed: set[int] = set()
 
     async def write(self, events: list[Event]) -> int:
         if not events:
@@ -169,10 +172,21 @@ class SqliteEventStore(SqliteFile):
         rows = list(await self.db.execute_fetchall("SELECT COALESCE(MAX(pos), 0) FROM events"))
         return int(rows[0][0])
 
-    async def after(self, pos: int, limit: int) -> list[tuple[int, Event]]:
-        sql = "SELECT pos, body FROM events WHERE pos > ? ORDER BY pos LIMIT ?"
-        rows = await self.db.execute_fetchall(sql, (pos, limit))
+    async def after(self, pos: int, limit: int, hosts: list[str] | None = None) -> list[tuple[int, Event]]:
+        if hosts is None:
+            sql = "SELECT pos, body FROM events WHERE pos > ? ORDER BY pos LIMIT ?"
+            rows = await self.db.execute_fetchall(sql, (pos, limit))
+        else:
+            sql = (
+                "SELECT pos, body FROM events WHERE pos > ? AND host IN (SELECT value FROM json_each(?))"
+                " ORDER BY pos LIMIT ?"
+            )
+            rows = await self.db.execute_fetchall(sql, (pos, orjson.dumps(hosts), limit))
         return [(p, Event.from_wire(orjson.loads(body))) for p, body in rows]
+
+    async def hosts_after(self, pos: int) -> list[str]:
+        sql = "SELECT DISTINCT host FROM events WHERE pos > ?"
+        return [row[0] for row in await self.db.execute_fetchall(sql, (pos,))]
 
     async def count(self) -> int:
         rows = list(await self.db.execute_fetchall("SELECT COUNT(*) FROM events"))
@@ -218,6 +232,16 @@ class SqliteEventStore(SqliteFile):
     async def delete_dead_letter(self, id_: int) -> bool:
         cur = await self.db.execute("DELETE FROM dead_letters WHERE id = ?", (id_,))
         return cur.rowcount > 0
+
+    @contextlib.asynccontextmanager
+    async def claim_dead_letter(self, id_: int) -> AsyncIterator[Claim]:
+        if id_ in self._claimed:
+            raise DeadLetterBusy(id_)
+        self._claimed.add(id_)
+        try:
+            yield Claim(await self.get_dead_letter(id_), self.delete_dead_letter)
+        finally:
+            self._claimed.discard(id_)
 
     async def ping(self) -> bool:
         try:

@@ -32,6 +32,7 @@ def test_bench_prints_both_servers_and_the_ratio() -> None:
     lines = done.stdout.splitlines()
     assert any(line.startswith("correlator webhook") and "alerts/s" in line for line in lines), done.stdout
     assert any("http.workers 1" in line and "alerts/s" in line for line in lines), done.stdout
+    assert any("event loop" in line and "µs per alert" in line and "workers CPU" in line for line in lines)
     if shutil.which("prometheus-alertmanager") is None:
         assert any("alertmanager: not installed" in line for line in lines)
     else:

@@ -16,6 +16,7 @@ from typing import Any
 import nats
 import pytest
 
+from correlator.cluster.partition import host_key, partition_of
 from tests.integration.test_cluster import Start, cluster_node, incidents, owned, post
 from tests.support.daemon import DaemonProcess
 from tests.support.nats import nats_cluster
@@ -67,6 +68,13 @@ async def _snapshot_storage(servers: str, stream: str, p: int) -> tuple[bytes, d
 def snapshot_storage(worker: DaemonProcess, p: int) -> tuple[bytes, dict[str, int]]:
     c = worker.config["cluster"]
     return asyncio.run(_snapshot_storage(c["servers"], c["stream"], p))
+
+
+def one_host_of(p: int, partitions: int) -> str:
+    """A host whose events go to partition `p` (no inventory: the host is the partition key)."""
+    return next(
+        h for h in (f"h{n}" for n in range(1000)) if partition_of(host_key(h, None, "site"), partitions) == p
+    )
 
 
 def saves(d: DaemonProcess) -> float:
@@ -183,7 +191,12 @@ def test_a_worker_paused_past_its_lease_writes_nothing_when_it_wakes(
         return sorted(e["host"] for e in ingest.events() if e["type"] == "link.timeout")
 
     assert ingest.wait_for(lambda: len(timeouts()) >= 8 and timeouts(), 20, "the timeouts") == hosts
-    time.sleep(2)  # anything worker-a would still write lands now
+    # One event per partition after the rejoin: once worker-a's are stored, a batch of its has gone
+    # through its pipeline and store, and its writes land in order, so whatever it still held from
+    # before the fence (timer events made as it woke) is written or refused by then.
+    pings = {f"ping-{p}" for p in range(4)}
+    post(ingest, [{"host": one_host_of(p, 4), "type": "ping", "id": f"ping-{p}"} for p in range(4)])
+    ingest.wait_for(lambda: pings <= {e["id"] for e in ingest.events("type=ping")}, 20, "the pings stored")
     assert timeouts() == hosts
     got = incidents(ingest)
     assert sorted(i["title"] for i in got) == sorted(f"{h} link down" for h in hosts)

@@ -210,8 +210,8 @@ def test_tls_with_username_and_password(make_daemon, tmp_path: Path):
         cfg["mqtt"]["brokers"][0]["password"] = "wrong"
         del cfg["mqtt"]["brokers"][0]["password_file"]
         d2 = make_daemon(collectors=cfg)
-        failed = {"broker": "lab", "outcome": "failed"}
-        d2.wait_for(lambda: d2.metric("correlator_mqtt_connects_total", failed) >= 1, what="refused")
+        refused = {"broker": "lab", "outcome": "not_authorized"}
+        d2.wait_for(lambda: d2.metric("correlator_mqtt_connects_total", refused) >= 1, what="refused")
         assert not connected(d2)
         assert "pa55" not in d2.log() and "wrong" not in d2.log()
     finally:

@@ -348,3 +348,41 @@ def test_shipped_rules_make_a_cisco_down_major_and_its_up_a_clear(make_daemon):
     by_state = {e["message"].rsplit(" ", 1)[1]: (e["severity"], e["resource"]) for e in events}
     assert by_state == {"down": ("major", "Gi0/1"), "up": ("clear", "Gi0/1")}
     assert len({e["fingerprint"] for e in events}) == 1
+
+
+def test_header_times_years_ahead_meet_the_daemons_ingest_max_future(make_daemon):
+    # A skew wider than ingest.max_future trusts device clocks further than the door does: the door
+    # wins, as for every source. (Within the default skew a time years ahead is not used at all.)
+    tcp = free_port()
+    d = make_daemon(
+        ingest={"max_future": "1h"},
+        collectors={"syslog": {"udp": None, "tcp": f"127.0.0.1:{tcp}", "max_clock_skew": "3650d"}},
+    )
+    now = datetime.now(UTC)
+    ahead = now.replace(year=now.year + 3, month=6, day=1)
+    with socket.create_connection(("127.0.0.1", tcp)) as c:
+        c.sendall(
+            f"<11>1 {ahead:%Y-%m-%dT%H:%M:%SZ} sw1 app - - - rfc5424 years ahead\n"
+            f"<187>{ahead:%Y %b} 1 00:00:00 nx1 %LINK-3-UPDOWN: Interface Gi0/1, changed state to down\n"
+            f"<11>1 {now + timedelta(hours=2):%Y-%m-%dT%H:%M:%SZ} sw1 app - - - two hours ahead\n"
+            f"<11>1 {now + timedelta(minutes=30):%Y-%m-%dT%H:%M:%SZ} sw1 app - - - half an hour ahead\n".encode()
+        )
+    events = wait_events(d, 1)
+    labels = {"transport": "tcp", "reason": "time_out_of_range"}
+    d.wait_for(lambda: d.metric("correlator_syslog_dropped_total", labels) == 3, what="three refused")
+    rejected = {"source": "syslog", "reason": "time_out_of_range"}
+    assert d.metric("correlator_events_rejected_total", rejected) == 3
+    assert [e["message"] for e in d.events("source=syslog")] == ["half an hour ahead"]
+    assert events[0]["time"].startswith(f"{now + timedelta(minutes=30):%Y-%m-%dT%H:%M}")
+
+
+def test_an_idle_tcp_connection_is_closed_after_idle_timeout_and_counted(make_daemon):
+    d, _, tcp = start(make_daemon, idle_timeout="400ms")
+    with socket.create_connection(("127.0.0.1", tcp)) as c:
+        c.sendall(b"<13>1 - h app - - - then nothing\n")
+        wait_events(d, 1)
+        c.settimeout(20)  # the deadline; the daemon closes it after 0.4-0.5 s of silence
+        assert c.recv(1) == b""
+    labels = {"transport": "tcp", "reason": "idle_timeout"}
+    d.wait_for(lambda: d.metric("correlator_syslog_connections_closed_total", labels) == 1, what="counted")
+    assert d.metric("correlator_syslog_connections", {"transport": "tcp"}) == 0

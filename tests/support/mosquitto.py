@@ -29,8 +29,11 @@ class Mosquitto:
     password: str | None = None
 
     @classmethod
-    def create(cls, workdir: Path, tls: bool = False, user: tuple[str, str] | None = None) -> Mosquitto:
-        """A broker config; `tls` makes a CA and a server certificate for 127.0.0.1, `user` requires it."""
+    def create(
+        cls, workdir: Path, tls: bool = False, user: tuple[str, str] | None = None, acl: str | None = None
+    ) -> Mosquitto:
+        """A broker config; `tls` makes a CA and a server certificate for 127.0.0.1, `user` requires it,
+        `acl` is the text of an acl_file (Mosquitto's `user NAME` / `topic read|write|readwrite T` lines)."""
         binary = need_tool("mosquitto", "mosquitto")
         workdir.mkdir(parents=True, exist_ok=True)
         b = cls(workdir, free_port(), binary)
@@ -43,6 +46,9 @@ class Mosquitto:
             subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), *user], check=True)
             b.username, b.password = user
             extra += f"password_file {passwd}\n"
+        if acl is not None:
+            (workdir / "acl").write_text(acl)
+            extra += f"acl_file {workdir / 'acl'}\n"
         (workdir / "mosquitto.conf").write_text(
             f"listener {b.port} 127.0.0.1\n"
             # Run as ourselves: as root Mosquitto would switch to user 'mosquitto', which
@@ -88,6 +94,14 @@ class Mosquitto:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def set_password(self, user: str, password: str) -> None:
+        """Change a user's password in the password file and have the running broker reload it."""
+        subprocess.run(["mosquitto_passwd", "-b", str(self.workdir / "passwd"), user, password], check=True)
+        if user == self.username:
+            self.password = password
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGHUP)  # rereads password_file and acl_file
 
     def log(self) -> str:
         p = self.workdir / "mosquitto.log"

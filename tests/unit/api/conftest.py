@@ -1,4 +1,5 @@
-"""An in-process API (aiohttp test client) with incidents on SQLite and three tokens, one per role."""
+"""An in-process API (aiohttp test client) with incidents on SQLite and three tokens, one per role;
+`itsm_app` adds changes and problems (the ITSM API and console tests)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,16 @@ from correlator import daemon
 from correlator.api.app import make_app
 from correlator.api.auth import TokenAuth, hash_token, parse_tokens
 from correlator.api.common import AppState
+from correlator.changes.service import ChangeService, Emit
+from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
 from correlator.config import load_config
 from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
+from correlator.problems.service import ProblemService
+from correlator.problems.settings import ProblemSettings
+from correlator.records.sqlite import SqliteRecordStore
 from correlator.store.sqlite import SqliteEventStore
 
 T0 = 1_800_000_000.0
@@ -47,6 +53,40 @@ async def daemon_app(tmp_path: Path, **overrides: Any) -> AsyncIterator[web.Appl
         await d.changes.store.close()
         await d.queue.close()
         await d.store.close()
+
+
+@contextlib.asynccontextmanager
+async def itsm_app(
+    tmp_path: Path, clock: Clock, settings: ChangeSettings, emit: Emit, ingest: Any = None
+) -> AsyncIterator[TestClient]:
+    """The API app with incidents, changes (`settings`, their events given to `emit`) and problems
+    on SQLite, three tokens; `ingest` takes dead-letter retries. The client carries the services
+    (`incidents`, `changes`, `problems`, `events`) and the clock; every store closed afterwards."""
+    events = SqliteEventStore(tmp_path / "events.db")
+    await events.open()
+    incidents = IncidentService(SqliteIncidentStore(tmp_path / "incidents.db"), parse_settings({}), clock)
+    await incidents.open()
+    records = SqliteRecordStore(tmp_path / "records.db")
+    await records.open()
+    changes = ChangeService(records, settings, clock, emit, incidents)
+    await changes.open()
+    problems = ProblemService(records, ProblemSettings(), clock, incidents)
+    await problems.open()
+    state = AppState(
+        store=events, queue=None, incidents=incidents, changes=changes, problems=problems,  # type: ignore[arg-type]
+        auth=parse_tokens(token_config()), ingest=ingest,
+    )  # fmt: skip
+    client = TestClient(TestServer(make_app(state, 1 << 20), host="127.0.0.1"))
+    await client.start_server()
+    client.incidents, client.changes, client.problems = incidents, changes, problems  # type: ignore[attr-defined]
+    client.events, client.clock = events, clock  # type: ignore[attr-defined]
+    try:
+        yield client
+    finally:
+        await client.close()
+        await incidents.close()
+        await records.close()
+        await events.close()
 
 
 @pytest.fixture

@@ -2,62 +2,39 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from correlator.api.app import make_app
-from correlator.api.auth import parse_tokens
-from correlator.api.common import AppState
-from correlator.changes.service import ChangeService
 from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
-from correlator.errors import QueueFull
+from correlator.deadletter import DeadLetter
+from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
 from correlator.event import Event
-from correlator.incidents.service import IncidentService
-from correlator.incidents.settings import parse_settings
-from correlator.incidents.sqlite_store import SqliteIncidentStore
-from correlator.problems.service import ProblemService
-from correlator.problems.settings import ProblemSettings
-from correlator.records.sqlite import SqliteRecordStore
-from correlator.store.sqlite import SqliteEventStore
-from tests.unit.api.conftest import T0, bearer, token_config
+from tests.unit.api.conftest import T0, bearer, itsm_app
 
 WINDOW = {"start": "2027-01-15T09:00:00Z", "end": "2027-01-15T11:00:00Z"}
 
 
+class Refusing:
+    """The ingest a dead-letter retry puts its event back through: it answers as `emit` does."""
+
+    def __init__(self, emit) -> None:
+        self.emit = emit
+
+
 @pytest.fixture
 async def itsm(tmp_path):
-    clock = Clock(T0)
-    events = SqliteEventStore(tmp_path / "events.db")
-    await events.open()
-    incidents = IncidentService(SqliteIncidentStore(tmp_path / "incidents.db"), parse_settings({}), clock)
-    await incidents.open()
-    records = SqliteRecordStore(tmp_path / "records.db")
-    await records.open()
     emitted: list[Event] = []
-    full = {"on": False}
+    full: dict[str, Exception | None] = {"on": None}  # what the ingest queue answers, when set
 
     async def emit(evs: list[Event], source: str) -> None:
-        if full["on"]:
-            raise QueueFull(10, 10, 2.0)
+        if full["on"] is not None:
+            raise full["on"]
         emitted.extend(evs)
 
-    changes = ChangeService(records, ChangeSettings(), clock, emit, incidents)
-    await changes.open()
-    problems = ProblemService(records, ProblemSettings(), clock, incidents)
-    await problems.open()
-    state = AppState(
-        store=events, queue=None, incidents=incidents, changes=changes, problems=problems,  # type: ignore[arg-type]
-        auth=parse_tokens(token_config()),
-    )  # fmt: skip
-    client = TestClient(TestServer(make_app(state, 1 << 20), host="127.0.0.1"))
-    await client.start_server()
-    client.emitted, client.full, client.incidents = emitted, full, incidents  # type: ignore[attr-defined]
-    yield client
-    await client.close()
-    await incidents.close()
-    await records.close()
-    await events.close()
+    async with itsm_app(tmp_path, Clock(T0), ChangeSettings(), emit, Refusing(emit)) as client:
+        client.emitted, client.full = emitted, full  # type: ignore[attr-defined]
+        yield client
 
 
 async def post(api, path: str, role: str, body=None):
@@ -121,11 +98,47 @@ async def test_invalid_change_bodies_say_which_field(itsm, body, field):
 async def test_a_full_queue_answers_503_and_the_change_keeps_its_state(itsm):
     await post(itsm, "/api/v1/changes", "admin", {"title": "t", "cis": ["a"], **WINDOW})
     await post(itsm, "/api/v1/changes/1/approve", "admin")
-    itsm.full["on"] = True
+    itsm.full["on"] = QueueFull(10, 10, 2.0)
     resp = await itsm.post("/api/v1/changes/1/start", headers=bearer("operator"))
     assert resp.status == 503 and resp.headers["Retry-After"] == "2"
     doc = await (await itsm.get("/api/v1/changes/1", headers=bearer("viewer"))).json()
     assert doc["change"]["state"] == "approved"
+
+
+PUSH_BACKS = [
+    (QueueFull(10, 10, 2.5), "ingestion queue full", "3"),
+    (StorageUnavailable("database or disk is full", 0.2), "storage unavailable", "1"),
+    (ShuttingDown("stopping"), "shutting down", "5"),
+]
+
+
+@pytest.mark.parametrize(("error", "words", "retry_after"), PUSH_BACKS)
+async def test_a_change_action_pushed_back_is_a_503_in_its_own_words(itsm, error, words, retry_after):
+    await post(itsm, "/api/v1/changes", "admin", {"title": "t", "cis": ["a"], **WINDOW})
+    await post(itsm, "/api/v1/changes/1/approve", "admin")
+    itsm.full["on"] = error
+    resp = await itsm.post("/api/v1/changes/1/start", headers=bearer("operator"))
+    assert resp.status == 503 and resp.headers["Retry-After"] == retry_after
+    assert (await resp.json())["error"].startswith(words)
+    doc = await (await itsm.get("/api/v1/changes/1", headers=bearer("viewer"))).json()
+    assert doc["change"]["state"] == "approved"
+
+
+@pytest.mark.parametrize(("error", "words", "retry_after"), PUSH_BACKS)
+async def test_a_dead_letter_retry_pushed_back_is_a_503_and_the_letter_kept(itsm, error, words, retry_after):
+    ev = Event("ev-1", T0, T0, "webhook:generic", "core-sw1", "linkDown")
+    raw = orjson.dumps(ev.to_dict()).decode()
+    await itsm.events.add_dead_letters(
+        [DeadLetter("store_rejected", "webhook:generic", "ev-1", "x", raw, T0)]
+    )
+    itsm.full["on"] = error
+    resp = await itsm.post("/api/v1/dead-letters/1/retry", headers=bearer("admin"))
+    assert resp.status == 503 and resp.headers["Retry-After"] == retry_after
+    assert (await resp.json())["error"].startswith(words)
+    assert (await itsm.get("/api/v1/dead-letters/1", headers=bearer("viewer"))).status == 200
+    itsm.full["on"] = None
+    resp = await itsm.post("/api/v1/dead-letters/1/retry", headers=bearer("admin"))
+    assert resp.status == 202 and [e.id for e in itsm.emitted] == ["ev-1"]
 
 
 async def test_problems_and_known_errors_through_the_api(itsm):

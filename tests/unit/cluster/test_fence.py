@@ -87,3 +87,31 @@ async def test_a_partition_handed_over_fences_no_one(stores: dict[str, Any]) -> 
     await Owners(b).claim(0)
     assert not await refused(a, 1)
     assert not await refused(b, 2)
+
+
+async def identity(store: PgEventStore) -> str:
+    return str(await store.pool.fetchval("SELECT current_setting('application_name')"))
+
+
+async def members(store: PgEventStore) -> list[str]:
+    rows = await store.pool.fetch("SELECT member FROM cluster_members ORDER BY member")
+    return [r["member"] for r in rows]
+
+
+async def test_rows_of_workers_gone_are_swept_and_a_live_one_stays(
+    stores: dict[str, Any], pg_dsn: str
+) -> None:
+    """A worker's identity is new at each start: without a sweep, one row per start would stay.
+    A claim deletes the rows of identities that own no partition and have no session; a worker
+    with sessions keeps its row even when it owns nothing at the moment."""
+    a, b = stores["a"], stores["b"]
+    gone = PgEventStore(worker_dsn(pg_dsn, "gone"))
+    await gone.open()
+    for store, p in ((gone, 0), (a, 1)):
+        owners = Owners(store)
+        await owners.claim(p)
+        await owners.release(p)  # handed over: SIGTERM, or rebalancing
+    await gone.close()  # that worker's process ended
+    await Owners(b).claim(0)
+    assert await members(b) == sorted([await identity(a), await identity(b)])
+    assert not await refused(a, 1)  # a, alive, is still allowed

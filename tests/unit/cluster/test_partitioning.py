@@ -92,3 +92,36 @@ def test_the_command_exits_1_and_lists_the_rules(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert rc == 1 and "cluster: 2 rule(s) cannot be partitioned by site" in err
     assert main(["rules", "check", str(tmp_path / "rules")]) == 0  # without --cluster: as before
+
+
+def test_a_key_by_the_site_attribute_is_reported_it_is_not_the_partition_key(tmp_path):
+    """The partition key is the inventory site of the event's host; `attributes.site` is whatever
+    the event carries (the sender's value, an enrichment by another key), so a key of it can hold
+    events of several partitions. With the host in the key, it cannot."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(
+        """
+rules:
+  - name: per-site
+    kind: threshold
+    match: {type: siteAlarm}
+    group_by: [attributes.site]
+    count: 2
+    within: 1m
+  - name: per-site-and-host
+    kind: threshold
+    match: {type: siteAlarm}
+    group_by: [attributes.site, host]
+    count: 2
+    within: 1m
+"""
+    )
+    (tmp_path / "inventory.yaml").write_text(INVENTORY)
+    rs = load_rules(rules, tmp_path / "inventory.yaml")
+    inv = load_inventory(tmp_path / "inventory.yaml")
+    [by_site] = unpartitionable(rs, "site", inv)
+    assert "rule per-site (threshold): group_by [attributes.site] does not include host" in by_site
+    assert "the partition key is the inventory site of the event's host" in by_site
+    [by_host] = unpartitionable(rs, "host", inv)
+    assert "rule per-site (threshold)" in by_host

@@ -8,6 +8,7 @@ import asyncio
 import orjson
 import pytest
 
+from collectors.mqtt import connection
 from collectors.mqtt.connection import EMIT_TRIES, BrokerConnection
 from collectors.mqtt.decode import Decoder, Malformed
 from collectors.mqtt.settings import Thresholds, parse_settings
@@ -184,7 +185,16 @@ async def test_full_queue_is_waited_out_never_dropped():
     assert calls == [2, 2, 2]
 
 
-async def test_a_group_emit_keeps_refusing_is_dead_lettered_after_bounded_tries_then_acknowledged():
+async def test_a_group_emit_keeps_refusing_is_dead_lettered_after_bounded_tries_then_acknowledged(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    waits: list[float] = []
+
+    async def no_wait(seconds: float) -> None:  # the backoff is recorded, not slept
+        waits.append(seconds)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(connection, "_sleep", no_wait)
     calls: list[str] = []
     dead: list[tuple[list[str], str]] = []
     refuse_dead_letter = [True]
@@ -207,6 +217,7 @@ async def test_a_group_emit_keeps_refusing_is_dead_lettered_after_bounded_tries_
     assert calls.count("mqtt:good") == 1
     assert calls.count("mqtt:bad") == EMIT_TRIES + 1  # one more: the first dead-letter write failed
     assert dead == [(["b"], "journal_rejected")]
+    assert waits == [0.05, 0.1, 0.2, 0.4, 0.8]  # doubling, as a real run would have slept them
 
 
 def test_qos0_beyond_the_buffer_is_dropped_and_counted_but_qos1_never():

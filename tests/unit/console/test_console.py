@@ -13,22 +13,15 @@ from correlator.api.app import make_app
 from correlator.api.auth import parse_tokens
 from correlator.api.common import AppState
 from correlator.changes.calendar import load_calendar
-from correlator.changes.service import ChangeService
 from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
+from correlator.console import views
 from correlator.console.render import duration, percent
 from correlator.console.session import COOKIE, IDLE, LIFETIME, Sessions
 from correlator.console.views import incident_view
 from correlator.event import Severity
 from correlator.incidents.model import Incident, LogEntry, Status
-from correlator.incidents.service import IncidentService
-from correlator.incidents.settings import parse_settings
-from correlator.incidents.sqlite_store import SqliteIncidentStore
-from correlator.problems.service import ProblemService
-from correlator.problems.settings import ProblemSettings
-from correlator.records.sqlite import SqliteRecordStore
-from correlator.store.sqlite import SqliteEventStore
-from tests.unit.api.conftest import T0, TOKENS, bearer, clock, open_api, token_config
+from tests.unit.api.conftest import T0, TOKENS, bearer, clock, itsm_app, open_api, token_config
 from tests.unit.availability.test_state import HOUR, ev, feed, make_stage, samples, value
 
 __all__ = ["clock", "open_api"]  # fixtures shared with the API tests
@@ -39,13 +32,6 @@ FORM = "application/x-www-form-urlencoded"
 @pytest.fixture
 async def console(tmp_path: Path):
     """The API app with incidents, changes (a weekly calendar window) and problems, three tokens."""
-    clock = Clock(T0)  # 2027-01-15T08:00:00Z, a Friday
-    events = SqliteEventStore(tmp_path / "events.db")
-    await events.open()
-    incidents = IncidentService(SqliteIncidentStore(tmp_path / "incidents.db"), parse_settings({}), clock)
-    await incidents.open()
-    records = SqliteRecordStore(tmp_path / "records.db")
-    await records.open()
     cal = tmp_path / "calendar.yaml"
     cal.write_text(
         "windows:\n  - name: dc-patching\n    title: DC patching\n    days: [tue]\n"
@@ -55,22 +41,9 @@ async def console(tmp_path: Path):
     async def emit(evs, source):  # change events go nowhere here
         return None
 
-    changes = ChangeService(records, ChangeSettings(calendar=load_calendar(cal)), clock, emit, incidents)
-    await changes.open()
-    problems = ProblemService(records, ProblemSettings(), clock, incidents)
-    await problems.open()
-    state = AppState(
-        store=events, queue=None, incidents=incidents, changes=changes, problems=problems,  # type: ignore[arg-type]
-        auth=parse_tokens(token_config()),
-    )  # fmt: skip
-    client = TestClient(TestServer(make_app(state, 1 << 20), host="127.0.0.1"))
-    await client.start_server()
-    client.incidents, client.clock, client.problems = incidents, clock, problems  # type: ignore[attr-defined]
-    yield client
-    await client.close()
-    await incidents.close()
-    await records.close()
-    await events.close()
+    settings = ChangeSettings(calendar=load_calendar(cal))
+    async with itsm_app(tmp_path, Clock(T0), settings, emit) as client:  # 2027-01-15T08:00:00Z, a Friday
+        yield client
 
 
 def csrf_of(page: str) -> str:
@@ -265,6 +238,22 @@ async def test_list_filters_counts_and_major_first_with_escaped_text(console):
     assert "No incident matches" in rows
     wall = await (await console.get("/wall/rows")).text()
     assert "Open incidents: 3" in wall and "&lt;script&gt;" in wall
+
+
+async def test_the_group_filter_finds_matching_incidents_beyond_the_newest_page(console, monkeypatch):
+    monkeypatch.setattr(views, "LIST_LIMIT", 3)
+    for n in range(6):  # the network group's incidents are the oldest two
+        ident = await new_incident(console, title=f"incident {n}", host=f"h{n}")
+        if n < 2:
+            r = await console.post(
+                f"/api/v1/incidents/{ident}/assign", json={"group": "network"}, headers=bearer("operator")
+            )
+            assert r.status == 200
+    await sign_in(console, "viewer")
+    rows = await (await console.get("/incidents/rows?group=network")).text()
+    assert sorted(re.findall(r'data-id="(INC-\d+)"', rows)) == ["INC-000001", "INC-000002"]
+    rows = await (await console.get("/incidents/rows?group=nobody")).text()
+    assert "No incident matches" in rows
 
 
 async def test_live_fragment_without_session_is_401_not_a_redirect(console):

@@ -152,3 +152,13 @@ def test_the_bare_loader_keeps_only_where_each_rule_starts() -> None:
     for broken in ("rules: [\n", "a: 1\na: 2\n", "x: &a 1\ny: *a\n"):
         with pytest.raises(yamlfile.NotBare):
             yamlfile.loads_bare(broken, "r.yaml")
+
+
+@pytest.mark.parametrize("sign", ["", "-", "+"])
+def test_an_integer_longer_than_python_reads_is_an_error_with_its_place(sign: str) -> None:
+    text = f"limits:\n  max: {sign}{'1' * 4_301}\n  ok: {'1' * 4_300}\n"
+    with pytest.raises(yamlfile.YamlError) as info:
+        yamlfile.loads(text, "c.yaml")
+    assert str(info.value) == "c.yaml:2:8: integer of 4301 digits is too large"
+    with pytest.raises(yamlfile.NotBare):
+        yamlfile.loads_bare(text, "c.yaml")

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlator.correlation.core import Engine
-from correlator.correlation.index import EngineIndex
+from correlator.correlation.index import _SOURCES_KEPT, EngineIndex
 from correlator.correlation.rulespec import matchable_types
 from correlator.correlation.stage import Correlate
 from correlator.event import Event, Severity
@@ -205,3 +205,13 @@ def test_the_types_a_matcher_can_match() -> None:
     assert matchable_types({"all": [{"host": "h"}, {"type": "a"}]}) == {"a"}
     assert matchable_types({"not": {"type": "a"}}) is None
     assert matchable_types({}) is None
+
+
+def test_sources_past_the_bound_keep_sharing_the_table_of_their_patterns() -> None:
+    engines = level2_rules(
+        [("threshold", {"severity": {"in": ["major"]}}, None), ("threshold", {"type": "a"}, None)]
+    )
+    index = EngineIndex(engines)
+    first = index.table("collector-0")
+    for i in range(1, 3 * _SOURCES_KEPT):  # more sources than the index keeps tables for
+        assert index.table(f"collector-{i}") is first

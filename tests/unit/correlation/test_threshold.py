@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from correlator.correlation import actions
 from correlator.correlation.threshold import Threshold
+from correlator.event import Event
 
 from .support import E, Run, by, m, types
 
@@ -100,3 +107,69 @@ async def test_ttl_expiry_forgets_idle_keys() -> None:
     assert rule.keys() == 2
     await run.advance(200)
     assert rule.keys() == 0
+
+
+# -- the state kept per key, checked against the rule's definition --------------------------------
+def reference_fires(
+    events: list[tuple[float, str]], count: int, within: float
+) -> list[tuple[float, str, float]]:
+    """SingleWithThreshold as documented, one plain window per key: (time, host, first) per fire."""
+    windows: dict[str, tuple[list[float], list[float]]] = {}
+    fires = []
+    for t, host in events:
+        times, quiet = windows.setdefault(host, ([], [0.0]))
+        if quiet[0]:
+            if t < quiet[0]:
+                continue
+            quiet[0] = 0.0
+        times.append(t)
+        while times[0] < times[-1] - within:
+            del times[0]
+        if len(times) >= count:
+            fires.append((t, host, times[0]))
+            quiet[0] = times[0] + within
+            times.clear()
+    return fires
+
+
+def fires_of(out: list[Event]) -> list[tuple[float, str, float]]:
+    return [(e.time, e.host, e.attributes["correlation"]["first"]) for e in out if e.type == "auth.storm"]
+
+
+streams = st.lists(
+    st.tuples(st.floats(min_value=0, max_value=30, allow_nan=False), st.sampled_from("abcdefgh")),
+    max_size=80,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(streams, st.integers(min_value=1, max_value=4), st.integers(min_value=0, max_value=80))
+def test_fires_as_the_definition_says_with_a_snapshot_and_restore_anywhere(
+    gaps: list[tuple[float, str]], count: int, cut: int
+) -> None:
+    """Most keys see one event (a key's state is then that event's time alone): a snapshot taken at
+    any point, written and read back, continues exactly where the rule was."""
+    t, events = 0.0, []
+    for gap, host in gaps:
+        t = round(t + gap, 3)
+        events.append((t, host))
+    evs = [E(t, "authenticationFailure", host) for t, host in events]
+
+    async def go() -> list[Event]:
+        first = Run(auth_failures(count))
+        out = await first.feed(*evs[:cut])
+        saved = orjson.loads(orjson.dumps(first.stage.engines[0].snapshot()))
+        engine = auth_failures(count)
+        engine.restore(saved)
+        return out + await Run(engine, start=first.clock.now()).feed(*evs[cut:])
+
+    assert fires_of(asyncio.run(go())) == reference_fires(events, count, 60.0)
+
+
+async def test_a_key_seen_once_is_described_and_expires_like_any_other() -> None:
+    rule = auth_failures()
+    run = Run(rule)
+    await run.feed(E(10, "authenticationFailure", "a"))
+    assert rule.describe(("a",), 20.0).startswith("threshold: 1 of 3 within")
+    assert rule.keys() == 1
+    assert rule.expire(69.0) == 0 and rule.expire(70.0) == 1 and rule.keys() == 0

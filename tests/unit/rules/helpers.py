@@ -44,7 +44,8 @@ def ruleset(text: str, inventory: Inventory | None = None, file: str = "r.yaml")
 
 
 def run(rs: RuleSet, *events: Event) -> tuple[list[Event], list[Event]]:
-    """Events kept, and the fold updates, after the level-1 rules."""
+    """Events kept, and the fold updates, after the level-1 rules: one batch through RuleSet.run,
+    the path the filter stage takes (correlator/rules/stage.py)."""
     updates: list[Event] = []
-    kept = [e for e in events if rs.process(e, updates) is None]
+    kept = rs.run(list(events), updates)
     return kept, updates

@@ -45,7 +45,7 @@ def test_indexed_and_unindexed_evaluation_agree():
     rs = ruleset(RULES)
     for host, type_, source in [("sw1", "linkDown", "snmp"), ("sw9", "linkUp", "mqtt"), ("x", "linkUp", "a")]:
         a = ev(host, type_, source=source)
-        rs.process(a, [])
+        rs.run([a], [])
         expected = {}
         for r in rs.filters:  # brute force: every rule, in order
             b = ev(host, type_, source=source)
@@ -87,7 +87,7 @@ def test_glob_pins_on_type_and_source_are_indexed():
     assert names(rs, ev("h", "x", source="webhook:am")) == ["webhooks", "everything"]
     assert names(rs, ev("h", "x", source="snmp")) == ["everything"]
     e = ev("h", "telemetry.temp", source="webhook:am")
-    rs.process(e, [])
+    rs.run([e], [])
     assert e.attributes == {"w": True, "t": True, "e": True}
 
 

@@ -68,6 +68,18 @@ def test_error_messages(text, expected):
     assert any(expected in e for e in errs), errs
 
 
+def test_an_integer_too_long_for_python_is_a_rule_error_with_its_place(tmp_path):
+    huge = "9" * 5_000  # int() refuses more than 4,300 digits with a bare ValueError
+    text = f"rules:\n  - name: a\n    drop: true\n  - name: b\n    rate_limit: {{max: {huge}, per: 1m}}\n"
+    assert errors_of(text) == ["r.yaml:5:23: integer of 5000 digits is too large"]
+    (tmp_path / "big.yaml").write_text(text)
+    with pytest.raises(RuleErrors) as info:
+        load_rules(tmp_path)
+    assert [str(e) for e in info.value.errors] == [
+        f"{tmp_path / 'big.yaml'}:5:23: integer of 5000 digits is too large"
+    ]
+
+
 def test_all_errors_of_all_rules_are_listed_in_file_order():
     errs = errors_of(
         """

@@ -27,6 +27,7 @@ def cache(tmp_path, monkeypatch) -> Path:
     where = tmp_path / "cache"
     monkeypatch.setenv("CORRELATOR_CACHE_DIR", str(where))
     monkeypatch.setattr(parsecache, "_checked", "")
+    monkeypatch.setattr(parsecache, "_written", 0)
     return where
 
 
@@ -119,6 +120,18 @@ def test_old_entries_are_pruned(tmp_path, cache, monkeypatch):
     (tmp_path / "a.yaml").write_text(RULES)
     summary(tmp_path)
     assert len(list(cache.glob("*.bin"))) == 4  # 6 - 3 pruned + the new one
+
+
+def test_a_long_running_process_keeps_pruning_as_reloads_add_entries(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(parsecache, "MAX_ENTRIES", 4)
+    sizes = []
+    for i in range(20):  # one process, 20 reloads of an edited file: a new entry each time
+        (tmp_path / "a.yaml").write_text(RULES.replace("count: 2", f"count: {i + 2}"))
+        summary(tmp_path)
+        sizes.append(len(list(cache.glob("*.bin"))))
+    assert max(sizes) <= 4 + 4 // 2, sizes  # pruned again after every MAX_ENTRIES // 2 written
+    no_yaml(monkeypatch)
+    assert summary(tmp_path)  # the newest entry is never the one pruned
 
 
 def test_a_directory_others_can_write_is_not_used(tmp_path, cache, monkeypatch):

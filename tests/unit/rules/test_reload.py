@@ -124,7 +124,7 @@ async def test_the_inventory_reloads_with_the_rules(tmp_path):
     inv.write_text("host,site\nsw1,lyo1\n")
     assert (await holder.reload("test")).ok
     e = ev("sw1")
-    holder.current.process(e, [])
+    holder.current.run([e], [])
     assert e.attributes["site"] == "lyo1"
     inv.write_text("host,criticality\nsw1,extreme\n")
     result = await holder.reload("test")

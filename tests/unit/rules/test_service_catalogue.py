@@ -100,7 +100,7 @@ async def test_the_holder_logs_the_warnings_and_enrichment_keeps_the_inventory_s
     assert len(logged) == 4 and logged[0].startswith(f"rules start: {tmp_path / 'inventory.yaml'}:3:31:")
     assert holder.last.ok and holder.last.as_dict()["warnings"] == holder.current.warnings
     e = ev("acc1")
-    holder.current.process(e, [])
+    holder.current.run([e], [])
     assert e.attributes["service"] == "voice", "the inventory column is still copied as it is"
     assert len((await holder.reload("test")).warnings) == 4, "said again at every load"
 

@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import orjson
+import pytest
 
 from correlator import deadletter
 from correlator.clock import Clock
@@ -88,6 +89,23 @@ async def test_dead_letters_are_kept_once_listed_newest_first_and_deleted(store)
     assert await store.delete_dead_letter(got.id)
     assert not await store.delete_dead_letter(got.id)
     assert await store.get_dead_letter(got.id) is None
+
+
+async def test_a_claimed_dead_letter_is_busy_for_others_and_kept_when_the_retry_fails(store):
+    await store.add_dead_letters([deadletter.of_event(ev("c"), deadletter.STORE_REJECTED, "refused", T0)])
+    (held,) = (await store.dead_letters(10, None, None)).items
+    with pytest.raises(RuntimeError):
+        async with store.claim_dead_letter(held.id) as claim:
+            assert claim.letter == held
+            with pytest.raises(deadletter.DeadLetterBusy):
+                async with store.claim_dead_letter(held.id):
+                    pass
+            raise RuntimeError("the queue was full")  # the retry failed: the dead letter stays
+    async with store.claim_dead_letter(held.id) as claim:  # released: claimable again
+        await claim.delete()
+    assert await store.get_dead_letter(held.id) is None
+    async with store.claim_dead_letter(held.id) as claim:
+        assert claim.letter is None
 
 
 def test_raw_text_survives_what_orjson_refuses():

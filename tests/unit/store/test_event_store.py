@@ -133,6 +133,17 @@ async def test_position_and_events_after_a_position_oldest_first(store):
     assert await store.after(top, 10) == []
 
 
+async def test_events_after_a_position_of_some_hosts_only(store):
+    await store.write([ev(i) for i in range(6)])  # h0, h1, h0, ...
+    [(first, _)] = await store.after(0, 1)
+    assert sorted(await store.hosts_after(first)) == ["h0", "h1"]
+    rows = await store.after(first, 2, ["h1", "elsewhere"])
+    assert [e.id for _, e in rows] == ["e1", "e3"]
+    assert [e.id for _, e in await store.after(rows[-1][0], 10, ["h1"])] == ["e5"]
+    assert await store.after(0, 10, []) == []
+    assert await store.hosts_after(await store.position()) == []
+
+
 async def test_busiest_hosts_sums_repeats_in_the_period_most_first(store):
     events = [ev(i) for i in range(10)]  # h0: even i, h1: odd i
     events[1].count = 9  # a folded repeat counts as what was received

@@ -61,6 +61,8 @@ def test_an_open_tls_listener_needs_client_certificates_or_allowed_senders(tmp_p
         ({"max_message_bytes": 0}, r"'collectors.syslog.max_message_bytes': expected a whole number >= 1"),
         ({"max_message_bytes": 70000}, r"at most 65536"),
         ({"max_clock_skew": "soon"}, r"'collectors.syslog.max_clock_skew': expected a duration"),
+        ({"idle_timeout": "soon"}, r"'collectors.syslog.idle_timeout': expected a duration"),
+        ({"idle_timeout": 0}, r"'collectors.syslog.idle_timeout': expected a duration above 0"),
         ({"hosts": {"10.0.0.1": 5}}, r"'collectors.syslog.hosts': expected a mapping"),
         ({"allow_any_sender": "yes"}, r"'collectors.syslog.allow_any_sender': expected true or false"),
     ],
@@ -68,3 +70,9 @@ def test_an_open_tls_listener_needs_client_certificates_or_allowed_senders(tmp_p
 def test_errors_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse(raw)
+
+
+def test_idle_timeout_is_off_by_default_and_null_keeps_idle_connections():
+    assert parse({}).idle_timeout is None
+    assert parse({"idle_timeout": "5m"}).idle_timeout == 300.0
+    assert parse({"idle_timeout": None}).idle_timeout is None
