@@ -35,7 +35,7 @@ READABLE = (
 )
 # Fields an action may change; id, times, source and the de-duplication counters belong to the daemon.
 WRITABLE = ("host", "type", "severity", "resource", "message", "fingerprint")
-_STRING_FIELDS = frozenset(("host", "type", "resource", "message", "fingerprint"))
+TEXT_FIELDS = frozenset(("host", "type", "resource", "message", "fingerprint"))  # writable, always text
 
 
 def split_path(path: object, where: Position | None, writable: bool = False) -> list[str]:
@@ -122,7 +122,7 @@ def compile_setter(path: str, where: Position | None = None) -> Setter:
             ev.severity = value if isinstance(value, Severity) else Severity.parse(value)
 
         return set_severity
-    if head in _STRING_FIELDS:
+    if head in TEXT_FIELDS:
 
         def set_text(ev: Event, value: Any) -> None:
             setattr(ev, head, value if isinstance(value, str) else ("" if value is None else str(value)))

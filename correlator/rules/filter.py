@@ -6,7 +6,7 @@ Compiled once into a FilterRule holding one predicate and a tuple of step closur
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +14,8 @@ from correlator.errors import FieldError
 from correlator.event import Event, Severity, fingerprint
 from correlator.inventory import STANDARD_FIELDS, Inventory
 from correlator.rules.errors import RuleError
-from correlator.rules.fields import compile_setter, split_path
-from correlator.rules.matchers import Matcher, compile_matcher, equality_values, glob_pin, is_plain_pin
+from correlator.rules.fields import TEXT_FIELDS, compile_setter, split_path
+from correlator.rules.matchers import Matcher, compile_matcher
 from correlator.rules.model import (
     Bool,
     Duration,
@@ -30,17 +30,17 @@ from correlator.rules.model import (
     Str,
     Template,
 )
+from correlator.rules.pins import FieldPin, beyond_pins, field_pins, needed_attributes
 from correlator.rules.registry import BuildContext, RuleInfo, RuleKind, register_kind
 from correlator.rules.stats import STATS, RuleCounters
 from correlator.rules.templates import compile_template, parse_template
+from correlator.rules.windows import Deduper, RateLimiter
 from correlator.yamlfile import Position, YamlMap
 
 Step = Callable[[Event, list[Event]], str | None]
 """step(event, updates) -> None to go on, or the reason the event was removed."""
 Mutator = Callable[[Event], None]
 
-INDEXED_FIELDS = ("type", "source", "host")
-MAX_KEYS = 100_000  # per stateful rule (dedup / rate_limit): bounds memory whatever the key cardinality
 ACTION_ORDER = ("drop", "inventory", "set", "classify", "rename", "rate_limit", "dedup", "stop")
 
 
@@ -113,14 +113,20 @@ class FilterRule:
     match: Matcher
     steps: tuple[Step, ...]
     stop: bool
-    index: tuple[str, frozenset[str]] | None  # (field, values) the event must have, for the rule index
     counters: RuleCounters
     stateful: dict[str, Any] = field(default_factory=dict)  # "dedup"/"rate_limit" -> state holder
     reindex: bool = False  # changes a field the index files rules under (type, host)
-    pattern: tuple[str, Callable[[str], Any]] | None = None  # (field, glob test) when pinned by a glob
-    # What `match` tests beyond the pin the index already checked (None: nothing); the filter
+    # For the rule index (correlator/rules/index.py): the conditions on type, source and host it
+    # decides, the attribute names `match` needs present, and the top-level attribute names the
+    # actions may write.
+    pins: tuple[FieldPin, ...] = ()
+    needs: frozenset[str] = frozenset()
+    writes: frozenset[str] = frozenset()
+    # What `match` tests beyond the pins the index already decided (None: nothing); the filter
     # stage runs this on the candidates the index gives, never `match` itself.
     check: Matcher | None = None
+    act: Step | None = None  # the steps as one call (None: no step), as `run` runs them
+    stop_or_reindex: bool = False  # one test on the common path, where neither is set
 
     def apply(self, ev: Event, updates: list[Event]) -> str | None:
         """Run the actions on a matched event; returns the removal reason (counted) or None."""
@@ -152,39 +158,46 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
         steps.append(_drop)
     mutators: list[Mutator] = []
     identity = False  # does the rule change host, resource or type (so a default fingerprint follows)?
+    enrich_columns: frozenset[str] = frozenset()
     if v["inventory"]:
         opts = v["inventory"] if isinstance(v["inventory"], dict) else {}
-        enrich = _inventory(ctx.inventory, opts, raw.where_value("inventory"))
+        enrich, enrich_columns = _inventory(ctx.inventory, opts, raw.where_value("inventory"))
         if len(ctx.inventory):  # with no inventory loaded it would look each host up for nothing
             mutators.append(enrich)
+        else:
+            enrich_columns = frozenset()
     if v["set"]:
         setmap = raw["set"]
         for path, render in v["set"].items():
             where = setmap.where_value(path) if isinstance(setmap, YamlMap) else raw.where("set")
             if path == "severity":
                 _check_severity(setmap[path], where)
-            mutators.append(_assign(compile_setter(path, where), render))
+            mutators.append(_assign(path, where, render))
             identity = identity or path in ("host", "resource", "type")
         if "fingerprint" in v["set"]:
             identity = False
     if v["classify"]:
         cls = v["classify"]
         craw = raw["classify"]
+        severity: Severity | Mutator | None = None
         if cls["severity"] is not None:
             where = craw.where_value("severity") if isinstance(craw, YamlMap) else raw.where("classify")
             _check_severity(cls["severity"], where)
-            mutators.append(_classify_severity(cls["severity"], where))
+            severity = _classify_severity(cls["severity"], where)
+        category: str | Mutator | None = None
         if cls["category"] is not None:
             parts = parse_template(str(craw["category"]))
             if all(isinstance(p, str) for p in parts):  # a constant: no render per event
-                mutators.append(_set_category("".join(p for p in parts if isinstance(p, str))))
+                category = "".join(p for p in parts if isinstance(p, str))
             else:
-                mutators.append(_assign(compile_setter("attributes.category"), cls["category"]))
+                category = _assign("attributes.category", None, cls["category"])
+        mutators.extend(_classify(severity, category))
     if v["rename"] is not None:
-        mutators.append(_assign(compile_setter("type"), v["rename"]))
+        mutators.append(_assign("type", None, v["rename"]))
         identity = identity or not (v["set"] and "fingerprint" in v["set"])
     if mutators:
         steps.append(_modify(mutators, identity))
+        changes_at = len(steps) - 1
     stateful: dict[str, Any] = {}
     if v["rate_limit"]:
         rl = v["rate_limit"]
@@ -206,36 +219,63 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
         raise RuleError(
             info.position, f"rule {info.name!r} has no action; add one of {', '.join(ACTION_ORDER)}"
         )
-    index = None
-    pattern = None
-    for fname in INDEXED_FIELDS:
-        values = equality_values(raw.get("match"), fname)
-        if values is not None:
-            index = (fname, values)
-            break
-    else:
-        pattern = glob_pin(raw.get("match"))
+    spec = raw.get("match")
+    at = raw.where_value("match") if spec is not None else None
     match = v["match"] if v["match"] is not None else compile_matcher(None)  # no match: every event
     reindex = v["rename"] is not None or bool(v["set"] and {"type", "host"} & set(v["set"]))
     counters = STATS.counters(info.name)
-    rule = FilterRule(info, match, tuple(steps), v["stop"], index, counters, stateful, reindex, pattern)
-    rule.check = _beyond_pin(raw, index, match)
+    rule = FilterRule(info, match, tuple(steps), v["stop"], counters, stateful, reindex)
+    rule.act = _chain(rule.steps)
+    if mutators and len(steps) == changes_at + 2:  # changes, then one rate limit or de-duplication
+        rule.act = _modify(mutators, identity, then=steps[-1])
+    rule.stop_or_reindex = rule.stop or rule.reindex
+    rule.pins = field_pins(spec, at)
+    rule.needs = needed_attributes(spec)
+    rule.writes = _written_attributes(v, enrich_columns)
+    rest = beyond_pins(spec)
+    rule.check = compile_matcher(rest, at) if rest is not None else None
     return rule
 
 
-def _beyond_pin(raw: YamlMap, index: tuple[str, frozenset[str]] | None, match: Matcher) -> Matcher | None:
-    """The matcher without the condition the index tests (when that condition is a plain pin)."""
-    spec = raw.get("match")
-    if not spec:
-        return None  # no match, or an empty one: every event
-    if index is None or not isinstance(spec, Mapping) or not is_plain_pin(spec[index[0]]):
-        return match
-    rest = {k: c for k, c in spec.items() if k != index[0]}
-    return compile_matcher(rest, raw.where_value("match")) if rest else None
+def _written_attributes(v: dict[str, Any], enrich_columns: frozenset[str]) -> frozenset[str]:
+    """Top-level attribute names the rule's actions may set."""
+    names = set(enrich_columns)
+    for path in v["set"] or ():
+        parts = path.split(".")
+        if parts[0] == "attributes":
+            names.add(parts[1])
+    if v["classify"] and v["classify"]["category"] is not None:
+        names.add("category")
+    return frozenset(names)
 
 
 def _drop(ev: Event, updates: list[Event]) -> str | None:
     return "drop"
+
+
+def _chain(steps: tuple[Step, ...]) -> Step | None:
+    """The steps as one callable that stops at the first removal, as `FilterRule.run`."""
+    if not steps:
+        return None
+    if len(steps) == 1 or steps[0] is _drop:  # nothing after a drop ever runs
+        return steps[0]
+    if len(steps) == 2:
+        first, second = steps
+
+        def both(ev: Event, updates: list[Event]) -> str | None:
+            reason = first(ev, updates)
+            return reason if reason is not None else second(ev, updates)
+
+        return both
+
+    def each(ev: Event, updates: list[Event]) -> str | None:
+        for step in steps:
+            reason = step(ev, updates)
+            if reason is not None:
+                return reason
+        return None
+
+    return each
 
 
 def _check_severity(text: Any, where: Position | None) -> None:
@@ -246,38 +286,71 @@ def _check_severity(text: Any, where: Position | None) -> None:
             raise RuleError(where, f"severity {e.message}") from None
 
 
-def _classify_severity(text: str, where: Position | None) -> Mutator:
+def _classify_severity(text: str, where: Position | None) -> Severity | Mutator:
     """The classify severity: a constant (`critical`) is parsed once here rather than per event."""
     parts = parse_template(text, where)
     if all(isinstance(p, str) for p in parts):
-        sev = Severity.parse("".join(p for p in parts if isinstance(p, str)))
+        return Severity.parse("".join(p for p in parts if isinstance(p, str)))
+    return _assign("severity", where, compile_template(text, where))
+
+
+def _classify(severity: Severity | Mutator | None, category: str | Mutator | None) -> list[Mutator]:
+    """The classify action: a constant severity and category are one call together."""
+    if isinstance(severity, Severity) and isinstance(category, str):
+        sev, text = severity, category
+
+        def set_class(ev: Event) -> None:
+            ev.severity = sev
+            ev.attributes["category"] = text
+
+        return [set_class]
+    out: list[Mutator] = []
+    if isinstance(severity, Severity):
+        sev = severity
 
         def set_severity(ev: Event) -> None:
             ev.severity = sev
 
-        return set_severity
-    return _assign(compile_setter("severity", where), compile_template(text, where))
+        out.append(set_severity)
+    elif severity is not None:
+        out.append(severity)
+    if isinstance(category, str):
+        constant = category
+
+        def set_category(ev: Event) -> None:
+            ev.attributes["category"] = constant
+
+        out.append(set_category)
+    elif category is not None:
+        out.append(category)
+    return out
 
 
-def _set_category(text: str) -> Mutator:
-    def set_category(ev: Event) -> None:
-        ev.attributes["category"] = text
+def _assign(path: str, where: Position | None, render: Callable[[Event], Any]) -> Mutator:
+    """`path` = the rendered value; a text field is set here without a setter call per event."""
+    if path not in TEXT_FIELDS:
+        setter = compile_setter(path, where)
+        return lambda ev: setter(ev, render(ev))
 
-    return set_category
+    def assign_text(ev: Event) -> None:
+        value = render(ev)
+        # as compile_setter's text setter: None is '', anything else not text is str()
+        setattr(ev, path, value if isinstance(value, str) else ("" if value is None else str(value)))
+
+    return assign_text
 
 
-def _assign(setter: Callable[[Event, Any], None], render: Callable[[Event], Any]) -> Mutator:
-    return lambda ev: setter(ev, render(ev))
-
-
-def _modify(mutators: list[Mutator], identity: bool) -> Step:
+def _modify(mutators: list[Mutator], identity: bool, then: Step | None = None) -> Step:
+    """The step that runs the mutators; with `then`, that next step too, in the same call (the
+    rule's `act` when the changes are followed by a rate limit or de-duplication)."""
     muts = tuple(mutators)
+    after = then
     if not identity:
 
         def modify(ev: Event, updates: list[Event]) -> str | None:
             for m in muts:
                 m(ev)
-            return None
+            return None if after is None else after(ev, updates)
 
         return modify
 
@@ -292,12 +365,15 @@ def _modify(mutators: list[Mutator], identity: bool) -> Step:
             host, resource, type_
         ):
             ev.fingerprint = fingerprint(ev.host, ev.resource, ev.type)
-        return None
+        return None if after is None else after(ev, updates)
 
     return modify_identity
 
 
-def _inventory(inv: Inventory, opts: dict[str, Any], where: Position | None) -> Mutator:
+def _inventory(
+    inv: Inventory, opts: dict[str, Any], where: Position | None
+) -> tuple[Mutator, frozenset[str]]:
+    """The enrichment, and the attribute names it may write."""
     key = opts.get("key") or (lambda ev: ev.host)
     wanted = tuple(opts.get("fields") or ())
     overwrite = bool(opts.get("overwrite"))
@@ -322,112 +398,7 @@ def _inventory(inv: Inventory, opts: dict[str, Any], where: Position | None) -> 
             if overwrite or name not in attrs:
                 attrs[name] = value
 
-    return enrich
-
-
-class Conditions:
-    """The latest condition (fingerprint, severity) kept per (host, resource), across all rules.
-
-    De-duplication asks it whether anything else happened on the same host and resource since the
-    first occurrence: linkDown, linkUp, linkDown is three transitions, not a repeat, and level 2
-    (flapping, pairs, thresholds) must see all three.
-    """
-
-    def __init__(self) -> None:
-        # The severity is kept as the enum member (a str): it compares as its text in C, where
-        # `.value` is a Python-level property read twice per event.
-        self.latest: dict[tuple[str, str], tuple[str, Severity]] = {}
-
-    def observe(self, ev: Event) -> None:
-        key = (ev.host, ev.resource)
-        if len(self.latest) >= MAX_KEYS and key not in self.latest:
-            self.latest.clear()  # a bound, not an LRU: at worst one repeat per key is not folded
-        self.latest[key] = (ev.fingerprint, ev.severity)
-
-    def unchanged(self, ev: Event) -> bool:
-        last = self.latest.get((ev.host, ev.resource))
-        return last is None or last == (ev.fingerprint, ev.severity)
-
-
-class Deduper:
-    """Folds repeats of a key (and severity) within `window` of the first occurrence into that event.
-
-    The kept event's count and last_seen grow; it is appended to `updates` so the store rewrites it.
-    A severity change never folds (a clear after a major is news, not a repeat), and neither does a
-    repeat after another condition on the same host and resource (see `Conditions`).
-    """
-
-    def __init__(self, key: Callable[[Event], str], window: float, transitions: bool = True) -> None:
-        self.key = key
-        self.window = window
-        # With an explicit key the operator has said what counts as the same; only the default
-        # (fingerprint) key ends a burst when another condition occurs on the host and resource.
-        self.transitions = transitions
-        self.conditions = Conditions()  # replaced by the rule set's shared one
-        self.state: dict[tuple[str, str], Event] = {}
-        self.latest = 0.0
-        self.next_sweep = 0.0
-        self.signature: tuple[Any, ...] = ()
-
-    def __call__(self, ev: Event, updates: list[Event]) -> str | None:
-        t = ev.time
-        if t > self.latest:
-            self.latest = t
-            # Expired entries go once per window of event time (or when full), so memory follows
-            # the keys active in the last window, not all keys ever seen.
-            if t >= self.next_sweep or len(self.state) >= MAX_KEYS:
-                self._sweep()
-                self.next_sweep = t + self.window
-        k = (self.key(ev), ev.severity)  # the member: equal to and hashed as its text, no property call
-        first = self.state.get(k)
-        if (
-            first is not None
-            and abs(t - first.time) < self.window
-            and first is not ev
-            and (not self.transitions or self.conditions.unchanged(ev))
-        ):
-            first.count += ev.count
-            if ev.last_seen > first.last_seen:
-                first.last_seen = ev.last_seen
-            updates.append(first)
-            return "duplicate"
-        if len(self.state) < MAX_KEYS:
-            self.state[k] = ev
-        return None
-
-    def _sweep(self) -> None:
-        horizon = self.latest - self.window
-        self.state = {k: e for k, e in self.state.items() if e.time > horizon}
-
-
-class RateLimiter:
-    """At most `max` events per key in fixed windows of `per` seconds (event time); the rest are dropped."""
-
-    def __init__(self, key: Callable[[Event], str], limit: int, per: float) -> None:
-        self.key = key
-        self.limit = limit
-        self.per = per
-        self.state: dict[str, list[float]] = {}  # key -> [window start, events seen]
-        self.latest = 0.0
-        self.next_sweep = 0.0
-        self.signature: tuple[Any, ...] = ()
-
-    def __call__(self, ev: Event, updates: list[Event]) -> str | None:
-        t = ev.time
-        if t > self.latest:
-            self.latest = t
-            if t >= self.next_sweep or len(self.state) >= MAX_KEYS:
-                horizon = t - self.per
-                self.state = {k: s for k, s in self.state.items() if s[0] > horizon}
-                self.next_sweep = t + self.per
-        k = self.key(ev)
-        s = self.state.get(k)
-        if s is None or not s[0] <= t < s[0] + self.per:
-            if s is not None or len(self.state) < MAX_KEYS:
-                self.state[k] = [t, 1]
-            return None
-        s[1] += 1
-        return "rate_limit" if s[1] > self.limit else None
+    return enrich, frozenset(wanted or known)
 
 
 register_kind(

@@ -22,20 +22,23 @@ def names(rs, e):
 
 def test_candidates_are_the_pinned_rules_plus_the_unpinned_in_order():
     rs = ruleset(RULES)
-    assert names(rs, ev("sw1", "linkDown")) == ["any-1", "type-down", "type-list", "any-2"]
-    assert names(rs, ev("sw9", "linkUp")) == ["any-1", "type-list", "host-sw9", "any-2", "type-up"]
-    assert names(rs, ev("s", "other", source="mqtt")) == ["any-1", "source-mqtt", "any-2"]
-    assert names(rs, ev("s", "other")) == ["any-1", "any-2"]
+    assert names(rs, ev("sw1", "linkDown")) == ["any-1", "type-down", "type-list"]
+    assert names(rs, ev("sw9", "linkUp")) == ["any-1", "type-list", "host-sw9", "type-up"]
+    assert names(rs, ev("s", "other", source="mqtt")) == ["any-1", "source-mqtt"]
+    assert names(rs, ev("s", "other")) == ["any-1"]
+    # the host regex is decided by the index too, once per host
+    assert names(rs, ev("x1", "linkUp")) == ["any-1", "type-list", "any-2", "type-up"]
 
 
-def test_index_keys():
+def test_index_pins():
     rs = ruleset(RULES)
-    keys = {r.info.name: r.index for r in rs.filters}
-    assert keys["type-down"] == ("type", frozenset({"linkDown"}))
-    assert keys["type-list"] == ("type", frozenset({"linkDown", "linkUp"}))
-    assert keys["source-mqtt"] == ("source", frozenset({"mqtt"}))
-    assert keys["host-sw9"] == ("host", frozenset({"sw9"}))
-    assert keys["any-1"] is None and keys["any-2"] is None
+    pins = {r.info.name: [(p.field, p.values, p.test is None) for p in r.pins] for r in rs.filters}
+    assert pins["type-down"] == [("type", frozenset({"linkDown"}), True)]
+    assert pins["type-list"] == [("type", frozenset({"linkDown", "linkUp"}), True)]
+    assert pins["source-mqtt"] == [("source", frozenset({"mqtt"}), True)]
+    assert pins["host-sw9"] == [("host", frozenset({"sw9"}), True)]
+    assert pins["any-2"] == [("host", None, False)]  # a regex: asked once per distinct host
+    assert pins["any-1"] == []
 
 
 def test_indexed_and_unindexed_evaluation_agree():
@@ -53,14 +56,22 @@ def test_indexed_and_unindexed_evaluation_agree():
         assert a.attributes == expected
 
 
-def test_the_candidate_cache_is_bounded(monkeypatch):
-    from correlator.rules import ruleset as mod
+def test_the_candidate_cache_and_the_remembered_values_are_bounded(monkeypatch):
+    from correlator.rules import index as mod
 
     monkeypatch.setattr(mod, "_CACHE_LIMIT", 10)
+    monkeypatch.setattr(mod, "_MEMO_LIMIT", 10)
     rs = ruleset(RULES)
     for i in range(50):
-        rs.index.candidates(ev(f"h{i}", f"t{i}"))
-    assert len(rs.index._cache) <= 10
+        attrs = {f"a{j}": 1 for j in range(i % 7)} | ({"level": "x"} if i % 2 else {})
+        assert names(rs, ev(f"h{i}x", f"t{i}", attributes=attrs)) == ["any-1", "any-2"]
+    assert len(rs.index.cached) <= 10
+    assert all(len(m) <= 10 for m in rs.index._memo.values())
+    # values no rule tells apart share one class: hosts by the thousand make one candidate list
+    rs = ruleset(RULES)
+    for i in range(50):
+        rs.index.candidates(ev(f"h{i}", "linkDown"))
+    assert len(rs.index.cached) == 1
 
 
 def test_glob_pins_on_type_and_source_are_indexed():
