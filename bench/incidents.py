@@ -115,9 +115,15 @@ async def stage_main(args: argparse.Namespace) -> None:
     loop_inc, inc_thread, loop_prb, rec_thread = (min(r[i] for r in runs) for i in range(1, 5))
     us = 1e6 / opened
     keys = "hashed" if args.hashed else "sequential"
-    print(f"incidents opened={opened} batch={args.batch} keys={keys} runs={args.repeat} (SQLite, CPU time, least)")
-    print(f"incidents stage: loop {loop_inc * us:.2f} µs, incident store thread {inc_thread * us:.2f} µs per incident")
-    print(f"problems stage:  loop {loop_prb * us:.2f} µs, record store thread {rec_thread * us:.2f} µs per incident")
+    print(
+        f"incidents opened={opened} batch={args.batch} keys={keys} runs={args.repeat} (SQLite, CPU time, least)"
+    )
+    print(
+        f"incidents stage: loop {loop_inc * us:.2f} µs, incident store thread {inc_thread * us:.2f} µs per incident"
+    )
+    print(
+        f"problems stage:  loop {loop_prb * us:.2f} µs, record store thread {rec_thread * us:.2f} µs per incident"
+    )
 
 
 async def stage_run(args: argparse.Namespace) -> tuple[int, float, float, float, float]:
@@ -169,7 +175,9 @@ if __name__ == "__main__":
     p.add_argument("--dsn", default=None)
     p.add_argument("--stage", action="store_true", help="µs of CPU per incident opened, per stage and thread")
     p.add_argument("--repeat", type=int, default=3, help="with --stage: runs, the least figures printed")
-    p.add_argument("--hashed", action="store_true", help="with --stage: hashed fingerprints (random key order)")
+    p.add_argument(
+        "--hashed", action="store_true", help="with --stage: hashed fingerprints (random key order)"
+    )
     p.add_argument("--profile", default=None, help="with --stage: write a cProfile of the stages here")
     a = p.parse_args()
     asyncio.run(stage_main(a) if a.stage else main(a))
