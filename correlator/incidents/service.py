@@ -381,23 +381,25 @@ class IncidentService:
             self._active.clear()
             self._active_count = dict.fromkeys(PRIORITIES, 0)
             touched = self._by_id.values()
+        by_id, due_at, active, count = self._by_id, self._due, self._active, self._active_count
         for inc in touched:
-            tracked = self._by_id.get(inc.id) is inc
+            i = inc.id
+            tracked = by_id.get(i) is inc
             d = lc.deadline(inc) if tracked else None
             if d is None:
-                self._due.pop(inc.id, None)
-            elif self._due.get(inc.id) != d:
-                self._due[inc.id] = d
-                heapq.heappush(self._due_heap, (d, inc.id))
-            was = self._active.get(inc.id)
-            now = inc.priority if tracked and inc.active else None
+                due_at.pop(i, None)
+            elif due_at.get(i) != d:
+                due_at[i] = d
+                heapq.heappush(self._due_heap, (d, i))
+            was = active.get(i)
+            now = inc.priority if tracked and inc.status in ACTIVE else None
             if was != now:
                 if was is not None:
-                    self._active_count[was] -= 1
-                    del self._active[inc.id]
+                    count[was] -= 1
+                    del active[i]
                 if now is not None:
-                    self._active_count[now] += 1
-                    self._active[inc.id] = now
+                    count[now] += 1
+                    active[i] = now
         heap = self._due_heap
         while heap and self._due.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)
