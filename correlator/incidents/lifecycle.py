@@ -56,6 +56,8 @@ SEVERITY_IMPACT_URGENCY: dict[Severity, tuple[int, int]] = {
     Severity.INFO: (3, 3),
     Severity.CLEAR: (3, 3),
 }
+# Severity ranks by value as well: an incident keeps its highest severity as text.
+_RANK: dict[str, int] = {s.value: s.rank for s in Severity}
 
 
 @dataclass
@@ -73,11 +75,12 @@ class Changes:
     _notice_at: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def log(self, inc: Incident, at: float, actor: str, action: str, **detail: Any) -> None:
-        self.entries.append(LogEntry(at, actor, action, detail, incident=inc))
+        self.entries.append(LogEntry(at, actor, action, detail, inc))
         self.touch(inc, at)
 
     def touch(self, inc: Incident, at: float) -> None:
-        inc.updated_at = max(inc.updated_at, at)
+        if at > inc.updated_at:
+            inc.updated_at = at
         if inc.id:
             self.dirty[id(inc)] = inc
 
@@ -131,6 +134,59 @@ def open_incident(
     return inc
 
 
+def open_for_event(
+    settings: IncidentSettings,
+    changes: Changes,
+    now: float,
+    actor: str,
+    ev: Event,
+    impact: int | None,
+    urgency: int | None,
+    **fields: Any,
+) -> Incident:
+    """`open_incident` then `link_event` of its first event, as one step: what a storm of distinct
+    alerts does once per alert. The same incident, entries and notices as the two calls, without
+    what cannot apply to an incident that is being opened (its first event cannot raise the
+    priority it was opened with, nor find the timeline full)."""
+    sev_impact, sev_urgency = SEVERITY_IMPACT_URGENCY[ev.severity]
+    impact, urgency = impact or sev_impact, urgency or sev_urgency
+    t = ev.time
+    inc = Incident(
+        opened_at=now,
+        impact=impact,
+        urgency=urgency,
+        severity=ev.severity.value if _RANK[ev.severity] > _RANK["info"] else "info",
+        event_count=1,
+        first_occurrence=t,
+        last_occurrence=t,
+        updated_at=t if t > now else now,
+        linked_events=1,  # timeline_limit is at least 1
+        **fields,
+    )
+    priority = inc.priority = settings.matrix[impact - 1][urgency - 1]
+    major = inc.major = inc.major or is_major(settings, priority)
+    changes.new.append(inc)
+    entries = changes.entries
+    entries.append(
+        LogEntry(
+            now,
+            actor,
+            "open",
+            {"priority": priority, "impact": impact, "urgency": urgency, "major": major},
+            inc,
+        )
+    )
+    entries.append(LogEntry(t, actor, "event", _event_summary(ev), inc))
+    changes.opened_by[priority] = changes.opened_by.get(priority, 0) + 1
+    if changes.notifying:
+        changes.notify("open", inc)
+        if major:
+            changes.notify("major", inc)
+    if settings.escalation:
+        schedule(inc, settings)
+    return inc
+
+
 def link_event(
     settings: IncidentSettings,
     changes: Changes,
@@ -146,7 +202,7 @@ def link_event(
         inc.first_occurrence = ev.time
     if inc.last_occurrence is None or ev.time > inc.last_occurrence:
         inc.last_occurrence = ev.time
-    if ev.severity.rank > Severity(inc.severity).rank:
+    if _RANK[ev.severity] > _RANK[inc.severity]:
         inc.severity = ev.severity.value
     if inc.linked_events < settings.timeline_limit:
         inc.linked_events += 1
@@ -169,9 +225,9 @@ def raise_priority(
 ) -> None:
     """Priority only goes up automatically; lowering it is a person's decision."""
     new_impact, new_urgency = min(inc.impact, impact), min(inc.urgency, urgency)
-    new_priority = settings.priority(new_impact, new_urgency)
-    if (new_impact, new_urgency) == (inc.impact, inc.urgency):
+    if new_impact == inc.impact and new_urgency == inc.urgency:
         return
+    new_priority = settings.priority(new_impact, new_urgency)
     old = inc.priority
     inc.impact, inc.urgency = new_impact, new_urgency
     changes.touch(inc, now)
@@ -261,8 +317,10 @@ def schedule(inc: Incident, settings: IncidentSettings) -> None:
 
 
 def deadline(inc: Incident) -> float | None:
-    times = [t for t in (inc.next_escalation_at, inc.close_at) if t is not None]
-    return min(times) if times else None
+    escalate, close = inc.next_escalation_at, inc.close_at
+    if escalate is None:
+        return close
+    return escalate if close is None or escalate < close else close
 
 
 def _still_applies(step: EscalationStep, inc: Incident) -> bool:

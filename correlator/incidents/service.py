@@ -148,25 +148,26 @@ class IncidentService:
                 self._update(changes, inc, req, actor)
                 return "reopened"
         ev = req.event
-        impact, urgency = lc.SEVERITY_IMPACT_URGENCY[ev.severity]
-        inc = lc.open_incident(
+        attrs = ev.attributes
+        service, category = attrs.get("service"), attrs.get("category")
+        inc = lc.open_for_event(
             s,
             changes,
             now,
             actor,
+            ev,
+            req.impact,
+            req.urgency,
             title=req.title or f"{ev.type} on {ev.host}",
-            impact=req.impact or impact,
-            urgency=req.urgency or urgency,
             major=req.major,
             description=req.description or ev.message,
             host=ev.host,
-            service=_attr(ev.attributes, "service"),
-            category=_attr(ev.attributes, "category"),
+            service=service if isinstance(service, str) else "",
+            category=category if isinstance(category, str) else "",
             assignment_group=req.assignment_group or "",
             key=req.key,
             rule=req.rule,
         )
-        lc.link_event(s, changes, inc, ev, actor, req.impact, req.urgency)
         self._by_key[req.key] = inc
         return "opened"
 
@@ -315,7 +316,8 @@ class IncidentService:
         changes.count_opened()
         for inc in changes.new:
             self._by_id[inc.id] = inc
-        for inc in [*changes.new, *changes.dirty.values()]:
+        touched = [*changes.new, *changes.dirty.values()]
+        for inc in touched:
             if inc.status is Status.CLOSED:
                 self._by_id.pop(inc.id, None)
                 if inc.key is not None and self._by_key.get(inc.key) is inc:
@@ -323,7 +325,7 @@ class IncidentService:
         if self.notifier.enabled:
             for kind, inc, targets in changes.notices:
                 self.notifier.submit(kind, inc.to_api(), targets)
-        self._refresh([*changes.new, *changes.dirty.values()])
+        self._refresh(touched)
 
     async def _find(self, incident_id: int) -> Incident | None:
         if not self.shared:
@@ -379,23 +381,25 @@ class IncidentService:
             self._active.clear()
             self._active_count = dict.fromkeys(PRIORITIES, 0)
             touched = self._by_id.values()
+        by_id, due_at, active, count = self._by_id, self._due, self._active, self._active_count
         for inc in touched:
-            tracked = self._by_id.get(inc.id) is inc
+            i = inc.id
+            tracked = by_id.get(i) is inc
             d = lc.deadline(inc) if tracked else None
             if d is None:
-                self._due.pop(inc.id, None)
-            elif self._due.get(inc.id) != d:
-                self._due[inc.id] = d
-                heapq.heappush(self._due_heap, (d, inc.id))
-            was = self._active.get(inc.id)
-            now = inc.priority if tracked and inc.active else None
+                due_at.pop(i, None)
+            elif due_at.get(i) != d:
+                due_at[i] = d
+                heapq.heappush(self._due_heap, (d, i))
+            was = active.get(i)
+            now = inc.priority if tracked and inc.status in ACTIVE else None
             if was != now:
                 if was is not None:
-                    self._active_count[was] -= 1
-                    del self._active[inc.id]
+                    count[was] -= 1
+                    del active[i]
                 if now is not None:
-                    self._active_count[now] += 1
-                    self._active[inc.id] = now
+                    count[now] += 1
+                    active[i] = now
         heap = self._due_heap
         while heap and self._due.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)
@@ -409,8 +413,3 @@ class IncidentService:
             self._next_due = due
             if self.on_deadline is not None:
                 self.on_deadline(due)
-
-
-def _attr(attributes: dict[str, Any], name: str) -> str:
-    v = attributes.get(name)
-    return v if isinstance(v, str) else ""

@@ -50,6 +50,7 @@ MIGRATIONS: list[str] = [
 
 
 def _row(inc: Incident) -> tuple[Any, ...]:
+    """The column values in the order of the statements below: the id last (the UPDATE's WHERE)."""
     return (
         inc.key,
         inc.status.value,
@@ -60,12 +61,13 @@ def _row(inc: Incident) -> tuple[Any, ...]:
         inc.opened_at,
         inc.updated_at,
         inc.to_json(),
+        inc.id,
     )
 
 
 class SqliteIncidentStore(SqliteFile):
     def __init__(self, path: Path) -> None:
-        super().__init__(path, MIGRATIONS, ("foreign_keys=ON",), "incident store")
+        super().__init__(path, MIGRATIONS, ("foreign_keys=ON", "cache_size=-65536"), "incident store")
 
     async def save(self, changes: Changes) -> None:
         db = self.db
@@ -74,7 +76,7 @@ class SqliteIncidentStore(SqliteFile):
             await db.executemany(
                 "UPDATE incidents SET key=?, status=?, priority=?, host=?, service=?, major=?,"
                 " opened_at=?, updated_at=?, body=? WHERE id=?",
-                [(*_row(inc), inc.id) for inc in changes.dirty.values()],
+                [_row(inc) for inc in changes.dirty.values()],
             )
             if changes.new:
                 # The ids are given here, under the write lock (BEGIN IMMEDIATE), as AUTOINCREMENT
@@ -90,9 +92,9 @@ class SqliteIncidentStore(SqliteFile):
                 for n, inc in enumerate(changes.new):
                     inc.id = next_id + n
                 await db.executemany(
-                    "INSERT INTO incidents(id, key, status, priority, host, service, major, opened_at,"
-                    " updated_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(inc.id, *_row(inc)) for inc in changes.new],
+                    "INSERT INTO incidents(key, status, priority, host, service, major, opened_at,"
+                    " updated_at, body, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_row(inc) for inc in changes.new],
                 )
             rows = []
             for e in changes.entries:

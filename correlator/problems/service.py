@@ -64,7 +64,8 @@ class ProblemService:
         self.incidents = incidents
         self._problems: dict[int, Problem] = {}  # unresolved
         self._by_sig: dict[str, Problem] = {}
-        self._known: dict[int, tuple[KnownError, Matcher]] = {}  # active, by id (match in id order)
+        self._known: dict[int, tuple[KnownError, Matcher]] = {}  # active, by id
+        self._known_order: list[tuple[KnownError, Matcher]] | None = None  # in id order (None: sort again)
         # (at, incident id) of each signature's recent occurrences. Lists, not deques: most
         # signatures of an alert storm occur once, and an empty deque alone is ten times a list's size.
         self._recent: dict[str, list[tuple[float, int]]] = {}
@@ -82,6 +83,7 @@ class ProblemService:
                 self._known[ke.id] = (ke, compile_conditions(ke.match))
             except ValueError as e:
                 log.error("known error %s has invalid conditions, not matched: %s", ke.human_id, e)
+        self._known_order = None
         since = self.clock.now() - self.settings.recurrence_window
         for sig, incident_id, at in await self.store.occurrences_since(since):
             self._recent.setdefault(sig, []).append((at, incident_id))
@@ -120,7 +122,9 @@ class ProblemService:
             try:
                 if o.occurrence == 0 and inc.known_error_id is None and self._known:
                     await self._match_known_errors(inc, ev)
-                if (o.incident_id, o.occurrence) in new:  # else seen before (a batch delivered again)
+                # Seen before unless new (a batch delivered again); most occurrences of a storm
+                # are a signature's first, counted without a lock or an await.
+                if (o.incident_id, o.occurrence) in new and self._note(o):
                     await self._count(inc, o)
             except Exception:
                 log.exception("problem management failed on %s", inc.human_id)
@@ -128,7 +132,9 @@ class ProblemService:
 
     async def _match_known_errors(self, inc: Incident, ev: Event | None) -> None:
         view = _view(inc, ev)
-        for ke, match in sorted(self._known.values(), key=lambda km: km[0].id):
+        if self._known_order is None:  # once per change of the known errors, not per incident
+            self._known_order = sorted(self._known.values(), key=lambda km: km[0].id)
+        for ke, match in self._known_order:
             if not match(view):
                 continue
             fields: dict[str, Any] = {"known_error_id": ke.human_id, "workaround": ke.workaround}
@@ -165,20 +171,28 @@ class ProblemService:
         ]:
             del self._recent[sig]
 
+    def _note(self, o: Occurrence) -> bool:
+        """Add the occurrence to its signature's recent ones (only the pipeline changes those);
+        True when it may link to or open a problem, which `_count` then does."""
+        sig, at = o.signature, o.at
+        if at > self._newest:
+            self._newest = at
+        recent = self._recent.get(sig)
+        if recent is None:
+            recent = self._recent[sig] = []
+        recent.append((at, o.incident_id))
+        horizon = at - self.settings.recurrence_window
+        if recent[0][0] < horizon:
+            expired = 1
+            while recent[expired][0] < horizon:  # the entry just appended is never expired
+                expired += 1
+            del recent[:expired]
+        return sig in self._by_sig or len(recent) >= self.settings.recurrence_count
+
     async def _count(self, inc: Incident, o: Occurrence) -> None:
         sig, at = o.signature, o.at
-        self._newest = max(self._newest, at)
         async with self._lock:
-            recent = self._recent.get(sig)
-            if recent is None:
-                recent = self._recent[sig] = []
-            recent.append((at, inc.id))
-            horizon = at - self.settings.recurrence_window
-            if recent[0][0] < horizon:
-                expired = 1
-                while recent[expired][0] < horizon:  # the entry just appended is never expired
-                    expired += 1
-                del recent[:expired]
+            recent = self._recent.get(sig, [])
             p = self._by_sig.get(sig)
             if p is not None:
                 if inc.id in p.incidents:
@@ -272,6 +286,7 @@ class ProblemService:
                 "known_errors", 0, ke.state.value, ke.to_doc(), now, [LogEntry(now, actor, "create", {})]
             )
             self._known[ke.id] = (ke, matcher)
+            self._known_order = None
             if p is not None:
                 p.known_error_id = ke.id
                 if p.state is ProblemState.OPEN:
@@ -343,6 +358,7 @@ class ProblemService:
         entry = LogEntry(ke.updated_at, actor, "retire", {"reason": reason} if reason else {})
         await self.store.save("known_errors", ke.id, ke.state.value, ke.to_doc(), ke.updated_at, [entry])
         self._known.pop(ke.id, None)
+        self._known_order = None
 
     async def _save_problem(self, p: Problem, action: str, actor: str, **detail: Any) -> None:
         p.updated_at = self.clock.now()

@@ -9,7 +9,7 @@ pipeline batch's incident openings are added together, in one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Kind = Literal["changes", "problems", "known_errors"]
 KINDS: tuple[Kind, ...] = ("changes", "problems", "known_errors")
@@ -26,9 +26,10 @@ class LogEntry:
     seq: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Occurrence:
-    """The `occurrence`-th opening (0: the first, then one per reopening) of an incident."""
+class Occurrence(NamedTuple):
+    """The `occurrence`-th opening (0: the first, then one per reopening) of an incident.
+    A named tuple: an alert storm makes one per alert, and a frozen dataclass costs three times as
+    much to build."""
 
     signature: str
     incident_id: int

@@ -9,6 +9,7 @@ from correlator.clock import Clock
 from correlator.event import Severity
 from correlator.incidents.model import IllegalTransition, Status
 from correlator.incidents.stage import IncidentStage
+from correlator.incidents.store import IncidentQuery
 from correlator.pipeline import StageContext
 from tests.unit.incidents.conftest import T0, request
 
@@ -233,3 +234,33 @@ async def test_out_of_range_levels_from_a_rule_fall_back_to_severity(make_servic
     await feed(svc, clock, T0, request("open", T0, impact=0, urgency=7, severity=Severity.MINOR))
     inc = svc.active_for("core-sw1/Gi0/1")
     assert (inc.impact, inc.urgency, inc.priority) == (2, 2, "P3")
+
+
+async def test_a_storm_batch_is_stored_as_opened_and_read_back_after_a_restart(make_service, clock):
+    """Many distinct keys in one batch (an alert storm): ids in order, each incident's stored
+    document equal to the one in memory, its timeline `open` then `event`, listed newest first."""
+    svc = await make_service()
+    sev = [Severity.CRITICAL, Severity.MAJOR, Severity.MINOR, Severity.WARNING, Severity.INFO]
+    reqs = [
+        request("open", T0 + i, key=f"alert:{i:04x}", host=f"h{i}", severity=sev[i % 5]) for i in range(40)
+    ]
+    await feed(svc, clock, T0 + 40, *reqs)
+    before = {i: svc.active_for(f"alert:{i:04x}").to_doc() for i in range(40)}
+    assert [d["id"] for d in before.values()] == list(range(1, 41))
+    await svc.close()
+    svc2 = await make_service()
+    for i, doc in before.items():
+        inc, timeline = await svc2.get(doc["id"])
+        assert inc.to_doc() == doc and svc2.active_for(f"alert:{i:04x}").to_doc() == doc
+        assert [(e.action, e.actor, e.at) for e in timeline] == [
+            ("open", "rule:link-down", T0 + i),  # replay: each acts at its event's time
+            ("event", "rule:link-down", T0 + i),
+        ]
+        assert timeline[0].detail == {
+            "priority": doc["priority"], "impact": doc["impact"], "urgency": doc["urgency"], "major": doc["major"]
+        }  # fmt: skip
+        assert timeline[1].detail["host"] == f"h{i}" and timeline[1].detail["severity"] == doc["severity"]
+    page = await svc2.query(IncidentQuery(limit=10))
+    assert [i.id for i in page.incidents] == list(range(40, 30, -1)) and page.next_cursor == 31
+    page = await svc2.query(IncidentQuery(priorities=("P1",), limit=100))
+    assert sorted(i.id for i in page.incidents) == [d["id"] for d in before.values() if d["priority"] == "P1"]

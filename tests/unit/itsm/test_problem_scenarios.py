@@ -166,3 +166,19 @@ async def test_a_batch_the_store_cannot_count_still_gets_its_known_errors(make_w
     assert inc.known_error_id == ke.human_id
     assert await w.problems.query_problems((), 10, None) == []  # nothing counted, nothing opened
     assert "could not store 1 incident openings" in caplog.text
+
+
+async def test_the_oldest_matching_known_error_wins_as_known_errors_come_and_go(make_world):
+    w = await make_world()
+    ke = [await w.problems.create_known_error("a", f"ke{n}", {"host": {"glob": "core-*"}}, f"w{n}", None)
+          for n in (1, 2)]  # fmt: skip
+    await w.feed(T0, event(T0, host="core-1"))
+    assert w.incidents.active_for("core-1/linkDown").known_error_id == ke[0].human_id
+    await w.problems.retire_known_error(ke[0].id, "a")
+    await w.feed(T0 + MIN, event(T0 + MIN, host="core-2"))
+    assert w.incidents.active_for("core-2/linkDown").known_error_id == ke[1].human_id
+    await w.problems.retire_known_error(ke[1].id, "a")
+    newer = await w.problems.create_known_error("a", "ke3", {"host": "core-3"}, "w3", None)
+    await w.feed(T0 + 2 * MIN, event(T0 + 2 * MIN, host="core-3"), event(T0 + 2 * MIN, host="core-4"))
+    assert w.incidents.active_for("core-3/linkDown").known_error_id == newer.human_id
+    assert w.incidents.active_for("core-4/linkDown").known_error_id is None
