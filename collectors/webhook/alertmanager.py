@@ -89,7 +89,11 @@ def convert(
     if not isinstance(alerts, list):
         raise FieldError("alerts", "expected an array of alerts")
     group = {k: doc[k] for k in ("receiver", "externalURL", "groupKey") if isinstance(doc.get(k), str)}
-    return each(alerts, lambda a: alert_event(a, source, received, opts, group, extra))
+    copied = ("generatorURL", *extra)
+    # The alerts of one rule evaluation share their startsAt: each distinct time is parsed once
+    # per body. Only successes are kept, so a bad time is refused with its own message each time.
+    times: dict[str, float] = {}
+    return each(alerts, lambda a: alert_event(a, source, received, opts, group, copied, times))
 
 
 def alert_event(
@@ -98,57 +102,89 @@ def alert_event(
     received: float,
     opts: AlertOptions,
     group: Mapping[str, str],
-    extra: tuple[str, ...] = (),
+    copied: tuple[str, ...] = ("generatorURL",),
+    times: dict[str, float] | None = None,
 ) -> Event:
+    """One alert as an event; `copied`: the alert's fields kept as attributes when not empty."""
     if not isinstance(a, dict):
         raise FieldError("", "an alert must be a JSON object")
     labels = a.get("labels")
     if not isinstance(labels, dict):
         raise FieldError("labels", "must be an object of string label values")
     for v in labels.values():  # a plain loop: cheaper than all() over a generator, per alert
-        if not isinstance(v, str):
+        if type(v) is not str:
             raise FieldError("labels", "must be an object of string label values")
-    alertname = text(labels, "alertname", required=True, field="labels.alertname")
+    # Every label value is text here, so `text()`'s checks reduce to "present and not empty".
+    alertname = labels.get("alertname")
+    if not alertname:
+        raise FieldError("labels.alertname", "is required and must be a non-empty string")
     annotations = a.get("annotations") or {}
     if not isinstance(annotations, dict):
         raise FieldError("annotations", "must be an object")
     status = a.get("status")
-    if status not in ("firing", "resolved"):
-        raise FieldError("status", f"must be 'firing' or 'resolved', got {status!r}")
-    host_key = _first_key(labels, opts.host_labels)
-    host = labels[host_key][:256] if host_key else ""
-    if host_key == "instance":
-        name, colon, port = host.rpartition(":")
-        if colon and port.isdecimal():
-            host = name  # what _PORT strips, without a regex per alert
-        elif "\n" in host:
-            host = _PORT.sub("", host)  # `$` also matches before a final newline
-    resource = _first(labels, opts.resource_labels)
-    if status == "resolved":
-        severity = Severity.CLEAR
-        when_key = "endsAt"
-    else:
+    if status == "firing":
         raw_sev = labels.get(opts.severity_label)
         table = opts.severity_map or SEVERITIES
         severity = table.get(raw_sev.lower(), opts.default_severity) if raw_sev else opts.default_severity
         when_key = "startsAt"
+    elif status == "resolved":
+        severity = Severity.CLEAR
+        when_key = "endsAt"
+    else:
+        raise FieldError("status", f"must be 'firing' or 'resolved', got {status!r}")
+    host = ""
+    for k in opts.host_labels:
+        host = labels.get(k, "")
+        if host:
+            host = host[:256]
+            if k == "instance":
+                name, colon, port = host.rpartition(":")
+                if colon and port.isdecimal():
+                    host = name  # what _PORT strips, without a regex per alert
+                elif "\n" in host:
+                    host = _PORT.sub("", host)  # `$` also matches before a final newline
+            break
+    resource = ""
+    for k in opts.resource_labels:
+        resource = labels.get(k, "")
+        if resource:
+            resource = resource[:256]
+            break
     when = a.get(when_key)
-    time_ = parse_time(when, when_key) if when else received
+    if not when:
+        time_ = received
+    elif times is not None and type(when) is str:
+        cached = times.get(when)
+        if cached is None:
+            cached = times[when] = parse_time(when, when_key)
+        time_ = cached
+    else:
+        time_ = parse_time(when, when_key)
     fp = a.get("fingerprint")
     if not isinstance(fp, str) or not fp:
         fp = hashlib.blake2b(orjson.dumps(labels, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
     fingerprint = f"{opts.kind}:{fp}"
-    message = (
-        text(annotations, "summary")
-        or text(annotations, "description")
-        or text(annotations, "message")
-        or alertname
-    )
+    message = annotations.get("summary")
+    if type(message) is not str or not message:  # what text() returns at once; else its checks
+        message = (
+            text(annotations, "summary")
+            or text(annotations, "description")
+            or text(annotations, "message")
+            or alertname
+        )
     attrs: dict[str, Any] = {"status": status, "labels": labels, "annotations": annotations, **group}
-    for key in ("generatorURL", *extra):
-        if a.get(key) not in (None, "", {}):
-            attrs[key] = a[key]
-    ident = stable_id(fingerprint, status, str(a.get("startsAt", "")), str(a.get("endsAt", "")))
+    for key in copied:
+        v = a.get(key)
+        if v not in (None, "", {}):
+            attrs[key] = v
+    starts = a.get("startsAt", "")
+    ends = a.get("endsAt", "")
+    ident = stable_id(
+        fingerprint,
+        status,
+        starts if type(starts) is str else str(starts),
+        ends if type(ends) is str else str(ends),
+    )
     return Event(
         ident,
         time_,
@@ -162,18 +198,6 @@ def alert_event(
         attrs,
         fingerprint,
     )
-
-
-def _first_key(labels: Mapping[str, str], keys: tuple[str, ...]) -> str | None:
-    for k in keys:
-        if labels.get(k):
-            return k
-    return None
-
-
-def _first(labels: Mapping[str, str], keys: tuple[str, ...]) -> str:
-    k = _first_key(labels, keys)
-    return labels[k][:256] if k else ""
 
 
 def _labels(raw: Mapping[str, Any], key: str, where: str, default: tuple[str, ...]) -> tuple[str, ...]:

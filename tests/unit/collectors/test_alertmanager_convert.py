@@ -1,0 +1,118 @@
+"""The Alertmanager conversion of a whole body: each alert's result does not depend on its neighbours
+(times parsed once per body are shared, refusals are not), and ids stay those already stored."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collectors.webhook import alertmanager, grafana
+from correlator.errors import FieldError
+from correlator.event import Event
+
+RECEIVED = 1796611200.0  # 2026-12-07T02:40:00Z
+
+odd = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=6),
+    st.sampled_from(["", "node1:9100", "h:1\n", "[::1]:80", "x\x00y", "critical", "PAGE", "x" * 300]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+times = st.one_of(
+    odd,
+    st.sampled_from(
+        [
+            "2026-12-07T02:30:00Z",
+            "2026-12-07T02:30:00.5+02:00",
+            "0001-01-01T00:00:00Z",
+            "0001-01-01T00:00:00+01:00",  # out of range once the offset is applied
+            "2026-13-01T00:00:00Z",
+            "garbage",
+        ]
+    ),
+)
+label_names = st.sampled_from(
+    ["alertname", "instance", "host", "job", "severity", "device", "service", "mountpoint", "x"]
+)
+label_values = st.one_of(
+    st.text(max_size=8), st.sampled_from(["node1:9100", "a:b", "critical", "Warn", "x" * 300, "h:12\n"])
+)
+well_formed = st.fixed_dictionaries(
+    {
+        "labels": st.builds(
+            lambda name, more: {"alertname": name, **more},
+            st.sampled_from(["HighCPU", "x" * 300, "a\x00"]),
+            st.dictionaries(label_names, label_values, max_size=6),
+        ),
+        "status": st.sampled_from(["firing", "resolved"]),
+    },
+    optional={
+        "annotations": st.dictionaries(st.sampled_from(["summary", "description", "message"]), odd),
+        "startsAt": times,
+        "endsAt": times,
+        "fingerprint": odd,
+        "generatorURL": odd,
+        "values": odd,
+    },
+)
+any_shape = st.fixed_dictionaries(
+    {},
+    optional={
+        "labels": st.one_of(st.dictionaries(label_names, st.one_of(label_values, odd), max_size=5), odd),
+        "annotations": odd,
+        "status": st.one_of(st.sampled_from(["firing", "resolved", "Firing"]), odd),
+        "startsAt": times,
+        "endsAt": times,
+    },
+)
+alerts = st.lists(st.one_of(well_formed, any_shape, odd), max_size=8)
+
+
+def outcome(r: Event | FieldError) -> Any:
+    if isinstance(r, Event):
+        return r.to_dict()
+    return (type(r).__name__, r.field, r.message, r.reason)
+
+
+@settings(max_examples=300, suppress_health_check=list(HealthCheck), deadline=None)
+@given(alerts, st.sampled_from(["alertmanager", "grafana"]))
+def test_each_alert_converts_as_if_it_were_alone_in_its_body(items, kind):
+    convert = alertmanager.make({}, "w") if kind == "alertmanager" else grafana.make({}, "w")
+    together = convert({"receiver": "r", "alerts": items}, "webhook:am", RECEIVED)
+    assert [i for i, _ in together] == list(range(len(items)))
+    for (i, r), item in zip(together, items, strict=True):
+        [(_, alone)] = convert({"receiver": "r", "alerts": [item]}, "webhook:am", RECEIVED)
+        assert outcome(r) == outcome(alone), i
+
+
+def test_a_shared_bad_time_is_refused_for_every_alert_and_a_good_one_shared():
+    convert = alertmanager.make({}, "w")
+    bad = {"labels": {"alertname": "A"}, "status": "firing", "startsAt": "garbage"}
+    good = {"labels": {"alertname": "B"}, "status": "firing", "startsAt": "2026-12-07T02:30:00Z"}
+    results = convert({"alerts": [bad, good, bad, good]}, "webhook:am", RECEIVED)
+    errors = [r for _, r in results if isinstance(r, FieldError)]
+    assert [(e.field, e.message) for e in errors] == [
+        ("startsAt", "must be an ISO 8601 time such as 2026-11-30T12:00:00Z, got 'garbage'")
+    ] * 2
+    assert [r.time for _, r in results if isinstance(r, Event)] == [RECEIVED - 600] * 2
+
+
+def test_the_event_id_covers_fingerprint_status_and_times():
+    alert = {
+        "labels": {"alertname": "A", "instance": "node1:9100"},
+        "status": "firing",
+        "fingerprint": "abc",
+        "startsAt": "2026-12-07T02:30:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+    }
+    [(_, ev)] = alertmanager.make({}, "w")({"alerts": [alert]}, "webhook:am", RECEIVED)
+    parts = ("alertmanager:abc", "firing", "2026-12-07T02:30:00Z", "0001-01-01T00:00:00Z")
+    assert ev.id == hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+    assert (ev.host, ev.fingerprint) == ("node1", "alertmanager:abc")
