@@ -30,6 +30,7 @@ Class = frozenset["FilterRule"]
 # (type class, source class, host class, attribute names present, one class per value-pinned path)
 Key = tuple[frozenset[Any], ...]
 _NONE: Class = frozenset()
+_Lookup = tuple[Callable[[Event], Any], dict[Any, Class], str]  # getter, remembered values, path
 
 
 class _Probe:
@@ -69,6 +70,9 @@ class FilterIndex:
                 self._pinned.setdefault(vp.path, []).append((r, vp))
         self._paths = tuple(self._pinned)
         self._values: dict[str, dict[Any, Class]] = {p: {None: _NONE} for p in self._paths}
+        self._lookup = {p: (compile_field(p), self._values[p], p) for p in self._paths}
+        # class of type, source, host and presence -> the value-pinned paths its rules ask about
+        self._relevant: dict[Key, tuple[_Lookup, ...]] = {}
         self._classes: dict[Class, Class] = {}  # interned: equal classes are one object
         self._memo: dict[str, dict[str, Class]] = {f: {} for f in PIN_FIELDS}
         self.cached: dict[Key, tuple[FilterRule, ...]] = {}
@@ -83,16 +87,11 @@ class FilterIndex:
 
     def merge(self, key: Key) -> tuple[FilterRule, ...]:
         """The candidates of a class (a cache miss of `candidates`), cached."""
-        t, s, h, present = key[:4]
-        held = {"type": t, "source": s, "host": h, **dict(zip(self._paths, key[4:], strict=True))}
-        needs, decided = self._needs, self._decided
-        merged = [
-            r
-            for r in {*self._unpinned, *t, *s, *h}
-            if needs[r] <= present
-            and all(r in held[p.field] for p in r.pins)
-            and all(r in held[p.path] for p in decided.get(r, ()))
-        ]
+        base = key[:4]
+        paths = [path for _, _, path in self._lookups_for(base)]
+        held = dict(zip(paths, key[4:], strict=True))
+        decided = self._decided
+        merged = [r for r in self._base_rules(base) if all(r in held[p.path] for p in decided.get(r, ()))]
         merged.sort(key=lambda r: r.info.order)
         found = tuple(merged)
         if len(self.cached) >= _CACHE_LIMIT:
@@ -104,7 +103,9 @@ class FilterIndex:
         tm, sm, hm = self._memo["type"], self._memo["source"], self._memo["host"]
         classify = self._classify
         needed = self._needed
-        lookups = tuple((compile_field(p), self._values[p], p) for p in self._paths)
+        paths = bool(self._paths)
+        relevant = self._relevant
+        lookups_for = self._lookups_for
         classify_value = self._classify_value
 
         def key(ev: Event) -> Key:
@@ -117,9 +118,17 @@ class FilterIndex:
             h = hm.get(ev.host)
             if h is None:
                 h = classify("host", ev.host)
+            base = (t, s, h, needed.intersection(ev.attributes))
+            if not paths:
+                return base
+            # only the paths some rule of this class pins: an event no such rule can meet
+            # costs one more lookup, not one per path
+            lookups = relevant.get(base)
+            if lookups is None:
+                lookups = lookups_for(base)
             if not lookups:
-                return (t, s, h, needed.intersection(ev.attributes))
-            out = [t, s, h, needed.intersection(ev.attributes)]
+                return base
+            out = list(base)
             for get, memo, path in lookups:
                 v = get(ev)
                 # text (and a missing attribute) is remembered; a number or a mapping is not
@@ -143,6 +152,30 @@ class FilterIndex:
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
         memo[value] = found
+        return found
+
+    def _base_rules(self, base: Key) -> list[FilterRule]:
+        """The rules whose type, source and host pins and needed attributes a class satisfies."""
+        t, s, h, present = base
+        held = {"type": t, "source": s, "host": h}
+        needs = self._needs
+        return [
+            r
+            for r in {*self._unpinned, *t, *s, *h}
+            if needs[r] <= present and all(r in held[p.field] for p in r.pins)
+        ]
+
+    def _lookups_for(self, base: Key) -> tuple[_Lookup, ...]:
+        """The value-pinned paths the rules of a class ask about, in a fixed order (remembered)."""
+        found = self._relevant.get(base)
+        if found is not None:
+            return found
+        decided = self._decided
+        paths = {p.path for r in self._base_rules(base) for p in decided.get(r, ())}
+        found = tuple(self._lookup[p] for p in self._paths if p in paths)
+        if len(self._relevant) >= _CACHE_LIMIT:
+            self._relevant.clear()
+        self._relevant[base] = found
         return found
 
     def _classify_value(self, path: str, value: Any, ev: Event) -> Class:
