@@ -104,6 +104,9 @@ class FilterIndex:
         classify = self._classify
         needed = self._needed
         paths = bool(self._paths)
+        # a value pin needs its attribute present: an event without any of these names has no
+        # value to look up
+        pinned_names = frozenset(vp.name for vpins in self._decided.values() for vp in vpins)
         relevant = self._relevant
         lookups_for = self._lookups_for
         classify_value = self._classify_value
@@ -118,8 +121,9 @@ class FilterIndex:
             h = hm.get(ev.host)
             if h is None:
                 h = classify("host", ev.host)
-            base = (t, s, h, needed.intersection(ev.attributes))
-            if not paths:
+            present = needed.intersection(ev.attributes)
+            base = (t, s, h, present)
+            if not paths or present.isdisjoint(pinned_names):
                 return base
             # only the paths some rule of this class pins: an event no such rule can meet
             # costs one more lookup, not one per path
