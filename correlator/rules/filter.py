@@ -30,7 +30,15 @@ from correlator.rules.model import (
     Str,
     Template,
 )
-from correlator.rules.pins import FieldPin, beyond_pins, field_pins, needed_attributes
+from correlator.rules.pins import (
+    FieldPin,
+    ValuePin,
+    beyond_pins,
+    beyond_values,
+    field_pins,
+    needed_attributes,
+    value_pins,
+)
 from correlator.rules.registry import BuildContext, RuleInfo, RuleKind, register_kind
 from correlator.rules.stats import STATS, RuleCounters
 from correlator.rules.templates import compile_template, parse_template
@@ -125,6 +133,12 @@ class FilterRule:
     # What `match` tests beyond the pins the index already decided (None: nothing); the filter
     # stage runs this on the candidates the index gives, never `match` itself.
     check: Matcher | None = None
+    # The attribute conditions the index may decide per value (when no earlier rule writes their
+    # attribute), and `check` without them, for a set where the index decides them all.
+    values: tuple[ValuePin, ...] = ()
+    check_beyond_values: Matcher | None = None
+    spec: Any = None  # the `match` as written, for a set where the index decides only some
+    spec_at: Position | None = None
     act: Step | None = None  # the steps as one call (None: no step), as `run` runs them
     stop_or_reindex: bool = False  # one test on the common path, where neither is set
 
@@ -234,6 +248,11 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
     rule.writes = _written_attributes(v, enrich_columns)
     rest = beyond_pins(spec)
     rule.check = compile_matcher(rest, at) if rest is not None else None
+    rule.values = value_pins(spec, at)
+    if rule.values:
+        left = beyond_values(spec, frozenset(p.path for p in rule.values))
+        rule.check_beyond_values = compile_matcher(left, at) if left is not None else None
+        rule.spec, rule.spec_at = spec, at
     return rule
 
 

@@ -2,18 +2,23 @@
 
 An event's class is what the rules' pins (correlator/rules/pins.py) can tell apart: for each of type,
 source and host, the set of rules whose condition on that field holds for the event's value
-(worked out once per distinct value and remembered), and which of the attribute names some rule
-needs are present. The candidate list of each class is merged once and cached, so the common path
-is three dictionary hits and one set intersection per event, whatever the number of rules.
+(worked out once per distinct value and remembered), which of the attribute names some rule
+needs are present, and for each attribute path some rule pins to text values, the set of rules
+whose values hold it (remembered per value too). The candidate list of each class is merged once
+and cached, so the common path is a few dictionary hits and one set intersection per event,
+whatever the number of rules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from correlator.event import Event
-from correlator.rules.pins import PIN_FIELDS
+from correlator.rules.fields import compile_field
+from correlator.rules.matchers import compile_matcher
+from correlator.rules.pins import PIN_FIELDS, ValuePin, beyond_values
 
 if TYPE_CHECKING:
     from correlator.rules.filter import FilterRule
@@ -22,7 +27,10 @@ _CACHE_LIMIT = 200_000  # candidate lists kept (classes seen); cleared when full
 _MEMO_LIMIT = 100_000  # remembered values per field (hosts are the many); cleared when full
 
 Class = frozenset["FilterRule"]
-Key = tuple[Class, Class, Class, frozenset[str]]
+# (type class, source class, host class, attribute names present, one class per value-pinned path)
+Key = tuple[frozenset[Any], ...]
+_NONE: Class = frozenset()
+_Lookup = tuple[Callable[[Event], Any], dict[Any, Class], str]  # getter, remembered values, path
 
 
 class _Probe:
@@ -39,6 +47,7 @@ class FilterIndex:
     def __init__(self, rules: list[FilterRule]) -> None:
         """`rules` in set order."""
         self.size = len(rules)
+        rules, self._decided = _value_pins(rules)
         self._unpinned: list[FilterRule] = [r for r in rules if not r.pins]
         # field -> value -> rules whose pin lists that value; field -> rules whose pin lists none
         self._by: dict[str, dict[str, list[FilterRule]]] = {f: {} for f in PIN_FIELDS}
@@ -54,6 +63,16 @@ class FilterIndex:
                         self._by[p.field].setdefault(v, []).append(r)
         self._needs = _presence_pins(rules)
         self._needed = frozenset().union(*self._needs.values())
+        # path -> the rules whose value pin on it the index decides, with that pin
+        self._pinned: dict[str, list[tuple[FilterRule, ValuePin]]] = {}
+        for r, vpins in self._decided.items():
+            for vp in vpins:
+                self._pinned.setdefault(vp.path, []).append((r, vp))
+        self._paths = tuple(self._pinned)
+        self._values: dict[str, dict[Any, Class]] = {p: {None: _NONE} for p in self._paths}
+        self._lookup = {p: (compile_field(p), self._values[p], p) for p in self._paths}
+        # class of type, source, host and presence -> the value-pinned paths its rules ask about
+        self._relevant: dict[Key, tuple[_Lookup, ...]] = {}
         self._classes: dict[Class, Class] = {}  # interned: equal classes are one object
         self._memo: dict[str, dict[str, Class]] = {f: {} for f in PIN_FIELDS}
         self.cached: dict[Key, tuple[FilterRule, ...]] = {}
@@ -68,14 +87,11 @@ class FilterIndex:
 
     def merge(self, key: Key) -> tuple[FilterRule, ...]:
         """The candidates of a class (a cache miss of `candidates`), cached."""
-        t, s, h, present = key
-        held = {"type": t, "source": s, "host": h}
-        needs = self._needs
-        merged = [
-            r
-            for r in {*self._unpinned, *t, *s, *h}
-            if needs[r] <= present and all(r in held[p.field] for p in r.pins)
-        ]
+        base = key[:4]
+        paths = [path for _, _, path in self._lookups_for(base)]
+        held = dict(zip(paths, key[4:], strict=True))
+        decided = self._decided
+        merged = [r for r in self._base_rules(base) if all(r in held[p.path] for p in decided.get(r, ()))]
         merged.sort(key=lambda r: r.info.order)
         found = tuple(merged)
         if len(self.cached) >= _CACHE_LIMIT:
@@ -87,6 +103,13 @@ class FilterIndex:
         tm, sm, hm = self._memo["type"], self._memo["source"], self._memo["host"]
         classify = self._classify
         needed = self._needed
+        paths = bool(self._paths)
+        # a value pin needs its attribute present: an event without any of these names has no
+        # value to look up
+        pinned_names = frozenset(vp.name for vpins in self._decided.values() for vp in vpins)
+        relevant = self._relevant
+        lookups_for = self._lookups_for
+        classify_value = self._classify_value
 
         def key(ev: Event) -> Key:
             t = tm.get(ev.type)
@@ -98,7 +121,24 @@ class FilterIndex:
             h = hm.get(ev.host)
             if h is None:
                 h = classify("host", ev.host)
-            return (t, s, h, needed.intersection(ev.attributes))
+            present = needed.intersection(ev.attributes)
+            base = (t, s, h, present)
+            if not paths or present.isdisjoint(pinned_names):
+                return base
+            # only the paths some rule of this class pins: an event no such rule can meet
+            # costs one more lookup, not one per path
+            lookups = relevant.get(base)
+            if lookups is None:
+                lookups = lookups_for(base)
+            if not lookups:
+                return base
+            out = list(base)
+            for get, memo, path in lookups:
+                v = get(ev)
+                # text (and a missing attribute) is remembered; a number or a mapping is not
+                c = memo.get(v) if v.__class__ is str or v is None else None
+                out.append(c if c is not None else classify_value(path, v, ev))
+            return tuple(out)
 
         return key
 
@@ -117,6 +157,75 @@ class FilterIndex:
             memo.clear()
         memo[value] = found
         return found
+
+    def _base_rules(self, base: Key) -> list[FilterRule]:
+        """The rules whose type, source and host pins and needed attributes a class satisfies."""
+        t, s, h, present = base
+        held = {"type": t, "source": s, "host": h}
+        needs = self._needs
+        return [
+            r
+            for r in {*self._unpinned, *t, *s, *h}
+            if needs[r] <= present and all(r in held[p.field] for p in r.pins)
+        ]
+
+    def _lookups_for(self, base: Key) -> tuple[_Lookup, ...]:
+        """The value-pinned paths the rules of a class ask about, in a fixed order (remembered)."""
+        found = self._relevant.get(base)
+        if found is not None:
+            return found
+        decided = self._decided
+        paths = {p.path for r in self._base_rules(base) for p in decided.get(r, ())}
+        found = tuple(self._lookup[p] for p in self._paths if p in paths)
+        if len(self._relevant) >= _CACHE_LIMIT:
+            self._relevant.clear()
+        self._relevant[base] = found
+        return found
+
+    def _classify_value(self, path: str, value: Any, ev: Event) -> Class:
+        """The rules whose value pin on `path` holds for `value` (remembered when it is text)."""
+        pinned = self._pinned[path]
+        if isinstance(value, str):
+            found = frozenset(r for r, vp in pinned if value in vp.values)
+        else:  # 2 against `in: ['2']`, as the condition itself compares it
+            found = frozenset(r for r, vp in pinned if vp.test(ev))
+        if len(self._classes) >= _MEMO_LIMIT:
+            self._classes.clear()
+        found = self._classes.setdefault(found, found)
+        if isinstance(value, str):
+            memo = self._values[path]
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+                memo[None] = _NONE
+            memo[value] = found
+        return found
+
+
+def _value_pins(rules: list[FilterRule]) -> tuple[list[FilterRule], dict[FilterRule, tuple[ValuePin, ...]]]:
+    """The rules as the index runs them, and the value pins it decides for each.
+
+    A value pin is decided when no earlier rule may write its attribute (the index sees the event
+    as it enters level 1). Such a rule is run as a copy whose `check` leaves those conditions out:
+    the compiled rule itself may be shared with another rule set (a reload reuses unchanged files)
+    where other rules come before it, so it is never changed.
+    """
+    decided: dict[FilterRule, tuple[ValuePin, ...]] = {}
+    views: dict[FilterRule, FilterRule] = {}
+    written: set[str] = set()
+    for r in sorted(rules, key=lambda r: r.info.order):
+        vpins = tuple(p for p in r.values if p.name not in written)
+        written |= r.writes
+        if not vpins:
+            continue
+        if len(vpins) == len(r.values):
+            check = r.check_beyond_values
+        else:
+            left = beyond_values(r.spec, frozenset(p.path for p in vpins))
+            check = compile_matcher(left, r.spec_at) if left is not None else None
+        view = replace(r, check=check)
+        views[r] = view
+        decided[view] = vpins
+    return [views.get(r, r) for r in rules], decided
 
 
 def _presence_pins(rules: list[FilterRule]) -> dict[FilterRule, frozenset[str]]:

@@ -3,7 +3,9 @@
 A condition on `type`, `source` or `host` depends on that one field alone, so the index evaluates it
 once per distinct value (few types and sources; hosts by the thousand, still far fewer than events).
 A condition on `attributes.NAME...` that cannot hold while NAME is absent makes NAME's presence a
-necessary condition, decided from the event's attribute names. correlator/rules/index.py uses both.
+necessary condition, decided from the event's attribute names; one that is nothing but text values
+the attribute must equal is decided per distinct value, as the fields are. correlator/rules/index.py
+uses them all.
 """
 
 from __future__ import annotations
@@ -50,12 +52,51 @@ def field_pins(spec: Any, where: Position | None = None) -> tuple[FieldPin, ...]
     return tuple(pins)
 
 
+@dataclass(frozen=True, slots=True)
+class ValuePin:
+    """A top-level condition of a rule that an attribute path equal one of some text values
+    (`attributes.status: firing`, `attributes.labels.severity: {in: [...]}`).
+
+    `name`: the top-level attribute the path reads (what an earlier rule would have to write to
+    change it); `test`: the condition itself, for a value that is not text (a number, a list).
+    """
+
+    path: str
+    name: str
+    values: frozenset[str]
+    test: Matcher
+
+
+def value_pins(spec: Any, where: Position | None = None) -> tuple[ValuePin, ...]:
+    """The attribute conditions of a `match` mapping that are plain text values, in written order."""
+    if not isinstance(spec, Mapping):
+        return ()
+    pins = []
+    for path, cond in spec.items():
+        if not isinstance(path, str) or not path.startswith("attributes.") or not is_plain_pin(cond):
+            continue
+        values = equality_values(spec, path)
+        if values is not None:
+            name = path.split(".")[1]
+            pins.append(ValuePin(path, name, values, compile_matcher({path: cond}, where)))
+    return tuple(pins)
+
+
 def beyond_pins(spec: Any) -> dict[str, Any] | None:
     """The top-level conditions of `spec` the field pins leave for the rule to test (None: none)."""
     if not isinstance(spec, Mapping):
         return None
     rest = {k: c for k, c in spec.items() if k not in PIN_FIELDS}
     return rest or None
+
+
+def beyond_values(spec: Any, decided: frozenset[str]) -> dict[str, Any] | None:
+    """`beyond_pins` without the attribute paths in `decided` (value pins the index decides)."""
+    rest = beyond_pins(spec)
+    if rest is None:
+        return None
+    left = {k: c for k, c in rest.items() if k not in decided}
+    return left or None
 
 
 def needed_attributes(spec: Any) -> frozenset[str]:

@@ -105,3 +105,78 @@ def test_a_rule_that_fails_after_changing_the_type_leaves_no_stale_candidates():
     updates: list = []
     assert rs.run([e], updates) == [e]
     assert e.type == "new"
+
+
+ALERTS = """
+rules:
+  - name: critical
+    match: {source: {glob: "webhook:*"}, attributes.status: firing, attributes.labels.severity: {in: [critical, page]}}
+    classify: {severity: critical}
+  - name: warning
+    match: {source: {glob: "webhook:*"}, attributes.status: firing, attributes.labels.severity: [warning, warn]}
+    classify: {severity: warning}
+  - name: resolved
+    match: {source: {glob: "webhook:*"}, attributes.status: {equals: resolved}}
+    classify: {category: app}
+  - name: numbered
+    match: {attributes.code: {in: ["2", x]}}
+    set: {attributes.labels.severity: critical}
+  - name: after-labels-written
+    match: {attributes.status: firing, attributes.labels.severity: critical}
+    set: {attributes.late: true}
+"""
+
+
+def alert(status, severity, **attrs):
+    return ev(
+        "n1",
+        "HighLoad",
+        source="webhook:am",
+        attributes={"status": status, "labels": {"severity": severity}, **attrs},
+    )
+
+
+def test_attribute_values_are_decided_by_the_index_per_value():
+    rs = ruleset(ALERTS)
+    # `labels` is written by `numbered`, so the last rule's severity is tested by the rule itself
+    assert names(rs, alert("firing", "warning")) == ["warning", "after-labels-written"]
+    assert names(rs, alert("firing", "page")) == ["critical", "after-labels-written"]
+    assert names(rs, alert("resolved", "page")) == ["resolved"]
+    assert names(rs, alert("firing", "none")) == ["after-labels-written"]
+    assert names(rs, ev("n1", "HighLoad", source="webhook:am", attributes={"status": 1})) == []
+    # a value that is not text is compared as the condition compares it: 2 is "2"
+    assert names(rs, alert("firing", "none", code=2)) == ["numbered", "after-labels-written"]
+    assert names(rs, alert("firing", "none", code=[2])) == ["after-labels-written"]
+    labels_text = ev("n1", "A", source="webhook:am", attributes={"status": "firing", "labels": "critical"})
+    assert names(rs, labels_text) == ["after-labels-written"]
+
+
+def test_a_decided_value_pin_is_not_tested_again_and_the_compiled_rule_is_left_alone():
+    rs = ruleset(ALERTS)
+    critical = next(r for r in rs.index.candidates(alert("firing", "page")))
+    shipped = next(r for r in rs.filters if r.info.name == "critical")
+    # the source glob, the status and the severity are all decided: nothing is left to test
+    assert critical is not shipped and critical.check is None
+    assert shipped.check is not None and shipped.check(alert("firing", "none")) is False
+    # partly decided: the status by the index, the severity (labels written before) by the rule
+    late = next(
+        r for r in rs.index.candidates(alert("firing", "page")) if r.info.name == "after-labels-written"
+    )
+    assert late.check is not None
+    assert late.check(alert("resolved", "critical")) is True
+    assert late.check(alert("firing", "page")) is False
+
+
+def test_alert_values_give_the_same_results_as_every_rule_in_order():
+    rs = ruleset(ALERTS)
+    for status in ("firing", "resolved", None):
+        for sev in ("critical", "warn", "none", 3):
+            for code in (2, "x", None):
+                a = alert(status, sev, code=code)
+                rs.run([a], [])
+                b = alert(status, sev, code=code)
+                b.id = a.id
+                for r in rs.filters:
+                    if r.match(b):
+                        r.apply(b, [])
+                assert a.to_dict() == b.to_dict()

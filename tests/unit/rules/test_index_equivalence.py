@@ -48,6 +48,13 @@ def _attribute_condition() -> st.SearchStrategy[tuple[str, Any]]:
         st.tuples(name.map(lambda n: f"attributes.{n}"), st.just({"not_equals": "v"})),
         st.tuples(name.map(lambda n: f"attributes.{n}"), st.just({"gt": 0})),
         st.tuples(st.just("attributes.labels.sev"), st.sampled_from(["page", {"in": ["page", "v"]}])),
+        # plain text values: decided by the index per value when no earlier rule writes the name
+        st.tuples(name.map(lambda n: f"attributes.{n}"), value.map(lambda v: {"equals": v})),
+        st.tuples(name.map(lambda n: f"attributes.{n}"), value.map(lambda v: {"in": [v, "2"]})),
+        st.tuples(
+            st.just("attributes.labels.sev"),
+            st.sampled_from([["page", "1"], {"equals": "v"}, {"in": ["v", "2"], "regex": "."}]),
+        ),
     )
 
 
@@ -100,7 +107,11 @@ def events() -> st.SearchStrategy[Event]:
         st.sampled_from(ATTRS),
         st.one_of(st.sampled_from(["debug", "v", "par1", "1", ""]), st.integers(0, 2), st.none()),
         max_size=3,
-    ).map(lambda d: {**d, "labels": {"sev": "page"}} if d.get("labels") == "v" else d)
+    )
+    labels = st.one_of(st.sampled_from(["page", "v", "1", 1, 2, None]).map(lambda v: {"sev": v}), st.just({}))
+    attrs = st.tuples(attrs, labels).map(
+        lambda p: {**p[0], "labels": p[1]} if p[0].get("labels") == "v" else p[0]
+    )
     return st.builds(
         lambda t, h, s, sev, a, dt: Event("e", 1000.0 + dt, 1000.0, s, h, t, Severity(sev), "r", "", a),
         st.sampled_from([*TYPES, "zzz"]),
