@@ -47,12 +47,22 @@ class Clock:
         heapq.heappush(self._timers, (when, seq, timer))
         return timer
 
+    def reschedule(self, timer: Timer, when: float) -> None:
+        """Move `timer` to `when`, as `cancel()` and a new `call_at` would (it fires after the timers
+        already set for that time), without making a new timer: the heap entry it had goes stale."""
+        seq = next(self._seq)
+        timer.when = when
+        timer.seq = seq
+        timer.cancelled = False
+        heapq.heappush(self._timers, (when, seq, timer))
+
     def pending(self) -> int:
-        return sum(1 for _, _, t in self._timers if not t.cancelled)
+        return sum(1 for _, seq, t in self._timers if not t.cancelled and t.seq == seq)
 
     def next_deadline(self) -> float | None:
-        while self._timers and self._timers[0][2].cancelled:
-            heapq.heappop(self._timers)
+        timers = self._timers
+        while timers and (timers[0][2].cancelled or timers[0][2].seq != timers[0][1]):
+            heapq.heappop(timers)
         return self._timers[0][0] if self._timers else None
 
     def advance_to(self, t: float) -> int:
@@ -60,8 +70,8 @@ class Clock:
         fired = 0
         timers = self._timers
         while timers and timers[0][0] <= t:
-            timer = heapq.heappop(timers)[2]
-            if timer.cancelled:
+            _, seq, timer = heapq.heappop(timers)
+            if timer.cancelled or timer.seq != seq:  # cancelled, or rescheduled to a later entry
                 continue
             self._now = max(self._now, timer.when)
             timer.callback(self._now)

@@ -96,7 +96,7 @@ class Fire:
         self.extra = extra
 
     def key_text(self) -> str:
-        return "/".join(str(k) for k in self.key)
+        return "/".join(map(str, self.key))
 
     def info(self) -> dict[str, Any]:
         return {"rule": self.rule, "hook": self.hook, "key": list(self.key), **self.extra}
