@@ -13,6 +13,7 @@ from correlator import yamlfile
 from correlator.correlation.absence import Absence
 from correlator.correlation.core import Engine
 from correlator.correlation.pair import Pair
+from correlator.correlation.rulespec import key_fn
 from correlator.correlation.stage import Correlate
 from correlator.inventory import Asset, Inventory
 from correlator.rules.errors import RuleErrors
@@ -287,3 +288,12 @@ async def test_a_pair_tests_a_type_only_close_by_its_types_and_any_other_close_b
         ("down", None, None),
         ("reset", "closed", None),
     ]
+
+
+def test_group_by_keys_are_tuples_of_the_fields_whatever_getter_builds_them() -> None:
+    ev = E(0, "linkDown", host="sw1", resource="Gi0/1", peer="10.0.0.1")
+    assert key_fn(["host", "resource"], None)(ev) == ("sw1", "Gi0/1")
+    assert key_fn(["host", "type", "resource"], None)(ev) == ("sw1", "linkDown", "Gi0/1")
+    assert key_fn(["host", "attributes.peer"], None)(ev) == ("sw1", "10.0.0.1")
+    assert key_fn(["host", "severity"], None)(ev) == ("sw1", "major")
+    assert key_fn(["host"], None)(ev) == ("sw1",)
