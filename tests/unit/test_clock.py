@@ -40,3 +40,36 @@ def test_a_cancelled_timer_rescheduled_runs_again_and_a_fired_one_can_be_reused(
     clock.advance_to(20.0)
     assert fired == [12.0, 13.0]
     assert clock.pending() == 0
+
+
+def test_a_timer_moved_later_keeps_the_order_of_the_moment_it_was_moved() -> None:
+    clock = Clock(0.0)
+    fired: list[str] = []
+    moved = clock.call_at(5.0, lambda now: fired.append(f"moved@{now:g}"))
+    clock.call_at(20.0, lambda now: fired.append("set before"))
+    clock.reschedule(moved, 10.0)
+    clock.reschedule(moved, 20.0)  # later twice: no new heap entry, the order is taken now
+    clock.call_at(20.0, lambda now: fired.append("set after"))
+    assert clock.pending() == 3
+    assert clock.next_deadline() == 20.0
+    assert clock.advance_to(19.0) == 0
+    assert clock.advance_to(20.0) == 3
+    assert fired == ["set before", "moved@20", "set after"]
+
+
+def test_a_timer_moved_later_then_earlier_or_cancelled_fires_at_most_once() -> None:
+    clock = Clock(0.0)
+    fired: list[float] = []
+    timer = clock.call_at(10.0, fired.append)
+    clock.reschedule(timer, 30.0)
+    clock.reschedule(timer, 15.0)  # earlier than its entry at 10? no: still later, entry kept
+    clock.reschedule(timer, 8.0)  # earlier than its entry: a new entry, the one at 10 goes stale
+    clock.advance_to(40.0)
+    assert fired == [8.0]
+    other = clock.call_at(50.0, fired.append)
+    clock.reschedule(other, 60.0)
+    other.cancel()
+    assert clock.pending() == 0 and clock.next_deadline() is None
+    clock.reschedule(other, 70.0)  # a cancelled timer set again runs
+    clock.advance_to(100.0)
+    assert fired == [8.0, 70.0]
