@@ -19,6 +19,10 @@ class Timer:
     seq: int
     callback: Callable[[float], None]
     cancelled: bool = False
+    # The heap entry standing for the timer: (`entry_when`, `entry_seq`); -1: none (fired, or new).
+    # A timer moved later keeps its entry, which puts it back at (when, seq) when it comes up.
+    entry_when: float = 0.0
+    entry_seq: int = -1
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -43,26 +47,64 @@ class Clock:
 
     def call_at(self, when: float, callback: Callable[[float], None]) -> Timer:
         seq = next(self._seq)
-        timer = Timer(when, seq, callback)
+        timer = Timer(when, seq, callback, False, when, seq)
         heapq.heappush(self._timers, (when, seq, timer))
         return timer
 
+    def reschedule(self, timer: Timer, when: float) -> None:
+        """Move `timer` to `when`, as `cancel()` and a new `call_at` would (it fires after the timers
+        already set for that time), without making a new timer.
+
+        Moved later, the timer keeps its heap entry, which re-queues it at (when, seq) when it comes
+        up: the order is that of a new timer (seq is taken now), and a timer pushed back on every
+        event (a flapping key) costs no heap operation. Moved earlier, it gets a new entry and the
+        old one goes stale."""
+        seq = next(self._seq)
+        timer.when = when
+        timer.seq = seq
+        timer.cancelled = False
+        if timer.entry_seq >= 0 and timer.entry_when <= when:
+            return
+        timer.entry_when = when
+        timer.entry_seq = seq
+        heapq.heappush(self._timers, (when, seq, timer))
+
     def pending(self) -> int:
-        return sum(1 for _, _, t in self._timers if not t.cancelled)
+        return sum(1 for _, seq, t in self._timers if not t.cancelled and t.entry_seq == seq)
 
     def next_deadline(self) -> float | None:
-        while self._timers and self._timers[0][2].cancelled:
-            heapq.heappop(self._timers)
-        return self._timers[0][0] if self._timers else None
+        timers = self._timers
+        while timers:
+            when, seq, timer = timers[0]
+            if timer.entry_seq != seq or timer.cancelled:  # stale, or cancelled: drop it
+                heapq.heappop(timers)
+                if timer.entry_seq == seq:
+                    timer.entry_seq = -1
+            elif timer.seq != seq:  # moved later: put it where it now belongs
+                heapq.heapreplace(timers, (timer.when, timer.seq, timer))
+                timer.entry_when = timer.when
+                timer.entry_seq = timer.seq
+            else:
+                return when
+        return None
 
     def advance_to(self, t: float) -> int:
         """Move time forward to `t` (never backward), firing due timers; returns how many fired."""
         fired = 0
         timers = self._timers
         while timers and timers[0][0] <= t:
-            timer = heapq.heappop(timers)[2]
-            if timer.cancelled:
+            _, seq, timer = heapq.heappop(timers)
+            if timer.entry_seq != seq:  # stale: the timer was moved earlier, to another entry
                 continue
+            if timer.cancelled:
+                timer.entry_seq = -1
+                continue
+            if timer.seq != seq:  # moved later: queue it at its new place, in its order
+                heapq.heappush(timers, (timer.when, timer.seq, timer))
+                timer.entry_when = timer.when
+                timer.entry_seq = timer.seq
+                continue
+            timer.entry_seq = -1
             self._now = max(self._now, timer.when)
             timer.callback(self._now)
             fired += 1

@@ -96,7 +96,7 @@ class Fire:
         self.extra = extra
 
     def key_text(self) -> str:
-        return "/".join(str(k) for k in self.key)
+        return "/".join(map(str, self.key))
 
     def info(self) -> dict[str, Any]:
         return {"rule": self.rule, "hook": self.hook, "key": list(self.key), **self.extra}
@@ -294,8 +294,11 @@ class Engine:
                 )
         self.sink = Sink()
         self.clock: Clock | None = None
+        # The rule's one timer, kept after it fires and set again with `Clock.reschedule`; `_armed`
+        # says whether it is pending, at `_timer_at`.
         self._timer: Timer | None = None
         self._timer_at = 0.0
+        self._armed = False
         # For the rule index (index.py): the event types, else hosts, the rule can match (None: any).
         self.types: frozenset[str] | None = None
         self.hosts: frozenset[str] | None = None
@@ -317,6 +320,7 @@ class Engine:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            self._armed = False
         self.rearm()
 
     def detach(self) -> None:
@@ -324,6 +328,7 @@ class Engine:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            self._armed = False
         self.clock = None
 
     def rearm(self) -> None:
@@ -332,12 +337,15 @@ class Engine:
     def _arm(self, when: float | None) -> None:
         if when is None or self.clock is None:
             return
-        if self._timer is not None and not self._timer.cancelled:
-            if self._timer_at <= when:
-                return
-            self._timer.cancel()
+        timer = self._timer
+        if timer is None:
+            self._timer = self.clock.call_at(when, self._on_timer)
+        elif self._armed and self._timer_at <= when:
+            return
+        else:  # fired already, or due later than `when`: set again, as a new timer would be
+            self.clock.reschedule(timer, when)
+        self._armed = True
         self._timer_at = when
-        self._timer = self.clock.call_at(when, self._on_timer)
 
     def _arm_first(self, table: KeyTable[S], deadline: Callable[[S], float]) -> None:
         """Arm the rule's one timer on the oldest entry of a table kept in deadline order."""
@@ -346,7 +354,7 @@ class Engine:
             self._arm(deadline(item[1]))
 
     def _on_timer(self, now: float) -> None:
-        self._timer = None
+        self._armed = False
         if self.clock is not None:
             self.on_timer(now)
 

@@ -15,10 +15,9 @@ from typing import Any
 
 from correlator.clock import Timer
 from correlator.config import duration_text
-from correlator.correlation.actions import suppress
+from correlator.correlation.actions import SUPPRESSED_BY
 from correlator.correlation.core import (
     Engine,
-    Fire,
     Hooks,
     Key,
     KeyFn,
@@ -77,7 +76,7 @@ class Flapping(Engine):
         self.flapping_type = flapping_type
         self.severity = severity
         self.table: KeyTable[_Flap] = KeyTable(name, max_keys)
-        self._suppress = suppress()
+        self._suppressed = SUPPRESSED_BY(name)  # correlator_correlation_suppressed_total{rule}
 
     def on_event(self, ev: Event, t: float) -> None:
         k = self.key(ev)
@@ -89,14 +88,17 @@ class Flapping(Engine):
         self.table.touch(k)
         if t > f.last:
             f.last = t
+        changes = f.changes
         if s != f.state:
             f.state = s
-            if not f.changes or t >= f.changes[-1]:
-                f.changes.append(t)
+            if not changes or t >= changes[-1]:
+                changes.append(t)
             else:
-                bisect.insort(f.changes, t)
-        _prune(f.changes, f.last - self.within)
-        n = len(f.changes)
+                bisect.insort(changes, t)
+        horizon = f.last - self.within
+        if changes and changes[0] <= horizon:
+            _prune(changes, horizon)
+        n = len(changes)
         if not f.flapping:
             if n >= self.high:
                 f.flapping = True
@@ -105,24 +107,37 @@ class Flapping(Engine):
                     k, f, "start", t, self.severity, f"flapping: {n} state changes within {self.within:g}s"
                 )
                 self.generate("start", start, k, False, changes=n)
-                self._suppress(ev, _fire(self.name, k), self.sink)
+                self._suppress(ev)
                 self._schedule(k, f)
             return
         if n <= self.low:
             self._leave(k, f, t, False)
             return
-        self._suppress(ev, _fire(self.name, k), self.sink)
+        self._suppress(ev)
         self._schedule(k, f)
 
+    def _suppress(self, ev: Event) -> None:
+        """What the `suppress` response does (actions.py), without a `Fire` per suppressed event."""
+        ev.attributes["suppressed_by"] = self.name
+        self.sink.suppressed = self.name
+        self._suppressed.inc()
+
     def _schedule(self, k: Key, f: _Flap) -> None:
-        """Check again when enough changes will have aged out of the window to reach `low`."""
-        if self.clock is None:
+        """Check again when enough changes will have aged out of the window to reach `low`.
+
+        The key keeps one timer, moved on every suppressed event (`Clock.reschedule`: the same order
+        as a new timer, without making one)."""
+        clock = self.clock
+        if clock is None:
             return
-        if f.timer is not None:
-            f.timer.cancel()
-        idx = len(f.changes) - self.low - 1
-        when = (f.changes[idx] if idx >= 0 else f.last) + self.within
-        f.timer = self.clock.call_at(when, lambda now: self._check(k, now))
+        changes = f.changes
+        idx = len(changes) - self.low - 1
+        when = (changes[idx] if idx >= 0 else f.last) + self.within
+        timer = f.timer
+        if timer is None:
+            f.timer = clock.call_at(when, lambda now: self._check(k, now))
+        else:
+            clock.reschedule(timer, when)
 
     def _check(self, k: Key, now: float) -> None:
         f = self.table.get(k)
@@ -199,7 +214,3 @@ def _prune(changes: list[float], horizon: float) -> None:
     """Changes age out exactly `within` after they happened (so a timer set then always progresses)."""
     while changes and changes[0] <= horizon:
         del changes[0]
-
-
-def _fire(rule: str, k: Key) -> Fire:
-    return Fire(rule, "suppress", k, False, {})

@@ -86,6 +86,7 @@ def _pair(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
         v["max_keys"],
         v["timeout_type"],
         v["recover_within"],
+        matchable_types(raw.get("close")) if type_only(raw.get("close")) else None,
     )
     return _finish(e, raw, raw.get("match"), raw.get("close"))
 

@@ -6,6 +6,7 @@ same spec both parses the operator's file (with file:line:col errors) and yields
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -179,6 +180,9 @@ def hooks_of(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, list[A
 
 def key_fn(paths: list[str], where: Position | None) -> KeyFn:
     getters = [compile_field(p, where) for p in paths]
+    if len(paths) > 1 and all(p in _PLAIN_FIELDS for p in paths):
+        # `[host, resource]` and the like: one C getter builds the tuple (no Python call per event)
+        return operator.attrgetter(*paths)
     if len(getters) == 1:
         g = getters[0]
         return lambda ev: (g(ev),)
@@ -186,6 +190,10 @@ def key_fn(paths: list[str], where: Position | None) -> KeyFn:
         g1, g2 = getters
         return lambda ev: (g1(ev), g2(ev))
     return lambda ev: tuple(g(ev) for g in getters)
+
+
+# Event fields a key reads as they are (compile_field's getter of each is attrgetter(field)).
+_PLAIN_FIELDS = frozenset({"host", "resource", "type", "source", "message", "id", "fingerprint"})
 
 
 def types_of(*match_specs: Any) -> frozenset[str] | None:

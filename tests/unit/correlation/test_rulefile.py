@@ -13,6 +13,7 @@ from correlator import yamlfile
 from correlator.correlation.absence import Absence
 from correlator.correlation.core import Engine
 from correlator.correlation.pair import Pair
+from correlator.correlation.rulespec import key_fn
 from correlator.correlation.stage import Correlate
 from correlator.inventory import Asset, Inventory
 from correlator.rules.errors import RuleErrors
@@ -251,3 +252,48 @@ async def test_explain_describes_the_state_of_every_kind(tmp_path: Path) -> None
     for r in reached:
         kind = holder.current.get(r.rule).info.kind  # type: ignore[union-attr]
         assert r.before.startswith(f"{kind}: ") and r.after.startswith(f"{kind}: "), r
+
+
+async def test_a_pair_tests_a_type_only_close_by_its_types_and_any_other_close_by_its_matcher(
+    tmp_path: Path,
+) -> None:
+    pinned, general = compile_rules(
+        """
+        rules:
+          - name: pinned
+            kind: pair
+            match: {type: down}
+            close: {type: {in: [up, reset]}}
+            within: 30s
+            on_close: [{annotate: {pinned: closed}}]
+          - name: general
+            kind: pair
+            match: {type: down}
+            close: {type: up, severity: clear}
+            within: 30s
+            on_close: [{annotate: {general: closed}}]
+        """,
+        tmp_path,
+    )
+    assert isinstance(pinned, Pair) and pinned.close_types == frozenset({"up", "reset"})
+    assert isinstance(general, Pair) and general.close_types is None
+    out = await Run(pinned, general).feed(
+        E(0, "down"), E(1, "up", severity="major"), E(2, "down"), E(3, "reset")
+    )
+    closed = [(e.type, e.attributes.get("pinned"), e.attributes.get("general")) for e in out]
+    # a major `up` closes the pinned pair only; `reset` closes it again, never the general one
+    assert closed == [
+        ("down", None, None),
+        ("up", "closed", None),
+        ("down", None, None),
+        ("reset", "closed", None),
+    ]
+
+
+def test_group_by_keys_are_tuples_of_the_fields_whatever_getter_builds_them() -> None:
+    ev = E(0, "linkDown", host="sw1", resource="Gi0/1", peer="10.0.0.1")
+    assert key_fn(["host", "resource"], None)(ev) == ("sw1", "Gi0/1")
+    assert key_fn(["host", "type", "resource"], None)(ev) == ("sw1", "linkDown", "Gi0/1")
+    assert key_fn(["host", "attributes.peer"], None)(ev) == ("sw1", "10.0.0.1")
+    assert key_fn(["host", "severity"], None)(ev) == ("sw1", "major")
+    assert key_fn(["host"], None)(ev) == ("sw1",)
