@@ -99,6 +99,43 @@ def test_fields_are_separated_in_the_fingerprint():
     assert fingerprint("ab", "", "c") != fingerprint("a", "b", "c")
 
 
+_TEXT = st.text(max_size=8)
+
+
+@given(st.lists(st.tuples(_TEXT, _TEXT, _TEXT), max_size=30))
+def test_remembered_fingerprints_equal_the_hash(keys):
+    from correlator import event
+
+    for host, resource, type_ in keys + keys:  # each key twice: computed, then remembered
+        assert fingerprint(host, resource, type_) == event._blake2b(host, resource, type_)
+    assert len(event._fingerprints) <= event._FINGERPRINTS_KEPT
+
+
+def test_remembered_fingerprints_are_bounded(monkeypatch):
+    from correlator import event
+
+    monkeypatch.setattr(event, "_FINGERPRINTS_KEPT", 4)
+    monkeypatch.setattr(event, "_fingerprints", {})
+    for i in range(10):
+        assert fingerprint(f"h{i}", "", "T") == event._blake2b(f"h{i}", "", "T")
+        assert len(event._fingerprints) <= 4
+
+
+def test_fingerprint_of_text_that_is_not_text_does_not_raise():
+    # a hand-built event with a list for a host: the door refuses it later, with the field named
+    assert fingerprint(["r1"], "", "T") == fingerprint("['r1']", "", "T")  # type: ignore[arg-type]
+
+
+def test_event_defaults_and_derived_fields():
+    a = Event("i", 5.0, 6.0, "s", "h", "T")
+    b = Event("i", 5.0, 6.0, "s", "h", "T")
+    assert a.attributes == {} and a.attributes is not b.attributes  # a new dict for each event
+    assert a.fingerprint == fingerprint("h", "", "T") and a.last_seen == 5.0 and a.count == 1
+    assert a.severity is Severity.INFO and a.resource == a.message == ""
+    c = Event("i", 5.0, 6.0, "s", "h", "T", attributes=None, fingerprint="f", last_seen=7.0)  # type: ignore[arg-type]
+    assert c.attributes is None and c.fingerprint == "f" and c.last_seen == 7.0  # kept for the door to refuse
+
+
 def test_severity_order():
     ranks = [s.rank for s in Severity]
     assert [s.value for s in Severity] == ["critical", "major", "minor", "warning", "info", "clear"]
