@@ -58,9 +58,10 @@ _NAMES = [s.value for s in Severity]
 MAX_ID_LEN = 128
 MAX_NAME_LEN = 256
 MAX_MESSAGE_LEN = 16384
+_NEW_DICT: Any = object()  # Event's default attributes: a new {} for each event
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Event:
     """A normalised event. Times are UTC epoch seconds (floats) so the hot path never builds datetimes.
 
@@ -83,11 +84,37 @@ class Event:
     count: int = 1
     last_seen: float = 0.0
 
-    def __post_init__(self) -> None:
-        if not self.fingerprint:
-            self.fingerprint = fingerprint(self.host, self.resource, self.type)
-        if not self.last_seen:
-            self.last_seen = self.time
+    # Written out rather than generated: the generated one calls a __post_init__ for the two
+    # derived fields, one Python call more per event.
+    def __init__(
+        self,
+        id: str,
+        time: float,
+        received: float,
+        source: str,
+        host: str,
+        type: str,
+        severity: Severity = Severity.INFO,
+        resource: str = "",
+        message: str = "",
+        attributes: dict[str, Any] = _NEW_DICT,
+        fingerprint: str = "",
+        count: int = 1,
+        last_seen: float = 0.0,
+    ) -> None:
+        self.id = id
+        self.time = time
+        self.received = received
+        self.source = source
+        self.host = host
+        self.type = type
+        self.severity = severity
+        self.resource = resource
+        self.message = message
+        self.attributes = {} if attributes is _NEW_DICT else attributes
+        self.fingerprint = fingerprint or _fingerprint(host, resource, type)
+        self.count = count
+        self.last_seen = last_seen or time
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form used by the queue and the store (epoch-second floats)."""
@@ -136,20 +163,38 @@ class Event:
 
 
 def fingerprint(host: str, resource: str, type_: str) -> str:
-    """Stable de-duplication key: 20 hex digits of BLAKE2b over host, resource and type."""
+    """Stable de-duplication key: 20 hex digits of BLAKE2b over host, resource and type.
+
+    Remembered for the last few thousand distinct keys: events repeat a small set of (host,
+    resource, type) by nature, and a dict lookup costs about a third of the hash. A miss costs
+    about half a hash more (the key kept), so the set is sized for a busy NOC's working set."""
+    key = (host, resource, type_)
+    try:
+        fp = _fingerprints.get(key)
+    except TypeError:  # not text (an Event built by hand, refused later at the door): as text
+        return fingerprint(f"{host}", f"{resource}", f"{type_}")
+    if fp is not None:
+        return fp
     text = f"{host}\x1f{resource}\x1f{type_}"
     try:
-        key = text.encode()
+        data = text.encode()
     except UnicodeEncodeError:
         # surrogatepass: never raise here for a lone surrogate (the door refuses such an event
         # with its field named); valid text encodes the same either way, so the key is unchanged.
-        key = text.encode("utf-8", "surrogatepass")
+        data = text.encode("utf-8", "surrogatepass")
     h = _FINGERPRINT.copy()  # a copy of a prepared hash: cheaper than making one with its options
-    h.update(key)
-    return h.hexdigest()
+    h.update(data)
+    fp = h.hexdigest()
+    if len(_fingerprints) >= _FINGERPRINTS_KEPT:
+        _fingerprints.clear()  # a new working set: cheaper than tracking which key is oldest
+    _fingerprints[key] = fp
+    return fp
 
 
 _FINGERPRINT = hashlib.blake2b(digest_size=10)
+_fingerprint = fingerprint  # for Event.__init__, whose parameter of that name hides the function
+_FINGERPRINTS_KEPT = 16384
+_fingerprints: dict[tuple[str, str, str], str] = {}
 
 
 def new_id() -> str:
@@ -304,8 +349,9 @@ def _recorded(ev: Event, d: dict[str, Any]) -> None:
 
 
 def dumps_events(events: list[Event]) -> bytes:
-    """The wire form of a batch; orjson serialises the slots dataclass itself, equal to `to_dict`."""
-    return orjson.dumps(events)
+    """The wire form of a batch. Through `to_dict`: orjson serialises the slots dataclass itself to
+    the same bytes, but reads its fields one attribute lookup at a time (measured: ~40% slower)."""
+    return orjson.dumps([e.to_dict() for e in events])
 
 
 def loads_events(payload: bytes) -> list[Event]:

@@ -219,8 +219,9 @@ async def replay(
             return
         # Line by line: joining a batch's lines into one buffer first was slower (a large buffer
         # made and freed per batch costs page faults); the counts are made by C loops per batch.
+        # `to_dict` first: the same bytes as orjson's own dataclass support, about a third cheaper.
         for e in out:
-            line = dumps(e, option=orjson.OPT_APPEND_NEWLINE)
+            line = dumps(e.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
             digest.update(line)
             if output is not None:
                 output.write(line)

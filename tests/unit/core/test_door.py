@@ -203,3 +203,38 @@ def test_a_wire_event_missing_a_field_or_not_an_object_is_refused() -> None:
     with pytest.raises(door.Refused, match="JSON object"):
         door.from_wire([ev().to_dict()])
     assert door.from_wire(ev().to_dict()) == ev()
+
+
+_SOME_TEXT = st.text(st.sampled_from(["a", "é", "\x00", "\ud800", "\udfff", "Z", "\U0001f600"]), max_size=4)
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            "host": _SOME_TEXT,
+            "type": _SOME_TEXT,
+            "resource": _SOME_TEXT,
+            "message": _SOME_TEXT,
+            "id": _SOME_TEXT,
+        }
+    ),
+    st.booleans(),
+)
+def test_text_fields_are_refused_exactly_when_one_holds_nul_or_a_lone_surrogate(texts, typed):
+    # The check searches the texts joined; the field named must still be the first bad one, in order.
+    texts = {k: v or "x" for k, v in texts.items()}
+    bad = next(
+        (
+            k
+            for k in ("host", "type", "resource", "id", "message")
+            if "\x00" in texts[k] or any(0xD800 <= ord(c) <= 0xDFFF for c in texts[k])
+        ),
+        None,
+    )
+    event = ev(**texts)
+    if bad is None:
+        door.check(event, typed=typed)
+    else:
+        with pytest.raises(door.Refused) as info:
+            door.check(event, typed=typed)
+        assert (info.value.field, info.value.reason) == (bad, door.BAD_TEXT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 
 import orjson
 import pytest
@@ -97,6 +98,48 @@ def test_fingerprint_is_stable_and_ignores_severity():
 
 def test_fields_are_separated_in_the_fingerprint():
     assert fingerprint("ab", "", "c") != fingerprint("a", "b", "c")
+
+
+_TEXT = st.text(max_size=8)
+
+
+def _hashed(host: str, resource: str, type_: str) -> str:
+    text = f"{host}\x1f{resource}\x1f{type_}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=10).hexdigest()
+
+
+@given(st.lists(st.tuples(_TEXT, _TEXT, _TEXT), max_size=30))
+def test_remembered_fingerprints_equal_the_hash(keys):
+    from correlator import event
+
+    for host, resource, type_ in keys + keys:  # each key twice: computed, then remembered
+        assert fingerprint(host, resource, type_) == _hashed(host, resource, type_)
+    assert len(event._fingerprints) <= event._FINGERPRINTS_KEPT
+
+
+def test_remembered_fingerprints_are_bounded(monkeypatch):
+    from correlator import event
+
+    monkeypatch.setattr(event, "_FINGERPRINTS_KEPT", 4)
+    monkeypatch.setattr(event, "_fingerprints", {})
+    for i in range(10):
+        assert fingerprint(f"h{i}", "", "T") == _hashed(f"h{i}", "", "T")
+        assert len(event._fingerprints) <= 4
+
+
+def test_fingerprint_of_text_that_is_not_text_does_not_raise():
+    # a hand-built event with a list for a host: the door refuses it later, with the field named
+    assert fingerprint(["r1"], "", "T") == fingerprint("['r1']", "", "T")  # type: ignore[arg-type]
+
+
+def test_event_defaults_and_derived_fields():
+    a = Event("i", 5.0, 6.0, "s", "h", "T")
+    b = Event("i", 5.0, 6.0, "s", "h", "T")
+    assert a.attributes == {} and a.attributes is not b.attributes  # a new dict for each event
+    assert a.fingerprint == fingerprint("h", "", "T") and a.last_seen == 5.0 and a.count == 1
+    assert a.severity is Severity.INFO and a.resource == a.message == ""
+    c = Event("i", 5.0, 6.0, "s", "h", "T", attributes=None, fingerprint="f", last_seen=7.0)  # type: ignore[arg-type]
+    assert c.attributes is None and c.fingerprint == "f" and c.last_seen == 7.0  # kept for the door to refuse
 
 
 def test_severity_order():
