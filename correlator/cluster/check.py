@@ -1,4 +1,4 @@
-"""`correlator rules check --cluster`: the level-2 rules whose state could not live on one worker.
+"""`correlator rules check --cluster`: the rules whose level-2 state could not live on one worker.
 
 A worker owns the partitions of some keys (docs/cluster.md): a rule is right in the cluster when all
 the events of one of its keys land in one partition, i.e. when its key determines the partition key.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from correlator.correlation.core import Engine
 from correlator.correlation.topology import TopologyRule
 from correlator.inventory import Inventory
+from correlator.rules.filter import FilterRule
 from correlator.rules.ruleset import RuleSet
 
 # The event attribute inventory enrichment fills with the host's site (docs/rules.md). It is not
@@ -21,9 +22,18 @@ def unpartitionable(rules: RuleSet, partition_by: str, inventory: Inventory) -> 
     out: list[str] = []
     for r in rules.rules:
         engine = r.compiled
-        if not isinstance(engine, Engine):
-            continue  # level 1 looks at one event at a time: any partitioning is right
         where = f"{r.info.position.file}:{r.info.position.line}"
+        if isinstance(engine, FilterRule):
+            # Level 1 looks at one event at a time, but it runs on the worker, after the ingest
+            # process chose the partition by the host the event arrived with.
+            if engine.sets_host:
+                out.append(
+                    f"{where}: rule {r.info.name} (filter): sets host after the event was routed by the "
+                    "host it arrived with: level-2 keys by the new host would reach several workers"
+                )
+            continue
+        if not isinstance(engine, Engine):
+            continue
         if isinstance(engine, TopologyRule):
             reason = _topology_reason(engine, partition_by, inventory)
         else:

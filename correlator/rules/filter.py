@@ -124,6 +124,7 @@ class FilterRule:
     counters: RuleCounters
     stateful: dict[str, Any] = field(default_factory=dict)  # "dedup"/"rate_limit" -> state holder
     reindex: bool = False  # changes a field the index files rules under (type, host)
+    sets_host: bool = False  # `set: host`: in the cluster the event was routed by its old host
     # For the rule index (correlator/rules/index.py): the conditions on type, source and host it
     # decides, the attribute names `match` needs present, and the top-level attribute names the
     # actions may write.
@@ -243,6 +244,7 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
     if mutators and len(steps) == changes_at + 2:  # changes, then one rate limit or de-duplication
         rule.act = _modify(mutators, identity, then=steps[-1])
     rule.stop_or_reindex = rule.stop or rule.reindex
+    rule.sets_host = bool(v["set"]) and "host" in v["set"]
     rule.pins = field_pins(spec, at)
     rule.needs = needed_attributes(spec)
     rule.writes = _written_attributes(v, enrich_columns)

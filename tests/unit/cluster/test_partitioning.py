@@ -45,10 +45,10 @@ hosts:
 """
 
 
-def setup(tmp_path: Path, inventory: str = INVENTORY) -> tuple[object, object]:
+def setup(tmp_path: Path, inventory: str = INVENTORY, rules_text: str = RULES) -> tuple[object, object]:
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "r.yaml").write_text(RULES)
+    (rules / "r.yaml").write_text(rules_text)
     (tmp_path / "topology.yaml").write_text(TOPOLOGY)
     (tmp_path / "inventory.yaml").write_text(inventory)
     inv = load_inventory(tmp_path / "inventory.yaml")
@@ -125,3 +125,24 @@ rules:
     assert "the partition key is the inventory site of the event's host" in by_site
     [by_host] = unpartitionable(rs, "host", inv)
     assert "rule per-site (threshold)" in by_host
+
+
+def test_a_filter_rule_that_sets_host_is_reported(tmp_path):
+    """The ingest process routes an event by the host it arrived with; a level-1 rule on the worker
+    that moves it to another host would split that host's level-2 keys over workers."""
+    rules = (
+        RULES
+        + """
+  - name: rehost
+    match: {type: trap}
+    set: {host: "{attributes.agent}"}
+  - name: retitle
+    match: {type: trap}
+    set: {message: "from {host}"}
+"""
+    )
+    rs, inv = setup(tmp_path, rules_text=rules)
+    problems = unpartitionable(rs, "site", inv)
+    [rehost] = [p for p in problems if "rehost" in p]
+    assert "rule rehost (filter): sets host" in rehost and str(tmp_path / "rules" / "r.yaml") in rehost
+    assert not any("retitle" in p for p in problems)
