@@ -131,15 +131,7 @@ class PipelineRunner:
                 await self._writes.put(_Write(out, ctx.updates, [], None, []))
 
     async def _process(self, items: list[QueueItem]) -> None:
-        events: list[Event] = []
-        dead: list[DeadLetter] = []
-        for item in items:
-            try:
-                events.extend(item.decode())
-            except Exception as e:
-                good, bad = _decode_leniently(item, e)
-                events.extend(good)
-                dead.extend(bad)
+        events, dead = decode_items(items)
         fresh = events
         if any(item.redelivered for item in items):
             fresh = await self._not_yet_stored(events)
@@ -274,6 +266,20 @@ class PipelineRunner:
                 log.error("dead-letter write failed, retrying in %.1fs: %s", delay, e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+def decode_items(items: list[QueueItem]) -> tuple[list[Event], list[DeadLetter]]:
+    """The events of queue items, and the dead letters of what in them cannot be read."""
+    events: list[Event] = []
+    dead: list[DeadLetter] = []
+    for item in items:
+        try:
+            events.extend(item.decode())
+        except Exception as e:
+            good, bad = _decode_leniently(item, e)
+            events.extend(good)
+            dead.extend(bad)
+    return events, dead
 
 
 def _decode_leniently(item: QueueItem, error: Exception) -> tuple[list[Event], list[DeadLetter]]:

@@ -18,7 +18,7 @@ from correlator.deadletter import DeadLetter
 from correlator.event import Event, Severity, dumps_events
 from correlator.ingest import Ingest
 from correlator.queue import QueueItem
-from correlator.runner import _decode_leniently
+from correlator.runner import decode_items
 from tests.support.nats import NatsCluster, nats_cluster
 
 __all__ = ["nats_cluster"]
@@ -136,15 +136,7 @@ async def test_a_malformed_stream_message_is_set_aside_and_the_partition_reads_o
             while len(items) < 4:
                 items.extend(await worker.get(1_000))
         assert [it.count for it in items] == [1, 1, 10_000, 3]  # bounded, never a crash
-        dead: list[DeadLetter] = []
-        got: list[Event] = []
-        for item in items:
-            try:
-                got.extend(item.decode())
-            except Exception as e:
-                ok, bad = _decode_leniently(item, e)
-                got.extend(ok)
-                dead.extend(bad)
+        got, dead = decode_items(items)  # what the worker's runner does with them
         assert got == good and len(dead) == 3
         await worker.close()
     finally:
