@@ -241,7 +241,7 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
     counters = STATS.counters(info.name)
     rule = FilterRule(info, match, tuple(steps), v["stop"], counters, stateful, reindex)
     rule.act = _chain(rule.steps)
-    if mutators and len(steps) == changes_at + 2:  # changes, then one rate limit or de-duplication
+    if mutators and changes_at == 0 and len(steps) == 2:  # only changes, then a rate limit or dedup
         rule.act = _modify(mutators, identity, then=steps[-1])
     rule.stop_or_reindex = rule.stop or rule.reindex
     rule.sets_host = bool(v["set"]) and "host" in v["set"]

@@ -296,3 +296,27 @@ def test_dedup_and_rate_limit_state_expires_with_event_time():
     dedup, limiter = rs.filters[0].stateful["dedup"], rs.filters[1].stateful["rate_limit"]
     assert len(dedup.state) == 1
     assert list(limiter.state) == ["late"]
+
+
+def test_drop_and_inventory_still_run_before_changes_and_a_dedup():
+    """A rule's changes and its dedup or rate limit run as one call: the steps before them (drop,
+    inventory) must not be left out of it."""
+    rs = ruleset(
+        """
+        rules:
+          - name: drop-and-fold
+            match: {host: {glob: 'lab-*'}}
+            drop: true
+            set: {resource: x}
+            dedup: 5m
+          - name: enrich-and-limit
+            match: {host: sw1}
+            inventory: true
+            set: {attributes.seen: "yes"}
+            rate_limit: {max: 5, per: 1m}
+        """,
+        inventory=INV,
+    )
+    kept, _ = run(rs, ev("lab-1"), ev("sw1"))
+    assert [e.host for e in kept] == ["sw1"]
+    assert kept[0].attributes["site"] == "par1" and kept[0].attributes["seen"] == "yes"

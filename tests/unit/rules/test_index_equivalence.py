@@ -90,6 +90,8 @@ def rule(draw: st.DrawFn, i: int) -> dict[str, Any]:
                 {"rename": draw(st.sampled_from(TYPES)), "dedup": {"window": "5m", "key": "{host}"}},
                 {"set": {"attributes.x": "v"}, "rate_limit": {"max": 1, "per": "1m"}},
                 {"classify": {"category": "n"}, "rate_limit": {"max": 1, "per": "1m"}, "dedup": "1m"},
+                {"drop": True, "set": {"resource": "x"}, "dedup": "5m"},
+                {"inventory": True, "set": {"attributes.x": "v"}, "rate_limit": {"max": 1, "per": "1m"}},
             ]
         )
     )
