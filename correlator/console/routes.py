@@ -391,7 +391,14 @@ async def _form(request: web.Request) -> dict[str, Any]:
         raise web.HTTPUnsupportedMediaType(
             reason="send the console's form (application/x-www-form-urlencoded)"
         )
-    body = await request.content.read(MAX_FORM_BYTES + 1)  # a chunked body has no Content-Length
+    # read() returns what has arrived so far: read on until the end, or past the limit (a chunked
+    # body has no Content-Length to refuse it by).
+    body = b""
+    while len(body) <= MAX_FORM_BYTES:
+        piece = await request.content.read(MAX_FORM_BYTES + 1 - len(body))
+        if not piece:
+            break
+        body += piece
     if len(body) > MAX_FORM_BYTES:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM_BYTES, actual_size=len(body))
     try:

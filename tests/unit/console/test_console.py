@@ -3,6 +3,7 @@ security headers, escaping, filters, and the changes, problems and services page
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -454,6 +455,24 @@ async def test_hostile_forms_are_4xx_never_500(console):
     )
     assert r.status == 413
     assert csrf_of(page)  # the form itself still renders
+
+
+async def test_a_form_arriving_in_pieces_is_read_whole(console):
+    page = await (await console.get("/signin")).text()
+    form = f"token={TOKENS['viewer']}&csrf={csrf_of(page)}".encode()
+
+    async def in_pieces():  # the second piece arrives after the handler started reading
+        yield form[:10]
+        await asyncio.sleep(0.05)
+        yield form[10:]
+
+    r = await console.post(
+        "/signin",
+        data=in_pieces(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        allow_redirects=False,
+    )
+    assert r.status == 303 and r.headers["Location"] == "/incidents"
 
 
 async def test_next_with_control_characters_stays_on_the_site(console):
