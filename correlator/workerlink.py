@@ -132,6 +132,9 @@ class LinkServer:
             REFUSED.labels(MALFORMED).inc()
             log.error("http workers' channel: a batch refused: %s", e)
             reply = frame(BAD, rid)
+        except Exception:  # always answer: the worker's client waits for this reply
+            log.exception("http workers' channel: taking a batch failed; answered as unavailable")
+            reply = frame(STOPPING, rid)
         if not writer.is_closing():
             writer.write(reply)
 

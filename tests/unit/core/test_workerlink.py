@@ -205,3 +205,19 @@ async def test_a_stranger_cannot_make_the_daemon_read_a_large_frame(channel: Cha
     assert REFUSED.labels("too_large")._value.get() == before + 1
     assert channel.server.connected == 0
     writer.close()
+
+
+async def test_an_unexpected_failure_taking_a_batch_is_still_answered(tmp_path: Path) -> None:
+    async def broken(payload: bytes, count: int, source: str) -> None:
+        raise RuntimeError("disk controller on fire")
+
+    server = LinkServer(SECRET, broken, lambda n: None)
+    listening = await asyncio.start_unix_server(server.handle, path=str(tmp_path / "f.sock"))
+    client = LinkClient(str(tmp_path / "f.sock"), SECRET)
+    try:
+        async with asyncio.timeout(10):  # without an answer the client would wait forever
+            with pytest.raises(ShuttingDown):
+                await client.put(dumps_events(events("a", 1)), 1, "webhook:generic")
+    finally:
+        await client.close()
+        listening.close()
