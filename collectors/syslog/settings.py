@@ -110,8 +110,8 @@ def parse(raw: Mapping[str, Any]) -> SyslogSettings:
         kw["idle_timeout"] = None
     elif "idle_timeout" in raw:
         kw["idle_timeout"] = _seconds(raw["idle_timeout"], "idle_timeout")
-        if kw["idle_timeout"] <= 0:
-            raise ConfigError(f"'{P}.idle_timeout': expected a duration above 0 (or null: never)")
+        if kw["idle_timeout"] < 0.1:  # swept every quarter of it: a tiny value would spin the loop
+            raise ConfigError(f"'{P}.idle_timeout': expected a duration of at least 100ms (or null: never)")
     s = dataclasses.replace(d, **kw)
     _check_exposure(s)
     return s

@@ -228,7 +228,9 @@ class Connection(asyncio.Protocol):
 
     def idle(self, now: float, idle: float) -> bool:
         # A connection paused by backpressure reads nothing because of us: it is not idle.
-        return now - self.last_read >= idle and not self._events and self.task is None and not self._closed
+        if self._closed or self._transport is None or self._transport.is_closing():
+            return False  # already closing (a TLS close waits for the peer): closed and counted once
+        return now - self.last_read >= idle and not self._events and self.task is None
 
     # -- frames --
 

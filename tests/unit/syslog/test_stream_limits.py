@@ -114,6 +114,7 @@ async def test_idle_connections_are_closed_but_not_one_with_unwritten_messages(t
     later = time.monotonic() + 3600
     assert listener.close_idle(time.monotonic(), 3600) == 0  # nobody idle for an hour yet
     assert listener.close_idle(later, 3600) == 1
+    assert listener.close_idle(later, 3600) == 0  # closing already: not closed and counted again
     assert await closed_by_peer(quiet_r)
     assert (
         sample("correlator_syslog_connections_closed_total", transport="tcp", reason="idle_timeout")
