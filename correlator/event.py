@@ -185,6 +185,8 @@ def fingerprint(host: str, resource: str, type_: str) -> str:
     h = _FINGERPRINT.copy()  # a copy of a prepared hash: cheaper than making one with its options
     h.update(data)
     fp = h.hexdigest()
+    if len(data) > _FINGERPRINT_KEY_BYTES:
+        return fp  # longer than the door allows (a dead letter retried): not kept
     if len(_fingerprints) >= _FINGERPRINTS_KEPT:
         _fingerprints.clear()  # a new working set: cheaper than tracking which key is oldest
     _fingerprints[key] = fp
@@ -194,6 +196,7 @@ def fingerprint(host: str, resource: str, type_: str) -> str:
 _FINGERPRINT = hashlib.blake2b(digest_size=10)
 _fingerprint = fingerprint  # for Event.__init__, whose parameter of that name hides the function
 _FINGERPRINTS_KEPT = 16384
+_FINGERPRINT_KEY_BYTES = 3 * 4 * MAX_NAME_LEN + 2  # three names the door accepts, in UTF-8
 _fingerprints: dict[tuple[str, str, str], str] = {}
 
 

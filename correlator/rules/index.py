@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 _CACHE_LIMIT = 200_000  # candidate lists kept (classes seen); cleared when full, never unbounded
 _MEMO_LIMIT = 100_000  # remembered values per field (hosts are the many); cleared when full
+_MEMO_VALUE_LEN = 256  # longer attribute values are classified each time, not kept (an event may be 128 KB)
 
 Class = frozenset["FilterRule"]
 # (type class, source class, host class, attribute names present, one class per value-pinned path)
@@ -183,7 +184,7 @@ class FilterIndex:
         return found
 
     def _classify_value(self, path: str, value: Any, ev: Event) -> Class:
-        """The rules whose value pin on `path` holds for `value` (remembered when it is text)."""
+        """The rules whose value pin on `path` holds for `value` (remembered when it is short text)."""
         pinned = self._pinned[path]
         if isinstance(value, str):
             found = frozenset(r for r, vp in pinned if value in vp.values)
@@ -192,7 +193,7 @@ class FilterIndex:
         if len(self._classes) >= _MEMO_LIMIT:
             self._classes.clear()
         found = self._classes.setdefault(found, found)
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value) <= _MEMO_VALUE_LEN:
             memo = self._values[path]
             if len(memo) >= _MEMO_LIMIT:
                 memo.clear()

@@ -183,3 +183,11 @@ def test_recorded_form_is_accepted_for_replay():
 def test_arbitrary_objects_never_raise_anything_but_field_error(doc):
     with contextlib.suppress(FieldError):
         event_from_dict(doc, "s", RECEIVED)
+
+
+def test_a_key_longer_than_the_door_allows_is_hashed_but_not_kept():
+    from correlator import event
+
+    host = "h" * 100_000
+    assert fingerprint(host, "", "t") == fingerprint(host, "", "t")
+    assert (host, "", "t") not in event._fingerprints

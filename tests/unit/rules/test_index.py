@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.unit.rules.helpers import ev, ruleset
+from tests.unit.rules.helpers import ev, ruleset, run
 
 RULES = """
 rules:
@@ -180,3 +180,20 @@ def test_alert_values_give_the_same_results_as_every_rule_in_order():
                     if r.match(b):
                         r.apply(b, [])
                 assert a.to_dict() == b.to_dict()
+
+
+def test_long_attribute_values_are_classified_but_not_kept():
+    rs = ruleset(
+        """
+        rules:
+          - name: firing
+            match: {attributes.status: firing}
+            classify: {severity: major}
+        """
+    )
+    for i in range(50):
+        kept, _ = run(rs, ev("sw1", attributes={"status": f"{i}" + "x" * 10_000}))
+        assert kept[0].severity != "major"
+    kept, _ = run(rs, ev("sw1", attributes={"status": "firing"}))
+    assert kept[0].severity == "major"
+    assert all(len(v) <= 256 for memo in rs.index._values.values() for v in memo if v is not None)
