@@ -221,3 +221,55 @@ async def test_an_unexpected_failure_taking_a_batch_is_still_answered(tmp_path: 
     finally:
         await client.close()
         listening.close()
+
+
+async def test_a_connection_ending_late_leaves_the_reconnected_one_alone(tmp_path: Path) -> None:
+    """The worker reconnected while its old connection was still closing (its writes buffered):
+    the old connection's end must neither close the new one nor fail a request sent on it."""
+    path = str(tmp_path / "f.sock")
+    accepted: list[asyncio.StreamWriter] = []
+    got, answer, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def frame_of(reader: asyncio.StreamReader) -> int:
+        length, rid, _ = HEADER.unpack(await reader.readexactly(HEADER.size))
+        await reader.readexactly(length)
+        return int(rid)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        writer.write(HEADER.pack(0, await frame_of(reader), OK))
+        if len(accepted) == 1:  # the old connection: reads nothing more, then breaks
+            await release.wait()
+            writer.transport.abort()
+            return
+        rid = await frame_of(reader)
+        got.set()
+        await answer.wait()
+        writer.write(HEADER.pack(0, rid, OK))
+
+    listening = await asyncio.start_unix_server(handle, path=path)
+    client = LinkClient(path, SECRET)
+    try:
+        async with asyncio.timeout(10):
+            await client.connect()
+            old, old_reading = client._writer, client._reading
+            assert old is not None and old_reading is not None
+            # A batch larger than the socket's buffers: part of it waits in the transport, so
+            # closing the old connection leaves it closing (not closed) until the daemon's side ends.
+            stuck = asyncio.create_task(client.put(b"[" + b" " * (8 << 20) + b"]", 1, "webhook:generic"))
+            await _until(lambda: old.transport.get_write_buffer_size() > 0)
+            old.close()
+            fresh = asyncio.create_task(client.put(dumps_events(events("b", 1)), 1, "webhook:generic"))
+            await got.wait()  # sent on the new connection, its answer pending
+            new = client._writer
+            assert new is not None and new is not old
+            release.set()
+            with pytest.raises(ShuttingDown):
+                await stuck
+            await old_reading  # the old connection's end has been handled
+            answer.set()
+            await fresh
+            assert not new.is_closing() and len(accepted) == 2
+    finally:
+        await client.close()
+        listening.close()
