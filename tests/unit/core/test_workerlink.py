@@ -16,6 +16,7 @@ import pytest
 from correlator.errors import ShuttingDown
 from correlator.event import Event, Severity, dumps_events
 from correlator.ingest import Ingest
+from correlator.metrics import EVENTS_REJECTED
 from correlator.queue.journal import JournalQueue
 from correlator.workerlink import (
     BAD,
@@ -111,20 +112,30 @@ async def test_a_batch_larger_than_a_frame_goes_as_several(channel: Channel) -> 
     await client.close()
 
 
-async def test_a_full_queue_is_pushed_back_with_its_retry_after(tmp_path: Path) -> None:
+async def test_a_full_queue_is_pushed_back_with_its_retry_after_before_parsing(tmp_path: Path) -> None:
     queue = JournalQueue(tmp_path / "journal.db", max_events=5, retry_after=3.0, fsync=False)
     await queue.open()
     server = LinkServer(SECRET, Ingest(queue).put_serialised, lambda n: None)
     listening = await asyncio.start_unix_server(server.handle, path=str(tmp_path / "f.sock"))
     client = LinkClient(str(tmp_path / "f.sock"), SECRET)
+    rejected = EVENTS_REJECTED.labels("webhook:generic", "queue_full")
     try:
-        await client.put(dumps_events(events("a", 5)), 5, "webhook:generic")
-        with pytest.raises(PushedBack) as e:
+        await client.put(dumps_events(events("a", 3)), 3, "webhook:generic")
+        with pytest.raises(PushedBack) as e:  # no room for 5 more
             await client.put(dumps_events(events("b", 5)), 5, "webhook:generic")
         assert e.value.reason == "queue_full" and e.value.retry_after == 3
+        await client.put(dumps_events(events("c", 2)), 2, "webhook:generic")  # full now
+        before, malformed = rejected._value.get(), REFUSED.labels("malformed")._value.get()
+        # Not even events: parsed, it would be refused as malformed; full, it is never parsed.
+        with pytest.raises(PushedBack) as e:
+            await client.put(b"[not events]", 3, "webhook:generic")
+        assert e.value.reason == "queue_full" and e.value.retry_after == 3
+        assert rejected._value.get() == before + 3
+        assert REFUSED.labels("malformed")._value.get() == malformed
+        await queue.ack((await queue.get(100))[-1].seq)  # drained: room again
         queue.close_for_input()
         with pytest.raises(ShuttingDown):
-            await client.put(dumps_events(events("c", 1)), 1, "webhook:generic")
+            await client.put(dumps_events(events("d", 1)), 1, "webhook:generic")
     finally:
         await client.close()
         listening.close()
