@@ -105,7 +105,7 @@ class PublicPort:
     died, or none has started yet) the daemon accepts again at once: the port never goes dead.
     Each start serves a duplicate of the socket, since stopping a server closes the descriptor it
     served while the workers need the listening socket kept open. A start that fails (no
-    descriptor left) is retried with a backoff.
+    descriptor left) is retried with a backoff; once shutdown began the port is held as it is.
     """
 
     def __init__(self, sock: socket.socket, retry: tuple[float, float] = (0.1, 5.0)) -> None:
@@ -114,6 +114,7 @@ class PublicPort:
         self._runner: web.AppRunner | None = None
         self._site: web.SockSite | None = None
         self._want: bool | None = True  # None: closed for good
+        self._held = False
         self._changed = asyncio.Event()  # ends a wait between failed starts
         self._applying: asyncio.Task[None] | None = None
         self.delegated = False  # workers are connected: the daemon's public connections close
@@ -126,12 +127,17 @@ class PublicPort:
     def workers_connected(self, n: int) -> None:
         CONNECTED.set(n)
         self.delegated = n > 0
-        if self._runner is None or self._want is None:
+        if self._runner is None or self._want is None or self._held:
             return
         self._want = n == 0
         self._changed.set()
         if self._applying is None or self._applying.done():
             self._applying = asyncio.create_task(self._apply(), name="public-port")
+
+    def hold(self) -> None:
+        """Shutdown began: workers' channels closing no longer make the daemon accept again (a
+        client would reach a daemon that is stopping). A change under way completes or fails."""
+        self._held = True
 
     async def _apply(self) -> None:
         wait, failed = self._retry[0], 0
@@ -145,6 +151,8 @@ class PublicPort:
                 (log.error if failed == 1 else log.debug)(
                     "the daemon cannot accept on the public port (attempt %d), retrying: %s", failed, e
                 )
+                if self._held:  # stopping: not tried again
+                    return
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await self._changed.wait()
@@ -216,6 +224,7 @@ class Workers:
     stopping: bool = False
     server: asyncio.AbstractServer | None = None  # the frames' channel
     channel: LinkServer | None = None
+    public: PublicPort | None = None  # held from the start of the stop
 
     async def start(self) -> None:
         for slot in range(self.count):
@@ -259,8 +268,11 @@ class Workers:
 
     async def stop(self, grace: float) -> None:
         """SIGTERM: each stops accepting and finishes the requests in hand (the daemon still takes
-        their batches); after `grace` seconds, SIGKILL."""
+        their batches); after `grace` seconds, SIGKILL. The daemon does not take the port back as
+        their channels close: it is stopping too."""
         self.stopping = True
+        if self.public is not None:
+            self.public.hold()
         procs = list(self.procs.values())
         for p in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -347,6 +359,7 @@ async def start(
     channel = LinkServer(secret, ingest.put_serialised, public.workers_connected)
     workers = make(config, listen, secret)
     workers.channel = channel
+    workers.public = public
     workers.server = await asyncio.start_unix_server(channel.handle, sock=unix_socket(workers.link))
     await workers.start()
     log.info("%d http workers take the public port", workers.count)

@@ -7,11 +7,12 @@ import asyncio
 import errno
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web, web_runner
 
-from correlator.httpworkers import START_FAILURES, PublicPort
+from correlator.httpworkers import START_FAILURES, PublicPort, Workers
 
 
 async def _answer(request: web.Request) -> web.Response:
@@ -121,3 +122,23 @@ async def test_a_failed_start_is_retried_until_the_daemon_accepts(
     assert b"daemon" in await _get(port)
     assert START_FAILURES._value.get() == before + 3
     assert len(runner.sites) == 1  # the failed starts left nothing registered
+
+
+async def test_once_shutdown_began_the_daemon_does_not_take_the_port_back(
+    served: tuple[_Flaky, int, web.AppRunner, PublicPort], tmp_path: Path
+) -> None:
+    _, port, runner, public = served
+    workers = Workers(0, b"", -1, tmp_path / "w.sock", tmp_path / "f.sock", public=public)
+    await workers.stop(1)  # shutdown stops the workers first...
+    public.workers_connected(0)  # ...and their channels close
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)  # a client arrives meanwhile
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await _until(lambda: public._applying is None or public._applying.done())
+    assert not runner.sites
+    await public.close()
+    try:  # refused with the port's close, never answered by a daemon that is stopping
+        assert b"daemon" not in await asyncio.wait_for(reader.read(), 5)
+    except ConnectionResetError:
+        pass
+    finally:
+        writer.close()
