@@ -46,6 +46,10 @@ CONNECTED = Gauge(
     "correlator_http_workers_connected",
     "HTTP workers connected to the daemon's channel; while any is, only workers accept on the port",
 )
+START_FAILURES = Counter(
+    "correlator_http_public_port_start_failures_total",
+    "Failed attempts of the daemon to accept on the public port again (retried with a backoff)",
+)
 MAX_BACKOFF = 10.0
 
 
@@ -100,47 +104,79 @@ class PublicPort:
     next answer, so clients come back through the workers. While no worker is connected (all
     died, or none has started yet) the daemon accepts again at once: the port never goes dead.
     Each start serves a duplicate of the socket, since stopping a server closes the descriptor it
-    served while the workers need the listening socket kept open.
+    served while the workers need the listening socket kept open. A start that fails (no
+    descriptor left) is retried with a backoff; once shutdown began the port is held as it is.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, retry: tuple[float, float] = (0.1, 5.0)) -> None:
         self._sock = sock
+        self._retry = retry  # first and longest wait between failed starts
         self._runner: web.AppRunner | None = None
         self._site: web.SockSite | None = None
         self._want: bool | None = True  # None: closed for good
+        self._held = False
+        self._changed = asyncio.Event()  # ends a wait between failed starts
         self._applying: asyncio.Task[None] | None = None
         self.delegated = False  # workers are connected: the daemon's public connections close
 
     async def serve(self, runner: web.AppRunner) -> None:
+        """The first start; a failure here fails the daemon's start (later ones are retried)."""
         self._runner = runner
-        await self._apply()
+        await self._step()
 
     def workers_connected(self, n: int) -> None:
         CONNECTED.set(n)
         self.delegated = n > 0
-        if self._runner is None or self._want is None:
+        if self._runner is None or self._want is None or self._held:
             return
         self._want = n == 0
+        self._changed.set()
         if self._applying is None or self._applying.done():
             self._applying = asyncio.create_task(self._apply(), name="public-port")
 
+    def hold(self) -> None:
+        """Shutdown began: workers' channels closing no longer make the daemon accept again (a
+        client would reach a daemon that is stopping). A change under way completes or fails."""
+        self._held = True
+
     async def _apply(self) -> None:
+        wait, failed = self._retry[0], 0
         while self._want is not None and (self._site is not None) != self._want:
-            if self._want:
-                assert self._runner is not None
-                started = web.SockSite(self._runner, self._sock.dup(), backlog=1024)
-                await started.start()
-                self._site = started
-                log.info("the daemon accepts on the public port (no http worker connected)")
-            elif self._site is not None:
-                site, self._site = self._site, None
-                await site.stop()
-                log.info("http workers accept on the public port; the daemon no longer does")
+            self._changed.clear()
+            try:
+                await self._step()
+            except Exception as e:  # EMFILE above all: the port must not stay closed for good
+                failed += 1
+                START_FAILURES.inc()
+                (log.error if failed == 1 else log.debug)(
+                    "the daemon cannot accept on the public port (attempt %d), retrying: %s", failed, e
+                )
+                if self._held:  # stopping: not tried again
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._changed.wait()
+                wait = min(self._retry[1], wait * 2)
+            else:
+                if failed:
+                    log.warning("the public port served again after %d failed attempts", failed)
+                    failed = 0
+
+    async def _step(self) -> None:
+        if self._want and self._site is None:
+            assert self._runner is not None
+            self._site = await _start(self._runner, self._sock)
+            log.info("the daemon accepts on the public port (no http worker connected)")
+        elif not self._want and self._site is not None:
+            site, self._site = self._site, None
+            await site.stop()
+            log.info("http workers accept on the public port; the daemon no longer does")
 
     async def close(self) -> None:
         """Stop accepting for good (shutdown): new connections are refused from here on, not left
         waiting in the backlog while the queue drains. The workers must have stopped."""
         self._want = None
+        self._changed.set()
         if self._applying is not None:
             with contextlib.suppress(Exception):
                 await self._applying
@@ -159,6 +195,21 @@ class PublicPort:
             response.headers["Connection"] = "close"
 
 
+async def _start(runner: web.AppRunner, sock: socket.socket) -> web.SockSite:
+    """Serve a duplicate of `sock`; on failure nothing is left open or registered."""
+    dup = sock.dup()
+    site: web.SockSite | None = None
+    try:
+        site = web.SockSite(runner, dup, backlog=1024)
+        await site.start()
+    except BaseException:
+        if site is not None and site in runner.sites:
+            await site.stop()  # a failed start leaves the site registered
+        dup.close()
+        raise
+    return site
+
+
 @dataclass
 class Workers:
     """N worker processes, each replaced when it ends while the daemon runs."""
@@ -173,6 +224,7 @@ class Workers:
     stopping: bool = False
     server: asyncio.AbstractServer | None = None  # the frames' channel
     channel: LinkServer | None = None
+    public: PublicPort | None = None  # held from the start of the stop
 
     async def start(self) -> None:
         for slot in range(self.count):
@@ -216,8 +268,11 @@ class Workers:
 
     async def stop(self, grace: float) -> None:
         """SIGTERM: each stops accepting and finishes the requests in hand (the daemon still takes
-        their batches); after `grace` seconds, SIGKILL."""
+        their batches); after `grace` seconds, SIGKILL. The daemon does not take the port back as
+        their channels close: it is stopping too."""
         self.stopping = True
+        if self.public is not None:
+            self.public.hold()
         procs = list(self.procs.values())
         for p in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -304,6 +359,7 @@ async def start(
     channel = LinkServer(secret, ingest.put_serialised, public.workers_connected)
     workers = make(config, listen, secret)
     workers.channel = channel
+    workers.public = public
     workers.server = await asyncio.start_unix_server(channel.handle, sock=unix_socket(workers.link))
     await workers.start()
     log.info("%d http workers take the public port", workers.count)

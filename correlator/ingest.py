@@ -65,6 +65,10 @@ class Ingest:
         `from_wire`): the worker is a process of our own that ran the door on each event, and the
         journal's replay after a restart still checks (docs/architecture.md "HTTP workers").
         Raises ValueError when the payload is not `count` events in the wire form."""
+        wait = self._queue.retry_after()
+        if wait is not None:  # full: refused before parsing, which would only take the pipeline's CPU
+            metrics.REJECTED_BY(source, QueueFull.reason).inc(count)
+            raise QueueFull(self._queue.depth(), self._queue.depth(), wait)
         try:
             events = loads_events(payload)
         except (KeyError, TypeError) as e:

@@ -181,6 +181,7 @@ class LinkClient:
         self._path = path
         self._secret = secret.encode()
         self._ids = itertools.count(1)
+        # The replies awaited on the current connection; each connection has its own.
         self._waiting: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._reading: asyncio.Task[None] | None = None
@@ -198,8 +199,8 @@ class LinkClient:
         if kind != OK:
             writer.close()
             raise ConnectionError("the daemon refused the channel")
-        self._writer = writer
-        self._reading = asyncio.create_task(self._read_replies(reader))
+        self._writer, self._waiting = writer, {}
+        self._reading = asyncio.create_task(self._read_replies(reader, writer, self._waiting))
 
     async def put(self, payload: bytes, count: int, source: str, split: int = MAX_FRAME) -> None:
         """Durable on return; raises QueueFull (with the daemon's reason) or ShuttingDown. A batch
@@ -227,11 +228,11 @@ class LinkClient:
                     await self.connect()
                 except (OSError, ConnectionError) as e:
                     raise ShuttingDown(f"the daemon is not answering: {e}") from None
-        writer = self._writer
+        writer, waiting = self._writer, self._waiting
         assert writer is not None
         rid = next(self._ids) & 0xFFFFFFFF
         fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
-        self._waiting[rid] = fut
+        waiting[rid] = fut
         try:
             writer.write(frame(kind, rid, *parts))
             await writer.drain()
@@ -240,22 +241,28 @@ class LinkClient:
             # Nothing acknowledged: the batch may or may not be journaled; the client retries.
             raise ShuttingDown(f"the channel to the daemon broke: {e}") from None
         finally:
-            self._waiting.pop(rid, None)
+            waiting.pop(rid, None)
 
-    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
+    async def _read_replies(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        waiting: dict[int, asyncio.Future[tuple[int, bytes]]],
+    ) -> None:
+        """Until its connection ends; then it closes that connection and fails the requests sent
+        on it, never those of a newer one (the worker may have reconnected before this ends)."""
         error: Exception = ConnectionResetError("the daemon closed the channel")
         try:
             while True:
                 kind, rid, body = await _read(reader)
-                fut = self._waiting.get(rid)
+                fut = waiting.get(rid)
                 if fut is not None and not fut.done():
                     fut.set_result((kind, body))
         except (asyncio.IncompleteReadError, OSError, _Refused) as e:
             error = ConnectionResetError(f"the daemon closed the channel: {e!r}")
         finally:
-            if self._writer is not None:
-                self._writer.close()
-            for fut in self._waiting.values():
+            writer.close()
+            for fut in waiting.values():
                 if not fut.done():
                     fut.set_exception(error)
 

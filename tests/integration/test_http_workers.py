@@ -118,6 +118,10 @@ async def test_sigkill_of_the_daemon_with_workers_loses_nothing_acknowledged(mak
 def test_sigterm_stops_workers_with_the_daemon(make_daemon):
     d = make_daemon(http={"workers": 2})
     pids = workers_of(d, 2)
+    d.wait_for(lambda: d.metric("correlator_http_workers_connected") == 2, 20, "the workers own the port")
     assert d.stop() == 0
     assert not any(alive(p) for p in pids)
+    # The workers' channels closed during the shutdown: the daemon did not take the port back.
+    stopping = d.log().split("shutting down", 1)[1]
+    assert "the daemon accepts on the public port" not in stopping
     assert not (d.workdir / "var" / "http-workers.sock").exists()

@@ -16,6 +16,7 @@ import pytest
 from correlator.errors import ShuttingDown
 from correlator.event import Event, Severity, dumps_events
 from correlator.ingest import Ingest
+from correlator.metrics import EVENTS_REJECTED
 from correlator.queue.journal import JournalQueue
 from correlator.workerlink import (
     BAD,
@@ -111,20 +112,30 @@ async def test_a_batch_larger_than_a_frame_goes_as_several(channel: Channel) -> 
     await client.close()
 
 
-async def test_a_full_queue_is_pushed_back_with_its_retry_after(tmp_path: Path) -> None:
+async def test_a_full_queue_is_pushed_back_with_its_retry_after_before_parsing(tmp_path: Path) -> None:
     queue = JournalQueue(tmp_path / "journal.db", max_events=5, retry_after=3.0, fsync=False)
     await queue.open()
     server = LinkServer(SECRET, Ingest(queue).put_serialised, lambda n: None)
     listening = await asyncio.start_unix_server(server.handle, path=str(tmp_path / "f.sock"))
     client = LinkClient(str(tmp_path / "f.sock"), SECRET)
+    rejected = EVENTS_REJECTED.labels("webhook:generic", "queue_full")
     try:
-        await client.put(dumps_events(events("a", 5)), 5, "webhook:generic")
-        with pytest.raises(PushedBack) as e:
+        await client.put(dumps_events(events("a", 3)), 3, "webhook:generic")
+        with pytest.raises(PushedBack) as e:  # no room for 5 more
             await client.put(dumps_events(events("b", 5)), 5, "webhook:generic")
         assert e.value.reason == "queue_full" and e.value.retry_after == 3
+        await client.put(dumps_events(events("c", 2)), 2, "webhook:generic")  # full now
+        before, malformed = rejected._value.get(), REFUSED.labels("malformed")._value.get()
+        # Not even events: parsed, it would be refused as malformed; full, it is never parsed.
+        with pytest.raises(PushedBack) as e:
+            await client.put(b"[not events]", 3, "webhook:generic")
+        assert e.value.reason == "queue_full" and e.value.retry_after == 3
+        assert rejected._value.get() == before + 3
+        assert REFUSED.labels("malformed")._value.get() == malformed
+        await queue.ack((await queue.get(100))[-1].seq)  # drained: room again
         queue.close_for_input()
         with pytest.raises(ShuttingDown):
-            await client.put(dumps_events(events("c", 1)), 1, "webhook:generic")
+            await client.put(dumps_events(events("d", 1)), 1, "webhook:generic")
     finally:
         await client.close()
         listening.close()
@@ -218,6 +229,58 @@ async def test_an_unexpected_failure_taking_a_batch_is_still_answered(tmp_path: 
         async with asyncio.timeout(10):  # without an answer the client would wait forever
             with pytest.raises(ShuttingDown):
                 await client.put(dumps_events(events("a", 1)), 1, "webhook:generic")
+    finally:
+        await client.close()
+        listening.close()
+
+
+async def test_a_connection_ending_late_leaves_the_reconnected_one_alone(tmp_path: Path) -> None:
+    """The worker reconnected while its old connection was still closing (its writes buffered):
+    the old connection's end must neither close the new one nor fail a request sent on it."""
+    path = str(tmp_path / "f.sock")
+    accepted: list[asyncio.StreamWriter] = []
+    got, answer, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def frame_of(reader: asyncio.StreamReader) -> int:
+        length, rid, _ = HEADER.unpack(await reader.readexactly(HEADER.size))
+        await reader.readexactly(length)
+        return int(rid)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        writer.write(HEADER.pack(0, await frame_of(reader), OK))
+        if len(accepted) == 1:  # the old connection: reads nothing more, then breaks
+            await release.wait()
+            writer.transport.abort()
+            return
+        rid = await frame_of(reader)
+        got.set()
+        await answer.wait()
+        writer.write(HEADER.pack(0, rid, OK))
+
+    listening = await asyncio.start_unix_server(handle, path=path)
+    client = LinkClient(path, SECRET)
+    try:
+        async with asyncio.timeout(10):
+            await client.connect()
+            old, old_reading = client._writer, client._reading
+            assert old is not None and old_reading is not None
+            # A batch larger than the socket's buffers: part of it waits in the transport, so
+            # closing the old connection leaves it closing (not closed) until the daemon's side ends.
+            stuck = asyncio.create_task(client.put(b"[" + b" " * (8 << 20) + b"]", 1, "webhook:generic"))
+            await _until(lambda: old.transport.get_write_buffer_size() > 0)
+            old.close()
+            fresh = asyncio.create_task(client.put(dumps_events(events("b", 1)), 1, "webhook:generic"))
+            await got.wait()  # sent on the new connection, its answer pending
+            new = client._writer
+            assert new is not None and new is not old
+            release.set()
+            with pytest.raises(ShuttingDown):
+                await stuck
+            await old_reading  # the old connection's end has been handled
+            answer.set()
+            await fresh
+            assert not new.is_closing() and len(accepted) == 2
     finally:
         await client.close()
         listening.close()
