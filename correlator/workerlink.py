@@ -242,6 +242,10 @@ class LinkClient:
             raise ShuttingDown(f"the channel to the daemon broke: {e}") from None
         finally:
             waiting.pop(rid, None)
+            # Failed by the reader while the write itself failed: the error was raised above, so
+            # mark the reply's as seen (asyncio logs "never retrieved" for it otherwise).
+            if fut.done() and not fut.cancelled():
+                fut.exception()
 
     async def _read_replies(
         self,
