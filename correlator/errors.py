@@ -73,6 +73,11 @@ class IllegalTransition(CorrelatorError):
     """The record's state does not allow the asked action (the API answers 409)."""
 
 
+class Conflict(CorrelatorError):
+    """Another process saved the record after it was read, and the asked edit could not be applied
+    to the stored version (the API answers 409)."""
+
+
 class QueueFull(CorrelatorError):
     """The ingestion queue has no room: the caller must push back (HTTP 503, no MQTT ack, ...).
 

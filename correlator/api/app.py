@@ -92,7 +92,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return dumps_response(400, {"error": str(e), "field": e.field})
     except errors.NotFound as e:
         return dumps_response(404, {"error": str(e)})
-    except errors.IllegalTransition as e:
+    except (errors.IllegalTransition, errors.Conflict) as e:
         return dumps_response(409, {"error": str(e)})
     except (errors.QueueFull, errors.ShuttingDown) as e:
         return push_back(e)

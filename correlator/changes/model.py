@@ -87,13 +87,14 @@ class Change:
     started_at: float | None = None
     finished_at: float | None = None  # completed, failed or cancelled
     incidents: list[int] = field(default_factory=list)  # incidents linked as suspected caused
+    version: int = 0  # the stored version this copy was read or saved at (its own column, not the body)
 
     @property
     def human_id(self) -> str:
         return human_id(self.id)
 
     def to_doc(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {name: getattr(self, name) for name in _DOC_FIELDS}
         d["state"] = self.state.value
         d["cis"] = list(self.cis)
         d["services"] = list(self.services)
@@ -114,3 +115,6 @@ class Change:
         for name in ("start", "end", "created_at", "updated_at", "started_at", "finished_at"):
             d[name] = iso(d[name]) if d[name] is not None else None
         return d
+
+
+_DOC_FIELDS = tuple(f.name for f in dataclasses.fields(Change) if f.name != "version")

@@ -27,7 +27,8 @@ from correlator.changes.topology import DependencyMap
 from correlator.clock import Clock
 from correlator.errors import CorrelatorError
 from correlator.event import Event, Severity, new_id
-from correlator.records.store import LogEntry, RecordStore
+from correlator.records.edit import apply_edit, save_record
+from correlator.records.store import LogEntry, RecordConflict, RecordStore
 
 if TYPE_CHECKING:
     from correlator.incidents.model import Incident
@@ -55,6 +56,8 @@ EVENT_TYPES = {
     State.FAILED: "change.failed",
 }
 _KEEP_FINISHED = 2 * 86400.0  # finished changes stay in memory this long beyond the suspect window
+# An edit of a change, applied again to the stored version after a conflict (records/edit.py).
+Edit = Callable[[Change], Awaitable[LogEntry | None]]
 
 
 class NotFound(errors.NotFound):
@@ -138,8 +141,15 @@ class ChangeService:
                 if doc is None:
                     raise NotFound(f"no change {change_id}")
                 c = Change.from_doc(doc)
-            await self._transition(c, ACTIONS[action], actor, note)
-            return c
+            try:
+                return await self._transition(c, ACTIONS[action], actor, note)
+            except IllegalTransition:
+                # Refused on the copy in memory: another process may have moved the change on
+                # since (approved it, linked the incident a fail needs); judged on the stored one.
+                fresh = await self._reread(change_id)
+                if fresh.version == c.version:
+                    raise
+                return await self._transition(fresh, ACTIONS[action], actor, note)
 
     async def get(self, change_id: int) -> tuple[Change, list[LogEntry]]:
         c = self._live.get(change_id)
@@ -173,9 +183,13 @@ class ChangeService:
                     continue
                 try:
                     if c.state is State.APPROVED and now >= c.start:
-                        await self._transition(c, State.IN_PROGRESS, "calendar", "window opened", at=c.start)
+                        c = await self._transition(
+                            c, State.IN_PROGRESS, "calendar", "window opened", at=c.start
+                        )
                     if c.state is State.IN_PROGRESS and now >= c.end:
                         await self._transition(c, State.COMPLETED, "calendar", "window closed", at=c.end)
+                except IllegalTransition as e:  # another process moved it on (or cancelled it) meanwhile
+                    log.info("calendar change %s was moved on elsewhere: %s", c.human_id, e)
                 except CorrelatorError as e:  # queue full or shutting down: try again at the next tick
                     log.warning("calendar change %s could not move on yet: %s", c.human_id, e)
 
@@ -229,11 +243,10 @@ class ChangeService:
                 continue
             await self.incidents.act(inc.id, "update", f"change:{c.human_id}", {"change_id": c.human_id})
             async with self._lock:
-                if inc.id not in c.incidents:
-                    c.incidents.append(inc.id)
-                    now = self.clock.now()
-                    entry = LogEntry(now, "system", "link_incident", {"incident": inc.human_id})
-                    await self._save(c, [entry])
+                try:  # the copy in memory now: a sync may have replaced it meanwhile
+                    await self._update(self._live.get(c.id, c), _link(inc.id, inc.human_id, self.clock.now()))
+                except RecordConflict as e:  # the incident names the change; the change's list misses it
+                    log.error("%s not linked to %s: %s", inc.human_id, c.human_id, e)
             INDUCED.inc()
             linked += 1
         return linked
@@ -259,37 +272,74 @@ class ChangeService:
     async def _withdraw_stale(self, now: float, reason: str) -> list[Change]:
         withdrawn = []
         for s in occurrences.stale(list(self._live.values()), self.settings.calendar, now):
-            s.change.withdrawn = True
             note = f"{reason}: window {s.window} {s.why}"
-            await self._transition(s.change, State.CANCELLED, "calendar", note)
-            log.info("%s: withdrew %s (window %s %s)", reason, s.change.human_id, s.window, s.why)
-            withdrawn.append(s.change)
+            try:
+                c = await self._transition(s.change, State.CANCELLED, "calendar", note, withdraw=True)
+            except IllegalTransition as e:  # started or cancelled by another process meanwhile
+                log.info("%s: %s not withdrawn: %s", reason, s.change.human_id, e)
+                continue
+            log.info("%s: withdrew %s (window %s %s)", reason, c.human_id, s.window, s.why)
+            withdrawn.append(c)
         return withdrawn
 
-    async def _transition(self, c: Change, to: State, actor: str, note: str, at: float | None = None) -> None:
+    async def _transition(
+        self, c: Change, to: State, actor: str, note: str, at: float | None = None, withdraw: bool = False
+    ) -> Change:
+        """Move the change to `to` and save it; returns the copy saved (another one than `c` when
+        another process saved the change meanwhile and the transition was applied to its version)."""
         now = self.clock.now() if at is None else at
-        if to not in TRANSITIONS[c.state]:
-            allowed = ", ".join(s.value for s in TRANSITIONS[c.state]) or "nothing (final)"
-            raise IllegalTransition(
-                f"{c.human_id} is {c.state.value}: cannot go to {to.value}; allowed: {allowed}"
-            )
-        if c.state is State.COMPLETED and to is State.FAILED and not c.incidents:
-            raise IllegalTransition(
-                f"{c.human_id} is completed with no linked incident: cannot mark it failed"
-            )
-        await self._emit(c, to, now)
-        before = c.state
-        c.state = to
-        c.updated_at = now
-        if to is State.IN_PROGRESS:
-            c.started_at = now
-        elif to in (State.COMPLETED, State.FAILED, State.CANCELLED):
-            c.finished_at = now
+        emitted = False
+
+        async def edit(c: Change) -> LogEntry:
+            nonlocal emitted
+            if to not in TRANSITIONS[c.state]:
+                allowed = ", ".join(s.value for s in TRANSITIONS[c.state]) or "nothing (final)"
+                raise IllegalTransition(
+                    f"{c.human_id} is {c.state.value}: cannot go to {to.value}; allowed: {allowed}"
+                )
+            if c.state is State.COMPLETED and to is State.FAILED and not c.incidents:
+                raise IllegalTransition(
+                    f"{c.human_id} is completed with no linked incident: cannot mark it failed"
+                )
+            if not emitted:  # once: applied again after a conflict, it is the same transition
+                await self._emit(c, to, now)
+                emitted = True
+            before = c.state
+            c.state = to
+            c.updated_at = now
+            if withdraw:
+                c.withdrawn = True
+            if to is State.IN_PROGRESS:
+                c.started_at = now
+            elif to in (State.COMPLETED, State.FAILED, State.CANCELLED):
+                c.finished_at = now
+            detail: dict[str, Any] = {"from": before.value, "to": to.value}
+            if note:
+                detail["note"] = note
+            return LogEntry(now, actor, "state", detail)
+
+        c = await self._update(c, edit)
+        if to in (State.COMPLETED, State.FAILED, State.CANCELLED):
             OUTCOMES.labels(to.value).inc()
-        detail: dict[str, Any] = {"from": before.value, "to": to.value}
-        if note:
-            detail["note"] = note
-        await self._save(c, [LogEntry(now, actor, "state", detail)])
+        return c
+
+    async def _update(self, c: Change, edit: Edit) -> Change:
+        """Apply `edit` to the change and save it, again on the stored version when another process
+        saved the change since this copy was read (correlator/records/edit.py). Returns the copy saved."""
+        return await apply_edit("changes", c, edit, lambda c, entry: self._save(c, [entry]), self._reread)
+
+    async def _reread(self, change_id: int) -> Change:
+        """The stored version of the change, which replaces the copy in memory."""
+        doc = await self.store.get("changes", change_id)
+        if doc is None:
+            raise NotFound(f"no change {change_id}")
+        c = Change.from_doc(doc)
+        if self._keep(c, self.clock.now()):
+            self._live[c.id] = c
+        else:
+            self._live.pop(c.id, None)
+        self._refresh()
+        return c
 
     async def _emit(self, c: Change, to: State, now: float) -> None:
         kind = EVENT_TYPES.get(to)
@@ -323,7 +373,7 @@ class ChangeService:
 
     async def _save(self, c: Change, entries: list[LogEntry]) -> None:
         new = c.id == 0
-        c.id = await self.store.save("changes", c.id, c.state.value, c.to_doc(), c.updated_at, entries)
+        await save_record(self.store, "changes", c, c.updated_at, entries)
         if new and c.calendar is not None:
             self._calendar_keys.add(c.calendar)
         self._live[c.id] = c
@@ -348,6 +398,16 @@ class ChangeService:
                 counts[c.state] += 1
         for state, n in counts.items():
             ACTIVE.labels(state.value).set(n)
+
+
+def _link(incident_id: int, incident: str, now: float) -> Edit:
+    async def edit(c: Change) -> LogEntry | None:
+        if incident_id in c.incidents:
+            return None
+        c.incidents.append(incident_id)
+        return LogEntry(now, "system", "link_incident", {"incident": incident})
+
+    return edit
 
 
 def _readable(docs: Iterable[dict[str, Any]]) -> Iterator[Change]:

@@ -77,13 +77,14 @@ class Problem:
     resolved_at: float | None = None
     updated_at: float = 0.0
     id: int = 0
+    version: int = 0  # the stored version this copy was read or saved at (its own column, not the body)
 
     @property
     def human_id(self) -> str:
         return problem_id(self.id)
 
     def to_doc(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {name: getattr(self, name) for name in _PROBLEM_FIELDS}
         d["state"] = self.state.value
         d["incidents"] = list(self.incidents)
         return d
@@ -117,13 +118,14 @@ class KnownError:
     matched: int = 0  # incidents it was attached to
     updated_at: float = 0.0
     id: int = 0
+    version: int = 0  # as Problem.version
 
     @property
     def human_id(self) -> str:
         return known_error_id(self.id)
 
     def to_doc(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {name: getattr(self, name) for name in _KNOWN_ERROR_FIELDS}
         d["state"] = self.state.value
         return d
 
@@ -141,3 +143,8 @@ class KnownError:
         for name in ("created_at", "updated_at"):
             d[name] = iso(d[name])
         return d
+
+
+# The document's fields: the version has its own column.
+_PROBLEM_FIELDS = tuple(f.name for f in dataclasses.fields(Problem) if f.name != "version")
+_KNOWN_ERROR_FIELDS = tuple(f.name for f in dataclasses.fields(KnownError) if f.name != "version")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
@@ -30,6 +30,7 @@ from correlator.problems.model import (
     split_signature,
 )
 from correlator.problems.settings import ProblemSettings
+from correlator.records.edit import apply_edit, save_record
 from correlator.records.store import LogEntry, Occurrence, RecordStore
 
 if TYPE_CHECKING:
@@ -48,6 +49,11 @@ KE_MATCHES = Counter("correlator_known_error_matches_total", "New incidents a kn
 
 class NotFound(errors.NotFound):
     pass
+
+
+# Edits of a record, applied again to the stored version after a conflict (records/edit.py).
+ProblemEdit = Callable[[Problem], Awaitable[LogEntry | None]]
+KnownErrorEdit = Callable[[KnownError], Awaitable[LogEntry | None]]
 
 
 class ProblemService:
@@ -141,16 +147,12 @@ class ProblemService:
             async with self._lock:
                 p = self._problems.get(ke.problem_id or 0)
                 if p is not None and inc.problem_id is None:
-                    fields["problem_id"] = p.human_id
-                    if inc.id not in p.incidents:
-                        p.incidents.append(inc.id)
-                        await self._save_problem(p, "link_incident", "system", incident=inc.human_id)
-                ke.matched += 1
-                ke.updated_at = self.clock.now()
-                await self.store.save(
-                    "known_errors", ke.id, ke.state.value, ke.to_doc(), ke.updated_at,
-                    [LogEntry(ke.updated_at, "system", "attach", {"incident": inc.human_id})],
-                )  # fmt: skip
+                    try:
+                        p = await self._update_problem(p, self._link(inc.id, "system"))
+                        fields["problem_id"] = p.human_id
+                    except IllegalTransition as e:  # resolved by another process meanwhile
+                        log.info("%s not linked: %s", inc.human_id, e)
+                await self._update_known_error(ke, self._attach(inc.human_id))
             await self._edit_incident(inc.id, f"known-error:{ke.human_id}", fields)
             KE_MATCHES.inc()
             return
@@ -197,8 +199,11 @@ class ProblemService:
             if p is not None:
                 if inc.id in p.incidents:
                     return
-                p.incidents.append(inc.id)
-                await self._save_problem(p, "link_incident", "system", incident=inc.human_id)
+                try:
+                    p = await self._update_problem(p, self._link(inc.id, "system"))
+                except IllegalTransition as e:  # resolved by another process: the next recurrence opens one
+                    log.info("%s not linked: %s", inc.human_id, e)
+                    return
                 linked = [inc.id]
             else:
                 if len(recent) < self.settings.recurrence_count:
@@ -209,9 +214,8 @@ class ProblemService:
                 p.description = (
                     f"{len(recent)} incidents with key {inc.key!r}, rule {inc.rule!r}, CI {inc.host!r}"
                 )
-                await self._save_problem(
-                    p, "open", "system", occurrences=len(recent), signature=split_signature(sig)
-                )
+                detail = {"occurrences": len(recent), "signature": split_signature(sig)}
+                await self._save_problem(p, LogEntry(self.clock.now(), "system", "open", detail))
                 linked = ids
         RECURRING.inc(len(linked))
         for incident_id in linked:
@@ -225,19 +229,14 @@ class ProblemService:
             p = Problem(
                 title, now, description=description, incidents=list(dict.fromkeys(incidents)), updated_at=now
             )
-            await self._save_problem(p, "open", actor)
+            await self._save_problem(p, LogEntry(now, actor, "open", {}))
         for i in p.incidents:
             await self._edit_incident(i, actor, {"problem_id": p.human_id})
         return p
 
     async def link_incident(self, problem_id: int, incident_id: int, actor: str) -> Problem:
         async with self._lock:
-            p = await self._problem(problem_id)
-            if p.state is ProblemState.RESOLVED:
-                raise IllegalTransition(f"{p.human_id} is resolved: cannot link incidents")
-            if incident_id not in p.incidents:
-                p.incidents.append(incident_id)
-                await self._save_problem(p, "link_incident", actor, incident=f"INC-{incident_id:06d}")
+            p = await self._update_problem(await self._problem(problem_id), self._link(incident_id, actor))
         await self._edit_incident(incident_id, actor, {"problem_id": p.human_id})
         return p
 
@@ -245,16 +244,19 @@ class ProblemService:
         self, problem_id: int, actor: str, root_cause: str = "", resolve_incidents: bool = False
     ) -> tuple[Problem, list[str]]:
         """Resolve the problem, retire its known errors, and (if asked) resolve its active incidents."""
-        async with self._lock:
-            p = await self._problem(problem_id)
+        now = self.clock.now()
+
+        async def edit(p: Problem) -> LogEntry:
             if ProblemState.RESOLVED not in TRANSITIONS[p.state]:
                 raise IllegalTransition(f"{p.human_id} is {p.state.value}: cannot resolve")
-            now = self.clock.now()
             p.state = ProblemState.RESOLVED
             p.resolved_at = now
             if root_cause:
                 p.root_cause = root_cause
-            await self._save_problem(p, "resolve", actor, root_cause=root_cause, cascade=resolve_incidents)
+            return LogEntry(now, actor, "resolve", {"root_cause": root_cause, "cascade": resolve_incidents})
+
+        async with self._lock:
+            p = await self._update_problem(await self._problem(problem_id), edit)
             for ke, _ in [km for km in self._known.values() if km[0].problem_id == p.id]:
                 await self._retire(ke, "system", f"problem {p.human_id} resolved")
         resolved: list[str] = []
@@ -282,25 +284,27 @@ class ProblemService:
             if p is not None and p.state is ProblemState.RESOLVED:
                 raise IllegalTransition(f"{p.human_id} is resolved: cannot add a known error")
             ke = KnownError(title, match, workaround, now, problem_id, updated_at=now)
-            ke.id = await self.store.save(
-                "known_errors", 0, ke.state.value, ke.to_doc(), now, [LogEntry(now, actor, "create", {})]
-            )
+            await self._save_known_error(ke, LogEntry(now, actor, "create", {}))
             self._known[ke.id] = (ke, matcher)
             self._known_order = None
             if p is not None:
-                p.known_error_id = ke.id
-                if p.state is ProblemState.OPEN:
-                    p.state = ProblemState.KNOWN_ERROR
-                await self._save_problem(p, "known_error", actor, known_error=ke.human_id)
+
+                async def edit(p: Problem) -> LogEntry | None:
+                    # Resolved meanwhile by another process: the known error stays, unrecorded there.
+                    if p.state is ProblemState.RESOLVED:
+                        log.warning("%s resolved meanwhile: %s not recorded on it", p.human_id, ke.human_id)
+                        return None
+                    p.known_error_id = ke.id
+                    if p.state is ProblemState.OPEN:
+                        p.state = ProblemState.KNOWN_ERROR
+                    return LogEntry(now, actor, "known_error", {"known_error": ke.human_id})
+
+                await self._update_problem(p, edit)
             return ke
 
     async def retire_known_error(self, ke_id: int, actor: str) -> KnownError:
         async with self._lock:
-            ke = await self._known_error(ke_id)
-            if ke.state is KnownErrorState.RETIRED:
-                raise IllegalTransition(f"{ke.human_id} is already retired")
-            await self._retire(ke, actor, "")
-            return ke
+            return await self._retire(await self._known_error(ke_id), actor, "")
 
     async def get_problem(self, problem_id: int) -> tuple[Problem, list[LogEntry]]:
         return await self._problem(problem_id), await self.store.log("problems", problem_id)
@@ -352,26 +356,96 @@ class ProblemService:
             raise NotFound(f"no known error {ke_id}")
         return KnownError.from_doc(doc)
 
-    async def _retire(self, ke: KnownError, actor: str, reason: str) -> None:
-        ke.state = KnownErrorState.RETIRED
-        ke.updated_at = self.clock.now()
-        entry = LogEntry(ke.updated_at, actor, "retire", {"reason": reason} if reason else {})
-        await self.store.save("known_errors", ke.id, ke.state.value, ke.to_doc(), ke.updated_at, [entry])
+    async def _retire(self, ke: KnownError, actor: str, reason: str) -> KnownError:
+        """Retire the known error; IllegalTransition when it is retired already (by hand, the
+        API's 409) unless `reason` says why the system retires it (then nothing is left to do)."""
+        now = self.clock.now()
+
+        async def edit(ke: KnownError) -> LogEntry | None:
+            if ke.state is KnownErrorState.RETIRED:
+                if reason:
+                    return None
+                raise IllegalTransition(f"{ke.human_id} is already retired")
+            ke.state = KnownErrorState.RETIRED
+            return LogEntry(now, actor, "retire", {"reason": reason} if reason else {})
+
+        ke = await self._update_known_error(ke, edit)
         self._known.pop(ke.id, None)
         self._known_order = None
+        return ke
 
-    async def _save_problem(self, p: Problem, action: str, actor: str, **detail: Any) -> None:
-        p.updated_at = self.clock.now()
-        entry = LogEntry(p.updated_at, actor, action, detail)
-        p.id = await self.store.save("problems", p.id, p.state.value, p.to_doc(), p.updated_at, [entry])
+    def _link(self, incident_id: int, actor: str) -> ProblemEdit:
+        now = self.clock.now()
+
+        async def edit(p: Problem) -> LogEntry | None:
+            if p.state is ProblemState.RESOLVED:
+                raise IllegalTransition(f"{p.human_id} is resolved: cannot link incidents")
+            if incident_id in p.incidents:
+                return None
+            p.incidents.append(incident_id)
+            return LogEntry(now, actor, "link_incident", {"incident": f"INC-{incident_id:06d}"})
+
+        return edit
+
+    def _attach(self, incident: str) -> KnownErrorEdit:
+        now = self.clock.now()
+
+        async def edit(ke: KnownError) -> LogEntry:
+            ke.matched += 1
+            return LogEntry(now, "system", "attach", {"incident": incident})
+
+        return edit
+
+    async def _update_problem(self, p: Problem, edit: ProblemEdit) -> Problem:
+        """Apply `edit` to the problem and save it, again on the stored version when another process
+        saved the problem since this copy was read (records/edit.py). Returns the copy saved."""
+        return await apply_edit("problems", p, edit, self._save_problem, self._reread_problem)
+
+    async def _update_known_error(self, ke: KnownError, edit: KnownErrorEdit) -> KnownError:
+        return await apply_edit("known_errors", ke, edit, self._save_known_error, self._reread_known_error)
+
+    async def _save_problem(self, p: Problem, entry: LogEntry) -> None:
+        p.updated_at = entry.at
+        await save_record(self.store, "problems", p, p.updated_at, [entry])
         self._remember(p)
         self._refresh()
+
+    async def _save_known_error(self, ke: KnownError, entry: LogEntry) -> None:
+        ke.updated_at = entry.at
+        await save_record(self.store, "known_errors", ke, ke.updated_at, [entry])
+
+    async def _reread_problem(self, problem_id: int) -> Problem:
+        """The stored version of the problem, which replaces the copy in memory."""
+        doc = await self.store.get("problems", problem_id)
+        if doc is None:
+            raise NotFound(f"no problem {problem_id}")
+        p = Problem.from_doc(doc)
+        self._remember(p)
+        self._refresh()
+        return p
+
+    async def _reread_known_error(self, ke_id: int) -> KnownError:
+        """The stored version of the known error, which replaces the copy in memory (its
+        conditions are the same: a known error's are never edited)."""
+        doc = await self.store.get("known_errors", ke_id)
+        if doc is None:
+            raise NotFound(f"no known error {ke_id}")
+        ke = KnownError.from_doc(doc)
+        known = self._known.get(ke.id)
+        if known is not None:
+            if ke.state is KnownErrorState.ACTIVE:
+                self._known[ke.id] = (ke, known[1])
+            else:  # retired by another process: no longer matched here
+                del self._known[ke.id]
+            self._known_order = None
+        return ke
 
     def _remember(self, p: Problem) -> None:
         if p.state is ProblemState.RESOLVED:
             self._problems.pop(p.id, None)
-            if p.signature is not None and self._by_sig.get(p.signature) is p:
-                del self._by_sig[p.signature]
+            sig = p.signature
+            if sig is not None and (held := self._by_sig.get(sig)) is not None and held.id == p.id:
+                del self._by_sig[sig]  # compared by id, not `is`: memory may hold an older copy
             return
         self._problems[p.id] = p
         if p.signature is not None:

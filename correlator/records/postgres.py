@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from correlator.records.store import KINDS, Kind, LogEntry, Occurrence, Trend
+from correlator.records.store import KINDS, Kind, LogEntry, Occurrence, RecordConflict, Trend
 from correlator.store.postgres import PgPool
 from correlator.store.query import Where
 
@@ -99,6 +99,11 @@ MIGRATIONS: list[str] = [
             THEN (body::jsonb ->> 'finished_at')::float8 ELSE (body::jsonb ->> 'end')::float8 END) STORED;
     CREATE INDEX changes_span_end ON changes(span_end);
     """,
+    # 5: a version per record (store.py): a save names the version it read and is refused when
+    # another process saved since. Existing records start at 1, as a new one does.
+    "\n".join(
+        f"ALTER TABLE {kind} ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 1;" for kind in KINDS
+    ),
 ]
 
 
@@ -114,19 +119,30 @@ class PgRecordStore:
         await self._pg.open()
 
     async def save(
-        self, kind: Kind, record_id: int, state: str, doc: dict[str, Any], at: float, log: list[LogEntry]
+        self,
+        kind: Kind,
+        record_id: int,
+        state: str,
+        doc: dict[str, Any],
+        at: float,
+        log: list[LogEntry],
+        version: int = 0,
     ) -> int:
         assert kind in KINDS
         body = orjson.dumps(doc).decode()
         async with self.pool.acquire() as conn, conn.transaction():
             if record_id:
-                await conn.execute(
-                    f"UPDATE {kind} SET state=$1, updated_at=$2, body=$3 WHERE id=$4",  # noqa: S608
+                status = await conn.execute(
+                    f"UPDATE {kind} SET state=$1, updated_at=$2, body=$3, version=version+1"  # noqa: S608
+                    " WHERE id=$4 AND version=$5",
                     state,
                     at,
                     body,
                     record_id,
+                    version,
                 )
+                if status != "UPDATE 1":  # rolled back with the transaction: nothing written
+                    raise RecordConflict(kind, record_id, version)
             else:
                 record_id = await conn.fetchval(
                     f"INSERT INTO {kind}(state, updated_at, body) VALUES ($1, $2, $3) RETURNING id",  # noqa: S608
@@ -147,25 +163,25 @@ class PgRecordStore:
 
     async def get(self, kind: Kind, record_id: int) -> dict[str, Any] | None:
         assert kind in KINDS
-        body = await self.pool.fetchval(f"SELECT body FROM {kind} WHERE id = $1", record_id)  # noqa: S608
-        return _doc(record_id, body) if body is not None else None
+        row = await self.pool.fetchrow(f"SELECT body, version FROM {kind} WHERE id = $1", record_id)  # noqa: S608
+        return _doc(record_id, row["body"], row["version"]) if row is not None else None
 
     async def records(
         self, kind: Kind, states: tuple[str, ...] = (), limit: int = 1000, cursor: int | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
         assert kind in KINDS
         w = Where(postgres=True).among("state", states)
-        sql, args = w.page(f"SELECT id, body FROM {kind}", "id", cursor, limit, probe=False)  # noqa: S608
+        sql, args = w.page(f"SELECT id, body, version FROM {kind}", "id", cursor, limit, probe=False)  # noqa: S608
         rows = await self.pool.fetch(sql, *args)
-        return [(int(r["id"]), _doc(int(r["id"]), r["body"])) for r in rows]
+        return [(int(r["id"]), _doc(int(r["id"]), r["body"], r["version"])) for r in rows]
 
     async def changes_during(
         self, since: float, until: float, limit: int = 1000, cursor: int | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
         w = Where(postgres=True).cmp("span_end", ">=", since).cmp("span_start", "<", until)
-        sql, args = w.page("SELECT id, body FROM changes", "id", cursor, limit, probe=False)
+        sql, args = w.page("SELECT id, body, version FROM changes", "id", cursor, limit, probe=False)
         rows = await self.pool.fetch(sql, *args)
-        return [(int(r["id"]), _doc(int(r["id"]), r["body"])) for r in rows]
+        return [(int(r["id"]), _doc(int(r["id"]), r["body"], r["version"])) for r in rows]
 
     async def log(self, kind: Kind, record_id: int) -> list[LogEntry]:
         rows = await self.pool.fetch(
@@ -216,7 +232,8 @@ class PgRecordStore:
         await self._pg.close()
 
 
-def _doc(record_id: int, body: str) -> dict[str, Any]:
+def _doc(record_id: int, body: str, version: int) -> dict[str, Any]:
     doc: dict[str, Any] = orjson.loads(body)
     doc["id"] = record_id
+    doc["version"] = int(version)
     return doc

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from correlator.records.store import KINDS, Kind, LogEntry, Occurrence, Trend
+from correlator.records.store import KINDS, Kind, LogEntry, Occurrence, RecordConflict, Trend
 from correlator.store.query import Where
 from correlator.store.sqlite import SqliteFile, transaction
 
@@ -56,6 +56,9 @@ MIGRATIONS: list[str] = [
         THEN json_extract(body, '$.finished_at') ELSE json_extract(body, '$.end') END) VIRTUAL;
     CREATE INDEX changes_span_end ON changes(span_end);
     """,
+    # 3: a version per record (store.py): a save names the version it read and is refused when
+    # another process saved since. Existing records start at 1, as a new one does.
+    "\n".join(f"ALTER TABLE {kind} ADD COLUMN version INTEGER NOT NULL DEFAULT 1;" for kind in KINDS),
 ]
 
 _ADD_OCCURRENCES = """
@@ -70,17 +73,27 @@ class SqliteRecordStore(SqliteFile):
         super().__init__(path, MIGRATIONS, (), "record store")
 
     async def save(
-        self, kind: Kind, record_id: int, state: str, doc: dict[str, Any], at: float, log: list[LogEntry]
+        self,
+        kind: Kind,
+        record_id: int,
+        state: str,
+        doc: dict[str, Any],
+        at: float,
+        log: list[LogEntry],
+        version: int = 0,
     ) -> int:
         assert kind in KINDS
         db = self.db
         body = orjson.dumps(doc).decode()
         async with transaction(db, "BEGIN IMMEDIATE"):
             if record_id:
-                await db.execute(
-                    f"UPDATE {kind} SET state=?, updated_at=?, body=? WHERE id=?",  # noqa: S608 - kind is fixed
-                    (state, at, body, record_id),
+                cur = await db.execute(
+                    f"UPDATE {kind} SET state=?, updated_at=?, body=?, version=version+1"  # noqa: S608 - kind is fixed
+                    " WHERE id=? AND version=?",
+                    (state, at, body, record_id, version),
                 )
+                if cur.rowcount != 1:  # rolled back with the transaction: nothing written
+                    raise RecordConflict(kind, record_id, version)
             else:
                 cur = await db.execute(
                     f"INSERT INTO {kind}(state, updated_at, body) VALUES (?, ?, ?)",  # noqa: S608
@@ -96,27 +109,29 @@ class SqliteRecordStore(SqliteFile):
 
     async def get(self, kind: Kind, record_id: int) -> dict[str, Any] | None:
         assert kind in KINDS
-        rows = list(await self.db.execute_fetchall(f"SELECT body FROM {kind} WHERE id = ?", (record_id,)))  # noqa: S608
-        return _doc(record_id, rows[0][0]) if rows else None
+        rows = list(
+            await self.db.execute_fetchall(f"SELECT body, version FROM {kind} WHERE id = ?", (record_id,))  # noqa: S608
+        )
+        return _doc(record_id, rows[0][0], rows[0][1]) if rows else None
 
     async def records(
         self, kind: Kind, states: tuple[str, ...] = (), limit: int = 1000, cursor: int | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
         assert kind in KINDS
         w = Where(postgres=False).among("state", states)
-        sql, args = w.page(f"SELECT id, body FROM {kind}", "id", cursor, limit, probe=False)  # noqa: S608
+        sql, args = w.page(f"SELECT id, body, version FROM {kind}", "id", cursor, limit, probe=False)  # noqa: S608
         rows = await self.db.execute_fetchall(sql, args)
-        return [(i, _doc(i, body)) for i, body in rows]
+        return [(i, _doc(i, body, v)) for i, body, v in rows]
 
     async def changes_during(
         self, since: float, until: float, limit: int = 1000, cursor: int | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
         w = Where(postgres=False).cmp("span_end", ">=", since).cmp("span_start", "<", until)
         # Without INDEXED BY, SQLite walks the whole table in id order to honour ORDER BY ... LIMIT.
-        select = "SELECT id, body FROM changes INDEXED BY changes_span_end"
+        select = "SELECT id, body, version FROM changes INDEXED BY changes_span_end"
         sql, args = w.page(select, "id", cursor, limit, probe=False)
         rows = await self.db.execute_fetchall(sql, args)
-        return [(i, _doc(i, body)) for i, body in rows]
+        return [(i, _doc(i, body, v)) for i, body, v in rows]
 
     async def log(self, kind: Kind, record_id: int) -> list[LogEntry]:
         rows = await self.db.execute_fetchall(
@@ -155,7 +170,8 @@ class SqliteRecordStore(SqliteFile):
             return False
 
 
-def _doc(record_id: int, body: str) -> dict[str, Any]:
+def _doc(record_id: int, body: str, version: int) -> dict[str, Any]:
     doc: dict[str, Any] = orjson.loads(body)
     doc["id"] = record_id
+    doc["version"] = version
     return doc

@@ -4,6 +4,11 @@ an audit log per record, and the incident occurrences that problem detection cou
 SQLite (data_dir/records.db) by default; a `postgresql://` DSN (changes.dsn, else storage.dsn) selects
 PostgreSQL. Records change rarely (people, windows), so each save is one transaction; the occurrences of a
 pipeline batch's incident openings are added together, in one.
+
+Each record has a version, 1 when inserted and one more at each save. Several processes may share the
+store (the cluster, docs/cluster.md), each holding copies of the records, so a save names the version
+its copy was read at and is refused (RecordConflict) when the stored one moved on: the writer reads the
+record again and applies its edit to that, rather than overwriting another process's edit.
 """
 
 from __future__ import annotations
@@ -11,8 +16,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
+from prometheus_client import Counter
+
+from correlator import errors
+
 Kind = Literal["changes", "problems", "known_errors"]
 KINDS: tuple[Kind, ...] = ("changes", "problems", "known_errors")
+
+
+CONFLICTS = Counter(
+    "correlator_record_conflicts_total",
+    "Record saves refused because another process saved the record since it was read, by kind and"
+    " what the writer did (reapplied: to the stored version; refused: the edit no longer applied or"
+    " the attempts ran out)",
+    ["kind", "outcome"],
+)
+
+
+class RecordConflict(errors.Conflict):
+    """The stored record's version is not the one the save names: another process saved it since."""
+
+    def __init__(self, kind: Kind, record_id: int, version: int) -> None:
+        super().__init__(f"{kind} record {record_id} was saved by another process since version {version}")
+        self.kind = kind
+        self.record_id = record_id
+        self.version = version
 
 
 @dataclass(slots=True)
@@ -50,17 +78,28 @@ class RecordStore(Protocol):
         ...
 
     async def save(
-        self, kind: Kind, record_id: int, state: str, doc: dict[str, Any], at: float, log: list[LogEntry]
+        self,
+        kind: Kind,
+        record_id: int,
+        state: str,
+        doc: dict[str, Any],
+        at: float,
+        log: list[LogEntry],
+        version: int = 0,
     ) -> int:
-        """Insert (record_id 0: returns the new id) or update a record and append its log, atomically."""
+        """Insert (record_id 0: returns the new id, stored at version 1) or update a record and append
+        its log, atomically. An update names the `version` its copy was read at; the stored record
+        becomes `version + 1`, or RecordConflict (nothing written) when it is no longer at `version`."""
         ...
 
-    async def get(self, kind: Kind, record_id: int) -> dict[str, Any] | None: ...
+    async def get(self, kind: Kind, record_id: int) -> dict[str, Any] | None:
+        """The record's document with its `id` and `version`."""
+        ...
 
     async def records(
         self, kind: Kind, states: tuple[str, ...] = (), limit: int = 1000, cursor: int | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
-        """Newest first, ids below `cursor`."""
+        """Newest first, ids below `cursor`; documents with their `id` and `version`."""
         ...
 
     async def changes_during(

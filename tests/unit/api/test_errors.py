@@ -9,6 +9,7 @@ from aiohttp import web
 from correlator.api.app import UNHANDLED
 from correlator.api.common import STATE
 from correlator.event import Event
+from correlator.records.store import RecordConflict
 
 
 async def test_unknown_routes_and_methods_answer_json(open_api):
@@ -83,3 +84,14 @@ async def test_events_page_renders_a_stored_year_10000_time(open_api):
     assert r.status == 200
     (ev,) = (await r.json())["events"]
     assert ev["time"] == "9999-12-31T23:59:59.999999Z"
+
+
+async def test_an_edit_another_process_keeps_outdating_is_a_json_409(open_api):
+    async def outdated(request: web.Request) -> web.Response:
+        raise RecordConflict("changes", 12, 7)
+
+    open_api.app.router._frozen = False
+    open_api.app.router.add_get("/api/v1/outdated", outdated)
+    r = await open_api.get("/api/v1/outdated")
+    assert r.status == 409 and r.content_type == "application/json"
+    assert await r.json() == {"error": "changes record 12 was saved by another process since version 7"}

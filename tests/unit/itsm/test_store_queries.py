@@ -80,7 +80,7 @@ async def test_the_span_follows_an_updated_change(backend):
         c.id = await records.save("changes", 0, c.state.value, c.to_doc(), T0, [])
         assert [d["title"] for _, d in await records.changes_during(T0, T0 + DAY)] == ["postponed"]
         c.start, c.end = T0 + 3 * DAY, T0 + 3 * DAY + HOUR
-        await records.save("changes", c.id, c.state.value, c.to_doc(), T0, [])
+        await records.save("changes", c.id, c.state.value, c.to_doc(), T0, [], version=1)
         assert await records.changes_during(T0, T0 + DAY) == []
     finally:
         await records.close()
