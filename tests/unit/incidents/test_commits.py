@@ -5,6 +5,7 @@ once the batch's incident changes are stored."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from typing import Any
 
@@ -167,7 +168,10 @@ class Requester:
         return events
 
 
-async def test_the_journal_is_acked_only_once_the_incident_commit_is_stored(tmp_path):
+@contextlib.asynccontextmanager
+async def runner_with_incidents(tmp_path):
+    """A runner over a real journal whose pipeline opens an incident per event on SQLite; the
+    incident store's writes wait on its gate (closed), the event store's do not."""
     clock = Clock(T0)
     incidents = Faulty(SqliteIncidentStore(tmp_path / "incidents.db"))
     svc = IncidentService(incidents, parse_settings({}), clock)  # type: ignore[arg-type]
@@ -175,8 +179,8 @@ async def test_the_journal_is_acked_only_once_the_incident_commit_is_stored(tmp_
     q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
     await q.open()
     events = GatedStore()
-    pipeline = Pipeline([Requester(), IncidentStage(svc)])
-    runner = PipelineRunner(q, pipeline, events, clock, 10)  # type: ignore[arg-type]
+    events.gate.set()
+    runner = PipelineRunner(q, Pipeline([Requester(), IncidentStage(svc)]), events, clock, 10)  # type: ignore[arg-type]
     incidents.gate.clear()
     task = asyncio.create_task(runner.run())
     try:
@@ -185,12 +189,34 @@ async def test_the_journal_is_acked_only_once_the_incident_commit_is_stored(tmp_
         await incidents.started.wait()
         for _ in range(20):  # let the write loop go as far as it can
             await asyncio.sleep(0)
-        assert q.depth() == 1 and events.written == []  # neither the events stored nor acked
-        incidents.gate.set()
-        await wait_for(lambda: q.depth() == 0)
-        assert incidents.written == [[1]] and events.written == [["x"]]
+        yield q, incidents, events, runner
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await q.close()
         await svc.close()
+
+
+async def test_the_journal_is_acked_only_once_the_incident_commit_is_stored(tmp_path):
+    async with runner_with_incidents(tmp_path) as (q, incidents, events, _runner):
+        assert q.depth() == 1 and events.written == []  # neither the events stored nor acked
+        incidents.gate.set()
+        await wait_for(lambda: q.depth() == 0)
+        assert incidents.written == [[1]] and events.written == [["x"]]
+
+
+async def test_runner_lock_waits_for_the_incident_commit(tmp_path):
+    async with runner_with_incidents(tmp_path) as (_q, incidents, _events, runner):
+        entered = asyncio.Event()
+
+        async def snapshot() -> None:
+            async with runner.lock:
+                assert incidents.written == [[1]]
+                entered.set()
+
+        waiter = asyncio.create_task(snapshot())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not entered.is_set()
+        incidents.gate.set()
+        await asyncio.wait_for(waiter, 5)
