@@ -68,6 +68,8 @@ async def main(args: argparse.Namespace) -> None:
             ctx = StageContext(clock, live=False, responses=list(batch))
             b0 = time.perf_counter()
             await stage([r.event for r in batch], ctx)
+            if ctx.pending is not None:  # the batch's commit, as the runner awaits it before the ack
+                await ctx.pending
             lat.append(time.perf_counter() - b0)
         elapsed = time.perf_counter() - t0
         await svc.close()
@@ -160,6 +162,7 @@ async def stage_run(args: argparse.Namespace) -> tuple[int, float, float, float,
         if prof is not None:
             prof.disable()
             prof.dump_stats(args.profile)
+        await svc.settled()  # the last commits run in the store's thread after the last batch
         inc_thread, rec_thread = _thread_cpu(incidents.db) - inc0, _thread_cpu(records.db) - rec0
         opened = len(svc._by_id)
         await records.close()

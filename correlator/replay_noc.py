@@ -159,6 +159,7 @@ async def finish(noc: NocReplay) -> None:
 
 async def report(noc: NocReplay, summary: ReplaySummary) -> dict[str, Any]:
     """The NOC's view as one JSON-ready document (docs/rules.md "Replay")."""
+    await noc.services.incidents.settled()  # the last batches' notices are listed once stored
     incidents = _incidents(noc.outcomes)
     changes = await noc.services.changes.query((), 100_000, None)
     problems = await noc.services.problems.query_problems((), 100_000, None)

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from correlator import deadletter, door, metrics
 from correlator.clock import Clock
@@ -38,6 +39,7 @@ class _Write:
     events: list[Event]  # what came from the queue: counted and timed once stored
     ack: int | None  # queue position to ack once stored; None for a timer flush
     dead: list[DeadLetter]  # journal items that could not be decoded: set aside before the ack
+    pending: asyncio.Future[Any] | None  # the incident commit the batch started: awaited first
 
 
 @dataclass(slots=True)
@@ -59,7 +61,8 @@ class _Settled:
 
 class PipelineRunner:
     """Two steps that overlap: the pipeline runs batch N+1 on the event loop while the store thread
-    writes batch N. Writes and acks stay in batch order, one store transaction at a time."""
+    writes batch N (and the incident store commits batch N's incident changes). Writes and acks
+    stay in batch order, one store transaction at a time per store."""
 
     def __init__(
         self,
@@ -127,8 +130,8 @@ class PipelineRunner:
             self._clock.advance_to(now)
             ctx = StageContext(self._clock, live=True)
             out = await self._pipeline.flush(ctx)
-            if out or ctx.updates:
-                await self._writes.put(_Write(out, ctx.updates, [], None, []))
+            if out or ctx.updates or ctx.pending is not None:
+                await self._writes.put(_Write(out, ctx.updates, [], None, [], ctx.pending))
 
     async def _process(self, items: list[QueueItem]) -> None:
         events, dead = decode_items(items)
@@ -138,7 +141,7 @@ class PipelineRunner:
         ctx = StageContext(self._clock, live=True, seq=items[-1].seq)
         async with self._lock:
             out = await self._pipeline.run(fresh, ctx)
-            await self._writes.put(_Write(out, ctx.updates, events, items[-1].seq, dead))
+            await self._writes.put(_Write(out, ctx.updates, events, items[-1].seq, dead, ctx.pending))
 
     async def _not_yet_stored(self, events: list[Event]) -> list[Event]:
         """A batch read back after a crash: what the store already has went through the whole
@@ -177,6 +180,10 @@ class PipelineRunner:
         while True:
             w = await self._writes.get()
             try:
+                if w.pending is not None:
+                    # Before the events: once they are stored a redelivered batch skips them
+                    # (_not_yet_stored), so its incident changes must be stored already.
+                    await asyncio.shield(w.pending)
                 await self._write(w.out, w.updates)
                 if w.dead:
                     await self._set_aside(w.dead)

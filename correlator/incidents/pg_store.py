@@ -11,7 +11,7 @@ import orjson
 
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
-from correlator.incidents.store import IncidentPage, IncidentQuery
+from correlator.incidents.store import WRITES, IncidentPage, IncidentQuery, Rows, put, rows
 from correlator.store.postgres import PgPool
 from correlator.store.query import Where, split_page
 
@@ -67,18 +67,13 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def _row(inc: Incident) -> tuple[Any, ...]:
-    return (
-        inc.key,
-        inc.status.value,
-        inc.priority,
-        inc.host,
-        inc.service,
-        inc.major,
-        inc.opened_at,
-        inc.updated_at,
-        inc.to_json(),
-    )
+def _numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's $1, $2, ..."""
+    parts = sql.split("?")
+    return "".join(f"{p}${n}" for n, p in enumerate(parts[:-1], start=1)) + parts[-1]
+
+
+_WRITES = tuple(_numbered(sql) for sql in WRITES)
 
 
 class PgIncidentStore:
@@ -94,12 +89,6 @@ class PgIncidentStore:
 
     async def save(self, changes: Changes) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            if changes.dirty:
-                await conn.executemany(
-                    "UPDATE incidents SET key=$1, status=$2, priority=$3, host=$4, service=$5, major=$6,"
-                    " opened_at=$7, updated_at=$8, body=$9 WHERE id=$10",
-                    [(*_row(inc), inc.id) for inc in changes.dirty.values()],
-                )
             if changes.new:
                 # The ids first, in one round trip, so each body (which holds its id) is written
                 # once: an insert and an update per incident were two round trips each, in series,
@@ -111,23 +100,27 @@ class PgIncidentStore:
                 )
                 for inc, new_id in zip(changes.new, sorted(r[0] for r in ids), strict=True):
                     inc.id = new_id
-                await conn.executemany(
-                    "INSERT INTO incidents(id, key, status, priority, host, service, major, opened_at,"
-                    " updated_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                    [(inc.id, *_row(inc)) for inc in changes.new],
+            await put(conn.executemany, rows(changes), _WRITES)
+
+    async def write(self, r: Rows) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await put(conn.executemany, r, _WRITES)
+            if r.new:
+                # Past the ids given, so that a writer taking ids from the sequence (a cluster
+                # started on this database later) never takes one of them. Not undone by a
+                # rollback: the ids are then skipped, as a rolled-back nextval's are.
+                await conn.execute(
+                    "SELECT setval(s, GREATEST($1::bigint, COALESCE(pg_sequence_last_value(s::regclass), 0)))"
+                    " FROM pg_get_serial_sequence('incidents', 'id') AS s",
+                    max(row[-1] for row in r.new),
                 )
-            rows = []
-            for e in changes.entries:
-                if e.incident is not None:
-                    e.incident_id = e.incident.id
-                    e.incident = None
-                rows.append((e.incident_id, e.at, e.actor, e.action, orjson.dumps(e.detail).decode()))
-            if rows:
-                await conn.executemany(
-                    "INSERT INTO incident_log(incident_id, at, actor, action, detail)"
-                    " VALUES ($1, $2, $3, $4, $5)",
-                    rows,
-                )
+
+    async def last_id(self) -> int:
+        last = await self.pool.fetchval(
+            "SELECT GREATEST(COALESCE(pg_sequence_last_value(s::regclass), 0),"
+            " COALESCE((SELECT MAX(id) FROM incidents), 0)) FROM pg_get_serial_sequence('incidents', 'id') AS s"
+        )
+        return int(last)
 
     async def load_unclosed(self) -> list[Incident]:
         rows = await self.pool.fetch("SELECT body FROM incidents WHERE status <> 'closed' ORDER BY id")

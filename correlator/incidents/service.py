@@ -1,31 +1,35 @@
 """Incident management's one entry point: applies correlation's requests and people's actions.
 
 Keeps every unclosed incident in memory (indexed by id and correlation key) so the pipeline never
-waits on a read; each change batch is saved in one transaction, then notified. Deadlines
+waits on a read; each change batch is saved in one transaction, then notified. As the only writer
+it gives the ids itself and does not wait for a batch's commit: the commits run one after another
+in the background while the next batches are applied (docs/incidents.md "Commits"). Deadlines
 (escalation, auto-close) live on the incidents and are run by `run_due(now)`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import heapq
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from correlator import errors
+from correlator import errors, metrics
 from correlator.clock import Clock
 from correlator.incidents import lifecycle as lc
 from correlator.incidents.model import ACTIVE, PRIORITIES, IllegalTransition, Incident, LogEntry, Status
 from correlator.incidents.settings import IncidentSettings
-from correlator.incidents.store import IncidentPage, IncidentQuery, IncidentStore
+from correlator.incidents.store import IncidentPage, IncidentQuery, IncidentStore, Rows, rows
 from correlator.logs import RateLimitedLog
 from correlator.metrics import Children
 from correlator.notify.incidents import Notifier
 from correlator.responses import IncidentRequest
+from correlator.store.faults import transient
 
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
@@ -42,6 +46,10 @@ OPEN_BY = Children(OPEN)
 
 class NotFound(errors.NotFound):
     pass
+
+
+class CommitFailed(Exception):
+    """A person's change was not stored: the store refused it for good (not a full disk)."""
 
 
 class IncidentService:
@@ -66,14 +74,36 @@ class IncidentService:
         # Other processes write the same store (the cluster, docs/cluster.md): read an incident
         # again before changing it, so a change made elsewhere is never written over.
         self.shared = False
+        self._last_id = 0  # the last id given, when not shared
+        # The newest commit; each waits for the one before it, so the store sees them in order,
+        # one transaction at a time. True once stored, False when refused for good.
+        self._tail: asyncio.Task[bool] | None = None
+        self._lost = False  # a commit was refused for good: memory is ahead of the store until read again
+        self._recovery: asyncio.Task[None] | None = None
+        self.finish_seconds = 5.0  # on close, for the commits in flight (a store that keeps failing)
+        self.retry_seconds = 0.1  # the first wait before a commit is tried again (doubled up to 5 s)
 
     async def open(self) -> None:
         await self.store.open()
         await self._load()
+        self._last_id = await self.store.last_id()
         self.notifier.resume(inc.to_api() for inc in self._by_id.values() if inc.status in ACTIVE)
         await self.notifier.start()
 
     async def close(self) -> None:
+        """Store the commits in flight first (bounded: what is left was never acknowledged)."""
+        tail = self._tail
+        if tail is not None and not tail.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(tail), self.finish_seconds)
+            except TimeoutError:
+                log.error("incident commits still failing at stop; abandoned (their events come back)")
+                tail.cancel()  # each commit waits for the one before: this cancels them all
+        for task in (tail, self._recovery):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.notifier.stop()
         await self.store.close()
 
@@ -81,7 +111,21 @@ class IncidentService:
         """Read the unclosed incidents again: in the cluster a worker taking over a partition must
         see what the previous owner opened, or it would try to open them again (docs/cluster.md)."""
         async with self._lock:
+            await self.settled()
             await self._load()
+
+    @property
+    def pending(self) -> asyncio.Task[bool] | None:
+        """The newest commit while it runs: awaiting it waits for every change made so far (the
+        runner does, before it acknowledges the batch). Await it shielded, never cancel it."""
+        tail = self._tail
+        return tail if tail is not None and not tail.done() else None
+
+    async def settled(self) -> None:
+        """Wait until every change made so far is stored (or refused for good)."""
+        tail = self.pending
+        if tail is not None:
+            await asyncio.shield(tail)
 
     @property
     def next_due(self) -> float | None:
@@ -97,11 +141,11 @@ class IncidentService:
 
         `event_time` (replay): each request acts at its event's time, not at the clock's, which has
         already moved to the end of the batch; a replayed batch spans minutes, a live one does not."""
-        async with self._lock:
+        async with self._locked():
             if self.shared:
                 requests = list(requests)
                 await self._reread({r.key for r in requests})
-            changes = lc.Changes(notifying=self.notifier.enabled)
+            changes = self._changes()
             now = self.clock.now()
             opened: list[Incident] = []
             outcomes: dict[str, int] = {}
@@ -114,7 +158,7 @@ class IncidentService:
                     opened.append(self._by_key[req.key])
             for outcome, n in outcomes.items():  # once per batch: a storm opens thousands
                 REQUESTS_BY(outcome).inc(n)
-            await self._commit(changes)
+            await self._commit(changes)  # started, not awaited: `pending`
             return opened
 
     def _apply_one(self, changes: lc.Changes, req: IncidentRequest, now: float) -> str:
@@ -183,13 +227,14 @@ class IncidentService:
 
     # --- deadlines -----------------------------------------------------------------------------
 
-    async def run_due(self, now: float | None = None) -> int:
-        """Escalate and auto-close what is due at `now` (default: the clock); returns how many acted."""
+    async def run_due(self, now: float | None = None, wait: bool = True) -> int:
+        """Escalate and auto-close what is due at `now` (default: the clock); returns how many acted.
+        `wait`: return once the changes are stored (the pipeline does not wait: `pending`)."""
         now = self.clock.now() if now is None else now
         if self._next_due is None or now < self._next_due:
             return 0
-        async with self._lock:
-            changes = lc.Changes(notifying=self.notifier.enabled)
+        async with self._locked():
+            changes = self._changes()
             acted = 0
             for inc in list(self._by_id.values()):
                 due = lc.deadline(inc)
@@ -210,14 +255,16 @@ class IncidentService:
                     )
                 else:
                     lc.escalate_due(self.settings, changes, inc, now)
-            await self._commit(changes)
-            return acted
+            commit = await self._commit(changes)
+        if wait:
+            await self._stored(commit)
+        return acted
 
     # --- people (API) --------------------------------------------------------------------------
 
     async def create(self, actor: str, fields: dict[str, Any]) -> Incident:
-        async with self._lock:
-            changes = lc.Changes(notifying=self.notifier.enabled)
+        async with self._locked():
+            changes = self._changes()
             key = fields.get("key")
             if key is not None and key in self._by_key and self._by_key[key].active:
                 raise IllegalTransition(self._by_key[key], f"open another incident with key {key!r}")
@@ -227,16 +274,17 @@ class IncidentService:
             )
             if key is not None:
                 self._by_key[key] = inc
-            await self._commit(changes)
-            return inc
+            commit = await self._commit(changes)
+        await self._stored(commit)
+        return inc
 
     async def act(self, incident_id: int, action: str, actor: str, args: dict[str, Any]) -> Incident:
         """ack, status, assign, comment, resolve, close, reopen: the state machine decides (409)."""
-        async with self._lock:
+        async with self._locked():
             inc = await self._find(incident_id)
             if inc is None:
                 raise NotFound(f"no incident {incident_id}")
-            changes = lc.Changes(notifying=self.notifier.enabled)
+            changes = self._changes()
             now = self.clock.now()
             s = self.settings
             note = args.get("note") or ""
@@ -258,8 +306,9 @@ class IncidentService:
                 lc.transition(
                     s, changes, inc, to, now, actor, action, **extra, **({"note": note} if note else {})
                 )
-            await self._commit(changes)
-            return inc
+            commit = await self._commit(changes)
+        await self._stored(commit)
+        return inc
 
     def _target(self, inc: Incident, action: str, args: dict[str, Any]) -> tuple[Status, dict[str, Any]]:
         if action == "ack":
@@ -297,16 +346,115 @@ class IncidentService:
         inc = await self._find(incident_id)
         if inc is None:
             raise NotFound(f"no incident {incident_id}")
+        await self.settled()  # a client reads its own writes
         return inc, await self.store.timeline(incident_id)
 
     async def query(self, q: IncidentQuery) -> IncidentPage:
+        await self.settled()
         return await self.store.query(q)
 
     # --- persistence and bookkeeping -----------------------------------------------------------
 
-    async def _commit(self, changes: lc.Changes) -> None:
+    def _changes(self) -> lc.Changes:
+        return lc.Changes(notifying=self.notifier.enabled)
+
+    async def _commit(self, changes: lc.Changes) -> asyncio.Task[bool] | None:
+        """Under the lock. The only writer starts the commit after those before it and returns it;
+        a shared store (docs/cluster.md) gives the ids, so its commit is awaited here."""
         if not changes:
-            return
+            return None
+        if self.shared:
+            await self._save_shared(changes)
+            return None
+        for inc in changes.new:
+            self._last_id += 1
+            inc.id = self._last_id
+        # What is written and notified is taken now: the next batches change the same incidents
+        # in memory while this commit waits for its turn.
+        snapshot = rows(changes)
+        notices = [(kind, inc.to_api(), targets) for kind, inc, targets in changes.notices]
+        self._settle(changes)
+        task = asyncio.create_task(
+            self._chained(self._tail, snapshot, changes, notices), name="incident commit"
+        )
+        self._tail = task
+        return task
+
+    async def _chained(
+        self,
+        before: asyncio.Task[bool] | None,
+        snapshot: Rows,
+        changes: lc.Changes,
+        notices: list[tuple[str, dict[str, Any], tuple[str, ...]]],
+    ) -> bool:
+        """Write after `before`: retried while the store fails for its own reason (disk full,
+        locked), so nothing is lost meanwhile and the runner, which waits for this before its ack,
+        pushes back; refused for good, the changes are dropped and the incidents read again."""
+        if before is not None:
+            await before
+        if self._lost:  # made on top of changes the store refused: dropped with them
+            metrics.STAGE_ERRORS.labels("incidents").inc()
+            return False
+        delay = self.retry_seconds
+        while True:
+            try:
+                await self.store.write(snapshot)
+                break
+            except Exception as e:
+                if not transient(e):
+                    self._lose(e)
+                    return False
+                log.error("saving incident changes failed, retrying in %.1fs: %s", delay, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        try:
+            changes.count_opened()
+            for kind, doc, targets in notices:
+                self.notifier.submit(kind, doc, targets)
+        except Exception:  # stored: a notice that cannot be made must not undo that
+            log.exception("incident notifications failed")
+        return True
+
+    def _lose(self, error: Exception) -> None:
+        """The store refused a commit for good (a bug or a broken table, not a full disk): as when a
+        pipeline stage fails, its changes are lost; memory is read again from the store once the
+        commits already started (made on top of it, dropped too) have finished: by the next change
+        (`_locked`), or by a task of its own when none comes."""
+        self._lost = True
+        metrics.STAGE_ERRORS.labels("incidents").inc()
+        log.error(
+            "saving incident changes failed; they are dropped and the incidents read again", exc_info=error
+        )
+        self._recovery = asyncio.create_task(self._recover(), name="incident reload")
+
+    async def _recover(self) -> None:
+        async with self._locked():
+            pass
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        """The lock of every change; memory read again first after a commit was refused for good."""
+        async with self._lock:
+            if self._lost:
+                await self.settled()  # the commits made on top of the lost one: dropped too
+                delay = self.retry_seconds
+                while True:
+                    try:
+                        await self._load()
+                        break
+                    except Exception as e:
+                        log.error("reading the incidents again failed, retrying in %.1fs: %s", delay, e)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 5.0)
+                self._lost = False
+            yield
+
+    async def _stored(self, commit: asyncio.Task[bool] | None) -> None:
+        """A person's change (or a deadline's) returns once stored."""
+        if commit is not None and not await asyncio.shield(commit):
+            raise CommitFailed("the incident store refused the change")
+
+    async def _save_shared(self, changes: lc.Changes) -> None:
         try:
             await self.store.save(changes)
         except Exception:
@@ -314,6 +462,13 @@ class IncidentService:
             await self._load()
             raise
         changes.count_opened()
+        self._settle(changes)
+        if self.notifier.enabled:
+            for kind, inc, targets in changes.notices:
+                self.notifier.submit(kind, inc.to_api(), targets)
+
+    def _settle(self, changes: lc.Changes) -> None:
+        """Memory after a change batch: new incidents indexed, closed ones let go."""
         for inc in changes.new:
             self._by_id[inc.id] = inc
         touched = [*changes.new, *changes.dirty.values()]
@@ -322,14 +477,15 @@ class IncidentService:
                 self._by_id.pop(inc.id, None)
                 if inc.key is not None and self._by_key.get(inc.key) is inc:
                     del self._by_key[inc.key]
-        if self.notifier.enabled:
-            for kind, inc, targets in changes.notices:
-                self.notifier.submit(kind, inc.to_api(), targets)
         self._refresh(touched)
 
     async def _find(self, incident_id: int) -> Incident | None:
         if not self.shared:
-            return self._by_id.get(incident_id) or await self.store.get(incident_id)
+            inc = self._by_id.get(incident_id)
+            if inc is None:
+                await self.settled()
+                inc = await self.store.get(incident_id)
+            return inc
         inc = await self.store.get(incident_id)
         if inc is not None:
             self._adopt([inc])

@@ -6,13 +6,12 @@ Incidents change far less often than events arrive, so each save is one small tr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
-from correlator.incidents.store import IncidentPage, IncidentQuery
+from correlator.incidents.store import IncidentPage, IncidentQuery, Rows, put, rows
 from correlator.store.query import Where, split_page
 from correlator.store.sqlite import SqliteFile, transaction
 
@@ -49,22 +48,6 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def _row(inc: Incident) -> tuple[Any, ...]:
-    """The column values in the order of the statements below: the id last (the UPDATE's WHERE)."""
-    return (
-        inc.key,
-        inc.status.value,
-        inc.priority,
-        inc.host,
-        inc.service,
-        int(inc.major),
-        inc.opened_at,
-        inc.updated_at,
-        inc.to_json(),
-        inc.id,
-    )
-
-
 class SqliteIncidentStore(SqliteFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path, MIGRATIONS, ("foreign_keys=ON", "cache_size=-65536"), "incident store")
@@ -72,40 +55,27 @@ class SqliteIncidentStore(SqliteFile):
     async def save(self, changes: Changes) -> None:
         db = self.db
         async with transaction(db, "BEGIN IMMEDIATE"):
-            # Updates first: a resolved incident frees its key before a new one takes it.
-            await db.executemany(
-                "UPDATE incidents SET key=?, status=?, priority=?, host=?, service=?, major=?,"
-                " opened_at=?, updated_at=?, body=? WHERE id=?",
-                [_row(inc) for inc in changes.dirty.values()],
-            )
             if changes.new:
                 # The ids are given here, under the write lock (BEGIN IMMEDIATE), as AUTOINCREMENT
                 # would: one statement for the batch, where an insert each (and an update for the
                 # body, which holds the id) cost two thread round trips per incident in a storm.
-                last = list(
-                    await db.execute_fetchall(
-                        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'incidents'), 0),"
-                        " COALESCE((SELECT MAX(id) FROM incidents), 0)"
-                    )
-                )
-                next_id = max(last[0]) + 1
+                next_id = await self.last_id() + 1
                 for n, inc in enumerate(changes.new):
                     inc.id = next_id + n
-                await db.executemany(
-                    "INSERT INTO incidents(key, status, priority, host, service, major, opened_at,"
-                    " updated_at, body, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [_row(inc) for inc in changes.new],
-                )
-            rows = []
-            for e in changes.entries:
-                if e.incident is not None:
-                    e.incident_id = e.incident.id
-                    e.incident = None
-                rows.append((e.incident_id, e.at, e.actor, e.action, orjson.dumps(e.detail).decode()))
-            await db.executemany(
-                "INSERT INTO incident_log(incident_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
-                rows,
+            await put(self.db.executemany, rows(changes))
+
+    async def write(self, r: Rows) -> None:
+        async with transaction(self.db, "BEGIN IMMEDIATE"):
+            await put(self.db.executemany, r)
+
+    async def last_id(self) -> int:
+        last = list(
+            await self.db.execute_fetchall(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'incidents'), 0),"
+                " COALESCE((SELECT MAX(id) FROM incidents), 0)"
             )
+        )
+        return int(max(last[0]))
 
     async def load_unclosed(self) -> list[Incident]:
         rows = await self.db.execute_fetchall(

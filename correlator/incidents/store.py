@@ -6,8 +6,11 @@ Both keep each incident as one JSON document beside the columns that are filtere
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
@@ -34,13 +37,84 @@ class IncidentPage:
     next_cursor: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A change batch as the rows it writes, taken when the batch is made: the incidents go on
+    changing in memory while the commit waits its turn (docs/incidents.md "Commits")."""
+
+    dirty: list[tuple[Any, ...]]  # incident columns, the id last
+    new: list[tuple[Any, ...]]  # incident columns, the id last
+    log: list[tuple[Any, ...]]  # (incident_id, at, actor, action, detail JSON)
+
+
+def _columns(inc: Incident) -> tuple[Any, ...]:
+    return (
+        inc.key,
+        inc.status.value,
+        inc.priority,
+        inc.host,
+        inc.service,
+        inc.major,
+        inc.opened_at,
+        inc.updated_at,
+        inc.to_json(),
+        inc.id,
+    )
+
+
+def rows(changes: Changes) -> Rows:
+    """The rows of `changes`, whose new incidents have their ids; the log entries are bound to
+    their incidents' ids here (and let go of the incident objects)."""
+    log = []
+    for e in changes.entries:
+        if e.incident is not None:
+            e.incident_id = e.incident.id
+            e.incident = None
+        log.append((e.incident_id, e.at, e.actor, e.action, orjson.dumps(e.detail).decode()))
+    return Rows(
+        [_columns(inc) for inc in changes.dirty.values()], [_columns(inc) for inc in changes.new], log
+    )
+
+
+# The statements of `put`, in the order they run: updates first, as a resolved incident frees its
+# key before a new one takes it. An explicit id moves SQLite's sqlite_sequence past it.
+WRITES = (
+    "UPDATE incidents SET key=?, status=?, priority=?, host=?, service=?, major=?, opened_at=?,"
+    " updated_at=?, body=? WHERE id=?",
+    "INSERT INTO incidents(key, status, priority, host, service, major, opened_at, updated_at, body, id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "INSERT INTO incident_log(incident_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+)
+
+
+async def put(
+    executemany: Callable[[str, list[tuple[Any, ...]]], Awaitable[Any]],
+    r: Rows,
+    statements: tuple[str, ...] = WRITES,
+) -> None:
+    """Write `r` with a connection's `executemany`, inside the caller's transaction."""
+    for sql, batch in zip(statements, (r.dirty, r.new, r.log), strict=True):
+        if batch:
+            await executemany(sql, batch)
+
+
 class IncidentStore(Protocol):
     async def open(self) -> None:
         """Connect and apply the schema migrations this version knows."""
         ...
 
     async def save(self, changes: Changes) -> None:
-        """One transaction: insert new incidents (assigning their ids), update the rest, add log entries."""
+        """One transaction: insert new incidents (assigning their ids), update the rest, add log
+        entries. The path of a shared store (docs/cluster.md), where other processes take ids too."""
+        ...
+
+    async def write(self, rows: Rows) -> None:
+        """One transaction, as `save`, of rows whose incidents already have their ids (given by the
+        only writer); the store's own id sequence is moved past them."""
+        ...
+
+    async def last_id(self) -> int:
+        """The highest incident id ever taken: the id sequence's or the largest in the table."""
         ...
 
     async def load_unclosed(self) -> list[Incident]: ...

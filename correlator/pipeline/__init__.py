@@ -9,9 +9,10 @@ so a bug in one rule never loses events.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from correlator import metrics
 from correlator.clock import Clock
@@ -35,6 +36,9 @@ class StageContext:
     updates: list[Event] = field(default_factory=list)
     set_aside: list[Event] = field(default_factory=list)  # skip the remaining stages, still stored
     opened: list[Incident] = field(default_factory=list)  # incidents opened or reopened by this batch
+    # A store commit a stage started and did not wait for (incidents): the runner awaits it,
+    # shielded, before it stores the batch's events and acks it.
+    pending: asyncio.Future[Any] | None = None
 
 
 class Stage(Protocol):

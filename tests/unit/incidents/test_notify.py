@@ -61,9 +61,11 @@ async def test_open_resolve_and_major_notifications(make_service, clock, receive
     base, got, _ = receiver
     svc = await make_service(settings(base, escalation={"P1": [{"after": "5m", "notify": ["oncall"]}]}))
     await svc.apply([request("open", T0, title='Fibre "cut"', severity=Severity.CRITICAL)])
+    await svc.settled()  # the notices go out once stored
     clock.advance_to(T0 + 300)
     await svc.run_due()
     await svc.apply([request("resolve", T0 + 400)])
+    await svc.settled()  # the notices go out once stored
     await svc.notifier.drain(5)
     by_path = {}
     for path, body, headers in got:

@@ -83,7 +83,10 @@ class World:
     async def feed(self, t: float, *events: Event) -> list[Event]:
         """One live batch at time t; returns what the pipeline hands to the event store."""
         self.clock.advance_to(t)
-        out = await self.pipeline.run(list(events), StageContext(self.clock, live=True))
+        ctx = StageContext(self.clock, live=True)
+        out = await self.pipeline.run(list(events), ctx)
+        if ctx.pending is not None:  # as the runner does before the ack
+            await ctx.pending
         self.stored.extend(out)
         return out
 

@@ -59,6 +59,7 @@ async def alerts_when(am: Alertmanager, ok, what: str) -> list[dict]:
 async def test_open_incident_fires_is_resent_moves_and_ends(open_service, alertmanager):
     svc = await open_service(summary="{{ id }}: {{ title }}{% if major %} (major){% endif %}")
     [inc] = await svc.apply([request("open", T0, title="Fibre cut", severity=Severity.MAJOR)])
+    await svc.settled()  # the notices go out once stored
     await svc.notifier.drain(10)
     [alert] = await alerts_when(alertmanager, lambda a: len(a) == 1, "the open incident")
     labels = alert["labels"]
@@ -93,6 +94,7 @@ async def test_open_incident_fires_is_resent_moves_and_ends(open_service, alertm
 async def test_resent_by_itself_and_after_a_restart(open_service, alertmanager):
     svc = await open_service(resend="200ms", send_on=["open", "resolve"])
     await svc.apply([request("open", T0, title="Fibre cut")])
+    await svc.settled()  # the notices go out once stored
     await svc.notifier.drain(10)
     [first] = await alerts_when(alertmanager, lambda a: len(a) == 1, "the open incident")
     await alerts_when(
@@ -108,6 +110,7 @@ async def test_a_down_alertmanager_does_not_pile_up_resends(open_service, alertm
     svc = await open_service(resend="1h", retries=100, retry_delay="1h")
     alertmanager.stop()
     await svc.apply([request("open", T0, key=f"k{i}", title=f"t{i}") for i in range(3)])
+    await svc.settled()  # the notices go out once stored
     await asyncio.sleep(0)
     # The worker holds the first notice for its next retry; the other two still wait: no new round.
     assert svc.notifier.resend_open("am") == 0

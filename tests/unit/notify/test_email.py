@@ -49,6 +49,7 @@ async def test_open_and_resolve_mails_over_starttls_with_login(service, smtp, tm
         )
     )
     [inc] = await svc.apply([request("open", T0, title="Fibre\ncut", severity=Severity.MAJOR)])
+    await svc.settled()  # the notices go out once stored
     await svc.act(inc.id, "resolve", "alice", {})
     await svc.notifier.drain(20)
     assert [m["Subject"] for _, _, m in box.messages] == [
@@ -73,10 +74,12 @@ async def test_a_permanent_refusal_is_not_retried_a_temporary_one_is(service, sm
     failed = outcome("failed")
     box.answers = ["550 5.7.1 message refused"]
     await svc.apply([request("open", T0, key="a", title="first")])
+    await svc.settled()  # the notices go out once stored
     await svc.notifier.drain(20)
     assert box.messages == [] and outcome("failed") == failed + 1
     box.answers = ["451 4.3.0 try again later"]
     await svc.apply([request("open", T0, key="b", title="second")])
+    await svc.settled()  # the notices go out once stored
     await svc.notifier.drain(20)
     assert [m["Subject"].split(": ")[1] for _, _, m in box.messages] == ["second"]
 
@@ -88,6 +91,7 @@ async def test_a_wrong_password_fails_for_good(service, smtp, tmp_path):
     svc = await service(raw)
     failed = outcome("failed")
     await svc.apply([request("open", T0, title="x")])
+    await svc.settled()  # the notices go out once stored
     await svc.notifier.drain(20)
     assert box.messages == [] and outcome("failed") == failed + 1
 
@@ -99,6 +103,7 @@ async def test_without_starttls_offered_nothing_is_sent_in_clear(service, tmp_pa
         svc = await service(raw)
         failed = outcome("failed")
         await svc.apply([request("open", T0, title="x")])
+        await svc.settled()  # the notices go out once stored
         await svc.notifier.drain(20)
         assert box.messages == [] and outcome("failed") == failed + 1
 

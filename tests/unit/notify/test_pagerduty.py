@@ -62,6 +62,7 @@ async def test_an_incident_life_is_trigger_acknowledge_resolve_under_one_dedup_k
         settings(base, tmp_path, summary="{{ id }} {{ title }}{% if major %} (MAJOR){% endif %}")
     )
     [inc] = await svc.apply([request("open", T0, title="Fibre cut", severity=Severity.CRITICAL)])
+    await svc.settled()  # the notices go out once stored
     clock.advance_to(T0 + 60)
     await svc.act(inc.id, "ack", "alice", {})
     clock.advance_to(T0 + 120)
@@ -85,10 +86,12 @@ async def test_the_routing_key_is_neither_stored_nor_logged(service, receiver, t
     caplog.set_level(logging.DEBUG)
     svc = await service(settings(base, tmp_path, retries=0, send_on=["open"]))
     await svc.apply([request("open", T0, title="x")])
+    await svc.settled()  # the notices go out once stored
     await svc.notifier.drain(10)  # refused, logged ("gave up")
     await svc.close()
     svc = await service(settings(base, tmp_path, retry_delay="1h", send_on=["open"]))
     await svc.apply([request("open", T0, key="k2", title="y")])
+    await svc.settled()  # the notices go out once stored
     await svc.notifier.drain(0.5)  # refused once: its retry waits an hour, in outbox.db
     await svc.close()
     assert "gave up" in caplog.text and KEY not in caplog.text
@@ -104,6 +107,7 @@ async def test_a_refused_event_is_not_retried(service, receiver, tmp_path):
     rec.answers = [web.json_response({"status": "invalid event"}, status=400)]
     svc = await service(settings(base, tmp_path, send_on=["open"]))
     await svc.apply([request("open", T0, title="x")])
+    await svc.settled()  # the notices go out once stored
     await svc.notifier.drain(10)
     assert rec.got == [] and rec.answers == []
 

@@ -49,6 +49,7 @@ async def test_slack_message_with_blocks_routed_by_priority(service, receiver):
     [inc] = await svc.apply(
         [request("open", T0, title="Core <down> & " + "x" * 200, severity=Severity.MINOR)]
     )
+    await svc.settled()  # the notices go out once stored
     await svc.act(inc.id, "resolve", "alice", {})
     await svc.notifier.drain(10)
     noc = rec.bodies("/services/T/B/x")
@@ -83,6 +84,7 @@ async def test_slack_text_template_with_a_condition(service, receiver):
     await svc.apply(
         [request("open", T0, title="Fibre cut <!channel>", severity=Severity.CRITICAL, major=True)]
     )
+    await svc.settled()  # the notices go out once stored
     await svc.notifier.drain(10)
     [first, *_] = rec.bodies("/major")
     # The template's mention is kept; the one in the incident's title is only text.

@@ -1,0 +1,222 @@
+"""Incident commits run in the background, one after another: ids given in memory, the order kept,
+a full disk retried, a refused commit dropped and memory read again, and the journal acked only
+once the batch's incident changes are stored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from correlator.clock import Clock
+from correlator.event import Event, dumps_events
+from correlator.incidents.service import CommitFailed, IncidentService
+from correlator.incidents.settings import parse_settings
+from correlator.incidents.sqlite_store import SqliteIncidentStore
+from correlator.incidents.stage import IncidentStage
+from correlator.incidents.store import IncidentQuery, IncidentStore, Rows
+from correlator.pipeline import Pipeline, StageContext
+from correlator.queue.journal import JournalQueue
+from correlator.runner import PipelineRunner
+from tests.unit.core.test_runner import GatedStore, wait_for
+from tests.unit.incidents.conftest import T0, event, request
+
+
+class Faulty:
+    """A real incident store whose `write` waits on a gate and fails as the test says."""
+
+    def __init__(self, store: IncidentStore) -> None:
+        self._store = store
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.started = asyncio.Event()
+        self.failures: list[Exception] = []  # raised by the next writes, in order
+        self.written: list[list[int]] = []  # the ids of the new incidents of each stored write
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def write(self, rows: Rows) -> None:
+        self.started.set()
+        await self.gate.wait()
+        if self.failures:
+            raise self.failures.pop(0)
+        await self._store.write(rows)
+        self.written.append([r[-1] for r in rows.new])
+
+
+def stage_errors() -> float:
+    return REGISTRY.get_sample_value("correlator_stage_errors_total", {"stage": "incidents"}) or 0.0
+
+
+async def opened(store_factory, clock: Clock) -> tuple[IncidentService, Faulty]:
+    store = Faulty(store_factory())
+    svc = IncidentService(store, parse_settings({}), clock)  # type: ignore[arg-type]
+    svc.retry_seconds = 0.0
+    await svc.open()
+    return svc, store
+
+
+async def test_apply_does_not_wait_and_commits_keep_their_order(store_factory, clock):
+    svc, store = await opened(store_factory, clock)
+    try:
+        store.gate.clear()
+        [a] = await svc.apply([request("open", T0, key="a")])
+        [b] = await svc.apply([request("open", T0, key="b")])
+        await svc.apply([request("resolve", T0 + 1, key="a")])
+        assert (a.id, b.id) == (1, 2)  # given at once, in memory
+        assert svc.pending is not None and store.written == []
+        store.gate.set()
+        await svc.settled()
+        assert store.written == [[1], [2], []]
+        stored = (await svc.query(IncidentQuery())).incidents
+        assert sorted((i.id, i.status.value) for i in stored) == [(1, "resolved"), (2, "new")]
+        _, timeline = await svc.get(1)
+        assert [e.action for e in timeline] == ["open", "event", "event", "resolve"]
+    finally:
+        await svc.close()
+
+
+async def test_a_commit_writes_the_incident_as_it_was_when_made(store_factory, clock):
+    svc, store = await opened(store_factory, clock)
+    try:
+        store.gate.clear()
+        [a] = await svc.apply([request("open", T0, key="a", title="first")])
+        first = svc.pending
+        a.title = "changed later"  # the next batch changes the same object in memory
+        store.gate.set()
+        assert first is not None and await first
+        got = await store._store.get(a.id)
+        assert got is not None and got.title == "first"
+    finally:
+        await svc.close()
+
+
+async def test_ids_continue_after_a_restart_and_a_shared_writer_takes_the_next(store_factory, clock):
+    svc, _ = await opened(store_factory, clock)
+    await svc.apply([request("open", T0, key="a"), request("open", T0, key="b")])
+    await svc.close()  # stores the commits in flight
+    svc, _ = await opened(store_factory, clock)
+    [c] = await svc.apply([request("open", T0, key="c")])
+    assert c.id == 3
+    await svc.close()
+    svc, _ = await opened(store_factory, clock)
+    svc.shared = True  # the store's sequence was moved past the ids given
+    try:
+        [d] = await svc.apply([request("open", T0, key="d")])
+        assert d.id == 4
+    finally:
+        await svc.close()
+
+
+async def test_a_full_disk_is_retried_until_the_commit_is_stored(store_factory, clock):
+    svc, store = await opened(store_factory, clock)
+    try:
+        errors = stage_errors()
+        store.failures = [sqlite3.OperationalError("database or disk is full"), OSError("no space")]
+        [a] = await svc.apply([request("open", T0, key="a")])
+        assert svc.pending is not None and await svc.pending
+        assert store.written == [[a.id]] and stage_errors() == errors
+        inc = await svc.act(a.id, "ack", "ann", {})  # a person's change returns once stored
+        assert (await store._store.get(inc.id)).status.value == "acknowledged"  # type: ignore[union-attr]
+    finally:
+        await svc.close()
+
+
+async def test_a_refused_commit_drops_its_changes_and_those_after_it_then_memory_is_read_again(
+    store_factory, clock
+):
+    svc, store = await opened(store_factory, clock)
+    try:
+        [a] = await svc.apply([request("open", T0, key="a")])
+        await svc.settled()
+        errors = stage_errors()
+        store.gate.clear()
+        store.failures = [ValueError("a bug")]
+        await svc.apply([request("open", T0 + 1, key="b")])  # refused
+        await svc.apply([request("update", T0 + 2, key="a")])  # made on top of it: dropped too
+        assert svc.active_for("b") is not None
+        store.gate.set()
+        await svc.settled()
+        assert stage_errors() == errors + 2
+        [c] = await svc.apply([request("open", T0 + 3, key="c")])  # memory was read again first
+        assert svc.active_for("b") is None and svc.active_for("a").event_count == 1  # type: ignore[union-attr]
+        assert c.id == 3  # the lost id (2) is skipped are skipped, never given twice
+        await svc.settled()
+        ids = sorted(i.id for i in (await svc.query(IncidentQuery())).incidents)
+        assert ids == [a.id, c.id]
+        store.failures = [ValueError("a bug")]
+        try:
+            await svc.act(a.id, "ack", "ann", {})
+            raise AssertionError("expected CommitFailed")
+        except CommitFailed:
+            pass
+    finally:
+        await svc.close()
+
+
+class Requester:
+    """Asks for an incident for each event, as correlation does."""
+
+    name = "requests"
+
+    async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
+        ctx.responses.extend(request("open", T0, key=e.id) for e in events)
+        return events
+
+
+@contextlib.asynccontextmanager
+async def runner_with_incidents(tmp_path):
+    """A runner over a real journal whose pipeline opens an incident per event on SQLite; the
+    incident store's writes wait on its gate (closed), the event store's do not."""
+    clock = Clock(T0)
+    incidents = Faulty(SqliteIncidentStore(tmp_path / "incidents.db"))
+    svc = IncidentService(incidents, parse_settings({}), clock)  # type: ignore[arg-type]
+    await svc.open()
+    q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
+    await q.open()
+    events = GatedStore()
+    events.gate.set()
+    runner = PipelineRunner(q, Pipeline([Requester(), IncidentStage(svc)]), events, clock, 10)  # type: ignore[arg-type]
+    incidents.gate.clear()
+    task = asyncio.create_task(runner.run())
+    try:
+        ev = event(T0, id="x")
+        await q.put(dumps_events([ev]), 1, [ev])
+        await incidents.started.wait()
+        for _ in range(20):  # let the write loop go as far as it can
+            await asyncio.sleep(0)
+        yield q, incidents, events, runner
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await q.close()
+        await svc.close()
+
+
+async def test_the_journal_is_acked_only_once_the_incident_commit_is_stored(tmp_path):
+    async with runner_with_incidents(tmp_path) as (q, incidents, events, _runner):
+        assert q.depth() == 1 and events.written == []  # neither the events stored nor acked
+        incidents.gate.set()
+        await wait_for(lambda: q.depth() == 0)
+        assert incidents.written == [[1]] and events.written == [["x"]]
+
+
+async def test_runner_lock_waits_for_the_incident_commit(tmp_path):
+    async with runner_with_incidents(tmp_path) as (_q, incidents, _events, runner):
+        entered = asyncio.Event()
+
+        async def snapshot() -> None:
+            async with runner.lock:
+                assert incidents.written == [[1]]
+                entered.set()
+
+        waiter = asyncio.create_task(snapshot())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not entered.is_set()
+        incidents.gate.set()
+        await asyncio.wait_for(waiter, 5)
