@@ -163,7 +163,7 @@ def open_for_event(
         linked_events=1,  # timeline_limit is at least 1
         **fields,
     )
-    priority = inc.priority = settings.matrix[impact - 1][urgency - 1]
+    priority = inc.priority = settings.priority(impact, urgency)
     major = inc.major = inc.major or is_major(settings, priority)
     changes.new.append(inc)
     entries = changes.entries
