@@ -33,7 +33,7 @@ class Severity(enum.StrEnum):
 
     @property
     def rank(self) -> int:
-        return _RANK[self]
+        return SEVERITY_RANK[self]
 
     @classmethod
     def parse(cls, value: object) -> Severity:
@@ -44,7 +44,9 @@ class Severity(enum.StrEnum):
         raise FieldError("severity", f"must be one of {', '.join(_NAMES)}, got {value!r}")
 
 
-_RANK = {
+# Keyed by the members, which hash and compare as their text: a plain 'major' (an incident's
+# severity as stored) finds its rank here too.
+SEVERITY_RANK: dict[str, int] = {
     Severity.CLEAR: 0,
     Severity.INFO: 1,
     Severity.WARNING: 2,

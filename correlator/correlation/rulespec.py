@@ -16,7 +16,7 @@ from correlator.correlation.core import Action, KeyFn
 from correlator.correlation.core import Key as StateKey
 from correlator.event import Event, Severity
 from correlator.rules.errors import RuleError, RuleErrors, suggest
-from correlator.rules.fields import compile_field
+from correlator.rules.fields import PLAIN_TEXT_FIELDS, compile_field
 from correlator.rules.matchers import equality_values, glob_pin, is_plain_pin
 from correlator.rules.model import Int, Key, ListOf, Obj, Spec, Str, Template, _kpos, _vpos
 from correlator.yamlfile import Position, YamlList
@@ -180,7 +180,7 @@ def hooks_of(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, list[A
 
 def key_fn(paths: list[str], where: Position | None) -> KeyFn:
     getters = [compile_field(p, where) for p in paths]
-    if len(paths) > 1 and all(p in _PLAIN_FIELDS for p in paths):
+    if len(paths) > 1 and all(p in PLAIN_TEXT_FIELDS for p in paths):
         # `[host, resource]` and the like: one C getter builds the tuple (no Python call per event)
         return operator.attrgetter(*paths)
     if len(getters) == 1:
@@ -190,10 +190,6 @@ def key_fn(paths: list[str], where: Position | None) -> KeyFn:
         g1, g2 = getters
         return lambda ev: (g1(ev), g2(ev))
     return lambda ev: tuple(g(ev) for g in getters)
-
-
-# Event fields a key reads as they are (compile_field's getter of each is attrgetter(field)).
-_PLAIN_FIELDS = frozenset({"host", "resource", "type", "source", "message", "id", "fingerprint"})
 
 
 def types_of(*match_specs: Any) -> frozenset[str] | None:

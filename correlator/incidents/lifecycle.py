@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
-from correlator.event import Event, Severity
+from correlator.event import SEVERITY_RANK, Event, Severity
 from correlator.incidents.model import TRANSITIONS, IllegalTransition, Incident, LogEntry, Status
 from correlator.incidents.settings import EscalationStep, IncidentSettings
 from correlator.metrics import Children
@@ -56,8 +56,8 @@ SEVERITY_IMPACT_URGENCY: dict[Severity, tuple[int, int]] = {
     Severity.INFO: (3, 3),
     Severity.CLEAR: (3, 3),
 }
-# Severity ranks by value as well: an incident keeps its highest severity as text.
-_RANK: dict[str, int] = {s.value: s.rank for s in Severity}
+# Looked up once: reading an enum member off its class costs more than the table lookup itself.
+_INFO_RANK = SEVERITY_RANK[Severity.INFO]
 
 
 @dataclass
@@ -155,7 +155,7 @@ def open_for_event(
         opened_at=now,
         impact=impact,
         urgency=urgency,
-        severity=ev.severity.value if _RANK[ev.severity] > _RANK["info"] else "info",
+        severity=ev.severity.value if SEVERITY_RANK[ev.severity] > _INFO_RANK else "info",
         event_count=1,
         first_occurrence=t,
         last_occurrence=t,
@@ -163,7 +163,7 @@ def open_for_event(
         linked_events=1,  # timeline_limit is at least 1
         **fields,
     )
-    priority = inc.priority = settings.matrix[impact - 1][urgency - 1]
+    priority = inc.priority = settings.priority(impact, urgency)
     major = inc.major = inc.major or is_major(settings, priority)
     changes.new.append(inc)
     entries = changes.entries
@@ -202,7 +202,7 @@ def link_event(
         inc.first_occurrence = ev.time
     if inc.last_occurrence is None or ev.time > inc.last_occurrence:
         inc.last_occurrence = ev.time
-    if _RANK[ev.severity] > _RANK[inc.severity]:
+    if SEVERITY_RANK[ev.severity] > SEVERITY_RANK[inc.severity]:  # inc.severity: text
         inc.severity = ev.severity.value
     if inc.linked_events < settings.timeline_limit:
         inc.linked_events += 1

@@ -36,6 +36,9 @@ READABLE = (
 # Fields an action may change; id, times, source and the de-duplication counters belong to the daemon.
 WRITABLE = ("host", "type", "severity", "resource", "message", "fingerprint")
 TEXT_FIELDS = frozenset(("host", "type", "resource", "message", "fingerprint"))  # writable, always text
+# Fields always text and read as they are: the getter of each is attrgetter(field), so a key or a
+# template can use the value without a check or conversion.
+PLAIN_TEXT_FIELDS = frozenset(("id", "source", *TEXT_FIELDS))
 
 
 def split_path(path: object, where: Position | None, writable: bool = False) -> list[str]:

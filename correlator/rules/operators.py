@@ -13,13 +13,12 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from correlator.event import Event, Severity
+from correlator.event import SEVERITY_RANK, Event, Severity
 from correlator.rules.errors import RuleError
 from correlator.rules.fields import Getter
 from correlator.yamlfile import Position
 
 Matcher = Callable[[Event], bool]
-_SEVERITY_RANK = {s.value: s.rank for s in Severity}
 
 
 def op_equals(path: str, get: Getter, arg: Any, where: Position | None) -> Matcher:
@@ -126,11 +125,12 @@ def _numeric(
 ) -> Callable[[str, Getter, Any, Position | None], Matcher]:
     def build(path: str, get: Getter, arg: Any, where: Position | None) -> Matcher:
         if path == "severity" and isinstance(arg, str):
-            if arg not in _SEVERITY_RANK:
+            if arg not in SEVERITY_RANK:
                 raise RuleError(
-                    where, f"severity: {op!r} takes a severity ({', '.join(_SEVERITY_RANK)}), got {arg!r}"
+                    where,
+                    f"severity: {op!r} takes a severity ({', '.join(s.value for s in Severity)}), got {arg!r}",
                 )
-            rank = float(_SEVERITY_RANK[arg])
+            rank = float(SEVERITY_RANK[arg])
             return lambda ev: cmp(float(ev.severity.rank), rank)
         if isinstance(arg, bool) or not isinstance(arg, int | float):
             raise RuleError(where, f"{path}: {op!r} takes a number, got {kind_of(arg)}")

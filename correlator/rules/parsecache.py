@@ -123,8 +123,7 @@ def _store(where: Path, entry: Path, frozen: bytes) -> None:
     tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
     try:
         if not _checked or _written >= MAX_ENTRIES // 2:
-            where.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _prune(where)
+            _prune(where)  # made by _private; if it is gone since, the write fails: unusable
             _checked, _written = "yes", 0
         tmp.write_bytes(hashlib.blake2b(frozen, digest_size=_DIGEST).digest() + frozen)
         os.replace(tmp, entry)  # whole or not at all, whoever reads it meanwhile
@@ -158,18 +157,20 @@ _trusted: dict[Path, bool] = {}
 
 def _private(where: Path) -> bool:
     """Entries are read back as rules, so the directory must be this user's alone: an existing
-    one owned by someone else or writable by group or others is not used (once per process)."""
+    one owned by someone else or writable by group or others is not used (once per process). A
+    missing one is made (0700) before it is judged, not trusted for being missing."""
     ok = _trusted.get(where)
     if ok is None:
         try:
+            # One made by someone else between a check and our mkdir is judged as it is.
+            where.mkdir(parents=True, exist_ok=True, mode=0o700)
             st = where.stat()
-            ok = st.st_uid == os.geteuid() and not st.st_mode & 0o022
-        except FileNotFoundError:
-            ok = True  # created 0700 by the first store
         except OSError:
-            ok = False
-        if not ok:
-            log.warning("rule parse cache %s is not private to this user: not used", where)
+            ok = False  # cannot be made (read-only, a file in the way): unusable, not a risk
+        else:
+            ok = st.st_uid == os.geteuid() and not st.st_mode & 0o022
+            if not ok:
+                log.warning("rule parse cache %s is not private to this user: not used", where)
         _trusted[where] = ok
     return ok
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from correlator.event import Event
 from correlator.rules.errors import RuleError
-from correlator.rules.fields import compile_field
+from correlator.rules.fields import PLAIN_TEXT_FIELDS, compile_field
 from correlator.yamlfile import Position
 
 Template = Callable[[Event], str]
@@ -150,7 +150,7 @@ def _part(part: Part, where: Position | None) -> Template:
         return lambda ev: part
     path, default_parts = part
     get = compile_field(path, where)
-    if default_parts is None and path in _TEXT_FIELDS:
+    if default_parts is None and path in PLAIN_TEXT_FIELDS:
         return get  # always text, and '' renders as '' (the fallback without a default)
     fallback = _compile_parts(default_parts, where) if default_parts else (lambda ev: "")
 
@@ -161,9 +161,6 @@ def _part(part: Part, where: Position | None) -> Template:
         return v if isinstance(v, str) else _text(v)
 
     return render
-
-
-_TEXT_FIELDS = frozenset(("id", "source", "host", "type", "resource", "message", "fingerprint"))
 
 
 def _text(v: Any) -> str:

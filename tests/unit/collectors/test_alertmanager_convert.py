@@ -116,3 +116,21 @@ def test_the_event_id_covers_fingerprint_status_and_times():
     parts = ("alertmanager:abc", "firing", "2026-12-07T02:30:00Z", "0001-01-01T00:00:00Z")
     assert ev.id == hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
     assert (ev.host, ev.fingerprint) == ("node1", "alertmanager:abc")
+
+
+def test_the_message_and_alertname_are_read_as_webhook_text_fields():
+    convert = alertmanager.make({}, "w")
+
+    def one(labels: dict[str, str], annotations: dict[str, Any]) -> Any:
+        [(_, r)] = convert({"alerts": [{"labels": labels, "status": "firing", "annotations": annotations}]},
+                           "webhook:am", RECEIVED)  # fmt: skip
+        return r.message if isinstance(r, Event) else (r.field, r.message)
+
+    a = {"alertname": "A"}
+    assert one(a, {"summary": "s", "description": "d"}) == "s"
+    assert one(a, {"summary": "", "description": "d"}) == "d"
+    assert one(a, {"summary": None, "message": 42}) == "42"
+    assert one(a, {}) == "A"
+    assert one(a, {"summary": True}) == ("summary", "must be a string, got bool")
+    refused = ("labels.alertname", "is required and must be a non-empty string")
+    assert one({}, {"summary": "s"}) == one({"alertname": ""}, {}) == refused

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from correlator.errors import FieldError
 from correlator.event import (
+    SEVERITY_RANK,
     Event,
     Severity,
     dumps_events,
@@ -146,6 +147,11 @@ def test_severity_order():
     ranks = [s.rank for s in Severity]
     assert [s.value for s in Severity] == ["critical", "major", "minor", "warning", "info", "clear"]
     assert ranks == sorted(ranks, reverse=True)
+
+
+def test_a_severity_as_text_has_its_rank():
+    # Incidents keep their severity as text and rank it through the same table.
+    assert {s.value: SEVERITY_RANK[s.value] for s in Severity} == {s.value: s.rank for s in Severity}
 
 
 def test_wire_round_trip():

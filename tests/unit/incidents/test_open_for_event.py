@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from correlator.event import Severity
 from correlator.incidents import lifecycle as lc
-from correlator.incidents.settings import parse_settings
+from correlator.incidents.settings import IncidentSettings, parse_settings
 from tests.unit.incidents.conftest import T0, event
 
 POLICIES = [
@@ -62,3 +62,11 @@ def test_one_step_opens_the_incident_that_open_and_link_do(
 ):
     args = (policy, notifying, severity, impact, urgency, major, lag)
     assert outcome(one_step, *args) == outcome(two_steps, *args)
+
+
+def test_both_ways_take_the_priority_from_the_settings(monkeypatch):
+    # One place maps (impact, urgency) to a priority: the settings' `priority`.
+    monkeypatch.setattr(IncidentSettings, "priority", lambda self, impact, urgency: f"P{impact + urgency}")
+    for opener in (one_step, two_steps):
+        doc = outcome(opener, 0, True, Severity.MINOR, 1, 3, False, 0.0)[0]
+        assert doc["priority"] == "P4", opener

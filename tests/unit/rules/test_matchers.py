@@ -93,7 +93,10 @@ def test_operator(spec, expected):
         ("host: {regexp: x}", "1:8: unknown operator 'regexp' (did you mean 'regex'?)"),
         ("host: {regex: '('}", "1:15: host: invalid regex '('"),
         ("attributes.x: {gt: abc}", "'gt' takes a number"),
-        ("severity: {ge: huge}", "'ge' takes a severity"),
+        (
+            "severity: {ge: huge}",
+            "'ge' takes a severity (critical, major, minor, warning, info, clear), got 'huge'",
+        ),
         ("host: {cidr: 10.0.0.0/33}", "'cidr' takes networks"),
         ("host: {exists: yes please}", "'exists' takes true or false"),
         ("host: {in: []}", "'in' takes a non-empty list"),

@@ -3,6 +3,7 @@ same rule set, positions included; a damaged, missing or unwritable cache only c
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,32 @@ def test_an_entry_changed_on_disk_is_read_as_yaml_again(tmp_path, cache, monkeyp
     raw[i : i + 5] = b"loud!"  # still well-formed marshal data, not what was written
     entry.write_bytes(bytes(raw))
     assert summary(rules) == cold
+
+
+def test_a_directory_made_by_someone_else_meanwhile_is_not_used(tmp_path, cache, monkeypatch):
+    """The cache directory does not exist yet, and another user makes it world-writable before this
+    process does: it is judged as it is then, not trusted for having been missing."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text(RULES)
+    real_mkdir = Path.mkdir
+
+    def raced(self: Path, mode: int = 0o777, parents: bool = False, exist_ok: bool = False) -> None:
+        if self == cache and not cache.exists():
+            real_mkdir(cache, parents=True)  # the other user wins the race
+            cache.chmod(0o777)
+            if os.geteuid() == 0:
+                os.chown(cache, 65534, 65534)  # and owns it, where the tests may say so
+        real_mkdir(self, mode, parents, exist_ok)
+
+    monkeypatch.setattr(Path, "mkdir", raced)
+    # Made between a check and the write: here, while the rule file is parsed.
+    real_loads = yamlfile.loads_bare
+
+    def parse(text: str, file: str = "") -> object:
+        raced(cache, exist_ok=True)
+        return real_loads(text, file)
+
+    monkeypatch.setattr(yamlfile, "loads_bare", parse)
+    summary(rules)
+    assert cache.is_dir() and not list(cache.glob("*.bin"))

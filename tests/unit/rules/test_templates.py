@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import operator
+import typing
+
 import pytest
 
+from correlator.event import Event
 from correlator.rules.errors import RuleError
-from correlator.rules.fields import compile_field, compile_setter
+from correlator.rules.fields import PLAIN_TEXT_FIELDS, READABLE, compile_field, compile_setter
 from correlator.rules.templates import compile_template, compile_value, template_fields
 from tests.unit.rules.helpers import ev
 
@@ -75,3 +79,10 @@ def test_field_getters_and_setters():
     assert e.host == "42"
     with pytest.raises(RuleError, match="cannot be changed"):
         compile_setter("id")
+
+
+def test_the_plain_text_fields_are_the_text_fields_read_as_they_are():
+    # Templates render these and level-2 keys read them without a conversion: each must be text.
+    hints = typing.get_type_hints(Event)
+    assert {f for f in READABLE if hints[f] is str} == PLAIN_TEXT_FIELDS
+    assert all(isinstance(compile_field(f), operator.attrgetter) for f in PLAIN_TEXT_FIELDS)
