@@ -76,7 +76,13 @@ class DeadLetterPage:
 
 
 class DeadLetterBusy(Exception):
-    """Another retry holds this dead letter (the API answers 409)."""
+    """A retry holds this dead letter (the API answers 409 to another retry, or to a delete)."""
+
+
+# A claim older than this is taken as abandoned: its daemon died, or could not reach the database
+# to finish or release it. Far longer than a retry's emit, which is bounded (a journal commit, or a
+# JetStream publish with its timeout): a live retry keeps its claim.
+CLAIM_SECONDS = 60.0
 
 
 @dataclass(slots=True)
@@ -85,11 +91,13 @@ class Claim:
 
     letter: DeadLetter | None
     _delete: Callable[[int], Awaitable[object]]
+    deleted: bool = False
 
     async def delete(self) -> None:
         """Remove it (the retry's event is durable): within the claim, so no other retry saw it."""
         if self.letter is not None:
             await self._delete(self.letter.id)
+        self.deleted = True
 
 
 class DeadLetterStore(Protocol):
@@ -105,11 +113,15 @@ class DeadLetterStore(Protocol):
 
     async def get_dead_letter(self, id_: int) -> DeadLetter | None: ...
 
-    async def delete_dead_letter(self, id_: int) -> bool: ...
+    async def delete_dead_letter(self, id_: int) -> bool:
+        """False when there is no such dead letter; raises DeadLetterBusy while a retry holds it."""
+        ...
 
     def claim_dead_letter(self, id_: int) -> AbstractAsyncContextManager[Claim]:
         """Hold one dead letter while its event is retried; raises DeadLetterBusy on entry while
-        another claim holds it, so two concurrent retries cannot both put the event back."""
+        another claim holds it, so two concurrent retries cannot both put the event back. Left
+        without `Claim.delete` (the retry failed, or its delete did), the claim is released. The
+        claim holds no connection or lock of the store while the event is emitted."""
         ...
 
 

@@ -108,11 +108,19 @@ async def get_dead_letter(request: web.Request) -> web.Response:
     role="admin",
     tags=TAGS,
     parameters=(DL_ID,),
-    responses={200: ("deleted", {"type": "object"}), 404: ("no such dead letter", ERROR)},
+    responses={
+        200: ("deleted", {"type": "object"}),
+        404: ("no such dead letter", ERROR),
+        409: ("a retry of it is in progress", ERROR),
+    },
 )
 async def delete_dead_letter(request: web.Request) -> web.Response:
     id_ = _id(request)
-    if not await request.app[STATE].store.delete_dead_letter(id_):
+    try:
+        deleted = await request.app[STATE].store.delete_dead_letter(id_)
+    except DeadLetterBusy:
+        return _busy(id_)
+    if not deleted:
         raise NotFound(f"no dead letter {id_}")
     return dumps_response(200, {"deleted": id_})
 
@@ -142,7 +150,11 @@ async def retry_dead_letter(request: web.Request) -> web.Response:
         async with state.store.claim_dead_letter(id_) as claim:
             return await _retry(state, id_, claim)
     except DeadLetterBusy:
-        return dumps_response(409, {"error": f"dead letter {id_} is being retried by another request"})
+        return _busy(id_)
+
+
+def _busy(id_: int) -> web.Response:
+    return dumps_response(409, {"error": f"dead letter {id_} is being retried by another request"})
 
 
 async def _retry(state: AppState, id_: int, claim: Claim) -> web.Response:
@@ -170,7 +182,10 @@ async def _retry(state: AppState, id_: int, claim: Claim) -> web.Response:
         )
     if state.ingest is None:
         return dumps_response(409, {"error": "this daemon has no ingest queue to retry into"})
-    await state.ingest.emit([ev], SOURCE)  # pushed back: 503 + Retry-After (the error middleware)
+    # An event the store has already is not queued again: an earlier retry put it back and then
+    # could not delete its dead letter (the database was lost), or it was stored in the meantime.
+    if not await state.store.known([ev.id]):
+        await state.ingest.emit([ev], SOURCE)  # pushed back: 503 + Retry-After (the error middleware)
     await claim.delete()
     return dumps_response(202, {"retried": id_, "event_id": ev.id})
 

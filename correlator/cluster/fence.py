@@ -152,6 +152,10 @@ class Owners:
                 )
                 if before is not None and before != me:
                     await self._fence(conn, before, p)
+                # The server keeps one copy of pg_stat_activity per transaction, taken at its first
+                # read (the fence's): a worker that started since and entered the list would look
+                # gone. A fresh read sees every session a row visible to the sweep had.
+                await conn.execute("SELECT pg_stat_clear_snapshot()")
                 await conn.execute(_SWEEP, me)
                 await conn.execute(
                     "INSERT INTO cluster_members(member, fenced) VALUES ($1, false)"

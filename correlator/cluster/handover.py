@@ -120,7 +120,7 @@ class StateKeeper:
             # all again; the keys of partitions owned elsewhere go at once.
             stage.clock = None
             stage.bind(self._clock)
-            self._drop_stale(stage)
+            self._cut(stage, {})  # the keys of partitions owned elsewhere go at once
         if snap is None:
             log.info("partition %d: no level-2 snapshot; its rules start empty", p)
             return
@@ -183,14 +183,16 @@ class StateKeeper:
         SAVE_SECONDS.observe(time.perf_counter() - t0)
 
     def _cut(self, stage: Correlate, docs: dict[int, PartitionSnapshot]) -> None:
-        """Each rule's state into `docs`, and its keys of partitions given up dropped. The pipeline
-        waits meanwhile: one serialisation and one cut per rule serve both."""
+        """Each rule's state into `docs`, and its keys of partitions this worker does not own
+        dropped (given up, or while a batch with their events was under way, or listed by a rule
+        from the start). The pipeline waits meanwhile: one serialisation and one cut per rule
+        serve both."""
         mine = self._mine()
         for engine in stage.engines:
             parts, rest = split(engine, state_of(engine), self._parts.key_function(engine))
             for p, doc in docs.items():
                 doc.rules[engine.name] = (engine.kind, parts.get(p))
-            self._keep_only(engine, parts, rest, mine)
+            self._keep_only(engine, parts, rest, mine, shared=bool(docs))
 
     async def _write(self, p: int, doc: PartitionSnapshot) -> None:
         if not self._slots.holds(p):
@@ -243,26 +245,20 @@ class StateKeeper:
         except Exception:
             log.exception("partition %d: could not drop its level-2 state", p)
 
-    def _drop_stale(self, stage: Correlate) -> None:
-        """Forget the keys of partitions this worker does not own (given up while a batch with
-        their events was under way, or listed by a rule from the start)."""
-        mine = self._mine()
-        for engine in stage.engines:
-            parts, rest = split(engine, state_of(engine), self._parts.key_function(engine))
-            self._keep_only(engine, parts, rest, mine)
-
     def _mine(self) -> set[int]:
         return set(self._queue.partitions) | self._slots.held()
 
     @staticmethod
-    def _keep_only(engine: Any, parts: dict[int, Any], rest: Any, mine: set[int]) -> None:
+    def _keep_only(engine: Any, parts: dict[int, Any], rest: Any, mine: set[int], shared: bool) -> None:
         """Make the rule's state its keys of `mine` and its unroutable ones (`parts` and `rest`:
         its state as `split` cut it); untouched when it holds no other partition's keys, the
-        common case. The cuts may also sit in a snapshot encoded after the lock: the rule is given
-        a copy, so that what it does next never changes the snapshot."""
+        common case. `shared`: the cuts also sit in a snapshot encoded after the lock, so the rule
+        is given a copy (restore keeps the lists it is given), and what it does next never changes
+        the snapshot. Otherwise the cuts are the rule's alone (state_of made them) and need none."""
         if set(parts) <= mine:
             return
-        replace(engine, orjson.loads(orjson.dumps(_joined(rest, parts, mine.__contains__))))
+        kept = _joined(rest, parts, mine.__contains__)
+        replace(engine, orjson.loads(orjson.dumps(kept)) if shared else kept)
 
     def _without(self, engine: Any, data: Any, gone: set[int]) -> Any:
         parts, rest = split(engine, data, self._parts.key_function(engine))

@@ -11,6 +11,8 @@ advisory lock, so two daemons starting together against one database do not race
 from __future__ import annotations
 
 import contextlib
+import logging
+import secrets
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -20,11 +22,13 @@ import asyncpg
 import orjson
 
 from correlator import metrics
-from correlator.deadletter import Claim, DeadLetter, DeadLetterBusy, DeadLetterPage
+from correlator.deadletter import CLAIM_SECONDS, Claim, DeadLetter, DeadLetterBusy, DeadLetterPage
 from correlator.errors import ConfigError
 from correlator.event import Event
 from correlator.store import EventPage, EventQuery
 from correlator.store.query import Where, split_page
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS: list[str] = [
     # 1: events
@@ -85,6 +89,13 @@ MIGRATIONS: list[str] = [
     DROP INDEX events_fingerprint;
     DROP INDEX events_time;
     CREATE INDEX events_time ON events USING brin(time) WITH (autosummarize = on);
+    """,
+    # 6: a dead letter's retry claim (correlator/deadletter.py): a token and when it was taken (the
+    # database's clock, one for every daemon sharing it), so the claim holds no lock or connection
+    # while the event is emitted, and a claim whose daemon died lapses.
+    """
+    ALTER TABLE dead_letters ADD COLUMN claim TEXT;
+    ALTER TABLE dead_letters ADD COLUMN claimed_at TIMESTAMPTZ;
     """,
 ]
 
@@ -194,6 +205,7 @@ class PgPool:
 class PgEventStore:
     def __init__(self, dsn: str) -> None:
         self._pg = PgPool(dsn, "storage.dsn", "events", MIGRATIONS, "event store")
+        self.claim_seconds = CLAIM_SECONDS  # a dead letter's retry claim lapses after it
 
     @property
     def pool(self) -> Any:
@@ -326,20 +338,50 @@ class PgEventStore:
         return _dead_letter(row) if row is not None else None
 
     async def delete_dead_letter(self, id_: int) -> bool:
-        status = await self.pool.execute("DELETE FROM dead_letters WHERE id = $1", id_)
-        return bool(status != "DELETE 0")
+        status = await self.pool.execute(_DL_DELETE_FREE, id_, self.claim_seconds)
+        if status != "DELETE 0":
+            return True
+        if await self.pool.fetchval("SELECT 1 FROM dead_letters WHERE id = $1", id_) is not None:
+            raise DeadLetterBusy(id_)  # a retry holds it: deleting it would race the retry's delete
+        return False
 
     @contextlib.asynccontextmanager
     async def claim_dead_letter(self, id_: int) -> AsyncIterator[Claim]:
-        """The row locked in a transaction for the claim's length: every daemon sharing the
-        database sees it; the delete commits with it, and a failed retry rolls back, keeping it."""
+        """A claim token written in a transaction of its own (the row lock lasts two statements),
+        so no connection or lock is held while the retry emits; the retry's delete and the release
+        name the token, and do nothing once a lapsed claim was taken over."""
+        token = secrets.token_hex(8)
         async with self.pool.acquire() as conn, conn.transaction():
-            try:
-                row = await conn.fetchrow(f"{_DL_SELECT} WHERE id = $1 FOR UPDATE NOWAIT", id_)
-            except asyncpg.LockNotAvailableError:
-                raise DeadLetterBusy(id_) from None
-            letter = _dead_letter(row) if row is not None else None
-            yield Claim(letter, lambda i: conn.execute("DELETE FROM dead_letters WHERE id = $1", i))
+            row = await conn.fetchrow(_DL_CLAIM, id_, self.claim_seconds)
+            if row is not None and not row["free"]:
+                raise DeadLetterBusy(id_)
+            if row is not None:
+                await conn.execute(
+                    "UPDATE dead_letters SET claim = $2, claimed_at = clock_timestamp() WHERE id = $1",
+                    id_,
+                    token,
+                )
+        claim = Claim(
+            _dead_letter(row) if row is not None else None,
+            lambda i: self.pool.execute("DELETE FROM dead_letters WHERE id = $1 AND claim = $2", i, token),
+        )
+        try:
+            yield claim
+        finally:
+            if row is not None and not claim.deleted:
+                await self._release(id_, token)
+
+    async def _release(self, id_: int, token: str) -> None:
+        try:
+            await self.pool.execute(
+                "UPDATE dead_letters SET claim = NULL, claimed_at = NULL WHERE id = $1 AND claim = $2",
+                id_,
+                token,
+            )
+        except Exception as e:  # the database is unreachable: the claim lapses by itself
+            log.warning(
+                "dead letter %d: retry claim not released (it lapses): %s: %s", id_, type(e).__name__, e
+            )
 
     async def ping(self) -> bool:
         try:
@@ -352,7 +394,12 @@ class PgEventStore:
         await self._pg.close()
 
 
-_DL_SELECT = "SELECT id, at, reason, source, event_id, error, raw FROM dead_letters"
+_DL_COLUMNS = "id, at, reason, source, event_id, error, raw"
+_DL_SELECT = f"SELECT {_DL_COLUMNS} FROM dead_letters"  # noqa: S608 (constant)
+# No claim holds the row, or its claim lapsed ($2: the claim's lifetime in seconds).
+_FREE = "(claim IS NULL OR claimed_at < clock_timestamp() - make_interval(secs => $2))"
+_DL_DELETE_FREE = f"DELETE FROM dead_letters WHERE id = $1 AND {_FREE}"  # noqa: S608 (constant)
+_DL_CLAIM = f"SELECT {_DL_COLUMNS}, {_FREE} AS free FROM dead_letters WHERE id = $1 FOR UPDATE"  # noqa: S608 (constant)
 
 
 def _dead_letter(r: Any) -> DeadLetter:

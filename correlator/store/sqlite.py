@@ -230,6 +230,11 @@ class SqliteEventStore(SqliteFile):
         return _dead_letter(rows[0]) if rows else None
 
     async def delete_dead_letter(self, id_: int) -> bool:
+        if id_ in self._claimed:
+            raise DeadLetterBusy(id_)  # a retry holds it: deleting it would race the retry's delete
+        return await self._delete_dead_letter(id_)
+
+    async def _delete_dead_letter(self, id_: int) -> bool:
         cur = await self.db.execute("DELETE FROM dead_letters WHERE id = ?", (id_,))
         return cur.rowcount > 0
 
@@ -239,7 +244,7 @@ class SqliteEventStore(SqliteFile):
             raise DeadLetterBusy(id_)
         self._claimed.add(id_)
         try:
-            yield Claim(await self.get_dead_letter(id_), self.delete_dead_letter)
+            yield Claim(await self.get_dead_letter(id_), self._delete_dead_letter)
         finally:
             self._claimed.discard(id_)
 

@@ -4,6 +4,7 @@ refused, the ingest processes' writes never are, and a hand-over fences no one."
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
@@ -111,7 +112,44 @@ async def test_rows_of_workers_gone_are_swept_and_a_live_one_stays(
         owners = Owners(store)
         await owners.claim(p)
         await owners.release(p)  # handed over: SIGTERM, or rebalancing
+    gone_id = await identity(gone)
     await gone.close()  # that worker's process ended
+    await sessions_end(b, gone_id)  # its server processes exit a moment after the client closes
     await Owners(b).claim(0)
     assert await members(b) == sorted([await identity(a), await identity(b)])
     assert not await refused(a, 1)  # a, alive, is still allowed
+
+
+async def sessions_end(store: PgEventStore, member: str) -> None:
+    """Until the server lists no session of `member` (a closed client's backend exits by itself)."""
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+    async with asyncio.timeout(30):
+        while await store.pool.fetchval(sql, member):
+            await asyncio.sleep(0.01)
+
+
+async def test_a_sweep_after_a_fence_keeps_a_worker_that_entered_meanwhile(
+    stores: dict[str, Any], pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fence reads pg_stat_activity in the claim's transaction; a worker whose session starts
+    after that read and enters the list before the sweep is alive: its row stays."""
+    a, b = stores["a"], stores["b"]
+    await Owners(a).claim(0)  # a then pauses past its lease: b fences it
+    late_dsn = worker_dsn(pg_dsn, "late")
+    late_id = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(late_dsn).query))["application_name"]
+    fence = Owners._fence
+    late: list[Any] = []
+
+    async def fence_then_start(self: Owners, conn: Any, member: str, p: int) -> None:
+        await fence(self, conn, member, p)
+        # A worker starting now: its first session, and its row (it takes a partition next).
+        late.append(await asyncpg.connect(late_dsn))
+        await late[0].execute("INSERT INTO cluster_members(member, fenced) VALUES ($1, false)", late_id)
+
+    monkeypatch.setattr(Owners, "_fence", fence_then_start)
+    try:
+        await Owners(b).claim(0)
+        assert late_id in await members(b)
+    finally:
+        for conn in late:
+            await conn.close()

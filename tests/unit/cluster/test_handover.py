@@ -99,3 +99,24 @@ async def test_a_takeover_reads_back_only_its_partitions_events(tmp_path: Path) 
         assert [(ev.type, ev.host) for ev in out if ev.source == "correlator"] == [("storm", a)]
     finally:
         await store.close()
+
+
+async def test_a_takeover_drops_other_partitions_keys_without_copying_the_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = two_hosts()
+    run = Run(*rules())
+    await run.feed(E(0, "linkDown", a, resource="x"), E(1, "linkDown", b, resource="y"))
+    k, written = keeper(run, _Owned(PARTS.of_host(a)))
+    copies: list[Any] = []
+    real = handover.orjson
+
+    def dumps(obj: Any) -> bytes:
+        copies.append(obj)
+        return real.dumps(obj)
+
+    monkeypatch.setattr(handover, "orjson", SimpleNamespace(dumps=dumps, loads=real.loads))
+    k._cut(run.stage, {})  # what a takeover runs once its rules are restored: no snapshot shares the cuts
+    assert copies == [] and written == {}
+    later = await run.advance(40)
+    assert [(ev.type, ev.host) for ev in later] == [("pair.timeout", a)]  # b's key went, a's stayed

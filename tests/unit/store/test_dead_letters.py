@@ -102,10 +102,31 @@ async def test_a_claimed_dead_letter_is_busy_for_others_and_kept_when_the_retry_
                     pass
             raise RuntimeError("the queue was full")  # the retry failed: the dead letter stays
     async with store.claim_dead_letter(held.id) as claim:  # released: claimable again
+        with pytest.raises(deadletter.DeadLetterBusy):
+            await store.delete_dead_letter(held.id)  # not under the retry's feet
         await claim.delete()
     assert await store.get_dead_letter(held.id) is None
     async with store.claim_dead_letter(held.id) as claim:
         assert claim.letter is None
+
+
+async def test_a_claim_whose_daemon_died_lapses_on_postgresql(store):
+    """A claim is a token in the row, not a lock: one left by a daemon that died (or lost the
+    database before its delete) is taken over after its lifetime, and its own delete then does nothing."""
+    if not isinstance(store, PgEventStore):
+        pytest.skip("one process owns a SQLite file: its claims end with it")
+    await store.add_dead_letters([deadletter.of_event(ev("d"), deadletter.STORE_REJECTED, "refused", T0)])
+    (held,) = (await store.dead_letters(10, None, None)).items
+    async with store.claim_dead_letter(held.id) as stale:
+        store.claim_seconds = 0.0  # the stale claim's lifetime is over
+        async with store.claim_dead_letter(held.id) as fresh:
+            await stale.delete()  # no longer its claim: deletes nothing
+            assert await store.get_dead_letter(held.id) == held
+            store.claim_seconds = 3600.0
+            with pytest.raises(deadletter.DeadLetterBusy):
+                await store.delete_dead_letter(held.id)
+            await fresh.delete()
+    assert await store.get_dead_letter(held.id) is None
 
 
 def test_raw_text_survives_what_orjson_refuses():
