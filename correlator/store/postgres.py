@@ -94,8 +94,8 @@ MIGRATIONS: list[str] = [
     # database's clock, one for every daemon sharing it), so the claim holds no lock or connection
     # while the event is emitted, and a claim whose daemon died lapses.
     """
-    ALTER TABLE dead_letters ADD COLUMN claim TEXT;
-    ALTER TABLE dead_letters ADD COLUMN claimed_at TIMESTAMPTZ;
+    ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS claim TEXT;
+    ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMPTZ;
     """,
 ]
 
@@ -312,7 +312,11 @@ class PgEventStore:
         status = await self.pool.execute(
             "INSERT INTO dead_letters(key, at, reason, source, event_id, error, raw)"
             " SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[],"
-            " $6::text[], $7::text[]) ON CONFLICT (key) DO NOTHING",
+            " $6::text[], $7::text[]) ON CONFLICT (key) DO UPDATE SET at = EXCLUDED.at, error = EXCLUDED.error,"
+            # Set aside again while a retry holds it (the retried event was refused again before
+            # the retry deleted it): the claim goes, so the retry's delete, which names its claim,
+            # leaves the letter. Unclaimed, a batch delivered again is kept once, as it was.
+            " claim = NULL, claimed_at = NULL WHERE dead_letters.claim IS NOT NULL",
             [d.key for d in items],
             [d.at for d in items],
             [d.reason for d in items],

@@ -113,7 +113,10 @@ class SqliteEventStore(SqliteFile):
         super().__init__(path, MIGRATIONS, ("synchronous=NORMAL", "cache_size=-65536"), "event store")
         # Dead letters being retried. One process owns the SQLite file (correlator/datalock.py), so
         # a set in that process is a claim every retry sees.
-        self._claimed: set[int] = set()
+        self._claimed: dict[int, str] = {}  # id -> key
+        # Keys set aside again while their letter was claimed (the retried event was refused again
+        # before the retry deleted its letter): that retry's delete leaves the letter.
+        self._again: set[str] = set()
 
     async def write(self, events: list[Event]) -> int:
         if not events:
@@ -206,6 +209,9 @@ class SqliteEventStore(SqliteFile):
         return n
 
     async def add_dead_letters(self, items: list[DeadLetter]) -> int:
+        if self._claimed:
+            claimed = set(self._claimed.values())
+            self._again.update(d.key for d in items if d.key in claimed)
         db = self.db
         before = db.total_changes
         async with transaction(db):
@@ -242,11 +248,20 @@ class SqliteEventStore(SqliteFile):
     async def claim_dead_letter(self, id_: int) -> AsyncIterator[Claim]:
         if id_ in self._claimed:
             raise DeadLetterBusy(id_)
-        self._claimed.add(id_)
+        self._claimed[id_] = ""
         try:
-            yield Claim(await self.get_dead_letter(id_), self._delete_dead_letter)
+            letter = await self.get_dead_letter(id_)
+            key = self._claimed[id_] = letter.key if letter is not None else ""
+
+            async def delete(i: int) -> bool:
+                if key in self._again:  # set aside again meanwhile: it stays
+                    return False
+                return await self._delete_dead_letter(i)
+
+            yield Claim(letter, delete)
         finally:
-            self._claimed.discard(id_)
+            key = self._claimed.pop(id_, "")
+            self._again.discard(key)
 
     async def ping(self) -> bool:
         try:

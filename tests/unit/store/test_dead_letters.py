@@ -320,3 +320,24 @@ async def test_journal_events_of_the_wrong_shape_are_set_aside_not_trusted(store
     assert "host" in by_id["null-host"].error and "time" in by_id["year-10000"].error
     assert by_id["null-host"].source == "webhook:generic"
     assert DEAD_LETTERED.labels(deadletter.UNDECODABLE)._value.get() - before == len(bad)
+
+
+async def test_a_letter_set_aside_again_during_its_retry_is_not_deleted_by_that_retry(store):
+    """The retried event reached the store and was refused again before the retry deleted its
+    letter: the letter (same key) must stay, or the event would be in neither place."""
+    a = deadletter.of_event(ev("again", host="bad\x00host"), deadletter.STORE_REJECTED, "refused", T0)
+    await store.add_dead_letters([a])
+    (held,) = (await store.dead_letters(10, None, None)).items
+    async with store.claim_dead_letter(held.id) as claim:
+        again = deadletter.of_event(
+            ev("again", host="bad\x00host"), deadletter.STORE_REJECTED, "still", T0 + 5
+        )
+        await store.add_dead_letters([again])
+        await claim.delete()
+    assert [d.event_id for d in (await store.dead_letters(10, None, None)).items] == ["again"]
+    # Unclaimed, the same letter delivered again is kept once and a retry deletes it.
+    assert await store.add_dead_letters([again]) == 0
+    (kept,) = (await store.dead_letters(10, None, None)).items
+    async with store.claim_dead_letter(kept.id) as claim:
+        await claim.delete()
+    assert (await store.dead_letters(10, None, None)).items == []

@@ -154,12 +154,16 @@ async def test_database_at_the_previous_version_is_upgraded_with_its_rows(
     conn: Any, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     versioned = records_pg.MIGRATIONS[-1]
+    claims = next(m for m in events_pg.MIGRATIONS if "claimed_at" in m)
     for module in COMPONENTS.values():  # every component at the version before its views
         views = next(i for i, script in enumerate(module.MIGRATIONS) if "CREATE VIEW" in script)
         monkeypatch.setattr(module, "MIGRATIONS", module.MIGRATIONS[:views])
-    # Today's record store writes the version column (its last migration, which adds it only where
-    # it is missing): the tables of the previous version get it up front.
+    # Today's record store writes the version column, and today's event store the dead letters'
+    # claim columns (migrations that add them only where missing): the tables of the previous
+    # version get them up front.
     monkeypatch.setattr(records_pg, "MIGRATIONS", [records_pg.MIGRATIONS[0] + versioned])
+    before_views = events_pg.MIGRATIONS
+    monkeypatch.setattr(events_pg, "MIGRATIONS", [*before_views[:-1], before_views[-1] + claims])
     written = await write_through_stores(pg_dsn)
     assert await versions(conn) == {name: len(m.MIGRATIONS) for name, m in COMPONENTS.items()}
     assert not await view_columns(conn)
