@@ -39,9 +39,7 @@ INVALID = "invalid"  # every other field error (missing host, unknown field, wro
 
 
 _WIRE_FIELDS = tuple(Event.__dataclass_fields__)
-_WIRE_KEYS = frozenset(_WIRE_FIELDS)
 _NUMBER = (float, int)  # JSON numbers; bool (an int subclass) is not one
-_SEVERITIES = {s.value: s for s in Severity}
 
 
 class Refused(FieldError):
@@ -134,21 +132,7 @@ def from_wire(d: object) -> Event:
     field to name what is wrong."""
     m = cast(dict[str, Any], d)  # checked below: a failed build or the test after it
     try:
-        ev = Event(
-            m["id"],
-            m["time"],
-            m["received"],
-            m["source"],
-            m["host"],
-            m["type"],
-            _SEVERITIES[m["severity"]],
-            m["resource"],
-            m["message"],
-            m["attributes"],
-            m["fingerprint"],
-            m["count"],
-            m["last_seen"],
-        )
+        ev = Event.from_wire(m)
     except Exception:  # not a mapping, a field missing, a severity no one knows, text not text
         _refuse_wire(d)
     if not (
@@ -179,7 +163,7 @@ def _refuse_wire(d: object) -> NoReturn:
         bad = "source" if type(d["source"]) is not str else "count"
         raise Refused(bad, "has the wrong type", INVALID)
     sev = d["severity"]
-    if type(sev) is not str or sev not in _SEVERITIES:
+    if type(sev) is not str or sev not in {s.value for s in Severity}:  # the refusal path only
         raise Refused("severity", "is not a known severity", INVALID)
     for k in ("id", "host", "type", "resource", "message", "fingerprint"):
         if type(d[k]) is not str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import inspect
 
 import orjson
 import pytest
@@ -140,6 +142,20 @@ def test_event_defaults_and_derived_fields():
     assert a.severity is Severity.INFO and a.resource == a.message == ""
     c = Event("i", 5.0, 6.0, "s", "h", "T", attributes=None, fingerprint="f", last_seen=7.0)  # type: ignore[arg-type]
     assert c.attributes is None and c.fingerprint == "f" and c.last_seen == 7.0  # kept for the door to refuse
+
+
+def test_written_out_init_takes_every_field_in_order():
+    # Event.__init__ is written by hand (see there): a field added to the class but not to it would
+    # never be set, and one added in another place would take its neighbour's value.
+    params = list(inspect.signature(Event.__init__).parameters)[1:]
+    assert params == [f.name for f in dataclasses.fields(Event)]
+    defaults = {
+        p.name: p.default
+        for p in inspect.signature(Event.__init__).parameters.values()
+        if p.default is not p.empty
+    }
+    fields = {f.name: f.default for f in dataclasses.fields(Event) if f.default is not dataclasses.MISSING}
+    assert {k: v for k, v in defaults.items() if k != "attributes"} == fields  # attributes: a new {} each
 
 
 def test_severity_order():
