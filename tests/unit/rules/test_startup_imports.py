@@ -56,6 +56,14 @@ def test_commands_without_incidents_do_not_import_the_itsm_parts(args, tmp_path)
     assert imported(args, tmp_path, ITSM) == []
 
 
+NOTIFIERS = ("jinja2", "aiosmtplib", "correlator.notify.templates", "correlator.notify.email")
+
+
+def test_a_whole_replay_without_notify_targets_does_not_import_the_notifiers(tmp_path):
+    """Incidents are run, but with no `incidents.notify` target no notifier (templates, mail) is loaded."""
+    assert imported(["replay", "EVENTS", "--rules", "rules"], tmp_path, NOTIFIERS) == []
+
+
 def imported(args: list[str], tmp_path: Path, names: tuple[str, ...]) -> list[str]:
     """Which of the packages `names` (or modules, when dotted) the command imported."""
     events = tmp_path / "events.ndjson"
