@@ -127,7 +127,8 @@ def recorded_event(doc: Any, n: int, text: bytes, source: str, default_time: flo
         ev.received = ev.time
     # The door, as at ingest, but not its time policy: that is counted from now, and a recording is
     # old by nature. A time outside the years 1 to 9999 is still refused (no output renders it).
-    door.check(ev, check_time=False, typed=True)  # Refused is a FieldError: reported as an invalid line
+    # Refused is a FieldError: reported as an invalid line. `text` is what orjson parsed `doc` from.
+    door.check(ev, check_time=False, typed=True, read_from=text)
     return ev
 
 
