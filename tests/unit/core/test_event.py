@@ -170,6 +170,13 @@ def test_wire_round_trip():
     assert loads_events(dumps_events([ev])) == [ev]
 
 
+@pytest.mark.parametrize("severity", list(Severity))
+def test_wire_form_holds_the_severity_as_plain_text(severity):
+    # plain str, not the enum member: the stores and other readers of the wire form get text
+    sev = Event("i", 5.0, 6.0, "s", "h", "T", severity).to_dict()["severity"]
+    assert type(sev) is str and sev == severity.value
+
+
 def test_api_form_uses_iso_times():
     ev = Event("i", RECEIVED, RECEIVED, "s", "h", "T")
     doc = ev.to_api()
