@@ -119,7 +119,10 @@ class Event:
         self.last_seen = last_seen or time
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire form used by the queue and the store (epoch-second floats)."""
+        """The wire form used by the queue and the store (epoch-second floats).
+
+        `_value_`, not `value`: the same text, read as a plain attribute instead of through enum's
+        Python-level property (measured: a fifth of this method)."""
         return {
             "id": self.id,
             "time": self.time,
@@ -127,7 +130,7 @@ class Event:
             "source": self.source,
             "host": self.host,
             "type": self.type,
-            "severity": self.severity.value,
+            "severity": self.severity._value_,
             "resource": self.resource,
             "message": self.message,
             "attributes": self.attributes,

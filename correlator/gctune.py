@@ -24,6 +24,14 @@ def tune() -> None:
     gc.set_threshold(YOUNG_THRESHOLD, 10, 10)
 
 
+def finished() -> None:
+    """Call when a command's work is done and the process is about to exit: what is still alive (a
+    rule set, level-2 state) is freed by the exit anyway, and the collections the interpreter runs
+    while it shuts down would scan all of it for nothing (measured: 0.1 s after a replay of 100,000
+    events through 1,000 rules, 5% of the run). Frozen, it is not scanned."""
+    gc.freeze()
+
+
 @contextmanager
 def paused(keep: bool = False) -> Iterator[None]:
     """No collections meanwhile: for work that makes many objects that all stay alive (compiling a

@@ -38,11 +38,16 @@ class NoisiestStage:
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
         self.clock = ctx.clock
         now = ctx.clock.now()
-        current, counts = -1, Counter[str]()
+        current, counts = -1.0, Counter[str]()
         for ev in events:
-            b = int(min(ev.time, max(ev.received, now)) // BUCKET_SECONDS)
-            if b != current:
-                current, counts = b, self._bucket(b)
+            # min(time, max(received, now)) without the calls: this loop runs for every event
+            t, r = ev.time, ev.received
+            if r < now:
+                r = now
+            if t > r:
+                t = r
+            if (b := t // BUCKET_SECONDS) != current:
+                current, counts = b, self._bucket(int(b))
             host = ev.host
             n = counts.get(host)
             if n is not None:

@@ -112,6 +112,7 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if out is not None:
             out.close()
+    gctune.finished()  # only the report is left to make
     doc = {**summary.as_dict(), **(noc or {})}
     if args.json:
         _write_stdout(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client import Counter, Gauge
 
-from correlator.notify import alertmanager, email, pagerduty, slack, targets, webhook
-from correlator.notify.alertmanager import Alertmanager
+from correlator.notify import targets
 from correlator.notify.outbox import Endpoint, Meters, Outbox
 from correlator.notify.targets import Module, NotifyTarget
-from correlator.notify.webhook import substitute
+
+if TYPE_CHECKING:
+    from correlator.notify.alertmanager import Alertmanager
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,27 @@ TARGETS = Gauge(
 
 QUEUE_SIZE = 1000  # per target
 
-# `type:` of a target -> the module of its notifier.
-MODULES: dict[str, Module] = {
-    "webhook": webhook,
-    "slack": slack,
-    "email": email,
-    "pagerduty": pagerduty,
-    "alertmanager": alertmanager,
-}
+
+class _Modules(Mapping[str, Module]):
+    """`type:` of a target -> the module of its notifier, imported when a target names it: a process
+    without targets (a replay, most commands) never loads the template engine or the mail client."""
+
+    _NAMES = {
+        kind: f"correlator.notify.{kind}"
+        for kind in ("webhook", "slack", "email", "pagerduty", "alertmanager")
+    }
+
+    def __getitem__(self, kind: str) -> Module:
+        return cast(Module, importlib.import_module(self._NAMES[kind]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._NAMES)
+
+    def __len__(self) -> int:
+        return len(self._NAMES)
+
+
+MODULES: Mapping[str, Module] = _Modules()
 
 
 def parse_targets(raw: Any) -> dict[str, NotifyTarget]:
@@ -59,6 +74,8 @@ def render(target: NotifyTarget, kind: str, doc: dict[str, Any]) -> bytes | None
     """The request body for one target, by its notifier; None when it sends nothing for `kind`."""
     if target.channel is not None:
         return target.channel.render(kind, doc)
+    from correlator.notify.webhook import substitute  # a target's module: imported once it exists
+
     return substitute(target.template, target.content_type, kind, doc)
 
 
@@ -80,9 +97,13 @@ class Notifier:
             queue_size=QUEUE_SIZE,
             path=path,  # outbox.db; None: in memory only
         )
-        self._alertmanagers = {
-            name: t.channel for name, t in targets.items() if isinstance(t.channel, Alertmanager)
-        }
+        self._alertmanagers: dict[str, Alertmanager] = {}
+        if targets:  # only then: the notifier modules load the template engine
+            from correlator.notify.alertmanager import Alertmanager
+
+            self._alertmanagers = {
+                name: t.channel for name, t in targets.items() if isinstance(t.channel, Alertmanager)
+            }
         self._resend: list[asyncio.Task[None]] = []
         for kind in MODULES:
             TARGETS.labels(kind).set(sum(t.type == kind for t in targets.values()))

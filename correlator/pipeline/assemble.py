@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from correlator import capacity
-from correlator.availability import AvailabilityStage
+from correlator.availability.settings import parse_settings as availability_settings
 from correlator.catalogue import load_catalogue
 from correlator.config import Config
 from correlator.correlation import correlate_stage
@@ -44,7 +44,11 @@ def build_pipeline(
     if rules is None:
         rules = RulesHolder(config.rules_dir, config.inventory_file, load_catalogue(config))
         rules.load_initial()
-    availability = AvailabilityStage.from_config(config, rules.catalogue)  # None without a services file
+    availability = None  # without a services file: then its stage and outage store are not imported
+    if availability_settings(config.availability).services_file is not None:
+        from correlator.availability.stage import AvailabilityStage
+
+        availability = AvailabilityStage.from_config(config, rules.catalogue)
     # The ITSM stages only with their services: `rules test` and `replay --events-only` then never
     # import the incident, notification and template modules.
     if changes is not None:

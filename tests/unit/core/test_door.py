@@ -152,12 +152,16 @@ def test_refusal_messages_echo_untrusted_input_bounded():
     assert len(info.value.field) < 200 and len(str(info.value)) < 1000
 
 
-@settings(max_examples=150, deadline=None)
-@given(
+# An event as replay decodes it: attributes of any kind, text fields of any text.
+decoded_fields = given(
     attrs=st.dictionaries(st.text(max_size=10), json_values, max_size=4),
     host=st.text(min_size=1, max_size=12),
     message=st.text(max_size=20),
 )
+
+
+@settings(max_examples=150, deadline=None)
+@decoded_fields
 def test_typed_check_of_a_decoded_event_refuses_what_the_full_check_refuses(attrs, host, message):
     """Replay decodes with event_from_dict and skips the door's repeated type tests (`typed`): the
     verdict and its reason must be the full check's, for text and attributes of any kind."""
@@ -171,6 +175,38 @@ def test_typed_check_of_a_decoded_event_refuses_what_the_full_check_refuses(attr
         except door.Refused as r:
             verdicts.append((r.field, r.reason))
     assert verdicts[0] == verdicts[1]
+
+
+@settings(max_examples=200, deadline=None)
+@decoded_fields
+def test_an_event_read_from_a_plain_json_text_passes_the_full_check(attrs, host, message):
+    """Replay skips the text and document checks of an event read from a plain text (`read_from`):
+    the full check must find nothing to refuse in it."""
+    try:
+        text = orjson.dumps({"host": host, "type": "t", "message": message, "attributes": attrs, "time": NOW})
+    except TypeError:
+        return  # no JSON text holds it (a lone surrogate, an integer beyond 64 bits)
+    e = event_from_dict(orjson.loads(text), "replay", NOW, recorded=True)
+    if door.plain_json(text):
+        door.check(e, check_time=False, typed=True)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "reason"),
+    [
+        (b'{"a":"x\\u0000"}', "bad_text"),
+        (b'{"a":' + b"[" * 40 + b"]" * 40 + b"}", "too_deep"),
+        # 5 bytes written, 19 serialised: the line is below the size limit, the event above it
+        (b'{"a":[' + b",".join([b"9E15"] * 7000) + b"]}", "too_large"),
+    ],
+)
+def test_what_the_text_of_a_line_hides_is_still_refused(attributes, reason):
+    text = b'{"host":"h","type":"t","time":1800000000.0,"attributes":' + attributes + b"}"
+    assert len(text) <= door.MAX_EVENT_BYTES
+    e = event_from_dict(orjson.loads(text), "replay", NOW, recorded=True)
+    with pytest.raises(door.Refused) as info:
+        door.check(e, check_time=False, typed=True, read_from=text)
+    assert info.value.reason == reason
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import inspect
 
 import orjson
 import pytest
@@ -143,6 +145,20 @@ def test_event_defaults_and_derived_fields():
     assert c.attributes is None and c.fingerprint == "f" and c.last_seen == 7.0  # kept for the door to refuse
 
 
+def test_written_out_init_takes_every_field_in_order():
+    # Event.__init__ is written by hand (see there): a field added to the class but not to it would
+    # never be set, and one added in another place would take its neighbour's value.
+    params = list(inspect.signature(Event.__init__).parameters)[1:]
+    assert params == [f.name for f in dataclasses.fields(Event)]
+    defaults = {
+        p.name: p.default
+        for p in inspect.signature(Event.__init__).parameters.values()
+        if p.default is not p.empty
+    }
+    fields = {f.name: f.default for f in dataclasses.fields(Event) if f.default is not dataclasses.MISSING}
+    assert {k: v for k, v in defaults.items() if k != "attributes"} == fields  # attributes: a new {} each
+
+
 def test_severity_order():
     ranks = [s.rank for s in Severity]
     assert [s.value for s in Severity] == ["critical", "major", "minor", "warning", "info", "clear"]
@@ -158,6 +174,13 @@ def test_wire_round_trip():
     ev = event_from_dict({"host": "r1", "type": "T", "attributes": {"a": [1, {"b": None}]}}, "s", RECEIVED)
     ev.count = 3
     assert loads_events(dumps_events([ev])) == [ev]
+
+
+@pytest.mark.parametrize("severity", list(Severity))
+def test_wire_form_holds_the_severity_as_plain_text(severity):
+    # plain str, not the enum member: the stores and other readers of the wire form get text
+    sev = Event("i", 5.0, 6.0, "s", "h", "T", severity).to_dict()["severity"]
+    assert type(sev) is str and sev == severity.value
 
 
 def test_api_form_uses_iso_times():

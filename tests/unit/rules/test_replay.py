@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
+import orjson
+
 from correlator.cli import main
+from correlator.replay import recorded_event
 
 
 def recording(tmp_path, rule_lines: str, events: list[dict]) -> tuple:
@@ -92,3 +96,12 @@ def test_a_recording_with_poison_reports_invalid_lines_and_replays_the_rest(tmp_
     assert "nested deeper than" in summary["errors"][2] and "surrogate" in summary["errors"][3]
     assert summary["first_time"] == "1970-01-01T00:16:40Z"
     assert [json.loads(line)["time"] for line in out.read_text().splitlines()] == [1000, 1004]
+
+
+def test_an_id_missing_from_a_line_is_the_hash_of_its_number_and_text():
+    """Derived ids are part of a replay's output (and of the ids rules make from them): the same
+    line at the same place must keep its id across versions, or digests of old runs stop matching."""
+    line = b'{"host": "h", "type": "x", "time": 1000}'
+    ev = recorded_event(orjson.loads(line), 7, line, "replay", 0.0)
+    assert ev.id == hashlib.blake2b(b"7:" + line, digest_size=16).hexdigest()
+    assert recorded_event(orjson.loads(line), 8, line, "replay", 0.0).id != ev.id

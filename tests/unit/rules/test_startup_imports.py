@@ -56,6 +56,28 @@ def test_commands_without_incidents_do_not_import_the_itsm_parts(args, tmp_path)
     assert imported(args, tmp_path, ITSM) == []
 
 
+NOTIFIERS = ("jinja2", "aiosmtplib", "correlator.notify.templates", "correlator.notify.email")
+
+
+def test_a_whole_replay_without_notify_targets_does_not_import_the_notifiers(tmp_path):
+    """Incidents are run, but with no `incidents.notify` target no notifier (templates, mail) is loaded."""
+    assert imported(["replay", "EVENTS", "--rules", "rules"], tmp_path, NOTIFIERS) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rules", "check", "rules"],
+        ["replay", "EVENTS", "--rules", "rules", "--events-only"],
+        ["replay", "EVENTS", "--rules", "rules"],
+    ],
+)
+def test_without_a_services_file_the_availability_stage_is_not_imported(args, tmp_path):
+    """The service catalogue reads the availability model; its stage and outage store only run
+    with `availability.services_file`."""
+    assert imported(args, tmp_path, ("correlator.availability.stage", "correlator.availability.db")) == []
+
+
 def imported(args: list[str], tmp_path: Path, names: tuple[str, ...]) -> list[str]:
     """Which of the packages `names` (or modules, when dotted) the command imported."""
     events = tmp_path / "events.ndjson"
