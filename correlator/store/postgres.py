@@ -309,6 +309,9 @@ class PgEventStore:
         return n
 
     async def add_dead_letters(self, items: list[DeadLetter]) -> int:
+        # One row per key: ON CONFLICT DO UPDATE refuses a statement that would touch a row twice
+        # (two undecodable copies of one event in a journal item share their key).
+        items = list({d.key: d for d in items}.values())
         status = await self.pool.execute(
             "INSERT INTO dead_letters(key, at, reason, source, event_id, error, raw)"
             " SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[],"

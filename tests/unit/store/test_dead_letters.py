@@ -341,3 +341,15 @@ async def test_a_letter_set_aside_again_during_its_retry_is_not_deleted_by_that_
     async with store.claim_dead_letter(kept.id) as claim:
         await claim.delete()
     assert (await store.dead_letters(10, None, None)).items == []
+
+
+async def test_two_letters_with_one_key_in_a_batch_are_kept_once(store):
+    """Two undecodable copies of one event in a journal item: one letter, and no error that would
+    stop the runner's set-aside (it retries until the store takes the batch)."""
+    a = deadletter.of_event(ev("twice", host="bad\x00host"), deadletter.STORE_REJECTED, "refused", T0)
+    b = deadletter.of_event(ev("twice", host="bad\x00host"), deadletter.STORE_REJECTED, "refused", T0 + 1)
+    assert await store.add_dead_letters([a, b]) == 1
+    (held,) = (await store.dead_letters(10, None, None)).items
+    async with store.claim_dead_letter(held.id):
+        await store.add_dead_letters([a, b])  # refused again while claimed: still one row
+    assert len((await store.dead_letters(10, None, None)).items) == 1
