@@ -95,11 +95,17 @@ def suppress() -> Action:
     """
 
     def act(subject: Event, fire: Fire, sink: Sink) -> None:
-        subject.attributes["suppressed_by"] = fire.rule
-        sink.suppressed = fire.rule
-        SUPPRESSED_BY(fire.rule).inc()
+        mark_suppressed(subject, fire.rule, sink, SUPPRESSED_BY(fire.rule))
 
     return act
+
+
+def mark_suppressed(subject: Event, rule: str, sink: Sink, counted: Counter) -> None:
+    """What `suppress` does, also called by a flapping rule on every event of a flapping key (there
+    without a `Fire` per event, and with its counter child resolved once)."""
+    subject.attributes["suppressed_by"] = rule
+    sink.suppressed = rule
+    counted.inc()
 
 
 def notify(target: str, body: Template | None = None) -> Action:

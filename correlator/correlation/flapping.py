@@ -15,7 +15,7 @@ from typing import Any
 
 from correlator.clock import Timer
 from correlator.config import duration_text
-from correlator.correlation.actions import SUPPRESSED_BY
+from correlator.correlation.actions import SUPPRESSED_BY, mark_suppressed
 from correlator.correlation.core import (
     Engine,
     Hooks,
@@ -107,20 +107,14 @@ class Flapping(Engine):
                     k, f, "start", t, self.severity, f"flapping: {n} state changes within {self.within:g}s"
                 )
                 self.generate("start", start, k, False, changes=n)
-                self._suppress(ev)
+                mark_suppressed(ev, self.name, self.sink, self._suppressed)
                 self._schedule(k, f)
             return
         if n <= self.low:
             self._leave(k, f, t, False)
             return
-        self._suppress(ev)
+        mark_suppressed(ev, self.name, self.sink, self._suppressed)
         self._schedule(k, f)
-
-    def _suppress(self, ev: Event) -> None:
-        """What the `suppress` response does (actions.py), without a `Fire` per suppressed event."""
-        ev.attributes["suppressed_by"] = self.name
-        self.sink.suppressed = self.name
-        self._suppressed.inc()
 
     def _schedule(self, k: Key, f: _Flap) -> None:
         """Check again when enough changes will have aged out of the window to reach `low`.

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from correlator.correlation.core import Engine
+from correlator.rules.tables import file_under, remember
 
 # Merged candidate tuples are kept per (type, host, source) seen; the values are limited to those
 # rules name (sources: those a pattern is tested on), so this only guards against a rule set naming
@@ -53,11 +54,9 @@ class EngineIndex:
         type_patterns: list[Engine] = []
         for e in engines:
             if e.types is not None:
-                for t in e.types:
-                    by_type.setdefault(t, []).append(e)
+                file_under(by_type, e.types, e)
             elif e.hosts is not None:
-                for h in e.hosts:
-                    by_host.setdefault(h, []).append(e)
+                file_under(by_host, e.hosts, e)
             elif e.pattern is not None:
                 (source_patterns if e.pattern[0] == "source" else type_patterns).append(e)
             else:
@@ -88,21 +87,16 @@ class EngineIndex:
         extra = tuple(e for e in self._source_patterns if e.pattern is not None and e.pattern[1](source))
         found = self._shared.get(extra)  # sources meeting the same patterns share one table
         if found is None:
-            if len(self._shared) >= _SOURCES_KEPT:
-                self._shared.clear()
             common = self._sorted([*self.scan, *extra])
             if common:
                 by_type = {t: self._sorted([*common, *rules]) for t, rules in self._typed.items()}
             else:
                 by_type = self._typed
-            found = self._shared[extra] = (by_type, common)
+            found = remember(self._shared, extra, (by_type, common), _SOURCES_KEPT)
         # Past the bound only the source -> table map is forgotten: the tables themselves, one per
         # set of patterns met (merging every indexed type's rules: a dictionary of 20,000 entries
         # with 20,000 types), stay shared, so a new source after the bound costs two lookups.
-        if len(tables) >= _SOURCES_KEPT:
-            tables.clear()
-        tables[source] = found
-        return found
+        return remember(tables, source, found, _SOURCES_KEPT)
 
     def rules_for(self, type_: str, host: str, source: str = "") -> Rules:
         """The rules that can match an event of this type on this host from this source, in order."""
@@ -117,10 +111,7 @@ class EngineIndex:
         )
         found = self._cache.get(key)
         if found is None:
-            found = self._merge(*key)
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = found
+            found = remember(self._cache, key, self._merge(*key), _CACHE_LIMIT)
         return found
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from prometheus_client import Counter
@@ -130,17 +130,16 @@ class Correlate:
                 run(ev, t, 0, out, rules)
             else:  # `_run`, inline: most events meet one rule, and a call costs what the rule does
                 sink.suppressed = None  # a timer hook's `suppress` marked its own event, not this one
-                for e in rules:
-                    try:
+                try:
+                    for e in rules:
                         if not (e.pinned_only or e.match(ev)):
                             continue
                         e.counters.matches += 1
                         e.on_event(ev, t)
-                    except Exception:
-                        self._failed(e, ev)
-                        continue
-                    if sink.suppressed is not None:
-                        break
+                        if sink.suppressed is not None:
+                            break
+                except Exception:  # `_run` counts `e`, runs the rules after it and feeds their emits
+                    self._run(ev, t, 0, out, rules, e)
                 sink.suppressed = None
                 if sink.emitted:
                     self._feed_emitted(t, 0, out)
@@ -237,30 +236,6 @@ class Correlate:
             return by_type.get(ev.type, other)
         return self.index.rules_for(ev.type, ev.host, ev.source)
 
-    def _run(self, ev: Event, t: float, depth: int, out: list[Event], rules: tuple[Engine, ...]) -> None:
-        """The rules that may match `ev`, in order; then what they emitted goes after `ev` in `out`."""
-        sink = self.sink
-        # A timer hook's `suppress` marks its own event and leaves the marker set: it must not
-        # stop the rules for this one.
-        sink.suppressed = None
-        if self._skip is None and self.tracer is None:
-            for e in rules:
-                try:
-                    if not (e.pinned_only or e.match(ev)):  # pinned_only: the index tested the type
-                        continue
-                    e.counters.matches += 1
-                    e.on_event(ev, t)
-                except Exception:
-                    self._failed(e, ev)
-                    continue
-                if sink.suppressed is not None:
-                    break
-        else:
-            self._correlate_traced(ev, t, depth, rules)
-        sink.suppressed = None
-        if sink.emitted:
-            self._feed_emitted(t, depth, out)
-
     def _feed_emitted(self, t: float, depth: int, out: list[Event]) -> None:
         """What the rules emitted on an event of `depth` re-enters level 2, after it in `out`."""
         sink = self.sink
@@ -280,28 +255,67 @@ class Correlate:
                 else:
                     self._correlate(new, t, depth + 1, out)
 
-    def _correlate_traced(self, ev: Event, t: float, depth: int, rules: tuple[Engine, ...]) -> None:
-        """`_correlate`'s rule loop while re-feeding after a crash (`refeed`) or tracing (`rules explain`)."""
+    def _run(
+        self,
+        ev: Event,
+        t: float,
+        depth: int,
+        out: list[Event],
+        rules: tuple[Engine, ...],
+        failed: Engine | None = None,
+    ) -> None:
+        """The rules that may match `ev`, in order until one suppresses it; then what they emitted goes
+        after `ev` in `out`. Also re-feeding after a crash (`refeed`) and tracing (`rules explain`).
+        `failed`: a rule of `rules` that raised on `ev` in `__call__`'s loop, which hands the rules
+        after it over to this one.
+
+        The one place where a rule that raises is counted and skipped: the other rules and the
+        event go on. The `try` is around the loop, not each rule; after a failure the loop goes on
+        with an iterator past the failed rule, so each failure costs one step, however many.
+        """
         sink = self.sink
         skip = self._skip
         tracer = self.tracer
-        for e in rules:
-            if skip is not None and skip.get(e.name, _NEVER) >= self._pos:
-                continue  # this rule's snapshot already includes the event
+        rest: Iterable[Engine] = rules
+        if failed is None:
+            # A timer hook's `suppress` marks its own event and leaves the marker set: it must not
+            # stop the rules for this one.
+            sink.suppressed = None
+        else:  # called from `__call__`'s `except`: its exception is the one logged
+            self._failed(failed, ev)
+            rest = _after(rules, failed)
+        while True:
             try:
-                if not (e.pinned_only or e.match(ev)):
-                    continue
-                if skip is None:  # a re-fed event matched before the crash: not counted twice
-                    e.counters.matches += 1
-                if tracer is None:
-                    e.on_event(ev, t)
+                if skip is None and tracer is None:
+                    for e in rest:
+                        if not (e.pinned_only or e.match(ev)):  # pinned_only: the index tested the type
+                            continue
+                        e.counters.matches += 1
+                        e.on_event(ev, t)
+                        if sink.suppressed is not None:
+                            break
                 else:
-                    tracer.on_event(e, ev, t, depth)
+                    for e in rest:
+                        if skip is not None and skip.get(e.name, _NEVER) >= self._pos:
+                            continue  # this rule's snapshot already includes the event
+                        if not (e.pinned_only or e.match(ev)):
+                            continue
+                        if skip is None:  # a re-fed event matched before the crash: not counted twice
+                            e.counters.matches += 1
+                        if tracer is None:
+                            e.on_event(ev, t)
+                        else:
+                            tracer.on_event(e, ev, t, depth)
+                        if sink.suppressed is not None:
+                            break
+                break
             except Exception:
                 self._failed(e, ev)
-                continue
-            if sink.suppressed is not None:
-                break
+                if rest is rules:
+                    rest = _after(rules, e)
+        sink.suppressed = None
+        if sink.emitted:
+            self._feed_emitted(t, depth, out)
 
     def _failed(self, e: Engine, ev: Event) -> None:
         e.counters.errors += 1  # correlator_rule_errors_total{rule}
@@ -389,6 +403,15 @@ class Correlate:
             for e in self.engines:
                 e.rearm()
         return done
+
+
+def _after(rules: tuple[Engine, ...], failed: Engine) -> Iterator[Engine]:
+    """An iterator over the rules after `failed` (found by identity: it is one of them)."""
+    rest = iter(rules)
+    for e in rest:
+        if e is failed:
+            break
+    return rest
 
 
 def _gates(engines: list[Engine]) -> tuple[TopologyRule, ...]:

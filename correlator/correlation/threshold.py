@@ -65,9 +65,7 @@ class Threshold(Engine):
         w = table.get(k)
         if w is None:  # a new key (most, with many rules): its first event, nothing to slide
             if self.count > 1:
-                table[k] = t  # KeyTable.put, inline
-                if len(table) > table.max_keys:
-                    table.evict_oldest()
+                table.put(k, t)
                 return
             w = _Window([t], 0.0, t)
             table.put(k, w)

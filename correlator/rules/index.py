@@ -19,6 +19,7 @@ from correlator.event import Event
 from correlator.rules.fields import compile_field
 from correlator.rules.matchers import compile_matcher
 from correlator.rules.pins import PIN_FIELDS, ValuePin, beyond_values
+from correlator.rules.tables import file_under, intern, remember
 
 if TYPE_CHECKING:
     from correlator.rules.filter import FilterRule
@@ -60,8 +61,7 @@ class FilterIndex:
                 if p.values is None:
                     self._tested[p.field].append(r)
                 else:
-                    for v in p.values:
-                        self._by[p.field].setdefault(v, []).append(r)
+                    file_under(self._by[p.field], p.values, r)
         self._needs = _presence_pins(rules)
         self._needed = frozenset().union(*self._needs.values())
         # path -> the rules whose value pin on it the index decides, with that pin
@@ -94,11 +94,7 @@ class FilterIndex:
         decided = self._decided
         merged = [r for r in self._base_rules(base) if all(r in held[p.path] for p in decided.get(r, ()))]
         merged.sort(key=lambda r: r.info.order)
-        found = tuple(merged)
-        if len(self.cached) >= _CACHE_LIMIT:
-            self.cached.clear()
-        self.cached[key] = found
-        return found
+        return remember(self.cached, key, tuple(merged), _CACHE_LIMIT)
 
     def _make_key(self) -> Callable[[Event], Key]:
         tm, sm, hm = self._memo["type"], self._memo["source"], self._memo["host"]
@@ -149,15 +145,9 @@ class FilterIndex:
         tests = self._tests
         held = {r for r in self._by[field].get(value, ()) if (t := tests[r][field]) is None or t(probe)}
         held.update(r for r in self._tested[field] if cast(Any, tests[r][field])(probe))
-        found = frozenset(held)
-        if len(self._classes) >= _MEMO_LIMIT:
-            self._classes.clear()
-        found = self._classes.setdefault(found, found)
-        memo = self._memo[field]
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        memo[value] = found
-        return found
+        return remember(
+            self._memo[field], value, intern(self._classes, frozenset(held), _MEMO_LIMIT), _MEMO_LIMIT
+        )
 
     def _base_rules(self, base: Key) -> list[FilterRule]:
         """The rules whose type, source and host pins and needed attributes a class satisfies."""
@@ -178,10 +168,7 @@ class FilterIndex:
         decided = self._decided
         paths = {p.path for r in self._base_rules(base) for p in decided.get(r, ())}
         found = tuple(self._lookup[p] for p in self._paths if p in paths)
-        if len(self._relevant) >= _CACHE_LIMIT:
-            self._relevant.clear()
-        self._relevant[base] = found
-        return found
+        return remember(self._relevant, base, found, _CACHE_LIMIT)
 
     def _classify_value(self, path: str, value: Any, ev: Event) -> Class:
         """The rules whose value pin on `path` holds for `value` (remembered when it is short text)."""
@@ -190,9 +177,7 @@ class FilterIndex:
             found = frozenset(r for r, vp in pinned if value in vp.values)
         else:  # 2 against `in: ['2']`, as the condition itself compares it
             found = frozenset(r for r, vp in pinned if vp.test(ev))
-        if len(self._classes) >= _MEMO_LIMIT:
-            self._classes.clear()
-        found = self._classes.setdefault(found, found)
+        found = intern(self._classes, found, _MEMO_LIMIT)
         if isinstance(value, str) and len(value) <= _MEMO_VALUE_LEN:
             memo = self._values[path]
             if len(memo) >= _MEMO_LIMIT:

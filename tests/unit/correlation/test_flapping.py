@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
 from correlator.correlation.flapping import Flapping
 from correlator.event import Severity
 
@@ -54,3 +56,16 @@ async def test_hysteresis_stays_flapping_between_low_and_high() -> None:
         out += await run.feed(E(t, "link", severity=sev(i + 1)))
     assert not [e for e in generated(out) if e.severity == Severity.CLEAR]
     assert all(e.attributes.get("suppressed_by") == "port-flapping" for e in out if e.type == "link")
+
+
+async def test_suppressing_marks_and_counts_as_the_suppress_response_does() -> None:
+    def suppressed(rule: str) -> float:
+        return REGISTRY.get_sample_value("correlator_correlation_suppressed_total", {"rule": rule}) or 0.0
+
+    before = suppressed("port-flapping")
+    run = Run(port_flapping())
+    out = await run.feed(*(E(t, "link", severity=sev(i)) for i, t in enumerate(range(0, 600, 60))))
+    marked = [e for e in out if e.attributes.get("suppressed_by") == "port-flapping"]
+    assert len(marked) == 6
+    assert suppressed("port-flapping") - before == 6
+    assert run.stage.sink.suppressed is None  # the stage clears the marker after each event

@@ -81,6 +81,66 @@ async def test_a_failing_rule_is_counted_and_the_others_still_run() -> None:
     assert (broken.counters.matches, broken.counters.errors) == (1, 1)
 
 
+class _Broken(Engine):
+    kind = "broken"
+
+    def on_event(self, ev: Event, t: float) -> None:
+        raise RuntimeError("bug")
+
+
+async def test_failing_rules_anywhere_in_the_order_are_each_counted_once_and_skipped() -> None:
+    # failures first, between, and after the rules that work; on events from outside (the
+    # stage's own loop) and on emitted events (re-entering level 2), up to a suppressing rule
+    broken = [_Broken(f"broken{i}", m(type={"in": ["x", "y"]}), by("host")) for i in range(5)]
+    quiet = Threshold(
+        "quiet", m(type="y"), by("host"), count=1, within=60, hooks={"fire": [actions.suppress()]}
+    )
+    after = storm("after", "y", "never")
+    run = Run(
+        broken[0],
+        broken[1],
+        storm("ok", "x", "y"),
+        broken[2],
+        storm("ok2", "x", "z"),
+        broken[3],
+        quiet,
+        broken[4],
+        after,
+    )
+    out = await run.feed(E(0, "x"), E(1, "x", host="r2"))
+    assert types(out) == ["x", "y", "z", "x", "y", "z"]
+    assert [e.attributes.get("suppressed_by") for e in out] == [None, "quiet", None] * 2
+    assert [(b.counters.matches, b.counters.errors) for b in broken] == [(4, 4)] * 4 + [
+        (2, 2)
+    ]  # not on y: suppressed before it
+    assert after.counters.matches == 0
+
+
+async def test_failing_rules_are_counted_and_skipped_while_tracing_too() -> None:
+    traced: list[str] = []
+
+    class Tracer:
+        def on_event(self, engine: Engine, ev: Event, t: float, depth: int) -> None:
+            traced.append(engine.name)
+            engine.on_event(ev, t)
+
+    broken = [_Broken(f"broken{i}", m(type="x"), by("host")) for i in range(3)]
+    run = Run(broken[0], storm("ok", "x", "y"), broken[1], broken[2], storm("ok2", "x", "z"))
+    run.stage.tracer = Tracer()
+    out = await run.feed(E(0, "x"))
+    assert types(out) == ["x", "y", "z"]
+    assert traced == ["broken0", "ok", "broken1", "broken2", "ok2"]
+    assert [(b.counters.matches, b.counters.errors) for b in broken] == [(1, 1)] * 3
+
+
+async def test_thousands_of_failing_rules_on_one_event_are_each_counted() -> None:
+    broken = [_Broken(f"broken{i}", m(type="x"), by("host")) for i in range(3000)]
+    run = Run(*broken, storm("last", "x", "y"))
+    out = await run.feed(E(0, "x"))
+    assert types(out) == ["x", "y"]
+    assert all(b.counters.errors == 1 for b in broken)
+
+
 async def test_live_timer_output_goes_through_the_stages_after_level_2() -> None:
     seen: list[str] = []
 

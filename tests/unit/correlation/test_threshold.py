@@ -173,3 +173,20 @@ async def test_a_key_seen_once_is_described_and_expires_like_any_other() -> None
     assert rule.describe(("a",), 20.0).startswith("threshold: 1 of 3 within")
     assert rule.keys() == 1
     assert rule.expire(69.0) == 0 and rule.expire(70.0) == 1 and rule.keys() == 0
+
+
+async def test_bound_on_keys_evicts_the_least_recently_seen_key_and_counts() -> None:
+    from correlator.correlation.core import BOUND_HITS
+
+    rule = Threshold(
+        "tiny-storm", m(type="authenticationFailure"), by("host"), count=2, within=60, max_keys=2
+    )
+    before = BOUND_HITS.labels("tiny-storm", "max_keys")._value.get()
+    run = Run(rule)
+    # first events of new keys (kept as a time alone), then a second one for a key that was evicted
+    out = await run.feed(*(E(i, "authenticationFailure", host=f"h{i}") for i in range(4)))
+    out += await run.feed(E(5, "authenticationFailure", host="h0"))
+    assert rule.keys() == 2
+    assert sorted(k for k, _ in rule.table.dump()) == [("h0",), ("h3",)]
+    assert BOUND_HITS.labels("tiny-storm", "max_keys")._value.get() == before + 3
+    assert types(out) == ["authenticationFailure"] * 5  # h0 starts a new count: nothing fires
