@@ -5,6 +5,7 @@ save through the other."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -107,6 +108,23 @@ async def test_an_operator_action_is_applied_over_an_incident_another_process_li
         assert stored.state is State.COMPLETED and stored.incidents == [inc.id]
         assert [e.action for e in await w.records.log("changes", c.id)][-2:] == ["link_incident", "state"]
         assert CONFLICTS.labels("changes", "reapplied")._value.get() == before + 1
+    finally:
+        await worker.store.close()
+
+
+async def test_a_link_another_process_made_meanwhile_counts_nothing_left_not_reapplied(make_world, backend):
+    w = await make_world()
+    c, inc = await _running_change_and_incident(w)
+    worker = await _second_changes(w, backend)  # its copy of the change, read before the link
+    try:
+        assert await w.changes.link_incidents([inc]) == 1
+        reapplied = CONFLICTS.labels("changes", "reapplied")._value.get()
+        nothing_left = CONFLICTS.labels("changes", "nothing_left")._value.get()
+        # the worker saw the incident before it was linked: a conflict, and the stored change has the link
+        assert await worker.link_incidents([dataclasses.replace(inc, change_id=None)]) == 1
+        assert CONFLICTS.labels("changes", "reapplied")._value.get() == reapplied
+        assert CONFLICTS.labels("changes", "nothing_left")._value.get() == nothing_left + 1
+        assert (await _stored(w, c.id)).incidents == [inc.id]
     finally:
         await worker.store.close()
 
