@@ -12,7 +12,7 @@ import pytest
 
 from correlator.changes.model import Change, IllegalTransition, State
 from correlator.changes.service import ChangeService
-from correlator.errors import Conflict
+from correlator.errors import Conflict, QueueFull
 from correlator.problems.model import IllegalTransition as ProblemTransition
 from correlator.problems.model import KnownError, Problem, ProblemState
 from correlator.problems.service import ProblemService
@@ -108,6 +108,48 @@ async def test_an_operator_action_is_applied_over_an_incident_another_process_li
         assert stored.state is State.COMPLETED and stored.incidents == [inc.id]
         assert [e.action for e in await w.records.log("changes", c.id)][-2:] == ["link_incident", "state"]
         assert CONFLICTS.labels("changes", "reapplied")._value.get() == before + 1
+        # one event per transition saved, describing the change as saved (the incident linked)
+        assert [e.type for e in w.emitted] == ["change.started", "change.completed"]
+        assert w.emitted[-1].attributes["incidents"] == 1
+    finally:
+        await worker.store.close()
+
+
+async def test_a_transition_refused_on_the_stored_change_queues_no_event(make_world, backend):
+    w = await make_world()
+    c = await w.changes.create(
+        "alice", {"title": "upgrade", "start": T0 + HOUR, "end": T0 + 2 * HOUR, "cis": ["core-1"]}
+    )
+    await w.changes.act(c.id, "approve", "alice")
+    other = await _second_changes(w, backend)
+    try:
+        await other.act(c.id, "cancel", "bob")
+        with pytest.raises(IllegalTransition):  # legal on the copy in memory (approved), not stored
+            await w.changes.act(c.id, "start", "alice")
+        assert (await _stored(w, c.id)).state is State.CANCELLED
+        assert w.emitted == []  # no change.started for a change that never started
+    finally:
+        await other.store.close()
+
+
+async def test_a_full_queue_refuses_a_transition_reapplied_after_a_conflict_before_saving(
+    make_world, backend
+):
+    w = await make_world()
+    c, inc = await _running_change_and_incident(w)
+    worker = await _second_changes(w, backend)
+    try:
+        assert await worker.link_incidents([inc]) == 1
+        refusal = QueueFull(10, 10, 2.0)
+        w.changes.full = lambda: refusal
+        with pytest.raises(QueueFull):
+            await w.changes.act(c.id, "complete", "alice")
+        stored = await _stored(w, c.id)
+        assert stored.state is State.IN_PROGRESS and stored.incidents == [inc.id]
+        assert [e.type for e in w.emitted] == ["change.started"]
+        w.changes.full = lambda: None
+        assert (await w.changes.act(c.id, "complete", "alice")).state is State.COMPLETED
+        assert [e.type for e in w.emitted] == ["change.started", "change.completed"]
     finally:
         await worker.store.close()
 
