@@ -31,7 +31,7 @@ from correlator.problems.model import (
 )
 from correlator.problems.settings import ProblemSettings
 from correlator.records.edit import apply_edit, save_record
-from correlator.records.store import LogEntry, Occurrence, RecordStore
+from correlator.records.store import LogEntry, Occurrence, RecordConflict, RecordStore
 
 if TYPE_CHECKING:
     from correlator.incidents.model import Incident
@@ -145,6 +145,9 @@ class ProblemService:
                 continue
             fields: dict[str, Any] = {"known_error_id": ke.human_id, "workaround": ke.workaround}
             async with self._lock:
+                ke = await self._update_known_error(ke, self._attach(inc.human_id))
+                if ke.state is not KnownErrorState.ACTIVE:  # retired by another process meanwhile
+                    continue
                 p = self._problems.get(ke.problem_id or 0)
                 if p is not None and inc.problem_id is None:
                     try:
@@ -152,7 +155,8 @@ class ProblemService:
                         fields["problem_id"] = p.human_id
                     except IllegalTransition as e:  # resolved by another process meanwhile
                         log.info("%s not linked: %s", inc.human_id, e)
-                await self._update_known_error(ke, self._attach(inc.human_id))
+                    except RecordConflict as e:  # the match is counted: the incident still gets it
+                        log.error("%s not linked to %s: %s", inc.human_id, p.human_id, e)
             await self._edit_incident(inc.id, f"known-error:{ke.human_id}", fields)
             KE_MATCHES.inc()
             return
@@ -390,7 +394,9 @@ class ProblemService:
     def _attach(self, incident: str) -> KnownErrorEdit:
         now = self.clock.now()
 
-        async def edit(ke: KnownError) -> LogEntry:
+        async def edit(ke: KnownError) -> LogEntry | None:
+            if ke.state is not KnownErrorState.ACTIVE:  # the stored copy, retired meanwhile
+                return None
             ke.matched += 1
             return LogEntry(now, "system", "attach", {"incident": incident})
 

@@ -15,7 +15,7 @@ from correlator.changes.service import ChangeService
 from correlator.errors import Conflict, QueueFull
 from correlator.problems.model import IllegalTransition as ProblemTransition
 from correlator.problems.model import KnownError, Problem, ProblemState
-from correlator.problems.service import ProblemService
+from correlator.problems.service import KE_MATCHES, ProblemService
 from correlator.problems.settings import ProblemSettings
 from correlator.records import postgres as records_pg
 from correlator.records import sqlite as records_sqlite
@@ -303,5 +303,24 @@ async def test_known_error_matches_counted_by_two_processes_are_all_counted(make
         await other.retire_known_error(ke.id, "bob")  # its copy counted 2 of the 4
         retired = KnownError.from_doc(await w.records.get("known_errors", ke.id))
         assert (retired.state.value, retired.matched) == ("retired", 4)
+    finally:
+        await other.store.close()
+
+
+async def test_a_known_error_retired_by_another_process_is_not_attached(make_world, backend):
+    w = await make_world()
+    ke = await w.problems.create_known_error("alice", "fan", {"host": "core-1"}, "Swap the fan tray", None)
+    other = await _second_problems(w, backend)
+    try:
+        await other.retire_known_error(ke.id, "bob")  # this process still holds it active
+        matches = KE_MATCHES._value.get()
+        inc = await w.incidents.create("noc", {"title": "fan", "host": "core-1"})
+        await w.problems.on_opened([(inc, None)])
+        stored = KnownError.from_doc(await w.records.get("known_errors", ke.id))
+        assert (stored.state.value, stored.matched) == ("retired", 0)
+        assert [e.action for e in await w.records.log("known_errors", ke.id)] == ["create", "retire"]
+        assert (await w.incidents.get(inc.id))[0].known_error_id is None
+        assert KE_MATCHES._value.get() == matches
+        assert ke.id not in w.problems._known  # no longer matched here afterwards
     finally:
         await other.store.close()
