@@ -261,8 +261,13 @@ class ProblemService:
 
         async with self._lock:
             p = await self._update_problem(await self._problem(problem_id), edit)
+            # Resolved and saved: a conflict from here on must not answer "try again" (a retry
+            # would be refused as resolved already), so it is logged and the known error left.
             for ke, _ in [km for km in self._known.values() if km[0].problem_id == p.id]:
-                await self._retire(ke, "system", f"problem {p.human_id} resolved")
+                try:
+                    await self._retire(ke, "system", f"problem {p.human_id} resolved")
+                except RecordConflict as e:
+                    log.error("%s resolved, but %s was not retired: %s", p.human_id, ke.human_id, e)
         resolved: list[str] = []
         if resolve_incidents and self.incidents is not None:
             from correlator.incidents.model import IllegalTransition as IncidentTransition
@@ -291,6 +296,8 @@ class ProblemService:
             await self._save_known_error(ke, LogEntry(now, actor, "create", {}))
             self._known[ke.id] = (ke, matcher)
             self._known_order = None
+            # Saved: a conflict from here on must not answer "try again" (a retry would create a
+            # second known error), so it is logged and the known error left unrecorded there.
             if p is not None:
 
                 async def edit(p: Problem) -> LogEntry | None:
@@ -303,7 +310,10 @@ class ProblemService:
                         p.state = ProblemState.KNOWN_ERROR
                     return LogEntry(now, actor, "known_error", {"known_error": ke.human_id})
 
-                await self._update_problem(p, edit)
+                try:
+                    await self._update_problem(p, edit)
+                except RecordConflict as e:
+                    log.error("%s created, but not recorded on %s: %s", ke.human_id, p.human_id, e)
             return ke
 
     async def retire_known_error(self, ke_id: int, actor: str) -> KnownError:

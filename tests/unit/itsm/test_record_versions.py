@@ -246,19 +246,24 @@ async def test_edits_racing_through_two_processes_are_all_kept(make_world, backe
 async def test_a_conflict_that_keeps_recurring_gives_up_with_a_conflict(make_world, monkeypatch):
     w = await make_world()
     c = await w.changes.create("alice", {"title": "upgrade", "start": T0 + HOUR, "end": T0 + 2 * HOUR})
+    _always_outdated(w, monkeypatch, "changes")
+    with pytest.raises(Conflict):  # the API's 409
+        await w.changes.act(c.id, "approve", "alice")
+
+
+def _always_outdated(w: Any, monkeypatch: Any, outdated: str) -> None:
+    """Another process saves each `outdated` record just before every attempt to save it."""
     save = w.records.save
 
     async def always_outdated(
         kind: Any, rid: int, state: str, doc: Any, at: float, log: Any, version: int = 0
     ) -> int:
-        if rid:  # another process saved the record just before each attempt
+        if rid and kind == outdated:
             now = await w.records.get(kind, rid)
             await save(kind, rid, now["state"], now, at, [], version=now["version"])
         return await save(kind, rid, state, doc, at, log, version=version)
 
     monkeypatch.setattr(w.records, "save", always_outdated)
-    with pytest.raises(Conflict):  # the API's 409
-        await w.changes.act(c.id, "approve", "alice")
 
 
 async def _second_problems(w: Any, backend: Any) -> ProblemService:
@@ -324,3 +329,30 @@ async def test_a_known_error_retired_by_another_process_is_not_attached(make_wor
         assert ke.id not in w.problems._known  # no longer matched here afterwards
     finally:
         await other.store.close()
+
+
+async def test_a_known_error_saved_is_answered_though_its_problem_kept_conflicting(
+    make_world, backend, monkeypatch
+):
+    """A retry of a 409 would create a second known error: the one saved is the answer."""
+    w = await make_world()
+    p = await w.problems.create_problem("alice", "fans", "", [])
+    _always_outdated(w, monkeypatch, "problems")
+    ke = await w.problems.create_known_error("alice", "fan", {"host": "core-1"}, "Swap it", p.id)
+    assert ke.id and len(await w.problems.query_known_errors(("active",), 10, None)) == 1
+    stored = Problem.from_doc(await w.records.get("problems", p.id))
+    assert stored.known_error_id is None  # logged; the known error still matches
+    assert ke.id in w.problems._known
+
+
+async def test_a_problem_saved_resolved_is_answered_though_its_known_error_kept_conflicting(
+    make_world, backend, monkeypatch
+):
+    w = await make_world()
+    p = await w.problems.create_problem("alice", "fans", "", [])
+    ke = await w.problems.create_known_error("alice", "fan", {"host": "core-1"}, "Swap it", p.id)
+    _always_outdated(w, monkeypatch, "known_errors")
+    resolved, _ = await w.problems.resolve(p.id, "alice", "firmware")
+    assert resolved.state is ProblemState.RESOLVED
+    assert Problem.from_doc(await w.records.get("problems", p.id)).state is ProblemState.RESOLVED
+    assert KnownError.from_doc(await w.records.get("known_errors", ke.id)).state.value == "active"
