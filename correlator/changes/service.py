@@ -352,7 +352,8 @@ class ChangeService:
 
     async def _emit(self, c: Change, to: State, now: float) -> None:
         """Queue the event of the transition just saved. A refusal now (the queue filled since it
-        was asked, the daemon is stopping) cannot undo the save: logged and counted as lost."""
+        was asked, its journal cannot write, the daemon is stopping) cannot undo the save: logged
+        and counted as lost."""
         kind = EVENT_TYPES.get(to)
         if kind is None or self.emit is None:
             return

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from correlator.api.common import STATE
 from correlator.changes.service import EMITTED
 from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
 from correlator.deadletter import DeadLetter
 from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
 from correlator.event import Event
-from tests.unit.api.conftest import T0, bearer, itsm_app
+from tests.unit.api.conftest import T0, bearer, daemon_app, itsm_app, token_config
 
 WINDOW = {"start": "2027-01-15T09:00:00Z", "end": "2027-01-15T11:00:00Z"}
 
@@ -280,3 +282,17 @@ async def test_a_nul_in_any_query_string_is_400_before_it_reaches_a_store(itsm, 
     """PostgreSQL refuses U+0000 in text: a filter carrying one was a 500 there."""
     resp = await itsm.get(path, headers=bearer("viewer"))
     assert resp.status == 400 and "NUL" in (await resp.json())["error"]
+
+
+async def test_a_change_start_on_a_full_journal_is_refused_before_the_save(tmp_path):
+    """The daemon as assembled: its change service asks the journal for room before saving."""
+    async with daemon_app(tmp_path, **{"http.tokens": token_config(), "queue.max_events": 2}) as app:
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        async with client:
+            await post(client, "/api/v1/changes", "admin", {"title": "t", "cis": ["a"], **WINDOW})
+            await post(client, "/api/v1/changes/1/approve", "admin")
+            await app[STATE].queue.put(b"", 2)  # full: nothing consumes it in this test
+            resp = await client.post("/api/v1/changes/1/start", headers=bearer("operator"))
+            assert resp.status == 503 and resp.headers["Retry-After"]
+            doc = await (await client.get("/api/v1/changes/1", headers=bearer("viewer"))).json()
+            assert doc["change"]["state"] == "approved"
