@@ -126,7 +126,13 @@ async def build(config: Config) -> Daemon:
         queue = node.queue
     ingest = Ingest(queue, store)
     services = assemble(
-        config, rules, clock, data, lambda targets: Notifier(targets, data / outbox_store.FILE), ingest.emit
+        config,
+        rules,
+        clock,
+        data,
+        lambda targets: Notifier(targets, data / outbox_store.FILE),
+        ingest.emit,
+        full=ingest.full,
     )
     incidents, changes, problems = services.incidents, services.changes, services.problems
     csettings, pipeline = services.change_settings, services.pipeline

@@ -34,6 +34,11 @@ class Ingest:
         """Seconds to wait when the queue is full, else None: check before parsing a large body."""
         return self._queue.retry_after()
 
+    def full(self) -> QueueFull | None:
+        """The push-back a put would meet now (the queue is full), else None: refuse before working."""
+        wait = self._queue.retry_after()
+        return None if wait is None else QueueFull(self._queue.depth(), self._queue.depth(), wait)
+
     async def emit(self, events: list[Event], source: str) -> None:
         """Durable on return. Raises QueueFull (StorageUnavailable) or ShuttingDown, counted as rejections."""
         if not events:
@@ -65,10 +70,10 @@ class Ingest:
         `from_wire`): the worker is a process of our own that ran the door on each event, and the
         journal's replay after a restart still checks (docs/architecture.md "HTTP workers").
         Raises ValueError when the payload is not `count` events in the wire form."""
-        wait = self._queue.retry_after()
-        if wait is not None:  # full: refused before parsing, which would only take the pipeline's CPU
+        refusal = self.full()
+        if refusal is not None:  # refused before parsing, which would only take the pipeline's CPU
             metrics.REJECTED_BY(source, QueueFull.reason).inc(count)
-            raise QueueFull(self._queue.depth(), self._queue.depth(), wait)
+            raise refusal
         try:
             events = loads_events(payload)
         except (KeyError, TypeError) as e:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from correlator.changes import settings as change_settings
-from correlator.changes.service import ChangeService, Emit
+from correlator.changes.service import ChangeService, Emit, Full
 from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
 from correlator.config import Config
@@ -47,9 +47,11 @@ def assemble(
     notifier: Callable[[dict[str, NotifyTarget]], Notifier],
     emit: Emit | None = None,
     configured_stores: bool = True,
+    full: Full | None = None,
 ) -> Services:
     """Build (not open) the services on `clock` and the pipeline around them. `notifier` makes the
-    incident notifier from the configured targets. Stores: the configured PostgreSQL ones if any
+    incident notifier from the configured targets; change events go to `emit`, `full` tells
+    beforehand whether it would refuse them. Stores: the configured PostgreSQL ones if any
     and `configured_stores`, else SQLite files in `data_dir`. Raises ConfigError on bad settings."""
     settings = incident_settings(config.incidents)
     dsn = config.storage.dsn if configured_stores else None
@@ -59,7 +61,7 @@ def assemble(
     )
     csettings = change_settings.parse_settings(config.changes)
     records = create_record_store((csettings.dsn or dsn) if configured_stores else None, data_dir)
-    changes = ChangeService(records, csettings, clock, emit, incidents)
+    changes = ChangeService(records, csettings, clock, emit, incidents, full)
     problems = ProblemService(records, problem_settings.parse_settings(config.problems), clock, incidents)
     pipeline = build_pipeline(config, rules, incidents, changes, problems)
     return Services(incidents, changes, problems, csettings, pipeline)

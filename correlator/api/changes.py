@@ -1,8 +1,8 @@
 """/api/v1/changes: list, show (with audit log), create, and the state machine's actions.
 
 Approving and cancelling need the admin role, starting, completing and failing the operator role
-(the implementer). A start, completion or failure first puts its event on the ingest queue: when
-the queue is full the action answers 503 with Retry-After and the change keeps its state.
+(the implementer). A start, completion or failure puts its event on the ingest queue once saved;
+when the queue is full the action answers 503 with Retry-After first and the change keeps its state.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def _action(name: str, role: str, summary: str) -> Callable[[web.Request], Await
             args = await read_body(request, {"note": "text"})
         except FieldError as e:
             return invalid(e)
-        # A full queue or a stopping daemon: the JSON-error middleware answers 503 + Retry-After
+        # A full queue: the JSON-error middleware answers 503 + Retry-After, nothing saved
         c = await _service(request).act(_id(request), name, actor(request), args.get("note", ""))
         return dumps_response(200, {"change": c.to_api()})
 
@@ -185,7 +185,7 @@ def _action(name: str, role: str, summary: str) -> Callable[[web.Request], Await
             400: ("invalid body", ERROR),
             404: ("no such change", ERROR),
             409: ("not allowed in the change's state (state machine)", ERROR),
-            503: ("the change event could not be queued (queue full): retry after Retry-After", ERROR),
+            503: ("the ingest queue is full (nothing saved): retry after Retry-After", ERROR),
         },
     )(handler)
 

@@ -4,7 +4,8 @@ pipeline reads, and the linking of incidents to suspected changes.
 
 Keeps the changes that still matter (not finished, or finished within the suspect window) in
 memory, so the pipeline never waits on a read. Starting, finishing and failing a change emit an
-event through the ingest path (durable; rules can react) before the new state is saved.
+event through the ingest path (durable; rules can react) once the new state is saved; a full queue
+refuses the transition before anything is saved.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from correlator.changes.scope import Scope
 from correlator.changes.settings import ChangeSettings
 from correlator.changes.topology import DependencyMap
 from correlator.clock import Clock
-from correlator.errors import CorrelatorError
+from correlator.errors import CorrelatorError, QueueFull
 from correlator.event import Event, Severity, new_id
 from correlator.records.edit import apply_edit, save_record
 from correlator.records.store import LogEntry, RecordConflict, RecordStore
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Emit = Callable[[list[Event], str], Awaitable[None]]
+# The push-back the ingest queue would answer an event with now (full), else None (Ingest.full).
+Full = Callable[[], QueueFull | None]
 
 OUTCOMES = Counter("correlator_change_outcomes_total", "Changes finished, by outcome", ["outcome"])
 ACTIVE = Gauge("correlator_changes", "Changes not finished, by state", ["state"])
@@ -72,11 +75,13 @@ class ChangeService:
         clock: Clock,
         emit: Emit | None = None,
         incidents: IncidentService | None = None,
+        full: Full | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.emit = emit
+        self.full = full
         self.incidents = incidents
         self.scope = Scope()
         self._live: dict[int, Change] = {}
@@ -285,13 +290,13 @@ class ChangeService:
     async def _transition(
         self, c: Change, to: State, actor: str, note: str, at: float | None = None, withdraw: bool = False
     ) -> Change:
-        """Move the change to `to` and save it; returns the copy saved (another one than `c` when
-        another process saved the change meanwhile and the transition was applied to its version)."""
+        """Move the change to `to`, save it and emit its event; returns the copy saved (another one
+        than `c` when another process saved the change meanwhile and the transition was applied to
+        its version). QueueFull, before anything is saved, when the event could not be queued."""
         now = self.clock.now() if at is None else at
-        emitted = False
+        emits = self.emit is not None and to in EVENT_TYPES
 
         async def edit(c: Change) -> LogEntry:
-            nonlocal emitted
             if to not in TRANSITIONS[c.state]:
                 allowed = ", ".join(s.value for s in TRANSITIONS[c.state]) or "nothing (final)"
                 raise IllegalTransition(
@@ -301,9 +306,11 @@ class ChangeService:
                 raise IllegalTransition(
                     f"{c.human_id} is completed with no linked incident: cannot mark it failed"
                 )
-            if not emitted:  # once: applied again after a conflict, it is the same transition
-                await self._emit(c, to, now)
-                emitted = True
+            # The event follows the save (a save can still be refused by a conflict, and the
+            # transition with it), so a full queue is asked first: the 503 leaves the change as it was.
+            if emits and self.full is not None and (refusal := self.full()) is not None:
+                EMITTED.labels("refused").inc()
+                raise refusal
             before = c.state
             c.state = to
             c.updated_at = now
@@ -321,6 +328,8 @@ class ChangeService:
         c = await self._update(c, edit)
         if to in (State.COMPLETED, State.FAILED, State.CANCELLED):
             OUTCOMES.labels(to.value).inc()
+        if emits:
+            await self._emit(c, to, now)
         return c
 
     async def _update(self, c: Change, edit: Edit) -> Change:
@@ -342,6 +351,9 @@ class ChangeService:
         return c
 
     async def _emit(self, c: Change, to: State, now: float) -> None:
+        """Queue the event of the transition just saved. A refusal now (the queue filled since it
+        was asked, its journal cannot write, the daemon is stopping) cannot undo the save: logged
+        and counted as lost."""
         kind = EVENT_TYPES.get(to)
         if kind is None or self.emit is None:
             return
@@ -366,9 +378,10 @@ class ChangeService:
         )
         try:
             await self.emit([ev], "changes")
-        except CorrelatorError:
-            EMITTED.labels("refused").inc()
-            raise
+        except CorrelatorError as e:
+            EMITTED.labels("lost").inc()
+            log.error("%s is %s (saved) but its %s event was not queued: %s", c.human_id, to.value, kind, e)
+            return
         EMITTED.labels("queued").inc()
 
     async def _save(self, c: Change, entries: list[LogEntry]) -> None:

@@ -31,7 +31,7 @@ from correlator.problems.model import (
 )
 from correlator.problems.settings import ProblemSettings
 from correlator.records.edit import apply_edit, save_record
-from correlator.records.store import LogEntry, Occurrence, RecordStore
+from correlator.records.store import LogEntry, Occurrence, RecordConflict, RecordStore
 
 if TYPE_CHECKING:
     from correlator.incidents.model import Incident
@@ -145,6 +145,9 @@ class ProblemService:
                 continue
             fields: dict[str, Any] = {"known_error_id": ke.human_id, "workaround": ke.workaround}
             async with self._lock:
+                ke = await self._update_known_error(ke, self._attach(inc.human_id))
+                if ke.state is not KnownErrorState.ACTIVE:  # retired by another process meanwhile
+                    continue
                 p = self._problems.get(ke.problem_id or 0)
                 if p is not None and inc.problem_id is None:
                     try:
@@ -152,7 +155,8 @@ class ProblemService:
                         fields["problem_id"] = p.human_id
                     except IllegalTransition as e:  # resolved by another process meanwhile
                         log.info("%s not linked: %s", inc.human_id, e)
-                await self._update_known_error(ke, self._attach(inc.human_id))
+                    except RecordConflict as e:  # the match is counted: the incident still gets it
+                        log.error("%s not linked to %s: %s", inc.human_id, p.human_id, e)
             await self._edit_incident(inc.id, f"known-error:{ke.human_id}", fields)
             KE_MATCHES.inc()
             return
@@ -257,8 +261,13 @@ class ProblemService:
 
         async with self._lock:
             p = await self._update_problem(await self._problem(problem_id), edit)
+            # Resolved and saved: a conflict from here on must not answer "try again" (a retry
+            # would be refused as resolved already), so it is logged and the known error left.
             for ke, _ in [km for km in self._known.values() if km[0].problem_id == p.id]:
-                await self._retire(ke, "system", f"problem {p.human_id} resolved")
+                try:
+                    await self._retire(ke, "system", f"problem {p.human_id} resolved")
+                except RecordConflict as e:
+                    log.error("%s resolved, but %s was not retired: %s", p.human_id, ke.human_id, e)
         resolved: list[str] = []
         if resolve_incidents and self.incidents is not None:
             from correlator.incidents.model import IllegalTransition as IncidentTransition
@@ -287,6 +296,8 @@ class ProblemService:
             await self._save_known_error(ke, LogEntry(now, actor, "create", {}))
             self._known[ke.id] = (ke, matcher)
             self._known_order = None
+            # Saved: a conflict from here on must not answer "try again" (a retry would create a
+            # second known error), so it is logged and the known error left unrecorded there.
             if p is not None:
 
                 async def edit(p: Problem) -> LogEntry | None:
@@ -299,7 +310,10 @@ class ProblemService:
                         p.state = ProblemState.KNOWN_ERROR
                     return LogEntry(now, actor, "known_error", {"known_error": ke.human_id})
 
-                await self._update_problem(p, edit)
+                try:
+                    await self._update_problem(p, edit)
+                except RecordConflict as e:
+                    log.error("%s created, but not recorded on %s: %s", ke.human_id, p.human_id, e)
             return ke
 
     async def retire_known_error(self, ke_id: int, actor: str) -> KnownError:
@@ -390,7 +404,9 @@ class ProblemService:
     def _attach(self, incident: str) -> KnownErrorEdit:
         now = self.clock.now()
 
-        async def edit(ke: KnownError) -> LogEntry:
+        async def edit(ke: KnownError) -> LogEntry | None:
+            if ke.state is not KnownErrorState.ACTIVE:  # the stored copy, retired meanwhile
+                return None
             ke.matched += 1
             return LogEntry(now, "system", "attach", {"incident": incident})
 

@@ -70,7 +70,9 @@ async def apply_edit(
                 CONFLICTS.labels(kind, "refused").inc()
             raise
         if entry is None:
-            break
+            if conflicts:  # the stored version needs nothing more (the incident is linked already)
+                CONFLICTS.labels(kind, "nothing_left").inc()
+            return rec
         try:
             await save(rec, entry)
             break

@@ -27,8 +27,9 @@ KINDS: tuple[Kind, ...] = ("changes", "problems", "known_errors")
 CONFLICTS = Counter(
     "correlator_record_conflicts_total",
     "Record saves refused because another process saved the record since it was read, by kind and"
-    " what the writer did (reapplied: to the stored version; refused: the edit no longer applied or"
-    " the attempts ran out)",
+    " what the writer did (reapplied: to the stored version and saved; nothing_left: the edit found nothing"
+    " to do on the stored version, nothing saved; refused: the edit no longer applied or the"
+    " attempts ran out)",
     ["kind", "outcome"],
 )
 

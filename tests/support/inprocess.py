@@ -82,7 +82,9 @@ class InProcessDaemon:
         await self.incidents.open()
         self.records = SqliteRecordStore(self.tmp / "records.db")
         await self.records.open()
-        changes = ChangeService(self.records, ChangeSettings(), clock, ingest.emit, self.incidents)
+        changes = ChangeService(
+            self.records, ChangeSettings(), clock, ingest.emit, self.incidents, ingest.full
+        )
         await changes.open()
         problems = ProblemService(self.records, ProblemSettings(), clock, self.incidents)
         await problems.open()

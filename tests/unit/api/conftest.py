@@ -16,7 +16,7 @@ from correlator import daemon
 from correlator.api.app import make_app
 from correlator.api.auth import TokenAuth, hash_token, parse_tokens
 from correlator.api.common import AppState
-from correlator.changes.service import ChangeService, Emit
+from correlator.changes.service import ChangeService, Emit, Full
 from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
 from correlator.config import load_config
@@ -57,9 +57,15 @@ async def daemon_app(tmp_path: Path, **overrides: Any) -> AsyncIterator[web.Appl
 
 @contextlib.asynccontextmanager
 async def itsm_app(
-    tmp_path: Path, clock: Clock, settings: ChangeSettings, emit: Emit, ingest: Any = None
+    tmp_path: Path,
+    clock: Clock,
+    settings: ChangeSettings,
+    emit: Emit,
+    ingest: Any = None,
+    full: Full | None = None,
 ) -> AsyncIterator[TestClient]:
-    """The API app with incidents, changes (`settings`, their events given to `emit`) and problems
+    """The API app with incidents, changes (`settings`, their events given to `emit`, `full` asked
+    first) and problems
     on SQLite, three tokens; `ingest` takes dead-letter retries. The client carries the services
     (`incidents`, `changes`, `problems`, `events`) and the clock; every store closed afterwards."""
     events = SqliteEventStore(tmp_path / "events.db")
@@ -68,7 +74,7 @@ async def itsm_app(
     await incidents.open()
     records = SqliteRecordStore(tmp_path / "records.db")
     await records.open()
-    changes = ChangeService(records, settings, clock, emit, incidents)
+    changes = ChangeService(records, settings, clock, emit, incidents, full)
     await changes.open()
     problems = ProblemService(records, ProblemSettings(), clock, incidents)
     await problems.open()

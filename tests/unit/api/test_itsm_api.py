@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from correlator.api.common import STATE
+from correlator.changes.service import EMITTED
 from correlator.changes.settings import ChangeSettings
 from correlator.clock import Clock
 from correlator.deadletter import DeadLetter
 from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
 from correlator.event import Event
-from tests.unit.api.conftest import T0, bearer, itsm_app
+from tests.unit.api.conftest import T0, bearer, daemon_app, itsm_app, token_config
 
 WINDOW = {"start": "2027-01-15T09:00:00Z", "end": "2027-01-15T11:00:00Z"}
 
@@ -32,7 +35,10 @@ async def itsm(tmp_path):
             raise full["on"]
         emitted.extend(evs)
 
-    async with itsm_app(tmp_path, Clock(T0), ChangeSettings(), emit, Refusing(emit)) as client:
+    def queue_full() -> QueueFull | None:  # what the queue tells before a put: only that it is full
+        return full["on"] if isinstance(full["on"], QueueFull) else None
+
+    async with itsm_app(tmp_path, Clock(T0), ChangeSettings(), emit, Refusing(emit), queue_full) as client:
         client.emitted, client.full = emitted, full  # type: ignore[attr-defined]
         yield client
 
@@ -112,7 +118,7 @@ PUSH_BACKS = [
 ]
 
 
-@pytest.mark.parametrize(("error", "words", "retry_after"), PUSH_BACKS)
+@pytest.mark.parametrize(("error", "words", "retry_after"), PUSH_BACKS[:2])
 async def test_a_change_action_pushed_back_is_a_503_in_its_own_words(itsm, error, words, retry_after):
     await post(itsm, "/api/v1/changes", "admin", {"title": "t", "cis": ["a"], **WINDOW})
     await post(itsm, "/api/v1/changes/1/approve", "admin")
@@ -122,6 +128,21 @@ async def test_a_change_action_pushed_back_is_a_503_in_its_own_words(itsm, error
     assert (await resp.json())["error"].startswith(words)
     doc = await (await itsm.get("/api/v1/changes/1", headers=bearer("viewer"))).json()
     assert doc["change"]["state"] == "approved"
+
+
+async def test_an_event_refused_after_the_save_leaves_the_change_moved_and_counts_it_lost(itsm):
+    """The queue said it had room, then refused the event (the daemon began stopping): the change
+    has moved and is answered so; a retry would be a 409, not the missing event."""
+    await post(itsm, "/api/v1/changes", "admin", {"title": "t", "cis": ["a"], **WINDOW})
+    await post(itsm, "/api/v1/changes/1/approve", "admin")
+    lost = EMITTED.labels("lost")._value.get()
+    itsm.full["on"] = ShuttingDown("stopping")
+    status, doc = await post(itsm, "/api/v1/changes/1/start", "operator")
+    assert status == 200 and doc["change"]["state"] == "in_progress"
+    assert EMITTED.labels("lost")._value.get() == lost + 1 and itsm.emitted == []
+    itsm.full["on"] = None
+    assert (await post(itsm, "/api/v1/changes/1/complete", "operator"))[0] == 200
+    assert [e.type for e in itsm.emitted] == ["change.completed"]
 
 
 @pytest.mark.parametrize(("error", "words", "retry_after"), PUSH_BACKS)
@@ -261,3 +282,17 @@ async def test_a_nul_in_any_query_string_is_400_before_it_reaches_a_store(itsm, 
     """PostgreSQL refuses U+0000 in text: a filter carrying one was a 500 there."""
     resp = await itsm.get(path, headers=bearer("viewer"))
     assert resp.status == 400 and "NUL" in (await resp.json())["error"]
+
+
+async def test_a_change_start_on_a_full_journal_is_refused_before_the_save(tmp_path):
+    """The daemon as assembled: its change service asks the journal for room before saving."""
+    async with daemon_app(tmp_path, **{"http.tokens": token_config(), "queue.max_events": 2}) as app:
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        async with client:
+            await post(client, "/api/v1/changes", "admin", {"title": "t", "cis": ["a"], **WINDOW})
+            await post(client, "/api/v1/changes/1/approve", "admin")
+            await app[STATE].queue.put(b"", 2)  # full: nothing consumes it in this test
+            resp = await client.post("/api/v1/changes/1/start", headers=bearer("operator"))
+            assert resp.status == 503 and resp.headers["Retry-After"]
+            doc = await (await client.get("/api/v1/changes/1", headers=bearer("viewer"))).json()
+            assert doc["change"]["state"] == "approved"

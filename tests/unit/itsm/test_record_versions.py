@@ -5,16 +5,17 @@ save through the other."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from correlator.changes.model import Change, IllegalTransition, State
 from correlator.changes.service import ChangeService
-from correlator.errors import Conflict
+from correlator.errors import Conflict, QueueFull
 from correlator.problems.model import IllegalTransition as ProblemTransition
 from correlator.problems.model import KnownError, Problem, ProblemState
-from correlator.problems.service import ProblemService
+from correlator.problems.service import KE_MATCHES, ProblemService
 from correlator.problems.settings import ProblemSettings
 from correlator.records import postgres as records_pg
 from correlator.records import sqlite as records_sqlite
@@ -107,6 +108,65 @@ async def test_an_operator_action_is_applied_over_an_incident_another_process_li
         assert stored.state is State.COMPLETED and stored.incidents == [inc.id]
         assert [e.action for e in await w.records.log("changes", c.id)][-2:] == ["link_incident", "state"]
         assert CONFLICTS.labels("changes", "reapplied")._value.get() == before + 1
+        # one event per transition saved, describing the change as saved (the incident linked)
+        assert [e.type for e in w.emitted] == ["change.started", "change.completed"]
+        assert w.emitted[-1].attributes["incidents"] == 1
+    finally:
+        await worker.store.close()
+
+
+async def test_a_transition_refused_on_the_stored_change_queues_no_event(make_world, backend):
+    w = await make_world()
+    c = await w.changes.create(
+        "alice", {"title": "upgrade", "start": T0 + HOUR, "end": T0 + 2 * HOUR, "cis": ["core-1"]}
+    )
+    await w.changes.act(c.id, "approve", "alice")
+    other = await _second_changes(w, backend)
+    try:
+        await other.act(c.id, "cancel", "bob")
+        with pytest.raises(IllegalTransition):  # legal on the copy in memory (approved), not stored
+            await w.changes.act(c.id, "start", "alice")
+        assert (await _stored(w, c.id)).state is State.CANCELLED
+        assert w.emitted == []  # no change.started for a change that never started
+    finally:
+        await other.store.close()
+
+
+async def test_a_full_queue_refuses_a_transition_reapplied_after_a_conflict_before_saving(
+    make_world, backend
+):
+    w = await make_world()
+    c, inc = await _running_change_and_incident(w)
+    worker = await _second_changes(w, backend)
+    try:
+        assert await worker.link_incidents([inc]) == 1
+        refusal = QueueFull(10, 10, 2.0)
+        w.changes.full = lambda: refusal
+        with pytest.raises(QueueFull):
+            await w.changes.act(c.id, "complete", "alice")
+        stored = await _stored(w, c.id)
+        assert stored.state is State.IN_PROGRESS and stored.incidents == [inc.id]
+        assert [e.type for e in w.emitted] == ["change.started"]
+        w.changes.full = lambda: None
+        assert (await w.changes.act(c.id, "complete", "alice")).state is State.COMPLETED
+        assert [e.type for e in w.emitted] == ["change.started", "change.completed"]
+    finally:
+        await worker.store.close()
+
+
+async def test_a_link_another_process_made_meanwhile_counts_nothing_left_not_reapplied(make_world, backend):
+    w = await make_world()
+    c, inc = await _running_change_and_incident(w)
+    worker = await _second_changes(w, backend)  # its copy of the change, read before the link
+    try:
+        assert await w.changes.link_incidents([inc]) == 1
+        reapplied = CONFLICTS.labels("changes", "reapplied")._value.get()
+        nothing_left = CONFLICTS.labels("changes", "nothing_left")._value.get()
+        # the worker saw the incident before it was linked: a conflict, and the stored change has the link
+        assert await worker.link_incidents([dataclasses.replace(inc, change_id=None)]) == 1
+        assert CONFLICTS.labels("changes", "reapplied")._value.get() == reapplied
+        assert CONFLICTS.labels("changes", "nothing_left")._value.get() == nothing_left + 1
+        assert (await _stored(w, c.id)).incidents == [inc.id]
     finally:
         await worker.store.close()
 
@@ -186,19 +246,24 @@ async def test_edits_racing_through_two_processes_are_all_kept(make_world, backe
 async def test_a_conflict_that_keeps_recurring_gives_up_with_a_conflict(make_world, monkeypatch):
     w = await make_world()
     c = await w.changes.create("alice", {"title": "upgrade", "start": T0 + HOUR, "end": T0 + 2 * HOUR})
+    _always_outdated(w, monkeypatch, "changes")
+    with pytest.raises(Conflict):  # the API's 409
+        await w.changes.act(c.id, "approve", "alice")
+
+
+def _always_outdated(w: Any, monkeypatch: Any, outdated: str) -> None:
+    """Another process saves each `outdated` record just before every attempt to save it."""
     save = w.records.save
 
     async def always_outdated(
         kind: Any, rid: int, state: str, doc: Any, at: float, log: Any, version: int = 0
     ) -> int:
-        if rid:  # another process saved the record just before each attempt
+        if rid and kind == outdated:
             now = await w.records.get(kind, rid)
             await save(kind, rid, now["state"], now, at, [], version=now["version"])
         return await save(kind, rid, state, doc, at, log, version=version)
 
     monkeypatch.setattr(w.records, "save", always_outdated)
-    with pytest.raises(Conflict):  # the API's 409
-        await w.changes.act(c.id, "approve", "alice")
 
 
 async def _second_problems(w: Any, backend: Any) -> ProblemService:
@@ -245,3 +310,49 @@ async def test_known_error_matches_counted_by_two_processes_are_all_counted(make
         assert (retired.state.value, retired.matched) == ("retired", 4)
     finally:
         await other.store.close()
+
+
+async def test_a_known_error_retired_by_another_process_is_not_attached(make_world, backend):
+    w = await make_world()
+    ke = await w.problems.create_known_error("alice", "fan", {"host": "core-1"}, "Swap the fan tray", None)
+    other = await _second_problems(w, backend)
+    try:
+        await other.retire_known_error(ke.id, "bob")  # this process still holds it active
+        matches = KE_MATCHES._value.get()
+        inc = await w.incidents.create("noc", {"title": "fan", "host": "core-1"})
+        await w.problems.on_opened([(inc, None)])
+        stored = KnownError.from_doc(await w.records.get("known_errors", ke.id))
+        assert (stored.state.value, stored.matched) == ("retired", 0)
+        assert [e.action for e in await w.records.log("known_errors", ke.id)] == ["create", "retire"]
+        assert (await w.incidents.get(inc.id))[0].known_error_id is None
+        assert KE_MATCHES._value.get() == matches
+        assert ke.id not in w.problems._known  # no longer matched here afterwards
+    finally:
+        await other.store.close()
+
+
+async def test_a_known_error_saved_is_answered_though_its_problem_kept_conflicting(
+    make_world, backend, monkeypatch
+):
+    """A retry of a 409 would create a second known error: the one saved is the answer."""
+    w = await make_world()
+    p = await w.problems.create_problem("alice", "fans", "", [])
+    _always_outdated(w, monkeypatch, "problems")
+    ke = await w.problems.create_known_error("alice", "fan", {"host": "core-1"}, "Swap it", p.id)
+    assert ke.id and len(await w.problems.query_known_errors(("active",), 10, None)) == 1
+    stored = Problem.from_doc(await w.records.get("problems", p.id))
+    assert stored.known_error_id is None  # logged; the known error still matches
+    assert ke.id in w.problems._known
+
+
+async def test_a_problem_saved_resolved_is_answered_though_its_known_error_kept_conflicting(
+    make_world, backend, monkeypatch
+):
+    w = await make_world()
+    p = await w.problems.create_problem("alice", "fans", "", [])
+    ke = await w.problems.create_known_error("alice", "fan", {"host": "core-1"}, "Swap it", p.id)
+    _always_outdated(w, monkeypatch, "known_errors")
+    resolved, _ = await w.problems.resolve(p.id, "alice", "firmware")
+    assert resolved.state is ProblemState.RESOLVED
+    assert Problem.from_doc(await w.records.get("problems", p.id)).state is ProblemState.RESOLVED
+    assert KnownError.from_doc(await w.records.get("known_errors", ke.id)).state.value == "active"
