@@ -78,6 +78,35 @@ def test_without_a_services_file_the_availability_stage_is_not_imported(args, tm
     assert imported(args, tmp_path, ("correlator.availability.stage", "correlator.availability.db")) == []
 
 
+STORES = (
+    "sqlite3",
+    "aiosqlite",
+    "asyncpg",
+    "correlator.store",
+    "correlator.notify.store",
+    "correlator.changes",
+    "correlator.deadletter",
+)
+
+
+def test_an_events_only_replay_imports_no_store(tmp_path):
+    """`replay --events-only` writes nothing and sends nothing: the notify stage is built, but its
+    SQLite outbox is loaded only by a process that delivers; change records only with --changes."""
+    assert imported(["replay", "EVENTS", "--rules", "rules", "--events-only"], tmp_path, STORES) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", "EVENTS", "--rules", "rules"],
+        ["rules", "test", "rules/tests/incidents_test.yaml"],  # runs the incident service
+    ],
+)
+def test_without_postgresql_its_driver_is_not_imported(args, tmp_path):
+    """Which store errors are transient (store/faults.py) is asked without loading asyncpg."""
+    assert imported(args, tmp_path, ("asyncpg",)) == []
+
+
 def imported(args: list[str], tmp_path: Path, names: tuple[str, ...]) -> list[str]:
     """Which of the packages `names` (or modules, when dotted) the command imported."""
     events = tmp_path / "events.ndjson"
