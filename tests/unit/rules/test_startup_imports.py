@@ -107,6 +107,17 @@ def test_without_postgresql_its_driver_is_not_imported(args, tmp_path):
     assert imported(args, tmp_path, ("asyncpg",)) == []
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", "EVENTS", "--rules", "rules"],  # runs the change service, without a calendar
+        ["rules", "test", "rules/tests/incidents_test.yaml"],
+    ],
+)
+def test_without_a_calendar_its_time_zones_and_rrules_are_not_imported(args, tmp_path):
+    assert imported(args, tmp_path, ("zoneinfo", "dateutil")) == []
+
+
 def imported(args: list[str], tmp_path: Path, names: tuple[str, ...]) -> list[str]:
     """Which of the packages `names` (or modules, when dotted) the command imported."""
     events = tmp_path / "events.ndjson"
