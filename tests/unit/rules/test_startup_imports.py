@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,17 @@ def test_without_postgresql_its_driver_is_not_imported(args, tmp_path):
 )
 def test_without_a_calendar_its_time_zones_and_rrules_are_not_imported(args, tmp_path):
     assert imported(args, tmp_path, ("zoneinfo", "dateutil")) == []
+
+
+def test_rule_files_from_the_parse_cache_need_no_yaml_parser(tmp_path):
+    """A replay whose rule files were all read before (rules/parsecache.py), with no topology,
+    inventory or configuration file, never imports PyYAML (tests/conftest.py sets the cache)."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(REPO / "rules" / "00-noise.yaml", rules)
+    args = ["replay", "EVENTS", "--rules", str(rules), "--events-only"]
+    imported(args, tmp_path, ())  # reads the YAML, fills the cache
+    assert imported(args, tmp_path, ("yaml",)) == []
 
 
 def imported(args: list[str], tmp_path: Path, names: tuple[str, ...]) -> list[str]:
