@@ -45,8 +45,8 @@ from correlator.errors import ConfigError
 from correlator.incidents import IncidentService, parse_settings
 from correlator.incidents import scheduler as incident_scheduler
 from correlator.ingest import Ingest
-from correlator.notify import store as outbox_store
 from correlator.notify.incidents import Notifier
+from correlator.notify.notice import FILE as OUTBOX_FILE
 from correlator.notify.stage import parse_targets
 from correlator.problems import settings as problem_settings
 from correlator.problems.service import ProblemService
@@ -130,7 +130,7 @@ async def build(config: Config) -> Daemon:
         rules,
         clock,
         data,
-        lambda targets: Notifier(targets, data / outbox_store.FILE),
+        lambda targets: Notifier(targets, data / OUTBOX_FILE),
         ingest.emit,
         full=ingest.full,
     )

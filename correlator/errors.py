@@ -5,7 +5,6 @@ Shared by every layer, so a caller can catch `CorrelatorError` at a boundary and
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -109,6 +108,8 @@ class ShuttingDown(CorrelatorError):
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    import difflib  # only for a misspelt key, which stops start-up: most runs never need it
+
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return match[0] if match else None
 

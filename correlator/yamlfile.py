@@ -9,12 +9,14 @@ the position-recording one reads what the fast one leaves to it, and so reports 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 
 # Treated as immutable, but not frozen: a frozen dataclass is three times slower to make, and loading
@@ -146,7 +148,9 @@ def loads(text: str, file: str = "<string>") -> Any:
     Files are read by the fast loader; one it cannot read exactly (a syntax error, a duplicate key,
     anchors, merge keys, explicit tags) is read again by the position-recording loader, which gives
     the same result for every file and the precise error for a broken one."""
-    if _FAST:
+    import yaml
+
+    if _lib().fast:
         try:
             return _fast_load(text, file)
         except (_NotFast, yaml.YAMLError):
@@ -154,14 +158,34 @@ def loads(text: str, file: str = "<string>") -> Any:
     return _checked_load(text, file)
 
 
-# libyaml's parser is ~10x faster than the pure-Python one and reports the same marks; without it
-# (PyYAML built without libyaml) the position-recording loader on the pure-Python parser is used.
-# The fast loader resolves plain scalars by their first character, as SafeLoader does; it stays off
-# if a resolver for any first character (None) was ever registered.
-_FAST: bool = (
-    bool(getattr(yaml, "__with_libyaml__", False)) and None not in yaml.SafeLoader.yaml_implicit_resolvers
-)
-_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+@dataclass(frozen=True, slots=True)
+class _Lib:
+    """What the loaders take from PyYAML."""
+
+    # libyaml's parser is ~10x faster than the pure-Python one and reports the same marks; without
+    # it (PyYAML built without libyaml) the position-recording loader on the pure-Python parser is
+    # used. The fast loader resolves plain scalars by their first character, as SafeLoader does; it
+    # stays off if a resolver for any first character (None) was registered.
+    fast: bool
+    base: type[yaml.SafeLoader]
+    constructor: yaml.constructor.SafeConstructor
+    # Plain scalars whose first character no implicit resolver claims are strings: most of a rule file.
+    resolvers: dict[str | None, list[tuple[str, Any]]]
+
+
+@functools.cache
+def _lib() -> _Lib:
+    """PyYAML, imported at the first parse (~20 ms): a replay whose rule files all come from the
+    parse cache (rules/parsecache.py) and that reads no other YAML file never loads it."""
+    import yaml
+
+    return _Lib(
+        fast=bool(getattr(yaml, "__with_libyaml__", False))
+        and None not in yaml.SafeLoader.yaml_implicit_resolvers,
+        base=getattr(yaml, "CSafeLoader", yaml.SafeLoader),
+        constructor=yaml.constructor.SafeConstructor(),
+        resolvers=yaml.SafeLoader.yaml_implicit_resolvers,
+    )
 
 
 class _NotFast(Exception):
@@ -169,23 +193,22 @@ class _NotFast(Exception):
 
 
 _STR = "tag:yaml.org,2002:str"
-_CONSTRUCTOR = yaml.constructor.SafeConstructor()
-# Plain scalars whose first character no implicit resolver claims are strings: most of a rule file.
-_RESOLVERS: dict[str | None, list[tuple[str, Any]]] = yaml.SafeLoader.yaml_implicit_resolvers
 
 
-def _plain(value: str, cache: dict[str, Any]) -> Any:
+def _plain(value: str, cache: dict[str, Any], lib: _Lib) -> Any:
     """What an untagged plain scalar means (null, bool, int, float, timestamp or text), as
     SafeLoader resolves it; remembered in `cache` (a file repeats its values)."""
     result: Any = value
-    for tag, regexp in _RESOLVERS.get(value[:1], ()):
+    for tag, regexp in lib.resolvers.get(value[:1], ()):
         if regexp.match(value):
             if tag != _STR:
-                construct = _CONSTRUCTOR.yaml_constructors.get(tag)
+                import yaml
+
+                construct = lib.constructor.yaml_constructors.get(tag)
                 if construct is None:
                     raise _NotFast  # e.g. '=': the checked loader gives its error
                 try:
-                    result = construct(_CONSTRUCTOR, yaml.ScalarNode(tag, value))
+                    result = construct(lib.constructor, yaml.ScalarNode(tag, value))
                 except ValueError:  # e.g. the date 2027-02-30: the checked loader says where
                     raise _NotFast from None
             break
@@ -208,7 +231,9 @@ def loads_bare(text: str, file: str = "<string>") -> Any:
     file) is a YamlMap that knows where it starts, and nothing finer. For files known to be right
     (or to be read again with `loads` at the first error). Raises NotBare for whatever `loads`
     would have to read with its position-recording loader (syntax errors included)."""
-    if not _FAST:
+    import yaml
+
+    if not _lib().fast:
         raise NotBare
     try:
         return _event_load(text, file, marks=False)
@@ -220,6 +245,9 @@ def _event_load(text: str, file: str, marks: bool) -> Any:
     """The data, straight from libyaml's events. `marks`: every mapping and list a YamlMap/YamlList
     keeping the parser's marks (`_fast_load`); else plain dicts and lists, except that each mapping
     in a list under a top-level key is a YamlMap knowing only where it starts (`loads_bare`)."""
+    import yaml
+
+    lib = _lib()
     ev_scalar, ev_map, ev_seq = yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent
     ev_map_end, ev_seq_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
     ev_doc, ev_doc_end = yaml.DocumentStartEvent, yaml.DocumentEndEvent
@@ -245,7 +273,7 @@ def _event_load(text: str, file: str, marks: bool) -> Any:
                 value: Any = ev.value
                 if implicit[0]:
                     found = cache.get(value, nokey)
-                    value = _plain(value, cache) if found is nokey else found
+                    value = _plain(value, cache, lib) if found is nokey else found
                 elif not implicit[1]:
                     raise _NotFast
                 if top is None:
@@ -326,6 +354,8 @@ def _event_load(text: str, file: str, marks: bool) -> Any:
 
 
 def _checked_load(text: str, file: str) -> Any:
+    import yaml
+
     try:
         return yaml.load(text, Loader=_make_loader(file))  # noqa: S506 - a SafeLoader subclass
     except YamlError:
@@ -342,7 +372,9 @@ def _checked_load(text: str, file: str) -> Any:
 
 
 def _make_loader(file: str) -> type[yaml.SafeLoader]:
-    class Loader(_BASE):  # type: ignore[valid-type,misc]
+    import yaml
+
+    class Loader(_lib().base):  # type: ignore[misc]
         pass
 
     def construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> YamlMap:

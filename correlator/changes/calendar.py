@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from correlator import yamlfile
 from correlator.changes import recurrence
@@ -22,6 +21,9 @@ from correlator.changes.recurrence import Recurrence, RecurrenceError
 from correlator.changes.topology import DependencyMap
 from correlator.errors import FileError
 from correlator.yamlfile import Position, YamlList, YamlMap
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _LONG = {
@@ -147,6 +149,8 @@ def _window(w: YamlMap) -> Window:
         _fail(w.position, "a window needs 'cis' or 'services' (what it covers)")
     name = _text(w, "name")
     tzname = _text(w, "timezone") if "timezone" in w else "UTC"
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # with the first window: most have none
+
     try:
         tz = ZoneInfo(tzname)
     except (ZoneInfoNotFoundError, ValueError):

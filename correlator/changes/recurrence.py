@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
-from dateutil.rrule import rrule, rruleset, rrulestr
+if TYPE_CHECKING:
+    from dateutil.rrule import rrule, rruleset
+
 
 FREQUENCIES = ("YEARLY", "MONTHLY", "WEEKLY", "DAILY")
 PARTS = {
@@ -48,7 +51,7 @@ class Recurrence:
             if self.anchor is None:
                 raise RecurrenceError(f"{self.rule} needs the date it counts from")
             # Counted from the anchor: one rule object whose cache keeps later calls cheap.
-            fixed = rrulestr(self.rule, dtstart=datetime.combine(self.anchor, self.at), cache=True)
+            fixed = _rrulestr(self.rule, datetime.combine(self.anchor, self.at), cache=True)
             object.__setattr__(self, "_fixed", fixed)
 
     def starts(self, after: datetime, before: datetime) -> list[datetime]:
@@ -75,7 +78,7 @@ class Recurrence:
             start = max(start, self.anchor)
         rule = self._last.get(start)
         if rule is None:
-            rule = rrulestr(self.rule, dtstart=datetime.combine(start, self.at), cache=True)
+            rule = _rrulestr(self.rule, datetime.combine(start, self.at), cache=True)
             self._last.clear()
             self._last[start] = rule
         return rule
@@ -121,7 +124,7 @@ def parse_rule(text: str, at: time, anchor: date | None, exdates: frozenset[date
         )
     canonical = ";".join(f"{k}={v}" for k, v in parts.items())
     try:
-        rule = rrulestr(canonical, dtstart=datetime.combine(anchor or date(2000, 1, 1), at))
+        rule = _rrulestr(canonical, datetime.combine(anchor or date(2000, 1, 1), at))
         next(iter(rule), None)  # some errors (e.g. an impossible BYMONTHDAY) only show when iterating
     except (ValueError, TypeError, KeyError, IndexError) as e:
         raise RecurrenceError(f"invalid RRULE: {e}") from None
@@ -152,3 +155,12 @@ def _period_start(freq: str, day: date) -> date:
     if freq == "MONTHLY":
         return day.replace(day=1)
     return day - timedelta(days=7)
+
+
+def _rrulestr(text: str, dtstart: datetime, cache: bool = False) -> rrule | rruleset:
+    # dateutil is imported by the first window: a process without a calendar (replay, rule tests,
+    # most daemons) does not load it.
+    from dateutil.rrule import rrulestr
+
+    rule: rrule | rruleset = rrulestr(text, dtstart=dtstart, cache=cache)
+    return rule

@@ -18,7 +18,6 @@ import orjson
 
 from correlator import gctune
 from correlator.catalogue import load_catalogue
-from correlator.changes.changes_file import load_changes
 from correlator.config import Config, load_config, parse_duration
 from correlator.errors import ConfigError
 from correlator.pipeline.assemble import build_pipeline
@@ -87,7 +86,11 @@ def main(args: argparse.Namespace) -> int:
             config = load_config(args.config, overrides)
             if args.rules and not args.rules.is_dir():
                 raise ConfigError(f"--rules {args.rules}: no such directory")
-            changes = load_changes(args.changes) if args.changes else []
+            changes: list[dict[str, Any]] = []
+            if args.changes:
+                from correlator.changes.changes_file import load_changes
+
+                changes = load_changes(args.changes)
             rules = RulesHolder(config.rules_dir, config.inventory_file, load_catalogue(config))
             rules.load_initial()
         except RuleErrors as e:

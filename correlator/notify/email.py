@@ -17,8 +17,8 @@ import aiosmtplib
 import orjson
 
 from correlator.notify import targets as t
+from correlator.notify.notice import Notice
 from correlator.notify.outbox import Attempt, Endpoint
-from correlator.notify.store import Notice
 from correlator.notify.templates import Template, optional
 from correlator.secretfile import read_secret
 

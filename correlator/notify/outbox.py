@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from prometheus_client import Counter, Histogram
 
 from correlator.logs import RateLimitedLog
-from correlator.notify.store import Notice, OutboxStore
+from correlator.notify.notice import Notice
 
-if TYPE_CHECKING:  # loaded by start(): replay and `rules test` never send and skip loading it
+if TYPE_CHECKING:  # loaded by start(): replay and `rules test` never send and skip loading them
     import aiohttp
+
+    from correlator.notify.store import OutboxStore
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
@@ -119,7 +121,8 @@ class Outbox:
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._started = False
-        self._store = OutboxStore(path, label) if path is not None else None
+        self._path = path
+        self._store: OutboxStore | None = None  # opened by start(), the first use of the file
         # What the writer saves next: one transaction for all three.
         self._added: list[Notice] = []
         self._retried: dict[str, Notice] = {}
@@ -133,7 +136,11 @@ class Outbox:
     async def start(self) -> None:
         if self._started:
             return
-        if self._store is not None and (self.endpoints or self._store.path.exists()):
+        if self._path is not None and (self.endpoints or self._path.exists()):
+            if self._store is None:
+                from correlator.notify.store import OutboxStore
+
+                self._store = OutboxStore(self._path, self.label)
             self._restore(await self._store.open())
             self._stopping = False
             self._writer = asyncio.create_task(self._write_loop(), name=f"{self.label}:outbox-writer")
@@ -161,7 +168,7 @@ class Outbox:
             return False
         self._waiting[target] += 1
         notice = Notice(uuid.uuid4().hex, target, body, time.time(), _content_type(endpoint))
-        if self._store is None:
+        if self._path is None:
             self._queues[target].put_nowait(notice)
         else:  # a worker gets it once it is saved
             self._added.append(notice)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from correlator.notify import targets as t
+from correlator.notify.notice import Notice
 from correlator.notify.outbox import Attempt, Endpoint, post
-from correlator.notify.store import Notice
 from correlator.notify.templates import Template, optional
 from correlator.secretfile import read_secret
 

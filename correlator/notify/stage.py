@@ -18,7 +18,7 @@ from correlator.config import Config, parse_duration
 from correlator.errors import ConfigError, did_you_mean
 from correlator.event import Event
 from correlator.logs import RateLimitedLog
-from correlator.notify import store as outbox_store
+from correlator.notify.notice import FILE as OUTBOX_FILE
 from correlator.notify.outbox import Endpoint, Meters, Outbox
 from correlator.notify.outbox import retry_delay as retry_delay  # the backoff of this module's targets
 from correlator.pipeline import StageContext
@@ -155,5 +155,5 @@ class Notify:
 
 
 def notify_stage(config: Config) -> Notify:
-    path = config.storage.data_dir / outbox_store.FILE
+    path = config.storage.data_dir / OUTBOX_FILE
     return Notify(WebhookSender(parse_targets(config.correlation.notify), path=path))

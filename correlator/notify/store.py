@@ -6,14 +6,12 @@ Each feature (the notify stage, incident notifications) keeps its rows under its
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
+from correlator.notify.notice import Notice
 from correlator.store.sqlite import SqliteFile, transaction
-
-FILE = "outbox.db"
 
 MIGRATIONS: list[str] = [
     # 1: notices waiting for their final outcome
@@ -31,21 +29,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX notices_box ON notices(box);
     """,
 ]
-
-
-@dataclass(slots=True)
-class Notice:
-    """One body on its way to one target. Times are wall-clock (they must mean something after a
-    restart); `headers` are only those the body was rendered for (Content-Type): secrets such as
-    tokens stay in the configuration, not on disk."""
-
-    id: str
-    target: str
-    body: bytes
-    created: float
-    headers: dict[str, str] = field(default_factory=dict)
-    attempts: int = 0  # made so far
-    next_at: float = 0.0  # no attempt before this time
 
 
 class OutboxStore:

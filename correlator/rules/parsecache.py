@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import marshal
 import os
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from correlator import __version__, yamlfile
 from correlator.yamlfile import Position, YamlMap
@@ -32,19 +31,20 @@ MAX_ENTRIES = 4096  # beyond, the older half is removed (checked at the first wr
 
 def _loader_source() -> bytes:
     """The code that makes an entry: an edited loader (a developer's checkout, where the version
-    stays the same) never reads the entries of the one before."""
+    stays the same) never reads the entries of the one before. With it PyYAML's __init__, which
+    holds its version: read, not imported, since a process whose rule files are all here never
+    imports PyYAML (yamlfile.py)."""
+    spec = importlib.util.find_spec("yaml")
+    files = (yamlfile.__file__, __file__, spec.origin if spec is not None else None)
     try:
-        return b"".join(Path(m).read_bytes() for m in (yamlfile.__file__, __file__))
+        return b"".join(Path(m).read_bytes() for m in files if m)
     except (OSError, TypeError):
         return b""
 
 
 log = logging.getLogger(__name__)
 
-_SALT = (
-    f"\0{FORMAT}\0{yaml.__version__}\0{__version__}\0".encode()
-    + hashlib.blake2b(_loader_source(), digest_size=16).digest()
-)
+_SALT = f"\0{FORMAT}\0{__version__}\0".encode() + hashlib.blake2b(_loader_source(), digest_size=16).digest()
 
 
 def load_bare(text: str, file: str) -> Any:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from correlator import yamlfile
 
-pytestmark = pytest.mark.skipif(not yamlfile._FAST, reason="PyYAML was built without libyaml")
+pytestmark = pytest.mark.skipif(not yamlfile._lib().fast, reason="PyYAML was built without libyaml")
 
 
 def _plain(v: Any) -> Any:

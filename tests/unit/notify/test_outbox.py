@@ -14,8 +14,9 @@ import pytest
 from aiohttp import web
 from prometheus_client import Counter
 
+from correlator.notify.notice import Notice
 from correlator.notify.outbox import Endpoint, Meters, Outbox, retry_delay
-from correlator.notify.store import Notice, OutboxStore
+from correlator.notify.store import OutboxStore
 from tests.support.http import serve_posts
 
 GUARD = 30.0  # seconds: only a hang guard, never a speed assertion

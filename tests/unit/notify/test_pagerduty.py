@@ -16,7 +16,8 @@ from correlator.errors import ConfigError
 from correlator.event import Severity
 from correlator.incidents.settings import parse_settings
 from correlator.notify.incidents import Notifier
-from correlator.notify.store import Notice, OutboxStore
+from correlator.notify.notice import Notice
+from correlator.notify.store import OutboxStore
 from tests.unit.incidents.conftest import request
 from tests.unit.notify.conftest import T0, secret
 

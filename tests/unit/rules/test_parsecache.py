@@ -20,7 +20,7 @@ RULES = (
     "  - {name: quiet, match: {type: noise}, drop: true}\n"
 )
 
-pytestmark = pytest.mark.skipif(not yamlfile._FAST, reason="PyYAML was built without libyaml")
+pytestmark = pytest.mark.skipif(not yamlfile._lib().fast, reason="PyYAML was built without libyaml")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,57 @@ def test_without_a_services_file_the_availability_stage_is_not_imported(args, tm
     """The service catalogue reads the availability model; its stage and outage store only run
     with `availability.services_file`."""
     assert imported(args, tmp_path, ("correlator.availability.stage", "correlator.availability.db")) == []
+
+
+STORES = (
+    "sqlite3",
+    "aiosqlite",
+    "asyncpg",
+    "correlator.store",
+    "correlator.notify.store",
+    "correlator.changes",
+    "correlator.deadletter",
+)
+
+
+def test_an_events_only_replay_imports_no_store(tmp_path):
+    """`replay --events-only` writes nothing and sends nothing: the notify stage is built, but its
+    SQLite outbox is loaded only by a process that delivers; change records only with --changes."""
+    assert imported(["replay", "EVENTS", "--rules", "rules", "--events-only"], tmp_path, STORES) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", "EVENTS", "--rules", "rules"],
+        ["rules", "test", "rules/tests/incidents_test.yaml"],  # runs the incident service
+    ],
+)
+def test_without_postgresql_its_driver_is_not_imported(args, tmp_path):
+    """Which store errors are transient (store/faults.py) is asked without loading asyncpg."""
+    assert imported(args, tmp_path, ("asyncpg",)) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", "EVENTS", "--rules", "rules"],  # runs the change service, without a calendar
+        ["rules", "test", "rules/tests/incidents_test.yaml"],
+    ],
+)
+def test_without_a_calendar_its_time_zones_and_rrules_are_not_imported(args, tmp_path):
+    assert imported(args, tmp_path, ("zoneinfo", "dateutil")) == []
+
+
+def test_rule_files_from_the_parse_cache_need_no_yaml_parser(tmp_path):
+    """A replay whose rule files were all read before (rules/parsecache.py), with no topology,
+    inventory or configuration file, never imports PyYAML (tests/conftest.py sets the cache)."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(REPO / "rules" / "00-noise.yaml", rules)
+    args = ["replay", "EVENTS", "--rules", str(rules), "--events-only"]
+    imported(args, tmp_path, ())  # reads the YAML, fills the cache
+    assert imported(args, tmp_path, ("yaml",)) == []
 
 
 def imported(args: list[str], tmp_path: Path, names: tuple[str, ...]) -> list[str]:
