@@ -49,7 +49,8 @@ class NotFound(errors.NotFound):
 
 
 class CommitFailed(Exception):
-    """A person's change was not stored: the store refused it for good (not a full disk)."""
+    """A person's change was not stored: the store refused it for good (not a full disk), or the
+    service stopped before it was."""
 
 
 class IncidentService:
@@ -125,7 +126,7 @@ class IncidentService:
         """Wait until every change made so far is stored (or refused for good)."""
         tail = self.pending
         if tail is not None:
-            await asyncio.shield(tail)
+            await _outcome(tail)
 
     @property
     def next_due(self) -> float | None:
@@ -451,7 +452,7 @@ class IncidentService:
 
     async def _stored(self, commit: asyncio.Task[bool] | None) -> None:
         """A person's change (or a deadline's) returns once stored."""
-        if commit is not None and not await asyncio.shield(commit):
+        if commit is not None and not await _outcome(commit):
             raise CommitFailed("the incident store refused the change")
 
     async def _save_shared(self, changes: lc.Changes) -> None:
@@ -569,3 +570,18 @@ class IncidentService:
             self._next_due = due
             if self.on_deadline is not None:
                 self.on_deadline(due)
+
+
+async def _outcome(commit: asyncio.Task[bool]) -> bool:
+    """Wait for `commit` without cancelling it: True once stored; False if refused for good,
+    abandoned at close (cancelled) or failed. The waiter's own cancellation still propagates."""
+    try:
+        return await asyncio.shield(commit)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not commit.cancelled() or (task is not None and task.cancelling()):
+            raise
+        return False
+    except Exception:
+        log.exception("an incident commit failed")
+        return False

@@ -9,6 +9,7 @@ import contextlib
 import sqlite3
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from correlator.clock import Clock
@@ -158,6 +159,19 @@ async def test_a_refused_commit_drops_its_changes_and_those_after_it_then_memory
         await svc.close()
 
 
+async def test_a_change_abandoned_at_stop_fails_rather_than_cancels_its_caller(store_factory, clock):
+    svc, store = await opened(store_factory, clock)
+    [a] = await svc.apply([request("open", T0, key="a")])
+    await svc.settled()
+    store.gate.clear()
+    acting = asyncio.create_task(svc.act(a.id, "ack", "ann", {}))
+    await asyncio.wait_for(store.started.wait(), 5)
+    svc.finish_seconds = 0.0
+    await svc.close()  # the commit cannot finish: abandoned
+    with pytest.raises(CommitFailed):
+        await asyncio.wait_for(acting, 5)
+
+
 class Requester:
     """Asks for an incident for each event, as correlation does."""
 
@@ -189,7 +203,7 @@ async def runner_with_incidents(tmp_path):
         await incidents.started.wait()
         for _ in range(20):  # let the write loop go as far as it can
             await asyncio.sleep(0)
-        yield q, incidents, events, runner
+        yield q, incidents, events, runner, svc
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -198,7 +212,7 @@ async def runner_with_incidents(tmp_path):
 
 
 async def test_the_journal_is_acked_only_once_the_incident_commit_is_stored(tmp_path):
-    async with runner_with_incidents(tmp_path) as (q, incidents, events, _runner):
+    async with runner_with_incidents(tmp_path) as (q, incidents, events, _runner, _svc):
         assert q.depth() == 1 and events.written == []  # neither the events stored nor acked
         incidents.gate.set()
         await wait_for(lambda: q.depth() == 0)
@@ -206,7 +220,7 @@ async def test_the_journal_is_acked_only_once_the_incident_commit_is_stored(tmp_
 
 
 async def test_runner_lock_waits_for_the_incident_commit(tmp_path):
-    async with runner_with_incidents(tmp_path) as (_q, incidents, _events, runner):
+    async with runner_with_incidents(tmp_path) as (_q, incidents, _events, runner, _svc):
         entered = asyncio.Event()
 
         async def snapshot() -> None:
@@ -220,3 +234,14 @@ async def test_runner_lock_waits_for_the_incident_commit(tmp_path):
         assert not entered.is_set()
         incidents.gate.set()
         await asyncio.wait_for(waiter, 5)
+
+
+async def test_a_commit_abandoned_at_stop_leaves_its_batch_and_those_after_unacked(tmp_path):
+    async with runner_with_incidents(tmp_path) as (q, _incidents, events, runner, svc):
+        svc.finish_seconds = 0.0
+        await svc.close()  # the service stops under the runner: its commit is abandoned
+        ev = event(T0, id="y")
+        await q.put(dumps_events([ev]), 1, [ev])
+        await asyncio.wait_for(runner._writes.join(), 5)  # the write loop goes on
+        await wait_for(lambda: runner.processed == 0 and runner.commit_lost)
+        assert q.depth() == 2 and events.written == []  # neither batch stored nor acked
