@@ -83,6 +83,7 @@ class IncidentService:
         self._recovery: asyncio.Task[None] | None = None
         self.finish_seconds = 5.0  # on close, for the commits in flight (a store that keeps failing)
         self.retry_seconds = 0.1  # the first wait before a commit is tried again (doubled up to 5 s)
+        self.read_wait_seconds = 1.0  # the longest a read waits for the commits in flight
 
     async def open(self) -> None:
         await self.store.open()
@@ -127,6 +128,15 @@ class IncidentService:
         tail = self.pending
         if tail is not None:
             await _outcome(tail)
+
+    async def caught_up(self) -> None:
+        """Before a read from the store: wait for the commits in flight, so a client reads what it
+        wrote, but not past `read_wait_seconds`: while the store fails (a full disk, retried) a
+        read shows what it holds rather than hang (docs/incidents.md "Commits")."""
+        tail = self.pending
+        if tail is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_outcome(tail), self.read_wait_seconds)
 
     @property
     def next_due(self) -> float | None:
@@ -344,14 +354,14 @@ class IncidentService:
         changes.notify("update", inc)
 
     async def get(self, incident_id: int) -> tuple[Incident, list[LogEntry]]:
-        inc = await self._find(incident_id)
+        await self.caught_up()  # a client reads its own writes
+        inc = await self._find(incident_id, settle=False)
         if inc is None:
             raise NotFound(f"no incident {incident_id}")
-        await self.settled()  # a client reads its own writes
         return inc, await self.store.timeline(incident_id)
 
     async def query(self, q: IncidentQuery) -> IncidentPage:
-        await self.settled()
+        await self.caught_up()
         return await self.store.query(q)
 
     # --- persistence and bookkeeping -----------------------------------------------------------
@@ -451,8 +461,11 @@ class IncidentService:
             yield
 
     async def _stored(self, commit: asyncio.Task[bool] | None) -> None:
-        """A person's change (or a deadline's) returns once stored."""
-        if commit is not None and not await _outcome(commit):
+        """A person's change (or a deadline's) returns once stored; one that changed nothing, once
+        the changes before it are."""
+        if commit is None:
+            await self.settled()
+        elif not await _outcome(commit):
             raise CommitFailed("the incident store refused the change")
 
     async def _save_shared(self, changes: lc.Changes) -> None:
@@ -480,11 +493,14 @@ class IncidentService:
                     del self._by_key[inc.key]
         self._refresh(touched)
 
-    async def _find(self, incident_id: int) -> Incident | None:
+    async def _find(self, incident_id: int, settle: bool = True) -> Incident | None:
+        """`settle`: a closed incident is read from the store once its close is stored (a change
+        of it must not be made on an older version); a read has waited already (`caught_up`)."""
         if not self.shared:
             inc = self._by_id.get(incident_id)
             if inc is None:
-                await self.settled()
+                if settle:
+                    await self.settled()
                 inc = await self.store.get(incident_id)
             return inc
         inc = await self.store.get(incident_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from correlator.clock import Clock
 from correlator.event import Event, dumps_events
+from correlator.incidents.model import Status
 from correlator.incidents.service import CommitFailed, IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
@@ -59,6 +61,15 @@ async def opened(store_factory, clock: Clock) -> tuple[IncidentService, Faulty]:
     svc.retry_seconds = 0.0
     await svc.open()
     return svc, store
+
+
+@contextlib.asynccontextmanager
+async def serving(store_factory, clock: Clock) -> AsyncIterator[tuple[IncidentService, Faulty]]:
+    svc, store = await opened(store_factory, clock)
+    try:
+        yield svc, store
+    finally:
+        await svc.close()
 
 
 async def test_apply_does_not_wait_and_commits_keep_their_order(store_factory, clock):
@@ -159,6 +170,20 @@ async def test_a_refused_commit_drops_its_changes_and_those_after_it_then_memory
         await svc.close()
 
 
+async def test_reads_do_not_hang_while_a_commit_cannot_be_stored(store_factory, clock):
+    async with serving(store_factory, clock) as (svc, store):
+        svc.read_wait_seconds = 0.01
+        store.gate.clear()  # the commit waits as one retrying a full disk does
+        [a] = await svc.apply([request("open", T0, key="a")])
+        page = await asyncio.wait_for(svc.query(IncidentQuery()), 5)
+        assert page.incidents == []  # what the store holds
+        inc, timeline = await asyncio.wait_for(svc.get(a.id), 5)
+        assert inc is a and timeline == []  # the incident as it is, its stored timeline
+        store.gate.set()
+        await svc.settled()
+        assert [i.id for i in (await svc.query(IncidentQuery())).incidents] == [a.id]
+
+
 async def test_a_change_abandoned_at_stop_fails_rather_than_cancels_its_caller(store_factory, clock):
     svc, store = await opened(store_factory, clock)
     [a] = await svc.apply([request("open", T0, key="a")])
@@ -170,6 +195,24 @@ async def test_a_change_abandoned_at_stop_fails_rather_than_cancels_its_caller(s
     await svc.close()  # the commit cannot finish: abandoned
     with pytest.raises(CommitFailed):
         await asyncio.wait_for(acting, 5)
+
+
+async def test_a_change_that_changed_nothing_returns_once_those_before_it_are_stored(store_factory, clock):
+    async with serving(store_factory, clock) as (svc, store):
+        [a] = await svc.apply([request("open", T0, key="a")])
+        await svc.settled()
+        await svc.act(a.id, "resolve", "ann", {})
+        clock.advance_to(T0 + 10)
+        store.gate.clear()
+        [c] = await svc.apply([request("open", T0 + 10, key="c")])
+        svc._next_due = T0  # a deadline gone stale: run_due finds nothing due, stores nothing
+        running = asyncio.create_task(svc.run_due(T0 + 10))
+        written_when_done: list[list[list[int]]] = []
+        running.add_done_callback(lambda _: written_when_done.append(list(store.written)))
+        store.gate.set()
+        assert await asyncio.wait_for(running, 5) == 0
+        assert written_when_done == [[[a.id], [], [c.id]]]  # returned once c's commit was stored
+        assert (await store._store.get(a.id)).status is Status.RESOLVED  # type: ignore[union-attr]
 
 
 class Requester:
