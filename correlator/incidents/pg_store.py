@@ -105,15 +105,14 @@ class PgIncidentStore:
     async def write(self, r: Rows) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await put(conn.executemany, r, _WRITES)
-            if r.new:
-                # Past the ids given, so that a writer taking ids from the sequence (a cluster
-                # started on this database later) never takes one of them. Not undone by a
-                # rollback: the ids are then skipped, as a rolled-back nextval's are.
-                await conn.execute(
-                    "SELECT setval(s, GREATEST($1::bigint, COALESCE(pg_sequence_last_value(s::regclass), 0)))"
-                    " FROM pg_get_serial_sequence('incidents', 'id') AS s",
-                    max(row[-1] for row in r.new),
-                )
+
+    async def reserve_ids(self, ceiling: int) -> None:
+        # setval is not transactional and is logged at once: a crash never takes it back.
+        await self.pool.execute(
+            "SELECT setval(s, GREATEST($1::bigint, COALESCE((SELECT MAX(id) FROM incidents), 0), 1))"
+            " FROM pg_get_serial_sequence('incidents', 'id') AS s",
+            ceiling,
+        )
 
     async def last_id(self) -> int:
         last = await self.pool.fetchval(

@@ -76,6 +76,11 @@ class IncidentService:
         # again before changing it, so a change made elsewhere is never written over.
         self.shared = False
         self._last_id = 0  # the last id given, when not shared
+        # Ids up to here are reserved in the store (`reserve_ids`): given without asking it, never
+        # given again after a crash, although other stores (problems) may hold them before the
+        # commit that inserts them (docs/incidents.md "Commits").
+        self._ceiling = 0
+        self.id_block = 4096  # the fewest ids reserved at a time
         # The newest commit; each waits for the one before it, so the store sees them in order,
         # one transaction at a time. True once stored, False when refused for good.
         self._tail: asyncio.Task[bool] | None = None
@@ -88,7 +93,7 @@ class IncidentService:
     async def open(self) -> None:
         await self.store.open()
         await self._load()
-        self._last_id = await self.store.last_id()
+        self._last_id = self._ceiling = await self.store.last_id()
         self.notifier.resume(inc.to_api() for inc in self._by_id.values() if inc.status in ACTIVE)
         await self.notifier.start()
 
@@ -106,6 +111,13 @@ class IncidentService:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._ceiling > self._last_id:
+            # The ids reserved and not given are given back, so that numbers run on across a
+            # clean restart; only a crash leaves a gap, as a sequence's cache does.
+            try:
+                await self.store.reserve_ids(self._last_id)
+            except Exception as e:
+                log.warning("could not give back the incident ids reserved and not used: %s", e)
         await self.notifier.stop()
         await self.store.close()
 
@@ -377,7 +389,10 @@ class IncidentService:
         if self.shared:
             await self._save_shared(changes)
             return None
-        for inc in changes.new:
+        new = changes.new
+        if new and self._last_id + len(new) > self._ceiling:
+            await self._reserve(self._last_id + max(self.id_block, 2 * len(new)))
+        for inc in new:
             self._last_id += 1
             inc.id = self._last_id
         # What is written and notified is taken now: the next batches change the same incidents
@@ -390,6 +405,31 @@ class IncidentService:
         )
         self._tail = task
         return task
+
+    async def _reserve(self, ceiling: int) -> None:
+        """Reserve the ids up to `ceiling` before any of them is given (under the lock). A full
+        disk is retried as a commit is; refused for good, the change fails and is dropped as a
+        refused commit's would be, after the commits before it."""
+        delay = self.retry_seconds
+        while True:
+            try:
+                await self.store.reserve_ids(ceiling)
+                self._ceiling = ceiling
+                return
+            except Exception as e:
+                if not transient(e):
+                    self._tail = asyncio.create_task(self._refused(self._tail, e), name="incident commit")
+                    raise CommitFailed("the incident store refused to reserve ids") from e
+                log.error("reserving incident ids failed, retrying in %.1fs: %s", delay, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _refused(self, before: asyncio.Task[bool] | None, error: Exception) -> bool:
+        if before is not None:
+            await _outcome(before)
+        if not self._lost:
+            self._lose(error)
+        return False
 
     async def _chained(
         self,

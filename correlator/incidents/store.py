@@ -110,11 +110,16 @@ class IncidentStore(Protocol):
 
     async def write(self, rows: Rows) -> None:
         """One transaction, as `save`, of rows whose incidents already have their ids (given by the
-        only writer); the store's own id sequence is moved past them."""
+        only writer from those reserved with `reserve_ids`)."""
         ...
 
     async def last_id(self) -> int:
-        """The highest incident id ever taken: the id sequence's or the largest in the table."""
+        """The highest incident id ever taken or reserved: the id sequence's or the largest in the table."""
+        ...
+
+    async def reserve_ids(self, ceiling: int) -> None:
+        """Store `ceiling` as the id sequence's value in a transaction of its own, so `last_id` is at
+        least it from then on, after a crash too (never below the largest id stored)."""
         ...
 
     async def load_unclosed(self) -> list[Incident]: ...

@@ -184,6 +184,49 @@ async def test_reads_do_not_hang_while_a_commit_cannot_be_stored(store_factory, 
         assert [i.id for i in (await svc.query(IncidentQuery())).incidents] == [a.id]
 
 
+async def test_ids_are_reserved_in_the_store_before_they_are_given(store_factory, clock):
+    svc, store = await opened(store_factory, clock)
+    svc.id_block = 2
+    try:
+        store.gate.clear()
+        [a] = await svc.apply([request("open", T0, key="a")])
+        after_crash = store_factory()  # what a restart would read now, before the commit
+        await after_crash.open()
+        try:
+            assert await after_crash.last_id() >= a.id
+            # A block holds at least twice the batch's new incidents: a storm reserves rarely.
+            many = await svc.apply([request("open", T0, key=f"k{n}") for n in range(5)])
+            assert await after_crash.last_id() >= many[-1].id + 5
+        finally:
+            await after_crash.close()
+        store.gate.set()
+    finally:
+        await svc.close()
+    svc, store = await opened(store_factory, clock)  # a clean stop gave the unused ids back
+    try:
+        [b] = await svc.apply([request("open", T0, key="b")])
+        assert b.id == many[-1].id + 1
+    finally:
+        await svc.close()
+
+
+async def test_the_ids_of_a_refused_commit_are_not_given_again_after_a_crash(store_factory, clock):
+    svc, store = await opened(store_factory, clock)
+    try:
+        await svc.apply([request("open", T0, key="a")])
+        store.failures = [ValueError("a bug")]
+        [b] = await svc.apply([request("open", T0, key="b")])  # refused: b's id reached no store
+        await svc.settled()
+        restarted, _ = await opened(store_factory, clock)  # as after a crash: `svc` never stopped
+        try:
+            [c] = await restarted.apply([request("open", T0, key="c")])
+            assert c.id > b.id
+        finally:
+            await restarted.close()
+    finally:
+        await svc.close()
+
+
 async def test_a_change_abandoned_at_stop_fails_rather_than_cancels_its_caller(store_factory, clock):
     svc, store = await opened(store_factory, clock)
     [a] = await svc.apply([request("open", T0, key="a")])
