@@ -11,7 +11,7 @@ import orjson
 
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
-from correlator.incidents.store import WRITES, IncidentPage, IncidentQuery, Rows, put, rows
+from correlator.incidents.store import COMMIT_SET, WRITES, IncidentPage, IncidentQuery, Rows, put, rows
 from correlator.store.postgres import PgPool
 from correlator.store.query import Where, split_page
 
@@ -64,6 +64,11 @@ MIGRATIONS: list[str] = [
     SELECT seq, incident_id, to_timestamp(at) AS at, actor, action, detail::jsonb AS detail
     FROM incident_log;
     """,
+    # 3: the token of the last commit written (IncidentStore.write)
+    """
+    CREATE TABLE incident_commit (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), token BIGINT NOT NULL);
+    INSERT INTO incident_commit VALUES (TRUE, 0);
+    """,
 ]
 
 
@@ -74,6 +79,7 @@ def _numbered(sql: str) -> str:
 
 
 _WRITES = tuple(_numbered(sql) for sql in WRITES)
+_COMMIT_SET = _numbered(COMMIT_SET)
 
 
 class PgIncidentStore:
@@ -102,9 +108,14 @@ class PgIncidentStore:
                     inc.id = new_id
             await put(conn.executemany, rows(changes), _WRITES)
 
-    async def write(self, r: Rows) -> None:
+    async def write(self, r: Rows, retry: bool = False) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
+            # FOR UPDATE: a try whose COMMIT is still under way holds the row; its outcome is
+            # known once the lock is granted.
+            if retry and await conn.fetchval("SELECT token FROM incident_commit FOR UPDATE") == r.token:
+                return
             await put(conn.executemany, r, _WRITES)
+            await conn.execute(_COMMIT_SET, r.token)
 
     async def reserve_ids(self, ceiling: int) -> None:
         # setval is not transactional and is logged at once: a crash never takes it back.

@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import dataclasses
 import heapq
+import itertools
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
@@ -84,6 +86,8 @@ class IncidentService:
         # The newest commit; each waits for the one before it, so the store sees them in order,
         # one transaction at a time. True once stored, False when refused for good.
         self._tail: asyncio.Task[bool] | None = None
+        # Commit tokens (IncidentStore.write): distinct from those of earlier runs of the store.
+        self._tokens = itertools.count(secrets.randbits(62))
         self._lost = False  # a commit was refused for good: memory is ahead of the store until read again
         self._recovery: asyncio.Task[None] | None = None
         self.finish_seconds = 5.0  # on close, for the commits in flight (a store that keeps failing)
@@ -397,7 +401,7 @@ class IncidentService:
             inc.id = self._last_id
         # What is written and notified is taken now: the next batches change the same incidents
         # in memory while this commit waits for its turn.
-        snapshot = rows(changes)
+        snapshot = rows(changes, next(self._tokens))
         notices = [(kind, inc.to_api(), targets) for kind, inc, targets in changes.notices]
         self._settle(changes)
         task = asyncio.create_task(
@@ -447,11 +451,13 @@ class IncidentService:
             metrics.STAGE_ERRORS.labels("incidents").inc()
             return False
         delay = self.retry_seconds
+        retry = False
         while True:
             try:
-                await self.store.write(snapshot)
+                await self.store.write(snapshot, retry)
                 break
             except Exception as e:
+                retry = True  # it may have been stored all the same: a lost connection during COMMIT
                 if not transient(e):
                     self._lose(e)
                     return False

@@ -12,7 +12,7 @@ import orjson
 
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
-from correlator.incidents.store import IncidentPage, IncidentQuery, Rows, put, rows
+from correlator.incidents.store import COMMIT_SET, IncidentPage, IncidentQuery, Rows, put, rows
 from correlator.store.query import Where, split_page
 from correlator.store.sqlite import SqliteFile, transaction
 
@@ -46,6 +46,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX incident_log_incident ON incident_log(incident_id, seq);
     """,
+    # 2: the token of the last commit written (IncidentStore.write)
+    """
+    CREATE TABLE incident_commit (one INTEGER PRIMARY KEY CHECK (one = 1), token INTEGER NOT NULL);
+    INSERT INTO incident_commit VALUES (1, 0);
+    """,
 ]
 
 
@@ -68,9 +73,15 @@ class SqliteIncidentStore(SqliteFile):
                     inc.id = next_id + n
             await put(self.db.executemany, rows(changes))
 
-    async def write(self, r: Rows) -> None:
-        async with self._writing, transaction(self.db, "BEGIN IMMEDIATE"):
-            await put(self.db.executemany, r)
+    async def write(self, r: Rows, retry: bool = False) -> None:
+        db = self.db
+        async with self._writing, transaction(db, "BEGIN IMMEDIATE"):
+            if retry:
+                [(stored,)] = await db.execute_fetchall("SELECT token FROM incident_commit")
+                if stored == r.token:
+                    return
+            await put(db.executemany, r)
+            await db.execute(COMMIT_SET, (r.token,))
 
     async def reserve_ids(self, ceiling: int) -> None:
         db = self.db

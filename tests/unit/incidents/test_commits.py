@@ -37,18 +37,21 @@ class Faulty:
         self.gate.set()
         self.started = asyncio.Event()
         self.failures: list[Exception] = []  # raised by the next writes, in order
+        self.unanswered: list[Exception] = []  # raised by the next writes once they are stored
         self.written: list[list[int]] = []  # the ids of the new incidents of each stored write
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    async def write(self, rows: Rows) -> None:
+    async def write(self, rows: Rows, retry: bool = False) -> None:
         self.started.set()
         await self.gate.wait()
         if self.failures:
             raise self.failures.pop(0)
-        await self._store.write(rows)
+        await self._store.write(rows, retry)
         self.written.append([r[-1] for r in rows.new])
+        if self.unanswered:  # stored, but the answer is lost (a connection dropped during COMMIT)
+            raise self.unanswered.pop(0)
 
 
 def stage_errors() -> float:
@@ -225,6 +228,22 @@ async def test_the_ids_of_a_refused_commit_are_not_given_again_after_a_crash(sto
             await restarted.close()
     finally:
         await svc.close()
+
+
+async def test_a_commit_stored_whose_answer_was_lost_is_not_written_again(store_factory, clock):
+    async with serving(store_factory, clock) as (svc, store):
+        errors = stage_errors()
+        store.unanswered = [ConnectionResetError("connection lost during COMMIT")]
+        [a] = await svc.apply([request("open", T0, key="a")])
+        await svc.apply([request("update", T0 + 1, key="a")])  # on top of it
+        await asyncio.wait_for(svc.settled(), 5)
+        assert stage_errors() == errors  # not taken for a refused commit
+        store.unanswered = [ConnectionResetError("connection lost during COMMIT")]
+        await asyncio.wait_for(svc.act(a.id, "comment", "ann", {"text": "once"}), 5)
+        _, timeline = await svc.get(a.id)
+        assert [e.action for e in timeline] == ["open", "event", "event", "comment"]
+        got = await store._store.get(a.id)
+        assert got is not None and got.event_count == 2
 
 
 async def test_a_change_abandoned_at_stop_fails_rather_than_cancels_its_caller(store_factory, clock):
