@@ -16,6 +16,7 @@ import heapq
 import itertools
 import logging
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
@@ -86,6 +87,8 @@ class IncidentService:
         # The newest commit; each waits for the one before it, so the store sees them in order,
         # one transaction at a time. True once stored, False when refused for good.
         self._tail: asyncio.Task[bool] | None = None
+        self._in_flight: deque[asyncio.Task[bool]] = deque()  # the commits not yet finished, oldest first
+        self.max_in_flight = 8  # a change waits for the oldest beyond this: each holds its rows
         # Commit tokens (IncidentStore.write): distinct from those of earlier runs of the store.
         self._tokens = itertools.count(secrets.randbits(62))
         self._lost = False  # a commit was refused for good: memory is ahead of the store until read again
@@ -399,6 +402,13 @@ class IncidentService:
         for inc in new:
             self._last_id += 1
             inc.id = self._last_id
+        flight = self._in_flight
+        while flight and flight[0].done():
+            flight.popleft()
+        if len(flight) >= self.max_in_flight:
+            # Bounds the rows held by every caller, replay too, which never waits for a commit
+            # otherwise. The commits do not take the lock: waiting under it is safe.
+            await _outcome(flight.popleft())
         # What is written and notified is taken now: the next batches change the same incidents
         # in memory while this commit waits for its turn.
         snapshot = rows(changes, next(self._tokens))
@@ -408,6 +418,7 @@ class IncidentService:
             self._chained(self._tail, snapshot, changes, notices), name="incident commit"
         )
         self._tail = task
+        flight.append(task)
         return task
 
     async def _reserve(self, ceiling: int) -> None:

@@ -246,6 +246,24 @@ async def test_a_commit_stored_whose_answer_was_lost_is_not_written_again(store_
         assert got is not None and got.event_count == 2
 
 
+async def test_commits_in_flight_are_bounded(store_factory, clock):
+    async with serving(store_factory, clock) as (svc, store):
+        store.gate.clear()
+
+        async def storm() -> None:  # as replay: never waits for a commit itself
+            for n in range(20):
+                await svc.apply([request("open", T0, key=f"k{n}")])
+
+        task = asyncio.create_task(storm())
+        # The apply after the 8th commit in flight waits for the oldest, its own changes made.
+        await wait_for(lambda: svc.active_for(f"k{svc.max_in_flight}") is not None)
+        assert not task.done() and svc.active_for(f"k{svc.max_in_flight + 1}") is None
+        store.gate.set()
+        await asyncio.wait_for(task, 5)
+        await svc.settled()
+        assert len(store.written) == 20
+
+
 async def test_a_change_abandoned_at_stop_fails_rather_than_cancels_its_caller(store_factory, clock):
     svc, store = await opened(store_factory, clock)
     [a] = await svc.apply([request("open", T0, key="a")])
