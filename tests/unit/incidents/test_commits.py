@@ -1,5 +1,6 @@
-"""Incident commits run in the background, one after another: ids given in memory, the order kept,
-a full disk retried, a refused commit dropped and memory read again, and the journal acked only
+"""Incident commits run in the background, one after another: ids given in memory from a reserved
+block, the order kept, a full disk retried, a commit whose answer was lost not written twice, a
+refused commit dropped and memory read again, reads and callers bounded, and the journal acked only
 once the batch's incident changes are stored."""
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ async def test_a_refused_commit_drops_its_changes_and_those_after_it_then_memory
         assert stage_errors() == errors + 2
         [c] = await svc.apply([request("open", T0 + 3, key="c")])  # memory was read again first
         assert svc.active_for("b") is None and svc.active_for("a").event_count == 1  # type: ignore[union-attr]
-        assert c.id == 3  # the lost id (2) is skipped are skipped, never given twice
+        assert c.id == 3  # the lost id (2) is skipped, never given twice
         await svc.settled()
         ids = sorted(i.id for i in (await svc.query(IncidentQuery())).incidents)
         assert ids == [a.id, c.id]
@@ -305,10 +306,19 @@ class Requester:
         return events
 
 
+async def taken(runner: PipelineRunner, incidents: Faulty) -> None:
+    """Until the write loop has taken the batch and waits for its incident commit."""
+    writes = runner._writes
+    await asyncio.wait_for(incidents.started.wait(), 5)
+    await wait_for(lambda: writes.empty() and writes._unfinished_tasks == 1)  # type: ignore[attr-defined]
+
+
 @contextlib.asynccontextmanager
-async def runner_with_incidents(tmp_path):
-    """A runner over a real journal whose pipeline opens an incident per event on SQLite; the
-    incident store's writes wait on its gate (closed), the event store's do not."""
+async def incident_runner(
+    tmp_path, first: Any
+) -> AsyncIterator[tuple[JournalQueue, Faulty, GatedStore, PipelineRunner, IncidentService]]:
+    """A running runner over a real journal whose pipeline is `first`, then the incident stage on
+    SQLite; the incident store's writes wait on its gate (closed), the event store's do not."""
     clock = Clock(T0)
     incidents = Faulty(SqliteIncidentStore(tmp_path / "incidents.db"))
     svc = IncidentService(incidents, parse_settings({}), clock)  # type: ignore[arg-type]
@@ -316,22 +326,27 @@ async def runner_with_incidents(tmp_path):
     q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
     await q.open()
     events = GatedStore()
-    events.gate.set()
-    runner = PipelineRunner(q, Pipeline([Requester(), IncidentStage(svc)]), events, clock, 10)  # type: ignore[arg-type]
+    runner = PipelineRunner(q, Pipeline([first, IncidentStage(svc)]), events, clock, 10)  # type: ignore[arg-type]
     incidents.gate.clear()
     task = asyncio.create_task(runner.run())
     try:
-        ev = event(T0, id="x")
-        await q.put(dumps_events([ev]), 1, [ev])
-        await incidents.started.wait()
-        for _ in range(20):  # let the write loop go as far as it can
-            await asyncio.sleep(0)
         yield q, incidents, events, runner, svc
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await q.close()
         await svc.close()
+
+
+@contextlib.asynccontextmanager
+async def runner_with_incidents(tmp_path):
+    """`incident_runner` opening an incident per event, its first batch taken by the write loop."""
+    async with incident_runner(tmp_path, Requester()) as running:
+        q, incidents, _, runner, _ = running
+        ev = event(T0, id="x")
+        await q.put(dumps_events([ev]), 1, [ev])
+        await taken(runner, incidents)
+        yield running
 
 
 async def test_the_journal_is_acked_only_once_the_incident_commit_is_stored(tmp_path):
@@ -352,8 +367,7 @@ async def test_runner_lock_waits_for_the_incident_commit(tmp_path):
                 entered.set()
 
         waiter = asyncio.create_task(snapshot())
-        for _ in range(20):
-            await asyncio.sleep(0)
+        await wait_for(lambda: runner._lock.locked())  # the snapshot holds the lock, waits for the writes
         assert not entered.is_set()
         incidents.gate.set()
         await asyncio.wait_for(waiter, 5)
@@ -368,3 +382,27 @@ async def test_a_commit_abandoned_at_stop_leaves_its_batch_and_those_after_unack
         await asyncio.wait_for(runner._writes.join(), 5)  # the write loop goes on
         await wait_for(lambda: runner.processed == 0 and runner.commit_lost)
         assert q.depth() == 2 and events.written == []  # neither batch stored nor acked
+
+
+class Timer:
+    """Asks for an incident on a level-2 timer, as correlation's flush does (`take_pending`)."""
+
+    name = "timer"
+
+    async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
+        return events
+
+    def take_pending(self, ctx: StageContext) -> list[Event]:
+        ev = event(T0, id="timer")
+        ctx.responses.append(request("open", T0, key="timer"))
+        return [ev]
+
+
+async def test_a_timer_flush_stores_its_events_after_its_incident_commit(tmp_path):
+    async with incident_runner(tmp_path, Timer()) as (_q, incidents, events, runner, _svc):
+        await asyncio.wait_for(runner.tick(T0 + 1), 5)
+        await taken(runner, incidents)
+        assert events.written == []  # the flush's events wait for its incident commit
+        incidents.gate.set()
+        await asyncio.wait_for(runner._writes.join(), 5)
+        assert incidents.written == [[1]] and events.written == [["timer"]]
