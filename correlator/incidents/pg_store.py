@@ -64,10 +64,12 @@ MIGRATIONS: list[str] = [
     SELECT seq, incident_id, to_timestamp(at) AS at, actor, action, detail::jsonb AS detail
     FROM incident_log;
     """,
-    # 3: the token of the last commit written (IncidentStore.write)
+    # 3: the token of the last commit written (IncidentStore.write), where it is not there yet
     """
-    CREATE TABLE incident_commit (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), token BIGINT NOT NULL);
-    INSERT INTO incident_commit VALUES (TRUE, 0);
+    CREATE TABLE IF NOT EXISTS incident_commit (
+        one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), token BIGINT NOT NULL
+    );
+    INSERT INTO incident_commit VALUES (TRUE, 0) ON CONFLICT DO NOTHING;
     """,
 ]
 

@@ -154,12 +154,15 @@ async def test_database_at_the_previous_version_is_upgraded_with_its_rows(
     conn: Any, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     versioned = records_pg.MIGRATIONS[-1]
+    committed = pg_store.MIGRATIONS[-1]
     for module in COMPONENTS.values():  # every component at the version before its views
         views = next(i for i, script in enumerate(module.MIGRATIONS) if "CREATE VIEW" in script)
         monkeypatch.setattr(module, "MIGRATIONS", module.MIGRATIONS[:views])
     # Today's record store writes the version column (its last migration, which adds it only where
     # it is missing): the tables of the previous version get it up front.
     monkeypatch.setattr(records_pg, "MIGRATIONS", [records_pg.MIGRATIONS[0] + versioned])
+    # So does the incident store its commit token.
+    monkeypatch.setattr(pg_store, "MIGRATIONS", [pg_store.MIGRATIONS[0] + committed])
     written = await write_through_stores(pg_dsn)
     assert await versions(conn) == {name: len(m.MIGRATIONS) for name, m in COMPONENTS.items()}
     assert not await view_columns(conn)
