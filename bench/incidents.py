@@ -122,7 +122,8 @@ async def stage_main(args: argparse.Namespace) -> None:
     us = 1e6 / opened
     keys = "hashed" if args.hashed else "sequential"
     print(
-        f"incidents opened={opened} batch={args.batch} keys={keys} runs={args.repeat} (SQLite, CPU time, least)"
+        f"incidents opened={opened} batch={args.batch} keys={keys} runs={args.repeat} (SQLite, CPU time, least),"
+        f" peak RSS {peak_rss_mib(os.getpid()):.0f} MiB"
     )
     print(
         f"incidents stage: loop {loop_inc * us:.2f} µs, incident store thread {inc_thread * us:.2f} µs per incident"

@@ -4,7 +4,8 @@ Run: .venv/bin/python bench/replay.py [--events 100000] [--rules rules] [-- extr
 Writes a recording of interface, BGP, CPU and noise events on 200 switches (a realistic mix for the
 shipped rules: pairs that close as blips, pairs that open incidents, flapping, repeats that
 de-duplicate), runs `python -m correlator replay FILE --json` once in a child process and prints
-its events/s (the replay's own figure, parse to summary) and the wall time of the whole command.
+its events/s (the replay's own figure, parse to summary), the wall time of the whole command
+and its peak RSS.
 """
 
 from __future__ import annotations
@@ -88,10 +89,12 @@ def main() -> None:
         sys.exit(f"replay printed nothing ({r.returncode}): {r.stderr[-2000:]}")
     doc = orjson.loads(r.stdout)
     summary = doc.get("summary", doc)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux: the one child's peak
     print(
         f"events_in={summary['events_in']} events_out={summary['events_out']} "
         f"replay {summary['events_per_second']} events/s ({summary['elapsed_seconds']} s), "
-        f"command wall {wall:.2f} s, CPU {cpu:.2f} s (user + system: steadier than wall time on a shared machine)"
+        f"command wall {wall:.2f} s, CPU {cpu:.2f} s (user + system: steadier than wall time on a shared machine), "
+        f"peak RSS {peak:.0f} MiB"
     )
     if "incidents" in doc:
         print(f"incidents opened: {len(doc['incidents'])}")

@@ -89,6 +89,9 @@ class PipelineRunner:
         # Cluster: awaited when the store refuses a batch because this worker was fenced out
         # (store/faults.py), before the next write; the batch is abandoned unacknowledged.
         self.on_fenced: Callable[[], Awaitable[None]] | None = None
+        # An incident commit a batch waited for was abandoned (the incident service stopped under
+        # it): from then on nothing is stored or acked, as acks are cumulative (see _write_loop).
+        self.commit_lost = False
 
     @property
     def pipeline(self) -> Pipeline:
@@ -180,10 +183,20 @@ class PipelineRunner:
         while True:
             w = await self._writes.get()
             try:
-                if w.pending is not None:
+                if w.pending is not None and not self.commit_lost:
                     # Before the events: once they are stored a redelivered batch skips them
                     # (_not_yet_stored), so its incident changes must be stored already.
-                    await asyncio.shield(w.pending)
+                    await self._commit_of(w.pending)
+                if self.commit_lost:
+                    # Neither stored nor acked: the batch comes back at the next start, and so must
+                    # every later one, since acking one acks those before it.
+                    _limited.error(
+                        "commit-lost",
+                        "a batch of %d events was not stored: an incident commit before it was"
+                        " abandoned; not acknowledged, it is processed again at the next start",
+                        len(w.events),
+                    )
+                    continue
                 await self._write(w.out, w.updates)
                 if w.dead:
                     await self._set_aside(w.dead)
@@ -201,6 +214,22 @@ class PipelineRunner:
                     await self.on_fenced()
             finally:
                 self._writes.task_done()
+
+    async def _commit_of(self, pending: asyncio.Future[Any]) -> None:
+        """Wait for a batch's incident commit (shielded: never cancel it). Cancelled (the service
+        stopped under it) or failed, it is a lost commit: `commit_lost`. Refused for good (a False
+        result) it is not: the incident service dropped those changes and the batch goes on."""
+        try:
+            await asyncio.shield(pending)
+            return
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not pending.cancelled() or (task is not None and task.cancelling()):
+                raise  # this loop is being stopped
+            log.error("an incident commit was abandoned; its batch is not acknowledged")
+        except Exception:
+            log.exception("an incident commit failed; its batch is not acknowledged")
+        self.commit_lost = True
 
     async def _write(self, out: list[Event], updates: list[Event]) -> None:
         await self._durably(self._store.write, out)

@@ -67,6 +67,7 @@ async def get_annotations(request: web.Request) -> web.Response:
         return dumps_response(400, {"error": str(e), "field": e.field})
     rows = []
     if "incidents" in kinds:
+        await state.incidents.caught_up()  # read from the store: the commits in flight first
         rows += incident_rows(await incidents_in(state.incidents.store, start, end), priorities)
     if "changes" in kinds and state.changes is not None:
         rows += change_rows(await changes_during(state.changes.store, start, end), start, end)

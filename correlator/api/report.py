@@ -96,6 +96,7 @@ async def stores_of(state: AppState, stack: AsyncExitStack) -> ReportStores:
         avail = AvailabilityInput(stage.state.settings, stage.state.model, services, outages)
     records = state.changes.store if state.changes is not None else None
     assert state.incidents is not None
+    await state.incidents.caught_up()  # read from the store: the commits in flight first
     events: EventStore = state.store
     if isinstance(events, SqliteEventStore):
         # Counting a month of events takes a while: on a connection of its own (a WAL reader), so

@@ -11,7 +11,7 @@ import orjson
 
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
-from correlator.incidents.store import WRITES, IncidentPage, IncidentQuery, Rows, put, rows
+from correlator.incidents.store import COMMIT_SET, WRITES, IncidentPage, IncidentQuery, Rows, put, rows
 from correlator.store.postgres import PgPool
 from correlator.store.query import Where, split_page
 
@@ -64,6 +64,13 @@ MIGRATIONS: list[str] = [
     SELECT seq, incident_id, to_timestamp(at) AS at, actor, action, detail::jsonb AS detail
     FROM incident_log;
     """,
+    # 3: the token of the last commit written (IncidentStore.write), where it is not there yet
+    """
+    CREATE TABLE IF NOT EXISTS incident_commit (
+        one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), token BIGINT NOT NULL
+    );
+    INSERT INTO incident_commit VALUES (TRUE, 0) ON CONFLICT DO NOTHING;
+    """,
 ]
 
 
@@ -74,6 +81,7 @@ def _numbered(sql: str) -> str:
 
 
 _WRITES = tuple(_numbered(sql) for sql in WRITES)
+_COMMIT_SET = _numbered(COMMIT_SET)
 
 
 class PgIncidentStore:
@@ -102,18 +110,22 @@ class PgIncidentStore:
                     inc.id = new_id
             await put(conn.executemany, rows(changes), _WRITES)
 
-    async def write(self, r: Rows) -> None:
+    async def write(self, r: Rows, retry: bool = False) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
+            # FOR UPDATE: a try whose COMMIT is still under way holds the row; its outcome is
+            # known once the lock is granted.
+            if retry and await conn.fetchval("SELECT token FROM incident_commit FOR UPDATE") == r.token:
+                return
             await put(conn.executemany, r, _WRITES)
-            if r.new:
-                # Past the ids given, so that a writer taking ids from the sequence (a cluster
-                # started on this database later) never takes one of them. Not undone by a
-                # rollback: the ids are then skipped, as a rolled-back nextval's are.
-                await conn.execute(
-                    "SELECT setval(s, GREATEST($1::bigint, COALESCE(pg_sequence_last_value(s::regclass), 0)))"
-                    " FROM pg_get_serial_sequence('incidents', 'id') AS s",
-                    max(row[-1] for row in r.new),
-                )
+            await conn.execute(_COMMIT_SET, r.token)
+
+    async def reserve_ids(self, ceiling: int) -> None:
+        # setval is not transactional and is logged at once: a crash never takes it back.
+        await self.pool.execute(
+            "SELECT setval(s, GREATEST($1::bigint, COALESCE((SELECT MAX(id) FROM incidents), 0), 1))"
+            " FROM pg_get_serial_sequence('incidents', 'id') AS s",
+            ceiling,
+        )
 
     async def last_id(self) -> int:
         last = await self.pool.fetchval(

@@ -13,7 +13,10 @@ import asyncio
 import contextlib
 import dataclasses
 import heapq
+import itertools
 import logging
+import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
@@ -49,7 +52,8 @@ class NotFound(errors.NotFound):
 
 
 class CommitFailed(Exception):
-    """A person's change was not stored: the store refused it for good (not a full disk)."""
+    """A person's change was not stored: the store refused it for good (not a full disk), or the
+    service stopped before it was."""
 
 
 class IncidentService:
@@ -75,18 +79,28 @@ class IncidentService:
         # again before changing it, so a change made elsewhere is never written over.
         self.shared = False
         self._last_id = 0  # the last id given, when not shared
+        # Ids up to here are reserved in the store (`reserve_ids`): given without asking it, never
+        # given again after a crash, although other stores (problems) may hold them before the
+        # commit that inserts them (docs/incidents.md "Commits").
+        self._ceiling = 0
+        self.id_block = 4096  # the fewest ids reserved at a time
         # The newest commit; each waits for the one before it, so the store sees them in order,
         # one transaction at a time. True once stored, False when refused for good.
         self._tail: asyncio.Task[bool] | None = None
+        self._in_flight: deque[asyncio.Task[bool]] = deque()  # the commits not yet finished, oldest first
+        self.max_in_flight = 8  # a change waits for the oldest beyond this: each holds its rows
+        # Commit tokens (IncidentStore.write): distinct from those of earlier runs of the store.
+        self._tokens = itertools.count(secrets.randbits(62))
         self._lost = False  # a commit was refused for good: memory is ahead of the store until read again
         self._recovery: asyncio.Task[None] | None = None
         self.finish_seconds = 5.0  # on close, for the commits in flight (a store that keeps failing)
         self.retry_seconds = 0.1  # the first wait before a commit is tried again (doubled up to 5 s)
+        self.read_wait_seconds = 1.0  # the longest a read waits for the commits in flight
 
     async def open(self) -> None:
         await self.store.open()
         await self._load()
-        self._last_id = await self.store.last_id()
+        self._last_id = self._ceiling = await self.store.last_id()
         self.notifier.resume(inc.to_api() for inc in self._by_id.values() if inc.status in ACTIVE)
         await self.notifier.start()
 
@@ -104,6 +118,13 @@ class IncidentService:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._ceiling > self._last_id:
+            # The ids reserved and not given are given back, so that numbers run on across a
+            # clean restart; only a crash leaves a gap, as a sequence's cache does.
+            try:
+                await self.store.reserve_ids(self._last_id)
+            except Exception as e:
+                log.warning("could not give back the incident ids reserved and not used: %s", e)
         await self.notifier.stop()
         await self.store.close()
 
@@ -125,7 +146,16 @@ class IncidentService:
         """Wait until every change made so far is stored (or refused for good)."""
         tail = self.pending
         if tail is not None:
-            await asyncio.shield(tail)
+            await _outcome(tail)
+
+    async def caught_up(self) -> None:
+        """Before a read from the store: wait for the commits in flight, so a client reads what it
+        wrote, but not past `read_wait_seconds`: while the store fails (a full disk, retried) a
+        read shows what it holds rather than hang (docs/incidents.md "Commits")."""
+        tail = self.pending
+        if tail is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_outcome(tail), self.read_wait_seconds)
 
     @property
     def next_due(self) -> float | None:
@@ -343,14 +373,14 @@ class IncidentService:
         changes.notify("update", inc)
 
     async def get(self, incident_id: int) -> tuple[Incident, list[LogEntry]]:
-        inc = await self._find(incident_id)
+        await self.caught_up()  # a client reads its own writes
+        inc = await self._find(incident_id, settle=False)
         if inc is None:
             raise NotFound(f"no incident {incident_id}")
-        await self.settled()  # a client reads its own writes
         return inc, await self.store.timeline(incident_id)
 
     async def query(self, q: IncidentQuery) -> IncidentPage:
-        await self.settled()
+        await self.caught_up()
         return await self.store.query(q)
 
     # --- persistence and bookkeeping -----------------------------------------------------------
@@ -366,19 +396,55 @@ class IncidentService:
         if self.shared:
             await self._save_shared(changes)
             return None
-        for inc in changes.new:
+        new = changes.new
+        if new and self._last_id + len(new) > self._ceiling:
+            await self._reserve(self._last_id + max(self.id_block, 2 * len(new)))
+        for inc in new:
             self._last_id += 1
             inc.id = self._last_id
+        flight = self._in_flight
+        while flight and flight[0].done():
+            flight.popleft()
+        if len(flight) >= self.max_in_flight:
+            # Bounds the rows held by every caller, replay too, which never waits for a commit
+            # otherwise. The commits do not take the lock: waiting under it is safe.
+            await _outcome(flight.popleft())
         # What is written and notified is taken now: the next batches change the same incidents
         # in memory while this commit waits for its turn.
-        snapshot = rows(changes)
+        snapshot = rows(changes, next(self._tokens))
         notices = [(kind, inc.to_api(), targets) for kind, inc, targets in changes.notices]
         self._settle(changes)
         task = asyncio.create_task(
             self._chained(self._tail, snapshot, changes, notices), name="incident commit"
         )
         self._tail = task
+        flight.append(task)
         return task
+
+    async def _reserve(self, ceiling: int) -> None:
+        """Reserve the ids up to `ceiling` before any of them is given (under the lock). A full
+        disk is retried as a commit is; refused for good, the change fails and is dropped as a
+        refused commit's would be, after the commits before it."""
+        delay = self.retry_seconds
+        while True:
+            try:
+                await self.store.reserve_ids(ceiling)
+                self._ceiling = ceiling
+                return
+            except Exception as e:
+                if not transient(e):
+                    self._tail = asyncio.create_task(self._refused(self._tail, e), name="incident commit")
+                    raise CommitFailed("the incident store refused to reserve ids") from e
+                log.error("reserving incident ids failed, retrying in %.1fs: %s", delay, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _refused(self, before: asyncio.Task[bool] | None, error: Exception) -> bool:
+        if before is not None:
+            await _outcome(before)
+        if not self._lost:
+            self._lose(error)
+        return False
 
     async def _chained(
         self,
@@ -396,11 +462,13 @@ class IncidentService:
             metrics.STAGE_ERRORS.labels("incidents").inc()
             return False
         delay = self.retry_seconds
+        retry = False
         while True:
             try:
-                await self.store.write(snapshot)
+                await self.store.write(snapshot, retry)
                 break
             except Exception as e:
+                retry = True  # it may have been stored all the same: a lost connection during COMMIT
                 if not transient(e):
                     self._lose(e)
                     return False
@@ -450,8 +518,11 @@ class IncidentService:
             yield
 
     async def _stored(self, commit: asyncio.Task[bool] | None) -> None:
-        """A person's change (or a deadline's) returns once stored."""
-        if commit is not None and not await asyncio.shield(commit):
+        """A person's change (or a deadline's) returns once stored; one that changed nothing, once
+        the changes before it are."""
+        if commit is None:
+            await self.settled()
+        elif not await _outcome(commit):
             raise CommitFailed("the incident store refused the change")
 
     async def _save_shared(self, changes: lc.Changes) -> None:
@@ -479,11 +550,14 @@ class IncidentService:
                     del self._by_key[inc.key]
         self._refresh(touched)
 
-    async def _find(self, incident_id: int) -> Incident | None:
+    async def _find(self, incident_id: int, settle: bool = True) -> Incident | None:
+        """`settle`: a closed incident is read from the store once its close is stored (a change
+        of it must not be made on an older version); a read has waited already (`caught_up`)."""
         if not self.shared:
             inc = self._by_id.get(incident_id)
             if inc is None:
-                await self.settled()
+                if settle:
+                    await self.settled()
                 inc = await self.store.get(incident_id)
             return inc
         inc = await self.store.get(incident_id)
@@ -569,3 +643,18 @@ class IncidentService:
             self._next_due = due
             if self.on_deadline is not None:
                 self.on_deadline(due)
+
+
+async def _outcome(commit: asyncio.Task[bool]) -> bool:
+    """Wait for `commit` without cancelling it: True once stored; False if refused for good,
+    abandoned at close (cancelled) or failed. The waiter's own cancellation still propagates."""
+    try:
+        return await asyncio.shield(commit)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not commit.cancelled() or (task is not None and task.cancelling()):
+            raise
+        return False
+    except Exception:
+        log.exception("an incident commit failed")
+        return False

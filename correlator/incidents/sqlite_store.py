@@ -5,13 +5,14 @@ Incidents change far less often than events arrive, so each save is one small tr
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
 
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
-from correlator.incidents.store import IncidentPage, IncidentQuery, Rows, put, rows
+from correlator.incidents.store import COMMIT_SET, IncidentPage, IncidentQuery, Rows, put, rows
 from correlator.store.query import Where, split_page
 from correlator.store.sqlite import SqliteFile, transaction
 
@@ -45,16 +46,24 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX incident_log_incident ON incident_log(incident_id, seq);
     """,
+    # 2: the token of the last commit written (IncidentStore.write)
+    """
+    CREATE TABLE incident_commit (one INTEGER PRIMARY KEY CHECK (one = 1), token INTEGER NOT NULL);
+    INSERT INTO incident_commit VALUES (1, 0);
+    """,
 ]
 
 
 class SqliteIncidentStore(SqliteFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path, MIGRATIONS, ("foreign_keys=ON", "cache_size=-65536"), "incident store")
+        # One transaction at a time on the one connection: an id reservation made while a commit's
+        # transaction is open would otherwise join it, and be undone with it.
+        self._writing = asyncio.Lock()
 
     async def save(self, changes: Changes) -> None:
         db = self.db
-        async with transaction(db, "BEGIN IMMEDIATE"):
+        async with self._writing, transaction(db, "BEGIN IMMEDIATE"):
             if changes.new:
                 # The ids are given here, under the write lock (BEGIN IMMEDIATE), as AUTOINCREMENT
                 # would: one statement for the batch, where an insert each (and an update for the
@@ -64,9 +73,27 @@ class SqliteIncidentStore(SqliteFile):
                     inc.id = next_id + n
             await put(self.db.executemany, rows(changes))
 
-    async def write(self, r: Rows) -> None:
-        async with transaction(self.db, "BEGIN IMMEDIATE"):
-            await put(self.db.executemany, r)
+    async def write(self, r: Rows, retry: bool = False) -> None:
+        db = self.db
+        async with self._writing, transaction(db, "BEGIN IMMEDIATE"):
+            if retry:
+                [(stored,)] = await db.execute_fetchall("SELECT token FROM incident_commit")
+                if stored == r.token:
+                    return
+            await put(db.executemany, r)
+            await db.execute(COMMIT_SET, (r.token,))
+
+    async def reserve_ids(self, ceiling: int) -> None:
+        db = self.db
+        async with self._writing, transaction(db, "BEGIN IMMEDIATE"):
+            # sqlite_sequence is an ordinary table; its row appears with the first insert.
+            cur = await db.execute(
+                "UPDATE sqlite_sequence SET seq = MAX(?, (SELECT COALESCE(MAX(id), 0) FROM incidents))"
+                " WHERE name = 'incidents'",
+                (ceiling,),
+            )
+            if cur.rowcount == 0:
+                await db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('incidents', ?)", (ceiling,))
 
     async def last_id(self) -> int:
         last = list(

@@ -45,6 +45,9 @@ class Rows:
     dirty: list[tuple[Any, ...]]  # incident columns, the id last
     new: list[tuple[Any, ...]]  # incident columns, the id last
     log: list[tuple[Any, ...]]  # (incident_id, at, actor, action, detail JSON)
+    # Stored with the rows (incident_commit), so a retry after a commit whose outcome was not
+    # heard (a connection lost during COMMIT) finds it already stored and writes nothing twice.
+    token: int = 0
 
 
 def _columns(inc: Incident) -> tuple[Any, ...]:
@@ -62,7 +65,7 @@ def _columns(inc: Incident) -> tuple[Any, ...]:
     )
 
 
-def rows(changes: Changes) -> Rows:
+def rows(changes: Changes, token: int = 0) -> Rows:
     """The rows of `changes`, whose new incidents have their ids; the log entries are bound to
     their incidents' ids here (and let go of the incident objects)."""
     log = []
@@ -72,7 +75,7 @@ def rows(changes: Changes) -> Rows:
             e.incident = None
         log.append((e.incident_id, e.at, e.actor, e.action, orjson.dumps(e.detail).decode()))
     return Rows(
-        [_columns(inc) for inc in changes.dirty.values()], [_columns(inc) for inc in changes.new], log
+        [_columns(inc) for inc in changes.dirty.values()], [_columns(inc) for inc in changes.new], log, token
     )
 
 
@@ -85,6 +88,8 @@ WRITES = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "INSERT INTO incident_log(incident_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
 )
+# The token of the last commit `write` stored (one row), set in the same transaction as its rows.
+COMMIT_SET = "UPDATE incident_commit SET token = ?"
 
 
 async def put(
@@ -108,13 +113,20 @@ class IncidentStore(Protocol):
         entries. The path of a shared store (docs/cluster.md), where other processes take ids too."""
         ...
 
-    async def write(self, rows: Rows) -> None:
+    async def write(self, rows: Rows, retry: bool = False) -> None:
         """One transaction, as `save`, of rows whose incidents already have their ids (given by the
-        only writer); the store's own id sequence is moved past them."""
+        only writer from those reserved with `reserve_ids`), recording `rows.token`. `retry`: an
+        earlier try of these rows failed, perhaps after it was stored (the connection lost during
+        COMMIT); if the stored token is theirs, nothing is written."""
         ...
 
     async def last_id(self) -> int:
-        """The highest incident id ever taken: the id sequence's or the largest in the table."""
+        """The highest incident id ever taken or reserved: the id sequence's or the largest in the table."""
+        ...
+
+    async def reserve_ids(self, ceiling: int) -> None:
+        """Store `ceiling` as the id sequence's value in a transaction of its own, so `last_id` is at
+        least it from then on, after a crash too (never below the largest id stored)."""
         ...
 
     async def load_unclosed(self) -> list[Incident]: ...

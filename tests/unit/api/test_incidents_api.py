@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from tests.unit.api.conftest import T0, bearer
+from tests.unit.incidents.conftest import request
+from tests.unit.incidents.test_commits import Faulty
 
 ADMIN = bearer("admin")
 OP = bearer("operator")
@@ -142,3 +144,22 @@ async def test_list_filters_and_paging(api, clock):
     page = await r.json()
     assert [i["id"] for i in page["incidents"]] == ["INC-000007", "INC-000006", "INC-000005"]
     assert await ids(f"limit=3&cursor={page['next_cursor']}") == list("432")
+
+
+async def test_annotations_are_read_once_the_incident_commits_in_flight_are_stored(api, clock):
+    svc = api.svc
+    store = Faulty(svc.store)
+    svc.store = store
+    store.gate.clear()
+    await svc.apply([request("open", T0, key="a")])  # as the pipeline does: its commit not waited for
+    clock.advance_to(T0 + 60)
+    caught_up = svc.caught_up
+
+    async def opening_the_gate() -> None:  # the commit can finish only once a read waits for it
+        store.gate.set()
+        await caught_up()
+
+    svc.caught_up = opening_the_gate
+    r = await api.get("/api/v1/annotations", headers=VIEW)
+    assert r.status == 200
+    assert [row["title"] for row in await r.json()] == ["INC-000001 P2: IF-MIB::linkDown on core-sw1"]
