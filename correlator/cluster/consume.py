@@ -5,6 +5,11 @@ Per partition, the stored position (`pos.<p>` in the state bucket: the last stre
 events are processed and stored) is where a new owner starts. Advancing it is revision-checked: the
 new owner rewrites it when it takes the partition, so an old owner that wakes up (paused, partitioned
 away) finds its revision stale at its next ack and stops instead of moving the position back or on.
+
+A worker runs no collector, but it makes events of its own (a change's `change.started` when the
+calendar opens its window on the timer leader, a dead letter retried through its API): `put` hands
+them to an outbox, the ingest side's publisher on the same bus, so they reach the stream like any
+collector's, in the partition of their key, and are processed by whichever worker owns it.
 """
 
 from __future__ import annotations
@@ -25,8 +30,7 @@ from prometheus_client import Counter, Gauge
 
 from correlator import metrics
 from correlator.cluster.bus import Bus
-from correlator.cluster.publish import COUNT, ENCODING
-from correlator.errors import ShuttingDown
+from correlator.cluster.publish import COUNT, ENCODING, BusQueue
 from correlator.event import Event
 from correlator.queue import QueueItem, take_batch
 
@@ -73,8 +77,12 @@ class _Stats:
 
 
 class PartitionQueue:
-    def __init__(self, bus: Bus, max_events: int) -> None:
+    # `put` goes to the outbox, which serialises each partition's part itself (correlator/ingest.py).
+    takes_events = True
+
+    def __init__(self, bus: Bus, max_events: int, outbox: BusQueue) -> None:
         self._bus = bus
+        self._outbox = outbox
         self._max_events = max_events
         self._parts: dict[int, _Partition] = {}
         self._epochs = 0
@@ -218,7 +226,8 @@ class PartitionQueue:
     # --- the queue interface (the pipeline runner) -----------------------------------------------
 
     async def put(self, payload: bytes, count: int, events: list[Event] | None = None) -> int:
-        raise ShuttingDown("a worker takes no events from collectors: send them to an ingest process")
+        """The worker's own events, durable on return: acked by JetStream, as at an ingest process."""
+        return await self._outbox.put(payload, count, events)
 
     async def get(self, max_events: int) -> list[QueueItem]:
         return await take_batch(self._items, self._available, max_events)
@@ -271,16 +280,20 @@ class PartitionQueue:
         return self._bus.nc.is_connected
 
     def retry_after(self) -> float | None:
-        return None
+        """Push-back for the worker's own events: too many of them waiting for JetStream's ack."""
+        return self._outbox.retry_after()
 
     def close_for_input(self) -> None:
-        """Shutdown: fetch no more; what was fetched is drained and acked as usual."""
+        """Shutdown: fetch no more; what was fetched is drained and acked as usual. The outbox stays
+        open while the batches drain: an event the pipeline makes then (a calendar change starting)
+        is published for the partition's next owner rather than lost."""
         self._closing = True
         for part in self._parts.values():
             if part.task is not None:
                 part.task.cancel()
 
     async def close(self) -> None:
+        await self._outbox.close()
         for p in list(self._parts):
             await self.drop(p)
 

@@ -38,7 +38,9 @@ class BusQueue:
     # per partition.
     takes_events = True
 
-    def __init__(self, bus: Bus, key_of: KeyOf, max_events: int, retry_after: float) -> None:
+    def __init__(
+        self, bus: Bus, key_of: KeyOf, max_events: int, retry_after: float, gauges: bool = True
+    ) -> None:
         self._bus = bus
         self._key_of = key_of
         self._partitions = bus.settings.partitions
@@ -49,7 +51,10 @@ class BusQueue:
         self.failing: str | None = None  # the last publish error until one succeeds
         self._failed_at = -READY_AFTER
         self.published = 0
-        metrics.QUEUE_CAPACITY.set(max_events)
+        # A worker's outbox (cluster/consume.py) leaves the queue gauges to the partitions it consumes.
+        self._gauges = gauges
+        if gauges:
+            metrics.QUEUE_CAPACITY.set(max_events)
 
     async def open(self) -> int:
         return 0
@@ -71,7 +76,7 @@ class BusQueue:
         else:
             bodies = [(p, dumps_events(evs), len(evs)) for p, evs in parts.items()]
         self._inflight += count
-        metrics.QUEUE_DEPTH.set(self._inflight)
+        self._show_depth()
         try:
             if len(bodies) == 1:
                 seq = await self._publish(*bodies[0])
@@ -79,10 +84,14 @@ class BusQueue:
                 seq = max(await asyncio.gather(*(self._publish(*b) for b in bodies)))
         finally:
             self._inflight -= count
-            metrics.QUEUE_DEPTH.set(self._inflight)
+            self._show_depth()
         self.failing = None
         self.published += count
         return seq
+
+    def _show_depth(self) -> None:
+        if self._gauges:
+            metrics.QUEUE_DEPTH.set(self._inflight)
 
     async def _publish(self, partition: int, payload: bytes, count: int) -> int:
         # The same batch published again (the sender retried after a lost ack) is kept once by the

@@ -192,20 +192,22 @@ async def join(config: Config) -> ClusterNode:
     """Connect to NATS and make this process' queue (raises ConfigError when the cluster is unreachable)."""
     c = config.cluster
     bus = await _connect_patiently(c)
+    inventory = load_inventory(config.inventory_file)  # the partition key: site per host
+
+    def key_of(ev: Event) -> str:
+        return host_key(ev.host, inventory, c.partition_by)
+
     if c.role == "ingest":
-        inventory = load_inventory(config.inventory_file)  # the partition key: site per host
-
-        def key_of(ev: Event) -> str:
-            return host_key(ev.host, inventory, c.partition_by)
-
         return ClusterNode(
             "ingest", bus, BusQueue(bus, key_of, config.queue.max_events, config.queue.retry_after)
         )
-    queue = PartitionQueue(bus, config.queue.max_events)
+    # The events a worker makes itself go to the stream as an ingest process' do (cluster/consume.py).
+    outbox = BusQueue(bus, key_of, config.queue.max_events, config.queue.retry_after, gauges=False)
+    queue = PartitionQueue(bus, config.queue.max_events, outbox)
     leases = Leases(bus.leases, member_name(c), c.partitions, c.lease_ttl, queue.take, queue.drop)
     log.info("worker %s joins stream %s (%d partitions)", leases.member, c.stream, c.partitions)
     # The same partition of a key as the ingest processes compute: level-2 state is cut along it.
-    partitioner = Partitioner(load_inventory(config.inventory_file), c.partition_by, c.partitions)
+    partitioner = Partitioner(inventory, c.partition_by, c.partitions)
     return ClusterNode(
         "worker", bus, queue, leases, partitioner, snapshot_interval=config.correlation.snapshot_interval
     )

@@ -3,6 +3,7 @@ started by the tests, the tests' own PostgreSQL, and the real daemon as ingest a
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -138,6 +139,33 @@ def test_event_goes_through_the_cluster_to_an_incident(cluster_node: Start) -> N
     ingest.wait_for(lambda: {"e3", "e4"} <= {e["id"] for e in ingest.events()}, 20, "the update stored")
     [inc] = ingest.wait_for(lambda: [i for i in incidents(ingest) if i["event_count"] > 1], 20, "the update")
     assert inc["status"] == "acknowledged"
+
+
+def test_a_calendar_change_started_on_the_timer_leader_worker_has_its_event_stored(
+    cluster_node: Start, tmp_path: Path
+) -> None:
+    """The worker owning partition 0 runs the change calendar. A worker runs no collector, but the
+    change.started event it emits goes to the stream like an ingest process' events, is processed
+    by the owner of its partition and stored: not refused and counted lost."""
+
+    def utc(t: float) -> str:  # a one-off window's dated bound
+        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
+
+    now = time.time()
+    window = {"name": "edge-works", "start": utc(now - 300), "end": utc(now + 3600), "cis": ["edge-1"]}
+    calendar = tmp_path / "calendar.yaml"
+    calendar.write_text(json.dumps({"windows": [window]}))  # JSON is YAML
+    config = {"changes": {"calendar": str(calendar)}}
+    ingest = cluster_node("ingest", config=config)
+    worker = cluster_node("worker", config=config)
+    worker.wait_for(lambda: owned(worker) == 4, 30, "the worker owning every partition")
+    # A batch runs the calendar at once on the leader (else its next 10 s round does).
+    post(ingest, [{"host": "r1", "type": "cpu.high", "id": "e1"}])
+    [ev] = ingest.wait_for(lambda: ingest.events("type=change.started"), 30, "change.started stored")
+    assert ev["source"] == "changes" and ev["host"] == "edge-1"
+    assert ev["attributes"]["change_id"] == ev["resource"]
+    assert worker.metric("correlator_change_events_total", {"result": "queued"}) == 1
+    assert worker.metric("correlator_change_events_total", {"result": "lost"}) == 0
 
 
 def cpu_events(phase: str, hosts: int = 20) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ import zlib
 import pytest
 
 from correlator.cluster.bus import connect
-from correlator.cluster.consume import MAX_INFLATED, PartitionQueue
+from correlator.cluster.consume import MAX_INFLATED
+from correlator.cluster.partition import partition_of
 from correlator.cluster.publish import COUNT, ENCODING, BusQueue
 from correlator.config import ClusterConfig
 from correlator.deadletter import DeadLetter
@@ -19,7 +20,7 @@ from correlator.event import Event, Severity, dumps_events
 from correlator.ingest import Ingest
 from correlator.queue import QueueItem
 from correlator.runner import decode_items
-from tests.support.nats import NatsCluster, nats_cluster
+from tests.support.nats import NatsCluster, nats_cluster, worker_queue
 
 __all__ = ["nats_cluster"]
 
@@ -58,13 +59,44 @@ async def test_a_worker_reads_back_what_ingest_published_compressed_or_not(nats_
         assert [(m.headers or {}).get(ENCODING) for m in msgs] == ["deflate", None, None]
         assert len(msgs[0].data or b"") < len(dumps_events(big)) / 3
 
-        worker = PartitionQueue(bus, 10_000)
+        worker = worker_queue(bus, 10_000)
         assert await worker.take(0)
         got: list[Event] = []
         while len(got) < 101:
             for item in await worker.get(1_000):
                 got.extend(item.decode())
         assert got == [*big, *small, *old]
+        await worker.close()
+    finally:
+        await bus.close()
+
+
+async def test_a_worker_publishes_its_own_events_to_the_partition_of_their_key(
+    nats_cluster: NatsCluster,
+) -> None:
+    """What a worker makes itself (a change's lifecycle event, a dead letter retried through its
+    API) goes to the stream like an ingest process' events: in the stream when emit returns, in the
+    partition its key routes to, for whichever worker owns it."""
+    s = ClusterConfig(
+        servers=nats_cluster.servers, stream=f"o{secrets.token_hex(3)}", partitions=4, replicas=3
+    )
+    bus = await connect(s)
+    try:
+        worker = worker_queue(bus, 10_000)
+        own = events(12, "own")
+        await Ingest(worker).emit(own, "changes")
+        want: dict[int, set[str]] = {}
+        for ev in own:
+            want.setdefault(partition_of("host:" + ev.host, 4), set()).add(ev.id)
+        assert (await bus.js.stream_info(s.stream)).state.messages == len(want)  # acked: durable
+        for p, ids in want.items():
+            assert await worker.take(p)
+            got: set[str] = set()
+            async with asyncio.timeout(20):
+                while len(got) < len(ids):
+                    got |= {e.id for item in await worker.get(1_000) for e in item.decode()}
+            assert got == ids
+            await worker.drop(p)
         await worker.close()
     finally:
         await bus.close()
@@ -97,7 +129,7 @@ async def test_ingest_serialises_each_partitions_part_and_sets_aside_what_orjson
         assert [d.event_id for d in dead.items] == ["bad-1"]
 
         got: list[Event] = []
-        worker = PartitionQueue(bus, 10_000)
+        worker = worker_queue(bus, 10_000)
         for p in range(4):
             assert await worker.take(p)
         while len(got) < 42:
@@ -129,7 +161,7 @@ async def test_a_malformed_stream_message_is_set_aside_and_the_partition_reads_o
             ({COUNT: "3"}, dumps_events(good)),
         ):
             await bus.js.publish(bus.subject(0), body, headers=headers)
-        worker = PartitionQueue(bus, 10_000)
+        worker = worker_queue(bus, 10_000)
         assert await worker.take(0)
         items: list[QueueItem] = []
         async with asyncio.timeout(20):  # a fetch loop killed by the first message never gets here

@@ -10,12 +10,11 @@ import nats.errors
 import pytest
 
 from correlator.cluster.bus import Bus, connect
-from correlator.cluster.consume import PartitionQueue
 from correlator.cluster.leases import Leases
 from correlator.cluster.publish import BusQueue
 from correlator.config import ClusterConfig
 from correlator.event import Event, dumps_events
-from tests.support.nats import NatsCluster, nats_cluster
+from tests.support.nats import NatsCluster, nats_cluster, worker_queue
 
 __all__ = ["nats_cluster"]
 
@@ -96,8 +95,8 @@ async def test_an_old_owner_that_wakes_up_is_fenced_out(nats_cluster: NatsCluste
         ingest = BusQueue(bus_in, lambda ev: "one-key", 1000, 1.0)
         events = [Event("e1", 1.0, 1.0, "test", "h1", "t")]
         await ingest.put(dumps_events(events), 1, events)
-        a = PartitionQueue(bus_a, 1000)
-        b = PartitionQueue(bus_b, 1000)
+        a = worker_queue(bus_a, 1000)
+        b = worker_queue(bus_b, 1000)
         for q in (a, b):
             for part in range(4):
                 assert await q.take(part)
@@ -140,7 +139,7 @@ async def test_incident_timers_run_on_the_owner_of_partition_0_only(
     ]
     nodes = []
     for name, bus in (("a", bus_a), ("b", bus_b)):
-        queue = PartitionQueue(bus, 100)
+        queue = worker_queue(bus, 100)
         nodes.append(
             ClusterNode(
                 "worker", bus, queue, Leases(bus.leases, name, 4, s.lease_ttl, queue.take, queue.drop)

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from correlator.cluster.bus import Bus
+from correlator.cluster.consume import PartitionQueue
+from correlator.cluster.publish import BusQueue
 from tests.support.daemon import free_port, need_tool
 
 
@@ -130,3 +133,9 @@ def nats_cluster() -> Iterator[NatsCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def worker_queue(bus: Bus, max_events: int) -> PartitionQueue:
+    """A worker's queue as `--role worker` makes it, its own events routed by host."""
+    outbox = BusQueue(bus, lambda ev: "host:" + ev.host, max_events, 1.0, gauges=False)
+    return PartitionQueue(bus, max_events, outbox)
