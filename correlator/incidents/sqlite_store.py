@@ -45,6 +45,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX incident_log_incident ON incident_log(incident_id, seq);
     """,
+    # 2: one active incident per key is kept by the only writer, not by an index (docs/architecture.md
+    # "The per-event path"): its entry at a random place was the dearest part of opening an incident
+    """
+    DROP INDEX IF EXISTS incidents_active_key;
+    """,
 ]
 
 
