@@ -1,5 +1,5 @@
-"""The SQLite incident store's write path: the schema's upgrade that left the active-key
-uniqueness to the only writer, and the tests' check of it."""
+"""The SQLite incident store's write path: a batch in multi-row statements, in order; the schema's
+upgrade that left the active-key uniqueness to the only writer, and the tests' check of it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,41 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+from correlator.clock import Clock
 from correlator.incidents.model import Incident, Status
-from correlator.incidents.sqlite_store import MIGRATIONS, SqliteIncidentStore
-from correlator.incidents.store import WRITES, Rows, _columns
+from correlator.incidents.service import IncidentService
+from correlator.incidents.settings import parse_settings
+from correlator.incidents.sqlite_store import MIGRATIONS, SqliteIncidentStore, _chunks
+from correlator.incidents.store import WRITES, IncidentQuery, Rows, _columns
 from correlator.store.sqlite import open_sqlite
-from tests.unit.incidents.conftest import T0, active_key_duplicates
+from tests.unit.incidents.conftest import T0, active_key_duplicates, request
+
+
+def test_a_batch_is_cut_into_the_fixed_chunk_sizes_in_order():
+    batch = [(i, T0, "system", "comment", "{}") for i in range(700)]  # timeline rows
+    chunks = list(_chunks(WRITES[2], batch))
+    sizes = [len(values) // 5 for _, values in chunks]
+    assert sizes == [256, 256, 128, 32, 16, 8, 4]
+    assert [v for _, values in chunks for v in values[::5]] == list(range(700))
+    assert all(sql.count("?") == len(values) for sql, values in chunks)
+    assert list(_chunks(WRITES[2], [])) == []
+
+
+async def test_a_large_commit_stores_every_incident_and_its_timeline_in_order(tmp_path: Path):
+    svc = IncidentService(SqliteIncidentStore(tmp_path / "incidents.db"), parse_settings({}), Clock(T0))
+    await svc.open()
+    try:
+        await svc.apply([request("open", T0, key=f"k{i}", host=f"h{i}") for i in range(700)])
+        await svc.settled()
+        page = await svc.store.query(IncidentQuery(limit=1000))
+        assert [i.id for i in page.incidents] == list(range(700, 0, -1))
+        assert {i.key for i in page.incidents} == {f"k{i}" for i in range(700)}
+        assert [e.action for e in await svc.store.timeline(350)] == ["open", "event"]
+    finally:
+        await svc.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "incidents.db")) as db:
+        log = db.execute("SELECT incident_id, action FROM incident_log ORDER BY seq").fetchall()
+    assert log == [(n, a) for n in range(1, 701) for a in ("open", "event")]
 
 
 async def test_the_upgrade_drops_the_active_key_index_and_keeps_the_incidents(tmp_path: Path):
