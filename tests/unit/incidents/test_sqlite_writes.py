@@ -41,6 +41,7 @@ async def test_a_large_commit_stores_every_incident_and_its_timeline_in_order(tm
         await svc.close()
     with contextlib.closing(sqlite3.connect(tmp_path / "incidents.db")) as db:
         log = db.execute("SELECT incident_id, action FROM incident_log ORDER BY seq").fetchall()
+        assert db.execute("PRAGMA page_size").fetchone() == (16384,)  # a new file's
     assert log == [(n, a) for n in range(1, 701) for a in ("open", "event")]
 
 
@@ -60,6 +61,7 @@ async def test_the_upgrade_drops_the_active_key_index_and_keeps_the_incidents(tm
         await store.close()
     with contextlib.closing(sqlite3.connect(path)) as check:
         assert check.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+        assert check.execute("PRAGMA page_size").fetchone() == (4096,)  # an existing file keeps its pages
         indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "incidents_active_key" not in indexes
     assert active_key_duplicates(path) == ["k"]  # and the tests' check finds it
