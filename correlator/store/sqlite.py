@@ -281,13 +281,14 @@ def _dead_letter(r: Any) -> DeadLetter:
 async def open_sqlite(
     path: Path, migrations: list[str], pragmas: tuple[str, ...] = ()
 ) -> aiosqlite.Connection:
-    """Open (creating its directory) a WAL-mode SQLite file in autocommit, set `pragmas`, migrate it."""
+    """Open (creating its directory) a WAL-mode SQLite file in autocommit, set `pragmas`, migrate it.
+    The pragmas come before WAL mode, which fixes a new file's page size."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = await aiosqlite.connect(path, isolation_level=None)
     try:
-        await db.execute("PRAGMA journal_mode=WAL")
         for pragma in pragmas:
             await db.execute(f"PRAGMA {pragma}")
+        await db.execute("PRAGMA journal_mode=WAL")
         await migrate(db, migrations)
     except BaseException:
         await db.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 
 from correlator.clock import Clock
 from correlator.event import Event, Severity
+from correlator.incidents.model import ACTIVE
 from correlator.incidents.pg_store import PgIncidentStore
 from correlator.incidents.service import IncidentService
 from correlator.incidents.settings import IncidentSettings, parse_settings
@@ -53,6 +56,24 @@ async def make_service(store_factory, clock):
     yield factory
     for svc in opened:
         await svc.close()
+    for svc in opened:
+        if isinstance(svc.store, SqliteIncidentStore):
+            assert active_key_duplicates(svc.store.path) == []
+
+
+def active_key_duplicates(path: Path) -> list[str]:
+    """Keys with more than one active incident in a SQLite incident store. No index refuses them
+    there (the only writer keeps one per key: docs/architecture.md), so the tests look after each
+    test that used the store."""
+    active = [s.value for s in ACTIVE]
+    marks = ",".join("?" * len(active))
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute(
+            f"SELECT key FROM incidents WHERE key IS NOT NULL AND status IN ({marks})"
+            " GROUP BY key HAVING COUNT(*) > 1 ORDER BY key",
+            active,
+        ).fetchall()
+    return [r[0] for r in rows]
 
 
 def event(
