@@ -21,7 +21,7 @@ from correlator.incidents.service import CommitFailed, IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
 from correlator.incidents.stage import IncidentStage
-from correlator.incidents.store import IncidentQuery, IncidentStore, Rows
+from correlator.incidents.store import COMMIT_SET, IncidentQuery, IncidentStore, Rows
 from correlator.pipeline import Pipeline, StageContext
 from correlator.queue.journal import JournalQueue
 from correlator.runner import PipelineRunner
@@ -186,6 +186,38 @@ async def test_reads_do_not_hang_while_a_commit_cannot_be_stored(store_factory, 
         store.gate.set()
         await svc.settled()
         assert [i.id for i in (await svc.query(IncidentQuery())).incidents] == [a.id]
+
+
+async def test_a_read_on_sqlite_never_sees_a_commit_that_is_rolled_back(tmp_path, clock):
+    """A read during a commit's transaction (between its writes and a COMMIT that fails, to be
+    retried) shows what is committed, and does not wait for that transaction."""
+    async with serving(lambda: SqliteIncidentStore(tmp_path / "incidents.db"), clock) as (svc, store):
+        svc.read_wait_seconds = 0.0
+        db = store._store.db
+        execute = db.execute
+        written, gate = asyncio.Event(), asyncio.Event()
+
+        async def paused(sql: str, *args: Any) -> Any:
+            if sql == "COMMIT" and written.is_set() and not gate.is_set():  # the commit's, once
+                await gate.wait()
+                raise sqlite3.OperationalError("database or disk is full")  # rolled back, retried
+            result = await execute(sql, *args)
+            if sql == COMMIT_SET:  # its rows and token written, its COMMIT next
+                written.set()
+            return result
+
+        db.execute = paused  # type: ignore[method-assign]
+        [a] = await svc.apply([request("open", T0, key="a")])
+        try:
+            await asyncio.wait_for(written.wait(), 5)
+            assert (await asyncio.wait_for(svc.query(IncidentQuery()), 5)).incidents == []
+            assert await asyncio.wait_for(store.get(a.id), 5) is None
+            assert await asyncio.wait_for(store.timeline(a.id), 5) == []
+        finally:
+            gate.set()
+        await asyncio.wait_for(svc.settled(), 5)
+        assert [i.id for i in (await svc.query(IncidentQuery())).incidents] == [a.id]
+        assert [e.action for e in await store.timeline(a.id)] == ["open", "event"]
 
 
 async def test_ids_are_reserved_in_the_store_before_they_are_given(store_factory, clock):
