@@ -288,13 +288,83 @@ async def test_commits_in_flight_are_bounded(store_factory, clock):
                 await svc.apply([request("open", T0, key=f"k{n}")])
 
         task = asyncio.create_task(storm())
-        # The apply after the 8th commit in flight waits for the oldest, its own changes made.
-        await wait_for(lambda: svc.active_for(f"k{svc.max_in_flight}") is not None)
-        assert not task.done() and svc.active_for(f"k{svc.max_in_flight + 1}") is None
+        # The apply after the 8th commit in flight waits for the oldest, before its changes.
+        await wait_for(lambda: svc.active_for(f"k{svc.max_in_flight - 1}") is not None)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not task.done() and svc.active_for(f"k{svc.max_in_flight}") is None
         store.gate.set()
         await asyncio.wait_for(task, 5)
         await svc.settled()
         assert len(store.written) == 20
+
+
+async def test_a_change_waiting_for_room_has_changed_nothing_yet(store_factory, clock):
+    """Waiting for a commit in flight (a full disk retried) or for ids: memory holds whole changes
+    only, and a change cancelled while it waits leaves no trace."""
+    async with serving(store_factory, clock) as (svc, store):
+        svc.max_in_flight = 1
+        store.gate.clear()
+        [a] = await svc.apply([request("open", T0, key="a")])
+        waiting = asyncio.create_task(
+            svc.apply([request("open", T0, key="b"), request("update", T0, key="a")])
+        )
+        await asyncio.wait_for(store.started.wait(), 5)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        assert svc.active_for("b") is None and a.event_count == 1
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        refusals = [OSError("no space")] * 3
+        reserving = asyncio.Event()
+        reserve = store._store.reserve_ids
+
+        async def full_disk(ceiling: int) -> None:
+            reserving.set()
+            if refusals:
+                raise refusals.pop()
+            await reserve(ceiling)
+
+        store.reserve_ids = full_disk  # type: ignore[method-assign]
+        svc._ceiling = svc._last_id  # the block is used up: b needs a new one
+        store.gate.set()
+        await svc.settled()
+        svc.retry_seconds = 3600.0  # the reservation waits, as during a long outage
+        waiting = asyncio.create_task(svc.apply([request("open", T0, key="b")]))
+        await asyncio.wait_for(reserving.wait(), 5)
+        assert svc.active_for("b") is None
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        svc.retry_seconds = 0.0
+        [b] = await svc.apply([request("open", T0, key="b")])
+        assert b.id == a.id + 1  # the cancelled changes took no id
+        await svc.settled()
+        got = await svc.get(b.id)
+        assert got[0] is b and a.event_count == 1
+
+
+async def test_ids_refused_for_good_drop_a_batch_without_raising_and_fail_a_persons_change(
+    store_factory, clock
+):
+    async with serving(store_factory, clock) as (svc, store):
+        [a] = await svc.apply([request("open", T0, key="a")])
+        svc._ceiling = svc._last_id  # the block is used up
+
+        async def refused(ceiling: int) -> None:
+            raise ValueError("a bug")
+
+        store.reserve_ids = refused  # type: ignore[method-assign]
+        errors = stage_errors()
+        assert await svc.apply([request("open", T0, key="b"), request("update", T0, key="a")]) == []
+        assert stage_errors() == errors + 1
+        assert svc.active_for("b") is None and a.event_count == 1  # nothing of the batch was made
+        with pytest.raises(CommitFailed):
+            await svc.create("ann", {"title": "by hand"})
+        assert [i.id for i in (await svc.query(IncidentQuery())).incidents] == [a.id]
+        await svc.act(a.id, "ack", "ann", {})  # opens nothing: needs no id
 
 
 async def test_a_change_abandoned_at_stop_fails_rather_than_cancels_its_caller(store_factory, clock):
