@@ -97,6 +97,7 @@ class IncidentService:
         self._tokens = itertools.count(secrets.randbits(62))
         self._lost = False  # a commit was refused for good: memory is ahead of the store until read again
         self._recovery: asyncio.Task[None] | None = None
+        self._closing = False  # close() began: no commit is started, no recovery retried any more
         self.finish_seconds = 5.0  # on close, for the commits in flight (a store that keeps failing)
         self.retry_seconds = 0.1  # the first wait before a commit is tried again (doubled up to 5 s)
         self.read_wait_seconds = 1.0  # the longest a read waits for the commits in flight
@@ -109,7 +110,10 @@ class IncidentService:
         await self.notifier.start()
 
     async def close(self) -> None:
-        """Store the commits in flight first (bounded: what is left was never acknowledged)."""
+        """Store the commits in flight first (bounded: what is left was never acknowledged). A
+        change asked for from now on (a scheduler's deadline run not awaited at stop) fails with
+        CommitFailed rather than start a commit against the store being closed."""
+        self._closing = True
         tail = self._tail
         if tail is not None and not tail.done():
             try:
@@ -407,7 +411,7 @@ class IncidentService:
         the commits in flight and reserve ids for `new` new incidents (at most). Both may wait as
         long as a store outage lasts; meanwhile memory holds only whole changes (every incident
         indexed, gauges and deadlines current), and a caller cancelled here has changed nothing."""
-        if not self.shared:
+        if not self.shared and not self._closing:
             flight = self._in_flight
             while flight and flight[0].done():
                 flight.popleft()
@@ -418,12 +422,16 @@ class IncidentService:
                 flight.popleft()
             if self._last_id + new > self._ceiling:
                 await self._reserve(self._last_id + max(self.id_block, 2 * new))
+        if self._closing:
+            raise CommitFailed("the incident service is stopping")
 
     async def _commit(self, changes: lc.Changes) -> asyncio.Task[bool] | None:
         """Under the lock, after `_room`. The only writer starts the commit after those before it
         and returns it; a shared store (docs/cluster.md) gives the ids, so its commit is awaited here."""
         if not changes:
             return None
+        if self._closing:  # only a shared store's reads come between `_room` and here
+            raise CommitFailed("the incident service is stopping")
         if self.shared:
             await self._save_shared(changes)
             return None
@@ -448,10 +456,10 @@ class IncidentService:
 
     async def _reserve(self, ceiling: int) -> None:
         """Reserve the ids up to `ceiling` before any of them is given (under the lock, before the
-        change is made). A full disk is retried as a commit is; refused for good, the change is
-        not made: counted as a stage error, as a refused commit is."""
+        change is made). A full disk is retried as a commit is, until the service stops; refused
+        for good, the change is not made: counted as a stage error, as a refused commit is."""
         delay = self.retry_seconds
-        while True:
+        while not self._closing:
             try:
                 await self.store.reserve_ids(ceiling)
                 self._ceiling = ceiling
@@ -517,8 +525,9 @@ class IncidentService:
         self._recovery = asyncio.create_task(self._recover(), name="incident reload")
 
     async def _recover(self) -> None:
-        async with self._locked(None):
-            pass
+        with contextlib.suppress(CommitFailed):  # stopping: nothing left to read again for
+            async with self._locked(None):
+                pass
 
     @contextlib.asynccontextmanager
     async def _locked(self, new: int | None) -> AsyncIterator[None]:
@@ -529,6 +538,8 @@ class IncidentService:
                 await self.settled()  # the commits made on top of the lost one: dropped too
                 delay = self.retry_seconds
                 while True:
+                    if self._closing:  # the store is being closed: it would fail until the end
+                        raise CommitFailed("the incident service is stopping")
                     try:
                         await self._load()
                         break

@@ -367,6 +367,30 @@ async def test_ids_refused_for_good_drop_a_batch_without_raising_and_fail_a_pers
         await svc.act(a.id, "ack", "ann", {})  # opens nothing: needs no id
 
 
+async def test_nothing_is_committed_once_the_service_stops(store_factory, clock):
+    svc, store = await opened(store_factory, clock)
+    [a] = await svc.apply([request("open", T0, key="a")])
+    clock.advance_to(T0 + 10)
+    store.gate.clear()
+    [b] = await svc.apply([request("open", T0 + 10, key="b")])
+    svc.finish_seconds = 0.0
+    store.failures = [ValueError("a bug")]  # refused: memory is to be read again
+    store.gate.set()
+    await svc.close()
+    writes = len(store.written)
+    # A deadline run the scheduler started, a person's change: neither reaches the closed store,
+    # nor loops reading memory again from it.
+    with pytest.raises(CommitFailed):
+        await asyncio.wait_for(svc.act(a.id, "ack", "ann", {}), 5)
+    svc._lost = False
+    svc._next_due = T0
+    with pytest.raises(CommitFailed):
+        await asyncio.wait_for(svc.run_due(T0 + 10), 5)
+    with pytest.raises(CommitFailed):
+        await asyncio.wait_for(svc.apply([request("open", T0 + 10, key="c")]), 5)
+    assert len(store.written) == writes and b.status is Status.NEW
+
+
 async def test_a_change_abandoned_at_stop_fails_rather_than_cancels_its_caller(store_factory, clock):
     svc, store = await opened(store_factory, clock)
     [a] = await svc.apply([request("open", T0, key="a")])
