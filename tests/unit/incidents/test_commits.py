@@ -454,7 +454,7 @@ async def incident_runner(
     events = GatedStore()
     runner = PipelineRunner(q, Pipeline([first, IncidentStage(svc)]), events, clock, 10)  # type: ignore[arg-type]
     incidents.gate.clear()
-    task = asyncio.create_task(runner.run())
+    task = runner.task = asyncio.create_task(runner.run())  # type: ignore[attr-defined]
     try:
         yield q, incidents, events, runner, svc
     finally:
@@ -499,14 +499,34 @@ async def test_runner_lock_waits_for_the_incident_commit(tmp_path):
         await asyncio.wait_for(waiter, 5)
 
 
+class Seen(Requester):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
+        self.seen.extend(e.id for e in events)
+        return await super().__call__(events, ctx)
+
+    def take_pending(self, ctx: StageContext) -> list[Event]:
+        self.seen.append("timer")
+        return []
+
+
 async def test_a_commit_abandoned_at_stop_leaves_its_batch_and_those_after_unacked(tmp_path):
-    async with runner_with_incidents(tmp_path) as (q, _incidents, events, runner, svc):
+    first = Seen()
+    async with incident_runner(tmp_path, first) as (q, incidents, events, runner, svc):
+        ev = event(T0, id="x")
+        await q.put(dumps_events([ev]), 1, [ev])
+        await taken(runner, incidents)
         svc.finish_seconds = 0.0
         await svc.close()  # the service stops under the runner: its commit is abandoned
+        await wait_for(lambda: runner.commit_lost)
         ev = event(T0, id="y")
         await q.put(dumps_events([ev]), 1, [ev])
-        await asyncio.wait_for(runner._writes.join(), 5)  # the write loop goes on
-        await wait_for(lambda: runner.processed == 0 and runner.commit_lost)
+        # The runner stops: level 2 sees nothing more, neither batches nor timers.
+        await asyncio.wait_for(runner.task, 5)  # type: ignore[attr-defined]
+        await asyncio.wait_for(runner.tick(T0 + 60), 5)
+        assert first.seen == ["x"] and runner.processed == 0
         assert q.depth() == 2 and events.written == []  # neither batch stored nor acked
 
 
