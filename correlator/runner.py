@@ -90,7 +90,8 @@ class PipelineRunner:
         # (store/faults.py), before the next write; the batch is abandoned unacknowledged.
         self.on_fenced: Callable[[], Awaitable[None]] | None = None
         # An incident commit a batch waited for was abandoned (the incident service stopped under
-        # it): from then on nothing is stored or acked, as acks are cumulative (see _write_loop).
+        # it): from then on nothing is stored or acked, as acks are cumulative (see _write_loop),
+        # and `run` stops taking batches (never reset: the journal delivers them at the next start).
         self.commit_lost = False
 
     @property
@@ -106,10 +107,15 @@ class PipelineRunner:
     async def run(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
         try:
-            while True:
+            while not self.commit_lost:
                 items = await self._queue.get(self._batch_events)
+                if self.commit_lost:  # taken, never acked: delivered again at the next start
+                    break
                 self.progress.moved()
                 await self._process(items)
+            # Level 2 must not move on past what the store holds: the journal fills and /readyz
+            # reports the pipeline stalled until a restart.
+            log.error("pipeline stopped: an incident commit was lost; restart to process the journal again")
         finally:
             await self._finish_writes()
 
@@ -131,6 +137,8 @@ class PipelineRunner:
         """Advance the clock to `now` and store what level-2 timers made (no event needs to arrive)."""
         async with self._lock:
             self._clock.advance_to(now)
+            if self.commit_lost:  # `run` has stopped: nothing would store what timers make
+                return
             ctx = StageContext(self._clock, live=True)
             out = await self._pipeline.flush(ctx)
             if out or ctx.updates or ctx.pending is not None:

@@ -382,6 +382,15 @@ class ChangeService:
             EMITTED.labels("lost").inc()
             log.error("%s is %s (saved) but its %s event was not queued: %s", c.human_id, to.value, kind, e)
             return
+        except asyncio.CancelledError:  # the caller stopped (the daemon stopping) before the queue took it
+            EMITTED.labels("lost").inc()
+            log.error(
+                "%s is %s (saved) but its %s event was cancelled before it was queued",
+                c.human_id,
+                to.value,
+                kind,
+            )
+            raise
         EMITTED.labels("queued").inc()
 
     async def _save(self, c: Change, entries: list[LogEntry]) -> None:

@@ -47,6 +47,10 @@ class BusQueue:
         self._max_events = max_events
         self._retry_after = retry_after
         self._inflight = 0
+        self._puts = 0  # puts waiting for JetStream's acks
+        self._idle = asyncio.Event()  # set while none is
+        self._idle.set()
+        self.close_seconds = 5.0  # the longest `close` waits for them
         self._accepting = True
         self.failing: str | None = None  # the last publish error until one succeeds
         self._failed_at = -READY_AFTER
@@ -76,6 +80,8 @@ class BusQueue:
         else:
             bodies = [(p, dumps_events(evs), len(evs)) for p, evs in parts.items()]
         self._inflight += count
+        self._puts += 1
+        self._idle.clear()
         self._show_depth()
         try:
             if len(bodies) == 1:
@@ -84,6 +90,9 @@ class BusQueue:
                 seq = max(await asyncio.gather(*(self._publish(*b) for b in bodies)))
         finally:
             self._inflight -= count
+            self._puts -= 1
+            if not self._puts:
+                self._idle.set()
             self._show_depth()
         self.failing = None
         self.published += count
@@ -132,4 +141,12 @@ class BusQueue:
         self._accepting = False
 
     async def close(self) -> None:
+        """Take no more, and wait (bounded) for the acks of the puts in flight: the bus is closed
+        next, and an event published but not acked (a worker's change.started, its change saved)
+        would then be lost although the stream may hold it."""
         self._accepting = False
+        if self._puts:
+            try:
+                await asyncio.wait_for(self._idle.wait(), self.close_seconds)
+            except TimeoutError:
+                log.error("JetStream did not acknowledge %d events before the stop", self._inflight)

@@ -56,6 +56,10 @@ class CommitFailed(Exception):
     service stopped before it was."""
 
 
+class _IdsRefused(CommitFailed):
+    """The store refused for good to reserve ids: the change was not made."""
+
+
 class IncidentService:
     def __init__(
         self, store: IncidentStore, settings: IncidentSettings, clock: Clock, notifier: Notifier | None = None
@@ -93,6 +97,7 @@ class IncidentService:
         self._tokens = itertools.count(secrets.randbits(62))
         self._lost = False  # a commit was refused for good: memory is ahead of the store until read again
         self._recovery: asyncio.Task[None] | None = None
+        self._closing = False  # close() began: no commit is started, no recovery retried any more
         self.finish_seconds = 5.0  # on close, for the commits in flight (a store that keeps failing)
         self.retry_seconds = 0.1  # the first wait before a commit is tried again (doubled up to 5 s)
         self.read_wait_seconds = 1.0  # the longest a read waits for the commits in flight
@@ -105,7 +110,10 @@ class IncidentService:
         await self.notifier.start()
 
     async def close(self) -> None:
-        """Store the commits in flight first (bounded: what is left was never acknowledged)."""
+        """Store the commits in flight first (bounded: what is left was never acknowledged). A
+        change asked for from now on (a scheduler's deadline run not awaited at stop) fails with
+        CommitFailed rather than start a commit against the store being closed."""
+        self._closing = True
         tail = self._tail
         if tail is not None and not tail.done():
             try:
@@ -170,10 +178,20 @@ class IncidentService:
         """Apply a batch of requests; returns the incidents it opened or reopened (for Problem/Change).
 
         `event_time` (replay): each request acts at its event's time, not at the clock's, which has
-        already moved to the end of the batch; a replayed batch spans minutes, a live one does not."""
-        async with self._locked():
+        already moved to the end of the batch; a replayed batch spans minutes, a live one does not.
+
+        When the store refuses for good to reserve ids, the batch's requests are dropped (counted as
+        a stage error) as a refused commit's changes are: nothing is raised into the pipeline."""
+        requests = requests if isinstance(requests, list) else list(requests)
+        try:
+            return await self._apply(requests, event_time)
+        except _IdsRefused:
+            return []
+
+    async def _apply(self, requests: list[IncidentRequest], event_time: bool) -> list[Incident]:
+        # Each request opens at most one incident: room for that many before anything changes.
+        async with self._locked(len(requests)):
             if self.shared:
-                requests = list(requests)
                 await self._reread({r.key for r in requests})
             changes = self._changes()
             now = self.clock.now()
@@ -263,7 +281,7 @@ class IncidentService:
         now = self.clock.now() if now is None else now
         if self._next_due is None or now < self._next_due:
             return 0
-        async with self._locked():
+        async with self._locked(0):
             changes = self._changes()
             acted = 0
             for inc in list(self._by_id.values()):
@@ -293,7 +311,7 @@ class IncidentService:
     # --- people (API) --------------------------------------------------------------------------
 
     async def create(self, actor: str, fields: dict[str, Any]) -> Incident:
-        async with self._locked():
+        async with self._locked(1):
             changes = self._changes()
             key = fields.get("key")
             if key is not None and key in self._by_key and self._by_key[key].active:
@@ -310,7 +328,7 @@ class IncidentService:
 
     async def act(self, incident_id: int, action: str, actor: str, args: dict[str, Any]) -> Incident:
         """ack, status, assign, comment, resolve, close, reopen: the state machine decides (409)."""
-        async with self._locked():
+        async with self._locked(0):
             inc = await self._find(incident_id)
             if inc is None:
                 raise NotFound(f"no incident {incident_id}")
@@ -388,27 +406,42 @@ class IncidentService:
     def _changes(self) -> lc.Changes:
         return lc.Changes(notifying=self.notifier.enabled)
 
+    async def _room(self, new: int) -> None:
+        """At the top of a change, under the lock, before memory is touched: wait for room among
+        the commits in flight and reserve ids for `new` new incidents (at most). Both may wait as
+        long as a store outage lasts; meanwhile memory holds only whole changes (every incident
+        indexed, gauges and deadlines current), and a caller cancelled here has changed nothing."""
+        if not self.shared and not self._closing:
+            flight = self._in_flight
+            while flight and flight[0].done():
+                flight.popleft()
+            if len(flight) >= self.max_in_flight:
+                # Bounds the rows held by every caller, replay too, which never waits for a commit
+                # otherwise. The commits do not take the lock: waiting under it is safe.
+                await _outcome(flight[0])  # left in place if cancelled meanwhile
+                flight.popleft()
+            if self._last_id + new > self._ceiling:
+                await self._reserve(self._last_id + max(self.id_block, 2 * new))
+        if self._closing:
+            raise CommitFailed("the incident service is stopping")
+
     async def _commit(self, changes: lc.Changes) -> asyncio.Task[bool] | None:
-        """Under the lock. The only writer starts the commit after those before it and returns it;
-        a shared store (docs/cluster.md) gives the ids, so its commit is awaited here."""
+        """Under the lock, after `_room`. The only writer starts the commit after those before it
+        and returns it; a shared store (docs/cluster.md) gives the ids, so its commit is awaited here."""
         if not changes:
             return None
+        if self._closing:  # only a shared store's reads come between `_room` and here
+            raise CommitFailed("the incident service is stopping")
         if self.shared:
             await self._save_shared(changes)
             return None
         new = changes.new
-        if new and self._last_id + len(new) > self._ceiling:
-            await self._reserve(self._last_id + max(self.id_block, 2 * len(new)))
+        # `_room` reserved them: no wait between a change in memory and its `_settle`.
+        assert self._last_id + len(new) <= self._ceiling, "more incidents opened than room was made for"
         for inc in new:
             self._last_id += 1
             inc.id = self._last_id
         flight = self._in_flight
-        while flight and flight[0].done():
-            flight.popleft()
-        if len(flight) >= self.max_in_flight:
-            # Bounds the rows held by every caller, replay too, which never waits for a commit
-            # otherwise. The commits do not take the lock: waiting under it is safe.
-            await _outcome(flight.popleft())
         # What is written and notified is taken now: the next batches change the same incidents
         # in memory while this commit waits for its turn.
         snapshot = rows(changes, next(self._tokens))
@@ -422,29 +455,25 @@ class IncidentService:
         return task
 
     async def _reserve(self, ceiling: int) -> None:
-        """Reserve the ids up to `ceiling` before any of them is given (under the lock). A full
-        disk is retried as a commit is; refused for good, the change fails and is dropped as a
-        refused commit's would be, after the commits before it."""
+        """Reserve the ids up to `ceiling` before any of them is given (under the lock, before the
+        change is made). A full disk is retried as a commit is, until the service stops; refused
+        for good, the change is not made: counted as a stage error, as a refused commit is."""
         delay = self.retry_seconds
-        while True:
+        while not self._closing:
             try:
                 await self.store.reserve_ids(ceiling)
                 self._ceiling = ceiling
                 return
             except Exception as e:
                 if not transient(e):
-                    self._tail = asyncio.create_task(self._refused(self._tail, e), name="incident commit")
-                    raise CommitFailed("the incident store refused to reserve ids") from e
+                    metrics.STAGE_ERRORS.labels("incidents").inc()
+                    _ratelog.error(
+                        "reserve-ids", "the incident store refused to reserve ids; change dropped: %r", e
+                    )
+                    raise _IdsRefused("the incident store refused to reserve ids") from e
                 log.error("reserving incident ids failed, retrying in %.1fs: %s", delay, e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-
-    async def _refused(self, before: asyncio.Task[bool] | None, error: Exception) -> bool:
-        if before is not None:
-            await _outcome(before)
-        if not self._lost:
-            self._lose(error)
-        return False
 
     async def _chained(
         self,
@@ -496,17 +525,21 @@ class IncidentService:
         self._recovery = asyncio.create_task(self._recover(), name="incident reload")
 
     async def _recover(self) -> None:
-        async with self._locked():
-            pass
+        with contextlib.suppress(CommitFailed):  # stopping: nothing left to read again for
+            async with self._locked(None):
+                pass
 
     @contextlib.asynccontextmanager
-    async def _locked(self) -> AsyncIterator[None]:
-        """The lock of every change; memory read again first after a commit was refused for good."""
+    async def _locked(self, new: int | None) -> AsyncIterator[None]:
+        """The lock of every change; memory read again first after a commit was refused for good,
+        then `_room` for `new` new incidents (None: no change follows)."""
         async with self._lock:
             if self._lost:
                 await self.settled()  # the commits made on top of the lost one: dropped too
                 delay = self.retry_seconds
                 while True:
+                    if self._closing:  # the store is being closed: it would fail until the end
+                        raise CommitFailed("the incident service is stopping")
                     try:
                         await self._load()
                         break
@@ -515,6 +548,8 @@ class IncidentService:
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, 5.0)
                 self._lost = False
+            if new is not None:
+                await self._room(new)
             yield
 
     async def _stored(self, commit: asyncio.Task[bool] | None) -> None:

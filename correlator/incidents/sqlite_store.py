@@ -108,6 +108,31 @@ class SqliteIncidentStore(SqliteFile):
         # One transaction at a time on the one connection: an id reservation made while a commit's
         # transaction is open would otherwise join it, and be undone with it.
         self._writing = asyncio.Lock()
+        # People's reads (get, timeline, query) on a connection of their own, a WAL reader: on the
+        # writing one they would run inside a commit being retried, and see rows its failing
+        # COMMIT then rolls back, or wait behind it for as long as a full disk lasts.
+        self._reader: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        await super().open()
+        try:
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._reader.execute("PRAGMA query_only=ON")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+        await super().close()
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise RuntimeError("incident store is not open")
+        return self._reader
 
     async def save(self, changes: Changes) -> None:
         db = self.db
@@ -167,11 +192,13 @@ class SqliteIncidentStore(SqliteFile):
         return [Incident.from_doc(orjson.loads(r[0])) for r in rows]
 
     async def get(self, incident_id: int) -> Incident | None:
-        rows = list(await self.db.execute_fetchall("SELECT body FROM incidents WHERE id = ?", (incident_id,)))
+        rows = list(
+            await self.reader.execute_fetchall("SELECT body FROM incidents WHERE id = ?", (incident_id,))
+        )
         return Incident.from_doc(orjson.loads(rows[0][0])) if rows else None
 
     async def timeline(self, incident_id: int) -> list[LogEntry]:
-        rows = await self.db.execute_fetchall(
+        rows = await self.reader.execute_fetchall(
             "SELECT seq, at, actor, action, detail FROM incident_log WHERE incident_id = ? ORDER BY seq",
             (incident_id,),
         )
@@ -187,7 +214,7 @@ class SqliteIncidentStore(SqliteFile):
         w.eq("major", None if q.major is None else int(q.major)).cmp("opened_at", ">=", q.since)
         w.cmp("opened_at", "<", q.until).eq("json_extract(body, '$.assignment_group')", q.group)
         sql, args = w.page("SELECT id, body FROM incidents", "id", q.cursor, q.limit)
-        rows, more = split_page(list(await self.db.execute_fetchall(sql, args)), q.limit)
+        rows, more = split_page(list(await self.reader.execute_fetchall(sql, args)), q.limit)
         incidents = [Incident.from_doc(orjson.loads(body)) for _, body in rows]
         return IncidentPage(incidents, rows[-1][0] if more else None)
 

@@ -36,9 +36,17 @@ def _loader_source() -> bytes:
     imports PyYAML (yamlfile.py)."""
     spec = importlib.util.find_spec("yaml")
     files = (yamlfile.__file__, __file__, spec.origin if spec is not None else None)
+    return b"".join(_source(m) for m in files)
+
+
+def _source(path: str | None) -> bytes:
+    """One file's bytes, or none: a file that cannot be read (PyYAML from a zip) leaves the others
+    in the salt."""
+    if not path:
+        return b""
     try:
-        return b"".join(Path(m).read_bytes() for m in files if m)
-    except (OSError, TypeError):
+        return Path(path).read_bytes()
+    except OSError:
         return b""
 
 

@@ -21,7 +21,7 @@ from correlator.incidents.service import CommitFailed, IncidentService
 from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import SqliteIncidentStore
 from correlator.incidents.stage import IncidentStage
-from correlator.incidents.store import IncidentQuery, IncidentStore, Rows
+from correlator.incidents.store import COMMIT_SET, IncidentQuery, IncidentStore, Rows
 from correlator.pipeline import Pipeline, StageContext
 from correlator.queue.journal import JournalQueue
 from correlator.runner import PipelineRunner
@@ -188,6 +188,38 @@ async def test_reads_do_not_hang_while_a_commit_cannot_be_stored(store_factory, 
         assert [i.id for i in (await svc.query(IncidentQuery())).incidents] == [a.id]
 
 
+async def test_a_read_on_sqlite_never_sees_a_commit_that_is_rolled_back(tmp_path, clock):
+    """A read during a commit's transaction (between its writes and a COMMIT that fails, to be
+    retried) shows what is committed, and does not wait for that transaction."""
+    async with serving(lambda: SqliteIncidentStore(tmp_path / "incidents.db"), clock) as (svc, store):
+        svc.read_wait_seconds = 0.0
+        db = store._store.db
+        execute = db.execute
+        written, gate = asyncio.Event(), asyncio.Event()
+
+        async def paused(sql: str, *args: Any) -> Any:
+            if sql == "COMMIT" and written.is_set() and not gate.is_set():  # the commit's, once
+                await gate.wait()
+                raise sqlite3.OperationalError("database or disk is full")  # rolled back, retried
+            result = await execute(sql, *args)
+            if sql == COMMIT_SET:  # its rows and token written, its COMMIT next
+                written.set()
+            return result
+
+        db.execute = paused  # type: ignore[method-assign]
+        [a] = await svc.apply([request("open", T0, key="a")])
+        try:
+            await asyncio.wait_for(written.wait(), 5)
+            assert (await asyncio.wait_for(svc.query(IncidentQuery()), 5)).incidents == []
+            assert await asyncio.wait_for(store.get(a.id), 5) is None
+            assert await asyncio.wait_for(store.timeline(a.id), 5) == []
+        finally:
+            gate.set()
+        await asyncio.wait_for(svc.settled(), 5)
+        assert [i.id for i in (await svc.query(IncidentQuery())).incidents] == [a.id]
+        assert [e.action for e in await store.timeline(a.id)] == ["open", "event"]
+
+
 async def test_ids_are_reserved_in_the_store_before_they_are_given(store_factory, clock):
     svc, store = await opened(store_factory, clock)
     svc.id_block = 2
@@ -256,13 +288,107 @@ async def test_commits_in_flight_are_bounded(store_factory, clock):
                 await svc.apply([request("open", T0, key=f"k{n}")])
 
         task = asyncio.create_task(storm())
-        # The apply after the 8th commit in flight waits for the oldest, its own changes made.
-        await wait_for(lambda: svc.active_for(f"k{svc.max_in_flight}") is not None)
-        assert not task.done() and svc.active_for(f"k{svc.max_in_flight + 1}") is None
+        # The apply after the 8th commit in flight waits for the oldest, before its changes.
+        await wait_for(lambda: svc.active_for(f"k{svc.max_in_flight - 1}") is not None)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not task.done() and svc.active_for(f"k{svc.max_in_flight}") is None
         store.gate.set()
         await asyncio.wait_for(task, 5)
         await svc.settled()
         assert len(store.written) == 20
+
+
+async def test_a_change_waiting_for_room_has_changed_nothing_yet(store_factory, clock):
+    """Waiting for a commit in flight (a full disk retried) or for ids: memory holds whole changes
+    only, and a change cancelled while it waits leaves no trace."""
+    async with serving(store_factory, clock) as (svc, store):
+        svc.max_in_flight = 1
+        store.gate.clear()
+        [a] = await svc.apply([request("open", T0, key="a")])
+        waiting = asyncio.create_task(
+            svc.apply([request("open", T0, key="b"), request("update", T0, key="a")])
+        )
+        await asyncio.wait_for(store.started.wait(), 5)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        assert svc.active_for("b") is None and a.event_count == 1
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        refusals = [OSError("no space")] * 3
+        reserving = asyncio.Event()
+        reserve = store._store.reserve_ids
+
+        async def full_disk(ceiling: int) -> None:
+            reserving.set()
+            if refusals:
+                raise refusals.pop()
+            await reserve(ceiling)
+
+        store.reserve_ids = full_disk  # type: ignore[method-assign]
+        svc._ceiling = svc._last_id  # the block is used up: b needs a new one
+        store.gate.set()
+        await svc.settled()
+        svc.retry_seconds = 3600.0  # the reservation waits, as during a long outage
+        waiting = asyncio.create_task(svc.apply([request("open", T0, key="b")]))
+        await asyncio.wait_for(reserving.wait(), 5)
+        assert svc.active_for("b") is None
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        svc.retry_seconds = 0.0
+        [b] = await svc.apply([request("open", T0, key="b")])
+        assert b.id == a.id + 1  # the cancelled changes took no id
+        await svc.settled()
+        got = await svc.get(b.id)
+        assert got[0] is b and a.event_count == 1
+
+
+async def test_ids_refused_for_good_drop_a_batch_without_raising_and_fail_a_persons_change(
+    store_factory, clock
+):
+    async with serving(store_factory, clock) as (svc, store):
+        [a] = await svc.apply([request("open", T0, key="a")])
+        svc._ceiling = svc._last_id  # the block is used up
+
+        async def refused(ceiling: int) -> None:
+            raise ValueError("a bug")
+
+        store.reserve_ids = refused  # type: ignore[method-assign]
+        errors = stage_errors()
+        assert await svc.apply([request("open", T0, key="b"), request("update", T0, key="a")]) == []
+        assert stage_errors() == errors + 1
+        assert svc.active_for("b") is None and a.event_count == 1  # nothing of the batch was made
+        with pytest.raises(CommitFailed):
+            await svc.create("ann", {"title": "by hand"})
+        assert [i.id for i in (await svc.query(IncidentQuery())).incidents] == [a.id]
+        await svc.act(a.id, "ack", "ann", {})  # opens nothing: needs no id
+
+
+async def test_nothing_is_committed_once_the_service_stops(store_factory, clock):
+    svc, store = await opened(store_factory, clock)
+    [a] = await svc.apply([request("open", T0, key="a")])
+    clock.advance_to(T0 + 10)
+    store.gate.clear()
+    [b] = await svc.apply([request("open", T0 + 10, key="b")])
+    svc.finish_seconds = 0.0
+    store.failures = [ValueError("a bug")]  # refused: memory is to be read again
+    store.gate.set()
+    await svc.close()
+    writes = len(store.written)
+    # A deadline run the scheduler started, a person's change: neither reaches the closed store,
+    # nor loops reading memory again from it.
+    with pytest.raises(CommitFailed):
+        await asyncio.wait_for(svc.act(a.id, "ack", "ann", {}), 5)
+    svc._lost = False
+    svc._next_due = T0
+    with pytest.raises(CommitFailed):
+        await asyncio.wait_for(svc.run_due(T0 + 10), 5)
+    with pytest.raises(CommitFailed):
+        await asyncio.wait_for(svc.apply([request("open", T0 + 10, key="c")]), 5)
+    assert len(store.written) == writes and b.status is Status.NEW
 
 
 async def test_a_change_abandoned_at_stop_fails_rather_than_cancels_its_caller(store_factory, clock):
@@ -328,7 +454,7 @@ async def incident_runner(
     events = GatedStore()
     runner = PipelineRunner(q, Pipeline([first, IncidentStage(svc)]), events, clock, 10)  # type: ignore[arg-type]
     incidents.gate.clear()
-    task = asyncio.create_task(runner.run())
+    task = runner.task = asyncio.create_task(runner.run())  # type: ignore[attr-defined]
     try:
         yield q, incidents, events, runner, svc
     finally:
@@ -373,14 +499,34 @@ async def test_runner_lock_waits_for_the_incident_commit(tmp_path):
         await asyncio.wait_for(waiter, 5)
 
 
+class Seen(Requester):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
+        self.seen.extend(e.id for e in events)
+        return await super().__call__(events, ctx)
+
+    def take_pending(self, ctx: StageContext) -> list[Event]:
+        self.seen.append("timer")
+        return []
+
+
 async def test_a_commit_abandoned_at_stop_leaves_its_batch_and_those_after_unacked(tmp_path):
-    async with runner_with_incidents(tmp_path) as (q, _incidents, events, runner, svc):
+    first = Seen()
+    async with incident_runner(tmp_path, first) as (q, incidents, events, runner, svc):
+        ev = event(T0, id="x")
+        await q.put(dumps_events([ev]), 1, [ev])
+        await taken(runner, incidents)
         svc.finish_seconds = 0.0
         await svc.close()  # the service stops under the runner: its commit is abandoned
+        await wait_for(lambda: runner.commit_lost)
         ev = event(T0, id="y")
         await q.put(dumps_events([ev]), 1, [ev])
-        await asyncio.wait_for(runner._writes.join(), 5)  # the write loop goes on
-        await wait_for(lambda: runner.processed == 0 and runner.commit_lost)
+        # The runner stops: level 2 sees nothing more, neither batches nor timers.
+        await asyncio.wait_for(runner.task, 5)  # type: ignore[attr-defined]
+        await asyncio.wait_for(runner.tick(T0 + 60), 5)
+        assert first.seen == ["x"] and runner.processed == 0
         assert q.depth() == 2 and events.written == []  # neither batch stored nor acked
 
 

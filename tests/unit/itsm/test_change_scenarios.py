@@ -5,6 +5,8 @@ Every test runs on SQLite and on PostgreSQL (skipped with a message where none a
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import REGISTRY
 
@@ -183,3 +185,25 @@ async def test_state_machine_is_enforced_and_survives_a_restart(make_world, back
     c2, log = await w2.changes.get(c.id)
     assert c2.state is State.COMPLETED and [e.action for e in log] == ["create", "state", "state", "state"]
     assert [e.detail.get("to") for e in log[1:]] == ["approved", "in_progress", "completed"]
+
+
+async def test_a_change_event_cancelled_before_it_is_queued_is_counted_lost(make_world):
+    """The change is saved; its event, whose caller was cancelled (the daemon stopping) while the
+    queue had not taken it yet, is counted lost like one the queue refused."""
+    w = await make_world()
+    c = await approved_change(w, T0 + HOUR, T0 + 2 * HOUR)
+    emitting = asyncio.Event()
+
+    async def never_queued(events, source):
+        emitting.set()
+        await asyncio.Event().wait()  # JetStream's ack not back yet
+
+    w.changes.emit = never_queued
+    lost = metric("correlator_change_events_total", result="lost")
+    starting = asyncio.create_task(w.changes.act(c.id, "start", "carol"))
+    await asyncio.wait_for(emitting.wait(), 5)
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert metric("correlator_change_events_total", result="lost") == lost + 1
+    assert (await w.changes.get(c.id))[0].state is State.IN_PROGRESS

@@ -3,8 +3,10 @@ same rule set, positions included; a damaged, missing or unwritable cache only c
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -190,3 +192,12 @@ def test_a_directory_made_by_someone_else_meanwhile_is_not_used(tmp_path, cache,
     monkeypatch.setattr(yamlfile, "loads_bare", parse)
     summary(rules)
     assert cache.is_dir() and not list(cache.glob("*.bin"))
+
+
+def test_an_unreadable_pyyaml_still_salts_with_the_loaders_source(tmp_path, monkeypatch):
+    """PyYAML loaded from somewhere its __init__ cannot be read (a zip): the loader's own code still
+    names the entries, so an edited loader never reads the entries of the one before."""
+    spec = SimpleNamespace(origin=str(tmp_path / "yaml.zip" / "yaml" / "__init__.py"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+    source = parsecache._loader_source()
+    assert source == Path(yamlfile.__file__).read_bytes() + Path(parsecache.__file__).read_bytes()
