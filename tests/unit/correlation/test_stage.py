@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from correlator.clock import Clock
 from correlator.correlation import actions
-from correlator.correlation.core import Engine
+from correlator.correlation.core import Engine, derived_id
 from correlator.correlation.pair import Pair
 from correlator.correlation.stage import LATE, Correlate
 from correlator.correlation.threshold import Threshold
@@ -207,3 +207,16 @@ async def test_the_clock_is_at_each_event_and_timers_set_in_a_batch_fire_between
     assert types(out) == ["down", "x", "x", "p.timeout", "x", "x"]
     assert seen.seen == [10, 29.5, 30.5, 40]
     assert run.clock.now() == 40
+
+
+async def test_an_emitted_event_id_is_derived_from_rule_hook_type_and_subject() -> None:
+    # One emit action shared by two hooks' lists (as a rule test may build it): each gets its own id.
+    emit = actions.emit("storm")
+    a = Threshold("a", m(type="x"), by("host"), count=1, within=60, hooks={"fire": [emit]})
+    b = Threshold("b", m(type="x"), by("host"), count=1, within=60, hooks={"fire": [emit]})
+    out = await Run(a, b).feed(E(0, "x"), E(100, "x", host="r2"))
+    made = [e for e in out if e.type == "storm"]
+    subjects = ["x@r1/@0", "x@r1/@0", "x@r2/@100", "x@r2/@100"]
+    assert [e.id for e in made] == [
+        derived_id(rule, "fire", "emit", "storm", s) for rule, s in zip("abab", subjects, strict=True)
+    ]
