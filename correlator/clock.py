@@ -36,19 +36,23 @@ class Clock:
     """
 
     def __init__(self, start: float = 0.0) -> None:
-        self._now = start
+        self.time = start  # what now() returns
         # (when, seq, timer): the heap compares the tuples in C (a Python __lt__ per comparison
         # was a tenth of level 2's time); seq keeps equal deadlines in the order they were set.
-        self._timers: list[tuple[float, int, Timer]] = []
+        # Public, like `time`, for a driver moving time per event (the correlate stage): when the
+        # heap is empty or heap[0][0] > t, no timer is due by t, and `time = t` is all that
+        # advance_to(t) would do, without its call (a tenth of level 2 at 100,000 events/s).
+        # Stale entries only make heap[0][0] earlier: the check never misses a due timer.
+        self.heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
 
     def now(self) -> float:
-        return self._now
+        return self.time
 
     def call_at(self, when: float, callback: Callable[[float], None]) -> Timer:
         seq = next(self._seq)
         timer = Timer(when, seq, callback, False, when, seq)
-        heapq.heappush(self._timers, (when, seq, timer))
+        heapq.heappush(self.heap, (when, seq, timer))
         return timer
 
     def reschedule(self, timer: Timer, when: float) -> None:
@@ -67,13 +71,13 @@ class Clock:
             return
         timer.entry_when = when
         timer.entry_seq = seq
-        heapq.heappush(self._timers, (when, seq, timer))
+        heapq.heappush(self.heap, (when, seq, timer))
 
     def pending(self) -> int:
-        return sum(1 for _, seq, t in self._timers if not t.cancelled and t.entry_seq == seq)
+        return sum(1 for _, seq, t in self.heap if not t.cancelled and t.entry_seq == seq)
 
     def next_deadline(self) -> float | None:
-        timers = self._timers
+        timers = self.heap
         while timers:
             when, seq, timer = timers[0]
             if timer.entry_seq != seq or timer.cancelled:  # stale, or cancelled: drop it
@@ -91,7 +95,7 @@ class Clock:
     def advance_to(self, t: float) -> int:
         """Move time forward to `t` (never backward), firing due timers; returns how many fired."""
         fired = 0
-        timers = self._timers
+        timers = self.heap
         while timers and timers[0][0] <= t:
             _, seq, timer = heapq.heappop(timers)
             if timer.entry_seq != seq:  # stale: the timer was moved earlier, to another entry
@@ -105,11 +109,11 @@ class Clock:
                 timer.entry_seq = timer.seq
                 continue
             timer.entry_seq = -1
-            self._now = max(self._now, timer.when)
-            timer.callback(self._now)
+            self.time = max(self.time, timer.when)
+            timer.callback(self.time)
             fired += 1
-        if t > self._now:
-            self._now = t
+        if t > self.time:
+            self.time = t
         return fired
 
 

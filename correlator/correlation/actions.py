@@ -12,7 +12,7 @@ from typing import Literal
 import orjson
 from prometheus_client import Counter
 
-from correlator.correlation.core import Action, Fire, Sink, derived_id
+from correlator.correlation.core import Action, Fire, Sink, derived_ids
 from correlator.event import Event, Severity
 from correlator.metrics import Children
 from correlator.responses import IncidentRequest, NotifyRequest
@@ -23,6 +23,7 @@ SUPPRESSED = Counter(
 SUPPRESSED_BY = Children(SUPPRESSED)
 
 Template = Callable[[Event], str]
+_IDS_KEPT = 64  # id makers per emit action (an action belongs to one rule's hook: one, as a rule)
 
 
 def emit(
@@ -32,10 +33,16 @@ def emit(
     host: Template | None = None,
 ) -> Action:
     """A correlated event made from the subject; from an event hook it re-enters level 2."""
+    ids: dict[tuple[str, str], Callable[[str], str]] = {}  # by rule and hook: one of each, as a rule
 
     def act(subject: Event, fire: Fire, sink: Sink) -> None:
+        derive = ids.get((fire.rule, fire.hook))
+        if derive is None:
+            if len(ids) >= _IDS_KEPT:
+                ids.clear()
+            derive = ids[fire.rule, fire.hook] = derived_ids(fire.rule, fire.hook, "emit", type_)
         ev = Event(
-            derived_id(fire.rule, fire.hook, "emit", type_, subject.id),
+            derive(subject.id),
             subject.time,
             subject.received,
             "correlator",

@@ -66,9 +66,9 @@ class Pair(Engine):
             return
         self.timed_out.pop(k)
         deadline = t + self.within
-        self.pending.put(k, (ev.id, t, ev.host, ev.resource, ev.type, ev.severity.value, deadline))
+        self.pending.put(k, (ev.id, t, ev.host, ev.resource, ev.type, ev.severity._value_, deadline))
         self._arm(deadline)
-        self.fire("open", ev, k, False)
+        self._run_hook("open", ev, k, False, {}, None)  # `fire` without its keyword packing
 
     def _close(self, ev: Event, t: float, k: Key) -> None:
         a = self.pending.get(k)

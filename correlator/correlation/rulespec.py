@@ -179,6 +179,27 @@ def hooks_of(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, list[A
 
 
 def key_fn(paths: list[str], where: Position | None) -> KeyFn:
+    """The key of an event for `group_by: paths`: a tuple of the fields' values.
+
+    One function per list of paths, shared by every rule naming it (they hold no state): with many
+    rules an event's rule then runs a key function the rules before it kept warm, not one of its own
+    (measured: the per-event key and its table lookup were a fifth of level 2 at 1,000 rules)."""
+    if not all(isinstance(p, str) for p in paths):
+        return _key_fn(paths, where)  # raises, naming the bad path
+    found = _KEY_FNS.get(tuple(paths))
+    if found is None:
+        found = _key_fn(paths, where)
+        if len(_KEY_FNS) >= _KEY_FNS_KEPT:
+            _KEY_FNS.clear()
+        _KEY_FNS[tuple(paths)] = found
+    return found
+
+
+_KEY_FNS: dict[tuple[str, ...], KeyFn] = {}
+_KEY_FNS_KEPT = 10_000
+
+
+def _key_fn(paths: list[str], where: Position | None) -> KeyFn:
     getters = [compile_field(p, where) for p in paths]
     if len(paths) > 1 and all(p in PLAIN_TEXT_FIELDS for p in paths):
         # `[host, resource]` and the like: one C getter builds the tuple (no Python call per event)

@@ -65,7 +65,9 @@ class Threshold(Engine):
         w = table.get(k)
         if w is None:  # a new key (most, with many rules): its first event, nothing to slide
             if self.count > 1:
-                table.put(k, t)
+                table[k] = t  # `put`, inline: a Python call per new key was a tenth of this method
+                if len(table) > table.max_keys:
+                    table.evict_oldest()
                 return
             w = _Window([t], 0.0, t)
             table.put(k, w)
@@ -74,7 +76,7 @@ class Threshold(Engine):
         table.touch(k)
         if w.__class__ is not _Window:  # its second event: now it needs a window (no isinstance call)
             w = table[k] = _Window([w], 0.0, w)  # type: ignore[list-item,arg-type]
-        if w.quiet_until:
+        elif w.quiet_until:  # (a new window is never quiet)
             if t < w.quiet_until:
                 w.last = t
                 return
@@ -95,7 +97,8 @@ class Threshold(Engine):
     def _fired(self, ev: Event, k: Key, w: _Window, first: float) -> None:
         w.quiet_until = first + self.within
         w.times.clear()
-        self.fire("fire", ev, k, False, count=self.count, first=first)
+        # `_run_hook`, not `fire`: no keyword arguments packed and unpacked on the way
+        self._run_hook("fire", ev, k, False, {"count": self.count, "first": first}, None)
 
     def describe(self, key: Key, now: float) -> str:
         state = self.table.get(key)

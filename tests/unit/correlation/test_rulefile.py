@@ -290,6 +290,22 @@ async def test_a_pair_tests_a_type_only_close_by_its_types_and_any_other_close_b
     ]
 
 
+def test_rules_with_the_same_group_by_share_one_key_function(tmp_path: Path) -> None:
+    many = "".join(
+        f"  - {{name: t{i}, kind: threshold, match: {{type: x{i}}}, group_by: [host, attributes.user],"
+        f" count: 2, within: 1m}}\n"
+        for i in range(3)
+    )
+    one = "  - {name: other, kind: threshold, match: {type: y}, group_by: [host], count: 2, within: 1m}\n"
+    engines = compile_rules("rules:\n" + many + one, tmp_path)
+    assert engines[0].key is engines[1].key is engines[2].key
+    assert engines[3].key is not engines[0].key
+    ev = E(0, "x0", host="sw1", user="bob")
+    assert engines[0].key(ev) == ("sw1", "bob") and engines[3].key(ev) == ("sw1",)
+    bad = "rules:\n  - {name: b, kind: threshold, match: {type: y}, group_by: [nope], count: 2, within: 1m}\n"
+    assert any("unknown field" in e for e in errors_of(bad, tmp_path))
+
+
 def test_group_by_keys_are_tuples_of_the_fields_whatever_getter_builds_them() -> None:
     ev = E(0, "linkDown", host="sw1", resource="Gi0/1", peer="10.0.0.1")
     assert key_fn(["host", "resource"], None)(ev) == ("sw1", "Gi0/1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from correlator.clock import Clock
 from correlator.correlation import actions
-from correlator.correlation.core import Engine
+from correlator.correlation.core import Engine, derived_id
 from correlator.correlation.pair import Pair
 from correlator.correlation.stage import LATE, Correlate
 from correlator.correlation.threshold import Threshold
@@ -184,3 +184,39 @@ async def test_keys_and_fires_are_exported_at_scrape_time_and_a_removed_rule_lea
     text = generate_latest().decode()
     assert 'correlator_correlation_keys{rule="scrape-storm"}' not in text
     assert 'correlator_correlation_fires_total{hook="fire",rule="scrape-storm"} 1.0' in text
+
+
+class _NowSeen(Engine):
+    """Records the clock's time as each event reaches it."""
+
+    def __init__(self) -> None:
+        super().__init__("now-seen", m(type="x"), by("host"))
+        self.seen: list[float] = []
+
+    def on_event(self, ev: Event, t: float) -> None:
+        assert self.clock is not None
+        self.seen.append(self.clock.now())
+
+
+async def test_the_clock_is_at_each_event_and_timers_set_in_a_batch_fire_between_its_events() -> None:
+    # The stage moves the time itself while no timer is due, and through advance_to when one is.
+    pair = Pair("p", m(type="down"), m(type="up"), by("host"), within=30)
+    seen = _NowSeen()
+    run = Run(pair, seen)
+    out = await run.feed(E(0, "down"), E(10, "x"), E(29.5, "x"), E(30.5, "x"), E(40, "x"))
+    assert types(out) == ["down", "x", "x", "p.timeout", "x", "x"]
+    assert seen.seen == [10, 29.5, 30.5, 40]
+    assert run.clock.now() == 40
+
+
+async def test_an_emitted_event_id_is_derived_from_rule_hook_type_and_subject() -> None:
+    # One emit action shared by two hooks' lists (as a rule test may build it): each gets its own id.
+    emit = actions.emit("storm")
+    a = Threshold("a", m(type="x"), by("host"), count=1, within=60, hooks={"fire": [emit]})
+    b = Threshold("b", m(type="x"), by("host"), count=1, within=60, hooks={"fire": [emit]})
+    out = await Run(a, b).feed(E(0, "x"), E(100, "x", host="r2"))
+    made = [e for e in out if e.type == "storm"]
+    subjects = ["x@r1/@0", "x@r1/@0", "x@r2/@100", "x@r2/@100"]
+    assert [e.id for e in made] == [
+        derived_id(rule, "fire", "emit", "storm", s) for rule, s in zip("abab", subjects, strict=True)
+    ]
