@@ -127,12 +127,16 @@ def plain_json(text: bytes) -> bool:
     serialised again). orjson refuses lone surrogates, unescaped control characters and numbers
     out of range, so its strings are valid text and its values serialisable; what is left: U+0000,
     only written as the escape; the depth, at most the brackets; the size, where a number may come
-    out up to 5x longer than written (9E15 is 9000000000000000.0). False: check the event itself."""
+    out up to 5x longer than written (9E15 is 9000000000000000.0). False: check the event itself.
+
+    `92 not in` (a backslash) and `find`, not `b"\\u0000" not in`: `x in data` with bytes `x`
+    first tries `x` as a byte value, and makes and drops a TypeError (measured: 2x the search)."""
     return (
         len(text) * 5 <= MAX_EVENT_BYTES
-        and b"\\u0000" not in text
+        and (92 not in text or text.find(b"\\u0000") < 0)
         and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
     )
+
 
 
 def from_wire(d: object) -> Event:
@@ -196,7 +200,7 @@ def check_document(field: str, doc: object) -> bytes:
         _walk(doc, field)  # names the place when it can
         raise Refused(field, f"cannot be stored: {e}", _encode_reason(str(e))) from None
     # `92 in blob` (a backslash) is a memchr, far cheaper than searching for the 6-byte escape.
-    if (92 in blob and b"\\u0000" in blob) or blob.count(b"[") + blob.count(b"{") > MAX_DEPTH:
+    if (92 in blob and blob.find(b"\\u0000") >= 0) or blob.count(b"[") + blob.count(b"{") > MAX_DEPTH:
         _walk(doc, field)  # a literal backslash-u0000 or brackets inside strings are false alarms
     return blob
 
