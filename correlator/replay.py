@@ -133,14 +133,12 @@ def recorded_event(doc: Any, n: int, text: bytes, source: str, default_time: flo
     ev = plain_event(doc, source, default_time) if type(doc) is dict else None
     if ev is None:
         ev = full_event_from_dict(doc, source, default_time, recorded=True)
-        if "received" not in doc:
-            ev.received = ev.time
-    else:
+    if "received" not in doc:
         ev.received = ev.time
     # The door, as at ingest, but not its time policy: that is counted from now, and a recording is
     # old by nature. A time outside the years 1 to 9999 is still refused (no output renders it).
     # Refused is a FieldError: reported as an invalid line. `text` is what orjson parsed `doc` from.
-    door.check(ev, False, True, door.plain_json(text))
+    door.check(ev, check_time=False, typed=True, plain=door.plain_json(text))
     return ev
 
 

@@ -176,7 +176,7 @@ class GenericEventsHandler:
                 continue
             try:
                 ev = event_from_dict(item, SOURCE, received)
-                door.check(ev, True, True, plain_text)  # typed: event_from_dict checked the fields
+                door.check(ev, typed=True, plain=plain_text)  # event_from_dict checked the fields' types
             except FieldError as e:
                 errors.append({"index": i, "field": e.field, "message": e.message, "reason": e.reason})
             else:
