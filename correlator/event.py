@@ -213,7 +213,9 @@ def new_id() -> str:
     random inserts (measured: 40% cheaper store writes than random ids). No syscall per id:
     os.urandom releases the GIL, and under load every release queued behind the store thread.
     """
-    return f"{time.time_ns() // 1000:016x}{next(_id_counter) & 0xFFFFFFFF:08x}{_ID_TAG}"
+    # The two numbers as one 12-byte integer, in hex: the same digits as formatting each with its
+    # width (`:016x`, `:08x`), at half the cost (format specs are parsed per call).
+    return ((time.time_ns() // 1000) << 32 | next(_id_counter) & 0xFFFFFFFF).to_bytes(12).hex() + _ID_TAG
 
 
 _ID_TAG = os.urandom(4).hex()
