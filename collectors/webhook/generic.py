@@ -8,6 +8,7 @@ client resends only what failed. A full queue refuses the whole request with 503
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 import math
 import time
@@ -150,6 +151,9 @@ class GenericEventsHandler:
             return body
         received = time.time()
         items: list[Any]
+        # Whether each item's text keeps the door's text and document limits (door.plain_json):
+        # judged once on a JSON body (true of the body, true of every item in it), per line of NDJSON.
+        plain: list[bool] | itertools.repeat[bool]
         parse_errors: list[dict[str, Any]] = []
         if ctype in _JSON:
             try:
@@ -157,20 +161,22 @@ class GenericEventsHandler:
             except orjson.JSONDecodeError as e:
                 return reject(SOURCE, "malformed_json", 400, f"malformed JSON: {e}")
             items = doc if isinstance(doc, list) else [doc]
+            plain = itertools.repeat(door.plain_json(body))
         else:
             lines = body.splitlines()
             try:  # the common case, every line one JSON document, without the per-line checks
                 items = [orjson.loads(line) for line in lines]
             except orjson.JSONDecodeError:
                 items = _ndjson_items(lines, parse_errors)
+            plain = list(map(door.plain_json, lines))
         events: list[Event] = []
         errors = parse_errors
-        for i, item in enumerate(items):
+        for i, (item, plain_text) in enumerate(zip(items, plain, strict=False)):
             if item is _BLANK:
                 continue
             try:
                 ev = event_from_dict(item, SOURCE, received)
-                door.check(ev)
+                door.check(ev, typed=True, plain=plain_text)  # event_from_dict checked the fields' types
             except FieldError as e:
                 errors.append({"index": i, "field": e.field, "message": e.message, "reason": e.reason})
             else:

@@ -66,6 +66,32 @@ def test_malformed_ndjson_line_does_not_lose_the_others(make_daemon):
     assert doc["accepted"] == ["l0", "l3"]
 
 
+def test_each_ndjson_line_is_judged_by_its_own_text(make_daemon):
+    """The door's text and document limits are judged on the line an item was parsed from: the
+    verdicts stay with their lines, around a malformed one too."""
+    d = make_daemon()
+    deep = b"[" * 40 + b"]" * 40
+    lines = [
+        orjson.dumps({**LINK_DOWN, "id": "l0"}),
+        b'{"host":"h","type":"t","attributes":{"k":"a\\u0000"}}',
+        b"{not json",
+        orjson.dumps({**LINK_DOWN, "id": "l3", "message": "back\\u0000slash"}),  # a literal backslash
+        b'{"host":"h","type":"t","attributes":{"k":' + deep + b"}}",
+        orjson.dumps({**LINK_DOWN, "id": "l5"}),
+    ]
+    status, _, raw = d.request(
+        "POST", "/api/v1/events", b"\n".join(lines), {"Content-Type": "application/x-ndjson"}
+    )
+    doc = orjson.loads(raw)
+    assert status == 400
+    assert [(e["index"], e["reason"]) for e in doc["errors"]] == [
+        (1, "bad_text"),
+        (2, "malformed_json"),
+        (4, "too_deep"),
+    ]
+    assert doc["accepted"] == ["l0", "l3", "l5"]
+
+
 def test_malformed_json_body(make_daemon):
     d = make_daemon()
     status, _, raw = d.request("POST", "/api/v1/events", b'{"host": ', {"Content-Type": "application/json"})

@@ -180,7 +180,7 @@ def test_typed_check_of_a_decoded_event_refuses_what_the_full_check_refuses(attr
 @settings(max_examples=200, deadline=None)
 @decoded_fields
 def test_an_event_read_from_a_plain_json_text_passes_the_full_check(attrs, host, message):
-    """Replay skips the text and document checks of an event read from a plain text (`read_from`):
+    """Replay skips the text and document checks of an event read from a plain text (`plain`):
     the full check must find nothing to refuse in it."""
     try:
         text = orjson.dumps({"host": host, "type": "t", "message": message, "attributes": attrs, "time": NOW})
@@ -205,7 +205,7 @@ def test_what_the_text_of_a_line_hides_is_still_refused(attributes, reason):
     assert len(text) <= door.MAX_EVENT_BYTES
     e = event_from_dict(orjson.loads(text), "replay", NOW, recorded=True)
     with pytest.raises(door.Refused) as info:
-        door.check(e, check_time=False, typed=True, read_from=text)
+        door.check(e, check_time=False, typed=True, plain=door.plain_json(text))
     assert info.value.reason == reason
 
 

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import hashlib
 import inspect
+import time
 
 import orjson
 import pytest
@@ -220,3 +221,17 @@ def test_a_key_longer_than_the_door_allows_is_hashed_but_not_kept():
     host = "h" * 100_000
     assert fingerprint(host, "", "t") == fingerprint(host, "", "t")
     assert (host, "", "t") not in event._fingerprints
+
+
+def test_a_generated_id_is_microseconds_counter_and_tag_in_32_hex_digits():
+    """The layout docs/events.md gives: 16 hex digits of microseconds, 8 of a per-process counter,
+    8 of a per-process tag; time-ordered, so the store's index on id grows at its right edge."""
+    from correlator.event import _ID_TAG, new_id
+
+    before = time.time_ns() // 1000
+    a, b = new_id(), new_id()
+    after = time.time_ns() // 1000
+    for i in (a, b):
+        assert len(i) == 32 and int(i, 16) >= 0 and i.endswith(_ID_TAG)
+        assert before <= int(i[:16], 16) <= after
+    assert int(b[16:24], 16) == (int(a[16:24], 16) + 1) & 0xFFFFFFFF and a < b
