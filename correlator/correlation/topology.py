@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from correlator.correlation.actions import Template
+from correlator.correlation.actions import SUPPRESSED_BY, Template, mark_suppressed
 from correlator.correlation.core import Engine, Hooks, Key, KeyTable, Match
 from correlator.correlation.topology_file import Topology
 from correlator.event import Event, Severity
@@ -93,6 +93,7 @@ class TopologyRule(Engine):
         self.settle = settle
         self.adopt_within = adopt_within
         self.suppress = suppress
+        self._suppressed = SUPPRESSED_BY(name)  # correlator_correlation_suppressed_total{rule}
         self.down: KeyTable[_Down] = KeyTable(name, max_keys)
         # Roots that came back, until the end of their settle time (insertion order = deadline order).
         self.settling: dict[str, float] = {}
@@ -311,8 +312,7 @@ class TopologyRule(Engine):
     # -- helpers ----------------------------------------------------------------------------------
     def _suppress(self, ev: Event) -> None:
         if self.suppress:
-            ev.attributes["suppressed_by"] = self.name
-            self.sink.suppressed = self.name
+            mark_suppressed(ev, self.name, self.sink, self._suppressed)
 
     def _mark(self, ev: Event, c: str, root: str | None) -> None:
         attrs = ev.attributes

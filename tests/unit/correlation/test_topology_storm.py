@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from correlator.correlation.core import Engine
 from correlator.correlation.topology import TopologyRule
@@ -257,3 +258,21 @@ def test_a_snapshot_saved_before_settling_existed_restores_its_down_table(tmp_pa
     tp.restore([("core", None, ev.to_dict()), ("dist", "core", ev.to_dict())])
     assert tp.describe(("dist",), 1) == "topology: dist is down, a symptom of core"
     assert tp.settling == {} and tp.held == {}
+
+
+async def test_symptoms_it_suppresses_are_counted_like_any_suppression(tmp_path: Path) -> None:
+    """correlator_correlation_suppressed_total{rule} counts every event a level-2 rule suppresses,
+    the topology rule's symptoms included."""
+
+    def counted() -> float:
+        sample = REGISTRY.get_sample_value("correlator_correlation_suppressed_total", {"rule": "root-cause"})
+        return sample or 0.0
+
+    before = counted()
+    run = Run(*engines(tmp_path))
+    await run.feed(
+        E(0, "nodeDown", "core"),
+        E(1, "linkDown", "dist", resource="ge3"),
+        E(2, "cpuHigh", "srv"),
+    )
+    assert counted() - before == 2
