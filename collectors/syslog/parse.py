@@ -61,7 +61,9 @@ def parse(data: bytes, received: float) -> Record:
     data = data.rstrip(b"\r\n\x00")  # some senders terminate with NUL or CRLF
     if not data:
         raise ParseError(EMPTY, "empty message")
-    if b"\x00" in data:
+    # .find, not `in`: on 3.11 `bytes in bytes` first tries the needle as an int and builds and
+    # discards a TypeError on every call.
+    if data.find(b"\x00") >= 0:
         raise ParseError(NUL, "NUL byte inside the message")
     # Invalid UTF-8 (BSD senders often use a legacy code page) becomes U+FFFD: the rest is kept.
     text = data.decode("utf-8", "replace")

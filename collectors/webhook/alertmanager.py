@@ -24,6 +24,7 @@ from collectors.webhook.formats import (
     stable_id,
     text,
 )
+from correlator import door
 from correlator.errors import ConfigError, FieldError
 from correlator.event import Event, Severity, parse_time
 
@@ -44,6 +45,9 @@ SEVERITIES: dict[str, Severity] = {
     "none": Severity.INFO,
 }
 
+# The most alerts a body can hold and pass door.plain_json's bracket count: the body's object, its
+# alerts array and two per alert.
+_PLAIN_ALERTS = (door.MAX_DEPTH - 2) // 2
 _PORT = re.compile(r":\d+$")
 _OPTIONS = {"format", "token", "hmac_secret", "hmac_header"}
 OPTION_KEYS = {"host_labels", "resource_labels", "severity_label", "severity_map", "default_severity"}
@@ -77,11 +81,16 @@ def parse_options(raw: Mapping[str, Any], where: str, kind: str) -> AlertOptions
 
 def make(raw: Mapping[str, Any], where: str) -> Converter:
     opts = parse_options(raw, where, "alertmanager")
-    return lambda doc, source, received: convert(doc, source, received, opts)
+    return lambda doc, source, received, body=None: convert(doc, source, received, opts, body=body)
 
 
 def convert(
-    doc: Any, source: str, received: float, opts: AlertOptions, extra: tuple[str, ...] = ()
+    doc: Any,
+    source: str,
+    received: float,
+    opts: AlertOptions,
+    extra: tuple[str, ...] = (),
+    body: bytes | None = None,
 ) -> Result:
     if not isinstance(doc, dict):
         raise FieldError("", f"expected a JSON object ({opts.kind} webhook), got {type(doc).__name__}")
@@ -93,7 +102,13 @@ def convert(
     # The alerts of one rule evaluation share their startsAt: each distinct time is parsed once
     # per body. Only successes are kept, so a bad time is refused with its own message each time.
     times: dict[str, float] = {}
-    return each(alerts, lambda a: alert_event(a, source, received, opts, group, copied, times))
+    # Every text and attribute of an alert's event is a value of the body (or a slice, or a
+    # number's text), except the id (hex), the kind and the severity (configuration): so the
+    # body's plain_json verdict holds for each event (docs/events.md). An alert brings at least
+    # two brackets (itself, its labels): a larger group cannot pass the bracket count, and is not
+    # scanned for it (measured: the scans of a 50-alert body cost more than its checks save).
+    plain = body is not None and len(alerts) <= _PLAIN_ALERTS and door.plain_json(body)
+    return each(alerts, lambda a: alert_event(a, source, received, opts, group, copied, times), plain)
 
 
 def alert_event(

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from correlator import door
 from correlator.errors import ConfigError, FieldError
 from correlator.event import Event, Severity
 
 Result = list[tuple[int, Event | FieldError]]
-Converter = Callable[[Any, str, float], Result]
-"""convert(document, event_source, received) -> per-item results."""
+
+
+class Converter(Protocol):
+    """convert(document, event_source, received, body) -> per-item results.
+
+    `body`: the JSON text the document was parsed from (None for a form). A format whose events
+    take their texts and attributes only from the document may judge it with `door.plain_json`
+    and pass the verdict to `each`; the others ignore it."""
+
+    def __call__(self, doc: Any, source: str, received: float, body: bytes | None = None) -> Result: ...
+
 
 Factory = Callable[[Mapping[str, Any], str], Converter]
 """make(format_options, config_key_for_errors) -> converter; raises ConfigError."""
@@ -33,13 +42,16 @@ def stable_id(*parts: str) -> str:
 _STABLE_ID = hashlib.blake2b(digest_size=16)
 
 
-def each(items: list[Any], one: Callable[[Any], Event]) -> Result:
-    """Convert each item and check it at the door (correlator/door.py): one bad item is its own 400."""
+def each(items: list[Any], one: Callable[[Any], Event], plain: bool = False) -> Result:
+    """Convert each item and check it at the door (correlator/door.py): one bad item is its own 400.
+
+    `plain` (see `Converter`) only where every text and attribute of the events `one` builds is a
+    value of the parsed body, or a slice or the text of one: then the body's limits are theirs."""
     out: Result = []
     for i, item in enumerate(items):
         try:
             ev = one(item)
-            door.check(ev)
+            door.check(ev, plain=plain)
         except FieldError as e:
             out.append((i, e))
         else:

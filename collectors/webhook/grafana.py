@@ -26,12 +26,14 @@ _LEGACY_STATES = {
 
 def make(raw: Mapping[str, Any], where: str) -> Converter:
     opts = alertmanager.parse_options(raw, where, "grafana")
-    return lambda doc, source, received: convert(doc, source, received, opts)
+    return lambda doc, source, received, body=None: convert(doc, source, received, opts, body)
 
 
-def convert(doc: Any, source: str, received: float, opts: alertmanager.AlertOptions) -> Result:
+def convert(
+    doc: Any, source: str, received: float, opts: alertmanager.AlertOptions, body: bytes | None = None
+) -> Result:
     if isinstance(doc, dict) and "alerts" in doc:
-        return alertmanager.convert(doc, source, received, opts, _EXTRA)
+        return alertmanager.convert(doc, source, received, opts, _EXTRA, body)
     if isinstance(doc, dict) and ("ruleName" in doc or "ruleId" in doc):
         return each([doc], lambda d: _legacy(d, source, received, opts))
     raise FieldError(

@@ -36,7 +36,7 @@ def make(raw: Mapping[str, Any], where: str) -> Converter:
         except ValueError as e:
             raise ConfigError(f"'{where}.items': {e}") from None
     mapping = parse_field_map(raw, where, GENERIC_FIELDS)
-    return lambda doc, source, received: convert(doc, source, received, items, mapping)
+    return lambda doc, source, received, body=None: convert(doc, source, received, items, mapping)
 
 
 def convert(doc: Any, source: str, received: float, items: jsonpath.Path | None, mapping: FieldMap) -> Result:

@@ -32,7 +32,7 @@ _KEYS = {"format", "token", "hmac_secret", "hmac_header"}
 
 def make(raw: Mapping[str, Any], where: str) -> Converter:
     check_keys(raw, _KEYS, where)
-    return convert
+    return lambda doc, source, received, body=None: convert(doc, source, received)
 
 
 def convert(doc: Any, source: str, received: float) -> Result:

@@ -166,7 +166,7 @@ class SourcesHandler:
             except orjson.JSONDecodeError as e:
                 return reject(src.label, "malformed_json", 400, f"malformed JSON: {e}")
         try:
-            results = src.convert(doc, src.label, received)
+            results = src.convert(doc, src.label, received, None if form else body)
         except FieldError as e:
             return reject(src.label, e.reason, 400, f"not a {src.format} payload: {e}", field=e.field)
         events: list[Event] = []

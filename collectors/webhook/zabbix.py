@@ -45,7 +45,7 @@ _KEYS = {"format", "token", "hmac_secret", "hmac_header", "severity_map"}
 def make(raw: Mapping[str, Any], where: str) -> Converter:
     check_keys(raw, _KEYS, where)
     table = severity_map_option(raw.get("severity_map"), where, SEVERITIES)
-    return lambda doc, source, received: convert(doc, source, received, table)
+    return lambda doc, source, received, body=None: convert(doc, source, received, table)
 
 
 def convert(doc: Any, source: str, received: float, table: Mapping[str, Severity]) -> Result:

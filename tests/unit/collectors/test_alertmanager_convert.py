@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+import orjson
+from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 
 from collectors.webhook import alertmanager, grafana
+from correlator import door
 from correlator.errors import FieldError
 from correlator.event import Event
 
@@ -134,3 +137,91 @@ def test_the_message_and_alertname_are_read_as_webhook_text_fields():
     assert one(a, {"summary": True}) == ("summary", "must be a string, got bool")
     refused = ("labels.alertname", "is required and must be a non-empty string")
     assert one({}, {"summary": "s"}) == one({"alertname": ""}, {}) == refused
+
+
+def _nested(depth: int) -> Any:
+    v: Any = 1
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+# Values at the door's limits: U+0000 (escaped in the body), non-ASCII text, numbers that print
+# longer than written, nesting around MAX_DEPTH, texts around the name, message and size limits.
+limits = st.one_of(
+    odd,
+    st.sampled_from(["a\x00b", "\x00", "é€😀", "\u2028", 9e15, 1e300, -(2**63), 2**64 - 1]),
+    st.integers(28, 35).map(_nested),
+    st.sampled_from([255, 256, 257, 16384, 16385, 26000, 40000]).map(lambda n: "y" * n),
+)
+edge_alert = st.fixed_dictionaries(
+    {
+        "labels": st.builds(
+            lambda name, more: {"alertname": name, **more},
+            st.one_of(st.sampled_from(["HighCPU", "x" * 256, "x" * 257, "a\x00", "é"]), st.text(max_size=4)),
+            st.dictionaries(
+                label_names, st.one_of(label_values, st.sampled_from(["\x00", "z" * 257])), max_size=4
+            ),
+        ),
+        "status": st.sampled_from(["firing", "resolved"]),
+    },
+    optional={
+        "annotations": st.dictionaries(
+            st.sampled_from(["summary", "description", "message", "x"]), limits, max_size=3
+        ),
+        "startsAt": times,
+        "fingerprint": st.one_of(odd, st.sampled_from(["f" * 243, "f" * 244, "f\x00"])),
+        "generatorURL": limits,
+        "values": limits,
+    },
+)
+
+
+@settings(max_examples=200, suppress_health_check=list(HealthCheck), deadline=None)
+@given(
+    st.lists(st.one_of(edge_alert, well_formed, any_shape, odd), max_size=4),
+    st.sampled_from(["alertmanager", "grafana"]),
+    st.sampled_from([None, "r", "é\x00"]),
+    st.booleans(),
+)
+def test_the_plain_body_flag_gives_the_same_verdicts(items, kind, receiver, ascii_only):
+    """A body `door.plain_json` passes lets each alert skip the door's text and document checks: the
+    verdict (accepted with the same event, or refused for the same reason and field) is the same."""
+    convert = alertmanager.make({}, "w") if kind == "alertmanager" else grafana.make({}, "w")
+    doc: dict[str, Any] = {"alerts": items}
+    if receiver is not None:
+        doc["receiver"] = receiver
+    # Written as senders may (escaped or raw non-ASCII); what orjson refuses (NaN, integers beyond
+    # 64 bits) is a malformed body, never converted.
+    body = json.dumps(doc, ensure_ascii=ascii_only).encode()
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        reject()
+    plain = door.plain_json(body)
+    event("plain" if plain else "not plain")
+    full = convert(orjson.loads(body), "webhook:am", RECEIVED)
+    flagged = convert(orjson.loads(body), "webhook:am", RECEIVED, body)
+    assert [(i, outcome(r)) for i, r in flagged] == [(i, outcome(r)) for i, r in full]
+
+
+def test_a_small_plain_body_skips_the_door_checks_and_a_large_group_is_not_scanned(monkeypatch):
+    seen: list[bool] = []
+    real = door.check
+
+    def check(ev: Event, check_time: bool = True, typed: bool = False, plain: bool = False) -> None:
+        seen.append(plain)
+        real(ev, check_time, typed, plain)
+
+    monkeypatch.setattr(door, "check", check)
+    convert = alertmanager.make({}, "w")
+    alert = {"labels": {"alertname": "A"}, "status": "firing"}
+    for n, plain in ((1, True), (15, True), (16, False)):
+        seen.clear()
+        body = orjson.dumps({"alerts": [alert] * n})
+        assert door.plain_json(body) == (n <= 15)
+        convert(orjson.loads(body), "webhook:am", RECEIVED, body)
+        assert seen == [plain] * n
+    seen.clear()
+    convert({"alerts": [alert]}, "webhook:am", RECEIVED)  # no body (a form): the full check
+    assert seen == [False]
