@@ -58,6 +58,9 @@ SEVERITY_IMPACT_URGENCY: dict[Severity, tuple[int, int]] = {
 }
 # Looked up once: reading an enum member off its class costs more than the table lookup itself.
 _INFO_RANK = SEVERITY_RANK[Severity.INFO]
+# Enum `.value` is a descriptor call (~0.2 µs); an alert storm reads it for every incident it opens.
+_SEVERITY_TEXT = {s: s.value for s in Severity}
+_OPENED_SEVERITY = {s: s.value if SEVERITY_RANK[s] > _INFO_RANK else "info" for s in Severity}
 
 
 @dataclass
@@ -155,7 +158,7 @@ def open_for_event(
         opened_at=now,
         impact=impact,
         urgency=urgency,
-        severity=ev.severity.value if SEVERITY_RANK[ev.severity] > _INFO_RANK else "info",
+        severity=_OPENED_SEVERITY[ev.severity],
         event_count=1,
         first_occurrence=t,
         last_occurrence=t,
@@ -342,7 +345,7 @@ def _event_summary(ev: Event) -> dict[str, Any]:
         "event_id": ev.id,
         "host": ev.host,
         "type": ev.type,
-        "severity": ev.severity.value,
+        "severity": _SEVERITY_TEXT[ev.severity],
         "resource": ev.resource,
         "message": ev.message[:500],
     }
