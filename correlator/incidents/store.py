@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import orjson
 
 from correlator.incidents.lifecycle import Changes
-from correlator.incidents.model import Incident, LogEntry
+from correlator.incidents.model import Incident, LogEntry, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +50,14 @@ class Rows:
     token: int = 0
 
 
+# Enum `.value` is a descriptor call: a dict lookup is cheaper once per stored incident.
+_STATUS_TEXT = {s: s.value for s in Status}
+
+
 def _columns(inc: Incident) -> tuple[Any, ...]:
     return (
         inc.key,
-        inc.status.value,
+        _STATUS_TEXT[inc.status],
         inc.priority,
         inc.host,
         inc.service,
