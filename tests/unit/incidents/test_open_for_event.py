@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlator.event import Severity
 from correlator.incidents import lifecycle as lc
+from correlator.incidents.model import Incident
 from correlator.incidents.settings import IncidentSettings, parse_settings
 from tests.unit.incidents.conftest import T0, event
 
@@ -70,3 +74,17 @@ def test_both_ways_take_the_priority_from_the_settings(monkeypatch):
     for opener in (one_step, two_steps):
         doc = outcome(opener, 0, True, Severity.MINOR, 1, 3, False, 0.0)[0]
         assert doc["priority"] == "P4", opener
+
+
+def test_its_named_fields_default_as_the_incident_does() -> None:
+    """open_for_event names the Incident fields it takes (a storm would build a keyword dict per
+    incident otherwise): each must exist on Incident with the same default, or an incident opened
+    by a rule would differ from one opened by a person for the same fields."""
+    fields = {f.name: f for f in dataclasses.fields(Incident)}
+    params = inspect.signature(lc.open_for_event).parameters.values()
+    named = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert named
+    for p in named:
+        assert p.name in fields, p.name
+        if p.default is not inspect.Parameter.empty:
+            assert fields[p.name].default == p.default, p.name
