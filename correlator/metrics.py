@@ -79,6 +79,11 @@ STAGE_ERRORS = Counter(
 )
 COLLECTOR_UP = Gauge("correlator_collector_up", "1 while a collector is running and healthy", ["collector"])
 RETENTION_DELETED = Counter("correlator_retention_deleted_events_total", "Events removed by retention")
+PG_MIGRATION_LOCK_WAITS = Counter(
+    "correlator_pg_migration_lock_waits_total",
+    "Times a PostgreSQL store's start-up migrations waited MIGRATION_LOCK_TIMEOUT for a lock another"
+    " process held, then tried again",
+)
 
 
 def observe_many(histogram: Histogram, amount: float, n: int) -> None:

@@ -41,6 +41,9 @@ WRITES_FENCED = Counter(
 PREFIX = "cw:"  # application_name of a worker's sessions; other processes are never fenced
 FENCED_TABLES = ("events", "dead_letters", "incidents", "incident_log")
 LOCK_TIMEOUT = "5s"  # a takeover waiting longer for a write under way fails, and is retried
+# A worker stopped inside its claim (SIGSTOP between two statements) holds the partition's row: the
+# server ends its session once it sat idle that long, so the next claim is not refused for good.
+IDLE_TIMEOUT = "10s"
 
 
 def _fence_function(refused: str) -> str:
@@ -145,7 +148,10 @@ class Owners:
                 await migrate_pg(conn, "cluster", MIGRATIONS)
                 self._ready = True
             async with conn.transaction():
-                await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                await conn.execute(
+                    f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';"
+                    f" SET LOCAL idle_in_transaction_session_timeout = '{IDLE_TIMEOUT}'"
+                )
                 me = await conn.fetchval("SELECT current_setting('application_name')")
                 before = await conn.fetchval(
                     "SELECT member FROM partition_owners WHERE partition = $1 FOR UPDATE", p

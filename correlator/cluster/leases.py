@@ -6,6 +6,14 @@ Keys: `m.<member>` says a worker is alive (renewed each round); `p.<partition>` 
 A worker takes at most its fair share, ceil(partitions / live workers): one that joins takes free
 partitions as the others give up what exceeds their share; one that dies (SIGKILL) stops renewing
 and its keys expire, so the others take its partitions within lease_ttl plus one round.
+
+Each round lists the bucket's keys through a short-lived ordered consumer (the last message of each
+key). nats-py's `KeyValue.keys()` waits, without a time limit, for a message the server reports with
+nothing pending after it; a server that counts one message too many (seen with nats-server 2.9 when
+a key was rewritten just before the listing) never sends one, and the lease loop stopped for good:
+no renewal, no takeover, nothing logged. Here the listing ends at the message of this worker's own
+`m.<member>` write of the round (or one with nothing pending) and within API_TIMEOUT; a round that
+fails is logged, counted, and the next round tries again.
 """
 
 from __future__ import annotations
@@ -16,10 +24,20 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 
-from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
-from nats.js.kv import KeyValue
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
+from prometheus_client import Counter
+
+from correlator.cluster.bus import API_TIMEOUT, Bus
 
 log = logging.getLogger(__name__)
+
+ROUNDS_FAILED = Counter(
+    "correlator_cluster_lease_rounds_failed_total",
+    "Lease rounds that failed (NATS unreachable, no quorum, a JetStream call or the key listing timed"
+    " out); the next round tries again",
+)
 
 Gain = Callable[[int], Awaitable[bool]]  # start consuming the partition; False: could not (retry later)
 Loss = Callable[[int], Awaitable[None]]  # stop consuming it at once: another worker owns it now
@@ -32,10 +50,11 @@ def key_safe(name: str) -> str:
 
 
 class Leases:
-    def __init__(
-        self, kv: KeyValue, member: str, partitions: int, ttl: float, gain: Gain, loss: Loss
-    ) -> None:
-        self._kv = kv
+    def __init__(self, bus: Bus, member: str, partitions: int, ttl: float, gain: Gain, loss: Loss) -> None:
+        self._bus = bus
+        self._kv = bus.leases
+        self._bucket = f"{bus.settings.stream}_leases"
+        self.list_timeout = API_TIMEOUT  # the key listing's limit, like any JetStream call's
         self.member = key_safe(member)
         self._partitions = partitions
         self.interval = max(ttl / 3, 0.2)  # three renewals per ttl: one lost round costs nothing
@@ -51,18 +70,19 @@ class Leases:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # NATS unreachable or no quorum: keys we cannot renew expire
+                ROUNDS_FAILED.inc()
                 log.warning("partition leases: %s: %s", type(e).__name__, e)
             await asyncio.sleep(self.interval)
 
     async def round(self) -> None:
-        await self._kv.put(f"m.{self.member}", b"alive")
+        alive = await self._kv.put(f"m.{self.member}", b"alive")
         for p, rev in list(self.owned.items()):
             try:
                 self.owned[p] = await self._kv.update(f"p.{p}", self.member.encode(), last=rev)
             except (KeyWrongLastSequenceError, KeyNotFoundError):
                 log.warning("partition %d: lease lost (expired or taken over); stopping it", p)
                 await self._drop(p)
-        keys = await self._keys()
+        keys = await self._keys(alive)
         members = sum(1 for k in keys if k.startswith("m."))
         self.members = max(members, 1)
         share = math.ceil(self._partitions / self.members)
@@ -107,8 +127,35 @@ class Leases:
         if self.owned.pop(p, None) is not None:
             await self._loss(p)
 
-    async def _keys(self) -> list[str]:
+    async def _keys(self, upto: int) -> list[str]:
+        """The keys holding a value (deleted or purged ones left out), each as of its last message
+        up to stream sequence `upto` (this round's `m.<member>` write) or later. TimeoutError after
+        `list_timeout`."""
+        prefix = f"$KV.{self._bucket}."
+        keys: list[str] = []
+        done = asyncio.get_running_loop().create_future()
+
+        async def on_msg(msg: Msg) -> None:
+            headers = msg.headers or {}
+            if headers.get("KV-Operation") is None and headers.get("Nats-Marker-Reason") is None:
+                keys.append(msg.subject[len(prefix) :])
+            meta = msg.metadata
+            # The last message per key comes in stream order: once ours (or one after it) is here,
+            # every key written before it is listed; a server's pending count may never reach 0.
+            if (meta.sequence.stream >= upto or meta.num_pending == 0) and not done.done():
+                done.set_result(None)
+
+        sub = await self._bus.js.subscribe(
+            f"{prefix}>",
+            stream=f"KV_{self._bucket}",
+            cb=on_msg,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            headers_only=True,
+        )
         try:
-            return list(await self._kv.keys())
-        except NoKeysError:
-            return []
+            async with asyncio.timeout(self.list_timeout):
+                await done
+        finally:
+            await sub.unsubscribe()
+        return keys

@@ -204,7 +204,7 @@ async def join(config: Config) -> ClusterNode:
     # The events a worker makes itself go to the stream as an ingest process' do (cluster/consume.py).
     outbox = BusQueue(bus, key_of, config.queue.max_events, config.queue.retry_after, gauges=False)
     queue = PartitionQueue(bus, config.queue.max_events, outbox)
-    leases = Leases(bus.leases, member_name(c), c.partitions, c.lease_ttl, queue.take, queue.drop)
+    leases = Leases(bus, member_name(c), c.partitions, c.lease_ttl, queue.take, queue.drop)
     log.info("worker %s joins stream %s (%d partitions)", leases.member, c.stream, c.partitions)
     # The same partition of a key as the ingest processes compute: level-2 state is cut along it.
     partitioner = Partitioner(inventory, c.partition_by, c.partitions)

@@ -100,11 +100,21 @@ MIGRATIONS: list[str] = [
 ]
 
 _LOCK_ID = 0x636F7272  # advisory lock serialising migrations ('corr')
+# A process stopped inside its migrations (SIGSTOP, a paused virtual machine) holds the lock for as
+# long as its transaction stays open: the server ends its session once it sat idle that long in it,
+# and another process waits for the lock (or a migrated table's lock) that long at a time, logged.
+MIGRATION_IDLE_TIMEOUT = "30s"
+MIGRATION_LOCK_TIMEOUT = "5s"
 
 
 async def migrate_pg(conn: Any, component: str, migrations: list[str]) -> int:
-    """Apply `migrations` newer than the recorded version of `component`; returns how many ran."""
+    """Apply `migrations` newer than the recorded version of `component`; returns how many ran.
+    Raises asyncpg.LockNotAvailableError after waiting MIGRATION_LOCK_TIMEOUT for a lock."""
     async with conn.transaction():
+        await conn.execute(
+            f"SET LOCAL idle_in_transaction_session_timeout = '{MIGRATION_IDLE_TIMEOUT}';"
+            f" SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'"
+        )
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS correlator_schema"
@@ -126,6 +136,20 @@ async def migrate_pg(conn: Any, component: str, migrations: list[str]) -> int:
             len(migrations),
         )
     return len(migrations) - version
+
+
+async def migrate_waiting(conn: Any, component: str, migrations: list[str]) -> int:
+    """migrate_pg, tried again while another process holds a lock it needs (its own migrations
+    under way, or a process paused inside them until the server ends its session): start-up
+    waits, saying so in the log and in `correlator_pg_migration_lock_waits_total`."""
+    while True:
+        try:
+            return await migrate_pg(conn, component, migrations)
+        except asyncpg.LockNotAvailableError as e:
+            metrics.PG_MIGRATION_LOCK_WAITS.inc()
+            log.warning(
+                "%s schema: another process holds a lock the migrations need (%s); trying again", component, e
+            )
 
 
 _COLUMNS = ("id", "time", "host", "type", "severity", "source", "fingerprint", "body", "count", "last_seen")
@@ -191,7 +215,7 @@ class PgPool:
         self._pool = await connect_pool(self._dsn, self._setting)
         try:
             async with self._pool.acquire() as conn:
-                await migrate_pg(conn, self._component, self._migrations)
+                await migrate_waiting(conn, self._component, self._migrations)
         except BaseException:
             await self.close()
             raise
