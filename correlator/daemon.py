@@ -83,6 +83,7 @@ class Daemon:
     changes: ChangeService
     problems: ProblemService
     lock: datalock.DataDirLock  # held until the process has closed every store
+    ingest: Ingest  # the collectors' and the API's way onto `queue`
     cluster: ClusterNode | None = None  # --role ingest or worker: the NATS side (docs/cluster.md)
 
 
@@ -200,6 +201,7 @@ async def build(config: Config) -> Daemon:
         changes,
         problems,
         lock,
+        ingest,
         node,
     )
 
@@ -337,7 +339,7 @@ async def _serve(config: Config, sock: socket.socket) -> int:
         log.info("shutting down: draining up to %.1fs", config.shutdown_grace)
         if workers is not None:  # first: their requests in hand still reach the journal
             await workers.stop(config.shutdown_grace / 2)
-        daemon.queue.close_for_input()
+        daemon.ingest.close_for_input()
         if daemon.cluster is not None:
             daemon.cluster.stop_input()
         await public.close()

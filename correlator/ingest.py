@@ -29,13 +29,23 @@ class Ingest:
         # A queue that serialises what it sends (cluster/publish.py: one part per partition) takes
         # the events alone; serialising them here too would be done twice.
         self._queue_serialises = bool(getattr(queue, "takes_events", False))
+        self._accepting = True
+
+    def close_for_input(self) -> None:
+        """Shutdown: refuse further events, and say so in `full`, so that a request that would save
+        something and then emit its event (a change's transition) is refused before it saves."""
+        self._accepting = False
+        self._queue.close_for_input()
 
     def retry_after(self) -> float | None:
         """Seconds to wait when the queue is full, else None: check before parsing a large body."""
         return self._queue.retry_after()
 
-    def full(self) -> QueueFull | None:
-        """The push-back a put would meet now (the queue is full), else None: refuse before working."""
+    def full(self) -> QueueFull | ShuttingDown | None:
+        """The push-back a put would meet now (the queue is full, the daemon is stopping), else None:
+        refuse before working."""
+        if not self._accepting:
+            return ShuttingDown("the daemon is shutting down")
         wait = self._queue.retry_after()
         return None if wait is None else QueueFull(self._queue.depth(), self._queue.depth(), wait)
 

@@ -26,7 +26,7 @@ from correlator.changes.scope import Scope
 from correlator.changes.settings import ChangeSettings
 from correlator.changes.topology import DependencyMap
 from correlator.clock import Clock
-from correlator.errors import CorrelatorError, QueueFull
+from correlator.errors import CorrelatorError, QueueFull, ShuttingDown
 from correlator.event import Event, Severity, new_id
 from correlator.records.edit import apply_edit, save_record
 from correlator.records.store import LogEntry, RecordConflict, RecordStore
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[list[Event], str], Awaitable[None]]
 # The push-back the ingest queue would answer an event with now (full), else None (Ingest.full).
-Full = Callable[[], QueueFull | None]
+Full = Callable[[], QueueFull | ShuttingDown | None]
 
 OUTCOMES = Counter("correlator_change_outcomes_total", "Changes finished, by outcome", ["outcome"])
 ACTIVE = Gauge("correlator_changes", "Changes not finished, by state", ["state"])

@@ -6,17 +6,20 @@ save through the other."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from correlator.changes.model import Change, IllegalTransition, State
-from correlator.changes.service import ChangeService
-from correlator.errors import Conflict, QueueFull
+from correlator.changes.service import EMITTED, ChangeService
+from correlator.errors import Conflict, QueueFull, ShuttingDown
+from correlator.ingest import Ingest
 from correlator.problems.model import IllegalTransition as ProblemTransition
 from correlator.problems.model import KnownError, Problem, ProblemState
 from correlator.problems.service import KE_MATCHES, ProblemService
 from correlator.problems.settings import ProblemSettings
+from correlator.queue.journal import JournalQueue
 from correlator.records import postgres as records_pg
 from correlator.records import sqlite as records_sqlite
 from correlator.records.sqlite import SqliteRecordStore
@@ -152,6 +155,33 @@ async def test_a_full_queue_refuses_a_transition_reapplied_after_a_conflict_befo
         assert [e.type for e in w.emitted] == ["change.started", "change.completed"]
     finally:
         await worker.store.close()
+
+
+async def test_a_transition_asked_while_the_daemon_stops_is_refused_before_it_saves(
+    make_world, tmp_path: Path
+):
+    """The daemon stops taking input before it drains: a transition asked then (an operator's
+    click during a restart) answers "shutting down" and leaves the change as it was, instead of
+    saving it and losing its event."""
+    w = await make_world()
+    queue = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
+    await queue.open()
+    try:
+        ingest = Ingest(queue)
+        w.changes.emit, w.changes.full = ingest.emit, ingest.full
+        c = await w.changes.create(
+            "alice", {"title": "upgrade", "start": T0, "end": T0 + HOUR, "cis": ["core-1"]}
+        )
+        await w.changes.act(c.id, "approve", "alice")
+        ingest.close_for_input()
+        lost = EMITTED.labels("lost")._value.get()
+        with pytest.raises(ShuttingDown):
+            await w.changes.act(c.id, "start", "alice")
+        assert (await _stored(w, c.id)).state is State.APPROVED
+        assert EMITTED.labels("lost")._value.get() == lost
+        assert queue.depth() == 0
+    finally:
+        await queue.close()
 
 
 async def test_a_link_another_process_made_meanwhile_counts_nothing_left_not_reapplied(make_world, backend):
