@@ -11,9 +11,9 @@ Each round lists the bucket's keys through a short-lived ordered consumer (the l
 key). nats-py's `KeyValue.keys()` waits, without a time limit, for a message the server reports with
 nothing pending after it; a server that counts one message too many (seen with nats-server 2.9 when
 a key was rewritten just before the listing) never sends one, and the lease loop stopped for good:
-no renewal, no takeover, nothing logged. Here the listing ends at the message of this worker's own
-`m.<member>` write of the round (or one with nothing pending) and within API_TIMEOUT; a round that
-fails is logged, counted, and the next round tries again.
+no renewal, no takeover, nothing logged. Here the listing reads to this worker's own `m.<member>`
+write of the round, then to the stream's last message at that moment (or to one with nothing
+pending), within API_TIMEOUT; a round that fails is logged, counted, and the next round tries again.
 """
 
 from __future__ import annotations
@@ -128,26 +128,32 @@ class Leases:
             await self._loss(p)
 
     async def _keys(self, upto: int) -> list[str]:
-        """The keys holding a value (deleted or purged ones left out), each as of its last message
-        up to stream sequence `upto` (this round's `m.<member>` write) or later. TimeoutError after
-        `list_timeout`."""
+        """The keys holding a value (deleted or purged ones left out), each as of its last message:
+        every key written up to the stream's last message once this round's own `m.<member>` write
+        (stream sequence `upto`) was listed. TimeoutError after `list_timeout`."""
         prefix = f"$KV.{self._bucket}."
+        stream = f"KV_{self._bucket}"
         keys: list[str] = []
+        seen = 0  # the highest stream sequence listed
+        target = upto
         done = asyncio.get_running_loop().create_future()
 
         async def on_msg(msg: Msg) -> None:
+            nonlocal seen
             headers = msg.headers or {}
             if headers.get("KV-Operation") is None and headers.get("Nats-Marker-Reason") is None:
                 keys.append(msg.subject[len(prefix) :])
             meta = msg.metadata
-            # The last message per key comes in stream order: once ours (or one after it) is here,
-            # every key written before it is listed; a server's pending count may never reach 0.
-            if (meta.sequence.stream >= upto or meta.num_pending == 0) and not done.done():
+            seen = max(seen, meta.sequence.stream)
+            # The last message per key comes in stream order, so once the one at `target` (or a
+            # later one) is here every key written before it is listed; a server's pending count
+            # may never reach 0.
+            if (seen >= target or meta.num_pending == 0) and not done.done():
                 done.set_result(None)
 
         sub = await self._bus.js.subscribe(
             f"{prefix}>",
-            stream=f"KV_{self._bucket}",
+            stream=stream,
             cb=on_msg,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
@@ -156,6 +162,13 @@ class Leases:
         try:
             async with asyncio.timeout(self.list_timeout):
                 await done
+                # Keys rewritten since our own write (other workers' renewals, with one message
+                # kept per key) have their only message after it: read on to the stream's end as
+                # it is now, or a joiner renewing in step with us would never be counted.
+                target = (await self._bus.js.stream_info(stream)).state.last_seq
+                if seen < target:
+                    done = asyncio.get_running_loop().create_future()
+                    await done
         finally:
             await sub.unsubscribe()
         return keys

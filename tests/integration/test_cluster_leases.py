@@ -139,6 +139,47 @@ async def test_a_round_ends_when_the_server_counts_one_message_too_many(nats_clu
         await b_bus.close()
 
 
+async def test_a_listing_counts_the_keys_rewritten_after_the_rounds_own_write(
+    nats_cluster: NatsCluster,
+) -> None:
+    """The bucket keeps one message per key: a member renewing between b's own write and the end of
+    b's listing has its only message after b's, and must still be counted (else b takes too big a
+    share, round after round, when the two renew in step)."""
+    s = settings(nats_cluster, f"r{secrets.token_hex(3)}", ttl=3.0)
+    a_bus, b_bus = await connected(s), await connected(s)
+    taken: dict[str, list[int]] = {"a": [], "b": []}
+    a, b = member("a", a_bus, s, taken), member("b", b_bus, s, taken)
+    put = b_bus.leases.put
+    subscribe = b_bus.js.subscribe
+
+    async def put_then_a_renews(key: str, value: bytes) -> int:
+        rev = await put(key, value)
+        if key == "m.b":
+            await a_bus.leases.put("m.a", b"alive")
+        return rev
+
+    async def slow_renewals(subject: str, **kwargs: Any) -> Any:
+        cb = kwargs["cb"]
+
+        async def late(msg: Any) -> None:
+            if msg.subject.endswith(".m.a"):  # a's renewal reaches b's listing a little later
+                await asyncio.sleep(0.2)
+            await cb(msg)
+
+        kwargs["cb"] = late
+        return await subscribe(subject, **kwargs)
+
+    try:
+        await round_of(a)
+        b_bus.leases.put = put_then_a_renews  # type: ignore[method-assign]
+        b_bus.js.subscribe = slow_renewals  # type: ignore[method-assign]
+        await asyncio.wait_for(b.round(), 30)
+        assert b.members == 2 and taken["b"] == []
+    finally:
+        await a_bus.close()
+        await b_bus.close()
+
+
 async def test_a_key_listing_that_never_ends_fails_the_round_in_time(nats_cluster: NatsCluster) -> None:
     """No message arrives (a consumer lost on a node, a server that never says the listing is
     complete): the round fails after the listing's time limit, leaves no subscription behind, and

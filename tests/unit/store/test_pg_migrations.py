@@ -84,3 +84,42 @@ async def test_a_start_waits_for_migrations_under_way_saying_so(short_waits: str
         await asyncio.gather(opening, return_exceptions=True)
         await store.close()
         await other.close()
+
+
+async def test_a_start_whose_schema_is_current_takes_no_lock(short_waits: str) -> None:
+    first = PgEventStore(short_waits)
+    await first.open()
+    await first.close()
+    other = await asyncpg.connect(short_waits)
+    tx = other.transaction()
+    await tx.start()
+    await other.execute("SELECT pg_advisory_xact_lock($1)", postgres._LOCK_ID)  # a long migration
+    waits = metrics.PG_MIGRATION_LOCK_WAITS._value.get()
+    store = PgEventStore(short_waits)
+    try:
+        await asyncio.wait_for(store.open(), 30)
+        assert metrics.PG_MIGRATION_LOCK_WAITS._value.get() == waits
+    finally:
+        await store.close()
+        await tx.rollback()
+        await other.close()
+
+
+async def test_the_lock_limit_does_not_cut_a_migrations_own_statements(short_waits: str) -> None:
+    """A migration's DDL waiting for a long report on its table waits past the lock limit."""
+    other = await asyncpg.connect(short_waits)
+    conn = await asyncpg.connect(short_waits)
+    try:
+        await other.execute("DROP TABLE IF EXISTS migrated; CREATE TABLE migrated (a int)")
+        report = other.transaction()
+        await report.start()
+        await other.execute("LOCK TABLE migrated IN ACCESS SHARE MODE")  # a reader, mid-report
+        migrating = asyncio.create_task(migrate_pg(conn, "other", ["ALTER TABLE migrated ADD COLUMN b int"]))
+        await asyncio.sleep(0.6)  # three times the lock limit (200 ms)
+        assert not migrating.done()
+        await report.commit()
+        assert await asyncio.wait_for(migrating, 30) == 1
+    finally:
+        await other.execute("DROP TABLE IF EXISTS migrated")
+        await other.close()
+        await conn.close()
