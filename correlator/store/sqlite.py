@@ -17,7 +17,7 @@ import orjson
 
 from correlator import metrics
 from correlator.deadletter import Claim, DeadLetter, DeadLetterBusy, DeadLetterPage
-from correlator.event import Event
+from correlator.event import Event, dumps_events
 from correlator.store import EventPage, EventQuery
 from correlator.store.query import Where, split_page
 
@@ -122,8 +122,10 @@ class SqliteEventStore(SqliteFile):
         if not events:
             return 0
         db = self.db
-        # SQLite unpacks the JSON itself: the event loop only serialises the batch.
-        payload = orjson.dumps(events)
+        # SQLite unpacks the JSON itself: the event loop only serialises the batch. Through
+        # `dumps_events` (the wire form's dicts): the same bytes as orjson serialising the events
+        # themselves, at a third of the cost (measured).
+        payload = dumps_events(events)
         t0 = time.perf_counter()
         before = db.total_changes
         await db.execute(_INSERT_BATCH, (payload,))
