@@ -77,6 +77,19 @@ FROM batch WHERE true
 ON CONFLICT (id) DO NOTHING
 """
 
+# A fold as one statement, like the insert: one payload serialised for the batch instead of one
+# body per event (each a new bytes object: measured 6x the batch's cost an event), and one trip to
+# the store thread instead of three (BEGIN, the updates, COMMIT). The body is kept as a BLOB, as
+# when it was bound as bytes: SQLite renders json_each's `value` as the text it was given (orjson's
+# compact form), and its numbers parse to the floats and integers bound before (a test compares).
+_FOLD_BATCH = """
+WITH batch AS MATERIALIZED (SELECT value FROM json_each(?))
+UPDATE events SET count = batch.value->>'count', last_seen = batch.value->>'last_seen',
+                  body = CAST(batch.value AS BLOB)
+FROM batch
+WHERE events.id = batch.value->>'id' AND events.count < batch.value->>'count'
+"""
+
 
 class SqliteFile:
     """One WAL-mode SQLite file with its migrations applied, through aiosqlite: what each SQLite
@@ -147,11 +160,7 @@ class SqliteEventStore(SqliteFile):
             return 0
         db = self.db
         before = db.total_changes
-        async with transaction(db):
-            await db.executemany(
-                "UPDATE events SET count = ?, last_seen = ?, body = ? WHERE id = ? AND count < ?",
-                [(e.count, e.last_seen, orjson.dumps(e), e.id, e.count) for e in latest.values()],
-            )
+        await db.execute(_FOLD_BATCH, (dumps_events(list(latest.values())),))
         return db.total_changes - before
 
     async def query(self, q: EventQuery) -> EventPage:
