@@ -52,6 +52,9 @@ _PLAIN_ALERTS = (door.MAX_DEPTH - 2) // 2
 # without annotations, with some to spare.
 _ADDED_BYTES = 64
 _NO_ANNOTATIONS: dict[str, Any] = {}
+# A copied field with one of these values is left out. A constant: written in the test, the tuple
+# and its empty object were made again for each field of each alert.
+_ABSENT: tuple[object, ...] = (None, "", {})
 _PORT = re.compile(r":\d+$")
 _OPTIONS = {"format", "token", "hmac_secret", "hmac_header"}
 OPTION_KEYS = {"host_labels", "resource_labels", "severity_label", "severity_map", "default_severity"}
@@ -176,8 +179,13 @@ def alert_event(
     status = a.get("status")
     if status == "firing":
         raw_sev = labels.get(opts.severity_label)
-        table = opts.severity_map or SEVERITIES
-        severity = table.get(raw_sev.lower(), opts.default_severity) if raw_sev else opts.default_severity
+        if raw_sev:
+            table = opts.severity_map or SEVERITIES
+            # The table's keys are in lower case, which lower() keeps: a value written so (most
+            # are) is found as it is, without a lowered copy.
+            severity = table.get(raw_sev) or table.get(raw_sev.lower(), opts.default_severity)
+        else:
+            severity = opts.default_severity
         when_key = "startsAt"
     elif status == "resolved":
         severity = Severity.CLEAR
@@ -227,7 +235,7 @@ def alert_event(
     attrs: dict[str, Any] = {"status": status, "labels": labels, "annotations": annotations, **group}
     for key in copied:
         v = a.get(key)
-        if v not in (None, "", {}):
+        if v not in _ABSENT:
             attrs[key] = v
     starts = a.get("startsAt", "")
     ends = a.get("endsAt", "")

@@ -275,3 +275,24 @@ def test_a_small_plain_body_skips_the_door_checks_and_a_large_one_is_judged_aler
     seen.clear()
     convert({"alerts": [alert] * 16}, "webhook:am", RECEIVED)  # no body (a form): the full check
     assert seen == [False] * 16
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=4), st.sampled_from(["critical", "CRITICAL", "Warn", "page", "İ", "ΣΑΣ", "σας"])
+    ),
+    st.dictionaries(
+        st.one_of(st.text(max_size=4), st.sampled_from(["İ", "ΣΑΣ", "Major"])),
+        st.sampled_from(["critical", "major", "info"]),
+        max_size=3,
+    ),
+)
+def test_a_severity_is_looked_up_in_lower_case(raw, severity_map):
+    """A value found as it is in the table (of lower-case keys) maps as its lowered copy would."""
+    opts = alertmanager.parse_options({"severity_map": severity_map}, "w", "alertmanager")
+    assert opts.severity_map is not None
+    alert = {"labels": {"alertname": "A", "severity": raw}, "status": "firing"}
+    ev = alertmanager.alert_event(alert, "webhook:am", RECEIVED, opts, {})
+    expected = opts.severity_map.get(raw.lower(), opts.default_severity) if raw else opts.default_severity
+    assert ev.severity is expected
