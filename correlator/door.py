@@ -124,7 +124,7 @@ def plain_json(text: bytes) -> bool:
     out up to 5x longer than written (9E15 is 9000000000000000.0). False: check the event itself."""
     return (
         len(text) * 5 <= MAX_EVENT_BYTES
-        and plain_strings(text)
+        and (92 not in text or text.find(b"\\u0000") < 0)  # plain_strings, without a call a line
         and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
     )
 
