@@ -121,15 +121,22 @@ def plain_json(text: bytes) -> bool:
     serialised again). orjson refuses lone surrogates, unescaped control characters and numbers
     out of range, so its strings are valid text and its values serialisable; what is left: U+0000,
     only written as the escape; the depth, at most the brackets; the size, where a number may come
-    out up to 5x longer than written (9E15 is 9000000000000000.0). False: check the event itself.
+    out up to 5x longer than written (9E15 is 9000000000000000.0). False: check the event itself."""
+    return (
+        len(text) * 5 <= MAX_EVENT_BYTES
+        and (92 not in text or text.find(b"\\u0000") < 0)  # plain_strings, without a call a line
+        and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
+    )
+
+
+def plain_strings(text: bytes) -> bool:
+    """Whether every string orjson parses from `text` keeps the text limits: no U+0000 (only ever
+    written as the escape; orjson itself refuses lone surrogates and raw control characters).
+    Depth and size are the caller's to judge (`plain_json` judges them on the text too).
 
     `92 not in` (a backslash) and `find`, not `b"\\u0000" not in`: `x in data` with bytes `x`
     first tries `x` as a byte value, and makes and drops a TypeError (measured: 2x the search)."""
-    return (
-        len(text) * 5 <= MAX_EVENT_BYTES
-        and (92 not in text or text.find(b"\\u0000") < 0)
-        and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
-    )
+    return 92 not in text or text.find(b"\\u0000") < 0
 
 
 def from_wire(d: object) -> Event:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,13 @@ SEVERITIES: dict[str, Severity] = {
 # The most alerts a body can hold and pass door.plain_json's bracket count: the body's object, its
 # alerts array and two per alert.
 _PLAIN_ALERTS = (door.MAX_DEPTH - 2) // 2
+# The most an alert's attributes add to the text they are made of: `"annotations":{}` for an alert
+# without annotations, with some to spare.
+_ADDED_BYTES = 64
+_NO_ANNOTATIONS: dict[str, Any] = {}
+# A copied field with one of these values is left out. A constant: written in the test, the tuple
+# and its empty object were made again for each field of each alert.
+_ABSENT: tuple[object, ...] = (None, "", {})
 _PORT = re.compile(r":\d+$")
 _OPTIONS = {"format", "token", "hmac_secret", "hmac_header"}
 OPTION_KEYS = {"host_labels", "resource_labels", "severity_label", "severity_map", "default_severity"}
@@ -108,7 +115,38 @@ def convert(
     # two brackets (itself, its labels): a larger group cannot pass the bracket count, and is not
     # scanned for it (measured: the scans of a 50-alert body cost more than its checks save).
     plain = body is not None and len(alerts) <= _PLAIN_ALERTS and door.plain_json(body)
-    return each(alerts, lambda a: alert_event(a, source, received, opts, group, copied, times), plain)
+    # A larger body is judged alert by alert instead: see `_flat_alerts`.
+    flat = (
+        _flat_alerts(copied)
+        if not plain
+        and body is not None
+        and 2 * len(body) + _ADDED_BYTES <= door.MAX_EVENT_BYTES
+        and door.plain_strings(body)
+        else None
+    )
+    return each(alerts, lambda a: alert_event(a, source, received, opts, group, copied, times), plain, flat)
+
+
+def _flat_alerts(copied: tuple[str, ...]) -> Callable[[dict[str, Any]], bool]:
+    """The door's verdict for one converted alert of a body whose strings keep the text limits
+    (`door.plain_strings`) and whose size, twice over plus `_ADDED_BYTES`, keeps the event size
+    limit. When the alert's annotations and copied fields are text (its labels are, or it would
+    not have converted), its event's attributes are an object of text and objects of text: two
+    levels deep. Serialised, they are the alert's keys and texts and the group's, parts of the
+    body each at most as long as written (orjson escapes no more than a sender must), plus what
+    `alert_event` adds (`_ADDED_BYTES`); its message is one of those texts again."""
+
+    def flat(a: dict[str, Any]) -> bool:
+        for v in (a.get("annotations") or _NO_ANNOTATIONS).values():
+            if type(v) is not str:
+                return False
+        for key in copied:
+            v = a.get(key)
+            if v is not None and type(v) is not str:
+                return False
+        return True
+
+    return flat
 
 
 def alert_event(
@@ -141,8 +179,13 @@ def alert_event(
     status = a.get("status")
     if status == "firing":
         raw_sev = labels.get(opts.severity_label)
-        table = opts.severity_map or SEVERITIES
-        severity = table.get(raw_sev.lower(), opts.default_severity) if raw_sev else opts.default_severity
+        if raw_sev:
+            table = opts.severity_map or SEVERITIES
+            # The table's keys are in lower case, which lower() keeps: a value written so (most
+            # are) is found as it is, without a lowered copy.
+            severity = table.get(raw_sev) or table.get(raw_sev.lower(), opts.default_severity)
+        else:
+            severity = opts.default_severity
         when_key = "startsAt"
     elif status == "resolved":
         severity = Severity.CLEAR
@@ -192,7 +235,7 @@ def alert_event(
     attrs: dict[str, Any] = {"status": status, "labels": labels, "annotations": annotations, **group}
     for key in copied:
         v = a.get(key)
-        if v not in (None, "", {}):
+        if v not in _ABSENT:
             attrs[key] = v
     starts = a.get("startsAt", "")
     ends = a.get("endsAt", "")

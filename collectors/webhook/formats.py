@@ -42,16 +42,22 @@ def stable_id(*parts: str) -> str:
 _STABLE_ID = hashlib.blake2b(digest_size=16)
 
 
-def each(items: list[Any], one: Callable[[Any], Event], plain: bool = False) -> Result:
+def each(
+    items: list[Any],
+    one: Callable[[Any], Event],
+    plain: bool = False,
+    plain_item: Callable[[Any], bool] | None = None,
+) -> Result:
     """Convert each item and check it at the door (correlator/door.py): one bad item is its own 400.
 
     `plain` (see `Converter`) only where every text and attribute of the events `one` builds is a
-    value of the parsed body, or a slice or the text of one: then the body's limits are theirs."""
+    value of the parsed body, or a slice or the text of one: then the body's limits are theirs.
+    `plain_item`: the same verdict for one item's event, asked of an item `one` converted."""
     out: Result = []
     for i, item in enumerate(items):
         try:
             ev = one(item)
-            door.check(ev, plain=plain)
+            door.check(ev, plain=plain or (plain_item is not None and plain_item(item)))
         except FieldError as e:
             out.append((i, e))
         else:

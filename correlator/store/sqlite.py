@@ -17,7 +17,7 @@ import orjson
 
 from correlator import metrics
 from correlator.deadletter import Claim, DeadLetter, DeadLetterBusy, DeadLetterPage
-from correlator.event import Event
+from correlator.event import Event, dumps_events
 from correlator.store import EventPage, EventQuery
 from correlator.store.query import Where, split_page
 
@@ -77,6 +77,19 @@ FROM batch WHERE true
 ON CONFLICT (id) DO NOTHING
 """
 
+# A fold as one statement, like the insert: one payload serialised for the batch instead of one
+# body per event (each a new bytes object: measured 6x the batch's cost an event), and one trip to
+# the store thread instead of three (BEGIN, the updates, COMMIT). The body is kept as a BLOB, as
+# when it was bound as bytes: SQLite renders json_each's `value` as the text it was given (orjson's
+# compact form), and its numbers parse to the floats and integers bound before (a test compares).
+_FOLD_BATCH = """
+WITH batch AS MATERIALIZED (SELECT value FROM json_each(?))
+UPDATE events SET count = batch.value->>'count', last_seen = batch.value->>'last_seen',
+                  body = CAST(batch.value AS BLOB)
+FROM batch
+WHERE events.id = batch.value->>'id' AND events.count < batch.value->>'count'
+"""
+
 
 class SqliteFile:
     """One WAL-mode SQLite file with its migrations applied, through aiosqlite: what each SQLite
@@ -122,8 +135,10 @@ class SqliteEventStore(SqliteFile):
         if not events:
             return 0
         db = self.db
-        # SQLite unpacks the JSON itself: the event loop only serialises the batch.
-        payload = orjson.dumps(events)
+        # SQLite unpacks the JSON itself: the event loop only serialises the batch. Through
+        # `dumps_events` (the wire form's dicts): the same bytes as orjson serialising the events
+        # themselves, at a third of the cost (measured).
+        payload = dumps_events(events)
         t0 = time.perf_counter()
         before = db.total_changes
         await db.execute(_INSERT_BATCH, (payload,))
@@ -145,11 +160,7 @@ class SqliteEventStore(SqliteFile):
             return 0
         db = self.db
         before = db.total_changes
-        async with transaction(db):
-            await db.executemany(
-                "UPDATE events SET count = ?, last_seen = ?, body = ? WHERE id = ? AND count < ?",
-                [(e.count, e.last_seen, orjson.dumps(e), e.id, e.count) for e in latest.values()],
-            )
+        await db.execute(_FOLD_BATCH, (dumps_events(list(latest.values())),))
         return db.total_changes - before
 
     async def query(self, q: EventQuery) -> EventPage:

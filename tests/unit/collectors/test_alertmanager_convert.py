@@ -185,12 +185,29 @@ edge_alert = st.fixed_dictionaries(
     st.booleans(),
 )
 def test_the_plain_body_flag_gives_the_same_verdicts(items, kind, receiver, ascii_only):
-    """A body `door.plain_json` passes lets each alert skip the door's text and document checks: the
-    verdict (accepted with the same event, or refused for the same reason and field) is the same."""
-    convert = alertmanager.make({}, "w") if kind == "alertmanager" else grafana.make({}, "w")
+    """A body `door.plain_json` passes lets each alert skip the door's text and document checks, and
+    so does, in a larger body, an alert whose annotations and copied fields are text: the verdict
+    (accepted with the same event, or refused for the same reason and field) is the same."""
     doc: dict[str, Any] = {"alerts": items}
     if receiver is not None:
         doc["receiver"] = receiver
+    _same_verdicts(doc, kind, ascii_only)
+
+
+@settings(max_examples=200, suppress_health_check=list(HealthCheck), deadline=None)
+@given(
+    st.lists(st.one_of(edge_alert, well_formed), min_size=1, max_size=4),
+    st.sampled_from(["alertmanager", "grafana"]),
+    st.booleans(),
+)
+def test_alerts_judged_one_by_one_get_the_same_verdicts(items, kind, ascii_only):
+    """The same for bodies with too many brackets for `plain_json`, without U+0000 (every one made
+    a "0"): those whose size lets their alerts be judged one by one."""
+    _same_verdicts(_without_nul({"alerts": items * 16, "receiver": "r"}), kind, ascii_only)
+
+
+def _same_verdicts(doc: dict[str, Any], kind: str, ascii_only: bool) -> None:
+    convert = alertmanager.make({}, "w") if kind == "alertmanager" else grafana.make({}, "w")
     # Written as senders may (escaped or raw non-ASCII); what orjson refuses (NaN, integers beyond
     # 64 bits) is a malformed body, never converted.
     body = json.dumps(doc, ensure_ascii=ascii_only).encode()
@@ -199,29 +216,83 @@ def test_the_plain_body_flag_gives_the_same_verdicts(items, kind, receiver, asci
     except orjson.JSONDecodeError:
         reject()
     plain = door.plain_json(body)
-    event("plain" if plain else "not plain")
+    per_alert = not plain and len(body) * 2 + 64 <= door.MAX_EVENT_BYTES and door.plain_strings(body)
+    event("plain" if plain else "judged alert by alert" if per_alert else "not plain")
     full = convert(orjson.loads(body), "webhook:am", RECEIVED)
     flagged = convert(orjson.loads(body), "webhook:am", RECEIVED, body)
     assert [(i, outcome(r)) for i, r in flagged] == [(i, outcome(r)) for i, r in full]
 
 
-def test_a_small_plain_body_skips_the_door_checks_and_a_large_group_is_not_scanned(monkeypatch):
+def _without_nul(v: Any) -> Any:
+    if isinstance(v, str):
+        return v.replace("\x00", "0")
+    if isinstance(v, dict):
+        return {_without_nul(k): _without_nul(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_without_nul(x) for x in v]
+    return v
+
+
+def test_a_small_plain_body_skips_the_door_checks_and_a_large_one_is_judged_alert_by_alert(
+    monkeypatch,
+):
     seen: list[bool] = []
     real = door.check
+    scanned: list[bytes] = []
+    real_plain_json = door.plain_json
 
     def check(ev: Event, check_time: bool = True, typed: bool = False, plain: bool = False) -> None:
         seen.append(plain)
         real(ev, check_time, typed, plain)
 
+    def plain_json(text: bytes) -> bool:
+        scanned.append(text)
+        return real_plain_json(text)
+
     monkeypatch.setattr(door, "check", check)
+    monkeypatch.setattr(door, "plain_json", plain_json)
     convert = alertmanager.make({}, "w")
-    alert = {"labels": {"alertname": "A"}, "status": "firing"}
-    for n, plain in ((1, True), (15, True), (16, False)):
+    bare = {"labels": {"alertname": "A"}, "status": "firing"}
+    alert = {**bare, "annotations": {"summary": "s"}}
+    nested = {**alert, "annotations": {"summary": "s", "n": [1]}}
+    for alerts, plain, whole in (
+        ([alert], [True], True),
+        ([bare] * 15, [True] * 15, True),
+        ([alert] * 15, [True] * 15, False),  # each alert's brackets too many for the body
+        ([alert] * 16, [True] * 16, False),  # too many brackets for the body: each alert is flat
+        ([alert, nested] * 8, [True, False] * 8, False),  # the nested one has the full check
+        ([{**alert, "generatorURL": 1}] * 16, [False] * 16, False),  # a copied number
+        ([{**alert, "x": "y" * 40000}] * 16, [False] * 16, False),  # a body too large to judge
+        ([{**alert, "x": "\x00"}] * 16, [False] * 16, False),  # U+0000 somewhere in the body
+    ):
         seen.clear()
-        body = orjson.dumps({"alerts": [alert] * n})
-        assert door.plain_json(body) == (n <= 15)
+        scanned.clear()
+        body = orjson.dumps({"alerts": alerts})
         convert(orjson.loads(body), "webhook:am", RECEIVED, body)
-        assert seen == [plain] * n
+        assert seen == plain
+        assert scanned == ([body] if len(alerts) <= 15 else [])  # a large group is not scanned whole
+        assert real_plain_json(body) == whole
     seen.clear()
-    convert({"alerts": [alert]}, "webhook:am", RECEIVED)  # no body (a form): the full check
-    assert seen == [False]
+    convert({"alerts": [alert] * 16}, "webhook:am", RECEIVED)  # no body (a form): the full check
+    assert seen == [False] * 16
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=4), st.sampled_from(["critical", "CRITICAL", "Warn", "page", "İ", "ΣΑΣ", "σας"])
+    ),
+    st.dictionaries(
+        st.one_of(st.text(max_size=4), st.sampled_from(["İ", "ΣΑΣ", "Major"])),
+        st.sampled_from(["critical", "major", "info"]),
+        max_size=3,
+    ),
+)
+def test_a_severity_is_looked_up_in_lower_case(raw, severity_map):
+    """A value found as it is in the table (of lower-case keys) maps as its lowered copy would."""
+    opts = alertmanager.parse_options({"severity_map": severity_map}, "w", "alertmanager")
+    assert opts.severity_map is not None
+    alert = {"labels": {"alertname": "A", "severity": raw}, "status": "firing"}
+    ev = alertmanager.alert_event(alert, "webhook:am", RECEIVED, opts, {})
+    expected = opts.severity_map.get(raw.lower(), opts.default_severity) if raw else opts.default_severity
+    assert ev.severity is expected
