@@ -81,16 +81,25 @@ class Int(Spec):
         return self._doc({"type": "integer", "minimum": self.minimum})
 
 
+_DURATIONS: dict[str, float] = {}  # text -> seconds, as parse_duration reads it
+_DURATIONS_KEPT = 1_000
+
+
 @dataclass(frozen=True)
 class Duration(Spec):
     doc: str = ""
     positive: bool = True
 
     def parse(self, value: Any, where: Position | None) -> Any:
-        try:
-            seconds = parse_duration(value)
-        except ValueError as e:
-            raise RuleError(where, str(e)) from None
+        # A big set writes few distinct durations ('1h' in most rules): each text is read once.
+        seconds = _DURATIONS.get(value) if isinstance(value, str) else None
+        if seconds is None:
+            try:
+                seconds = parse_duration(value)
+            except ValueError as e:
+                raise RuleError(where, str(e)) from None
+            if isinstance(value, str) and len(_DURATIONS) < _DURATIONS_KEPT:
+                _DURATIONS[value] = seconds
         if self.positive and seconds <= 0:
             raise RuleError(where, f"expected a duration greater than zero, got {value!r}")
         return seconds
@@ -262,13 +271,14 @@ class Obj(Spec):
                 errors.extend(RuleError(x.position, f"{k}: {x.message}") for x in e.errors)
             except RuleError as e:
                 errors.append(RuleError(e.position, f"{k}: {e.message}"))
-        for k, key in self.keys.items():
-            if k in out or k in value:
-                continue
-            if key.required:
-                errors.append(RuleError(getattr(value, "position", where), f"missing required key {k!r}"))
-            else:
-                out[k] = key.default
+        if len(out) < len(keys):  # keys not given: their defaults, or an error when required
+            for k, key in keys.items():
+                if k in out or k in value:
+                    continue
+                if key.required:
+                    errors.append(RuleError(getattr(value, "position", where), f"missing required key {k!r}"))
+                else:
+                    out[k] = key.default
         _raise(errors)
         return out
 

@@ -28,6 +28,8 @@ def parse_template(text: str, where: Position | None = None) -> list[Part]:
     """
     if not isinstance(text, str):
         raise RuleError(where, f"a template must be a string, got {text!r}")
+    if "{" not in text and "}" not in text:
+        return [text] if text else []  # plain text, as the loop below finds it
     parts: list[Part] = []
     literal: list[str] = []
     i, n = 0, len(text)
@@ -70,6 +72,9 @@ _BRACE = re.compile("[{}]")
 
 
 def _closing(text: str, start: int) -> int:
+    end = text.find("}", start + 1)
+    if end >= 0 and text.find("{", start + 1, end) < 0:
+        return end  # no nested placeholder: the first '}' closes it, found without a loop in Python
     depth = 0
     for j in range(start, len(text)):
         if text[j] == "{":
