@@ -30,6 +30,37 @@ def parse_template(text: str, where: Position | None = None) -> list[Part]:
         raise RuleError(where, f"a template must be a string, got {text!r}")
     if "{" not in text and "}" not in text:
         return [text] if text else []  # plain text, as the loop below finds it
+    simple = _simple_parts(text)
+    return _parse_parts(text, where) if simple is None else simple
+
+
+_SIMPLE = re.compile(r"(?:[^{}]|\{[^{}]*\})*")  # placeholders without braces inside, no '{{' or '}}'
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def _simple_parts(text: str) -> list[Part] | None:
+    """`_parse_parts(text)` by two regular expressions, for a text whose placeholders hold no
+    braces and that escapes none (most templates: 'cpu high on {host}'); None for any other (and
+    for an empty placeholder, whose error `_parse_parts` words)."""
+    if _SIMPLE.fullmatch(text) is None:
+        return None
+    parts: list[Part] = []
+    pieces = _PLACEHOLDER.split(text)  # literal, placeholder, literal, ...
+    for i in range(0, len(pieces) - 1, 2):
+        if pieces[i]:
+            parts.append(pieces[i])
+        path, bar, default = pieces[i + 1].partition("|")
+        path = path.strip()
+        if not path:
+            return None
+        parts.append((path, ([default] if default else []) if bar else None))
+    if pieces[-1]:
+        parts.append(pieces[-1])
+    return parts
+
+
+def _parse_parts(text: str, where: Position | None) -> list[Part]:
+    """The general case of `parse_template`: escaped and nested braces, and every error."""
     parts: list[Part] = []
     literal: list[str] = []
     i, n = 0, len(text)
