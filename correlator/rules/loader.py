@@ -38,7 +38,7 @@ class Compiler(Protocol):
 FILE_KEYS = ("rules",)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # immutable by convention, not frozen: see RuleInfo
 class ParsedRule:
     """One rule as the model read it: matchers, templates and actions compiled, but no rule
     object yet. Those compiled parts hold no state, so `build` can make the rule again and again,

@@ -34,28 +34,32 @@ def parse_template(text: str, where: Position | None = None) -> list[Part]:
     return _parse_parts(text, where) if simple is None else simple
 
 
-_SIMPLE = re.compile(r"(?:[^{}]|\{[^{}]*\})*")  # placeholders without braces inside, no '{{' or '}}'
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")  # one without braces inside
 
 
 def _simple_parts(text: str) -> list[Part] | None:
-    """`_parse_parts(text)` by two regular expressions, for a text whose placeholders hold no
-    braces and that escapes none (most templates: 'cpu high on {host}'); None for any other (and
-    for an empty placeholder, whose error `_parse_parts` words)."""
-    if _SIMPLE.fullmatch(text) is None:
-        return None
+    """`_parse_parts(text)` by one regular expression, for a text whose placeholders hold no
+    braces and that escapes none (most templates: 'cpu high on {host}'); None for any other (a
+    brace left in the literal text), and for an empty placeholder, whose error `_parse_parts` words."""
     parts: list[Part] = []
     pieces = _PLACEHOLDER.split(text)  # literal, placeholder, literal, ...
-    for i in range(0, len(pieces) - 1, 2):
-        if pieces[i]:
-            parts.append(pieces[i])
+    last = len(pieces) - 1
+    for i in range(0, last, 2):
+        literal = pieces[i]
+        if literal:
+            if "{" in literal or "}" in literal:
+                return None
+            parts.append(literal)
         path, bar, default = pieces[i + 1].partition("|")
         path = path.strip()
         if not path:
             return None
         parts.append((path, ([default] if default else []) if bar else None))
-    if pieces[-1]:
-        parts.append(pieces[-1])
+    literal = pieces[last]
+    if literal:
+        if "{" in literal or "}" in literal:
+            return None
+        parts.append(literal)
     return parts
 
 
@@ -140,11 +144,18 @@ def compile_template(text: str, where: Position | None = None) -> Template:
 
 def _compile_parts(parts: list[Part], where: Position | None) -> Template:
     """One `%` formatting per render: the literal text is in the format, the placeholders fill it."""
-    renders = [_part(p, where) for p in parts if not isinstance(p, str)]
+    renders = []
+    pieces = []
+    for p in parts:
+        if isinstance(p, str):
+            pieces.append(p.replace("%", "%%"))
+        else:
+            renders.append(_part(p, where))
+            pieces.append("%s")
     if not renders:
-        text = "".join(p for p in parts if isinstance(p, str))
+        text = "".join(parts)  # type: ignore[arg-type]  # all literal
         return lambda ev: text
-    fmt = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in parts)
+    fmt = "".join(pieces)
     if fmt == "%s":
         return renders[0]
     if len(renders) == 1:
