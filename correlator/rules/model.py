@@ -172,11 +172,17 @@ class ListOf(Spec):
             raise RuleError(
                 where, f"expected a list of at least {self.min_items} item(s), got {_show(value)}"
             )
+        parse = self.item.parse
+        if not isinstance(value, YamlList):  # no item positions: each item's errors point at `where`
+            try:
+                return [parse(item, where) for item in value]
+            except (RuleError, RuleErrors):
+                pass  # the loop below collects every item's errors
         positions = value.item_positions if isinstance(value, YamlList) else [where] * len(value)
         out, errors = [], []
         for item, pos in zip(value, positions, strict=True):
             try:
-                out.append(self.item.parse(item, pos))
+                out.append(parse(item, pos))
             except RuleErrors as e:
                 errors.extend(e.errors)
             except RuleError as e:
