@@ -254,16 +254,23 @@ class Obj(Spec):
     keys: dict[str, Key] = field(default_factory=dict)
     doc: str = ""
 
+    def __post_init__(self) -> None:
+        # What `parse` needs of each key, looked up once: a big set parses every rule with these.
+        keys = self.keys.items()
+        object.__setattr__(self, "_parsers", {k: key.spec.parse for k, key in keys})
+        object.__setattr__(self, "_defaults", tuple((k, key.default) for k, key in keys if not key.required))
+        object.__setattr__(self, "_required", tuple(k for k, key in keys if key.required))
+
     def parse(self, value: Any, where: Position | None) -> Any:
         if not isinstance(value, dict | Mapping):
             raise RuleError(where, f"expected a mapping with keys {', '.join(self.keys)}, got {_show(value)}")
         out: dict[str, Any] = {}
         errors: list[RuleError] = []
-        keys = self.keys
+        parsers: dict[str, Callable[[Any, Position | None], Any]] = self._parsers  # type: ignore[attr-defined]
         at = value.where_value if isinstance(value, YamlMap) and value.placed else None
         for k, v in value.items():
-            key = keys.get(k)
-            if key is None:
+            parse = parsers.get(k)
+            if parse is None:
                 errors.append(
                     RuleError(
                         _kpos(value, k, where),
@@ -272,19 +279,18 @@ class Obj(Spec):
                 )
                 continue
             try:
-                out[k] = key.spec.parse(v, where if at is None else at(k))
+                out[k] = parse(v, where if at is None else at(k))
             except RuleErrors as e:
                 errors.extend(RuleError(x.position, f"{k}: {x.message}") for x in e.errors)
             except RuleError as e:
                 errors.append(RuleError(e.position, f"{k}: {e.message}"))
-        if len(out) < len(keys):  # keys not given: their defaults, or an error when required
-            for k, key in keys.items():
-                if k in out or k in value:
-                    continue
-                if key.required:
+        if len(out) < len(parsers):  # keys not given: their defaults, or an error when required
+            for k, default in self._defaults:  # type: ignore[attr-defined]
+                if k not in out and k not in value:
+                    out[k] = default
+            for k in self._required:  # type: ignore[attr-defined]
+                if k not in out and k not in value:
                     errors.append(RuleError(getattr(value, "position", where), f"missing required key {k!r}"))
-                else:
-                    out[k] = key.default
         _raise(errors)
         return out
 
