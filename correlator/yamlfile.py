@@ -255,13 +255,18 @@ def _event_load(text: str, file: str, marks: bool) -> Any:
     parser = yaml.CSafeLoader(text)
     get: Callable[[], Any] = parser.get_event
     cache: dict[str, Any] = {}
-    # A frame: [container, is a list, the key awaiting its value, with `marks` the key marks (a
-    # list: the item marks), the value marks]
-    stack: list[list[Any]] = []
-    top: list[Any] | None = None  # stack[-1]
+    nokey = _NotFast  # sentinel: no key read yet
+    # The open container and its state are locals (the hot loop reads them on every event); the
+    # enclosing ones wait in `stack` as (container, is a list, key awaiting its value, key marks
+    # (a list: the item marks), value marks), with `marks` only.
+    cur: Any = None
+    is_list = False
+    key: Any = nokey
+    key_marks: Any = None
+    value_marks: Any = None
+    stack: list[tuple[Any, bool, Any, Any, Any]] = []
     root: Any = None
     docs = 0
-    nokey = _NotFast  # sentinel: no key read yet
     try:
         while True:
             ev = get()
@@ -276,71 +281,68 @@ def _event_load(text: str, file: str, marks: bool) -> Any:
                     value = _plain(value, cache, lib) if found is nokey else found
                 elif not implicit[1]:
                     raise _NotFast
-                if top is None:
+                if cur is None:
                     root = value
-                elif top[1]:
-                    top[0].append(value)
+                elif is_list:
+                    cur.append(value)
                     if marks:
-                        top[3].append(ev.start_mark)
-                elif top[2] is nokey:
+                        key_marks.append(ev.start_mark)
+                elif key is nokey:
                     if not isinstance(value, str):
                         value = str(value)
-                    if value in top[0] or value == "<<":
+                    if value in cur or value == "<<":
                         raise _NotFast  # duplicate or merge key: the checked loader says
-                    top[2] = value
+                    key = value
                     if marks:
-                        top[3][value] = ev.start_mark
+                        key_marks[value] = ev.start_mark
                 else:
-                    key = top[2]
-                    top[0][key] = value
+                    cur[key] = value
                     if marks:
-                        top[4][key] = ev.start_mark
-                    top[2] = nokey
+                        value_marks[key] = ev.start_mark
+                    key = nokey
             elif cls is ev_map or cls is ev_seq:
                 if ev.anchor is not None or ev.tag is not None:
                     raise _NotFast
-                is_list = cls is ev_seq
+                new_list = cls is ev_seq
                 new: Any
-                key_marks: Any = None
-                value_marks: dict[str, Any] | None = None
+                new_keys: Any = None
+                new_values: Any = None
                 if marks:
-                    if is_list:
+                    if new_list:
                         new = YamlList()
-                        new._item_marks = key_marks = []
+                        new._item_marks = new_keys = []
                     else:
                         new = YamlMap()
-                        new._key_marks = key_marks = {}
-                        new._value_marks = value_marks = {}
+                        new._key_marks = new_keys = {}
+                        new._value_marks = new_values = {}
                     new._file = file
                     new._mark = ev.start_mark
-                elif is_list:
+                elif new_list:
                     new = []
-                elif len(stack) == 2 and stack[1][1] and not stack[0][1]:
+                elif is_list and len(stack) == 2 and not stack[1][1]:
                     new = YamlMap()  # an item of a list under a top-level key: it knows where it starts
                     new._file = file
                     new._mark = ev.start_mark
                     new._bare = True
                 else:
                     new = {}
-                if top is None:
+                if cur is None:
                     root = new
-                elif top[1]:
-                    top[0].append(new)
+                elif is_list:
+                    cur.append(new)
                     if marks:
-                        top[3].append(ev.start_mark)
-                elif top[2] is nokey:
+                        key_marks.append(ev.start_mark)
+                elif key is nokey:
                     raise _NotFast  # a mapping or list as a key
                 else:
-                    key = top[2]
-                    top[0][key] = new
+                    cur[key] = new
                     if marks:
-                        top[4][key] = ev.start_mark
-                    top[2] = nokey
-                top = [new, is_list, nokey, key_marks, value_marks]
-                stack.append(top)
+                        value_marks[key] = ev.start_mark
+                    key = nokey
+                stack.append((cur, is_list, key, key_marks, value_marks))
+                cur, is_list, key, key_marks, value_marks = new, new_list, nokey, new_keys, new_values
             elif cls is ev_map_end or cls is ev_seq_end:
-                stack.pop()
-                top = stack[-1] if stack else None
+                cur, is_list, key, key_marks, value_marks = stack.pop()
             elif cls is ev_doc:
                 docs += 1
                 if docs > 1:

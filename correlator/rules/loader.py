@@ -17,7 +17,7 @@ from correlator.inventory import Inventory, InventoryError, load_inventory
 from correlator.rules import parsecache
 from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.filter import FilterRule
-from correlator.rules.registry import DEFAULT_KIND, BuildContext, RuleInfo, RuleKind, kinds
+from correlator.rules.registry import COMMON_KEYS, DEFAULT_KIND, BuildContext, RuleInfo, RuleKind, kinds
 from correlator.rules.ruleset import LoadedRule, RuleSet
 from correlator.yamlfile import Position, YamlList, YamlMap
 
@@ -38,7 +38,7 @@ class Compiler(Protocol):
 FILE_KEYS = ("rules",)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # immutable by convention, not frozen: see RuleInfo
 class ParsedRule:
     """One rule as the model read it: matchers, templates and actions compiled, but no rule
     object yet. Those compiled parts hold no state, so `build` can make the rule again and again,
@@ -291,5 +291,7 @@ def _parse_rule(
     kind = registry[kind_name]
     values = kind.full_model().parse(item, where)
     info = RuleInfo(values["name"], kind_name, where, order, values["description"])
-    own = {k: v for k, v in values.items() if k in kind.model.keys}
+    own = dict(values)  # every key of the full model is in `values`: drop the common ones
+    for k in COMMON_KEYS:
+        del own[k]
     return ParsedRule(kind, info, own, item), values["enabled"]

@@ -81,16 +81,25 @@ class Int(Spec):
         return self._doc({"type": "integer", "minimum": self.minimum})
 
 
+_DURATIONS: dict[str, float] = {}  # text -> seconds, as parse_duration reads it
+_DURATIONS_KEPT = 1_000
+
+
 @dataclass(frozen=True)
 class Duration(Spec):
     doc: str = ""
     positive: bool = True
 
     def parse(self, value: Any, where: Position | None) -> Any:
-        try:
-            seconds = parse_duration(value)
-        except ValueError as e:
-            raise RuleError(where, str(e)) from None
+        # A big set writes few distinct durations ('1h' in most rules): each text is read once.
+        seconds = _DURATIONS.get(value) if isinstance(value, str) else None
+        if seconds is None:
+            try:
+                seconds = parse_duration(value)
+            except ValueError as e:
+                raise RuleError(where, str(e)) from None
+            if isinstance(value, str) and len(_DURATIONS) < _DURATIONS_KEPT:
+                _DURATIONS[value] = seconds
         if self.positive and seconds <= 0:
             raise RuleError(where, f"expected a duration greater than zero, got {value!r}")
         return seconds
@@ -163,11 +172,17 @@ class ListOf(Spec):
             raise RuleError(
                 where, f"expected a list of at least {self.min_items} item(s), got {_show(value)}"
             )
+        parse = self.item.parse
+        if not isinstance(value, YamlList):  # no item positions: each item's errors point at `where`
+            try:
+                return [parse(item, where) for item in value]
+            except (RuleError, RuleErrors):
+                pass  # the loop below collects every item's errors
         positions = value.item_positions if isinstance(value, YamlList) else [where] * len(value)
         out, errors = [], []
         for item, pos in zip(value, positions, strict=True):
             try:
-                out.append(self.item.parse(item, pos))
+                out.append(parse(item, pos))
             except RuleErrors as e:
                 errors.extend(e.errors)
             except RuleError as e:
@@ -239,16 +254,23 @@ class Obj(Spec):
     keys: dict[str, Key] = field(default_factory=dict)
     doc: str = ""
 
+    def __post_init__(self) -> None:
+        # What `parse` needs of each key, looked up once: a big set parses every rule with these.
+        keys = self.keys.items()
+        object.__setattr__(self, "_parsers", {k: key.spec.parse for k, key in keys})
+        object.__setattr__(self, "_defaults", tuple((k, key.default) for k, key in keys if not key.required))
+        object.__setattr__(self, "_required", tuple(k for k, key in keys if key.required))
+
     def parse(self, value: Any, where: Position | None) -> Any:
         if not isinstance(value, dict | Mapping):
             raise RuleError(where, f"expected a mapping with keys {', '.join(self.keys)}, got {_show(value)}")
         out: dict[str, Any] = {}
         errors: list[RuleError] = []
-        keys = self.keys
+        parsers: dict[str, Callable[[Any, Position | None], Any]] = self._parsers  # type: ignore[attr-defined]
         at = value.where_value if isinstance(value, YamlMap) and value.placed else None
         for k, v in value.items():
-            key = keys.get(k)
-            if key is None:
+            parse = parsers.get(k)
+            if parse is None:
                 errors.append(
                     RuleError(
                         _kpos(value, k, where),
@@ -257,18 +279,18 @@ class Obj(Spec):
                 )
                 continue
             try:
-                out[k] = key.spec.parse(v, where if at is None else at(k))
+                out[k] = parse(v, where if at is None else at(k))
             except RuleErrors as e:
                 errors.extend(RuleError(x.position, f"{k}: {x.message}") for x in e.errors)
             except RuleError as e:
                 errors.append(RuleError(e.position, f"{k}: {e.message}"))
-        for k, key in self.keys.items():
-            if k in out or k in value:
-                continue
-            if key.required:
-                errors.append(RuleError(getattr(value, "position", where), f"missing required key {k!r}"))
-            else:
-                out[k] = key.default
+        if len(out) < len(parsers):  # keys not given: their defaults, or an error when required
+            for k, default in self._defaults:  # type: ignore[attr-defined]
+                if k not in out and k not in value:
+                    out[k] = default
+            for k in self._required:  # type: ignore[attr-defined]
+                if k not in out and k not in value:
+                    errors.append(RuleError(getattr(value, "position", where), f"missing required key {k!r}"))
         _raise(errors)
         return out
 

@@ -33,7 +33,9 @@ COMMON_KEYS: dict[str, Key] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+# Treated as immutable, but not frozen (as yamlfile.Position): a frozen dataclass is several times
+# slower to make, and a load makes one per rule.
+@dataclass(slots=True, unsafe_hash=True)
 class RuleInfo:
     """What every compiled rule knows about itself, whatever its kind."""
 

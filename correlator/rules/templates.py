@@ -28,6 +28,43 @@ def parse_template(text: str, where: Position | None = None) -> list[Part]:
     """
     if not isinstance(text, str):
         raise RuleError(where, f"a template must be a string, got {text!r}")
+    if "{" not in text and "}" not in text:
+        return [text] if text else []  # plain text, as the loop below finds it
+    simple = _simple_parts(text)
+    return _parse_parts(text, where) if simple is None else simple
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")  # one without braces inside
+
+
+def _simple_parts(text: str) -> list[Part] | None:
+    """`_parse_parts(text)` by one regular expression, for a text whose placeholders hold no
+    braces and that escapes none (most templates: 'cpu high on {host}'); None for any other (a
+    brace left in the literal text), and for an empty placeholder, whose error `_parse_parts` words."""
+    parts: list[Part] = []
+    pieces = _PLACEHOLDER.split(text)  # literal, placeholder, literal, ...
+    last = len(pieces) - 1
+    for i in range(0, last, 2):
+        literal = pieces[i]
+        if literal:
+            if "{" in literal or "}" in literal:
+                return None
+            parts.append(literal)
+        path, bar, default = pieces[i + 1].partition("|")
+        path = path.strip()
+        if not path:
+            return None
+        parts.append((path, ([default] if default else []) if bar else None))
+    literal = pieces[last]
+    if literal:
+        if "{" in literal or "}" in literal:
+            return None
+        parts.append(literal)
+    return parts
+
+
+def _parse_parts(text: str, where: Position | None) -> list[Part]:
+    """The general case of `parse_template`: escaped and nested braces, and every error."""
     parts: list[Part] = []
     literal: list[str] = []
     i, n = 0, len(text)
@@ -70,6 +107,9 @@ _BRACE = re.compile("[{}]")
 
 
 def _closing(text: str, start: int) -> int:
+    end = text.find("}", start + 1)
+    if end >= 0 and text.find("{", start + 1, end) < 0:
+        return end  # no nested placeholder: the first '}' closes it, found without a loop in Python
     depth = 0
     for j in range(start, len(text)):
         if text[j] == "{":
@@ -104,11 +144,18 @@ def compile_template(text: str, where: Position | None = None) -> Template:
 
 def _compile_parts(parts: list[Part], where: Position | None) -> Template:
     """One `%` formatting per render: the literal text is in the format, the placeholders fill it."""
-    renders = [_part(p, where) for p in parts if not isinstance(p, str)]
+    renders = []
+    pieces = []
+    for p in parts:
+        if isinstance(p, str):
+            pieces.append(p.replace("%", "%%"))
+        else:
+            renders.append(_part(p, where))
+            pieces.append("%s")
     if not renders:
-        text = "".join(p for p in parts if isinstance(p, str))
+        text = "".join(parts)  # type: ignore[arg-type]  # all literal
         return lambda ev: text
-    fmt = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in parts)
+    fmt = "".join(pieces)
     if fmt == "%s":
         return renders[0]
     if len(renders) == 1:

@@ -6,11 +6,20 @@ import operator
 import typing
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from correlator.event import Event
 from correlator.rules.errors import RuleError
 from correlator.rules.fields import PLAIN_TEXT_FIELDS, READABLE, compile_field, compile_setter
-from correlator.rules.templates import compile_template, compile_value, template_fields
+from correlator.rules.templates import (
+    _parse_parts,
+    compile_template,
+    compile_value,
+    parse_template,
+    template_fields,
+)
+from correlator.yamlfile import Position
 from tests.unit.rules.helpers import ev
 
 E = ev(
@@ -86,3 +95,19 @@ def test_the_plain_text_fields_are_the_text_fields_read_as_they_are():
     hints = typing.get_type_hints(Event)
     assert {f for f in READABLE if hints[f] is str} == PLAIN_TEXT_FIELDS
     assert all(isinstance(compile_field(f), operator.attrgetter) for f in PLAIN_TEXT_FIELDS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="{}|ab. ", max_size=14))
+def test_the_regex_path_splits_templates_as_the_general_parser(text: str) -> None:
+    """parse_template reads most templates with two regular expressions: the parts, or the
+    error, are those of the general parser for every text."""
+
+    def run(parse: typing.Callable[[], object]) -> object:
+        try:
+            return parse()
+        except RuleError as e:
+            return ("error", str(e))
+
+    where = Position("t.yaml", 3, 7)
+    assert run(lambda: parse_template(text, where)) == run(lambda: _parse_parts(text, where))
