@@ -206,6 +206,31 @@ def test_alerts_judged_one_by_one_get_the_same_verdicts(items, kind, ascii_only)
     _same_verdicts(_without_nul({"alerts": items * 16, "receiver": "r"}), kind, ascii_only)
 
 
+@settings(max_examples=20, suppress_health_check=list(HealthCheck), deadline=None)
+@given(
+    st.integers(min_value=-400, max_value=400),
+    st.sampled_from(["a", "é", '"', "\u2028", "\U0001f600"]),
+    st.sampled_from(["alertmanager", "grafana"]),
+    st.booleans(),
+)
+def test_a_body_at_the_per_alert_size_limit_gets_the_same_verdicts(shift, char, kind, ascii_only):
+    """One alert whose texts bring the body to about the largest size still judged alert by alert
+    (65,504 bytes), a little under or over it: the same verdicts as the full check."""
+    alert: dict[str, Any] = {
+        "status": "firing",
+        "labels": {"alertname": "Big", "instance": "n1", "note": char * 2000},
+        "annotations": {"summary": "s", "description": ""},
+        "startsAt": "2026-12-07T02:39:00Z",
+        "generatorURL": "http://x/" + char * 100,
+    }
+    doc = {"alerts": [alert], "receiver": "r"}
+    size = len(json.dumps(doc, ensure_ascii=ascii_only).encode())
+    per_char = len(json.dumps(char, ensure_ascii=ascii_only).encode()) - 2
+    room = (door.MAX_EVENT_BYTES - 64) // 2 - size + shift
+    alert["annotations"]["description"] = char * max(0, room // per_char)
+    _same_verdicts(doc, kind, ascii_only)
+
+
 def _same_verdicts(doc: dict[str, Any], kind: str, ascii_only: bool) -> None:
     convert = alertmanager.make({}, "w") if kind == "alertmanager" else grafana.make({}, "w")
     # Written as senders may (escaped or raw non-ASCII); what orjson refuses (NaN, integers beyond
