@@ -239,6 +239,8 @@ class ChangeService:
         return best
 
     async def link_incidents(self, incidents: Iterable[Incident]) -> int:
+        if not self._live or self.incidents is None:  # no change to suspect: most batches, a storm's
+            return 0
         linked = 0
         for inc in incidents:
             if inc.change_id is not None or self.incidents is None:

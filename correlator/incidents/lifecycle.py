@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from prometheus_client import Counter, Histogram
 
 from correlator.event import SEVERITY_RANK, Event, Severity
@@ -188,15 +189,10 @@ def open_for_event(
     major = inc.major = inc.major or is_major(settings, priority)
     changes.new.append(inc)
     entries = changes.entries
-    entries.append(
-        LogEntry(
-            now,
-            actor,
-            "open",
-            {"priority": priority, "impact": impact, "urgency": urgency, "major": major},
-            inc,
-        )
-    )
+    detail = _OPEN_DETAILS.get((priority, impact, urgency, major)) if type(major) is bool else None
+    if detail is None or type(impact) is not int or type(urgency) is not int:  # not True == 1
+        detail = _open_detail(priority, impact, urgency, major)
+    entries.append(LogEntry(now, actor, "open", detail[0], inc, text=detail[1]))
     entries.append(LogEntry(t, actor, "event", _event_summary(ev), inc))
     changes.opened_by[priority] = changes.opened_by.get(priority, 0) + 1
     if changes.notifying:
@@ -206,6 +202,21 @@ def open_for_event(
     if settings.escalation:
         schedule(inc, settings)
     return inc
+
+
+# The "open" entry's detail and its JSON text, by (priority, impact, urgency, major): a storm opens
+# thousands of incidents with a handful of these. The dicts are shared: an entry's detail is never
+# changed once made.
+_OPEN_DETAILS: dict[tuple[str, int, int, bool], tuple[dict[str, Any], str]] = {}
+
+
+def _open_detail(priority: str, impact: int, urgency: int, major: bool) -> tuple[dict[str, Any], str]:
+    detail = {"priority": priority, "impact": impact, "urgency": urgency, "major": major}
+    made = detail, orjson.dumps(detail).decode()
+    exact = type(impact) is int and type(urgency) is int and type(major) is bool  # keys equal as JSON too
+    if exact and len(_OPEN_DETAILS) < 1024:  # the priority matrix is 3x3; a bound all the same
+        _OPEN_DETAILS[(priority, impact, urgency, major)] = made
+    return made
 
 
 def link_event(

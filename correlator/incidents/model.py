@@ -174,6 +174,9 @@ class LogEntry:
     incident: Incident | None = None  # set while unsaved so a new incident's id reaches its entries
     incident_id: int = 0
     seq: int = 0
+    # `detail` as stored (JSON text) when it was known as the entry was made: a storm's openings
+    # share a few details, each encoded once (lifecycle.open_for_event), not once per incident.
+    text: str | None = None
 
     def to_api(self) -> dict[str, Any]:
         return {

@@ -72,12 +72,15 @@ def _columns(inc: Incident) -> tuple[Any, ...]:
 def rows(changes: Changes, token: int = 0) -> Rows:
     """The rows of `changes`, whose new incidents have their ids; the log entries are bound to
     their incidents' ids here (and let go of the incident objects)."""
-    log = []
+    log: list[tuple[Any, ...]] = []
+    append, dumps = log.append, orjson.dumps
     for e in changes.entries:
-        if e.incident is not None:
-            e.incident_id = e.incident.id
+        inc = e.incident
+        if inc is not None:
+            e.incident_id = inc.id
             e.incident = None
-        log.append((e.incident_id, e.at, e.actor, e.action, orjson.dumps(e.detail).decode()))
+        text = e.text
+        append((e.incident_id, e.at, e.actor, e.action, dumps(e.detail).decode() if text is None else text))
     return Rows(
         [_columns(inc) for inc in changes.dirty.values()], [_columns(inc) for inc in changes.new], log, token
     )

@@ -8,8 +8,10 @@ changed only through IncidentService's own API, so their timelines record who li
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
@@ -98,36 +100,37 @@ class ProblemService:
     # --- the pipeline ---------------------------------------------------------------------------
 
     async def on_opened(self, opened: Iterable[tuple[Incident, Event | None]]) -> None:
-        """Count every opening and reopening of the batch, in order.
+        """Count every opening and reopening of the batch, in order (`count_openings`), each
+        incident with the event given at its first listing."""
+        items = list(opened)
+        first: dict[int, Event | None] = {}
+        for inc, ev in items:
+            first.setdefault(id(inc), ev)
+        await self.count_openings([inc for inc, _ in items], lambda inc: first[id(inc)])
+
+    async def count_openings(
+        self, opened: list[Incident], event_of: Callable[[Incident], Event | None]
+    ) -> None:
+        """Count every opening and reopening of the batch, in order; `event_of` gives an incident's
+        opening event, asked only when a known error may match it (the pipeline looks it up among
+        the batch's requests only then).
 
         An incident opened and reopened twice in one batch is listed three times, but it is the same
         object, seen after the batch: its `reopen_count` is that of the last reopening. Each listing
         is numbered back from it, so each is its own occurrence. The batch's occurrences are saved
         together (one transaction), then each is matched and counted in order.
         """
-        items = list(opened)
-        left: dict[int, int] = {}  # listings of each incident not yet counted
-        for inc, _ in items:
-            left[inc.id] = left.get(inc.id, 0) + 1
-        counted: list[tuple[Incident, Event | None, Occurrence]] = []
-        for inc, ev in items:
-            left[inc.id] -= 1
-            occurrence = max(inc.reopen_count - left[inc.id], 0)
-            # Reopenings of one batch share the batch's time (the incident stage applies it at one instant).
-            at = inc.reopened_at if occurrence and inc.reopened_at is not None else inc.opened_at
-            counted.append(
-                (inc, ev, Occurrence(signature(inc.key, inc.rule, inc.host), inc.id, occurrence, at))
-            )
+        counted = _occurrences(opened)
         try:
             async with self._lock:
-                new = await self.store.add_occurrences([o for _, _, o in counted])
+                new = await self.store.add_occurrences(counted)
         except Exception:  # counted as nothing, as a batch delivered again; known errors still match
             log.exception("problem management could not store %d incident openings", len(counted))
             new = set()
-        for inc, ev, o in counted:
+        for inc, o in zip(opened, counted, strict=True):
             try:
                 if o.occurrence == 0 and inc.known_error_id is None and self._known:
-                    await self._match_known_errors(inc, ev)
+                    await self._match_known_errors(inc, event_of(inc))
                 # Seen before unless new (a batch delivered again); most occurrences of a storm
                 # are a signature's first, counted without a lock or an await.
                 if (o.incident_id, o.occurrence) in new and self._note(o):
@@ -484,6 +487,32 @@ class ProblemService:
             counts[p.state] += 1
         for state, n in counts.items():
             OPEN_BY(state.value).set(n)
+
+
+def _occurrences(opened: list[Incident]) -> list[Occurrence]:
+    """The occurrence each listing of `opened` counts (ProblemService.count_openings)."""
+    if len(set(map(_ID, opened))) == len(opened):  # each listed once, as in a storm: its last (re)opening
+        return [
+            Occurrence(
+                signature(inc.key, inc.rule, inc.host),
+                inc.id,
+                inc.reopen_count,
+                inc.reopened_at if inc.reopen_count and inc.reopened_at is not None else inc.opened_at,
+            )
+            for inc in opened
+        ]
+    left = collections.Counter(map(_ID, opened))  # listings of each incident not yet numbered
+    out = []
+    for inc in opened:
+        left[inc.id] -= 1
+        occurrence = max(inc.reopen_count - left[inc.id], 0)
+        # Reopenings of one batch share the batch's time (the incident stage applies it at one instant).
+        at = inc.reopened_at if occurrence and inc.reopened_at is not None else inc.opened_at
+        out.append(Occurrence(signature(inc.key, inc.rule, inc.host), inc.id, occurrence, at))
+    return out
+
+
+_ID = attrgetter("id")
 
 
 def _view(inc: Incident, ev: Event | None) -> Event:

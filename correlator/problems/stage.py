@@ -12,6 +12,7 @@ from correlator.event import Event
 from correlator.responses import IncidentRequest
 
 if TYPE_CHECKING:
+    from correlator.incidents.model import Incident
     from correlator.pipeline import StageContext
     from correlator.problems.service import ProblemService
 
@@ -24,9 +25,18 @@ class ProblemStage:
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
         if ctx.opened:
-            first: dict[str, Event] = {}
-            for r in ctx.responses:
-                if isinstance(r, IncidentRequest):
-                    first.setdefault(r.key, r.event)
-            await self._service.on_opened([(inc, first.get(inc.key or "")) for inc in ctx.opened])
+            first: dict[str, Event] | None = None
+
+            def event_of(inc: Incident) -> Event | None:
+                """The event of the batch's first request for the incident's key: looked up only
+                when a known error may match, built once then."""
+                nonlocal first
+                if first is None:
+                    first = {}
+                    for r in ctx.responses:
+                        if isinstance(r, IncidentRequest):
+                            first.setdefault(r.key, r.event)
+                return first.get(inc.key or "")
+
+            await self._service.count_openings(ctx.opened, event_of)
         return events

@@ -12,6 +12,7 @@ from correlator.event import Severity
 from correlator.incidents import lifecycle as lc
 from correlator.incidents.model import Incident
 from correlator.incidents.settings import IncidentSettings, parse_settings
+from correlator.incidents.store import rows
 from tests.unit.incidents.conftest import T0, event
 
 POLICIES = [
@@ -48,7 +49,10 @@ def outcome(opener, policy, notifying, severity, impact, urgency, major, lag):
     inc = opener(s, changes, T0, "rule:r", ev, impact, urgency, major, fields)
     entries = [(e.at, e.actor, e.action, e.detail, e.incident is inc) for e in changes.entries]
     notices = [(kind, i is inc, extra) for kind, i, extra in changes.notices]
-    return inc.to_doc(), entries, notices, changes.opened_by, changes.new == [inc], bool(changes.dirty)
+    doc, opened_by, new, dirty = inc.to_doc(), changes.opened_by, changes.new == [inc], bool(changes.dirty)
+    inc.id = 7
+    stored = rows(changes)  # the rows written: an entry's detail text given as made, or encoded then
+    return doc, entries, notices, opened_by, new, dirty, stored.new, stored.log
 
 
 @settings(max_examples=300, deadline=None)
@@ -56,9 +60,10 @@ def outcome(opener, policy, notifying, severity, impact, urgency, major, lag):
     policy=st.integers(0, len(POLICIES) - 1),
     notifying=st.booleans(),
     severity=st.sampled_from(list(Severity)),
-    impact=st.sampled_from([None, 1, 2, 3]),
-    urgency=st.sampled_from([None, 1, 2, 3]),
-    major=st.booleans(),
+    # True and 1 are equal keys but not equal JSON: the opening's detail text must not mix them.
+    impact=st.sampled_from([None, 1, 2, 3, True]),
+    urgency=st.sampled_from([None, 1, 2, 3, True]),
+    major=st.sampled_from([False, True, 0, 1]),
     lag=st.sampled_from([-30.0, 0.0, 30.0]),  # the event before, at or after the opening time
 )
 def test_one_step_opens_the_incident_that_open_and_link_do(
