@@ -131,14 +131,23 @@ def recorded_event(doc: Any, n: int, text: bytes, source: str, default_time: flo
     # A line of the common shape (generic fields only) in one pass; any other, and every refusal,
     # the long way. Either way a recorded event without `received` was received at its own time.
     ev = plain_event(doc, source, default_time) if type(doc) is dict else None
-    if ev is None:
-        ev = full_event_from_dict(doc, source, default_time, recorded=True)
-    if "received" not in doc:
+    if ev is not None:
+        # A plain event's time is a float from 0 to the year 3000, and with no `received` in its
+        # line (a field plain_event refuses) its three times are that one: the door below would
+        # only judge the text, so a plain text needs no door.
         ev.received = ev.time
+        plain = door.plain_json(text)
+        if plain:
+            return ev
+    else:
+        ev = full_event_from_dict(doc, source, default_time, recorded=True)
+        if "received" not in doc:
+            ev.received = ev.time
+        plain = door.plain_json(text)
     # The door, as at ingest, but not its time policy: that is counted from now, and a recording is
     # old by nature. A time outside the years 1 to 9999 is still refused (no output renders it).
     # Refused is a FieldError: reported as an invalid line. `text` is what orjson parsed `doc` from.
-    door.check(ev, check_time=False, typed=True, plain=door.plain_json(text))
+    door.check(ev, check_time=False, typed=True, plain=plain)
     return ev
 
 
