@@ -121,11 +121,15 @@ def plain_json(text: bytes) -> bool:
     serialised again). orjson refuses lone surrogates, unescaped control characters and numbers
     out of range, so its strings are valid text and its values serialisable; what is left: U+0000,
     only written as the escape; the depth, at most the brackets; the size, where a number may come
-    out up to 5x longer than written (9E15 is 9000000000000000.0). False: check the event itself."""
+    out up to 5x longer than written (9E15 is 9000000000000000.0). False: check the event itself.
+
+    `91 in` (a `[`) before counting them: most events hold no array, and `count` parses its
+    arguments the slow way (measured: skipping the second count saves 3% of reading a line). The
+    U+0000 test is `plain_strings`, written out here: a call a line costs more than it."""
     return (
         len(text) * 5 <= MAX_EVENT_BYTES
-        and (92 not in text or text.find(b"\\u0000") < 0)  # plain_strings, without a call a line
-        and text.count(b"{") + text.count(b"[") <= MAX_DEPTH
+        and (92 not in text or text.find(b"\\u0000") < 0)
+        and text.count(b"{") + (text.count(b"[") if 91 in text else 0) <= MAX_DEPTH
     )
 
 

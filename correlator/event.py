@@ -173,7 +173,10 @@ def fingerprint(host: str, resource: str, type_: str) -> str:
 
     Remembered for the last few thousand distinct keys: events repeat a small set of (host,
     resource, type) by nature, and a dict lookup costs about a third of the hash. A miss costs
-    about half a hash more (the key kept), so the set is sized for a busy NOC's working set."""
+    about half a hash more (the key kept), so the set is sized for a busy NOC's working set.
+    Four times as many (65,536: all ~70,000 keys of 10,000 rules over 20,000 types on 10 hosts,
+    73% misses instead of 93%) saved 3% of the instructions of reading a line but no measurable
+    CPU time (a dict four times larger misses the caches more), for ~14 MB more memory."""
     key = (host, resource, type_)
     try:
         fp = _fingerprints.get(key)
@@ -354,7 +357,9 @@ def texts_fit(
     host: object, type_: object, resource: object, fp: object, ident: object, message: object
 ) -> bool:
     """Whether the six text fields are exact `str` of the lengths docs/events.md allows: one
-    expression for the common case, of a decoded line (`plain_event`) or a built event (the door)."""
+    expression for the common case of a built event (the door). `plain_event` repeats it inline (a
+    call less per decoded line, measured: 3% of reading one); its property test holds the two to
+    the same verdict."""
     return (
         type(host) is str
         and type(type_) is str
@@ -396,15 +401,46 @@ def plain_event(d: dict[str, Any], source: str, received: float) -> Event | None
     if attributes is None:
         attributes = {}
     t = d.get("time", received)
+    # `texts_fit`, inline: one Python call less per event.
     if not (
-        texts_fit(host, type_, resource, fp, ident, message)
+        type(host) is str
+        and type(type_) is str
+        and type(resource) is str
+        and type(fp) is str
+        and type(ident) is str
+        and type(message) is str
+        and 0 < len(host) <= MAX_NAME_LEN
+        and 0 < len(type_) <= MAX_NAME_LEN
+        and len(resource) <= MAX_NAME_LEN
+        and len(fp) <= MAX_NAME_LEN
+        and 0 < len(ident) <= MAX_ID_LEN
+        and len(message) <= MAX_MESSAGE_LEN
         and severity is not None
         and type(attributes) is dict
         and type(t) is float
         and 0.0 <= t < _YEAR_3000
     ):
         return None
-    return Event(ident, t, received, source, host, type_, severity, resource, message, attributes, fp)
+    # What `Event(...)` would do, without the call of `__init__` (its frame and eleven arguments:
+    # measured, a third of building the event). A test checks that every slot is set.
+    ev = _new_event(Event)
+    ev.id = ident
+    ev.time = t
+    ev.received = received
+    ev.source = source
+    ev.host = host
+    ev.type = type_
+    ev.severity = severity
+    ev.resource = resource
+    ev.message = message
+    ev.attributes = attributes
+    ev.fingerprint = fp or fingerprint(host, resource, type_)
+    ev.count = 1
+    ev.last_seen = t
+    return ev
+
+
+_new_event = object.__new__
 
 
 def _recorded(ev: Event, d: dict[str, Any]) -> None:

@@ -65,12 +65,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on uvloop when installed; its result comes back through a box, not as the main
+    task's result. On its way out, Python 3.11's asyncio.Runner looks up its SIGINT handler as a
+    `signal.Handlers` value, whose failure message formats the handler, the main task, and so the
+    task's result: the whole summary, every counter sorted and printed, twice (measured: 1.3% of
+    the instructions of a 100,000-event replay with 1,000 rules)."""
+    box: list[T] = []
+
+    async def main() -> None:
+        box.append(await coro)
+
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(coro)
-    result: T = uvloop.run(coro)
-    return result
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+    return box[0]
 
 
 def main(args: argparse.Namespace) -> int:

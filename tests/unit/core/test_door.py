@@ -274,3 +274,16 @@ def test_text_fields_are_refused_exactly_when_one_holds_nul_or_a_lone_surrogate(
         with pytest.raises(door.Refused) as info:
             door.check(event, typed=typed)
         assert (info.value.field, info.value.reason) == (bad, door.BAD_TEXT)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80), st.integers(0, 40), st.integers(0, 40))
+def test_plain_json_counts_brackets_as_the_plain_count_does(body, opens, arrays):
+    # plain_json counts `[` only when the text holds one: the same verdict as counting both always.
+    text = b"{" * opens + b"[" * arrays + body
+    expected = (
+        len(text) * 5 <= door.MAX_EVENT_BYTES
+        and text.find(b"\\u0000") < 0
+        and text.count(b"{") + text.count(b"[") <= door.MAX_DEPTH
+    )
+    assert door.plain_json(text) == expected

@@ -235,3 +235,16 @@ def test_a_generated_id_is_microseconds_counter_and_tag_in_32_hex_digits():
         assert len(i) == 32 and int(i, 16) >= 0 and i.endswith(_ID_TAG)
         assert before <= int(i[:16], 16) <= after
     assert int(b[16:24], 16) == (int(a[16:24], 16) + 1) & 0xFFFFFFFF and a < b
+
+
+def test_plain_event_sets_every_slot_as_init_does():
+    # plain_event builds its Event without __init__ (see there): a field added to the class but not
+    # to it would be left unset (reading it raises), or set unlike __init__ sets it.
+    from correlator.event import plain_event
+
+    doc = {"id": "i", "time": 5.0, "host": "h", "type": "T", "resource": "r", "attributes": {"a": 1}}
+    fast = plain_event(dict(doc), "s", 6.0)
+    assert fast is not None
+    slow = Event("i", 5.0, 6.0, "s", "h", "T", resource="r", attributes={"a": 1})
+    assert {f: getattr(fast, f) for f in Event.__slots__} == {f: getattr(slow, f) for f in Event.__slots__}
+    assert set(Event.__slots__) == {f.name for f in dataclasses.fields(Event)}
