@@ -29,6 +29,19 @@ def op_equals(path: str, get: Getter, arg: Any, where: Position | None) -> Match
         return lambda ev: _number(get(ev)) == num
     if isinstance(arg, str):
         text = arg
+        parts = path.split(".")
+        if len(parts) == 2 and parts[0] == "attributes":
+            # `attributes.status: firing`, the commonest condition: the getter's read done here,
+            # one call less per event
+            name = parts[1]
+
+            def eq_attribute(ev: Event) -> bool:
+                v = ev.attributes.get(name)
+                if isinstance(v, str):
+                    return v == text
+                return v is not None and _scalar_text(v) == text
+
+            return eq_attribute
 
         def eq(ev: Event) -> bool:
             v = get(ev)
