@@ -322,6 +322,9 @@ class Engine:
         # True when the rule's matchers say nothing but `type` (equal to, or in, `types`): the index
         # only hands it events of those types, so the stage need not test them again.
         self.pinned_only = False
+        # What the stage tests on the events the index hands the rule: `match` less what the index
+        # decided (None: nothing is left). `match` itself stays whole for `rules explain`.
+        self.check: Match | None = match
         self.signature = ""  # the rule's text: a reload keeps the running engine when it is unchanged
         self.group_by: tuple[str, ...] = ()  # the key's field paths (`rules check --cluster` reads them)
         self.counters = RuleCounters()  # hits and errors; shared with GET /api/v1/rules when from a file

@@ -6,6 +6,7 @@ built into an engine; the correlate stage takes them from the live rule set (`of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from correlator.correlation.absence import Absence
@@ -35,6 +36,7 @@ from correlator.correlation.topology_file import TopologyError, load_topology
 from correlator.event import Severity
 from correlator.rules.errors import RuleError
 from correlator.rules.fields import compile_field
+from correlator.rules.matchers import Matcher, compile_matcher
 from correlator.rules.model import Bool, Duration, Either, Int, Key, ListOf, Match, Obj, Str, Template
 from correlator.rules.registry import BuildContext, RuleInfo, RuleKind, register_kind
 from correlator.rules.stats import STATS
@@ -47,19 +49,44 @@ _SEV = Str(doc="severity of the rule-made event", choices=SEVERITIES)
 TIMEOUT_TYPE = Key(Str(doc="type of the timeout event (default '<rule>.timeout')"))
 
 
-def _finish(engine: Engine, raw: YamlMap, *matches: Any, extra: Any = None, any_of: bool = True) -> Engine:
-    """`any_of`: the engine's `match` is true exactly when one of `matches` is (not so for topology)."""
+def _finish(
+    engine: Engine,
+    raw: YamlMap,
+    *matches: Any,
+    extra: Any = None,
+    any_of: bool = True,
+    compiled_match: bool = False,
+) -> Engine:
+    """`any_of`: the engine's `match` is true exactly when one of `matches` is (not so for topology);
+    `compiled_match`: the engine's `match` is the rule's `match` compiled, as it is written."""
     engine.types = types_of(*matches)
     engine.hosts = hosts_of(*matches)
     if engine.types is None and engine.hosts is None:
         engine.pattern = pattern_of(*matches)
     engine.pinned_only = any_of and engine.types is not None and all(map(type_only, matches))
+    engine.check = None if engine.pinned_only else engine.match
+    if compiled_match and engine.pattern is not None and engine.pattern[0] == "source":
+        engine.check = _beyond_source_glob(raw, engine.match)
     # The mapping prints as the plain dict it is; copying it to one first cost twice the printing.
     engine.signature = repr((raw, extra))
     by = raw.get("group_by")
     engine.group_by = tuple(by) if isinstance(by, list) else ("host",)  # the kinds' default key
     engine.counters = STATS.counters(engine.name)  # correlator_rule_matches_total and GET /api/v1/rules
     return engine
+
+
+def _beyond_source_glob(raw: YamlMap, match: Matcher) -> Matcher | None:
+    """The rule's `match` without its `source: {glob: ...}`, which the index tests once per source
+    (a rule filed by that pattern only ever meets events of the sources it admits); `match` when
+    the source condition says more than the glob."""
+    spec = raw.get("match")
+    if not isinstance(spec, Mapping):
+        return match
+    cond = spec.get("source")
+    if not isinstance(cond, Mapping) or len(cond) != 1 or not isinstance(cond.get("glob"), str):
+        return match
+    rest = {k: c for k, c in spec.items() if k != "source"}
+    return compile_matcher(rest, raw.where_value("match")) if rest else None
 
 
 def _threshold(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
@@ -72,7 +99,7 @@ def _threshold(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContex
         hooks_of(v, Threshold.hook_names),
         v["max_keys"],
     )
-    return _finish(e, raw, raw.get("match"))
+    return _finish(e, raw, raw.get("match"), compiled_match=True)
 
 
 def _pair(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
@@ -109,7 +136,7 @@ def _absence(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext)
         Severity(v["severity"]),
         v["forget_after"],
     )
-    return _finish(e, raw, raw.get("match"), extra=sorted(expect, key=repr))
+    return _finish(e, raw, raw.get("match"), extra=sorted(expect, key=repr), compiled_match=True)
 
 
 def _flapping(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
@@ -131,7 +158,7 @@ def _flapping(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext
         v["flapping_type"],
         Severity(v["severity"]),
     )
-    return _finish(e, raw, raw.get("match"))
+    return _finish(e, raw, raw.get("match"), compiled_match=True)
 
 
 def _group(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:
@@ -146,7 +173,7 @@ def _group(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -
         v["max_members"],
         v["group_type"],
     )
-    return _finish(e, raw, raw.get("match"))
+    return _finish(e, raw, raw.get("match"), compiled_match=True)
 
 
 def _topology(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) -> Engine:

@@ -136,7 +136,8 @@ class Correlate:
                 sink.suppressed = None  # a timer hook's `suppress` marked its own event, not this one
                 try:
                     for e in rules:
-                        if not (e.pinned_only or e.match(ev)):
+                        check = e.check  # the match beyond what the index decided
+                        if check is not None and not check(ev):
                             continue
                         e.counters.matches += 1
                         e.on_event(ev, t)
@@ -292,7 +293,8 @@ class Correlate:
             try:
                 if skip is None and tracer is None:
                     for e in rest:
-                        if not (e.pinned_only or e.match(ev)):  # pinned_only: the index tested the type
+                        check = e.check  # None: the index decided the whole match (the type)
+                        if check is not None and not check(ev):
                             continue
                         e.counters.matches += 1
                         e.on_event(ev, t)
@@ -302,7 +304,8 @@ class Correlate:
                     for e in rest:
                         if skip is not None and skip.get(e.name, _NEVER) >= self._pos:
                             continue  # this rule's snapshot already includes the event
-                        if not (e.pinned_only or e.match(ev)):
+                        check = e.check
+                        if check is not None and not check(ev):
                             continue
                         if skip is None:  # a re-fed event matched before the crash: not counted twice
                             e.counters.matches += 1

@@ -85,7 +85,7 @@ def _compile_field(path: str, where: Position | None) -> Getter:
     parts = split_path(path, where)
     if parts[0] != "attributes":
         if parts[0] == "severity":
-            return lambda ev: ev.severity.value
+            return _severity_text
         return operator.attrgetter(parts[0])
     keys = parts[1:]
     if len(keys) == 1:
@@ -109,6 +109,17 @@ def _compile_field(path: str, where: Position | None) -> Getter:
         return value
 
     return nested
+
+
+# A member's text by table: `.value` is a Python-level property of Enum (CPython 3.11), read per
+# event by every severity condition and template.
+_SEVERITY_TEXT: dict[Severity, str] = {s: s.value for s in Severity}
+
+
+def _severity_text(ev: Event) -> str:
+    sev = ev.severity
+    # only for a member: anything else raises as `.value` did
+    return _SEVERITY_TEXT[sev] if sev.__class__ is Severity else sev.value
 
 
 def compile_setter(path: str, where: Position | None = None) -> Setter:

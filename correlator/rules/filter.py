@@ -199,13 +199,13 @@ def build(info: RuleInfo, v: dict[str, Any], raw: YamlMap, ctx: BuildContext) ->
             where = craw.where_value("severity") if isinstance(craw, YamlMap) else raw.where("classify")
             _check_severity(cls["severity"], where)
             severity = _classify_severity(cls["severity"], where)
-        category: str | Mutator | None = None
+        category: str | Callable[[Event], Any] | None = None
         if cls["category"] is not None:
             parts = parse_template(str(craw["category"]))
             if all(isinstance(p, str) for p in parts):  # a constant: no render per event
                 category = "".join(p for p in parts if isinstance(p, str))
             else:
-                category = _assign("attributes.category", None, cls["category"])
+                category = cls["category"]  # the template
         mutators.extend(_classify(severity, category))
     if v["rename"] is not None:
         mutators.append(_assign("type", None, v["rename"]))
@@ -315,8 +315,11 @@ def _classify_severity(text: str, where: Position | None) -> Severity | Mutator:
     return _assign("severity", where, compile_template(text, where))
 
 
-def _classify(severity: Severity | Mutator | None, category: str | Mutator | None) -> list[Mutator]:
-    """The classify action: a constant severity and category are one call together."""
+def _classify(
+    severity: Severity | Mutator | None, category: str | Callable[[Event], Any] | None
+) -> list[Mutator]:
+    """The classify action (`category`: its text, or the template rendering it): a constant
+    severity and the category are one call together."""
     if isinstance(severity, Severity) and isinstance(category, str):
         sev, text = severity, category
 
@@ -325,6 +328,14 @@ def _classify(severity: Severity | Mutator | None, category: str | Mutator | Non
             ev.attributes["category"] = text
 
         return [set_class]
+    if isinstance(severity, Severity) and category is not None and not isinstance(category, str):
+        sev, render = severity, category
+
+        def set_class_rendered(ev: Event) -> None:
+            ev.severity = sev
+            ev.attributes["category"] = render(ev)  # rendered after the severity is set, as before
+
+        return [set_class_rendered]
     out: list[Mutator] = []
     if isinstance(severity, Severity):
         sev = severity
@@ -343,14 +354,22 @@ def _classify(severity: Severity | Mutator | None, category: str | Mutator | Non
 
         out.append(set_category)
     elif category is not None:
-        out.append(category)
+        out.append(_assign("attributes.category", None, category))
     return out
 
 
 def _assign(path: str, where: Position | None, render: Callable[[Event], Any]) -> Mutator:
     """`path` = the rendered value; a text field is set here without a setter call per event."""
     if path not in TEXT_FIELDS:
-        setter = compile_setter(path, where)
+        setter = compile_setter(path, where)  # validates the path
+        parts = path.split(".")
+        if len(parts) == 2 and parts[0] == "attributes":  # as the setter does, without its call
+            name = parts[1]
+
+            def assign_attribute(ev: Event) -> None:
+                ev.attributes[name] = render(ev)
+
+            return assign_attribute
         return lambda ev: setter(ev, render(ev))
 
     def assign_text(ev: Event) -> None:

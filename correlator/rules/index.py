@@ -32,7 +32,10 @@ Class = frozenset["FilterRule"]
 # (type class, source class, host class, attribute names present, one class per value-pinned path)
 Key = tuple[frozenset[Any], ...]
 _NONE: Class = frozenset()
-_Lookup = tuple[Callable[[Event], Any], dict[Any, Class], str]  # getter, remembered values, path
+# (attribute name, name within it or None, getter or None, remembered values, path): a path of one
+# or two names is read inline by the key function (the getter's work without its call); deeper
+# paths through the getter.
+_Lookup = tuple[str, str | None, Callable[[Event], Any] | None, dict[Any, Class], str]
 
 
 class _Probe:
@@ -71,7 +74,7 @@ class FilterIndex:
                 self._pinned.setdefault(vp.path, []).append((r, vp))
         self._paths = tuple(self._pinned)
         self._values: dict[str, dict[Any, Class]] = {p: {None: _NONE} for p in self._paths}
-        self._lookup = {p: (compile_field(p), self._values[p], p) for p in self._paths}
+        self._lookup = {p: _lookup(p, self._values[p]) for p in self._paths}
         # class of type, source, host and presence -> the value-pinned paths its rules ask about
         self._relevant: dict[Key, tuple[_Lookup, ...]] = {}
         self._classes: dict[Class, Class] = {}  # interned: equal classes are one object
@@ -89,7 +92,7 @@ class FilterIndex:
     def merge(self, key: Key) -> tuple[FilterRule, ...]:
         """The candidates of a class (a cache miss of `candidates`), cached."""
         base = key[:4]
-        paths = [path for _, _, path in self._lookups_for(base)]
+        paths = [lookup[-1] for lookup in self._lookups_for(base)]
         held = dict(zip(paths, key[4:], strict=True))
         decided = self._decided
         merged = [r for r in self._base_rules(base) if all(r in held[p.path] for p in decided.get(r, ()))]
@@ -130,8 +133,14 @@ class FilterIndex:
             if not lookups:
                 return base
             out = list(base)
-            for get, memo, path in lookups:
-                v = get(ev)
+            attrs = ev.attributes
+            for name, inner, get, memo, path in lookups:
+                if get is None:
+                    v = attrs.get(name)
+                    if inner is not None:
+                        v = v.get(inner) if isinstance(v, dict) else None
+                else:
+                    v = get(ev)
                 # text (and a missing attribute) is remembered; a number or a mapping is not
                 c = memo.get(v) if v.__class__ is str or v is None else None
                 out.append(c if c is not None else classify_value(path, v, ev))
@@ -185,6 +194,15 @@ class FilterIndex:
                 memo[None] = _NONE
             memo[value] = found
         return found
+
+
+def _lookup(path: str, memo: dict[Any, Class]) -> _Lookup:
+    """How the key function reads a value-pinned path (`attributes.NAME...`), as compile_field's
+    getter does."""
+    names = path.split(".")[1:]
+    if len(names) <= 2:
+        return names[0], names[1] if len(names) == 2 else None, None, memo, path
+    return names[0], None, compile_field(path), memo, path
 
 
 def _value_pins(rules: list[FilterRule]) -> tuple[list[FilterRule], dict[FilterRule, tuple[ValuePin, ...]]]:

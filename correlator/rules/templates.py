@@ -200,11 +200,15 @@ def _part(part: Part, where: Position | None) -> Template:
     if default_parts is None and path in PLAIN_TEXT_FIELDS:
         return get  # always text, and '' renders as '' (the fallback without a default)
     fallback = _compile_parts(default_parts, where) if default_parts else (lambda ev: "")
+    # A default without placeholders ('{attributes.labels.category|application}') is its text:
+    # no call per event that takes it.
+    literal = all(isinstance(p, str) for p in default_parts or ())
+    constant = "".join(p for p in default_parts or () if isinstance(p, str)) if literal else None
 
     def render(ev: Event) -> str:
         v = get(ev)
         if v is None or v == "":
-            return fallback(ev)
+            return constant if constant is not None else fallback(ev)
         return v if isinstance(v, str) else _text(v)
 
     return render

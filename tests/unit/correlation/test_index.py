@@ -115,6 +115,9 @@ def test_level2_index_gives_the_rules_a_scan_gives_in_order(specs: Any, evs: lis
         assert [e for e in found if e.match(ev)] == [e for e in engines if e.match(ev)]
         # a rule that pins nothing but the type is taken without its matcher: the same rules
         assert [e for e in found if e.pinned_only or e.match(ev)] == [e for e in found if e.match(ev)]
+        # what the stage tests (`check`: the match less the type or source glob the index decided)
+        # takes the same rules
+        assert [e for e in found if e.check is None or e.check(ev)] == [e for e in found if e.match(ev)]
 
 
 @settings(max_examples=150, deadline=None)
@@ -192,6 +195,26 @@ def test_source_globs_file_rules_under_their_pattern_not_the_scan_list() -> None
     assert [e.name for e in index.rules_for("x", "h1", "mqtt:b")] == ["r1", "r2"]
     # sources meeting the same patterns share one table
     assert index.table("syslog") is index.table("snmp")
+
+
+def test_the_stage_leaves_out_the_source_glob_the_index_decided() -> None:
+    engines = level2_rules(
+        [
+            ("threshold", {"source": {"glob": "webhook:*"}, "severity": {"in": ["major"]}}, None),
+            ("threshold", {"source": {"glob": "webhook:*"}}, None),
+            ("threshold", {"source": {"glob": "webhook:*", "regex": "a$"}}, None),  # more than the glob
+            ("pair", {"source": {"glob": "webhook:*"}}, {"source": {"glob": "webhook:*"}}),
+            ("threshold", {"type": "a", "source": {"glob": "webhook:*"}}, None),  # filed by type
+        ]
+    )
+    narrowed, nothing_left, whole, pair, typed = engines
+    assert narrowed.check is not None and narrowed.check is not narrowed.match
+    major = Event("e", 0.0, 0.0, "syslog", "h1", "a", Severity.MAJOR)
+    assert narrowed.check(major) and not narrowed.match(major)  # only ever asked on webhook sources
+    assert nothing_left.check is None
+    assert whole.check is whole.match
+    assert pair.check is pair.match
+    assert typed.check is typed.match
 
 
 def test_the_types_a_matcher_can_match() -> None:
