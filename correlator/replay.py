@@ -21,7 +21,7 @@ import orjson
 from correlator import door
 from correlator.clock import Clock
 from correlator.errors import FieldError
-from correlator.event import Event, full_event_from_dict, iso, plain_event
+from correlator.event import Event, Severity, full_event_from_dict, iso, plain_event
 from correlator.pipeline import Pipeline, StageContext
 from correlator.responses import NotifyRequest, Response
 
@@ -250,10 +250,11 @@ async def replay(
             if output is not None:
                 output.write(data)
             # Set aside by MaintenanceStage: the attribute, written compactly, is in the text. The
-            # text is only a sieve (it may be nested deeper); the attribute itself decides.
+            # text is only a sieve (it may be nested deeper); the attribute itself decides. A clear
+            # in the window is tagged but passes (it resolves what opened before): not suppressed.
             if SUPPRESSED in data:
                 for e in out[i : i + WRITE_LINES]:
-                    if e.attributes.get("maintenance") == "suppress":
+                    if e.attributes.get("maintenance") == "suppress" and e.severity is not Severity.CLEAR:
                         summary.suppressed[e.attributes.get("change_id") or ""] += 1
         for sev, n in collections.Counter(map(_severity_of, out)).items():
             summary.by_severity[sev.value] += n
