@@ -60,11 +60,16 @@ def _finish(
 ) -> Engine:
     """`any_of`: the engine's `match` is true exactly when one of `matches` is (not so for topology);
     `compiled_match`: the engine's `match` is the rule's `match` compiled, as it is written."""
-    engine.types = types_of(*matches)
-    engine.hosts = hosts_of(*matches)
-    if engine.types is None and engine.hosts is None:
-        engine.pattern = pattern_of(*matches)
-    engine.pinned_only = any_of and engine.types is not None and all(map(type_only, matches))
+    types = _just_types(matches)
+    if types is not None:  # what the general code below finds for them, at a fraction of its cost
+        engine.types = types
+        engine.pinned_only = any_of
+    else:
+        engine.types = types_of(*matches)
+        engine.hosts = hosts_of(*matches)
+        if engine.types is None and engine.hosts is None:
+            engine.pattern = pattern_of(*matches)
+        engine.pinned_only = any_of and engine.types is not None and all(map(type_only, matches))
     engine.check = None if engine.pinned_only else engine.match
     if compiled_match and engine.pattern is not None and engine.pattern[0] == "source":
         engine.check = _beyond_source_glob(raw, engine.match)
@@ -73,6 +78,19 @@ def _finish(
     engine.group_by = tuple(by) if isinstance(by, list) else ("host",)  # the kinds' default key
     engine.counters = STATS.counters(engine.name)  # correlator_rule_matches_total and GET /api/v1/rules
     return engine
+
+
+def _just_types(matches: tuple[Any, ...]) -> frozenset[str] | None:
+    """The types, when every matcher is `{type: <text>}` (most rules); else None."""
+    types = []
+    for spec in matches:
+        if not isinstance(spec, dict) or len(spec) != 1:
+            return None
+        t = spec.get("type")
+        if not isinstance(t, str):
+            return None
+        types.append(t)
+    return frozenset(types)
 
 
 def rule_signature(raw: YamlMap, extra: Any) -> str:
