@@ -6,6 +6,7 @@ built into an engine; the correlate stage takes them from the live rule set (`of
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,20 +60,62 @@ def _finish(
 ) -> Engine:
     """`any_of`: the engine's `match` is true exactly when one of `matches` is (not so for topology);
     `compiled_match`: the engine's `match` is the rule's `match` compiled, as it is written."""
-    engine.types = types_of(*matches)
-    engine.hosts = hosts_of(*matches)
-    if engine.types is None and engine.hosts is None:
-        engine.pattern = pattern_of(*matches)
-    engine.pinned_only = any_of and engine.types is not None and all(map(type_only, matches))
+    types = _just_types(matches)
+    if types is not None:  # what the general code below finds for them, at a fraction of its cost
+        engine.types = types
+        engine.pinned_only = any_of
+    else:
+        engine.types = types_of(*matches)
+        engine.hosts = hosts_of(*matches)
+        if engine.types is None and engine.hosts is None:
+            engine.pattern = pattern_of(*matches)
+        engine.pinned_only = any_of and engine.types is not None and all(map(type_only, matches))
     engine.check = None if engine.pinned_only else engine.match
     if compiled_match and engine.pattern is not None and engine.pattern[0] == "source":
         engine.check = _beyond_source_glob(raw, engine.match)
-    # The mapping prints as the plain dict it is; copying it to one first cost twice the printing.
-    engine.signature = repr((raw, extra))
+    engine.signature = rule_signature(raw, extra)
     by = raw.get("group_by")
     engine.group_by = tuple(by) if isinstance(by, list) else ("host",)  # the kinds' default key
     engine.counters = STATS.counters(engine.name)  # correlator_rule_matches_total and GET /api/v1/rules
     return engine
+
+
+def _just_types(matches: tuple[Any, ...]) -> frozenset[str] | None:
+    """The types, when every matcher is `{type: <text>}` (most rules); else None."""
+    types = []
+    for spec in matches:
+        if not isinstance(spec, dict) or len(spec) != 1:
+            return None
+        t = spec.get("type")
+        if not isinstance(t, str):
+            return None
+        types.append(t)
+    return frozenset(types)
+
+
+def rule_signature(raw: YamlMap, extra: Any) -> str:
+    """The rule's mapping (and what else it was built from) as a text equal exactly when they are:
+    marshal's version 0 writes each value with its type (1, 1.0 and True differ, as in `repr`) and
+    no references to shared objects, so equal values always give the same bytes; it writes them
+    at twice the speed of `repr`, a twentieth of a load. Values marshal cannot write (a YAML
+    date) are printed; a printed text never equals a marshalled one (it holds no NUL)."""
+    try:
+        return marshal.dumps((dict(raw), extra), 0).decode("latin-1")
+    except ValueError:
+        pass  # a file read with positions: mappings and lists below the top are subclasses too
+    try:
+        return marshal.dumps((_plain(raw), extra), 0).decode("latin-1")
+    except ValueError:
+        return repr((raw, extra))  # the mapping prints as the plain dict it is
+
+
+def _plain(v: Any) -> Any:
+    """`v` with its mappings and lists made plain, as marshal wants them."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
 
 
 def _beyond_source_glob(raw: YamlMap, match: Matcher) -> Matcher | None:

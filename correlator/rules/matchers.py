@@ -190,7 +190,8 @@ def _field_condition(path: str, value: Any, kwhere: Position | None, vwhere: Pos
         raise RuleError(vwhere, f"{path}: no condition given; write {{exists: true}} or {{missing: true}}")
     if isinstance(value, list):
         return op_in(path, get, value, vwhere)
-    if not isinstance(value, dict | Mapping):
+    # A text first: the commonest condition, and for it the Mapping test is the ABC's slow check.
+    if isinstance(value, str) or not isinstance(value, dict | Mapping):
         return op_equals(path, get, value, vwhere)
     if not value:
         raise RuleError(vwhere, f"{path}: empty condition; operators: {', '.join(OPERATORS)}")

@@ -23,7 +23,7 @@ from correlator.rules.windows import MAX_KEYS, Conditions, Deduper
 _ratelog = RateLimitedLog(logging.getLogger(__name__))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # immutable by convention, not frozen: see RuleInfo
 class LoadedRule:
     info: RuleInfo
     compiled: Any  # FilterRule for kind filter; whatever the kind's build returned otherwise

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from correlator.correlation import kinds
+from correlator.correlation.core import Engine
 from correlator.rules import model, templates
 from correlator.rules.errors import RuleErrors
 from correlator.rules.loader import ParsedRule, load_rules
@@ -42,16 +44,26 @@ def _shape(v: Any, depth: int = 0) -> Any:
     return ("obj", type(v).__qualname__, repr(v) if hasattr(v, "__dataclass_fields__") else "")
 
 
+def _engine(compiled: Any) -> Any:
+    """What the rule index and the stage read of a level-2 rule (None for a level-1 rule)."""
+    if not isinstance(compiled, Engine):
+        return None
+    pattern = compiled.pattern[0] if compiled.pattern is not None else None
+    check = None if compiled.check is None else _shape(compiled.check)
+    return (compiled.types, compiled.hosts, pattern, compiled.pinned_only, check, compiled.group_by)
+
+
 def _load(rules_dir: Path, general: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     with monkeypatch.context() as m:
         if general:
+            m.setattr(kinds, "_just_types", lambda matches: None)
             m.setattr(templates, "_simple_parts", lambda text: None)
             m.setattr(model, "_DURATIONS", {})
             m.setattr(model, "_DURATIONS_KEPT", 0)
         parsed: list[ParsedRule] = []
         rs = load_rules(rules_dir, parsed=parsed)
     return [
-        (r.info, p.info, _shape(p.values), getattr(r.compiled, "signature", None))
+        (r.info, p.info, _shape(p.values), getattr(r.compiled, "signature", None), _engine(r.compiled))
         for r, p in zip(rs.rules, parsed, strict=True)
     ]
 
