@@ -13,7 +13,9 @@ from typing import Any, Literal
 from correlator.event import Event
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, and level 2 builds
+# one of these per firing. Nothing hashes or changes a request once made: treat it as immutable.
+@dataclass(slots=True)
 class IncidentRequest:
     action: Literal["open", "update", "resolve"]
     key: str  # correlation key: one open incident per key

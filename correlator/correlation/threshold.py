@@ -69,9 +69,12 @@ class Threshold(Engine):
                 if len(table) > table.max_keys:
                     table.evict_oldest()
                 return
-            w = _Window([t], 0.0, t)
-            table.put(k, w)
-            self._fired(ev, k, w, t)
+            # `put` then `_fired`, inline: its first event fires it (count 1, most alert rules), so
+            # its window starts out quiet and empty, as `_fired` leaves it
+            table[k] = _Window([], t + self.within, t)
+            if len(table) > table.max_keys:
+                table.evict_oldest()
+            self._run_hook("fire", ev, k, False, {"count": 1, "first": t}, None)
             return
         table.touch(k)
         if w.__class__ is not _Window:  # its second event: now it needs a window (no isinstance call)

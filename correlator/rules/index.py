@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 _CACHE_LIMIT = 200_000  # candidate lists kept (classes seen); cleared when full, never unbounded
 _MEMO_LIMIT = 100_000  # remembered values per field (hosts are the many); cleared when full
+_MEMO_NAMES = 32  # events with more attribute names work out the names present each time, not kept
 _MEMO_VALUE_LEN = 256  # longer attribute values are classified each time, not kept (an event may be 128 KB)
 
 Class = frozenset["FilterRule"]
@@ -110,6 +111,8 @@ class FilterIndex:
         relevant = self._relevant
         lookups_for = self._lookups_for
         classify_value = self._classify_value
+        presence: dict[tuple[str, ...], frozenset[str]] = {}
+        classes_of_names: dict[frozenset[str], frozenset[str]] = {}
 
         def key(ev: Event) -> Key:
             t = tm.get(ev.type)
@@ -121,7 +124,19 @@ class FilterIndex:
             h = hm.get(ev.host)
             if h is None:
                 h = classify("host", ev.host)
-            present = needed.intersection(ev.attributes)
+            # The names present, remembered per tuple of the event's attribute names (one collector
+            # writes them in one order): the class tuple then holds one shared set, hashed once and
+            # compared by identity in the cache lookups, instead of a new set built, hashed and
+            # compared element by element per event.
+            attrs = ev.attributes
+            if len(attrs) <= _MEMO_NAMES:
+                names = tuple(attrs)
+                present = presence.get(names)
+                if present is None:
+                    present = intern(classes_of_names, needed.intersection(names), _MEMO_LIMIT)
+                    remember(presence, names, present, _MEMO_LIMIT)
+            else:
+                present = needed.intersection(attrs)
             base = (t, s, h, present)
             if not paths or present.isdisjoint(pinned_names):
                 return base
@@ -133,7 +148,6 @@ class FilterIndex:
             if not lookups:
                 return base
             out = list(base)
-            attrs = ev.attributes
             for name, inner, get, memo, path in lookups:
                 if get is None:
                     v = attrs.get(name)

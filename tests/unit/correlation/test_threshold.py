@@ -190,3 +190,30 @@ async def test_bound_on_keys_evicts_the_least_recently_seen_key_and_counts() -> 
     assert sorted(k for k, _ in rule.table.dump()) == [("h0",), ("h3",)]
     assert BOUND_HITS.labels("tiny-storm", "max_keys")._value.get() == before + 3
     assert types(out) == ["authenticationFailure"] * 5  # h0 starts a new count: nothing fires
+
+
+async def test_count_one_fires_on_each_new_key_then_stays_quiet_and_keeps_the_bound() -> None:
+    from correlator.correlation.core import BOUND_HITS
+
+    rule = Threshold(
+        "one-storm",
+        m(type="authenticationFailure"),
+        by("host"),
+        count=1,
+        within=60,
+        max_keys=2,
+        hooks={"fire": [actions.emit("auth.storm")]},
+    )
+    before = BOUND_HITS.labels("one-storm", "max_keys")._value.get()
+    run = Run(rule)
+    out = await run.feed(*(E(i, "authenticationFailure", host=f"h{i}") for i in range(3)))
+    out += await run.feed(
+        E(10, "authenticationFailure", host="h2"), E(70, "authenticationFailure", host="h2")
+    )
+    assert fires_of(out) == [(0, "h0", 0), (1, "h1", 1), (2, "h2", 2), (70, "h2", 70)]
+    assert rule.keys() == 2
+    assert BOUND_HITS.labels("one-storm", "max_keys")._value.get() == before + 1
+    assert [(k, s.times, s.quiet_until, s.last) for k, s in rule.table.dump()] == [
+        (("h1",), [], 61, 1),
+        (("h2",), [], 130, 70),
+    ]

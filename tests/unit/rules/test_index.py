@@ -197,3 +197,34 @@ def test_long_attribute_values_are_classified_but_not_kept():
     kept, _ = run(rs, ev("sw1", attributes={"status": "firing"}))
     assert kept[0].severity == "major"
     assert all(len(v) <= 256 for memo in rs.index._values.values() for v in memo if v is not None)
+
+
+PRESENCE = """
+rules:
+  - {name: has-level, match: {attributes.level: {exists: true}}, set: {attributes.l: true}}
+  - {name: no-site, match: {attributes.site: {missing: true}}, set: {attributes.s: true}}
+  - {name: any, set: {attributes.any: true}}
+"""
+
+
+def test_the_names_present_are_the_same_whatever_their_order_or_number(monkeypatch):
+    from correlator.rules import index as mod
+
+    monkeypatch.setattr(mod, "_MEMO_LIMIT", 4)
+    monkeypatch.setattr(mod, "_MEMO_NAMES", 3)
+    rs = ruleset(PRESENCE)
+    cases = [
+        ({"level": 1, "x": 2}, ["l", "s", "any"]),
+        ({"x": 2, "level": 1}, ["l", "s", "any"]),
+        ({"site": "p", "level": 1}, ["l", "any"]),
+        ({"a": 1, "b": 2, "c": 3, "level": 1}, ["l", "s", "any"]),  # more names than are remembered
+        ({"a": 1, "b": 2, "c": 3, "site": 1}, ["any"]),
+        ({}, ["s", "any"]),
+    ]
+    for _ in range(3):  # the memories fill up and are cleared on the way
+        for i, (attrs, expected) in enumerate(cases):
+            (kept,), _ = run(rs, ev(f"h{i}", "t", attributes=dict(attrs)))
+            assert [k for k in kept.attributes if k not in attrs] == expected
+            assert names(rs, ev(f"h{i}", "t", attributes=dict(attrs))) == names(
+                ruleset(PRESENCE), ev(f"h{i}", "t", attributes=dict(attrs))
+            )
