@@ -160,39 +160,36 @@ def open_for_event(
     """`open_incident` then `link_event` of its first event, as one step: what a storm of distinct
     alerts does once per alert. The same incident, entries and notices as the two calls, without
     what cannot apply to an incident that is being opened (its first event cannot raise the
-    priority it was opened with, nor find the timeline full). The fields are named, not `**fields`:
-    a storm would build and unpack a keyword dict twice per incident."""
+    priority it was opened with, nor find the timeline full). The fields are named, not `**fields`,
+    and the Incident is made from its two fields without a default, the others set one by one:
+    keyword arguments to a class are gathered in a dict and matched to the parameters again
+    (slot_tp_init), which cost as much as making the incident itself (a storm does it per alert)."""
     sev_impact, sev_urgency = SEVERITY_IMPACT_URGENCY[ev.severity]
     impact, urgency = impact or sev_impact, urgency or sev_urgency
     t = ev.time
-    inc = Incident(
-        opened_at=now,
-        impact=impact,
-        urgency=urgency,
-        severity=_OPENED_SEVERITY[ev.severity],
-        event_count=1,
-        first_occurrence=t,
-        last_occurrence=t,
-        updated_at=t if t > now else now,
-        linked_events=1,  # timeline_limit is at least 1
-        title=title,
-        major=major,
-        description=description,
-        host=host,
-        service=service,
-        category=category,
-        assignment_group=assignment_group,
-        key=key,
-        rule=rule,
-    )
+    inc = Incident(title, now)
+    inc.impact = impact
+    inc.urgency = urgency
+    inc.severity = _OPENED_SEVERITY[ev.severity]
+    inc.event_count = 1
+    inc.first_occurrence = inc.last_occurrence = t
+    inc.updated_at = t if t > now else now
+    inc.linked_events = 1  # timeline_limit is at least 1
+    inc.description = description
+    inc.host = host
+    inc.service = service
+    inc.category = category
+    inc.assignment_group = assignment_group
+    inc.key = key
+    inc.rule = rule
     priority = inc.priority = settings.priority(impact, urgency)
-    major = inc.major = inc.major or is_major(settings, priority)
+    major = inc.major = major or is_major(settings, priority)
     changes.new.append(inc)
     entries = changes.entries
     detail = _OPEN_DETAILS.get((priority, impact, urgency, major)) if type(major) is bool else None
     if detail is None or type(impact) is not int or type(urgency) is not int:  # not True == 1
         detail = _open_detail(priority, impact, urgency, major)
-    entries.append(LogEntry(now, actor, "open", detail[0], inc, text=detail[1]))
+    entries.append(LogEntry(now, actor, "open", detail[0], inc, 0, 0, detail[1]))  # positional: no dict
     entries.append(LogEntry(t, actor, "event", _event_summary(ev), inc))
     changes.opened_by[priority] = changes.opened_by.get(priority, 0) + 1
     if changes.notifying:

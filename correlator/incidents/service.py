@@ -438,9 +438,9 @@ class IncidentService:
         new = changes.new
         # `_room` reserved them: no wait between a change in memory and its `_settle`.
         assert self._last_id + len(new) <= self._ceiling, "more incidents opened than room was made for"
-        for inc in new:
-            self._last_id += 1
-            inc.id = self._last_id
+        for i, inc in enumerate(new, self._last_id + 1):
+            inc.id = i
+        self._last_id += len(new)
         flight = self._in_flight
         # What is written and notified is taken now: the next batches change the same incidents
         # in memory while this commit waits for its turn.
@@ -575,15 +575,47 @@ class IncidentService:
 
     def _settle(self, changes: lc.Changes) -> None:
         """Memory after a change batch: new incidents indexed, closed ones let go."""
-        for inc in changes.new:
-            self._by_id[inc.id] = inc
-        touched = [*changes.new, *changes.dirty.values()]
-        for inc in touched:
+        # A storm's batch is mostly new incidents: their ids are fresh, so none is yet in the
+        # deadline or active-priority maps, which `_refresh` would otherwise look up for each.
+        closed = self._index_new(changes.new)
+        dirty = changes.dirty.values()
+        for inc in dirty:
             if inc.status is Status.CLOSED:
-                self._by_id.pop(inc.id, None)
-                if inc.key is not None and self._by_key.get(inc.key) is inc:
-                    del self._by_key[inc.key]
-        self._refresh(touched)
+                closed.append(inc)
+        for inc in closed:
+            self._by_id.pop(inc.id, None)
+            if inc.key is not None and self._by_key.get(inc.key) is inc:
+                del self._by_key[inc.key]
+        self._refresh(dirty)
+
+    def _index_new(self, new: list[Incident]) -> list[Incident]:
+        """Index a commit's new incidents and add them to the deadline and active-priority maps, as
+        `_refresh` would (a fresh id is in none of them yet); returns those already closed, which
+        are not kept."""
+        by_id, due_at, heap, active, count = (
+            self._by_id,
+            self._due,
+            self._due_heap,
+            self._active,
+            self._active_count,
+        )
+        closed: list[Incident] = []
+        is_active, closed_status = ACTIVE.__contains__, Status.CLOSED  # an enum member's look-up costs
+        for inc in new:
+            i, status = inc.id, inc.status
+            if status is closed_status:
+                closed.append(inc)
+                continue
+            by_id[i] = inc
+            if inc.next_escalation_at is not None or inc.close_at is not None:  # no call when neither
+                d = lc.deadline(inc)
+                if d is not None:
+                    due_at[i] = d
+                    heapq.heappush(heap, (d, i))
+            if is_active(status):
+                prio = active[i] = inc.priority
+                count[prio] += 1
+        return closed
 
     async def _find(self, incident_id: int, settle: bool = True) -> Incident | None:
         """`settle`: a closed incident is read from the store once its close is stored (a change
