@@ -601,6 +601,8 @@ class IncidentService:
         )
         closed: list[Incident] = []
         is_active, closed_status = ACTIVE.__contains__, Status.CLOSED  # an enum member's look-up costs
+        # A new id is in none of the maps yet (ids only grow, and a save that failed never reached
+        # here), so nothing stale is looked up or removed.
         for inc in new:
             i, status = inc.id, inc.status
             if status is closed_status:
