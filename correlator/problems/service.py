@@ -490,17 +490,8 @@ class ProblemService:
 
 
 def _occurrences(opened: list[Incident]) -> list[Occurrence]:
-    """The occurrence each listing of `opened` counts (ProblemService.count_openings)."""
-    if len(set(map(_ID, opened))) == len(opened):  # each listed once, as in a storm: its last (re)opening
-        return [
-            Occurrence(
-                signature(inc.key, inc.rule, inc.host),
-                inc.id,
-                inc.reopen_count,
-                inc.reopened_at if inc.reopen_count and inc.reopened_at is not None else inc.opened_at,
-            )
-            for inc in opened
-        ]
+    """The occurrence each listing of `opened` counts (ProblemService.count_openings): each listing
+    numbered back from the incident's last reopening."""
     left = collections.Counter(map(_ID, opened))  # listings of each incident not yet numbered
     out = []
     for inc in opened:
