@@ -187,12 +187,35 @@ def safe_dsn(dsn: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+# A process stopped inside a transaction (SIGSTOP, a paused virtual machine, a debugger) keeps its
+# row locks for as long as the transaction stays open, and in a cluster other workers queue behind
+# them (an incident commit updates one shared row). The server ends such a session once it sat that
+# long idle inside a transaction; the process finds its connection gone at its next statement, a
+# transient error it retries on a new one. No transaction here waits on anything but its own
+# statements, so 30 s idle means the process is not running. A DSN that sets the parameter itself
+# keeps its own value.
+SESSION_IDLE_TIMEOUT = "30s"
+
+
 async def connect_pool(dsn: str, setting: str) -> Any:
     """An asyncpg pool, or a ConfigError naming the setting when the server cannot be used."""
     try:
-        return await asyncpg.create_pool(dsn, min_size=1, max_size=4, timeout=10, reset=_keep_session)
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=4,
+            timeout=10,
+            reset=_keep_session,
+            server_settings=_session_settings(dsn),
+        )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
         raise ConfigError(f"'{setting}': cannot use PostgreSQL at {safe_dsn(dsn)}: {e}") from None
+
+
+def _session_settings(dsn: str) -> dict[str, str] | None:
+    if "idle_in_transaction_session_timeout" in urllib.parse.urlsplit(dsn).query:
+        return None
+    return {"idle_in_transaction_session_timeout": SESSION_IDLE_TIMEOUT}
 
 
 async def _keep_session(conn: Any) -> None:
