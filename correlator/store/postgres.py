@@ -298,6 +298,14 @@ class PgEventStore:
         )
         return int(status.rsplit(" ", 1)[-1])  # 'UPDATE <rows>'
 
+    async def write_and_fold(self, events: list[Event], updates: list[Event]) -> int:
+        """The two apart: each statement is a round trip to the server either way, and one
+        transaction around both would need a savepoint for the write's COPY, which falls back to
+        an INSERT when an id is stored already."""
+        new = await self.write(events)
+        await self.fold(updates)
+        return new
+
     async def query(self, q: EventQuery) -> EventPage:
         w = Where(postgres=True)
         for column, value in (

@@ -7,6 +7,7 @@ Schema versions are applied in order on open (PRAGMA user_version).
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -105,6 +106,23 @@ def _fold_payload(events: list[Event]) -> bytes | None:
     return orjson.dumps({e.id: (e.count, e.last_seen) for e in events})
 
 
+def _write_and_fold(conn: sqlite3.Connection, payload: bytes | None, folds: bytes) -> int:
+    """On the store thread: the insert and the fold in one transaction; how many events were new."""
+    conn.execute("BEGIN")
+    try:
+        before = conn.total_changes
+        if payload is not None:
+            conn.execute(_INSERT_BATCH, (payload,))
+        new = conn.total_changes - before
+        conn.execute(_FOLD_BATCH, (folds,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # some errors (disk full) have rolled it back already
+            conn.execute("ROLLBACK")
+        raise
+    return new
+
+
 class SqliteFile:
     """One WAL-mode SQLite file with its migrations applied, through aiosqlite: what each SQLite
     store holds (the PostgreSQL stores hold a PgPool)."""
@@ -174,6 +192,22 @@ class SqliteEventStore(SqliteFile):
         before = db.total_changes
         await db.execute(_FOLD_BATCH, (folds,))
         return db.total_changes - before
+
+    async def write_and_fold(self, events: list[Event], updates: list[Event]) -> int:
+        """`write` and then `fold`, in one transaction and one trip to the store thread: each trip
+        waits for the event loop to take the result, which under load is after the pipeline's
+        current batch. All or nothing, so a caller may fall back to the two calls on an error."""
+        folds = _fold_payload(updates)
+        if folds is None:
+            return await self.write(events)
+        db = self.db
+        payload = dumps_events(events) if events else None
+        t0 = time.perf_counter()
+        # aiosqlite runs a callable on its thread only through this method: it has no public one.
+        new: int = await db._execute(_write_and_fold, db._conn, payload, folds)  # type: ignore[no-untyped-call]
+        metrics.STORE_WRITE_SECONDS.observe(time.perf_counter() - t0)
+        metrics.EVENTS_STORED.inc(new)
+        return new
 
     async def query(self, q: EventQuery) -> EventPage:
         w = Where(postgres=False)

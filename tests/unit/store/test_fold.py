@@ -3,6 +3,8 @@ store, idempotently; SQLite databases of schema 1 migrate."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import aiosqlite
 import orjson
 import pytest
@@ -142,3 +144,39 @@ async def test_a_fold_delivered_again_or_with_a_lower_count_leaves_the_row_as_it
     lower = Event.from_wire({**folded.to_dict(), "count": 4, "last_seen": 400.0})
     assert await store.fold([lower]) == 0  # an older fold: a later last_seen does not count
     assert await stored_rows(store) == before
+
+
+async def test_write_and_fold_stores_what_write_then_fold_store(store, tmp_path):
+    postgres = isinstance(store, PgEventStore)
+    earlier, later = odd_events(postgres), [event("new-1"), event("new-2", count=3, last_seen=200.0)]
+    await store.write(earlier)
+    for e in earlier[:2]:
+        e.count, e.last_seen = e.count + 1, e.last_seen + 1.0
+    assert await store.write_and_fold([*later, earlier[2]], [earlier[0], earlier[1], earlier[0]]) == 2
+    assert await store.write_and_fold([], [earlier[0]]) == 0  # delivered again: nothing new
+    assert await store.write_and_fold(later, []) == 0
+    rows = {
+        # SQLite keeps an inserted body as the text json_each gave, a folded one as a BLOB
+        id_: (body.encode() if isinstance(body, str) and not postgres else body, count, last_seen)
+        for id_, (body, count, last_seen) in (await stored_rows(store)).items()
+    }
+    assert rows == {e.id: (whole(e, postgres), e.count, e.last_seen) for e in earlier + later}
+
+
+async def test_sqlite_write_and_fold_is_all_or_nothing(tmp_path):
+    """A fold that fails takes back the write beside it, so the two calls apart can start over."""
+    store = SqliteEventStore(tmp_path / "events.db")
+    await store.open()
+    try:
+        await store.db.execute(
+            "INSERT INTO events(id, time, host, type, severity, source, fingerprint, body)"
+            " VALUES ('broken', 1, 'h', 't', 'info', 's', 'f', x'7b6e6f74')"  # '{not': json_set refuses it
+        )
+        broken = event("broken", count=2)
+        with pytest.raises(sqlite3.OperationalError, match="malformed JSON"):
+            await store.write_and_fold([event("new")], [broken])
+        assert await store.known(["new"]) == set()
+        assert not store.db.in_transaction
+        assert await store.write_and_fold([event("new")], [event("unknown", count=2)]) == 1
+    finally:
+        await store.close()
