@@ -240,6 +240,16 @@ class PipelineRunner:
         self.commit_lost = True
 
     async def _write(self, out: list[Event], updates: list[Event]) -> None:
+        if updates:
+            # One trip for both: the write loop resumes from each await only when the pipeline's
+            # current batch yields. Failed, it is all undone, and the two calls apart take over
+            # with their retries, bisection and dead letters.
+            try:
+                await self._store.write_and_fold(out, updates)
+                return
+            except Exception as e:
+                if fenced(e):
+                    raise
         await self._durably(self._store.write, out)
         if updates:
             await self._durably(self._store.fold, updates)

@@ -153,3 +153,97 @@ async def test_stopping_with_a_failing_store_gives_up_after_finish_seconds(tmp_p
         async with asyncio.timeout(1):
             async with runner.lock:
                 pass
+
+
+class FoldingStore:
+    """A store that records its calls; `write_and_fold` fails with `refuse` while it is set."""
+
+    def __init__(self, refuse: Exception | None = None) -> None:
+        self.refuse = refuse
+        self.calls: list[tuple[str, list[str], list[tuple[str, int]]]] = []
+
+    async def write(self, events: list[Event]) -> int:
+        self.calls.append(("write", [e.id for e in events], []))
+        return len(events)
+
+    async def fold(self, events: list[Event]) -> int:
+        self.calls.append(("fold", [], [(e.id, e.count) for e in events]))
+        return len(events)
+
+    async def write_and_fold(self, events: list[Event], updates: list[Event]) -> int:
+        if self.refuse is not None:
+            raise self.refuse
+        self.calls.append(("write_and_fold", [e.id for e in events], [(e.id, e.count) for e in updates]))
+        return len(events)
+
+    async def known(self, ids: list[str]) -> set[str]:
+        return set()
+
+
+class Folder:
+    """A stage that folds each event into the first one it saw, as de-duplication does."""
+
+    name = "folder"
+
+    def __init__(self) -> None:
+        self.first: Event | None = None
+
+    async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
+        kept = []
+        for ev in events:
+            if self.first is None:
+                self.first = ev
+                kept.append(ev)
+            else:
+                self.first.count += 1
+                ctx.updates.append(self.first)
+        return kept
+
+
+async def run_folding(tmp_path, store: FoldingStore, hosts: list[str]) -> PipelineRunner:
+    q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
+    await q.open()
+    runner = PipelineRunner(q, Pipeline([Folder()]), store, Clock(0.0), batch_events=1)  # type: ignore[arg-type]
+    fenced = asyncio.Event()
+
+    async def on_fenced() -> None:
+        fenced.set()
+
+    runner.on_fenced = on_fenced
+    task = asyncio.create_task(runner.run())
+    try:
+        for host in hosts:
+            await put(q, host)
+        await wait_for(lambda: q.depth() == 0 or fenced.is_set())
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await q.close()
+    return runner
+
+
+async def test_a_batch_with_folds_is_written_and_folded_in_one_call(tmp_path):
+    store = FoldingStore()
+    runner = await run_folding(tmp_path, store, ["a", "b", "c"])
+    assert store.calls == [
+        ("write", ["a"], []),  # nothing to fold: the write alone, as before
+        ("write_and_fold", [], [("a", 2)]),
+        ("write_and_fold", [], [("a", 3)]),
+    ]
+    assert runner.processed == 3
+
+
+async def test_a_failed_write_and_fold_is_done_again_as_two_calls(tmp_path):
+    store = FoldingStore(refuse=ValueError("the data"))
+    runner = await run_folding(tmp_path, store, ["a", "b"])
+    assert store.calls == [("write", ["a"], []), ("write", [], []), ("fold", [], [("a", 2)])]
+    assert runner.processed == 2
+
+
+async def test_a_fenced_write_and_fold_is_not_done_again_apart(tmp_path):
+    refusal = RuntimeError("fenced")
+    refusal.sqlstate = "CRF01"  # type: ignore[attr-defined]
+    store = FoldingStore(refuse=refusal)
+    runner = await run_folding(tmp_path, store, ["a", "b"])
+    assert store.calls == [("write", ["a"], [])]  # the partitions' new owner stores "b"
+    assert runner.processed == 1

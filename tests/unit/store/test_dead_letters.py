@@ -14,10 +14,11 @@ from correlator import deadletter
 from correlator.clock import Clock
 from correlator.deadletter import DEAD_LETTERED, DeadLetter
 from correlator.event import Event, Severity, dumps_events
-from correlator.pipeline import Pipeline
+from correlator.pipeline import Pipeline, StageContext
 from correlator.progress import Progress
 from correlator.queue.journal import JournalQueue
 from correlator.runner import PipelineRunner
+from correlator.store import EventQuery
 from correlator.store.postgres import PgEventStore
 from correlator.store.sqlite import SqliteEventStore
 from tests.support.postgres import pg_dsn
@@ -177,6 +178,48 @@ async def test_one_poison_event_among_good_ones_is_dead_lettered_and_the_rest_st
     q2 = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
     assert await q2.open() == 0
     await q2.close()
+
+
+class FoldInto:
+    """Folds every event named `repeat-*` into `into`, as de-duplication does."""
+
+    name = "fold-into"
+
+    def __init__(self, into: Event) -> None:
+        self.into = into
+
+    async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
+        kept = [e for e in events if not e.id.startswith("repeat-")]
+        for _ in range(len(events) - len(kept)):
+            self.into.count += 1
+            ctx.updates.append(self.into)
+        return kept
+
+
+async def test_a_poison_event_beside_folds_is_dead_lettered_and_the_folds_stored(store, tmp_path):
+    """The batch's write and fold in one call fails on the poison; the two calls apart then bisect
+    the write as they always did, and the fold follows."""
+    first = ev("first")
+    await store.write([first])
+    q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
+    await q.open()
+    batch = [ev("g1"), ev("repeat-1"), poison_for(store), ev("repeat-2"), ev("g2")]
+    await q.put(payload(batch), len(batch), batch)
+    runner = PipelineRunner(q, Pipeline([FoldInto(first)]), store, Clock(T0), batch_events=100)
+    task = asyncio.create_task(runner.run())
+    try:
+        async with asyncio.timeout(20):
+            while q.depth():
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await q.close()
+    assert await store.known(["first", "g1", "g2", "poison", "repeat-1"]) == {"first", "g1", "g2"}
+    (dead,) = (await store.dead_letters(10, None, None)).items
+    assert dead.event_id == "poison"
+    (stored,) = (await store.query(EventQuery(host="first.example"))).events
+    assert stored.count == 3
 
 
 async def test_a_restart_with_the_poison_in_the_journal_does_not_stall(store, tmp_path):

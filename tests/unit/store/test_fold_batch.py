@@ -1,6 +1,7 @@
-"""SQLite's fold as one statement over the batch's JSON stores the same rows as one UPDATE an event
-with the values bound from Python, which it replaced: the same count, last_seen (a REAL, the same
-float) and body (a BLOB, the same bytes as orjson serialising the event)."""
+"""SQLite's fold as one statement over the batch's JSON (id -> count and last_seen only, patched
+into the stored body) stores the same rows as one UPDATE an event with the whole event bound from
+Python, which it replaced: the same count, last_seen (a REAL, the same float) and body (a BLOB, the
+same bytes as orjson serialising the event)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from correlator.event import Event, dumps_events
-from correlator.store.sqlite import _FOLD_BATCH, _INSERT_BATCH, MIGRATIONS
+from correlator.store.sqlite import _FOLD_BATCH, _INSERT_BATCH, MIGRATIONS, _fold_payload
 from tests.unit.store.test_sqlite_payload import events
 
 ROWS = "SELECT pos, id, count, typeof(count), last_seen, typeof(last_seen), typeof(body), body FROM events"
@@ -48,7 +49,7 @@ def test_the_batch_fold_stores_the_same_rows_as_one_update_an_event(stored, fold
     old, new = _database(stored), _database(stored)
     before = old.total_changes, new.total_changes
     _fold_one_by_one(old, list(latest.values()))
-    new.execute(_FOLD_BATCH, (dumps_events(list(latest.values())),))
+    new.execute(_FOLD_BATCH, (_fold_payload(list(latest.values())),))
     changed = old.total_changes - before[0]
     event(f"{min(changed, 2)} rows changed")
     assert new.total_changes - before[1] == changed
