@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -361,6 +360,9 @@ def _retry_after_seconds(value: str) -> float | None:
         pass
     else:
         return seconds if math.isfinite(seconds) else None
+    # Only an HTTP-date Retry-After needs email.utils (with email, calendar, random): not at start-up.
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

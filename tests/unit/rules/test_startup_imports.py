@@ -163,6 +163,18 @@ def test_offline_commands_do_not_import_the_metrics_exposition(args, tmp_path):
     assert imported(args, tmp_path, EXPOSITION) == []
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rules", "test", "rules/tests/incidents_test.yaml"],
+        ["replay", "EVENTS", "--rules", "rules"],
+    ],
+)
+def test_the_outbox_parses_http_dates_without_loading_email_at_start_up(args, tmp_path):
+    """Only a Retry-After given as an HTTP date needs email.utils (with email, calendar, random)."""
+    assert imported(args, tmp_path, ("email", "calendar")) == []
+
+
 DEFERRED = """
 import sys
 from correlator.cli import defer_prometheus_exposition
