@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
+import threading
+from typing import Any
 
 from correlator import __version__
 from correlator.errors import ConfigError, CorrelatorError
@@ -44,9 +47,49 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def defer_prometheus_exposition() -> None:
+    """Let `prometheus_client.metrics` and `.registry` load without the package's `__init__`.
+
+    That `__init__` imports `exposition` first (http.server, wsgiref, urllib.request, email: 5% of
+    the instructions of an empty replay), and importing any submodule runs it first. The
+    offline commands need the metric objects, never the exposition; the code imports them from
+    their submodules (ruff's banned-api rule keeps it so). Here the package is put in sys.modules
+    without running its `__init__`; the first look-up of a name the package itself defines (not a
+    submodule) runs it then, so `from prometheus_client import generate_latest` still works.
+    """
+    if "prometheus_client" in sys.modules:
+        return
+    spec = importlib.util.find_spec("prometheus_client")
+    if spec is None or spec.loader is None or not spec.submodule_search_locations:
+        return
+    package = importlib.util.module_from_spec(spec)
+    where = spec.submodule_search_locations[0]
+    lock = threading.RLock()
+    loaded: list[bool] = []
+
+    def __getattr__(name: str) -> Any:
+        # `from . import values` in a submodule asks the package first: a submodule is not
+        # the package's to define, so the import system loads it on its own.
+        if os.path.exists(os.path.join(where, name + ".py")) or os.path.isdir(os.path.join(where, name)):
+            raise AttributeError(name)
+        with lock:  # another thread asking meanwhile waits for the whole __init__
+            if not loaded:
+                loaded.append(True)
+                try:
+                    spec.loader.exec_module(package)  # type: ignore[union-attr]
+                finally:
+                    del package.__getattr__
+        return getattr(package, name)
+
+    package.__getattr__ = __getattr__  # type: ignore[method-assign]
+    sys.modules["prometheus_client"] = package
+
+
 def main(argv: list[str] | None = None) -> int:
     """Every failure the operator can cause is one line on stderr and an exit code, no traceback."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] != "run":  # the daemon serves /metrics: it needs the exposition anyway
+        defer_prometheus_exposition()
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         rc: int = args.func(args)

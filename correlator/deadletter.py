@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator.event import Event, iso
 

@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
-from prometheus_client import REGISTRY
+from prometheus_client.registry import REGISTRY
 
 from correlator import deadletter, door, logs
 from correlator.api.app import json_errors

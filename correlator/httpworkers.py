@@ -24,7 +24,8 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.metrics import Counter, Gauge
+from prometheus_client.registry import REGISTRY
 
 from correlator import deadletter
 from correlator.api.common import STATE, dumps_response

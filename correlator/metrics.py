@@ -10,8 +10,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
-from prometheus_client import Counter, Gauge, Histogram
-from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics import Counter, Gauge, Histogram, MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 
 from correlator.logs import RateLimitedLog

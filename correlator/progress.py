@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from prometheus_client import Gauge
+from prometheus_client.metrics import Gauge
 
 STALLED_SECONDS = Gauge(
     "correlator_pipeline_stalled_seconds",

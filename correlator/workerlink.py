@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator.errors import CorrelatorError, QueueFull, ShuttingDown
 

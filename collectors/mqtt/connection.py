@@ -20,7 +20,7 @@ from typing import Any, cast
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.client import MQTTMessage
-from prometheus_client import Counter, Gauge
+from prometheus_client.metrics import Counter, Gauge
 
 from collectors.mqtt import fastread
 from collectors.mqtt.decode import Decoder, Malformed

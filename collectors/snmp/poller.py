@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import Counter, Gauge, Histogram
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from collectors.snmp import ber
 from collectors.snmp.engine import Notification, SlowPath

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from prometheus_client import Counter, Gauge
+from prometheus_client.metrics import Counter, Gauge
 
 from collectors.syslog.mapping import SOURCE, Mapper
 from collectors.syslog.parse import ParseError, parse

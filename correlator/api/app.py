@@ -9,8 +9,8 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import Counter
 from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.metrics import Counter
 
 from correlator import console, door, errors
 from correlator.api import annotations as annotations_api

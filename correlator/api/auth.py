@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator import yamlfile
 from correlator.api.openapi import ROLES, operation_of

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import http_exceptions as hx
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator.api.common import dumps_response
 from correlator.logs import RateLimitedLog

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import Counter, Gauge
+from prometheus_client.metrics import Counter, Gauge
 
 from correlator.api.badhttp import JsonErrorHandler
 from correlator.api.common import dumps_response

@@ -8,7 +8,7 @@ import asyncio
 from contextlib import AsyncExitStack
 
 from aiohttp import web
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator.api.common import STATE, AppState, dumps_response
 from correlator.api.openapi import ERROR, operation, param

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client import Counter, Gauge
+from prometheus_client.metrics import Counter, Gauge
 
 from correlator.availability.settings import AvailabilitySettings
 from correlator.availability.stage import AvailabilityStage, check_maintenance

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics import Counter
 from prometheus_client.registry import REGISTRY, Collector
 
 from correlator import metrics, yamlfile

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 import asyncpg
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator.changes.service import ChangeService
 from correlator.store.postgres import safe_dsn

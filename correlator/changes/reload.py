@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client import Counter, Gauge
+from prometheus_client.metrics import Counter, Gauge
 
 from correlator.changes.calendar import Calendar, CalendarError, load_calendar
 from correlator.changes.service import ChangeService

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator.event import Event, Severity
 

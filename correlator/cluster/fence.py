@@ -25,7 +25,7 @@ import secrets
 import urllib.parse
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator.cluster.consume import PartitionQueue
 from correlator.cluster.leases import Leases

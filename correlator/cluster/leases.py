@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator.cluster.bus import API_TIMEOUT, Bus
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator.api.auth import ANONYMOUS, TokenAuth
 from correlator.api.openapi import ROLES

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import orjson
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator.correlation.core import Action, Fire, Sink, derived_ids
 from correlator.event import Event, Severity

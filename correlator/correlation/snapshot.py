@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prometheus_client import Gauge, Histogram
+from prometheus_client.metrics import Gauge, Histogram
 
 from correlator import gctune
 from correlator.correlation.core import Engine

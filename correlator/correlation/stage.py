@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator.clock import Clock, Timer
 from correlator.correlation.core import ENGINE_METRICS, Engine, Sink

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from prometheus_client import Counter, Histogram
+from prometheus_client.metrics import Counter, Histogram
 
 from correlator.event import SEVERITY_RANK, Event, Severity
 from correlator.incidents.model import TRANSITIONS, IllegalTransition, Incident, LogEntry, Status

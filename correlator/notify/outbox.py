@@ -16,11 +16,10 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from prometheus_client import Counter, Histogram
+from prometheus_client.metrics import Counter, Histogram
 
 from correlator.logs import RateLimitedLog
 from correlator.notify.notice import Notice
@@ -361,6 +360,9 @@ def _retry_after_seconds(value: str) -> float | None:
         pass
     else:
         return seconds if math.isfinite(seconds) else None
+    # Only an HTTP-date Retry-After needs email.utils (with email, calendar, random): not at start-up.
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client.metrics import Counter, Histogram
 
 from correlator.clock import Clock
 from correlator.config import Config, parse_duration

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client.metrics import Counter, Gauge
 
 from correlator import errors
 from correlator.clock import Clock

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
-from prometheus_client import Counter
+from prometheus_client.metrics import Counter
 
 from correlator import errors
 

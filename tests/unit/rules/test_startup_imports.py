@@ -144,6 +144,65 @@ def imported(args: list[str], tmp_path: Path, names: tuple[str, ...]) -> list[st
     return list(ast.literal_eval(done.stdout.strip().splitlines()[-1]))
 
 
+EXPOSITION = ("http", "wsgiref", "urllib.request", "prometheus_client.exposition")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rules", "check", "rules"],
+        ["rules", "test", "rules/tests/incidents_test.yaml"],
+        ["rules", "explain", "EVENTS", "--rules", "rules"],
+        ["replay", "EVENTS", "--rules", "rules", "--events-only"],
+        ["replay", "EVENTS", "--rules", "rules"],
+    ],
+)
+def test_offline_commands_do_not_import_the_metrics_exposition(args, tmp_path):
+    """The metric objects are used, prometheus_client's HTTP exposition (http.server, wsgiref,
+    urllib.request) is not: its package __init__ is deferred (cli.defer_prometheus_exposition)."""
+    assert imported(args, tmp_path, EXPOSITION) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rules", "test", "rules/tests/incidents_test.yaml"],
+        ["replay", "EVENTS", "--rules", "rules"],
+    ],
+)
+def test_the_outbox_parses_http_dates_without_loading_email_at_start_up(args, tmp_path):
+    """Only a Retry-After given as an HTTP date needs email.utils (with email, calendar, random)."""
+    assert imported(args, tmp_path, ("email", "calendar")) == []
+
+
+DEFERRED = """
+import sys
+from correlator.cli import defer_prometheus_exposition
+defer_prometheus_exposition()
+from correlator import metrics
+metrics.EVENTS_PROCESSED.inc(3)
+assert "prometheus_client.exposition" not in sys.modules
+assert "http.server" not in sys.modules
+import prometheus_client
+from prometheus_client import REGISTRY, Counter, generate_latest
+import prometheus_client.metrics, prometheus_client.registry
+assert Counter is prometheus_client.metrics.Counter
+assert REGISTRY is prometheus_client.registry.REGISTRY
+print(generate_latest(REGISTRY).decode())
+"""
+
+
+def test_the_deferred_package_loads_whole_at_its_first_own_name():
+    """Asking the package for a name of its own (not a submodule) runs its __init__ then: the
+    exposition works, on the same registry and classes the metric objects were made with."""
+    done = subprocess.run(
+        [sys.executable, "-c", DEFERRED], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "correlator_events_processed_total 3.0" in done.stdout
+    assert "python_gc_objects_collected_total" in done.stdout  # registered by the package __init__
+
+
 def test_every_command_is_found_by_its_name():
     """The CLI imports only the module of the command given: the table must name every command."""
     from correlator.cli import COMMANDS, build_parser
