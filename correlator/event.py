@@ -398,7 +398,7 @@ def plain_event(d: dict[str, Any], source: str, received: float) -> Event | None
 
     Same verdict and same event as `event_from_dict` (a property test compares the two): every test
     of that function is here, joined into one expression without the messages."""
-    if not d.keys() <= _KNOWN:
+    if not _all_known(d):  # its keys: a bound C method, no keys view made (a fifth cheaper)
         return None
     host: Any = d.get("host")  # str once texts_fit
     type_: Any = d.get("type")
@@ -484,6 +484,7 @@ def loads_events(payload: bytes) -> list[Event]:
 
 
 _KNOWN = frozenset(EVENT_FIELDS)
+_all_known = _KNOWN.issuperset
 _RECORDED = frozenset(RECORDED_FIELDS)
 _KNOWN_RECORDED = _KNOWN | _RECORDED
 
