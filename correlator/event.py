@@ -174,16 +174,32 @@ def fingerprint(host: str, resource: str, type_: str) -> str:
     Remembered for the last few thousand distinct keys: events repeat a small set of (host,
     resource, type) by nature, and a dict lookup costs about a third of the hash. A miss costs
     about half a hash more (the key kept), so the set is sized for a busy NOC's working set.
-    Four times as many (65,536: all ~70,000 keys of 10,000 rules over 20,000 types on 10 hosts,
-    73% misses instead of 93%) saved 3% of the instructions of reading a line but no measurable
-    CPU time (a dict four times larger misses the caches more), for ~14 MB more memory."""
+
+    Two generations of _FINGERPRINTS_KEPT keys each: when the newer is full it becomes the older
+    and the one before is dropped; a key found in the older is kept again in the newer. Keys in
+    use survive each turn, while types seen once (noise) go with their generation; clearing a
+    single set instead dropped the working set with them. With 1,000 rules over 20,000 types on
+    10 hosts (33,000 keys in 100,000 events) 66% of lines are hits instead of 53%, the most any
+    cache gets there; with 10,000 rules, 17% instead of 7%. At most twice the keys of one set."""
     key = (host, resource, type_)
     try:
         fp = _fingerprints.get(key)
     except TypeError:  # not text (an Event built by hand, refused later at the door): as text
         return fingerprint(f"{host}", f"{resource}", f"{type_}")
-    if fp is not None:
+    return fp if fp is not None else _missed_fingerprint(key)
+
+
+def _missed_fingerprint(key: tuple[str, str, str]) -> str:
+    """`fingerprint` of a text key not in the newer generation: from the older one, or hashed; kept.
+    `plain_event` looks in the newer generation itself and calls this only on a miss."""
+    global _fingerprints, _older_fingerprints
+    fp = _older_fingerprints.get(key)
+    if fp is not None:  # in use again: into the newer generation, to outlive the older
+        if len(_fingerprints) >= _FINGERPRINTS_KEPT:
+            _older_fingerprints, _fingerprints = _fingerprints, {}
+        _fingerprints[key] = fp
         return fp
+    host, resource, type_ = key
     text = f"{host}\x1f{resource}\x1f{type_}"
     try:
         data = text.encode()
@@ -197,7 +213,8 @@ def fingerprint(host: str, resource: str, type_: str) -> str:
     if len(data) > _FINGERPRINT_KEY_BYTES:
         return fp  # longer than the door allows (a dead letter retried): not kept
     if len(_fingerprints) >= _FINGERPRINTS_KEPT:
-        _fingerprints.clear()  # a new working set: cheaper than tracking which key is oldest
+        # a new generation: cheaper than tracking which key is oldest
+        _older_fingerprints, _fingerprints = _fingerprints, {}
     _fingerprints[key] = fp
     return fp
 
@@ -206,7 +223,8 @@ _FINGERPRINT = hashlib.blake2b(digest_size=10)
 _fingerprint = fingerprint  # for Event.__init__, whose parameter of that name hides the function
 _FINGERPRINTS_KEPT = 16384
 _FINGERPRINT_KEY_BYTES = 3 * 4 * MAX_NAME_LEN + 2  # three names the door accepts, in UTF-8
-_fingerprints: dict[tuple[str, str, str], str] = {}
+_fingerprints: dict[tuple[str, str, str], str] = {}  # the newer generation
+_older_fingerprints: dict[tuple[str, str, str], str] = {}
 
 
 def new_id() -> str:
@@ -385,7 +403,7 @@ def plain_event(d: dict[str, Any], source: str, received: float) -> Event | None
 
     Same verdict and same event as `event_from_dict` (a property test compares the two): every test
     of that function is here, joined into one expression without the messages."""
-    if not d.keys() <= _KNOWN:
+    if not _all_known(d):  # its keys: a bound C method, no keys view made (a fifth cheaper)
         return None
     host: Any = d.get("host")  # str once texts_fit
     type_: Any = d.get("type")
@@ -434,7 +452,11 @@ def plain_event(d: dict[str, Any], source: str, received: float) -> Event | None
     ev.resource = resource
     ev.message = message
     ev.attributes = attributes
-    ev.fingerprint = fp or fingerprint(host, resource, type_)
+    # `fingerprint`, its lookup inline: a Python call less for a key seen lately (most lines)
+    if not fp:
+        key = (host, resource, type_)
+        fp = _fingerprints.get(key) or _missed_fingerprint(key)
+    ev.fingerprint = fp
     ev.count = 1
     ev.last_seen = t
     return ev
@@ -471,6 +493,7 @@ def loads_events(payload: bytes) -> list[Event]:
 
 
 _KNOWN = frozenset(EVENT_FIELDS)
+_all_known = _KNOWN.issuperset
 _RECORDED = frozenset(RECORDED_FIELDS)
 _KNOWN_RECORDED = _KNOWN | _RECORDED
 

@@ -103,6 +103,11 @@ class Correlate:
         now = clock.now()  # only this loop moves the clock while it runs
         heap = clock.heap
         traced = self.tracer is not None or self._skip is not None
+        # The source's tables, looked up again only when the source changes: a batch's events
+        # usually share one (the same text object, from one collector or file).
+        source: str | None = None
+        by_type: dict[str, tuple[Engine, ...]] = {}
+        other: tuple[Engine, ...] = ()
         for ev in events:
             t = ev.time
             if t > now:
@@ -123,7 +128,9 @@ class Correlate:
             if gates and self._reviewed < len(responses):
                 self._review()  # what timers asked for, against the state before this event
             if tables is not None:  # `_rules_of`, inline: most events meet few rules or none
-                by_type, other = tables.get(ev.source) or table(ev.source)
+                if ev.source is not source:
+                    source = ev.source
+                    by_type, other = tables.get(source) or table(source)
                 rules = by_type.get(ev.type, other)
             else:
                 rules = self.index.rules_for(ev.type, ev.host, ev.source)

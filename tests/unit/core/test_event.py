@@ -126,9 +126,34 @@ def test_remembered_fingerprints_are_bounded(monkeypatch):
 
     monkeypatch.setattr(event, "_FINGERPRINTS_KEPT", 4)
     monkeypatch.setattr(event, "_fingerprints", {})
+    monkeypatch.setattr(event, "_older_fingerprints", {})
     for i in range(10):
         assert fingerprint(f"h{i}", "", "T") == _hashed(f"h{i}", "", "T")
-        assert len(event._fingerprints) <= 4
+        assert len(event._fingerprints) <= 4 and len(event._older_fingerprints) <= 4
+
+
+def test_a_remembered_fingerprint_in_use_outlives_a_new_generation(monkeypatch):
+    from correlator import event
+
+    class Counted:
+        def __init__(self) -> None:
+            self.hashed = 0
+
+        def copy(self):  # type: ignore[no-untyped-def]
+            self.hashed += 1
+            return hashlib.blake2b(digest_size=10)
+
+    counted = Counted()
+    monkeypatch.setattr(event, "_FINGERPRINT", counted)
+    monkeypatch.setattr(event, "_FINGERPRINTS_KEPT", 4)
+    monkeypatch.setattr(event, "_fingerprints", {})
+    monkeypatch.setattr(event, "_older_fingerprints", {})
+    hosts = ["a", "b", "c", "d", "e", "a", "f", "g", "h", "a"]
+    for host in hosts:
+        assert fingerprint(host, "", "T") == _hashed(host, "", "T")
+        assert len(event._fingerprints) <= 4 and len(event._older_fingerprints) <= 4
+    # `a` is hashed once: found in the older generation after `e` started a new one, and kept again
+    assert counted.hashed == len(set(hosts))
 
 
 def test_fingerprint_of_text_that_is_not_text_does_not_raise():
@@ -221,6 +246,7 @@ def test_a_key_longer_than_the_door_allows_is_hashed_but_not_kept():
     host = "h" * 100_000
     assert fingerprint(host, "", "t") == fingerprint(host, "", "t")
     assert (host, "", "t") not in event._fingerprints
+    assert (host, "", "t") not in event._older_fingerprints
 
 
 def test_a_generated_id_is_microseconds_counter_and_tag_in_32_hex_digits():

@@ -4,6 +4,8 @@ event, or the same refusal naming the same field for the same reason, on generat
 from __future__ import annotations
 
 import hashlib
+import tempfile
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from correlator import door
 from correlator.errors import FieldError
 from correlator.event import event_from_dict, full_event_from_dict, plain_event
-from correlator.replay import recorded_event
+from correlator.replay import ReplaySummary, read_events, recorded_event
 
 RECEIVED = 1_800_000_000.0
 LONG = "x" * 300
@@ -147,3 +149,48 @@ def test_a_recorded_line_gives_what_the_long_way_gives(doc, mutation, where):
 )
 def test_the_common_lines_take_the_fast_path(line):
     assert plain_event(orjson.loads(line), "replay", 0.0) is not None
+
+
+def _line(doc: dict[str, Any], mutation: bytes, where: str) -> bytes:
+    try:
+        text = orjson.dumps(doc)
+    except TypeError:
+        return b"not json"  # no JSON text holds it: an invalid line instead
+    if mutation:
+        value = b'{"k":' + mutation + b"}" if where == "attributes" else mutation
+        text = text[:-1] + (b"," if len(text) > 2 else b"") + b'"%s":%s}' % (where.encode(), value)
+    return text
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                documents(), st.sampled_from(_MUTATIONS), st.sampled_from(["message", "attributes", "x"])
+            ),
+            st.sampled_from([b"", b"  ", b"[1]", b"{", b"null"]),
+        ),
+        max_size=12,
+    )
+)
+def test_reading_a_recording_gives_each_line_as_recorded_event_does(items):
+    lines = [item if isinstance(item, bytes) else _line(*item) for item in items]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rec.ndjson"
+        path.write_bytes(b"".join(line + b"\n" for line in lines))
+        expected: list[Any] = []
+        errors: list[str] = []
+        with mock.patch("correlator.event.new_id", lambda: "generated"):
+            for n, line in enumerate(lines, start=1):
+                text = line + b"\n"  # as read from the file
+                try:
+                    expected.append(recorded_event(orjson.loads(text), n, text, "replay", 0.0).to_dict())
+                except (orjson.JSONDecodeError, FieldError) as e:
+                    if line.strip():
+                        errors.append(f"{path}:{n}: {e}")
+            summary = ReplaySummary()
+            got = [e.to_dict() for batch in read_events(path, summary, None) for e in batch]
+    assert got == expected
+    assert summary.errors == errors[:10] and summary.invalid == len(errors)
+    assert summary.events_in == len(expected) and summary.lines == len(lines)

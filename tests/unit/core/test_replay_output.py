@@ -47,3 +47,11 @@ def test_written_lines_digest_and_suppressed_counts_equal_the_line_by_line_form(
     assert summary.digest == hashlib.sha256(expected).hexdigest()
     assert dict(summary.suppressed) == suppressed and suppressed["CHG-1"] and suppressed[""]
     assert summary.events_out == n
+    # severities mixed in a batch (info, clear) and alone in one: counted as one by one
+    severities: dict[str, int] = {}
+    for e in events:
+        severities[e.severity.value] = severities.get(e.severity.value, 0) + 1
+    assert dict(summary.by_severity) == severities and len(severities) == 2
+    only_info = tmp_path / "info.ndjson"
+    only_info.write_bytes(b'{"host":"h","type":"t","time":1800000000.0}\n' * 3)
+    assert dict(asyncio.run(replay(only_info, Pipeline([]))).by_severity) == {"info": 3}

@@ -238,3 +238,33 @@ def test_sources_past_the_bound_keep_sharing_the_table_of_their_patterns() -> No
     first = index.table("collector-0")
     for i in range(1, 3 * _SOURCES_KEPT):  # more sources than the index keeps tables for
         assert index.table(f"collector-{i}") is first
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["webhook:a", "syslog", "webhook:b", "mqtt:b"]), min_size=1, max_size=12))
+def test_a_batch_of_mixed_sources_meets_each_events_own_rules(sources: list[str]) -> None:
+    import asyncio
+
+    from correlator.clock import Clock
+    from correlator.pipeline import StageContext
+
+    engines = level2_rules(
+        [
+            ("threshold", {"source": {"glob": "webhook:*"}}, None),
+            ("threshold", {"source": {"glob": "*:?"}, "type": "a"}, None),
+            ("threshold", {"type": "a"}, None),
+        ]
+    )
+    stage = Correlate(engines)
+    # equal texts that are other objects too: the stage may look up a source again, never wrongly
+    evs = [
+        Event(f"e{i}", 10.0 + i, 10.0 + i, "".join(s) if i % 2 else s, "h1", "a")
+        for i, s in enumerate(sources)
+    ]
+    before = [e.counters.matches for e in engines]  # counted by rule name, across rule sets
+    asyncio.run(stage(evs, StageContext(Clock(10.0), live=False)))
+    assert [e.counters.matches - n for e, n in zip(engines, before, strict=True)] == [
+        sum(s.startswith("webhook:") for s in sources),
+        sum(s[-2] == ":" for s in sources),
+        len(sources),
+    ]
