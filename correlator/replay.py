@@ -21,14 +21,13 @@ import orjson
 from correlator import door
 from correlator.clock import Clock
 from correlator.errors import FieldError
-from correlator.event import Event, Severity, full_event_from_dict, iso, plain_event
+from correlator.event import Event, full_event_from_dict, iso, plain_event
 from correlator.pipeline import Pipeline, StageContext
 from correlator.responses import NotifyRequest, Response
 
 BATCH = 1000
 WRITE_LINES = 64  # output lines joined per write: ~20 KB, below the size malloc maps on its own
 APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
-SUPPRESSED = b'"maintenance":"suppress"'
 _severity_of = attrgetter("severity")
 _type_of = attrgetter("type")
 _LINE_ID = hashlib.blake2b(digest_size=16)  # copied for each id derived from a line
@@ -255,6 +254,13 @@ async def replay(
         if ctx.responses:
             summary.notify.extend(r for r in ctx.responses if isinstance(r, NotifyRequest))
 
+    def count_suppressed(ctx: StageContext) -> None:
+        # What this replay's change windows set aside (correlator/changes/stage.py, the only stage
+        # that sets aside), by change: not a recorded line that already says it was suppressed
+        # when it was recorded. A clear in a window is tagged but passes: never set aside.
+        for e in ctx.set_aside:
+            summary.suppressed[e.attributes.get("change_id") or ""] += 1
+
     def record(out: list[Event]) -> None:
         if not out:
             return
@@ -268,13 +274,6 @@ async def replay(
             digest.update(data)
             if output is not None:
                 output.write(data)
-            # Set aside by MaintenanceStage: the attribute, written compactly, is in the text. The
-            # text is only a sieve (it may be nested deeper); the attribute itself decides. A clear
-            # in the window is tagged but passes (it resolves what opened before): not suppressed.
-            if SUPPRESSED in data:
-                for e in out[i : i + WRITE_LINES]:
-                    if e.attributes.get("maintenance") == "suppress" and e.severity is not Severity.CLEAR:
-                        summary.suppressed[e.attributes.get("change_id") or ""] += 1
         # Most batches hold one severity: counted by identity (members are singletons) in one C
         # pass, and only the others by value.
         severities = list(map(_severity_of, out))
@@ -300,12 +299,14 @@ async def replay(
             clock = Clock(batch[0].time)
         ctx = StageContext(clock, live=False)
         record(await pipeline.run(batch, ctx))
+        count_suppressed(ctx)
         take_notify(ctx)
     summary.first_time, summary.last_time = lo, hi
     if clock is not None and wait > 0:
         clock.advance_to(clock.now() + wait)
         ctx = StageContext(clock, live=False)
         record(await pipeline.flush(ctx))
+        count_suppressed(ctx)
         take_notify(ctx)
     summary.elapsed_seconds = time.perf_counter() - started
     summary.digest = digest.hexdigest()

@@ -75,7 +75,7 @@ class Pipeline:
             take = getattr(stage, "take_pending", None)
             if take is not None:
                 carry.extend(take(ctx))
-        return carry
+        return carry + ctx.set_aside if ctx.set_aside else carry
 
     def find(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)
