@@ -31,11 +31,12 @@ from correlator.logs import RateLimitedLog
 _limited = RateLimitedLog(logging.getLogger(__name__))
 
 CHECKPOINTS = Counter(
-    "correlator_store_checkpoints_total", "WAL checkpoints of the event store run beside its writer"
+    "correlator_store_checkpoints_total", "WAL checkpoints of a SQLite store run beside its writer", ["store"]
 )
 CHECKPOINT_STALLS = Counter(
     "correlator_store_checkpoint_stalls_total",
-    "Event store writes that waited for a WAL checkpoint: the WAL had passed its hard bound",
+    "SQLite store writes that waited for a WAL checkpoint: the WAL had passed its hard bound",
+    ["store"],
 )
 
 # The wal-index header at the start of the -shm file (https://www.sqlite.org/walformat.html,
@@ -49,12 +50,13 @@ _FRAME_HEADER = 24
 
 
 class WalCheckpointer:
-    """Checkpoints the WAL of the SQLite file at `path`, whose writer runs `wrote()` after each write.
+    """Checkpoints the WAL of the SQLite file at `path`, whose writer runs `wrote()` after each write;
+    `store` names it in the metrics.
 
     Its connection opens on the first checkpoint, so a store only read never opens one.
     """
 
-    def __init__(self, path: Path, soft_bytes: int, hard_bytes: int) -> None:
+    def __init__(self, path: Path, soft_bytes: int, hard_bytes: int, store: str) -> None:
         if not 0 < soft_bytes <= hard_bytes:
             raise ValueError("need 0 < soft_bytes <= hard_bytes")
         self.path = path
@@ -66,6 +68,8 @@ class WalCheckpointer:
         self._running: asyncio.Future[tuple[int, int, int]] | None = None
         self.checkpoints = 0  # run beside the writer
         self.stalls = 0  # writes that waited for one
+        self._checkpoints_metric = CHECKPOINTS.labels(store)
+        self._stalls_metric = CHECKPOINT_STALLS.labels(store)
 
     def wal(self) -> tuple[int, int]:
         """(bytes of the WAL in use, bytes of it not yet copied into the database), from the
@@ -95,7 +99,7 @@ class WalCheckpointer:
         # appended more. With the writer waiting, one that copies every frame lets its next write
         # start the WAL over.
         self.stalls += 1
-        CHECKPOINT_STALLS.inc()
+        self._stalls_metric.inc()
         await self.drain()
         if self.wal()[1]:
             self._start()
@@ -130,7 +134,7 @@ class WalCheckpointer:
         error = running.exception()
         if error is None:
             self.checkpoints += 1
-            CHECKPOINTS.inc()
+            self._checkpoints_metric.inc()
         else:  # a full disk, say: the writer's next checkpoint or its final one copies the frames
             _limited.warning("wal-checkpoint", "WAL checkpoint of %s failed: %s", self.path, error)
 

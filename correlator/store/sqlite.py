@@ -134,7 +134,7 @@ class SqliteEventStore(SqliteFile):
             f"journal_size_limit={hard_bytes}",
         )
         super().__init__(path, MIGRATIONS, pragmas, "event store")
-        self.checkpoints = WalCheckpointer(path, checkpoint_bytes, hard_bytes)
+        self.checkpoints = WalCheckpointer(path, checkpoint_bytes, hard_bytes, "events")
         # Dead letters being retried. One process owns the SQLite file (correlator/datalock.py), so
         # a set in that process is a claim every retry sees.
         self._claimed: dict[int, str] = {}  # id -> key

@@ -181,7 +181,7 @@ def test_the_checkpointer_refuses_bounds_out_of_order(tmp_path):
     import pytest
 
     with pytest.raises(ValueError):
-        WalCheckpointer(tmp_path / "x.db", 2 << 20, 1 << 20)
+        WalCheckpointer(tmp_path / "x.db", 2 << 20, 1 << 20, "x")
 
 
 _CHILD = """
@@ -221,3 +221,31 @@ async def test_what_was_acknowledged_is_there_after_a_kill_during_a_checkpoint(t
     await store.open()
     assert await store.count() == acknowledged
     await store.close()
+
+
+async def test_the_incident_store_checkpoints_beside_its_writer_and_bounds_its_wal(tmp_path):
+    from correlator.clock import Clock
+    from correlator.incidents.service import IncidentService
+    from correlator.incidents.settings import parse_settings
+    from correlator.incidents.sqlite_store import SqliteIncidentStore
+    from tests.unit.incidents.conftest import T0, request
+
+    path = tmp_path / "incidents.db"
+    store = SqliteIncidentStore(path)
+    store.checkpoints = WalCheckpointer(path, 64 << 10, 256 << 10, "incidents")
+    svc = IncidentService(store, parse_settings({}), Clock(T0))
+    await svc.open()
+    try:
+        assert list(await store.db.execute_fetchall("PRAGMA wal_autocheckpoint")) == [(0,)]
+        peak = 0
+        for b in range(20):
+            await svc.apply([request("open", T0, key=f"k{b}-{i}", host=f"h{i}") for i in range(100)])
+            await svc.settled()
+            peak = max(peak, wal_size(path))
+        assert store.checkpoints.checkpoints > 0
+        assert peak < 2 << 20  # without checkpoints: ~6 MiB
+    finally:
+        await svc.close()
+    assert not checkpoint_threads() and not Path(f"{path}-wal").exists()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM incidents").fetchone() == (2000,)
