@@ -111,14 +111,6 @@ class WalCheckpointer:
         if running is not None:
             await asyncio.wait((running,))
 
-    async def checkpoint(self) -> tuple[int, int, int]:
-        """Run one passive checkpoint now (after the one under way): SQLite's (busy, frames in the
-        WAL, frames copied)."""
-        await self.drain()
-        self._start()
-        assert self._running is not None
-        return await asyncio.shield(self._running)
-
     def _start(self) -> None:
         if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="wal-checkpoint")
