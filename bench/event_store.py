@@ -93,7 +93,12 @@ async def main() -> None:
     p.add_argument("--batch", type=int, default=2400)
     p.add_argument("--ids", default="random,ordered", help="comma-separated: random, ordered")
     p.add_argument("--checkpoint-mib", type=float, help="WAL not yet copied that starts a checkpoint")
-    p.add_argument("--hard-mib", type=float, default=64.0, help="WAL size at which the writer waits")
+    p.add_argument(
+        "--hard-mib",
+        type=float,
+        default=64.0,
+        help="with --checkpoint-mib: WAL size at which the writer waits",
+    )
     p.add_argument("--dir", type=Path, help="where to make the files (default: a temporary directory)")
     args = p.parse_args()
     directory = args.dir or Path(tempfile.mkdtemp(prefix="bench-event-store-"))
