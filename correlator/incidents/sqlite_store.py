@@ -18,6 +18,7 @@ import orjson
 from correlator.incidents.lifecycle import Changes
 from correlator.incidents.model import Incident, LogEntry
 from correlator.incidents.store import COMMIT_SET, WRITES, IncidentPage, IncidentQuery, Rows, rows
+from correlator.store.checkpoint import WalCheckpointer
 from correlator.store.query import Where, split_page
 from correlator.store.sqlite import SqliteFile, transaction
 
@@ -102,9 +103,18 @@ class SqliteIncidentStore(SqliteFile):
     def __init__(self, path: Path) -> None:
         # 16 KiB pages (a new file's; an existing one keeps its own): a storm's commit writes a page
         # per host it opens incidents for, all over the host index, and the WAL's cost goes by pages
-        # more than by bytes. A checkpoint every 250 of them is the 4 MiB of SQLite's default.
-        pragmas = ("page_size=16384", "wal_autocheckpoint=250", "foreign_keys=ON", "cache_size=-65536")
+        # more than by bytes. WAL checkpoints run beside the writer (correlator/store/checkpoint.py)
+        # every 4 MiB, SQLite's default interval: in the commit that crossed it, each one held up the
+        # runner waiting for that commit.
+        pragmas = (
+            "page_size=16384",
+            "wal_autocheckpoint=0",
+            "journal_size_limit=16777216",
+            "foreign_keys=ON",
+            "cache_size=-65536",
+        )
         super().__init__(path, MIGRATIONS, pragmas, "incident store")
+        self.checkpoints = WalCheckpointer(path, 4 << 20, 16 << 20, "incidents")
         # One transaction at a time on the one connection: an id reservation made while a commit's
         # transaction is open would otherwise join it, and be undone with it.
         self._writing = asyncio.Lock()
@@ -123,6 +133,7 @@ class SqliteIncidentStore(SqliteFile):
             raise
 
     async def close(self) -> None:
+        await self.checkpoints.close()
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -155,6 +166,7 @@ class SqliteIncidentStore(SqliteFile):
                     return
             await _put(db, r)
             await db.execute(COMMIT_SET, (r.token,))
+        await self.checkpoints.wrote()
 
     async def reserve_ids(self, ceiling: int) -> None:
         db = self.db
