@@ -47,7 +47,7 @@ def event(i: int, ids: str) -> Event:
 
 async def run(args: argparse.Namespace, ids: str, directory: Path) -> dict[str, Any]:
     path = directory / f"events-{ids}.db"
-    kw = {}
+    kw: dict[str, Any] = {}
     if args.checkpoint_mib is not None:
         kw = {"checkpoint_bytes": int(args.checkpoint_mib * 2**20), "hard_bytes": int(args.hard_mib * 2**20)}
     store = SqliteEventStore(path, **kw)

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import pkgutil
 import sys
 import threading
 from typing import Any
@@ -63,21 +64,26 @@ def defer_prometheus_exposition() -> None:
     if spec is None or spec.loader is None or not spec.submodule_search_locations:
         return
     package = importlib.util.module_from_spec(spec)
-    where = spec.submodule_search_locations[0]
+    # Sources, byte-code only or a zip: whatever the package's own finder can load.
+    submodules = {m.name for m in pkgutil.iter_modules(spec.submodule_search_locations)}
     lock = threading.RLock()
-    loaded: list[bool] = []
+    state = {"loaded": False, "loading": False}
 
     def __getattr__(name: str) -> Any:
         # `from . import values` in a submodule asks the package first: a submodule is not
         # the package's to define, so the import system loads it on its own.
-        if os.path.exists(os.path.join(where, name + ".py")) or os.path.isdir(os.path.join(where, name)):
+        if name in submodules:
             raise AttributeError(name)
         with lock:  # another thread asking meanwhile waits for the whole __init__
-            if not loaded:
-                loaded.append(True)
+            if state["loading"]:  # asked by the __init__ itself, before it set the name
+                raise AttributeError(name)
+            if not state["loaded"]:
+                state["loading"] = True
                 try:
                     spec.loader.exec_module(package)  # type: ignore[union-attr]
                 finally:
+                    state["loading"] = False
+                    state["loaded"] = True
                     del package.__getattr__
         return getattr(package, name)
 

@@ -114,7 +114,9 @@ async def build(config: Config) -> Daemon:
         raise ConfigError("\n".join(errors))
     clock = wall_clock()
     store: EventStore = (
-        PgEventStore(config.storage.dsn) if config.storage.dsn else SqliteEventStore(data / "events.db")
+        PgEventStore(config.storage.dsn)
+        if config.storage.dsn
+        else SqliteEventStore(data / "events.db", fsync=config.storage.fsync)
     )
     node: ClusterNode | None = None
     queue: IngestQueue

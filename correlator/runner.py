@@ -250,6 +250,11 @@ class PipelineRunner:
             except Exception as e:
                 if fenced(e):
                     raise
+                _limited.warning(
+                    "write-and-fold",
+                    "storing a batch with its folds in one call failed (%r); writing and folding apart",
+                    e,
+                )
         await self._durably(self._store.write, out)
         if updates:
             await self._durably(self._store.fold, updates)

@@ -125,6 +125,7 @@ class SqliteIncidentStore(SqliteFile):
 
     async def open(self) -> None:
         await super().open()
+        self.checkpoints.open()
         try:
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA query_only=ON")

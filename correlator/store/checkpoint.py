@@ -28,7 +28,8 @@ from prometheus_client.metrics import Counter
 
 from correlator.logs import RateLimitedLog
 
-_limited = RateLimitedLog(logging.getLogger(__name__))
+log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)
 
 CHECKPOINTS = Counter(
     "correlator_store_checkpoints_total", "WAL checkpoints of a SQLite store run beside its writer", ["store"]
@@ -60,6 +61,9 @@ class WalCheckpointer:
         if not 0 < soft_bytes <= hard_bytes:
             raise ValueError("need 0 < soft_bytes <= hard_bytes")
         self.path = path
+        self._real = os.path.realpath(path)
+        self._warned = False
+        self._closed = False
         self.soft_bytes = soft_bytes
         self.hard_bytes = hard_bytes
         self._shm: int | None = None
@@ -71,21 +75,44 @@ class WalCheckpointer:
         self._checkpoints_metric = CHECKPOINTS.labels(store)
         self._stalls_metric = CHECKPOINT_STALLS.labels(store)
 
+    def open(self) -> None:
+        """With the store's writer (again, after a close)."""
+        self._closed = False
+
     def wal(self) -> tuple[int, int]:
         """(bytes of the WAL in use, bytes of it not yet copied into the database), from the
         wal-index header; (0, 0) when there is no WAL index yet."""
+        if self._closed:
+            return 0, 0
         if self._shm is None:
             try:
-                self._shm = os.open(f"{self.path}-shm", os.O_RDONLY)
-            except FileNotFoundError:
-                return 0, 0
+                # Beside the real file: SQLite follows a symlinked database to its target.
+                self._shm = os.open(f"{self._real}-shm", os.O_RDONLY)
+            except OSError:
+                return self._wal_file()
         raw = os.pread(self._shm, _HEADER.size, 0)
         if len(raw) < _HEADER.size:
             return 0, 0
         page, frames, backfilled = _HEADER.unpack(raw)
+        if page == 0:  # not written yet, or a layout this code does not know: size the file instead
+            return self._wal_file()
         # A torn read (the writer updating the header meanwhile) only moves a checkpoint by a write.
         frame = (65536 if page == 1 else page) + _FRAME_HEADER
         return frames * frame, max(frames - backfilled, 0) * frame
+
+    def _wal_file(self) -> tuple[int, int]:
+        """Without the wal-index header: the WAL file's size as what is not yet copied, so a
+        checkpoint starts once it passed `soft_bytes`, and never a stall (the file keeps its
+        largest size after a restart). Said once in the log: the checkpoints then run more often
+        than they need to."""
+        try:
+            size = os.stat(f"{self._real}-wal").st_size
+        except OSError:
+            return 0, 0
+        if size and not self._warned:
+            self._warned = True
+            log.warning("cannot read the WAL index of %s; checkpoints go by the WAL file's size", self.path)
+        return 0, size
 
     async def wrote(self) -> None:
         """After a write: start a checkpoint once the WAL has `soft_bytes` not yet copied; past
@@ -112,6 +139,8 @@ class WalCheckpointer:
             await asyncio.wait((running,))
 
     def _start(self) -> None:
+        if self._closed:  # a write that waited for a checkpoint while the store closed
+            return
         if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="wal-checkpoint")
         loop = asyncio.get_running_loop()
@@ -139,6 +168,7 @@ class WalCheckpointer:
     async def close(self) -> None:
         """Wait for the checkpoint under way and close the connection and thread. The writer's
         connection, closed last, makes the final checkpoint (SQLite's, on the last close)."""
+        self._closed = True
         await self.drain()
         if self._thread is not None:
             conn, self._conn = self._conn, None

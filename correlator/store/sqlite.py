@@ -87,13 +87,17 @@ ON CONFLICT (id) DO NOTHING
 # count and last_seen as the text orjson wrote for them, so the body is the same bytes as orjson
 # serialising the folded event (a test compares). The body is CAST to TEXT, as SQLite 3.45 reads a
 # BLOB as its binary JSON, and kept as a BLOB. The columns are read through `->>` as before.
+# A body that is not JSON (only a damaged file holds one) keeps its bytes and its row gets the
+# columns: json_set would fail the whole statement, batch after batch, as if the store were down.
 # The rest of the body stays as written: a whole event written again also wrote what level 2 had
 # noted on it meanwhile (a late root marking it a symptom), but only when a repeat came.
 _FOLD_BATCH = """
 WITH batch AS MATERIALIZED (SELECT key, value FROM json_each(?))
 UPDATE events SET count = batch.value->>0, last_seen = batch.value->>1,
-                  body = CAST(json_set(CAST(body AS TEXT), '$.count', batch.value->0,
-                                       '$.last_seen', batch.value->1) AS BLOB)
+                  body = CASE WHEN json_valid(CAST(body AS TEXT))
+                              THEN CAST(json_set(CAST(body AS TEXT), '$.count', batch.value->0,
+                                                 '$.last_seen', batch.value->1) AS BLOB)
+                              ELSE body END
 FROM batch
 WHERE events.id = batch.key AND events.count < batch.value->>0
 """
@@ -151,16 +155,22 @@ class SqliteFile:
 
 
 class SqliteEventStore(SqliteFile):
-    def __init__(self, path: Path, checkpoint_bytes: int = 16 << 20, hard_bytes: int = 64 << 20) -> None:
-        # synchronous=NORMAL: the journal is the durable copy of anything not yet stored. Index pages
-        # stay cached across batches (64 MiB instead of 2). 16 KiB pages (a new file's; an existing
+    def __init__(
+        self, path: Path, checkpoint_bytes: int = 16 << 20, hard_bytes: int = 64 << 20, fsync: bool = True
+    ) -> None:
+        # synchronous=FULL with `storage.fsync`: once a batch is stored the journal forgets it (the
+        # ack deletes its rows with an fsync), so from then on the store's WAL is the only copy and
+        # must be on disk too; one fsync per batch of up to thousands of events, on the store's
+        # thread. NORMAL otherwise: a crash of the daemon loses nothing, a power loss may lose the
+        # last batches, as the journal's own setting says. Index pages stay cached across batches
+        # (64 MiB instead of 2). 16 KiB pages (a new file's; an existing
         # one keeps its own): a batch of hashed ids writes into index pages all over the file, and
         # the WAL's cost goes by pages more than by bytes. WAL checkpoints run beside the writer
         # (correlator/store/checkpoint.py): on its thread each one stalled the batch that crossed
         # the interval. journal_size_limit gives back the disk of a WAL that a reader made grow.
         pragmas = (
             "page_size=16384",
-            "synchronous=NORMAL",
+            f"synchronous={'FULL' if fsync else 'NORMAL'}",
             "cache_size=-65536",
             "wal_autocheckpoint=0",
             f"journal_size_limit={hard_bytes}",
@@ -173,6 +183,10 @@ class SqliteEventStore(SqliteFile):
         # Keys set aside again while their letter was claimed (the retried event was refused again
         # before the retry deleted its letter): that retry's delete leaves the letter.
         self._again: set[str] = set()
+
+    async def open(self) -> None:
+        await super().open()
+        self.checkpoints.open()
 
     async def close(self) -> None:
         # The checkpointer first: the writer's connection, closed last, checkpoints what is left.
@@ -283,6 +297,7 @@ class SqliteEventStore(SqliteFile):
         cur = await self.db.execute("DELETE FROM events WHERE time < ?", (t,))
         n = cur.rowcount
         metrics.RETENTION_DELETED.inc(max(n, 0))
+        await self.checkpoints.wrote()  # a large delete's pages are WAL frames too
         return n
 
     async def add_dead_letters(self, items: list[DeadLetter]) -> int:
@@ -297,6 +312,7 @@ class SqliteEventStore(SqliteFile):
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
                 [(d.key, d.at, d.reason, d.source, d.event_id, d.error, d.raw) for d in items],
             )
+        await self.checkpoints.wrote()
         return db.total_changes - before
 
     async def dead_letters(self, limit: int, cursor: int | None, reason: str | None) -> DeadLetterPage:

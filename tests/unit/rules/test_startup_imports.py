@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import sys
@@ -201,6 +202,35 @@ def test_the_deferred_package_loads_whole_at_its_first_own_name():
     assert done.returncode == 0, done.stderr
     assert "correlator_events_processed_total 3.0" in done.stdout
     assert "python_gc_objects_collected_total" in done.stdout  # registered by the package __init__
+
+
+def test_the_deferred_package_works_from_byte_code_alone(tmp_path):
+    """A slimmed installation keeps only the .pyc files (compileall -b): the package's submodules
+    are still told apart from its own names, and its __init__ asking for names it has not set yet
+    does not recurse."""
+    import compileall
+
+    import prometheus_client
+
+    copy = tmp_path / "site" / "prometheus_client"
+    shutil.copytree(
+        Path(prometheus_client.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    assert compileall.compile_dir(copy, legacy=True, quiet=1)
+    for source in copy.rglob("*.py"):
+        source.unlink()
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{REPO}"}
+    done = subprocess.run(
+        [sys.executable, "-c", DEFERRED],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "correlator_events_processed_total 3.0" in done.stdout
 
 
 def test_every_command_is_found_by_its_name():

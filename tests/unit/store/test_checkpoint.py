@@ -249,3 +249,77 @@ async def test_the_incident_store_checkpoints_beside_its_writer_and_bounds_its_w
     assert not checkpoint_threads() and not Path(f"{path}-wal").exists()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM incidents").fetchone() == (2000,)
+
+
+async def test_a_symlinked_file_is_checkpointed_where_sqlite_keeps_its_wal(tmp_path):
+    """SQLite follows a symlinked database to its target and keeps -wal and -shm beside it."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "events.db").symlink_to(tmp_path / "real" / "events.db")
+    path = tmp_path / "data" / "events.db"
+    store = SqliteEventStore(path, checkpoint_bytes=128 << 10, hard_bytes=512 << 10)
+    await store.open()
+    for k in range(0, 6000, 200):
+        await store.write(batch(k, 200))
+        await store.checkpoints.drain()
+    assert store.checkpoints.checkpoints > 0
+    assert wal_size(tmp_path / "real" / "events.db") < 4 << 20
+    await store.close()
+
+
+async def test_without_the_wal_index_checkpoints_go_by_the_wal_file(tmp_path, caplog):
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path, checkpoint_bytes=128 << 10, hard_bytes=512 << 10)
+    await store.open()
+    store.checkpoints._real = str(tmp_path / "elsewhere")  # where no -shm is: as if unreadable
+    await store.write(batch(0, 200))
+    store.checkpoints._real = str(path)  # the -wal is found again, the -shm stays unread
+    store.checkpoints._shm = None
+    os.rename(f"{path}-shm", f"{path}-shm.away")
+    try:
+        for k in range(200, 4000, 200):
+            await store.write(batch(k, 200))
+            await store.checkpoints.drain()
+        assert store.checkpoints.checkpoints > 0 and store.checkpoints.stalls == 0
+        assert "cannot read the WAL index" in caplog.text
+    finally:
+        os.rename(f"{path}-shm.away", f"{path}-shm")
+        await store.close()
+
+
+async def test_a_write_waiting_on_a_checkpoint_while_the_store_closes_starts_no_other(tmp_path):
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path, checkpoint_bytes=128 << 10, hard_bytes=256 << 10)
+    await store.open()
+    await store.write(batch(0, 1000))
+    await store.checkpoints.close()
+    await store.checkpoints.wrote()  # past both bounds: would start a checkpoint and wait
+    assert not checkpoint_threads() and store.checkpoints._thread is None
+    store.checkpoints.open()
+    await store.write(batch(1000, 1000))
+    await store.checkpoints.drain()
+    assert store.checkpoints.checkpoints > 0
+    await store.close()
+
+
+async def test_the_store_syncs_each_write_with_storage_fsync_and_not_without(tmp_path):
+    for fsync, level in ((True, 2), (False, 1)):  # FULL, NORMAL
+        store = SqliteEventStore(tmp_path / f"events-{fsync}.db", fsync=fsync)
+        await store.open()
+        rows = list(await store.db.execute_fetchall("PRAGMA synchronous"))
+        assert rows[0][0] == level
+        await store.close()
+
+
+async def test_retention_and_dead_letters_tell_the_checkpointer(tmp_path):
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path, checkpoint_bytes=64 << 10, hard_bytes=8 << 20)
+    await store.open()
+    store.checkpoints._running = asyncio.get_running_loop().create_future()  # hold writes' checkpoints
+    await store.write(batch(0, 3000))
+    store.checkpoints._running = None
+    before = store.checkpoints.checkpoints
+    assert await store.delete_older_than(1000.0 + 2000) == 2000
+    await store.checkpoints.drain()
+    assert store.checkpoints.checkpoints > before
+    await store.close()

@@ -168,15 +168,36 @@ async def test_sqlite_write_and_fold_is_all_or_nothing(tmp_path):
     store = SqliteEventStore(tmp_path / "events.db")
     await store.open()
     try:
+        await store.write([event("kept")])
         await store.db.execute(
-            "INSERT INTO events(id, time, host, type, severity, source, fingerprint, body)"
-            " VALUES ('broken', 1, 'h', 't', 'info', 's', 'f', x'7b6e6f74')"  # '{not': json_set refuses it
+            "CREATE TEMP TRIGGER refuse BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'refused'); END"
         )
-        broken = event("broken", count=2)
-        with pytest.raises(sqlite3.OperationalError, match="malformed JSON"):
-            await store.write_and_fold([event("new")], [broken])
+        with pytest.raises(sqlite3.IntegrityError, match="refused"):
+            await store.write_and_fold([event("new")], [event("kept", count=2)])
+        await store.db.execute("DROP TRIGGER refuse")
         assert await store.known(["new"]) == set()
         assert not store.db.in_transaction
         assert await store.write_and_fold([event("new")], [event("unknown", count=2)]) == 1
+    finally:
+        await store.close()
+
+
+async def test_sqlite_a_fold_into_a_damaged_body_updates_the_row_and_keeps_the_bytes(tmp_path):
+    """Only a damaged file holds a body that is not JSON; patching it would fail every batch that
+    folds into it, retried for ever as if the store were down."""
+    store = SqliteEventStore(tmp_path / "events.db")
+    await store.open()
+    try:
+        await store.db.execute(
+            "INSERT INTO events(id, time, host, type, severity, source, fingerprint, body)"
+            " VALUES ('broken', 1, 'h', 't', 'info', 's', 'f', x'7b6e6f74')"  # '{not'
+        )
+        await store.write([event("fine")])
+        assert (
+            await store.write_and_fold([event("new")], [event("broken", 3, 9.0), event("fine", 2, 8.0)]) == 1
+        )
+        rows = await stored_rows(store)
+        assert rows["broken"] == (b"{not", 3, 9.0)
+        assert rows["fine"][1:] == (2, 8.0) and orjson.loads(rows["fine"][0])["count"] == 2
     finally:
         await store.close()
