@@ -14,7 +14,7 @@ from typing import Any
 from correlator.event import Event
 from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.fields import compile_field
-from correlator.rules.operators import OPS, kind_of, op_equals, op_in
+from correlator.rules.operators import OPS, kind_of, op_equals, op_in, scalar_text
 from correlator.rules.templates import compile_template
 from correlator.yamlfile import Position, YamlList, YamlMap
 
@@ -170,7 +170,52 @@ def _combinator(key: str, value: Any, where: Position | None) -> Matcher:
             errors.append(e)
     if errors:
         raise errors[0] if len(errors) == 1 else RuleErrors(errors)
-    return _all_of(parts) if key == "all" else _any_of(parts)
+    if key == "all":
+        return _all_of(parts)
+    alternatives = _attribute_equalities(value)
+    return _any_of(parts) if alternatives is None else _any_equal(alternatives)
+
+
+# (attribute name, name within it or None, text): one alternative of `_any_equal`
+_Equality = tuple[str, str | None, str]
+
+
+def _attribute_equalities(items: list[Any]) -> tuple[_Equality, ...] | None:
+    """The alternatives of an `any` when each is one attribute path of one or two names equal to a
+    text (`- attributes.labels.alertname: Watchdog`); None for any other `any`."""
+    out = []
+    for item in items:
+        if not isinstance(item, dict | Mapping) or len(item) != 1:
+            return None
+        ((path, cond),) = item.items()
+        if not isinstance(path, str) or not isinstance(cond, str):
+            return None
+        names = path.split(".")
+        if names[0] != "attributes" or len(names) not in (2, 3):
+            return None
+        out.append((names[1], names[2] if len(names) == 3 else None, cond))
+    return tuple(out)
+
+
+def _any_equal(alternatives: tuple[_Equality, ...]) -> Matcher:
+    """An `any` of attribute equalities to text as one call: what `_any_of` over their `op_equals`
+    matchers decides (a number or boolean compared by its text), without a call per alternative
+    and per getter (measured: ~5,000 instructions per event for two alternatives, ~1,500 so)."""
+
+    def any_equal(ev: Event) -> bool:
+        attrs = ev.attributes
+        for name, inner, text in alternatives:
+            v = attrs.get(name)
+            if inner is not None:
+                v = v.get(inner) if isinstance(v, dict) else None
+            if isinstance(v, str):
+                if v == text:
+                    return True
+            elif v is not None and scalar_text(v) == text:
+                return True
+        return False
+
+    return any_equal
 
 
 def _field_condition(path: str, value: Any, kwhere: Position | None, vwhere: Position | None) -> Matcher:

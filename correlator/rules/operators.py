@@ -165,6 +165,17 @@ def op_exists(path: str, get: Getter, arg: Any, where: Position | None) -> Match
     if not isinstance(arg, bool):
         raise RuleError(where, f"{path}: 'exists' takes true or false, got {kind_of(arg)}")
     # present: neither missing (None) nor empty text, tested inline (one call less per event)
+    names = path.split(".")
+    if arg and names[0] == "attributes" and len(names) == 3:
+        # `attributes.labels.alertname: {exists: true}`: the getter's read done here, a call less
+        k1, k2 = names[1], names[2]
+
+        def exists_nested(ev: Event) -> bool:
+            v = ev.attributes.get(k1)
+            v = v.get(k2) if isinstance(v, dict) else None
+            return v is not None and v != ""
+
+        return exists_nested
     if arg:
         return lambda ev: (v := get(ev)) is not None and v != ""
     return lambda ev: (v := get(ev)) is None or v == ""
@@ -258,3 +269,7 @@ def kind_of(v: Any) -> str:
     if isinstance(v, list):
         return "a list"
     return f"{type(v).__name__} {v!r}"
+
+
+# What an equality compares a number or boolean by (its text), for matchers compiled elsewhere.
+scalar_text = _scalar_text

@@ -205,6 +205,21 @@ def _part(part: Part, where: Position | None) -> Template:
     literal = all(isinstance(p, str) for p in default_parts or ())
     constant = "".join(p for p in default_parts or () if isinstance(p, str)) if literal else None
 
+    names = path.split(".")
+    if constant is not None and names[0] == "attributes" and len(names) == 3:
+        # `{attributes.labels.category|application}`: the getter's read done here, a call less
+        k1, k2 = names[1], names[2]
+
+        def render_nested(ev: Event) -> str:
+            v = ev.attributes.get(k1)
+            v = v.get(k2) if isinstance(v, dict) else None
+            if v is None or v == "":
+                return text
+            return v if isinstance(v, str) else _text(v)
+
+        text = constant
+        return render_nested
+
     def render(ev: Event) -> str:
         v = get(ev)
         if v is None or v == "":
