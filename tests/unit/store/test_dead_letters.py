@@ -50,8 +50,10 @@ def payload(events: list[Event]) -> bytes:
         return json.dumps([e.to_dict() for e in events]).encode()
 
 
-async def drain(q: JournalQueue, store, progress: Progress | None = None) -> PipelineRunner:
-    runner = PipelineRunner(q, Pipeline([]), store, Clock(T0), batch_events=100)
+async def drain(
+    q: JournalQueue, store, progress: Progress | None = None, pipeline: Pipeline | None = None
+) -> PipelineRunner:
+    runner = PipelineRunner(q, pipeline or Pipeline([]), store, Clock(T0), batch_events=100)
     if progress is not None:
         runner.progress = progress
     task = asyncio.create_task(runner.run())
@@ -205,15 +207,9 @@ async def test_a_poison_event_beside_folds_is_dead_lettered_and_the_folds_stored
     await q.open()
     batch = [ev("g1"), ev("repeat-1"), poison_for(store), ev("repeat-2"), ev("g2")]
     await q.put(payload(batch), len(batch), batch)
-    runner = PipelineRunner(q, Pipeline([FoldInto(first)]), store, Clock(T0), batch_events=100)
-    task = asyncio.create_task(runner.run())
     try:
-        async with asyncio.timeout(20):
-            while q.depth():
-                await asyncio.sleep(0.01)
+        await drain(q, store, pipeline=Pipeline([FoldInto(first)]))
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         await q.close()
     assert await store.known(["first", "g1", "g2", "poison", "repeat-1"]) == {"first", "g1", "g2"}
     (dead,) = (await store.dead_letters(10, None, None)).items
