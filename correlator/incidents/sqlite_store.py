@@ -114,7 +114,7 @@ class SqliteIncidentStore(SqliteFile):
             "cache_size=-65536",
         )
         super().__init__(path, MIGRATIONS, pragmas, "incident store")
-        self.checkpoints = WalCheckpointer(path, 4 << 20, 16 << 20, "incidents")
+        self.checkpoints = WalCheckpointer(path, 4 << 20, 16 << 20, "incidents", self.autocheckpoint)
         # One transaction at a time on the one connection: an id reservation made while a commit's
         # transaction is open would otherwise join it, and be undone with it.
         self._writing = asyncio.Lock()

@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import struct
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,12 +58,20 @@ class WalCheckpointer:
     Its connection opens on the first checkpoint, so a store only read never opens one.
     """
 
-    def __init__(self, path: Path, soft_bytes: int, hard_bytes: int, store: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        soft_bytes: int,
+        hard_bytes: int,
+        store: str,
+        fallback: Callable[[int], Awaitable[object]] | None = None,
+    ) -> None:
         if not 0 < soft_bytes <= hard_bytes:
             raise ValueError("need 0 < soft_bytes <= hard_bytes")
         self.path = path
         self._real = os.path.realpath(path)
-        self._warned = False
+        self._fallback = fallback
+        self._fallen_back = False
         self._closed = False
         self.soft_bytes = soft_bytes
         self.hard_bytes = hard_bytes
@@ -79,9 +88,9 @@ class WalCheckpointer:
         """With the store's writer (again, after a close)."""
         self._closed = False
 
-    def wal(self) -> tuple[int, int]:
+    def wal(self) -> tuple[int, int] | None:
         """(bytes of the WAL in use, bytes of it not yet copied into the database), from the
-        wal-index header; (0, 0) when there is no WAL index yet."""
+        wal-index header; (0, 0) when there is no WAL index yet; None when it cannot be read."""
         if self._closed:
             return 0, 0
         if self._shm is None:
@@ -89,35 +98,34 @@ class WalCheckpointer:
                 # Beside the real file: SQLite follows a symlinked database to its target.
                 self._shm = os.open(f"{self._real}-shm", os.O_RDONLY)
             except OSError:
-                return self._wal_file()
+                return None
         raw = os.pread(self._shm, _HEADER.size, 0)
         if len(raw) < _HEADER.size:
             return 0, 0
         page, frames, backfilled = _HEADER.unpack(raw)
-        if page == 0:  # not written yet, or a layout this code does not know: size the file instead
-            return self._wal_file()
+        if page == 0:  # no frame written yet
+            return 0, 0
         # A torn read (the writer updating the header meanwhile) only moves a checkpoint by a write.
         frame = (65536 if page == 1 else page) + _FRAME_HEADER
         return frames * frame, max(frames - backfilled, 0) * frame
 
-    def _wal_file(self) -> tuple[int, int]:
-        """Without the wal-index header: the WAL file's size as what is not yet copied, so a
-        checkpoint starts once it passed `soft_bytes`, and never a stall (the file keeps its
-        largest size after a restart). Said once in the log: the checkpoints then run more often
-        than they need to."""
-        try:
-            size = os.stat(f"{self._real}-wal").st_size
-        except OSError:
-            return 0, 0
-        if size and not self._warned:
-            self._warned = True
-            log.warning("cannot read the WAL index of %s; checkpoints go by the WAL file's size", self.path)
-        return 0, size
-
     async def wrote(self) -> None:
         """After a write: start a checkpoint once the WAL has `soft_bytes` not yet copied; past
         `hard_bytes`, wait until the WAL can restart."""
-        used, pending = self.wal()
+        if self._fallen_back:
+            return
+        wal = self.wal()
+        if wal is None:
+            # Without the index nothing here can tell how far the WAL is copied, so nothing could
+            # bound it: SQLite's own checkpoint in the writer's commit takes over, at the same size.
+            self._fallen_back = True
+            log.warning(
+                "cannot read the WAL index of %s; SQLite checkpoints in the writer instead", self.path
+            )
+            if self._fallback is not None:
+                await self._fallback(self.soft_bytes)
+            return
+        used, pending = wal
         if pending >= self.soft_bytes and self._running is None:
             self._start()
         if used < self.hard_bytes or (self._running is None and not pending):
@@ -128,7 +136,7 @@ class WalCheckpointer:
         self.stalls += 1
         self._stalls_metric.inc()
         await self.drain()
-        if self.wal()[1]:
+        if (self.wal() or (0, 0))[1]:
             self._start()
             await self.drain()
 

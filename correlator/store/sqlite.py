@@ -148,6 +148,12 @@ class SqliteFile:
     async def open(self) -> None:
         self._db = await open_sqlite(self.path, self._migrations, self._pragmas)
 
+    async def autocheckpoint(self, nbytes: int) -> None:
+        """SQLite's own checkpoint in the writer's commits, every `nbytes` of WAL: what a
+        checkpointer beside the writer falls back to when it cannot read the WAL's index."""
+        rows = list(await self.db.execute_fetchall("PRAGMA page_size"))
+        await self.db.execute(f"PRAGMA wal_autocheckpoint = {max(1, nbytes // int(rows[0][0]))}")
+
     async def close(self) -> None:
         if self._db is not None:
             await self._db.close()
@@ -176,7 +182,7 @@ class SqliteEventStore(SqliteFile):
             f"journal_size_limit={hard_bytes}",
         )
         super().__init__(path, MIGRATIONS, pragmas, "event store")
-        self.checkpoints = WalCheckpointer(path, checkpoint_bytes, hard_bytes, "events")
+        self.checkpoints = WalCheckpointer(path, checkpoint_bytes, hard_bytes, "events", self.autocheckpoint)
         # Dead letters being retried. One process owns the SQLite file (correlator/datalock.py), so
         # a set in that process is a claim every retry sees.
         self._claimed: dict[int, str] = {}  # id -> key

@@ -267,39 +267,54 @@ async def test_a_symlinked_file_is_checkpointed_where_sqlite_keeps_its_wal(tmp_p
     await store.close()
 
 
-async def test_without_the_wal_index_checkpoints_go_by_the_wal_file(tmp_path, caplog):
+async def test_without_the_wal_index_sqlite_checkpoints_in_the_writer_and_the_wal_stays_bounded(
+    tmp_path, caplog
+):
     path = tmp_path / "events.db"
     store = SqliteEventStore(path, checkpoint_bytes=128 << 10, hard_bytes=512 << 10)
     await store.open()
-    store.checkpoints._real = str(tmp_path / "elsewhere")  # where no -shm is: as if unreadable
-    await store.write(batch(0, 200))
-    store.checkpoints._real = str(path)  # the -wal is found again, the -shm stays unread
-    store.checkpoints._shm = None
-    os.rename(f"{path}-shm", f"{path}-shm.away")
-    try:
-        for k in range(200, 4000, 200):
-            await store.write(batch(k, 200))
-            await store.checkpoints.drain()
-        assert store.checkpoints.checkpoints > 0 and store.checkpoints.stalls == 0
-        assert "cannot read the WAL index" in caplog.text
-    finally:
-        os.rename(f"{path}-shm.away", f"{path}-shm")
-        await store.close()
+    store.checkpoints._real = str(tmp_path / "elsewhere")  # no -shm there: the index cannot be read
+    peak = 0
+    for k in range(0, 12_000, 200):  # never a pause for a checkpoint beside the writer
+        await store.write(batch(k, 200))
+        peak = max(peak, wal_size(path))
+    assert "cannot read the WAL index" in caplog.text
+    rows = list(await store.db.execute_fetchall("PRAGMA wal_autocheckpoint"))
+    assert rows[0][0] == (128 << 10) // 16384
+    assert peak < 4 << 20, peak  # one batch past SQLite's own interval
+    assert store.checkpoints.checkpoints == 0 and await store.count() == 12_000
+    await store.close()
 
 
 async def test_a_write_waiting_on_a_checkpoint_while_the_store_closes_starts_no_other(tmp_path):
     path = tmp_path / "events.db"
     store = SqliteEventStore(path, checkpoint_bytes=128 << 10, hard_bytes=256 << 10)
     await store.open()
+    held = asyncio.get_running_loop().create_future()
+    store.checkpoints._running = held  # a checkpoint under way that has not ended
+    await store.db.execute(_INSERT_SOME, (1000,))  # past both bounds, no checkpoint started
+    waiting = asyncio.create_task(store.checkpoints.wrote())  # stalls: waits for `held`
+    await asyncio.sleep(0)
+    assert not waiting.done() and store.checkpoints.stalls == 1
+    closing = asyncio.create_task(store.checkpoints.close())
+    await asyncio.sleep(0)
+    held.set_result((0, 0, 0))
+    store.checkpoints._running = None
+    await asyncio.gather(waiting, closing)
+    assert store.checkpoints._thread is None and not checkpoint_threads()
+    store.checkpoints.open()  # as the store's open does
     await store.write(batch(0, 1000))
-    await store.checkpoints.close()
-    await store.checkpoints.wrote()  # past both bounds: would start a checkpoint and wait
-    assert not checkpoint_threads() and store.checkpoints._thread is None
-    store.checkpoints.open()
-    await store.write(batch(1000, 1000))
     await store.checkpoints.drain()
     assert store.checkpoints.checkpoints > 0
     await store.close()
+
+
+# Rows written around the store, so that no checkpoint is started by the write itself.
+_INSERT_SOME = """
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+INSERT INTO events(id, time, host, type, severity, source, fingerprint, body)
+SELECT hex(randomblob(16)), i, 'h', 't', 'minor', 's', 'f', zeroblob(400) FROM n
+"""
 
 
 async def test_the_store_syncs_each_write_with_storage_fsync_and_not_without(tmp_path):
