@@ -89,6 +89,14 @@ class NatsCluster:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"JetStream cluster has no leader after {timeout:.0f}s:\n{self.log()}")
             time.sleep(0.2)
+        # A leader can be elected before every peer has joined the meta group; until then a stream
+        # with one replica per node is refused ("no suitable peers for placement").
+        while not _placeable(self.nodes[0].port, len(self.nodes)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"JetStream cannot place {len(self.nodes)} replicas after {timeout:.0f}s:\n{self.log()}"
+                )
+            time.sleep(0.2)
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -120,6 +128,35 @@ def _jetstream_ready(port: int) -> bool:
             while time.monotonic() < end and not (b"MSG _INBOX.t" in data and data.endswith(b"}\r\n")):
                 data += s.recv(4096)
             return b"MSG _INBOX.t" in data and b'"error"' not in data
+    except OSError:
+        return False
+
+
+def _request(port: int, subject: str, body: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=2.0) as s:
+        s.recv(4096)
+        s.sendall(
+            b'CONNECT {"verbose":false}\r\nSUB _INBOX.p 1\r\n'
+            + b"PUB %s _INBOX.p %d\r\n%s\r\nPING\r\n" % (subject.encode(), len(body), body)
+        )
+        data = b""
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end and not (b"MSG _INBOX.p" in data and data.endswith(b"}\r\n")):
+            data += s.recv(4096)
+        return data
+
+
+def _placeable(port: int, replicas: int) -> bool:
+    """A stream with `replicas` replicas can be made (then it is deleted again)."""
+    config = (
+        b'{"name":"readiness","subjects":["readiness.probe"],"storage":"memory","num_replicas":%d}' % replicas
+    )
+    try:
+        made = _request(port, "$JS.API.STREAM.CREATE.readiness", config)
+        if b"MSG _INBOX.p" not in made or b'"error"' in made:
+            return False
+        _request(port, "$JS.API.STREAM.DELETE.readiness", b"")
+        return True
     except OSError:
         return False
 
