@@ -76,8 +76,6 @@ def read_events(path: Path, summary: ReplaySummary, progress: IO[str] | None) ->
     limit = BATCH
     batch: list[Event] = []
     loads = orjson.loads
-    line_id = _LINE_ID.copy
-    plain_json = door.plain_json
     with path.open("rb") as f:
         for line in f:
             lineno += 1
@@ -89,23 +87,7 @@ def read_events(path: Path, summary: ReplaySummary, progress: IO[str] | None) ->
                     progress.write(f"\r[{bar:<25}] {pct:3d}% {summary.events_in + len(batch)} events")
                     progress.flush()
             try:
-                doc = loads(line)
-                # `recorded_event`, inline for the usual line (an object without an id, of the plain
-                # shape and text): a Python call less per line. Any other, the whole function; with
-                # the id set here, it derives no other.
-                if type(doc) is dict and "id" not in doc:
-                    h = line_id()
-                    h.update(b"%d:" % lineno)
-                    h.update(line)
-                    doc["id"] = h.hexdigest()
-                    ev = plain_event(doc, "replay", 0.0)
-                    if ev is not None and plain_json(line):
-                        ev.received = ev.time
-                        batch.append(ev)
-                    else:
-                        batch.append(recorded_event(doc, lineno, line, "replay", 0.0))
-                else:
-                    batch.append(recorded_event(doc, lineno, line, "replay", 0.0))
+                batch.append(recorded_event(loads(line), lineno, line, "replay", 0.0))
             except (orjson.JSONDecodeError, FieldError) as e:
                 if not line.strip():  # a blank line is no event, and no error
                     continue
