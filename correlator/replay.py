@@ -10,36 +10,33 @@ import collections
 import hashlib
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from correlator import door
 from correlator.clock import Clock
-from correlator.errors import FieldError
-from correlator.event import Event, full_event_from_dict, iso, plain_event
+from correlator.event import Event, iso
 from correlator.pipeline import Pipeline, StageContext
+from correlator.recording import ReadCounts, read_events
 from correlator.responses import NotifyRequest, Response
 
-BATCH = 1000
+if TYPE_CHECKING:
+    from correlator.recording_process import Reader
+
 WRITE_LINES = 64  # output lines joined per write: ~20 KB, below the size malloc maps on its own
 APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
 _severity_of = attrgetter("severity")
 _type_of = attrgetter("type")
-_LINE_ID = hashlib.blake2b(digest_size=16)  # copied for each id derived from a line
 
 
 @dataclass
-class ReplaySummary:
-    lines: int = 0
-    events_in: int = 0
+class ReplaySummary(ReadCounts):
+    """What reading counted (lines, events in, invalid lines, the first errors), then the output."""
+
     events_out: int = 0
-    invalid: int = 0
-    errors: list[str] = field(default_factory=list)  # the first few, as file:line: message
     by_severity: collections.Counter[str] = field(default_factory=collections.Counter)
     by_type: collections.Counter[str] = field(default_factory=collections.Counter)
     suppressed: collections.Counter[str] = field(default_factory=collections.Counter)  # by change id
@@ -64,124 +61,6 @@ class ReplaySummary:
             "events_per_second": round(self.events_in / self.elapsed_seconds) if self.elapsed_seconds else 0,
             "digest": self.digest,
         }
-
-
-def read_events(path: Path, summary: ReplaySummary, progress: IO[str] | None) -> Iterator[list[Event]]:
-    """Parse the file line by line into batches of up to BATCH events; ids missing from the file are
-    derived from the line, not random. Counts lines, events and invalid lines into `summary`."""
-    size = path.stat().st_size or 1
-    done = 0
-    shown = -1
-    lineno = 0
-    limit = BATCH
-    batch: list[Event] = []
-    loads = orjson.loads
-    with path.open("rb") as f:
-        for line in f:
-            lineno += 1
-            if progress is not None:
-                done += len(line)
-                if (pct := done * 100 // size) != shown:
-                    shown = pct
-                    bar = "#" * (pct // 4)
-                    progress.write(f"\r[{bar:<25}] {pct:3d}% {summary.events_in + len(batch)} events")
-                    progress.flush()
-            try:
-                batch.append(recorded_event(loads(line), lineno, line, "replay", 0.0))
-            except (orjson.JSONDecodeError, FieldError) as e:
-                if not line.strip():  # a blank line is no event, and no error
-                    continue
-                summary.invalid += 1
-                if len(summary.errors) < 10:
-                    summary.errors.append(f"{path}:{lineno}: {e}")
-                continue
-            if len(batch) >= limit:
-                summary.lines = lineno
-                summary.events_in += len(batch)
-                yield batch
-                batch = []
-    summary.lines = lineno
-    if batch:
-        summary.events_in += len(batch)
-        yield batch
-    if progress is not None:
-        progress.write("\n")
-
-
-def first_time(path: Path) -> float | None:
-    """The time of the recording's first valid event (None: it has none): where the clock starts."""
-    with path.open("rb") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    return recorded_event(orjson.loads(line), lineno, line, "replay", 0.0).time
-                except (orjson.JSONDecodeError, FieldError):
-                    continue
-    return None
-
-
-def recorded_event(doc: Any, n: int, text: bytes, source: str, default_time: float) -> Event:
-    """One event of a recording (the `n`-th, read from `text`). A missing id is derived from `n` and
-    the text, not random, so the same file always gives the same ids and so the same rule-made ids."""
-    if isinstance(doc, dict) and "id" not in doc:
-        # The hash of `n:` and the text, from a copy of a prepared hash: cheaper than making one
-        # with its options and joining the two (the same digest).
-        h = _LINE_ID.copy()
-        h.update(b"%d:" % n)
-        h.update(text)
-        doc["id"] = h.hexdigest()
-    # A line of the common shape (generic fields only) in one pass; any other, and every refusal,
-    # the long way. Either way a recorded event without `received` was received at its own time.
-    ev = plain_event(doc, source, default_time) if type(doc) is dict else None
-    if ev is not None:
-        # A plain event's time is a float from 0 to the year 3000, and with no `received` in its
-        # line (a field plain_event refuses) its three times are that one: the door below would
-        # only judge the text, so a plain text needs no door.
-        ev.received = ev.time
-        plain = door.plain_json(text)
-        if plain:
-            return ev
-    else:
-        ev = full_event_from_dict(doc, source, default_time, recorded=True)
-        if "received" not in doc:
-            ev.received = ev.time
-        plain = door.plain_json(text)
-    # The door, as at ingest, but not its time policy: that is counted from now, and a recording is
-    # old by nature. A time outside the years 1 to 9999 is still refused (no output renders it).
-    # Refused is a FieldError: reported as an invalid line. `text` is what orjson parsed `doc` from.
-    door.check(ev, check_time=False, typed=True, plain=plain)
-    return ev
-
-
-def parse_events(raw: bytes, name: str, source: str, default_time: float) -> list[Event]:
-    """A whole input of events: one JSON object, a JSON array of them, or NDJSON (one per line).
-
-    Raises ValueError naming `name` and the line (NDJSON) or item (array) at fault.
-    """
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _ndjson(raw, name, source, default_time)
-    items = doc if isinstance(doc, list) else [doc]
-    events = []
-    for n, d in enumerate(items, start=1):
-        try:
-            events.append(recorded_event(d, n, orjson.dumps(d), source, default_time))
-        except FieldError as e:
-            raise ValueError(f"{name}: item {n}: {e}" if isinstance(doc, list) else f"{name}: {e}") from None
-    return events
-
-
-def _ndjson(raw: bytes, name: str, source: str, default_time: float) -> list[Event]:
-    events = []
-    for n, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            events.append(recorded_event(orjson.loads(line), n, line, source, default_time))
-        except (orjson.JSONDecodeError, FieldError) as e:
-            raise ValueError(f"{name}:{n}: {e}") from None
-    return events
 
 
 class Stepper:
@@ -223,11 +102,13 @@ async def replay(
     progress: IO[str] | None = None,
     wait: float = 0.0,
     clock: Clock | None = None,
+    reader: Reader | None = None,
 ) -> ReplaySummary:
     """`wait`: after the last event, let that much event time pass, so timers due by then (a pair
     never closed, a heartbeat that stopped) fire; without it the recording ends at its last event.
     `clock`: the one the pipeline's services were built on (replay_noc.py); by default a new one
-    starting at the first event."""
+    starting at the first event. `reader`: a second process already reading `path`
+    (correlator/recording_process.py), which then reports the progress; by default this one reads."""
     summary = ReplaySummary()
     digest = hashlib.sha256()
     started = time.perf_counter()
@@ -270,7 +151,8 @@ async def replay(
 
     dumps = orjson.dumps
     lo = hi = None
-    for batch in read_events(path, summary, progress):
+    batches = reader.batches(summary) if reader is not None else read_events(path, summary, progress)
+    for batch in batches:
         times = [e.time for e in batch]
         first, last = min(times), max(times)
         if lo is None or first < lo:

@@ -21,7 +21,9 @@ from correlator.catalogue import load_catalogue
 from correlator.config import Config, load_config, parse_duration
 from correlator.errors import ConfigError
 from correlator.pipeline.assemble import build_pipeline
-from correlator.replay import ReplaySummary, first_time, progress_stream, replay
+from correlator.recording import first_time
+from correlator.recording_process import Reader, worthwhile
+from correlator.replay import ReplaySummary, progress_stream, replay
 from correlator.rules.errors import RuleErrors
 from correlator.rules.reload import RulesHolder
 
@@ -88,6 +90,26 @@ def main(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"correlator replay: {args.file}: no such file", file=sys.stderr)
         return 2
+    # A big recording is read by a second process from now on, while this one loads the rules.
+    reader = _start_reader(args.file)
+    try:
+        return _main(args, reader)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+def _start_reader(path: Path) -> Reader | None:
+    if not worthwhile(path):
+        return None
+    try:
+        return Reader(path, progress=progress_stream() is not None)
+    except OSError as e:  # no process to be had: this one reads
+        print(f"correlator replay: reading in this process ({e})", file=sys.stderr)
+        return None
+
+
+def _main(args: argparse.Namespace, reader: Reader | None) -> int:
     overrides: dict[str, Any] = {}
     if args.rules:
         overrides["rules_dir"] = str(args.rules)
@@ -115,11 +137,13 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.events_only:
             summary = _run(
-                replay(args.file, build_pipeline(config, rules), out, progress_stream(), args.wait)
+                replay(
+                    args.file, build_pipeline(config, rules), out, progress_stream(), args.wait, reader=reader
+                )
             )
             noc: dict[str, Any] | None = None
         else:
-            summary, noc = _run(_whole(args, config, rules, changes, out))
+            summary, noc = _run(_whole(args, config, rules, changes, out, reader))
     except ConfigError as e:
         print(f"correlator replay: {e}", file=sys.stderr)
         return 2
@@ -174,6 +198,7 @@ async def _whole(
     rules: RulesHolder,
     changes: list[dict[str, Any]],
     out: IO[bytes] | None,
+    reader: Reader | None,
 ) -> tuple[ReplaySummary, dict[str, Any]]:
     # Imported here: `--events-only` needs none of the incident, problem and change services.
     from correlator import replay_noc
@@ -184,7 +209,9 @@ async def _whole(
     except replay_noc.DataDirInUse as e:
         raise ConfigError(str(e)) from None  # said like a configuration problem, exit code 2
     try:
-        summary = await replay(args.file, noc.services.pipeline, out, progress_stream(), args.wait, noc.clock)
+        summary = await replay(
+            args.file, noc.services.pipeline, out, progress_stream(), args.wait, noc.clock, reader
+        )
         await replay_noc.finish(noc)
         return summary, await replay_noc.report(noc, summary)
     finally:

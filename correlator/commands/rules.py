@@ -13,7 +13,7 @@ import orjson
 from correlator.catalogue import load_catalogue
 from correlator.config import Config, load_config, parse_duration
 from correlator.inventory import load_inventory
-from correlator.replay import parse_events
+from correlator.recording import parse_events
 from correlator.rules.errors import RuleErrors
 from correlator.rules.loader import load_rules
 from correlator.rules.reload import RulesHolder

@@ -12,7 +12,8 @@ import orjson
 
 from correlator.event import Event, Severity
 from correlator.pipeline import Pipeline, StageContext
-from correlator.replay import WRITE_LINES, ReplaySummary, read_events, replay
+from correlator.recording import read_events
+from correlator.replay import WRITE_LINES, ReplaySummary, replay
 
 _ATTRIBUTES = [
     {},

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from correlator import recording as recording_mod
 from correlator import replay as replay_mod
 from correlator.config import Config
 from correlator.pipeline.assemble import build_pipeline
@@ -76,5 +77,5 @@ async def test_same_output_every_run_and_for_any_batch_size(
     first = await run_once(tmp_path, events)
     assert first[1] > 3000  # the rules added timeouts, storms, missed heartbeats, groups, sequences
     assert await run_once(tmp_path, events) == first
-    monkeypatch.setattr(replay_mod, "BATCH", 7)
+    monkeypatch.setattr(recording_mod, "BATCH", 7)
     assert await run_once(tmp_path, events) == first

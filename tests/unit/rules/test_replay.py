@@ -8,7 +8,7 @@ import json
 import orjson
 
 from correlator.cli import main
-from correlator.replay import recorded_event
+from correlator.recording import recorded_event
 
 
 def recording(tmp_path, rule_lines: str, events: list[dict]) -> tuple:
