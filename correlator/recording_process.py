@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -162,6 +163,9 @@ def main(argv: list[str]) -> int:
     """The child: read the recording `argv[0]`, write frames to stdout."""
     from correlator.recording import ReadCounts, read_events
 
+    # Ctrl-C reaches the whole process group: the replay stops and stops this child, which would
+    # otherwise print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     path = Path(argv[0])
     progress = sys.stderr if "--progress" in argv[1:] else None
     out = sys.stdout.buffer

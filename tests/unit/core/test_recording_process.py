@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import marshal
+import os
 import random
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +243,16 @@ def test_replay_takes_a_reader_in_place_of_reading(tmp_path):
         plain.invalid,
         plain.errors,
     )
+
+
+def test_ctrl_c_is_the_replays_to_handle_not_the_childs(tmp_path, capfd):
+    path = tmp_path / "rec.ndjson"
+    _recording(path, 12 * BATCH)  # more than the pipe holds: the child is still reading
+    reader = Reader(path, progress=False)
+    counts = ReadCounts()
+    batches = reader.batches(counts)
+    first = next(batches)
+    os.kill(reader._proc.pid, signal.SIGINT)  # as the terminal sends it to the whole group
+    rest = [e for b in batches for e in b]
+    assert len(first) + len(rest) == counts.events_in == _in_process(path)[1].events_in
+    assert "KeyboardInterrupt" not in capfd.readouterr().err
