@@ -13,7 +13,8 @@ the rules' types (45% threshold, 45% auth, 10% link), 20% to types no rule names
 sees `--types` distinct types.
 
 Replay is timed as a whole process (`correlator replay FILE --rules DIR -o OUT`: start-up, rule
-load, parsing, both rule levels, writing the output), wall clock and CPU. SEC (Debian package
+load, parsing, both rule levels, writing the output), wall clock and CPU; the CPU counts the child
+that reads the recording while the replay correlates (docs/architecture.md "Replay's reading"). SEC (Debian package
 `sec`) runs on the first `--sec-events` events when installed (it tries every rule's regular
 expression on every line, so it gets a shorter stream), and the correlator runs on that stream too;
 their outputs (threshold fires, auth bursts, closed link pairs) are compared. The windows are 1 h
