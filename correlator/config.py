@@ -235,8 +235,18 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
     return cfg
 
 
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    """`typing.get_type_hints(cls)`, worked out once per class: it compiles every annotation."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 def _build(cls: type[Any], raw: dict[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     errors: list[str] = []  # every bad key is reported at once, as `rules check` does
@@ -249,7 +259,7 @@ def _build(cls: type[Any], raw: dict[str, Any], prefix: str) -> Any:
             continue
         f = fields[key]
         try:
-            kwargs[key] = _convert(f, hints[key], value, f"{prefix}{key}", _where(raw, key, value=True))
+            kwargs[key] = _convert(f, _hints(cls)[key], value, f"{prefix}{key}", _where(raw, key, value=True))
         except ConfigError as e:
             errors.append(str(e))
     if errors:
@@ -319,7 +329,7 @@ def _override(obj: Any, parts: list[str], value: Any, dotted: str) -> Any:
         raise ConfigError(f"unknown setting '{dotted}'")
     if len(parts) == 1:
         f = names[head]
-        new = _convert(f, typing.get_type_hints(type(obj))[head], value, dotted, "")
+        new = _convert(f, _hints(type(obj))[head], value, dotted, "")
     else:
         new = _override(getattr(obj, head), parts[1:], value, dotted)
     return dataclasses.replace(obj, **{head: new})
@@ -349,7 +359,7 @@ def _where(raw: dict[str, Any], key: str, value: bool = False) -> str:
 def describe(cls: type[Any] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
     """(key, default, description) for every setting: the source of docs/configuration.md."""
     rows: list[tuple[str, str, str]] = []
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
