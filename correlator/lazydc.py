@@ -7,7 +7,8 @@ signature of `__init__`. That was a quarter of the instructions of a one-event `
 replay` at 1,000 rules, which calls no dataclass's `__repr__`, `__eq__` or `__hash__`, only half of
 the `__init__`s, and reads no `__doc__`.
 
-Here `dataclasses._create_fn` hands out a stand-in, and the class's `__doc__` is a stand-in too.
+Here `dataclasses._create_fn` hands out a stand-in, and the class's `__doc__` is a stand-in too,
+for the classes of this project's packages only (`PACKAGES`).
 The first look-up of a method through its class or an instance (a call, `Cls.__init__`,
 `inspect.signature(Cls)`) compiles dataclasses' very same text, with the same globals and
 locals, and puts the function on the class in the stand-in's place: from then on the class is
@@ -31,6 +32,10 @@ _CREATE_FN = ["name", "args", "body", "globals", "locals", "return_type"]
 _PROCESS_CLASS = ["cls", "init", "repr", "eq", "order", "unsafe_hash", "frozen", "match_args", "kw_only"]
 _LAZY = frozenset({"__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"})
 _PENDING = "(written on first read)"
+# Only these packages' classes: a library's dataclasses (aiohttp's, pysnmp's) are made as
+# dataclasses makes them, whatever it imports after this package.
+PACKAGES = {"correlator", "collectors"}
+_making = [False]  # a class of PACKAGES is being made: its methods wait for their first use
 
 # dataclasses' own functions, for the tests that compare both ways
 eager_create_fn: Callable[..., Any] | None = None
@@ -112,13 +117,19 @@ def install() -> bool:
     eager_create_fn, eager_process_class = create_fn, process_class
 
     def lazy_process_class(cls: type, *args: Any, **kwargs: Any) -> Any:
-        if cls.__doc__:  # dataclasses' own test
-            return process_class(cls, *args, **kwargs)
-        cls.__doc__ = _PENDING  # so that dataclasses does not write it now
+        if cls.__module__.partition(".")[0] not in PACKAGES:
+            return process_class(cls, *args, **kwargs)  # a library's: as dataclasses makes it
+        _making[0] = True
         try:
-            made = process_class(cls, *args, **kwargs)
+            if cls.__doc__:  # dataclasses' own test
+                return process_class(cls, *args, **kwargs)
+            cls.__doc__ = _PENDING  # so that dataclasses does not write it now
+            try:
+                made = process_class(cls, *args, **kwargs)
+            finally:
+                cls.__doc__ = None
         finally:
-            cls.__doc__ = None
+            _making[0] = False
         made.__doc__ = _Doc(made)  # `made` is a new class when slots=True
         return made
 
@@ -137,7 +148,7 @@ def install() -> bool:
             )
             return fn
 
-        if name not in _LAZY:
+        if name not in _LAZY or not _making[0]:
             return make()
         if name != "__repr__":
             return _Method(name, make)

@@ -34,6 +34,20 @@ def eager() -> Iterator[None]:
         dataclasses._create_fn, dataclasses._process_class = lazy  # type: ignore[attr-defined]
 
 
+@pytest.fixture(autouse=True)
+def _classes_made_here_are_lazy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lazydc, "PACKAGES", {*lazydc.PACKAGES, __name__.partition(".")[0]})
+
+
+def test_a_librarys_dataclasses_are_made_as_dataclasses_makes_them() -> None:
+    lib = dataclasses.make_dataclass("Lib", ["x"], namespace={"__module__": "somelib.models"}, frozen=True)
+    ours = dataclasses.make_dataclass("Ours", ["x"], namespace={"__module__": "correlator.x"}, frozen=True)
+    assert all(inspect.isfunction(vars(lib)[m]) for m in ("__init__", "__eq__", "__hash__", "__setattr__"))
+    assert "__doc__" in vars(lib) and isinstance(vars(lib)["__doc__"], str)
+    assert isinstance(vars(ours)["__init__"], lazydc._Method)
+    assert lib(1) == lib(1) and ours(1) == ours(1) and repr(lib(1)).endswith("Lib(x=1)")
+
+
 def test_it_is_installed_on_this_python() -> None:
     assert lazydc.install()
     assert lazydc.eager_create_fn is not None
