@@ -219,7 +219,8 @@ class KeyTable(OrderedDict[Key, S]):
     __slots__ = ("max_keys", "rule")
 
     def __init__(self, rule: str, max_keys: int) -> None:
-        super().__init__()
+        # No OrderedDict.__init__: without arguments it does nothing, and a big set makes two
+        # tables per rule.
         self.rule = rule
         self.max_keys = max_keys
 

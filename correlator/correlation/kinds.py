@@ -76,7 +76,9 @@ def _finish(
     engine.signature = rule_signature(raw, extra)
     by = raw.get("group_by")
     engine.group_by = tuple(by) if isinstance(by, list) else ("host",)  # the kinds' default key
-    engine.counters = STATS.counters(engine.name)  # correlator_rule_matches_total and GET /api/v1/rules
+    # correlator_rule_matches_total and GET /api/v1/rules; the engine's own (new, zero) when the
+    # name is not counted yet, rather than a second new one
+    engine.counters = STATS.counters(engine.name, engine.counters)
     return engine
 
 

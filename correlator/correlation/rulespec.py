@@ -221,7 +221,9 @@ def types_of(*match_specs: Any) -> frozenset[str] | None:
 def type_only(spec: Any) -> bool:
     """The matcher tests nothing but the event type against text values (`type: x`, `type: [x, y]`,
     `type: {equals: x}`, `type: {in: [x, y]}`): a type in those values is all it takes."""
-    return isinstance(spec, Mapping) and len(spec) == 1 and "type" in spec and is_plain_pin(spec["type"])
+    return (
+        isinstance(spec, (dict, Mapping)) and len(spec) == 1 and "type" in spec and is_plain_pin(spec["type"])
+    )
 
 
 def hosts_of(*match_specs: Any) -> frozenset[str] | None:

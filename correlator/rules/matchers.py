@@ -19,6 +19,9 @@ from correlator.rules.templates import compile_template
 from correlator.yamlfile import Position, YamlList, YamlMap
 
 Matcher = Callable[[Event], bool]
+# A tuple, not `dict | Mapping`: that expression makes a new union object wherever it is evaluated,
+# and a dict is found by the first member without the ABC's check.
+_MAPPINGS = (dict, Mapping)
 
 OPERATORS = (
     "equals",
@@ -35,6 +38,7 @@ OPERATORS = (
     "cidr",
 )
 COMBINATORS = ("all", "any", "not")
+_OPERATORS = frozenset(OPERATORS)
 PATTERN_FIELDS = ("type", "source")  # fields with few distinct values, where glob pins are indexed too
 
 
@@ -46,19 +50,21 @@ def compile_matcher(spec: Any, where: Position | None = None) -> Matcher:
     """
     if spec is None:
         return _always
-    if not isinstance(spec, dict | Mapping):
+    if not isinstance(spec, _MAPPINGS):
         raise RuleError(
             _pos(spec, where), f"'match' must be a mapping of field: condition, got {kind_of(spec)}"
         )
     parts: list[Matcher] = []
     errors: list[RuleError] = []
+    placed = spec if isinstance(spec, YamlMap) and not spec._bare else None  # else errors are at `where`
     for key, value in spec.items():
-        kwhere = _key_pos(spec, key, where)
+        kwhere = placed.where(key) if placed is not None else where
+        vwhere = placed.where_value(key) if placed is not None else where
         try:
             if key in COMBINATORS:
-                parts.append(_combinator(key, value, _val_pos(spec, key, where)))
+                parts.append(_combinator(key, value, vwhere))
             else:
-                parts.append(_field_condition(key, value, kwhere, _val_pos(spec, key, where)))
+                parts.append(_field_condition(key, value, kwhere, vwhere))
         except RuleErrors as e:
             errors.extend(e.errors)
         except RuleError as e:
@@ -73,14 +79,14 @@ def equality_values(spec: Any, path: str) -> frozenset[str] | None:
 
     The rule index uses this (type, source, host) so an event only meets rules that can match it.
     """
-    if not isinstance(spec, dict | Mapping) or path not in spec:
+    if not isinstance(spec, _MAPPINGS) or path not in spec:
         return None
     value = spec[path]
     if isinstance(value, str):
         return frozenset((value,))
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return frozenset(value)
-    if isinstance(value, dict | Mapping):
+    if isinstance(value, _MAPPINGS):
         if isinstance(value.get("equals"), str):
             return frozenset((value["equals"],))
         vals = value.get("in")
@@ -92,12 +98,14 @@ def equality_values(spec: Any, path: str) -> frozenset[str] | None:
 def is_plain_pin(cond: Any) -> bool:
     """The condition on a field is nothing but text values it must equal (`x`, `[x, y]`,
     `{equals: x}`, `{in: [x, y]}`): a value among `equality_values` is all it takes to hold."""
-    if isinstance(cond, Mapping):
+    if isinstance(cond, str):  # the commonest, and for a text the ABC's check below is slow
+        return True
+    if isinstance(cond, _MAPPINGS):
         if len(cond) != 1:
             return False
         cond = cond.get("equals", cond.get("in"))
-    if isinstance(cond, str):
-        return True
+        if isinstance(cond, str):
+            return True
     return isinstance(cond, list) and bool(cond) and all(isinstance(v, str) for v in cond)
 
 
@@ -185,7 +193,7 @@ def _attribute_equalities(items: list[Any]) -> tuple[_Equality, ...] | None:
     text (`- attributes.labels.alertname: Watchdog`); None for any other `any`."""
     out = []
     for item in items:
-        if not isinstance(item, dict | Mapping) or len(item) != 1:
+        if not isinstance(item, _MAPPINGS) or len(item) != 1:
             return None
         ((path, cond),) = item.items()
         if not isinstance(path, str) or not isinstance(cond, str):
@@ -219,7 +227,7 @@ def _any_equal(alternatives: tuple[_Equality, ...]) -> Matcher:
 
 
 def _field_condition(path: str, value: Any, kwhere: Position | None, vwhere: Position | None) -> Matcher:
-    if path in OPERATORS:
+    if path in _OPERATORS:
         raise RuleError(
             kwhere, f"{path!r} is an operator: write it under a field, as in 'host: {{{path}: ...}}'"
         )
@@ -236,7 +244,7 @@ def _field_condition(path: str, value: Any, kwhere: Position | None, vwhere: Pos
     if isinstance(value, list):
         return op_in(path, get, value, vwhere)
     # A text first: the commonest condition, and for it the Mapping test is the ABC's slow check.
-    if isinstance(value, str) or not isinstance(value, dict | Mapping):
+    if isinstance(value, str) or not isinstance(value, _MAPPINGS):
         return op_equals(path, get, value, vwhere)
     if not value:
         raise RuleError(vwhere, f"{path}: empty condition; operators: {', '.join(OPERATORS)}")
@@ -257,11 +265,11 @@ def _pos(node: Any, default: Position | None) -> Position | None:
 
 
 def _key_pos(spec: Any, key: str, default: Position | None) -> Position | None:
-    return spec.where(key) if isinstance(spec, YamlMap) and spec.placed else default
+    return spec.where(key) if isinstance(spec, YamlMap) and not spec._bare else default
 
 
 def _val_pos(spec: Any, key: str, default: Position | None) -> Position | None:
-    return spec.where_value(key) if isinstance(spec, YamlMap) and spec.placed else default
+    return spec.where_value(key) if isinstance(spec, YamlMap) and not spec._bare else default
 
 
 __all__ = [

@@ -17,6 +17,8 @@ from correlator.rules.matchers import OPERATORS, compile_matcher
 from correlator.rules.templates import compile_template, compile_value
 from correlator.yamlfile import Position, YamlList, YamlMap
 
+_MAPPINGS = (dict, Mapping)  # not `dict | Mapping`, which makes a union object each time it is read
+
 
 class Spec:
     """One value's type: `parse(value, where)` converts or raises RuleError; `schema()` describes it."""
@@ -203,7 +205,7 @@ class MapOf(Spec):
     doc: str = ""
 
     def parse(self, value: Any, where: Position | None) -> Any:
-        if not isinstance(value, dict | Mapping) or not value:
+        if not isinstance(value, _MAPPINGS) or not value:
             raise RuleError(where, f"expected a non-empty mapping, got {_show(value)}")
         out, errors = {}, []
         for k, v in value.items():
@@ -262,12 +264,12 @@ class Obj(Spec):
         object.__setattr__(self, "_required", tuple(k for k, key in keys if key.required))
 
     def parse(self, value: Any, where: Position | None) -> Any:
-        if not isinstance(value, dict | Mapping):
+        if not isinstance(value, _MAPPINGS):
             raise RuleError(where, f"expected a mapping with keys {', '.join(self.keys)}, got {_show(value)}")
         out: dict[str, Any] = {}
         errors: list[RuleError] = []
         parsers: dict[str, Callable[[Any, Position | None], Any]] = self._parsers  # type: ignore[attr-defined]
-        at = value.where_value if isinstance(value, YamlMap) and value.placed else None
+        at = value.where_value if isinstance(value, YamlMap) and not value._bare else None
         for k, v in value.items():
             parse = parsers.get(k)
             if parse is None:
@@ -350,11 +352,11 @@ def _raise(errors: list[RuleError]) -> None:
 
 def _kpos(m: Any, k: str, default: Position | None) -> Position | None:
     """Where key `k` of `m` is, if `m` knows (see yamlfile.loads_bare), else `default`."""
-    return m.where(k) if isinstance(m, YamlMap) and m.placed else default
+    return m.where(k) if isinstance(m, YamlMap) and not m._bare else default
 
 
 def _vpos(m: Any, k: str, default: Position | None) -> Position | None:
-    return m.where_value(k) if isinstance(m, YamlMap) and m.placed else default
+    return m.where_value(k) if isinstance(m, YamlMap) and not m._bare else default
 
 
 def _types(kind: type | tuple[type, ...]) -> tuple[type, ...]:
@@ -376,7 +378,7 @@ def _shape(kind: type | tuple[type, ...]) -> str:
 def _show(v: Any) -> str:
     if v is None:
         return "nothing"
-    if isinstance(v, dict | Mapping):
+    if isinstance(v, _MAPPINGS):
         return "a mapping"
     if isinstance(v, list):
         return "a list"

@@ -24,7 +24,7 @@ Matcher = Callable[[Event], bool]
 def op_equals(path: str, get: Getter, arg: Any, where: Position | None) -> Matcher:
     if isinstance(arg, bool):
         return lambda ev: get(ev) is arg
-    if isinstance(arg, int | float):
+    if isinstance(arg, (int, float)):  # a tuple: `int | float` makes a union object per call
         num = float(arg)
         return lambda ev: _number(get(ev)) == num
     if isinstance(arg, str):

@@ -8,7 +8,7 @@ reloads by rule name; rules that disappear are forgotten.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
@@ -18,21 +18,29 @@ from correlator import metrics
 DROP_REASONS = ("drop", "rate_limit", "duplicate")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class RuleCounters:
-    matches: int = 0
-    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
-    errors: int = 0
+    matches: int
+    dropped: dict[str, int]
+    errors: int
+
+    # Written out: the generated one calls a default factory, and a big set makes one per rule.
+    def __init__(self, matches: int = 0, dropped: dict[str, int] | None = None, errors: int = 0) -> None:
+        self.matches = matches
+        self.dropped = {"drop": 0, "rate_limit": 0, "duplicate": 0} if dropped is None else dropped
+        self.errors = errors
 
 
 class RuleStats(Collector):
     def __init__(self) -> None:
         self._by_rule: dict[str, RuleCounters] = {}
 
-    def counters(self, rule: str) -> RuleCounters:
+    def counters(self, rule: str, fresh: RuleCounters | None = None) -> RuleCounters:
+        """The rule's counters; a rule not counted yet gets `fresh` (zero, owned by no one else),
+        or new ones."""
         c = self._by_rule.get(rule)
         if c is None:
-            c = self._by_rule[rule] = RuleCounters()
+            c = self._by_rule[rule] = fresh if fresh is not None else RuleCounters()
         return c
 
     def retain(self, names: Iterable[str]) -> None:

@@ -139,7 +139,18 @@ def compile_template(text: str, where: Position | None = None) -> Template:
 
     Raises RuleError (with `where`) for syntax errors and unknown field names.
     """
-    return _compile_parts(parse_template(text, where), where)
+    # Renders hold no state: rules with the same text (a shared message or key) share one.
+    found = _TEMPLATES.get(text) if isinstance(text, str) else None
+    if found is None:
+        found = _compile_parts(parse_template(text, where), where)
+        if len(_TEMPLATES) >= _TEMPLATES_KEPT:
+            _TEMPLATES.clear()
+        _TEMPLATES[text] = found
+    return found
+
+
+_TEMPLATES: dict[str, Template] = {}
+_TEMPLATES_KEPT = 10_000
 
 
 def _compile_parts(parts: list[Part], where: Position | None) -> Template:
