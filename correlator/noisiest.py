@@ -38,6 +38,22 @@ class NoisiestStage:
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
         self.clock = ctx.clock
         now = ctx.clock.now()
+        if events:
+            # A batch usually falls within one minute: then its hosts are counted in C and merged,
+            # not one event at a time (measured: nine tenths of this stage). An event's counted
+            # time, min(time, max(received, now)), lies between min(time, now) and its time, so
+            # when the lowest and the highest of those share a bucket every event is in it.
+            # Sorted rather than min() and max(): a list of floats sorts with a float-only compare,
+            # and events mostly come in time order, so this is a fraction of one compare per event.
+            times = [e.time for e in events]
+            times.sort()
+            lo, hi = times[0], times[-1]
+            if now < lo:
+                lo = now
+            b = hi // BUCKET_SECONDS
+            if lo // BUCKET_SECONDS == b:
+                self._merge(self._bucket(int(b)), Counter([e.host for e in events]))
+                return events
         current, counts = -1.0, Counter[str]()
         for ev in events:
             # min(time, max(received, now)) without the calls: this loop runs for every event
@@ -55,6 +71,17 @@ class NoisiestStage:
             elif len(counts) < MAX_HOSTS_PER_BUCKET:
                 counts[host] = 1
         return events
+
+    @staticmethod
+    def _merge(counts: Counter[str], batch: Counter[str]) -> None:
+        """Add a batch's counts as the loop in `__call__` would, one event at a time: hosts taken in
+        the order they first appear, so the same new hosts fit under MAX_HOSTS_PER_BUCKET."""
+        for host, n in batch.items():
+            m = counts.get(host)
+            if m is not None:
+                counts[host] = m + n
+            elif len(counts) < MAX_HOSTS_PER_BUCKET:
+                counts[host] = n
 
     def count(self, host: str, at: float) -> None:
         counts = self._bucket(int(at // BUCKET_SECONDS))

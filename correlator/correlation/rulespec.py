@@ -200,7 +200,10 @@ _KEY_FNS_KEPT = 10_000
 
 
 def _key_fn(paths: list[str], where: Position | None) -> KeyFn:
-    getters = [compile_field(p, where) for p in paths]
+    getters = [compile_field(p, where) for p in paths]  # first: a bad path raises, named
+    made = _reads_key_fn(paths)
+    if made is not None:
+        return made
     if len(paths) > 1 and all(p in PLAIN_TEXT_FIELDS for p in paths):
         # `[host, resource]` and the like: one C getter builds the tuple (no Python call per event)
         return operator.attrgetter(*paths)
@@ -211,6 +214,30 @@ def _key_fn(paths: list[str], where: Position | None) -> KeyFn:
         g1, g2 = getters
         return lambda ev: (g1(ev), g2(ev))
     return lambda ev: tuple(g(ev) for g in getters)
+
+
+def _reads_key_fn(paths: list[str]) -> KeyFn | None:
+    """The key as one tuple of attribute reads, `lambda ev: (ev.host, ev.attributes.get(k1))`,
+    compiled once per list of paths; None unless every path is a plain text field or an attribute
+    one level deep. The interpreter specialises the reads in a function's own code, where a getter
+    it calls (attrgetter, a lambda per field) costs a call each (measured per key: `host` 1.3k -> 0.8k
+    instructions, `host, attributes.user` 2.0k -> 1.2k, `host, resource` 1.1k -> 0.8k).
+    The code holds only field names from PLAIN_TEXT_FIELDS; attribute names are bound as values."""
+    reads: list[str] = []
+    names: dict[str, Any] = {"__builtins__": {}}
+    for i, p in enumerate(paths):
+        if p in PLAIN_TEXT_FIELDS:
+            reads.append(f"ev.{p}")
+        elif p.startswith("attributes.") and p.count(".") == 1 and len(p) > len("attributes."):
+            names[f"k{i}"] = p.removeprefix("attributes.")
+            reads.append(f"ev.attributes.get(k{i})")
+        else:
+            return None
+    if not reads:
+        return None
+    code = compile(f"lambda ev: ({', '.join(reads)},)", "<group_by>", "eval")
+    fn: KeyFn = eval(code, names)  # noqa: S307  # the text is made of the fixed field names above
+    return fn
 
 
 def types_of(*match_specs: Any) -> frozenset[str] | None:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from correlator.noisiest import NoisiestStage
 
 
@@ -55,3 +58,45 @@ def test_a_host_that_is_not_text_does_not_break_the_exporter():
     s.clock = Clock()  # type: ignore[assignment]
     (fam,) = exp.collect()
     assert sorted(x.labels["ci"] for x in fam.samples) == ["5", "None", "a", "b"]
+
+
+def _plain_counts(s: NoisiestStage, events: list, now: float) -> None:
+    """The stage's count, one event at a time: what its batch path must equal."""
+    for ev in events:
+        s.count(ev.host, min(ev.time, max(ev.received, now)))
+
+
+_times = st.floats(min_value=0.0, max_value=400.0) | st.sampled_from([59.999, 60.0, 119.5, 120.0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(_times, _times, st.sampled_from(["a", "b", "c", "d", "e"])), max_size=12),
+        max_size=4,
+    ),
+    now=_times,
+    cap=st.integers(min_value=1, max_value=6),
+)
+def test_batch_counts_equal_one_event_at_a_time(batches: list, now: float, cap: int) -> None:
+    import asyncio
+
+    from correlator import noisiest
+    from correlator.clock import Clock
+    from correlator.event import Event
+    from correlator.pipeline import StageContext
+
+    old = noisiest.MAX_HOSTS_PER_BUCKET
+    noisiest.MAX_HOSTS_PER_BUCKET = cap
+    try:
+        fast, plain = NoisiestStage(), NoisiestStage()
+        for i, batch in enumerate(batches):
+            events = [Event(f"{i}.{j}", t, r, "s", h, "x") for j, (t, r, h) in enumerate(batch)]
+            clock = Clock(now + 30.0 * i)
+            asyncio.run(fast(events, StageContext(clock, live=False)))
+            _plain_counts(plain, events, clock.now())
+        assert [(b, list(c.items())) for b, c in fast.buckets] == [
+            (b, list(c.items())) for b, c in plain.buckets
+        ]
+    finally:
+        noisiest.MAX_HOSTS_PER_BUCKET = old

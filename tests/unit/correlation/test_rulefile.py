@@ -8,6 +8,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from correlator import yamlfile
 from correlator.correlation.absence import Absence
@@ -17,6 +19,7 @@ from correlator.correlation.rulespec import key_fn
 from correlator.correlation.stage import Correlate
 from correlator.inventory import Asset, Inventory
 from correlator.rules.errors import RuleErrors
+from correlator.rules.fields import compile_field
 from correlator.rules.loader import compile_texts
 from correlator.rules.registry import BuildContext
 from correlator.rules.reload import RulesHolder
@@ -304,6 +307,28 @@ def test_rules_with_the_same_group_by_share_one_key_function(tmp_path: Path) -> 
     assert engines[0].key(ev) == ("sw1", "bob") and engines[3].key(ev) == ("sw1",)
     bad = "rules:\n  - {name: b, kind: threshold, match: {type: y}, group_by: [nope], count: 2, within: 1m}\n"
     assert any("unknown field" in e for e in errors_of(bad, tmp_path))
+
+
+_PATHS = st.sampled_from(
+    ["host", "type", "resource", "message", "source", "id", "fingerprint", "severity", "time",
+     "attributes.user", "attributes.a.b", "attributes.__class__", "attributes.get"]
+)  # fmt: skip
+_VALUES = (
+    st.none() | st.text(max_size=3) | st.integers() | st.dictionaries(st.sampled_from("ab"), st.integers())
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    paths=st.lists(_PATHS, max_size=4),
+    attrs=st.dictionaries(st.sampled_from(["user", "a", "get", "__class__"]), _VALUES, max_size=4),
+    host=st.text(max_size=3),
+)
+def test_a_key_is_the_tuple_of_its_getters_whatever_builds_it(
+    paths: list[str], attrs: dict, host: str
+) -> None:
+    ev = E(0, "linkDown", host=host, resource="Gi0/1", **attrs)
+    assert key_fn(paths, None)(ev) == tuple(compile_field(p)(ev) for p in paths)
 
 
 def test_group_by_keys_are_tuples_of_the_fields_whatever_getter_builds_them() -> None:
