@@ -7,7 +7,8 @@ runs in-process (`recording.read_events`) and sends the events over a pipe; rebu
 from its row costs this process about a fifth of reading its line. The events, their order, the
 counts and the error messages are the same either way (tests compare them).
 
-The child is `python -m correlator.recording_process FILE [--progress]`. A frame is a 4-byte
+The child is `python -P -m correlator.recording_process FILE FD [--progress]`, writing its frames
+to the pipe FD (its stdout is the replay's stderr). A frame is a 4-byte
 little-endian length, then a marshal'd `(lines, invalid, new errors, rows)`: what reading counted
 so far, and up to `recording.BATCH` events as tuples of their fields in slot order (the severity
 by name); `rows` is None in the last frame, or the arguments of the OSError that ended reading
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import marshal
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the child imports it only once the metrics are deferred (th
 # CPU hides behind this process's own start-up, but which a small file would not pay back.
 PARALLEL_MIN_BYTES = 1 << 20
 _PIPE_BYTES = 1 << 20  # lets the child run ahead by about 8 batches (Linux's default cap for a pipe)
+_MAX_FRAME = 1 << 30  # far above any batch: a length beyond it is not one the child wrote
 _new_event = object.__new__
 
 
@@ -55,29 +56,52 @@ class Reader:
     def __init__(self, path: Path, progress: bool) -> None:
         """Raises OSError when no process can be started (the caller then reads in-process)."""
         self.path = path
-        cmd = [sys.executable, "-m", "correlator.recording_process", os.fspath(path)]
-        if progress:
-            cmd.append("--progress")
-        # The child imports this very code, wherever it was imported from here.
+        # Frames come on a pipe of their own: whatever else the child's start-up prints (a
+        # sitecustomize, a library) goes to its stdout, which is this process's stderr, and can
+        # neither corrupt a frame nor the report this process writes to its stdout.
+        r, w = os.pipe()
+        # The parent's interpreter flags (-I, -E, -X ...), and -P: never the current directory
+        # first on the path, where a stray hashlib.py or correlator/ would be imported instead.
+        cmd = [sys.executable, *_interpreter_flags(), "-P", "-m", "correlator.recording_process"]
+        cmd += [os.fspath(path), str(w), *(["--progress"] if progress else [])]
+        env = dict(os.environ)
+        # The child imports this very code: its directory goes on the path unless the
+        # interpreter finds it there anyway (an installed package).
         home = str(Path(correlator.__file__).resolve().parents[1])
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [home, os.environ.get("PYTHONPATH")])),
-        }
-        # stderr is shared: the progress bar, and a crash's traceback, go where this process's go.
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+        if home not in _site_dirs():
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [home, env.get("PYTHONPATH")]))
+        try:
+            # A process group of its own: Ctrl-C at the terminal stops the replay, which kills
+            # this child on every way out; the child never prints a KeyboardInterrupt of its own.
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=sys.stderr.fileno() if _has_fd(sys.stderr) else subprocess.DEVNULL,
+                env=env,
+                pass_fds=(w,),
+                process_group=0,
+            )
+        except BaseException:
+            os.close(r)
+            raise
+        finally:
+            os.close(w)
+        self._frames = os.fdopen(r, "rb")
 
     def batches(self, counts: ReadCounts) -> Iterator[list[Event]]:
         """The events in batches, as `read_events` yields them, with `counts` kept as it keeps them."""
-        f = self._proc.stdout
-        assert f is not None
+        f = self._frames
         try:
             while True:
                 head = f.read(4)
-                body = f.read(int.from_bytes(head, "little")) if len(head) == 4 else b""
-                if len(head) < 4 or len(body) < int.from_bytes(head, "little"):
+                size = int.from_bytes(head, "little")
+                body = f.read(size) if len(head) == 4 and size <= _MAX_FRAME else b""
+                if len(head) < 4 or size > _MAX_FRAME or len(body) < size:
                     self._ended_early()
-                lines, invalid, errors, rows = marshal.loads(body)  # noqa: S302 (the child's own frames)
+                try:
+                    lines, invalid, errors, rows = marshal.loads(body)  # noqa: S302 (the child's own frames)
+                except (ValueError, EOFError, TypeError):
+                    self._ended_early("a frame it sent could not be read")
                 counts.lines = lines
                 counts.invalid = invalid
                 counts.errors += errors
@@ -96,14 +120,35 @@ class Reader:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+        self._frames.close()
 
-    def _ended_early(self) -> NoReturn:
+    def _ended_early(self, why: str = "") -> NoReturn:
+        if why:
+            self._proc.kill()
         rc = self._proc.wait()
         raise CorrelatorError(
-            f"replay: reading {self.path} failed: the reading process ended with status {rc}"
+            f"replay: reading {self.path} failed: " + (why or f"the reading process ended with status {rc}")
         )
+
+
+def _interpreter_flags() -> list[str]:
+    # The flags multiprocessing and test.support start their children with.
+    flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    return flags
+
+
+def _site_dirs() -> set[str]:
+    import site
+
+    return {str(Path(d).resolve()) for d in [*site.getsitepackages(), site.getusersitepackages()]}
+
+
+def _has_fd(stream: IO[str]) -> bool:
+    try:
+        stream.fileno()
+    except (OSError, ValueError, AttributeError):  # captured or replaced (tests, embedding)
+        return False
+    return True
 
 
 def event_row(ev: Event) -> tuple[Any, ...]:
@@ -160,15 +205,12 @@ def _send(
 
 
 def main(argv: list[str]) -> int:
-    """The child: read the recording `argv[0]`, write frames to stdout."""
+    """The child: read the recording `argv[0]`, write frames to the file descriptor `argv[1]`."""
     from correlator.recording import ReadCounts, read_events
 
-    # Ctrl-C reaches the whole process group: the replay stops and stops this child, which would
-    # otherwise print a traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     path = Path(argv[0])
-    progress = sys.stderr if "--progress" in argv[1:] else None
-    out = sys.stdout.buffer
+    progress = sys.stderr if "--progress" in argv[2:] else None
+    out = os.fdopen(int(argv[1]), "wb")
     try:
         import fcntl
 
@@ -184,7 +226,7 @@ def main(argv: list[str]) -> int:
         _send(out, counts, told, None)
         out.flush()
     except BrokenPipeError:  # the replay stopped before the end: nobody to tell
-        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        pass
     except OSError as e:  # the file (unreadable, gone): raised again in the replay, as in-process
         _send(out, counts, told, (e.errno, e.strerror, e.filename))
         out.flush()
