@@ -7,8 +7,8 @@ runs in-process (`recording.read_events`) and sends the events over a pipe; rebu
 from its row costs this process about a fifth of reading its line. The events, their order, the
 counts and the error messages are the same either way (tests compare them).
 
-The child is `python -P -m correlator.recording_process FILE FD [--progress]`, writing its frames
-to the pipe FD (its stdout is the replay's stderr). A frame is a 4-byte
+The child is `python -P -c <_CHILD> HOME FILE FD [--progress]`, writing its frames to the pipe FD
+(its stdout is the replay's stderr). A frame is a 4-byte
 little-endian length, then a marshal'd `(lines, invalid, new errors, rows)`: what reading counted
 so far, and up to `recording.BATCH` events as tuples of their fields in slot order (the severity
 by name); `rows` is None in the last frame, or the arguments of the OSError that ended reading
@@ -19,8 +19,11 @@ wrote, never the file's bytes.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import marshal
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -58,29 +61,31 @@ class Reader:
         self.path = path
         # Frames come on a pipe of their own: whatever else the child's start-up prints (a
         # sitecustomize, a library) goes to its stdout, which is this process's stderr, and can
-        # neither corrupt a frame nor the report this process writes to its stdout.
-        r, w = os.pipe()
-        # The parent's interpreter flags (-I, -E, -X ...), and -P: never the current directory
-        # first on the path, where a stray hashlib.py or correlator/ would be imported instead.
-        cmd = [sys.executable, *_interpreter_flags(), "-P", "-m", "correlator.recording_process"]
-        cmd += [os.fspath(path), str(w), *(["--progress"] if progress else [])]
-        env = dict(os.environ)
-        # The child imports this very code: its directory goes on the path unless the
-        # interpreter finds it there anyway (an installed package).
-        home = str(Path(correlator.__file__).resolve().parents[1])
-        if home not in _site_dirs():
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [home, env.get("PYTHONPATH")]))
+        # neither corrupt a frame nor the report this process writes to its stdout. The write
+        # end above 2: a replay started with its standard descriptors closed gets the lowest free
+        # ones from os.pipe, which the child's stdin, stdout and stderr would take over.
+        r, low = os.pipe()
         try:
-            # A process group of its own: Ctrl-C at the terminal stops the replay, which kills
-            # this child on every way out; the child never prints a KeyboardInterrupt of its own.
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=sys.stderr.fileno() if _has_fd(sys.stderr) else subprocess.DEVNULL,
-                env=env,
-                pass_fds=(w,),
-                process_group=0,
-            )
+            w = fcntl.fcntl(low, fcntl.F_DUPFD_CLOEXEC, 3)
+        finally:
+            os.close(low)
+        # The parent's interpreter flags (-X, -W, -O ...), and -P: never the current directory
+        # first on the path, where a stray hashlib.py or correlator/ would be imported instead.
+        # The package's own directory comes first on the child's path instead (unless it is a
+        # site directory): the child runs this very code, under -E and -I too.
+        home = str(Path(correlator.__file__).resolve().parents[1])
+        cmd = [sys.executable, *_interpreter_flags(), "-P", "-c", _CHILD]
+        cmd += ["" if home in _site_dirs() else home, os.fspath(path), str(w)]
+        if progress:
+            cmd.append("--progress")
+        try:
+            with _sigint_ignored():  # the child starts with Ctrl-C ignored, and Python keeps it so
+                self._proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=sys.stderr.fileno() if _has_fd(sys.stderr) else subprocess.DEVNULL,
+                    pass_fds=(w,),
+                )
         except BaseException:
             os.close(r)
             raise
@@ -96,7 +101,9 @@ class Reader:
                 head = f.read(4)
                 size = int.from_bytes(head, "little")
                 body = f.read(size) if len(head) == 4 and size <= _MAX_FRAME else b""
-                if len(head) < 4 or size > _MAX_FRAME or len(body) < size:
+                if size > _MAX_FRAME:
+                    self._ended_early("a frame it sent was longer than any it writes")
+                if len(head) < 4 or len(body) < size:
                     self._ended_early()
                 try:
                     lines, invalid, errors, rows = marshal.loads(body)  # noqa: S302 (the child's own frames)
@@ -129,6 +136,30 @@ class Reader:
         raise CorrelatorError(
             f"replay: reading {self.path} failed: " + (why or f"the reading process ended with status {rc}")
         )
+
+
+# The child's program: its first argument is a directory to put first on the path (or nothing).
+_CHILD = (
+    "import sys; home = sys.argv.pop(1); home and sys.path.insert(0, home); "
+    "from correlator.recording_process import child; child(sys.argv[1:])"
+)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C reaches the replay's whole process group: the replay stops, and kills its child on
+    every way out. A child that starts with SIGINT ignored keeps it ignored (Python installs its
+    own handler only where the default was), so it never prints a KeyboardInterrupt of its own,
+    not even while it starts. A Ctrl-C in the few milliseconds of the start is ignored here too."""
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: the child ignores it once it runs
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _interpreter_flags() -> list[str]:
@@ -206,17 +237,14 @@ def _send(
 
 def main(argv: list[str]) -> int:
     """The child: read the recording `argv[0]`, write frames to the file descriptor `argv[1]`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited so already, unless started elsewhere
     from correlator.recording import ReadCounts, read_events
 
     path = Path(argv[0])
     progress = sys.stderr if "--progress" in argv[2:] else None
     out = os.fdopen(int(argv[1]), "wb")
-    try:
-        import fcntl
-
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or above the cap: as it is
         fcntl.fcntl(out.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-    except (ImportError, AttributeError, OSError):  # not Linux, not a pipe, or above the cap: as is
-        pass
     counts = ReadCounts()
     told = 0
     try:
@@ -233,11 +261,12 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def child(argv: list[str]) -> NoReturn:
+    """The child process's program (`_CHILD`)."""
     from correlator.cli import defer_prometheus_exposition
 
     defer_prometheus_exposition()  # before anything imports the metrics: the child serves none
-    main(sys.argv[1:])
+    main(argv)
     # At once: the replay waits for this exit after the last frame, and the interpreter's
     # clean-up (every object freed one by one) would only delay it.
     os._exit(0)

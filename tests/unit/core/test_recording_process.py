@@ -8,6 +8,9 @@ import asyncio
 import marshal
 import os
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -244,15 +247,50 @@ def test_replay_takes_a_reader_in_place_of_reading(tmp_path):
     )
 
 
-def test_ctrl_c_is_the_replays_to_handle_not_the_childs(tmp_path):
+def test_ctrl_c_is_the_replays_to_handle_not_the_childs(tmp_path, capfd):
     path = tmp_path / "rec.ndjson"
-    _recording(path, BATCH)
+    _recording(path, 12 * BATCH)  # more than the pipe holds: the child is still reading
     reader = Reader(path, progress=False)
-    try:
-        # A group of its own: the terminal's SIGINT to the replay's group never reaches it.
-        assert os.getpgid(reader._proc.pid) == reader._proc.pid != os.getpgrp()
-    finally:
-        reader.close()
+    # As the terminal sends it to the whole group, at once: while the child is still starting.
+    os.kill(reader._proc.pid, signal.SIGINT)
+    counts = ReadCounts()
+    got = sum(len(b) for b in reader.batches(counts))
+    assert got == counts.events_in == _in_process(path)[1].events_in
+    assert "KeyboardInterrupt" not in capfd.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the replay's own again
+
+
+_RUN = """
+import os, sys
+from pathlib import Path
+{closes}
+from correlator.recording import ReadCounts
+from correlator.recording_process import Reader
+counts = ReadCounts()
+n = sum(len(b) for b in Reader(Path(sys.argv[1]), progress=False).batches(counts))
+os.write(2, b"read %d of %d" % (n, counts.events_in))
+"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "closes"),
+    [
+        (["-I"], ""),  # isolated: no PYTHONPATH, no user site, no cwd: the child still finds its code
+        (["-E"], "os.close(0); os.close(1)"),  # the pipe's ends would be the lowest free descriptors
+    ],
+)
+def test_the_child_starts_whatever_the_replays_flags_and_descriptors(tmp_path, flags, closes):
+    path = tmp_path / "rec.ndjson"
+    _recording(path, 2 * BATCH)
+    expected = _in_process(path)[1].events_in
+    done = subprocess.run(
+        [sys.executable, *flags, "-c", _RUN.format(closes=closes), str(path)],
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr.decode().endswith(f"read {expected} of {expected}")
 
 
 def test_nothing_in_the_current_directory_or_on_the_childs_stdout_gets_in_the_way(tmp_path, monkeypatch):
