@@ -8,19 +8,18 @@ from its row costs this process about a fifth of reading its line. The events, t
 counts and the error messages are the same either way (tests compare them).
 
 The child is `python -P -c <_CHILD> HOME FILE FD [--progress]`, writing its frames to the pipe FD
-(its stdout is the replay's stderr). A frame is a 4-byte
-little-endian length, then a marshal'd `(lines, invalid, new errors, rows)`: what reading counted
-so far, and up to `recording.BATCH` events as tuples of their fields in slot order (the severity
-by name); `rows` is None in the last frame, or the arguments of the OSError that ended reading
-(raised again here, so an unreadable file is reported as when this process reads it). marshal is fast and exact for these values (text,
-numbers, and the JSON values of attributes, key order kept), and is only ever given what the child
-wrote, never the file's bytes.
+(its stdout is the replay's stderr). A frame is a 4-byte little-endian length, then a marshal'd
+`(lines, invalid, new errors, rows)`: what reading counted so far, and up to `recording.BATCH`
+events as tuples of their fields in slot order (the severity by name); `rows` is None in the last
+frame, or the arguments of the OSError that ended reading (raised again here, so an unreadable
+file is reported as when this process reads it). marshal is fast and exact for these values
+(text, numbers, and the JSON values of attributes, key order kept), and is only ever given what
+the child wrote, never the file's bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import marshal
 import os
 import signal
@@ -64,6 +63,8 @@ class Reader:
         # neither corrupt a frame nor the report this process writes to its stdout. The write
         # end above 2: a replay started with its standard descriptors closed gets the lowest free
         # ones from os.pipe, which the child's stdin, stdout and stderr would take over.
+        import fcntl  # here: Linux and the like only, as `worthwhile` is
+
         r, low = os.pipe()
         try:
             w = fcntl.fcntl(low, fcntl.F_DUPFD_CLOEXEC, 3)
@@ -243,6 +244,8 @@ def main(argv: list[str]) -> int:
     path = Path(argv[0])
     progress = sys.stderr if "--progress" in argv[2:] else None
     out = os.fdopen(int(argv[1]), "wb")
+    import fcntl
+
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or above the cap: as it is
         fcntl.fcntl(out.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
     counts = ReadCounts()
