@@ -59,7 +59,9 @@ class YamlMap(_Placed, dict[str, Any]):
     _value_marks: dict[str, Any] | None = None
     _key_positions: dict[str, Position] | None = None
     _value_positions: dict[str, Position] | None = None
-    _bare = False  # made by `loads_bare`: knows where it starts, not where its keys are
+    # False when `loads_bare` made it: it knows where it starts, not where its keys and values are.
+    # A plain attribute, not a property: rule loading asks it for every key of every rule.
+    placed = True
 
     @property
     def key_positions(self) -> dict[str, Position]:
@@ -81,13 +83,8 @@ class YamlMap(_Placed, dict[str, Any]):
     def value_positions(self, value: dict[str, Position]) -> None:
         self._value_positions = value
 
-    @property
-    def placed(self) -> bool:
-        """Whether the map knows where its keys and values are (not so when `loads_bare` made it)."""
-        return not self._bare
-
     def where(self, key: str | None = None) -> Position:
-        if key is not None and not self._bare:
+        if key is not None and self.placed:
             if self._key_positions is None and self._key_marks is not None:
                 mark = self._key_marks.get(key)
                 if mark is not None:
@@ -97,7 +94,7 @@ class YamlMap(_Placed, dict[str, Any]):
         return self.position
 
     def where_value(self, key: str) -> Position:
-        if self._bare:
+        if not self.placed:
             return self.position
         if self._value_positions is None and self._value_marks is not None:
             mark = self._value_marks.get(key)
@@ -225,6 +222,16 @@ class NotBare(Exception):
     """`loads_bare` cannot read this text exactly: read it with `loads`, which says where it is wrong."""
 
 
+def key_where(node: Any, key: str, default: Position | None) -> Position | None:
+    """Where key `key` of `node` is, if `node` is a map that knows (see `loads_bare`), else `default`."""
+    return node.where(key) if isinstance(node, YamlMap) and node.placed else default
+
+
+def value_where(node: Any, key: str, default: Position | None) -> Position | None:
+    """Where the value of `key` in `node` is, if `node` is a map that knows, else `default`."""
+    return node.where_value(key) if isinstance(node, YamlMap) and node.placed else default
+
+
 def loads_bare(text: str, file: str = "<string>") -> Any:
     """The values `loads` gives, without positions, the fastest way: mappings and lists are plain
     dicts and lists, except that each mapping in a list under a top-level key (each rule in a rule
@@ -323,7 +330,7 @@ def _event_load(text: str, file: str, marks: bool) -> Any:
                     new = YamlMap()  # an item of a list under a top-level key: it knows where it starts
                     new._file = file
                     new._mark = ev.start_mark
-                    new._bare = True
+                    new.placed = False
                 else:
                     new = {}
                 if cur is None:

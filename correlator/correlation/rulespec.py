@@ -18,8 +18,8 @@ from correlator.event import Event, Severity
 from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.fields import PLAIN_TEXT_FIELDS, compile_field
 from correlator.rules.matchers import equality_values, glob_pin, is_plain_pin
-from correlator.rules.model import Int, Key, ListOf, Obj, Spec, Str, Template, _kpos, _vpos
-from correlator.yamlfile import Position, YamlList
+from correlator.rules.model import Int, Key, ListOf, Obj, Spec, Str, Template
+from correlator.yamlfile import Position, YamlList, key_where, value_where
 
 SEVERITIES = tuple(s.value for s in Severity)
 
@@ -63,7 +63,7 @@ class Annotations(Spec):
         if not isinstance(value, dict) or not value:
             raise RuleError(where, "annotate: expected a mapping of attribute names to templates")
         tmpl = Template()
-        return {k: tmpl.parse(v, _vpos(value, k, where)) for k, v in value.items()}
+        return {k: tmpl.parse(v, value_where(value, k, where)) for k, v in value.items()}
 
     def schema(self) -> dict[str, Any]:
         return {
@@ -131,7 +131,7 @@ def _action(item: Any, where: Position | None) -> Action:
     if not isinstance(item, dict) or len(item) != 1:
         raise RuleError(where, f"each response is a mapping with one key: {', '.join(ACTION_NAMES)}")
     ((name, arg),) = item.items()
-    kpos, vpos = _kpos(item, name, where), _vpos(item, name, where)
+    kpos, vpos = key_where(item, name, where), value_where(item, name, where)
     if name == "suppress":
         if arg is not True:
             raise RuleError(vpos, "suppress: expected true")
@@ -148,7 +148,7 @@ def _action(item: Any, where: Position | None) -> Action:
     if name == "incident":
         for level in ("impact", "urgency"):
             if v[level] not in (None, 1, 2, 3):
-                raise RuleError(_vpos(arg, level, vpos), f"{level}: expected 1 (high), 2 or 3 (low)")
+                raise RuleError(value_where(arg, level, vpos), f"{level}: expected 1 (high), 2 or 3 (low)")
         return actions.incident(
             v["action"],
             v["title"],

@@ -16,12 +16,12 @@ from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.fields import compile_field
 from correlator.rules.operators import OPS, kind_of, op_equals, op_in, scalar_text
 from correlator.rules.templates import compile_template
-from correlator.yamlfile import Position, YamlList, YamlMap
+from correlator.yamlfile import Position, YamlList, YamlMap, key_where, value_where
 
 Matcher = Callable[[Event], bool]
 # A tuple, not `dict | Mapping`: that expression makes a new union object wherever it is evaluated,
 # and a dict is found by the first member without the ABC's check.
-_MAPPINGS = (dict, Mapping)
+MAPPINGS = (dict, Mapping)
 
 OPERATORS = (
     "equals",
@@ -50,13 +50,13 @@ def compile_matcher(spec: Any, where: Position | None = None) -> Matcher:
     """
     if spec is None:
         return _always
-    if not isinstance(spec, _MAPPINGS):
+    if not isinstance(spec, MAPPINGS):
         raise RuleError(
             _pos(spec, where), f"'match' must be a mapping of field: condition, got {kind_of(spec)}"
         )
     parts: list[Matcher] = []
     errors: list[RuleError] = []
-    placed = spec if isinstance(spec, YamlMap) and not spec._bare else None  # else errors are at `where`
+    placed = spec if isinstance(spec, YamlMap) and spec.placed else None  # else errors are at `where`
     for key, value in spec.items():
         kwhere = placed.where(key) if placed is not None else where
         vwhere = placed.where_value(key) if placed is not None else where
@@ -79,14 +79,14 @@ def equality_values(spec: Any, path: str) -> frozenset[str] | None:
 
     The rule index uses this (type, source, host) so an event only meets rules that can match it.
     """
-    if not isinstance(spec, _MAPPINGS) or path not in spec:
+    if not isinstance(spec, MAPPINGS) or path not in spec:
         return None
     value = spec[path]
     if isinstance(value, str):
         return frozenset((value,))
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return frozenset(value)
-    if isinstance(value, _MAPPINGS):
+    if isinstance(value, MAPPINGS):
         if isinstance(value.get("equals"), str):
             return frozenset((value["equals"],))
         vals = value.get("in")
@@ -100,7 +100,7 @@ def is_plain_pin(cond: Any) -> bool:
     `{equals: x}`, `{in: [x, y]}`): a value among `equality_values` is all it takes to hold."""
     if isinstance(cond, str):  # the commonest, and for a text the ABC's check below is slow
         return True
-    if isinstance(cond, _MAPPINGS):
+    if isinstance(cond, MAPPINGS):
         if len(cond) != 1:
             return False
         cond = cond.get("equals", cond.get("in"))
@@ -193,7 +193,7 @@ def _attribute_equalities(items: list[Any]) -> tuple[_Equality, ...] | None:
     text (`- attributes.labels.alertname: Watchdog`); None for any other `any`."""
     out = []
     for item in items:
-        if not isinstance(item, _MAPPINGS) or len(item) != 1:
+        if not isinstance(item, MAPPINGS) or len(item) != 1:
             return None
         ((path, cond),) = item.items()
         if not isinstance(path, str) or not isinstance(cond, str):
@@ -244,14 +244,14 @@ def _field_condition(path: str, value: Any, kwhere: Position | None, vwhere: Pos
     if isinstance(value, list):
         return op_in(path, get, value, vwhere)
     # A text first: the commonest condition, and for it the Mapping test is the ABC's slow check.
-    if isinstance(value, str) or not isinstance(value, _MAPPINGS):
+    if isinstance(value, str) or not isinstance(value, MAPPINGS):
         return op_equals(path, get, value, vwhere)
     if not value:
         raise RuleError(vwhere, f"{path}: empty condition; operators: {', '.join(OPERATORS)}")
     parts: list[Matcher] = []
     for op, arg in value.items():
-        owhere = _key_pos(value, op, vwhere)
-        awhere = _val_pos(value, op, vwhere)
+        owhere = key_where(value, op, vwhere)
+        awhere = value_where(value, op, vwhere)
         if op not in OPS:
             raise RuleError(
                 owhere, f"unknown operator {op!r}{suggest(op, OPERATORS)}; operators: {', '.join(OPERATORS)}"
@@ -262,14 +262,6 @@ def _field_condition(path: str, value: Any, kwhere: Position | None, vwhere: Pos
 
 def _pos(node: Any, default: Position | None) -> Position | None:
     return getattr(node, "position", None) or default
-
-
-def _key_pos(spec: Any, key: str, default: Position | None) -> Position | None:
-    return spec.where(key) if isinstance(spec, YamlMap) and not spec._bare else default
-
-
-def _val_pos(spec: Any, key: str, default: Position | None) -> Position | None:
-    return spec.where_value(key) if isinstance(spec, YamlMap) and not spec._bare else default
 
 
 __all__ = [

@@ -6,18 +6,16 @@ never disagree. Parsing collects every error in a rule (unknown keys with did-yo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from correlator.config import parse_duration
 from correlator.rules.errors import RuleError, RuleErrors, suggest
 from correlator.rules.fields import compile_field, split_path
-from correlator.rules.matchers import OPERATORS, compile_matcher
+from correlator.rules.matchers import MAPPINGS, OPERATORS, compile_matcher
 from correlator.rules.templates import compile_template, compile_value
-from correlator.yamlfile import Position, YamlList, YamlMap
-
-_MAPPINGS = (dict, Mapping)  # not `dict | Mapping`, which makes a union object each time it is read
+from correlator.yamlfile import Position, YamlList, YamlMap, key_where, value_where
 
 
 class Spec:
@@ -205,14 +203,14 @@ class MapOf(Spec):
     doc: str = ""
 
     def parse(self, value: Any, where: Position | None) -> Any:
-        if not isinstance(value, _MAPPINGS) or not value:
+        if not isinstance(value, MAPPINGS) or not value:
             raise RuleError(where, f"expected a non-empty mapping, got {_show(value)}")
         out, errors = {}, []
         for k, v in value.items():
             try:
                 if self.key is not None:
-                    self.key(k, _kpos(value, k, where))
-                out[k] = self.value.parse(v, _vpos(value, k, where))
+                    self.key(k, key_where(value, k, where))
+                out[k] = self.value.parse(v, value_where(value, k, where))
             except RuleErrors as e:
                 errors.extend(e.errors)
             except RuleError as e:
@@ -264,18 +262,18 @@ class Obj(Spec):
         object.__setattr__(self, "_required", tuple(k for k, key in keys if key.required))
 
     def parse(self, value: Any, where: Position | None) -> Any:
-        if not isinstance(value, _MAPPINGS):
+        if not isinstance(value, MAPPINGS):
             raise RuleError(where, f"expected a mapping with keys {', '.join(self.keys)}, got {_show(value)}")
         out: dict[str, Any] = {}
         errors: list[RuleError] = []
         parsers: dict[str, Callable[[Any, Position | None], Any]] = self._parsers  # type: ignore[attr-defined]
-        at = value.where_value if isinstance(value, YamlMap) and not value._bare else None
+        at = value.where_value if isinstance(value, YamlMap) and value.placed else None
         for k, v in value.items():
             parse = parsers.get(k)
             if parse is None:
                 errors.append(
                     RuleError(
-                        _kpos(value, k, where),
+                        key_where(value, k, where),
                         f"unknown key {k!r}{suggest(k, self.keys)}; known: {', '.join(self.keys)}",
                     )
                 )
@@ -350,15 +348,6 @@ def _raise(errors: list[RuleError]) -> None:
         raise errors[0] if len(errors) == 1 else RuleErrors(errors)
 
 
-def _kpos(m: Any, k: str, default: Position | None) -> Position | None:
-    """Where key `k` of `m` is, if `m` knows (see yamlfile.loads_bare), else `default`."""
-    return m.where(k) if isinstance(m, YamlMap) and not m._bare else default
-
-
-def _vpos(m: Any, k: str, default: Position | None) -> Position | None:
-    return m.where_value(k) if isinstance(m, YamlMap) and not m._bare else default
-
-
 def _types(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
@@ -378,7 +367,7 @@ def _shape(kind: type | tuple[type, ...]) -> str:
 def _show(v: Any) -> str:
     if v is None:
         return "nothing"
-    if isinstance(v, _MAPPINGS):
+    if isinstance(v, MAPPINGS):
         return "a mapping"
     if isinstance(v, list):
         return "a list"

@@ -118,7 +118,7 @@ def _thaw(entry: Any, file: str) -> Any:
             if start is not None:
                 m = YamlMap(items[i])
                 m._file = file
-                m._bare = True
+                m.placed = False
                 m.position = Position(file, start[0], start[1])
                 items[i] = m
     return data
