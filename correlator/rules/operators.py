@@ -39,7 +39,7 @@ def op_equals(path: str, get: Getter, arg: Any, where: Position | None) -> Match
                 v = ev.attributes.get(name)
                 if isinstance(v, str):
                     return v == text
-                return v is not None and _scalar_text(v) == text
+                return v is not None and scalar_text(v) == text
 
             return eq_attribute
 
@@ -47,8 +47,8 @@ def op_equals(path: str, get: Getter, arg: Any, where: Position | None) -> Match
             v = get(ev)
             if isinstance(v, str):
                 return v == text
-            # a missing attribute (the common miss) without the call: _scalar_text(None) is None
-            return v is not None and _scalar_text(v) == text
+            # a missing attribute (the common miss) without the call: scalar_text(None) is None
+            return v is not None and scalar_text(v) == text
 
         return eq
     raise RuleError(where, f"{path}: 'equals' takes a string, number or boolean, got {kind_of(arg)}")
@@ -71,7 +71,7 @@ def op_in(path: str, get: Getter, arg: Any, where: Position | None) -> Matcher:
             texts.add(item)
         else:
             numbers.add(float(item))
-            texts.add(_scalar_text(item) or "")
+            texts.add(scalar_text(item) or "")
     frozen = frozenset(texts)
     if not numbers:
 
@@ -79,7 +79,7 @@ def op_in(path: str, get: Getter, arg: Any, where: Position | None) -> Matcher:
             v = get(ev)
             if isinstance(v, str):
                 return v in frozen
-            return v is not None and _scalar_text(v) in frozen  # None: a missing attribute
+            return v is not None and scalar_text(v) in frozen  # None: a missing attribute
 
         return in_texts
     nums = frozenset(numbers)
@@ -105,7 +105,7 @@ def op_regex(path: str, get: Getter, arg: Any, where: Position | None) -> Matche
         v = get(ev)
         if isinstance(v, str):
             return search(v) is not None
-        text = _scalar_text(v)
+        text = scalar_text(v)
         return text is not None and search(text) is not None
 
     return regex
@@ -122,7 +122,7 @@ def op_glob(path: str, get: Getter, arg: Any, where: Position | None) -> Matcher
             v = get(ev)
             if isinstance(v, str):
                 return v.startswith(prefix)
-            text = _scalar_text(v)
+            text = scalar_text(v)
             return text is not None and text.startswith(prefix)
 
         return glob_prefix
@@ -130,7 +130,7 @@ def op_glob(path: str, get: Getter, arg: Any, where: Position | None) -> Matcher
 
     def glob(ev: Event) -> bool:
         v = get(ev)
-        text = v if isinstance(v, str) else _scalar_text(v)
+        text = v if isinstance(v, str) else scalar_text(v)
         return text is not None and match(text) is not None
 
     return glob
@@ -247,7 +247,8 @@ def _number(v: Any) -> float | None:
     return None
 
 
-def _scalar_text(v: Any) -> str | None:
+def scalar_text(v: Any) -> str | None:
+    """What an equality compares a number or boolean by: its text (None for anything else)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -269,7 +270,3 @@ def kind_of(v: Any) -> str:
     if isinstance(v, list):
         return "a list"
     return f"{type(v).__name__} {v!r}"
-
-
-# What an equality compares a number or boolean by (its text), for matchers compiled elsewhere.
-scalar_text = _scalar_text

@@ -27,7 +27,7 @@ class RuleCounters:
     # Written out: the generated one calls a default factory, and a big set makes one per rule.
     def __init__(self, matches: int = 0, dropped: dict[str, int] | None = None, errors: int = 0) -> None:
         self.matches = matches
-        self.dropped = {"drop": 0, "rate_limit": 0, "duplicate": 0} if dropped is None else dropped
+        self.dropped = dict.fromkeys(DROP_REASONS, 0) if dropped is None else dropped
         self.errors = errors
 
 

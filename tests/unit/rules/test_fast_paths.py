@@ -16,7 +16,7 @@ from correlator.inventory import Inventory
 from correlator.rules.fields import compile_field, compile_setter
 from correlator.rules.loader import compile_texts
 from correlator.rules.matchers import compile_matcher
-from correlator.rules.operators import _scalar_text
+from correlator.rules.operators import scalar_text
 from correlator.rules.registry import BuildContext
 from correlator.rules.templates import compile_template, compile_value
 
@@ -51,7 +51,7 @@ def test_presence_and_equality_agree_with_the_general_rules(value: Any) -> None:
         assert compile_matcher({path: {"exists": True}})(ev) is present
         assert compile_matcher({path: {"missing": True}})(ev) is not present
         for text in ("x", "1", "true"):
-            assert compile_matcher({path: text})(ev) is (_scalar_text(v) == text)
+            assert compile_matcher({path: text})(ev) is (scalar_text(v) == text)
 
 
 @settings(max_examples=100, deadline=None)
