@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from alertmanager import label_sets  # bench/alertmanager.py: the label sets it posts
+from alertmanager import label_sets, webhook_document  # bench/alertmanager.py: what it posts
 
 from collectors.webhook.alertmanager import AlertOptions, convert
 from correlator import gctune
@@ -94,15 +94,7 @@ def payloads(n: int, distinct: int, mixed: bool = False) -> Iterator[tuple[float
                     "fingerprint": f"{k & 0xFFFFFFFFFFFF:016x}",
                 }
             )
-        doc = {
-            "version": "4",
-            "status": "firing",
-            "receiver": "correlator",
-            "externalURL": "http://alertmanager:9093",
-            "groupKey": '{}:{alertname="bench"}',
-            "alerts": alerts,
-        }
-        yield t, orjson.dumps(doc)
+        yield t, orjson.dumps(webhook_document(alerts))
 
 
 def alert_events(n: int, distinct: int, mixed: bool = False) -> list[Event]:

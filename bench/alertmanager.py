@@ -95,18 +95,23 @@ def bodies(n: int, per_request: int, webhook: bool) -> list[bytes]:
                 a["fingerprint"] = f"{first + j:016x}"
             alerts.append(a)
         if webhook:
-            doc: object = {
-                "version": "4",
-                "status": "firing",
-                "receiver": "correlator",
-                "externalURL": "http://alertmanager:9093",
-                "groupKey": '{}:{alertname="bench"}',
-                "alerts": alerts,
-            }
+            doc: object = webhook_document(alerts)
         else:
             doc = alerts
         out.append(orjson.dumps(doc))
     return out
+
+
+def webhook_document(alerts: list[dict[str, object]]) -> dict[str, object]:
+    """The envelope Alertmanager sends a webhook receiver, around `alerts`."""
+    return {
+        "version": "4",
+        "status": "firing",
+        "receiver": "correlator",
+        "externalURL": "http://alertmanager:9093",
+        "groupKey": '{}:{alertname="bench"}',
+        "alerts": alerts,
+    }
 
 
 def run_wrk(
