@@ -310,3 +310,26 @@ def test_nothing_in_the_current_directory_or_on_the_childs_stdout_gets_in_the_wa
     expected, expected_counts = _in_process(path)
     assert [_fields(e) for b in got for e in b] == [_fields(e) for b in expected for e in b]
     assert counts == expected_counts
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"\x05\x00\x00\x00hello",  # a length, then bytes that do not unmarshal
+        b"\x05\x00\x00\x00\xe9\x05\x00\x00\x00",  # marshal of an int, not a frame's tuple
+        b"\xff\xff\xff\x7f",  # a length beyond any frame: never read, the child not waited on
+    ],
+)
+def test_a_frame_the_child_never_writes_ends_the_replay_and_the_child(tmp_path, monkeypatch, frame):
+    path = tmp_path / "rec.ndjson"
+    path.write_bytes(b"{}\n")
+    # A child that writes this, then stays (as one blocked on a full pipe would).
+    monkeypatch.setattr(
+        recording_process,
+        "_CHILD",
+        f"import os, sys, time; os.write(int(sys.argv[3]), {frame!r}); time.sleep(120)",
+    )
+    reader = Reader(path, progress=False)
+    with pytest.raises(CorrelatorError, match=r"reading .* failed"):
+        list(reader.batches(ReadCounts()))
+    assert reader._proc.returncode is not None  # killed and reaped, not waited on for two minutes
