@@ -17,6 +17,7 @@ def test_bench_runs_and_prints_its_figures() -> None:
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
     out = done.stdout
     assert out.count("events/s") >= 2 and "rules loaded in" in out and "MiB" in out
+    assert "without the parse cache" in out
     if shutil.which("sec"):
         assert out.count("same outputs") == 2, out
     else:
