@@ -7,6 +7,7 @@ Replay (correlator/replay.py) reads them, in this process or in a second one
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,17 +33,21 @@ class ReadCounts:
     errors: list[str] = field(default_factory=list)  # the first few, as file:line: message
 
 
-def read_events(path: Path, summary: ReadCounts, progress: IO[str] | None) -> Iterator[list[Event]]:
+def read_events(
+    path: Path, summary: ReadCounts, progress: IO[str] | None, opened: IO[bytes] | None = None
+) -> Iterator[list[Event]]:
     """Parse the file line by line into batches of up to BATCH events; ids missing from the file are
-    derived from the line, not random. Counts lines, events and invalid lines into `summary`."""
-    size = path.stat().st_size or 1
+    derived from the line, not random. Counts lines, events and invalid lines into `summary`.
+    `opened`: the file already open (it is closed at the end); `path` then only names it."""
+    f = path.open("rb") if opened is None else opened
+    size = os.fstat(f.fileno()).st_size or 1
     done = 0
     shown = -1
     lineno = 0
     limit = BATCH
     batch: list[Event] = []
     loads = orjson.loads
-    with path.open("rb") as f:
+    with f:
         for line in f:
             lineno += 1
             if progress is not None:

@@ -7,8 +7,13 @@ runs in-process (`recording.read_events`) and sends the events over a pipe; rebu
 from its row costs this process about a fifth of reading its line. The events, their order, the
 counts and the error messages are the same either way (tests compare them).
 
-The child is `python -P -c <_CHILD> HOME FILE FD [--progress]`, writing its frames to the pipe FD
-(its stdout is the replay's stderr). A frame is a 4-byte little-endian length, then a marshal'd
+The child is `python -P -c <_CHILD> PATH FILE FD SRC [--progress]`: it takes this process's import
+path (PATH, marshal'd, in hex), reads the recording from the descriptor SRC this process opened
+(FILE names it in messages: `/dev/stdin` or `/dev/fd/3` are read as this process would read them),
+and writes its frames to the pipe FD (its stdout is the replay's stderr). Its first frame is empty
+(a length of 0): it has started, and nothing was read before it; a child that ends before it (an
+interpreter that cannot import this package) leaves the reading to this process. After it, a frame
+is a 4-byte little-endian length, then a marshal'd
 `(lines, invalid, new errors, rows)`: what reading counted so far, and up to `recording.BATCH`
 events as tuples of their fields in slot order (the severity by name); `rows` is None in the last
 frame, or the arguments of the OSError that ended reading (raised again here, so an unreadable
@@ -23,6 +28,7 @@ import contextlib
 import marshal
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -45,7 +51,11 @@ _new_event = object.__new__
 
 
 def worthwhile(path: Path) -> bool:
-    """Whether to read `path` in a second process: big enough, and this process may use two CPUs."""
+    """Whether to read `path` in a second process: big enough, and this process may use two CPUs.
+    Never from a frozen application (PyInstaller and the like), whose `sys.executable` is the
+    application itself, not an interpreter to start the child with."""
+    if getattr(sys, "frozen", False):
+        return False
     try:
         return path.stat().st_size >= PARALLEL_MIN_BYTES and len(os.sched_getaffinity(0)) > 1
     except (OSError, AttributeError):  # no such file (reported later), or no affinity call here
@@ -56,28 +66,51 @@ class Reader:
     """The child reading one recording, started at once: it reads while the caller starts up."""
 
     def __init__(self, path: Path, progress: bool) -> None:
-        """Raises OSError when no process can be started (the caller then reads in-process)."""
+        """Raises OSError when no process can be started (the caller then reads in-process). A
+        recording this process cannot open, or that is not a regular file, is read in-process by
+        `batches`, which then raises what reading it here raises."""
         self.path = path
+        self._progress = progress
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._frames: IO[bytes] | None = None
+        # The child reads the file this process opened, not its name again: `/dev/stdin` or
+        # `/dev/fd/3` name this process's descriptors, which the child does not have.
+        import fcntl  # here: Linux and the like only, as `worthwhile` is
+
+        try:
+            src = _above_stdio(fcntl, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
+            return
+        try:
+            if stat.S_ISREG(os.fstat(src).st_mode):
+                self._start(fcntl, src)
+        finally:
+            os.close(src)
+
+    def _start(self, fcntl: Any, src: int) -> None:
         # Frames come on a pipe of their own: whatever else the child's start-up prints (a
         # sitecustomize, a library) goes to its stdout, which is this process's stderr, and can
         # neither corrupt a frame nor the report this process writes to its stdout. The write
         # end above 2: a replay started with its standard descriptors closed gets the lowest free
         # ones from os.pipe, which the child's stdin, stdout and stderr would take over.
-        import fcntl  # here: Linux and the like only, as `worthwhile` is
-
         r, low = os.pipe()
         try:
-            w = fcntl.fcntl(low, fcntl.F_DUPFD_CLOEXEC, 3)
-        finally:
-            os.close(low)
+            w = _above_stdio(fcntl, low)
+        except OSError:
+            os.close(r)
+            raise
         # The parent's interpreter flags (-X, -W, -O ...), and -P: never the current directory
-        # first on the path, where a stray hashlib.py or correlator/ would be imported instead.
-        # The package's own directory comes first on the child's path instead (unless it is a
-        # site directory): the child runs this very code, under -E and -I too.
+        # first on the path while the child starts, where a stray hashlib.py would be imported.
+        # Then this process's own import path, so the child imports what this process imported
+        # (a launcher or wrapper may have set the path at run time), with the package's own
+        # directory first (unless it is a site directory): the child runs this very code.
         home = str(Path(correlator.__file__).resolve().parents[1])
-        cmd = [sys.executable, *_interpreter_flags(), "-P", "-c", _CHILD]
-        cmd += ["" if home in _site_dirs() else home, os.fspath(path), str(w)]
-        if progress:
+        paths = [p for p in sys.path if isinstance(p, str)]
+        if home not in _site_dirs():
+            paths.insert(0, home)
+        cmd = [sys.executable, *_interpreter_flags(), "-P", "-c", _CHILD, marshal.dumps(paths).hex()]
+        cmd += [os.fspath(self.path), str(w), str(src)]
+        if self._progress:
             cmd.append("--progress")
         try:
             with _sigint_ignored():  # the child starts with Ctrl-C ignored, and Python keeps it so
@@ -85,7 +118,7 @@ class Reader:
                     cmd,
                     stdin=subprocess.DEVNULL,
                     stdout=sys.stderr.fileno() if _has_fd(sys.stderr) else subprocess.DEVNULL,
-                    pass_fds=(w,),
+                    pass_fds=(w, src),
                 )
         except BaseException:
             os.close(r)
@@ -98,6 +131,13 @@ class Reader:
         """The events in batches, as `read_events` yields them, with `counts` kept as it keeps them."""
         f = self._frames
         try:
+            if f is None or not self._started(f):
+                from correlator.recording import read_events
+
+                yield from read_events(self.path, counts, sys.stderr if self._progress else None)
+                return
+            proc = self._proc
+            assert proc is not None
             while True:
                 head = f.read(4)
                 size = int.from_bytes(head, "little")
@@ -114,7 +154,7 @@ class Reader:
                 counts.invalid = invalid
                 counts.errors += errors
                 if type(rows) is not list:  # the end: None, or the file's OSError as its arguments
-                    self._proc.wait()  # the child exits right after its last frame
+                    proc.wait()  # the child exits right after its last frame
                     if rows is not None:
                         raise OSError(*rows)
                     break
@@ -123,14 +163,35 @@ class Reader:
         finally:
             self.close()
 
-    def close(self) -> None:
-        """Stop the child (whether or not it finished) and reap it."""
+    def _started(self, f: IO[bytes]) -> bool:
+        """Whether the child got as far as its first (empty) frame; if not, it is reaped and
+        nothing was read: this process reads the recording instead."""
+        head = f.read(4)
+        if head == b"\0\0\0\0":
+            return True
+        if len(head) == 4:
+            self._ended_early("its first frame was not the one it starts with")
+        rc = self.close()
+        print(
+            f"correlator replay: the reading process ended as it started (status {rc}): "
+            "reading in this process",
+            file=sys.stderr,
+        )
+        return False
+
+    def close(self) -> int | None:
+        """Stop the child (whether or not it finished) and reap it; its exit status."""
+        if self._proc is None:
+            return None
         if self._proc.poll() is None:
             self._proc.kill()
-        self._proc.wait()
-        self._frames.close()
+        rc = self._proc.wait()
+        if self._frames is not None:
+            self._frames.close()
+        return rc
 
     def _ended_early(self, why: str = "") -> NoReturn:
+        assert self._proc is not None
         if why:
             self._proc.kill()
         rc = self._proc.wait()
@@ -139,11 +200,20 @@ class Reader:
         )
 
 
-# The child's program: its first argument is a directory to put first on the path (or nothing).
+# The child's program: its first argument is the import path to use, marshal'd, in hex.
 _CHILD = (
-    "import sys; home = sys.argv.pop(1); home and sys.path.insert(0, home); "
+    "import sys, marshal; sys.path[:] = marshal.loads(bytes.fromhex(sys.argv.pop(1))); "
     "from correlator.recording_process import child; child(sys.argv[1:])"
 )
+
+
+def _above_stdio(fcntl: Any, fd: int) -> int:
+    """`fd` moved to a descriptor above 2 (close-on-exec), which the child's stdin, stdout and
+    stderr cannot take over; the original is closed either way."""
+    try:
+        return int(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3))
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -237,13 +307,15 @@ def _send(
 
 
 def main(argv: list[str]) -> int:
-    """The child: read the recording `argv[0]`, write frames to the file descriptor `argv[1]`."""
+    """The child: read the recording `argv[0]` from the descriptor `argv[2]`, write frames to the
+    descriptor `argv[1]`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited so already, unless started elsewhere
     from correlator.recording import ReadCounts, read_events
 
     path = Path(argv[0])
-    progress = sys.stderr if "--progress" in argv[2:] else None
+    progress = sys.stderr if "--progress" in argv[3:] else None
     out = os.fdopen(int(argv[1]), "wb")
+    src = os.fdopen(int(argv[2]), "rb")
     import fcntl
 
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or above the cap: as it is
@@ -251,7 +323,8 @@ def main(argv: list[str]) -> int:
     counts = ReadCounts()
     told = 0
     try:
-        for batch in read_events(path, counts, progress):
+        out.write(b"\0\0\0\0")  # started: the replay reads on from here
+        for batch in read_events(path, counts, progress, src):
             _send(out, counts, told, [event_row(e) for e in batch])
             told = len(counts.errors)
         _send(out, counts, told, None)

@@ -167,11 +167,38 @@ def test_an_unreadable_recording_raises_what_reading_it_here_raises(tmp_path):
 
 def test_a_child_that_dies_is_reported_not_waited_for(tmp_path):
     path = tmp_path / "rec.ndjson"
-    _recording(path, 3 * BATCH)
+    _recording(path, 20 * BATCH)  # more than the pipe holds: the child is still writing
     reader = Reader(path, progress=False)
+    batches = reader.batches(ReadCounts())
+    assert len(next(batches)) == BATCH  # it has started, and sent events
     reader._proc.kill()  # as if it crashed
     with pytest.raises(CorrelatorError, match="reading process ended"):
+        list(batches)
+
+
+def test_a_child_that_ends_as_it_starts_leaves_the_reading_to_the_replay(tmp_path, monkeypatch, capfd):
+    """Before its first frame the child has read nothing (an interpreter that cannot import the
+    package, a process killed at once): the replay reads the recording itself, to the same result."""
+    path = tmp_path / "rec.ndjson"
+    _recording(path, 2 * BATCH + 7)
+    expected, expected_counts = _in_process(path)
+    monkeypatch.setattr(recording_process, "_CHILD", "import sys; sys.exit(3)")
+    counts = ReadCounts()
+    got = list(Reader(path, progress=False).batches(counts))
+    assert [_fields(e) for b in got for e in b] == [_fields(e) for b in expected for e in b]
+    assert counts == expected_counts
+    assert "reading process ended as it started (status 3): reading in this process" in capfd.readouterr().err
+
+
+def test_a_child_that_starts_with_something_else_is_reported(tmp_path, monkeypatch):
+    path = tmp_path / "rec.ndjson"
+    _recording(path, 10)
+    program = "import os, sys; os.write(int(sys.argv[3]), b'\\1\\0\\0\\0x'); sys.stdin.read()"
+    monkeypatch.setattr(recording_process, "_CHILD", program)
+    reader = Reader(path, progress=False)
+    with pytest.raises(CorrelatorError, match="not the one it starts with"):
         list(reader.batches(ReadCounts()))
+    assert reader._proc.returncode is not None
 
 
 def test_stopping_early_stops_the_child(tmp_path):
@@ -333,3 +360,63 @@ def test_a_frame_the_child_never_writes_ends_the_replay_and_the_child(tmp_path, 
     with pytest.raises(CorrelatorError, match=r"reading .* failed"):
         list(reader.batches(ReadCounts()))
     assert reader._proc.returncode is not None  # killed and reaped, not waited on for two minutes
+
+
+def _report(argv: list[str], **kw: Any) -> dict[str, Any]:
+    """`correlator replay ... --json` in a process of its own, its report less the timings."""
+    done = subprocess.run(argv, capture_output=True, check=False, **kw)
+    assert done.returncode in (0, 1), done.stderr.decode()
+    report = orjson.loads(done.stdout)
+    for key in ("elapsed_seconds", "events_per_second"):
+        report.pop(key)
+    report["errors"] = [e.split(":", 1)[1] for e in report["errors"]]  # less the name it was given
+    return report
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: the replay never starts the child")
+def test_a_recording_named_by_a_descriptor_is_read_as_the_replay_would_read_it(tmp_path):
+    """`/dev/stdin` and `/dev/fd/N` name the replay's own descriptors: the child gets the file the
+    replay opened, not the name (which would be its own, empty, stdin)."""
+    path = tmp_path / "rec.ndjson"
+    _recording(path, (recording_process.PARALLEL_MIN_BYTES // 60) + BATCH)
+    assert path.stat().st_size >= recording_process.PARALLEL_MIN_BYTES
+    (tmp_path / "rules").mkdir()
+    cmd = [sys.executable, "-m", "correlator", "replay"]
+    opts = ["--rules", str(tmp_path / "rules"), "--events-only", "--json"]
+    expected = _report([*cmd, str(path), *opts])
+    assert expected["events_in"] > BATCH
+    with path.open("rb") as f:
+        assert _report([*cmd, "/dev/stdin", *opts], stdin=f) == expected
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert _report([*cmd, f"/dev/fd/{fd}", *opts], pass_fds=(fd,)) == expected
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(
+    getattr(sys, "_base_executable", sys.executable) == sys.executable, reason="not run from a virtualenv"
+)
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: the replay never starts the child")
+def test_a_replay_whose_import_path_was_set_at_run_time_reads_in_its_child(tmp_path):
+    """A launcher that sets `sys.path` itself (zipapps, wrappers): here the interpreter below the
+    virtualenv, given the virtualenv's packages at run time. The child imports from the same path."""
+    path = tmp_path / "rec.ndjson"
+    _recording(path, (recording_process.PARALLEL_MIN_BYTES // 60) + BATCH)
+    (tmp_path / "rules").mkdir()
+    import site
+
+    paths = [*site.getsitepackages(), str(Path(recording_process.__file__).resolve().parents[1])]
+    argv = ["replay", str(path), "--rules", str(tmp_path / "rules"), "--events-only", "--json"]
+    program = (
+        f"import sys; sys.path[:0] = {paths!r}; from correlator.cli import main; sys.exit(main({argv!r}))"
+    )
+    base = sys._base_executable  # type: ignore[attr-defined]
+    done = subprocess.run([base, "-I", "-c", program], capture_output=True, check=False, cwd=tmp_path)
+    assert done.returncode in (0, 1), done.stderr.decode()
+    assert b"reading in this process" not in done.stderr  # the child read it
+    report = orjson.loads(done.stdout)
+    assert (report["lines"], report["events_in"]) == (
+        _in_process(path)[1].lines,
+        _in_process(path)[1].events_in,
+    )
