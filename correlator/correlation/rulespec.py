@@ -6,7 +6,6 @@ same spec both parses the operator's file (with file:line:col errors) and yields
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -201,12 +200,9 @@ _KEY_FNS_KEPT = 10_000
 
 def _key_fn(paths: list[str], where: Position | None) -> KeyFn:
     getters = [compile_field(p, where) for p in paths]  # first: a bad path raises, named
-    made = _reads_key_fn(paths)
+    made = _reads_key_fn(paths)  # plain fields and one-level attributes: every usual key
     if made is not None:
         return made
-    if len(paths) > 1 and all(p in PLAIN_TEXT_FIELDS for p in paths):
-        # `[host, resource]` and the like: one C getter builds the tuple (no Python call per event)
-        return operator.attrgetter(*paths)
     if len(getters) == 1:
         g = getters[0]
         return lambda ev: (g(ev),)
