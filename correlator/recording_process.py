@@ -78,7 +78,8 @@ class Reader:
         import fcntl  # here: Linux and the like only, as `worthwhile` is
 
         try:
-            src = _above_stdio(fcntl, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+            # O_NONBLOCK: a FIFO's open would wait for a writer (only regular files go on).
+            src = _above_stdio(fcntl, os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK))
         except OSError:
             return
         try:
@@ -88,6 +89,16 @@ class Reader:
             os.close(src)
 
     def _start(self, fcntl: Any, src: int) -> None:
+        # The parent's interpreter flags (-X, -W, -O ...), and -P: never the current directory
+        # first on the path while the child starts, where a stray hashlib.py would be imported.
+        # Then this process's own import path, so the child imports what this process imported
+        # (a launcher or wrapper may have set the path at run time); the package's own directory
+        # goes first only when that path does not hold it: the child runs this very code.
+        paths = [str(p) for p in sys.path if isinstance(p, str)]
+        home = str(Path(correlator.__file__).resolve().parents[1])
+        if home not in {os.path.realpath(p or ".") for p in paths}:
+            paths.insert(0, home)
+        program = [sys.executable, *_interpreter_flags(), "-P", "-c", _CHILD, marshal.dumps(paths).hex()]
         # Frames come on a pipe of their own: whatever else the child's start-up prints (a
         # sitecustomize, a library) goes to its stdout, which is this process's stderr, and can
         # neither corrupt a frame nor the report this process writes to its stdout. The write
@@ -99,17 +110,7 @@ class Reader:
         except OSError:
             os.close(r)
             raise
-        # The parent's interpreter flags (-X, -W, -O ...), and -P: never the current directory
-        # first on the path while the child starts, where a stray hashlib.py would be imported.
-        # Then this process's own import path, so the child imports what this process imported
-        # (a launcher or wrapper may have set the path at run time), with the package's own
-        # directory first (unless it is a site directory): the child runs this very code.
-        home = str(Path(correlator.__file__).resolve().parents[1])
-        paths = [p for p in sys.path if isinstance(p, str)]
-        if home not in _site_dirs():
-            paths.insert(0, home)
-        cmd = [sys.executable, *_interpreter_flags(), "-P", "-c", _CHILD, marshal.dumps(paths).hex()]
-        cmd += [os.fspath(self.path), str(w), str(src)]
+        cmd = [*program, os.fspath(self.path), str(w), str(src)]
         if self._progress:
             cmd.append("--progress")
         try:
@@ -239,12 +240,6 @@ def _interpreter_flags() -> list[str]:
     return flags
 
 
-def _site_dirs() -> set[str]:
-    import site
-
-    return {str(Path(d).resolve()) for d in [*site.getsitepackages(), site.getusersitepackages()]}
-
-
 def _has_fd(stream: IO[str]) -> bool:
     try:
         stream.fileno()
@@ -324,6 +319,7 @@ def main(argv: list[str]) -> int:
     told = 0
     try:
         out.write(b"\0\0\0\0")  # started: the replay reads on from here
+        out.flush()  # now, not with the first batch: a child killed while reading it is reported
         for batch in read_events(path, counts, progress, src):
             _send(out, counts, told, [event_row(e) for e in batch])
             told = len(counts.errors)

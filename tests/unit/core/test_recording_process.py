@@ -366,6 +366,7 @@ def _report(argv: list[str], **kw: Any) -> dict[str, Any]:
     """`correlator replay ... --json` in a process of its own, its report less the timings."""
     done = subprocess.run(argv, capture_output=True, check=False, **kw)
     assert done.returncode in (0, 1), done.stderr.decode()
+    assert b"reading in this process" not in done.stderr  # where a child started, it read
     report = orjson.loads(done.stdout)
     for key in ("elapsed_seconds", "events_per_second"):
         report.pop(key)
@@ -403,6 +404,7 @@ def test_a_replay_whose_import_path_was_set_at_run_time_reads_in_its_child(tmp_p
     virtualenv, given the virtualenv's packages at run time. The child imports from the same path."""
     path = tmp_path / "rec.ndjson"
     _recording(path, (recording_process.PARALLEL_MIN_BYTES // 60) + BATCH)
+    assert path.stat().st_size >= recording_process.PARALLEL_MIN_BYTES
     (tmp_path / "rules").mkdir()
     import site
 
@@ -420,3 +422,32 @@ def test_a_replay_whose_import_path_was_set_at_run_time_reads_in_its_child(tmp_p
         _in_process(path)[1].lines,
         _in_process(path)[1].events_in,
     )
+
+
+def test_the_child_imports_from_this_process_path_as_it_is(tmp_path, monkeypatch):
+    """The path in order, the package's directory not moved ahead of what came before it (a stray
+    module there would be imported by the child only), entries that are str subclasses as text."""
+
+    class Entry(str):
+        pass
+
+    monkeypatch.setattr(sys, "path", [*sys.path, Entry(str(tmp_path / "elsewhere"))])
+    home = str(Path(recording_process.__file__).resolve().parents[1])
+    assert home in {os.path.realpath(p or ".") for p in sys.path}  # the tests run from the checkout
+    commands: list[list[str]] = []
+    real = subprocess.Popen
+
+    def spy(cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        commands.append(cmd)
+        return real(cmd, **kw)
+
+    monkeypatch.setattr(recording_process.subprocess, "Popen", spy)
+    path = tmp_path / "rec.ndjson"
+    _recording(path, BATCH + 3)
+    counts = ReadCounts()
+    got = sum(len(b) for b in Reader(path, progress=False).batches(counts))
+    assert got == counts.events_in == _in_process(path)[1].events_in
+    (cmd,) = commands
+    given = marshal.loads(bytes.fromhex(cmd[cmd.index(recording_process._CHILD) + 1]))
+    assert given == [str(p) for p in sys.path]
+    assert all(type(p) is str for p in given)
