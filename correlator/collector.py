@@ -69,7 +69,11 @@ def create_collectors(config: Config, ctx: CollectorContext) -> list[Collector]:
     return collectors
 
 
-def _create(name: str, settings: Any, ctx: CollectorContext) -> Collector | None:
+def section(name: str, settings: Any) -> Mapping[str, Any] | None:
+    """`collectors.<name>` as its collector reads it: None when switched off, ConfigError when malformed.
+
+    A key with no value (`webhook:`) is on with default settings, exactly like `webhook: {}`; whatever
+    else reads a collector's section (the listen policy, the HTTP workers) asks here so it agrees."""
     if settings is None:
         settings = {}
     if not isinstance(settings, Mapping):
@@ -77,7 +81,23 @@ def _create(name: str, settings: Any, ctx: CollectorContext) -> Collector | None
     enabled = settings.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f"'collectors.{name}.enabled': expected true or false, got {enabled!r}")
-    if not enabled:
+    return settings if enabled else None
+
+
+def enabled_section(config: Config, name: str) -> Mapping[str, Any] | None:
+    """The section of a configured collector that is on, else None; a malformed one counts as off
+    here, since create_collectors refuses it with the other sections' errors."""
+    if name not in config.collectors:
+        return None
+    try:
+        return section(name, config.collectors[name])
+    except ConfigError:
+        return None
+
+
+def _create(name: str, settings: Any, ctx: CollectorContext) -> Collector | None:
+    settings = section(name, settings)
+    if settings is None:
         return None
     if name not in available():
         hint = did_you_mean(name, available())

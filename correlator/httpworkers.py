@@ -29,6 +29,7 @@ from prometheus_client.registry import REGISTRY
 
 from correlator import deadletter
 from correlator.api.common import STATE, dumps_response
+from correlator.collector import enabled_section
 from correlator.config import Config
 from correlator.errors import ConfigError
 from correlator.httpworker import WORKER_HEADER
@@ -327,9 +328,7 @@ def unix_socket(path: Path) -> socket.socket:
 
 def enabled(config: Config) -> bool:
     """Workers take webhook ingest: without the webhook collector there is nothing for them to do."""
-    webhook = config.collectors.get("webhook", False)
-    on = webhook is None or (isinstance(webhook, dict) and webhook.get("enabled", True) is True)
-    return config.http.workers > 0 and "webhook" in config.collectors and on
+    return config.http.workers > 0 and enabled_section(config, "webhook") is not None
 
 
 def prepare(config: Config, app: web.Application, public: PublicPort) -> str | None:
@@ -381,7 +380,7 @@ def make(config: Config, listen: socket.socket, secret: str) -> Workers:
         "shutdown_timeout": config.shutdown_grace / 2,
         "max_future": ingest.max_future,
         "max_past": ingest.max_past,
-        "webhook": {k: v for k, v in (config.collectors.get("webhook") or {}).items() if k != "enabled"},
+        "webhook": {k: v for k, v in (enabled_section(config, "webhook") or {}).items() if k != "enabled"},
         "log_level": logging_.level,
         "log_format": logging_.format,
     }

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from correlator.collector import enabled_section
 from correlator.config import Config
 from correlator.errors import ConfigError
 
@@ -39,8 +40,8 @@ def check_exposure(config: Config, has_api_tokens: bool) -> None:
 
 def missing_credentials(config: Config, has_api_tokens: bool) -> list[str]:
     missing = [] if has_api_tokens else ["API tokens (http.tokens or http.tokens_file)"]
-    webhook = config.collectors.get("webhook")
-    if not isinstance(webhook, Mapping) or webhook.get("enabled", True) is False:
+    webhook = enabled_section(config, "webhook")
+    if webhook is None:
         return missing
     if not _has(webhook, "token"):
         missing.append("an ingest token (collectors.webhook.token or token_file)")

@@ -41,6 +41,27 @@ def test_a_non_loopback_listener_without_tokens_is_refused(tmp_path):
     assert not (tmp_path / "var" / "journal.db").exists()  # refused before any file was opened
 
 
+@pytest.mark.parametrize("webhook", [None, {}])
+def test_webhook_with_no_value_needs_an_ingest_token_like_an_empty_one(tmp_path, webhook):
+    # `webhook:` (no value) turns the collector on with default settings, as `webhook: {}` does
+    (tmp_path / "tokens.yaml").write_text(
+        yaml.safe_dump({"noc": {"role": "operator", "sha256": hash_token("api-secret")}})
+    )
+    port = free_port()
+    cfg = base_config(
+        tmp_path, port, http={"listen": f"0.0.0.0:{port}", "tokens_file": str(tmp_path / "tokens.yaml")}
+    )
+    cfg["collectors"]["webhook"] = webhook
+    r = run_refused(tmp_path, cfg)
+    assert r.returncode == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(
+        f"correlator: configuration error: 'http.listen': refusing to listen on 0.0.0.0:{port} without "
+        "an ingest token (collectors.webhook.token or token_file); "
+    )
+    assert not (tmp_path / "var" / "journal.db").exists()
+
+
 def test_tokens_from_files_open_the_listener_and_guard_it(tmp_path):
     (tmp_path / "tokens.yaml").write_text(
         yaml.safe_dump({"noc": {"role": "operator", "sha256": hash_token("api-secret")}})

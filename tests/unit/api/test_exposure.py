@@ -43,6 +43,20 @@ def test_each_webhook_source_needs_a_token_or_a_signature():
     check_exposure(config(token="t", sources=sources), has_api_tokens=True)
 
 
+@pytest.mark.parametrize("webhook", [None, {}, {"enabled": True}])
+def test_a_webhook_section_with_no_value_is_on_and_needs_an_ingest_token(webhook: object):
+    cfg = Config(http=HttpConfig(listen=("0.0.0.0", 8080)), collectors={"webhook": webhook})
+    with pytest.raises(
+        ConfigError, match=r"without an ingest token \(collectors.webhook.token or token_file\);"
+    ):
+        check_exposure(cfg, has_api_tokens=True)
+
+
+def test_a_webhook_switched_off_needs_no_ingest_token():
+    cfg = Config(http=HttpConfig(listen=("0.0.0.0", 8080)), collectors={"webhook": {"enabled": False}})
+    check_exposure(cfg, has_api_tokens=True)
+
+
 def test_without_the_webhook_collector_only_api_tokens_are_needed():
     cfg = Config(http=HttpConfig(listen=("0.0.0.0", 8080)), collectors={"snmp": {}})
     check_exposure(cfg, has_api_tokens=True)
