@@ -129,7 +129,8 @@ def check_field(key: str, kind: str, value: Any) -> Any:
         if value is not None:
             door.check_text(key, value)
     elif kind == "level":
-        if isinstance(value, bool) or value not in (1, 2, 3):
+        # type(), not isinstance or `in`: True and 1.0 equal 1 but would reach the priority matrix
+        if type(value) is not int or value not in (1, 2, 3):
             raise bad(key, "must be 1 (high), 2 or 3 (low)")
     elif kind == "bool" and not isinstance(value, bool):
         raise bad(key, "must be true or false")

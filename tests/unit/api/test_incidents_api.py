@@ -108,6 +108,26 @@ async def test_bad_input_is_400_with_the_field(api):
     assert r.status == 400
 
 
+async def test_impact_and_urgency_must_be_whole_numbers_not_floats_or_booleans(api):
+    await create(api, impact=3, urgency=3)
+    for value in (1.0, 2.0, True, False, "1"):
+        for field in ("impact", "urgency"):
+            r = await api.post("/api/v1/incidents", json={"title": "x", field: value}, headers=ADMIN)
+            assert r.status == 400, (field, value)
+            assert (await r.json()) == {"error": f"{field}: must be 1 (high), 2 or 3 (low)", "field": field}
+            r = await api.patch("/api/v1/incidents/1", json={field: value}, headers=ADMIN)
+            assert r.status == 400, (field, value)
+            assert (await r.json())["field"] == field
+    doc = await (await api.get("/api/v1/incidents/1", headers=VIEW)).json()
+    assert (doc["incident"]["impact"], doc["incident"]["urgency"], doc["incident"]["priority"]) == (
+        3,
+        3,
+        "P5",
+    )
+    assert [e["action"] for e in doc["timeline"]] == ["open"]
+    assert (await api.get("/api/v1/incidents/2", headers=VIEW)).status == 404
+
+
 async def test_unknown_incident_is_404(api):
     assert (await api.get("/api/v1/incidents/INC-000404", headers=VIEW)).status == 404
     assert (await api.get("/api/v1/incidents/garbage", headers=VIEW)).status == 404
