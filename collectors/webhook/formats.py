@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from correlator import door
 from correlator.errors import ConfigError, FieldError
-from correlator.event import Event, Severity
+from correlator.event import Event, Severity, parse_time
 
 Result = list[tuple[int, Event | FieldError]]
 
@@ -77,6 +77,17 @@ def text(d: Mapping[str, Any], key: str, required: bool = False, field: str | No
     if isinstance(v, bool) or not isinstance(v, str | int | float):
         raise FieldError(field or key, f"must be a string, got {type(v).__name__}")
     return str(v)
+
+
+def timestamp(value: Any, field: str) -> float:
+    """A time sent as epoch seconds (digits, the only form a form body has) or anything parse_time reads."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        digits = value.lstrip("0") or "0"
+        # int() refuses more than 4,300 digits with a ValueError (a 500); 20 are past any epoch anyway
+        if len(digits) > 20:
+            raise FieldError(field, f"epoch seconds out of range: {value[:40]!r}")
+        return parse_time(int(digits), field)
+    return parse_time(value, field)
 
 
 def severity_map_option(raw: object, where: str, base: Mapping[str, Severity]) -> dict[str, Severity]:

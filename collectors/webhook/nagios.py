@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from collectors.webhook.formats import Converter, Result, check_keys, each, text
+from collectors.webhook.formats import Converter, Result, check_keys, each, text, timestamp
 from correlator.errors import FieldError
-from correlator.event import Event, Severity, new_id, parse_time
+from correlator.event import Event, Severity, new_id
 
 SERVICE_STATES = {
     "CRITICAL": Severity.CRITICAL,
@@ -66,9 +66,7 @@ def notification_event(d: Any, source: str, received: float) -> Event:
         severity = Severity.INFO
         type_ = f"{kind}.{ntype.lower()}"
     ts = d.get("timestamp")
-    if isinstance(ts, str) and ts.isascii() and ts.isdigit():
-        ts = int(ts)
-    time_ = received if ts in (None, "") else parse_time(ts, "timestamp")
+    time_ = received if ts in (None, "") else timestamp(ts, "timestamp")
     message = _get(d, "output") or f"{service or host} {state or ntype}"
     used = {a for names in _ALIASES.values() for a in names}
     attrs = {k: v for k, v in d.items() if k not in used}

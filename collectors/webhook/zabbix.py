@@ -18,9 +18,10 @@ from collectors.webhook.formats import (
     severity_map_option,
     stable_id,
     text,
+    timestamp,
 )
 from correlator.errors import FieldError
-from correlator.event import Event, Severity, fingerprint, new_id, parse_time
+from correlator.event import Event, Severity, fingerprint, new_id
 
 NSEVERITY = (
     Severity.INFO,
@@ -102,9 +103,7 @@ def _time(d: Mapping[str, Any], prefix: str, received: float) -> float:
     """`<prefix>_timestamp` (epoch or ISO) or Zabbix's `<prefix>_date` '2026.11.30' + `_time` (as UTC)."""
     ts = d.get(f"{prefix}_timestamp")
     if ts not in (None, ""):
-        if isinstance(ts, str) and ts.isascii() and ts.isdigit():
-            ts = int(ts)
-        return parse_time(ts, f"{prefix}_timestamp")
+        return timestamp(ts, f"{prefix}_timestamp")
     date, clock = text(d, f"{prefix}_date"), text(d, f"{prefix}_time")
     if not date or not clock:
         return received

@@ -184,6 +184,36 @@ def test_nagios_json_and_form_notifications(make_daemon):
     assert (down["type"], down["severity"]) == ("nagios.host", "critical")
 
 
+def test_timestamps_of_thousands_of_digits_are_field_errors(make_daemon):
+    # int() refuses text of more than 4,300 digits: such a time is a bad field, not a 500
+    d = make_daemon(collectors={"webhook": {"sources": SOURCES}})
+    digits = "9" * 5000
+    zabbix = [
+        {"host": "h", "event_name": "x", "event_timestamp": digits},
+        {"host": "h", "event_name": "x", "event_status": "RESOLVED", "event_recovery_timestamp": digits},
+    ]
+    status, doc = d.post_json("/api/v1/webhooks/zbx", zabbix)
+    assert status == 400, doc
+    assert [(e["index"], e["field"]) for e in doc["errors"]] == [
+        (0, "event_timestamp"),
+        (1, "event_recovery_timestamp"),
+    ]
+    assert "out of range" in doc["errors"][0]["message"]
+    nagios = {"notification_type": "PROBLEM", "host_name": "h", "host_state": "DOWN", "timestamp": digits}
+    status, doc = d.post_json("/api/v1/webhooks/nag", nagios)
+    assert status == 400 and [e["field"] for e in doc["errors"]] == ["timestamp"], doc
+    form = urllib.parse.urlencode(nagios).encode()
+    h = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, _, raw = d.request("POST", "/api/v1/webhooks/nag", form, h)
+    assert status == 400 and [e["field"] for e in orjson.loads(raw)["errors"]] == ["timestamp"]
+    assert d.metric("correlator_events_rejected_total", {"source": "webhook:zbx", "reason": "invalid"}) == 2
+    assert d.metric("correlator_events_rejected_total", {"source": "webhook:nag", "reason": "invalid"}) == 2
+    # digits within int()'s reach still read as epoch seconds, leading zeros included
+    ok = {**nagios, "timestamp": "0" * 5000 + "1796029200"}
+    assert d.post_json("/api/v1/webhooks/nag", ok)[0] == 202
+    assert wait_events(d, 1)[0]["time"] == "2026-11-30T09:00:00Z"
+
+
 def test_mapped_format_reads_json_paths_from_config(make_daemon):
     d = make_daemon(collectors={"webhook": {"sources": SOURCES}})
     body = {
