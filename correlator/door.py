@@ -15,7 +15,16 @@ import orjson
 
 from correlator import metrics
 from correlator.errors import FieldError
-from correlator.event import MAX_ID_LEN, MAX_MESSAGE_LEN, MAX_NAME_LEN, Event, Severity, iso, texts_fit
+from correlator.event import (
+    MAX_ID_LEN,
+    MAX_MESSAGE_LEN,
+    MAX_NAME_LEN,
+    TOO_LARGE,
+    Event,
+    Severity,
+    iso,
+    texts_fit,
+)
 
 MAX_DEPTH = 32
 """Deepest nesting of objects/arrays inside `attributes` (the attributes object is level 1)."""
@@ -30,9 +39,9 @@ MAX_PAST = 3650 * 86400.0
 EARLIEST = -62135596800.0  # 0001-01-01T00:00:00Z
 LATEST = 253402300799.0  # 9999-12-31T23:59:59Z
 
-# The `reason` label values of correlator_events_rejected_total that the door adds (bounded set).
+# The `reason` label values of correlator_events_rejected_total that the door adds (bounded set),
+# with TOO_LARGE from event.py, whose own checks of the text limits give it too.
 TOO_DEEP = "too_deep"
-TOO_LARGE = "too_large"
 BAD_TEXT = "bad_text"
 BAD_TIME = "time_out_of_range"
 INVALID = "invalid"  # every other field error (missing host, unknown field, wrong type, ...)

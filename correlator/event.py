@@ -61,6 +61,7 @@ _NAMES = [s.value for s in Severity]
 MAX_ID_LEN = 128
 MAX_NAME_LEN = 256
 MAX_MESSAGE_LEN = 16384
+TOO_LARGE = "too_large"  # the rejection reason of a text over these limits (door.py, docs/events.md)
 _NEW_DICT: Any = object()  # Event's default attributes: a new {} for each event
 
 
@@ -351,12 +352,17 @@ def full_event_from_dict(d: object, source: str, received: float, recorded: bool
     if ident is None:
         ident = new_id()
     elif type(ident) is not str or not 0 < len(ident) <= MAX_ID_LEN:
-        raise FieldError("id", f"must be a non-empty string of at most {MAX_ID_LEN} characters")
+        too_long = type(ident) is str and len(ident) > MAX_ID_LEN
+        raise FieldError(
+            "id",
+            f"must be a non-empty string of at most {MAX_ID_LEN} characters",
+            TOO_LARGE if too_long else "invalid",
+        )
     message = d.get("message", "")
     if type(message) is not str:
         raise FieldError("message", f"must be a string, got {_json_type(message)}")
     if len(message) > MAX_MESSAGE_LEN:
-        raise FieldError("message", f"longer than {MAX_MESSAGE_LEN} characters")
+        raise FieldError("message", f"longer than {MAX_MESSAGE_LEN} characters", TOO_LARGE)
     attributes = d.get("attributes")
     if attributes is None:
         attributes = {}
@@ -364,7 +370,8 @@ def full_event_from_dict(d: object, source: str, received: float, recorded: bool
         raise FieldError("attributes", f"must be a JSON object, got {_json_type(attributes)}")
     fp = d.get("fingerprint", "")
     if type(fp) is not str or len(fp) > MAX_NAME_LEN:
-        raise FieldError("fingerprint", f"must be a string of at most {MAX_NAME_LEN} characters")
+        reason = TOO_LARGE if type(fp) is str else "invalid"
+        raise FieldError("fingerprint", f"must be a string of at most {MAX_NAME_LEN} characters", reason)
     ev = Event(ident, time_, received, source, host, type_, severity, resource, message, attributes, fp)
     if recorded and not _RECORDED.isdisjoint(d):
         _recorded(ev, d)
@@ -507,7 +514,7 @@ def _name(d: dict[str, Any], key: str, required: bool) -> str:
     if not isinstance(v, str):
         raise FieldError(key, f"must be a string, got {_json_type(v)}")
     if len(v) > MAX_NAME_LEN:
-        raise FieldError(key, f"longer than {MAX_NAME_LEN} characters")
+        raise FieldError(key, f"longer than {MAX_NAME_LEN} characters", TOO_LARGE)
     return v
 
 

@@ -15,6 +15,7 @@ from correlator.errors import ConfigError, FieldError
 from correlator.event import (
     MAX_MESSAGE_LEN,
     MAX_NAME_LEN,
+    TOO_LARGE,
     Event,
     Severity,
     new_id,
@@ -125,7 +126,7 @@ class FieldMap:
             raise FieldError(key, f"{self._where(key)} must be a string, got {type(v).__name__}")
         s = str(v)
         if len(s) > MAX_NAME_LEN:
-            raise FieldError(key, f"{self._where(key)} longer than {MAX_NAME_LEN} characters")
+            raise FieldError(key, f"{self._where(key)} longer than {MAX_NAME_LEN} characters", TOO_LARGE)
         return s
 
     def _where(self, name: str) -> str:

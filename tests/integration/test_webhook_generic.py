@@ -52,6 +52,28 @@ def test_invalid_items_are_named_and_valid_ones_kept(make_daemon):
     assert d.metric("correlator_events_rejected_total", {"reason": "invalid"}) == 3
 
 
+def test_texts_over_their_limits_are_refused_as_too_large(make_daemon):
+    d = make_daemon()
+    batch = [
+        {**LINK_DOWN, "host": "h" * 257},
+        {**LINK_DOWN, "message": "m" * 16385},
+        {**LINK_DOWN, "id": "i" * 129},
+        {**LINK_DOWN, "fingerprint": "f" * 257},
+        {**LINK_DOWN, "host": ""},
+    ]
+    status, doc = d.post_json("/api/v1/events", batch)
+    assert status == 400
+    assert [(e["field"], e["reason"]) for e in doc["errors"]] == [
+        ("host", "too_large"),
+        ("message", "too_large"),
+        ("id", "too_large"),
+        ("fingerprint", "too_large"),
+        ("host", "invalid"),
+    ]
+    assert d.metric("correlator_events_rejected_total", {"reason": "too_large"}) == 4
+    assert d.metric("correlator_events_rejected_total", {"reason": "invalid"}) == 1
+
+
 def test_malformed_ndjson_line_does_not_lose_the_others(make_daemon):
     d = make_daemon()
     body = (  # a blank line is skipped but keeps its index

@@ -242,6 +242,8 @@ def test_mapped_format_reads_json_paths_from_config(make_daemon):
     assert (events["olt-5"]["type"], events["olt-5"]["severity"]) == ("custom.alarm", "minor")
     status, doc = d.post_json("/api/v1/webhooks/custom", {"data": {}})
     assert status == 400 and doc["field"] == "$.data.alarms"
+    status, doc = d.post_json("/api/v1/webhooks/custom", {"data": {"alarms": [{"node": "n" * 257}]}})
+    assert status == 400 and [(e["field"], e["reason"]) for e in doc["errors"]] == [("host", "too_large")]
 
 
 def test_unknown_source_bad_json_media_type_and_size(make_daemon):

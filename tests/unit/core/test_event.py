@@ -86,6 +86,29 @@ def test_invalid_fields_are_named(doc, field, words):
     assert words in e.value.message
 
 
+@pytest.mark.parametrize(
+    ("doc", "field", "reason"),
+    [
+        ({"host": "h" * 257, "type": "T"}, "host", "too_large"),
+        ({"host": "h", "type": "T" * 257}, "type", "too_large"),
+        ({"host": "h", "type": "T", "resource": "r" * 257}, "resource", "too_large"),
+        ({"host": "h", "type": "T", "fingerprint": "f" * 257}, "fingerprint", "too_large"),
+        ({"host": "h", "type": "T", "id": "i" * 129}, "id", "too_large"),
+        ({"host": "h", "type": "T", "message": "m" * 16385}, "message", "too_large"),
+        ({"host": "", "type": "T"}, "host", "invalid"),
+        ({"host": "h", "type": "T", "fingerprint": 5}, "fingerprint", "invalid"),
+        ({"host": "h", "type": "T", "id": ""}, "id", "invalid"),
+        ({"host": "h", "type": "T", "id": 7}, "id", "invalid"),
+        ({"host": "h", "type": "T", "message": 7}, "message", "invalid"),
+    ],
+)
+def test_a_text_over_its_limit_is_refused_as_too_large(doc, field, reason):
+    # the reasons of docs/events.md, the same the door gives for an event built another way
+    with pytest.raises(FieldError) as e:
+        event_from_dict(doc, "s", RECEIVED)
+    assert (e.value.field, e.value.reason) == (field, reason)
+
+
 def test_naive_time_is_utc():
     assert parse_time("2026-11-30T12:00:00") == parse_time("2026-11-30T12:00:00Z")
 
