@@ -12,6 +12,7 @@ from aiohttp import web
 
 from correlator.api.common import dumps_response
 from correlator.api.openapi import operation
+from correlator.event import iso
 from correlator.reloads import Reloads
 from correlator.rules.reload import RulesHolder
 from correlator.rules.ruleset import LoadedRule
@@ -33,7 +34,7 @@ _ERROR_ITEM = {
 _RELOAD_PROPERTIES: dict[str, Any] = {
     "ok": {"type": "boolean"},
     "trigger": {"type": "string", "description": "start, file change, SIGHUP or api"},
-    "at": {"type": "number"},
+    "at": {"type": "string", "format": "date-time", "description": "when it was attempted (UTC)"},
     "rules": {"type": "integer", "description": "rules active after the attempt"},
     "errors": {"type": "array", "items": _ERROR_ITEM},
     "warnings": {
@@ -47,7 +48,7 @@ _RELOAD = {"type": "object", "properties": _RELOAD_PROPERTIES}
 _FILE_RELOAD_PROPERTIES: dict[str, Any] = {
     "ok": {"type": "boolean"},
     "trigger": {"type": "string", "description": "file change, SIGHUP or api"},
-    "at": {"type": "number"},
+    "at": {"type": "string", "format": "date-time", "description": "when it was attempted (UTC)"},
     "file": {"type": "string"},
 }
 _CALENDAR = {
@@ -99,7 +100,11 @@ _LISTING = {
         "reload_success": {"type": "boolean", "nullable": True},
         "last_reload": {**_RELOAD, "nullable": True},
         "errors": {"type": "array", "items": _ERROR_ITEM},
-        "loaded_at": {"type": "number"},
+        "loaded_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "when the active set was loaded (UTC)",
+        },
         "files": {"type": "array", "items": {"type": "string"}},
         "inventory_hosts": {"type": "integer"},
         "rules": {"type": "array", "items": _RULE},
@@ -171,7 +176,7 @@ def describe(holder: RulesHolder, reloads: Reloads) -> dict[str, Any]:
         "reload_success": last.ok if last is not None else None,
         "last_reload": last.as_dict() if last is not None else None,
         "errors": [e.as_dict() for e in holder.errors],
-        "loaded_at": rs.loaded_at,
+        "loaded_at": iso(rs.loaded_at),
         "files": rs.files,
         "inventory_hosts": len(rs.inventory),
         "rules": [_rule(r) for r in rs.rules],

@@ -23,6 +23,7 @@ from correlator.availability.stage import AvailabilityStage, check_maintenance
 from correlator.catalogue import Catalogue, CatalogueHolder, catalogue_file
 from correlator.clock import Clock
 from correlator.errors import ConfigError, FileError
+from correlator.event import iso
 from correlator.rules.reload import RulesHolder
 from correlator.yamlfile import Position, empty_file
 
@@ -65,7 +66,7 @@ class ServicesReload:
 
     def as_dict(self) -> dict[str, object]:
         doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**doc, "errors": [e.as_dict() for e in self.errors]}
+        return {**doc, "at": iso(self.at), "errors": [e.as_dict() for e in self.errors]}
 
 
 class ServicesReloader:

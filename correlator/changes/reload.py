@@ -20,6 +20,7 @@ from correlator.changes.calendar import Calendar, CalendarError, load_calendar
 from correlator.changes.service import ChangeService
 from correlator.changes.topology import DependencyMap, load_dependencies
 from correlator.errors import ConfigError
+from correlator.event import iso
 from correlator.yamlfile import Position, empty_file
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class CalendarReload:
 
     def as_dict(self) -> dict[str, object]:
         doc = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**doc, "errors": [e.as_dict() for e in self.errors]}
+        return {**doc, "at": iso(self.at), "errors": [e.as_dict() for e in self.errors]}
 
 
 class CalendarReloader:

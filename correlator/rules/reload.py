@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.metrics import Counter, Gauge
 
+from correlator.event import iso
 from correlator.rules.cache import CompileCache
 from correlator.rules.errors import RuleError, RuleErrors
 from correlator.rules.loader import load_rules
@@ -54,7 +55,7 @@ class ReloadResult:
         return {
             "ok": self.ok,
             "trigger": self.trigger,
-            "at": self.at,
+            "at": iso(self.at),
             "rules": self.rules,
             "errors": [e.as_dict() for e in self.errors],
             "warnings": list(self.warnings),

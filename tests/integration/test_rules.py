@@ -3,6 +3,7 @@ serving and show their errors; de-duplication folds repeats into the stored even
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 GOOD = "rules:\n  - name: classify-x\n    match: {type: x}\n    classify: {severity: %s}\n"
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 BROKEN = "rules:\n  - name: broken\n    match: {type: x}\n    clasify: {severity: major}\n"
 
 
@@ -66,6 +68,30 @@ def test_reload_by_api_and_broken_sets_keep_the_old_one(make_daemon, tmp_path):
     send(d, "e3")  # the previous set still serves
     assert d.wait_for(lambda: severity_of(d, "e3"), what="e3 stored") == "critical"
     assert "b.yaml:4:5: unknown key 'clasify'" in d.log()
+
+
+def test_reload_times_are_iso_8601_utc(make_daemon, tmp_path):
+    rules = tmp_path / "myrules"
+    rules.mkdir()
+    (rules / "a.yaml").write_text(GOOD % "major")
+    (tmp_path / "calendar.yaml").write_text("windows: []\n")
+    (tmp_path / "services.yaml").write_text("services:\n  web:\n    any_of: [web1, web2]\n")
+    d = make_daemon(
+        rules_dir=str(rules),
+        changes={"calendar": str(tmp_path / "calendar.yaml")},
+        availability={"services_file": str(tmp_path / "services.yaml")},
+    )
+
+    def iso_utc(value: object) -> bool:
+        return isinstance(value, str) and bool(ISO_UTC.fullmatch(value))
+
+    status, result = d.post_json("/api/v1/rules/reload", {})
+    assert status == 200, result
+    assert iso_utc(result["at"]), result
+    assert iso_utc(result["calendar"]["at"]) and iso_utc(result["services"]["at"]), result
+    doc = rules_doc(d)
+    assert iso_utc(doc["loaded_at"]) and iso_utc(doc["last_reload"]["at"]), doc
+    assert iso_utc(doc["calendar"]["at"]) and iso_utc(doc["services"]["at"]), doc
 
 
 def test_sighup_and_file_change_reload(make_daemon, tmp_path):
