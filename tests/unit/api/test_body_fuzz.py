@@ -220,7 +220,8 @@ def test_a_body_that_is_not_json_is_a_json_4xx_on_every_write_route(served, data
     method, template = data.draw(st.sampled_from(writes))
     a = send(d, method, template, data, body)
     assert_documented(method, template, a)
-    if body and (method, template) in TAKES_BODY:  # a route that takes none may ignore it
+    # A route that takes none may ignore it; one whose body is optional takes whitespace as none.
+    if body.strip() and (method, template) in TAKES_BODY:
         assert 400 <= a.status < 500, (method, template, a.status, a.body[:300])
 
 
