@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.metrics import Counter
 
@@ -22,8 +23,9 @@ from correlator.api import known_errors as known_errors_api
 from correlator.api import problems as problems_api
 from correlator.api import report as report_api
 from correlator.api.auth import TokenAuth, auth_middleware
+from correlator.api.badhttp import refuse_body
 from correlator.api.common import STATE, AppState, dumps_response, push_back
-from correlator.api.connections import LIMITS, BodyTimeout, ConnectionLimits
+from correlator.api.connections import CLOSED, LIMITS, BodyTimeout, ConnectionLimits
 from correlator.api.openapi import openapi_json, operation
 from correlator.config import HttpConfig
 from correlator.logs import RateLimitedLog
@@ -79,9 +81,10 @@ def make_app(state: AppState, max_body_bytes: int, limits: ConnectionLimits | No
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error answer is JSON with an `error` field, including aiohttp's own 404/405/413.
 
-    A record that does not exist (404) or refuses the action in its state (409), and an action whose
-    event the daemon cannot take now (503 + Retry-After), are answered here, once for every API.
-    Anything else a handler raises is the last line: logged with its traceback, counted, and
+    A record that does not exist (404) or refuses the action in its state (409), an action whose
+    event the daemon cannot take now (503 + Retry-After), and a body that is not valid HTTP (400),
+    are answered here, once for every API; a client that closed its connection mid-request is only
+    counted. Anything else a handler raises is the last line: logged with its traceback, counted, and
     answered as a JSON 500 that tells the client nothing internal.
     """
     try:
@@ -104,9 +107,19 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             if h in e.headers:
                 resp.headers[h] = e.headers[h]
         return resp
+    except RequestPayloadError as e:  # what reading a body raises when its framing or encoding is bad
+        return refuse_body(request, e)
     except BodyTimeout:
         raise  # the connection limits answer it (408) and close the connection
     except Exception as e:
+        if isinstance(e, ConnectionError) and (request.transport is None or request.transport.is_closing()):
+            # The client went away mid-request (aiohttp sets ConnectionResetError on its body): not a
+            # bug, and nobody is left to read an answer.
+            CLOSED.labels("client_gone").inc()
+            log.debug("%s %s: the client closed the connection", request.method, request.rel_url.path[:200])
+            resp = dumps_response(400, {"error": "connection lost before the request was complete"})
+            resp.force_close()
+            return resp
         if errors.store_connection_lost(e):  # the pool reconnects: the client retries
             STORE_LOST.inc()
             _limited.warning(

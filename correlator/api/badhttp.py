@@ -4,6 +4,10 @@ aiohttp's parser refuses them before any route or middleware runs and its reques
 with a plain-text 400 and an ERROR log line with a traceback apiece, so a hostile client could fill
 the log with one malformed line after another. `JsonErrorHandler` (the request handler the daemon's
 server builds for every connection, correlator/api/connections.py) answers them instead.
+
+A body is parsed only as a route reads it: one whose framing breaks or that does not decode by its
+Content-Encoding reaches the route as aiohttp's RequestPayloadError, which `refuse_body` (called by
+the error middleware, correlator/api/app.py) answers and counts the same way.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ BAD_REQUEST_LINE = "bad_request_line"  # a broken request line, version or targe
 TOO_LONG = "too_long"  # a request line or header beyond the parser's limits
 BAD_HEADER = "bad_header"  # a control byte or an invalid character in a header
 BAD_FRAMING = "bad_framing"  # a bad Content-Length, Transfer-Encoding or chunk
+BAD_ENCODING = "bad_encoding"  # a body that does not decode by its Content-Encoding
 BAD_REQUEST = "bad_request"  # anything else the parser refuses
-REASONS = (BAD_METHOD, BAD_REQUEST_LINE, TOO_LONG, BAD_HEADER, BAD_FRAMING, BAD_REQUEST)
+REASONS = (BAD_METHOD, BAD_REQUEST_LINE, TOO_LONG, BAD_HEADER, BAD_FRAMING, BAD_ENCODING, BAD_REQUEST)
 
 BAD_HTTP = Counter(
     "correlator_http_invalid_requests_total",
-    "Requests refused by the HTTP parser before any route saw them (not valid HTTP), by reason",
+    "Requests refused by the HTTP parser (not valid HTTP, the body included), by reason",
     ["reason"],
 )
 for _reason in REASONS:
@@ -57,6 +62,8 @@ def reason_of(exc: BaseException | None) -> str:
         return BAD_REQUEST_LINE
     if isinstance(exc, hx.LineTooLong):
         return TOO_LONG
+    if isinstance(exc, hx.ContentEncodingError):  # raised on the body, or on its end (a cut deflate)
+        return BAD_ENCODING
     what = _summary(exc).lower()
     # Before InvalidHeader: the pure-Python parser reports a bad Content-Length as a bad header.
     if isinstance(exc, hx.ContentLengthError | hx.TransferEncodingError) or any(
@@ -98,6 +105,33 @@ class JsonErrorHandler(RequestHandler):
             "invalid-http", "not valid HTTP from %s, refused (%s): %r", _peer(self), reason, summary
         )
         return _closing(dumps_response(400, {"error": f"not valid HTTP: {summary}", "reason": reason}))
+
+
+def refuse_body(request: web.BaseRequest, exc: BaseException) -> web.Response:
+    """The answer to a body aiohttp could not read (RequestPayloadError): the client's fault, never
+    the route's. The parser's message may repeat bytes of the body: the answer and the log do not."""
+    reason = reason_of(exc.__cause__ or exc)  # aiohttp keeps the parser's own error as the cause
+    BAD_HTTP.labels(reason).inc()
+    _limited.warning(
+        "invalid-http",
+        "not valid HTTP from %s, refused (%s): the body of %s %s",
+        _peer(request.protocol),
+        reason,
+        request.method,
+        request.rel_url.path[:200],
+    )
+    # Nothing more of the body is parsed after the error; without an end, aiohttp's lingering close
+    # would read it again after the answer and log the same error with a traceback.
+    request.content.feed_eof()
+    error = _BODY_ERRORS.get(reason, "the body could not be read")
+    return _closing(dumps_response(400, {"error": f"not valid HTTP: {error}", "reason": reason}))
+
+
+_BODY_ERRORS = {
+    BAD_ENCODING: "the body does not decode by its Content-Encoding",
+    BAD_FRAMING: "the body does not match its Content-Length or chunked framing",
+    TOO_LONG: "a chunk line of the body beyond the parser's limit",
+}
 
 
 def _closing(resp: web.Response) -> web.Response:

@@ -32,7 +32,8 @@ OPEN = Gauge("correlator_http_connections", "HTTP connections open")
 CLOSED = Counter(
     "correlator_http_connections_closed_total",
     "HTTP connections closed by the connection limits: idle_timeout, idle_evicted (cap reached, the "
-    "oldest idle one made room), busy (cap reached and every connection busy: 503), body_timeout (408)",
+    "oldest idle one made room), busy (cap reached and every connection busy: 503), body_timeout (408); "
+    "or by the client with a request in hand: client_gone",
     ["reason"],
 )
 # File descriptors the daemon needs besides HTTP connections (databases, journal, MQTT, SNMP, logs).
