@@ -7,8 +7,8 @@ the webhook routes itself: parse, convert, the door, serialisation for the journ
 then goes, already serialised, to the daemon as a frame on a persistent unix-socket stream
 (correlator/workerlink.py); the daemon appends it to the journal and answers once it is durable,
 and only then does the worker answer its client 202. Every other request is passed through to the
-daemon over HTTP on its unix socket, unchanged. Counters are sent to the daemon every second,
-so /metrics counts what the workers refused too. The worker exits when its stdin closes (the
+daemon over HTTP on its unix socket, unchanged but for a compressed body, which goes on decoded.
+Counters are sent to the daemon every second, so /metrics counts what the workers refused too. The worker exits when its stdin closes (the
 daemon stopped, even by SIGKILL) or on SIGTERM after finishing the requests in hand.
 """
 
@@ -52,6 +52,8 @@ _HOP = {
     "content-length",
     WORKER_HEADER.lower(),
 }
+# Not passed on with a request's body either: aiohttp has decoded the body the worker read.
+_DECODED = {"content-encoding"}
 METRICS_EVERY = 1.0
 CONNECTIONS = 32  # to the daemon, per worker
 
@@ -131,7 +133,7 @@ class Forwarder:
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         """Any route but ingest: the daemon answers it, through this worker."""
         body = await request.read()
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP]
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP | _DECODED]
         try:
             async with self.session.request(
                 request.method,
@@ -139,6 +141,9 @@ class Forwarder:
                 data=body,
                 headers=headers,
                 allow_redirects=False,
+                # The answer goes back as the daemon encoded it: for the client's Accept-Encoding,
+                # never for the one aiohttp would add (a compressed /metrics for a plain curl).
+                skip_auto_headers=("Accept-Encoding",),
             ) as resp:
                 raw = await resp.read()
                 out = web.Response(status=resp.status, body=raw)

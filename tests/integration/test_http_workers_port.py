@@ -5,6 +5,7 @@ connected, and the frames' channel refuses and counts what is not a worker's."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import http.client
 import os
@@ -277,3 +278,28 @@ def test_a_cookie_one_client_got_through_a_worker_never_reaches_another(make_dae
     status, _, _ = d.request("POST", "/incidents/INC-000001/resolve", b"csrf=x", {
         "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
     assert status == 401
+
+
+def test_a_gzip_body_and_a_scrape_without_accept_encoding_pass_through_a_worker(make_daemon):
+    d = make_daemon(http={"workers": 1, "tokens": TOKENS})
+    connected(d, 1)
+    # The worker decodes the body to read it: the daemon gets it decoded, not labelled gzip.
+    body = gzip.compress(b'{"title": "Fibre cut"}')
+    headers = {**BEARER, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    status, _, answer = d.request("POST", "/api/v1/incidents", body, headers)
+    assert status == 201 and b'"Fibre cut"' in answer, answer
+    # `curl .../metrics | grep`: no Accept-Encoding, so the text comes back as it is.
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+    conn.putrequest("GET", "/metrics", skip_accept_encoding=True)
+    conn.endheaders()
+    resp = conn.getresponse()
+    text = resp.read()
+    assert resp.status == 200 and resp.getheader("Content-Encoding") is None, resp.getheaders()
+    assert b"correlator_http_workers_connected 1.0" in text
+    # A client that asks for gzip gets gzip, as from the daemon alone.
+    conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+    resp = conn.getresponse()
+    packed = resp.read()
+    assert resp.getheader("Content-Encoding") == "gzip"
+    assert b"correlator_http_workers_connected 1.0" in gzip.decompress(packed)
+    conn.close()
