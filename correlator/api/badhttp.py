@@ -100,11 +100,13 @@ class JsonErrorHandler(RequestHandler):
             raise ConnectionError("response already started; cannot answer the parse error")
         reason = reason_of(exc)
         BAD_HTTP.labels(reason).inc()
-        summary = _summary(exc)
+        # A fixed text: the parser's message may quote the bytes received (an oversized
+        # Authorization or Cookie header holds a token or a session id).
+        what = _describe(_TEXTS, reason, exc)
         _limited.warning(
-            "invalid-http", "not valid HTTP from %s, refused (%s): %r", _peer(self), reason, summary
+            "invalid-http", "not valid HTTP from %s, refused (%s): %s", _peer(self), reason, what
         )
-        return _closing(dumps_response(400, {"error": f"not valid HTTP: {summary}", "reason": reason}))
+        return _closing(dumps_response(400, {"error": f"not valid HTTP: {what}", "reason": reason}))
 
 
 def refuse_body(request: web.BaseRequest, exc: BaseException) -> web.Response:
@@ -123,15 +125,31 @@ def refuse_body(request: web.BaseRequest, exc: BaseException) -> web.Response:
     # Nothing more of the body is parsed after the error; without an end, aiohttp's lingering close
     # would read it again after the answer and log the same error with a traceback.
     request.content.feed_eof()
-    error = _BODY_ERRORS.get(reason, "the body could not be read")
-    return _closing(dumps_response(400, {"error": f"not valid HTTP: {error}", "reason": reason}))
+    what = _describe(_BODY_TEXTS, reason, exc.__cause__ or exc)
+    return _closing(dumps_response(400, {"error": f"not valid HTTP: {what}", "reason": reason}))
 
 
-_BODY_ERRORS = {
-    BAD_ENCODING: "the body does not decode by its Content-Encoding",
+# What the log and the answer say for each reason, never the parser's message.
+_TEXTS = {
+    BAD_METHOD: "not an HTTP method (TLS or another protocol spoken to the plain-HTTP port?)",
+    BAD_REQUEST_LINE: "a malformed request line, target or HTTP version",
+    TOO_LONG: "a request line or header beyond the parser's limit",
+    BAD_HEADER: "a header with a control byte or an invalid character",
+    BAD_FRAMING: "a bad Content-Length, Transfer-Encoding or chunk",
+    BAD_ENCODING: "a body that does not decode by its Content-Encoding",
+    BAD_REQUEST: "a request the HTTP parser refuses",
+}
+_BODY_TEXTS = {
+    **_TEXTS,
     BAD_FRAMING: "the body does not match its Content-Length or chunked framing",
     TOO_LONG: "a chunk line of the body beyond the parser's limit",
 }
+
+
+def _describe(texts: dict[str, str], reason: str, exc: BaseException | None) -> str:
+    # LineTooLong keeps its limit as its second argument (the first is the line it quotes).
+    limit = exc.args[1] if isinstance(exc, hx.LineTooLong) and len(exc.args) > 1 else None
+    return f"{texts[reason]} ({limit} bytes)" if isinstance(limit, int) else texts[reason]
 
 
 def _closing(resp: web.Response) -> web.Response:
@@ -140,7 +158,8 @@ def _closing(resp: web.Response) -> web.Response:
 
 
 def _summary(exc: BaseException | None) -> str:
-    """The first line of the parser's message, cut: the rest repeats the raw bytes received."""
+    """The first line of the parser's message, cut, to classify it by: it may quote bytes received,
+    so it is neither logged nor answered."""
     text = getattr(exc, "message", None) or str(exc or "") or "bad request"
     first = str(text).strip().splitlines()[0] if str(text).strip() else "bad request"
     return first.rstrip(":")[:120]

@@ -123,3 +123,19 @@ def test_a_client_gone_mid_body_is_counted_as_gone_not_as_a_bug(make_daemon):
     assert d.get("/healthz") == (200, {"status": "ok"})
     log = d.log()
     assert "Traceback" not in log and "ERROR" not in log
+
+
+def test_an_oversized_header_is_refused_without_its_bytes_in_the_log_or_the_answer(make_daemon):
+    d = make_daemon()
+    secret = "SECRET5" + "a" * 9000
+    for header in (f"Authorization: Bearer {secret}", f"Cookie: correlator_session={secret}"):
+        status, _, body = exchange(
+            d.port, f"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n".encode()
+        )
+        doc = orjson.loads(body)
+        assert status.split()[1] == b"400" and doc["reason"] == "too_long", doc
+        assert "SECRET5" not in doc["error"] and "8190" in doc["error"], doc
+    log = d.log()
+    assert "SECRET5" not in log
+    lines = [line for line in log.splitlines() if "not valid HTTP" in line]
+    assert len(lines) == 2 and all("(too_long)" in line and "8190 bytes" in line for line in lines), lines
