@@ -43,6 +43,13 @@ STORE_LOST = Counter(
     "correlator_http_store_unavailable_total",
     "Requests answered 503 because the database connection was lost under them",
 )
+REFUSED = Counter(
+    "correlator_http_refused_total",
+    "Requests the API answered with a 4xx (a bad field or body, no such record or route, a state that "
+    "refuses the action, a role missing...), by route pattern and status; ingest's own per-event "
+    "refusals are in correlator_events_rejected_total",
+    ["route", "status"],
+)
 _limited = RateLimitedLog(log)
 
 
@@ -90,19 +97,25 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         for key, value in request.query.items():  # a filter with a NUL would reach the database
             door.check_text(f"query {key[:40]!r}", value)
-        return await handler(request)
+        resp = await handler(request)
+        if 400 <= resp.status < 500:  # a handler's own refusal (most answer a bad field themselves)
+            _count_refused(request, resp.status)
+        return resp
     except errors.FieldError as e:  # door.Refused included: a request the door turns away
-        return dumps_response(400, {"error": str(e), "field": e.field})
+        return _refused(request, 400, {"error": str(e), "field": e.field})
     except errors.NotFound as e:
-        return dumps_response(404, {"error": str(e)})
+        return _refused(request, 404, {"error": str(e)})
     except (errors.IllegalTransition, errors.Conflict) as e:
-        return dumps_response(409, {"error": str(e)})
+        return _refused(request, 409, {"error": str(e)})
     except (errors.QueueFull, errors.ShuttingDown) as e:
         return push_back(e)
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        resp = dumps_response(e.status, {"error": e.reason})
+        if e.status < 500:
+            resp = _refused(request, e.status, {"error": e.reason})
+        else:
+            resp = dumps_response(e.status, {"error": e.reason})
         for h in ("Allow", "Retry-After", "WWW-Authenticate"):
             if h in e.headers:
                 resp.headers[h] = e.headers[h]
@@ -135,6 +148,19 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         UNHANDLED.inc()
         log.exception("%s %s: unhandled error", request.method, request.rel_url.path[:200])
         return dumps_response(500, {"error": "internal error; the daemon logged the details"})
+
+
+def _refused(request: web.Request, status: int, doc: dict[str, object]) -> web.Response:
+    _count_refused(request, status)
+    return dumps_response(status, doc)
+
+
+def _count_refused(request: web.Request, status: int) -> None:
+    """Counted by the route's pattern (`/api/v1/incidents/{id}`, not the path: a bounded set of
+    labels), or `unmatched` for a path no route serves."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    REFUSED.labels(route, str(status)).inc()
 
 
 _HEALTH = {"type": "object", "properties": {"status": {"type": "string"}}}

@@ -183,3 +183,31 @@ async def test_annotations_are_read_once_the_incident_commits_in_flight_are_stor
     r = await api.get("/api/v1/annotations", headers=VIEW)
     assert r.status == 200
     assert [row["title"] for row in await r.json()] == ["INC-000001 P2: IF-MIB::linkDown on core-sw1"]
+
+
+def _refused(route: str, status: int) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("correlator_http_refused_total", {"route": route, "status": str(status)})
+    return value or 0.0
+
+
+async def test_every_refusal_of_the_records_api_is_counted_by_route_pattern(api):
+    """Bad input gets a 4xx and is counted: a bad field, an unknown record, a refused transition."""
+    counted = [
+        ("/api/v1/incidents", 400),
+        ("/api/v1/incidents/{id}/ack", 409),
+        ("/api/v1/incidents/{id}/ack", 404),
+        ("/api/v1/incidents/{id}/status", 400),
+    ]
+    before = {key: _refused(*key) for key in counted}
+    r = await api.post("/api/v1/incidents", json={"title": "t", "impact": 7}, headers=ADMIN)
+    assert r.status == 400
+    await create(api)
+    assert (await act(api, "1", "ack"))[0] == 200
+    assert (await act(api, "1", "ack"))[0] == 409
+    assert (await act(api, "99", "ack"))[0] == 404
+    assert (await act(api, "1", "status", {"status": "nonsense"}))[0] == 400
+    assert {key: _refused(*key) - before[key] for key in counted} == dict.fromkeys(counted, 1)
+    r = await api.get("/api/v1/no-such-thing", headers=VIEW)
+    assert r.status == 404 and _refused("unmatched", 404) >= 1
