@@ -3,9 +3,10 @@
 Each connection parses what it reads into a batch that one task per connection hands to the queue.
 While a batch is full or the queue answers QueueFull, the connection stops reading: the kernel's
 buffers fill and the sender's TCP stack slows it down. A frame once read is kept until it is durable.
-TCP keepalive finds peers that vanished without a FIN, so a dead peer cannot hold a `max_connections`
-place forever; `idle_timeout` (off by default: docs/collectors/syslog.md) also closes live ones that
-sent nothing for that long.
+A connection holds a `max_connections` place from its accept (a TLS one while it handshakes too), so
+connections that never finish a handshake cannot use up the daemon's file descriptors. TCP keepalive
+finds peers that vanished without a FIN, so a dead peer cannot hold a place forever; `idle_timeout`
+(off by default: docs/collectors/syslog.md) also closes live ones that sent nothing for that long.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from correlator.event import Event
 
 TOO_MANY = "too_many_connections"
 TLS_HANDSHAKE = "tls_handshake"
-HANDSHAKE_TIMEOUT = 30  # seconds
+# A handshake is a few round trips; a place held by a peer that never starts one is a place a
+# device cannot have, so the wait is short.
+HANDSHAKE_TIMEOUT = 10  # seconds
 IDLE = "idle_timeout"
 # A peer gone without a FIN (powered off, a NAT or firewall that forgot the flow) is found after
 # 5 min of silence plus 4 unanswered probes 30 s apart, not by the kernel's 2 h default.
@@ -118,6 +121,27 @@ class StreamListener:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def admit(self, conn: Connection, transport: asyncio.Transport, sender: str) -> bool:
+        """Give a new connection a place, or refuse it (closed, counted) when its sender is not allowed
+        or every place is taken."""
+        if not self.intake.allowed(sender):
+            drop(self.transport, NOT_ALLOWED, sender, "connection refused: not in allowed_senders")
+            transport.abort()
+            return False
+        if len(self.connections) >= self.intake.settings.max_connections:
+            drop(self.transport, TOO_MANY, sender, "connection refused: max_connections reached")
+            transport.abort()
+            return False
+        self.connections.add(conn)
+        self.gauge.inc()
+        _keepalive(transport)
+        return True
+
+    def release(self, conn: Connection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.gauge.dec()
+
     def healthy(self) -> bool:
         return self._server is not None and self._server.is_serving()
 
@@ -147,28 +171,34 @@ class TlsHandshake(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         raw = cast(asyncio.Transport, transport)
         peer = raw.get_extra_info("peername")
-        sender = str(peer[0]) if peer else "-"
-        if not self._l.intake.allowed(sender):
-            drop(self._l.transport, NOT_ALLOWED, sender, "connection refused: not in allowed_senders")
-            raw.abort()
+        conn = Connection(self._l)
+        conn.sender = str(peer[0]) if peer else "-"
+        conn.handshaking = raw
+        # The place is taken before the handshake: one that never ends holds a file descriptor too.
+        if not self._l.admit(conn, raw, conn.sender):
             return
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         tls = sslproto.SSLProtocol(
-            loop, Connection(self._l), self._context, waiter, server_side=True,
-            ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+            loop, conn, self._context, waiter, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
         )  # fmt: skip
         raw.set_protocol(tls)
         tls.connection_made(raw)
-        task = asyncio.create_task(self._outcome(waiter, sender), name="syslog-tls-handshake")
+        task = asyncio.create_task(self._outcome(waiter, conn), name="syslog-tls-handshake")
         self._l.handshakes.add(task)
         task.add_done_callback(self._l.handshakes.discard)
 
-    async def _outcome(self, waiter: asyncio.Future[None], sender: str) -> None:
+    async def _outcome(self, waiter: asyncio.Future[None], conn: Connection) -> None:
         try:
             await waiter
         except (OSError, ssl.SSLError, TimeoutError) as e:
-            drop(self._l.transport, TLS_HANDSHAKE, sender, f"TLS handshake failed: {e}")
+            drop(self._l.transport, TLS_HANDSHAKE, conn.sender, f"TLS handshake failed: {e}")
+        finally:
+            # A connection whose handshake did not succeed (failed, timed out, closed, or the
+            # listener stopped) never reaches Connection.connection_made: its place is given back here.
+            if conn.handshaking is not None:
+                conn.handshaking = None
+                self._l.release(conn)
 
 
 class Connection(asyncio.Protocol):
@@ -184,24 +214,18 @@ class Connection(asyncio.Protocol):
         self._max_batch = listener.intake.settings.max_batch_events
         self._deframer = Deframer(listener.intake.settings.max_message_bytes, self._frame, self._oversize)
         self.task: asyncio.Task[None] | None = None
+        # TLS: the TCP transport while the handshake runs (the place is held already), else None.
+        self.handshaking: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses of it
         self._transport = transport
+        if self.handshaking is not None:  # TLS, handshake done: admitted at the accept
+            self.handshaking = None
+            return
         peer = transport.get_extra_info("peername")
         self.sender = str(peer[0]) if peer else "-"
-        listener = self._l
-        if not listener.intake.allowed(self.sender):
-            drop(self._t, NOT_ALLOWED, self.sender, "connection refused: not in allowed_senders")
-            transport.abort()
-            return
-        if len(listener.connections) >= listener.intake.settings.max_connections:
-            drop(self._t, TOO_MANY, self.sender, "connection refused: max_connections reached")
-            transport.abort()
-            return
-        listener.connections.add(self)
-        listener.gauge.inc()
-        _keepalive(transport)
+        self._l.admit(self, transport, self.sender)
 
     def data_received(self, data: bytes) -> None:
         self.last_read = time.monotonic()
@@ -217,13 +241,13 @@ class Connection(asyncio.Protocol):
         self._closed = True
         self._deframer.finish()  # a TLS peer may close without an EOF of its own
         self._kick()
-        if self in self._l.connections:
-            self._l.connections.discard(self)
-            self._l.gauge.dec()
+        self._l.release(self)
         # Frames already read stay in self._events: the emit task finishes them.
 
     def close(self) -> None:
-        if self._transport is not None and not self._closed:
+        if self.handshaking is not None:
+            self.handshaking.abort()  # nothing read yet: nothing to finish
+        elif self._transport is not None and not self._closed:
             self._transport.close()
 
     def idle(self, now: float, idle: float) -> bool:

@@ -386,3 +386,73 @@ def test_an_idle_tcp_connection_is_closed_after_idle_timeout_and_counted(make_da
     labels = {"transport": "tcp", "reason": "idle_timeout"}
     d.wait_for(lambda: d.metric("correlator_syslog_connections_closed_total", labels) == 1, what="counted")
     assert d.metric("correlator_syslog_connections", {"transport": "tcp"}) == 0
+
+
+def _closed_by_peer(c: socket.socket) -> bool:
+    c.settimeout(20)  # the deadline; a refused connection is closed at once
+    try:
+        return c.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _still_open(c: socket.socket) -> bool:
+    c.setblocking(False)
+    try:
+        return c.recv(1) != b""  # the daemon never writes first: any answer is unexpected
+    except BlockingIOError:
+        return True
+    except ConnectionResetError:
+        return False
+
+
+def test_tls_connections_still_handshaking_hold_places_under_max_connections(make_daemon, tmp_path):
+    """Connections that never start TLS count against max_connections from their accept: the ones
+    beyond it are refused and counted, and a sender with a certificate gets in once places free up."""
+    f = _ca_and_leaves(tmp_path)
+    port = free_port()
+    d, _, _ = start(make_daemon, tls=_mutual_tls(f, port), max_connections=4)
+    open_tls = {"transport": "tls"}
+    refused = {"transport": "tls", "reason": "too_many_connections"}
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    try:
+        d.wait_for(
+            lambda: d.metric("correlator_syslog_connections", open_tls) == 4, what="4 handshaking counted"
+        )
+        extra = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        d.wait_for(lambda: d.metric("correlator_syslog_dropped_total", refused) == 3, what="3 refused")
+        assert all(_closed_by_peer(c) for c in extra)
+        for c in extra:
+            c.close()
+        ctx = ssl.create_default_context(cafile=str(f["ca.crt"]))
+        ctx.load_cert_chain(f["client.crt"], f["client.key"])
+        with (
+            pytest.raises((ssl.SSLError, ConnectionError)),
+            socket.create_connection(("127.0.0.1", port)) as raw,
+        ):
+            raw.settimeout(20)
+            ctx.wrap_socket(raw, server_hostname="localhost")
+        assert d.metric("correlator_syslog_dropped_total", refused) == 4
+        assert all(_still_open(c) for c in silent)
+        # Every way out of a handshake gives its place back: a close, and bytes that are not TLS.
+        silent[0].close()
+        silent[1].sendall(b"<13>plain text on the TLS port\n")
+        d.wait_for(
+            lambda: d.metric("correlator_syslog_connections", open_tls) == 2, what="2 places given back"
+        )
+        frame = b"<11>1 - core-sw1 app - M1 - once a place is free"
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as s,
+        ):
+            s.sendall(b"%d %s" % (len(frame), frame))
+        (event,) = wait_events(d, 1)
+        assert event["attributes"]["msgid"] == "M1"
+        assert d.metric("correlator_syslog_dropped_total", refused) == 4
+    finally:
+        for c in silent:
+            c.close()
+    d.wait_for(
+        lambda: d.metric("correlator_syslog_connections", open_tls) == 0, what="every place given back"
+    )
+    assert d.get("/healthz")[0] == 200

@@ -1,6 +1,6 @@
 """The TCP/TLS listener's connection limits on real sockets: max_connections refuses the one too
 many (counted), idle connections are closed (counted) but never one that holds unwritten messages,
-and every accepted connection has TCP keepalive on."""
+every accepted connection has TCP keepalive on, and a TLS handshake holds its place until it ends."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
+from collectors.syslog import stream
 from collectors.syslog.intake import Intake
 from collectors.syslog.settings import TlsListener, parse
 from collectors.syslog.stream import KEEPALIVE_IDLE, StreamListener
@@ -155,5 +156,47 @@ async def test_accepted_connections_have_tcp_keepalive(tmp_path: Path, transport
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE
         w.close()
+    finally:
+        await listener.stop()
+
+
+async def test_handshakes_hold_places_and_give_them_back_when_they_time_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream, "HANDSHAKE_TIMEOUT", 0.3)
+    emit = GatedEmit()
+    ctx = CollectorContext(emit, lambda: None, web.Application(), Clock(), Config(), tmp_path)
+    listener = StreamListener(Intake(parse({"max_connections": 2})), ctx, "tls")
+    cert, key = _self_signed(tmp_path)
+    await listener.start(("127.0.0.1", 0), TlsListener(("127.0.0.1", 0), cert, key))
+    refused = sample("correlator_syslog_dropped_total", transport="tls", reason="too_many_connections")
+    failed = sample("correlator_syslog_dropped_total", transport="tls", reason="tls_handshake")
+    try:
+        silent = [await connect(listener) for _ in range(2)]  # never start TLS
+        await until(lambda: len(listener.connections) == 2, "both counted while handshaking")
+        reader, writer = await connect(listener)
+        assert await closed_by_peer(reader)
+        writer.close()
+        assert (
+            sample("correlator_syslog_dropped_total", transport="tls", reason="too_many_connections")
+            == refused + 1
+        )
+        for r, _ in silent:
+            assert await closed_by_peer(r)  # the handshake timed out
+        await until(lambda: not listener.connections, "both places given back")
+        assert (
+            sample("correlator_syslog_dropped_total", transport="tls", reason="tls_handshake") == failed + 2
+        )
+        for _, w in silent:
+            w.close()
+        assert listener.address is not None
+        client = ssl.create_default_context(cafile=str(cert))
+        _, w = await asyncio.open_connection(*listener.address, ssl=client, server_hostname="localhost")
+        w.write(b"<13>1 - h app - - - in a freed place\n")
+        await w.drain()
+        await until(lambda: len(emit.events) == 1, "the TLS sender delivered")
+        assert len(listener.connections) == 1
+        w.close()
+        await until(lambda: not listener.connections, "its place given back on close")
     finally:
         await listener.stop()
