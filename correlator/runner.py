@@ -36,6 +36,7 @@ _limited = RateLimitedLog(log)  # a batch full of poison logs a few lines, then 
 class _Write:
     out: list[Event]
     updates: list[Event]
+    folded: list[Event]  # the repeats folded into `updates`: the store keeps their ids
     events: list[Event]  # what came from the queue: counted and timed once stored
     ack: int | None  # queue position to ack once stored; None for a timer flush
     dead: list[DeadLetter]  # journal items that could not be decoded: set aside before the ack
@@ -142,7 +143,7 @@ class PipelineRunner:
             ctx = StageContext(self._clock, live=True)
             out = await self._pipeline.flush(ctx)
             if out or ctx.updates or ctx.pending is not None:
-                await self._writes.put(_Write(out, ctx.updates, [], None, [], ctx.pending))
+                await self._writes.put(_Write(out, ctx.updates, ctx.folded, [], None, [], ctx.pending))
 
     async def _process(self, items: list[QueueItem]) -> None:
         events, dead = decode_items(items)
@@ -152,12 +153,16 @@ class PipelineRunner:
         ctx = StageContext(self._clock, live=True, seq=items[-1].seq)
         async with self._lock:
             out = await self._pipeline.run(fresh, ctx)
-            await self._writes.put(_Write(out, ctx.updates, events, items[-1].seq, dead, ctx.pending))
+            await self._writes.put(
+                _Write(out, ctx.updates, ctx.folded, events, items[-1].seq, dead, ctx.pending)
+            )
 
     async def _not_yet_stored(self, events: list[Event]) -> list[Event]:
         """A batch read back after a crash: what the store already has went through the whole
         pipeline before the crash (incidents, availability, ...) and level 2 was fed it again at
-        start (correlation/lifecycle.py), so running it again would count it twice."""
+        start (correlation/lifecycle.py), so running it again would count it twice. So did the
+        repeats folded into a stored event, whose ids the store kept with the fold: de-duplication's
+        windows start empty, and would store them again."""
         await self._writes.join()  # the store must hold everything written before we ask it
         known = await self._known([e.id for e in events])
         if known:
@@ -205,7 +210,7 @@ class PipelineRunner:
                         len(w.events),
                     )
                     continue
-                await self._write(w.out, w.updates)
+                await self._write(w.out, w.updates, w.folded)
                 if w.dead:
                     await self._set_aside(w.dead)
                 if w.ack is not None:
@@ -239,13 +244,13 @@ class PipelineRunner:
             log.exception("an incident commit failed; its batch is not acknowledged")
         self.commit_lost = True
 
-    async def _write(self, out: list[Event], updates: list[Event]) -> None:
-        if updates:
+    async def _write(self, out: list[Event], updates: list[Event], folded: list[Event]) -> None:
+        if updates or folded:
             # One trip for both: the write loop resumes from each await only when the pipeline's
             # current batch yields. Failed, it is all undone, and the two calls apart take over
             # with their retries, bisection and dead letters.
             try:
-                await self._store.write_and_fold(out, updates)
+                await self._store.write_and_fold(out, updates, folded)
                 return
             except Exception as e:
                 if fenced(e):
@@ -256,8 +261,8 @@ class PipelineRunner:
                     e,
                 )
         await self._durably(self._store.write, out)
-        if updates:
-            await self._durably(self._store.fold, updates)
+        if updates or folded:
+            await self._durably(lambda part: self._store.fold(part, folded), updates)
 
     async def _durably(self, op: Callable[[list[Event]], Awaitable[int]], events: list[Event]) -> None:
         """Never ack what is not stored: retry until the store takes the batch (disk full, locked,

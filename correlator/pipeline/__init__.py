@@ -34,6 +34,9 @@ class StageContext:
     # Events stored by an earlier batch whose count/last_seen grew (de-duplication); the runner
     # rewrites them with EventStore.fold().
     updates: list[Event] = field(default_factory=list)
+    # The repeats folded into them: never stored, but the store keeps their ids with the fold, so
+    # a batch delivered again after a crash skips them as it skips stored events.
+    folded: list[Event] = field(default_factory=list)
     set_aside: list[Event] = field(default_factory=list)  # skip the remaining stages, still stored
     opened: list[Incident] = field(default_factory=list)  # incidents opened or reopened by this batch
     # A store commit a stage started and did not wait for (incidents): the runner awaits it,

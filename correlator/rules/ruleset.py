@@ -78,14 +78,26 @@ class RuleSet:
             self.conditions.observe(ev)
         return reason
 
-    def run(self, events: list[Event], updates: list[Event]) -> list[Event]:
-        """`process` on each event of a batch; returns those kept, in order (the filter stage)."""
+    def run(
+        self, events: list[Event], updates: list[Event], folded: list[Event] | None = None
+    ) -> list[Event]:
+        """`process` on each event of a batch; returns those kept, in order (the filter stage).
+        The repeats de-duplication folded into `updates` go to `folded`."""
+        if folded is None:
+            folded = []
         conditions = self.conditions
         if len(conditions.latest) + len(events) >= MAX_KEYS:
             # The table of conditions may fill up within this batch: event by event, bounded.
-            return [ev for ev in events if self.process(ev, updates) is None]
+            kept: list[Event] = []
+            for ev in events:
+                reason = self.process(ev, updates)
+                if reason is None:
+                    kept.append(ev)
+                elif reason == "duplicate":
+                    folded.append(ev)
+            return kept
         # Otherwise what `process` does, inlined: the per-event calls are most of level 1's cost.
-        kept: list[Event] = []
+        kept = []
         key_of = self.index.key
         cached = self.index.cached
         merge = self.index.merge
@@ -101,6 +113,7 @@ class RuleSet:
                 if reason is not None:
                     if reason == "duplicate":
                         latest[(ev.host, ev.resource)] = (ev.fingerprint, ev.severity)  # Conditions.observe
+                        folded.append(ev)
                     continue
             latest[(ev.host, ev.resource)] = (ev.fingerprint, ev.severity)
             kept.append(ev)

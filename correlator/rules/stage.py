@@ -1,7 +1,8 @@
 """The level-1 pipeline stage ("filter"): runs the current rule set's filter rules on every event.
 
 It reads the holder's rule set once per batch, so a reload in between never shows a batch half of
-one set and half of another. Folded duplicates go to `ctx.updates` for the store.
+one set and half of another. Folded duplicates go to `ctx.updates` for the store, the repeats folded
+away to `ctx.folded`.
 """
 
 from __future__ import annotations
@@ -21,4 +22,4 @@ class FilterStage:
         ruleset = self._rules.current
         if not ruleset.filters:
             return events
-        return ruleset.run(events, ctx.updates)
+        return ruleset.run(events, ctx.updates, ctx.folded)

@@ -41,7 +41,9 @@ class Conditions:
 class Deduper:
     """Folds repeats of a key (and severity) within `window` of the first occurrence into that event.
 
-    The kept event's count and last_seen grow; it is appended to `updates` so the store rewrites it.
+    The kept event's count and last_seen grow; it is appended to `updates` so the store rewrites it,
+    and the repeat is removed as a "duplicate" (the filter stage hands it to the store too, which
+    keeps its id: see RuleSet.run).
     A severity change never folds (a clear after a major is news, not a repeat), and neither does a
     repeat after another condition on the same host and resource (see `Conditions`).
     """

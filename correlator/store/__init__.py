@@ -1,11 +1,14 @@
 """The event store: where processed events are kept and queried.
 
 Writes are idempotent by event id, so an item delivered twice by the queue (crash between store and
-ack) is stored once. SQLite is the embedded default; other back ends implement `EventStore`.
+ack) is stored once; the ids of repeats folded into a stored event are kept too, so such an item
+finds every event it held known, stored or folded. SQLite is the embedded default; other back ends
+implement `EventStore`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,13 +42,17 @@ class EventStore(DeadLetterStore, Protocol):
         """Store events (ignoring ids already stored); returns how many were new."""
         ...
 
-    async def fold(self, events: list[Event]) -> int:
-        """Rewrite stored events whose count/last_seen grew (de-duplication); idempotent."""
+    async def fold(self, events: list[Event], folded: Sequence[Event] = ()) -> int:
+        """Rewrite stored events whose count/last_seen grew (de-duplication), and keep the ids of
+        the repeats `folded` into them (for `known`), in one transaction; idempotent. Returns how
+        many stored events changed."""
         ...
 
-    async def write_and_fold(self, events: list[Event], updates: list[Event]) -> int:
-        """`write(events)` then `fold(updates)`, in as few trips to the database as the store can;
-        returns how many events were new. On an error the caller may repeat the two apart."""
+    async def write_and_fold(
+        self, events: list[Event], updates: list[Event], folded: Sequence[Event] = ()
+    ) -> int:
+        """`write(events)` then `fold(updates, folded)`, in as few trips to the database as the store
+        can; returns how many events were new. On an error the caller may repeat the two apart."""
         ...
 
     async def query(self, q: EventQuery) -> EventPage: ...
@@ -58,7 +65,8 @@ class EventStore(DeadLetterStore, Protocol):
         ...
 
     async def known(self, ids: list[str]) -> set[str]:
-        """Which of `ids` are stored (to skip what a crash left stored but unacked)."""
+        """Which of `ids` are stored or were folded into a stored event (to skip what a crash left
+        stored but unacked)."""
         ...
 
     async def position(self) -> int:
@@ -74,7 +82,10 @@ class EventStore(DeadLetterStore, Protocol):
         """The hosts of the events stored after position `pos`, each once, in no order."""
         ...
 
-    async def delete_older_than(self, t: float) -> int: ...
+    async def delete_older_than(self, t: float) -> int:
+        """Delete the events, and the folded repeats' ids, of event time before `t`; returns how
+        many events went."""
+        ...
 
     async def ping(self) -> bool: ...
 

@@ -1,7 +1,8 @@
 """PostgreSQL event store (asyncpg), selected by `storage.dsn`; same contract as the SQLite store.
 
-One binary COPY per pipeline batch; a batch holding an id the store has (delivered again) falls
-back to one multi-row INSERT ... ON CONFLICT DO NOTHING (arrays through unnest), which ignores it.
+One binary COPY per pipeline batch (in one transaction with the batch's fold, when it has one); a
+batch holding an id the store has (delivered again) falls back to one multi-row INSERT ... ON
+CONFLICT DO NOTHING (arrays through unnest), which ignores it.
 COPY costs the server and the client less than the INSERT (no arrays to build and unpack, no
 conflict check per row), and the unique index on `id` still refuses a second copy of an event.
 Schema versions are kept per component in `correlator_schema` and applied on open under an
@@ -15,7 +16,7 @@ import logging
 import secrets
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -97,6 +98,17 @@ MIGRATIONS: list[str] = [
     ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS claim TEXT;
     ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS claimed_at TIMESTAMPTZ;
     """,
+    # 7: the ids of repeats de-duplication folded into a stored event, written by the fold's own
+    # statement, so that `known` names them as it names stored ids: a batch delivered again after a
+    # crash would otherwise store them anew, the fold already counted. `time` (the repeat's) for
+    # retention, under a BRIN index as the events' own.
+    """
+    CREATE TABLE folded (
+        id TEXT PRIMARY KEY,
+        time DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX folded_time ON folded USING brin(time) WITH (autosummarize = on);
+    """,
 ]
 
 _LOCK_ID = 0x636F7272  # advisory lock serialising migrations ('corr')
@@ -177,13 +189,43 @@ ON CONFLICT (id) DO NOTHING
 # new values as orjson writes them ($4: last_seen's text). The result is the same text as orjson
 # serialising the folded event. Not jsonb_set: the body is TEXT in orjson's form, which jsonb would
 # rewrite whole (keys reordered, spaces, a float such as 1e+16 written back as an integer).
+# The ids of the repeats folded away ($5, with their times $6) are kept by the same statement, so
+# they are known exactly when the fold is stored; a fenced worker's fold (the trigger on `events`)
+# keeps none either.
 _FOLD = """
+WITH repeats AS (
+    INSERT INTO folded(id, time) SELECT * FROM unnest($5::text[], $6::float8[])
+    ON CONFLICT (id) DO NOTHING
+)
 UPDATE events AS e SET count = u.count, last_seen = u.last_seen,
     body = left(e.body, length(e.body) - strpos(reverse(e.body), ':"tnuoc",') - 8)
            || ',"count":' || u.count || ',"last_seen":' || u.seen || '}'
 FROM unnest($1::text[], $2::int[], $3::float8[], $4::text[]) AS u(id, count, last_seen, seen)
 WHERE e.id = u.id AND e.count < u.count
 """
+
+
+def _fold_args(events: list[Event], folded: Sequence[Event]) -> list[list[Any]] | None:
+    """_FOLD's arguments: the last state of each kept event, and the repeats' ids and times; None
+    when there is nothing to fold."""
+    latest = {e.id: e for e in events}
+    repeats = {e.id: e.time for e in folded}
+    if not latest and not repeats:
+        return None
+    rows = list(latest.values())
+    return [
+        [e.id for e in rows],
+        [e.count for e in rows],
+        [e.last_seen for e in rows],
+        [orjson.dumps(e.last_seen).decode() for e in rows],
+        list(repeats),
+        list(repeats.values()),
+    ]
+
+
+def _transaction_if(conn: Any, wanted: bool) -> contextlib.AbstractAsyncContextManager[Any]:
+    """A transaction on `conn` when `wanted`; else nothing (each statement its own)."""
+    return conn.transaction() if wanted else contextlib.nullcontext()
 
 
 def safe_dsn(dsn: str) -> str:
@@ -281,6 +323,10 @@ class PgEventStore:
     async def write(self, events: list[Event]) -> int:
         """Binary COPY of the batch; when an id is already stored (a batch delivered again) or
         twice in the batch, the COPY stores nothing and the INSERT that skips those ids runs."""
+        return await self._write(events, None)
+
+    async def _write(self, events: list[Event], fold: list[list[Any]] | None) -> int:
+        """`write`, and with `fold` (_fold_args) the fold in the same transaction."""
         if not events:
             return 0
         rows = [
@@ -291,9 +337,18 @@ class PgEventStore:
         t0 = time.perf_counter()
         async with self.pool.acquire() as conn:
             try:
-                status = await conn.copy_records_to_table("events", records=rows, columns=_COLUMNS)
+                async with _transaction_if(conn, fold is not None):
+                    status = await conn.copy_records_to_table("events", records=rows, columns=_COLUMNS)
+                    if fold is not None:
+                        await conn.execute(_FOLD, *fold)
             except asyncpg.UniqueViolationError:
-                status = await conn.execute(_INSERT, *(list(column) for column in zip(*rows, strict=True)))
+                # The COPY's failure ended the transaction: all of it again, with the INSERT.
+                async with _transaction_if(conn, fold is not None):
+                    status = await conn.execute(
+                        _INSERT, *(list(column) for column in zip(*rows, strict=True))
+                    )
+                    if fold is not None:
+                        await conn.execute(_FOLD, *fold)
             except (asyncpg.InternalClientError, asyncpg.InterfaceError):
                 # A session the server ended during a COPY (a fence, a restart) can leave asyncpg's
                 # connection mid-protocol, refusing every later call: drop it so the pool opens a
@@ -305,29 +360,30 @@ class PgEventStore:
         metrics.EVENTS_STORED.inc(new)
         return new
 
-    async def fold(self, events: list[Event]) -> int:
-        """Rewrite stored events whose repeat count grew (de-duplication); a smaller count changes
-        nothing, so a fold delivered twice is harmless. One statement for the whole batch."""
-        latest = {e.id: e for e in events}
-        if not latest:
+    async def fold(self, events: list[Event], folded: Sequence[Event] = ()) -> int:
+        """Rewrite stored events whose repeat count grew (de-duplication) and keep the ids of the
+        repeats `folded` into them; a smaller count changes nothing, so a fold delivered twice is
+        harmless. One statement for the whole batch."""
+        fold = _fold_args(events, folded)
+        if fold is None:
             return 0
-        rows = list(latest.values())
-        status = await self.pool.execute(
-            _FOLD,
-            [e.id for e in rows],
-            [e.count for e in rows],
-            [e.last_seen for e in rows],
-            [orjson.dumps(e.last_seen).decode() for e in rows],
-        )
+        status = await self.pool.execute(_FOLD, *fold)
         return int(status.rsplit(" ", 1)[-1])  # 'UPDATE <rows>'
 
-    async def write_and_fold(self, events: list[Event], updates: list[Event]) -> int:
-        """The two apart: each statement is a round trip to the server either way, and one
-        transaction around both would need a savepoint for the write's COPY, which falls back to
-        an INSERT when an id is stored already."""
-        new = await self.write(events)
-        await self.fold(updates)
-        return new
+    async def write_and_fold(
+        self, events: list[Event], updates: list[Event], folded: Sequence[Event] = ()
+    ) -> int:
+        """The write and the fold in one transaction: an event written may carry a count that
+        repeats folded away in the same batch grew, and their ids are kept by the fold, so one
+        without the other would count them again when the batch is delivered again after a crash.
+        BEGIN and COMMIT cost a round trip each; the two statements apart cost a commit each."""
+        fold = _fold_args(updates, folded)
+        if fold is None:
+            return await self.write(events)
+        if not events:
+            await self.pool.execute(_FOLD, *fold)
+            return 0
+        return await self._write(events, fold)
 
     async def query(self, q: EventQuery) -> EventPage:
         w = Where(postgres=True)
@@ -345,7 +401,11 @@ class PgEventStore:
         return EventPage(events, rows[-1]["pos"] if more else None)
 
     async def known(self, ids: list[str]) -> set[str]:
-        rows = await self.pool.fetch("SELECT id FROM events WHERE id = ANY($1::text[])", ids)
+        rows = await self.pool.fetch(
+            "SELECT id FROM events WHERE id = ANY($1::text[])"
+            " UNION ALL SELECT id FROM folded WHERE id = ANY($1::text[])",
+            ids,
+        )
         return {r["id"] for r in rows}
 
     async def position(self) -> int:
@@ -375,7 +435,9 @@ class PgEventStore:
         return [(r["host"], int(r["n"])) for r in await self.pool.fetch(sql, since, until, limit)]
 
     async def delete_older_than(self, t: float) -> int:
-        status = await self.pool.execute("DELETE FROM events WHERE time < $1", t)
+        status = await self.pool.execute(
+            "WITH repeats AS (DELETE FROM folded WHERE time < $1) DELETE FROM events WHERE time < $1", t
+        )
         n = int(status.rsplit(" ", 1)[-1])
         metrics.RETENTION_DELETED.inc(n)
         return n

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,16 @@ MIGRATIONS: list[str] = [
         raw TEXT NOT NULL
     );
     """,
+    # 4: the ids of repeats de-duplication folded into a stored event, written with the fold, so
+    # that `known` names them as it names stored ids: a batch delivered again after a crash would
+    # otherwise store them anew, the fold already counted. `time` (the repeat's) for retention.
+    """
+    CREATE TABLE folded (
+        id TEXT PRIMARY KEY,
+        time REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX folded_time ON folded(time);
+    """,
 ]
 
 
@@ -103,6 +113,13 @@ WHERE events.id = batch.key AND events.count < batch.value->>0
 """
 
 
+# The repeats folded away: one statement for the batch, like the fold, in its transaction.
+_INSERT_FOLDED = """
+INSERT INTO folded(id, time) SELECT key, value FROM json_each(?) WHERE true
+ON CONFLICT (id) DO NOTHING
+"""
+
+
 def _fold_payload(events: list[Event]) -> bytes | None:
     """The fold's payload: id -> [count, last_seen], the last of each id (the same kept event may
     be folded into many times in one batch); None when there is nothing to fold."""
@@ -111,21 +128,35 @@ def _fold_payload(events: list[Event]) -> bytes | None:
     return orjson.dumps({e.id: (e.count, e.last_seen) for e in events})
 
 
-def _write_and_fold(conn: sqlite3.Connection, payload: bytes | None, folds: bytes) -> int:
-    """On the store thread: the insert and the fold in one transaction; how many events were new."""
+def _folded_payload(folded: Sequence[Event]) -> bytes | None:
+    """The folded repeats' payload: id -> time; None when there are none."""
+    if not folded:
+        return None
+    return orjson.dumps({e.id: e.time for e in folded})
+
+
+def _write_and_fold(
+    conn: sqlite3.Connection, payload: bytes | None, folds: bytes | None, folded: bytes | None
+) -> tuple[int, int]:
+    """On the store thread: the insert, the fold and the folded repeats' ids in one transaction;
+    how many events were new, and how many stored ones the fold changed."""
     conn.execute("BEGIN")
     try:
         before = conn.total_changes
         if payload is not None:
             conn.execute(_INSERT_BATCH, (payload,))
         new = conn.total_changes - before
-        conn.execute(_FOLD_BATCH, (folds,))
+        if folds is not None:
+            conn.execute(_FOLD_BATCH, (folds,))
+        changed = conn.total_changes - before - new
+        if folded is not None:
+            conn.execute(_INSERT_FOLDED, (folded,))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:  # some errors (disk full) have rolled it back already
             conn.execute("ROLLBACK")
         raise
-    return new
+    return new, changed
 
 
 class SqliteFile:
@@ -216,34 +247,37 @@ class SqliteEventStore(SqliteFile):
         metrics.EVENTS_STORED.inc(new)
         return new
 
-    async def fold(self, events: list[Event]) -> int:
-        """Rewrite stored events whose repeat count grew (de-duplication folded later duplicates in).
+    async def fold(self, events: list[Event], folded: Sequence[Event] = ()) -> int:
+        """Rewrite stored events whose repeat count grew (de-duplication folded later duplicates in),
+        and keep the ids of the repeats `folded` into them, in one transaction.
 
         Only a larger count replaces the stored one, so applying the same fold twice (a batch
         delivered again after a crash) changes nothing. Returns how many stored events changed.
         """
-        folds = _fold_payload(events)
-        if folds is None:
+        folds, repeats = _fold_payload(events), _folded_payload(folded)
+        if folds is None and repeats is None:
             return 0
         db = self.db
-        before = db.total_changes
-        await db.execute(_FOLD_BATCH, (folds,))
-        changed = db.total_changes - before
+        changed: int
+        _, changed = await db._execute(_write_and_fold, db._conn, None, folds, repeats)  # type: ignore[no-untyped-call]
         await self.checkpoints.wrote()
         return changed
 
-    async def write_and_fold(self, events: list[Event], updates: list[Event]) -> int:
+    async def write_and_fold(
+        self, events: list[Event], updates: list[Event], folded: Sequence[Event] = ()
+    ) -> int:
         """`write` and then `fold`, in one transaction and one trip to the store thread: each trip
         waits for the event loop to take the result, which under load is after the pipeline's
         current batch. All or nothing, so a caller may fall back to the two calls on an error."""
-        folds = _fold_payload(updates)
-        if folds is None:
+        folds, repeats = _fold_payload(updates), _folded_payload(folded)
+        if folds is None and repeats is None:
             return await self.write(events)
         db = self.db
         payload = dumps_events(events) if events else None
         t0 = time.perf_counter()
+        new: int
         # aiosqlite runs a callable on its thread only through this method: it has no public one.
-        new: int = await db._execute(_write_and_fold, db._conn, payload, folds)  # type: ignore[no-untyped-call]
+        new, _ = await db._execute(_write_and_fold, db._conn, payload, folds, repeats)  # type: ignore[no-untyped-call]
         metrics.STORE_WRITE_SECONDS.observe(time.perf_counter() - t0)
         await self.checkpoints.wrote()
         metrics.EVENTS_STORED.inc(new)
@@ -265,7 +299,10 @@ class SqliteEventStore(SqliteFile):
         return EventPage(events, rows[-1][0] if more else None)
 
     async def known(self, ids: list[str]) -> set[str]:
-        sql = "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?))"
+        sql = (
+            "WITH asked AS MATERIALIZED (SELECT value FROM json_each(?))"
+            " SELECT id FROM events WHERE id IN asked UNION ALL SELECT id FROM folded WHERE id IN asked"
+        )
         return {row[0] for row in await self.db.execute_fetchall(sql, (orjson.dumps(ids),))}
 
     async def position(self) -> int:
@@ -302,6 +339,7 @@ class SqliteEventStore(SqliteFile):
     async def delete_older_than(self, t: float) -> int:
         cur = await self.db.execute("DELETE FROM events WHERE time < ?", (t,))
         n = cur.rowcount
+        await self.db.execute("DELETE FROM folded WHERE time < ?", (t,))
         metrics.RETENTION_DELETED.inc(max(n, 0))
         await self.checkpoints.wrote()  # a large delete's pages are WAL frames too
         return n

@@ -51,11 +51,15 @@ def ev(n: int) -> Event:
     return Event(f"e{n}", 1.0, 1.0, "test", "h1", "t")
 
 
-async def refused(store: PgEventStore, n: int) -> bool:
+async def refused(store: PgEventStore, n: int, folded: bool = False) -> bool:
+    """Whether writing event `n` (or, `folded`, keeping its id as a repeat folded away) is refused."""
     errors: list[Exception] = []
     for _ in range(5):  # a session the fence ended first fails as a lost connection, then is replaced
         try:
-            await store.write([ev(n)])
+            if folded:
+                await store.fold([], [ev(n)])
+            else:
+                await store.write([ev(n)])
             return False
         except Exception as e:
             if fenced(e):
@@ -73,9 +77,11 @@ async def test_the_previous_owner_is_refused_once_another_worker_took_its_partit
     assert not await refused(a, 1)
     await Owners(b).claim(1)  # a paused past its lease: b takes partition 1
     assert await refused(a, 2)  # every write of a, whichever partition
+    assert await refused(a, 6, folded=True)  # the fold's statement writes `events` too
     assert not await refused(b, 3)
+    assert not await refused(b, 7, folded=True)
     assert not await refused(ingest, 4)  # not a worker: never checked
-    assert await b.known(["e1", "e2", "e3", "e4"]) == {"e1", "e3", "e4"}
+    assert await b.known(["e1", "e2", "e3", "e4", "e6", "e7"]) == {"e1", "e3", "e4", "e7"}
     await Owners(a).claim(2)  # a rejoins (its pipeline settled): it lifts its own mark
     assert not await refused(a, 5)
 

@@ -28,7 +28,7 @@ class GatedStore:
         self.written.append([e.id for e in events])
         return len(events)
 
-    async def fold(self, events: list[Event]) -> int:
+    async def fold(self, events: list[Event], folded: list[Event]) -> int:
         return 0
 
     async def known(self, ids: list[str]) -> set[str]:
@@ -160,20 +160,27 @@ class FoldingStore:
 
     def __init__(self, refuse: Exception | None = None) -> None:
         self.refuse = refuse
-        self.calls: list[tuple[str, list[str], list[tuple[str, int]]]] = []
+        self.calls: list[tuple[str, list[str], list[tuple[str, int]], list[str]]] = []
 
     async def write(self, events: list[Event]) -> int:
-        self.calls.append(("write", [e.id for e in events], []))
+        self.calls.append(("write", [e.id for e in events], [], []))
         return len(events)
 
-    async def fold(self, events: list[Event]) -> int:
-        self.calls.append(("fold", [], [(e.id, e.count) for e in events]))
+    async def fold(self, events: list[Event], folded: list[Event]) -> int:
+        self.calls.append(("fold", [], [(e.id, e.count) for e in events], [e.id for e in folded]))
         return len(events)
 
-    async def write_and_fold(self, events: list[Event], updates: list[Event]) -> int:
+    async def write_and_fold(self, events: list[Event], updates: list[Event], folded: list[Event]) -> int:
         if self.refuse is not None:
             raise self.refuse
-        self.calls.append(("write_and_fold", [e.id for e in events], [(e.id, e.count) for e in updates]))
+        self.calls.append(
+            (
+                "write_and_fold",
+                [e.id for e in events],
+                [(e.id, e.count) for e in updates],
+                [e.id for e in folded],
+            )
+        )
         return len(events)
 
     async def known(self, ids: list[str]) -> set[str]:
@@ -197,6 +204,7 @@ class Folder:
             else:
                 self.first.count += 1
                 ctx.updates.append(self.first)
+                ctx.folded.append(ev)
         return kept
 
 
@@ -226,9 +234,9 @@ async def test_a_batch_with_folds_is_written_and_folded_in_one_call(tmp_path):
     store = FoldingStore()
     runner = await run_folding(tmp_path, store, ["a", "b", "c"])
     assert store.calls == [
-        ("write", ["a"], []),  # nothing to fold: the write alone, as before
-        ("write_and_fold", [], [("a", 2)]),
-        ("write_and_fold", [], [("a", 3)]),
+        ("write", ["a"], [], []),  # nothing to fold: the write alone, as before
+        ("write_and_fold", [], [("a", 2)], ["b"]),  # the repeats' ids go with their fold
+        ("write_and_fold", [], [("a", 3)], ["c"]),
     ]
     assert runner.processed == 3
 
@@ -236,7 +244,7 @@ async def test_a_batch_with_folds_is_written_and_folded_in_one_call(tmp_path):
 async def test_a_failed_write_and_fold_is_done_again_as_two_calls(tmp_path):
     store = FoldingStore(refuse=ValueError("the data"))
     runner = await run_folding(tmp_path, store, ["a", "b"])
-    assert store.calls == [("write", ["a"], []), ("write", [], []), ("fold", [], [("a", 2)])]
+    assert store.calls == [("write", ["a"], [], []), ("write", [], [], []), ("fold", [], [("a", 2)], ["b"])]
     assert runner.processed == 2
 
 
@@ -245,5 +253,5 @@ async def test_a_fenced_write_and_fold_is_not_done_again_apart(tmp_path):
     refusal.sqlstate = "CRF01"  # type: ignore[attr-defined]
     store = FoldingStore(refuse=refusal)
     runner = await run_folding(tmp_path, store, ["a", "b"])
-    assert store.calls == [("write", ["a"], [])]  # the partitions' new owner stores "b"
+    assert store.calls == [("write", ["a"], [], [])]  # the partitions' new owner stores "b"
     assert runner.processed == 1

@@ -161,12 +161,15 @@ def test_the_filter_stage_does_what_a_scan_of_every_rule_does(
         return out
 
     slow, slow_in, slow_updates = _build(rules), fresh(), []
-    expected = [e for e in slow_in if _scan(slow, e, slow_updates) is None]
-    fast, fast_in, fast_updates = _build(rules), fresh(), []
-    kept = fast.run(fast_in, fast_updates)
+    reasons = [_scan(slow, e, slow_updates) for e in slow_in]
+    expected = [e for e, reason in zip(slow_in, reasons, strict=True) if reason is None]
+    fast, fast_in, fast_updates, fast_folded = _build(rules), fresh(), [], []
+    kept = fast.run(fast_in, fast_updates, fast_folded)
     assert [e.to_dict() for e in kept] == [e.to_dict() for e in expected]
     assert [e.to_dict() for e in fast_in] == [e.to_dict() for e in slow_in]  # the removed ones too
     assert [e.id for e in fast_updates] == [e.id for e in slow_updates]
+    folded = [e.id for e, reason in zip(slow_in, reasons, strict=True) if reason == "duplicate"]
+    assert [e.id for e in fast_folded] == folded
     # one event at a time (`process`, as `rules test` and the API run it) agrees too
     one, single = _build(rules), fresh()
     passed = [e for e in single if one.process(e, []) is None]

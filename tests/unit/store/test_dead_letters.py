@@ -192,15 +192,17 @@ class FoldInto:
 
     async def __call__(self, events: list[Event], ctx: StageContext) -> list[Event]:
         kept = [e for e in events if not e.id.startswith("repeat-")]
-        for _ in range(len(events) - len(kept)):
-            self.into.count += 1
-            ctx.updates.append(self.into)
+        for e in events:
+            if e.id.startswith("repeat-"):
+                self.into.count += 1
+                ctx.updates.append(self.into)
+                ctx.folded.append(e)
         return kept
 
 
 async def test_a_poison_event_beside_folds_is_dead_lettered_and_the_folds_stored(store, tmp_path):
     """The batch's write and fold in one call fails on the poison; the two calls apart then bisect
-    the write as they always did, and the fold follows."""
+    the write as they always did, and the fold follows, keeping the repeats' ids."""
     first = ev("first")
     await store.write([first])
     q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
@@ -211,7 +213,8 @@ async def test_a_poison_event_beside_folds_is_dead_lettered_and_the_folds_stored
         await drain(q, store, pipeline=Pipeline([FoldInto(first)]))
     finally:
         await q.close()
-    assert await store.known(["first", "g1", "g2", "poison", "repeat-1"]) == {"first", "g1", "g2"}
+    known = await store.known(["first", "g1", "g2", "poison", "repeat-1", "repeat-2"])
+    assert known == {"first", "g1", "g2", "repeat-1", "repeat-2"}
     (dead,) = (await store.dead_letters(10, None, None)).items
     assert dead.event_id == "poison"
     (stored,) = (await store.query(EventQuery(host="first.example"))).events

@@ -1,15 +1,23 @@
 """EventStore.fold on SQLite and PostgreSQL: a de-duplicated event's count and last_seen grow in the
-store, idempotently; SQLite databases of schema 1 migrate."""
+store, idempotently, and the repeats folded into it are known like stored events; SQLite databases
+of schema 1 migrate."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import aiosqlite
 import orjson
 import pytest
 
-from correlator.event import Event
+from correlator.clock import Clock
+from correlator.event import Event, dumps_events
+from correlator.pipeline import Pipeline
+from correlator.queue.journal import JournalQueue
+from correlator.rules.reload import RulesHolder
+from correlator.rules.stage import FilterStage
+from correlator.runner import PipelineRunner
 from correlator.store import EventQuery
 from correlator.store.postgres import PgEventStore
 from correlator.store.sqlite import MIGRATIONS, SqliteEventStore, migrate
@@ -72,6 +80,7 @@ async def test_sqlite_migration_from_version_1_keeps_events(tmp_path):
     try:
         rows = list(await store.db.execute_fetchall("SELECT count, last_seen FROM events WHERE id = 'old'"))
         assert rows == [(1, 50.0)]
+        assert await store.known(["old", "new"]) == {"old"}
     finally:
         await store.close()
 
@@ -201,3 +210,122 @@ async def test_sqlite_a_fold_into_a_damaged_body_updates_the_row_and_keeps_the_b
         assert rows["fine"][1:] == (2, 8.0) and orjson.loads(rows["fine"][0])["count"] == 2
     finally:
         await store.close()
+
+
+async def test_folded_repeats_are_known_like_stored_events_until_retention(store):
+    kept = event("kept")
+    await store.write([kept])
+    kept.count, kept.last_seen = 3, 120.0
+    repeats = [event("r1"), Event("r2", 120.0, 120.0, "snmp", "sw1", "linkDown")]
+    assert await store.write_and_fold([event("new")], [kept, kept], repeats) == 1
+    assert await store.known(["kept", "new", "r1", "r2", "other"]) == {"kept", "new", "r1", "r2"}
+    assert await store.count() == 2  # known, never stored
+    kept.count, kept.last_seen = 4, 130.0
+    assert await store.fold([kept], [Event("r3", 130.0, 130.0, "snmp", "sw1", "linkDown")]) == 1
+    assert await store.fold([kept], [event("r1")]) == 0  # delivered again: nothing changes
+    assert await store.known(["r1", "r3"]) == {"r1", "r3"}
+    assert await store.delete_older_than(125.0) == 2  # the repeats go with the events of their time
+    assert await store.known(["r1", "r2", "r3"]) == {"r3"}
+
+
+async def refuse_folded(store, refuse: bool) -> None:
+    """Make the store refuse (or take again) what is written to its table of folded repeats."""
+    if isinstance(store, PgEventStore):
+        if refuse:
+            await store.pool.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'refused'; END $$;"
+                " CREATE TRIGGER refuse BEFORE INSERT ON folded FOR EACH STATEMENT EXECUTE FUNCTION refuse()"
+            )
+        else:
+            await store.pool.execute("DROP TRIGGER refuse ON folded; DROP FUNCTION refuse()")
+    elif refuse:
+        await store.db.execute(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON folded BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    else:
+        await store.db.execute("DROP TRIGGER refuse")
+
+
+async def test_an_event_is_written_with_its_folded_repeats_or_not_at_all(store):
+    """The count a written event carries includes the repeats folded into it in the same batch:
+    written without their ids, a crash before they are kept would count those repeats again."""
+    kept = event("kept", count=3, last_seen=120.0)
+    repeats = [event("r1"), event("r2")]
+    await refuse_folded(store, True)
+    with pytest.raises(Exception, match="refused"):
+        await store.write_and_fold([kept, event("other")], [kept, kept], repeats)
+    await refuse_folded(store, False)
+    assert await store.known(["kept", "other", "r1", "r2"]) == set()
+    assert await store.write_and_fold([kept, event("other")], [kept, kept], repeats) == 2
+    assert await store.known(["kept", "other", "r1", "r2"]) == {"kept", "other", "r1", "r2"}
+    await store.write([event("stored")])  # the COPY's way back when an id is stored already
+    await refuse_folded(store, True)
+    with pytest.raises(Exception, match="refused"):
+        await store.write_and_fold([event("new"), event("stored")], [kept], [event("r3")])
+    await refuse_folded(store, False)
+    assert await store.known(["new", "r3"]) == set()
+    assert await store.write_and_fold([event("new"), event("stored")], [kept], [event("r3")]) == 1
+    assert await store.known(["new", "r3"]) == {"new", "r3"}
+
+
+DEDUP = "rules:\n  - {name: repeats, match: {type: linkDown}, dedup: 10m}\n"
+
+
+def fresh_level1(rules_dir) -> Pipeline:
+    """Level 1 with a dedup rule as a daemon builds it at start: its windows empty."""
+    rules_dir.mkdir(exist_ok=True)
+    (rules_dir / "dedup.yaml").write_text(DEDUP)
+    holder = RulesHolder(rules_dir)
+    holder.load_initial()
+    return Pipeline([FilterStage(holder)])
+
+
+async def drain(q: JournalQueue, store, pipeline: Pipeline) -> None:
+    runner = PipelineRunner(q, pipeline, store, Clock(100.0), batch_events=100)
+    task = asyncio.create_task(runner.run())
+    try:
+        async with asyncio.timeout(20):
+            while q.depth():
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_batch_whose_repeats_were_folded_changes_nothing_when_delivered_again(store, tmp_path):
+    """A crash after the store committed a batch and its folds but before the journal forgot it:
+    the journal delivers it again to a daemon whose de-duplication windows start empty. Its repeats
+    were never stored rows, yet the store knows them, so no count grows and no row appears."""
+    pipeline = fresh_level1(tmp_path / "rules")
+    earlier = [event("k1")]
+    other = {"host": "sw2", "type": "linkDown"}
+    batch = [
+        event("r1"),  # folded into k1, stored by the batch before
+        Event("k2", 100.0, 100.0, "snmp", **other),
+        event("r2"),
+        Event("r3", 100.0, 100.0, "snmp", **other),  # folded into k2, stored by this batch
+    ]
+    # The journal as a crash after the batch's store commit leaves it: the batch not yet deleted.
+    crashed = JournalQueue(tmp_path / "crashed.db", max_events=100, retry_after=1.0, fsync=False)
+    await crashed.open()
+    await crashed.put(dumps_events(batch), len(batch), batch)
+    await crashed.close()
+    q = JournalQueue(tmp_path / "journal.db", max_events=100, retry_after=1.0, fsync=False)
+    await q.open()
+    try:
+        for events in (earlier, batch):
+            await q.put(dumps_events(events), len(events), events)
+            await drain(q, store, pipeline)
+    finally:
+        await q.close()
+    counts = {e.id: e.count for e in (await store.query(EventQuery())).events}
+    assert counts == {"k1": 3, "k2": 2}
+
+    again = JournalQueue(tmp_path / "crashed.db", max_events=100, retry_after=1.0, fsync=False)
+    assert await again.open() == len(batch)  # the next start: read back, delivered again
+    try:
+        await drain(again, store, fresh_level1(tmp_path / "rules"))
+    finally:
+        await again.close()
+    assert {e.id: e.count for e in (await store.query(EventQuery())).events} == counts
