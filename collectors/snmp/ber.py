@@ -153,6 +153,8 @@ def oid_bytes(dotted: str) -> bytes:
     nums = [int(p) for p in dotted.strip(".").split(".")]
     if len(nums) < 2:
         raise ValueError(f"OID {dotted!r} needs at least two components")
+    if min(nums) < 0:  # sub-identifiers are unsigned; n >>= 7 of a negative one never reaches 0
+        raise ValueError(f"OID {dotted!r} has a negative sub-identifier")
     out = bytearray()
     for n in [nums[0] * 40 + nums[1], *nums[2:]]:
         chunk = [n & 0x7F]

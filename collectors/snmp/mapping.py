@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from collectors.snmp.ber import NO_VALUE, TrapMessage, oid_bytes
+from collectors.snmp.ber import NO_VALUE, TrapMessage, Unusual, oid_bytes
 from collectors.snmp.oids import Resolver
 from correlator.event import Event, new_id
 
@@ -23,8 +23,15 @@ _HIDDEN = {_TRAP_OID, _TRAP_COMMUNITY}  # the type carries the first; the second
 
 
 def v1_trap_oid(enterprise: bytes, generic: int, specific: int) -> bytes:
-    """RFC 3584 3.1: generic traps 0-5 -> snmpTraps.(g+1); enterpriseSpecific -> enterprise.0.specific."""
-    if 0 <= generic <= 5:
+    """RFC 3584 3.1: generic traps 0-5 -> snmpTraps.(g+1); enterpriseSpecific -> enterprise.0.specific.
+
+    Both are signed INTEGERs on the wire: a generic-trap outside RFC 1157's 0..6, or a specific-trap
+    that cannot be a sub-identifier (negative), is a malformed trap."""
+    if not 0 <= generic <= 6:
+        raise Unusual(f"v1 generic-trap {generic} is not 0..6")
+    if specific < 0:
+        raise Unusual(f"v1 specific-trap {specific} is negative")
+    if generic <= 5:
         return _GENERIC_PREFIX + bytes((generic + 1,))
     return enterprise + b"\x00" + oid_bytes(f"1.3.{specific}")[1:]
 

@@ -207,6 +207,26 @@ def test_bad_input_is_counted_and_the_daemon_keeps_serving(make_daemon, tmp_path
     assert "authpass123" not in d.log() and "privpass123" not in d.log()
 
 
+@pytest.mark.timeout(60)
+def test_v1_trap_with_a_negative_specific_or_an_unknown_generic_is_malformed(make_daemon, tmp_path):
+    d, addr = start(make_daemon)
+    # A valid community is all it takes: the trap OID is enterprise.0.specific, which has no
+    # negative sub-identifier, and RFC 1157 knows generic-trap 0..6 only.
+    for generic, specific in (("6", "-1"), ("6", "-2147483648"), ("7", "0"), ("-1", "0")):
+        v1 = ["-v", "1", "-c", "public", addr, "1.3.6.1.4.1.9", "127.0.0.1", generic, specific, ""]
+        sent(run_tool("snmptrap", v1, tmp_path))
+    sent(run_tool("snmptrap", ["-v", "2c", "-c", "public", addr, "", LINK_DOWN], tmp_path))
+    d.wait_for(lambda: by_type(d, "IF-MIB::linkDown"), what="the good trap after the bad ones")
+    d.wait_for(
+        lambda: d.metric("correlator_snmp_dropped_total", {"reason": "malformed"}) == 4,
+        what="4 malformed v1 traps counted",
+    )
+    assert d.get("/healthz")[0] == 200
+    assert len(d.events()) == 1
+    assert "v1 specific-trap -1 is negative" in d.log()
+    assert d.stop() == 0  # and it still stops on SIGTERM
+
+
 def test_taken_port_does_not_stop_the_daemon(make_daemon, tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))

@@ -75,6 +75,27 @@ def test_oid_round_trip(oid):
     assert ber.oid_str(ber.oid_bytes(oid)) == oid
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("oid", ["1.3.-1", "1.3.6.1.4.1.9.0.-300", "-1.50.3", "1.-3"])
+def test_oid_bytes_refuses_negative_sub_identifiers(oid):
+    # A sub-identifier is unsigned: shifting a negative one right never reaches 0.
+    with pytest.raises(ValueError, match="negative"):
+        ber.oid_bytes(oid)
+
+
+@pytest.mark.timeout(60)
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.integers(-(2**70), 2**70), min_size=1, max_size=8))
+def test_fuzz_oid_bytes_round_trips_or_refuses(parts):
+    dotted = ".".join(map(str, [1, 3, *parts]))
+    try:
+        raw = ber.oid_bytes(dotted)
+    except ValueError:
+        assert min(parts) < 0
+        return
+    assert ber.oid_str(raw) == dotted
+
+
 @pytest.mark.parametrize(
     "data",
     [

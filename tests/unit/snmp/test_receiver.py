@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from pyasn1.codec.ber import encoder
+from pysnmp.proto import api
 
 from collectors.snmp import ber
 from collectors.snmp.mapping import Mapper, v1_trap_oid
@@ -129,6 +131,65 @@ def test_fuzz_datagrams_are_events_or_counted_drops(data):
     asyncio.run(go())
 
 
+def pysnmp_v1(generic: int, specific: int) -> bytes:
+    """A v1 Trap-PDU as pysnmp encodes it: it takes any generic-trap and specific-trap, as senders do."""
+    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_1]
+    pdu = p.TrapPDU()
+    p.apiTrapPDU.set_defaults(pdu)
+    p.apiTrapPDU.set_enterprise(pdu, (1, 3, 6, 1, 4, 1, 9))
+    p.apiTrapPDU.set_agent_address(pdu, "10.1.2.3")
+    p.apiTrapPDU.set_generic_trap(pdu, generic)
+    p.apiTrapPDU.set_specific_trap(pdu, specific)
+    p.apiTrapPDU.set_varbinds(pdu, [((1, 3, 6, 1, 2, 1, 2, 2, 1, 1, 3), p.Integer(3))])
+    msg = p.Message()
+    p.apiMessage.set_defaults(msg)
+    p.apiMessage.set_community(msg, "public")
+    p.apiMessage.set_pdu(msg, pdu)
+    return encoder.encode(msg)
+
+
+def total_dropped(reason: str | None = None) -> float:
+    return sum(
+        s.value
+        for m in DROPPED.collect()
+        for s in m.samples
+        if s.name.endswith("_total") and reason in (None, s.labels["reason"])
+    )
+
+
+_INT32 = st.integers(-(2**31), 2**31 - 1)
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=300, deadline=None)
+@given(
+    generic=st.integers(-2, 8) | _INT32,
+    specific=st.integers(-2, 2) | _INT32,
+    mutations=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=3),
+)
+@example(generic=6, specific=-1, mutations=[])
+@example(generic=7, specific=0, mutations=[])
+@example(generic=-1, specific=0, mutations=[])
+def test_fuzz_mutated_v1_traps_are_events_or_counted_drops(generic, specific, mutations):
+    raw = bytearray(pysnmp_v1(generic, specific))
+    for i, b in mutations:
+        raw[i % len(raw)] = b
+
+    async def go():
+        emit = GatedEmit()
+        emit.gate.set()
+        r = TrapReceiver(parse({}), Mapper(Resolver(), {}), emit)
+        r._slow = _slow_path()
+        total, malformed = total_dropped(), total_dropped("malformed")
+        r.datagram_received(bytes(raw), ("127.0.0.1", 9))
+        assert len(r._events) + (total_dropped() - total) == 1
+        if not mutations:  # RFC 1157: generic-trap is 0..6, specific-trap becomes a sub-identifier
+            valid = 0 <= generic <= 6 and specific >= 0
+            assert (len(r._events), total_dropped("malformed") - malformed) == ((1, 0) if valid else (0, 1))
+
+    asyncio.run(go())
+
+
 _ENGINE = None
 
 
@@ -145,6 +206,13 @@ def test_v1_mapping_follows_rfc_3584():
     ent = ber.oid_bytes("1.3.6.1.4.1.9")
     assert ber.oid_str(v1_trap_oid(ent, 2, 0)) == "1.3.6.1.6.3.1.1.5.3"  # linkDown
     assert ber.oid_str(v1_trap_oid(ent, 6, 300)) == "1.3.6.1.4.1.9.0.300"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(("generic", "specific"), [(6, -1), (6, -(2**31)), (2, -5), (7, 0), (-1, 0)])
+def test_v1_trap_with_generic_outside_0_to_6_or_negative_specific_is_unusual(generic, specific):
+    with pytest.raises(ber.Unusual):
+        v1_trap_oid(ber.oid_bytes("1.3.6.1.4.1.9"), generic, specific)
 
 
 @pytest.mark.parametrize(
