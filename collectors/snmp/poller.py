@@ -81,6 +81,9 @@ COLUMNS = {
 STORAGE_TYPES = {"1.3.6.1.2.1.25.2.1.2", "1.3.6.1.2.1.25.2.1.4", "1.3.6.1.2.1.25.2.1.10"}
 MAX_REPETITIONS = 16
 MAX_ROWS = 1024  # per column: bounds work and gauge labels for an odd agent with endless tables
+# Per poll, the first GETBULK included: full tables need 1 + MAX_ROWS / MAX_REPETITIONS = 65; the
+# rest is room for agents that answer fewer rows than asked. Bounds the time a poll holds its slot.
+MAX_REQUESTS = 4 * MAX_ROWS // MAX_REPETITIONS
 
 
 class Poller:
@@ -186,10 +189,16 @@ class Poller:
     async def _columns(
         self, target: Target, columns: dict[str, str], vbs: Varbinds
     ) -> dict[str, dict[str, Any]]:
-        """Walk the columns side by side, continuing with GETBULK only while some are unfinished."""
+        """Walk the columns side by side, continuing with GETBULK only while some are unfinished.
+
+        Raises RuntimeError for an agent whose OIDs do not increase within a column (net-snmp's
+        "OID not increasing"), which would be walked for ever, and for a walk of more than
+        MAX_REQUESTS requests."""
         rows: dict[str, dict[str, Any]] = {name: {} for name in columns}
         pos = dict(columns)  # where each column's walk continues
+        last: dict[str, tuple[int, ...]] = {name: () for name in columns}  # its index, to compare
         active = list(columns)
+        requests = 1  # the poll's first GETBULK brought vbs
         while active and vbs:
             finished: set[str] = set()
             for i, (oid, value) in enumerate(vbs):
@@ -198,13 +207,19 @@ class Poller:
                     continue
                 prefix = columns[name] + "."
                 if oid.startswith(prefix) and value is not NO_VALUE:
+                    index = tuple(map(int, oid[len(prefix) :].split(".")))
+                    if index <= last[name]:
+                        raise RuntimeError(f"OID not increasing: {oid} after {pos[name]}")
                     rows[name][oid[len(prefix) :]] = value
-                    pos[name] = oid
+                    pos[name], last[name] = oid, index
                 else:
                     finished.add(name)
             active = [n for n in active if n not in finished and len(rows[n]) < MAX_ROWS]
             if not active:
                 break
+            if requests >= MAX_REQUESTS:
+                raise RuntimeError(f"tables not walked in {MAX_REQUESTS} requests")
+            requests += 1
             more = await self._bulk(target, 0, MAX_REPETITIONS, [pos[n] for n in active])
             if not more:
                 break  # keep what we have; the next poll tries again
