@@ -116,7 +116,7 @@ def parse(settings: Mapping[str, Any]) -> SnmpSettings:
     if "communities" in settings and "communities_file" in settings:
         _fail(settings, "communities_file", P, "give either communities or communities_file, not both")
     if "communities" in settings:
-        kw["communities"] = tuple(_strings(settings, "communities", P))
+        kw["communities"] = tuple(_strings(settings, "communities", P, secret=True))
     if "communities_file" in settings:
         kw["communities"] = tuple(_secret_file(settings, "communities_file", P).split())
     if "users" in settings:
@@ -213,7 +213,7 @@ def _target(raw: Any, where: str) -> Target:
     version = raw.get("version", "v2c")
     if version not in ("v2c", "v3"):
         _fail(raw, "version", where, f"expected 'v2c' or 'v3' (polling needs GETBULK), got {version!r}")
-    community = _str(raw, "community", where) if "community" in raw else "public"
+    community = _str(raw, "community", where, secret=True) if "community" in raw else "public"
     user = None
     if version == "v3":
         if "user" not in raw:
@@ -261,10 +261,15 @@ def _wrap(raw: Any, key: str, prefix: str, fn: Any) -> Any:
         return _fail(raw, key, prefix, str(e))
 
 
-def _str(raw: Any, key: Any, prefix: str) -> str:
+_NOT_SHOWN = "expected a non-empty string (the value is a secret: not shown)"
+
+
+def _str(raw: Any, key: Any, prefix: str, secret: bool = False) -> str:
+    """A non-empty string; a `secret` (community, key) is never echoed in the error, whatever it is:
+    an unquoted community of digits is a number in YAML, and a working credential once quoted."""
     v = raw.get(key) if isinstance(raw, Mapping) else raw[key]
     if not isinstance(v, str) or not v:
-        _fail(raw, key, prefix, f"expected a non-empty string, got {v!r}")
+        _fail(raw, key, prefix, _NOT_SHOWN if secret else f"expected a non-empty string, got {v!r}")
     return str(v)
 
 
@@ -272,7 +277,7 @@ def _key(raw: Any, key: str, prefix: str) -> str:
     """A secret given inline (`auth_key`) or read from a file (`auth_key_file`), never both."""
     name = f"{key}_file"
     if name not in raw:
-        return _str(raw, key, prefix)
+        return _str(raw, key, prefix, secret=True)
     if key in raw:
         _fail(raw, name, prefix, f"give either {key} or {name}, not both")
     return _secret_file(raw, name, prefix)
@@ -309,9 +314,14 @@ def _list(raw: Any, key: str, prefix: str) -> list[Any]:
     return list(v)
 
 
-def _strings(raw: Any, key: str, prefix: str) -> list[str]:
+def _strings(raw: Any, key: str, prefix: str, secret: bool = False) -> list[str]:
     items = _list(raw, key, prefix)
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item:
-            _fail(raw, key, prefix, f"item {i}: expected a non-empty string, got {item!r}")
+            _fail(
+                raw,
+                key,
+                prefix,
+                f"item {i}: " + (_NOT_SHOWN if secret else f"expected a non-empty string, got {item!r}"),
+            )
     return items

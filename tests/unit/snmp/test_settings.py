@@ -62,3 +62,38 @@ def test_secret_file_errors_name_the_key_and_never_the_secret(tmp_path: Path):
         parse({"communities_file": str(tmp_path / "empty")})
     with pytest.raises(ConfigError, match="either communities or communities_file"):
         parse({"communities": ["a"], "communities_file": str(tmp_path / "auth")})
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"communities": [73519046]}, "'collectors.snmp.communities'"),
+        ({"communities": ["public", 73519046.5]}, "'collectors.snmp.communities'"),
+        (
+            {"users": [{"name": "noc", "auth_protocol": "SHA", "auth_key": 84736251907}]},
+            ".users[0].auth_key'",
+        ),
+        ({"users": [{"name": "noc", **SHA_AES, "priv_key": 73519046}]}, ".users[0].priv_key'"),
+        ({"targets": [{"name": "a", "address": "h", "community": 73519046}]}, ".targets[0].community'"),
+        (
+            {
+                "targets": [
+                    {
+                        "name": "a",
+                        "address": "h",
+                        "version": "v3",
+                        "user": {**SHA_AES, "name": "n", "auth_key": 84736251907},
+                    }
+                ]
+            },
+            ".targets[0].user.auth_key'",
+        ),
+    ],
+)
+def test_a_secret_of_the_wrong_type_is_named_never_shown(raw, key):
+    # YAML reads an unquoted community or key of digits as a number: the error names the key and
+    # the type it wants, and never the value, which is a working credential once quoted.
+    with pytest.raises(ConfigError) as e:
+        parse(raw)
+    assert key in str(e.value) and "expected a non-empty string" in str(e.value)
+    assert "73519046" not in str(e.value) and "84736251907" not in str(e.value)
