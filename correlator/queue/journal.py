@@ -19,9 +19,11 @@ import aiosqlite
 from correlator import metrics
 from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
 from correlator.event import Event
+from correlator.logs import RateLimitedLog
 from correlator.queue import QueueItem, take_batch
 
 log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)  # a failing journal is retried every retry_after
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -54,6 +56,7 @@ class JournalQueue:
         self._accepting = True
         self._closing = False
         self.failing: str | None = None  # the last group commit's error until one succeeds (/readyz)
+        self.finish_seconds = 5.0  # on close, for acked items whose deletion keeps failing
         metrics.QUEUE_CAPACITY.set(max_events)
 
     async def open(self) -> int:
@@ -98,14 +101,21 @@ class JournalQueue:
 
     async def _write_loop(self) -> None:
         assert self._db is not None
+        retry = False  # the last commit failed: try again after retry_after even if nothing wakes us
         while True:
             if self._closing and not self._pending and self._ack_upto == self._deleted_upto:
                 return
-            await self._wake.wait()
+            if retry:
+                # Nobody may come to wake the writer: a load balancer stops sending on /readyz's
+                # 503, and the runner has acked everything. Its own retry clears the failure.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._retry_after)
+            else:
+                await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, []
             ack_upto = self._ack_upto
-            if not batch and ack_upto == self._deleted_upto:
+            if not batch and ack_upto == self._deleted_upto and not retry:
                 continue
             rows = []
             for payload, count, _, _ in batch:
@@ -121,20 +131,28 @@ class JournalQueue:
                     )
                 if ack_upto > self._deleted_upto:
                     await self._db.execute("DELETE FROM journal WHERE seq <= ?", (ack_upto,))
+                elif not rows:
+                    # A retry with nothing to write (the refused puts are their senders' to send
+                    # again): a row written and deleted in one commit, which writes and syncs a
+                    # page like any other, tells whether the journal writes again.
+                    await self._db.execute("INSERT INTO journal(seq, count, payload) VALUES (0, 0, x'')")
+                    await self._db.execute("DELETE FROM journal WHERE seq = 0")
                 await self._db.execute("COMMIT")
             except Exception as e:
-                log.error("journal: group commit failed: %s", e)
+                _limited.error("journal-commit", "journal: group commit failed: %s", e)
                 self.failing = str(e)
+                retry = True
                 with contextlib.suppress(Exception):  # the original error is what matters
                     await self._db.execute("ROLLBACK")
                 # Disk full or an I/O error is not the sender's doing: push back (503 + Retry-After).
-                refused = StorageUnavailable(str(e), self._retry_after)
-                for _, count, _, fut in batch:
-                    self._depth -= count
-                    if not fut.done():
-                        fut.set_exception(refused)
-                metrics.QUEUE_DEPTH.set(self._depth)
+                self._refuse(batch, StorageUnavailable(str(e), self._retry_after))
                 continue
+            except asyncio.CancelledError:  # close() gave up on a commit that does not end
+                self._refuse(batch, ShuttingDown("the daemon is shutting down"))
+                raise
+            if retry:
+                log.info("journal: group commits succeed again")
+            retry = False
             self.failing = None
             self._deleted_upto = ack_upto
             if not rows:
@@ -145,6 +163,15 @@ class JournalQueue:
                 if not fut.done():
                     fut.set_result(seq)
             self._available.set()
+
+    def _refuse(
+        self, batch: list[tuple[bytes, int, list[Event] | None, asyncio.Future[int]]], error: Exception
+    ) -> None:
+        for _, count, _, fut in batch:
+            self._depth -= count
+            if not fut.done():
+                fut.set_exception(error)
+        metrics.QUEUE_DEPTH.set(self._depth)
 
     async def get(self, max_events: int) -> list[QueueItem]:
         out = await take_batch(self._items, self._available, max_events)
@@ -178,7 +205,22 @@ class JournalQueue:
         self.close_for_input()
         self._closing = True
         if self._writer is not None:
-            await self._writer
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), self.finish_seconds)
+            except TimeoutError:
+                # A commit that keeps failing at stop is given up. Its puts, and any still in
+                # hand, are refused (not acknowledged: their senders send them again). Acked items
+                # whose deletion failed come back at the next start, as after a crash between the
+                # store's commit and the journal's: found in the store by id, they are acked
+                # without running the pipeline again (runner._not_yet_stored, the "stored, not yet
+                # acked" row of docs/architecture.md's durability table), and a dead-lettered one is
+                # set aside again under the same key, so kept once.
+                log.error("journal: commits still failing at stop (%s); given up", self.failing)
+                self._writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._writer
+                self._refuse(self._pending, ShuttingDown("the daemon is shutting down"))
+                self._pending = []
             self._writer = None
         if self._db is not None:
             await self._db.close()

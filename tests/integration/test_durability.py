@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -95,6 +98,49 @@ def test_sigterm_drains_and_exits_zero(make_daemon):
     d.start()
     ids = {e["id"] for e in d.events("type=burst")}
     assert ids == {f"t-{i}" for i in range(500)}
+
+
+@contextlib.contextmanager
+def write_lock(path: Path) -> Iterator[None]:
+    """Another process holding an SQLite file's write lock: the daemon's commits on it wait 5 s
+    and fail with "database is locked", as they fail on a full disk."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        yield
+        db.execute("ROLLBACK")
+    finally:
+        db.close()
+
+
+def acked_but_not_deleted(d: DaemonProcess, stack: contextlib.ExitStack) -> None:
+    """An event stored and acked whose deletion from the journal fails: the journal's write lock is
+    taken (kept until `stack` closes) while the event waits for the store, locked meanwhile too."""
+    var = d.workdir / "var"
+    with write_lock(var / "events.db"):
+        assert d.post_json("/api/v1/events", [{"id": "a", "host": "h", "type": "T"}])[0] == 202
+        stack.enter_context(write_lock(var / "journal.db"))
+    d.wait_for(lambda: d.get("/readyz")[1]["checks"]["journal"] is False, 40, "the failed delete")
+
+
+def test_the_journal_is_ready_again_by_itself_once_it_can_write(make_daemon):
+    # No request arrives after the failure: a load balancer stopped sending on the 503.
+    d = make_daemon()
+    with contextlib.ExitStack() as locked:
+        acked_but_not_deleted(d, locked)
+    d.wait_for(lambda: d.get("/readyz")[0] == 200, 20, "/readyz to answer 200 by itself")
+
+
+def test_sigterm_exits_while_the_journal_cannot_delete_acked_events(make_daemon):
+    d = make_daemon()
+    with contextlib.ExitStack() as locked:
+        acked_but_not_deleted(d, locked)
+        assert d.stop(signal.SIGTERM, timeout=30) == 0  # not killed after 30 s: it ended by itself
+    assert "commits still failing at stop" in d.log()
+    d.start()  # the acked event comes back from the journal, is found in the store, and is skipped
+    d.wait_for(lambda: "redelivered events were already stored" in d.log(), what="the redelivery")
+    assert [e["id"] for e in d.events()] == ["a"]
+    d.wait_for(lambda: d.get("/readyz")[0] == 200, what="/readyz")
 
 
 async def test_full_queue_answers_503_with_retry_after(tmp_path):

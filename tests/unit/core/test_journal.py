@@ -18,8 +18,8 @@ async def open_queue():
     also when it fails (an open aiosqlite connection keeps the interpreter from exiting)."""
     opened: list[JournalQueue] = []
 
-    async def factory(tmp_path, max_events=100):
-        q = JournalQueue(tmp_path / "journal.db", max_events=max_events, retry_after=2.0, fsync=False)
+    async def factory(tmp_path, max_events=100, retry_after=2.0):
+        q = JournalQueue(tmp_path / "journal.db", max_events=max_events, retry_after=retry_after, fsync=False)
         opened.append(q)
         return q, await q.open()
 
@@ -105,6 +105,28 @@ def fail_inserts_of(path, payload: bytes) -> None:
         )
 
 
+def fail_deletes(path) -> None:
+    """Make SQLite refuse to delete acked items, as a full disk or a locked file would."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TRIGGER refuse_delete BEFORE DELETE ON journal BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+
+
+def stop_failing(path) -> None:
+    """The disk has room again: every refusal made by fail_inserts_of or fail_deletes is dropped."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            db.execute(f"DROP TRIGGER {name}")
+
+
+async def until(predicate, what: str, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
 async def test_a_failed_group_commit_fails_its_puts_and_the_journal_keeps_working(tmp_path, open_queue):
     q, _ = await open_queue(tmp_path)
     await q.put(b"[0]", 1)
@@ -134,3 +156,51 @@ async def test_every_put_of_a_failed_group_commit_fails_with_it(tmp_path, open_q
     await q.close()
     _, recovered = await open_queue(tmp_path)
     assert recovered == 0
+
+
+async def test_the_journal_is_ready_again_by_itself_once_its_acked_items_can_be_deleted(tmp_path, open_queue):
+    # Nothing arrives after the failure: no put, ack or close wakes the writer, yet it tries again.
+    q, _ = await open_queue(tmp_path, retry_after=0.05)
+    await q.put(b"[0]", 1)
+    fail_deletes(tmp_path / "journal.db")
+    await q.ack((await q.get(max_events=10))[-1].seq)
+    await until(lambda: not q.healthy(), "the failed delete")
+    assert "disk I/O error" in (q.failing or "")
+    stop_failing(tmp_path / "journal.db")
+    await until(q.healthy, "the journal to be ready again")
+    await q.close()
+    _, recovered = await open_queue(tmp_path)
+    assert recovered == 0  # the retry deleted the acked item
+
+
+async def test_the_journal_is_ready_again_by_itself_after_a_failed_put(tmp_path, open_queue):
+    # The refused put is the sender's to retry: the writer proves the journal writes with a commit
+    # of its own, or a load balancer that stopped sending on the 503 would never send it one.
+    q, _ = await open_queue(tmp_path, retry_after=0.05)
+    fail_inserts_of(tmp_path / "journal.db", b"[bad]")
+    with pytest.raises(StorageUnavailable):
+        await asyncio.wait_for(q.put(b"[bad]", 1), 5)
+    await until(q.healthy, "the journal to be ready again")
+    await q.close()
+    _, recovered = await open_queue(tmp_path)
+    assert recovered == 0  # the writer's own commit left nothing behind
+
+
+async def test_close_is_bounded_while_acked_items_cannot_be_deleted(tmp_path, open_queue):
+    q, _ = await open_queue(tmp_path, retry_after=0.05)
+    q.finish_seconds = 0.5
+    await q.put(b"[0]", 1)
+    await q.put(b"[1]", 1)
+    fail_deletes(tmp_path / "journal.db")
+    try:
+        await q.ack((await q.get(max_events=1))[-1].seq)
+        await until(lambda: not q.healthy(), "the failed delete")
+        await asyncio.wait_for(q.close(), 5)
+    finally:
+        stop_failing(tmp_path / "journal.db")  # the fixture's close must not hang either
+    q2, recovered = await open_queue(tmp_path)
+    assert recovered == 2  # the acked one comes back too: the store has it, so the runner skips it
+    assert [(i.payload, i.redelivered) for i in await q2.get(max_events=10)] == [
+        (b"[0]", True),
+        (b"[1]", True),
+    ]
