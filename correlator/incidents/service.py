@@ -104,10 +104,16 @@ class IncidentService:
 
     async def open(self) -> None:
         await self.store.open()
-        await self._load()
-        self._last_id = self._ceiling = await self.store.last_id()
-        self.notifier.resume(inc.to_api() for inc in self._by_id.values() if inc.status in ACTIVE)
-        await self.notifier.start()
+        try:
+            await self._load()
+            self._last_id = self._ceiling = await self.store.last_id()
+            self.notifier.resume(inc.to_api() for inc in self._by_id.values() if inc.status in ACTIVE)
+            await self.notifier.start()
+        except BaseException:
+            # An SQLite store's threads are no daemons: left open they would keep the process
+            # alive after the error. The notifier leaves nothing open when its start fails.
+            await self.store.close()
+            raise
 
     async def close(self) -> None:
         """Store the commits in flight first (bounded: what is left was never acknowledged). A

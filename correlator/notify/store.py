@@ -41,15 +41,20 @@ class OutboxStore:
     async def open(self) -> list[Notice]:
         """Open the file and return this box's notices left by the previous run, oldest first."""
         await self._file.open()
-        rows = await self._file.db.execute_fetchall(
-            "SELECT id, target, body, headers, attempts, next_at, created FROM notices"
-            " WHERE box = ? ORDER BY rowid",
-            (self.box,),
-        )
-        return [
-            Notice(id_, target, bytes(body), created, orjson.loads(headers), attempts, next_at)
-            for id_, target, body, headers, attempts, next_at, created in rows
-        ]
+        try:
+            rows = await self._file.db.execute_fetchall(
+                "SELECT id, target, body, headers, attempts, next_at, created FROM notices"
+                " WHERE box = ? ORDER BY rowid",
+                (self.box,),
+            )
+            return [
+                Notice(id_, target, bytes(body), created, orjson.loads(headers), attempts, next_at)
+                for id_, target, body, headers, attempts, next_at, created in rows
+            ]
+        except BaseException as e:
+            await self._file.close()  # its thread would keep the process alive after the error
+            e.add_note(f"while reading {self.path}")
+            raise
 
     async def write(self, added: list[Notice], retried: list[Notice], done: list[str]) -> None:
         """One transaction: insert `added`, save the attempt count of `retried`, delete `done`."""

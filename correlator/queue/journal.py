@@ -63,18 +63,25 @@ class JournalQueue:
         """Open the journal and reload what was accepted but never acked; returns that event count."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
-        await self._db.executescript(_SCHEMA)
-        recovered = 0
-        async with self._db.execute("SELECT seq, count, payload FROM journal ORDER BY seq") as cur:
-            async for seq, count, payload in cur:
-                self._items.append(QueueItem(seq, bytes(payload), count, redelivered=True))
-                recovered += count
-                self._next_seq = seq + 1
-        async with self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal") as cur:
-            row = await cur.fetchone()
-            self._next_seq = max(self._next_seq, (row[0] if row else 0) + 1)
+        try:
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
+            await self._db.executescript(_SCHEMA)
+            recovered = 0
+            async with self._db.execute("SELECT seq, count, payload FROM journal ORDER BY seq") as cur:
+                async for seq, count, payload in cur:
+                    self._items.append(QueueItem(seq, bytes(payload), count, redelivered=True))
+                    recovered += count
+                    self._next_seq = seq + 1
+            async with self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM journal") as cur:
+                row = await cur.fetchone()
+                self._next_seq = max(self._next_seq, (row[0] if row else 0) + 1)
+        except BaseException as e:
+            # Its thread is no daemon: left open it would keep the process alive after the error.
+            await self._db.close()
+            self._db = None
+            e.add_note(f"while opening {self._path}")
+            raise
         self._depth = recovered
         if self._items:
             self._available.set()

@@ -427,8 +427,9 @@ async def open_sqlite(
             await db.execute(f"PRAGMA {pragma}")
         await db.execute("PRAGMA journal_mode=WAL")
         await migrate(db, migrations)
-    except BaseException:
+    except BaseException as e:
         await db.close()
+        e.add_note(f"while opening {path}")
         raise
     return db
 

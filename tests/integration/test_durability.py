@@ -143,6 +143,35 @@ def test_sigterm_exits_while_the_journal_cannot_delete_acked_events(make_daemon)
     d.wait_for(lambda: d.get("/readyz")[0] == 200, what="/readyz")
 
 
+def not_sqlite(var: Path) -> None:
+    (var / "journal.db").write_bytes(b"this is not an SQLite file" * 100)
+
+
+def unreadable_incident(var: Path) -> None:
+    with contextlib.closing(sqlite3.connect(var / "incidents.db")) as db, db:
+        db.execute(
+            "INSERT INTO incidents(status, priority, host, service, major, opened_at, updated_at, body)"
+            " VALUES ('new', 'P3', 'h', '', 0, 0, 0, '{')"
+        )
+
+
+@pytest.mark.parametrize(
+    ("spoil", "error"),
+    [
+        (not_sqlite, r"DatabaseError: file is not a database\nwhile opening \S*/journal\.db"),
+        (unreadable_incident, r"JSONDecodeError"),  # read after the incident store opened
+    ],
+)
+def test_a_daemon_whose_state_cannot_be_opened_exits(make_daemon, spoil, error):
+    # Exits (1, so that systemd's Restart=on-failure and an operator see it) rather than stay up
+    # with nothing listening, kept alive by a connection thread left open.
+    d = make_daemon()
+    d.stop()
+    spoil(d.workdir / "var")
+    with pytest.raises(RuntimeError, match=r"daemon exited with 1:(.|\n)*" + error):
+        d.start(timeout=20)
+
+
 async def test_full_queue_answers_503_with_retry_after(tmp_path):
     # No pipeline consumer runs here, so the queue fills deterministically.
     config = Config()

@@ -10,6 +10,7 @@ import pytest
 
 from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
 from correlator.queue.journal import JournalQueue
+from tests.support.threads import no_thread_left
 
 
 @pytest.fixture
@@ -204,3 +205,13 @@ async def test_close_is_bounded_while_acked_items_cannot_be_deleted(tmp_path, op
         (b"[0]", True),
         (b"[1]", True),
     ]
+
+
+async def test_a_journal_that_cannot_be_opened_leaves_no_thread_behind(tmp_path):
+    # The daemon exits on the error, which its service manager restarts, only if nothing is left.
+    (tmp_path / "journal.db").write_bytes(b"this is not an SQLite file" * 100)
+    q = JournalQueue(tmp_path / "journal.db", max_events=10, retry_after=1.0, fsync=False)
+    async with no_thread_left():
+        with pytest.raises(sqlite3.DatabaseError, match="not a database") as e:
+            await q.open()
+    assert str(tmp_path / "journal.db") in "\n".join(e.value.__notes__)  # which file, in the log

@@ -7,6 +7,8 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from correlator.clock import Clock
 from correlator.incidents.model import Incident, Status
 from correlator.incidents.service import IncidentService
@@ -14,6 +16,7 @@ from correlator.incidents.settings import parse_settings
 from correlator.incidents.sqlite_store import MIGRATIONS, SqliteIncidentStore, _chunks
 from correlator.incidents.store import WRITES, IncidentQuery, Rows, _columns
 from correlator.store.sqlite import open_sqlite
+from tests.support.threads import no_thread_left
 from tests.unit.incidents.conftest import T0, active_key_duplicates, request
 
 
@@ -85,3 +88,18 @@ def test_the_check_counts_only_active_incidents_of_a_key(tmp_path: Path):
             db.execute(WRITES[1], _columns(Incident("t", T0, id=n, key=key, status=status)))
         db.commit()
     assert active_key_duplicates(path) == []
+
+
+async def test_a_service_that_cannot_load_its_incidents_leaves_the_store_closed(tmp_path: Path):
+    store = SqliteIncidentStore(tmp_path / "incidents.db")
+    await store.open()
+    await store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "incidents.db")) as db, db:
+        db.execute(
+            "INSERT INTO incidents(status, priority, host, service, major, opened_at, updated_at, body)"
+            " VALUES ('new', 'P3', 'h', '', 0, 0, 0, '{')"  # a row no release wrote: unreadable
+        )
+    svc = IncidentService(SqliteIncidentStore(tmp_path / "incidents.db"), parse_settings({}), Clock(T0))
+    async with no_thread_left():
+        with pytest.raises(ValueError):
+            await svc.open()

@@ -5,6 +5,8 @@ Retry-After, a full queue, targets that cannot hold each other up, and notices t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from email.utils import formatdate
@@ -18,6 +20,7 @@ from correlator.notify.notice import Notice
 from correlator.notify.outbox import Endpoint, Meters, Outbox, retry_delay
 from correlator.notify.store import OutboxStore
 from tests.support.http import serve_posts
+from tests.support.threads import no_thread_left
 
 GUARD = 30.0  # seconds: only a hang guard, never a speed assertion
 
@@ -206,6 +209,17 @@ async def leave(path: Path, *notices: Notice, box: str = "test") -> None:
     await store.open()
     await store.write(list(notices), [], [])
     await store.close()
+
+
+async def test_an_outbox_that_cannot_be_read_is_left_closed(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    await leave(path, Notice("n1", "a", b"{}", time.time()))
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE notices SET headers = '{'")  # a row no release wrote: unreadable
+    store = OutboxStore(path, "test")
+    async with no_thread_left():
+        with pytest.raises(ValueError):
+            await store.open()
 
 
 async def test_a_notice_queued_while_the_target_is_down_is_delivered_after_a_restart(
