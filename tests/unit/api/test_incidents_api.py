@@ -188,7 +188,9 @@ async def test_annotations_are_read_once_the_incident_commits_in_flight_are_stor
 def _refused(route: str, status: int) -> float:
     from prometheus_client import REGISTRY
 
-    value = REGISTRY.get_sample_value("correlator_http_refused_total", {"route": route, "status": str(status)})
+    value = REGISTRY.get_sample_value(
+        "correlator_http_refused_total", {"route": route, "status": str(status)}
+    )
     return value or 0.0
 
 
