@@ -31,6 +31,11 @@ class _NoValue:
 
 NO_VALUE = _NoValue()
 GET_BULK = 0xA5
+# The PDU types each message version may carry (RFC 1157, RFC 3416), and those a sender expects
+# an answer to.
+V1_PDUS = frozenset((0xA0, 0xA1, RESPONSE, 0xA3, TRAP_V1))
+V2_PDUS = frozenset((0xA0, 0xA1, RESPONSE, 0xA3, GET_BULK, INFORM, TRAP_V2, 0xA8))
+CONFIRMED = frozenset((0xA0, 0xA1, 0xA3, GET_BULK, INFORM))
 
 
 class Unusual(ValueError):
@@ -52,6 +57,92 @@ class TrapMessage:
     generic: int = 0
     specific: int = 0
     timestamp: int = 0
+
+
+@dataclass(slots=True)
+class Header:
+    """What any SNMP message says of itself before its varbinds, all of it sent in clear."""
+
+    version: int  # 0 = v1, 1 = v2c, 3 = v3, anything else as sent
+    community: bytes = b""  # v1/v2c
+    pdu_type: int | None = None  # None for an SNMPv3 scoped PDU that is encrypted
+    # SNMPv3: msgGlobalData and, under the USM security model (3), its parameters
+    flags: int = 0
+    security_model: int = 0
+    engine_id: bytes = b""  # msgAuthoritativeEngineID
+    user: bytes = b""  # msgUserName
+
+
+def read_header(data: bytes) -> Header:
+    """The header of any SNMP message, read in a few steps whatever the message's size: for v1/v2c the
+    community and the PDU type, for v3 msgGlobalData, the USM engine id and user name, and the PDU type
+    when the scoped PDU is in clear. The PDU's contents are not read. Raises Unusual if the header is
+    not well-formed BER."""
+    tag, start, end = _tlv(data, 0, len(data))
+    if tag != 0x30:
+        raise Unusual("not a SEQUENCE")
+    version, pos = _expect_int(data, start, end)
+    if version in (0, 1):
+        tag, s, pos = _tlv(data, pos, end)
+        if tag != _OCTETS:
+            raise Unusual("community is not an OCTET STRING")
+        return Header(version, community=data[s:pos], pdu_type=_tlv(data, pos, end)[0])
+    if version != 3:
+        return Header(version)
+    tag, s, e = _tlv(data, pos, end)
+    if tag != 0x30:
+        raise Unusual("msgGlobalData is not a SEQUENCE")
+    _msg_id, s = _expect_int(data, s, e)
+    _max_size, s = _expect_int(data, s, e)
+    tag, fs, s = _tlv(data, s, e)
+    if tag != _OCTETS or s - fs != 1:
+        raise Unusual("msgFlags is not one octet")
+    model, _ = _expect_int(data, s, e)
+    head = Header(3, flags=data[fs], security_model=model)
+    tag, ps, pos = _tlv(data, e, end)
+    if tag != _OCTETS:
+        raise Unusual("msgSecurityParameters is not an OCTET STRING")
+    if model == 3:
+        tag, s, pe = _tlv(data, ps, pos)
+        if tag != 0x30:
+            raise Unusual("USM security parameters are not a SEQUENCE")
+        tag, es, ee = _tlv(data, s, pe)
+        _boots, s = _expect_int(data, ee, pe)
+        _time, s = _expect_int(data, s, pe)
+        utag, us, ue = _tlv(data, s, pe)
+        if tag != _OCTETS or utag != _OCTETS:
+            raise Unusual("USM engine id or user name is not an OCTET STRING")
+        head.engine_id, head.user = data[es:ee], data[us:ue]
+    tag, s, e = _tlv(data, pos, end)
+    if tag == 0x30:  # a ScopedPDU in clear: contextEngineID, contextName, then the PDU
+        for _ in range(2):
+            tag, _, s = _tlv(data, s, e)
+            if tag != _OCTETS:
+                raise Unusual("context engine id or name is not an OCTET STRING")
+        head.pdu_type = _tlv(data, s, e)[0]
+    elif tag != _OCTETS:
+        raise Unusual("msgData is neither a ScopedPDU nor encrypted")
+    return head
+
+
+def without_varbinds(data: bytes) -> bytes:
+    """The same SNMPv3 message with an empty variable-bindings list (an encrypted scoped PDU emptied):
+    what an engine needs to answer it with a Report, whatever the size of the original."""
+    _, start, end = _tlv(data, 0, len(data))
+    pos = start
+    for _ in range(3):  # msgVersion, msgGlobalData, msgSecurityParameters
+        _, _, pos = _tlv(data, pos, end)
+    tag, s, e = _tlv(data, pos, end)
+    if tag != 0x30:
+        return _wrap(0x30, data[start:pos] + _wrap(_OCTETS, b""))
+    _, _, p = _tlv(data, s, e)  # contextEngineID
+    _, _, p = _tlv(data, p, e)  # contextName
+    pdu_type, ps, pe = _tlv(data, p, e)
+    q = ps
+    for _ in range(3):  # request-id, error-status, error-index
+        _, _, q = _tlv(data, q, pe)
+    scoped = _wrap(0x30, data[s:p] + _wrap(pdu_type, data[ps:q] + _wrap(0x30, b"")))
+    return _wrap(0x30, data[start:pos] + scoped)
 
 
 def decode(data: bytes) -> TrapMessage:

@@ -3,6 +3,10 @@
 The receiver owns the UDP socket and hands datagrams here synchronously; pysnmp answers through a
 transport whose only job is to write to that socket. Our own PDU handler replaces pysnmp's
 NotificationReceiver so an inform's Response is sent only once the event is durable (see respond).
+
+pysnmp decodes a whole message before it looks at the community or the user, tens of milliseconds
+for 8 KB of varbinds, so each datagram's header is read first (ber.read_header) and what it already
+condemns is refused without pysnmp (see _screen).
 """
 
 from __future__ import annotations
@@ -10,19 +14,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from pyasn1.codec.ber import decoder
 from pysnmp.carrier.asyncio.dgram import udp
 from pysnmp.entity import config, engine
 from pysnmp.proto import error as proto_error
 from pysnmp.proto import rfc3411
 from pysnmp.proto.api import v1, v2c
-from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
 from pysnmp.proto.proxy import rfc2576
 from pysnmp.proto.rfc1902 import OctetString
-from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
 
+from collectors.snmp import ber
 from collectors.snmp.ber import oid_bytes
 from collectors.snmp.settings import SECURITY_LEVELS, User
 
@@ -70,12 +72,30 @@ class Notification:
 Deliver = Callable[[Notification, Callable[[], None] | None], None]
 """deliver(notification, respond): respond() sends the inform's Response; None for traps."""
 
+_PDU_NAMES = {
+    0xA0: "GetRequest",
+    0xA1: "GetNextRequest",
+    ber.RESPONSE: "Response",
+    0xA3: "SetRequest",
+    ber.GET_BULK: "GetBulkRequest",
+    0xA8: "Report",
+}
+
+
+class _Refused(NamedTuple):
+    reason: str
+    detail: str
+    report: bool = False  # pysnmp answers it with an RFC 3414 Report, made from its header alone
+
 
 class SlowPath:
     def __init__(self, communities: list[str], users: list[User], engine_id: str | None) -> None:
         """Must run inside the event loop (pysnmp binds its dispatcher to the running loop)."""
         eid = OctetString(hexValue=engine_id) if engine_id else None
         self.engine = engine.SnmpEngine(snmpEngineID=eid)
+        self._own_engine_id = bytes(self.engine.snmpEngineID.asOctets())
+        self._communities = {c.encode() for c in communities}
+        self._user_names = {OctetString(u.name).asOctets(): u.name for u in users}  # as pysnmp stores them
         for i, community in enumerate(communities):
             config.add_v1_system(self.engine, f"c{i}", community)
         # USM accepts any level up to what a user's keys allow (a keyless noAuthNoPriv message under a
@@ -117,6 +137,70 @@ class SlowPath:
 
     def feed(self, data: bytes, addr: tuple[str, int], deliver: Deliver) -> tuple[str, str] | None:
         """Process one datagram now; None if it was delivered (or needs no event), else (reason, detail)."""
+        try:
+            head = ber.read_header(data)
+        except ber.Unusual as e:
+            return "malformed", str(e)
+        refused = self._screen(head)
+        if refused is None:
+            return self._process(data, addr, head, deliver)
+        if refused.report:
+            # pysnmp makes the Report (our engine id, its counters, the security state) from the header:
+            # it is handed the message without its varbinds, which it would otherwise decode in full.
+            try:
+                stub = ber.without_varbinds(data)
+            except ber.Unusual as e:
+                return "malformed", str(e)
+            self._process(stub, addr, head, lambda _n, _r: None)
+        if refused.reason == "unknown_engine_id" and not head.user:
+            return None  # an inform sender learning our engine id: normal, answered with a Report
+        return refused.reason, refused.detail
+
+    def _screen(self, head: ber.Header) -> _Refused | None:
+        """The refusal pysnmp would come to, when the header alone decides it; None: let pysnmp judge.
+        The checks follow pysnmp's order (RFC 3412 7.2, RFC 3414 3.2), so each message keeps its reason
+        and an unknown user or engine id still gets the Report pysnmp would send."""
+        v = {0: "v1", 1: "v2c", 3: "v3"}.get(head.version)
+        if v is None:
+            return _Refused("bad_version", f"SNMP message version {head.version}")
+        if head.pdu_type is not None and head.pdu_type not in (ber.V1_PDUS if v == "v1" else ber.V2_PDUS):
+            return _Refused("malformed", f"PDU type {head.pdu_type:#x} in a {v} message")
+        if v != "v3":
+            if head.community not in self._communities:
+                return _Refused("bad_community", f"community not accepted ({v})")
+            return _unsupported(head.pdu_type, v)
+        if head.security_model != 3:
+            if head.security_model in (1, 2):  # the community models cannot read a v3 message
+                return _Refused("malformed", f"v3 message under security model {head.security_model}")
+            return _Refused("unknown_security_model", f"security model {head.security_model}")
+        if head.flags & 3 == 2:
+            return _Refused("malformed", "v3 message flagged private but not authenticated")
+        eid = head.engine_id
+        if eid != self._own_engine_id and not 4 < len(eid) < 33:
+            # RFC 3414 3.2 step 3b: none (discovery) or not an engine id; a request in clear is answered
+            what = f"engine id {eid.hex()}, not 5 to 32 octets" if eid else "no engine id"
+            return _Refused("unknown_engine_id", f"v3 message with {what}", head.pdu_type in ber.CONFIRMED)
+        reportable = bool(head.flags & 4)
+        if head.user:
+            name = self._user_names.get(head.user)
+            if name is None:
+                sent = head.user[:64].decode("utf-8", "replace")
+                return _Refused("unknown_user", f"v3 user {sent!r} is not configured", reportable)
+            if eid != self._own_engine_id and eid.hex() not in self._engine_ids[name]:
+                # USM only says "unknown user name"; the operator needs to hear which engine id to add.
+                return _Refused(
+                    "unknown_engine_id",
+                    f"v3 message from engine id {eid.hex()} for user '{name}': that engine id is not"
+                    " configured (traps are authenticated with the sender's engine id; add it to the"
+                    " user's engine_ids)",
+                    reportable,
+                )
+        return _unsupported(head.pdu_type, v)
+
+    def _process(
+        self, data: bytes, addr: tuple[str, int], head: ber.Header, deliver: Deliver
+    ) -> tuple[str, str] | None:
+        """Hand the datagram to pysnmp; the reason of a refusal is read from the engine's counters."""
         before = [int(c.syntax) for c in self._counters]
         delivered = [False]
         self._refused = None
@@ -141,41 +225,21 @@ class SlowPath:
             return "unsupported_security_level", self._refused
         for counter, old, (_, _, reason) in zip(self._counters, before, _COUNTERS, strict=True):
             if int(counter.syntax) != old:
-                if reason == "unknown_engine_id" and _is_discovery(data):
-                    return None  # an inform sender learning our engine id: normal, answered with a Report
                 if reason in ("auth_failed", "decrypt_failed"):
-                    return self._above_user_level(data) or (reason, "rejected by the SNMP engine")
-                if reason == "unknown_user":
-                    return self._unlisted_engine_id(data) or (reason, "rejected by the SNMP engine")
+                    return self._above_user_level(head) or (reason, "rejected by the SNMP engine")
                 return reason, "rejected by the SNMP engine"
         return "undelivered", "rejected by the SNMP engine"
 
-    def _above_user_level(self, data: bytes) -> tuple[str, str] | None:
+    def _above_user_level(self, head: ber.Header) -> tuple[str, str] | None:
         """RFC 3414 3.2 step 5, which pysnmp skips: a level above what the user's keys allow is
         `unsupported_security_level`, not a failed digest or decryption."""
-        sent = _user_and_level(data)
-        if sent is None or sent[1] <= self._max_level.get(sent[0], 3):
+        user = self._user_names.get(head.user)
+        level = 1 + (head.flags & 1) + (head.flags >> 1 & 1)
+        if user is None or level <= self._max_level[user]:
             return None
-        user, level = sent
         has = SECURITY_LEVELS[self._max_level[user] - 1]
         return "unsupported_security_level", (
             f"user '{user}' sent {SECURITY_LEVELS[level - 1]}, is configured for {has}"
-        )
-
-    def _unlisted_engine_id(self, data: bytes) -> tuple[str, str] | None:
-        """A known user under an engine id not in its `engine_ids`: USM only says "unknown user
-        name", the operator needs to hear which engine id to add (ids and names are sent in clear)."""
-        header = _v3_header(data)
-        if header is None:
-            return None
-        user, _, engine_id = header
-        listed = self._engine_ids.get(user)
-        own = bytes(self.engine.snmpEngineID.asOctets()).hex()
-        if listed is None or engine_id in listed or engine_id == own:
-            return None
-        return "unknown_engine_id", (
-            f"v3 message from engine id {engine_id or '(empty)'} for user '{user}': that engine id is not"
-            f" configured (traps are authenticated with the sender's engine id; add it to the user's engine_ids)"
         )
 
     def _find_counters(self) -> list[Any]:
@@ -257,27 +321,10 @@ def _user_args(u: User) -> dict[str, Any]:
     return kw
 
 
-def _is_discovery(data: bytes) -> bool:
-    """An SNMPv3 engine-id discovery probe has an empty user name; cheap check without decoding twice."""
-    sent = _user_and_level(data)
-    return sent is not None and not sent[0]
-
-
-def _user_and_level(data: bytes) -> tuple[str, int] | None:
-    """(user name, RFC 3411 securityLevel 1-3) from an SNMPv3 header; None if it does not decode."""
-    header = _v3_header(data)
-    return None if header is None else header[:2]
-
-
-def _v3_header(data: bytes) -> tuple[str, int, str] | None:
-    """(user name, securityLevel 1-3, authoritative engine id in hex) from an SNMPv3 header, all
-    sent in clear; None if it does not decode."""
-    try:
-        msg, _ = decoder.decode(data, asn1Spec=SNMPv3Message())
-        params, _ = decoder.decode(bytes(msg["msgSecurityParameters"]), asn1Spec=UsmSecurityParameters())
-        flags = bytes(msg["msgGlobalData"]["msgFlags"])[0]
-        user = bytes(params["msgUserName"]).decode("utf-8", "replace")
-        engine_id = bytes(params["msgAuthoritativeEngineId"]).hex()
-        return user, 1 + (flags & 1) + (flags >> 1 & 1), engine_id
-    except Exception:
+def _unsupported(pdu_type: int | None, version: str) -> _Refused | None:
+    """A PDU the listener never handles (only traps and informs are registered with the engine)."""
+    if pdu_type is None or pdu_type in (ber.TRAP_V1, ber.TRAP_V2, ber.INFORM):
         return None
+    return _Refused(
+        "unsupported_pdu", f"{_PDU_NAMES[pdu_type]} in a {version} message: only traps and informs are taken"
+    )

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from collectors.snmp import ber
 from tests.support.daemon import free_port, need_tool
 
 V3_USER = ["-u", "noc", "-l", "authPriv", "-a", "SHA", "-A", "authpass123", "-x", "AES", "-X", "privpass123"]
@@ -104,6 +105,43 @@ def snmpd(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# SNMP messages built by hand, for what net-snmp will not send: kilobytes of varbinds in a request to
+# a trap port, an SNMPv3 message without a user name, a digest of zeros.
+
+AUTH, REPORTABLE = 0x01, 0x04  # SNMPv3 msgFlags
+
+
+def tlv(tag: int, content: bytes) -> bytes:
+    return bytes((tag,)) + ber.encode_length(len(content)) + content
+
+
+def integer(n: int) -> bytes:
+    return tlv(0x02, n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big", signed=True))
+
+
+def snmp_pdu(pdu_type: int, n_varbinds: int) -> bytes:
+    """A PDU (request-id 4242) of n varbinds of an OID and NULL, about 16 bytes each."""
+    vbl = b"".join(
+        tlv(0x30, tlv(0x06, ber.oid_bytes(f"1.3.6.1.4.1.99999.{i}")) + b"\x05\x00") for i in range(n_varbinds)
+    )
+    return tlv(pdu_type, integer(4242) + integer(0) + integer(0) + tlv(0x30, vbl))
+
+
+def v2c_message(community: bytes, pdu_type: int, n_varbinds: int = 3) -> bytes:
+    return tlv(0x30, integer(1) + tlv(0x04, community) + snmp_pdu(pdu_type, n_varbinds))
+
+
+def v3_message(user: bytes, engine_id: str, pdu_type: int, flags: int = 0, n_varbinds: int = 3) -> bytes:
+    """An SNMPv3 message (USM) with its scoped PDU in clear; with AUTH in flags its digest is zeros,
+    so it does not authenticate."""
+    eid = bytes.fromhex(engine_id)
+    digest = bytes(12 if flags & AUTH else 0)
+    usm = tlv(0x04, eid) + integer(1) + integer(100) + tlv(0x04, user) + tlv(0x04, digest) + tlv(0x04, b"")
+    header = tlv(0x30, integer(77) + integer(65507) + tlv(0x04, bytes((flags,))) + integer(3))
+    scoped = tlv(0x30, tlv(0x04, eid) + tlv(0x04, b"") + snmp_pdu(pdu_type, n_varbinds))
+    return tlv(0x30, integer(3) + header + tlv(0x04, tlv(0x30, usm)) + scoped)
 
 
 # A vendor MIB fixture: a notification (99999.0.17) with two objects; line 18 is the SYNTAX of acmeFanSpeed.

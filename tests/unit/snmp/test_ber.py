@@ -173,3 +173,94 @@ def test_response_decoding_with_end_of_mib_view():
 def test_fuzz_response_decoder(data):
     with contextlib.suppress(ber.Unusual):
         ber.decode_response(data)
+
+
+SENDER = bytes.fromhex("8000000001020304")
+
+
+def pysnmp_v3(pdu_cls_name: str = "InformRequestPDU", flags: int = 0x04, encrypted: bool = False) -> bytes:
+    """An SNMPv3 message as pysnmp encodes it: user 'noc', the scoped PDU in clear unless encrypted."""
+    from pysnmp.proto.mpmod.rfc3412 import ScopedPDU, SNMPv3Message
+    from pysnmp.proto.secmod.rfc3414.service import UsmSecurityParameters
+
+    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    pdu = getattr(p, pdu_cls_name)()
+    p.apiPDU.set_defaults(pdu)
+    p.apiPDU.set_request_id(pdu, 4242)
+    p.apiPDU.set_varbinds(pdu, [((1, 3, 6, 1, 2, 1, 1, 3, 0), p.TimeTicks(12345))] * 3)
+    usm = UsmSecurityParameters()
+    usm["msgAuthoritativeEngineId"] = SENDER
+    usm["msgAuthoritativeEngineBoots"] = 1
+    usm["msgAuthoritativeEngineTime"] = 100
+    usm["msgUserName"] = b"noc"
+    usm["msgAuthenticationParameters"] = b""
+    usm["msgPrivacyParameters"] = b""
+    msg = SNMPv3Message()
+    msg["msgVersion"] = 3
+    header = msg["msgGlobalData"]
+    header["msgID"], header["msgMaxSize"], header["msgFlags"] = 77, 65507, bytes((flags,))
+    header["msgSecurityModel"] = 3
+    msg["msgSecurityParameters"] = encoder.encode(usm)
+    if encrypted:
+        msg["msgData"]["encryptedPDU"] = b"\x01" * 40
+    else:
+        scoped = ScopedPDU()
+        scoped["contextEngineId"] = SENDER
+        scoped["contextName"] = b""
+        scoped["data"].setComponentByType(pdu.tagSet, pdu)
+        msg["msgData"]["plaintext"] = scoped
+    return encoder.encode(msg)
+
+
+def test_header_of_v1_v2c_and_v3_messages():
+    h = ber.read_header(pysnmp_v2c("GetRequestPDU"))
+    assert (h.version, h.community, h.pdu_type) == (1, b"public", 0xA0)
+    h = ber.read_header(pysnmp_v3())
+    assert (h.version, h.flags, h.security_model, h.engine_id, h.user) == (3, 0x04, 3, SENDER, b"noc")
+    assert h.pdu_type == ber.INFORM
+    assert ber.read_header(pysnmp_v3(flags=0x07, encrypted=True)).pdu_type is None
+    assert ber.read_header(b"\x30\x03\x02\x01\x02").version == 2  # judged by its version alone
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_without_varbinds_keeps_the_header_and_the_request_id(encrypted):
+    from pyasn1.codec.ber import decoder
+    from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
+
+    raw = pysnmp_v3(flags=0x07 if encrypted else 0x04, encrypted=encrypted)
+    stub, rest = decoder.decode(ber.without_varbinds(raw), asn1Spec=SNMPv3Message())
+    msg, _ = decoder.decode(raw, asn1Spec=SNMPv3Message())
+    assert not rest
+    for part in ("msgVersion", "msgGlobalData", "msgSecurityParameters"):
+        assert stub[part] == msg[part]
+    if encrypted:
+        assert bytes(stub["msgData"]["encryptedPDU"]) == b""
+        return
+    scoped = stub["msgData"]["plaintext"]
+    assert bytes(scoped["contextEngineId"]) == SENDER
+    pdu = scoped["data"].getComponent()
+    p = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
+    assert pdu.tagSet == p.InformRequestPDU.tagSet and int(p.apiPDU.get_request_id(pdu)) == 4242
+    assert p.apiPDU.get_varbinds(pdu) == []
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.data())
+def test_fuzz_headers_of_mutated_messages_only_ever_raise_unusual(data):
+    raw = bytearray(
+        data.draw(st.sampled_from([pysnmp_v3(), pysnmp_v3(flags=7, encrypted=True), pysnmp_v2c()]))
+    )
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(ber.Unusual):
+        if ber.read_header(bytes(raw)).version == 3:
+            ber.without_varbinds(bytes(raw))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_header_of_random_bytes(data):
+    with contextlib.suppress(ber.Unusual):
+        if ber.read_header(data).version == 3:
+            ber.without_varbinds(data)

@@ -17,7 +17,7 @@ from collectors.snmp.oids import Resolver
 from collectors.snmp.receiver import DROPPED, TrapReceiver
 from collectors.snmp.settings import parse
 from correlator.errors import ConfigError, QueueFull, StorageUnavailable
-from tests.support.snmp import free_udp_port
+from tests.support.snmp import AUTH, REPORTABLE, free_udp_port, integer, tlv, v2c_message, v3_message
 
 COLD_START = [("1.3.6.1.2.1.1.3.0", ("ticks", 5)), ("1.3.6.1.6.3.1.1.4.1.0", ("oid", "1.3.6.1.6.3.1.1.5.1"))]
 
@@ -241,3 +241,155 @@ def test_defaults():
     assert s.listen == ("127.0.0.1", 1162) and s.communities == ("public",) and s.targets == ()
     t = parse({"targets": [{"name": "a", "address": "10.0.0.1", "poll": ["interfaces"]}]}).targets[0]
     assert (t.port, t.version, t.interval, t.poll) == (161, "v2c", 60.0, ("reachability", "interfaces"))
+
+
+# -- messages refused by their header never reach pysnmp's decoder --
+
+OWN_ENGINE_ID = "80000000010a0b0c0d"
+SENDER_ENGINE_ID = "8000000001020304"
+USERS = [
+    {"name": "noc", "auth_protocol": "SHA", "auth_key": "authpass123", "engine_ids": [SENDER_ENGINE_ID]},
+    {"name": "open", "engine_ids": [SENDER_ENGINE_ID]},  # no keys: noAuthNoPriv
+]
+USM_UNKNOWN_USER_NAMES = ber.oid_bytes("1.3.6.1.6.3.15.1.1.3.0")
+USM_UNKNOWN_ENGINE_IDS = ber.oid_bytes("1.3.6.1.6.3.15.1.1.4.0")
+GET, SET = 0xA0, 0xA3
+
+
+def v2c(community: bytes, pdu_type: int, n_varbinds: int = 500) -> bytes:
+    """500 varbinds: about 8 KB (the default max_datagram_bytes), tens of milliseconds for pysnmp to decode."""
+    return v2c_message(community, pdu_type, n_varbinds)
+
+
+def v3(user: bytes, engine_id: str, pdu_type: int, flags: int = 0, n_varbinds: int = 500) -> bytes:
+    return v3_message(user, engine_id, pdu_type, flags, n_varbinds)
+
+
+# Varbinds of indefinite length: the fast decoder declines it, pysnmp would take it.
+UNUSUAL_TRAP = tlv(
+    0x30,
+    integer(1) + tlv(0x04, b"wrong") + tlv(ber.TRAP_V2, integer(1) + integer(0) * 2 + b"\x30\x80\x00\x00"),
+)
+
+
+@pytest.fixture
+def decoded(monkeypatch):
+    """Every (substrate, recursive) pyasn1's BER decoder is given: pysnmp decodes only through it."""
+    from pyasn1.codec.ber import decoder
+
+    seen: list[tuple[bytes, bool]] = []
+    real = decoder.decode
+
+    def counting(substrate, *args, **kw):
+        seen.append((bytes(substrate), kw.get("recursiveFlag", True)))
+        return real(substrate, *args, **kw)
+
+    monkeypatch.setattr(decoder, "decode", counting)
+    return seen
+
+
+async def screened(**extra):
+    emit = GatedEmit()
+    emit.gate.set()
+    r = await started(emit, communities=["public"], users=USERS, engine_id=OWN_ENGINE_ID, **extra)
+    transport, answers = await client(r.address[1])
+    return r, emit, transport, answers
+
+
+async def counted(reason: str, before: float) -> None:
+    async with asyncio.timeout(5):
+        while DROPPED.labels(reason)._value.get() == before:
+            await asyncio.sleep(0.001)  # the socket is real: wait for the kernel to deliver
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (v2c(b"wrong", GET), "bad_community"),
+        (UNUSUAL_TRAP, "bad_community"),
+        (v2c(b"public", GET), "unsupported_pdu"),
+        (v2c(b"public", SET), "unsupported_pdu"),
+        (v2c(b"public", ber.GET_BULK), "unsupported_pdu"),
+        (v3(b"stranger", SENDER_ENGINE_ID, ber.TRAP_V2), "unknown_user"),
+        (v3(b"stranger", OWN_ENGINE_ID, ber.INFORM), "unknown_user"),
+        (v3(b"noc", "80000000010203ff", ber.TRAP_V2, flags=AUTH), "unknown_engine_id"),
+        (v3(b"stranger", "0102", ber.TRAP_V2), "unknown_engine_id"),
+        (v3(b"open", SENDER_ENGINE_ID, GET), "unsupported_pdu"),
+    ],
+    ids=[
+        "v2c-get-wrong-community",
+        "v2c-unusual-trap-wrong-community",
+        "v2c-get",
+        "v2c-set",
+        "v2c-getbulk",
+        "v3-trap-unknown-user",
+        "v3-inform-unknown-user",
+        "v3-known-user-unlisted-engine-id",
+        "v3-malformed-engine-id",
+        "v3-get-known-user",
+    ],
+)
+async def test_refused_by_its_header_without_decoding_it(decoded, data, reason):
+    r, _emit, transport, _answers = await screened()
+    sent = record_sends(r)
+    assert len(data) <= 8192
+    before = DROPPED.labels(reason)._value.get()
+    decoded.clear()
+    transport.sendto(data)
+    await counted(reason, before)
+    assert decoded == [] and sent == [] and r._events == []
+    transport.close()
+    await r.stop()
+
+
+async def test_unknown_user_of_a_reportable_message_gets_its_report_without_decoding_it(decoded):
+    """RFC 3414 3.2 step 4: an inform from an unknown user is answered with a usmStatsUnknownUserNames
+    Report, which the header alone makes; the message's PDU is never decoded."""
+    r, _emit, transport, answers = await screened()
+    data = v3(b"stranger", OWN_ENGINE_ID, ber.INFORM, flags=REPORTABLE)
+    before = DROPPED.labels("unknown_user")._value.get()
+    decoded.clear()
+    transport.sendto(data)
+    report = await asyncio.wait_for(answers.get(), 5)
+    assert USM_UNKNOWN_USER_NAMES in report and b"stranger" in report
+    await counted("unknown_user", before)
+    assert data not in [d for d, _ in decoded]
+    transport.close()
+    await r.stop()
+
+
+async def test_engine_id_discovery_is_answered_without_decoding_the_probe(decoded):
+    """An inform sender's discovery probe (no user, no engine id) gets the Report naming our engine id,
+    and is not counted as a drop; a probe carrying 8 KB of varbinds costs no more than an empty one."""
+    r, _emit, transport, answers = await screened()
+    data = v3(b"", "", GET, flags=REPORTABLE)
+    totals = sum(s.value for m in DROPPED.collect() for s in m.samples if s.name.endswith("_total"))
+    decoded.clear()
+    transport.sendto(data)
+    report = await asyncio.wait_for(answers.get(), 5)
+    assert USM_UNKNOWN_ENGINE_IDS in report and bytes.fromhex(OWN_ENGINE_ID) in report
+    assert data not in [d for d, _ in decoded]
+    assert sum(s.value for m in DROPPED.collect() for s in m.samples if s.name.endswith("_total")) == totals
+    transport.close()
+    await r.stop()
+
+
+async def test_a_known_users_message_is_decoded_once(decoded):
+    r, emit, transport, _answers = await screened()
+    # A wrong digest: refused by USM after one decode, and its header is not decoded again for the log.
+    data = v3(b"noc", SENDER_ENGINE_ID, ber.TRAP_V2, flags=AUTH)
+    before = DROPPED.labels("auth_failed")._value.get()
+    decoded.clear()
+    transport.sendto(data)
+    await counted("auth_failed", before)
+    assert [d for d, recursive in decoded if recursive and d == data] == [data]
+    # A trap that passes is decoded by pysnmp and becomes an event.
+    decoded.clear()
+    data = v3(b"open", SENDER_ENGINE_ID, ber.TRAP_V2, n_varbinds=3)
+    transport.sendto(data)
+    async with asyncio.timeout(5):
+        while not emit.events:
+            await asyncio.sleep(0.001)
+    assert [d for d, recursive in decoded if recursive and d == data] == [data]
+    transport.close()
+    await r.stop()
