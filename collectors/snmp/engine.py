@@ -180,21 +180,24 @@ class SlowPath:
             # RFC 3414 3.2 step 3b: none (discovery) or not an engine id; a request in clear is answered
             what = f"engine id {eid.hex()}, not 5 to 32 octets" if eid else "no engine id"
             return _Refused("unknown_engine_id", f"v3 message with {what}", head.pdu_type in ber.CONFIRMED)
+        if not head.user:
+            # An empty user name is for discovery (RFC 3414 4), under no engine id, answered above.
+            # pysnmp would take it as a user without keys at any level, and deliver what it carries.
+            return _Refused("unknown_user", "v3 message without a user name")
         reportable = bool(head.flags & 4)
-        if head.user:
-            name = self._user_names.get(head.user)
-            if name is None:
-                sent = head.user[:64].decode("utf-8", "replace")
-                return _Refused("unknown_user", f"v3 user {sent!r} is not configured", reportable)
-            if eid != self._own_engine_id and eid.hex() not in self._engine_ids[name]:
-                # USM only says "unknown user name"; the operator needs to hear which engine id to add.
-                return _Refused(
-                    "unknown_engine_id",
-                    f"v3 message from engine id {eid.hex()} for user '{name}': that engine id is not"
-                    " configured (traps are authenticated with the sender's engine id; add it to the"
-                    " user's engine_ids)",
-                    reportable,
-                )
+        name = self._user_names.get(head.user)
+        if name is None:
+            sent = head.user[:64].decode("utf-8", "replace")
+            return _Refused("unknown_user", f"v3 user {sent!r} is not configured", reportable)
+        if eid != self._own_engine_id and eid.hex() not in self._engine_ids[name]:
+            # USM only says "unknown user name"; the operator needs to hear which engine id to add.
+            return _Refused(
+                "unknown_engine_id",
+                f"v3 message from engine id {eid.hex()} for user '{name}': that engine id is not"
+                " configured (traps are authenticated with the sender's engine id; add it to the"
+                " user's engine_ids)",
+                reportable,
+            )
         return _unsupported(head.pdu_type, v)
 
     def _process(

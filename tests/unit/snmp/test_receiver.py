@@ -315,6 +315,7 @@ async def counted(reason: str, before: float) -> None:
         (v3(b"noc", "80000000010203ff", ber.TRAP_V2, flags=AUTH), "unknown_engine_id"),
         (v3(b"stranger", "0102", ber.TRAP_V2), "unknown_engine_id"),
         (v3(b"open", SENDER_ENGINE_ID, GET), "unsupported_pdu"),
+        (v3(b"", SENDER_ENGINE_ID, ber.TRAP_V2), "unknown_user"),
     ],
     ids=[
         "v2c-get-wrong-community",
@@ -327,6 +328,7 @@ async def counted(reason: str, before: float) -> None:
         "v3-known-user-unlisted-engine-id",
         "v3-malformed-engine-id",
         "v3-get-known-user",
+        "v3-trap-no-user",
     ],
 )
 async def test_refused_by_its_header_without_decoding_it(decoded, data, reason):
@@ -338,6 +340,22 @@ async def test_refused_by_its_header_without_decoding_it(decoded, data, reason):
     transport.sendto(data)
     await counted(reason, before)
     assert decoded == [] and sent == [] and r._events == []
+    transport.close()
+    await r.stop()
+
+
+@pytest.mark.parametrize("flags", [0, AUTH, REPORTABLE])
+@pytest.mark.parametrize("engine_id", [SENDER_ENGINE_ID, OWN_ENGINE_ID])
+async def test_a_v3_notification_without_a_user_name_is_never_an_event(flags, engine_id):
+    """An empty user name is for engine id discovery (RFC 3414 4), under no engine id; with one it is
+    no configured user, whatever level the message claims: refused, never stored."""
+    r, emit, transport, _answers = await screened()
+    before = DROPPED.labels("unknown_user")._value.get()
+    transport.sendto(
+        v3(b"", engine_id, ber.INFORM if flags & REPORTABLE else ber.TRAP_V2, flags, n_varbinds=3)
+    )
+    await counted("unknown_user", before)
+    assert r._events == [] and emit.events == []
     transport.close()
     await r.stop()
 
