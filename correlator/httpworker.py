@@ -30,7 +30,7 @@ from aiohttp import web
 from prometheus_client.registry import REGISTRY
 
 from correlator import deadletter, door, logs
-from correlator.api.app import json_errors
+from correlator.api.app import PASSED_ON, json_errors
 from correlator.api.connections import ConnectionLimits, LimitedRunner
 from correlator.errors import ShuttingDown
 from correlator.event import Event
@@ -132,6 +132,7 @@ class Forwarder:
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
         """Any route but ingest: the daemon answers it, through this worker."""
+        request[PASSED_ON] = True  # its 4xx is the daemon's to count, not this worker's too
         body = await request.read()
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP | _DECODED]
         try:

@@ -97,7 +97,9 @@ class SlowPath:
         self._communities = {c.encode() for c in communities}
         self._user_names = {OctetString(u.name).asOctets(): u.name for u in users}  # as pysnmp stores them
         for i, community in enumerate(communities):
-            config.add_v1_system(self.engine, f"c{i}", community)
+            # As UTF-8 bytes, as the fast path and the header screen read it: given as text,
+            # pysnmp would store it as ISO-8859-1 and refuse a non-ASCII community they accept.
+            config.add_v1_system(self.engine, f"c{i}", community.encode())
         # USM accepts any level up to what a user's keys allow (a keyless noAuthNoPriv message under a
         # SHA+AES user's name passes), so the minimum is checked here, before delivery.
         self._min_level = {u.name: SECURITY_LEVELS.index(u.min_security_level) + 1 for u in users}

@@ -155,9 +155,15 @@ def _refused(request: web.Request, status: int, doc: dict[str, object]) -> web.R
     return dumps_response(status, doc)
 
 
+# Set on a request an HTTP worker passes through: the daemon answers, and counts, its refusal.
+PASSED_ON = "correlator.passed_on"
+
+
 def _count_refused(request: web.Request, status: int) -> None:
     """Counted by the route's pattern (`/api/v1/incidents/{id}`, not the path: a bounded set of
     labels), or `unmatched` for a path no route serves."""
+    if request.get(PASSED_ON):
+        return
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
     REFUSED.labels(route, str(status)).inc()

@@ -24,6 +24,7 @@ from correlator.queue import QueueItem, take_batch
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)  # a failing journal is retried every retry_after
+RETRY_FLOOR = 0.1  # seconds between the writer's own retries at least, whatever retry_after says
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -115,8 +116,8 @@ class JournalQueue:
             if retry:
                 # Nobody may come to wake the writer: a load balancer stops sending on /readyz's
                 # 503, and the runner has acked everything. Its own retry clears the failure.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._retry_after)
+                with contextlib.suppress(TimeoutError):  # a floor: retry_after may be 0
+                    await asyncio.wait_for(self._wake.wait(), max(self._retry_after, RETRY_FLOOR))
             else:
                 await self._wake.wait()
             self._wake.clear()

@@ -303,3 +303,27 @@ def test_a_gzip_body_and_a_scrape_without_accept_encoding_pass_through_a_worker(
     assert resp.getheader("Content-Encoding") == "gzip"
     assert b"correlator_http_workers_connected 1.0" in gzip.decompress(packed)
     conn.close()
+
+
+def test_a_refusal_passed_through_a_worker_is_counted_once_by_the_daemon(make_daemon):
+    d = make_daemon(http={"workers": 1, "tokens": TOKENS})
+    connected(d, 1)
+    assert d.request("GET", "/api/v1/incidents/INC-999999", headers=BEARER)[0] == 404
+    status, _, _ = d.request(
+        "POST", "/api/v1/incidents", b'{"title": 5}', {**BEARER, "Content-Type": "application/json"}
+    )
+    assert status == 400
+    name = "correlator_http_refused_total"
+    # The worker sends its counters every second: long enough for a worker's count to show up too.
+    d.wait_for(
+        lambda: d.metric(name, {"route": "/api/v1/incidents", "status": "400"}) == 1, what="the 400 counted"
+    )
+    assert d.metric(name, {"route": "/api/v1/incidents/{id}", "status": "404"}) == 1
+    # Ingest refused by the worker itself: once the daemon shows it, the worker has sent every
+    # counter it had after the two refusals above (it sends them all at once).
+    assert d.request("POST", "/api/v1/events", b"{", NDJSON)[0] == 400
+    d.wait_for(
+        lambda: b"correlator_events_rejected_total{" in d.request("GET", "/metrics")[2], what="a round"
+    )
+    _, _, body = d.request("GET", "/metrics")
+    assert b'route="/{tail}"' not in body, [line for line in body.splitlines() if b"refused_total{" in line]

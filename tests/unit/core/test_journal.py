@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from correlator.errors import QueueFull, ShuttingDown, StorageUnavailable
+from correlator.queue import journal
 from correlator.queue.journal import JournalQueue
 from tests.support.threads import no_thread_left
 
@@ -185,6 +186,31 @@ async def test_the_journal_is_ready_again_by_itself_after_a_failed_put(tmp_path,
     await q.close()
     _, recovered = await open_queue(tmp_path)
     assert recovered == 0  # the writer's own commit left nothing behind
+
+
+async def test_the_writers_own_retries_are_paced_even_with_retry_after_0(tmp_path, open_queue):
+    """retry_after: 0 is a valid setting (clients retry at once); the writer's own retries of a
+    commit that keeps failing still wait a floor between them instead of spinning."""
+    q, _ = await open_queue(tmp_path, retry_after=0.0)
+    await q.put(b"[0]", 1)
+    fail_deletes(tmp_path / "journal.db")
+    begins = 0
+    execute = q._db.execute
+
+    def counting(sql, *args):
+        nonlocal begins
+        begins += sql == "BEGIN"
+        return execute(sql, *args)
+
+    q._db.execute = counting
+    try:
+        await q.ack((await q.get(max_events=10))[-1].seq)
+        await until(lambda: not q.healthy(), "the failed delete")
+        await asyncio.sleep(0.5)  # a window to count retries in, not a wait for an outcome
+        assert 1 <= begins <= 0.5 / journal.RETRY_FLOOR + 2, begins
+    finally:
+        stop_failing(tmp_path / "journal.db")
+    await until(q.healthy, "the journal to be ready again")
 
 
 async def test_close_is_bounded_while_acked_items_cannot_be_deleted(tmp_path, open_queue):

@@ -411,3 +411,35 @@ async def test_a_known_users_message_is_decoded_once(decoded):
     assert [d for d, recursive in decoded if recursive and d == data] == [data]
     transport.close()
     await r.stop()
+
+
+def _indefinite_trap(community: bytes) -> bytes:
+    """A v2c trap whose varbind list has an indefinite length: the fast decoder declines it, so it
+    takes the header screen and pysnmp's path."""
+    varbinds = tlv(0x30, tlv(0x06, ber.oid_bytes("1.3.6.1.2.1.1.3.0")) + tlv(0x43, b"\x05")) + tlv(
+        0x30,
+        tlv(0x06, ber.oid_bytes("1.3.6.1.6.3.1.1.4.1.0")) + tlv(0x06, ber.oid_bytes("1.3.6.1.6.3.1.1.5.3")),
+    )
+    pdu = tlv(ber.TRAP_V2, integer(7) + integer(0) + integer(0) + b"\x30\x80" + varbinds + b"\x00\x00")
+    return tlv(0x30, integer(1) + tlv(0x04, community) + pdu)
+
+
+async def test_a_non_ascii_community_is_read_as_utf8_on_both_paths():
+    """The fast decoder, the header screen and pysnmp agree: the configured text's UTF-8 bytes."""
+    emit = GatedEmit()
+    emit.gate.set()
+    r = await started(emit, communities=["café"])
+    transport, _ = await client(r.address[1])
+    try:
+        for data in (v2c_message("café".encode(), ber.TRAP_V2), _indefinite_trap("café".encode())):
+            n = len(emit.events)
+            transport.sendto(data)
+            async with asyncio.timeout(5):
+                while len(emit.events) == n:
+                    await asyncio.sleep(0.001)
+        before = DROPPED.labels("bad_community")._value.get()
+        transport.sendto(_indefinite_trap("café".encode("latin-1")))  # other bytes: another community
+        await counted("bad_community", before)
+    finally:
+        transport.close()
+        await r.stop()
