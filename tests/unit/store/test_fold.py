@@ -4,24 +4,22 @@ of schema 1 migrate."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 
 import aiosqlite
 import orjson
 import pytest
 
-from correlator.clock import Clock
 from correlator.event import Event, dumps_events
 from correlator.pipeline import Pipeline
 from correlator.queue.journal import JournalQueue
 from correlator.rules.reload import RulesHolder
 from correlator.rules.stage import FilterStage
-from correlator.runner import PipelineRunner
 from correlator.store import EventQuery
 from correlator.store.postgres import PgEventStore
 from correlator.store.sqlite import MIGRATIONS, SqliteEventStore, migrate
 from tests.support.postgres import pg_dsn, reset_pg
+from tests.unit.store.test_dead_letters import drain
 
 __all__ = ["pg_dsn"]
 
@@ -281,18 +279,6 @@ def fresh_level1(rules_dir) -> Pipeline:
     return Pipeline([FilterStage(holder)])
 
 
-async def drain(q: JournalQueue, store, pipeline: Pipeline) -> None:
-    runner = PipelineRunner(q, pipeline, store, Clock(100.0), batch_events=100)
-    task = asyncio.create_task(runner.run())
-    try:
-        async with asyncio.timeout(20):
-            while q.depth():
-                await asyncio.sleep(0.01)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
 async def test_a_batch_whose_repeats_were_folded_changes_nothing_when_delivered_again(store, tmp_path):
     """A crash after the store committed a batch and its folds but before the journal forgot it:
     the journal delivers it again to a daemon whose de-duplication windows start empty. Its repeats
@@ -316,7 +302,7 @@ async def test_a_batch_whose_repeats_were_folded_changes_nothing_when_delivered_
     try:
         for events in (earlier, batch):
             await q.put(dumps_events(events), len(events), events)
-            await drain(q, store, pipeline)
+            await drain(q, store, pipeline=pipeline)
     finally:
         await q.close()
     counts = {e.id: e.count for e in (await store.query(EventQuery())).events}
@@ -325,7 +311,7 @@ async def test_a_batch_whose_repeats_were_folded_changes_nothing_when_delivered_
     again = JournalQueue(tmp_path / "crashed.db", max_events=100, retry_after=1.0, fsync=False)
     assert await again.open() == len(batch)  # the next start: read back, delivered again
     try:
-        await drain(again, store, fresh_level1(tmp_path / "rules"))
+        await drain(again, store, pipeline=fresh_level1(tmp_path / "rules"))
     finally:
         await again.close()
     assert {e.id: e.count for e in (await store.query(EventQuery())).events} == counts
